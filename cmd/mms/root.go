@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+)
+
+// version is the mms version; release builds set it with
+// -ldflags "-X main.version=…".
+var version = "dev"
+
+// app carries what every command needs: the standard streams and a logger.
+// Intended output goes to stdout, diagnostics to stderr.
+type app struct {
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	log    *slog.Logger
+}
+
+// exitError carries a specific exit code out of a command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// run executes mms with args and returns the process exit code. It holds no
+// global state, so tests call it directly with buffers.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{
+		stdin:  stdin,
+		stdout: stdout,
+		stderr: stderr,
+		log:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
+	}
+	root := a.rootCmd()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "mms: %v\n", err)
+	if ee, ok := errors.AsType[*exitError](err); ok {
+		return ee.code
+	}
+	return 1
+}
+
+func (a *app) rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "mms",
+		Short: "Signed desired state for fleets of servers, on NATS JetStream",
+		Long: `mms keeps a fleet of nodes in a signed desired state.
+
+An operator lists "managed machines" (autonomous agents shipped as tar.gz
+archives) in machines.json, signs the list with 'mms pack' and stores it in a
+NATS Key-Value bucket with 'mms put'. Every node runs 'mms agent', which
+watches that key, verifies the signature, installs the machines meant for it
+and runs them.
+
+  mms keys --out ops            # ops.key (secret) and ops.pub
+  mms pack machines.json --key-file ops.key | mms put
+  mms agent --public-key "$(cat ops.pub)"`,
+		Version:       version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.CompletionOptions.HiddenDefaultCmd = true
+	for _, c := range a.commands() {
+		root.AddCommand(c)
+	}
+	return root
+}
+
+// commands lists every subcommand; each lives in its own file.
+func (a *app) commands() []*cobra.Command {
+	return []*cobra.Command{}
+}

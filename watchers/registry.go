@@ -1,0 +1,116 @@
+package watchers
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"sync"
+)
+
+// Info describes a watcher type to the registry.
+type Info struct {
+	// Type is the name used in machine.yaml and in the CloudEvent type
+	// io.choria.machine.watcher.<Type>.<Version>.state. It must match
+	// ^[a-z][a-z0-9_]*$ and be unique.
+	Type string
+	// Version is the event protocol version, "v1" for every built-in type.
+	Version string
+	// New returns a pointer to a zero config value. It must have no side
+	// effects.
+	New func() Watcher
+	// DefaultInterval is used when machine.yaml gives no interval; zero means
+	// the watcher runs only on state changes, stream triggers and
+	// Result.After.
+	DefaultInterval Duration
+	// MinInterval, when set, is the smallest interval machine.yaml may give.
+	MinInterval Duration
+}
+
+// EventType returns the CloudEvent type of this watcher's state events.
+func (i Info) EventType() string {
+	return "io.choria.machine.watcher." + i.Type + "." + i.Version + ".state"
+}
+
+var typePattern = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+// registry is the process-wide set of watcher types. Like database/sql's
+// drivers, it is filled from init functions and read afterwards; this is the
+// one piece of package-level state in the package.
+var registry = struct {
+	sync.RWMutex
+	types map[string]Info
+}{types: map[string]Info{}}
+
+// Register makes a watcher type available. It is meant to be called from
+// init; it panics if the type name is invalid, New is nil, or the type is
+// already registered.
+func Register(i Info) {
+	if !typePattern.MatchString(i.Type) {
+		panic(fmt.Sprintf("watchers: invalid watcher type %q: must match %s", i.Type, typePattern))
+	}
+	if i.New == nil {
+		panic(fmt.Sprintf("watchers: watcher type %q registered with a nil New", i.Type))
+	}
+	if i.Version == "" {
+		i.Version = "v1"
+	}
+	registry.Lock()
+	defer registry.Unlock()
+	if _, dup := registry.types[i.Type]; dup {
+		panic(fmt.Sprintf("watchers: watcher type %q registered twice", i.Type))
+	}
+	registry.types[i.Type] = i
+}
+
+// Lookup returns the registered type named typ.
+func Lookup(typ string) (Info, bool) {
+	registry.RLock()
+	defer registry.RUnlock()
+	i, ok := registry.types[typ]
+	return i, ok
+}
+
+// Types returns every registered type, sorted by name.
+func Types() []Info {
+	registry.RLock()
+	defer registry.RUnlock()
+	out := make([]Info, 0, len(registry.types))
+	for _, k := range slices.Sorted(maps.Keys(registry.types)) {
+		out = append(out, registry.types[k])
+	}
+	return out
+}
+
+// ErrUnknownType is returned by [Build] for a type nobody registered.
+var ErrUnknownType = errors.New("unknown watcher type")
+
+// Build creates a watcher of type typ from its JSON properties: New, strict
+// decoding (unknown fields are errors), then Validate. It does not provision.
+// Empty or null properties decode as an empty object.
+func Build(typ string, properties json.RawMessage) (Watcher, error) {
+	info, ok := Lookup(typ)
+	if !ok {
+		return nil, fmt.Errorf("%w %q", ErrUnknownType, typ)
+	}
+	w := info.New()
+	if len(bytes.TrimSpace(properties)) > 0 && !bytes.Equal(bytes.TrimSpace(properties), []byte("null")) {
+		dec := json.NewDecoder(bytes.NewReader(properties))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(w); err != nil {
+			return nil, fmt.Errorf("properties: %w", err)
+		}
+		if dec.More() {
+			return nil, errors.New("properties: trailing data after the object")
+		}
+	}
+	if v, ok := w.(Validator); ok {
+		if err := v.Validate(); err != nil {
+			return nil, fmt.Errorf("properties: %w", err)
+		}
+	}
+	return w, nil
+}

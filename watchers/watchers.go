@@ -1,0 +1,159 @@
+// Package watchers is the contract between the agent's Runner and the watcher
+// types, plus the registry that maps a type name ("exec", "kv", …) to a
+// constructor.
+//
+// A watcher does one unit of work per [Watcher.Check] call. It never owns a
+// loop, a ticker or a goroutine of its own: the agent's Runner decides when to
+// check (interval, state changes, stream triggers, [Result.After]), enforces
+// the per-check timeout, recovers panics, backs off on errors, fires the
+// success or fail transition and publishes the state event.
+//
+// The lifecycle of a watcher, in order:
+//
+//  1. [Info.New] returns a pointer to a zero config value. It has no side effects.
+//  2. The watcher's properties are decoded into it as JSON with unknown fields
+//     rejected (machine.yaml properties are converted from YAML first).
+//  3. [Validator.Validate], if implemented, checks the decoded config. It is
+//     pure and fast, so `mms machine validate` can run it without a node.
+//  4. [Provisioner.Provision], if implemented, receives the [Deps]. It may
+//     fail; it must not start goroutines.
+//  5. The Runner calls Check (and [Streamer.Stream] in a goroutine it owns)
+//     until the machine stops.
+//  6. [Closer.Close], if implemented, runs once, even after a failed Provision.
+//
+// Each type lives in its own package and registers itself in init:
+//
+//	func init() {
+//		watchers.Register(watchers.Info{Type: "file", Version: "v1", New: func() watchers.Watcher { return new(Watcher) }})
+//	}
+package watchers
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Watcher observes or enforces one thing, once per call.
+//
+// Check must honour ctx (the Runner applies a timeout) and must not start
+// goroutines or tickers. The Runner never calls Check concurrently with
+// itself; state shared with a [Streamer] goroutine needs a lock.
+//
+// A non-nil error means the watcher could not do its job (a command that does
+// not exist, a timeout, an unreachable server): the Runner fires the fail
+// transition, publishes a state event carrying the error and backs off before
+// the next periodic check. A check that ran and found a bad condition is not
+// an error: return [Failure].
+type Watcher interface {
+	Check(ctx context.Context) (Result, error)
+}
+
+// Outcome says what a check found and so what the Runner does with it.
+type Outcome int
+
+const (
+	// Unchanged: nothing new. No transition, no event.
+	Unchanged Outcome = iota
+	// Report: publish a state event but fire no transition.
+	Report
+	// Success: fire the success transition (if any) and publish a state event.
+	Success
+	// Failure: fire the fail transition (if any) and publish a state event.
+	Failure
+)
+
+var outcomeNames = [...]string{"unchanged", "report", "success", "failure"}
+
+// String returns the lowercase name of o.
+func (o Outcome) String() string {
+	if o < 0 || int(o) >= len(outcomeNames) {
+		return fmt.Sprintf("outcome(%d)", int(o))
+	}
+	return outcomeNames[o]
+}
+
+// Result is what one check found.
+type Result struct {
+	// Outcome selects the transition and whether an event is published.
+	Outcome Outcome
+	// State holds the type-specific fields of the state event (for example
+	// the exec watcher's command and previous_outcome). It must marshal to a
+	// JSON object. The Runner keeps the last State for announces, so it
+	// must be a value, not a pointer into the watcher's mutable state.
+	State any
+	// After, when positive, schedules the next check after this long
+	// instead of after the watcher's interval (a timer's expiry, the next
+	// edge of a schedule).
+	After time.Duration
+}
+
+// Validator is implemented by watchers whose config needs checking beyond
+// strict decoding. Validate must be pure: no I/O, no clock, no network.
+type Validator interface {
+	Validate() error
+}
+
+// Provisioner is implemented by watchers that need the machine's
+// dependencies. Provision must not start goroutines.
+type Provisioner interface {
+	Provision(d Deps) error
+}
+
+// Streamer is implemented by event-driven watchers (a KV watch, fsnotify).
+// The Runner runs Stream in a goroutine it owns while the machine runs.
+// Stream blocks until ctx is done and calls trigger to request a check; it
+// returns nil when ctx is done, or an error after which the Runner restarts
+// it with backoff.
+type Streamer interface {
+	Stream(ctx context.Context, trigger func()) error
+}
+
+// StateObserver is implemented by watchers that react to the machine's state
+// itself rather than to the world, such as a timer that starts when its
+// state is entered. The Runner calls StateChanged after every transition of
+// the machine, with active reporting whether the new state is one the
+// watcher runs in. It is never called concurrently with Check.
+type StateObserver interface {
+	StateChanged(active bool)
+}
+
+// Closer is implemented by watchers that hold resources. Close is called
+// once when the machine stops, even if Provision failed.
+type Closer interface {
+	Close() error
+}
+
+// Deps are what a watcher may use of its machine and its node. Fields a
+// watcher does not need it ignores; tests fill only what they exercise.
+type Deps struct {
+	// Machine is the name of the machine the watcher belongs to.
+	Machine string
+	// Watcher is the watcher's own name in machine.yaml.
+	Watcher string
+	// Dir is the machine's directory (where machine.yaml and its scripts
+	// live). Relative paths in properties resolve against it.
+	Dir string
+	// Identity is the node identity.
+	Identity string
+	// Log is already scoped with the machine and watcher names.
+	Log *slog.Logger
+	// Data is the machine's persistent data store.
+	Data DataStore
+	// Facts returns the node's facts (the facts file merged with built-ins).
+	Facts func() map[string]any
+}
+
+// DataStore is a machine's persistent key/value data. Writes are persisted
+// atomically before they return. It is safe for concurrent use.
+type DataStore interface {
+	// Get returns the value stored under key.
+	Get(key string) (any, bool)
+	// Put stores value (anything JSON-encodable) under key.
+	Put(key string, value any) error
+	// Delete removes key; deleting a missing key is not an error.
+	Delete(key string) error
+	// All returns a copy of every key and value.
+	All() map[string]any
+}
