@@ -28,6 +28,9 @@ type Info struct {
 	DefaultInterval Duration
 	// MinInterval, when set, is the smallest interval machine.yaml may give.
 	MinInterval Duration
+	// Timeout is the Runner's deadline for one Check; zero means one minute.
+	// Watchers that download or run long commands raise it.
+	Timeout Duration
 }
 
 // EventType returns the CloudEvent type of this watcher's state events.

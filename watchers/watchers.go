@@ -33,6 +33,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // Watcher observes or enforces one thing, once per call.
@@ -143,6 +145,25 @@ type Deps struct {
 	Data DataStore
 	// Facts returns the node's facts (the facts file merged with built-ins).
 	Facts func() map[string]any
+	// Conn is the node's NATS connection, nil when the machine runs without
+	// one (for example under `mms machine run`).
+	Conn *nats.Conn
+	// Host lets a watcher load and unload machines on this node (the
+	// machines and archive watchers install machines). Nil when not hosted.
+	Host Host
+}
+
+// Host is the part of the agent's machine host a watcher may drive.
+type Host interface {
+	// MachinesDir is the directory the host loads machines from.
+	MachinesDir() string
+	// LoadMachine loads, or reloads, the machine in MachinesDir()/name now
+	// and starts it. It returns the load or validation error, in which case
+	// any previously running version of the machine keeps running.
+	LoadMachine(ctx context.Context, name string) error
+	// UnloadMachine stops the machine and waits for its watchers to exit.
+	// Unloading a machine that is not running is not an error.
+	UnloadMachine(ctx context.Context, name string) error
 }
 
 // DataStore is a machine's persistent key/value data. Writes are persisted
