@@ -1,0 +1,212 @@
+package packer
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
+
+	"github.com/mms-io/mms/spec"
+)
+
+// v2Machine is a machine entry as the v2 payload carries it. It has no
+// username or password: v2 names a node-local credential in auth, so secrets
+// never travel in the spec and "password" is an unknown field.
+type v2Machine struct {
+	Name           string `json:"name"`
+	Source         string `json:"source"`
+	Checksum       string `json:"checksum"`
+	VerifyChecksum string `json:"verify_checksum"`
+	Match          string `json:"match,omitempty"`
+	Governor       string `json:"governor,omitempty"`
+	Size           int64  `json:"size,omitempty"`
+	Auth           string `json:"auth,omitempty"`
+}
+
+// v2PayloadOut is the v2 payload as Seal writes it.
+type v2PayloadOut struct {
+	Serial   uint64      `json:"serial"`
+	IssuedAt time.Time   `json:"issued_at"`
+	Expires  time.Time   `json:"expires,omitzero"`
+	Machines []v2Machine `json:"machines"`
+}
+
+// v2PayloadIn is the v2 payload as Open reads it; pointers tell a missing
+// field from a zero one.
+type v2PayloadIn struct {
+	Serial   *uint64         `json:"serial"`
+	IssuedAt *time.Time      `json:"issued_at"`
+	Expires  *time.Time      `json:"expires"`
+	Machines json.RawMessage `json:"machines"`
+}
+
+// keyIDLen is the length of a KeyID in hex characters.
+const keyIDLen = 16
+
+// decodeV2Envelope strictly decodes a DSSE envelope of PayloadType. The
+// signatures cover DSSE's PAE of the type and the decoded payload bytes.
+func decodeV2Envelope(data []byte) (*sealedSpec, error) {
+	var env dsse.Envelope
+	if err := unmarshalEnvelopeStrict(data, &env); err != nil {
+		return nil, malformed("decoding v2 envelope: %v", err)
+	}
+	if env.PayloadType != PayloadType {
+		return nil, malformed("v2 envelope: payloadType is %q, want %q", truncateForMessage(env.PayloadType), PayloadType)
+	}
+	payload, err := base64.StdEncoding.DecodeString(env.Payload)
+	if err != nil {
+		return nil, malformed("v2 envelope: payload is not valid standard base64")
+	}
+	if len(payload) == 0 {
+		return nil, malformed("v2 envelope: payload is empty")
+	}
+	if len(env.Signatures) > maxSignatures {
+		return nil, malformed("v2 envelope: %d signatures, at most %d allowed", len(env.Signatures), maxSignatures)
+	}
+	sealed := &sealedSpec{
+		format:  FormatV2,
+		payload: payload,
+		message: dsse.PAE(PayloadType, payload),
+	}
+	for i, s := range env.Signatures {
+		if !isKeyID(s.KeyID) {
+			return nil, malformed("v2 envelope: signatures[%d]: keyid is not %d lowercase hex characters", i, keyIDLen)
+		}
+		sig, err := base64.StdEncoding.DecodeString(s.Sig)
+		if err != nil {
+			return nil, malformed("v2 envelope: signatures[%d]: sig is not valid standard base64", i)
+		}
+		sealed.sigs = append(sealed.sigs, envelopeSig{keyID: s.KeyID, sig: sig})
+	}
+	return sealed, nil
+}
+
+// isKeyID reports whether s has the form of a KeyID.
+func isKeyID(s string) bool {
+	if len(s) != keyIDLen {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// truncateForMessage shortens an untrusted string quoted in an error message.
+func truncateForMessage(s string) string {
+	const limit = 64
+	if len(s) <= limit {
+		return s
+	}
+	return s[:limit] + "…"
+}
+
+// decodeV2Payload strictly decodes a v2 payload: no unknown fields (so no
+// username or password), serial at least 1, issued_at and machines present.
+// It does not validate the entries: that is spec.Validate's job.
+func decodeV2Payload(payload []byte) (*spec.Spec, error) {
+	var in v2PayloadIn
+	if err := unmarshalEnvelopeStrict(payload, &in); err != nil {
+		return nil, err
+	}
+	switch {
+	case in.Serial == nil:
+		return nil, errors.New("serial is missing")
+	case *in.Serial == 0:
+		return nil, errors.New("serial is 0, want at least 1")
+	case in.IssuedAt == nil || in.IssuedAt.IsZero():
+		return nil, errors.New("issued_at is missing")
+	case in.Machines == nil:
+		return nil, errors.New("machines is missing")
+	}
+	items, err := decodeJSONArray(in.Machines)
+	if err != nil {
+		return nil, err
+	}
+	s := &spec.Spec{
+		Serial:   *in.Serial,
+		IssuedAt: *in.IssuedAt,
+		Machines: make([]spec.Machine, 0, len(items)),
+	}
+	if in.Expires != nil {
+		s.Expires = *in.Expires
+	}
+	for i, item := range items {
+		var m v2Machine
+		if err := unmarshalEnvelopeStrict(item, &m); err != nil {
+			return nil, fmt.Errorf("machines[%d]: %w", i, err)
+		}
+		s.Machines = append(s.Machines, spec.Machine{
+			Name:           m.Name,
+			Source:         m.Source,
+			Checksum:       m.Checksum,
+			VerifyChecksum: m.VerifyChecksum,
+			Match:          m.Match,
+			Governor:       m.Governor,
+			Size:           m.Size,
+			Auth:           m.Auth,
+		})
+	}
+	return s, nil
+}
+
+// sealV2 writes a DSSE envelope whose payload is the compact JSON of s,
+// signed by every key over PAE(PayloadType, payload).
+func sealV2(s *spec.Spec, keys []ed25519.PrivateKey) ([]byte, error) {
+	if s.Serial == 0 {
+		return nil, errors.New("sealing v2 spec: serial is 0, want at least 1")
+	}
+	if s.IssuedAt.IsZero() {
+		return nil, errors.New("sealing v2 spec: issued_at is not set")
+	}
+	out := v2PayloadOut{
+		Serial:   s.Serial,
+		IssuedAt: s.IssuedAt.UTC(),
+		Machines: make([]v2Machine, 0, len(s.Machines)),
+	}
+	if !s.Expires.IsZero() {
+		out.Expires = s.Expires.UTC()
+	}
+	for i, m := range s.Machines {
+		if m.Username != "" || m.Password != "" {
+			return nil, fmt.Errorf("sealing v2 spec: machines[%d] (%q): username and password are v1 only, name a node-local credential in auth", i, m.Name)
+		}
+		out.Machines = append(out.Machines, v2Machine{
+			Name:           m.Name,
+			Source:         m.Source,
+			Checksum:       m.Checksum,
+			VerifyChecksum: m.VerifyChecksum,
+			Match:          m.Match,
+			Governor:       m.Governor,
+			Size:           m.Size,
+			Auth:           m.Auth,
+		})
+	}
+	payload, err := marshalSpecJSON(out)
+	if err != nil {
+		return nil, fmt.Errorf("sealing v2 spec: encoding payload: %w", err)
+	}
+	env := dsse.Envelope{
+		PayloadType: PayloadType,
+		Payload:     base64.StdEncoding.EncodeToString(payload),
+		Signatures:  make([]dsse.Signature, 0, len(keys)),
+	}
+	message := dsse.PAE(PayloadType, payload)
+	for _, k := range keys {
+		env.Signatures = append(env.Signatures, dsse.Signature{
+			KeyID: KeyID(k.Public().(ed25519.PublicKey)),
+			Sig:   base64.StdEncoding.EncodeToString(ed25519.Sign(k, message)),
+		})
+	}
+	enc, err := json.Marshal(env)
+	if err != nil {
+		return nil, fmt.Errorf("sealing v2 spec: encoding envelope: %w", err)
+	}
+	return enc, nil
+}
