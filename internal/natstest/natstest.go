@@ -1,6 +1,7 @@
 // Package natstest starts real, embedded NATS servers for tests: a JetStream
-// server on a random loopback port with its store in t.TempDir, shut down when
-// the test ends. It never mocks NATS.
+// server on a random loopback port with its store in t.TempDir, or a
+// JetStream cluster of several (RunCluster), shut down when the test ends. It
+// never mocks NATS.
 package natstest
 
 import (

@@ -1,0 +1,194 @@
+package natsbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mms-io/mms/internal/natstest"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// roundTrip checks that c can publish and receive on a subject.
+func roundTrip(t *testing.T, c *Client) {
+	t.Helper()
+	sub, err := c.Conn.SubscribeSync("natsbox.ping")
+	if err != nil {
+		t.Fatalf("SubscribeSync() = %v", err)
+	}
+	defer sub.Unsubscribe()
+	if err := c.Conn.Publish("natsbox.ping", []byte("hi")); err != nil {
+		t.Fatalf("Publish() = %v", err)
+	}
+	if _, err := sub.NextMsg(5 * time.Second); err != nil {
+		t.Fatalf("NextMsg() = %v", err)
+	}
+}
+
+func withUsers(users ...*server.User) func(*server.Options) {
+	return func(o *server.Options) { o.Users = users }
+}
+
+func TestConnectContextUserPassword(t *testing.T) {
+	s := startServer(t, ServerConfig{Configure: withUsers(&server.User{Username: "node1", Password: "s3cret"})})
+	writeContext(t, "fleet", map[string]any{
+		"description": "test fleet", "url": s.ClientURL(), "user": "node1", "password": "s3cret",
+		"color_scheme": "dark", "some_future_field": true,
+	})
+	c := connect(t, ConnectConfig{Context: "fleet", Name: "node1", FailFast: true})
+	roundTrip(t, c)
+	st := c.Status.Snapshot()
+	if !st.Connected || strings.Contains(st.URL, "s3cret") {
+		t.Errorf("Snapshot() = %+v, want connected with no password in the URL", st)
+	}
+
+	t.Run("wrong password", func(t *testing.T) {
+		writeContext(t, "fleet", map[string]any{"url": s.ClientURL(), "user": "node1", "password": "wrong"})
+		_, err := Connect(t.Context(), ConnectConfig{Context: "fleet", FailFast: true})
+		if err == nil || !strings.Contains(err.Error(), "Authorization Violation") {
+			t.Errorf("Connect(wrong password) = %v, want an Authorization Violation", err)
+		}
+	})
+	t.Run("flags override context", func(t *testing.T) {
+		dead, _ := deadURL(t)
+		writeContext(t, "fleet", map[string]any{"url": dead, "user": "node1", "password": "s3cret"})
+		c := connect(t, ConnectConfig{Context: "fleet", Servers: []string{s.ClientURL()}, FailFast: true})
+		roundTrip(t, c)
+	})
+}
+
+func TestConnectMissingContext(t *testing.T) {
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	want, err := ContextPath("nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Connect(t.Context(), ConnectConfig{Context: "nope"})
+	if !errors.Is(err, ErrContextNotFound) || !strings.Contains(err.Error(), want) {
+		t.Errorf("Connect(missing context) = %v, want ErrContextNotFound naming %s", err, want)
+	}
+}
+
+func TestReconnectAfterServerRestart(t *testing.T) {
+	dir := t.TempDir()
+	ctx1, stop1 := context.WithCancel(t.Context())
+	s1, err := StartServer(ctx1, ServerConfig{Port: -1, StoreDir: dir})
+	if err != nil {
+		t.Fatalf("StartServer() = %v", err)
+	}
+	t.Cleanup(s1.WaitForShutdown)
+	url, p := s1.ClientURL(), port(s1) // loopback TCP: in-process connections do not reconnect
+
+	var logs logBuffer
+	c := connect(t, ConnectConfig{Servers: []string{url}, FailFast: true, Log: logs.logger(slog.LevelInfo)})
+	js, err := c.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "MACHINES"})
+	if err != nil {
+		t.Fatalf("CreateKeyValue() = %v", err)
+	}
+	if _, err := kv.Put(t.Context(), "spec", []byte("v1")); err != nil {
+		t.Fatalf("Put() = %v", err)
+	}
+	// The hook sees the reconnect count at the time it runs.
+	var hookSaw atomic.Int64
+	hookSaw.Store(-1)
+	c.Status.OnReconnect(func() { hookSaw.Store(int64(c.Status.Snapshot().Reconnects)) })
+	var removed atomic.Bool
+	remove := c.Status.OnReconnect(func() { removed.Store(true) })
+	remove()
+
+	stop1()
+	s1.WaitForShutdown()
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if c.Status.Snapshot().Connected {
+			return errors.New("still connected")
+		}
+		return nil
+	})
+	startServer(t, ServerConfig{Port: p, StoreDir: dir})
+
+	natstest.Eventually(t, 20*time.Second, func() error {
+		if got := hookSaw.Load(); got != 1 {
+			return fmt.Errorf("reconnect hook saw Reconnects = %d, want 1", got)
+		}
+		return nil
+	})
+	if removed.Load() {
+		t.Errorf("removed hook ran")
+	}
+	natstest.Eventually(t, 10*time.Second, func() error {
+		e, err := kv.Get(t.Context(), "spec")
+		if err != nil {
+			return err
+		}
+		if string(e.Value()) != "v1" {
+			return fmt.Errorf("Get(spec) = %q, want v1", e.Value())
+		}
+		return nil
+	})
+	st := c.Status.Snapshot()
+	if !st.Connected || st.Reconnects != 1 || st.Disconnects != 1 || st.DisconnectedAt.IsZero() {
+		t.Errorf("Snapshot() = %+v, want connected after 1 disconnect and 1 reconnect", st)
+	}
+	for _, want := range []string{"nats disconnected", "nats reconnected"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("client log = %q, want %q", logs.String(), want)
+		}
+	}
+}
+
+func TestRetryOnFailedConnect(t *testing.T) {
+	url, p := deadURL(t)
+	c := connect(t, ConnectConfig{Servers: []string{url}})
+	if st := c.Status.Snapshot(); st.Connected {
+		t.Fatalf("Snapshot().Connected = true before any server runs")
+	}
+	var hookRan atomic.Bool
+	c.Status.OnReconnect(func() { hookRan.Store(true) })
+
+	startServer(t, ServerConfig{Port: p})
+
+	natstest.Eventually(t, 20*time.Second, func() error {
+		if !c.Status.Snapshot().Connected {
+			return errors.New("not connected yet")
+		}
+		if !hookRan.Load() {
+			return errors.New("hook has not run for the first connection")
+		}
+		return nil
+	})
+	roundTrip(t, c)
+	if st := c.Status.Snapshot(); st.Reconnects != 0 {
+		t.Errorf("Snapshot().Reconnects = %d after a delayed first connect, want 0", st.Reconnects)
+	}
+}
+
+func TestFailFastNoServer(t *testing.T) {
+	url, _ := deadURL(t)
+	_, err := Connect(t.Context(), ConnectConfig{Servers: []string{url}, FailFast: true})
+	if !errors.Is(err, nats.ErrNoServers) || !strings.Contains(err.Error(), url) {
+		t.Errorf("Connect(FailFast, no server) = %v, want nats.ErrNoServers naming %s", err, url)
+	}
+}
+
+// deadURL returns a loopback URL, and its port, on which nothing listens (yet).
+func deadURL(t *testing.T) (string, int) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return "nats://" + l.Addr().String(), l.Addr().(*net.TCPAddr).Port
+}
