@@ -56,9 +56,11 @@ func (m *Machine) field(key string) (any, format) {
 // DecodeV2 decodes the payload of a v2 envelope,
 // {"serial":N,"issued_at":"RFC3339","expires":"RFC3339","machines":[…]},
 // strictly: unknown or repeated fields anywhere, values of the wrong type
-// and a missing machines list are errors (v2 entries have no username or
-// password, so those are unknown fields). It reports every problem at once
-// and does not validate meaning: call [Spec.Validate] next.
+// and a missing machines list are errors. Entries may carry name, source,
+// checksum, verify_checksum, verify, match, governor, size and auth;
+// username and password are v1-only, so here they are unknown fields. It
+// reports every problem at once and does not validate meaning: call
+// [Spec.Validate] next. json.Marshal of a [Spec] produces what it decodes.
 //
 // Call it only on bytes whose signature has been verified.
 func DecodeV2(payload []byte) (*Spec, error) {
