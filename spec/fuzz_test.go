@@ -1,0 +1,176 @@
+package spec
+
+import (
+	"encoding/json"
+	"errors"
+	"regexp"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// FuzzParseMachines checks that ParseMachines never panics, that its errors
+// are ErrInvalid, and that what it accepts survives a JSON round trip.
+func FuzzParseMachines(f *testing.F) {
+	for _, tt := range parseMachinesCases() {
+		f.Add([]byte(tt.in))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ms, err := ParseMachines(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("ParseMachines() err = %v, want an ErrInvalid", err)
+			}
+			return
+		}
+		if ms == nil {
+			t.Fatal("ParseMachines() = nil, nil")
+		}
+		_ = ValidateMachines(ms, ValidateOptions{Legacy: true, AllowHTTP: true})
+		out, err := json.Marshal(ms)
+		if err != nil {
+			t.Fatalf("json.Marshal(%+v) err = %v", ms, err)
+		}
+		again, err := ParseMachines(out)
+		if err != nil {
+			t.Fatalf("ParseMachines(%s) err = %v after a round trip", out, err)
+		}
+		if diff := cmp.Diff(ms, again); diff != "" {
+			t.Fatalf("round trip mismatch (-first +again):\n%s", diff)
+		}
+	})
+}
+
+// FuzzDecodeV2 checks that DecodeV2 never panics, that its errors are
+// ErrInvalid, and that what it accepts survives a round trip.
+func FuzzDecodeV2(f *testing.F) {
+	for _, tt := range decodeV2Cases() {
+		f.Add([]byte(tt.in))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := DecodeV2(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("DecodeV2() err = %v, want an ErrInvalid", err)
+			}
+			return
+		}
+		_ = s.Validate(ValidateOptions{})
+		out, err := json.Marshal(s)
+		if err != nil {
+			t.Fatalf("json.Marshal(%+v) err = %v", s, err)
+		}
+		again, err := DecodeV2(out)
+		if err != nil {
+			t.Fatalf("DecodeV2(%s) err = %v after a round trip", out, err)
+		}
+		if diff := cmp.Diff(s, again); diff != "" {
+			t.Fatalf("round trip mismatch (-first +again):\n%s", diff)
+		}
+	})
+}
+
+// FuzzDecodeV1 checks that DecodeV1 never panics and that its errors are
+// ErrInvalid.
+func FuzzDecodeV1(f *testing.F) {
+	for _, tt := range decodeV1Cases() {
+		f.Add([]byte(tt.in))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		ms, err := DecodeV1(data)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("DecodeV1() err = %v, want an ErrInvalid", err)
+			}
+			return
+		}
+		_ = ValidateMachines(ms, ValidateOptions{Legacy: true})
+	})
+}
+
+// FuzzValidate checks that validation never panics, that its errors are
+// ErrInvalid, and that an entry it accepts really has a good name, hashes
+// and matcher.
+func FuzzValidate(f *testing.F) {
+	for _, tt := range machineCases() {
+		m := goodMachine()
+		tt.edit(&m)
+		f.Add(m.Name, m.Source, m.Checksum, m.VerifyChecksum, m.Verify, m.Match, m.Governor, m.Size, m.Auth, m.Username, m.Password, tt.opts.Legacy, tt.opts.AllowHTTP)
+	}
+	name := regexp.MustCompile(NamePattern)
+	hash := regexp.MustCompile(`^[0-9a-f]{64}$`)
+	f.Fuzz(func(t *testing.T, n, src, sum, vsum, verify, match, gov string, size int64, auth, user, pass string, legacy, http bool) {
+		m := Machine{Name: n, Source: src, Checksum: sum, VerifyChecksum: vsum, Verify: verify, Match: match, Governor: gov, Size: size, Auth: auth, Username: user, Password: pass}
+		opts := ValidateOptions{Legacy: legacy, AllowHTTP: http}
+		err := m.Validate(opts)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Validate() err = %v, want an ErrInvalid", err)
+			}
+			return
+		}
+		if !name.MatchString(m.Name) || !hash.MatchString(m.Checksum) || !hash.MatchString(m.VerifyChecksum) || m.Size < 0 {
+			t.Fatalf("Validate(%+v) = nil for a bad name, hash or size", m)
+		}
+		if _, err := CompileMatcher(m.Match); err != nil {
+			t.Fatalf("Validate(%+v) = nil but CompileMatcher() err = %v", m, err)
+		}
+		if !legacy && (m.Username != "" || m.Password != "") {
+			t.Fatalf("Validate(%+v) = nil for v1 credentials in a v2 entry", m)
+		}
+		s := &Spec{Machines: []Machine{m, m}}
+		if err := s.Validate(ValidateOptions{Legacy: true, AllowHTTP: http}); err == nil {
+			t.Fatalf("Spec.Validate() = nil for a duplicate name %q", m.Name)
+		}
+	})
+}
+
+// FuzzCompileMatcher checks that compiling and running any expression never
+// panics, that compile errors are ErrInvalid, and that the length bound holds.
+func FuzzCompileMatcher(f *testing.F) {
+	for _, tt := range compileCases() {
+		f.Add(tt.src)
+	}
+	for _, src := range []string{"identity('^web') && has_command('facter')", "facts.os.family == 'debian'", "get_fact('disks.0.size') > 1",
+		"identity(facts.role)", "has_file('/etc/motd') || has_directory('/secret/forbidden')", "(facts.x ?? 1) > 0", "facts?.a?.b == nil"} {
+		f.Add(src)
+	}
+	env := testEnv()
+	f.Fuzz(func(t *testing.T, src string) {
+		m, err := CompileMatcher(src)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("CompileMatcher(%q) err = %v, want an ErrInvalid", src, err)
+			}
+			return
+		}
+		if len(src) > MaxMatcherLength {
+			t.Fatalf("CompileMatcher() accepted %d bytes, over the %d limit", len(src), MaxMatcherLength)
+		}
+		_, _ = m.Match(env)
+		_, _ = m.Match(nil)
+	})
+}
+
+// FuzzParseFacts checks that ParseFacts never panics and returns only
+// JSON-encodable values.
+func FuzzParseFacts(f *testing.F) {
+	for _, tt := range parseFactsCases() {
+		f.Add([]byte(tt.in))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		facts, err := ParseFacts(data)
+		if err != nil {
+			return
+		}
+		if facts == nil {
+			t.Fatal("ParseFacts() = nil, nil")
+		}
+		if _, err := json.Marshal(facts); err != nil {
+			var unsupported *json.UnsupportedValueError
+			if !errors.As(err, &unsupported) { // YAML .nan and .inf are valid facts but not JSON
+				t.Fatalf("json.Marshal(ParseFacts()) err = %v", err)
+			}
+		}
+	})
+}

@@ -1,0 +1,218 @@
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/vm"
+)
+
+// Bounds on matcher expressions, so hostile input compiles in bounded time
+// and memory.
+const (
+	// MaxMatcherLength is the longest expression CompileMatcher accepts, in bytes.
+	MaxMatcherLength = 4096
+	// MaxMatcherNodes is the largest syntax tree CompileMatcher accepts.
+	MaxMatcherNodes = 1024
+	// maxDynamicRegexps bounds the per-matcher cache of identity() patterns
+	// computed at run time; beyond it patterns are compiled on every call.
+	maxDynamicRegexps = 64
+	// castPrefix starts the message of expr's run-time cast of a
+	// non-boolean result (expr.AsBool on a value of unknown type).
+	castPrefix = "invalid operation: bool("
+)
+
+// Env is what a matcher sees of the node. The zero value is a node with no
+// identity, no facts and no files.
+type Env struct {
+	// Identity is the node identity identity() matches against.
+	Identity string
+	// Facts are the node facts, as [ParseFacts] returns them: nested
+	// map[string]any and []any values.
+	Facts map[string]any
+	// Path is the PATH list has_command() searches, separated by
+	// [filepath.ListSeparator].
+	Path string
+	// Stat reports on a file the way [os.Stat] does (following symlinks);
+	// the agent injects os.Stat. Nil means no file exists.
+	Stat func(name string) (fs.FileInfo, error)
+}
+
+// Matcher is a compiled match expression, safe for concurrent use: after
+// [CompileMatcher] its only mutable part is the run-time pattern cache,
+// guarded by a lock. A nil *Matcher, like an empty expression, matches every
+// node.
+//
+// Compile a spec's matchers once, when the spec is accepted (see
+// [CompileMatchers]), and keep them with it: Match only runs the compiled
+// program. identity() patterns written as string literals are compiled with
+// the expression; patterns computed at run time are cached in the Matcher
+// (never globally), up to a small bound.
+type Matcher struct {
+	src     string
+	program *vm.Program // nil: matches everything
+	// literals holds the identity() patterns known at compile time; it is
+	// never written after CompileMatcher returns.
+	literals map[string]*regexp.Regexp
+
+	mu      sync.Mutex
+	dynamic map[string]*regexp.Regexp // guarded by mu
+}
+
+// exprEnv is the environment expressions are compiled against and run in.
+// Only facts is visible to expressions; the probe functions receive the
+// whole value as their hidden first argument (see matchPatcher).
+type exprEnv struct {
+	Facts map[string]any `expr:"facts"`
+	env   *Env
+}
+
+// CompileMatcher compiles a match expression. The expression must be
+// boolean; it may use:
+//
+//   - identity(re): re (Go regexp syntax) matches [Env.Identity]. A literal
+//     pattern that does not compile is a compile error.
+//   - has_file(path), has_directory(path): path is a regular file or a
+//     directory ([Env.Stat] follows symlinks). A missing path, or any stat
+//     error other than permission denied, is false; permission denied is an
+//     error, because the node cannot tell.
+//   - has_command(name): an executable regular file called name is in one of
+//     the absolute directories of [Env.Path] (relative entries are skipped,
+//     like exec.LookPath does); a name containing "/" is checked directly.
+//   - get_fact(path): the fact at a dotted path ("os.family", "disks.0.size";
+//     numeric segments index lists), or nil if any segment is missing.
+//   - facts: the fact map, e.g. facts.os.family == "debian". Member access on
+//     facts is nil-safe: a missing key yields nil, and so does any member of
+//     nil (facts.a.b.c is nil when facts.a is missing). A missing fact is
+//     therefore false under ==, in, matches, startsWith, endsWith and
+//     contains, and true under != and == nil. Ordering (facts.cpus > 2),
+//     arithmetic, len() and ! or not on a missing fact are run-time errors;
+//     guard them with ??, e.g. (facts.cpus ?? 0) > 2. A list index out of
+//     range and a member of a non-map value (a string, a number) are run-time
+//     errors too; get_fact returns nil for both.
+//   - expr's built-in functions and operators.
+//
+// Unknown names, wrong argument types and results that cannot be boolean are
+// compile errors. A result of unknown type (a fact) must be true, false or
+// nil at run time; nil (a missing fact) is false. An empty (or all-space)
+// expression matches every node. Errors wrap [ErrInvalid] and give the
+// column of the problem.
+func CompileMatcher(src string) (*Matcher, error) {
+	m, err := compileMatcher(src)
+	if err != nil {
+		return nil, &FieldError{Field: "match", Err: err}
+	}
+	return m, nil
+}
+
+// CompileMatchers compiles the matcher of every entry of ms; the result is
+// index-aligned with ms. Problems are named like validation problems
+// (`machine[1] "web": match: …`), all of them at once; on any problem the
+// result is nil, so a broken matcher can never silently match.
+func CompileMatchers(ms []Machine) ([]*Matcher, error) {
+	out := make([]*Matcher, len(ms))
+	var errs []error
+	for i := range ms {
+		m, err := compileMatcher(ms[i].Match)
+		if err != nil {
+			errs = append(errs, &FieldError{Entry: entryName(i, ms[i].Name), Field: "match", Err: err})
+			continue
+		}
+		out[i] = m
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// compileMatcher compiles src; its errors carry no field name.
+func compileMatcher(src string) (*Matcher, error) {
+	m := &Matcher{src: src}
+	if strings.TrimSpace(src) == "" {
+		return m, nil
+	}
+	if len(src) > MaxMatcherLength {
+		return nil, fmt.Errorf("expression is %d bytes long; the limit is %d", len(src), MaxMatcherLength)
+	}
+	p := &matchPatcher{src: src}
+	probe := func(name string, fn func(m *Matcher, env *Env, arg string) (any, error)) expr.Option {
+		sig := any(new(func(any, string) (bool, error)))
+		if name == "get_fact" {
+			sig = new(func(any, string) any)
+		}
+		return expr.Function(name, func(params ...any) (any, error) {
+			e, ok := params[0].(*exprEnv)
+			if !ok || len(params) != 2 {
+				return nil, fmt.Errorf("%s: internal error: unexpected arguments", name)
+			}
+			arg, ok := params[1].(string)
+			if !ok {
+				return nil, fmt.Errorf("%s: want a string argument, got %s", name, kindOf(params[1]))
+			}
+			return fn(m, e.env, arg)
+		}, sig)
+	}
+	program, err := expr.Compile(src,
+		expr.Env(exprEnv{}),
+		expr.AsBool(),
+		expr.MaxNodes(MaxMatcherNodes),
+		expr.Patch(p),
+		probe("identity", (*Matcher).identity),
+		probe("has_file", hasFile),
+		probe("has_directory", hasDirectory),
+		probe("has_command", hasCommand),
+		probe("get_fact", getFact),
+	)
+	if err != nil {
+		return nil, exprError(src, err)
+	}
+	if p.err != nil {
+		return nil, p.err
+	}
+	m.program = program
+	m.literals = p.literals
+	return m, nil
+}
+
+// String returns the expression the matcher was compiled from.
+func (m *Matcher) String() string {
+	if m == nil {
+		return ""
+	}
+	return m.src
+}
+
+// Match runs the matcher against a node. A nil env is the zero [Env]. An
+// error means the matcher could not be evaluated on this node (a probe was
+// denied, a fact had the wrong type); it never means "no match", and callers
+// must not treat it as one.
+func (m *Matcher) Match(env *Env) (bool, error) {
+	if m == nil || m.program == nil {
+		return true, nil
+	}
+	if env == nil {
+		env = &Env{}
+	}
+	out, err := expr.Run(m.program, &exprEnv{Facts: env.Facts, env: env})
+	var fe *file.Error
+	if errors.As(err, &fe) && strings.HasPrefix(fe.Message, castPrefix) {
+		// expr.AsBool casts a result of unknown type (a fact) at run time.
+		typ := strings.TrimSuffix(strings.TrimPrefix(fe.Message, castPrefix), ")")
+		return false, fmt.Errorf("evaluate matcher %s: the result is a %s, want true or false", quote(m.src), typ)
+	}
+	if err != nil {
+		return false, fmt.Errorf("evaluate matcher %s: %w", quote(m.src), exprError(m.src, err))
+	}
+	b, ok := out.(bool)
+	if !ok {
+		return false, fmt.Errorf("evaluate matcher %s: the result is %s, want true or false", quote(m.src), kindOf(out))
+	}
+	return b, nil
+}
