@@ -5,10 +5,12 @@ import (
 	"fmt"
 )
 
-// Kinds of archive and SHA256SUMS problems. Every error returned by
+// Kinds of archive and SHA256SUMS problems. Every error that
 // [CreateArchive], [ExtractArchive], [ParseSums], [VerifyTree] and
-// [TreeVerifier.Verify] for bad input wraps one of them, so callers can
-// tell them apart with errors.Is.
+// [TreeVerifier.Verify] return because of a bad archive, source tree,
+// installed tree or SHA256SUMS wraps one of them, so callers can tell them
+// apart with errors.Is. Errors in the call itself (an invalid name or pin,
+// a missing or non-empty stage) and I/O errors wrap none.
 var (
 	// ErrUnsafeEntry marks an archive entry (or a file in an installed
 	// tree) that is rejected for safety: a non-local or unclean path, a
@@ -39,8 +41,10 @@ var (
 )
 
 // EntryError reports why one archive entry, or one file of an installed
-// tree, was rejected. Its message names the entry; Unwrap returns the kind
-// (one of the sentinels above), so errors.Is works on it.
+// tree, was rejected. Its message names the entry; Unwrap returns Kind (one
+// of the Err sentinels of this file), so errors.Is works on it, and callers
+// that report the failure (an extract_failed event) can take the entry from
+// it with errors.As.
 type EntryError struct {
 	// Entry is the path as named in the archive (for example
 	// "web/bin/run"), or relative to the tree for [VerifyTree].

@@ -80,9 +80,14 @@ const archiveCopyBufSize = 256 << 10
 // unless opts.NoSync is set.
 //
 // On any error the content of stage is removed; stage itself, which the
-// caller owns, stays. Nothing outside stage is ever written. r is read to
-// its end (or to the first error) but not closed. Cancelling ctx stops the
-// extraction at the next read.
+// caller owns, stays. Nothing outside stage is ever written.
+//
+// Inflating runs in a second goroutine, ahead of the file system work, so
+// one extraction uses up to two CPUs. r is read to the end of the gzip
+// stream plus one byte (or to the first error), never after ExtractArchive
+// returns, and is not closed. Cancelling ctx stops the extraction at the
+// next read or entry; a Read blocked in r is only interrupted if r itself
+// honours ctx (an HTTP response body of a request made with ctx does).
 func ExtractArchive(ctx context.Context, r io.Reader, stage string, want Expect, opts ExtractOptions) (*Extracted, error) {
 	want, err := want.normalized()
 	if err != nil {

@@ -25,8 +25,8 @@ const (
 type Sums map[string]string
 
 // ParseSums reads a SHA256SUMS file in the format of coreutils sha256sum:
-// one "<64 hex digits>  <path>" line per file, or "<hex> *<path>" with the
-// binary-mode marker. Hex digits may be upper or lower case and are stored
+// one line per file holding 64 hex digits, two spaces and the path, or
+// the digits, one space and "*<path>" (the binary-mode marker). Hex digits may be upper or lower case and are stored
 // lower case; CRLF line ends and blank lines are accepted.
 //
 // Every path must be a clean local slash-separated path (fs.ValidPath, no
@@ -137,8 +137,8 @@ func sumsLowerHex(b []byte) (string, bool) {
 	return string(out), true
 }
 
-// WriteTo writes s in sha256sum text format, one "<digest>  <path>" line per
-// file sorted by path, so the output is deterministic and ParseSums reads it
+// WriteTo writes s in sha256sum text format (digest, two spaces, path), one
+// line per file sorted by path, so the output is deterministic and ParseSums reads it
 // back unchanged. It refuses a path or digest ParseSums would reject.
 func (s Sums) WriteTo(w io.Writer) (int64, error) {
 	paths := make([]string, 0, len(s))
