@@ -1,0 +1,23 @@
+//go:build !linux
+
+package packer
+
+import "os"
+
+// fileID is what identifies one version of a file for [TreeVerifier]. This
+// portable form has only the size, modification time and mode; Linux adds
+// the change time, inode and device.
+type fileID struct {
+	size  int64
+	mtime int64 // nanoseconds since the epoch
+	mode  os.FileMode
+}
+
+// statFileID returns the fileID of the open file f.
+func statFileID(f *os.File) (fileID, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return fileID{}, err
+	}
+	return fileID{size: fi.Size(), mtime: fi.ModTime().UnixNano(), mode: fi.Mode()}, nil
+}
