@@ -45,6 +45,7 @@ type probeCtl struct {
 	steps        chan step
 	checks       atomic.Int64
 	closed       atomic.Int64
+	streams      atomic.Int64
 	provisionErr error
 	streamErrs   chan error
 
@@ -163,6 +164,7 @@ func (p *probe) Close() error {
 type streamProbe struct{ probe }
 
 func (p *streamProbe) Stream(ctx context.Context, trigger func()) error {
+	p.ctl.streams.Add(1)
 	p.ctl.mu.Lock()
 	p.ctl.trigger = trigger
 	p.ctl.mu.Unlock()
