@@ -153,14 +153,18 @@ func (l *hostLoop) startCompiled(ctx context.Context, def *Definition) {
 // that failed before.
 func (l *hostLoop) load(ctx context.Context, name string, explicit bool) error {
 	dir := filepath.Join(l.h.cfg.MachinesDir, name)
-	if _, ok := l.h.compiled[name]; ok {
-		err := fmt.Errorf("load machine %q: %w: a directory machine cannot replace it", name, ErrCompiledIn)
-		l.h.hostEvent(ctx, name, "", dir, HostLoadFailed, err)
-		return err
-	}
 	data, fp, err := readMachineDir(dir)
 	if err != nil {
 		err = fmt.Errorf("load machine %q: %w", name, err)
+		l.h.hostEvent(ctx, name, "", dir, HostLoadFailed, err)
+		return err
+	}
+	if prev, ok := l.skip[name]; ok && prev == fp && !explicit {
+		return nil
+	}
+	if _, ok := l.h.compiled[name]; ok {
+		l.skip[name] = fp
+		err := fmt.Errorf("load machine %q: %w: a directory machine cannot replace it", name, ErrCompiledIn)
 		l.h.hostEvent(ctx, name, "", dir, HostLoadFailed, err)
 		return err
 	}
@@ -168,9 +172,6 @@ func (l *hostLoop) load(ctx context.Context, name string, explicit bool) error {
 	old := l.h.machines[name]
 	l.h.mu.Unlock()
 	if old != nil && old.fp == fp {
-		return nil
-	}
-	if prev, ok := l.skip[name]; ok && prev == fp && !explicit {
 		return nil
 	}
 	def, err := ParseDefinition(data)
