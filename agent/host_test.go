@@ -151,6 +151,11 @@ func TestHostHotReload(t *testing.T) {
 
 	eventually(t, "alpha 1.0.0 running", func() bool { s, ok := f.state("alpha"); return ok && s.Version == "1.0.0" })
 	eventually(t, "loaded host event", func() bool { return len(f.hostEvents(t, "alpha", HostLoaded)) == 1 })
+	for _, e := range f.events.all() {
+		if e.ev.Type() == HostEventType && e.subject != "choria.machine.watcher.host.state" {
+			t.Errorf("host event on subject %q, want choria.machine.watcher.host.state", e.subject)
+		}
+	}
 	st, _ := f.state("alpha")
 	if st.Path != filepath.Join(f.machines, "alpha") || st.ID != InstanceID("node1.example", "alpha") || st.State != "idle" {
 		t.Errorf("States()[alpha] = %+v, want path, stable id and state idle", st)
