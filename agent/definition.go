@@ -17,8 +17,9 @@ import (
 // DefinitionFile is the name of a machine's definition inside its directory.
 const DefinitionFile = "machine.yaml"
 
-// MaxDefinitionSize caps machine.yaml: larger files are rejected unread.
-const MaxDefinitionSize = 1 << 20
+// MaxDefinitionSize caps machine.yaml (256 KiB, far above any real machine):
+// larger files are rejected unread, which also bounds YAML parsing time.
+const MaxDefinitionSize = 256 << 10
 
 // ErrInvalidDefinition is wrapped by every error [ParseDefinition],
 // [LoadDefinition] and [Definition.Validate] return for bad machine.yaml

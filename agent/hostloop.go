@@ -220,6 +220,7 @@ func (l *hostLoop) unload(name string) error {
 	if hm == nil {
 		return nil
 	}
+	delete(l.stores, name) // reopened from disk if the machine comes back
 	l.skip[name] = hm.fp
 	l.h.hostEvent(context.Background(), name, hm.m.Definition().Version, hm.m.dir, HostUnloaded, nil)
 	return nil
@@ -267,6 +268,7 @@ func (l *hostLoop) scan(ctx context.Context) {
 	for _, hm := range gone {
 		name := hm.m.Name()
 		l.stop(name)
+		delete(l.stores, name)
 		l.h.log.Info("machine removed", "machine", name)
 		l.h.hostEvent(ctx, name, hm.m.Definition().Version, hm.m.dir, HostUnloaded, nil)
 	}
