@@ -2,4 +2,46 @@
 // model and its strict validation, the finite-state machine, the one Runner
 // that drives every watcher, the machine data store, the CloudEvents notifier
 // and the Host that runs every machine under a directory.
+//
+// # Machines
+//
+// A machine is a machine.yaml ([Definition], Choria's schema) plus the
+// watchers it names. [ParseDefinition] decodes strictly (unknown keys at any
+// level are errors with their line) and [Definition.Validate] checks meaning
+// at load time, including each watcher's properties through
+// [watchers.Build], so a machine that loads is a machine that runs.
+// [NewMachine] builds and provisions the watchers; [Machine.Run] runs them.
+//
+// # Runner
+//
+// Each watcher gets one goroutine owned by its machine. It checks at start
+// (when the machine's state is one the watcher runs in), on its interval,
+// immediately after every transition of the machine, when its Streamer
+// triggers, and at [watchers.Result.After]. Each check runs under the type's
+// timeout with panics recovered. Errors back off exponentially (1 s doubling
+// to 5 min, never sooner than the interval). Success and Failure fire the
+// watcher's transitions; Report, Success, Failure and errors publish a state
+// event (Unchanged publishes nothing). Transitions fired by watchers are
+// paced (25 ms doubling to 5 s while they keep coming) so watchers that
+// bounce a machine between states cannot spin; the wait never holds a lock.
+//
+// # Events
+//
+// Events are Choria's CloudEvents (see the constants in events.go), with
+// mms's additions: a sub-second "time", the "outcome", "error" and
+// "transition_error" of watcher states, and "announce" on periodic
+// republishes. data.id is [InstanceID]: stable for a machine name on a node,
+// across reloads and restarts.
+//
+// # Host
+//
+// [Host] runs MachinesDir/<name>/machine.yaml for every directory whose name
+// matches [NamePattern] and equals the machine's name (so names are unique on
+// a node), skipping dot directories, tmp and *-temp. It follows changes with
+// file-system notifications and a periodic rescan; a version is the sha256 of
+// machine.yaml plus the directory's inode. A new version is validated and
+// built before the running one stops. Machine data lives in
+// DataDir/<name>/machine_data.json, outside the code directory, so upgrades
+// keep it. Compiled-in machines ([RegisterMachine], HostConfig.Machines) run
+// in DataDir/<name> and are never removed by scans.
 package agent

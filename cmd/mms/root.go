@@ -85,5 +85,5 @@ and runs them.
 
 // commands lists every subcommand; each lives in its own file.
 func (a *app) commands() []*cobra.Command {
-	return []*cobra.Command{}
+	return []*cobra.Command{a.newMachineCmd(), a.newEventsCmd()}
 }

@@ -1,0 +1,233 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/mms-io/mms/watchers"
+	"go.yaml.in/yaml/v3"
+)
+
+// DefinitionFile is the name of a machine's definition inside its directory.
+const DefinitionFile = "machine.yaml"
+
+// MaxDefinitionSize caps machine.yaml (256 KiB, far above any real machine):
+// larger files are rejected unread, which also bounds YAML parsing time.
+const MaxDefinitionSize = 256 << 10
+
+// ErrInvalidDefinition is wrapped by every error [ParseDefinition],
+// [LoadDefinition] and [Definition.Validate] return for bad machine.yaml
+// content (as opposed to I/O errors).
+var ErrInvalidDefinition = errors.New("invalid machine definition")
+
+// Definition is a machine.yaml: Choria's autonomous-agent schema. It is a
+// finite-state machine (states are inferred from InitialState and the
+// transitions) plus the watchers that drive it.
+type Definition struct {
+	// Name identifies the machine on a node; see [Definition.Validate] for
+	// the allowed characters.
+	Name string `json:"name" yaml:"name"`
+	// Version is the machine's version, carried in every event.
+	Version string `json:"version" yaml:"version"`
+	// InitialState is the state the machine starts in.
+	InitialState string `json:"initial_state" yaml:"initial_state"`
+	// SplayStart, in seconds, delays the start of the watchers by a random
+	// time in [0, SplayStart).
+	SplayStart int `json:"splay_start,omitempty" yaml:"splay_start,omitempty"`
+	// Transitions are the machine's named events.
+	Transitions []Transition `json:"transitions" yaml:"transitions"`
+	// Watchers observe or enforce things and fire transitions.
+	Watchers []WatcherDef `json:"watchers" yaml:"watchers"`
+}
+
+// Transition moves the machine from any of From to Destination.
+type Transition struct {
+	// Name is what watchers' success_transition and fail_transition name.
+	Name string `json:"name" yaml:"name"`
+	// From lists the states the transition may fire in.
+	From []string `json:"from" yaml:"from"`
+	// Destination is the state the transition enters.
+	Destination string `json:"destination" yaml:"destination"`
+	// Description is informational only.
+	Description string `json:"description,omitempty" yaml:"description,omitempty"`
+
+	line int
+}
+
+// WatcherDef declares one watcher of a machine.
+type WatcherDef struct {
+	// Name is unique within the machine.
+	Name string `json:"name" yaml:"name"`
+	// Type is a registered watcher type (see [watchers.Lookup]).
+	Type string `json:"type" yaml:"type"`
+	// StateMatch lists the states the watcher runs in; empty means all.
+	StateMatch []string `json:"state_match,omitempty" yaml:"state_match,omitempty"`
+	// SuccessTransition is fired on a Success outcome.
+	SuccessTransition string `json:"success_transition,omitempty" yaml:"success_transition,omitempty"`
+	// FailTransition is fired on a Failure outcome or a check error.
+	FailTransition string `json:"fail_transition,omitempty" yaml:"fail_transition,omitempty"`
+	// Interval between periodic checks; zero means the type's default.
+	Interval watchers.Duration `json:"interval,omitzero" yaml:"interval,omitempty"`
+	// AnnounceInterval, when set (at least a minute), republishes the last
+	// state this often.
+	AnnounceInterval watchers.Duration `json:"announce_interval,omitzero" yaml:"announce_interval,omitempty"`
+	// Properties is the type-specific configuration as a JSON object; YAML
+	// properties are converted to JSON when parsed.
+	Properties json.RawMessage `json:"properties,omitempty" yaml:"-"`
+
+	line int
+}
+
+// where prefixes a watcher error with its line (when known), name and type.
+func (w *WatcherDef) where() string {
+	s := fmt.Sprintf("watcher %q (%s)", w.Name, w.Type)
+	if w.line > 0 {
+		s = fmt.Sprintf("line %d: %s", w.line, s)
+	}
+	return s
+}
+
+// yamlDefinition and friends mirror Definition for strict YAML decoding:
+// properties stay a YAML node until converted to JSON, and intervals stay
+// text so their errors can carry the watcher's line.
+type yamlDefinition struct {
+	Name         string           `yaml:"name"`
+	Version      string           `yaml:"version"`
+	InitialState string           `yaml:"initial_state"`
+	SplayStart   int              `yaml:"splay_start"`
+	Transitions  []yamlTransition `yaml:"transitions"`
+	Watchers     []yamlWatcher    `yaml:"watchers"`
+}
+
+type yamlTransition struct {
+	Name        string   `yaml:"name"`
+	From        []string `yaml:"from"`
+	Destination string   `yaml:"destination"`
+	Description string   `yaml:"description"`
+}
+
+type yamlWatcher struct {
+	Name              string    `yaml:"name"`
+	Type              string    `yaml:"type"`
+	StateMatch        []string  `yaml:"state_match"`
+	SuccessTransition string    `yaml:"success_transition"`
+	FailTransition    string    `yaml:"fail_transition"`
+	Interval          string    `yaml:"interval"`
+	AnnounceInterval  string    `yaml:"announce_interval"`
+	Properties        yaml.Node `yaml:"properties"`
+}
+
+// yamlTypeNames turns the mirror types' names in decoder errors into words
+// a machine.yaml author recognises.
+var yamlTypeNames = strings.NewReplacer(
+	"in type agent.yamlDefinition", "in machine",
+	"in type agent.yamlTransition", "in transition",
+	"in type agent.yamlWatcher", "in watcher",
+	"agent.yamlDefinition", "machine",
+	"agent.yamlTransition", "transition",
+	"agent.yamlWatcher", "watcher",
+)
+
+// ParseDefinition decodes machine.yaml bytes strictly: unknown keys at any
+// level are errors naming the key and its line, and each watcher's
+// properties are converted from YAML to JSON. It checks structure only; call
+// [Definition.Validate] to check meaning, watcher types and properties
+// ([LoadDefinition] and [MustParseDefinition] do both).
+func ParseDefinition(data []byte) (*Definition, error) {
+	if len(data) > MaxDefinitionSize {
+		return nil, fmt.Errorf("%w: %d bytes is larger than the %d byte limit", ErrInvalidDefinition, len(data), MaxDefinitionSize)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("%w: empty document", ErrInvalidDefinition)
+	}
+	var raw yamlDefinition
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidDefinition, yamlTypeNames.Replace(err.Error()))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: more than one YAML document", ErrInvalidDefinition)
+	}
+	tLines, wLines := itemLines(data)
+
+	def := &Definition{
+		Name:         raw.Name,
+		Version:      raw.Version,
+		InitialState: raw.InitialState,
+		SplayStart:   raw.SplayStart,
+	}
+	var errs []error
+	for i, t := range raw.Transitions {
+		def.Transitions = append(def.Transitions, Transition{
+			Name: t.Name, From: t.From, Destination: t.Destination, Description: t.Description,
+			line: lineAt(tLines, i),
+		})
+	}
+	for i, rw := range raw.Watchers {
+		w := WatcherDef{
+			Name: rw.Name, Type: rw.Type, StateMatch: rw.StateMatch,
+			SuccessTransition: rw.SuccessTransition, FailTransition: rw.FailTransition,
+			line: lineAt(wLines, i),
+		}
+		var err error
+		if w.Interval, err = watchers.ParseDuration(rw.Interval); err != nil {
+			errs = append(errs, fmt.Errorf("%s: interval: %w", w.where(), err))
+		}
+		if w.AnnounceInterval, err = watchers.ParseDuration(rw.AnnounceInterval); err != nil {
+			errs = append(errs, fmt.Errorf("%s: announce_interval: %w", w.where(), err))
+		}
+		if w.Properties, err = propertiesJSON(&rw.Properties); err != nil {
+			errs = append(errs, fmt.Errorf("%s: properties: %w", w.where(), err))
+		}
+		def.Watchers = append(def.Watchers, w)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidDefinition, err)
+	}
+	return def, nil
+}
+
+// LoadDefinition reads dir/machine.yaml (at most [MaxDefinitionSize]
+// bytes), parses it and validates it.
+func LoadDefinition(dir string) (*Definition, error) {
+	path := filepath.Join(dir, DefinitionFile)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read machine definition: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxDefinitionSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read machine definition %s: %w", path, err)
+	}
+	def, err := ParseDefinition(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := def.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return def, nil
+}
+
+// MustParseDefinition parses and validates an embedded machine.yaml of a
+// compiled-in machine and panics if it is invalid. Call it at init time,
+// after the watcher types the machine uses are registered (import them).
+func MustParseDefinition(data []byte) *Definition {
+	def, err := ParseDefinition(data)
+	if err == nil {
+		err = def.Validate()
+	}
+	if err != nil {
+		panic(fmt.Sprintf("agent: compiled-in machine definition: %v", err))
+	}
+	return def
+}

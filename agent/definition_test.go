@@ -1,0 +1,319 @@
+package agent
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/mms-io/mms/watchers"
+)
+
+const validYAML = `
+name: demo
+version: 1.0.0
+initial_state: idle
+splay_start: 5
+transitions:
+  - name: go
+    from: [idle]
+    destination: busy
+    description: start working
+  - name: back
+    from: [busy]
+    destination: idle
+watchers:
+  - name: check
+    type: probe
+    state_match: [idle]
+    success_transition: go
+    fail_transition: go
+    interval: 90s
+    announce_interval: 2m
+    properties:
+      key: k1
+      reject: false
+`
+
+func TestParseDefinition(t *testing.T) {
+	def, err := ParseDefinition([]byte(validYAML))
+	if err != nil {
+		t.Fatalf("ParseDefinition() error = %v", err)
+	}
+	want := &Definition{
+		Name: "demo", Version: "1.0.0", InitialState: "idle", SplayStart: 5,
+		Transitions: []Transition{
+			{Name: "go", From: []string{"idle"}, Destination: "busy", Description: "start working", line: 7},
+			{Name: "back", From: []string{"busy"}, Destination: "idle", line: 11},
+		},
+		Watchers: []WatcherDef{{
+			Name: "check", Type: "probe", StateMatch: []string{"idle"},
+			SuccessTransition: "go", FailTransition: "go",
+			Interval:         watchers.Duration(90 * time.Second),
+			AnnounceInterval: watchers.Duration(2 * time.Minute),
+			Properties:       []byte(`{"key":"k1","reject":false}`),
+			line:             15,
+		}},
+	}
+	if diff := cmp.Diff(want, def, cmp.AllowUnexported(Transition{}, WatcherDef{})); diff != "" {
+		t.Errorf("ParseDefinition() mismatch (-want +got):\n%s", diff)
+	}
+	if err := def.Validate(); err != nil {
+		t.Errorf("Validate() = %v, want nil", err)
+	}
+	if got, want := def.States(), []string{"idle", "busy"}; !cmp.Equal(got, want) {
+		t.Errorf("States() = %v, want %v", got, want)
+	}
+}
+
+func TestParseDefinitionErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // substrings of the error
+	}{
+		{"empty", "", []string{"empty document"}},
+		{"not a mapping", "- a\n- b\n", []string{"cannot unmarshal"}},
+		{"unknown top-level key", "name: x\nversoin: 1\n", []string{"line 2", "field versoin not found in machine"}},
+		{"unknown transition key", "transitions:\n  - name: a\n    form: [x]\n", []string{"line 3", "field form not found in transition"}},
+		{"unknown watcher key", "watchers:\n  - name: a\n    typ: probe\n", []string{"line 3", "field typ not found in watcher"}},
+		{"bad interval", "watchers:\n  - name: a\n    type: probe\n    interval: soon\n", []string{`line 2: watcher "a" (probe): interval: invalid duration "soon"`}},
+		{"negative announce", "watchers:\n  - name: a\n    type: probe\n    announce_interval: -5m\n", []string{`announce_interval: invalid duration "-5m": negative`}},
+		{"properties not a map", "watchers:\n  - name: a\n    type: probe\n    properties: [1, 2]\n", []string{`watcher "a" (probe): properties: line 4: must be a mapping`}},
+		{"properties list key", "watchers:\n  - name: a\n    type: probe\n    properties:\n      [1, 2]: x\n", []string{"invalid map key"}},
+		{"properties int key", "watchers:\n  - name: a\n    type: probe\n    properties:\n      sub:\n        1: x\n", []string{"properties: sub: key 1: keys must be strings"}},
+		{"two documents", "name: a\n---\nname: b\n", []string{"more than one YAML document"}},
+		{"wrong type", "splay_start: soon\n", []string{"cannot unmarshal"}},
+		{"too large", "name: " + strings.Repeat("x", MaxDefinitionSize) + "\n", []string{"larger than"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseDefinition([]byte(tt.yaml))
+			if err == nil {
+				t.Fatalf("ParseDefinition(%q) = nil error, want %q", tt.yaml, tt.want)
+			}
+			if !errors.Is(err, ErrInvalidDefinition) {
+				t.Errorf("ParseDefinition() error %v does not wrap ErrInvalidDefinition", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("ParseDefinition() error = %q, want it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(d *Definition)
+		want []string
+	}{
+		{"missing fields", func(d *Definition) { d.Name, d.Version, d.InitialState = "", "", "" },
+			[]string{"name is required", "version is required", "initial_state is required"}},
+		{"bad name", func(d *Definition) { d.Name = "../etc" }, []string{`name "../etc" must match`}},
+		{"no transitions or watchers", func(d *Definition) { d.Transitions, d.Watchers = nil, nil },
+			[]string{"at least one transition", "at least one watcher"}},
+		{"negative splay", func(d *Definition) { d.SplayStart = -1 }, []string{"splay_start -1"}},
+		{"duplicate transition", func(d *Definition) { d.Transitions = append(d.Transitions, d.Transitions[0]) },
+			[]string{`transition "go": duplicate transition name`}},
+		{"transition without from or destination", func(d *Definition) {
+			d.Transitions = append(d.Transitions, Transition{Name: "x"})
+		}, []string{`transition "x": from needs at least one state`, `transition "x": destination is required`}},
+		{"duplicate watcher", func(d *Definition) { d.Watchers = append(d.Watchers, d.Watchers[0]) },
+			[]string{`watcher "check" (probe): duplicate watcher name`}},
+		{"unknown state", func(d *Definition) { d.Watchers[0].StateMatch = []string{"nowhere"} },
+			[]string{`state_match: unknown state "nowhere"`}},
+		{"unknown transitions", func(d *Definition) {
+			d.Watchers[0].SuccessTransition, d.Watchers[0].FailTransition = "nope", "nada"
+		}, []string{`success_transition: unknown transition "nope"`, `fail_transition: unknown transition "nada"`}},
+		{"unknown type", func(d *Definition) { d.Watchers[0].Type = "teleport" }, []string{`unknown watcher type "teleport"`}},
+		{"interval below minimum", func(d *Definition) { d.Watchers[0].Interval = watchers.Duration(100 * time.Millisecond) },
+			[]string{"interval 100ms is below the type's minimum of 1s"}},
+		{"announce below a minute", func(d *Definition) { d.Watchers[0].AnnounceInterval = watchers.Duration(30 * time.Second) },
+			[]string{"announce_interval 30s is below the minimum of 1m0s"}},
+		{"unknown property", func(d *Definition) { d.Watchers[0].Properties = []byte(`{"key":"k","kye":"x"}`) },
+			[]string{`line 15: watcher "check" (probe): properties: json: unknown field "kye"`}},
+		{"property validation", func(d *Definition) { d.Watchers[0].Properties = []byte(`{"key":"k","reject":true}`) },
+			[]string{`watcher "check" (probe): properties: rejected on request`}},
+		{"bad watcher name", func(d *Definition) { d.Watchers[0].Name = "has space" }, []string{"name must match"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			def, err := ParseDefinition([]byte(validYAML))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.edit(def)
+			err = def.Validate()
+			if err == nil {
+				t.Fatalf("Validate() = nil, want errors %q", tt.want)
+			}
+			if !errors.Is(err, ErrInvalidDefinition) {
+				t.Errorf("Validate() error %v does not wrap ErrInvalidDefinition", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate() error = %q, want it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestValidateReportsEveryProblem(t *testing.T) {
+	def, err := ParseDefinition([]byte(`
+name: x
+version: 1
+initial_state: a
+transitions:
+  - name: t
+    from: [a]
+    destination: b
+watchers:
+  - name: one
+    type: probe
+    state_match: [zz]
+    properties: {key: k, extra: 1}
+  - name: two
+    type: nosuch
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = def.Validate()
+	for _, w := range []string{
+		`line 10: watcher "one" (probe): state_match: unknown state "zz"`,
+		`line 10: watcher "one" (probe): properties: json: unknown field "extra"`,
+		`line 14: watcher "two" (nosuch): unknown watcher type "nosuch"`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("Validate() = %v, want it to contain %q", err, w)
+		}
+	}
+	if !errors.Is(err, watchers.ErrUnknownType) {
+		t.Errorf("Validate() error does not wrap watchers.ErrUnknownType")
+	}
+}
+
+// TestChoriaExamples parses Choria's documented example machines. Their
+// watcher types (exec, timer, file, schedule) are not registered in this
+// test binary, so only the structure is checked here; type validation
+// belongs to the watcher packages.
+func TestChoriaExamples(t *testing.T) {
+	tests := []struct {
+		file     string
+		name     string
+		watchers []string
+		states   []string
+	}{
+		{"choria-exec-timer.yaml", "SpecialMachine", []string{"exec", "timer"}, []string{"unknown", "ready", "failed", "maintenance"}},
+		{"choria-file.yaml", "motd", []string{"file"}, []string{"watching", "changed"}},
+		{"choria-schedule.yaml", "business_hours", []string{"schedule"}, []string{"unknown", "off", "on"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("testdata", tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			def, err := ParseDefinition(b)
+			if err != nil {
+				t.Fatalf("ParseDefinition(%s) error = %v", tt.file, err)
+			}
+			if def.Name != tt.name {
+				t.Errorf("Name = %q, want %q", def.Name, tt.name)
+			}
+			var types []string
+			for _, w := range def.Watchers {
+				types = append(types, w.Type)
+				if len(w.Properties) == 0 {
+					t.Errorf("watcher %q has no properties", w.Name)
+				}
+			}
+			if diff := cmp.Diff(tt.watchers, types); diff != "" {
+				t.Errorf("watcher types (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.states, def.States(), cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+				t.Errorf("States() (-want +got):\n%s", diff)
+			}
+			err = def.Validate()
+			if !errors.Is(err, watchers.ErrUnknownType) {
+				t.Errorf("Validate() = %v, want only unknown-type errors in this test binary", err)
+			}
+		})
+	}
+}
+
+func TestLoadDefinition(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := LoadDefinition(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("LoadDefinition(empty dir) = %v, want ErrNotExist", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, DefinitionFile), []byte(validYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	def, err := LoadDefinition(dir)
+	if err != nil || def.Name != "demo" {
+		t.Fatalf("LoadDefinition() = %v, %v, want demo", def, err)
+	}
+	bad := strings.Replace(validYAML, "key: k1", "key: k1\n      nope: 1", 1)
+	if err := os.WriteFile(filepath.Join(dir, DefinitionFile), []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadDefinition(dir); err == nil || !strings.Contains(err.Error(), `unknown field "nope"`) {
+		t.Errorf("LoadDefinition(bad property) = %v, want unknown field error", err)
+	}
+}
+
+func TestMustParseDefinition(t *testing.T) {
+	if def := MustParseDefinition([]byte(validYAML)); def.Name != "demo" {
+		t.Errorf("MustParseDefinition().Name = %q, want demo", def.Name)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("MustParseDefinition(invalid) did not panic")
+		}
+	}()
+	MustParseDefinition([]byte("name: x\n"))
+}
+
+// FuzzParseDefinition feeds arbitrary bytes to the parser and validator:
+// neither may panic, and whatever parses must validate or fail cleanly.
+func FuzzParseDefinition(f *testing.F) {
+	f.Add([]byte(validYAML))
+	for _, name := range []string{"choria-exec-timer.yaml", "choria-file.yaml", "choria-schedule.yaml"} {
+		b, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, s := range []string{
+		"", "name: x\nversoin: 1\n", "transitions:\n  - name: a\n    form: [x]\n",
+		"watchers:\n  - name: a\n    type: probe\n    interval: soon\n",
+		"watchers:\n  - name: a\n    type: probe\n    properties:\n      [1, 2]: x\n",
+		"name: a\n---\nname: b\n", "a: &a [*a]\n", "watchers:\n  - properties: {a: .inf}\n",
+		"watchers:\n  - properties: {a: !!binary aGk=}\n", "watchers:\n  - properties: {a: 2001-12-14t21:59:43.10-05:00}\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		def, err := ParseDefinition(b)
+		if err != nil {
+			if def != nil {
+				t.Fatalf("ParseDefinition() = %v, %v: non-nil definition with an error", def, err)
+			}
+			return
+		}
+		_ = def.States()
+		if err := def.Validate(); err != nil && !errors.Is(err, ErrInvalidDefinition) {
+			t.Fatalf("Validate() = %v, does not wrap ErrInvalidDefinition", err)
+		}
+	})
+}

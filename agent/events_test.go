@@ -1,0 +1,155 @@
+package agent
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+)
+
+func TestInstanceID(t *testing.T) {
+	a := InstanceID("node1", "web")
+	if a != InstanceID("node1", "web") {
+		t.Error("InstanceID is not deterministic")
+	}
+	for _, other := range [][2]string{{"node2", "web"}, {"node1", "db"}, {"node1w", "eb"}} {
+		if InstanceID(other[0], other[1]) == a {
+			t.Errorf("InstanceID(%q, %q) collides with InstanceID(node1, web)", other[0], other[1])
+		}
+	}
+}
+
+func TestStateEvent(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 678000000, time.UTC)
+	m := machineRef{identity: "n1", id: "id-1", name: "web", version: "1.0"}
+	tests := []struct {
+		name string
+		rep  stateReport
+		want map[string]any
+		gone []string
+	}{
+		{
+			name: "state fields merged, common fields win",
+			rep: stateReport{eventType: "io.choria.machine.watcher.exec.v1.state", watcherType: "exec", watcher: "check", outcome: "success",
+				state: map[string]any{"command": "./x", "machine": "spoof", "error": "stale", "announce": true}},
+			want: map[string]any{
+				"protocol": "io.choria.machine.watcher.exec.v1.state", "identity": "n1", "id": "id-1", "version": "1.0",
+				"timestamp": float64(now.Unix()), "type": "exec", "machine": "web", "name": "check", "command": "./x",
+				"outcome": "success", "time": "2026-01-02T03:04:05.678Z",
+			},
+			gone: []string{"error", "transition_error", "announce"},
+		},
+		{
+			name: "errors and announce",
+			rep: stateReport{eventType: "io.choria.machine.watcher.exec.v1.state", watcherType: "exec", watcher: "check", outcome: "error",
+				err: errors.New("boom"), transErr: errors.New("invalid transition"), announce: true},
+			want: map[string]any{"error": "boom", "transition_error": "invalid transition", "announce": true, "outcome": "error"},
+		},
+		{
+			name: "nil state",
+			rep:  stateReport{eventType: "io.choria.machine.watcher.timer.v1.state", watcherType: "timer", watcher: "t", outcome: "report"},
+			want: map[string]any{"type": "timer", "name": "t"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev, err := stateEvent(m, tt.rep, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ev.Validate(); err != nil {
+				t.Errorf("event does not validate: %v", err)
+			}
+			if ev.Type() != tt.rep.eventType || ev.Source() != EventSource || ev.Subject() != "n1" || !ev.Time().Equal(now) {
+				t.Errorf("event envelope = %s/%s/%s/%v, want %s/%s/n1/%v", ev.Type(), ev.Source(), ev.Subject(), ev.Time(), tt.rep.eventType, EventSource, now)
+			}
+			d := data(t, ev)
+			for k, v := range tt.want {
+				if d[k] != v {
+					t.Errorf("data[%q] = %v, want %v", k, d[k], v)
+				}
+			}
+			for _, k := range tt.gone {
+				if _, ok := d[k]; ok {
+					t.Errorf("data has %q = %v, want it absent", k, d[k])
+				}
+			}
+		})
+	}
+	if _, err := stateEvent(m, stateReport{watcherType: "x", state: []int{1}}, now); err == nil || !strings.Contains(err.Error(), "not a JSON object") {
+		t.Errorf("stateEvent(list state) = %v, want a not-a-JSON-object error", err)
+	}
+}
+
+func TestEventInfoSummary(t *testing.T) {
+	now := time.Now()
+	tr, err := transitionEvent(machineRef{identity: "n1", id: "i", name: "web", version: "1"}, "go", "idle", "busy", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := stateEvent(machineRef{identity: "n1", name: "web"}, stateReport{
+		eventType: "io.choria.machine.watcher.exec.v1.state", watcherType: "exec", watcher: "check", outcome: "error",
+		err: errors.New("exit 1"), transErr: errors.New("nope"),
+	}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, err := hostEvent("n1", "web", "2", "/m/web", HostLoadFailed, errors.New("bad yaml"), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		ev   event.Event
+		want string
+	}{
+		{"transition", tr, "transition go idle -> busy"},
+		{"state", st, "exec check error: exit 1 (transition: nope)"},
+		{"host", host, "host web load_failed: bad yaml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			info, err := ParseEvent(tt.ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := info.Summary(); got != tt.want {
+				t.Errorf("Summary() = %q, want %q", got, tt.want)
+			}
+			if info.Identity != "n1" || info.Machine != "web" {
+				t.Errorf("ParseEvent() identity, machine = %q, %q, want n1, web", info.Identity, info.Machine)
+			}
+		})
+	}
+	other := event.New()
+	other.SetType("com.example.other")
+	_ = other.SetData(event.ApplicationJSON, map[string]any{})
+	if _, err := ParseEvent(other); err == nil {
+		t.Error("ParseEvent(foreign type) = nil error, want one")
+	}
+}
+
+func TestRegisterMachineRejects(t *testing.T) {
+	tests := []struct {
+		name string
+		def  *Definition
+	}{
+		{"nil", nil},
+		{"invalid", &Definition{Name: "x"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("RegisterMachine(%v) did not panic", tt.def)
+				}
+			}()
+			RegisterMachine(tt.def)
+		})
+	}
+	if n := len(RegisteredMachines()); n != 0 {
+		t.Errorf("RegisteredMachines() = %d after rejected registrations, want 0", n)
+	}
+}

@@ -1,0 +1,108 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrInvalidTransition is returned when a transition cannot fire in the
+// machine's current state.
+var ErrInvalidTransition = errors.New("invalid transition")
+
+// ErrUnknownTransition is returned for a transition name the machine does
+// not define.
+var ErrUnknownTransition = errors.New("unknown transition")
+
+// fsm is the machine's state. It only records and checks: publishing and
+// poking happen in the Machine, outside its lock.
+type fsm struct {
+	transitions map[string]Transition
+
+	mu    sync.Mutex
+	state string
+}
+
+func newFSM(def *Definition) *fsm {
+	f := &fsm{transitions: map[string]Transition{}, state: def.InitialState}
+	for _, t := range def.Transitions {
+		f.transitions[t.Name] = t
+	}
+	return f
+}
+
+// current returns the current state.
+func (f *fsm) current() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.state
+}
+
+// fire moves the machine along the transition name. A self-transition
+// (destination == current state) is a real transition.
+func (f *fsm) fire(name string) (from, to string, err error) {
+	t, ok := f.transitions[name]
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !ok {
+		return f.state, "", fmt.Errorf("%w %q in state %q", ErrUnknownTransition, name, f.state)
+	}
+	if !slices.Contains(t.From, f.state) {
+		return f.state, "", fmt.Errorf("%w: %q cannot fire in state %q, only in %s", ErrInvalidTransition, name, f.state, strings.Join(t.From, ", "))
+	}
+	from = f.state
+	f.state = t.Destination
+	return from, t.Destination, nil
+}
+
+// available lists the transitions that can fire in the current state.
+func (f *fsm) available() []string {
+	f.mu.Lock()
+	state := f.state
+	f.mu.Unlock()
+	var out []string
+	for name, t := range f.transitions {
+		if slices.Contains(t.From, state) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// pacer spaces out transitions fired by watchers so that two watchers
+// bouncing a machine between states (or one watcher firing a
+// self-transition it is itself poked by) cannot spin: the first transition
+// is free, later ones within quiet of each other wait 25 ms, doubling up to
+// 5 s. The wait happens in the runner's goroutine, never under a lock.
+type pacer struct {
+	mu   sync.Mutex
+	n    int
+	last time.Time
+}
+
+const (
+	paceFirst = 25 * time.Millisecond
+	paceMax   = 5 * time.Second
+	paceQuiet = time.Minute
+)
+
+// delay reserves a slot for a transition at now and returns how long the
+// caller should wait before firing it.
+func (p *pacer) delay(now time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.n == 0 || now.Sub(p.last) > paceQuiet {
+		p.n = 0
+	}
+	d := time.Duration(0)
+	if p.n > 0 {
+		d = min(paceFirst<<min(p.n-1, 10), paceMax)
+	}
+	p.n++
+	p.last = now.Add(d)
+	return d
+}

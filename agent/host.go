@@ -1,0 +1,277 @@
+package agent
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mms-io/mms/watchers"
+	"github.com/nats-io/nats.go"
+)
+
+// DefaultScanInterval is how often the host rescans its machines directory
+// when file-system notifications are missed.
+const DefaultScanInterval = 10 * time.Second
+
+// Host errors callers act on.
+var (
+	// ErrHostRunning is returned by a second [Host.Run].
+	ErrHostRunning = errors.New("host already running")
+	// ErrHostStopped is returned by requests to a host whose Run returned.
+	ErrHostStopped = errors.New("host stopped")
+	// ErrCompiledIn is returned when a directory machine or an unload
+	// names a compiled-in machine.
+	ErrCompiledIn = errors.New("compiled-in machine")
+	// ErrUnknownMachine is returned for a machine the host does not run.
+	ErrUnknownMachine = errors.New("unknown machine")
+)
+
+// HostConfig configures a [Host].
+type HostConfig struct {
+	// MachinesDir holds one directory per machine, <name>/machine.yaml.
+	MachinesDir string
+	// DataDir holds each machine's data, <name>/machine_data.json, and the
+	// directories of compiled-in machines; it survives machine upgrades.
+	DataDir string
+	// Identity is the node identity carried in every event.
+	Identity string
+	// Facts returns the node's facts; nil serves [BuiltinFacts].
+	Facts func() map[string]any
+	// Publisher receives events; nil only logs them.
+	Publisher Publisher
+	// Log receives the host's and machines' logs; nil discards them.
+	Log *slog.Logger
+	// Conn is passed to watchers; nil when the node has no NATS.
+	Conn *nats.Conn
+	// ScanInterval is the fallback rescan period; zero means
+	// [DefaultScanInterval].
+	ScanInterval time.Duration
+	// Machines are compiled-in machines to run besides those registered
+	// with [RegisterMachine].
+	Machines []*Definition
+}
+
+// Host runs every machine under a directory plus the compiled-in ones. It
+// loads added machines, reloads changed ones and stops removed ones as soon
+// as file-system notifications report them (with a periodic rescan as a
+// fallback). A new version of a machine is validated and built before the
+// running one is stopped: an invalid update leaves the old version running
+// and publishes a host event saying why.
+type Host struct {
+	cfg      HostConfig
+	log      *slog.Logger
+	notifier *notifier
+	compiled map[string]*Definition
+
+	requests chan hostRequest
+	running  atomic.Bool
+	stopped  chan struct{}
+
+	mu       sync.Mutex
+	machines map[string]*hosted
+}
+
+var _ watchers.Host = (*Host)(nil)
+
+// hosted is a running machine.
+type hosted struct {
+	m        *Machine
+	cancel   context.CancelFunc
+	done     chan struct{}
+	compiled bool
+	fp       fingerprint
+}
+
+type hostOp int
+
+const (
+	opLoad hostOp = iota
+	opUnload
+)
+
+type hostRequest struct {
+	op    hostOp
+	name  string
+	reply chan error
+}
+
+// NewHost checks cfg and returns a Host; call Run to start it.
+func NewHost(cfg HostConfig) (*Host, error) {
+	if cfg.MachinesDir == "" {
+		return nil, errors.New("new host: MachinesDir is required")
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("new host: DataDir is required")
+	}
+	if cfg.ScanInterval <= 0 {
+		cfg.ScanInterval = DefaultScanInterval
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &Host{
+		cfg:      cfg,
+		log:      log,
+		notifier: &notifier{pub: cfg.Publisher, log: log},
+		compiled: map[string]*Definition{},
+		requests: make(chan hostRequest),
+		stopped:  make(chan struct{}),
+		machines: map[string]*hosted{},
+	}
+	for _, def := range append(RegisteredMachines(), cfg.Machines...) {
+		if err := def.Validate(); err != nil {
+			return nil, fmt.Errorf("new host: compiled-in machine: %w", err)
+		}
+		if _, dup := h.compiled[def.Name]; dup {
+			return nil, fmt.Errorf("new host: compiled-in machine %q given twice", def.Name)
+		}
+		h.compiled[def.Name] = def
+	}
+	return h, nil
+}
+
+// MachinesDir returns the directory machines are loaded from.
+func (h *Host) MachinesDir() string { return h.cfg.MachinesDir }
+
+// LoadMachine loads MachinesDir()/name now, or reloads it if its
+// machine.yaml or directory changed since it was loaded (an unchanged
+// running machine is left alone), and returns the load error, in which case
+// the previously running version keeps running. It waits for a running
+// Host.
+func (h *Host) LoadMachine(ctx context.Context, name string) error {
+	return h.request(ctx, opLoad, name)
+}
+
+// UnloadMachine stops the machine and waits for its watchers to exit. The
+// host will not load it again from its directory until the directory
+// changes. Unloading a machine that is not running is not an error;
+// compiled-in machines cannot be unloaded.
+func (h *Host) UnloadMachine(ctx context.Context, name string) error {
+	return h.request(ctx, opUnload, name)
+}
+
+func (h *Host) request(ctx context.Context, op hostOp, name string) error {
+	if !NamePattern.MatchString(name) {
+		return fmt.Errorf("machine name %q must match %s", name, NamePattern)
+	}
+	req := hostRequest{op: op, name: name, reply: make(chan error, 1)}
+	select {
+	case h.requests <- req:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-h.stopped:
+		return ErrHostStopped
+	}
+	select {
+	case err := <-req.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Transition fires a transition of a running machine (see
+// [Machine.Transition]).
+func (h *Host) Transition(ctx context.Context, machine, transition string) error {
+	h.mu.Lock()
+	hm := h.machines[machine]
+	h.mu.Unlock()
+	if hm == nil {
+		return fmt.Errorf("%w %q", ErrUnknownMachine, machine)
+	}
+	return hm.m.Transition(ctx, transition)
+}
+
+// States returns the status of every running machine, sorted by name.
+func (h *Host) States() []MachineStatus {
+	h.mu.Lock()
+	list := make([]*hosted, 0, len(h.machines))
+	for _, hm := range h.machines {
+		list = append(list, hm)
+	}
+	h.mu.Unlock()
+	out := make([]MachineStatus, 0, len(list))
+	for _, hm := range list {
+		st := hm.m.Status()
+		st.CompiledIn = hm.compiled
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b MachineStatus) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Run starts the compiled-in machines and every machine under MachinesDir,
+// follows changes until ctx is done, then stops every machine and waits for
+// all of their goroutines before returning.
+func (h *Host) Run(ctx context.Context) error {
+	if !h.running.CompareAndSwap(false, true) {
+		return ErrHostRunning
+	}
+	defer close(h.stopped)
+	if err := os.MkdirAll(h.cfg.MachinesDir, 0o755); err != nil {
+		return fmt.Errorf("run host: create machines directory: %w", err)
+	}
+	if err := os.MkdirAll(h.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("run host: create data directory: %w", err)
+	}
+	l := newHostLoop(h)
+	defer l.stopAll()
+
+	for _, name := range slices.Sorted(maps.Keys(h.compiled)) {
+		l.startCompiled(ctx, h.compiled[name])
+	}
+	scanReq := make(chan struct{}, 1)
+	if fw, err := l.watchFS(ctx, scanReq); err != nil {
+		h.log.Warn("file-system notifications unavailable; relying on periodic scans", "dir", h.cfg.MachinesDir, "error", err)
+	} else {
+		defer fw.Close()
+	}
+	l.scan(ctx)
+
+	ticker := time.NewTicker(h.cfg.ScanInterval)
+	defer ticker.Stop()
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	defer debounce.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-scanReq:
+			debounce.Reset(scanDebounce)
+		case <-debounce.C:
+			l.scan(ctx)
+		case <-ticker.C:
+			l.scan(ctx)
+		case req := <-h.requests:
+			switch req.op {
+			case opLoad:
+				req.reply <- l.load(ctx, req.name, true)
+			case opUnload:
+				req.reply <- l.unload(req.name)
+			}
+		}
+	}
+}
+
+// scanDebounce lets a burst of file-system events settle into one scan.
+const scanDebounce = 50 * time.Millisecond
+
+// hostEvent logs and publishes a host event.
+func (h *Host) hostEvent(ctx context.Context, name, version, path, outcome string, err error) {
+	ev, berr := hostEvent(h.cfg.Identity, name, version, path, outcome, err, time.Now())
+	if berr != nil {
+		h.log.Error("build host event", "error", berr)
+		return
+	}
+	h.notifier.send(ctx, WatcherStateSubject(HostWatcherType), ev)
+}

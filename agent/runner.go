@@ -1,0 +1,322 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/mms-io/mms/watchers"
+)
+
+// Runner timing. A watcher never runs a loop of its own: the runner decides
+// when it checks.
+const (
+	// DefaultCheckTimeout bounds one Check when the type sets no Timeout.
+	DefaultCheckTimeout = time.Minute
+	// errorBackoffFirst is the delay after a first failed check or stream.
+	errorBackoffFirst = time.Second
+	// errorBackoffMax caps the error backoff.
+	errorBackoffMax = 5 * time.Minute
+	// streamHealthy is how long a stream must run before its failure count
+	// resets.
+	streamHealthy = time.Minute
+)
+
+// WatcherStatus is what a watcher last did, as reported by [Host.States].
+type WatcherStatus struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+	// Active is whether the machine's state is one the watcher runs in.
+	Active bool `json:"active"`
+	// LastCheck is when the last check finished (zero before the first).
+	LastCheck time.Time `json:"last_check,omitzero"`
+	// LastOutcome is unchanged, report, success, failure or error.
+	LastOutcome string `json:"last_outcome,omitempty"`
+	// LastError is the last check's error, if it failed.
+	LastError string `json:"last_error,omitempty"`
+	// TransitionError is why the last transition the watcher asked for did
+	// not fire, if it did not.
+	TransitionError string `json:"transition_error,omitempty"`
+}
+
+// runner drives one watcher of a machine from one goroutine: state gating,
+// interval and Result.After scheduling, pokes on transitions, stream
+// triggers, per-check timeouts, panic recovery, error backoff, transitions
+// and state events. It is the only caller of Check and StateChanged.
+type runner struct {
+	def  WatcherDef
+	info watchers.Info
+	w    watchers.Watcher
+	m    *Machine
+	log  *slog.Logger
+
+	poke    chan struct{} // machine changed state; buffer 1, coalescing
+	trigger chan struct{} // the Streamer asked for a check; buffer 1
+
+	mu     sync.Mutex
+	status WatcherStatus
+}
+
+func newRunner(m *Machine, def WatcherDef, info watchers.Info, w watchers.Watcher, log *slog.Logger) *runner {
+	return &runner{
+		def: def, info: info, w: w, m: m, log: log,
+		poke:    make(chan struct{}, 1),
+		trigger: make(chan struct{}, 1),
+		status:  WatcherStatus{Name: def.Name, Type: def.Type},
+	}
+}
+
+// notify pokes the runner: the machine's state changed.
+func (r *runner) notify() {
+	select {
+	case r.poke <- struct{}{}:
+	default:
+	}
+}
+
+// requestCheck is the trigger handed to Streamer.Stream.
+func (r *runner) requestCheck() {
+	select {
+	case r.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// interval is the watcher's periodic check interval; zero means none.
+func (r *runner) interval() time.Duration {
+	if r.def.Interval > 0 {
+		return r.def.Interval.Std()
+	}
+	return r.info.DefaultInterval.Std()
+}
+
+// errorBackoff is the delay before the next periodic check after failures
+// consecutive errors: 1s doubling up to 5m, never shorter than interval.
+func errorBackoff(failures int, interval time.Duration) time.Duration {
+	d := min(errorBackoffFirst<<min(max(failures-1, 0), 16), errorBackoffMax)
+	return max(d, interval)
+}
+
+// run drives the watcher until ctx is done.
+func (r *runner) run(ctx context.Context) {
+	if s, ok := r.w.(watchers.Streamer); ok {
+		var wg sync.WaitGroup
+		wg.Go(func() { r.stream(ctx, s) })
+		defer wg.Wait()
+	}
+	var announce <-chan time.Time
+	if a := r.def.AnnounceInterval.Std(); a > 0 {
+		t := time.NewTicker(a)
+		defer t.Stop()
+		announce = t.C
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var timerC <-chan time.Time
+	schedule := func(d time.Duration) {
+		if d <= 0 {
+			timer.Stop()
+			timerC = nil
+			return
+		}
+		timer.Reset(d)
+		timerC = timer.C
+	}
+
+	var (
+		failures int
+		last     *stateReport
+	)
+	check := func() {
+		rep, next, ok := r.checkOnce(ctx, &failures)
+		if !ok {
+			return
+		}
+		if rep != nil {
+			last = rep
+		}
+		schedule(next)
+	}
+
+	select { // a poke queued before the start is covered by the start
+	case <-r.poke:
+	default:
+	}
+	active := r.observe()
+	if active {
+		check()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.poke:
+			if active = r.observe(); active {
+				check()
+			} else {
+				schedule(0)
+			}
+		case <-r.trigger:
+			if active {
+				check()
+			}
+		case <-timerC:
+			timerC = nil
+			if active {
+				check()
+			}
+		case <-announce:
+			if last != nil {
+				rep := *last
+				rep.announce = true
+				r.m.publishState(ctx, rep)
+			}
+		}
+	}
+}
+
+// checkOnce runs one check and acts on it: transition, event, status. It
+// returns the published report (nil if none), when to check next (zero for
+// no periodic check) and false when ctx ended during the check.
+func (r *runner) checkOnce(ctx context.Context, failures *int) (*stateReport, time.Duration, bool) {
+	res, err := r.safeCheck(ctx)
+	if ctx.Err() != nil {
+		return nil, 0, false
+	}
+	outcome := res.Outcome.String()
+	transition := ""
+	switch {
+	case err != nil:
+		outcome = "error"
+		transition = r.def.FailTransition
+		r.log.Warn("watcher check failed", "error", err)
+	case res.Outcome == watchers.Success:
+		transition = r.def.SuccessTransition
+	case res.Outcome == watchers.Failure:
+		transition = r.def.FailTransition
+	}
+
+	var terr error
+	if transition != "" {
+		if d := r.m.pace.delay(time.Now()); d > 0 && !sleepCtx(ctx, d) {
+			return nil, 0, false
+		}
+		if terr = r.m.Transition(ctx, transition); terr != nil {
+			r.log.Warn("watcher transition did not fire", "transition", transition, "outcome", outcome, "error", terr)
+		}
+	}
+
+	r.mu.Lock()
+	r.status.LastCheck = time.Now()
+	r.status.LastOutcome = outcome
+	r.status.LastError = errString(err)
+	if transition != "" {
+		r.status.TransitionError = errString(terr)
+	}
+	r.mu.Unlock()
+
+	var rep *stateReport
+	if err != nil || res.Outcome != watchers.Unchanged {
+		rep = &stateReport{
+			eventType: r.info.EventType(), watcherType: r.info.Type, watcher: r.def.Name,
+			outcome: outcome, state: res.State, err: err, transErr: terr,
+		}
+		r.m.publishState(ctx, *rep)
+	}
+
+	if err != nil {
+		*failures++
+		return rep, errorBackoff(*failures, r.interval()), true
+	}
+	*failures = 0
+	if res.After > 0 {
+		return rep, res.After, true
+	}
+	return rep, r.interval(), true
+}
+
+// safeCheck runs Check under the type's timeout and turns a panic into an
+// error.
+func (r *runner) safeCheck(ctx context.Context) (res watchers.Result, err error) {
+	timeout := r.info.Timeout.Std()
+	if timeout <= 0 {
+		timeout = DefaultCheckTimeout
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("watcher check panicked", "panic", p, "stack", string(debug.Stack()))
+			res, err = watchers.Result{}, fmt.Errorf("check panicked: %v", p)
+		}
+	}()
+	res, err = r.w.Check(cctx)
+	if err != nil && ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("check timed out after %v: %w", timeout, err)
+	}
+	return res, err
+}
+
+// observe reads whether the watcher is active in the machine's current
+// state and tells a StateObserver.
+func (r *runner) observe() bool {
+	active := matchesState(r.def.StateMatch, r.m.fsm.current())
+	r.mu.Lock()
+	r.status.Active = active
+	r.mu.Unlock()
+	if o, ok := r.w.(watchers.StateObserver); ok {
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					r.log.Error("watcher StateChanged panicked", "panic", p, "stack", string(debug.Stack()))
+				}
+			}()
+			o.StateChanged(active)
+		}()
+	}
+	return active
+}
+
+// statusCopy returns the watcher's status.
+func (r *runner) statusCopy() WatcherStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status
+}
+
+// matchesState reports whether a watcher with stateMatch runs in state.
+func matchesState(stateMatch []string, state string) bool {
+	if len(stateMatch) == 0 {
+		return true
+	}
+	for _, s := range stateMatch {
+		if s == state {
+			return true
+		}
+	}
+	return false
+}
+
+// sleepCtx waits d or until ctx is done; it reports whether d passed.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/mms-io/mms/agent"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+)
+
+// eventFilter keeps the events the user asked for.
+type eventFilter struct {
+	machine, typ, identity string
+}
+
+func (f eventFilter) match(info agent.EventInfo) bool {
+	if f.machine != "" && info.Machine != f.machine {
+		return false
+	}
+	if f.identity != "" && info.Identity != f.identity {
+		return false
+	}
+	if f.typ != "" {
+		if info.Transition {
+			return f.typ == "transition"
+		}
+		return info.WatcherType == f.typ
+	}
+	return true
+}
+
+func (a *app) newEventsCmd() *cobra.Command {
+	var (
+		server  string
+		jsonOut bool
+		since   time.Duration
+		filter  eventFilter
+	)
+	cmd := &cobra.Command{
+		Use:   "events",
+		Short: "Print machine events (transitions and watcher states) as they happen",
+		Long: `Events subscribes to ` + agent.EventsSubjects + ` and prints one line per event: time,
+identity, machine and what happened. --json prints the CloudEvent JSON
+instead. --since replays recent events from the ` + agent.EventsStream + ` stream first
+(then follows new ones); it needs that stream to exist.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.followEvents(cmd.Context(), server, since, filter, jsonOut)
+		},
+	}
+	cmd.Flags().StringVar(&server, "server", nats.DefaultURL, "NATS server `URL`")
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print each event as CloudEvent JSON")
+	cmd.Flags().DurationVar(&since, "since", 0, "replay events newer than `DURATION` from the "+agent.EventsStream+" stream")
+	cmd.Flags().StringVar(&filter.machine, "machine", "", "only events of machine `NAME`")
+	cmd.Flags().StringVar(&filter.typ, "type", "", "only watcher states of `TYPE` (exec, kv, host, …) or \"transition\"")
+	cmd.Flags().StringVar(&filter.identity, "identity", "", "only events from node `IDENTITY`")
+	return cmd
+}
+
+func (a *app) followEvents(ctx context.Context, server string, since time.Duration, filter eventFilter, jsonOut bool) error {
+	nc, err := nats.Connect(server, nats.Name("mms events"))
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", server, err)
+	}
+	defer nc.Close()
+
+	msgs := make(chan *nats.Msg, 256)
+	if since > 0 {
+		stop, err := replay(ctx, nc, since, msgs)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	} else {
+		sub, err := nc.ChanSubscribe(agent.EventsSubjects, msgs)
+		if err != nil {
+			return fmt.Errorf("subscribe to %s: %w", agent.EventsSubjects, err)
+		}
+		defer sub.Unsubscribe()
+		if err := nc.Flush(); err != nil {
+			return fmt.Errorf("subscribe to %s: %w", agent.EventsSubjects, err)
+		}
+	}
+	a.log.Debug("following machine events", "server", nc.ConnectedUrlRedacted(), "since", since)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case msg := <-msgs:
+			a.printEvent(msg, filter, jsonOut)
+		}
+	}
+}
+
+// printEvent decodes one message and prints it if it passes the filter.
+func (a *app) printEvent(msg *nats.Msg, filter eventFilter, jsonOut bool) {
+	ev := event.New()
+	if err := json.Unmarshal(msg.Data, &ev); err != nil {
+		a.log.Warn("skipping a message that is not a CloudEvent", "subject", msg.Subject, "error", err)
+		return
+	}
+	info, err := agent.ParseEvent(ev)
+	if err != nil {
+		a.log.Warn("skipping an unreadable machine event", "subject", msg.Subject, "error", err)
+		return
+	}
+	if !filter.match(info) {
+		return
+	}
+	if jsonOut {
+		fmt.Fprintln(a.stdout, strings.TrimSpace(string(msg.Data)))
+		return
+	}
+	fmt.Fprintln(a.stdout, info.String())
+}
+
+// replay feeds msgs from an ordered consumer on the events stream starting
+// since ago: the history first, then new events. stop ends it.
+func replay(ctx context.Context, nc *nats.Conn, since time.Duration, msgs chan<- *nats.Msg) (stop func(), err error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("replay events: %w", err)
+	}
+	stream, err := js.Stream(ctx, agent.EventsStream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("replay events: the %s stream does not exist on this server, so there is no history to replay (the agent creates it); run without --since to follow live events", agent.EventsStream)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("replay events: look up stream %s: %w", agent.EventsStream, err)
+	}
+	start := time.Now().Add(-since)
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{agent.EventsSubjects},
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
+		OptStartTime:   &start,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("replay events: create consumer on %s: %w", agent.EventsStream, err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case msgs <- &nats.Msg{Subject: m.Subject(), Data: m.Data()}:
+		case <-ctx.Done():
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("replay events: consume %s: %w", agent.EventsStream, err)
+	}
+	return cc.Stop, nil
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/google/uuid"
+	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/internal/natstest"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// choriaEvent builds a machine event the way Choria and the agent do.
+func choriaEvent(t *testing.T, typ, identity string, data map[string]any) []byte {
+	t.Helper()
+	ev := event.New()
+	ev.SetID(uuid.NewString())
+	ev.SetType(typ)
+	ev.SetSource(agent.EventSource)
+	ev.SetSubject(identity)
+	ev.SetTime(time.Now())
+	data["identity"] = identity
+	data["protocol"] = typ
+	if err := ev.SetData(event.ApplicationJSON, data); err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func transitionMsg(t *testing.T, identity, machine string) []byte {
+	return choriaEvent(t, agent.TransitionEventType, identity, map[string]any{
+		"machine": machine, "transition": "go", "from_state": "idle", "to_state": "busy", "timestamp": time.Now().Unix(),
+	})
+}
+
+func stateMsg(t *testing.T, identity, machine, typ, outcome string) []byte {
+	return choriaEvent(t, "io.choria.machine.watcher."+typ+".v1.state", identity, map[string]any{
+		"machine": machine, "type": typ, "name": "w1", "outcome": outcome, "timestamp": time.Now().Unix(),
+	})
+}
+
+func TestEventsFollow(t *testing.T) {
+	srv := natstest.RunJetStream(t)
+	nc := natstest.Connect(t, srv)
+	out, errOut, stop := runUntil(t, "events", "--server", srv.ClientURL())
+	// The subscription starts in the background: publish until seen.
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if err := nc.Publish(agent.TransitionSubject, transitionMsg(t, "web1", "alpha")); err != nil {
+			return err
+		}
+		if !strings.Contains(out.String(), "web1 alpha transition go idle -> busy") {
+			return context.DeadlineExceeded
+		}
+		return nil
+	})
+	if err := nc.Publish(agent.WatcherStateSubject("exec"), stateMsg(t, "web1", "alpha", "exec", "failure")); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish("choria.machine.watcher.exec.state", []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, out, "web1 alpha exec w1 failure")
+	waitFor(t, errOut, "not a CloudEvent")
+	if code := stop(); code != 0 {
+		t.Errorf("events exit code = %d, want 0", code)
+	}
+}
+
+func TestEventsFilters(t *testing.T) {
+	srv := natstest.RunJetStream(t)
+	nc := natstest.Connect(t, srv)
+	tests := []struct {
+		name  string
+		flags []string
+		keep  func(identity, machine, typ string) bool
+	}{
+		{"machine", []string{"--machine", "alpha"}, func(_, m, _ string) bool { return m == "alpha" }},
+		{"identity", []string{"--identity", "db1"}, func(i, _, _ string) bool { return i == "db1" }},
+		{"type", []string{"--type", "kv"}, func(_, _, ty string) bool { return ty == "kv" }},
+		{"transitions", []string{"--type", "transition"}, func(_, _, ty string) bool { return ty == "transition" }},
+	}
+	type sample struct{ identity, machine, typ string }
+	samples := []sample{{"web1", "alpha", "exec"}, {"db1", "beta", "kv"}, {"web1", "beta", "transition"}, {"db1", "alpha", "transition"}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, _, stop := runUntil(t, append([]string{"events", "--json", "--server", srv.ClientURL()}, tt.flags...)...)
+			marker := uuid.NewString()
+			natstest.Eventually(t, 10*time.Second, func() error {
+				for _, s := range samples {
+					msg := transitionMsg(t, s.identity, s.machine)
+					subject := agent.TransitionSubject
+					if s.typ != "transition" {
+						msg, subject = stateMsg(t, s.identity, s.machine, s.typ, marker), agent.WatcherStateSubject(s.typ)
+					}
+					if err := nc.Publish(subject, msg); err != nil {
+						return err
+					}
+				}
+				if out.String() == "" {
+					return context.DeadlineExceeded
+				}
+				return nil
+			})
+			if err := nc.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			// Every line printed must pass the filter.
+			stop()
+			for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+				ev := event.New()
+				if err := json.Unmarshal([]byte(line), &ev); err != nil {
+					t.Fatalf("--json line %q is not a CloudEvent: %v", line, err)
+				}
+				info, err := agent.ParseEvent(ev)
+				if err != nil {
+					t.Fatal(err)
+				}
+				typ := info.WatcherType
+				if info.Transition {
+					typ = "transition"
+				}
+				if !tt.keep(info.Identity, info.Machine, typ) {
+					t.Errorf("events %v printed %s/%s/%s, which the filter excludes", tt.flags, info.Identity, info.Machine, typ)
+				}
+			}
+		})
+	}
+}
+
+func TestEventsSince(t *testing.T) {
+	srv := natstest.RunJetStream(t)
+	nc := natstest.Connect(t, srv)
+
+	var out, errOut bytes.Buffer
+	code := run(t.Context(), []string{"events", "--server", srv.ClientURL(), "--since", "1h"}, strings.NewReader(""), &out, &errOut)
+	if code != 1 || !strings.Contains(errOut.String(), "the CHORIA_MACHINE stream does not exist") {
+		t.Errorf("events --since without the stream = %d, %q; want 1 and a clear message", code, errOut.String())
+	}
+
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: agent.EventsStream, Subjects: []string{agent.EventsSubjects}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"old1", "old2"} {
+		if _, err := js.Publish(t.Context(), agent.TransitionSubject, transitionMsg(t, "web1", m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replayed, _, stop := runUntil(t, "events", "--server", srv.ClientURL(), "--since", "1h")
+	waitFor(t, replayed, "web1 old1 transition", "web1 old2 transition")
+	// New events follow the history.
+	if err := nc.Publish(agent.WatcherStateSubject("kv"), stateMsg(t, "web2", "new", "kv", "report")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, replayed, "web2 new kv w1 report")
+	stop()
+	s := replayed.String()
+	if strings.Index(s, "old1") > strings.Index(s, "old2") || strings.Index(s, "old2") > strings.Index(s, "web2 new") {
+		t.Errorf("replay out of order:\n%s", s)
+	}
+}
