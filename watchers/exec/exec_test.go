@@ -442,7 +442,6 @@ func waitGone(t *testing.T, pid int) {
 	})
 }
 
-
 // FuzzDecodeProperties feeds arbitrary properties through the registry's
 // strict decoding and Validate: it must never panic, and a config it accepts
 // must be runnable.

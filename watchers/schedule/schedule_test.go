@@ -121,7 +121,9 @@ func simulate(t *testing.T, w *Watcher, c *clock, end time.Time) []edge {
 
 var day = time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 
-func at(h, m int) time.Time { return day.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute) }
+func at(h, m int) time.Time {
+	return day.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute)
+}
 
 func TestEdges(t *testing.T) {
 	onAt := func(s string) edge { return edge{At: s, Outcome: watchers.Success, State: "on"} }
