@@ -38,6 +38,7 @@ var validateTests = []struct {
 	{name: "env bad name", props: `{"command":"x","environment":["A=1","1X=2"]}`, err: `properties: environment[1] "1X=2": invalid variable name "1X"`},
 	{name: "env reserved", props: `{"command":"x","environment":["WATCHER_DATA=/x"]}`, err: `properties: environment[0] "WATCHER_DATA=/x": WATCHER_DATA is set by the watcher`},
 	{name: "bad timeout", props: `{"command":"x","timeout":"soon"}`, err: `properties: invalid duration "soon": want e.g. 30s, 5m, 1h30m, 2d`},
+	{name: "timeout overflows", props: `{"command":"x","timeout":1e30}`, err: `properties: invalid duration "1e30": too long`},
 	{name: "timeout too long", props: `{"command":"x","timeout":"2h"}`, err: "properties: timeout: 2h0m0s is longer than the maximum 1h0m0s"},
 	{name: "governor", props: `{"command":"x","governor":"g"}`, err: "properties: governor: not supported yet"},
 	{name: "governor timeout", props: `{"command":"x","governor_timeout":"1m"}`, err: "properties: governor: not supported yet"},

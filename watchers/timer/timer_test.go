@@ -22,6 +22,7 @@ var validateTests = []struct {
 	{name: "missing", props: `{}`, err: "properties: timer: required"},
 	{name: "zero", props: `{"timer":"0s"}`, err: "properties: timer: required"},
 	{name: "negative", props: `{"timer":"-5s"}`, err: `properties: invalid duration "-5s": negative`},
+	{name: "overflow", props: `{"timer":1e30}`, err: `properties: invalid duration "1e30": too long`},
 	{name: "garbage", props: `{"timer":"soon"}`, err: `properties: invalid duration "soon": want e.g. 30s, 5m, 1h30m, 2d`},
 	{name: "typo", props: `{"timer":"1m","spaly":true}`, err: `properties: json: unknown field "spaly"`},
 	{name: "splay not a bool", props: `{"timer":"1m","splay":"yes"}`, err: "properties: json: cannot unmarshal string into Go struct field Watcher.splay of type bool"},
