@@ -1,8 +1,9 @@
 // Package execwatcher is the "exec" watcher: it runs a command from the
 // machine directory and reports its exit status. Exit 0 is a Success (the
-// success_transition fires), any other exit status a Failure (the
-// fail_transition fires); a command that cannot be started or runs past its
-// timeout is an error.
+// success_transition fires); any other exit status, or death by a signal
+// the watcher did not send, is a Failure (the fail_transition fires). A
+// command that cannot be started or runs past its timeout is an error (the
+// fail_transition fires too, and the Runner backs off).
 //
 // The command is split into words like a shell would split a simple command
 // (quotes and backslashes, nothing expanded) and run directly, never through
@@ -265,8 +266,10 @@ func (w *Watcher) run(ctx context.Context, st *State) (watchers.Outcome, error) 
 		return watchers.Failure, fmt.Errorf("run %q: cancelled: %w", w.Command, context.Cause(ctx))
 	case rctx.Err() != nil:
 		return watchers.Failure, fmt.Errorf("run %q: %w after %v; its process group was killed", w.Command, ErrTimeout, w.timeout)
-	case cmd.ProcessState != nil && cmd.ProcessState.Exited():
-		w.log.Debug("command failed", "command", w.Command, "exit_code", st.ExitCode, "stderr", st.Stderr)
+	case errors.As(err, new(*exec.ExitError)):
+		// A non-zero exit, or a signal from someone else: the command ran
+		// and failed.
+		w.log.Debug("command failed", "command", w.Command, "status", cmd.ProcessState.String(), "stderr", st.Stderr)
 		return watchers.Failure, nil
 	default:
 		return watchers.Failure, fmt.Errorf("run %q: %w", w.Command, err)

@@ -50,6 +50,8 @@ func TestCheckExitStatus(t *testing.T) {
 			state: State{Command: "true", PreviousOutcome: "success", ExitCode: 0}},
 		{name: "exit 3 with stderr", command: `sh -c 'echo oops >&2; exit 3'`, outcome: watchers.Failure,
 			state: State{Command: `sh -c 'echo oops >&2; exit 3'`, PreviousOutcome: "error", ExitCode: 3, Stderr: "oops\n"}},
+		{name: "killed by a signal", command: `sh -c 'kill -TERM $$'`, outcome: watchers.Failure,
+			state: State{Command: `sh -c 'kill -TERM $$'`, PreviousOutcome: "error", ExitCode: -1}},
 		{name: "success drops stderr", command: `sh -c 'echo noise >&2'`, outcome: watchers.Success,
 			state: State{Command: `sh -c 'echo noise >&2'`, PreviousOutcome: "success", ExitCode: 0}},
 	}
