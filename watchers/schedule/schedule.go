@@ -53,6 +53,9 @@ const (
 	DefaultDuration = time.Minute
 	// MaxRecheck is the longest a check asks to wait before the next one.
 	MaxRecheck = time.Minute
+	// MaxStartSplay caps start_splay (a check visits every fire within
+	// start_splay of now, at most 1440 for a minutely schedule).
+	MaxStartSplay = 24 * time.Hour
 )
 
 func init() {
@@ -76,7 +79,7 @@ type Watcher struct {
 	// under 1s become 1m.
 	Duration watchers.Duration `json:"duration,omitzero"`
 	// StartSplay delays the opening of each window by up to this much; at
-	// most half of Duration.
+	// most half of Duration and at most 24h.
 	StartSplay watchers.Duration `json:"start_splay,omitzero"`
 	// SkipTriggerOnReenter keeps the success transition from firing again
 	// when the machine re-enters the watcher's states during an on period
@@ -127,8 +130,11 @@ func (w *Watcher) Validate() error {
 		w.duration = DefaultDuration
 	}
 	w.splay = w.StartSplay.Std()
-	if w.splay > w.duration/2 {
+	switch {
+	case w.splay > w.duration/2:
 		errs = append(errs, fmt.Errorf("start_splay: %v is more than half the duration %v", w.splay, w.duration))
+	case w.splay > MaxStartSplay:
+		errs = append(errs, fmt.Errorf("start_splay: %v is more than the maximum %v", w.splay, MaxStartSplay))
 	}
 	var loc *time.Location
 	if w.Timezone != "" {
@@ -233,7 +239,8 @@ func (w *Watcher) Check(context.Context) (watchers.Result, error) {
 // evaluate looks at the windows around t. until is when the
 // latest-closing window open at t closes, the zero time when none is open
 // (the switch is off). next is the earliest time after t at which the
-// switch may change, no later than MaxRecheck after t.
+// switch may change, no later than MaxRecheck after t. Its cost does not
+// grow with the duration: it visits only the fires within start_splay of t.
 func (w *Watcher) evaluate(t time.Time) (until, next time.Time) {
 	next = t.Add(MaxRecheck)
 	earlier := func(c time.Time) {
@@ -241,24 +248,65 @@ func (w *Watcher) evaluate(t time.Time) (until, next time.Time) {
 			next = c
 		}
 	}
+	later := func(c time.Time) {
+		if c.After(until) {
+			until = c
+		}
+	}
 	for _, s := range w.specs {
-		// Every fire after t-duration has a window that is still open at
-		// t or opens later.
-		f := s.Next(t.Add(-w.duration))
-		for ; !f.IsZero() && !f.After(t); f = s.Next(f) {
-			end := f.Add(w.duration)
+		// No window closes before that of the first fire after
+		// t-duration, and none opens before the first fire after t.
+		if f := s.Next(t.Add(-w.duration)); !f.IsZero() && !f.After(t) {
+			earlier(f.Add(w.duration))
+		}
+		if f := s.Next(t); !f.IsZero() {
+			earlier(f)
+		}
+		// The windows of fires in (t-duration, t-splay] are open; the
+		// latest of them closes last.
+		if f := lastFire(s, t.Add(-w.duration), t.Add(-w.splay)); !f.IsZero() {
+			later(f.Add(w.duration))
+		}
+		// Fires in (t-splay, t] open after their own delay.
+		if w.splay == 0 {
+			continue
+		}
+		for f := s.Next(t.Add(-w.splay)); !f.IsZero() && !f.After(t); f = s.Next(f) {
 			if open := f.Add(w.splayFor(f)); open.After(t) {
 				earlier(open)
-			} else if end.After(until) {
-				until = end
+			} else {
+				later(f.Add(w.duration))
 			}
-			earlier(end)
-		}
-		if !f.IsZero() {
-			earlier(f.Add(w.splayFor(f)))
 		}
 	}
 	return until, next
+}
+
+// lastFire returns the latest fire of s in (lo, hi], or the zero time when
+// there is none. It bisects over whole seconds (cron's resolution), so it
+// costs about log2(hi-lo in seconds) calls of Next.
+func lastFire(s *cron.SpecSchedule, lo, hi time.Time) time.Time {
+	first := s.Next(lo)
+	if first.IsZero() || first.After(hi) {
+		return time.Time{}
+	}
+	// after(n) holds for the second n when no fire follows it up to hi;
+	// it is monotonic, false just before first and true at hi.
+	after := func(n int64) bool {
+		f := s.Next(time.Unix(n, 0).In(hi.Location()))
+		return f.IsZero() || f.After(hi)
+	}
+	a, b := first.Unix(), hi.Unix() // after(b) holds; find the smallest such n
+	for a < b {
+		m := a + (b-a)/2
+		if after(m) {
+			b = m
+		} else {
+			a = m + 1
+		}
+	}
+	// a is a fire: the one before it is at most hi, the one after beyond.
+	return time.Unix(a, 0).In(hi.Location())
 }
 
 // offBetween reports whether the switch is off at some instant in [a, b].

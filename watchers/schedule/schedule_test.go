@@ -23,6 +23,8 @@ var validateTests = []struct {
 	{name: "everything", props: `{"schedules":["*/5 * * * *"],"duration":"2m","start_splay":"1m","skip_trigger_on_reenter":true,"timezone":"UTC"}`, duration: 2 * time.Minute},
 	{name: "default duration", props: `{"schedules":["@daily"]}`, duration: DefaultDuration},
 	{name: "under a second becomes the default", props: `{"schedules":["@daily"],"duration":"500ms"}`, duration: DefaultDuration},
+	{name: "long window", props: `{"schedules":["* * * * *"],"duration":"10000w"}`, duration: 10000 * 7 * 24 * time.Hour},
+	{name: "longest splay", props: `{"schedules":["* * * * *"],"duration":"2d","start_splay":"24h"}`, duration: 48 * time.Hour},
 	{name: "leap day fires", props: `{"schedules":["0 0 29 2 *"]}`, duration: time.Minute},
 	{name: "missing schedules", props: `{"duration":"1h"}`, err: "properties: schedules: required"},
 	{name: "empty schedules", props: `{"schedules":[]}`, err: "properties: schedules: required"},
@@ -38,6 +40,7 @@ var validateTests = []struct {
 	{name: "empty schedule", props: `{"schedules":["@daily",""]}`, err: `properties: schedules[1] "": empty spec string`},
 	{name: "bad timezone", props: `{"schedules":["@daily"],"timezone":"Mars/Olympus"}`, err: "properties: timezone: unknown time zone Mars/Olympus"},
 	{name: "splay too long", props: `{"schedules":["@daily"],"duration":"1h","start_splay":"31m"}`, err: "properties: start_splay: 31m0s is more than half the duration 1h0m0s"},
+	{name: "splay above the maximum", props: `{"schedules":["@daily"],"duration":"10d","start_splay":"25h"}`, err: "properties: start_splay: 25h0m0s is more than the maximum 24h0m0s"},
 	{name: "splay against the default duration", props: `{"schedules":["@daily"],"start_splay":"31s"}`, err: "properties: start_splay: 31s is more than half the duration 1m0s"},
 	{name: "every problem", props: `{"schedules":["x","@every 1m"],"timezone":"Nowhere"}`, err: "properties: timezone: unknown time zone Nowhere\n" +
 		`schedules[0] "x": expected exactly 5 fields, found 1: [x]` + "\n" +
@@ -161,6 +164,9 @@ func TestEdges(t *testing.T) {
 		{name: "zone prefix wins", props: `{"schedules":["CRON_TZ=Asia/Tokyo 0 9 * * *"],"duration":"1h","timezone":"UTC"}`,
 			start: at(-1, 0), end: at(2, 0),
 			want: []edge{onAt("03-01 00:00:00.000"), offAt("03-01 01:00:00.000")}},
+		{name: "window far longer than the period", props: `{"schedules":["* * * * *"],"duration":"10000w","timezone":"UTC"}`,
+			start: at(10, 0), end: at(12, 0),
+			want: []edge{onAt("03-01 10:00:00.000")}},
 		{name: "weekdays only", props: `{"schedules":["0 8 * * 1-5"],"duration":"1h","timezone":"UTC"}`, // 2026-03-01 is a Sunday
 			start: at(0, 0), end: at(24+9, 0),
 			want: []edge{onAt("03-02 08:00:00.000"), offAt("03-02 09:00:00.000")}},
@@ -235,13 +241,16 @@ func TestAfterSkipsNoEdge(t *testing.T) {
 		`{"schedules":["*/7 * * * *","*/11 * * * *"],"duration":"3m","timezone":"UTC"}`,
 		`{"schedules":["*/5 * * * *"],"duration":"4m","start_splay":"2m","timezone":"UTC"}`,
 		`{"schedules":["0,10,12 * * * *"],"duration":"5m","start_splay":"150s","timezone":"UTC"}`,
+		// A later fire can open before an earlier one.
+		`{"schedules":["0,2 * * * *"],"duration":"10m","start_splay":"5m","timezone":"UTC"}`,
 	} {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			end := at(16, 0)
 			w, c := build(t, props, at(10, 0))
-			jumped := simulate(t, w, c, at(12, 0))
+			jumped := simulate(t, w, c, end)
 			w, c = build(t, props, at(10, 0))
 			var stepped []edge
-			for ; !c.t.After(at(12, 0)); c.t = c.t.Add(time.Second) {
+			for ; !c.t.After(end); c.t = c.t.Add(time.Second) {
 				if res := check(t, w); res.Outcome != watchers.Unchanged {
 					stepped = append(stepped, edge{At: c.t.Format("01-02 15:04:05.000"), Outcome: res.Outcome, State: res.State.(State).State})
 				}
@@ -256,7 +265,7 @@ func TestAfterSkipsNoEdge(t *testing.T) {
 				jumped[i].At = tm.Format("01-02 15:04:05.000")
 			}
 			if len(jumped) < 4 {
-				t.Fatalf("only %d edges in two hours: %v", len(jumped), jumped)
+				t.Fatalf("only %d edges in six hours: %v", len(jumped), jumped)
 			}
 			if diff := cmp.Diff(stepped, jumped); diff != "" {
 				t.Errorf("edges (-every second +after-driven):\n%s", diff)
