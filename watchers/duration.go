@@ -3,6 +3,7 @@ package watchers
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -24,7 +25,11 @@ func ParseDuration(s string) (Duration, error) {
 		if n < 0 {
 			return 0, fmt.Errorf("invalid duration %q: negative", s)
 		}
-		return Duration(n * float64(time.Second)), nil
+		d, ok := scale(n, time.Second)
+		if !ok {
+			return 0, fmt.Errorf("invalid duration %q: too long", s)
+		}
+		return d, nil
 	}
 	var total time.Duration
 	rest := s
@@ -38,11 +43,18 @@ func ParseDuration(s string) (Duration, error) {
 		if err != nil {
 			break
 		}
+		if n < 0 {
+			return 0, fmt.Errorf("invalid duration %q: negative", s)
+		}
 		unit := 24 * time.Hour
 		if rest[i] == 'w' {
 			unit *= 7
 		}
-		total += time.Duration(n * float64(unit))
+		d, ok := scale(n, unit)
+		if !ok || total > math.MaxInt64-time.Duration(d) {
+			return 0, fmt.Errorf("invalid duration %q: too long", s)
+		}
+		total += time.Duration(d)
 		rest = rest[i+1:]
 	}
 	if rest != "" {
@@ -50,12 +62,26 @@ func ParseDuration(s string) (Duration, error) {
 		if err != nil {
 			return 0, fmt.Errorf("invalid duration %q: want e.g. 30s, 5m, 1h30m, 2d", s)
 		}
+		if d < 0 {
+			return 0, fmt.Errorf("invalid duration %q: negative", s)
+		}
+		if total > math.MaxInt64-d {
+			return 0, fmt.Errorf("invalid duration %q: too long", s)
+		}
 		total += d
 	}
-	if total < 0 {
-		return 0, fmt.Errorf("invalid duration %q: negative", s)
-	}
 	return Duration(total), nil
+}
+
+// scale returns n (not negative) units as a Duration, and false when that
+// does not fit or n is not a number (converting an out-of-range float to an
+// integer is not defined in Go: 1e30 seconds came out negative).
+func scale(n float64, unit time.Duration) (Duration, bool) {
+	v := n * float64(unit)
+	if !(v < math.MaxInt64) { // also false for NaN
+		return 0, false
+	}
+	return Duration(v), true
 }
 
 // Std returns d as a time.Duration.

@@ -1,0 +1,199 @@
+package filewatcher
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/mms-io/mms/watchers"
+)
+
+// enforce makes the file hold Contents with Mode (and Owner and Group when
+// set), rewriting it atomically when anything differs.
+func (w *Watcher) enforce() (watchers.Result, error) {
+	uid, gid, err := w.ids()
+	if err != nil {
+		return w.result(watchers.Failure, outcomeError, err.Error()), err
+	}
+	reason, err := w.drift(uid, gid)
+	if err != nil {
+		return w.result(watchers.Failure, outcomeError, err.Error()), err
+	}
+	if reason == "" {
+		return w.result(watchers.Unchanged, outcomeUnchanged, ""), nil
+	}
+	if err := writeAtomic(w.path, []byte(*w.Contents), w.mode, uid, gid); err != nil {
+		err = fmt.Errorf("rewrite %s (%s differed): %w", w.path, reason, err)
+		return w.result(watchers.Failure, outcomeError, err.Error()), err
+	}
+	w.log.Info("rewrote managed file", "path", w.path, "reason", reason)
+	return w.result(watchers.Success, outcomeChanged, reason), nil
+}
+
+// drift returns what differs between the file and its desired state
+// ("content, mode", …), "" when nothing does.
+func (w *Watcher) drift(uid, gid int) (string, error) {
+	fi, err := os.Stat(w.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "missing", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("stat %s: %w", w.path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is %s, not a regular file: refusing to replace it", w.path, kind(fi.Mode()))
+	}
+	var diffs []string
+	same, err := w.sameContent(fi)
+	if err != nil {
+		return "", err
+	}
+	if !same {
+		diffs = append(diffs, "content")
+	}
+	if fi.Mode().Perm() != w.mode {
+		diffs = append(diffs, "mode")
+	}
+	if fuid, fgid, ok := fileOwner(fi); ok {
+		if uid >= 0 && fuid != uid {
+			diffs = append(diffs, "owner")
+		}
+		if gid >= 0 && fgid != gid {
+			diffs = append(diffs, "group")
+		}
+	}
+	return strings.Join(diffs, ", "), nil
+}
+
+// sameContent reports whether the file (described by fi) holds Contents.
+func (w *Watcher) sameContent(fi os.FileInfo) (bool, error) {
+	if fi.Size() != int64(len(*w.Contents)) {
+		return false, nil
+	}
+	f, err := os.Open(w.path)
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", w.path, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return false, fmt.Errorf("read %s: %w", w.path, err)
+	}
+	return bytes.Equal(h.Sum(nil), w.sum[:]), nil
+}
+
+// kind names a non-regular file type.
+func kind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file (" + m.Type().String() + ")"
+}
+
+// ids resolves Owner and Group to numeric ids; -1 for unset.
+func (w *Watcher) ids() (uid, gid int, err error) {
+	uid, gid = -1, -1
+	if w.Owner != "" {
+		if uid, err = lookupID(w.Owner, func(n string) (string, error) {
+			u, err := user.Lookup(n)
+			if err != nil {
+				return "", err
+			}
+			return u.Uid, nil
+		}); err != nil {
+			return -1, -1, fmt.Errorf("owner: %w", err)
+		}
+	}
+	if w.Group != "" {
+		if gid, err = lookupID(w.Group, func(n string) (string, error) {
+			g, err := user.LookupGroup(n)
+			if err != nil {
+				return "", err
+			}
+			return g.Gid, nil
+		}); err != nil {
+			return -1, -1, fmt.Errorf("group: %w", err)
+		}
+	}
+	return uid, gid, nil
+}
+
+// lookupID returns name as a number when it is one, else the id lookup
+// finds for it.
+func lookupID(name string, lookup func(string) (string, error)) (int, error) {
+	if n, err := strconv.Atoi(name); err == nil && n >= 0 {
+		return n, nil
+	}
+	id, err := lookup(name)
+	if err != nil {
+		return -1, err
+	}
+	n, err := strconv.Atoi(id)
+	if err != nil {
+		return -1, fmt.Errorf("%q has non-numeric id %q", name, id)
+	}
+	return n, nil
+}
+
+// writeAtomic replaces path with data: a temporary file in the same
+// directory gets the data, mode and (when uid or gid is not -1) ownership
+// and is synced, then renamed over path, then the directory is synced. A
+// failure leaves path as it was.
+func writeAtomic(path string, data []byte, mode os.FileMode, uid, gid int) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".mms-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Chmod(mode); err != nil {
+		return err
+	}
+	if uid >= 0 || gid >= 0 {
+		if err := f.Chown(uid, gid); err != nil {
+			return err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	return errors.Join(err, d.Close())
+}

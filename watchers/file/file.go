@@ -1,0 +1,221 @@
+// Package filewatcher is the "file" watcher. Without contents it observes a
+// file: a Success ("changed") when the file's modification time or size
+// changes or it reappears, a Failure ("error") when it goes missing. With
+// contents it enforces the file: whenever the file is missing or its
+// content, mode or ownership differ, it is rewritten atomically and the
+// check is a Success ("changed").
+//
+// Changes are noticed at once through file-system notifications on the
+// file's directory ([Watcher.Stream]); the interval (default 5s) remains as
+// a fallback, for example for a symlink whose target changes elsewhere.
+package filewatcher
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mms-io/mms/watchers"
+)
+
+func init() {
+	watchers.Register(watchers.Info{
+		Type:            "file",
+		Version:         "v1",
+		New:             func() watchers.Watcher { return new(Watcher) },
+		DefaultInterval: watchers.Duration(5 * time.Second),
+		MinInterval:     watchers.Duration(500 * time.Millisecond),
+	})
+}
+
+// Watcher is the file watcher's configuration (its machine.yaml properties)
+// and runtime state.
+type Watcher struct {
+	// Path is the file; a relative path is relative to the machine
+	// directory. Required.
+	Path string `json:"path"`
+	// GatherInitialState records the file as it is when the machine
+	// starts, so only later changes count. Without it the first check of
+	// an existing file is a change (Choria's behaviour). It has no effect
+	// with Contents.
+	GatherInitialState bool `json:"gather_initial_state,omitempty"`
+	// Contents, when set (even to ""), is what the file must hold. A
+	// symlink at Path is replaced by a regular file.
+	Contents *string `json:"contents,omitempty"`
+	// Owner is the user (name or numeric id) that must own the managed
+	// file. When unset the file belongs to whoever the agent runs as and
+	// ownership is not enforced. Only with Contents.
+	Owner string `json:"owner,omitempty"`
+	// Group is the group (name or numeric id) of the managed file; unset
+	// works as for Owner. Only with Contents.
+	Group string `json:"group,omitempty"`
+	// Mode is the managed file's permission bits as an octal string such
+	// as "0644", at most "0777". Required with Contents.
+	Mode string `json:"mode,omitempty"`
+
+	mode os.FileMode // Mode parsed by Validate
+	sum  [sha256.Size]byte
+
+	path string // absolute Path, set by Provision
+	log  *slog.Logger
+	last observation
+}
+
+// observation is what the previous check saw of the file in stat mode.
+type observation struct {
+	state   fileState
+	modTime time.Time
+	size    int64
+}
+
+type fileState int
+
+const (
+	unseen fileState = iota
+	present
+	missing
+)
+
+// Outcome names in the state event (Choria's).
+const (
+	outcomeChanged   = "changed"
+	outcomeUnchanged = "unchanged"
+	outcomeError     = "error"
+)
+
+// State is the type-specific part of the file watcher's state event.
+type State struct {
+	// Path is the absolute path of the file.
+	Path string `json:"path"`
+	// PreviousOutcome is "changed", "unchanged" or "error".
+	PreviousOutcome string `json:"previous_outcome"`
+	// Reason says why: "modified", "created", "does not exist", an error,
+	// or what differed before a managed file was rewritten: "missing", or
+	// a list of "content", "mode", "owner" and "group".
+	Reason string `json:"reason,omitempty"`
+}
+
+// Validate checks the properties and parses the mode once.
+func (w *Watcher) Validate() error {
+	var errs []error
+	switch {
+	case strings.TrimSpace(w.Path) == "":
+		errs = append(errs, errors.New("path: required"))
+	case strings.ContainsRune(w.Path, 0):
+		errs = append(errs, errors.New("path: contains a NUL byte"))
+	}
+	if w.Mode != "" {
+		m, err := parseMode(w.Mode)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("mode: %w", err))
+		}
+		w.mode = m
+	}
+	if w.Contents == nil {
+		for _, f := range []struct{ name, v string }{{"owner", w.Owner}, {"group", w.Group}, {"mode", w.Mode}} {
+			if f.v != "" {
+				errs = append(errs, fmt.Errorf("%s: only used together with contents", f.name))
+			}
+		}
+	} else {
+		if w.Mode == "" {
+			errs = append(errs, errors.New("mode: required when contents is set"))
+		}
+		w.sum = sha256.Sum256([]byte(*w.Contents))
+	}
+	return errors.Join(errs...)
+}
+
+// parseMode parses an octal permission string: "0644", "644" or "0o644".
+func parseMode(s string) (os.FileMode, error) {
+	digits := strings.TrimPrefix(strings.TrimPrefix(s, "0o"), "0O")
+	n, err := strconv.ParseUint(digits, 8, 32)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not an octal mode like \"0644\"", s)
+	}
+	if n > 0o777 {
+		return 0, fmt.Errorf("%q is above 0777: setuid, setgid and sticky bits are not managed", s)
+	}
+	return os.FileMode(n), nil
+}
+
+// Provision resolves the path against the machine directory and, with
+// gather_initial_state, records the file as it is now.
+func (w *Watcher) Provision(d watchers.Deps) error {
+	w.log = d.Log
+	if w.log == nil {
+		w.log = slog.New(slog.DiscardHandler)
+	}
+	p := w.Path
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(d.Dir, p)
+	}
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return fmt.Errorf("resolve path %q: %w", w.Path, err)
+	}
+	w.path = abs
+	if w.GatherInitialState && w.Contents == nil {
+		if _, err := w.observe(); err != nil {
+			return fmt.Errorf("gather initial state: %w", err)
+		}
+	}
+	return nil
+}
+
+// Check observes or enforces the file once.
+func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
+	if w.Contents != nil {
+		return w.enforce()
+	}
+	prev := w.last
+	reason, err := w.observe()
+	switch {
+	case err != nil:
+		return w.result(watchers.Failure, outcomeError, err.Error()), err
+	case w.last.state == missing && prev.state != missing:
+		return w.result(watchers.Failure, outcomeError, reason), nil
+	case w.last.state == missing:
+		// Still missing: said so already.
+		return w.result(watchers.Unchanged, outcomeError, reason), nil
+	case prev.state == present && (!prev.modTime.Equal(w.last.modTime) || prev.size != w.last.size):
+		return w.result(watchers.Success, outcomeChanged, "modified"), nil
+	case prev.state != present:
+		// First sight (without gather_initial_state) or back again.
+		return w.result(watchers.Success, outcomeChanged, "created"), nil
+	}
+	return w.result(watchers.Unchanged, outcomeUnchanged, ""), nil
+}
+
+// observe stats the file into w.last. A missing file is not an error; its
+// reason is returned.
+func (w *Watcher) observe() (string, error) {
+	fi, err := os.Stat(w.path)
+	if errors.Is(err, os.ErrNotExist) {
+		w.last = observation{state: missing}
+		return "does not exist", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("stat %s: %w", w.path, err)
+	}
+	w.last = observation{state: present, modTime: fi.ModTime(), size: fi.Size()}
+	return "", nil
+}
+
+func (w *Watcher) result(o watchers.Outcome, outcome, reason string) watchers.Result {
+	return watchers.Result{Outcome: o, State: State{Path: w.path, PreviousOutcome: outcome, Reason: reason}}
+}
+
+var (
+	_ watchers.Watcher     = (*Watcher)(nil)
+	_ watchers.Validator   = (*Watcher)(nil)
+	_ watchers.Provisioner = (*Watcher)(nil)
+	_ watchers.Streamer    = (*Watcher)(nil)
+)
