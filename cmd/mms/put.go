@@ -79,7 +79,7 @@ ignore it); --force skips that check, not the compare-and-set.
 }
 
 func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Opened, o putOptions) error {
-	js, err := jetstream.New(nc.Conn)
+	js, err := nc.JetStream()
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
