@@ -85,5 +85,13 @@ and runs them.
 
 // commands lists every subcommand; each lives in its own file.
 func (a *app) commands() []*cobra.Command {
-	return []*cobra.Command{a.newMachineCmd(), a.newEventsCmd()}
+	return []*cobra.Command{
+		a.newKeysCmd(),
+		a.newPackCmd(),
+		a.newVerifyCmd(),
+		a.newShowCmd(),
+		a.newPutCmd(),
+		a.newMachineCmd(),
+		a.newEventsCmd(),
+	}
 }

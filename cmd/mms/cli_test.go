@@ -1,0 +1,329 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/packer"
+)
+
+// result is what one `mms` invocation produced.
+type result struct {
+	code   int
+	stdout string
+	stderr string
+}
+
+// mms runs the CLI in-process with stdin and returns its exit code and output.
+func mms(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(t.Context(), args, strings.NewReader(stdin), &out, &errOut)
+	return result{code: code, stdout: out.String(), stderr: errOut.String()}
+}
+
+// mmsOK runs the CLI and fails the test unless it exits 0.
+func mmsOK(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	r := mms(t, stdin, args...)
+	if r.code != 0 {
+		t.Fatalf("mms %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+const (
+	sumA = "f11ea2005de97bf309bafac46e77c01925307a26675f44f388d4502d2b9d00bf"
+	sumB = "1e85719c6959eb0f2c8f2166e30ae952ccaef2c286f31868ea1d311d3738a339"
+)
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func machinesJSON(names ...string) string {
+	var entries []string
+	for _, n := range names {
+		entries = append(entries, `{"name":"`+n+`","source":"https://repo.example.net/`+n+`-1.0.0.tar.gz","checksum":"`+sumA+`","verify_checksum":"`+sumB+`","match":"identity('^web')"}`)
+	}
+	return "[" + strings.Join(entries, ",") + "]"
+}
+
+// newKeyPair writes ops.key/ops.pub in dir with `mms keys --out`.
+func newKeyPair(t *testing.T, dir, name string) (keyFile, pubFile string) {
+	t.Helper()
+	prefix := filepath.Join(dir, name)
+	r := mmsOK(t, "", "keys", "--out", prefix)
+	if strings.Contains(r.stdout, "Private Key") {
+		t.Fatalf("keys --out printed the private key:\n%s", r.stdout)
+	}
+	st, err := os.Stat(prefix + ".key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("%s.key mode = %v, want 0600", prefix, st.Mode().Perm())
+	}
+	return prefix + ".key", prefix + ".pub"
+}
+
+func TestKeysPrintsChoriaFormat(t *testing.T) {
+	r := mmsOK(t, "", "keys")
+	lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], " Public Key: ") || !strings.HasPrefix(lines[1], "Private Key: ") {
+		t.Fatalf("keys output = %q, want Choria's two lines", r.stdout)
+	}
+	pub := strings.TrimPrefix(lines[0], " Public Key: ")
+	priv := strings.TrimPrefix(lines[1], "Private Key: ")
+	if len(pub) != 64 || len(priv) != 128 {
+		t.Fatalf("key lengths = %d/%d hex chars, want 64/128", len(pub), len(priv))
+	}
+	if _, err := packer.ParsePrivateKey(priv); err != nil {
+		t.Fatalf("ParsePrivateKey(printed key) = %v", err)
+	}
+}
+
+func TestKeysOutRefusesToOverwrite(t *testing.T) {
+	dir := t.TempDir()
+	newKeyPair(t, dir, "ops")
+	r := mms(t, "", "keys", "--out", filepath.Join(dir, "ops"))
+	if r.code == 0 || !strings.Contains(r.stderr, "file exists (use --force to overwrite)") {
+		t.Fatalf("second keys --out: exit %d, stderr %q; want a refusal", r.code, r.stderr)
+	}
+}
+
+func TestPackVerifyShowRoundTrip(t *testing.T) {
+	for _, format := range []string{"v2", "v1"} {
+		t.Run(format, func(t *testing.T) {
+			dir := t.TempDir()
+			key, pub := newKeyPair(t, dir, "ops")
+			machines := writeFile(t, dir, "machines.json", machinesJSON("facts", "web"))
+
+			env := mmsOK(t, "", "pack", machines, "--key-file", key, "--format", format).stdout
+			if strings.Count(env, "\n") != 1 || !json.Valid([]byte(env)) {
+				t.Fatalf("pack stdout is not one JSON document:\n%s", env)
+			}
+			specFile := writeFile(t, dir, "spec.json", env)
+
+			v := mmsOK(t, "", "verify", specFile, pub)
+			if !strings.HasPrefix(v.stdout, "ok: "+format+" spec") || !strings.Contains(v.stdout, "2 machines") {
+				t.Errorf("verify stdout = %q", v.stdout)
+			}
+			// stdin works as well
+			mmsOK(t, env, "verify", "-", pub)
+
+			s := mmsOK(t, "", "show", specFile, "--json")
+			var view showView
+			if err := json.Unmarshal([]byte(s.stdout), &view); err != nil {
+				t.Fatalf("show --json: %v\n%s", err, s.stdout)
+			}
+			if view.Format != format || len(view.Machines) != 2 || view.Machines[1].Name != "web" {
+				t.Errorf("show --json = %+v", view)
+			}
+			table := mmsOK(t, "", "show", specFile).stdout
+			if !strings.Contains(table, "facts") || !strings.Contains(table, "identity('^web')") {
+				t.Errorf("show table missing machines:\n%s", table)
+			}
+		})
+	}
+}
+
+func TestVerifyRejections(t *testing.T) {
+	dir := t.TempDir()
+	key, pub := newKeyPair(t, dir, "ops")
+	_, otherPub := newKeyPair(t, dir, "other")
+	machines := writeFile(t, dir, "machines.json", machinesJSON("facts"))
+	signed := writeFile(t, dir, "spec.json", mmsOK(t, "", "pack", machines, "--key-file", key).stdout)
+	unsigned := writeFile(t, dir, "unsigned.json", mmsOK(t, "", "pack", machines, "--unsigned").stdout)
+
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"wrong key", []string{"verify", signed, otherPub}, "not trusted"},
+		{"unsigned", []string{"verify", unsigned, pub}, "unsigned"},
+		{"threshold", []string{"verify", signed, pub, otherPub, "--threshold", "2"}, "1/2 valid signatures"},
+		{"not a key", []string{"verify", signed, "nonsense"}, `public key "nonsense": not a 64-character hex key and no such file`},
+		{"not an envelope", []string{"verify", machines, pub}, "malformed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := mms(t, "", tt.args...)
+			if r.code == 0 {
+				t.Fatalf("exit 0, want failure; stdout %q", r.stdout)
+			}
+			if !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("stderr = %q, want it to contain %q", r.stderr, tt.want)
+			}
+		})
+	}
+}
+
+func TestPackRejectsInvalidEntryBeforeSigning(t *testing.T) {
+	dir := t.TempDir()
+	key, _ := newKeyPair(t, dir, "ops")
+	bad := `[{"name":"web","source":"ftp://x/y.tgz","checksum":"abc","verify_checksum":"` + sumB + `"}]`
+	machines := writeFile(t, dir, "machines.json", bad)
+	r := mms(t, "", "pack", machines, "--key-file", key)
+	if r.code == 0 {
+		t.Fatalf("pack of an invalid entry exited 0:\n%s", r.stdout)
+	}
+	if r.stdout != "" {
+		t.Errorf("pack printed on stdout despite failing: %q", r.stdout)
+	}
+	for _, want := range []string{`"web"`, "checksum", "source", "nothing signed"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr = %q, want it to name %q", r.stderr, want)
+		}
+	}
+}
+
+func TestPackKeySources(t *testing.T) {
+	dir := t.TempDir()
+	key, pub := newKeyPair(t, dir, "ops")
+	machines := writeFile(t, dir, "machines.json", machinesJSON("facts"))
+	keyHex, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("no key", func(t *testing.T) {
+		t.Setenv("KEY", "")
+		r := mms(t, "", "pack", machines)
+		if r.code == 0 || !strings.Contains(r.stderr, "no signing key") {
+			t.Fatalf("exit %d stderr %q, want a refusal naming the missing key", r.code, r.stderr)
+		}
+	})
+	t.Run("env KEY", func(t *testing.T) {
+		t.Setenv("KEY", strings.TrimSpace(string(keyHex)))
+		env := mmsOK(t, "", "pack", machines).stdout
+		mmsOK(t, env, "verify", "-", pub)
+	})
+	t.Run("positional key warns", func(t *testing.T) {
+		t.Setenv("KEY", "")
+		r := mmsOK(t, "", "pack", machines, strings.TrimSpace(string(keyHex)))
+		if !strings.Contains(r.stderr, "command line") {
+			t.Errorf("stderr = %q, want a warning about argv", r.stderr)
+		}
+		mmsOK(t, r.stdout, "verify", "-", pub)
+	})
+	t.Run("multi signature", func(t *testing.T) {
+		key2, pub2 := newKeyPair(t, dir, "second")
+		env := mmsOK(t, "", "pack", machines, "--key-file", key, "--key-file", key2).stdout
+		r := mmsOK(t, env, "verify", "-", pub, pub2, "--threshold", "2")
+		if !strings.Contains(r.stdout, "signed by 2/2") {
+			t.Errorf("verify stdout = %q", r.stdout)
+		}
+	})
+}
+
+func TestPackYAMLAndExpiry(t *testing.T) {
+	dir := t.TempDir()
+	key, pub := newKeyPair(t, dir, "ops")
+	machines := writeFile(t, dir, "machines.yaml", `
+- name: facts
+  source: https://repo.example.net/facts-1.0.0.tar.gz
+  checksum: `+sumA+`
+  verify_checksum: `+sumB+`
+`)
+	env := mmsOK(t, "", "pack", machines, "--key-file", key, "--expires", "24h", "--serial", "42").stdout
+	r := mmsOK(t, env, "verify", "-", pub)
+	if !strings.Contains(r.stdout, "serial 42") || !strings.Contains(r.stdout, "expires") {
+		t.Errorf("verify stdout = %q, want serial 42 and an expiry", r.stdout)
+	}
+}
+
+func TestRunUnknownCommand(t *testing.T) {
+	r := mms(t, "", "frobnicate")
+	if r.code == 0 || !strings.Contains(r.stderr, "unknown command") {
+		t.Fatalf("exit %d stderr %q", r.code, r.stderr)
+	}
+}
+
+func TestPut(t *testing.T) {
+	srv := natstest.RunJetStream(t)
+	url := srv.ClientURL()
+	dir := t.TempDir()
+	key, _ := newKeyPair(t, dir, "ops")
+	machines := writeFile(t, dir, "machines.json", machinesJSON("facts"))
+	pack := func(serial string) string {
+		return mmsOK(t, "", "pack", machines, "--key-file", key, "--serial", serial).stdout
+	}
+	first, second, older := pack("100"), pack("200"), pack("50")
+
+	r := mms(t, first, "put", "--server", url)
+	if r.code == 0 || !strings.Contains(r.stderr, "bucket MACHINES does not exist") {
+		t.Fatalf("put without bucket: exit %d stderr %q", r.code, r.stderr)
+	}
+	r = mmsOK(t, first, "put", "--server", url, "--create")
+	if !strings.Contains(r.stdout, "revision 1") || !strings.Contains(r.stdout, "serial 100") {
+		t.Errorf("put stdout = %q", r.stdout)
+	}
+	if r := mmsOK(t, first, "put", "--server", url); !strings.Contains(r.stdout, "nothing to do") {
+		t.Errorf("re-put of the same spec: stdout %q", r.stdout)
+	}
+	if r := mms(t, older, "put", "--server", url); r.code == 0 || !strings.Contains(r.stderr, "refusing to put serial 50") {
+		t.Errorf("put of an older serial: exit %d stderr %q", r.code, r.stderr)
+	}
+	if r := mms(t, "not json\n", "put", "--server", url); r.code == 0 || !strings.Contains(r.stderr, "refusing to put") {
+		t.Errorf("put of garbage: exit %d stderr %q", r.code, r.stderr)
+	}
+	if r := mms(t, second, "put", "--server", url, "--revision", "7"); r.code == 0 || !strings.Contains(r.stderr, "is at revision 1, not 7") {
+		t.Errorf("put --revision 7: exit %d stderr %q", r.code, r.stderr)
+	}
+
+	// The value lands trimmed, exactly as packed.
+	nc := natstest.Connect(t, srv)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(t.Context(), "MACHINES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(t.Context(), "machines")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(e.Value()), strings.TrimSpace(first); got != want {
+		t.Errorf("stored value = %q, want %q", got, want)
+	}
+
+	// Another operator writes between our read and our write: compare-and-set refuses.
+	a := &app{stdin: strings.NewReader(""), stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}, log: slog.New(slog.DiscardHandler)}
+	next, err := packer.Inspect([]byte(strings.TrimSpace(second)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nf := natsFlags{server: url, timeout: 5 * time.Second}
+	conn, err := nf.connect(t.Context(), a, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	o := putOptions{bucket: "MACHINES", key: "machines", beforeWrite: func() {
+		if _, err := kv.Put(t.Context(), "machines", []byte(strings.TrimSpace(pack("150")))); err != nil {
+			t.Fatal(err)
+		}
+	}}
+	err = a.put(t.Context(), conn, []byte(strings.TrimSpace(second)), next, o)
+	if err == nil || !strings.Contains(err.Error(), "changed while publishing") {
+		t.Fatalf("racing put = %v, want a compare-and-set refusal", err)
+	}
+}

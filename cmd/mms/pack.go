@@ -1,0 +1,173 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/spec"
+)
+
+type packOptions struct {
+	keyFiles  []string
+	format    string
+	serial    uint64
+	expires   time.Duration
+	unsigned  bool
+	allowHTTP bool
+}
+
+func (a *app) newPackCmd() *cobra.Command {
+	var o packOptions
+	cmd := &cobra.Command{
+		Use:   "pack MACHINES [KEY]",
+		Short: "Validate and sign a machines file into a spec envelope",
+		Long: `Validate and sign a machines file into a spec envelope.
+
+MACHINES is a JSON array (Choria's machines.json) or a YAML list of entries:
+
+  - name: facts                      # ^[a-z0-9][a-z0-9_-]{0,62}$
+    source: https://repo.example.net/facts-1.0.0.tar.gz   # or nats://BUCKET/OBJECT
+    checksum: <sha256 of the archive>
+    verify_checksum: <sha256 of its SHA256SUMS>
+    match: identity('^web') && has_command('facter')      # optional
+
+Every entry is validated before anything is signed; a bad entry fails with
+its index, name and field. The signed envelope is printed on stdout and
+nothing else, so it can be piped into 'mms put' or 'nats kv put'.
+
+The private key (hex, as written by 'mms keys') comes from --key-file
+(repeat it for several signatures), else the KEY environment variable, else
+the KEY argument. The argument is accepted for compatibility with Choria's
+mms, but command lines are visible to every user of the machine: prefer
+--key-file.
+
+--format v2 (the default) writes a DSSE envelope with a serial, issue time
+and optional expiry; agents refuse older serials. --format v1 writes
+Choria's format, which has no serial: mms agents accept it only with
+--allow-legacy-spec.`,
+		Example: `  mms pack machines.json --key-file ops.key | mms put
+  mms pack machines.yaml --key-file ops.key --key-file sec.key --expires 720h > spec.json
+  mms pack machines.json --format v1 --key-file ops.key | nats kv put MACHINES machines`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.pack(cmd, args, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&o.keyFiles, "key-file", nil, "private key file (repeatable: one signature per key)")
+	f.StringVar(&o.format, "format", "v2", "envelope format: v2 (DSSE, serial and expiry) or v1 (Choria)")
+	f.Uint64Var(&o.serial, "serial", 0, "spec serial (default: the current unix time in seconds)")
+	f.DurationVar(&o.expires, "expires", 0, "expire the spec after this long, e.g. 720h (v2 only; default never)")
+	f.BoolVar(&o.unsigned, "unsigned", false, "write an unsigned envelope (only agents started with --insecure-unsigned accept it)")
+	f.BoolVar(&o.allowHTTP, "allow-http", false, "allow http:// sources (agents must allow them too)")
+	return cmd
+}
+
+func (a *app) pack(cmd *cobra.Command, args []string, o packOptions) error {
+	format, err := parseFormat(o.format)
+	if err != nil {
+		return err
+	}
+	if format == packer.FormatV1 && o.expires != 0 {
+		return errors.New("--expires needs --format v2: v1 envelopes carry no expiry")
+	}
+	if o.expires < 0 {
+		return errors.New("--expires must be positive")
+	}
+	keys, err := a.packKeys(cmd, args, o)
+	if err != nil {
+		return err
+	}
+	if len(keys) == 0 && !o.unsigned {
+		return errors.New("no signing key: give --key-file, set KEY, or pass --unsigned to write an unsigned spec")
+	}
+	if len(keys) > 0 && o.unsigned {
+		return errors.New("--unsigned conflicts with the signing keys given")
+	}
+	if format == packer.FormatV1 && len(keys) > 1 {
+		return errors.New("v1 envelopes carry one signature: give one key or use --format v2")
+	}
+
+	data, err := os.ReadFile(args[0])
+	if err != nil {
+		return fmt.Errorf("read machines: %w", err)
+	}
+	machines, err := spec.ParseMachines(data)
+	if err != nil {
+		return fmt.Errorf("%s: %w", args[0], err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	s := &spec.Spec{IssuedAt: now, Machines: machines}
+	if format == packer.FormatV2 {
+		s.Serial = uint64(now.Unix())
+		if o.serial != 0 {
+			s.Serial = o.serial
+		}
+		if o.expires > 0 {
+			s.Expires = now.Add(o.expires)
+		}
+	}
+	if err := s.Validate(spec.ValidateOptions{AllowHTTP: o.allowHTTP, Legacy: format == packer.FormatV1}); err != nil {
+		return fmt.Errorf("%s: nothing signed:\n%w", args[0], err)
+	}
+	env, err := packer.Seal(format, s, keys...)
+	if err != nil {
+		return fmt.Errorf("seal spec: %w", err)
+	}
+	if _, err := fmt.Fprintf(a.stdout, "%s\n", env); err != nil {
+		return err
+	}
+	if len(s.Machines) == 0 {
+		a.log.Warn("the spec lists no machines: agents with purging enabled will remove every machine they manage")
+	}
+	return nil
+}
+
+// packKeys gathers the signing keys: --key-file, else $KEY, else the
+// positional argument (with a warning: argv is visible to every user).
+func (a *app) packKeys(cmd *cobra.Command, args []string, o packOptions) ([]ed25519.PrivateKey, error) {
+	var keys []ed25519.PrivateKey
+	for _, p := range o.keyFiles {
+		k, err := a.readPrivateKeyFile(p)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) > 0 {
+		if len(args) > 1 {
+			return nil, errors.New("give the key either with --key-file or as an argument, not both")
+		}
+		return keys, nil
+	}
+	text, from := os.Getenv("KEY"), "environment variable KEY"
+	if len(args) > 1 {
+		a.log.Warn("the private key was given on the command line, where other users and shell history can read it; use --key-file")
+		text, from = args[1], "KEY argument"
+	}
+	if strings.TrimSpace(text) == "" {
+		return nil, nil
+	}
+	k, err := packer.ParsePrivateKey(text)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", from, err)
+	}
+	return []ed25519.PrivateKey{k}, nil
+}
+
+func parseFormat(s string) (packer.Format, error) {
+	switch strings.ToLower(s) {
+	case "v2", "2":
+		return packer.FormatV2, nil
+	case "v1", "1":
+		return packer.FormatV1, nil
+	}
+	return 0, fmt.Errorf("--format %q: want v2 or v1", s)
+}
