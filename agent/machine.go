@@ -243,10 +243,3 @@ func closeSafely(c watchers.Closer) (err error) {
 	}()
 	return c.Close()
 }
-
-// discard releases a machine that will never run.
-func (m *Machine) discard() {
-	if m.started.CompareAndSwap(false, true) {
-		m.closeWatchers()
-	}
-}

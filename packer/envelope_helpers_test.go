@@ -59,6 +59,10 @@ func envTestSpec() *spec.Spec {
 // envTestSpecV1 returns envTestSpec as v1 can carry it: no serial or times.
 func envTestSpecV1() *spec.Spec {
 	s := envTestSpec()
+	for i := range s.Machines {
+		// size and auth are v2 fields; verify is Choria's.
+		s.Machines[i].Size, s.Machines[i].Auth, s.Machines[i].Verify = 0, "", "SHA256SUMS"
+	}
 	return &spec.Spec{Machines: s.Machines}
 }
 

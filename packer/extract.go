@@ -152,7 +152,6 @@ type archiveExtraction struct {
 	made     map[string]bool   // directories created on disk
 	dirs     []string          // the same, in creation order
 	sums     []byte            // content of <Name>/SHA256SUMS
-	hr       *archiveHashReader
 	total    int64
 	count    int
 	buf      []byte

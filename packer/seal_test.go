@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -210,8 +211,14 @@ func TestSealPayloadLayout(t *testing.T) {
 		t.Errorf("v2 envelope = %+v, want payloadType %q and one signature by keyid %s", v2, PayloadType, KeyID(privA.Public().(ed25519.PublicKey)))
 	}
 
+	// v1 carries Choria's fields only: no size or auth, and Choria's verify key.
+	const wantV1Machines = `[{"name":"facts","source":"https://files.example.net/facts-1.0.0.tar.gz","checksum":"f11ea2005de97bf309bafac46e77c01925307a26675f44f388d4502d2b9d00bf","verify_checksum":"1e85719c6959eb0f2c8f2166e30ae952ccaef2c286f31868ea1d311d3738a339","verify":"SHA256SUMS","match":"identity('^web') && has_command('facter')"},` +
+		`{"name":"motd","source":"nats://ARCHIVES/motd-2.1.0.tar.gz","checksum":"0b5f8b7d1c2a3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f","verify_checksum":"9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d","verify":"SHA256SUMS","governor":"downloads"}]`
 	unsignedV1 := envTestSeal(t, FormatV1, envTestSpecV1())
-	want := `{"machines":"` + base64.StdEncoding.EncodeToString([]byte(wantMachines)) + `"}`
+	want := `{"machines":"` + base64.StdEncoding.EncodeToString([]byte(wantV1Machines)) + `"}`
+	if _, err := Seal(FormatV1, &spec.Spec{Machines: envTestSpec().Machines}); err == nil || !strings.Contains(err.Error(), "size and auth are v2 only") {
+		t.Errorf("Seal(v1, spec with size and auth) error = %v, want a refusal", err)
+	}
 	if string(unsignedV1) != want {
 		t.Errorf("Seal(v1, unsigned) =\n%s\nwant\n%s", unsignedV1, want)
 	}

@@ -1,7 +1,6 @@
 package packer
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/hex"
@@ -23,15 +22,6 @@ type v1Envelope struct {
 // carry "verify": "SHA256SUMS", which Choria's own decoder ignores (it always
 // uses SHA256SUMS), so real specs contain it; it is accepted with that one
 // value and dropped.
-type v1Machine struct {
-	spec.Machine
-	Verify string `json:"verify,omitempty"`
-}
-
-// v1VerifyFile is the only value of a v1 entry's "verify" field that means
-// what Choria does.
-const v1VerifyFile = "SHA256SUMS"
-
 // decodeV1Envelope strictly decodes a v1 envelope. The signature, when
 // present, covers the raw machines bytes.
 func decodeV1Envelope(data []byte) (*sealedSpec, error) {
@@ -67,41 +57,11 @@ func decodeV1Envelope(data []byte) (*sealedSpec, error) {
 	return sealed, nil
 }
 
-// decodeV1Machines strictly decodes the raw machines JSON of a v1 envelope:
-// a JSON array of entries with no unknown fields. It does not validate the
-// entries (names, checksums, matchers): that is spec.Validate's job.
+// decodeV1Machines strictly decodes the raw machines JSON of a v1 envelope
+// with spec.DecodeV1. It does not validate the entries (names, checksums,
+// matchers): that is spec.ValidateMachines' job.
 func decodeV1Machines(raw []byte) ([]spec.Machine, error) {
-	items, err := decodeJSONArray(raw)
-	if err != nil {
-		return nil, err
-	}
-	machines := make([]spec.Machine, 0, len(items))
-	for i, item := range items {
-		var m v1Machine
-		if err := unmarshalEnvelopeStrict(item, &m); err != nil {
-			return nil, fmt.Errorf("machines[%d]: %w", i, err)
-		}
-		if m.Verify != "" && m.Verify != v1VerifyFile {
-			return nil, fmt.Errorf("machines[%d] (%q): verify is %q, only %q is supported", i, m.Name, m.Verify, v1VerifyFile)
-		}
-		machines = append(machines, m.Machine)
-	}
-	return machines, nil
-}
-
-// decodeJSONArray splits a JSON array into its elements. null and any other
-// JSON value are refused: a spec that lost its machines list must not read
-// as "no machines".
-func decodeJSONArray(raw []byte) ([]json.RawMessage, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || raw[0] != '[' {
-		return nil, errors.New("machines is not a JSON array")
-	}
-	var items []json.RawMessage
-	if err := unmarshalEnvelopeStrict(raw, &items); err != nil {
-		return nil, err
-	}
-	return items, nil
+	return spec.DecodeV1(raw)
 }
 
 // sealV1 writes a v1 envelope: the machines as a compact JSON array, base64
@@ -112,6 +72,11 @@ func sealV1(s *spec.Spec, keys []ed25519.PrivateKey) ([]byte, error) {
 	}
 	if len(keys) > 1 {
 		return nil, fmt.Errorf("sealing v1 spec: v1 carries one signature, got %d keys", len(keys))
+	}
+	for i, m := range s.Machines {
+		if m.Size != 0 || m.Auth != "" {
+			return nil, fmt.Errorf("sealing v1 spec: machines[%d] (%q): size and auth are v2 only, use v2", i, m.Name)
+		}
 	}
 	machines := s.Machines
 	if machines == nil {

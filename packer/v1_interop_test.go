@@ -99,6 +99,7 @@ func TestChoriaReadmeSpecOpens(t *testing.T) {
 		Source:         "https://my.example.net/metadata/metadata-machine-1.0.0.tgz",
 		VerifyChecksum: "1e85719c6959eb0f2c8f2166e30ae952ccaef2c286f31868ea1d311d3738a339",
 		Checksum:       "f11ea2005de97bf309bafac46e77c01925307a26675f44f388d4502d2b9d00bf",
+		Verify:         "SHA256SUMS",
 		Match:          "has_command('facter')",
 	}}}
 	for _, data := range []string{choriaReadmeSpec, choriaReadmeSpec + "\n"} {
@@ -150,7 +151,7 @@ func TestChoriaPackedSpecOpens(t *testing.T) {
 		{
 			name: "windows line endings and verify key",
 			raw:  "[\r\n{\"name\":\"a\",\"source\":\"https://h/a.tgz\",\"verify\":\"SHA256SUMS\",\"checksum\":\"c\",\"verify_checksum\":\"v\"}\r\n]",
-			want: []spec.Machine{{Name: "a", Source: "https://h/a.tgz", Checksum: "c", VerifyChecksum: "v"}},
+			want: []spec.Machine{{Name: "a", Source: "https://h/a.tgz", Checksum: "c", VerifyChecksum: "v", Verify: "SHA256SUMS"}},
 		},
 	}
 	for _, tt := range tests {

@@ -35,15 +35,6 @@ type v2PayloadOut struct {
 	Machines []v2Machine `json:"machines"`
 }
 
-// v2PayloadIn is the v2 payload as Open reads it; pointers tell a missing
-// field from a zero one.
-type v2PayloadIn struct {
-	Serial   *uint64         `json:"serial"`
-	IssuedAt *time.Time      `json:"issued_at"`
-	Expires  *time.Time      `json:"expires"`
-	Machines json.RawMessage `json:"machines"`
-}
-
 // keyIDLen is the length of a KeyID in hex characters.
 const keyIDLen = 16
 
@@ -107,51 +98,20 @@ func truncateForMessage(s string) string {
 	return s[:limit] + "…"
 }
 
-// decodeV2Payload strictly decodes a v2 payload: no unknown fields (so no
-// username or password), serial at least 1, issued_at and machines present.
-// It does not validate the entries: that is spec.Validate's job.
+// decodeV2Payload strictly decodes a v2 payload with spec.DecodeV2 (no
+// unknown fields, so no username or password) and requires what a v2 spec
+// cannot do without: a serial of at least 1 and an issue time. It does not
+// validate the entries: that is spec.Validate's job.
 func decodeV2Payload(payload []byte) (*spec.Spec, error) {
-	var in v2PayloadIn
-	if err := unmarshalEnvelopeStrict(payload, &in); err != nil {
-		return nil, err
-	}
-	switch {
-	case in.Serial == nil:
-		return nil, errors.New("serial is missing")
-	case *in.Serial == 0:
-		return nil, errors.New("serial is 0, want at least 1")
-	case in.IssuedAt == nil || in.IssuedAt.IsZero():
-		return nil, errors.New("issued_at is missing")
-	case in.Machines == nil:
-		return nil, errors.New("machines is missing")
-	}
-	items, err := decodeJSONArray(in.Machines)
+	s, err := spec.DecodeV2(payload)
 	if err != nil {
 		return nil, err
 	}
-	s := &spec.Spec{
-		Serial:   *in.Serial,
-		IssuedAt: *in.IssuedAt,
-		Machines: make([]spec.Machine, 0, len(items)),
-	}
-	if in.Expires != nil {
-		s.Expires = *in.Expires
-	}
-	for i, item := range items {
-		var m v2Machine
-		if err := unmarshalEnvelopeStrict(item, &m); err != nil {
-			return nil, fmt.Errorf("machines[%d]: %w", i, err)
-		}
-		s.Machines = append(s.Machines, spec.Machine{
-			Name:           m.Name,
-			Source:         m.Source,
-			Checksum:       m.Checksum,
-			VerifyChecksum: m.VerifyChecksum,
-			Match:          m.Match,
-			Governor:       m.Governor,
-			Size:           m.Size,
-			Auth:           m.Auth,
-		})
+	switch {
+	case s.Serial == 0:
+		return nil, errors.New("serial is missing or 0, want at least 1")
+	case s.IssuedAt.IsZero():
+		return nil, errors.New("issued_at is missing")
 	}
 	return s, nil
 }
