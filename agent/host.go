@@ -51,6 +51,9 @@ type HostConfig struct {
 	Log *slog.Logger
 	// Conn is passed to watchers; nil when the node has no NATS.
 	Conn *nats.Conn
+	// OnReconnect is passed to watchers (see watchers.Deps.OnReconnect);
+	// with natsbox use Client.Status.OnReconnect.
+	OnReconnect func(f func()) (remove func())
 	// ScanInterval is the fallback rescan period; zero means
 	// [DefaultScanInterval].
 	ScanInterval time.Duration

@@ -87,7 +87,8 @@ func (l *hostLoop) newMachine(def *Definition, dir string) (*Machine, error) {
 	}
 	return NewMachine(def, MachineConfig{
 		Dir: dir, Identity: l.h.cfg.Identity, Log: l.h.log, Publisher: l.h.cfg.Publisher,
-		Data: data, Facts: l.h.cfg.Facts, Conn: l.h.cfg.Conn, Host: l.h,
+		Data: data, Facts: l.h.cfg.Facts, Conn: l.h.cfg.Conn,
+		OnReconnect: l.h.cfg.OnReconnect, Host: l.h,
 	})
 }
 

@@ -35,6 +35,9 @@ type MachineConfig struct {
 	Facts func() map[string]any
 	// Conn is the node's NATS connection, if any.
 	Conn *nats.Conn
+	// OnReconnect registers reconnect hooks for watchers; see
+	// watchers.Deps.OnReconnect.
+	OnReconnect func(f func()) (remove func())
 	// Host lets watchers load and unload machines, if hosted.
 	Host watchers.Host
 }
@@ -122,7 +125,7 @@ func NewMachine(def *Definition, cfg MachineConfig) (*Machine, error) {
 		if p, ok := w.(watchers.Provisioner); ok {
 			err := p.Provision(watchers.Deps{
 				Machine: def.Name, Watcher: wd.Name, Dir: cfg.Dir, Identity: cfg.Identity,
-				Log: wlog, Data: cfg.Data, Facts: facts, Conn: cfg.Conn, Host: cfg.Host,
+				Log: wlog, Data: cfg.Data, Facts: facts, Conn: cfg.Conn, OnReconnect: cfg.OnReconnect, Host: cfg.Host,
 			})
 			if err != nil {
 				m.closeWatchers()

@@ -148,6 +148,12 @@ type Deps struct {
 	// Conn is the node's NATS connection, nil when the machine runs without
 	// one (for example under `mms machine run`).
 	Conn *nats.Conn
+	// OnReconnect registers f to run after the NATS connection reconnects
+	// (and after a first connection made in the background); the returned
+	// func unregisters it. f runs off the NATS callback goroutine, may make
+	// NATS requests, must not block for long, and must be idempotent. Nil
+	// when the machine has no connection.
+	OnReconnect func(f func()) (remove func())
 	// Host lets a watcher load and unload machines on this node (the
 	// machines and archive watchers install machines). Nil when not hosted.
 	Host Host
