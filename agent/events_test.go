@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -151,5 +152,69 @@ func TestRegisterMachineRejects(t *testing.T) {
 	}
 	if n := len(RegisteredMachines()); n != 0 {
 		t.Errorf("RegisteredMachines() = %d after rejected registrations, want 0", n)
+	}
+}
+
+func TestRegisterMachineFactoryRejects(t *testing.T) {
+	valid := func(Node) (*Definition, error) { return nil, nil }
+	tests := []struct {
+		name    string
+		machine string
+		f       MachineFactory
+		want    string
+	}{
+		{"bad name", "../x", valid, `compiled-in machine name "../x"`},
+		{"nil factory", "ok", nil, `compiled-in machine "ok" registered with a nil factory`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			defer func() {
+				p := recover()
+				if p == nil || !strings.Contains(fmt.Sprint(p), tt.want) {
+					t.Errorf("RegisterMachineFactory(%q) panic = %v, want %q", tt.machine, p, tt.want)
+				}
+			}()
+			RegisterMachineFactory(tt.machine, tt.f)
+		})
+	}
+	if n := len(RegisteredMachines()); n != 0 {
+		t.Errorf("RegisteredMachines() = %d after rejected registrations, want 0", n)
+	}
+}
+
+func TestBuildMachinesFromNode(t *testing.T) {
+	const yaml = `
+name: %s
+version: 1.0.0
+initial_state: IDLE
+transitions:
+  - {name: go, from: [IDLE], destination: RUN}
+watchers:
+  - {name: w, type: probe, interval: 1m, state_match: [IDLE], properties: {key: factory}}
+`
+	factories := map[string]MachineFactory{
+		"b-node": func(n Node) (*Definition, error) {
+			return ParseDefinition(fmt.Appendf(nil, yaml, "b-node"))
+		},
+		"a-node": func(n Node) (*Definition, error) {
+			if n.Bucket != "MACHINES" {
+				return nil, fmt.Errorf("bucket %q", n.Bucket)
+			}
+			return ParseDefinition(fmt.Appendf(nil, yaml, "a-node"))
+		},
+	}
+	defs, err := buildMachines(factories, Node{Bucket: "MACHINES"})
+	if err != nil {
+		t.Fatalf("buildMachines() = %v", err)
+	}
+	if len(defs) != 2 || defs[0].Name != "a-node" || defs[1].Name != "b-node" {
+		t.Fatalf("buildMachines() names = %v, want [a-node b-node]", defs)
+	}
+	if _, err := buildMachines(factories, Node{}); err == nil || !strings.Contains(err.Error(), `compiled-in machine "a-node": bucket ""`) {
+		t.Errorf("buildMachines(empty node) = %v, want the factory's error", err)
+	}
+	factories["c-wrong"] = factories["b-node"]
+	if _, err := buildMachines(factories, Node{Bucket: "MACHINES"}); err == nil || !strings.Contains(err.Error(), "named otherwise") {
+		t.Errorf("buildMachines(misnamed) = %v, want a name mismatch", err)
 	}
 }

@@ -58,8 +58,11 @@ type HostConfig struct {
 	// [DefaultScanInterval].
 	ScanInterval time.Duration
 	// Machines are compiled-in machines to run besides those registered
-	// with [RegisterMachine].
+	// with [RegisterMachine] or [RegisterMachineFactory].
 	Machines []*Definition
+	// Node is handed to the factories of registered compiled-in machines.
+	// Empty Identity, MachinesDir and DataDir are filled from this config.
+	Node Node
 }
 
 // Host runs every machine under a directory plus the compiled-in ones. It
@@ -130,7 +133,21 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		stopped:  make(chan struct{}),
 		machines: map[string]*hosted{},
 	}
-	for _, def := range append(RegisteredMachines(), cfg.Machines...) {
+	node := cfg.Node
+	if node.Identity == "" {
+		node.Identity = cfg.Identity
+	}
+	if node.MachinesDir == "" {
+		node.MachinesDir = cfg.MachinesDir
+	}
+	if node.DataDir == "" {
+		node.DataDir = cfg.DataDir
+	}
+	registered, err := BuildRegisteredMachines(node)
+	if err != nil {
+		return nil, fmt.Errorf("new host: %w", err)
+	}
+	for _, def := range append(registered, cfg.Machines...) {
 		if err := def.Validate(); err != nil {
 			return nil, fmt.Errorf("new host: compiled-in machine: %w", err)
 		}

@@ -7,18 +7,52 @@ import (
 	"sync"
 )
 
+// Node is what a compiled-in machine may know about the node that runs it:
+// the settings of `mms agent` that are not properties of any one machine.
+// A [MachineFactory] turns them into a definition, typically by filling
+// watcher properties (for example the trusted keys of the manager's
+// machines watcher).
+type Node struct {
+	// Identity is the node identity.
+	Identity string
+	// MachinesDir is where managed machines are installed.
+	MachinesDir string
+	// DataDir holds machine data and compiled-in machines' directories.
+	DataDir string
+	// StateDir is the agent's state directory; a compiled-in machine keeps
+	// private state under StateDir/<machine name>.
+	StateDir string
+	// TrustedKeys are the hex ed25519 public keys specs must be signed by.
+	TrustedKeys []string
+	// Threshold is how many distinct trusted keys must sign a spec.
+	Threshold int
+	// AllowLegacySpec accepts v1 (Choria) spec envelopes.
+	AllowLegacySpec bool
+	// AllowHTTP allows http:// archive sources.
+	AllowHTTP bool
+	// InsecureUnsigned accepts specs without checking signatures.
+	InsecureUnsigned bool
+	// Bucket and Key name the KV entry holding the signed spec.
+	Bucket, Key string
+}
+
+// MachineFactory builds a compiled-in machine for a node. It must be pure:
+// no I/O, no goroutines.
+type MachineFactory func(Node) (*Definition, error)
+
 // compiled holds the machines compiled into the binary. Like the watcher
 // registry it is filled from init functions and read afterwards; it is the
 // one piece of package-level state in this package.
 var compiled = struct {
 	sync.RWMutex
-	defs map[string]*Definition
-}{defs: map[string]*Definition{}}
+	factories map[string]MachineFactory
+}{factories: map[string]MachineFactory{}}
 
-// RegisterMachine adds a compiled-in machine that every [Host] runs (with
-// its directory and data under HostConfig.DataDir/<name>). It is meant to
-// be called from init with a definition from [MustParseDefinition]; it
-// panics if the definition is invalid or the name is already registered.
+// RegisterMachine adds a compiled-in machine with a fixed definition that
+// every [Host] runs (with its directory and data under
+// HostConfig.DataDir/<name>). It is meant to be called from init with a
+// definition from [MustParseDefinition]; it panics if the definition is
+// invalid or the name is already registered.
 func RegisterMachine(def *Definition) {
 	if def == nil {
 		panic("agent: RegisterMachine with a nil definition")
@@ -26,21 +60,59 @@ func RegisterMachine(def *Definition) {
 	if err := def.Validate(); err != nil {
 		panic(fmt.Sprintf("agent: RegisterMachine: %v", err))
 	}
-	compiled.Lock()
-	defer compiled.Unlock()
-	if _, dup := compiled.defs[def.Name]; dup {
-		panic(fmt.Sprintf("agent: compiled-in machine %q registered twice", def.Name))
-	}
-	compiled.defs[def.Name] = def
+	RegisterMachineFactory(def.Name, func(Node) (*Definition, error) { return def, nil })
 }
 
-// RegisteredMachines returns the compiled-in machines, sorted by name.
-func RegisteredMachines() []*Definition {
+// RegisterMachineFactory adds a compiled-in machine whose definition depends
+// on the node's settings; the Host calls f once at start. It is meant to be
+// called from init; it panics if name is invalid or already registered, or
+// f is nil. The definition f returns must be named name.
+func RegisterMachineFactory(name string, f MachineFactory) {
+	if !NamePattern.MatchString(name) {
+		panic(fmt.Sprintf("agent: compiled-in machine name %q: must match %s", name, NamePattern))
+	}
+	if f == nil {
+		panic(fmt.Sprintf("agent: compiled-in machine %q registered with a nil factory", name))
+	}
+	compiled.Lock()
+	defer compiled.Unlock()
+	if _, dup := compiled.factories[name]; dup {
+		panic(fmt.Sprintf("agent: compiled-in machine %q registered twice", name))
+	}
+	compiled.factories[name] = f
+}
+
+// RegisteredMachines returns the names of the compiled-in machines, sorted.
+func RegisteredMachines() []string {
 	compiled.RLock()
 	defer compiled.RUnlock()
-	out := make([]*Definition, 0, len(compiled.defs))
-	for _, k := range slices.Sorted(maps.Keys(compiled.defs)) {
-		out = append(out, compiled.defs[k])
+	return slices.Sorted(maps.Keys(compiled.factories))
+}
+
+// BuildRegisteredMachines builds every compiled-in machine for node, sorted
+// by name, and validates each.
+func BuildRegisteredMachines(node Node) ([]*Definition, error) {
+	compiled.RLock()
+	factories := maps.Clone(compiled.factories)
+	compiled.RUnlock()
+	return buildMachines(factories, node)
+}
+
+// buildMachines runs each factory for node, in name order.
+func buildMachines(factories map[string]MachineFactory, node Node) ([]*Definition, error) {
+	var out []*Definition
+	for _, name := range slices.Sorted(maps.Keys(factories)) {
+		def, err := factories[name](node)
+		if err != nil {
+			return nil, fmt.Errorf("compiled-in machine %q: %w", name, err)
+		}
+		if def == nil || def.Name != name {
+			return nil, fmt.Errorf("compiled-in machine %q: factory returned a definition named otherwise", name)
+		}
+		if err := def.Validate(); err != nil {
+			return nil, fmt.Errorf("compiled-in machine %q: %w", name, err)
+		}
+		out = append(out, def)
 	}
-	return out
+	return out, nil
 }
