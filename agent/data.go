@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mms-io/mms/internal/atomicfile"
 	"github.com/mms-io/mms/watchers"
 )
 
@@ -138,45 +139,7 @@ func (s *FileDataStore) save(data map[string]any) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.path, append(b, '\n'), 0o600)
-}
-
-// writeFileAtomic replaces path with data: a temp file in the same
-// directory is written, synced and renamed over path, then the directory is
-// synced so the rename survives a crash.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(mode); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.WriteFile(s.path, append(b, '\n'), 0o600)
 }
 
 var errTooLarge = errors.New("file too large")

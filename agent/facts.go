@@ -1,9 +1,6 @@
 package agent
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -12,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/mms-io/mms/spec"
 )
 
 // maxFactsSize caps a facts file.
@@ -43,42 +40,12 @@ func LoadFacts(path string) (map[string]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read facts: %w", err)
 	}
-	file, err := parseFacts(b)
+	file, err := spec.ParseFacts(b)
 	if err != nil {
-		return nil, fmt.Errorf("parse facts %s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	maps.Copy(facts, file)
 	return facts, nil
-}
-
-// parseFacts decodes a JSON object, or failing that a YAML mapping.
-func parseFacts(b []byte) (map[string]any, error) {
-	trimmed := bytes.TrimSpace(b)
-	if len(trimmed) == 0 {
-		return map[string]any{}, nil
-	}
-	var out map[string]any
-	if trimmed[0] == '{' {
-		if err := json.Unmarshal(trimmed, &out); err == nil {
-			return out, nil
-		}
-	}
-	var v any
-	if err := yaml.Unmarshal(trimmed, &v); err != nil {
-		return nil, err
-	}
-	v, err := jsonable(v)
-	if err != nil {
-		return nil, err
-	}
-	j, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(j, &out); err != nil || out == nil {
-		return nil, errors.New("facts must be an object")
-	}
-	return out, nil
 }
 
 // FactsFile serves the facts of a file, re-reading it only when its

@@ -21,7 +21,7 @@ func TestLoadFacts(t *testing.T) {
 		{"json", `{"role": "web", "cpus": 64, "nested": {"a": [1, "b"]}}`, map[string]any{"role": "web", "cpus": 64.0, "os": runtime.GOOS}, ""},
 		{"yaml", "role: db\nhostname: pinned\nnested:\n  a: 1\n", map[string]any{"role": "db", "hostname": "pinned", "arch": runtime.GOARCH}, ""},
 		{"empty", "", map[string]any{"os": runtime.GOOS}, ""},
-		{"list", "- a\n- b\n", nil, "facts must be an object"},
+		{"list", "- a\n- b\n", nil, "want a JSON object or YAML mapping, got a list"},
 		{"broken", "{role: [", nil, "parse facts"},
 	}
 	for _, tt := range tests {

@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/mms-io/mms/internal/atomicfile"
 )
 
 // Ledger remembers the last spec Open accepted, so Open can refuse replays.
@@ -123,7 +124,10 @@ func (l *FileLedger) Accept(r Record) error {
 	if err != nil {
 		return fmt.Errorf("recording spec in replay ledger: %w", err)
 	}
-	return writeLedgerAtomic(l.path, append(data, '\n'))
+	if err := atomicfile.WriteFile(l.path, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("writing replay ledger: %w", err)
+	}
+	return nil
 }
 
 // checkLedgerRecord checks the fields of a record that Open always sets.
@@ -139,46 +143,6 @@ func checkLedgerRecord(r Record) error {
 	}
 	if r.Format == FormatV2 && r.Serial == 0 {
 		return errors.New("v2 record has serial 0")
-	}
-	return nil
-}
-
-// writeLedgerAtomic replaces the file at path with data: temp file in the
-// same directory, fsync, rename over path, fsync the directory. On error the
-// temp file is removed and path is untouched.
-func writeLedgerAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("writing replay ledger: %w", err)
-	}
-	renamed := false
-	defer func() {
-		if err != nil && !renamed {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("writing replay ledger: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("writing replay ledger: syncing: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing replay ledger: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("writing replay ledger: %w", err)
-	}
-	renamed = true
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("writing replay ledger: syncing directory: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("writing replay ledger: syncing directory: %w", err)
 	}
 	return nil
 }

@@ -29,13 +29,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
+	"github.com/mms-io/mms/spec"
 	"github.com/mms-io/mms/watchers"
 )
 
@@ -173,7 +173,7 @@ func (w *Watcher) evaluate() (result, error) {
 			e.Facts = f
 		}
 	}
-	e.GetFact = func(path string) any { return lookup(e.Facts, path) }
+	e.GetFact = func(path string) any { return spec.LookupFact(e.Facts, path) }
 	for _, c := range []struct {
 		name string
 		p    *vm.Program
@@ -191,29 +191,6 @@ func (w *Watcher) evaluate() (result, error) {
 		}
 	}
 	return noMatch, nil
-}
-
-// lookup returns the value at a dotted path in v: map keys, and list
-// indexes as numbers ("disks.0.size"). It returns nil when there is none.
-func lookup(v any, path string) any {
-	if path == "" {
-		return nil
-	}
-	for _, part := range strings.Split(path, ".") {
-		switch x := v.(type) {
-		case map[string]any:
-			v = x[part]
-		case []any:
-			i, err := strconv.Atoi(part)
-			if err != nil || i < 0 || i >= len(x) {
-				return nil
-			}
-			v = x[i]
-		default:
-			return nil
-		}
-	}
-	return v
 }
 
 var (

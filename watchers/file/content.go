@@ -8,10 +8,10 @@ import (
 	"io"
 	"os"
 	"os/user"
-	"path/filepath"
 	"strconv"
 	"strings"
 
+	"github.com/mms-io/mms/internal/atomicfile"
 	"github.com/mms-io/mms/watchers"
 )
 
@@ -29,7 +29,7 @@ func (w *Watcher) enforce() (watchers.Result, error) {
 	if reason == "" {
 		return w.result(watchers.Unchanged, outcomeUnchanged, ""), nil
 	}
-	if err := writeAtomic(w.path, []byte(*w.Contents), w.mode, uid, gid); err != nil {
+	if err := atomicfile.WriteFileOwned(w.path, []byte(*w.Contents), w.mode, uid, gid); err != nil {
 		err = fmt.Errorf("rewrite %s (%s differed): %w", w.path, reason, err)
 		return w.result(watchers.Failure, outcomeError, err.Error()), err
 	}
@@ -147,53 +147,4 @@ func lookupID(name string, lookup func(string) (string, error)) (int, error) {
 		return -1, fmt.Errorf("%q has non-numeric id %q", name, id)
 	}
 	return n, nil
-}
-
-// writeAtomic replaces path with data: a temporary file in the same
-// directory gets the data, mode and (when uid or gid is not -1) ownership
-// and is synced, then renamed over path, then the directory is synced. A
-// failure leaves path as it was.
-func writeAtomic(path string, data []byte, mode os.FileMode, uid, gid int) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".mms-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		return err
-	}
-	if uid >= 0 || gid >= 0 {
-		if err := f.Chown(uid, gid); err != nil {
-			return err
-		}
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	return errors.Join(err, d.Close())
 }
