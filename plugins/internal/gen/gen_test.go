@@ -3,6 +3,7 @@ package gen_test
 import (
 	"bytes"
 	"errors"
+	"go/format"
 	"go/parser"
 	"go/token"
 	"strconv"
@@ -285,9 +286,12 @@ func FuzzGenerate(f *testing.F) {
 			}
 			return
 		}
-		file, perr := parser.ParseFile(token.NewFileSet(), "zz_plugins.go", out, parser.ImportsOnly|parser.ParseComments)
+		file, perr := parser.ParseFile(token.NewFileSet(), "zz_plugins.go", out, parser.ParseComments)
 		if perr != nil {
 			t.Fatalf("Generate(%q) produced invalid Go: %v\n%s", in, perr, out)
+		}
+		if formatted, err := format.Source(out); err != nil || !bytes.Equal(formatted, out) {
+			t.Fatalf("Generate(%q) output is not gofmt-formatted: %v\n%s", in, err, out)
 		}
 		if len(file.Imports) != len(plugins) {
 			t.Fatalf("Generate(%q) has %d imports, want %d", in, len(file.Imports), len(plugins))
