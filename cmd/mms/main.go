@@ -7,6 +7,9 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	// The watcher types and machines listed in user_plugins.yaml.
+	_ "github.com/mms-io/mms/plugins"
 )
 
 func main() {

@@ -1,0 +1,212 @@
+package plugins_test
+
+import (
+	"encoding/json"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/mms-io/mms/plugins"
+)
+
+// TestBuildCustomBinary follows docs/build-your-own.md on a copy of this
+// repository: it lists the example heartbeat watcher and beacon machine
+// (examples/heartbeat, a module of their own) in user_plugins.yaml, requires
+// their module in go.mod, runs `go generate ./plugins` and
+// `go build ./cmd/mms`, and checks that `mms plugins --json` shows them and
+// that the binary validates a machine using the heartbeat type.
+//
+// It runs the go command offline (GOPROXY=off: the module cache already
+// holds every dependency) and shares the build cache, so after the first
+// build it only recompiles this module's packages and links.
+func TestBuildCustomBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds an mms binary; skipped in -short mode")
+	}
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to build a binary: %v", err)
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := copyTree(root, dir); err != nil {
+		t.Fatalf("copy %s to %s: %v", root, dir, err)
+	}
+
+	list, err := os.OpenFile(filepath.Join(dir, "user_plugins.yaml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.WriteString(list, "\nheartbeat: example.com/mms-heartbeat\nbeacon: example.com/mms-heartbeat/beacon\n")
+	if cerr := list.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	env := append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off", "GOTOOLCHAIN=local", "GOWORK=off")
+	run := func(name string, args ...string) string {
+		t.Helper()
+		cmd := exec.CommandContext(t.Context(), name, args...)
+		cmd.Dir, cmd.Env = dir, env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	run(goCmd, "mod", "edit", "-require=example.com/mms-heartbeat@v0.0.0", "-replace=example.com/mms-heartbeat=./examples/heartbeat")
+	run(goCmd, "generate", "./plugins")
+	run(goCmd, "build", "-o", "mms", "./cmd/mms")
+	mms := filepath.Join(dir, "mms")
+
+	var got builtView
+	out := run(mms, "plugins", "--json")
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("mms plugins --json: %v\n%s", err, out)
+	}
+	for _, want := range []plugins.Plugin{
+		{Name: "heartbeat", ImportPath: "example.com/mms-heartbeat"},
+		{Name: "beacon", ImportPath: "example.com/mms-heartbeat/beacon"},
+		{Name: "timer", ImportPath: "github.com/mms-io/mms/watchers/timer"},
+	} {
+		if !slices.Contains(got.Plugins, want) {
+			t.Errorf("mms plugins --json plugins = %+v, want it to contain %+v", got.Plugins, want)
+		}
+	}
+	for _, want := range []builtWatcher{
+		{Type: "heartbeat", Version: "v1", EventType: "io.choria.machine.watcher.heartbeat.v1.state", Package: "example.com/mms-heartbeat", Plugin: "heartbeat"},
+		{Type: "timer", Version: "v1", EventType: "io.choria.machine.watcher.timer.v1.state", Package: "github.com/mms-io/mms/watchers/timer", Plugin: "timer"},
+	} {
+		if !slices.Contains(got.Watchers, want) {
+			t.Errorf("mms plugins --json watchers = %+v, want it to contain %+v", got.Watchers, want)
+		}
+	}
+	if want := (builtMachine{Name: "beacon"}); !slices.Contains(got.Machines, want) {
+		t.Errorf("mms plugins --json machines = %+v, want it to contain %+v", got.Machines, want)
+	}
+
+	machine := filepath.Join(dir, "pulse")
+	if err := os.Mkdir(machine, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	def := `name: pulse
+version: 0.1.0
+initial_state: "ON"
+transitions:
+  - name: "off"
+    from: ["ON"]
+    destination: "OFF"
+watchers:
+  - name: beat
+    type: heartbeat
+    state_match: ["ON"]
+    interval: 10s
+    properties:
+      message: hi
+`
+	if err := os.WriteFile(filepath.Join(machine, "machine.yaml"), []byte(def), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, want := run(mms, "machine", "validate", machine), "ok: pulse 0.1.0 (1 watchers)\n"; out != want {
+		t.Errorf("mms machine validate = %q, want %q", out, want)
+	}
+}
+
+// TestExampleModule vets and tests the example plugin module in
+// examples/heartbeat, which `go test ./...` of this module does not reach
+// (a directory with its own go.mod is another module). It uses the module's
+// go.mod and go.sum as they are, so a stale go.sum fails here.
+func TestExampleModule(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the go command on another module; skipped in -short mode")
+	}
+	goCmd, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to test the examples: %v", err)
+	}
+	for _, args := range [][]string{{"vet", "./..."}, {"test", "-count=1", "./..."}} {
+		cmd := exec.CommandContext(t.Context(), goCmd, args...)
+		cmd.Dir = filepath.Join("..", "examples", "heartbeat")
+		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly", "GOPROXY=off", "GOTOOLCHAIN=local", "GOWORK=off")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("go %s in examples/heartbeat: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// builtView is the --json shape of `mms plugins`.
+type builtView struct {
+	Plugins  []plugins.Plugin `json:"plugins"`
+	Watchers []builtWatcher   `json:"watchers"`
+	Machines []builtMachine   `json:"machines"`
+}
+
+type builtWatcher struct {
+	Type      string `json:"type"`
+	Version   string `json:"version"`
+	EventType string `json:"event_type"`
+	Package   string `json:"package"`
+	Plugin    string `json:"plugin"`
+}
+
+type builtMachine struct {
+	Name string `json:"name"`
+}
+
+// copyTree copies the directories and regular files under src into dst,
+// leaving out .git.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		switch {
+		case d.Name() == ".git":
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		case d.IsDir():
+			return os.MkdirAll(target, 0o755)
+		case !d.Type().IsRegular():
+			return nil
+		}
+		return copyFile(path, target)
+	})
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	st, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, st.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}

@@ -1,0 +1,101 @@
+// Command gen writes plugins/zz_plugins.go from user_plugins.yaml. It runs
+// from `go generate ./plugins` (so in the plugins directory) and by default
+// reads ../user_plugins.yaml and writes zz_plugins.go. A bad file is
+// reported entry by entry and leaves zz_plugins.go untouched; an unchanged
+// result is not rewritten.
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/mms-io/mms/plugins/internal/gen"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
+		for line := range strings.SplitSeq(err.Error(), "\n") {
+			fmt.Fprintln(os.Stderr, "plugins/internal/gen:", line)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stderr io.Writer) error {
+	flags := flag.NewFlagSet("gen", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	in := flags.String("in", "../user_plugins.yaml", "the plugin list to read")
+	out := flags.String("out", "zz_plugins.go", "the Go file to write")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	if flags.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", flags.Args())
+	}
+	src, err := readCapped(*in, gen.MaxSize)
+	if err != nil {
+		return err
+	}
+	code, err := gen.Generate(src)
+	if err != nil {
+		return err
+	}
+	old, err := os.ReadFile(*out)
+	if err == nil && bytes.Equal(old, code) {
+		return nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return writeAtomic(*out, code)
+}
+
+// readCapped reads path, failing if it is larger than limit bytes.
+func readCapped(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("read %s: larger than the %d byte limit", path, limit)
+	}
+	return data, nil
+}
+
+// writeAtomic replaces path with data through a temporary file in the same
+// directory, so a reader sees the old file or the new one, never a part.
+// The temporary name starts with a dot, which the go tool ignores.
+func writeAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
