@@ -139,7 +139,7 @@ func TestExampleModule(t *testing.T) {
 		cmd.Dir = filepath.Join("..", "examples", "heartbeat")
 		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly", "GOPROXY=off", "GOTOOLCHAIN=local", "GOWORK=off")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("go %s in examples/heartbeat: %v\n%s", strings.Join(args, " "), err, out)
+			t.Errorf("go %s in examples/heartbeat: %v\n%s\n(a missing go.sum entry means this module's dependencies changed: run `cd examples/heartbeat && go mod tidy`)", strings.Join(args, " "), err, out)
 		}
 	}
 }
