@@ -177,8 +177,15 @@ func TestRejectionOf(t *testing.T) {
 			}
 		})
 	}
-	if !RejectReplayed.Warning() || RejectBadSignature.Warning() {
-		t.Errorf("Warning(): only a replay is a warning")
+	for _, r := range []Rejection{RejectReplayed, RejectMissing} {
+		if !r.Warning() {
+			t.Errorf("%q.Warning() = false, want true", r)
+		}
+	}
+	for _, r := range []Rejection{RejectBadSignature, RejectExpired, RejectMalformed, RejectError} {
+		if r.Warning() {
+			t.Errorf("%q.Warning() = true, want false", r)
+		}
 	}
 }
 

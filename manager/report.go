@@ -83,9 +83,10 @@ func RejectionOf(err error) Rejection {
 	return RejectError
 }
 
-// Warning reports whether the rejection only needs a warning: the running
-// machines are right and nothing needs attention.
-func (r Rejection) Warning() bool { return r == RejectReplayed }
+// Warning reports whether the rejection only needs a warning: a replayed
+// older spec (the running machines are right) or a missing spec (nothing
+// to act on; the running machines keep running).
+func (r Rejection) Warning() bool { return r == RejectReplayed || r == RejectMissing }
 
 // Report is what one reconcile pass did.
 type Report struct {
