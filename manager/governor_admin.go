@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -45,7 +44,7 @@ func governorInfo(si *jetstream.StreamInfo) GovernorInfo {
 // AddGovernor creates governor name, or changes the limit, expiry and
 // replicas of an existing one. limit must be at least 1 and expire
 // positive: without an expiry a crashed holder would keep its slot forever.
-func AddGovernor(ctx context.Context, nc *nats.Conn, name string, limit int64, expire time.Duration, replicas int) (GovernorInfo, error) {
+func AddGovernor(ctx context.Context, js jetstream.JetStream, name string, limit int64, expire time.Duration, replicas int) (GovernorInfo, error) {
 	var errs []error
 	if err := checkGovernorName(name); err != nil {
 		errs = append(errs, err)
@@ -61,10 +60,6 @@ func AddGovernor(ctx context.Context, nc *nats.Conn, name string, limit int64, e
 	}
 	if err := errors.Join(errs...); err != nil {
 		return GovernorInfo{}, fmt.Errorf("add governor: %w", err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return GovernorInfo{}, fmt.Errorf("add governor %q: %w", name, err)
 	}
 	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        GovernorStream(name),
@@ -89,8 +84,8 @@ func AddGovernor(ctx context.Context, nc *nats.Conn, name string, limit int64, e
 }
 
 // GetGovernor returns governor name; a missing one wraps [ErrNoGovernor].
-func GetGovernor(ctx context.Context, nc *nats.Conn, name string) (GovernorInfo, error) {
-	s, err := governorStream(ctx, nc, name)
+func GetGovernor(ctx context.Context, js jetstream.JetStream, name string) (GovernorInfo, error) {
+	s, err := governorStream(ctx, js, name)
 	if err != nil {
 		return GovernorInfo{}, err
 	}
@@ -102,11 +97,7 @@ func GetGovernor(ctx context.Context, nc *nats.Conn, name string) (GovernorInfo,
 }
 
 // ListGovernors returns every governor, sorted by name.
-func ListGovernors(ctx context.Context, nc *nats.Conn) ([]GovernorInfo, error) {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("list governors: %w", err)
-	}
+func ListGovernors(ctx context.Context, js jetstream.JetStream) ([]GovernorInfo, error) {
 	l := js.ListStreams(ctx, jetstream.WithStreamListSubject(GovernorSubjectPrefix+">"))
 	var out []GovernorInfo
 	for si := range l.Info() {
@@ -123,13 +114,9 @@ func ListGovernors(ctx context.Context, nc *nats.Conn) ([]GovernorInfo, error) {
 
 // RemoveGovernor deletes governor name. Nodes waiting for it then fail
 // with [ErrNoGovernor].
-func RemoveGovernor(ctx context.Context, nc *nats.Conn, name string) error {
+func RemoveGovernor(ctx context.Context, js jetstream.JetStream, name string) error {
 	if err := checkGovernorName(name); err != nil {
 		return fmt.Errorf("remove governor: %w", err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("remove governor %q: %w", name, err)
 	}
 	if err := js.DeleteStream(ctx, GovernorStream(name)); err != nil {
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -142,8 +129,8 @@ func RemoveGovernor(ctx context.Context, nc *nats.Conn, name string) error {
 
 // ResetGovernor frees every slot of governor name at once, for example
 // after holders crashed and the expiry is long.
-func ResetGovernor(ctx context.Context, nc *nats.Conn, name string) error {
-	s, err := governorStream(ctx, nc, name)
+func ResetGovernor(ctx context.Context, js jetstream.JetStream, name string) error {
+	s, err := governorStream(ctx, js, name)
 	if err != nil {
 		return err
 	}
@@ -154,13 +141,9 @@ func ResetGovernor(ctx context.Context, nc *nats.Conn, name string) error {
 }
 
 // governorStream looks up governor name's stream.
-func governorStream(ctx context.Context, nc *nats.Conn, name string) (jetstream.Stream, error) {
+func governorStream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
 	if err := checkGovernorName(name); err != nil {
 		return nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, fmt.Errorf("governor %q: %w", name, err)
 	}
 	s, err := js.Stream(ctx, GovernorStream(name))
 	if errors.Is(err, jetstream.ErrStreamNotFound) {

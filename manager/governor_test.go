@@ -10,14 +10,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/internal/natstest"
 )
 
 // testGovernors returns Governors on a fresh JetStream server that retry
 // quickly, and the connection.
-func testGovernors(t *testing.T) (*Governors, *nats.Conn) {
+func testGovernors(t *testing.T) (*Governors, jetstream.JetStream) {
 	t.Helper()
 	nc := natstest.Connect(t, natstest.RunJetStream(t))
 	g, err := NewGovernors(nc, "test@node1", nil)
@@ -25,13 +25,17 @@ func testGovernors(t *testing.T) (*Governors, *nats.Conn) {
 		t.Fatal(err)
 	}
 	g.retryFirst, g.retryMax = 5*time.Millisecond, 50*time.Millisecond
-	return g, nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g, js
 }
 
 func TestGovernorLimitsConcurrentHolders(t *testing.T) {
-	g, nc := testGovernors(t)
+	g, js := testGovernors(t)
 	ctx := t.Context()
-	if _, err := AddGovernor(ctx, nc, "downloads", 2, time.Minute, 1); err != nil {
+	if _, err := AddGovernor(ctx, js, "downloads", 2, time.Minute, 1); err != nil {
 		t.Fatal(err)
 	}
 
@@ -89,7 +93,7 @@ func TestGovernorLimitsConcurrentHolders(t *testing.T) {
 	if m := maxHolding.Load(); m != 2 {
 		t.Errorf("at most %d held a slot at once, want 2", m)
 	}
-	info, err := GetGovernor(ctx, nc, "downloads")
+	info, err := GetGovernor(ctx, js, "downloads")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,9 +103,9 @@ func TestGovernorLimitsConcurrentHolders(t *testing.T) {
 }
 
 func TestGovernorExpiryFreesCrashedHolder(t *testing.T) {
-	g, nc := testGovernors(t)
+	g, js := testGovernors(t)
 	ctx := t.Context()
-	if _, err := AddGovernor(ctx, nc, "slow", 1, 500*time.Millisecond, 1); err != nil {
+	if _, err := AddGovernor(ctx, js, "slow", 1, 500*time.Millisecond, 1); err != nil {
 		t.Fatal(err)
 	}
 	// A holder that never releases (it crashed).
@@ -119,9 +123,9 @@ func TestGovernorExpiryFreesCrashedHolder(t *testing.T) {
 }
 
 func TestGovernorTimeout(t *testing.T) {
-	g, nc := testGovernors(t)
+	g, js := testGovernors(t)
 	ctx := t.Context()
-	if _, err := AddGovernor(ctx, nc, "one", 1, time.Hour, 1); err != nil {
+	if _, err := AddGovernor(ctx, js, "one", 1, time.Hour, 1); err != nil {
 		t.Fatal(err)
 	}
 	release, err := g.Acquire(ctx, "one")
@@ -138,23 +142,23 @@ func TestGovernorTimeout(t *testing.T) {
 }
 
 func TestGovernorMissing(t *testing.T) {
-	g, nc := testGovernors(t)
+	g, js := testGovernors(t)
 	ctx := t.Context()
 	_, err := g.Acquire(ctx, "nope")
 	want := `governor "nope" does not exist: create it with mms governor add nope LIMIT`
 	if !errors.Is(err, ErrNoGovernor) || err.Error() != want {
 		t.Fatalf("Acquire(nope) = %v, want %q", err, want)
 	}
-	if err := RemoveGovernor(ctx, nc, "nope"); !errors.Is(err, ErrNoGovernor) {
+	if err := RemoveGovernor(ctx, js, "nope"); !errors.Is(err, ErrNoGovernor) {
 		t.Errorf("RemoveGovernor(nope) = %v, want ErrNoGovernor", err)
 	}
-	if _, err := GetGovernor(ctx, nc, "nope"); !errors.Is(err, ErrNoGovernor) {
+	if _, err := GetGovernor(ctx, js, "nope"); !errors.Is(err, ErrNoGovernor) {
 		t.Errorf("GetGovernor(nope) = %v, want ErrNoGovernor", err)
 	}
 }
 
 func TestGovernorAdmin(t *testing.T) {
-	g, nc := testGovernors(t)
+	g, js := testGovernors(t)
 	ctx := t.Context()
 	tests := []struct {
 		name    string
@@ -170,19 +174,19 @@ func TestGovernorAdmin(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := AddGovernor(ctx, nc, tt.gov, tt.limit, tt.expire, 1)
+			_, err := AddGovernor(ctx, js, tt.gov, tt.limit, tt.expire, 1)
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Fatalf("AddGovernor(%q, %d, %v) = %v, want error containing %q", tt.gov, tt.limit, tt.expire, err, tt.wantErr)
 			}
 		})
 	}
-	if _, err := AddGovernor(ctx, nc, "db", 1, time.Minute, 1); err != nil {
+	if _, err := AddGovernor(ctx, js, "db", 1, time.Minute, 1); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := g.Acquire(ctx, "db"); err != nil {
 		t.Fatal(err)
 	}
-	list, err := ListGovernors(ctx, nc)
+	list, err := ListGovernors(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,16 +198,16 @@ func TestGovernorAdmin(t *testing.T) {
 		t.Fatalf("ListGovernors() = %v, want %v", list, want)
 	}
 	// Raising the limit keeps the holder.
-	if info, err := AddGovernor(ctx, nc, "db", 2, time.Minute, 1); err != nil || info.Limit != 2 || info.InUse != 1 {
+	if info, err := AddGovernor(ctx, js, "db", 2, time.Minute, 1); err != nil || info.Limit != 2 || info.InUse != 1 {
 		t.Fatalf("AddGovernor(db, 2) = %+v, %v, want limit 2 with 1 in use", info, err)
 	}
-	if err := ResetGovernor(ctx, nc, "db"); err != nil {
+	if err := ResetGovernor(ctx, js, "db"); err != nil {
 		t.Fatal(err)
 	}
-	if info, err := GetGovernor(ctx, nc, "db"); err != nil || info.InUse != 0 {
+	if info, err := GetGovernor(ctx, js, "db"); err != nil || info.InUse != 0 {
 		t.Fatalf("GetGovernor(db) after reset = %+v, %v, want 0 in use", info, err)
 	}
-	if err := RemoveGovernor(ctx, nc, "db"); err != nil {
+	if err := RemoveGovernor(ctx, js, "db"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := g.Acquire(ctx, "db"); !errors.Is(err, ErrNoGovernor) {
