@@ -21,7 +21,7 @@ import (
 // fixture is one node under test: a Reconciler over the fake installer and
 // host, a signing key it trusts, a clock and the node's facts.
 type fixture struct {
-	t    *testing.T
+	t    testing.TB
 	priv ed25519.PrivateKey
 	pub  ed25519.PublicKey
 	inst *fakeInstaller
@@ -37,7 +37,7 @@ type fixture struct {
 // t0 is the fixture's initial clock.
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func newFixture(t *testing.T, configure func(*ReconcilerConfig)) *fixture {
+func newFixture(t testing.TB, configure func(*ReconcilerConfig)) *fixture {
 	t.Helper()
 	pub, priv, err := packer.GenerateKey(nil)
 	if err != nil {

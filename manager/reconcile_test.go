@@ -505,7 +505,7 @@ func removeMachineDir(f *fixture, name string) {
 }
 
 // corruptSignature flips a bit of the first signature of a v2 envelope.
-func corruptSignature(t *testing.T, env []byte) []byte {
+func corruptSignature(t testing.TB, env []byte) []byte {
 	t.Helper()
 	var e struct {
 		PayloadType string `json:"payloadType"`
