@@ -40,8 +40,13 @@ const (
 	// MaxTimeout is the longest download timeout accepted.
 	MaxTimeout = time.Hour
 	// DefaultGovernorTimeout is how long a check waits for a governor slot
-	// when governor_timeout is unset.
+	// when governor_timeout is unset; MaxGovernorTimeout is the longest
+	// accepted.
 	DefaultGovernorTimeout = 5 * time.Minute
+	MaxGovernorTimeout     = time.Hour
+	// CheckTimeout bounds one check: a governor wait, then a download the
+	// installer may retry, each attempt bounded by timeout.
+	CheckTimeout = 6 * time.Hour
 	// FullVerifyInterval is how often the installed tree is re-hashed in
 	// full; other checks hash only files whose metadata changed.
 	FullVerifyInterval = time.Hour
@@ -56,7 +61,7 @@ func init() {
 		New:             func() watchers.Watcher { return &Watcher{newInstaller: manager.NewMachineInstaller} },
 		DefaultInterval: watchers.Duration(DefaultInterval),
 		MinInterval:     watchers.Duration(10 * time.Second),
-		Timeout:         watchers.Duration(2*MaxTimeout + DefaultGovernorTimeout),
+		Timeout:         watchers.Duration(CheckTimeout),
 	})
 }
 
@@ -91,7 +96,8 @@ type Watcher struct {
 	// Governor names a fleet-wide limit on concurrent downloads (see mms
 	// governor); a slot is taken only when a download is needed.
 	Governor string `json:"governor,omitempty"`
-	// GovernorTimeout is how long to wait for a governor slot; default 5m.
+	// GovernorTimeout is how long to wait for a governor slot; default 5m,
+	// at most an hour.
 	GovernorTimeout watchers.Duration `json:"governor_timeout,omitzero"`
 	// Insecure (skip TLS verification) is refused; see Validate.
 	Insecure bool `json:"insecure,omitempty"`

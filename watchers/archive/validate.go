@@ -50,8 +50,11 @@ func (w *Watcher) Validate() error {
 	if w.Timeout.Std() > MaxTimeout {
 		add("timeout", fmt.Errorf("%v is longer than the maximum %v", w.Timeout, MaxTimeout))
 	}
-	if w.GovernorTimeout != 0 && w.Governor == "" {
+	switch {
+	case w.GovernorTimeout != 0 && w.Governor == "":
 		add("governor_timeout", errors.New("set without governor"))
+	case w.GovernorTimeout.Std() > MaxGovernorTimeout:
+		add("governor_timeout", fmt.Errorf("%v is longer than the maximum %v", w.GovernorTimeout, MaxGovernorTimeout))
 	}
 	w.entry = spec.Machine{
 		Name: w.Creates, Source: w.Source, Checksum: w.Checksum, VerifyChecksum: w.VerifyChecksum,
