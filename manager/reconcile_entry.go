@@ -74,6 +74,14 @@ func (r *Reconciler) installOne(ctx context.Context, m spec.Machine, serial uint
 		log.Error("install failed; the installed version (if any) is unchanged", "error", err)
 		return res, nil
 	}
+	if res.Tampered != "" && out == Unchanged {
+		// Install must replace a tree that does not verify; if it did not,
+		// say so rather than report the machine as fine.
+		res.Outcome = Failed
+		res.Reason = fmt.Sprintf("tampered (%s), but the installer found nothing to reinstall", res.Tampered)
+		log.Error("installed machine was modified but the installer left it as it is", "tampered", res.Tampered)
+		return res, nil
+	}
 	lerr := host.LoadMachine(ctx, m.Name)
 	if lerr == nil {
 		res.Outcome = out

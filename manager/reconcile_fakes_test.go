@@ -34,6 +34,7 @@ type fakeInstaller struct {
 	purges     []string
 	installErr map[string]error // by name
 	block      map[string]chan struct{}
+	trustTree  bool // Install skips checking the tree (a broken installer)
 }
 
 var _ MachineInstaller = (*fakeInstaller)(nil)
@@ -60,7 +61,7 @@ func (f *fakeInstaller) Install(ctx context.Context, m spec.Machine, serial uint
 	defer f.mu.Unlock()
 	rec, ok := f.records[m.Name]
 	if ok && rec.Checksum == m.Checksum && rec.VerifyChecksum == m.VerifyChecksum &&
-		packer.VerifyTree(ctx, filepath.Join(f.dir, m.Name), f.sums[m.Name]) == nil {
+		(f.trustTree || packer.VerifyTree(ctx, filepath.Join(f.dir, m.Name), f.sums[m.Name]) == nil) {
 		return Unchanged, nil
 	}
 	f.downloads++

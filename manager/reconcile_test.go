@@ -358,6 +358,24 @@ func TestReconcile(t *testing.T) {
 				downloads: 1,
 			},
 		}},
+		{name: "tampered machine the installer does not replace fails", steps: []step{
+			installWebDB(),
+			{
+				before: func(f *fixture) {
+					f.inst.trustTree = true
+					if err := os.WriteFile(filepath.Join(f.inst.dir, "db", "extra"), []byte("x"), 0o644); err != nil {
+						f.t.Fatal(err)
+					}
+				},
+				envelope:  webDB,
+				opts:      ReconcileOptions{Verify: VerifyQuick},
+				want:      []string{"web unchanged", "db failed"},
+				reasons:   map[string]string{"db failed": "tampered (extra), but the installer found nothing to reinstall"},
+				tampered:  map[string]string{"db": "extra"},
+				running:   []string{"db@1", "web@1"},
+				installed: []string{"db", "web"},
+			},
+		}},
 		{name: "legacy v1 spec when allowed", configure: func(c *ReconcilerConfig) { c.AllowLegacy = true }, steps: []step{{
 			envelope: func(f *fixture) []byte {
 				env, err := packer.Seal(packer.FormatV1, &spec.Spec{Machines: []spec.Machine{f.entry("web", "1", "")}}, f.priv)
