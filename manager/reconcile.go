@@ -1,0 +1,298 @@
+package manager
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/spec"
+	"github.com/mms-io/mms/watchers"
+)
+
+// LedgerFile is the replay ledger's file name in the manager's state dir.
+const LedgerFile = "ledger.json"
+
+// DefaultConcurrency is how many entries a reconcile pass works on at once
+// when ReconcilerConfig.Concurrency is zero. Entries are independent, so a
+// slow download does not hold up the others; the limit keeps a large spec
+// from opening dozens of downloads and extractions at once (governors limit
+// downloads fleet-wide on top of this).
+const DefaultConcurrency = 4
+
+// MachineInstaller is what the [Reconciler] needs of an installer: the
+// manager's *Installer implements it. It is an interface so the reconcile
+// logic can be tested without downloads. Implementations must be safe for
+// concurrent calls on distinct machine names.
+type MachineInstaller interface {
+	// Install makes MachinesDir/<m.Name> hold exactly the archive m pins.
+	Install(ctx context.Context, m spec.Machine, serial uint64) (Outcome, error)
+	// Rollback puts the previous version of name back.
+	Rollback(ctx context.Context, name string) error
+	// Purge removes a machine this agent installed.
+	Purge(ctx context.Context, name string) error
+	// Installed returns the install records, by machine name.
+	Installed() (map[string]Record, error)
+	// Verify re-checks an installed machine; tampering wraps ErrTampered.
+	Verify(ctx context.Context, name string, full bool) error
+}
+
+// ReconcilerConfig configures a [Reconciler].
+type ReconcilerConfig struct {
+	// Installer installs, rolls back and purges machines. Required.
+	Installer MachineInstaller
+	// Host loads and unloads the machines. Required.
+	Host watchers.Host
+	// StateDir holds the replay ledger (StateDir/ledger.json). It must
+	// exist. Required.
+	StateDir string
+	// TrustedKeys sign specs; Threshold of them must sign (0 means 1).
+	TrustedKeys []ed25519.PublicKey
+	Threshold   int
+	// AllowLegacy accepts v1 (Choria) envelopes, which have no replay
+	// protection.
+	AllowLegacy bool
+	// AllowHTTP accepts http:// archive sources.
+	AllowHTTP bool
+	// InsecureUnsigned accepts specs whatever their signatures.
+	InsecureUnsigned bool
+	// PurgeUnknown removes machines this agent installed that the spec no
+	// longer selects for this node.
+	PurgeUnknown bool
+	// Identity, Facts, Path and Stat are what matchers see of the node:
+	// Facts nil means no facts, Path is the PATH has_command searches and
+	// Stat nil means os.Stat.
+	Identity string
+	Facts    func() map[string]any
+	Path     string
+	Stat     func(name string) (fs.FileInfo, error)
+	// Concurrency caps the entries reconciled at once; 0 means
+	// [DefaultConcurrency].
+	Concurrency int
+	// Reserved reports names that no spec entry may use, such as the
+	// compiled-in machines' (nil: none). An entry with such a name fails.
+	Reserved func(name string) bool
+	// Log receives the reconciler's logs; nil discards them.
+	Log *slog.Logger
+	// Now is the clock specs are checked against; nil means time.Now.
+	Now func() time.Time
+}
+
+// Reconciler makes the machines on a node match a signed spec. It is
+// level-based: every pass compares the whole spec with what is installed
+// and repairs any difference, so a missed update or a machine deleted by
+// hand is fixed by the next pass, and a pass with nothing to do downloads
+// nothing.
+//
+// The rules, in order:
+//
+//   - The envelope is opened with packer.Open (signatures, threshold,
+//     replay ledger, expiry). A rejected spec changes nothing: the report
+//     says why (Report.Rejected) and the machines keep running as they are.
+//     A replayed (older) spec is only a warning.
+//   - An expired spec that is the one already accepted is stale: its
+//     machines keep running and are still repaired, but nothing is purged.
+//   - Each entry is validated on its own: an invalid entry fails with the
+//     reason and the others go on. An entry that fails for any reason
+//     (invalid, reserved name, matcher error, install or load failure) still
+//     counts as wanted, so it is never purged because of its own failure: a
+//     typo in a checksum must not delete a running machine.
+//   - Matchers are compiled once per accepted spec digest and evaluated
+//     against the node (identity, facts, PATH, files). A matcher that
+//     cannot be evaluated is a failure, never a silent "no match".
+//   - A wanted entry is installed (nothing is downloaded when it already
+//     is) and loaded into the host. A new version that fails to load is
+//     rolled back to the previous one; a first install that fails to load
+//     is removed again. A version that failed to load is not downloaded
+//     again until the spec pins another version or the agent restarts.
+//   - With PurgeUnknown, machines this agent installed (those with an
+//     install record, never any other) that the spec no longer selects are
+//     unloaded and removed. Purges run before installs, so an old machine
+//     frees its resources before its replacement starts.
+//
+// Reconcile calls are serialised; entries of one pass run concurrently
+// (see ReconcilerConfig.Concurrency).
+type Reconciler struct {
+	cfg    ReconcilerConfig
+	log    *slog.Logger
+	ledger *packer.FileLedger
+
+	mu   sync.Mutex            // serialises Reconcile; guards the fields below
+	plan *plan                 // the last accepted spec's entries, validated and compiled
+	bad  map[string]badVersion // versions that failed to load, by machine name
+}
+
+// badVersion is a version of a machine that failed to load.
+type badVersion struct {
+	checksum, verifyChecksum string
+	reason                   string
+}
+
+// ReconcileOptions tune one pass.
+type ReconcileOptions struct {
+	// Verify re-checks the installed trees of wanted machines before
+	// installing: a tampered tree is reported and reinstalled.
+	Verify VerifyMode
+}
+
+// VerifyMode is how a pass re-verifies installed machines.
+type VerifyMode int
+
+const (
+	// VerifyNone leaves verification to Install alone.
+	VerifyNone VerifyMode = iota
+	// VerifyQuick hashes only files whose metadata changed since the last
+	// full check.
+	VerifyQuick
+	// VerifyFull hashes every file.
+	VerifyFull
+)
+
+// NewReconciler checks cfg and returns a Reconciler.
+func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
+	var errs []error
+	if cfg.Installer == nil {
+		errs = append(errs, errors.New("installer is required"))
+	}
+	if cfg.Host == nil {
+		errs = append(errs, errors.New("host is required"))
+	}
+	if cfg.StateDir == "" {
+		errs = append(errs, errors.New("state dir is required"))
+	}
+	if len(cfg.TrustedKeys) == 0 && !cfg.InsecureUnsigned {
+		errs = append(errs, errors.New("no trusted keys: give at least one, or allow unsigned specs explicitly"))
+	}
+	if cfg.Threshold < 0 || (!cfg.InsecureUnsigned && cfg.Threshold > len(cfg.TrustedKeys)) {
+		errs = append(errs, fmt.Errorf("threshold %d must be between 0 and the %d trusted keys", cfg.Threshold, len(cfg.TrustedKeys)))
+	}
+	if cfg.Concurrency < 0 {
+		errs = append(errs, fmt.Errorf("concurrency %d is negative", cfg.Concurrency))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("new reconciler: %w", err)
+	}
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.Stat == nil {
+		cfg.Stat = os.Stat
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Reconciler{
+		cfg:    cfg,
+		log:    log,
+		ledger: packer.NewFileLedger(filepath.Join(cfg.StateDir, LedgerFile)),
+		bad:    map[string]badVersion{},
+	}, nil
+}
+
+// Reconcile opens envelope and makes the node's machines match it (see
+// [Reconciler] for the rules). It never returns without a report; the
+// report's Err is nil only when everything went well.
+func (r *Reconciler) Reconcile(ctx context.Context, envelope []byte, opts ReconcileOptions) Report {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+
+	opened, err := packer.Open(envelope, r.openOptions())
+	if err != nil {
+		rep := Report{Rejected: RejectionOf(err), Err: fmt.Errorf("open spec: %w", err)}
+		if insp, ierr := packer.Inspect(envelope); ierr == nil {
+			// Unverified: only to say which spec was refused.
+			rep.Serial, rep.Format, rep.Digest = insp.Spec.Serial, insp.Format.String(), insp.Digest
+		}
+		r.logRejection(rep)
+		return rep
+	}
+	rep := Report{
+		Serial:    opened.Spec.Serial,
+		Digest:    opened.Digest,
+		Format:    opened.Format.String(),
+		Unchanged: opened.Unchanged,
+		Stale:     opened.Stale,
+	}
+	p, err := r.planFor(opened)
+	if err != nil {
+		rep.Rejected, rep.Err = RejectionOf(err), fmt.Errorf("spec serial %d: %w", opened.Spec.Serial, err)
+		r.logRejection(rep)
+		return rep
+	}
+	if opened.Stale {
+		r.log.Warn("spec has expired; running its machines but purging nothing until a new spec arrives",
+			"serial", rep.Serial, "expired", opened.Spec.Expires)
+	}
+	r.forgetBadVersions(p)
+
+	env := r.env()
+	results := make([]MachineResult, len(p.entries))
+	keep := map[string]bool{}   // names the spec keeps on this node
+	inSpec := map[string]bool{} // names the spec has an entry for
+	for i, e := range p.entries {
+		res, kept := r.evaluate(e, &env)
+		results[i] = res
+		inSpec[e.machine.Name] = true
+		if kept {
+			keep[e.machine.Name] = true
+		}
+	}
+
+	var errs []error
+	var purged []MachineResult
+	if r.cfg.PurgeUnknown && !opened.Stale {
+		var err error
+		if purged, err = r.purge(ctx, keep, inSpec); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	r.installAll(ctx, p, results, opts, opened.Spec.Serial)
+
+	rep.Machines = append(results, purged...)
+	for _, m := range rep.Machines {
+		if m.Outcome == Failed {
+			errs = append(errs, fmt.Errorf("machine %q: %s", m.Name, m.Reason))
+		}
+	}
+	rep.Err = errors.Join(errs...)
+	return rep
+}
+
+// openOptions are the packer.Open options for this node.
+func (r *Reconciler) openOptions() packer.OpenOptions {
+	return packer.OpenOptions{
+		Trusted:       r.cfg.TrustedKeys,
+		Threshold:     r.cfg.Threshold,
+		AllowV1:       r.cfg.AllowLegacy,
+		AllowUnsigned: r.cfg.InsecureUnsigned,
+		Ledger:        r.ledger,
+		Now:           r.cfg.Now,
+	}
+}
+
+// env is what matchers see of the node in this pass.
+func (r *Reconciler) env() spec.Env {
+	env := spec.Env{Identity: r.cfg.Identity, Path: r.cfg.Path, Stat: r.cfg.Stat}
+	if r.cfg.Facts != nil {
+		env.Facts = r.cfg.Facts()
+	}
+	return env
+}
+
+// logRejection logs a rejected spec at the level its kind deserves.
+func (r *Reconciler) logRejection(rep Report) {
+	args := []any{"rejected", rep.Rejected, "serial", rep.Serial, "error", rep.Err}
+	if rep.Rejected.Warning() {
+		r.log.Warn("ignoring spec; the running machines stay as they are", args...)
+		return
+	}
+	r.log.Error("spec rejected; the running machines stay as they are", args...)
+}

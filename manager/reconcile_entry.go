@@ -1,0 +1,146 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+
+	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/spec"
+)
+
+// installAll installs and loads every pending entry of results (those with
+// an empty Outcome), at most cfg.Concurrency at once, and fills in their
+// results. Versions that failed to load are remembered.
+func (r *Reconciler) installAll(ctx context.Context, p *plan, results []MachineResult, opts ReconcileOptions, serial uint64) {
+	sem := make(chan struct{}, r.cfg.Concurrency)
+	bads := make([]*badVersion, len(results))
+	var wg sync.WaitGroup
+	for i := range results {
+		if results[i].Outcome != "" {
+			continue
+		}
+		m := p.entries[i].machine
+		wg.Go(func() {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				results[i].Outcome, results[i].Reason = Failed, "not started: "+ctx.Err().Error()
+				return
+			}
+			defer func() { <-sem }()
+			defer func() {
+				if v := recover(); v != nil {
+					r.log.Error("reconciling machine panicked", "machine", m.Name, "panic", v, "stack", string(debug.Stack()))
+					results[i].Outcome, results[i].Reason = Failed, fmt.Sprintf("panic: %v", v)
+				}
+			}()
+			results[i], bads[i] = r.installOne(ctx, m, serial, opts.Verify)
+		})
+	}
+	wg.Wait()
+	for i, b := range bads {
+		if b != nil {
+			r.bad[results[i].Name] = *b
+		}
+	}
+}
+
+// installOne makes one wanted machine installed and running: verify (when
+// asked), install, load, and roll back or remove a version that does not
+// load. It returns the version to remember as bad, if any.
+func (r *Reconciler) installOne(ctx context.Context, m spec.Machine, serial uint64, verify VerifyMode) (MachineResult, *badVersion) {
+	res := MachineResult{Name: m.Name, Checksum: m.Checksum}
+	log := r.log.With("machine", m.Name)
+	inst, host := r.cfg.Installer, r.cfg.Host
+
+	if verify != VerifyNone {
+		err := inst.Verify(ctx, m.Name, verify == VerifyFull)
+		switch {
+		case err == nil, errors.Is(err, ErrNotInstalled):
+		case errors.Is(err, ErrTampered):
+			res.Tampered = tamperedEntry(err)
+			log.Warn("installed machine was modified; reinstalling it", "tampered", res.Tampered, "error", err)
+		default:
+			log.Warn("verifying installed machine failed; installing checks it again", "error", err)
+		}
+	}
+
+	out, err := inst.Install(ctx, m, serial)
+	if err != nil {
+		res.Outcome, res.Reason = Failed, "install: "+err.Error()
+		log.Error("install failed; the installed version (if any) is unchanged", "error", err)
+		return res, nil
+	}
+	if res.Tampered != "" && out == Unchanged {
+		// Install must replace a tree that does not verify; if it did not,
+		// say so rather than report the machine as fine.
+		res.Outcome = Failed
+		res.Reason = fmt.Sprintf("tampered (%s), but the installer found nothing to reinstall", res.Tampered)
+		log.Error("installed machine was modified but the installer left it as it is", "tampered", res.Tampered)
+		return res, nil
+	}
+	lerr := host.LoadMachine(ctx, m.Name)
+	if lerr == nil {
+		res.Outcome = out
+		if res.Tampered != "" {
+			res.Reason = fmt.Sprintf("tampered (%s); reinstalled", res.Tampered)
+		}
+		if out != Unchanged {
+			log.Info("machine "+string(out), "checksum", m.Checksum, "serial", serial)
+		}
+		return res, nil
+	}
+
+	bad := &badVersion{checksum: m.Checksum, verifyChecksum: m.VerifyChecksum}
+	switch out {
+	case Updated:
+		bad.reason = fmt.Sprintf("version %s failed to load: %v", short(m.Checksum), lerr)
+		if err := inst.Rollback(ctx, m.Name); err != nil {
+			res.Outcome, res.Reason = Failed, fmt.Sprintf("%s; rolling back failed: %v", bad.reason, err)
+			log.Error("new version failed to load and rolling back failed", "load_error", lerr, "error", err)
+			return res, bad
+		}
+		if err := host.LoadMachine(ctx, m.Name); err != nil {
+			res.Outcome, res.Reason = Failed, fmt.Sprintf("%s; rolled back, but the previous version does not load either: %v", bad.reason, err)
+			log.Error("rolled back, but the previous version does not load either", "load_error", lerr, "error", err)
+			return res, bad
+		}
+		res.Outcome, res.Reason = RolledBack, bad.reason+"; the previous version is running"
+		log.Error("new version failed to load; rolled back to the previous one", "error", lerr)
+		return res, bad
+	case Installed:
+		bad.reason = fmt.Sprintf("version %s failed to load: %v", short(m.Checksum), lerr)
+		uerr := host.UnloadMachine(ctx, m.Name)
+		perr := inst.Purge(ctx, m.Name)
+		res.Outcome, res.Reason = Failed, bad.reason+"; removed again"
+		if err := errors.Join(uerr, perr); err != nil {
+			res.Reason = fmt.Sprintf("%s; removing it failed: %v", bad.reason, err)
+		}
+		log.Error("new machine failed to load", "error", lerr, "remove_error", errors.Join(uerr, perr))
+		return res, bad
+	default:
+		res.Outcome, res.Reason = Failed, "load: "+lerr.Error()
+		log.Error("installed machine does not load", "error", lerr)
+		return res, nil
+	}
+}
+
+// tamperedEntry names what verification found modified: the file, when
+// the error says which, else the error itself.
+func tamperedEntry(err error) string {
+	if ee, ok := errors.AsType[*packer.EntryError](err); ok {
+		return ee.Entry
+	}
+	return err.Error()
+}
+
+// short abbreviates a checksum for messages.
+func short(sum string) string {
+	if len(sum) > 12 {
+		return sum[:12]
+	}
+	return sum
+}

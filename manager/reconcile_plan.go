@@ -1,0 +1,114 @@
+package manager
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/spec"
+)
+
+// plan is an accepted spec's entries, each validated on its own and with
+// its matcher compiled. It depends only on the spec's bytes and the
+// reconciler's fixed settings, so it is built once per digest and reused
+// by every pass over the same spec.
+type plan struct {
+	digest  string
+	format  packer.Format
+	entries []planEntry
+}
+
+// planEntry is one spec entry.
+type planEntry struct {
+	machine spec.Machine
+	matcher *spec.Matcher // nil matches every node
+	invalid error         // why the entry cannot be acted on, if it cannot
+}
+
+// planFor returns the plan of an opened spec, from the cache when the spec
+// is the one planned last. A spec whose header (serial, times) is invalid
+// is an error wrapping spec.ErrInvalid; invalid entries are not.
+func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
+	if r.plan != nil && r.plan.digest == opened.Digest && r.plan.format == opened.Format {
+		return r.plan, nil
+	}
+	opts := spec.ValidateOptions{AllowHTTP: r.cfg.AllowHTTP, Legacy: opened.Format == packer.FormatV1}
+	s := opened.Spec
+	header := spec.Spec{Serial: s.Serial, IssuedAt: s.IssuedAt, Expires: s.Expires}
+	if err := header.Validate(opts); err != nil {
+		return nil, err
+	}
+	p := &plan{digest: opened.Digest, format: opened.Format, entries: make([]planEntry, len(s.Machines))}
+	first := map[string]int{} // name → index of its first entry
+	for i, m := range s.Machines {
+		e := &p.entries[i]
+		e.machine = m
+		if err := m.Validate(opts); err != nil {
+			e.invalid = err
+		} else if r.cfg.Reserved != nil && r.cfg.Reserved(m.Name) {
+			e.invalid = fmt.Errorf("machine %q: name: reserved by a machine compiled into the agent", m.Name)
+		}
+		if j, dup := first[m.Name]; dup {
+			// Neither copy wins: which one the operator meant is unknown.
+			err := fmt.Errorf("machine[%d] %q: name: duplicate of machine[%d]: %w", i, m.Name, j, spec.ErrInvalid)
+			e.invalid = errors.Join(e.invalid, err)
+			p.entries[j].invalid = errors.Join(p.entries[j].invalid,
+				fmt.Errorf("machine[%d] %q: name: duplicated by machine[%d]: %w", j, m.Name, i, spec.ErrInvalid))
+		} else {
+			first[m.Name] = i
+		}
+	}
+	for i := range p.entries {
+		e := &p.entries[i]
+		if e.invalid != nil {
+			continue
+		}
+		if e.matcher, e.invalid = spec.CompileMatcher(e.machine.Match); e.invalid != nil {
+			e.invalid = fmt.Errorf("machine %q: match: %w", e.machine.Name, e.invalid)
+		}
+	}
+	r.plan = p
+	return p, nil
+}
+
+// evaluate decides what to do with one entry on this node: the result of
+// an entry that needs no install (failed or skipped), or a pending result
+// (empty Outcome) for one to install. keep reports whether the entry's
+// name stays on the node: every entry except one whose matcher cleanly
+// says no.
+func (r *Reconciler) evaluate(e planEntry, env *spec.Env) (res MachineResult, keep bool) {
+	res = MachineResult{Name: e.machine.Name, Checksum: e.machine.Checksum}
+	if e.invalid != nil {
+		res.Outcome, res.Reason = Failed, "invalid entry (an installed copy is kept): "+e.invalid.Error()
+		return res, true
+	}
+	ok, err := e.matcher.Match(env)
+	switch {
+	case err != nil:
+		res.Outcome, res.Reason = Failed, fmt.Sprintf("match %q: %v (an installed copy is kept)", e.matcher, err)
+		return res, true
+	case !ok:
+		res.Outcome, res.Reason = Skipped, fmt.Sprintf("match %q does not select this node", e.matcher)
+		return res, false
+	}
+	if b, ok := r.bad[e.machine.Name]; ok && b.checksum == e.machine.Checksum && b.verifyChecksum == e.machine.VerifyChecksum {
+		res.Outcome = Failed
+		res.Reason = b.reason + " (this version is not tried again until the spec pins another one or the agent restarts)"
+	}
+	return res, true
+}
+
+// forgetBadVersions drops remembered load failures of machines the plan no
+// longer pins at that version.
+func (r *Reconciler) forgetBadVersions(p *plan) {
+	pinned := map[string]spec.Machine{}
+	for _, e := range p.entries {
+		pinned[e.machine.Name] = e.machine
+	}
+	for name, b := range r.bad {
+		m, ok := pinned[name]
+		if !ok || m.Checksum != b.checksum || m.VerifyChecksum != b.verifyChecksum {
+			delete(r.bad, name)
+		}
+	}
+}

@@ -1,0 +1,164 @@
+package manager
+
+import (
+	"errors"
+	"slices"
+
+	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/spec"
+)
+
+// Rejection says why a whole spec was not acted on. The empty Rejection
+// means the spec was accepted. The values appear in the machines watcher's
+// state events.
+type Rejection string
+
+// The kinds of rejection. Each matches one packer sentinel (or spec's
+// ErrInvalid), so Report.Err also matches it with errors.Is.
+const (
+	// RejectMissing: there is no spec to open (the KV key or the data item
+	// is missing). Nothing is purged.
+	RejectMissing Rejection = "spec_missing"
+	// RejectMalformed: the envelope or payload does not decode.
+	RejectMalformed Rejection = "malformed"
+	// RejectLegacy: a v1 envelope and legacy specs are not allowed.
+	RejectLegacy Rejection = "legacy_refused"
+	// RejectUnsigned: the envelope carries no signature.
+	RejectUnsigned Rejection = "unsigned"
+	// RejectBadSignature: a signature does not verify.
+	RejectBadSignature Rejection = "bad_signature"
+	// RejectUnknownKey: signed, but by no trusted key.
+	RejectUnknownKey Rejection = "unknown_key"
+	// RejectBelowThreshold: fewer distinct trusted keys signed than the
+	// threshold requires.
+	RejectBelowThreshold Rejection = "below_threshold"
+	// RejectReplayed: an older spec than the one already accepted. It is a
+	// warning, not an error: a lagging replica can serve an old value.
+	RejectReplayed Rejection = "replayed"
+	// RejectEquivocation: the accepted serial reused with other content.
+	RejectEquivocation Rejection = "equivocation"
+	// RejectExpired: a new spec whose expiry has passed.
+	RejectExpired Rejection = "expired"
+	// RejectNotYetValid: issued further in the future than the clock skew
+	// allows.
+	RejectNotYetValid Rejection = "not_yet_valid"
+	// RejectInvalid: the spec as a whole (serial, times) is invalid. An
+	// invalid entry does not reject the spec; it fails on its own.
+	RejectInvalid Rejection = "invalid"
+	// RejectError: the spec could not be checked at all (the replay ledger
+	// is unreadable, the node's trust settings are wrong). Retrying may
+	// help once the cause is fixed.
+	RejectError Rejection = "error"
+)
+
+// rejectionKinds maps the sentinels to their Rejection, most specific first.
+var rejectionKinds = []struct {
+	err  error
+	kind Rejection
+}{
+	{packer.ErrReplayed, RejectReplayed},
+	{packer.ErrEquivocation, RejectEquivocation},
+	{packer.ErrExpired, RejectExpired},
+	{packer.ErrNotYetValid, RejectNotYetValid},
+	{packer.ErrUnsigned, RejectUnsigned},
+	{packer.ErrBadSignature, RejectBadSignature},
+	{packer.ErrUnknownKey, RejectUnknownKey},
+	{packer.ErrBelowThreshold, RejectBelowThreshold},
+	{packer.ErrLegacyRefused, RejectLegacy},
+	{packer.ErrMalformed, RejectMalformed},
+	{spec.ErrInvalid, RejectInvalid},
+}
+
+// RejectionOf classifies an error from opening or validating a spec. Errors
+// that match no sentinel are RejectError.
+func RejectionOf(err error) Rejection {
+	if err == nil {
+		return ""
+	}
+	for _, k := range rejectionKinds {
+		if errors.Is(err, k.err) {
+			return k.kind
+		}
+	}
+	return RejectError
+}
+
+// Warning reports whether the rejection only needs a warning: a replayed
+// older spec (the running machines are right) or a missing spec (nothing
+// to act on; the running machines keep running).
+func (r Rejection) Warning() bool { return r == RejectReplayed || r == RejectMissing }
+
+// Report is what one reconcile pass did.
+type Report struct {
+	// Serial, Digest and Format identify the spec that was reconciled. For
+	// a rejected spec they are what the envelope claims, unverified, when
+	// it decodes far enough to tell.
+	Serial uint64 `json:"serial"`
+	Digest string `json:"digest,omitempty"`
+	Format string `json:"format,omitempty"`
+	// Unchanged reports that the spec is the one already accepted.
+	Unchanged bool `json:"unchanged,omitempty"`
+	// Stale reports that the accepted spec has expired: its machines keep
+	// running, nothing is purged, and an operator should publish a new one.
+	Stale bool `json:"stale,omitempty"`
+	// Rejected, when set, says why the spec was not acted on at all; then
+	// Machines is empty and nothing on the node changed.
+	Rejected Rejection `json:"rejected,omitempty"`
+	// Machines has one result per spec entry, in spec order, then one per
+	// purged (or failed purge of a) machine, by name.
+	Machines []MachineResult `json:"results"`
+	// Err is the rejection, or every entry's failure (and a failure to read
+	// the install records for purging) joined; nil when all went well. A
+	// rejection matches its packer sentinel with errors.Is.
+	Err error `json:"-"`
+}
+
+// MachineResult is what reconciling one machine did.
+type MachineResult struct {
+	// Name is the entry's (or purged machine's) name.
+	Name string `json:"name"`
+	// Outcome is what happened to it.
+	Outcome Outcome `json:"outcome"`
+	// Reason explains a failure, a rollback, a skip or a repair.
+	Reason string `json:"reason,omitempty"`
+	// Checksum is the archive checksum the entry pins (empty for purges).
+	Checksum string `json:"checksum,omitempty"`
+	// Tampered names the file (or the tree) that periodic verification
+	// found modified, after which the machine was reinstalled.
+	Tampered string `json:"tampered,omitempty"`
+}
+
+// Changed reports whether the pass changed anything on the node.
+func (r *Report) Changed() bool {
+	return slices.ContainsFunc(r.Machines, func(m MachineResult) bool {
+		switch m.Outcome {
+		case Installed, Updated, Purged, RolledBack:
+			return true
+		}
+		return false
+	})
+}
+
+// Failed reports whether the spec was rejected (other than a replay, which
+// is only a warning), an entry failed or the pass could not purge.
+func (r *Report) Failed() bool {
+	if r.Rejected != "" {
+		return !r.Rejected.Warning()
+	}
+	return r.Err != nil
+}
+
+// Running returns the names of the spec's machines that are installed and
+// meant to run on this node (installed, updated, unchanged or rolled back),
+// in spec order. Unlike Choria's machines list it names what is deployed,
+// not what is desired.
+func (r *Report) Running() []string {
+	var out []string
+	for _, m := range r.Machines {
+		switch m.Outcome {
+		case Installed, Updated, Unchanged, RolledBack:
+			out = append(out, m.Name)
+		}
+	}
+	return out
+}

@@ -1,0 +1,177 @@
+package machineswatcher
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/watchers"
+)
+
+// State is the type-specific part of the machines watcher's state event:
+// Choria's fields (machines, previous_outcome, previous_run_time) plus the
+// spec and per-machine results.
+type State struct {
+	// Machines names the spec's machines installed and running on this
+	// node (Choria listed the desired names instead). After a rejected
+	// spec it is the list of the last accepted one, which keeps running.
+	Machines []string `json:"machines"`
+	// PreviousOutcome is "updated" (something changed), "unchanged" or
+	// "error" (the spec was rejected or an entry failed).
+	PreviousOutcome string `json:"previous_outcome"`
+	// PreviousRunTime is how long the check took, in nanoseconds.
+	PreviousRunTime time.Duration `json:"previous_run_time"`
+	// Serial, Digest and Format identify the spec.
+	Serial uint64 `json:"serial"`
+	Digest string `json:"digest,omitempty"`
+	Format string `json:"format,omitempty"`
+	// Stale reports that the accepted spec has expired.
+	Stale bool `json:"stale"`
+	// Rejected says why the spec was not acted on (see manager.Rejection).
+	Rejected string `json:"rejected,omitempty"`
+	// Results has what happened to each machine.
+	Results []manager.MachineResult `json:"results"`
+	// Error is the rejection or the entries' failures.
+	Error string `json:"error,omitempty"`
+}
+
+// runState is what the watcher remembers between checks.
+type runState struct {
+	running   []string // the last accepted spec's running machines
+	lastKey   string   // what the previous check found, for de-duplication
+	stale     bool     // the previous accepted spec was stale
+	recovered bool     // the installer's crash recovery ran
+}
+
+// recoverer is implemented by installers that clean up after a crash; the
+// watcher runs it once, before its first reconcile.
+type recoverer interface {
+	Recover(ctx context.Context) error
+}
+
+// Check reconciles the node with the spec in the data item.
+func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
+	start := time.Now()
+	if r, ok := w.inst.(recoverer); ok && !w.runtime.recovered {
+		if err := r.Recover(ctx); err != nil {
+			return watchers.Result{}, fmt.Errorf("recover interrupted installs: %w", err)
+		}
+		w.runtime.recovered = true
+	}
+	v, ok := w.data.Get(w.DataItem)
+	if !ok {
+		return w.result(manager.Report{
+			Rejected: manager.RejectMissing,
+			Err:      fmt.Errorf("data item %q is missing: no spec received yet, or its KV key was deleted; the installed machines keep running and nothing is purged", w.DataItem),
+		}, start)
+	}
+	envelope, err := envelopeBytes(v)
+	if err != nil {
+		return w.result(manager.Report{Rejected: manager.RejectMalformed, Err: fmt.Errorf("data item %q: %w", w.DataItem, err)}, start)
+	}
+	opts := manager.ReconcileOptions{Verify: manager.VerifyQuick}
+	full := w.lastFull.IsZero() || start.Sub(w.lastFull) >= w.verifyEvery
+	if full {
+		opts.Verify = manager.VerifyFull
+	}
+	rep := w.rec.Reconcile(ctx, envelope, opts)
+	if full && rep.Rejected == "" {
+		w.lastFull = start
+	}
+	return w.result(rep, start)
+}
+
+// envelopeBytes turns the data item's value into envelope bytes. The kv
+// watcher stores a JSON object value as a map and anything else as a
+// string. A map is marshalled back to JSON: that is safe because the
+// signatures cover the base64 payload (v2) or machines (v1) string, never
+// the envelope's own formatting, and Open decodes those strings exactly.
+// (Duplicate keys in the stored JSON were already resolved by the kv
+// watcher's decoder; every copy would need a valid signature anyway.)
+func envelopeBytes(v any) ([]byte, error) {
+	switch x := v.(type) {
+	case string:
+		return []byte(x), nil
+	case map[string]any:
+		b, err := json.Marshal(x)
+		if err != nil {
+			return nil, fmt.Errorf("re-encode the spec envelope: %w", err)
+		}
+		return b, nil
+	default:
+		return nil, fmt.Errorf("holds a %T, want a spec envelope (a JSON object or a string)", v)
+	}
+}
+
+// result turns a report into the check's result and remembers what it
+// needs for the next check.
+func (w *Watcher) result(rep manager.Report, start time.Time) (watchers.Result, error) {
+	if rep.Rejected == "" {
+		w.runtime.running = rep.Running()
+	}
+	st := State{
+		Machines:        w.runtime.running,
+		PreviousOutcome: "unchanged",
+		PreviousRunTime: time.Since(start),
+		Serial:          rep.Serial,
+		Digest:          rep.Digest,
+		Format:          rep.Format,
+		Stale:           rep.Stale,
+		Rejected:        string(rep.Rejected),
+		Results:         rep.Machines,
+	}
+	if st.Machines == nil {
+		st.Machines = []string{}
+	}
+	if st.Results == nil {
+		st.Results = []manager.MachineResult{}
+	}
+	if rep.Err != nil {
+		st.Error = rep.Err.Error()
+	}
+	outcome := watchers.Unchanged
+	switch {
+	case rep.Failed():
+		outcome, st.PreviousOutcome = watchers.Failure, "error"
+	case rep.Changed():
+		outcome, st.PreviousOutcome = watchers.Success, "updated"
+	case rep.Rejected.Warning(), rep.Stale && !w.runtime.stale:
+		outcome = watchers.Report
+	}
+	key := dedupeKey(rep)
+	if !rep.Changed() && key == w.runtime.lastKey {
+		outcome = watchers.Unchanged
+	}
+	w.runtime.lastKey = key
+	if rep.Rejected == "" {
+		w.runtime.stale = rep.Stale
+	}
+	res := watchers.Result{Outcome: outcome, State: st}
+	if rep.Rejected == manager.RejectError {
+		// The spec could not be checked at all (an unreadable ledger):
+		// an error, so the runner backs off and retries.
+		return res, rep.Err
+	}
+	return res, nil
+}
+
+// dedupeKey summarises what a check found, so an identical failure or
+// warning is reported once rather than at every interval.
+func dedupeKey(rep manager.Report) string {
+	b, err := json.Marshal(struct {
+		Rejected manager.Rejection
+		Serial   uint64
+		Digest   string
+		Stale    bool
+		Results  []manager.MachineResult
+		Err      string
+	}{rep.Rejected, rep.Serial, rep.Digest, rep.Stale, rep.Machines, fmt.Sprint(rep.Err)})
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+var _ watchers.Watcher = (*Watcher)(nil)

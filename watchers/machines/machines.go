@@ -1,0 +1,252 @@
+// Package machineswatcher is the "machines" watcher: it keeps the node's
+// managed machines in the signed desired state stored in a machine data
+// item (put there by a kv watcher). Each check opens the spec envelope,
+// checks its signatures and replay rules, and reconciles: installs and
+// updates the machines the spec selects for this node, loads them into the
+// agent's host, rolls back versions that do not load, and (with
+// purge_unknown) removes the machines this agent installed that are no
+// longer wanted. See manager.Reconciler for the rules.
+//
+// Outcomes: Success when the check changed anything (installed, updated,
+// purged or rolled back a machine) and nothing failed; Failure when the
+// spec was rejected or any entry failed (even if others changed); a
+// replayed older spec, a spec that has just gone stale and a missing data
+// item are only reported; otherwise Unchanged. A failure or warning that is
+// exactly the one reported by the previous check is not reported again, so
+// a persistent problem publishes one event, not one per interval.
+//
+// Periodically (verify_interval, default an hour, and at the first check)
+// the installed trees are re-hashed in full; other checks re-hash only
+// files whose metadata changed. A modified machine is reinstalled and
+// reported with the file that was tampered with.
+package machineswatcher
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/watchers"
+)
+
+// Intervals of the machines watcher.
+const (
+	// DefaultInterval is how often the watcher reconciles when
+	// machine.yaml gives no interval: drift repair and re-verification.
+	DefaultInterval = 5 * time.Minute
+	// DefaultVerifyInterval is how often installed trees are re-hashed in
+	// full when verify_interval is unset.
+	DefaultVerifyInterval = time.Hour
+	// MinVerifyInterval is the smallest verify_interval accepted.
+	MinVerifyInterval = time.Minute
+	// CheckTimeout bounds one reconcile pass, downloads included.
+	CheckTimeout = time.Hour
+)
+
+func init() {
+	watchers.Register(watchers.Info{
+		Type:            "machines",
+		Version:         "v1",
+		New:             func() watchers.Watcher { return &Watcher{newInstaller: manager.NewMachineInstaller} },
+		DefaultInterval: watchers.Duration(DefaultInterval),
+		MinInterval:     watchers.Duration(2 * time.Second),
+		Timeout:         watchers.Duration(CheckTimeout),
+	})
+}
+
+// Watcher is the machines watcher's configuration (its machine.yaml
+// properties) and runtime state.
+type Watcher struct {
+	// DataItem is the machine data key holding the spec envelope, as the
+	// kv watcher stores it (its store_key). Required.
+	DataItem string `json:"data_item"`
+	// PurgeUnknown removes machines this agent installed that the spec no
+	// longer selects for this node. Machines it did not install are never
+	// touched.
+	PurgeUnknown bool `json:"purge_unknown,omitempty"`
+	// PublicKeys are the hex ed25519 keys trusted to sign specs. At least
+	// one is required unless InsecureUnsigned.
+	PublicKeys []string `json:"public_keys,omitempty"`
+	// PublicKey is Choria's single-key property, accepted for
+	// compatibility; it is trusted alongside PublicKeys.
+	PublicKey string `json:"public_key,omitempty"`
+	// Threshold is how many distinct trusted keys must sign (0 means 1).
+	Threshold int `json:"threshold,omitempty"`
+	// AllowLegacySpec accepts v1 (Choria) envelopes, which have no replay
+	// protection.
+	AllowLegacySpec bool `json:"allow_legacy_spec,omitempty"`
+	// AllowHTTP accepts http:// archive sources.
+	AllowHTTP bool `json:"allow_http,omitempty"`
+	// InsecureUnsigned accepts specs whatever their signatures.
+	InsecureUnsigned bool `json:"insecure_unsigned,omitempty"`
+	// StateDir holds the replay ledger, install records and node-local
+	// credentials; it must be absolute. Default: the machine's directory
+	// (for a compiled-in machine, its private directory under the agent's
+	// data dir).
+	StateDir string `json:"state_dir,omitempty"`
+	// VerifyInterval is how often installed trees are re-hashed in full;
+	// default an hour, at least a minute.
+	VerifyInterval watchers.Duration `json:"verify_interval,omitzero"`
+	// MachinesDir, when set, must be the host's machines directory (the
+	// default): the host loads machines only from there.
+	MachinesDir string `json:"machines_dir,omitempty"`
+
+	keys         []ed25519.PublicKey // parsed by Validate
+	verifyEvery  time.Duration       // VerifyInterval or the default
+	newInstaller func(manager.InstallSettings) (manager.MachineInstaller, error)
+
+	log      *slog.Logger
+	data     watchers.DataStore
+	inst     manager.MachineInstaller
+	rec      *manager.Reconciler
+	runtime  runState
+	lastFull time.Time
+}
+
+// Validate checks the properties and parses the keys.
+func (w *Watcher) Validate() error {
+	var errs []error
+	if w.DataItem == "" {
+		errs = append(errs, errors.New("data_item: required"))
+	}
+	w.keys = nil
+	addKey := func(field, text string) {
+		pk, err := packer.ParsePublicKey(text)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", field, err))
+			return
+		}
+		if !slices.ContainsFunc(w.keys, func(k ed25519.PublicKey) bool { return k.Equal(pk) }) {
+			w.keys = append(w.keys, pk)
+		}
+	}
+	for i, k := range w.PublicKeys {
+		addKey(fmt.Sprintf("public_keys[%d]", i), k)
+	}
+	if w.PublicKey != "" {
+		addKey("public_key", w.PublicKey)
+	}
+	if len(w.PublicKeys) == 0 && w.PublicKey == "" && !w.InsecureUnsigned {
+		errs = append(errs, errors.New("public_keys: at least one trusted key is required (insecure_unsigned: true accepts unsigned specs)"))
+	}
+	if w.Threshold < 0 || w.Threshold > max(len(w.keys), 1) {
+		errs = append(errs, fmt.Errorf("threshold: %d must be between 0 and the %d distinct trusted keys", w.Threshold, len(w.keys)))
+	}
+	for _, p := range []struct{ name, dir string }{{"state_dir", w.StateDir}, {"machines_dir", w.MachinesDir}} {
+		if p.dir != "" && !filepath.IsAbs(p.dir) {
+			errs = append(errs, fmt.Errorf("%s: %q must be an absolute path", p.name, p.dir))
+		}
+	}
+	w.verifyEvery = w.VerifyInterval.Std()
+	switch {
+	case w.verifyEvery == 0:
+		w.verifyEvery = DefaultVerifyInterval
+	case w.verifyEvery < MinVerifyInterval:
+		errs = append(errs, fmt.Errorf("verify_interval: %v is below the minimum of %v", w.VerifyInterval, watchers.Duration(MinVerifyInterval)))
+	}
+	return errors.Join(errs...)
+}
+
+// Provision builds the installer and the reconciler from the machine's
+// dependencies: the host, the data store, the NATS connection (nats://
+// sources and governors) and the node's identity and facts.
+func (w *Watcher) Provision(d watchers.Deps) error {
+	w.log = d.Log
+	if w.log == nil {
+		w.log = slog.New(slog.DiscardHandler)
+	}
+	if d.Host == nil {
+		return errors.New("the machines watcher needs the agent's machine host")
+	}
+	if d.Data == nil {
+		return errors.New("the machines watcher needs the machine's data store")
+	}
+	w.data = d.Data
+	machines := filepath.Clean(d.Host.MachinesDir())
+	if w.MachinesDir != "" && filepath.Clean(w.MachinesDir) != machines {
+		return fmt.Errorf("machines_dir: %q is not the host's machines directory %q, which is the only one it loads machines from", w.MachinesDir, machines)
+	}
+	state := w.StateDir
+	if state == "" {
+		state = d.Dir
+	}
+	if state == "" {
+		return errors.New("state_dir: required when the machine has no directory")
+	}
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		return fmt.Errorf("state_dir: %w", err)
+	}
+	g, err := gate(d, w.log)
+	if err != nil {
+		return err
+	}
+	inst, err := w.newInstaller(manager.InstallSettings{
+		MachinesDir: machines,
+		StateDir:    state,
+		AllowHTTP:   w.AllowHTTP,
+		Conn:        d.Conn,
+		Gate:        g,
+		Log:         w.log,
+	})
+	if err != nil {
+		return fmt.Errorf("build installer: %w", err)
+	}
+	rec, err := manager.NewReconciler(manager.ReconcilerConfig{
+		Installer:        inst,
+		Host:             d.Host,
+		StateDir:         state,
+		TrustedKeys:      w.keys,
+		Threshold:        w.Threshold,
+		AllowLegacy:      w.AllowLegacySpec,
+		AllowHTTP:        w.AllowHTTP,
+		InsecureUnsigned: w.InsecureUnsigned,
+		PurgeUnknown:     w.PurgeUnknown,
+		Identity:         d.Identity,
+		Facts:            d.Facts,
+		Path:             os.Getenv("PATH"),
+		Reserved:         compiledIn,
+		Log:              w.log,
+	})
+	if err != nil {
+		return err
+	}
+	w.inst, w.rec = inst, rec
+	return nil
+}
+
+// compiledIn reports whether name is a machine compiled into the agent: a
+// spec entry may not replace it.
+func compiledIn(name string) bool {
+	return slices.Contains(agent.RegisteredMachines(), name)
+}
+
+// gate returns the governors of the node's NATS connection, or without one
+// a gate that explains why a governed download cannot run.
+func gate(d watchers.Deps, log *slog.Logger) (manager.Gate, error) {
+	if d.Conn == nil {
+		return noGovernors, nil
+	}
+	g, err := manager.NewGovernors(d.Conn, d.Machine+"@"+d.Identity, log)
+	if err != nil {
+		return nil, err
+	}
+	return g.Acquire, nil
+}
+
+// noGovernors is the gate of a node without NATS: a download that names a
+// governor fails rather than ignore the fleet-wide limit.
+func noGovernors(_ context.Context, governor string) (func(), error) {
+	return nil, fmt.Errorf("governor %q: the agent has no NATS connection to reach it", governor)
+}
+
+var _ watchers.Validator = (*Watcher)(nil)
+var _ watchers.Provisioner = (*Watcher)(nil)
