@@ -97,6 +97,8 @@ type stepper struct {
 	w       *Watcher
 	trig    chan struct{}
 	results []result
+	// stop ends the stream and waits for it; it runs when the test ends.
+	stop func()
 }
 
 // step starts w's Stream until the test ends.
@@ -115,10 +117,14 @@ func step(t *testing.T, w *Watcher) *stepper {
 			t.Errorf("Stream() = %v, want nil", err)
 		}
 	})
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
+	var once sync.Once
+	st.stop = func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+		})
+	}
+	t.Cleanup(st.stop)
 	return st
 }
 
@@ -138,13 +144,19 @@ func (st *stepper) check() result {
 // and returns that result; it fails the test after waitFor.
 func (st *stepper) until(what string, match func(result) bool) result {
 	st.t.Helper()
-	deadline := time.NewTimer(waitFor)
+	return st.untilWithin(waitFor, what, match)
+}
+
+// untilWithin is until with its own time limit.
+func (st *stepper) untilWithin(limit time.Duration, what string, match func(result) bool) result {
+	st.t.Helper()
+	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
 	for {
 		select {
 		case <-st.trig:
 		case <-deadline.C:
-			st.t.Fatalf("no check found %s within %v; results: %v", what, waitFor, st.results)
+			st.t.Fatalf("no check found %s within %v; results: %v", what, limit, st.results)
 		}
 		if r := st.check(); match(r) {
 			return r
