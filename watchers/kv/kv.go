@@ -53,7 +53,10 @@
 // applies.
 //
 // Every event carries Choria's state, bucket, key and mode, and mms's
-// revision, operation, data_key, reason and parse_error.
+// data_key, plus revision, operation, reason and parse_error when they apply.
+// A failure to read or watch the key is a check error (the fail_transition
+// fires), returned by one check per distinct failure in watch mode and by
+// every failing check in poll mode.
 //
 // # Watch mode
 //
@@ -71,7 +74,8 @@
 // # Poll mode
 //
 // Each check reads the key (the interval defaults to one minute), and the
-// stream only asks for a check after a reconnect.
+// stream only asks for a check after a reconnect. In watch mode the interval
+// only matters with on_successful_get.
 package kvwatcher
 
 import (
@@ -91,17 +95,24 @@ import (
 
 // Modes.
 const (
+	// ModeWatch follows the key with a KV watch (the default).
 	ModeWatch = "watch"
-	ModePoll  = "poll"
+	// ModePoll reads the key on every check.
+	ModePoll = "poll"
 )
 
 // Values of State.State.
 const (
-	StateChanged   = "changed"
+	// StateChanged: a new value was stored.
+	StateChanged = "changed"
+	// StateUnchanged: the key holds the value already stored.
 	StateUnchanged = "unchanged"
-	StateDeleted   = "deleted"
-	StateMissing   = "missing"
-	StateError     = "error"
+	// StateDeleted: the key was deleted or purged; the data is kept.
+	StateDeleted = "deleted"
+	// StateMissing: the key or the bucket does not exist; the data is kept.
+	StateMissing = "missing"
+	// StateError: the key could not be read or watched.
+	StateError = "error"
 )
 
 // Timing.

@@ -17,6 +17,9 @@ import (
 // ctx is done: failures are retried inside with backoff and reported by the
 // next check.
 func (w *Watcher) Stream(ctx context.Context, trigger func()) error {
+	if w.mode == ModePoll && w.onReconnect == nil {
+		return nil // nothing to follow between checks
+	}
 	wake := make(chan struct{}, 1)
 	if w.onReconnect != nil {
 		remove := w.onReconnect(func() {
@@ -26,8 +29,6 @@ func (w *Watcher) Stream(ctx context.Context, trigger func()) error {
 			}
 		})
 		defer remove()
-	} else if w.mode == ModePoll {
-		return nil
 	}
 	if w.mode == ModePoll {
 		for {
