@@ -66,7 +66,9 @@ func TestBuildCustomBinary(t *testing.T) {
 	}
 	run(goCmd, "mod", "edit", "-require=example.com/mms-heartbeat@v0.0.0", "-replace=example.com/mms-heartbeat=./examples/heartbeat")
 	run(goCmd, "generate", "./plugins")
-	run(goCmd, "build", "-o", "mms", "./cmd/mms")
+	// A fixed test key, compiled in as docs/build-your-own.md describes.
+	const pubHex = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"
+	run(goCmd, "build", "-ldflags", "-X github.com/mms-io/mms/manager.PublicKey="+pubHex, "-o", "mms", "./cmd/mms")
 	mms := filepath.Join(dir, "mms")
 
 	var got builtView
@@ -91,8 +93,13 @@ func TestBuildCustomBinary(t *testing.T) {
 			t.Errorf("mms plugins --json watchers = %+v, want it to contain %+v", got.Watchers, want)
 		}
 	}
-	if want := (builtMachine{Name: "beacon"}); !slices.Contains(got.Machines, want) {
-		t.Errorf("mms plugins --json machines = %+v, want it to contain %+v", got.Machines, want)
+	for _, want := range []builtMachine{{Name: "beacon"}, {Name: "mms_manager"}} {
+		if !slices.Contains(got.Machines, want) {
+			t.Errorf("mms plugins --json machines = %+v, want it to contain %+v", got.Machines, want)
+		}
+	}
+	if len(got.PublicKeys) != 1 || got.PublicKeys[0].Key != pubHex || len(got.PublicKeys[0].KeyID) == 0 {
+		t.Errorf("mms plugins --json public_keys = %+v, want the key compiled in with -ldflags, %s", got.PublicKeys, pubHex)
 	}
 
 	machine := filepath.Join(dir, "pulse")
@@ -146,9 +153,13 @@ func TestExampleModule(t *testing.T) {
 
 // builtView is the --json shape of `mms plugins`.
 type builtView struct {
-	Plugins  []plugins.Plugin `json:"plugins"`
-	Watchers []builtWatcher   `json:"watchers"`
-	Machines []builtMachine   `json:"machines"`
+	Plugins    []plugins.Plugin `json:"plugins"`
+	Watchers   []builtWatcher   `json:"watchers"`
+	Machines   []builtMachine   `json:"machines"`
+	PublicKeys []struct {
+		Key   string `json:"key"`
+		KeyID string `json:"key_id"`
+	} `json:"public_keys"`
 }
 
 type builtWatcher struct {

@@ -10,6 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/plugins"
 	"github.com/mms-io/mms/watchers"
 )
@@ -23,6 +25,16 @@ type pluginsView struct {
 	Watchers []watcherView `json:"watchers"`
 	// Machines are the compiled-in machines, by name.
 	Machines []machineView `json:"machines"`
+	// PublicKeys are the spec-signing keys compiled in with -ldflags
+	// (manager.PublicKey), in order; the manager trusts them when the node
+	// configures no key.
+	PublicKeys []keyView `json:"public_keys"`
+}
+
+// keyView describes one compiled-in public key.
+type keyView struct {
+	Key   string `json:"key"`
+	KeyID string `json:"key_id"`
 }
 
 // watcherView describes one registered watcher type.
@@ -50,7 +62,9 @@ func (a *app) newPluginsCmd() *cobra.Command {
 		Short: "List the watcher types and machines compiled into this binary",
 		Long: `List what this mms binary was built with: the entries of
 user_plugins.yaml, every registered watcher type with its event version and
-CloudEvent type, and the compiled-in machines.
+CloudEvent type, the compiled-in machines, and the spec-signing public keys
+compiled in with -ldflags "-X github.com/mms-io/mms/manager.PublicKey=<hex>"
+(trusted when the agent is given no --public-key).
 
 A watcher type's PLUGIN column names the user_plugins.yaml entry whose
 package implements it ('-' for a type compiled in another way). To build a
@@ -60,7 +74,18 @@ and rebuild (docs/build-your-own.md).`,
   mms plugins --json | jq -r '.watchers[].type'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			keys, err := manager.CompiledKeys()
+			if err != nil {
+				return err
+			}
 			v := newPluginsView(plugins.List(), watchers.Types(), agent.RegisteredMachines())
+			for _, k := range keys {
+				pub, err := packer.ParsePublicKey(k)
+				if err != nil {
+					return err
+				}
+				v.PublicKeys = append(v.PublicKeys, keyView{Key: k, KeyID: packer.KeyID(pub)})
+			}
 			if asJSON {
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
@@ -78,9 +103,10 @@ and rebuild (docs/build-your-own.md).`,
 // Info.New returns.
 func newPluginsView(list []plugins.Plugin, types []watchers.Info, machines []string) pluginsView {
 	v := pluginsView{
-		Plugins:  append([]plugins.Plugin{}, list...),
-		Watchers: []watcherView{},
-		Machines: []machineView{},
+		Plugins:    append([]plugins.Plugin{}, list...),
+		Watchers:   []watcherView{},
+		Machines:   []machineView{},
+		PublicKeys: []keyView{},
 	}
 	byPath := map[string]string{}
 	for _, p := range list {
@@ -143,6 +169,13 @@ func printPlugins(out io.Writer, v pluginsView) error {
 	}
 	for _, m := range v.Machines {
 		fmt.Fprintf(tw, "  %s\n", m.Name)
+	}
+	fmt.Fprintln(tw, "\nCompiled-in public keys:")
+	if len(v.PublicKeys) == 0 {
+		fmt.Fprintln(tw, "  (none)")
+	}
+	for _, k := range v.PublicKeys {
+		fmt.Fprintf(tw, "  %s\t(key id %s)\n", k.Key, k.KeyID)
 	}
 	return tw.Flush()
 }

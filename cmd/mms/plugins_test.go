@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -24,7 +25,7 @@ func TestNewPluginsView(t *testing.T) {
 	}{
 		{
 			name: "nothing compiled in",
-			want: pluginsView{Plugins: []plugins.Plugin{}, Watchers: []watcherView{}, Machines: []machineView{}},
+			want: pluginsView{Plugins: []plugins.Plugin{}, Watchers: []watcherView{}, Machines: []machineView{}, PublicKeys: []keyView{}},
 		},
 		{
 			name:     "types attributed by package",
@@ -37,7 +38,8 @@ func TestNewPluginsView(t *testing.T) {
 					{Type: "local", Version: "v2", EventType: "io.choria.machine.watcher.local.v2.state", Package: "github.com/mms-io/mms/cmd/mms", Plugin: ""},
 					{Type: "timer", Version: "v1", EventType: "io.choria.machine.watcher.timer.v1.state", Package: "github.com/mms-io/mms/watchers/timer", Plugin: "clock"},
 				},
-				Machines: []machineView{{Name: "beacon"}, {Name: "manager"}},
+				Machines:   []machineView{{Name: "beacon"}, {Name: "manager"}},
+				PublicKeys: []keyView{},
 			},
 		},
 	}
@@ -60,7 +62,7 @@ func TestPrintPlugins(t *testing.T) {
 		{
 			name: "empty",
 			v:    newPluginsView(nil, nil, nil),
-			want: "Plugins (user_plugins.yaml):\n  (none)\n\nWatcher types:\n  (none)\n\nCompiled-in machines:\n  (none)\n",
+			want: "Plugins (user_plugins.yaml):\n  (none)\n\nWatcher types:\n  (none)\n\nCompiled-in machines:\n  (none)\n\nCompiled-in public keys:\n  (none)\n",
 		},
 		{
 			name: "full",
@@ -70,7 +72,8 @@ func TestPrintPlugins(t *testing.T) {
 					{Type: "heartbeat", Version: "v1", EventType: "io.choria.machine.watcher.heartbeat.v1.state", Package: "example.com/mms-heartbeat", Plugin: "heartbeat"},
 					{Type: "local", Version: "v2", EventType: "io.choria.machine.watcher.local.v2.state", Package: "main"},
 				},
-				Machines: []machineView{{Name: "beacon"}},
+				Machines:   []machineView{{Name: "beacon"}},
+				PublicKeys: []keyView{{Key: "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29", KeyID: "abcd"}},
 			},
 			want: `Plugins (user_plugins.yaml):
   heartbeat  example.com/mms-heartbeat
@@ -82,6 +85,9 @@ Watcher types:
 
 Compiled-in machines:
   beacon
+
+Compiled-in public keys:
+  3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29  (key id abcd)
 `,
 		},
 	}
@@ -116,7 +122,15 @@ func TestPluginsCommand(t *testing.T) {
 	for _, w := range v.Watchers {
 		types[w.Type] = w
 	}
+	// Plugins that register a machine rather than a watcher type.
+	machinePlugins := map[string]string{"manager": "mms_manager"}
 	for _, p := range plugins.List() {
+		if m, ok := machinePlugins[p.Name]; ok {
+			if !slices.Contains(v.Machines, machineView{Name: m}) {
+				t.Errorf("mms plugins --json machines = %v, want %q from plugin %q", v.Machines, m, p.Name)
+			}
+			continue
+		}
 		w, ok := types[p.Name]
 		if !ok {
 			t.Errorf("mms plugins --json has no watcher type %q; watchers: %v", p.Name, v.Watchers)
@@ -132,6 +146,9 @@ func TestPluginsCommand(t *testing.T) {
 	}
 	if v.Machines == nil {
 		t.Errorf("mms plugins --json machines is null, want a list")
+	}
+	if v.PublicKeys == nil || len(v.PublicKeys) != 0 {
+		t.Errorf("mms plugins --json public_keys = %v, want [] in a binary built without -ldflags", v.PublicKeys)
 	}
 
 	text := mmsOK(t, "", "plugins")
