@@ -156,6 +156,9 @@ func describeJSONError(err error) string {
 		return fmt.Sprintf("syntax error at byte %d", se.Offset)
 	}
 	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		if te.Field == "" {
+			return "not a JSON object"
+		}
 		return fmt.Sprintf("field %q must be a %s", te.Field, te.Type)
 	}
 	msg := err.Error()

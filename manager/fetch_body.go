@@ -152,9 +152,16 @@ func (b *body) Read(p []byte) (int, error) {
 		n, err := b.r.Read(p)
 		b.n += int64(n)
 		switch {
-		case err != nil && !errors.Is(err, io.EOF):
-			return n, b.readError(err)
-		case n == 0 && err == nil:
+		case err != nil:
+			// A cancelled attempt can surface as a plain EOF when the
+			// connection is torn down: never let it pass as the end.
+			if cause := b.cause(); cause != nil {
+				return n, cause
+			}
+			if !errors.Is(err, io.EOF) {
+				return n, b.readError(err)
+			}
+		case n == 0:
 			// A reader that timed out internally (the object store's)
 			// returns nothing; the idle timer decides when to give up.
 			if cause := b.cause(); cause != nil {
@@ -179,6 +186,9 @@ func (b *body) probe() (int, error) {
 		case err != nil && !errors.Is(err, io.EOF):
 			return 0, b.readError(err)
 		case err != nil:
+			if cause := b.cause(); cause != nil {
+				return 0, cause
+			}
 			return 0, io.EOF
 		}
 		if cause := b.cause(); cause != nil {

@@ -37,8 +37,9 @@ func (f *Fetcher) openHTTP(ctx context.Context, m spec.Machine, u *url.URL, cred
 	for hops := 0; ; hops++ {
 		resp, err := f.get(actx, cur, cred, u)
 		if err != nil {
+			err = att.failure(actx, err, "GET from "+cur.Host)
 			att.end()
-			return nil, att.failure(actx, err, "GET from "+cur.Host)
+			return nil, err
 		}
 		switch resp.StatusCode {
 		case http.StatusOK:
