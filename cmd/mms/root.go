@@ -93,5 +93,6 @@ func (a *app) commands() []*cobra.Command {
 		a.newPutCmd(),
 		a.newMachineCmd(),
 		a.newEventsCmd(),
+		a.newArchiveCmd(),
 	}
 }
