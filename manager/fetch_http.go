@@ -90,6 +90,9 @@ func (f *Fetcher) get(ctx context.Context, cur *url.URL, cred *Credential, origi
 		return nil, errors.New("cannot build the request")
 	}
 	req.Header.Set("User-Agent", userAgent)
+	// The archive's own bytes are hashed: never let the transport
+	// negotiate a Content-Encoding and decode it behind our back.
+	req.Header.Set("Accept-Encoding", "identity")
 	if cred != nil && sameOrigin(cur, origin) {
 		cred.apply(req.Header)
 	}

@@ -25,7 +25,7 @@ func (f *Fetcher) retry(ctx context.Context, m spec.Machine, try func() error) e
 		if n > f.cfg.Retries {
 			return fmt.Errorf("%w (gave up after %d attempts)", err, n)
 		}
-		wait := jitter(delay)
+		wait := retryJitter(delay)
 		f.log.Warn("archive download failed, retrying", "machine", m.Name, "source", redactSource(m.Source),
 			"attempt", n, "retry_in", wait, "error", err)
 		if sleep(ctx, wait) != nil {
@@ -35,9 +35,9 @@ func (f *Fetcher) retry(ctx context.Context, m spec.Machine, try func() error) e
 	}
 }
 
-// jitter returns a random duration in [d/2, d] ("equal jitter"), so nodes
+// retryJitter returns a random duration in [d/2, d] ("equal jitter"), so nodes
 // that failed together do not retry together.
-func jitter(d time.Duration) time.Duration {
+func retryJitter(d time.Duration) time.Duration {
 	half := d / 2
 	return half + rand.N(d-half+1)
 }

@@ -2,6 +2,7 @@ package manager
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
@@ -48,6 +49,11 @@ func newTestFetcher(t *testing.T, cfg FetchConfig) (*Fetcher, *syncBuffer) {
 
 func TestFetcherOpen(t *testing.T) {
 	payload := []byte("archive bytes")
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(payload)
+	zw.Close()
+	gzipped := gz.Bytes()
 	var flaky atomic.Int64
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) { w.Write(payload) })
@@ -57,6 +63,14 @@ func TestFetcherOpen(t *testing.T) {
 			return
 		}
 		w.Write(payload)
+	})
+	mux.HandleFunc("/encoded", func(w http.ResponseWriter, r *http.Request) {
+		// A server that labels a .tar.gz as gzip-encoded content.
+		if r.Header.Get("Accept-Encoding") != "identity" {
+			t.Errorf("request Accept-Encoding = %q, want identity", r.Header.Get("Accept-Encoding"))
+		}
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Write(gzipped)
 	})
 	mux.HandleFunc("/gone", func(w http.ResponseWriter, r *http.Request) { http.Error(w, "gone", http.StatusGone) })
 	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
@@ -93,6 +107,7 @@ func TestFetcherOpen(t *testing.T) {
 		wantIs  error
 	}{
 		{name: "https", m: spec.Machine{Name: "a", Source: secure.URL + "/ok"}, want: payload},
+		{name: "Content-Encoding is not decoded", m: spec.Machine{Name: "a", Source: secure.URL + "/encoded"}, want: gzipped},
 		{name: "declared size exact", m: spec.Machine{Name: "a", Source: secure.URL + "/ok", Size: int64(len(payload))}, want: payload},
 		{name: "5xx retried until it works", cfg: FetchConfig{Retries: 3}, m: spec.Machine{Name: "a", Source: secure.URL + "/flaky"}, want: payload},
 		{name: "4xx not retried", cfg: FetchConfig{Retries: 3}, m: spec.Machine{Name: "a", Source: secure.URL + "/gone"},

@@ -44,7 +44,7 @@ func writeInstallBenchTree(b *testing.B, dir string) int64 {
 		}
 		total += int64(len(data))
 	}
-	write(packer.MachineFile, []byte(machineYAML("bench", "1.0.0")))
+	write(packer.MachineFile, []byte(testMachineYAML("bench", "1.0.0")))
 	for i := range 2000 {
 		size := 1024 + rng.IntN(100*1024)
 		var buf bytes.Buffer

@@ -29,8 +29,8 @@ import (
 	_ "github.com/mms-io/mms/watchers/timer"
 )
 
-// machineYAML is a valid machine.yaml for name at version.
-func machineYAML(name, version string) string {
+// testMachineYAML is a valid machine.yaml for name at version.
+func testMachineYAML(name, version string) string {
 	return fmt.Sprintf(`name: %s
 version: %s
 initial_state: idle
@@ -60,7 +60,7 @@ func buildArchive(t testing.TB, name, version string, files map[string]string) t
 	t.Helper()
 	dir := t.TempDir()
 	if _, ok := files[packer.MachineFile]; !ok {
-		writeTestFile(t, filepath.Join(dir, packer.MachineFile), machineYAML(name, version))
+		writeTestFile(t, filepath.Join(dir, packer.MachineFile), testMachineYAML(name, version))
 	}
 	for p, content := range files {
 		writeTestFile(t, filepath.Join(dir, filepath.FromSlash(p)), content)

@@ -117,7 +117,7 @@ func TestInstallRefusals(t *testing.T) {
 	ctx := t.Context()
 
 	foreign := filepath.Join(env.machines, "hand")
-	writeTestFile(t, filepath.Join(foreign, "machine.yaml"), machineYAML("hand", "1"))
+	writeTestFile(t, filepath.Join(foreign, "machine.yaml"), testMachineYAML("hand", "1"))
 	a := buildArchive(t, "hand", "2", nil)
 	before := snapshot(t, env.machines)
 	_, err := env.inst.Install(ctx, a.entry(srv.put("/hand.tgz", a.data)), 1)

@@ -143,17 +143,17 @@ func TestInstallThreats(t *testing.T) {
 		},
 		{
 			name:         "archive for another machine",
-			serve:        serveArchive(buildArchive(t, "web", "2", map[string]string{packer.MachineFile: machineYAML("facts", "2")})),
-			entry:        entryFor(buildArchive(t, "web", "2", map[string]string{packer.MachineFile: machineYAML("facts", "2")})),
+			serve:        serveArchive(buildArchive(t, "web", "2", map[string]string{packer.MachineFile: testMachineYAML("facts", "2")})),
+			entry:        entryFor(buildArchive(t, "web", "2", map[string]string{packer.MachineFile: testMachineYAML("facts", "2")})),
 			wantErr:      func(string) string { return `archive machine name "facts" != "web"` },
 			wantRequests: 1,
 		},
 		{
 			name: "machine.yaml with an unknown watcher type",
 			serve: serveArchive(buildArchive(t, "web", "2", map[string]string{
-				packer.MachineFile: strings.Replace(machineYAML("web", "2"), "type: timer", "type: teleport", 1)})),
+				packer.MachineFile: strings.Replace(testMachineYAML("web", "2"), "type: timer", "type: teleport", 1)})),
 			entry: entryFor(buildArchive(t, "web", "2", map[string]string{
-				packer.MachineFile: strings.Replace(machineYAML("web", "2"), "type: timer", "type: teleport", 1)})),
+				packer.MachineFile: strings.Replace(testMachineYAML("web", "2"), "type: timer", "type: teleport", 1)})),
 			wantErr:      func(string) string { return `teleport` },
 			wantIs:       agent.ErrInvalidDefinition,
 			wantRequests: 1,
@@ -161,9 +161,9 @@ func TestInstallThreats(t *testing.T) {
 		{
 			name: "machine.yaml with an unknown property",
 			serve: serveArchive(buildArchive(t, "web", "2", map[string]string{
-				packer.MachineFile: strings.Replace(machineYAML("web", "2"), "timer: 1h", "timer: 1h\n      colour: red", 1)})),
+				packer.MachineFile: strings.Replace(testMachineYAML("web", "2"), "timer: 1h", "timer: 1h\n      colour: red", 1)})),
 			entry: entryFor(buildArchive(t, "web", "2", map[string]string{
-				packer.MachineFile: strings.Replace(machineYAML("web", "2"), "timer: 1h", "timer: 1h\n      colour: red", 1)})),
+				packer.MachineFile: strings.Replace(testMachineYAML("web", "2"), "timer: 1h", "timer: 1h\n      colour: red", 1)})),
 			wantErr:      func(string) string { return `colour` },
 			wantIs:       agent.ErrInvalidDefinition,
 			wantRequests: 1,

@@ -55,6 +55,13 @@ func (i *Installer) Recover(ctx context.Context) error {
 		if owner == "" {
 			owner, _ = tempOwner(n, trashPrefix)
 		}
+		if _, ok := records[owner]; !ok && owner != "" {
+			if _, err := os.Lstat(i.records.path(owner)); err == nil {
+				// Its record is unreadable: the stage may hold the only good tree.
+				errs = append(errs, fmt.Errorf("recover: left %s in place: the record of %q is unreadable", n, owner))
+				continue
+			}
+		}
 		if err := i.removeLeftover(ctx, owner, filepath.Join(i.machines, n)); err != nil {
 			errs = append(errs, err)
 		}

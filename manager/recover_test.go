@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/mms-io/mms/packer"
@@ -296,5 +297,19 @@ func TestRecoverRemovesLeftovers(t *testing.T) {
 	assertNoLeftovers(t, env)
 	if _, err := os.Stat(filepath.Join(env.machines, "keep", "machine.yaml")); err != nil {
 		t.Errorf("Recover touched a machine it did not install: %v", err)
+	}
+}
+
+func TestRecoverKeepsLeftoversOfUnreadableRecords(t *testing.T) {
+	env := newTestEnv(t, nil, FetchConfig{})
+	stage := filepath.Join(env.machines, ".stage-web-77", "web", "machine.yaml")
+	writeTestFile(t, stage, "x")
+	writeTestFile(t, filepath.Join(env.state, "installed", "web.json"), "{not json")
+	err := env.inst.Recover(t.Context())
+	if err == nil || !strings.Contains(err.Error(), `left .stage-web-77 in place: the record of "web" is unreadable`) {
+		t.Errorf("Recover() with a corrupt record = %v", err)
+	}
+	if _, err := os.Stat(stage); err != nil {
+		t.Errorf("the stage of a machine with an unreadable record was removed: %v", err)
 	}
 }
