@@ -280,3 +280,11 @@ func (e *credentialError) Unwrap() error { return e.kind }
 func credErr(kind error, format string, args ...any) error {
 	return &credentialError{msg: fmt.Sprintf(format, args...), kind: kind}
 }
+
+var (
+	_ fmt.Stringer   = Credential{}
+	_ fmt.GoStringer = Credential{}
+	_ slog.LogValuer = Credential{}
+	_ json.Marshaler = Credential{}
+	_ error          = (*credentialError)(nil)
+)

@@ -209,3 +209,9 @@ func (b *body) Close() error {
 	b.att.end()
 	return b.c.Close()
 }
+
+var (
+	_ io.ReadCloser = (*body)(nil)
+	_ error         = (*transientError)(nil)
+	_ error         = (*tooLargeError)(nil)
+)

@@ -140,3 +140,5 @@ func discard(rc io.ReadCloser) {
 	_, _ = io.CopyN(io.Discard, rc, 4<<10)
 	_ = rc.Close()
 }
+
+var _ error = (*statusError)(nil)

@@ -257,3 +257,52 @@ func readFile(t testing.TB, path string) string {
 	}
 	return string(data)
 }
+
+// TestInstallUndoesFailedSwap makes the swap fail after the new tree went
+// live (.prev-web is a file, so it cannot be replaced): every step is
+// undone and M is exactly as before.
+func TestInstallUndoesFailedSwap(t *testing.T) {
+	for _, exchange := range []bool{true, false} {
+		t.Run(map[bool]string{true: "exchange", false: "two renames"}[exchange], func(t *testing.T) {
+			srv := newFileServer(t, true)
+			env := newTestEnv(t, srv.Server, FetchConfig{})
+			env.inst.noExchange = !exchange
+			v1 := buildArchive(t, "web", "1", map[string]string{"a": "1"})
+			v2 := buildArchive(t, "web", "2", map[string]string{"a": "2"})
+			if _, err := env.inst.Install(t.Context(), v1.entry(srv.put("/1", v1.data)), 1); err != nil {
+				t.Fatal(err)
+			}
+			writeTestFile(t, filepath.Join(env.machines, ".prev-web"), "in the way")
+			before := snapshot(t, env.machines)
+			recsBefore, _ := env.inst.Installed()
+			_, err := env.inst.Install(t.Context(), v2.entry(srv.put("/2", v2.data)), 2)
+			if err == nil || !strings.Contains(err.Error(), ".prev-web is not a directory") {
+				t.Fatalf("Install with .prev-web in the way = %v", err)
+			}
+			assertUnchanged(t, env.machines, before)
+			assertNoLeftovers(t, env)
+			if recsAfter, _ := env.inst.Installed(); !cmp.Equal(recsBefore, recsAfter) {
+				t.Errorf("records changed: %v → %v", recsBefore, recsAfter)
+			}
+		})
+	}
+}
+
+func TestRollbackRefusesTamperedPrevious(t *testing.T) {
+	srv := newFileServer(t, true)
+	env := newTestEnv(t, srv.Server, FetchConfig{})
+	for n, v := range []string{"1", "2"} {
+		a := buildArchive(t, "web", v, map[string]string{"a": v})
+		if _, err := env.inst.Install(t.Context(), a.entry(srv.put("/"+v, a.data)), uint64(n+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeTestFile(t, filepath.Join(env.machines, ".prev-web", "a"), "evil")
+	before := snapshot(t, env.machines)
+	err := env.inst.Rollback(t.Context(), "web")
+	if err == nil || !strings.Contains(err.Error(), "previous version no longer verifies") {
+		t.Fatalf("Rollback to a tampered previous version = %v", err)
+	}
+	assertUnchanged(t, env.machines, before)
+	assertNoLeftovers(t, env)
+}
