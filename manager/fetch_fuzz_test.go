@@ -24,10 +24,9 @@ func FuzzNextHop(f *testing.F) {
 		}
 		next, err := nextHop(cur, location, allowHTTP)
 		if err != nil {
-			if u, perr := url.Parse(location); perr == nil && u.User != nil {
-				if pw, ok := u.User.Password(); ok && len(pw) > 3 && strings.Contains(err.Error(), pw) {
-					t.Fatalf("nextHop(%q) error %q shows the password", location, err)
-				}
+			// The user info may not appear as such (it could equal the host).
+			if u, perr := cur.Parse(location); perr == nil && u.User != nil && strings.Contains(err.Error(), u.User.String()+"@") {
+				t.Fatalf("nextHop(%q) error %q shows the user info", location, err)
 			}
 			return
 		}

@@ -103,8 +103,9 @@ func NewInstaller(cfg InstallerConfig) (*Installer, error) {
 }
 
 // Install makes M/<m.Name> hold exactly the archive m pins, and returns
-// Installed (no tree before), Updated (the old tree is kept as
-// .prev-<name>) or Unchanged (the record matches m and the tree still
+// Installed (no tree before), Updated (a tree was replaced: another
+// version, kept as .prev-<name>, or a damaged copy of this version,
+// discarded) or Unchanged (the record matches m and the tree still
 // verifies: nothing is downloaded).
 //
 // The steps: fetch (through the Gate when m.Governor is set, with
