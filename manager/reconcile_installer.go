@@ -1,5 +1,3 @@
-//go:build mms_installer
-
 package manager
 
 import (

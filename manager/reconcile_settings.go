@@ -1,7 +1,6 @@
 package manager
 
 import (
-	"errors"
 	"log/slog"
 	"time"
 
@@ -30,7 +29,3 @@ type InstallSettings struct {
 	// Log receives the installer's logs; nil discards them.
 	Log *slog.Logger
 }
-
-// ErrNoInstaller means this build of the manager has no archive installer
-// (see [NewMachineInstaller]).
-var ErrNoInstaller = errors.New("this build has no archive installer")

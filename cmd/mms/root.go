@@ -95,5 +95,6 @@ func (a *app) commands() []*cobra.Command {
 		a.newEventsCmd(),
 		a.newGovernorCmd(),
 		a.newPluginsCmd(),
+		a.newArchiveCmd(),
 	}
 }

@@ -1,0 +1,217 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"time"
+
+	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/spec"
+)
+
+// attempt bounds one download attempt with an overall deadline and an idle
+// timer; either cancels the attempt's context with a cause that says why.
+type attempt struct {
+	cancel   context.CancelCauseFunc
+	deadline *time.Timer
+	idle     *time.Timer
+	idleFor  time.Duration
+}
+
+// startAttempt starts the clocks of one attempt at fetching m. The idle
+// timer runs until disarm: while a request waits for its response and,
+// later, while a Read waits for data.
+func (f *Fetcher) startAttempt(ctx context.Context, m spec.Machine) (context.Context, *attempt) {
+	actx, cancel := context.WithCancelCause(ctx)
+	timeout, idle := f.attemptTimeout(m), f.cfg.IdleTimeout
+	a := &attempt{cancel: cancel, idleFor: idle}
+	a.deadline = time.AfterFunc(timeout, func() {
+		cancel(&transientError{err: fmt.Errorf("download did not finish within %s", timeout)})
+	})
+	a.idle = time.AfterFunc(idle, func() {
+		cancel(&transientError{err: fmt.Errorf("%w: no data for %s", ErrDownloadStalled, idle)})
+	})
+	return actx, a
+}
+
+func (a *attempt) arm()    { a.idle.Reset(a.idleFor) }
+func (a *attempt) disarm() { a.idle.Stop() }
+
+// end stops the clocks and releases the attempt's context.
+func (a *attempt) end() {
+	a.idle.Stop()
+	a.deadline.Stop()
+	a.cancel(errAttemptOver)
+}
+
+// errAttemptOver cancels an attempt that ended normally.
+var errAttemptOver = errors.New("download attempt over")
+
+// failure turns err, seen during the attempt whose context is actx, into
+// the error to report: the attempt's cause when it was cancelled (a stall,
+// the deadline, or the caller's cancellation), else a transient network
+// error while doing what.
+func (a *attempt) failure(actx context.Context, err error, what string) error {
+	if cause := contextFailure(actx); cause != nil {
+		return cause
+	}
+	return &transientError{err: fmt.Errorf("%s: %w", what, stripURL(err))}
+}
+
+// contextFailure returns why actx was cancelled, or nil if it was not.
+func contextFailure(actx context.Context) error {
+	if actx.Err() == nil {
+		return nil
+	}
+	return context.Cause(actx)
+}
+
+// stripURL removes the url.Error wrapper of an HTTP client error: its
+// message repeats the URL, query included.
+func stripURL(err error) error {
+	if ue, ok := errors.AsType[*url.Error](err); ok {
+		return ue.Err
+	}
+	return err
+}
+
+// transientError marks a failure worth retrying: a network error, a stall,
+// a missed deadline or an HTTP 5xx.
+type transientError struct{ err error }
+
+func (e *transientError) Error() string { return e.err.Error() }
+func (e *transientError) Unwrap() error { return e.err }
+
+// isTransient reports whether err is worth retrying.
+func isTransient(err error) bool {
+	_, ok := errors.AsType[*transientError](err)
+	return ok
+}
+
+// tooLargeError is a download longer than allowed. It wraps
+// packer.ErrArchiveTooLarge.
+type tooLargeError struct{ msg string }
+
+func (e *tooLargeError) Error() string { return e.msg }
+func (e *tooLargeError) Unwrap() error { return packer.ErrArchiveTooLarge }
+
+// sizeCap is the most bytes a download may deliver and how to name that
+// bound in messages.
+type sizeCap struct {
+	limit int64
+	what  string
+}
+
+// sizeCap returns the bound for m: its declared size, else MaxSize. A
+// declared size above MaxSize is refused before any request.
+func (f *Fetcher) sizeCap(m spec.Machine) (sizeCap, error) {
+	switch {
+	case m.Size > f.cfg.MaxSize:
+		return sizeCap{}, &tooLargeError{msg: fmt.Sprintf("declared size %d exceeds this node's limit of %d bytes", m.Size, f.cfg.MaxSize)}
+	case m.Size > 0:
+		return sizeCap{limit: m.Size, what: fmt.Sprintf("declared size %d", m.Size)}, nil
+	}
+	return sizeCap{limit: f.cfg.MaxSize, what: fmt.Sprintf("size limit %d", f.cfg.MaxSize)}, nil
+}
+
+// check refuses a length announced by the server (Content-Length, object
+// info) that is over the cap.
+func (c sizeCap) check(announced int64, by string) error {
+	if announced > c.limit {
+		return &tooLargeError{msg: fmt.Sprintf("archive exceeds %s (%s is %d)", c.what, by, announced)}
+	}
+	return nil
+}
+
+// body is a download's stream: it cuts it off one byte past the cap,
+// watches each Read with the idle timer and reports why the attempt was
+// cancelled instead of a bare "context canceled".
+type body struct {
+	r     io.Reader
+	c     io.Closer
+	att   *attempt
+	limit sizeCap
+	n     int64
+	from  string
+	cause func() error
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	if b.n >= b.limit.limit {
+		return b.probe()
+	}
+	if rest := b.limit.limit - b.n; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	b.att.arm()
+	defer b.att.disarm()
+	for {
+		n, err := b.r.Read(p)
+		b.n += int64(n)
+		switch {
+		case err != nil:
+			// A cancelled attempt can surface as a plain EOF when the
+			// connection is torn down: never let it pass as the end.
+			if cause := b.cause(); cause != nil {
+				return n, cause
+			}
+			if !errors.Is(err, io.EOF) {
+				return n, b.readError(err)
+			}
+		case n == 0:
+			// A reader that timed out internally (the object store's)
+			// returns nothing; the idle timer decides when to give up.
+			if cause := b.cause(); cause != nil {
+				return 0, cause
+			}
+			continue
+		}
+		return n, err
+	}
+}
+
+// probe reads past the cap: any byte there means the archive is too long.
+func (b *body) probe() (int, error) {
+	var one [1]byte
+	b.att.arm()
+	defer b.att.disarm()
+	for {
+		n, err := b.r.Read(one[:])
+		switch {
+		case n > 0:
+			return 0, &tooLargeError{msg: "archive exceeds " + b.limit.what}
+		case err != nil && !errors.Is(err, io.EOF):
+			return 0, b.readError(err)
+		case err != nil:
+			if cause := b.cause(); cause != nil {
+				return 0, cause
+			}
+			return 0, io.EOF
+		}
+		if cause := b.cause(); cause != nil {
+			return 0, cause
+		}
+	}
+}
+
+func (b *body) readError(err error) error {
+	if cause := b.cause(); cause != nil {
+		return cause
+	}
+	return &transientError{err: fmt.Errorf("read from %s: %w", b.from, stripURL(err))}
+}
+
+// Close ends the attempt and closes the underlying stream.
+func (b *body) Close() error {
+	b.att.end()
+	return b.c.Close()
+}
+
+var (
+	_ io.ReadCloser = (*body)(nil)
+	_ error         = (*transientError)(nil)
+	_ error         = (*tooLargeError)(nil)
+)

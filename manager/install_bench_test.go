@@ -1,0 +1,139 @@
+package manager
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/spec"
+)
+
+var benchArchiveOut = flag.String("manager.bench-archive", "",
+	"copy the archive BenchmarkInstall generates to this path, to time the shell pipeline on it")
+
+// writeInstallBenchTree writes a ~100 MB machine of 2,000 files (half
+// text-like, half binary-like, 1-100 KiB) plus a valid machine.yaml, like
+// packer's BenchmarkExtract tree, and returns the total size.
+func writeInstallBenchTree(b *testing.B, dir string) int64 {
+	b.Helper()
+	rng := rand.New(rand.NewPCG(1, 2))
+	vocab := make([]string, 600)
+	for i := range vocab {
+		w := make([]byte, 2+rng.IntN(9))
+		for j := range w {
+			w[j] = byte('a' + rng.IntN(26))
+		}
+		vocab[i] = string(w)
+	}
+	var total int64
+	write := func(rel string, data []byte) {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		total += int64(len(data))
+	}
+	write(packer.MachineFile, []byte(testMachineYAML("bench", "1.0.0")))
+	for i := range 2000 {
+		size := 1024 + rng.IntN(100*1024)
+		var buf bytes.Buffer
+		for buf.Len() < size {
+			if i%2 == 0 {
+				for range 1 + rng.IntN(12) {
+					buf.WriteString(vocab[rng.IntN(len(vocab))])
+					buf.WriteByte(' ')
+				}
+				buf.WriteByte('\n')
+				continue
+			}
+			run := make([]byte, 16+rng.IntN(240))
+			random := rng.IntN(2) == 0
+			for j := range run {
+				if random {
+					run[j] = byte(rng.Uint32())
+				} else {
+					run[j] = byte(j % (1 + rng.IntN(8)))
+				}
+			}
+			buf.Write(run)
+		}
+		write(fmt.Sprintf("d%02d/f%04d", i%40, i), buf.Bytes()[:size])
+	}
+	return total
+}
+
+// BenchmarkInstall measures Installer.Install of a fresh ~100 MB,
+// 2,000-file archive served over loopback: download, sha256 while
+// streaming, gunzip, untar, SHA256SUMS check, flush, machine.yaml
+// validation and the swap. Throughput is uncompressed bytes per second.
+func BenchmarkInstall(b *testing.B) {
+	src := b.TempDir()
+	total := writeInstallBenchTree(b, src)
+	var buf bytes.Buffer
+	info, err := packer.CreateArchive(b.Context(), src, "bench", &buf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if *benchArchiveOut != "" {
+		if err := os.WriteFile(*benchArchiveOut, buf.Bytes(), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Logf("archive: %d files, %d bytes uncompressed, %d bytes compressed", info.Files, total, info.Size)
+	data := buf.Bytes()
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "bench.tgz", time.Time{}, bytes.NewReader(data))
+	})
+	for _, bc := range []struct {
+		name string
+		tls  bool
+	}{{"http", false}, {"https", true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			var srv *httptest.Server
+			if bc.tls {
+				srv = httptest.NewTLSServer(handler)
+			} else {
+				srv = httptest.NewServer(handler)
+			}
+			defer srv.Close()
+			f, err := NewFetcher(FetchConfig{AllowHTTP: true, Client: srv.Client()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			m := spec.Machine{Name: "bench", Source: srv.URL + "/bench.tgz", Checksum: info.Checksum,
+				VerifyChecksum: info.VerifyChecksum, Size: info.Size}
+			b.SetBytes(total)
+			root := b.TempDir()
+			n := 0
+			for b.Loop() {
+				b.StopTimer()
+				n++
+				inst, err := NewInstaller(InstallerConfig{MachinesDir: filepath.Join(root, fmt.Sprint(n), "m"),
+					StateDir: filepath.Join(root, fmt.Sprint(n), "s"), Fetcher: f})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if out, err := inst.Install(b.Context(), m, 1); err != nil || out != Installed {
+					b.Fatalf("Install = %q, %v", out, err)
+				}
+				b.StopTimer()
+				if err := os.RemoveAll(filepath.Join(root, fmt.Sprint(n))); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+		})
+	}
+}

@@ -1,0 +1,290 @@
+package manager
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/spec"
+
+	_ "github.com/mms-io/mms/watchers/exec"
+	_ "github.com/mms-io/mms/watchers/timer"
+)
+
+// testMachineYAML is a valid machine.yaml for name at version.
+func testMachineYAML(name, version string) string {
+	return fmt.Sprintf(`name: %s
+version: %s
+initial_state: idle
+transitions:
+  - name: tick
+    from: [idle]
+    destination: idle
+watchers:
+  - name: clock
+    type: timer
+    state_match: [idle]
+    fail_transition: tick
+    properties:
+      timer: 1h
+`, name, version)
+}
+
+// testArchive is a built machine archive and the entry that pins it.
+type testArchive struct {
+	data []byte
+	info packer.ArchiveInfo
+}
+
+// buildArchive archives files (path → content; machine.yaml for name at
+// version is added unless files has one) as machine name.
+func buildArchive(t testing.TB, name, version string, files map[string]string) testArchive {
+	t.Helper()
+	dir := t.TempDir()
+	if _, ok := files[packer.MachineFile]; !ok {
+		writeTestFile(t, filepath.Join(dir, packer.MachineFile), testMachineYAML(name, version))
+	}
+	for p, content := range files {
+		writeTestFile(t, filepath.Join(dir, filepath.FromSlash(p)), content)
+	}
+	var buf bytes.Buffer
+	info, err := packer.CreateArchive(t.Context(), dir, name, &buf)
+	if err != nil {
+		t.Fatalf("CreateArchive(%s) = %v", name, err)
+	}
+	return testArchive{data: buf.Bytes(), info: info}
+}
+
+func writeTestFile(t testing.TB, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// entry is the spec entry for a at source.
+func (a testArchive) entry(source string) spec.Machine {
+	return spec.Machine{
+		Name:           a.info.Name,
+		Source:         source,
+		Checksum:       a.info.Checksum,
+		VerifyChecksum: a.info.VerifyChecksum,
+		Size:           a.info.Size,
+	}
+}
+
+// fileServer serves archives by path and counts requests. It records the
+// Authorization header of every request.
+type fileServer struct {
+	*httptest.Server
+	mu       sync.Mutex
+	files    map[string][]byte
+	requests atomic.Int64
+	auth     []string
+}
+
+func newFileServer(t testing.TB, tls bool) *fileServer {
+	t.Helper()
+	fs := &fileServer{files: make(map[string][]byte)}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fs.requests.Add(1)
+		fs.mu.Lock()
+		fs.auth = append(fs.auth, r.Header.Get("Authorization"))
+		data, ok := fs.files[r.URL.Path]
+		fs.mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/gzip")
+		w.Write(data)
+	})
+	if tls {
+		fs.Server = httptest.NewTLSServer(h)
+	} else {
+		fs.Server = httptest.NewServer(h)
+	}
+	t.Cleanup(fs.Close)
+	return fs
+}
+
+// put serves data at path and returns its URL.
+func (fs *fileServer) put(path string, data []byte) string {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	fs.files[path] = data
+	return fs.URL + path
+}
+
+// authHeaders returns the Authorization headers seen so far.
+func (fs *fileServer) authHeaders() []string {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	return append([]string(nil), fs.auth...)
+}
+
+// testEnv is an installer over fresh M and S directories.
+type testEnv struct {
+	inst     *Installer
+	machines string
+	state    string
+	logs     *syncBuffer
+}
+
+// newTestEnv returns an installer whose fetcher uses cfg (the TLS client
+// of srv when set) with fast retries.
+func newTestEnv(t testing.TB, srv *httptest.Server, cfg FetchConfig) *testEnv {
+	t.Helper()
+	root := t.TempDir()
+	env := &testEnv{machines: filepath.Join(root, "machines"), state: filepath.Join(root, "state"), logs: &syncBuffer{}}
+	log := slog.New(slog.NewTextHandler(env.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if srv != nil && cfg.Client == nil {
+		cfg.Client = srv.Client()
+	}
+	if cfg.Backoff == 0 {
+		cfg.Backoff = time.Millisecond
+	}
+	if cfg.CredentialsDir == "" {
+		cfg.CredentialsDir = filepath.Join(env.state, "credentials")
+	}
+	cfg.Log = log
+	f, err := NewFetcher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.inst, err = NewInstaller(InstallerConfig{MachinesDir: env.machines, StateDir: env.state, Fetcher: f, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// reopen returns a new Installer over the same directories, as after a
+// restart.
+func (env *testEnv) reopen(t testing.TB) *Installer {
+	t.Helper()
+	inst, err := NewInstaller(InstallerConfig{MachinesDir: env.machines, StateDir: env.state, Fetcher: env.inst.fetcher,
+		Log: env.inst.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inst
+}
+
+// snapshot describes every file and directory under dir (dot-names
+// included): path → type, mode and sha256 of the content.
+func snapshot(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	out := make(map[string]string)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		desc := fi.Mode().String()
+		if fi.Mode().IsRegular() {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			h := sha256.New()
+			_, err = io.Copy(h, f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+			desc += " " + hex.EncodeToString(h.Sum(nil))
+		}
+		out[filepath.ToSlash(rel)] = desc
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("snapshot %s: %v", dir, err)
+	}
+	return out
+}
+
+// treeHash is one hash over snapshot(dir).
+func treeHash(t testing.TB, dir string) string {
+	t.Helper()
+	snap := snapshot(t, dir)
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(snap)) {
+		fmt.Fprintf(h, "%s\x00%s\x00", k, snap[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// assertUnchanged fails if dir differs from before.
+func assertUnchanged(t testing.TB, dir string, before map[string]string) {
+	t.Helper()
+	if diff := cmp.Diff(before, snapshot(t, dir)); diff != "" {
+		t.Errorf("%s changed (-before +after):\n%s", dir, diff)
+	}
+}
+
+// assertNoLeftovers fails if M holds a stage or trash directory, or the
+// record store a temp file.
+func assertNoLeftovers(t testing.TB, env *testEnv) {
+	t.Helper()
+	leftover := map[string]func(string) bool{
+		env.machines: func(n string) bool {
+			return strings.HasPrefix(n, stagePrefix) || strings.HasPrefix(n, trashPrefix)
+		},
+		filepath.Join(env.state, "installed"): func(n string) bool { return strings.HasPrefix(n, recordTempPrefix) },
+	}
+	for dir, isLeftover := range leftover {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if n := e.Name(); isLeftover(n) {
+				t.Errorf("leftover %s in %s", n, dir)
+			}
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers (log output).
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,124 @@
+package manager
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const (
+	sumA = "f11ea2005de97bf309bafac46e77c01925307a26675f44f388d4502d2b9d00bf"
+	sumB = "1e85719c6959eb0f2c8f2166e30ae952ccaef2c286f31868ea1d311d3738a339"
+)
+
+// recordSeeds are decodeRecord inputs, reused as fuzz seeds.
+var recordSeeds = []struct {
+	name    string
+	data    string
+	wantErr string
+}{
+	{name: "installed", data: `{"name":"web","source":"https://x/w.tgz","checksum":"` + sumA + `","verify_checksum":"` + sumB +
+		`","serial":3,"installed_at":"2026-01-02T03:04:05Z","phase":"installed"}`},
+	{name: "with previous", data: `{"name":"web","source":"s","checksum":"` + sumA + `","verify_checksum":"` + sumB +
+		`","serial":3,"phase":"installed","previous":{"checksum":"` + sumB + `","verify_checksum":"` + sumA + `","serial":2},` +
+		`"previous_record":{"name":"web","source":"s","checksum":"` + sumB + `","verify_checksum":"` + sumA + `","serial":2,"phase":"installed"}}`},
+	{name: "swapping with undo", data: `{"name":"web","source":"s","checksum":"` + sumA + `","verify_checksum":"` + sumB +
+		`","serial":4,"phase":"swapping","undo":{"name":"web","source":"s","checksum":"` + sumB + `","verify_checksum":"` + sumA +
+		`","serial":3,"phase":"installed"}}`},
+	{name: "unknown field", data: `{"name":"web","phase":"installed","password":"x"}`, wantErr: `unknown field "password"`},
+	{name: "bad name", data: `{"name":"../etc","phase":"installed"}`, wantErr: "name:"},
+	{name: "bad phase", data: `{"name":"web","phase":"half"}`, wantErr: `unknown phase "half"`},
+	{name: "undo outside a swap", data: `{"name":"web","phase":"installed","undo":{"name":"web","phase":"installed"}}`, wantErr: "undo set outside a swap"},
+	{name: "nested swap", data: `{"name":"web","phase":"swapping","undo":{"name":"web","phase":"swapping"}}`, wantErr: "nested record in phase swapping"},
+	{name: "undo of another machine", data: `{"name":"web","phase":"swapping","undo":{"name":"db","phase":"installed"}}`, wantErr: `undo names machine "db"`},
+	{name: "previous without its record", data: `{"name":"web","phase":"installed","previous":{"checksum":"a","verify_checksum":"b","serial":1}}`,
+		wantErr: "previous and previous_record disagree"},
+	{name: "trailing data", data: `{"name":"web","phase":"installed"} x`, wantErr: "data after the JSON object"},
+	{name: "not JSON", data: `name: web`, wantErr: "decode:"},
+}
+
+func TestDecodeRecord(t *testing.T) {
+	for _, tt := range recordSeeds {
+		t.Run(tt.name, func(t *testing.T) {
+			rf, err := decodeRecord([]byte(tt.data))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("decodeRecord(%s) = %+v, %v, want %q", tt.data, rf, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("decodeRecord(%s) = %v", tt.data, err)
+			}
+		})
+	}
+}
+
+func TestRecordStoreRoundTrip(t *testing.T) {
+	s := recordStore{dir: t.TempDir()}
+	rf := &recordFile{Record: Record{Name: "web", Source: "https://x/w", Checksum: sumA, VerifyChecksum: sumB, Serial: 7,
+		InstalledAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Phase: PhaseInstalled}}
+	rf.withPrevious(&Record{Name: "web", Checksum: sumB, VerifyChecksum: sumA, Serial: 6, Phase: PhaseInstalled})
+	if err := s.write(rf); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.read("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(rf, got); diff != "" {
+		t.Errorf("read(write(rf)) differs (-want +got):\n%s", diff)
+	}
+	fi, err := os.Stat(s.path("web"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("record file mode = %v, %v, want 0600", fi.Mode(), err)
+	}
+	// A record under the wrong file name is refused.
+	data, _ := os.ReadFile(s.path("web"))
+	if err := os.WriteFile(filepath.Join(s.dir, "db.json"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.read("db"); err == nil || !strings.Contains(err.Error(), `names machine "web"`) {
+		t.Errorf("read(db) holding web's record = %v", err)
+	}
+	if none, err := s.read("nope"); none != nil || err != nil {
+		t.Errorf("read(nope) = %v, %v, want nil, nil", none, err)
+	}
+}
+
+func FuzzDecodeRecord(f *testing.F) {
+	for _, s := range recordSeeds {
+		f.Add([]byte(s.data))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rf, err := decodeRecord(data)
+		if err != nil {
+			return
+		}
+		if rf.Phase != PhaseInstalled && rf.Phase != PhaseSwapping {
+			t.Fatalf("decodeRecord accepted phase %q", rf.Phase)
+		}
+		if (rf.Previous == nil) != (rf.PreviousRecord == nil) {
+			t.Fatalf("decodeRecord accepted a previous without its record")
+		}
+		if rf.Undo != nil && (rf.Phase != PhaseSwapping || rf.Undo.Undo != nil || rf.Undo.Name != rf.Name) {
+			t.Fatalf("decodeRecord accepted undo %+v", rf.Undo)
+		}
+		// What decodes, re-encodes to something that decodes the same.
+		s := recordStore{dir: t.TempDir()}
+		if err := s.write(rf); err != nil {
+			t.Fatal(err)
+		}
+		again, err := s.read(rf.Name)
+		if err != nil {
+			t.Fatalf("re-reading an accepted record: %v", err)
+		}
+		if diff := cmp.Diff(rf, again); diff != "" {
+			t.Fatalf("record changed on a round trip:\n%s", diff)
+		}
+	})
+}
