@@ -93,5 +93,7 @@ func (a *app) commands() []*cobra.Command {
 		a.newPutCmd(),
 		a.newMachineCmd(),
 		a.newEventsCmd(),
+		a.newAgentCmd(),
+		a.newStatusCmd(),
 	}
 }
