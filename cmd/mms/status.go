@@ -157,7 +157,7 @@ func (a *app) openStatusBucket(ctx context.Context, js jetstream.JetStream, nc n
 	if errors.Is(err, jetstream.ErrBucketNotFound) && create {
 		kv, err = js.CreateKeyValue(ctx, fleetstatus.BucketConfig())
 		if err == nil {
-			fmt.Fprintf(a.stderr, "created bucket %s\n", fleetstatus.Bucket)
+			a.log.Info("created bucket", "bucket", fleetstatus.Bucket)
 		}
 	}
 	if errors.Is(err, jetstream.ErrBucketNotFound) {

@@ -99,7 +99,7 @@ func printStatusTable(a *app, rows []nodeRow, now time.Time) {
 	tw.Flush()
 	for _, r := range rows {
 		if r.doc == nil {
-			fmt.Fprintf(a.stderr, "%s: %v\n", r.key, r.err)
+			a.log.Warn("unreadable status document", "key", r.key, "error", r.err)
 		}
 	}
 }
