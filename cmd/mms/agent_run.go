@@ -11,6 +11,7 @@ import (
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natsbox"
+	"github.com/mms-io/mms/packer"
 )
 
 // runAgent runs the node until ctx is done. Shutdown order: the host stops
@@ -70,7 +71,7 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 			return err
 		}
 	}
-	a.printAgentBanner(cfg, connect)
+	a.printAgentBanner(cfg, connect, log)
 
 	rec := fleetstatus.NewRecorder()
 	defer client.Status.OnReconnect(rec.Touch)()
@@ -104,7 +105,7 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 	}
 	log.Info("agent started", "identity", cfg.node.Identity, "version", version,
 		"machines_dir", cfg.node.MachinesDir, "data_dir", cfg.node.DataDir,
-		"trusted_keys", len(cfg.node.TrustedKeys), "threshold", cfg.node.Threshold,
+		"trusted_key_ids", keyIDs(cfg.node.TrustedKeys), "threshold", cfg.node.Threshold,
 		"compiled_in", agent.RegisteredMachines(), "status_key", fleetstatus.Bucket+"/"+writer.Key())
 
 	wctx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
@@ -119,8 +120,8 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 }
 
 // printAgentBanner tells a person where the agent listens and what to run
-// next.
-func (a *app) printAgentBanner(cfg agentConfig, connect natsbox.ConnectConfig) {
+// next; with --log-json it is one log record, so stderr stays JSON lines.
+func (a *app) printAgentBanner(cfg agentConfig, connect natsbox.ConnectConfig, log *slog.Logger) {
 	shown := showServers(connect.Servers)
 	use, follow := "--server "+shown, "mms events --server "+shown
 	if len(connect.Servers) == 0 {
@@ -131,6 +132,11 @@ func (a *app) printAgentBanner(cfg agentConfig, connect natsbox.ConnectConfig) {
 	if cfg.node.InsecureUnsigned {
 		sign = "--unsigned"
 	}
+	next := fmt.Sprintf("mms pack machines.json %s | mms put %s", sign, use)
+	if cfg.logJSON {
+		log.Info("agent nats ready", "embedded", cfg.embedded, "servers", shown, "next", next)
+		return
+	}
 	if cfg.embedded {
 		fmt.Fprintf(a.stderr, "mms agent: embedded NATS server listening on %s (store %s, no authentication)\n", shown, cfg.storeDir())
 	} else {
@@ -139,11 +145,11 @@ func (a *app) printAgentBanner(cfg agentConfig, connect natsbox.ConnectConfig) {
 	fmt.Fprintf(a.stderr, `mms agent: machines in %s, data in %s
 mms agent: next, sign and publish a spec from another terminal (machines.json lists the machines to run):
 
-    mms pack machines.json %s | mms put %s
+    %s
 
   then follow it:  %s
                    mms status %s
-`, cfg.node.MachinesDir, cfg.node.DataDir, sign, use, follow, use)
+`, cfg.node.MachinesDir, cfg.node.DataDir, next, follow, use)
 }
 
 // newLogger returns the agent's logger: text or JSON lines on w.
@@ -153,4 +159,15 @@ func newLogger(w io.Writer, json bool, level slog.Level) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// keyIDs returns the key ids of hex public keys, for logs.
+func keyIDs(keys []string) []string {
+	ids := make([]string, 0, len(keys))
+	for _, h := range keys {
+		if k, err := packer.ParsePublicKey(h); err == nil {
+			ids = append(ids, packer.KeyID(k))
+		}
+	}
+	return ids
 }

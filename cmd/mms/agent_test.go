@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -148,6 +149,19 @@ func TestAgentInsecureWarns(t *testing.T) {
 	waitFor(t, errOut, "INSECURE: --insecure-unsigned is set", "mms pack machines.json --unsigned | mms put --server "+url)
 	if code := stop(); code != 0 {
 		t.Errorf("agent exit code = %d, want 0; stderr:\n%s", code, errOut.String())
+	}
+}
+
+func TestAgentLogJSON(t *testing.T) {
+	_, errOut, stop := runUntil(t, "agent", "--insecure-unsigned", "--state-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--log-json")
+	waitFor(t, errOut, `"msg":"agent nats ready"`, `"next":"mms pack machines.json --unsigned | mms put --server nats://127.0.0.1:`)
+	if code := stop(); code != 0 {
+		t.Errorf("agent exit code = %d, want 0; stderr:\n%s", code, errOut.String())
+	}
+	for _, line := range strings.Split(strings.TrimSpace(errOut.String()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("agent --log-json printed a line that is not JSON: %q", line)
+		}
 	}
 }
 
