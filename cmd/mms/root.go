@@ -96,5 +96,7 @@ func (a *app) commands() []*cobra.Command {
 		a.newGovernorCmd(),
 		a.newPluginsCmd(),
 		a.newArchiveCmd(),
+		a.newAgentCmd(),
+		a.newStatusCmd(),
 	}
 }

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mms-io/mms/internal/fleetstatus"
+	"github.com/mms-io/mms/manager"
+)
+
+func (a *app) newAgentCmd() *cobra.Command {
+	var o agentOptions
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the node agent: the signed spec's machines, plus the compiled-in ones",
+		Long: `Run the node agent until interrupted (SIGINT or SIGTERM).
+
+The agent runs every machine under --machines-dir and the machines compiled
+into this binary (the manager among them, which installs what the signed
+spec in the --bucket/--key KV entry says this node should run). It verifies
+specs with the trusted public keys: give --public-key HEX (repeatable) or
+--trusted-keys FILE (one hex key per line, '#' comments), and --threshold
+to require several signatures. A binary built with
+-ldflags "-X github.com/mms-io/mms/manager.PublicKey=HEX[,HEX…]" trusts those
+keys when none is given ('mms plugins' shows them). Without any key it
+refuses to start, unless --insecure-unsigned says to run specs nobody
+signed.
+
+NATS: without --server (or --context) the agent starts its own NATS server
+on --listen (default 127.0.0.1:4222, loopback only, no authentication; port
+0 picks a free port) with its store under the state directory, and creates
+what a single-node setup needs: the --bucket KV bucket (history 5, values up
+to 1 MiB), the CHORIA_MACHINE events stream (choria.machine.>, 24 h, 256 MiB)
+and the MACHINES_STATUS bucket. It prints the command that publishes a spec.
+With --server the agent is a client of your NATS: it creates nothing, writes
+only its own status key, and keeps retrying while NATS is unreachable; its
+installed machines run meanwhile.
+
+Status: the agent keeps a status document in the MACHINES_STATUS KV bucket
+under a key derived from --identity (the identity itself when it is a valid
+key): its spec serial, machines and their states, NATS health and last
+error. It is rewritten on change (at most once a second) and every
+--status-interval. Read them all with 'mms status'.
+
+Directories (created 0700 when missing): the state directory is /var/lib/mms
+for root, else $XDG_STATE_HOME/mms or ~/.local/state/mms. Machines are
+installed in <state>/machines, machine data is kept in <state>/data, and the
+embedded server's store in <state>/nats.`,
+		Example: `  mms keys --out ops
+  mms agent --public-key "$(cat ops.pub)"
+  mms agent --trusted-keys /etc/mms/trusted.keys --server nats://nats1:4222 --creds node.creds
+  mms agent --insecure-unsigned --listen 127.0.0.1:0 --state-dir /tmp/mms   # a throwaway try-out`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Keys compiled in with -ldflags (manager.PublicKey) are trusted
+			// when no key is given; keys given by flag replace them.
+			compiled, err := manager.CompiledKeys()
+			if err != nil {
+				return err
+			}
+			cfg, err := o.resolve(a, compiled)
+			if err != nil {
+				return err
+			}
+			return a.runAgent(cmd.Context(), cfg)
+		},
+	}
+	host, _ := os.Hostname()
+	f := cmd.Flags()
+	o.nats.register(f)
+	f.Lookup("server").Usage = "NATS server URLs, comma-separated; omit to run an embedded server"
+	f.Lookup("timeout").Usage = "bound on each NATS request at start (bucket setup) and each status write"
+	f.StringVar(&o.stateDir, "state-dir", "", "agent state `DIR` (default /var/lib/mms for root, else $XDG_STATE_HOME/mms or ~/.local/state/mms)")
+	f.StringVar(&o.machinesDir, "machines-dir", "", "install and run machines from `DIR` (default <state-dir>/machines)")
+	f.StringVar(&o.dataDir, "data-dir", "", "keep machine data in `DIR` (default <state-dir>/data)")
+	f.StringVar(&o.identity, "identity", host, "node identity, in events, matchers and the status key")
+	f.StringVar(&o.factsFile, "facts", "", "JSON or YAML facts `FILE` (merged over the built-in facts; re-read when it changes)")
+	f.StringArrayVar(&o.publicKeys, "public-key", nil, "trusted ed25519 public key, `HEX` (repeatable)")
+	f.StringVar(&o.trustedKeysFile, "trusted-keys", "", "`FILE` of trusted hex public keys, one per line, '#' comments")
+	f.IntVar(&o.threshold, "threshold", 1, "distinct trusted keys that must sign a spec")
+	f.StringVar(&o.bucket, "bucket", "MACHINES", "KV bucket holding the signed spec")
+	f.StringVar(&o.key, "key", "machines", "key of the signed spec in --bucket")
+	f.BoolVar(&o.allowLegacy, "allow-legacy-spec", false, "accept v1 (Choria) spec envelopes, which have no serial or expiry")
+	f.BoolVar(&o.allowHTTP, "allow-http", false, "allow http:// archive sources (integrity still comes from the checksums)")
+	f.BoolVar(&o.insecure, "insecure-unsigned", false, "run specs without checking any signature (unsafe: anyone who can write the bucket controls this node)")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:4222", "embedded NATS server address `HOST:PORT` (port 0: any free port)")
+	f.DurationVar(&o.statusInterval, "status-interval", fleetstatus.DefaultHeartbeat, "rewrite the status document at least this often")
+	f.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}

@@ -1,0 +1,262 @@
+package main
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/internal/natsbox"
+	"github.com/mms-io/mms/packer"
+)
+
+// agentOptions are the flags of `mms agent`.
+type agentOptions struct {
+	nats            natsFlags
+	stateDir        string
+	machinesDir     string
+	dataDir         string
+	identity        string
+	factsFile       string
+	publicKeys      []string
+	trustedKeysFile string
+	threshold       int
+	bucket          string
+	key             string
+	allowLegacy     bool
+	allowHTTP       bool
+	insecure        bool
+	listen          string
+	statusInterval  time.Duration
+	logJSON         bool
+	logLevel        string
+}
+
+// agentConfig is what the agent runs with, resolved and checked.
+type agentConfig struct {
+	node      agent.Node
+	factsFile string
+	// embedded is true when the agent runs its own NATS server on
+	// listenHost:listenPort (port -1: any free port).
+	embedded   bool
+	listenHost string
+	listenPort int
+	connect    natsbox.ConnectConfig
+	timeout    time.Duration
+	heartbeat  time.Duration
+	logLevel   slog.Level
+	logJSON    bool
+}
+
+// storeDir is the embedded server's JetStream store.
+func (c agentConfig) storeDir() string { return filepath.Join(c.node.StateDir, "nats") }
+
+// bucketPattern is what JetStream allows in a bucket name.
+var bucketPattern = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
+
+// kvKeyPattern is what a KV key may hold (see fleetstatus.Key).
+var kvKeyPattern = regexp.MustCompile(`^[-/_=a-zA-Z0-9]+(\.[-/_=a-zA-Z0-9]+)*$`)
+
+// minHeartbeat is the smallest --status-interval.
+const minHeartbeat = 100 * time.Millisecond
+
+// resolve checks every flag and returns the configuration, reporting every
+// problem at once. defaultKeys are the trusted keys compiled into the
+// binary, used when no key flag is given. It reads the key and facts files
+// but writes nothing.
+func (o *agentOptions) resolve(a *app, defaultKeys []string) (agentConfig, error) {
+	var errs []error
+	cfg := agentConfig{factsFile: o.factsFile, timeout: o.nats.timeout, heartbeat: o.statusInterval, logJSON: o.logJSON}
+	if err := cfg.logLevel.UnmarshalText([]byte(o.logLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel))
+	}
+	identity := strings.TrimSpace(o.identity)
+	if identity == "" {
+		errs = append(errs, errors.New("--identity is empty (and the host name is unknown): give the node a name"))
+	}
+
+	keys, threshold, err := resolveTrust(o.publicKeys, o.trustedKeysFile, defaultKeys, o.threshold, o.insecure)
+	if err != nil {
+		errs = append(errs, err)
+	}
+
+	stateDir, err := agentStateDir(o.stateDir)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	machinesDir := cmp.Or(o.machinesDir, filepath.Join(stateDir, "machines"))
+	dataDir := cmp.Or(o.dataDir, filepath.Join(stateDir, "data"))
+	for _, d := range []*string{&stateDir, &machinesDir, &dataDir} {
+		if abs, err := filepath.Abs(*d); err == nil {
+			*d = abs
+		}
+	}
+
+	if !bucketPattern.MatchString(o.bucket) {
+		errs = append(errs, fmt.Errorf("--bucket %q: a bucket name is letters, digits, '-' and '_'", o.bucket))
+	}
+	if !kvKeyPattern.MatchString(o.key) {
+		errs = append(errs, fmt.Errorf("--key %q: a key is letters, digits and -/_= separated by single dots", o.key))
+	}
+	if o.statusInterval < minHeartbeat {
+		errs = append(errs, fmt.Errorf("--status-interval %v: want at least %v", o.statusInterval, minHeartbeat))
+	}
+	if o.nats.timeout <= 0 {
+		errs = append(errs, fmt.Errorf("--timeout %v: want a positive duration", o.nats.timeout))
+	}
+	if o.factsFile != "" {
+		if _, err := agent.LoadFacts(o.factsFile); err != nil {
+			errs = append(errs, fmt.Errorf("--facts: %w", err))
+		}
+	}
+
+	cfg.connect = o.nats.config(a, "mms agent "+identity)
+	cfg.embedded = strings.TrimSpace(o.nats.server) == "" && o.nats.context == ""
+	if cfg.embedded {
+		for flag, v := range map[string]string{"--creds": o.nats.creds, "--nkey": o.nats.nkey, "--tls-cert": o.nats.tlsCert, "--tls-key": o.nats.tlsKey, "--tls-ca": o.nats.tlsCA} {
+			if v != "" {
+				errs = append(errs, fmt.Errorf("%s is for connecting to a NATS server: give --server (or --context) too; without one the agent runs its own server", flag))
+			}
+		}
+		host, port, err := parseListen(o.listen)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		cfg.listenHost, cfg.listenPort = host, port
+	} else if _, err := natsbox.ParseServers(o.nats.server); err != nil {
+		errs = append(errs, fmt.Errorf("--server: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return agentConfig{}, err
+	}
+
+	cfg.node = agent.Node{
+		Identity:         identity,
+		MachinesDir:      machinesDir,
+		DataDir:          dataDir,
+		StateDir:         stateDir,
+		TrustedKeys:      keys,
+		Threshold:        threshold,
+		AllowLegacySpec:  o.allowLegacy,
+		AllowHTTP:        o.allowHTTP,
+		InsecureUnsigned: o.insecure,
+		Bucket:           o.bucket,
+		Key:              o.key,
+	}
+	return cfg, nil
+}
+
+// resolveTrust returns the trusted keys (hex, deduplicated, in the order
+// given) and the signature threshold. Keys come from --public-key and
+// --trusted-keys; when neither is given, from defaults (the keys compiled
+// into the binary). Without any key the agent refuses to start unless
+// insecure (--insecure-unsigned) is set.
+func resolveTrust(hexKeys []string, file string, defaults []string, threshold int, insecure bool) ([]string, int, error) {
+	var keys []string
+	seen := map[string]bool{}
+	add := func(k []byte) {
+		h := packer.FormatPublicKey(k)
+		if !seen[h] {
+			seen[h] = true
+			keys = append(keys, h)
+		}
+	}
+	var errs []error
+	for i, h := range hexKeys {
+		k, err := packer.ParsePublicKey(strings.TrimSpace(h))
+		if err != nil {
+			hint := ""
+			if _, serr := os.Stat(h); serr == nil {
+				hint = " (it names a file: use --trusted-keys FILE)"
+			}
+			errs = append(errs, fmt.Errorf("--public-key #%d: %w%s", i+1, err, hint))
+			continue
+		}
+		add(k)
+	}
+	if file != "" {
+		fromFile, err := readPublicKeyFile(file)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--trusted-keys: %w", err))
+		}
+		for _, k := range fromFile {
+			add(k)
+		}
+	}
+	if len(hexKeys) == 0 && file == "" {
+		for i, h := range defaults {
+			k, err := packer.ParsePublicKey(h)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("compiled-in trusted key #%d: %w", i+1, err))
+				continue
+			}
+			add(k)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, 0, err
+	}
+	switch {
+	case insecure && len(keys) > 0:
+		return nil, 0, errors.New("--insecure-unsigned with trusted keys: either verify signatures (drop --insecure-unsigned) or do not (drop the keys)")
+	case insecure:
+		return nil, 0, nil
+	case len(keys) == 0:
+		return nil, 0, errors.New("no trusted public key: give --public-key HEX or --trusted-keys FILE (make a pair with 'mms keys --out ops' and pass \"$(cat ops.pub)\"), or --insecure-unsigned to run specs nobody signed (unsafe)")
+	case threshold < 1:
+		return nil, 0, fmt.Errorf("--threshold %d: want at least 1", threshold)
+	case threshold > len(keys):
+		return nil, 0, fmt.Errorf("--threshold %d: only %d distinct trusted key%s given, so no spec could ever be accepted", threshold, len(keys), plural(len(keys)))
+	}
+	return keys, threshold, nil
+}
+
+// agentStateDir returns dir, or the default state directory: /var/lib/mms
+// for root, else $XDG_STATE_HOME/mms, else ~/.local/state/mms.
+func agentStateDir(dir string) (string, error) {
+	if dir != "" {
+		return dir, nil
+	}
+	return defaultStateDir(os.Geteuid(), os.Getenv("XDG_STATE_HOME"), os.UserHomeDir)
+}
+
+func defaultStateDir(euid int, xdgState string, home func() (string, error)) (string, error) {
+	if euid == 0 {
+		return "/var/lib/mms", nil
+	}
+	if filepath.IsAbs(xdgState) {
+		return filepath.Join(xdgState, "mms"), nil
+	}
+	h, err := home()
+	if err != nil || h == "" {
+		return "", fmt.Errorf("no default state directory (home directory unknown: %v): give --state-dir", err)
+	}
+	return filepath.Join(h, ".local", "state", "mms"), nil
+}
+
+// parseListen splits --listen HOST:PORT; port 0 means any free port.
+func parseListen(listen string) (string, int, error) {
+	host, portText, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", 0, fmt.Errorf("--listen %q: want HOST:PORT, e.g. 127.0.0.1:4222: %w", listen, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("--listen %q: port %q is not a number from 0 to 65535", listen, portText)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	if port == 0 {
+		port = -1 // natsbox: a random free port
+	}
+	return host, port, nil
+}

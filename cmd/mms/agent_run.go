@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/internal/fleetstatus"
+	"github.com/mms-io/mms/internal/natsbox"
+	"github.com/mms-io/mms/packer"
+)
+
+// runAgent runs the node until ctx is done. Shutdown order: the host stops
+// every machine and returns, the status writer writes the last document,
+// the NATS connection closes, then the embedded server (if any) shuts down
+// and flushes its store.
+func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
+	log := newLogger(a.stderr, cfg.logJSON, cfg.logLevel)
+	if cfg.node.InsecureUnsigned {
+		log.Warn("INSECURE: --insecure-unsigned is set: specs are NOT verified, so anyone who can write " +
+			cfg.node.Bucket + "/" + cfg.node.Key + " runs any code on this node. Use it only to try mms out.")
+	}
+	for _, dir := range []string{cfg.node.StateDir, cfg.node.MachinesDir, cfg.node.DataDir} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create agent directory: %w", err)
+		}
+	}
+
+	connect := cfg.connect
+	connect.Log = log.With("component", "nats")
+	connect.FailFast = false // a node runs its machines while NATS is away
+	if cfg.embedded {
+		serverLog := newLogger(a.stderr, cfg.logJSON, max(cfg.logLevel, slog.LevelWarn))
+		if cfg.logLevel <= slog.LevelDebug {
+			serverLog = log
+		}
+		srv, url, err := startEmbedded(ctx, cfg, serverLog)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			log.Info("embedded nats server stopped")
+		}()
+		connect.Servers = []string{url}
+		if !isLoopback(cfg.listenHost) {
+			log.Warn("the embedded nats server accepts anyone who can reach "+cfg.listenHost+" without authentication: they can read events and change or delete the spec (signatures still stop them from installing anything); use a NATS deployment with permissions for a fleet",
+				"listen", cfg.listenHost)
+		}
+	}
+
+	client, err := natsbox.Connect(context.WithoutCancel(ctx), connect)
+	if err != nil {
+		return fmt.Errorf("connect to nats: %w", err)
+	}
+	defer client.Close()
+	js, err := client.JetStream()
+	if err != nil {
+		return err
+	}
+	if cfg.embedded {
+		pctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+		err := provisionEmbedded(pctx, js, cfg.node.Bucket, log)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	a.printAgentBanner(cfg, connect, log)
+
+	rec := fleetstatus.NewRecorder()
+	defer client.Status.OnReconnect(rec.Touch)()
+	host, err := agent.NewHost(agent.HostConfig{
+		MachinesDir: cfg.node.MachinesDir,
+		DataDir:     cfg.node.DataDir,
+		Identity:    cfg.node.Identity,
+		Facts:       agent.NewFactsFile(cfg.factsFile, log).Facts,
+		Publisher:   fleetstatus.Publisher{Next: agent.NATSPublisher{Conn: client.Conn}, Recorder: rec},
+		Log:         log,
+		Conn:        client.Conn,
+		OnReconnect: client.Status.OnReconnect,
+		Node:        cfg.node,
+	})
+	if err != nil {
+		return err
+	}
+	writer, err := fleetstatus.NewWriter(fleetstatus.WriterConfig{
+		Identity:  cfg.node.Identity,
+		Version:   version,
+		Recorder:  rec,
+		States:    host.States,
+		NATS:      client.Status.Snapshot,
+		JetStream: js,
+		Heartbeat: cfg.heartbeat,
+		Timeout:   cfg.timeout,
+		Log:       log.With("component", "status"),
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("agent started", "identity", cfg.node.Identity, "version", version,
+		"machines_dir", cfg.node.MachinesDir, "data_dir", cfg.node.DataDir,
+		"trusted_key_ids", keyIDs(cfg.node.TrustedKeys), "threshold", cfg.node.Threshold,
+		"compiled_in", agent.RegisteredMachines(), "status_key", fleetstatus.Bucket+"/"+writer.Key())
+
+	wctx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWriter()
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = writer.Run(wctx) })
+	err = host.Run(ctx)
+	log.Info("machines stopped; writing the last status")
+	stopWriter()
+	wg.Wait()
+	return err
+}
+
+// printAgentBanner tells a person where the agent listens and what to run
+// next; with --log-json it is one log record, so stderr stays JSON lines.
+func (a *app) printAgentBanner(cfg agentConfig, connect natsbox.ConnectConfig, log *slog.Logger) {
+	shown := showServers(connect.Servers)
+	use, follow := "--server "+shown, "mms events --server "+shown
+	if len(connect.Servers) == 0 {
+		shown = "the servers of context " + connect.Context
+		use, follow = "--context "+connect.Context, "mms events"
+	}
+	sign := "--key-file ops.key"
+	if cfg.node.InsecureUnsigned {
+		sign = "--unsigned"
+	}
+	next := fmt.Sprintf("mms pack machines.json %s | mms put %s", sign, use)
+	if cfg.logJSON {
+		log.Info("agent nats ready", "embedded", cfg.embedded, "servers", shown, "next", next)
+		return
+	}
+	if cfg.embedded {
+		fmt.Fprintf(a.stderr, "mms agent: embedded NATS server listening on %s (store %s, no authentication)\n", shown, cfg.storeDir())
+	} else {
+		fmt.Fprintf(a.stderr, "mms agent: using NATS at %s (machines run while it is unreachable)\n", shown)
+	}
+	fmt.Fprintf(a.stderr, `mms agent: machines in %s, data in %s
+mms agent: next, sign and publish a spec from another terminal (machines.json lists the machines to run):
+
+    %s
+
+  then follow it:  %s
+                   mms status %s
+`, cfg.node.MachinesDir, cfg.node.DataDir, next, follow, use)
+}
+
+// newLogger returns the agent's logger: text or JSON lines on w.
+func newLogger(w io.Writer, json bool, level slog.Level) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if json {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// keyIDs returns the key ids of hex public keys, for logs.
+func keyIDs(keys []string) []string {
+	ids := make([]string, 0, len(keys))
+	for _, h := range keys {
+		if k, err := packer.ParsePublicKey(h); err == nil {
+			ids = append(ids, packer.KeyID(k))
+		}
+	}
+	return ids
+}

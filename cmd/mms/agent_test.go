@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/internal/fleetstatus"
+	"github.com/mms-io/mms/internal/natstest"
+)
+
+// testMachine is compiled into the test binary the way the manager is into
+// mms: a factory that builds it from the node's settings. Its one watcher
+// (mmsclitest, see machine_test.go) reports what the factory saw, so tests
+// can check the Node the agent built from its flags.
+const testMachine = "mmsagenttest"
+
+func init() {
+	agent.RegisterMachineFactory(testMachine, func(n agent.Node) (*agent.Definition, error) {
+		return agent.ParseDefinition(fmt.Appendf(nil, `name: %s
+version: 1.0.0
+initial_state: waiting
+transitions:
+  - name: greeted
+    from: [waiting]
+    destination: done
+watchers:
+  - name: greeter
+    type: mmsclitest
+    state_match: [waiting]
+    success_transition: greeted
+    properties:
+      message: "keys=%d threshold=%d spec=%s/%s insecure=%v identity=%s"
+`, testMachine, len(n.TrustedKeys), n.Threshold, n.Bucket, n.Key, n.InsecureUnsigned, n.Identity))
+	})
+}
+
+// listenPattern finds the embedded server's URL in the agent's banner.
+var listenPattern = regexp.MustCompile(`listening on (nats://\S+)`)
+
+// agentURL waits for the agent's banner and returns the server URL in it.
+func agentURL(t *testing.T, errOut *syncBuffer) string {
+	t.Helper()
+	var url string
+	natstest.Eventually(t, 30*time.Second, func() error {
+		m := listenPattern.FindStringSubmatch(errOut.String())
+		if m == nil {
+			return errors.New("no listening line yet:\n" + errOut.String())
+		}
+		url = m[1]
+		return nil
+	})
+	return url
+}
+
+// statusDoc polls the agent's status document until ok accepts it.
+func statusDoc(t *testing.T, js jetstream.JetStream, identity string, ok func(*fleetstatus.Document) error) *fleetstatus.Document {
+	t.Helper()
+	var doc *fleetstatus.Document
+	natstest.Eventually(t, 30*time.Second, func() error {
+		kv, err := js.KeyValue(t.Context(), fleetstatus.Bucket)
+		if err != nil {
+			return err
+		}
+		e, err := kv.Get(t.Context(), fleetstatus.Key(identity))
+		if err != nil {
+			return err
+		}
+		if doc, err = fleetstatus.ParseDocument(e.Value()); err != nil {
+			return err
+		}
+		return ok(doc)
+	})
+	return doc
+}
+
+// machineIn returns an error unless doc lists machine name in state.
+func machineIn(doc *fleetstatus.Document, name, state string) error {
+	for _, m := range doc.Machines {
+		if m.Name == name {
+			if m.State != state {
+				return fmt.Errorf("machine %s is in %q, want %q", name, m.State, state)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("machine %s not in the status document: %+v", name, doc.Machines)
+}
+
+func TestAgentRefusesBadTrust(t *testing.T) {
+	dir := t.TempDir()
+	_, pub := newKeyPair(t, dir, "ops")
+	pubHex := strings.TrimSpace(readFile(t, pub))
+	badFile := writeFile(t, dir, "trusted.keys", "# ops\n"+pubHex+"\n\nnot-a-key\n")
+	state := filepath.Join(dir, "state")
+	tests := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"no key", nil, []string{"no trusted public key", "--public-key HEX", "--insecure-unsigned"}},
+		{"bad key", []string{"--public-key", pubHex, "--public-key", "abc"}, []string{"--public-key #2"}},
+		{"key file given as a key", []string{"--public-key", pub}, []string{"--public-key #1", "use --trusted-keys FILE"}},
+		{"bad line in the key file", []string{"--trusted-keys", badFile}, []string{"--trusted-keys: " + badFile + ":4:"}},
+		{"threshold above the keys", []string{"--public-key", pubHex, "--public-key", pubHex, "--threshold", "2"}, []string{"--threshold 2: only 1 distinct trusted key given"}},
+		{"zero threshold", []string{"--public-key", pubHex, "--threshold", "0"}, []string{"--threshold 0"}},
+		{"insecure with keys", []string{"--public-key", pubHex, "--insecure-unsigned"}, []string{"--insecure-unsigned with trusted keys"}},
+		{"every problem at once", []string{"--public-key", "abc", "--listen", "nope", "--bucket", "a.b", "--status-interval", "1ms", "--log-level", "loud"},
+			[]string{"--public-key #1", "--listen \"nope\"", "--bucket \"a.b\"", "--status-interval 1ms", "--log-level \"loud\""}},
+		{"client flags without a server", []string{"--insecure-unsigned", "--creds", "x.creds"}, []string{"--creds is for connecting to a NATS server"}},
+		{"bad facts", []string{"--insecure-unsigned", "--facts", filepath.Join(dir, "missing.yaml")}, []string{"--facts: read facts"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"agent", "--state-dir", state, "--listen", "127.0.0.1:0"}, tt.args...)
+			r := mms(t, "", args...)
+			if r.code != 1 {
+				t.Errorf("mms %v = exit %d, want 1; stderr:\n%s", args, r.code, r.stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("mms %v stderr = %q, want it to contain %q", args, r.stderr, w)
+				}
+			}
+			if _, err := os.Stat(state); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("refused agent created %s (stat: %v), want nothing on disk", state, err)
+			}
+		})
+	}
+}
+
+func TestAgentInsecureWarns(t *testing.T) {
+	state := t.TempDir()
+	_, errOut, stop := runUntil(t, "agent", "--insecure-unsigned", "--state-dir", state, "--listen", "127.0.0.1:0", "--identity", "try")
+	url := agentURL(t, errOut)
+	waitFor(t, errOut, "INSECURE: --insecure-unsigned is set", "mms pack machines.json --unsigned | mms put --server "+url)
+	if code := stop(); code != 0 {
+		t.Errorf("agent exit code = %d, want 0; stderr:\n%s", code, errOut.String())
+	}
+}
+
+func TestAgentLogJSON(t *testing.T) {
+	_, errOut, stop := runUntil(t, "agent", "--insecure-unsigned", "--state-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--log-json")
+	waitFor(t, errOut, `"msg":"agent nats ready"`, `"next":"mms pack machines.json --unsigned | mms put --server nats://127.0.0.1:`)
+	if code := stop(); code != 0 {
+		t.Errorf("agent exit code = %d, want 0; stderr:\n%s", code, errOut.String())
+	}
+	for _, line := range strings.Split(strings.TrimSpace(errOut.String()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("agent --log-json printed a line that is not JSON: %q", line)
+		}
+	}
+}
+
+func TestAgentEmbedded(t *testing.T) {
+	leaks := goleak.IgnoreCurrent()
+	dir := t.TempDir()
+	_, pub := newKeyPair(t, dir, "ops")
+	state := filepath.Join(dir, "state")
+	const identity = "node one"
+	_, errOut, stop := runUntil(t, "agent", "--public-key", strings.TrimSpace(readFile(t, pub)), "--state-dir", state,
+		"--listen", "127.0.0.1:0", "--identity", identity, "--status-interval", "200ms")
+	url := agentURL(t, errOut)
+	waitFor(t, errOut, "mms pack machines.json --key-file ops.key | mms put --server "+url)
+
+	for _, d := range []string{state, filepath.Join(state, "machines"), filepath.Join(state, "data"), filepath.Join(state, "nats")} {
+		st, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o700 {
+			t.Errorf("%s mode = %v, want 0700", d, st.Mode().Perm())
+		}
+	}
+
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	spec, err := js.KeyValue(ctx, "MACHINES")
+	if err != nil {
+		t.Fatalf("spec bucket: %v", err)
+	}
+	if st, err := spec.Status(ctx); err != nil || st.History() != 5 {
+		t.Errorf("MACHINES status = %v, %v; want history 5", st, err)
+	}
+	if _, err := js.KeyValue(ctx, fleetstatus.Bucket); err != nil {
+		t.Errorf("status bucket: %v", err)
+	}
+	events, err := js.Stream(ctx, agent.EventsStream)
+	if err != nil {
+		t.Fatalf("events stream: %v", err)
+	}
+	if cfg := events.CachedInfo().Config; cfg.MaxAge != 24*time.Hour || cfg.Discard != jetstream.DiscardOld || cfg.Subjects[0] != agent.EventsSubjects {
+		t.Errorf("events stream config = %+v, want 24h, discard old, %s", cfg, agent.EventsSubjects)
+	}
+
+	// The compiled-in machine runs with the Node built from the flags, and
+	// its events land in the stream.
+	natstest.Eventually(t, 30*time.Second, func() error {
+		msg, err := events.GetLastMsgForSubject(ctx, agent.WatcherStateSubject("mmsclitest"))
+		if err != nil {
+			return err
+		}
+		if want := "keys=1 threshold=1 spec=MACHINES/machines insecure=false identity=node one"; !bytes.Contains(msg.Data, []byte(want)) {
+			return fmt.Errorf("event %s lacks %q", msg.Data, want)
+		}
+		return nil
+	})
+
+	first := statusDoc(t, js, identity, func(d *fleetstatus.Document) error { return machineIn(d, testMachine, "done") })
+	if first.Identity != identity || !first.NATS.Connected || first.Heartbeat != "200ms" {
+		t.Errorf("status document = %+v, want identity %q, connected, heartbeat 200ms", first, identity)
+	}
+	statusDoc(t, js, identity, func(d *fleetstatus.Document) error {
+		if !d.UpdatedAt.After(first.UpdatedAt) {
+			return fmt.Errorf("updated_at %v not after %v yet", d.UpdatedAt, first.UpdatedAt)
+		}
+		return nil
+	})
+	nc.Close()
+
+	if code := stop(); code != 0 {
+		t.Errorf("agent exit code = %d, want 0; stderr:\n%s", code, errOut.String())
+	}
+	host := strings.TrimPrefix(url, "nats://")
+	l, err := net.Listen("tcp", host)
+	if err != nil {
+		t.Errorf("port of the stopped agent's server: %v, want it free", err)
+	} else {
+		l.Close()
+	}
+	goleak.VerifyNone(t, leaks)
+
+	// The last status write reached the store before the server stopped.
+	srv := natstest.Run(t, natstest.Options(filepath.Join(state, "nats")))
+	js2, err := jetstream.New(natstest.Connect(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := statusDoc(t, js2, identity, func(*fleetstatus.Document) error { return nil })
+	if last.StoppedAt.IsZero() {
+		t.Errorf("last status document = %+v, want stopped_at set", last)
+	}
+}
+
+// With --server the agent is a client: NATS down at start does not stop
+// its machines, it connects when NATS comes up, writes its status and
+// creates nothing.
+func TestAgentClientOfLateServer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+
+	const identity = "edge1"
+	_, errOut, stop := runUntil(t, "agent", "--server", url, "--insecure-unsigned", "--state-dir", t.TempDir(),
+		"--identity", identity, "--status-interval", "200ms")
+	waitFor(t, errOut, "using NATS at "+url, "mmsclitest greeter success")
+
+	opts := natstest.Options(t.TempDir())
+	opts.Port = port
+	srv := natstest.Run(t, opts)
+	js, err := jetstream.New(natstest.Connect(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateKeyValue(t.Context(), fleetstatus.BucketConfig()); err != nil {
+		t.Fatal(err)
+	}
+	doc := statusDoc(t, js, identity, func(d *fleetstatus.Document) error { return machineIn(d, testMachine, "done") })
+	if !doc.NATS.Connected {
+		t.Errorf("status document NATS = %+v, want connected", doc.NATS)
+	}
+	if _, err := js.KeyValue(t.Context(), "MACHINES"); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Errorf("MACHINES bucket lookup = %v, want %v: a client agent creates nothing", err, jetstream.ErrBucketNotFound)
+	}
+	if _, err := js.Stream(t.Context(), agent.EventsStream); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("events stream lookup = %v, want %v: a client agent creates nothing", err, jetstream.ErrStreamNotFound)
+	}
+	if code := stop(); code != 0 {
+		t.Errorf("agent exit code = %d, want 0; stderr:\n%s", code, errOut.String())
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/mms-io/mms/internal/fleetstatus"
+	"github.com/mms-io/mms/packer"
+)
+
+type statusOptions struct {
+	nats       natsFlags
+	jsonOut    bool
+	check      bool
+	create     bool
+	staleAfter time.Duration
+	bucket     string
+	key        string
+}
+
+func (a *app) newStatusCmd() *cobra.Command {
+	var o statusOptions
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show every agent's status: spec serial, machines, freshness, problems",
+		Long: `Status reads every agent's status document from the ` + fleetstatus.Bucket + ` KV bucket
+and the current spec from --bucket/--key, and prints one line per agent:
+
+  IDENTITY  SERIAL  MACHINES            UPDATED  FLAGS
+  web1      17      3 (RUN 2, MANAGE 1)  4s ago
+  web2      16      2 (RUN 2)            9m ago   stale,behind
+
+FLAGS: stale (not updated for 3 heartbeats, or --stale-after), stopped (the
+agent shut down cleanly), behind (runs an older serial than the current
+spec), error (the spec or a machine has an error), nats (the server denied
+the agent something: permission violations), invalid (the document cannot
+be read). The current spec is decoded without verifying its signature: it
+is only compared, never trusted.
+
+--json prints the documents as a JSON array instead. --check exits with
+code 2 when any agent is stale, stopped, behind, in error or invalid, for
+monitoring.
+
+Agents with the embedded server create the bucket; for agents that connect
+to your NATS with --server, create it once with --create.`,
+		Example: `  mms status
+  mms status --server nats://nats1:4222 --check
+  mms status --json | jq '.[] | select(.spec.serial < 17) | .identity'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), o.nats.timeout)
+			defer cancel()
+			nc, err := o.nats.connect(ctx, a, "mms status")
+			if err != nil {
+				return err
+			}
+			defer nc.Close()
+			return a.status(ctx, nc, o, time.Now())
+		},
+	}
+	f := cmd.Flags()
+	o.nats.register(f)
+	f.BoolVar(&o.jsonOut, "json", false, "print the status documents as a JSON array")
+	f.BoolVar(&o.check, "check", false, "exit 2 when any agent is stale, stopped, behind, in error or unreadable")
+	f.BoolVar(&o.create, "create", false, "create the "+fleetstatus.Bucket+" bucket when it does not exist")
+	f.DurationVar(&o.staleAfter, "stale-after", 0, "call an agent stale after this long without an update (default: 3 of its heartbeats)")
+	f.StringVar(&o.bucket, "bucket", "MACHINES", "KV bucket holding the signed spec")
+	f.StringVar(&o.key, "key", "machines", "key of the signed spec in --bucket")
+	return cmd
+}
+
+// currentSpec is the spec agents should run, as far as `mms status` can
+// tell without verifying it.
+type currentSpec struct {
+	format packer.Format
+	serial uint64
+	digest string
+}
+
+// nodeRow is one agent's line.
+type nodeRow struct {
+	key   string
+	doc   *fleetstatus.Document
+	err   error
+	flags []string
+}
+
+func (a *app) status(ctx context.Context, nc natsConn, o statusOptions, now time.Time) error {
+	js, err := nc.JetStream()
+	if err != nil {
+		return err
+	}
+	kv, err := a.openStatusBucket(ctx, js, nc, o.create)
+	if err != nil {
+		return err
+	}
+	cur, curNote := readCurrentSpec(ctx, js, o.bucket, o.key)
+	rows, err := readStatusRows(ctx, kv)
+	if err != nil {
+		return nc.explain(err)
+	}
+	for i := range rows {
+		rows[i].flags = nodeFlags(rows[i], now, cur, o.staleAfter)
+	}
+
+	if o.jsonOut {
+		docs := make([]*fleetstatus.Document, 0, len(rows))
+		for _, r := range rows {
+			if r.doc != nil {
+				docs = append(docs, r.doc)
+			} else {
+				a.log.Warn("skipping an unreadable status document", "key", r.key, "error", r.err)
+			}
+		}
+		b, err := json.MarshalIndent(docs, "", "  ")
+		if err != nil {
+			return fmt.Errorf("encode status documents: %w", err)
+		}
+		fmt.Fprintln(a.stdout, string(b))
+	} else {
+		fmt.Fprintln(a.stdout, curNote)
+		if len(rows) == 0 {
+			fmt.Fprintf(a.stdout, "no agent has written its status to %s on %s yet: agents write it when they connect and every --status-interval (30s by default)\n",
+				fleetstatus.Bucket, nc.ConnectedUrlRedacted())
+			return nil
+		}
+		printStatusTable(a, rows, now)
+	}
+
+	if !o.check {
+		return nil
+	}
+	var bad []string
+	for _, r := range rows {
+		if slices.ContainsFunc(r.flags, isProblem) {
+			bad = append(bad, fmt.Sprintf("%s (%s)", rowName(r), strings.Join(r.flags, ",")))
+		}
+	}
+	if len(bad) > 0 {
+		return &exitError{code: 2, err: fmt.Errorf("%d of %d agents need attention: %s", len(bad), len(rows), strings.Join(bad, ", "))}
+	}
+	return nil
+}
+
+// openStatusBucket binds the status bucket, creating it if asked to.
+func (a *app) openStatusBucket(ctx context.Context, js jetstream.JetStream, nc natsConn, create bool) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, fleetstatus.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) && create {
+		kv, err = js.CreateKeyValue(ctx, fleetstatus.BucketConfig())
+		if err == nil {
+			a.log.Info("created bucket", "bucket", fleetstatus.Bucket)
+		}
+	}
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("bucket %s does not exist on %s: no agent could write its status there; agents with the embedded server create it, otherwise run 'mms status --create' once",
+			fleetstatus.Bucket, nc.ConnectedUrlRedacted())
+	}
+	if err != nil {
+		return nil, nc.explain(fmt.Errorf("open bucket %s: %w", fleetstatus.Bucket, err))
+	}
+	return kv, nil
+}
+
+// readCurrentSpec decodes the spec at bucket/key without verifying it, and
+// says what it found in a line for people.
+func readCurrentSpec(ctx context.Context, js jetstream.JetStream, bucket, key string) (*currentSpec, string) {
+	where := bucket + "/" + key
+	kv, err := js.KeyValue(ctx, bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Sprintf("spec %s: none published yet (no bucket %s)", where, bucket)
+	}
+	if err != nil {
+		return nil, fmt.Sprintf("spec %s: cannot read it (%v); not checking who is behind", where, err)
+	}
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, fmt.Sprintf("spec %s: none published yet", where)
+	}
+	if err != nil {
+		return nil, fmt.Sprintf("spec %s: cannot read it (%v); not checking who is behind", where, err)
+	}
+	op, err := packer.Inspect(e.Value())
+	if err != nil {
+		return nil, fmt.Sprintf("spec %s (revision %d): cannot decode it (%v); not checking who is behind", where, e.Revision(), err)
+	}
+	cur := &currentSpec{format: op.Format, serial: op.Spec.Serial, digest: op.Digest}
+	desc := fmt.Sprintf("%s serial %d", op.Format, op.Spec.Serial)
+	if op.Format == packer.FormatV1 {
+		desc = fmt.Sprintf("v1 digest %.12s", op.Digest)
+	}
+	return cur, fmt.Sprintf("spec %s (revision %d): %s, %d machine%s (signature not verified here)",
+		where, e.Revision(), desc, len(op.Spec.Machines), plural(len(op.Spec.Machines)))
+}
+
+// readStatusRows reads every status document, sorted by identity.
+func readStatusRows(ctx context.Context, kv jetstream.KeyValue) ([]nodeRow, error) {
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", fleetstatus.Bucket, err)
+	}
+	defer lister.Stop()
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("list %s: %w", fleetstatus.Bucket, err)
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys) // a listing may repeat keys written meanwhile
+	rows := make([]nodeRow, 0, len(keys))
+	for _, k := range keys {
+		e, err := kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted since listed
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s/%s: %w", fleetstatus.Bucket, k, err)
+		}
+		doc, err := fleetstatus.ParseDocument(e.Value())
+		rows = append(rows, nodeRow{key: k, doc: doc, err: err})
+	}
+	slices.SortFunc(rows, func(a, b nodeRow) int { return cmp.Compare(rowName(a), rowName(b)) })
+	return rows, nil
+}
+
+// rowName is the identity, or the key of an unreadable document.
+func rowName(r nodeRow) string {
+	if r.doc != nil {
+		return r.doc.Identity
+	}
+	return r.key
+}

@@ -1,0 +1,219 @@
+package main
+
+import (
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mms-io/mms/internal/fleetstatus"
+	"github.com/mms-io/mms/internal/natsbox"
+	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/packer"
+)
+
+// fleet starts a server holding a v2 spec with serial 17 and a status
+// bucket with docs, and returns its URL.
+func fleet(t *testing.T, docs ...fleetstatus.Document) string {
+	t.Helper()
+	srv := natstest.RunJetStream(t)
+	url := srv.ClientURL()
+	dir := t.TempDir()
+	key, _ := newKeyPair(t, dir, "ops")
+	machines := writeFile(t, dir, "machines.json", machinesJSON("web"))
+	env := mmsOK(t, "", "pack", machines, "--key-file", key, "--serial", "17").stdout
+	js, err := jetstream.New(natstest.Connect(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Not put --create: its "created bucket" line races with the client's
+	// log lines on a bytes.Buffer stderr under -race.
+	if _, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "MACHINES"}); err != nil {
+		t.Fatal(err)
+	}
+	mmsOK(t, env, "put", "--server", url)
+	kv, err := js.CreateKeyValue(t.Context(), fleetstatus.BucketConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range docs {
+		b, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(t.Context(), fleetstatus.Key(d.Identity), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return url
+}
+
+func statusDocument(identity string, serial uint64, updated time.Time, machines ...fleetstatus.Machine) fleetstatus.Document {
+	if machines == nil {
+		machines = []fleetstatus.Machine{}
+	}
+	return fleetstatus.Document{
+		Identity: identity, AgentVersion: "dev", StartedAt: updated.Add(-time.Hour), UpdatedAt: updated, Heartbeat: "30s",
+		Spec:     fleetstatus.Spec{Serial: serial, Format: "v2", Digest: "d"},
+		Machines: machines, NATS: natsbox.ConnState{Connected: true},
+	}
+}
+
+func TestStatus(t *testing.T) {
+	now := time.Now().UTC()
+	run := func(state string) fleetstatus.Machine {
+		return fleetstatus.Machine{Name: state + "-m", Version: "1.0.0", State: state, Path: "/m", LastOutcome: "installed"}
+	}
+	healthy := statusDocument("web1", 17, now, run("RUN"), run("RUN"), run("MANAGE"))
+	stale := statusDocument("web2", 17, now.Add(-10*time.Minute), run("RUN"))
+	behind := statusDocument("db1", 16, now)
+	url := fleet(t, healthy, stale, behind)
+
+	t.Run("table", func(t *testing.T) {
+		r := mmsOK(t, "", "status", "--server", url)
+		lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
+		want := []string{
+			`^spec MACHINES/machines \(revision 1\): v2 serial 17, 1 machine \(signature not verified here\)$`,
+			`^IDENTITY\s+SERIAL\s+MACHINES\s+UPDATED\s+FLAGS$`,
+			`^db1\s+16\s+0\s+\d+s ago\s+behind$`,
+			`^web1\s+17\s+3 \(RUN 2, MANAGE 1\)\s+\d+s ago\s*$`,
+			`^web2\s+17\s+1 \(RUN 1\)\s+10m ago\s+stale$`,
+		}
+		if len(lines) != len(want) {
+			t.Fatalf("status printed %d lines, want %d:\n%s", len(lines), len(want), r.stdout)
+		}
+		for i, w := range want {
+			if !regexp.MustCompile(w).MatchString(lines[i]) {
+				t.Errorf("status line %d = %q, want it to match %s", i+1, lines[i], w)
+			}
+		}
+	})
+
+	t.Run("json", func(t *testing.T) {
+		r := mmsOK(t, "", "status", "--server", url, "--json")
+		var docs []fleetstatus.Document
+		if err := json.Unmarshal([]byte(r.stdout), &docs); err != nil {
+			t.Fatalf("status --json output is not a JSON array of documents: %v\n%s", err, r.stdout)
+		}
+		want := []fleetstatus.Document{behind, healthy, stale}
+		if diff := cmp.Diff(want, docs); diff != "" {
+			t.Errorf("status --json documents (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("check", func(t *testing.T) {
+		r := mms(t, "", "status", "--server", url, "--check")
+		if r.code != 2 {
+			t.Errorf("status --check = exit %d, want 2", r.code)
+		}
+		if want := "2 of 3 agents need attention: db1 (behind), web2 (stale)"; !strings.Contains(r.stderr, want) {
+			t.Errorf("status --check stderr = %q, want it to contain %q", r.stderr, want)
+		}
+	})
+
+	t.Run("stale-after", func(t *testing.T) {
+		r := mmsOK(t, "", "status", "--server", url, "--stale-after", "1h")
+		if strings.Contains(r.stdout, "stale") {
+			t.Errorf("status --stale-after 1h flags a 10-minute-old document stale:\n%s", r.stdout)
+		}
+	})
+}
+
+func TestStatusFlags(t *testing.T) {
+	now := time.Now().UTC()
+	cur := &currentSpec{format: packer.FormatV2, serial: 17}
+	doc := func(edit func(*fleetstatus.Document)) *fleetstatus.Document {
+		d := statusDocument("n", 17, now)
+		edit(&d)
+		return &d
+	}
+	tests := []struct {
+		name       string
+		row        nodeRow
+		cur        *currentSpec
+		staleAfter time.Duration
+		want       []string
+	}{
+		{"healthy", nodeRow{doc: doc(func(*fleetstatus.Document) {})}, cur, 0, nil},
+		{"stale after 3 of its heartbeats", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Heartbeat = "1s"; d.UpdatedAt = now.Add(-4 * time.Second) })}, cur, 0, []string{"stale"}},
+		{"not stale within 3 heartbeats", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.UpdatedAt = now.Add(-80 * time.Second) })}, cur, 0, nil},
+		{"stale without a heartbeat after 90s", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Heartbeat = ""; d.UpdatedAt = now.Add(-91 * time.Second) })}, cur, 0, []string{"stale"}},
+		{"--stale-after wins", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.UpdatedAt = now.Add(-2 * time.Second) })}, cur, time.Second, []string{"stale"}},
+		{"stopped, not stale", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.StoppedAt = now.Add(-time.Hour); d.UpdatedAt = d.StoppedAt })}, cur, 0, []string{"stopped"}},
+		{"behind", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Spec.Serial = 3 })}, cur, 0, []string{"behind"}},
+		{"no current spec, never behind", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Spec.Serial = 0 })}, nil, 0, nil},
+		{"v1: other digest is behind", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Spec = fleetstatus.Spec{Format: "v1", Digest: "old"} })}, &currentSpec{format: packer.FormatV1, digest: "new"}, 0, []string{"behind"}},
+		{"v1: same digest", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Spec = fleetstatus.Spec{Format: "v1", Digest: "new"} })}, &currentSpec{format: packer.FormatV1, digest: "new"}, 0, nil},
+		{"spec error", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Spec.Error = "untrusted key" })}, cur, 0, []string{"error"}},
+		{"machine error", nodeRow{doc: doc(func(d *fleetstatus.Document) {
+			d.Machines = []fleetstatus.Machine{{Name: "db", LastOutcome: "failed", LastError: "http 404"}}
+		})}, cur, 0, []string{"error"}},
+		{"permission violations", nodeRow{doc: doc(func(d *fleetstatus.Document) {
+			d.NATS.PermissionViolations = []natsbox.Violation{{Message: `Permissions Violation for Publish to "$KV.MACHINES_STATUS.n"`, Count: 1}}
+		})}, cur, 0, []string{"nats"}},
+		{"unreadable", nodeRow{key: "junk"}, cur, 0, []string{"invalid"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := nodeFlags(tt.row, now, tt.cur, tt.staleAfter); !cmp.Equal(got, tt.want) {
+				t.Errorf("nodeFlags() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestStatusBucketStates(t *testing.T) {
+	srv := natstest.RunJetStream(t)
+	url := srv.ClientURL()
+
+	r := mms(t, "", "status", "--server", url)
+	if r.code != 1 || !strings.Contains(r.stderr, "bucket MACHINES_STATUS does not exist") || !strings.Contains(r.stderr, "mms status --create") {
+		t.Errorf("status without the bucket = exit %d, stderr %q; want 1 and a hint", r.code, r.stderr)
+	}
+
+	r = mmsOK(t, "", "status", "--server", url, "--create")
+	if !strings.Contains(r.stderr, `msg="created bucket" bucket=MACHINES_STATUS`) || !strings.Contains(r.stdout, "no agent has written its status") || !strings.Contains(r.stdout, "none published yet") {
+		t.Errorf("status --create on an empty server: stdout %q, stderr %q; want the bucket created and an empty-fleet message", r.stdout, r.stderr)
+	}
+
+	r = mmsOK(t, "", "status", "--server", url, "--json", "--check")
+	if strings.TrimSpace(r.stdout) != "[]" {
+		t.Errorf("status --json on an empty bucket = %q, want []", r.stdout)
+	}
+
+	js, err := jetstream.New(natstest.Connect(t, srv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(t.Context(), fleetstatus.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), "junk", []byte(`{"identity":"`)); err != nil {
+		t.Fatal(err)
+	}
+	r = mms(t, "", "status", "--server", url, "--check")
+	if r.code != 2 || !regexp.MustCompile(`(?m)^junk\s+-\s+-\s+-\s+invalid$`).MatchString(r.stdout) || !strings.Contains(r.stderr, `msg="unreadable status document" key=junk error="decode status document`) {
+		t.Errorf("status --check with an unreadable document = exit %d\nstdout:\n%s\nstderr:\n%s\nwant 2, an invalid row and the reason", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestMachinesSummaryAndAge(t *testing.T) {
+	ms := []fleetstatus.Machine{{State: "RUN"}, {State: "b"}, {State: "a"}, {State: "RUN"}, {}}
+	if got, want := machinesSummary(ms), "5 (RUN 2, a 1, b 1, not running 1)"; got != want {
+		t.Errorf("machinesSummary() = %q, want %q", got, want)
+	}
+	ages := []struct {
+		d    time.Duration
+		want string
+	}{{-time.Second, "0s"}, {59 * time.Second, "59s"}, {90 * time.Minute, "1h"}, {47 * time.Hour, "47h"}, {72 * time.Hour, "3d"}, {5 * time.Minute, "5m"}}
+	for _, a := range ages {
+		if got := age(a.d); got != a.want {
+			t.Errorf("age(%v) = %q, want %q", a.d, got, a.want)
+		}
+	}
+}
