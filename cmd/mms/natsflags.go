@@ -45,7 +45,7 @@ func (n *natsFlags) config(a *app, name string) natsbox.ConnectConfig {
 		TLSCA:   n.tlsCA,
 		Context: n.context,
 		Name:    name,
-		Log:     a.log,
+		Log:     a.connLog(),
 	}
 	if strings.TrimSpace(n.server) != "" {
 		cfg.Servers = []string{n.server}

@@ -21,6 +21,20 @@ type app struct {
 	stdout io.Writer
 	stderr io.Writer
 	log    *slog.Logger
+	// verbose (--verbose) also logs the connection lifecycle of operator
+	// commands.
+	verbose bool
+}
+
+// connLog is the logger of an operator command's NATS connection: its
+// connect and close records are noise for a one-shot command, so only
+// warnings and errors (reconnects, permission violations) show unless
+// --verbose is given.
+func (a *app) connLog() *slog.Logger {
+	if a.verbose {
+		return a.log
+	}
+	return slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // exitError carries a specific exit code out of a command.
@@ -77,6 +91,7 @@ and runs them.
 		SilenceErrors: true,
 	}
 	root.CompletionOptions.HiddenDefaultCmd = true
+	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log NATS connection details to stderr")
 	for _, c := range a.commands() {
 		root.AddCommand(c)
 	}
