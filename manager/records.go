@@ -34,11 +34,6 @@ type recordFile struct {
 // plain returns the contract Record of rf.
 func (rf *recordFile) plain() Record { return rf.Record }
 
-// version summarizes rf as the previous version of its successor.
-func (rf *recordFile) version() *PreviousVersion {
-	return &PreviousVersion{Checksum: rf.Checksum, VerifyChecksum: rf.VerifyChecksum, Serial: rf.Serial}
-}
-
 // settled returns rf as it is once no swap is in progress.
 func (rf *recordFile) settled() *recordFile {
 	c := *rf

@@ -61,7 +61,7 @@ type CLIContext struct {
 // XDG_CONFIG_HOME is unset.
 func ContextPath(name string) (string, error) {
 	if name == "" || name == "." || strings.Contains(name, "..") || strings.ContainsAny(name, `/\`) {
-		return "", fmt.Errorf("nats context name %q: want a plain name without path separators or ..", name)
+		return "", fmt.Errorf("nats context name %q: want a plain name without path separators or dot-dot", name)
 	}
 	base := os.Getenv("XDG_CONFIG_HOME")
 	if base == "" {
