@@ -102,6 +102,10 @@ func NewInstaller(cfg InstallerConfig) (*Installer, error) {
 	}, nil
 }
 
+// CloseIdleConnections closes the idle download connections of the
+// installer's Fetcher (see [Fetcher.CloseIdleConnections]).
+func (i *Installer) CloseIdleConnections() { i.fetcher.CloseIdleConnections() }
+
 // Install makes M/<m.Name> hold exactly the archive m pins, and returns
 // Installed (no tree before), Updated (a tree was replaced: another
 // version, kept as .prev-<name>, or a damaged copy of this version,

@@ -235,8 +235,22 @@ func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
 	return watchers.Result{Outcome: watchers.Success, State: st}, nil
 }
 
+// idleCloser is implemented by installers that keep download connections
+// open for reuse (the manager's Installer).
+type idleCloser interface{ CloseIdleConnections() }
+
+// Close drops the installer's idle download connections when the machine
+// stops.
+func (w *Watcher) Close() error {
+	if c, ok := w.inst.(idleCloser); ok {
+		c.CloseIdleConnections()
+	}
+	return nil
+}
+
 var (
 	_ watchers.Watcher     = (*Watcher)(nil)
 	_ watchers.Validator   = (*Watcher)(nil)
 	_ watchers.Provisioner = (*Watcher)(nil)
+	_ watchers.Closer      = (*Watcher)(nil)
 )

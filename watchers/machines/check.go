@@ -33,8 +33,10 @@ type State struct {
 	Rejected string `json:"rejected,omitempty"`
 	// Results has what happened to each machine.
 	Results []manager.MachineResult `json:"results"`
-	// Error is the rejection or the entries' failures.
-	Error string `json:"error,omitempty"`
+	// Reason is the rejection or the entries' failures. It is not called
+	// "error": the agent owns that field of every state event (the
+	// check's own error) and drops a watcher's value for it.
+	Reason string `json:"reason,omitempty"`
 }
 
 // runState is what the watcher remembers between checks.
@@ -129,7 +131,7 @@ func (w *Watcher) result(rep manager.Report, start time.Time) (watchers.Result, 
 		st.Results = []manager.MachineResult{}
 	}
 	if rep.Err != nil {
-		st.Error = rep.Err.Error()
+		st.Reason = rep.Err.Error()
 	}
 	outcome := watchers.Unchanged
 	switch {

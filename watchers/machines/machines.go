@@ -248,5 +248,19 @@ func noGovernors(_ context.Context, governor string) (func(), error) {
 	return nil, fmt.Errorf("governor %q: the agent has no NATS connection to reach it", governor)
 }
 
+// idleCloser is implemented by installers that keep download connections
+// open for reuse (the manager's Installer).
+type idleCloser interface{ CloseIdleConnections() }
+
+// Close drops the installer's idle download connections when the machine
+// stops.
+func (w *Watcher) Close() error {
+	if c, ok := w.inst.(idleCloser); ok {
+		c.CloseIdleConnections()
+	}
+	return nil
+}
+
 var _ watchers.Validator = (*Watcher)(nil)
 var _ watchers.Provisioner = (*Watcher)(nil)
+var _ watchers.Closer = (*Watcher)(nil)
