@@ -19,7 +19,7 @@
 //
 // State events of watcher type "machines" (the manager) may carry, each
 // optional: "serial" (number), "digest", "format" ("v1"/"v2"), "stale"
-// (bool), "rejected" (why the spec was refused) and "results", a list of
+// (bool), "reason" (why the spec was refused or entries failed) and "results", a list of
 // {"name", "outcome", "reason", "checksum"} for every spec entry of the last
 // reconcile (it replaces the previous list). A field that is missing leaves
 // what is known unchanged; a field of the wrong type is ignored. The

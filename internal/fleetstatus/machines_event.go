@@ -8,12 +8,12 @@ import (
 // machinesState is the part of a machines watcher event the document
 // uses. A nil field was absent or unreadable.
 type machinesState struct {
-	serial   *uint64
-	digest   *string
-	format   *string
-	stale    *bool
-	rejected *string
-	results  []result // nil when absent
+	serial  *uint64
+	digest  *string
+	format  *string
+	stale   *bool
+	reason  *string
+	results []result // nil when absent
 }
 
 // parseMachinesState reads the fields of a machines watcher event's data
@@ -31,7 +31,7 @@ func parseMachinesState(data []byte) *machinesState {
 	ms.digest = decodeField[string](raw, "digest")
 	ms.format = decodeFormat(raw["format"])
 	ms.stale = decodeField[bool](raw, "stale")
-	ms.rejected = decodeField[string](raw, "rejected")
+	ms.reason = decodeField[string](raw, "reason")
 	if v, ok := raw["results"]; ok {
 		var list []json.RawMessage
 		if json.Unmarshal(v, &list) == nil {

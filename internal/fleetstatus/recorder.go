@@ -147,8 +147,8 @@ func (r *Recorder) observeMachines(ms *machinesState, info agent.EventInfo, at t
 	if ms.stale != nil {
 		r.spec.Stale = *ms.stale
 	}
-	if r.spec.Error == "" && ms.rejected != nil && info.Outcome == "failure" {
-		r.spec.Error = *ms.rejected
+	if r.spec.Error == "" && ms.reason != nil && info.Outcome == "failure" {
+		r.spec.Error = *ms.reason
 	}
 	if ms.results != nil {
 		r.results = make(map[string]result, len(ms.results))

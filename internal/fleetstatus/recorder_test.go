@@ -89,7 +89,7 @@ func TestRecorderSpecFromMachinesEvents(t *testing.T) {
 		},
 		{
 			name:        "a failure's reason is the spec error",
-			events:      []map[string]any{{"serial": 3, "rejected": "signature by an untrusted key"}},
+			events:      []map[string]any{{"serial": 3, "reason": "signature by an untrusted key"}},
 			outcomes:    []string{"failure"},
 			wantSpec:    Spec{Serial: 3, Error: "signature by an untrusted key"},
 			wantResults: map[string]result{},
