@@ -21,9 +21,11 @@
 // timeout with panics recovered. Errors back off exponentially (1 s doubling
 // to 5 min, never sooner than the interval). Success and Failure fire the
 // watcher's transitions; Report, Success, Failure and errors publish a state
-// event (Unchanged publishes nothing). Transitions fired by watchers are
-// paced (25 ms doubling to 5 s while they keep coming) so watchers that
-// bounce a machine between states cannot spin; the wait never holds a lock.
+// event (Unchanged publishes nothing). Transitions fired by checks that a
+// transition poked are paced (25 ms doubling to 5 s while they come back to
+// back) so watchers that bounce a machine between states cannot spin; the
+// wait never holds a lock. Checks caused by intervals, streams or outside
+// triggers fire at once.
 //
 // # Events
 //

@@ -73,11 +73,15 @@ func (f *fsm) available() []string {
 	return out
 }
 
-// pacer spaces out transitions fired by watchers so that two watchers
+// pacer spaces out transitions that may form a loop, so that two watchers
 // bouncing a machine between states (or one watcher firing a
-// self-transition it is itself poked by) cannot spin: the first transition
-// is free, later ones within quiet of each other wait 25 ms, doubling up to
-// 5 s. The wait happens in the runner's goroutine, never under a lock.
+// self-transition it is itself poked by) cannot spin. The runner asks it
+// only for transitions fired by checks that a transition poked; checks
+// caused by an interval, a stream (the kv watcher on every put) or the
+// start are never delayed. A paced transition that follows the previous
+// one (once that one's own wait is over) by less than paceQuiet waits
+// 25 ms, doubling up to 5 s. The wait happens in the runner's goroutine,
+// never under a lock.
 type pacer struct {
 	mu   sync.Mutex
 	n    int
@@ -87,7 +91,7 @@ type pacer struct {
 const (
 	paceFirst = 25 * time.Millisecond
 	paceMax   = 5 * time.Second
-	paceQuiet = time.Minute
+	paceQuiet = time.Second
 )
 
 // delay reserves a slot for a transition at now and returns how long the

@@ -132,8 +132,10 @@ func (r *runner) run(ctx context.Context) {
 		failures int
 		last     *stateReport
 	)
-	check := func() {
-		rep, next, ok := r.checkOnce(ctx, &failures)
+	// check runs one check; paced says a transition poked it, so a
+	// transition it fires may be part of a loop (see pacer).
+	check := func(paced bool) {
+		rep, next, ok := r.checkOnce(ctx, &failures, paced)
 		if !ok {
 			return
 		}
@@ -149,7 +151,7 @@ func (r *runner) run(ctx context.Context) {
 	}
 	active := r.observe()
 	if active {
-		check()
+		check(false)
 	}
 	for {
 		select {
@@ -157,18 +159,18 @@ func (r *runner) run(ctx context.Context) {
 			return
 		case <-r.poke:
 			if active = r.observe(); active {
-				check()
+				check(true)
 			} else {
 				schedule(0)
 			}
 		case <-r.trigger:
 			if active {
-				check()
+				check(false)
 			}
 		case <-timerC:
 			timerC = nil
 			if active {
-				check()
+				check(false)
 			}
 		case <-announce:
 			if last != nil {
@@ -183,7 +185,7 @@ func (r *runner) run(ctx context.Context) {
 // checkOnce runs one check and acts on it: transition, event, status. It
 // returns the published report (nil if none), when to check next (zero for
 // no periodic check) and false when ctx ended during the check.
-func (r *runner) checkOnce(ctx context.Context, failures *int) (*stateReport, time.Duration, bool) {
+func (r *runner) checkOnce(ctx context.Context, failures *int, paced bool) (*stateReport, time.Duration, bool) {
 	res, err := r.safeCheck(ctx)
 	if ctx.Err() != nil {
 		return nil, 0, false
@@ -203,8 +205,10 @@ func (r *runner) checkOnce(ctx context.Context, failures *int) (*stateReport, ti
 
 	var terr error
 	if transition != "" {
-		if d := r.m.pace.delay(time.Now()); d > 0 && !sleepCtx(ctx, d) {
-			return nil, 0, false
+		if paced {
+			if d := r.m.pace.delay(time.Now()); d > 0 && !sleepCtx(ctx, d) {
+				return nil, 0, false
+			}
 		}
 		if terr = r.m.Transition(ctx, transition); terr != nil {
 			r.log.Warn("watcher transition did not fire", "transition", transition, "outcome", outcome, "error", terr)

@@ -269,7 +269,78 @@ func TestPacer(t *testing.T) {
 			t.Errorf("delay #%d = %v, want %v", i, got[i], want[i])
 		}
 	}
-	if d := p.delay(now.Add(2 * time.Minute)); d != 0 {
-		t.Errorf("delay after two quiet minutes = %v, want 0", d)
+	if d := p.delay(now.Add(2 * time.Second)); d != 0 {
+		t.Errorf("delay after two quiet seconds = %v, want 0", d)
 	}
+
+	// Transitions from outside changes a few seconds apart (an operator
+	// publishing specs) are never delayed.
+	var q pacer
+	for i := range 20 {
+		now = now.Add(1500 * time.Millisecond)
+		if d := q.delay(now); d != 0 {
+			t.Fatalf("delay #%d of transitions 1.5 s apart = %v, want 0", i, d)
+		}
+	}
+}
+
+// selfLoop is a one-state machine whose watcher's success transition
+// returns to the same state, so each success pokes the watcher again.
+func selfLoop(typ string) func(key string) string {
+	return func(key string) string {
+		return fmt.Sprintf(`name: loop
+version: "1"
+initial_state: idle
+transitions:
+  - name: again
+    from: [idle]
+    destination: idle
+watchers:
+  - name: w
+    type: %s
+    success_transition: again
+    properties: {key: %s}
+`, typ, key)
+	}
+}
+
+// TestPacingSlowsLoops checks that a watcher whose transition pokes itself
+// (a loop) is slowed down: 25 ms doubling to 5 s between transitions, so
+// 11 checks in the first 10 s instead of a spin.
+func TestPacingSlowsLoops(t *testing.T) {
+	prep := func(ctl *probeCtl) {
+		for range 64 {
+			ctl.push(step{res: watchers.Result{Outcome: watchers.Success}})
+		}
+	}
+	inBubble(t, selfLoop("probe"), prep, func(t *testing.T, ctl *probeCtl, m *Machine, rec *recorder) {
+		start := time.Now()
+		synctest.Wait()
+		// Checks at 0 (start), 0, 0.025, 0.075, 0.175, 0.375, 0.775, 1.575,
+		// 3.175, 6.375 s, then 11.375 s.
+		at(start, 10*time.Second)
+		wantChecks(t, ctl, "10s", 11)
+	})
+}
+
+// TestPacingSparesOutsideChanges checks that transitions caused by outside
+// changes (a streamer's trigger, as the kv watcher fires on every put) are
+// never delayed, however many come in a row.
+func TestPacingSparesOutsideChanges(t *testing.T) {
+	inBubble(t, selfLoop("probe_stream"), nil, func(t *testing.T, ctl *probeCtl, m *Machine, rec *recorder) {
+		synctest.Wait()
+		trigger := ctl.triggerFunc()
+		if trigger == nil {
+			t.Fatal("the stream did not start")
+		}
+		for i := range 20 {
+			ctl.push(step{res: watchers.Result{Outcome: watchers.Success}})
+			trigger()
+			synctest.Wait() // no time passes: a delayed transition would not have fired
+			if got := len(rec.find(t, TransitionEventType, map[string]any{"transition": "again"})); got != i+1 {
+				t.Fatalf("after trigger %d: %d transitions fired, want %d", i+1, got, i+1)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 }
