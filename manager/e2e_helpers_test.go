@@ -17,7 +17,7 @@ import (
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natstest"
-	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 	_ "github.com/mms-io/mms/watchers/archive"
@@ -65,7 +65,7 @@ func newE2ENode(tb testing.TB) *e2eNode {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	kv, err := js.CreateKeyValue(tb.Context(), jetstream.KeyValueConfig{Bucket: manager.DefaultBucket})
+	kv, err := js.CreateKeyValue(tb.Context(), jetstream.KeyValueConfig{Bucket: mmsmanager.DefaultBucket})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -103,8 +103,8 @@ func (n *e2eNode) start() {
 			StateDir:    n.state,
 			TrustedKeys: []string{n.pub},
 			AllowHTTP:   true,
-			Bucket:      manager.DefaultBucket,
-			Key:         manager.DefaultKey,
+			Bucket:      mmsmanager.DefaultBucket,
+			Key:         mmsmanager.DefaultKey,
 		},
 	})
 	if err != nil {
@@ -129,7 +129,7 @@ func (n *e2eNode) start() {
 }
 
 // managerState returns the manager machine's state directory.
-func (n *e2eNode) managerState() string { return filepath.Join(n.state, manager.MachineName) }
+func (n *e2eNode) managerState() string { return filepath.Join(n.state, mmsmanager.MachineName) }
 
 // seal signs a v2 spec of the next serial with the node's trusted key.
 func (n *e2eNode) seal(t testing.TB, ms ...spec.Machine) ([]byte, uint64) {
@@ -159,7 +159,7 @@ func orNone(ms []spec.Machine) []spec.Machine {
 // put writes value to the spec key.
 func (n *e2eNode) put(t testing.TB, value []byte) {
 	t.Helper()
-	if _, err := n.kv.Put(t.Context(), manager.DefaultKey, value); err != nil {
+	if _, err := n.kv.Put(t.Context(), mmsmanager.DefaultKey, value); err != nil {
 		t.Fatalf("kv put: %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/spec"
 	kvwatcher "github.com/mms-io/mms/watchers/kv"
 )
@@ -121,7 +122,7 @@ func TestManagerEndToEnd(t *testing.T) {
 		// files whose metadata changed; all of them hourly). Its interval is
 		// 5m, so poke it the way a spec change does.
 		mark := n.events.mark()
-		if err := n.host.Transition(t.Context(), manager.MachineName, "spec_changed"); err != nil {
+		if err := n.host.Transition(t.Context(), mmsmanager.MachineName, "spec_changed"); err != nil {
 			t.Fatalf("Transition(spec_changed) = %v", err)
 		}
 		ev := n.events.waitMachines(t, mark, func(e machinesEvent) bool {
@@ -184,17 +185,17 @@ func TestManagerEndToEnd(t *testing.T) {
 	step("deleted key purges nothing", func(t *testing.T) {
 		machinesBefore, stateBefore := snapshotTree(t, n.machines), snapshotTree(t, n.state)
 		mark := n.events.mark()
-		if err := n.kv.Delete(t.Context(), manager.DefaultKey); err != nil {
+		if err := n.kv.Delete(t.Context(), mmsmanager.DefaultKey); err != nil {
 			t.Fatal(err)
 		}
 		e := n.events.waitEvent(t, mark, "kv deleted", func(e seenEvent) bool {
 			var st kvwatcher.State
 			return e.subject == agent.WatcherStateSubject("kv") && e.ev.DataAs(&st) == nil && st.State == kvwatcher.StateDeleted
 		})
-		if e.info.Machine != manager.MachineName || e.info.Outcome != "report" {
-			t.Errorf("kv deleted event from %q with outcome %q, want %s reporting it", e.info.Machine, e.info.Outcome, manager.MachineName)
+		if e.info.Machine != mmsmanager.MachineName || e.info.Outcome != "report" {
+			t.Errorf("kv deleted event from %q with outcome %q, want %s reporting it", e.info.Machine, e.info.Outcome, mmsmanager.MachineName)
 		}
-		if err := n.host.Transition(t.Context(), manager.MachineName, "spec_changed"); err != nil {
+		if err := n.host.Transition(t.Context(), mmsmanager.MachineName, "spec_changed"); err != nil {
 			t.Fatal(err)
 		}
 		n.waitRunning(t, "alpha", "2.0.0", "running")

@@ -3,7 +3,7 @@
 package plugins
 
 import (
-	_ "github.com/mms-io/mms/manager"             // manager
+	_ "github.com/mms-io/mms/manager/mmsmanager"  // manager
 	_ "github.com/mms-io/mms/watchers/archive"    // archive
 	_ "github.com/mms-io/mms/watchers/exec"       // exec
 	_ "github.com/mms-io/mms/watchers/expression" // expression
@@ -23,7 +23,7 @@ var compiledIn = []Plugin{
 	{Name: "file", ImportPath: "github.com/mms-io/mms/watchers/file"},
 	{Name: "kv", ImportPath: "github.com/mms-io/mms/watchers/kv"},
 	{Name: "machines", ImportPath: "github.com/mms-io/mms/watchers/machines"},
-	{Name: "manager", ImportPath: "github.com/mms-io/mms/manager"},
+	{Name: "manager", ImportPath: "github.com/mms-io/mms/manager/mmsmanager"},
 	{Name: "schedule", ImportPath: "github.com/mms-io/mms/watchers/schedule"},
 	{Name: "timer", ImportPath: "github.com/mms-io/mms/watchers/timer"},
 }

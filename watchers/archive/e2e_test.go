@@ -26,7 +26,7 @@ import (
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natstest"
-	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/packer"
 	archivewatcher "github.com/mms-io/mms/watchers/archive"
 	_ "github.com/mms-io/mms/watchers/kv"       // the compiled-in manager machine's watchers
@@ -55,7 +55,7 @@ func TestArchiveWatcherEndToEnd(t *testing.T) {
 	// The node's spec bucket (the compiled-in manager watches it). Creating
 	// it also starts the connection's request multiplexer, which lives as
 	// long as the connection, before the goroutine baseline.
-	if _, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: manager.DefaultBucket}); err != nil {
+	if _, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: mmsmanager.DefaultBucket}); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex

@@ -1,4 +1,4 @@
-package manager_test
+package mmsmanager_test
 
 import (
 	"encoding/json"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/watchers"
 	_ "github.com/mms-io/mms/watchers/machines"
 )
@@ -42,12 +43,12 @@ func TestMachineDefinition(t *testing.T) {
 		TrustedKeys: []string{keyA, keyB}, Threshold: 2, AllowLegacySpec: true, AllowHTTP: true,
 		Bucket: "FLEET", Key: "prod",
 	}
-	def, err := manager.MachineDefinition(node)
+	def, err := mmsmanager.MachineDefinition(node)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if def.Name != manager.MachineName || def.InitialState != "MANAGE" {
-		t.Errorf("definition %q starts in %q, want %q in MANAGE", def.Name, def.InitialState, manager.MachineName)
+	if def.Name != mmsmanager.MachineName || def.InitialState != "MANAGE" {
+		t.Errorf("definition %q starts in %q, want %q in MANAGE", def.Name, def.InitialState, mmsmanager.MachineName)
 	}
 	if diff := cmp.Diff([]string{"MANAGE", "MAINTENANCE"}, def.States()); diff != "" {
 		t.Errorf("States() (-want +got):\n%s", diff)
@@ -61,12 +62,12 @@ func TestMachineDefinition(t *testing.T) {
 			t.Errorf("spec_changed = %+v, want the self-transition MANAGE → MANAGE", tr)
 		}
 	}
-	wantKV := map[string]any{"bucket": "FLEET", "key": "prod", "mode": "watch", "bucket_prefix": false, "store_key": manager.DataItem}
+	wantKV := map[string]any{"bucket": "FLEET", "key": "prod", "mode": "watch", "bucket_prefix": false, "store_key": mmsmanager.DataItem}
 	if diff := cmp.Diff(wantKV, properties(t, def, "spec")); diff != "" {
 		t.Errorf("kv properties (-want +got):\n%s", diff)
 	}
 	wantMachines := map[string]any{
-		"data_item": manager.DataItem, "purge_unknown": true, "public_keys": []any{keyA, keyB}, "threshold": 2.0,
+		"data_item": mmsmanager.DataItem, "purge_unknown": true, "public_keys": []any{keyA, keyB}, "threshold": 2.0,
 		"allow_legacy_spec": true, "allow_http": true, "state_dir": "/var/lib/mms/state/mms_manager", "machines_dir": "/etc/mms/machines",
 	}
 	if diff := cmp.Diff(wantMachines, properties(t, def, "machines")); diff != "" {
@@ -85,8 +86,8 @@ func TestMachineDefinition(t *testing.T) {
 			t.Errorf("Validate() = %v, want only the kv type missing", err)
 		}
 	}
-	if !slices.Contains(agent.RegisteredMachines(), manager.MachineName) {
-		t.Errorf("RegisteredMachines() = %v, want %q among them", agent.RegisteredMachines(), manager.MachineName)
+	if !slices.Contains(agent.RegisteredMachines(), mmsmanager.MachineName) {
+		t.Errorf("RegisteredMachines() = %v, want %q among them", agent.RegisteredMachines(), mmsmanager.MachineName)
 	}
 }
 
@@ -111,7 +112,7 @@ func TestMachineDefinitionTrust(t *testing.T) {
 			old := manager.PublicKey
 			manager.PublicKey = tt.compiled
 			t.Cleanup(func() { manager.PublicKey = old })
-			def, err := manager.MachineDefinition(tt.node)
+			def, err := mmsmanager.MachineDefinition(tt.node)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("MachineDefinition() = %v, want error containing %q", err, tt.wantErr)
@@ -143,7 +144,7 @@ func TestMachineDefinitionTrust(t *testing.T) {
 // properties verbatim and cannot add watchers or transitions (Choria W4).
 func TestMachineDefinitionNoInjection(t *testing.T) {
 	evil := "B\"\n  - name: evil\n    type: exec\n    properties: {command: /bin/sh}\n"
-	def, err := manager.MachineDefinition(agent.Node{TrustedKeys: []string{keyA}, Bucket: evil, Key: "{{lookup \"facts.x\"}}"})
+	def, err := mmsmanager.MachineDefinition(agent.Node{TrustedKeys: []string{keyA}, Bucket: evil, Key: "{{lookup \"facts.x\"}}"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,11 @@
-package manager
+// Package mmsmanager compiles the mms_manager machine into the agent: the
+// machine that keeps a node's managed machines in the signed desired state.
+// Its init registers a factory that builds the machine from the node's
+// settings (agent.Node), so a binary includes the manager only when this
+// package is listed in user_plugins.yaml; the watchers it uses (kv,
+// machines) must be compiled in too. The reconcile logic itself is package
+// manager.
+package mmsmanager
 
 import (
 	_ "embed" // the manager machine's definition
@@ -7,13 +14,14 @@ import (
 	"path/filepath"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/manager"
 )
 
 // The compiled-in manager machine.
 const (
 	// MachineName is the manager machine's name. A spec entry of this name
 	// is refused (the machines watcher reserves the names of compiled-in
-	// machines, see ReconcilerConfig.Reserved).
+	// machines, see manager.ReconcilerConfig.Reserved).
 	MachineName = "mms_manager"
 	// DataItem is the data key the manager's kv watcher stores the spec
 	// envelope under and its machines watcher reads.
@@ -58,23 +66,23 @@ type machinesProperties struct {
 // MachineDefinition builds the manager machine for a node: the embedded
 // machine.yaml with its watchers' properties filled from node, marshalled
 // as JSON so no setting can change the machine's structure. The spec's
-// trusted keys are node.TrustedKeys, or the compiled-in [PublicKey] when
+// trusted keys are node.TrustedKeys, or the compiled-in [manager.PublicKey] when
 // the node configures none; with neither, and unsigned specs not allowed,
-// it refuses with [ErrNoTrustedKeys]. Machines the spec no longer selects
+// it refuses with [manager.ErrNoTrustedKeys]. Machines the spec no longer selects
 // are purged (only those the manager installed). Its state lives under
 // node.StateDir/mms_manager (or, without a StateDir, in the machine's own
 // directory under the agent's data dir).
 func MachineDefinition(node agent.Node) (*agent.Definition, error) {
 	keys := node.TrustedKeys
 	if len(keys) == 0 {
-		compiled, err := CompiledKeys()
+		compiled, err := manager.CompiledKeys()
 		if err != nil {
 			return nil, err
 		}
 		keys = compiled
 	}
 	if len(keys) == 0 && !node.InsecureUnsigned {
-		return nil, fmt.Errorf("%w: configure the keys that sign specs (or build them in with -ldflags \"-X github.com/mms-io/mms/manager.PublicKey=<hex>\"); accepting unsigned specs must be asked for explicitly", ErrNoTrustedKeys)
+		return nil, fmt.Errorf("%w: configure the keys that sign specs (or build them in with -ldflags \"-X github.com/mms-io/mms/manager.PublicKey=<hex>\"); accepting unsigned specs must be asked for explicitly", manager.ErrNoTrustedKeys)
 	}
 	def, err := agent.ParseDefinition(machineYAML)
 	if err != nil {
