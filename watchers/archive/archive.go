@@ -17,6 +17,13 @@
 // noticed a new checksum); insecure (skipping TLS verification) is refused;
 // http:// needs allow_http; and an existing target/creates that this
 // watcher did not install is never replaced.
+//
+// The archive must be a machine: one top-level directory named creates
+// holding a machine.yaml of that name, and a SHA256SUMS listing exactly
+// its files (what `mms archive create` makes). Choria's watcher accepted
+// any archive; this one reuses the manager's installer, whose checks rely
+// on that layout. Package arbitrary files as a machine directory (a
+// machine.yaml with no watchers is enough).
 package archivewatcher
 
 import (
