@@ -22,8 +22,8 @@
 // holding a machine.yaml of that name, and a SHA256SUMS listing exactly
 // its files (what `mms archive create` makes). Choria's watcher accepted
 // any archive; this one reuses the manager's installer, whose checks rely
-// on that layout. Package arbitrary files as a machine directory (a
-// machine.yaml with no watchers is enough).
+// on that layout. To ship plain files, add a minimal machine.yaml (one
+// transition and, say, a timer watcher with a long timer).
 package archivewatcher
 
 import (
