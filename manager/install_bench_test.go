@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mms-io/mms/internal/benchtree"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -19,56 +19,14 @@ import (
 var benchArchiveOut = flag.String("manager.bench-archive", "",
 	"copy the archive BenchmarkInstall generates to this path, to time the shell pipeline on it")
 
-// writeInstallBenchTree writes a ~100 MB machine of 2,000 files (half
-// text-like, half binary-like, 1-100 KiB) plus a valid machine.yaml, like
-// packer's BenchmarkExtract tree, and returns the total size.
+// writeInstallBenchTree writes the shared benchmark machine
+// (internal/benchtree, ~100 MB in 2,000 files, as packer's BenchmarkExtract)
+// with a valid machine.yaml, and returns its total size.
 func writeInstallBenchTree(b *testing.B, dir string) int64 {
 	b.Helper()
-	rng := rand.New(rand.NewPCG(1, 2))
-	vocab := make([]string, 600)
-	for i := range vocab {
-		w := make([]byte, 2+rng.IntN(9))
-		for j := range w {
-			w[j] = byte('a' + rng.IntN(26))
-		}
-		vocab[i] = string(w)
-	}
-	var total int64
-	write := func(rel string, data []byte) {
-		p := filepath.Join(dir, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			b.Fatal(err)
-		}
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			b.Fatal(err)
-		}
-		total += int64(len(data))
-	}
-	write(packer.MachineFile, []byte(testMachineYAML("bench", "1.0.0")))
-	for i := range 2000 {
-		size := 1024 + rng.IntN(100*1024)
-		var buf bytes.Buffer
-		for buf.Len() < size {
-			if i%2 == 0 {
-				for range 1 + rng.IntN(12) {
-					buf.WriteString(vocab[rng.IntN(len(vocab))])
-					buf.WriteByte(' ')
-				}
-				buf.WriteByte('\n')
-				continue
-			}
-			run := make([]byte, 16+rng.IntN(240))
-			random := rng.IntN(2) == 0
-			for j := range run {
-				if random {
-					run[j] = byte(rng.Uint32())
-				} else {
-					run[j] = byte(j % (1 + rng.IntN(8)))
-				}
-			}
-			buf.Write(run)
-		}
-		write(fmt.Sprintf("d%02d/f%04d", i%40, i), buf.Bytes()[:size])
+	total, err := benchtree.Write(dir, []byte(testMachineYAML("bench", "1.0.0")))
+	if err != nil {
+		b.Fatal(err)
 	}
 	return total
 }

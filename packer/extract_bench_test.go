@@ -1,78 +1,26 @@
 package packer
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/mms-io/mms/internal/benchtree"
 )
 
 var benchArchiveOut = flag.String("packer.bench-archive", "",
 	"copy the archive BenchmarkExtract generates to this path, to time other tools on it")
 
-const (
-	benchFiles = 2000
-	benchDirs  = 40
-)
-
-// writeBenchTree writes a machine of about 100 MB in 2,000 files under dir
-// and returns the total size: half text (lines of words from a small
-// vocabulary, like scripts and configs) and half binary-like (random runs
-// mixed with repetitive structure, like executables), sizes 1-100 KiB.
+// writeBenchTree writes the shared benchmark machine (internal/benchtree)
+// under dir and returns its total size.
 func writeBenchTree(b *testing.B, dir string) int64 {
 	b.Helper()
-	rng := rand.New(rand.NewPCG(1, 2))
-	vocab := make([]string, 600)
-	for i := range vocab {
-		w := make([]byte, 2+rng.IntN(9))
-		for j := range w {
-			w[j] = byte('a' + rng.IntN(26))
-		}
-		vocab[i] = string(w)
-	}
-	var total int64
-	write := func(rel string, data []byte) {
-		p := filepath.Join(dir, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			b.Fatal(err)
-		}
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			b.Fatal(err)
-		}
-		total += int64(len(data))
-	}
-	write(MachineFile, []byte("name: bench\nversion: 1.0.0\n"))
-	for i := range benchFiles {
-		size := 1024 + rng.IntN(100*1024)
-		var buf bytes.Buffer
-		if i%2 == 0 {
-			for buf.Len() < size {
-				for range 1 + rng.IntN(12) {
-					buf.WriteString(vocab[rng.IntN(len(vocab))])
-					buf.WriteByte(' ')
-				}
-				buf.WriteByte('\n')
-			}
-		} else {
-			for buf.Len() < size {
-				run := make([]byte, 16+rng.IntN(240))
-				if rng.IntN(2) == 0 {
-					for j := range run {
-						run[j] = byte(rng.Uint32())
-					}
-				} else {
-					for j := range run {
-						run[j] = byte(j % (1 + rng.IntN(8)))
-					}
-				}
-				buf.Write(run)
-			}
-		}
-		write(fmt.Sprintf("d%02d/f%04d", i%benchDirs, i), buf.Bytes()[:size])
+	total, err := benchtree.Write(dir, []byte("name: bench\nversion: 1.0.0\n"))
+	if err != nil {
+		b.Fatal(err)
 	}
 	return total
 }
