@@ -1,7 +1,9 @@
 package plugins_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -9,8 +11,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/plugins"
 )
 
@@ -19,7 +26,8 @@ import (
 // (examples/heartbeat, a module of their own) in user_plugins.yaml, requires
 // their module in go.mod, runs `go generate ./plugins` and
 // `go build ./cmd/mms`, and checks that `mms plugins --json` shows them and
-// that the binary validates a machine using the heartbeat type.
+// that the binary validates a machine using the heartbeat type and that its
+// `mms agent`, given no key flag, trusts the key compiled in with -ldflags.
 //
 // It runs the go command offline (GOPROXY=off: the module cache already
 // holds every dependency) and shares the build cache, so after the first
@@ -127,6 +135,69 @@ watchers:
 	if out, want := run(mms, "machine", "validate", machine), "ok: pulse 0.1.0 (1 watchers)\n"; out != want {
 		t.Errorf("mms machine validate = %q, want %q", out, want)
 	}
+
+	checkAgentTrustsCompiledKey(t, mms, pubHex)
+}
+
+// checkAgentTrustsCompiledKey runs `mms agent` of the binary mms without
+// any key flag: it must start trusting the compiled-in key pubHex, and exit
+// 0 on SIGTERM.
+func checkAgentTrustsCompiledKey(t *testing.T, mms, pubHex string) {
+	t.Helper()
+	pub, err := packer.ParsePublicKey(pubHex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyID := packer.KeyID(pub)
+	cmd := exec.CommandContext(t.Context(), mms, "agent", "--listen", "127.0.0.1:0", "--state-dir", filepath.Join(t.TempDir(), "state"), "--identity", "built")
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start mms agent: %v", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	natstest.Eventually(t, 30*time.Second, func() error {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("mms agent without a key flag exited (%v) before it started:\n%s", err, stderr)
+		default:
+		}
+		for line := range strings.Lines(stderr.String()) {
+			if strings.Contains(line, "agent started") {
+				if !strings.Contains(line, "trusted_key_ids=["+keyID+"]") {
+					return fmt.Errorf("agent started with other trusted keys than the compiled-in %s: %s", keyID, line)
+				}
+				return nil
+			}
+		}
+		return fmt.Errorf("no \"agent started\" line yet:\n%s", stderr)
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("signal mms agent: %v", err)
+	}
+	if err := <-exited; err != nil {
+		t.Errorf("mms agent after SIGTERM: %v, want exit 0; stderr:\n%s", err, stderr)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer a process writes to while the test reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // TestExampleModule vets and tests the example plugin module in

@@ -32,7 +32,8 @@ on --listen (default 127.0.0.1:4222, loopback only, no authentication; port
 0 picks a free port) with its store under the state directory, and creates
 what a single-node setup needs: the --bucket KV bucket (history 5, values up
 to 1 MiB), the CHORIA_MACHINE events stream (choria.machine.>, 24 h, 256 MiB)
-and the MACHINES_STATUS bucket. It prints the command that publishes a spec.
+and the MACHINES_STATUS bucket. It prints the commands that archive a
+machine into it (an object store) and sign and publish a spec.
 With --server the agent is a client of your NATS: it creates nothing, writes
 only its own status key, and keeps retrying while NATS is unreachable; its
 installed machines run meanwhile.

@@ -120,21 +120,24 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 }
 
 // printAgentBanner tells a person where the agent listens and what to run
-// next; with --log-json it is one log record, so stderr stays JSON lines.
+// next: archive a machine into the server's object store (which prints its
+// machines.json entry), then sign and publish the list. With --log-json it
+// is one log record, so stderr stays JSON lines.
 func (a *app) printAgentBanner(cfg agentConfig, connect natsbox.ConnectConfig, log *slog.Logger) {
 	shown := showServers(connect.Servers)
-	use, follow := "--server "+shown, "mms events --server "+shown
+	use := "--server " + shown
 	if len(connect.Servers) == 0 {
 		shown = "the servers of context " + connect.Context
-		use, follow = "--context "+connect.Context, "mms events"
+		use = "--context " + connect.Context
 	}
 	sign := "--key-file ops.key"
 	if cfg.node.InsecureUnsigned {
 		sign = "--unsigned"
 	}
+	archive := fmt.Sprintf("mms archive create DIR --upload nats://%s %s", bannerArchiveBucket, use)
 	next := fmt.Sprintf("mms pack machines.json %s | mms put %s", sign, use)
 	if cfg.logJSON {
-		log.Info("agent nats ready", "embedded", cfg.embedded, "servers", shown, "next", next)
+		log.Info("agent nats ready", "embedded", cfg.embedded, "servers", shown, "archive", archive, "next", next)
 		return
 	}
 	if cfg.embedded {
@@ -143,14 +146,20 @@ func (a *app) printAgentBanner(cfg agentConfig, connect natsbox.ConnectConfig, l
 		fmt.Fprintf(a.stderr, "mms agent: using NATS at %s (machines run while it is unreachable)\n", shown)
 	}
 	fmt.Fprintf(a.stderr, `mms agent: machines in %s, data in %s
-mms agent: next, sign and publish a spec from another terminal (machines.json lists the machines to run):
+mms agent: next, from another terminal: archive each machine directory (DIR holds its machine.yaml)
+mms agent: into NATS, list the entries it prints in machines.json ([entry, ...]), then sign and publish the list:
 
     %s
+    %s
 
-  then follow it:  %s
+  then follow it:  mms events %s
                    mms status %s
-`, cfg.node.MachinesDir, cfg.node.DataDir, next, follow, use)
+`, cfg.node.MachinesDir, cfg.node.DataDir, archive, next, use, use)
 }
+
+// bannerArchiveBucket is the object store the banner suggests uploading
+// machine archives to.
+const bannerArchiveBucket = "ARCHIVES"
 
 // newLogger returns the agent's logger: text or JSON lines on w.
 func newLogger(w io.Writer, json bool, level slog.Level) *slog.Logger {

@@ -38,7 +38,7 @@ func (f eventFilter) match(info agent.EventInfo) bool {
 
 func (a *app) newEventsCmd() *cobra.Command {
 	var (
-		server  string
+		nf      natsFlags
 		jsonOut bool
 		since   time.Duration
 		filter  eventFilter
@@ -52,10 +52,11 @@ instead. --since replays recent events from the ` + agent.EventsStream + ` strea
 (then follows new ones); it needs that stream to exist.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.followEvents(cmd.Context(), server, since, filter, jsonOut)
+			return a.followEvents(cmd.Context(), nf, since, filter, jsonOut)
 		},
 	}
-	cmd.Flags().StringVar(&server, "server", nats.DefaultURL, "NATS server `URL`")
+	nf.register(cmd.Flags())
+	cmd.Flags().Lookup("timeout").Usage = "give up connecting, and setting up --since, after this long"
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print each event as CloudEvent JSON")
 	cmd.Flags().DurationVar(&since, "since", 0, "replay events newer than `DURATION` from the "+agent.EventsStream+" stream")
 	cmd.Flags().StringVar(&filter.machine, "machine", "", "only events of machine `NAME`")
@@ -64,18 +65,23 @@ instead. --since replays recent events from the ` + agent.EventsStream + ` strea
 	return cmd
 }
 
-func (a *app) followEvents(ctx context.Context, server string, since time.Duration, filter eventFilter, jsonOut bool) error {
-	nc, err := nats.Connect(server, nats.Name("mms events"))
+// followEvents prints events until ctx is done. It connects with the
+// shared NATS flags (so --context, --creds and TLS work as for the other
+// commands) and says on stderr once it follows, so a person knows it is
+// waiting for events rather than stuck.
+func (a *app) followEvents(ctx context.Context, nf natsFlags, since time.Duration, filter eventFilter, jsonOut bool) error {
+	client, err := nf.connect(ctx, a, "mms events")
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", server, err)
+		return err
 	}
-	defer nc.Close()
+	defer client.Close()
+	nc := client.Conn
 
 	msgs := make(chan *nats.Msg, 256)
 	if since > 0 {
-		stop, err := replay(ctx, nc, since, msgs)
+		stop, err := replay(ctx, nc, nf.timeout, since, msgs)
 		if err != nil {
-			return err
+			return client.explain(err)
 		}
 		defer stop()
 	} else {
@@ -84,11 +90,11 @@ func (a *app) followEvents(ctx context.Context, server string, since time.Durati
 			return fmt.Errorf("subscribe to %s: %w", agent.EventsSubjects, err)
 		}
 		defer sub.Unsubscribe()
-		if err := nc.Flush(); err != nil {
-			return fmt.Errorf("subscribe to %s: %w", agent.EventsSubjects, err)
+		if err := nc.FlushTimeout(nf.timeout); err != nil {
+			return client.explain(fmt.Errorf("subscribe to %s: %w", agent.EventsSubjects, err))
 		}
 	}
-	a.log.Debug("following machine events", "server", nc.ConnectedUrlRedacted(), "since", since)
+	a.log.Info("following machine events", "server", nc.ConnectedUrlRedacted(), "subjects", agent.EventsSubjects, "since", since)
 	for {
 		select {
 		case <-ctx.Done():
@@ -122,13 +128,16 @@ func (a *app) printEvent(msg *nats.Msg, filter eventFilter, jsonOut bool) {
 }
 
 // replay feeds msgs from an ordered consumer on the events stream starting
-// since ago: the history first, then new events. stop ends it.
-func replay(ctx context.Context, nc *nats.Conn, since time.Duration, msgs chan<- *nats.Msg) (stop func(), err error) {
+// since ago: the history first, then new events, until ctx is done or stop
+// is called. timeout bounds the requests that set the consumer up.
+func replay(ctx context.Context, nc *nats.Conn, timeout, since time.Duration, msgs chan<- *nats.Msg) (stop func(), err error) {
+	setup, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("replay events: %w", err)
 	}
-	stream, err := js.Stream(ctx, agent.EventsStream)
+	stream, err := js.Stream(setup, agent.EventsStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, fmt.Errorf("replay events: the %s stream does not exist on this server, so there is no history to replay (the agent creates it); run without --since to follow live events", agent.EventsStream)
 	}
@@ -136,7 +145,7 @@ func replay(ctx context.Context, nc *nats.Conn, since time.Duration, msgs chan<-
 		return nil, fmt.Errorf("replay events: look up stream %s: %w", agent.EventsStream, err)
 	}
 	start := time.Now().Add(-since)
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+	cons, err := stream.OrderedConsumer(setup, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{agent.EventsSubjects},
 		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
 		OptStartTime:   &start,

@@ -26,7 +26,7 @@ type natsFlags struct {
 
 func (n *natsFlags) register(f *pflag.FlagSet) {
 	f.StringVar(&n.server, "server", "", "NATS server URLs, comma-separated (default: the context's, else nats://127.0.0.1:4222)")
-	f.StringVar(&n.context, "context", "", "start from this `nats` CLI context")
+	f.StringVar(&n.context, "context", "", "start from the nats CLI context `NAME`")
 	f.StringVar(&n.creds, "creds", "", "NATS credentials (JWT) file")
 	f.StringVar(&n.nkey, "nkey", "", "NATS nkey seed file")
 	f.StringVar(&n.tlsCert, "tls-cert", "", "client certificate for mutual TLS")

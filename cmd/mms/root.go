@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 
 	"github.com/spf13/cobra"
 )
@@ -47,8 +48,13 @@ func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
 // run executes mms with args and returns the process exit code. It holds no
-// global state, so tests call it directly with buffers.
+// global state, so tests call it directly with buffers. Writes to stderr
+// are serialised, and none happens after run returns: the NATS client logs
+// from its own goroutine, which may outlive a command whose context ended.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	errOut := &lockedWriter{w: stderr}
+	defer errOut.close()
+	stderr = errOut
 	a := &app{
 		stdin:  stdin,
 		stdout: stdout,
@@ -70,6 +76,31 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	return 1
 }
+
+// lockedWriter serialises writes to w and drops those made after close.
+type lockedWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closed bool
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return len(p), nil
+	}
+	return l.w.Write(p)
+}
+
+// close makes later writes no-ops.
+func (l *lockedWriter) close() {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+}
+
+var _ io.Writer = (*lockedWriter)(nil)
 
 func (a *app) rootCmd() *cobra.Command {
 	root := &cobra.Command{
