@@ -12,7 +12,7 @@ import (
 
 	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natstest"
-	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/packer"
 )
 
@@ -75,7 +75,7 @@ func TestAgentBannerCommandsWork(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, kv := range []jetstream.KeyValueConfig{{Bucket: manager.DefaultBucket, History: 5, MaxValueSize: packer.MaxEnvelopeSize}, fleetstatus.BucketConfig()} {
+			for _, kv := range []jetstream.KeyValueConfig{{Bucket: mmsmanager.DefaultBucket, History: 5, MaxValueSize: packer.MaxEnvelopeSize}, fleetstatus.BucketConfig()} {
 				if _, err := js.CreateKeyValue(t.Context(), kv); err != nil {
 					t.Fatal(err)
 				}

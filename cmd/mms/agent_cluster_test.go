@@ -14,7 +14,7 @@ import (
 
 	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natstest"
-	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/packer"
 )
 
@@ -51,7 +51,7 @@ func testAgentClusterLeaderLoss(t *testing.T, leaderOnly bool) {
 		t.Fatal(err)
 	}
 	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: manager.DefaultBucket, History: 5, MaxValueSize: packer.MaxEnvelopeSize, Replicas: 3,
+		Bucket: mmsmanager.DefaultBucket, History: 5, MaxValueSize: packer.MaxEnvelopeSize, Replicas: 3,
 	}); err != nil {
 		t.Fatalf("create the spec bucket: %v", err)
 	}
@@ -60,7 +60,7 @@ func testAgentClusterLeaderLoss(t *testing.T, leaderOnly bool) {
 	if _, err := js.CreateKeyValue(ctx, statusCfg); err != nil {
 		t.Fatalf("create the status bucket: %v", err)
 	}
-	const stream = "KV_" + manager.DefaultBucket
+	const stream = "KV_" + mmsmanager.DefaultBucket
 
 	dir := t.TempDir()
 	t.Chdir(dir)

@@ -23,6 +23,7 @@ import (
 	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -305,8 +306,8 @@ func TestAgentConverges(t *testing.T) {
 	writeMachines(t, dir, v1)
 	serial := packPut(t, sign, put)
 	lastManagerState(t, js, serial, func(st managerState) error {
-		if st.Identity != identity || st.Machine != manager.MachineName {
-			return fmt.Errorf("machines event from %s/%s, want %s/%s", st.Identity, st.Machine, identity, manager.MachineName)
+		if st.Identity != identity || st.Machine != mmsmanager.MachineName {
+			return fmt.Errorf("machines event from %s/%s, want %s/%s", st.Identity, st.Machine, identity, mmsmanager.MachineName)
 		}
 		return resultFor(st.Results, "web", manager.Installed)
 	})
@@ -319,8 +320,8 @@ func TestAgentConverges(t *testing.T) {
 	if m := findMachine(doc, "web"); m.Path != installed {
 		t.Errorf("status path of web = %q, want %q", m.Path, installed)
 	}
-	if m := findMachine(doc, manager.MachineName); m == nil || !m.CompiledIn || m.State != "MANAGE" {
-		t.Errorf("status of %s = %+v, want compiled in, in MANAGE", manager.MachineName, m)
+	if m := findMachine(doc, mmsmanager.MachineName); m == nil || !m.CompiledIn || m.State != "MANAGE" {
+		t.Errorf("status of %s = %+v, want compiled in, in MANAGE", mmsmanager.MachineName, m)
 	}
 	if code, stderr := statusCheck(t, url); code != 0 {
 		t.Errorf("mms status --check with web installed = exit %d (%s), want 0", code, stderr)
