@@ -336,6 +336,17 @@ func TestAgentConverges(t *testing.T) {
 		return wantMachine(d, serial, "web", "2.0.0", "ready", v2.Checksum, manager.Updated)
 	})
 
+	// The same machines under a new serial change nothing, but the node
+	// reports the serial, so it is not flagged behind.
+	serial = packPut(t, append(sign, "--serial", strconv.FormatUint(serial+1, 10)), put)
+	lastManagerState(t, js, serial, func(st managerState) error { return resultFor(st.Results, "web", manager.Unchanged) })
+	pollStatus(t, url, identity, func(d *fleetstatus.Document) error {
+		return wantMachine(d, serial, "web", "2.0.0", "ready", v2.Checksum, manager.Unchanged)
+	})
+	if code, stderr := statusCheck(t, url); code != 0 {
+		t.Errorf("mms status --check after an unchanged spec = exit %d (%s), want 0", code, stderr)
+	}
+
 	// An entry whose archive does not match its checksum fails; 2.0.0
 	// keeps running and --check exits 2 naming the node.
 	bad := repo.publish(t, "web", "3.0.0")

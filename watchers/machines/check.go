@@ -44,6 +44,7 @@ type runState struct {
 	running   []string // the last accepted spec's running machines
 	lastKey   string   // what the previous check found, for de-duplication
 	stale     bool     // the previous accepted spec was stale
+	accepted  string   // digest of the last accepted spec, reported
 	recovered bool     // the installer's crash recovery ran
 }
 
@@ -141,6 +142,11 @@ func (w *Watcher) result(rep manager.Report, start time.Time) (watchers.Result, 
 		outcome, st.PreviousOutcome = watchers.Success, "updated"
 	case rep.Rejected.Warning(), rep.Stale && !w.runtime.stale:
 		outcome = watchers.Report
+	case rep.Rejected == "" && rep.Digest != w.runtime.accepted:
+		// A new spec (or the first since the agent started) that changes
+		// nothing here is still news: status and operators learn the
+		// serial this node runs.
+		outcome = watchers.Report
 	}
 	key := dedupeKey(rep)
 	if !rep.Changed() && key == w.runtime.lastKey {
@@ -149,6 +155,7 @@ func (w *Watcher) result(rep manager.Report, start time.Time) (watchers.Result, 
 	w.runtime.lastKey = key
 	if rep.Rejected == "" {
 		w.runtime.stale = rep.Stale
+		w.runtime.accepted = rep.Digest
 	}
 	res := watchers.Result{Outcome: outcome, State: st}
 	if rep.Rejected == manager.RejectError {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,7 +68,7 @@ func TestCheck(t *testing.T) {
 	n := newNode(t, `{"data_item":"spec","purge_unknown":true,"public_keys":["KEY"]}`)
 	// A machine installed by an earlier run of the agent.
 	n.inst.records["old"] = manager.Record{Name: "old", Checksum: sum64("old"), VerifyChecksum: sum64("old"), Phase: manager.PhaseInstalled}
-	v1, v2bad, v3 := n.envelope(1, "web"), badEntry(t, n), n.envelope(3, "web", "db")
+	v1, v2bad, v3, v4 := n.envelope(1, "web"), badEntry(t, n), n.envelope(3, "web", "db"), n.envelope(4, "web", "db")
 	steps := []struct {
 		name string
 		check
@@ -79,6 +80,8 @@ func TestCheck(t *testing.T) {
 		{"bad entry fails", check{item: string(v2bad), outcome: watchers.Failure, results: []string{"web unchanged", "db failed"}, machines: []string{"web"}, installed: []string{"web"}}},
 		{"the same failure is not reported again", check{item: string(v2bad), outcome: watchers.Unchanged, results: []string{"web unchanged", "db failed"}, machines: []string{"web"}, installed: []string{"web"}}},
 		{"a fixed spec succeeds", check{item: asMap(t, v3), outcome: watchers.Success, results: []string{"web unchanged", "db installed"}, machines: []string{"web", "db"}, installed: []string{"db", "web"}}},
+		{"a new serial that changes nothing is reported", check{item: string(v4), outcome: watchers.Report, results: []string{"web unchanged", "db unchanged"}, machines: []string{"web", "db"}, installed: []string{"db", "web"}}},
+		{"the same spec again is unchanged", check{item: string(v4), outcome: watchers.Unchanged, results: []string{"web unchanged", "db unchanged"}, machines: []string{"web", "db"}, installed: []string{"db", "web"}}},
 		{"replayed older spec is a warning", check{item: asMap(t, v1), outcome: watchers.Report, rejected: manager.RejectReplayed, machines: []string{"web", "db"}, installed: []string{"db", "web"}}},
 		{"the same replay is not reported again", check{item: asMap(t, v1), outcome: watchers.Unchanged, rejected: manager.RejectReplayed, machines: []string{"web", "db"}, installed: []string{"db", "web"}}},
 		{"unexpected value type fails", check{item: 42.0, outcome: watchers.Failure, rejected: manager.RejectMalformed, machines: []string{"web", "db"}, installed: []string{"db", "web"}}},
@@ -278,5 +281,31 @@ func TestResultOutcomes(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCheckReportsSpecAfterRestart checks that a watcher's first check
+// reports the spec it accepted even when nothing changes on disk (an agent
+// restarted on an installed node), so the node's status learns its serial.
+func TestCheckReportsSpecAfterRestart(t *testing.T) {
+	n := newNode(t, `{"data_item":"spec","public_keys":["KEY"]}`)
+	if err := n.data.Put("spec", string(n.envelope(5, "web"))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.w.Check(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// The agent restarts: a new watcher over the same installer and data.
+	w, err := n.build([]byte(strings.ReplaceAll(`{"data_item":"spec","public_keys":["KEY"]}`, "KEY", n.pubHex)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := w.Check(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := res.State.(State)
+	if res.Outcome != watchers.Report || st.Serial != 5 || !slices.Equal(resultStrings(st.Results), []string{"web unchanged"}) {
+		t.Errorf("first Check() after a restart = %v, serial %d, results %v; want report, 5, [web unchanged]", res.Outcome, st.Serial, resultStrings(st.Results))
 	}
 }
