@@ -140,12 +140,22 @@ func Connect(ctx context.Context, cfg ConnectConfig) (*Client, error) {
 	return c, nil
 }
 
-// Close closes the connection and waits for the client's goroutine. Do not
-// call it from an OnReconnect hook.
+// Close closes the connection and waits for the client's goroutine and
+// for the connection's closed callback, so nothing is logged after Close
+// returns (nats.go runs the callback on its own goroutine, and Close may
+// come after the connect context ended). Do not call it from an
+// OnReconnect hook.
 func (c *Client) Close() {
 	c.Conn.Close()
 	c.wg.Wait()
+	select {
+	case <-c.closed:
+	case <-time.After(closeWait):
+	}
 }
+
+// closeWait bounds how long Close waits for the closed callback.
+const closeWait = 5 * time.Second
 
 // JetStream returns a JetStream handle on the connection, in the context's
 // domain or API prefix if it named one.

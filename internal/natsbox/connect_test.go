@@ -192,3 +192,23 @@ func deadURL(t *testing.T) (string, int) {
 	defer l.Close()
 	return "nats://" + l.Addr().String(), l.Addr().(*net.TCPAddr).Port
 }
+
+// TestCloseWaitsForClosedCallback checks that nothing is logged after
+// Close returns, even when the connect context ended first (the callback
+// runs on a nats.go goroutine; callers write to the same stderr).
+func TestCloseWaitsForClosedCallback(t *testing.T) {
+	srv := natstest.RunJetStream(t)
+	for i := range 20 {
+		var logs logBuffer
+		ctx, cancel := context.WithCancel(t.Context())
+		c, err := Connect(ctx, ConnectConfig{Servers: []string{srv.ClientURL()}, Log: logs.logger(slog.LevelInfo)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		c.Close()
+		if got := logs.String(); !strings.Contains(got, `msg="nats connection closed"`) {
+			t.Fatalf("run %d: Close returned before the closed callback logged; log so far:\n%s", i, got)
+		}
+	}
+}
