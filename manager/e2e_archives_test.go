@@ -2,11 +2,7 @@ package manager_test
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
-	"io/fs"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -15,8 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
@@ -133,51 +127,6 @@ watchers:
       parse_as_data: true
 %s`, name, version, extraWatchers),
 		"record.sh": fmt.Sprintf("#!/bin/sh\necho '{\"ran_%s\": \"%s\"}'\n", tag, version),
-	}
-}
-
-// snapshotTree describes every file and directory under dir, dot-names
-// included: path → mode and, for files, the sha256 of the content.
-func snapshotTree(tb testing.TB, dir string) map[string]string {
-	tb.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		desc := fi.Mode().String()
-		if fi.Mode().IsRegular() {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			h := sha256.New()
-			_, err = io.Copy(h, f)
-			f.Close()
-			if err != nil {
-				return err
-			}
-			desc += " " + hex.EncodeToString(h.Sum(nil))
-		}
-		out[filepath.ToSlash(rel)] = desc
-		return nil
-	})
-	if err != nil {
-		tb.Fatalf("snapshot %s: %v", dir, err)
-	}
-	return out
-}
-
-// assertSameTree fails if dir differs from before.
-func assertSameTree(tb testing.TB, dir string, before map[string]string) {
-	tb.Helper()
-	if diff := cmp.Diff(before, snapshotTree(tb, dir)); diff != "" {
-		tb.Errorf("%s changed (-before +after):\n%s", dir, diff)
 	}
 }
 

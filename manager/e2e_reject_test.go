@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mms-io/mms/internal/treetest"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
@@ -74,7 +75,7 @@ func testRejections(t *testing.T, n *e2eNode, records string) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			machines, state := snapshotTree(t, n.machines), snapshotTree(t, n.state)
+			machines, state := treetest.Snapshot(t, n.machines), treetest.Snapshot(t, n.state)
 			mark := n.events.mark()
 			n.put(t, tt.envelope)
 			ev := n.events.waitMachines(t, mark, func(e machinesEvent) bool { return e.State.Rejected == string(tt.reject) })
@@ -87,8 +88,8 @@ func testRejections(t *testing.T, n *e2eNode, records string) {
 			if len(ev.State.Results) != 0 || len(ev.State.Machines) != 1 || ev.State.Machines[0] != "alpha" {
 				t.Errorf("machines event results %v machines %v, want no results and alpha still running", ev.outcomes(), ev.State.Machines)
 			}
-			assertSameTree(t, n.machines, machines)
-			assertSameTree(t, n.state, state)
+			treetest.AssertSame(t, n.machines, machines)
+			treetest.AssertSame(t, n.state, state)
 			assertNoTemporaries(t, n.machines, records)
 			n.waitRunning(t, "alpha", "2.0.0", "running")
 		})

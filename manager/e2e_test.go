@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/internal/treetest"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/spec"
@@ -42,7 +43,7 @@ func TestManagerEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	handmadeTree := snapshotTree(t, handmade)
+	handmadeTree := treetest.Snapshot(t, handmade)
 
 	alpha1 := buildArchive(t, n.files, "alpha", "1", recordingMachine("alpha", "1.0.0", "v1", ""))
 	alpha2 := buildArchive(t, n.files, "alpha", "2", recordingMachine("alpha", "2.0.0", "v2", ""))
@@ -113,7 +114,7 @@ func TestManagerEndToEnd(t *testing.T) {
 
 	step("tampered file is reinstalled", func(t *testing.T) {
 		live := filepath.Join(n.machines, "alpha")
-		before := snapshotTree(t, live)
+		before := treetest.Snapshot(t, live)
 		script := filepath.Join(live, "record.sh")
 		if err := os.WriteFile(script, []byte("#!/bin/sh\necho '{\"owned\": true}'\n"), 0o755); err != nil {
 			t.Fatal(err)
@@ -133,7 +134,7 @@ func TestManagerEndToEnd(t *testing.T) {
 		if r.Outcome != manager.Updated || !strings.Contains(r.Tampered, "record.sh") || !strings.Contains(r.Reason, "tampered") {
 			t.Errorf("alpha result = %+v, want updated, tampered record.sh", r)
 		}
-		assertSameTree(t, live, before)
+		treetest.AssertSame(t, live, before)
 		n.waitRunning(t, "alpha", "2.0.0", "running")
 		assertNoTemporaries(t, n.machines, records)
 	})
@@ -159,7 +160,7 @@ func TestManagerEndToEnd(t *testing.T) {
       state_dir: ` + filepath.Join(blocker, "state") + "\n"
 		alpha3 := buildArchive(t, n.files, "alpha", "3", recordingMachine("alpha", "3.0.0", "v3", extra))
 		live := filepath.Join(n.machines, "alpha")
-		before := snapshotTree(t, live)
+		before := treetest.Snapshot(t, live)
 		mark := n.events.mark()
 		env, serial := n.seal(t, alpha3.entry(""), bravo.entry("false"))
 		n.put(t, env)
@@ -174,7 +175,7 @@ func TestManagerEndToEnd(t *testing.T) {
 		n.events.waitEvent(t, mark, "host load_failed for alpha", func(e seenEvent) bool {
 			return e.info.WatcherType == agent.HostWatcherType && e.info.Machine == "alpha" && e.info.Outcome == agent.HostLoadFailed
 		})
-		assertSameTree(t, live, before)
+		treetest.AssertSame(t, live, before)
 		n.waitRunning(t, "alpha", "2.0.0", "running")
 		assertNoTemporaries(t, n.machines, records)
 		acceptedV3 = env
@@ -183,7 +184,7 @@ func TestManagerEndToEnd(t *testing.T) {
 	step("rejected specs change nothing", func(t *testing.T) { testRejections(t, n, records) })
 
 	step("deleted key purges nothing", func(t *testing.T) {
-		machinesBefore, stateBefore := snapshotTree(t, n.machines), snapshotTree(t, n.state)
+		machinesBefore, stateBefore := treetest.Snapshot(t, n.machines), treetest.Snapshot(t, n.state)
 		mark := n.events.mark()
 		if err := n.kv.Delete(t.Context(), mmsmanager.DefaultKey); err != nil {
 			t.Fatal(err)
@@ -199,8 +200,8 @@ func TestManagerEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		n.waitRunning(t, "alpha", "2.0.0", "running")
-		assertSameTree(t, n.machines, machinesBefore)
-		assertSameTree(t, n.state, stateBefore)
+		treetest.AssertSame(t, n.machines, machinesBefore)
+		treetest.AssertSame(t, n.state, stateBefore)
 		// The key is back with the accepted spec: nothing to do.
 		n.put(t, acceptedV3)
 	})
@@ -235,7 +236,7 @@ func TestManagerEndToEnd(t *testing.T) {
 		if !slices.Equal(left, []string{"handmade"}) {
 			t.Errorf("machines dir after the empty spec holds %v, want only the hand-made machine", left)
 		}
-		assertSameTree(t, handmade, handmadeTree)
+		treetest.AssertSame(t, handmade, handmadeTree)
 		n.waitRunning(t, "handmade", "0.1.0", "running")
 		assertNoTemporaries(t, n.machines, records)
 	})
@@ -279,7 +280,7 @@ func TestManagerEndToEnd(t *testing.T) {
 	})
 
 	step("restart reinstalls nothing", func(t *testing.T) {
-		hits, tree := n.files.requests(), snapshotTree(t, n.machines)
+		hits, tree := n.files.requests(), treetest.Snapshot(t, n.machines)
 		n.stop()
 		if got := n.host.States(); len(got) != 0 {
 			t.Errorf("stopped host still reports %v", names(got))
@@ -297,7 +298,7 @@ func TestManagerEndToEnd(t *testing.T) {
 		if diff := cmp.Diff(hits, n.files.requests()); diff != "" {
 			t.Errorf("downloads after restart (-before +after):\n%s", diff)
 		}
-		assertSameTree(t, n.machines, tree)
+		treetest.AssertSame(t, n.machines, tree)
 	})
 
 	n.stop()

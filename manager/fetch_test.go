@@ -175,8 +175,7 @@ func TestFetcherRedirects(t *testing.T) {
 		w.Write(payload)
 	}))
 	t.Cleanup(other.Close)
-	var origin *httptest.Server
-	origin = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	origin := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		record(&originSeen, r)
 		switch r.URL.Path {
 		case "/same":

@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
-	"io/fs"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -20,8 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
+	"github.com/mms-io/mms/internal/treetest"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 
@@ -192,60 +189,15 @@ func (env *testEnv) reopen(t testing.TB) *Installer {
 	return inst
 }
 
-// snapshot describes every file and directory under dir (dot-names
-// included): path → type, mode and sha256 of the content.
-func snapshot(t testing.TB, dir string) map[string]string {
-	t.Helper()
-	out := make(map[string]string)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		desc := fi.Mode().String()
-		if fi.Mode().IsRegular() {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			h := sha256.New()
-			_, err = io.Copy(h, f)
-			f.Close()
-			if err != nil {
-				return err
-			}
-			desc += " " + hex.EncodeToString(h.Sum(nil))
-		}
-		out[filepath.ToSlash(rel)] = desc
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("snapshot %s: %v", dir, err)
-	}
-	return out
-}
-
-// treeHash is one hash over snapshot(dir).
+// treeHash is one hash over treetest.Snapshot(dir).
 func treeHash(t testing.TB, dir string) string {
 	t.Helper()
-	snap := snapshot(t, dir)
+	snap := treetest.Snapshot(t, dir)
 	h := sha256.New()
 	for _, k := range slices.Sorted(maps.Keys(snap)) {
 		fmt.Fprintf(h, "%s\x00%s\x00", k, snap[k])
 	}
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-// assertUnchanged fails if dir differs from before.
-func assertUnchanged(t testing.TB, dir string, before map[string]string) {
-	t.Helper()
-	if diff := cmp.Diff(before, snapshot(t, dir)); diff != "" {
-		t.Errorf("%s changed (-before +after):\n%s", dir, diff)
-	}
 }
 
 // assertNoLeftovers fails if M holds a stage or trash directory, or the

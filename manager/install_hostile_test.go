@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/mms-io/mms/internal/treetest"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -205,7 +206,7 @@ func TestInstallRejectsHostileArchives(t *testing.T) {
 			if _, err := env.inst.Install(t.Context(), v1.entry(srv.URL+"/v1"), 1); err != nil {
 				t.Fatalf("Install(v1) = %v", err)
 			}
-			machines, state := snapshot(t, env.machines), snapshot(t, env.state)
+			machines, state := treetest.Snapshot(t, env.machines), treetest.Snapshot(t, env.state)
 
 			out, err := env.inst.Install(t.Context(), entry, 2)
 			want := `install "web": extract archive "web": ` + tt.wantErr
@@ -215,10 +216,10 @@ func TestInstallRejectsHostileArchives(t *testing.T) {
 			if !errors.Is(err, tt.kind) {
 				t.Errorf("Install(%s) error does not match %v", tt.name, tt.kind)
 			}
-			if diff := cmp.Diff(machines, snapshot(t, env.machines)); diff != "" {
+			if diff := cmp.Diff(machines, treetest.Snapshot(t, env.machines)); diff != "" {
 				t.Errorf("machines directory changed (-before +after):\n%s", diff)
 			}
-			if diff := cmp.Diff(state, snapshot(t, env.state)); diff != "" {
+			if diff := cmp.Diff(state, treetest.Snapshot(t, env.state)); diff != "" {
 				t.Errorf("state directory changed (-before +after):\n%s", diff)
 			}
 			assertNoLeftovers(t, env)

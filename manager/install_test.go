@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/internal/treetest"
 	"github.com/mms-io/mms/spec"
 )
 
@@ -100,7 +101,7 @@ func TestInstallLifecycle(t *testing.T) {
 	if err := env.inst.Purge(ctx, "web"); err != nil {
 		t.Fatalf("Purge(web) = %v", err)
 	}
-	if snap := snapshot(t, env.machines); len(snap) != 1 {
+	if snap := treetest.Snapshot(t, env.machines); len(snap) != 1 {
 		t.Errorf("machines dir after purge = %v, want empty", snap)
 	}
 	if recs, _ := env.inst.Installed(); len(recs) != 0 {
@@ -119,12 +120,12 @@ func TestInstallRefusals(t *testing.T) {
 	foreign := filepath.Join(env.machines, "hand")
 	writeTestFile(t, filepath.Join(foreign, "machine.yaml"), testMachineYAML("hand", "1"))
 	a := buildArchive(t, "hand", "2", nil)
-	before := snapshot(t, env.machines)
+	before := treetest.Snapshot(t, env.machines)
 	_, err := env.inst.Install(ctx, a.entry(srv.put("/hand.tgz", a.data)), 1)
 	if err == nil || !strings.Contains(err.Error(), "was not installed by this agent") {
 		t.Errorf("Install over a foreign dir = %v, want refusal", err)
 	}
-	assertUnchanged(t, env.machines, before)
+	treetest.AssertSame(t, env.machines, before)
 	if srv.requests.Load() != 0 {
 		t.Errorf("Install over a foreign dir downloaded %d times", srv.requests.Load())
 	}
@@ -141,7 +142,7 @@ func TestInstallRefusals(t *testing.T) {
 			if err := tt.call(); !errors.Is(err, ErrNotInstalled) {
 				t.Errorf("%s(hand) = %v, want ErrNotInstalled", tt.name, err)
 			}
-			assertUnchanged(t, env.machines, before)
+			treetest.AssertSame(t, env.machines, before)
 		})
 	}
 }
@@ -161,7 +162,7 @@ func TestInstallRepairsTamperedTree(t *testing.T) {
 			t.Fatalf("Install = %q, %v, want %q", out, err, e.out)
 		}
 	}
-	good := snapshot(t, env.machines)
+	good := treetest.Snapshot(t, env.machines)
 	writeTestFile(t, filepath.Join(env.machines, "web", "a"), "evil")
 
 	out, err := env.inst.Install(ctx, e2, 1)
@@ -169,7 +170,7 @@ func TestInstallRepairsTamperedTree(t *testing.T) {
 		t.Fatalf("Install(v2) over a tampered v2 = %q, %v, want %q", out, err, Updated)
 	}
 	// The repaired tree is v2 again and .prev still holds v1, not the tampered copy.
-	assertUnchanged(t, env.machines, good)
+	treetest.AssertSame(t, env.machines, good)
 	if rec, _ := env.inst.Installed(); rec["web"].Previous == nil || rec["web"].Previous.Checksum != v1.info.Checksum {
 		t.Errorf("previous after repair = %+v, want v1", rec["web"].Previous)
 	}
@@ -228,11 +229,11 @@ func TestInstallGateOnlyForDownloads(t *testing.T) {
 	b := buildArchive(t, "web", "2", nil)
 	e = b.entry(srv.put("/w2", b.data))
 	e.Governor = "slow"
-	before := snapshot(t, env.machines)
+	before := treetest.Snapshot(t, env.machines)
 	if _, err := env.inst.Install(t.Context(), e, 2); err == nil || !strings.Contains(err.Error(), `enter governor "slow": governor full`) {
 		t.Errorf("Install with a full governor = %v", err)
 	}
-	assertUnchanged(t, env.machines, before)
+	treetest.AssertSame(t, env.machines, before)
 	assertNoLeftovers(t, env)
 }
 
@@ -273,13 +274,13 @@ func TestInstallUndoesFailedSwap(t *testing.T) {
 				t.Fatal(err)
 			}
 			writeTestFile(t, filepath.Join(env.machines, ".prev-web"), "in the way")
-			before := snapshot(t, env.machines)
+			before := treetest.Snapshot(t, env.machines)
 			recsBefore, _ := env.inst.Installed()
 			_, err := env.inst.Install(t.Context(), v2.entry(srv.put("/2", v2.data)), 2)
 			if err == nil || !strings.Contains(err.Error(), ".prev-web is not a directory") {
 				t.Fatalf("Install with .prev-web in the way = %v", err)
 			}
-			assertUnchanged(t, env.machines, before)
+			treetest.AssertSame(t, env.machines, before)
 			assertNoLeftovers(t, env)
 			if recsAfter, _ := env.inst.Installed(); !cmp.Equal(recsBefore, recsAfter) {
 				t.Errorf("records changed: %v → %v", recsBefore, recsAfter)
@@ -298,11 +299,11 @@ func TestRollbackRefusesTamperedPrevious(t *testing.T) {
 		}
 	}
 	writeTestFile(t, filepath.Join(env.machines, ".prev-web", "a"), "evil")
-	before := snapshot(t, env.machines)
+	before := treetest.Snapshot(t, env.machines)
 	err := env.inst.Rollback(t.Context(), "web")
 	if err == nil || !strings.Contains(err.Error(), "previous version no longer verifies") {
 		t.Fatalf("Rollback to a tampered previous version = %v", err)
 	}
-	assertUnchanged(t, env.machines, before)
+	treetest.AssertSame(t, env.machines, before)
 	assertNoLeftovers(t, env)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/internal/treetest"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -194,7 +195,7 @@ func runThreat(t *testing.T, tt threatCase) {
 	if _, err := env.inst.Install(ctx, v1.entry(srv.URL+"/v1"), 1); err != nil {
 		t.Fatalf("Install(v1) = %v", err)
 	}
-	before := snapshot(t, env.machines)
+	before := treetest.Snapshot(t, env.machines)
 	recsBefore, _ := env.inst.Installed()
 
 	e := tt.entry(t, srv.URL)
@@ -213,7 +214,7 @@ func runThreat(t *testing.T, tt threatCase) {
 	if got := badRequests.Load(); got != tt.wantRequests {
 		t.Errorf("Install(%s) made %d requests, want %d", tt.name, got, tt.wantRequests)
 	}
-	assertUnchanged(t, env.machines, before)
+	treetest.AssertSame(t, env.machines, before)
 	assertNoLeftovers(t, env)
 	recsAfter, _ := env.inst.Installed()
 	if diff := cmp.Diff(recsBefore, recsAfter); diff != "" {
@@ -269,7 +270,7 @@ func TestCredentialsNotLeakedByRedirect(t *testing.T) {
 			env := newTestEnv(t, secure.Server, FetchConfig{AllowHTTP: allowHTTP})
 			e := v2.entry(secure.URL + "/web.tgz")
 			e.Username, e.Password = "fetcher", "s3cret-pw"
-			before := snapshot(t, env.machines)
+			before := treetest.Snapshot(t, env.machines)
 			_, err := env.inst.Install(t.Context(), e, 1)
 			want := fmt.Sprintf("refusing redirect to %s/web.tgz?…", plain.URL)
 			if err == nil || !strings.Contains(err.Error(), want) {
@@ -283,7 +284,7 @@ func TestCredentialsNotLeakedByRedirect(t *testing.T) {
 					t.Errorf("error or logs contain %q:\n%v\n%s", leak, err, env.logs)
 				}
 			}
-			assertUnchanged(t, env.machines, before)
+			treetest.AssertSame(t, env.machines, before)
 			assertNoLeftovers(t, env)
 		})
 	}

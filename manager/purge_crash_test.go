@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/mms-io/mms/internal/treetest"
 )
 
 // TestCrashDuringPurge stops a purge at each point a crash can hit it
@@ -33,7 +35,7 @@ func TestCrashDuringPurge(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			dbTree := snapshot(t, filepath.Join(env.machines, "db"))
+			dbTree := treetest.Snapshot(t, filepath.Join(env.machines, "db"))
 			// The purge's first steps, as Purge does them, then the crash.
 			for i, name := range tt.moved {
 				trash := filepath.Join(env.machines, trashPrefix+"web-"+string(rune('a'+i)))
@@ -74,7 +76,7 @@ func TestCrashDuringPurge(t *testing.T) {
 			if err := inst.Verify(ctx, "db", true); err != nil {
 				t.Errorf("Verify(db) = %v", err)
 			}
-			assertUnchanged(t, filepath.Join(env.machines, "db"), dbTree)
+			treetest.AssertSame(t, filepath.Join(env.machines, "db"), dbTree)
 			assertNoLeftovers(t, env)
 		})
 	}

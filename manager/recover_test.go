@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mms-io/mms/internal/treetest"
 	"github.com/mms-io/mms/packer"
 )
 
@@ -248,7 +249,7 @@ func TestRecoverUndoesBrokenSwaps(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			before := snapshot(t, env.machines)
+			before := treetest.Snapshot(t, env.machines)
 			recsBefore, _ := env.inst.Installed()
 			hit := false
 			env.inst.crashAt = crashHook(tt.step, &hit)
@@ -261,7 +262,7 @@ func TestRecoverUndoesBrokenSwaps(t *testing.T) {
 				t.Fatalf("Recover() = %v", err)
 			}
 			// Back to exactly v2 live with v1 kept, and the old record.
-			assertUnchanged(t, env.machines, before)
+			treetest.AssertSame(t, env.machines, before)
 			assertNoLeftovers(t, env)
 			recsAfter, _ := inst.Installed()
 			if recsAfter["web"].Checksum != recsBefore["web"].Checksum || recsAfter["web"].Previous == nil ||

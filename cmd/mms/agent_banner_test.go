@@ -43,19 +43,6 @@ func runLine(t *testing.T, line, stdin string) result {
 	return mms(t, stdin, words[1:]...)
 }
 
-// flagValue returns the word after flag in line.
-func flagValue(t *testing.T, line, flag string) string {
-	t.Helper()
-	words := strings.Fields(line)
-	for i, w := range words[:len(words)-1] {
-		if w == flag {
-			return words[i+1]
-		}
-	}
-	t.Fatalf("command %q has no %s", line, flag)
-	return ""
-}
-
 // TestAgentBannerCommandsWork pastes what the agent's banner says to run
 // next: archive a machine directory into NATS (DIR replaced by the
 // directory), list the printed entry in machines.json, then the pack | put

@@ -99,13 +99,12 @@ func TestValidate(t *testing.T) {
 
 // fakeInstaller is an in-memory manager.MachineInstaller for one archive.
 type fakeInstaller struct {
-	mu        sync.Mutex
-	records   map[string]manager.Record
-	got       []spec.Machine
-	installed manager.Outcome // what Install returns next, if set
-	err       error
-	tampered  error
-	recovers  int
+	mu       sync.Mutex
+	records  map[string]manager.Record
+	got      []spec.Machine
+	err      error
+	tampered error
+	recovers int
 }
 
 func (f *fakeInstaller) Install(_ context.Context, m spec.Machine, _ uint64) (manager.Outcome, error) {

@@ -3,11 +3,8 @@ package archivewatcher_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +23,7 @@ import (
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/internal/treetest"
 	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/packer"
 	archivewatcher "github.com/mms-io/mms/watchers/archive"
@@ -188,7 +186,7 @@ func TestArchiveWatcherEndToEnd(t *testing.T) {
 	})
 
 	t.Run("tampered archive changes nothing", func(t *testing.T) {
-		before := snapshot(t, target)
+		before := treetest.Snapshot(t, target)
 		// The server (a mirror, a proxy) serves other bytes than the
 		// version the machine pins: a valid archive, but not that one.
 		writeDeployer(t, serve("/payload-2.tar.gz", evil.data), v2.info)
@@ -202,7 +200,7 @@ func TestArchiveWatcherEndToEnd(t *testing.T) {
 		if entries, err := os.ReadDir(target); err != nil || len(entries) != 2 {
 			t.Errorf("target holds %v (%v), want only payload and the watcher's state dir, no stage left", entries, err)
 		}
-		if diff := cmp.Diff(before, snapshot(t, target)); diff != "" {
+		if diff := cmp.Diff(before, treetest.Snapshot(t, target)); diff != "" {
 			t.Errorf("target changed (-before +after):\n%s", diff)
 		}
 	})
@@ -291,36 +289,4 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// snapshot describes every file and directory under dir: path → mode and
-// the sha256 of file contents.
-func snapshot(t *testing.T, dir string) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		desc := fi.Mode().String()
-		if fi.Mode().IsRegular() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			sum := sha256.Sum256(b)
-			desc += " " + hex.EncodeToString(sum[:])
-		}
-		out[rel] = desc
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
