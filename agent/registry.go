@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Node is what a compiled-in machine may know about the node that runs it:
@@ -34,6 +35,9 @@ type Node struct {
 	InsecureUnsigned bool
 	// Bucket and Key name the KV entry holding the signed spec.
 	Bucket, Key string
+	// VerifyInterval is how often the manager re-hashes installed machines
+	// in full against their SHA256SUMS; zero means its default.
+	VerifyInterval time.Duration
 }
 
 // MachineFactory builds a compiled-in machine for a node. It must be pure:

@@ -7,6 +7,7 @@ import (
 
 	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/manager"
+	machineswatcher "github.com/mms-io/mms/watchers/machines"
 )
 
 func (a *app) newAgentCmd() *cobra.Command {
@@ -83,6 +84,7 @@ embedded server's store in <state>/nats.`,
 	f.StringVar(&o.bucket, "bucket", "MACHINES", "KV bucket holding the signed spec")
 	f.StringVar(&o.key, "key", "machines", "key of the signed spec in --bucket")
 	f.BoolVar(&o.allowLegacy, "allow-legacy-spec", false, "accept v1 (Choria) spec envelopes, which have no serial or expiry")
+	f.DurationVar(&o.verifyInterval, "verify-interval", machineswatcher.DefaultVerifyInterval, "re-hash installed machines in full against their SHA256SUMS this often (tampered ones are reinstalled)")
 	f.BoolVar(&o.allowHTTP, "allow-http", false, "allow http:// archive sources (integrity still comes from the checksums)")
 	f.BoolVar(&o.insecure, "insecure-unsigned", false, "run specs without checking any signature (unsafe: anyone who can write the bucket controls this node)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:4222", "embedded NATS server address `HOST:PORT` (port 0: any free port)")

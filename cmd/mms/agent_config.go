@@ -16,6 +16,7 @@ import (
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/packer"
+	machineswatcher "github.com/mms-io/mms/watchers/machines"
 )
 
 // agentOptions are the flags of `mms agent`.
@@ -33,6 +34,7 @@ type agentOptions struct {
 	key             string
 	allowLegacy     bool
 	allowHTTP       bool
+	verifyInterval  time.Duration
 	insecure        bool
 	listen          string
 	statusInterval  time.Duration
@@ -109,6 +111,9 @@ func (o *agentOptions) resolve(a *app, defaultKeys []string) (agentConfig, error
 	if o.statusInterval < minHeartbeat {
 		errs = append(errs, fmt.Errorf("--status-interval %v: want at least %v", o.statusInterval, minHeartbeat))
 	}
+	if o.verifyInterval < machineswatcher.MinVerifyInterval {
+		errs = append(errs, fmt.Errorf("--verify-interval %v: want at least %v (every check also re-hashes files whose size, time or inode changed)", o.verifyInterval, machineswatcher.MinVerifyInterval))
+	}
 	if o.nats.timeout <= 0 {
 		errs = append(errs, fmt.Errorf("--timeout %v: want a positive duration", o.nats.timeout))
 	}
@@ -150,6 +155,7 @@ func (o *agentOptions) resolve(a *app, defaultKeys []string) (agentConfig, error
 		InsecureUnsigned: o.insecure,
 		Bucket:           o.bucket,
 		Key:              o.key,
+		VerifyInterval:   o.verifyInterval,
 	}
 	return cfg, nil
 }

@@ -43,8 +43,8 @@ watchers:
     state_match: [waiting]
     success_transition: greeted
     properties:
-      message: "keys=%d threshold=%d spec=%s/%s insecure=%v identity=%s"
-`, testMachine, len(n.TrustedKeys), n.Threshold, n.Bucket, n.Key, n.InsecureUnsigned, n.Identity))
+      message: "keys=%d threshold=%d spec=%s/%s insecure=%v identity=%s verify=%v"
+`, testMachine, len(n.TrustedKeys), n.Threshold, n.Bucket, n.Key, n.InsecureUnsigned, n.Identity, n.VerifyInterval))
 	})
 }
 
@@ -116,6 +116,7 @@ func TestAgentRefusesBadTrust(t *testing.T) {
 		{"key file given as a key", []string{"--public-key", pub}, []string{"--public-key #1", "use --trusted-keys FILE"}},
 		{"bad line in the key file", []string{"--trusted-keys", badFile}, []string{"--trusted-keys: " + badFile + ":4:"}},
 		{"threshold above the keys", []string{"--public-key", pubHex, "--public-key", pubHex, "--threshold", "2"}, []string{"--threshold 2: only 1 distinct trusted key given"}},
+		{"verify interval too short", []string{"--public-key", pubHex, "--verify-interval", "5s"}, []string{"--verify-interval 5s: want at least 1m0s"}},
 		{"zero threshold", []string{"--public-key", pubHex, "--threshold", "0"}, []string{"--threshold 0"}},
 		{"insecure with keys", []string{"--public-key", pubHex, "--insecure-unsigned"}, []string{"--insecure-unsigned with trusted keys"}},
 		{"every problem at once", []string{"--public-key", "abc", "--listen", "nope", "--bucket", "a.b", "--status-interval", "1ms", "--log-level", "loud"},
@@ -172,7 +173,7 @@ func TestAgentEmbedded(t *testing.T) {
 	state := filepath.Join(dir, "state")
 	const identity = "node one"
 	_, errOut, stop := runUntil(t, "agent", "--public-key", strings.TrimSpace(readFile(t, pub)), "--state-dir", state,
-		"--listen", "127.0.0.1:0", "--identity", identity, "--status-interval", "200ms")
+		"--listen", "127.0.0.1:0", "--identity", identity, "--status-interval", "200ms", "--verify-interval", "10m")
 	url := agentURL(t, errOut)
 	waitFor(t, errOut, "mms pack machines.json --key-file ops.key | mms put --server "+url)
 
@@ -220,7 +221,7 @@ func TestAgentEmbedded(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if want := "keys=1 threshold=1 spec=MACHINES/machines insecure=false identity=node one"; !bytes.Contains(msg.Data, []byte(want)) {
+		if want := "keys=1 threshold=1 spec=MACHINES/machines insecure=false identity=node one verify=10m0s"; !bytes.Contains(msg.Data, []byte(want)) {
 			return fmt.Errorf("event %s lacks %q", msg.Data, want)
 		}
 		return nil

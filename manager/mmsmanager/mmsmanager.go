@@ -15,6 +15,7 @@ import (
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/watchers"
 )
 
 // The compiled-in manager machine.
@@ -61,6 +62,8 @@ type machinesProperties struct {
 	InsecureUnsigned bool     `json:"insecure_unsigned,omitempty"`
 	StateDir         string   `json:"state_dir,omitempty"`
 	MachinesDir      string   `json:"machines_dir,omitempty"`
+	// VerifyInterval is omitted when zero (the watcher's default).
+	VerifyInterval watchers.Duration `json:"verify_interval,omitzero"`
 }
 
 // MachineDefinition builds the manager machine for a node: the embedded
@@ -111,6 +114,7 @@ func MachineDefinition(node agent.Node) (*agent.Definition, error) {
 			InsecureUnsigned: node.InsecureUnsigned,
 			StateDir:         state,
 			MachinesDir:      node.MachinesDir,
+			VerifyInterval:   watchers.Duration(node.VerifyInterval),
 		},
 	}
 	for i := range def.Watchers {

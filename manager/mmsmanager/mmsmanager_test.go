@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -41,7 +42,7 @@ func TestMachineDefinition(t *testing.T) {
 	node := agent.Node{
 		Identity: "node1", MachinesDir: "/etc/mms/machines", DataDir: "/var/lib/mms/data", StateDir: "/var/lib/mms/state",
 		TrustedKeys: []string{keyA, keyB}, Threshold: 2, AllowLegacySpec: true, AllowHTTP: true,
-		Bucket: "FLEET", Key: "prod",
+		Bucket: "FLEET", Key: "prod", VerifyInterval: 10 * time.Minute,
 	}
 	def, err := mmsmanager.MachineDefinition(node)
 	if err != nil {
@@ -69,6 +70,7 @@ func TestMachineDefinition(t *testing.T) {
 	wantMachines := map[string]any{
 		"data_item": mmsmanager.DataItem, "purge_unknown": true, "public_keys": []any{keyA, keyB}, "threshold": 2.0,
 		"allow_legacy_spec": true, "allow_http": true, "state_dir": "/var/lib/mms/state/mms_manager", "machines_dir": "/etc/mms/machines",
+		"verify_interval": "10m0s",
 	}
 	if diff := cmp.Diff(wantMachines, properties(t, def, "machines")); diff != "" {
 		t.Errorf("machines properties (-want +got):\n%s", diff)
