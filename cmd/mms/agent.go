@@ -42,7 +42,7 @@ installed machines run meanwhile.
 Status: the agent keeps a status document in the MACHINES_STATUS KV bucket
 under a key derived from --identity (the identity itself when it is a valid
 key): its spec serial, machines and their states, NATS health and last
-error. It is rewritten on change (at most once a second) and every
+error. It is rewritten on change (at most 4 times a second) and every
 --status-interval. Read them all with 'mms status'.
 
 Directories (created 0700 when missing): the state directory is /var/lib/mms

@@ -112,7 +112,7 @@ func putRound(b *testing.B, a *benchAgent, serial uint64) (toEvent, toStatus tim
 //     machine it names (serials alternate the machine between two
 //     versions, so every put installs something);
 //   - status: the agent's status document showing that serial (the writer
-//     rewrites the document at most once a second, so this includes that
+//     rewrites the document at most every fleetstatus.DefaultMinInterval, so this includes that
 //     pacing).
 //
 // "quiet" starts a fresh agent (embedded server, empty state) for every

@@ -22,7 +22,7 @@ const (
 	DefaultHeartbeat = 30 * time.Second
 	// DefaultMinInterval is the shortest time between two writes: changes
 	// that come faster are coalesced into one write.
-	DefaultMinInterval = time.Second
+	DefaultMinInterval = 250 * time.Millisecond
 	// DefaultRetryInterval is the wait after a failed or skipped write
 	// (NATS down, bucket missing) before the next attempt.
 	DefaultRetryInterval = 5 * time.Second
