@@ -103,7 +103,13 @@ func (w *Watcher) evaluate(o observation) (watchers.Result, error) {
 		if o.cond == prev {
 			return w.result(watchers.Unchanged, state, o), nil
 		}
-		w.log.Warn("kv key unavailable; keeping the stored data", "state", state, "reason", o.reason, "data_key", w.dataKey)
+		if _, had := w.data.Get(w.dataKey); !had && o.cond == condMissing {
+			// Nothing was ever stored: a fresh node waiting for its
+			// first value, not a lost one.
+			w.log.Info("kv key has no value yet; waiting for one", "bucket", w.Bucket, "key", w.Key, "data_key", w.dataKey)
+		} else {
+			w.log.Warn("kv key unavailable; keeping the stored data", "state", state, "reason", o.reason, "data_key", w.dataKey)
+		}
 		return w.result(watchers.Report, state, o), nil
 	}
 

@@ -3,12 +3,14 @@ package kvwatcher
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/watchers"
+	"github.com/mms-io/mms/watchers/watchertest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -265,5 +267,33 @@ func TestWatchStreamErrorReportedOnce(t *testing.T) {
 	}
 	if r := st.check(); r.err != nil || r.outcome != watchers.Unchanged {
 		t.Errorf("next Check() = %v, want unchanged (the error is reported once)", r)
+	}
+}
+
+// TestMissingKeyLogLevels checks that a fresh node waiting for its first
+// value logs it as information, and that losing a value it had is a
+// warning.
+func TestMissingKeyLogLevels(t *testing.T) {
+	env := newEnv(t)
+	kv := env.bucket(t, "MACHINES")
+	var logs watchertest.LogBuffer
+	d := watchertest.Deps(t)
+	d.Conn = env.nc
+	d.Log = logs.Logger(slog.LevelInfo)
+	w := watchertest.BuildWith(t, d, "kv", `{"bucket":"MACHINES","key":"spec"}`).(*Watcher)
+	st := step(t, w)
+
+	st.until("the missing key", inState(watchers.Report, StateMissing))
+	if got := logs.String(); !strings.Contains(got, `level=INFO msg="kv key has no value yet; waiting for one"`) || strings.Contains(got, "level=WARN") {
+		t.Errorf("log for a key that never had a value:\n%s\nwant one INFO line, no warning", got)
+	}
+	rev := put(t, kv, "spec", "hello")
+	st.until("the value", changedAt(rev))
+	if err := kv.Delete(t.Context(), "spec"); err != nil {
+		t.Fatal(err)
+	}
+	st.until("the delete", inState(watchers.Report, StateDeleted))
+	if got := logs.String(); !strings.Contains(got, `level=WARN msg="kv key unavailable; keeping the stored data" state=deleted`) {
+		t.Errorf("log after the key was deleted:\n%s\nwant a warning", got)
 	}
 }
