@@ -79,15 +79,22 @@ const archiveCopyBufSize = 256 << 10
 // <Name>/machine.yaml must exist. Then the tree is flushed to stable storage
 // unless opts.NoSync is set.
 //
+// When extraction fails part-way, the rest of r is read through the hash
+// (within Limits.MaxArchiveSize): if the archive's sha256 does not match
+// want.Checksum either, the error is that [ErrChecksumMismatch], naming
+// the extraction failure as detail, because a wrong or corrupted download
+// is the cause and the archive's content is not what the operator pinned.
+//
 // On any error the content of stage is removed; stage itself, which the
 // caller owns, stays. Nothing outside stage is ever written.
 //
 // Inflating runs in a second goroutine, ahead of the file system work, so
 // one extraction uses up to two CPUs. r is read to the end of the gzip
-// stream plus one byte (or to the first error), never after ExtractArchive
-// returns, and is not closed. Cancelling ctx stops the extraction at the
-// next read or entry; a Read blocked in r is only interrupted if r itself
-// honours ctx (an HTTP response body of a request made with ctx does).
+// stream plus one byte (or to the first error, then on to its end to check
+// the hash, as above), never after ExtractArchive returns, and is not
+// closed. Cancelling ctx stops the extraction at the next read or entry; a
+// Read blocked in r is only interrupted if r itself honours ctx (an HTTP
+// response body of a request made with ctx does).
 func ExtractArchive(ctx context.Context, r io.Reader, stage string, want Expect, opts ExtractOptions) (*Extracted, error) {
 	want, err := want.normalized()
 	if err != nil {
@@ -171,7 +178,7 @@ func (x *archiveExtraction) run(ctx context.Context, r io.Reader) (*Extracted, e
 		if errors.Is(err, errArchiveCanceled) || errors.Is(err, ctx.Err()) {
 			return nil, context.Cause(ctx)
 		}
-		return nil, err
+		return nil, x.blame(stream, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, context.Cause(ctx)
@@ -188,6 +195,23 @@ func (x *archiveExtraction) run(ctx context.Context, r io.Reader) (*Extracted, e
 		return nil, err
 	}
 	return &Extracted{Sums: sums, Files: len(sums), Size: x.total, ArchiveSize: stream.hr.n}, nil
+}
+
+// blame returns the error to report for an extraction that failed with
+// err. When the archive's sha256 does not match either, the mismatch is the
+// root cause (a wrong, truncated or corrupted download, not a bad archive
+// from the operator), so it is what the error says, with err as detail.
+// The rest of the archive is read through the hash to tell, within the
+// archive size cap; if that read fails, err stands.
+func (x *archiveExtraction) blame(s *archiveStream, err error) error {
+	if _, derr := io.Copy(io.Discard, s.hr); derr != nil {
+		return err
+	}
+	got := hex.EncodeToString(s.hr.h.Sum(nil))
+	if got == x.want.Checksum {
+		return err
+	}
+	return archiveErrorf(ErrChecksumMismatch, "sha256 mismatch: got %s, want %s (extracting it failed too: %v)", got, x.want.Checksum, err)
 }
 
 // untar extracts every entry of the decompressed tar stream and checks

@@ -2,6 +2,7 @@ package packer
 
 import (
 	"archive/tar"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -161,6 +163,9 @@ func TestExtractArchiveThreats(t *testing.T) {
 		{name: "wrong archive sha256", entries: machineTar(testMachineFiles),
 			mutate:  func(e *Expect) { e.Checksum = hexSum("another archive") },
 			wantErr: "sha256 mismatch: got {sum}, want " + hexSum("another archive"), kind: ErrChecksumMismatch},
+		{name: "wrong archive that also fails to extract: the checksum is the cause", entries: withBase(regEntry("x/a", "evil")),
+			mutate:  func(e *Expect) { e.Checksum = hexSum("another archive") },
+			wantErr: "sha256 mismatch: got {sum}, want " + hexSum("another archive") + ` (extracting it failed too: unsafe entry "x/a": outside the top-level directory "m")`, kind: ErrChecksumMismatch},
 		{name: "wrong SHA256SUMS sha256", entries: machineTar(testMachineFiles),
 			mutate:  func(e *Expect) { e.VerifyChecksum = hexSum("another sums") },
 			wantErr: "SHA256SUMS sha256 mismatch: got {sums}, want " + hexSum("another sums"), kind: ErrChecksumMismatch},
@@ -271,4 +276,24 @@ func gzipReader(t *testing.T, data []byte) io.Reader {
 		t.Fatal(err)
 	}
 	return zr
+}
+
+// TestExtractArchiveCorruptDownload flips bytes in the middle of a good
+// archive, as a broken mirror or a truncated-then-resumed download would:
+// the error is the checksum mismatch (the cause), not the gzip or tar error
+// extraction hit first, and the stage stays empty.
+func TestExtractArchiveCorruptDownload(t *testing.T) {
+	entries := machineTar(testMachineFiles)
+	data := tgz(t, entries...)
+	want := expectFor(data, entries)
+	bad := slices.Clone(data)
+	for i := len(bad) / 2; i < len(bad)/2+16 && i < len(bad); i++ {
+		bad[i] ^= 0xff
+	}
+	sb := newSandbox(t)
+	_, err := ExtractArchive(t.Context(), bytes.NewReader(bad), sb.stage, want, ExtractOptions{NoSync: true})
+	if !errors.Is(err, ErrChecksumMismatch) || !strings.Contains(err.Error(), "sha256 mismatch: got ") || !strings.Contains(err.Error(), "want "+want.Checksum) {
+		t.Fatalf("ExtractArchive(corrupted) error = %v, want a sha256 mismatch against %s", err, want.Checksum)
+	}
+	sb.check(t, true)
 }
