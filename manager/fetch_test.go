@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -33,9 +34,9 @@ func fetchAll(t *testing.T, f *Fetcher, m spec.Machine) ([]byte, error) {
 	return io.ReadAll(rc)
 }
 
-func newTestFetcher(t *testing.T, cfg FetchConfig) (*Fetcher, *syncBuffer) {
+func newTestFetcher(t *testing.T, cfg FetchConfig) (*Fetcher, *syncbuf.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	cfg.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if cfg.Backoff == 0 {
 		cfg.Backoff = time.Millisecond

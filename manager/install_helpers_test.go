@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/internal/treetest"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
@@ -146,7 +147,7 @@ type testEnv struct {
 	inst     *Installer
 	machines string
 	state    string
-	logs     *syncBuffer
+	logs     *syncbuf.Buffer
 }
 
 // newTestEnv returns an installer whose fetcher uses cfg (the TLS client
@@ -154,7 +155,7 @@ type testEnv struct {
 func newTestEnv(t testing.TB, srv *httptest.Server, cfg FetchConfig) *testEnv {
 	t.Helper()
 	root := t.TempDir()
-	env := &testEnv{machines: filepath.Join(root, "machines"), state: filepath.Join(root, "state"), logs: &syncBuffer{}}
+	env := &testEnv{machines: filepath.Join(root, "machines"), state: filepath.Join(root, "state"), logs: &syncbuf.Buffer{}}
 	log := slog.New(slog.NewTextHandler(env.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if srv != nil && cfg.Client == nil {
 		cfg.Client = srv.Client()
@@ -221,22 +222,4 @@ func assertNoLeftovers(t testing.TB, env *testEnv) {
 			}
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers (log output).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

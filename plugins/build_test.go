@@ -1,7 +1,6 @@
 package plugins_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,12 +10,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/plugins"
 )
@@ -150,7 +149,7 @@ func checkAgentTrustsCompiledKey(t *testing.T, mms, pubHex string) {
 	}
 	keyID := packer.KeyID(pub)
 	cmd := exec.CommandContext(t.Context(), mms, "agent", "--listen", "127.0.0.1:0", "--state-dir", filepath.Join(t.TempDir(), "state"), "--identity", "built")
-	stderr := &lockedBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start mms agent: %v", err)
@@ -180,24 +179,6 @@ func checkAgentTrustsCompiledKey(t *testing.T, mms, pubHex string) {
 	if err := <-exited; err != nil {
 		t.Errorf("mms agent after SIGTERM: %v, want exit 0; stderr:\n%s", err, stderr)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer a process writes to while the test reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestExampleModule vets and tests the example plugin module in

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/packer"
 )
@@ -22,7 +23,7 @@ var bannerCommand = regexp.MustCompile(`(?m)\bmms (?:archive|pack|events|status)
 
 // bannerCommands waits for the agent's banner and returns its commands by
 // their first word after mms.
-func bannerCommands(t *testing.T, errOut *syncBuffer) map[string]string {
+func bannerCommands(t *testing.T, errOut *syncbuf.Buffer) map[string]string {
 	t.Helper()
 	waitFor(t, errOut, "then follow it:", "mms status ")
 	cmds := map[string]string{}
@@ -95,7 +96,7 @@ func TestAgentBannerCommandsWork(t *testing.T) {
 
 // followBanner runs the commands of the banner in errOut, from dir, and
 // checks that the node identity runs the machine they publish.
-func followBanner(t *testing.T, dir, identity string, errOut *syncBuffer) {
+func followBanner(t *testing.T, dir, identity string, errOut *syncbuf.Buffer) {
 	t.Helper()
 	cmds := bannerCommands(t, errOut)
 	for _, want := range []string{"archive", "pack", "events", "status"} {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/fleetstatus"
+	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/spec"
 )
 
@@ -44,7 +45,7 @@ func startBenchAgent(b *testing.B, pub, state, identity string) *benchAgent {
 	b.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	banner := &bannerWatch{ready: make(chan struct{})}
-	errOut := &syncBuffer{}
+	errOut := &syncbuf.Buffer{}
 	done := make(chan int, 1)
 	args := []string{"agent", "--public-key", pub, "--state-dir", state, "--listen", "127.0.0.1:0",
 		"--allow-http", "--identity", identity, "--log-level", "error"}

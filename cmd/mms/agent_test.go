@@ -20,6 +20,7 @@ import (
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/internal/syncbuf"
 )
 
 // testMachine is compiled into the test binary the way the manager is into
@@ -52,7 +53,7 @@ watchers:
 var listenPattern = regexp.MustCompile(`listening on (nats://\S+)`)
 
 // agentURL waits for the agent's banner and returns the server URL in it.
-func agentURL(t *testing.T, errOut *syncBuffer) string {
+func agentURL(t *testing.T, errOut *syncbuf.Buffer) string {
 	t.Helper()
 	var url string
 	natstest.Eventually(t, 30*time.Second, func() error {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/watchers"
 )
 
@@ -42,25 +43,6 @@ func (w *cliTestWatcher) Check(context.Context) (watchers.Result, error) {
 	}
 	w.done = true
 	return watchers.Result{Outcome: watchers.Success, State: map[string]string{"message": w.Message}}, nil
-}
-
-// syncBuffer is a bytes.Buffer safe for a command writing while the test
-// reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 const cliMachine = `name: hello
@@ -134,10 +116,10 @@ func TestMachineValidate(t *testing.T) {
 
 // runUntil runs the CLI in the background until stop is called and
 // returns its output buffers.
-func runUntil(t *testing.T, args ...string) (out, errOut *syncBuffer, stop func() int) {
+func runUntil(t *testing.T, args ...string) (out, errOut *syncbuf.Buffer, stop func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out, errOut = &syncBuffer{}, &syncBuffer{}
+	out, errOut = &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, args, strings.NewReader(""), out, errOut) }()
 	var once sync.Once
@@ -153,7 +135,7 @@ func runUntil(t *testing.T, args ...string) (out, errOut *syncBuffer, stop func(
 	return out, errOut, stop
 }
 
-func waitFor(t *testing.T, buf *syncBuffer, want ...string) {
+func waitFor(t *testing.T, buf *syncbuf.Buffer, want ...string) {
 	t.Helper()
 	natstest.Eventually(t, 10*time.Second, func() error {
 		s := buf.String()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
@@ -90,9 +91,9 @@ func TestConnectTLS(t *testing.T) {
 		}
 	})
 	t.Run("no CA while retrying shows in status", func(t *testing.T) {
-		var logs logBuffer
+		var logs syncbuf.Buffer
 		c := connect(t, ConnectConfig{
-			Servers: []string{s.ClientURL()}, TLSCert: p.clientCert, TLSKey: p.clientKey, Log: logs.logger(slog.LevelInfo),
+			Servers: []string{s.ClientURL()}, TLSCert: p.clientCert, TLSKey: p.clientKey, Log: logs.Logger(slog.LevelInfo),
 		})
 		natstest.Eventually(t, 10*time.Second, func() error {
 			if st := c.Status.Snapshot(); !strings.Contains(st.LastError, "certificate signed by unknown authority") {
@@ -130,8 +131,8 @@ func TestPermissionViolationIsVisible(t *testing.T) {
 	}
 
 	writeContext(t, "node", map[string]any{"url": s.ClientURL(), "user": "node1", "password": "n"})
-	var logs logBuffer
-	node := connect(t, ConnectConfig{Context: "node", FailFast: true, Log: logs.logger(slog.LevelInfo)})
+	var logs syncbuf.Buffer
+	node := connect(t, ConnectConfig{Context: "node", FailFast: true, Log: logs.Logger(slog.LevelInfo)})
 	js, _ := node.JetStream()
 	kv, err := js.KeyValue(t.Context(), "MACHINES")
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -87,8 +88,8 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	t.Cleanup(s1.WaitForShutdown)
 	url, p := s1.ClientURL(), port(s1) // loopback TCP: in-process connections do not reconnect
 
-	var logs logBuffer
-	c := connect(t, ConnectConfig{Servers: []string{url}, FailFast: true, Log: logs.logger(slog.LevelInfo)})
+	var logs syncbuf.Buffer
+	c := connect(t, ConnectConfig{Servers: []string{url}, FailFast: true, Log: logs.Logger(slog.LevelInfo)})
 	js, err := c.JetStream()
 	if err != nil {
 		t.Fatal(err)
@@ -199,9 +200,9 @@ func deadURL(t *testing.T) (string, int) {
 func TestCloseWaitsForClosedCallback(t *testing.T) {
 	srv := natstest.RunJetStream(t)
 	for i := range 20 {
-		var logs logBuffer
+		var logs syncbuf.Buffer
 		ctx, cancel := context.WithCancel(t.Context())
-		c, err := Connect(ctx, ConnectConfig{Servers: []string{srv.ClientURL()}, Log: logs.logger(slog.LevelInfo)})
+		c, err := Connect(ctx, ConnectConfig{Servers: []string{srv.ClientURL()}, Log: logs.Logger(slog.LevelInfo)})
 		if err != nil {
 			t.Fatal(err)
 		}

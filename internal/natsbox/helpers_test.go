@@ -1,7 +1,6 @@
 package natsbox
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,12 +9,10 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -76,29 +73,6 @@ func writeContext(t *testing.T, name string, fields map[string]any) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-// logBuffer collects slog text output; safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// logger returns a logger writing text at level and above into the buffer.
-func (b *logBuffer) logger(level slog.Level) *slog.Logger {
-	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: level}))
 }
 
 // pki holds test certificates written as PEM files.

@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mms-io/mms/internal/syncbuf"
 )
 
 func TestServerConfigOptions(t *testing.T) {
@@ -84,8 +86,8 @@ func TestServerConfigOptions(t *testing.T) {
 }
 
 func TestStartServerJetStreamKV(t *testing.T) {
-	var logs logBuffer
-	s := startServer(t, ServerConfig{Log: logs.logger(slog.LevelInfo)})
+	var logs syncbuf.Buffer
+	s := startServer(t, ServerConfig{Log: logs.Logger(slog.LevelInfo)})
 	if !s.JetStreamEnabled() {
 		t.Fatalf("JetStreamEnabled() = false, want true")
 	}
@@ -146,8 +148,8 @@ func TestStartServerPortInUse(t *testing.T) {
 	}
 	defer l.Close()
 	p := l.Addr().(*net.TCPAddr).Port
-	var logs logBuffer
-	s, err := StartServer(t.Context(), ServerConfig{Port: p, StoreDir: t.TempDir(), Log: logs.logger(slog.LevelInfo)})
+	var logs syncbuf.Buffer
+	s, err := StartServer(t.Context(), ServerConfig{Port: p, StoreDir: t.TempDir(), Log: logs.Logger(slog.LevelInfo)})
 	if err == nil {
 		s.Shutdown()
 		t.Fatalf("StartServer(port %d in use) = nil error", p)
@@ -185,8 +187,8 @@ func TestServerLoggerLevels(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var buf logBuffer
-			l := newServerLogger(buf.logger(LevelTrace))
+			var buf syncbuf.Buffer
+			l := newServerLogger(buf.Logger(LevelTrace))
 			tt.log(l)
 			if got := buf.String(); !strings.Contains(got, tt.want) || !strings.Contains(got, "component=nats-server") {
 				t.Errorf("%s log = %q, want it to contain %q and component=nats-server", tt.name, got, tt.want)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/watchers"
 	"github.com/mms-io/mms/watchers/watchertest"
 	"github.com/nats-io/nats.go"
@@ -276,7 +277,7 @@ func TestWatchStreamErrorReportedOnce(t *testing.T) {
 func TestMissingKeyLogLevels(t *testing.T) {
 	env := newEnv(t)
 	kv := env.bucket(t, "MACHINES")
-	var logs watchertest.LogBuffer
+	var logs syncbuf.Buffer
 	d := watchertest.Deps(t)
 	d.Conn = env.nc
 	d.Log = logs.Logger(slog.LevelInfo)
