@@ -31,21 +31,9 @@ const testMachine = "mmsagenttest"
 
 func init() {
 	agent.RegisterMachineFactory(testMachine, func(n agent.Node) (*agent.Definition, error) {
-		return agent.ParseDefinition(fmt.Appendf(nil, `name: %s
-version: 1.0.0
-initial_state: waiting
-transitions:
-  - name: greeted
-    from: [waiting]
-    destination: done
-watchers:
-  - name: greeter
-    type: mmsclitest
-    state_match: [waiting]
-    success_transition: greeted
-    properties:
-      message: "keys=%d threshold=%d spec=%s/%s insecure=%v identity=%s verify=%v"
-`, testMachine, len(n.TrustedKeys), n.Threshold, n.Bucket, n.Key, n.InsecureUnsigned, n.Identity, n.VerifyInterval))
+		msg := fmt.Sprintf(`"keys=%d threshold=%d spec=%s/%s insecure=%v identity=%s verify=%v"`,
+			len(n.TrustedKeys), n.Threshold, n.Bucket, n.Key, n.InsecureUnsigned, n.Identity, n.VerifyInterval)
+		return agent.ParseDefinition([]byte(greeterMachine(testMachine, "1.0.0", msg)))
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,8 +46,11 @@ func (w *cliTestWatcher) Check(context.Context) (watchers.Result, error) {
 	return watchers.Result{Outcome: watchers.Success, State: map[string]string{"message": w.Message}}, nil
 }
 
-const cliMachine = `name: hello
-version: 0.1.0
+// greeterMachine is a machine.yaml whose one mmsclitest watcher reports
+// message and moves it from waiting to done.
+func greeterMachine(name, version, message string) string {
+	return fmt.Sprintf(`name: %s
+version: %s
 initial_state: waiting
 transitions:
   - name: greeted
@@ -58,8 +62,11 @@ watchers:
     state_match: [waiting]
     success_transition: greeted
     properties:
-      message: hi there
-`
+      message: %s
+`, name, version, message)
+}
+
+var cliMachine = greeterMachine("hello", "0.1.0", "hi there")
 
 func writeCLIMachine(t *testing.T, yaml string) string {
 	t.Helper()
