@@ -49,12 +49,12 @@ func (e *exitError) Unwrap() error { return e.err }
 
 // run executes mms with args and returns the process exit code. It holds no
 // global state, so tests call it directly with buffers. Writes to stderr
-// are serialised, and none happens after run returns: the NATS client logs
-// from its own goroutine, which may outlive a command whose context ended.
+// are serialised: several loggers (the command's, its NATS connection's,
+// whose callbacks run on their own goroutine) share it. Nothing writes
+// after run returns: natsbox.Client.Close waits for the connection's last
+// callback.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	errOut := &lockedWriter{w: stderr}
-	defer errOut.close()
-	stderr = errOut
+	stderr = &lockedWriter{w: stderr}
 	a := &app{
 		stdin:  stdin,
 		stdout: stdout,
@@ -77,27 +77,16 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return 1
 }
 
-// lockedWriter serialises writes to w and drops those made after close.
+// lockedWriter serialises writes to w.
 type lockedWriter struct {
-	mu     sync.Mutex
-	w      io.Writer
-	closed bool
+	mu sync.Mutex
+	w  io.Writer
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
-		return len(p), nil
-	}
 	return l.w.Write(p)
-}
-
-// close makes later writes no-ops.
-func (l *lockedWriter) close() {
-	l.mu.Lock()
-	l.closed = true
-	l.mu.Unlock()
 }
 
 var _ io.Writer = (*lockedWriter)(nil)

@@ -15,7 +15,8 @@ import (
 // closes the NATS connection while run prints the error. The client logs
 // the close from its own goroutine; run must neither write stderr
 // concurrently with it nor after returning (the race detector checks
-// both: mms reads the buffer as soon as run returns).
+// both: mms reads the buffer as soon as run returns). --verbose makes the
+// connection log its close.
 func TestRunWritesNothingAfterReturn(t *testing.T) {
 	opts := natstest.Options(t.TempDir())
 	opts.JetStream = false
@@ -31,7 +32,7 @@ func TestRunWritesNothingAfterReturn(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
-			r := mms(t, env, "put", "--server", srv.ClientURL(), "--timeout", "50ms")
+			r := mms(t, env, "put", "--verbose", "--server", srv.ClientURL(), "--timeout", "50ms")
 			if r.code != 1 || !strings.Contains(r.stderr, "open bucket MACHINES") {
 				t.Errorf("mms put to a silent JetStream = exit %d, stderr %q; want 1 and an error opening the bucket", r.code, r.stderr)
 			}
