@@ -73,18 +73,9 @@ func sealV1(s *spec.Spec, keys []ed25519.PrivateKey) ([]byte, error) {
 	if len(keys) > 1 {
 		return nil, fmt.Errorf("sealing v1 spec: v1 carries one signature, got %d keys", len(keys))
 	}
-	for i, m := range s.Machines {
-		if m.Size != 0 || m.Auth != "" {
-			return nil, fmt.Errorf("sealing v1 spec: machines[%d] (%q): size and auth are v2 only, use v2", i, m.Name)
-		}
-	}
-	machines := s.Machines
-	if machines == nil {
-		machines = []spec.Machine{}
-	}
-	raw, err := marshalSpecJSON(machines)
+	raw, err := spec.EncodeV1(s.Machines)
 	if err != nil {
-		return nil, fmt.Errorf("sealing v1 spec: encoding machines: %w", err)
+		return nil, fmt.Errorf("sealing v1 spec: %w", err)
 	}
 	env := v1Envelope{Machines: base64.StdEncoding.EncodeToString(raw)}
 	if len(keys) == 1 {

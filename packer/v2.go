@@ -6,34 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
 	"github.com/mms-io/mms/spec"
 )
-
-// v2Machine is a machine entry as the v2 payload carries it. It has no
-// username or password: v2 names a node-local credential in auth, so secrets
-// never travel in the spec and "password" is an unknown field.
-type v2Machine struct {
-	Name           string `json:"name"`
-	Source         string `json:"source"`
-	Checksum       string `json:"checksum"`
-	VerifyChecksum string `json:"verify_checksum"`
-	Match          string `json:"match,omitempty"`
-	Governor       string `json:"governor,omitempty"`
-	Size           int64  `json:"size,omitempty"`
-	Auth           string `json:"auth,omitempty"`
-}
-
-// v2PayloadOut is the v2 payload as Seal writes it.
-type v2PayloadOut struct {
-	Serial   uint64      `json:"serial"`
-	IssuedAt time.Time   `json:"issued_at"`
-	Expires  time.Time   `json:"expires,omitzero"`
-	Machines []v2Machine `json:"machines"`
-}
 
 // keyIDLen is the length of a KeyID in hex characters.
 const keyIDLen = 16
@@ -125,32 +102,9 @@ func sealV2(s *spec.Spec, keys []ed25519.PrivateKey) ([]byte, error) {
 	if s.IssuedAt.IsZero() {
 		return nil, errors.New("sealing v2 spec: issued_at is not set")
 	}
-	out := v2PayloadOut{
-		Serial:   s.Serial,
-		IssuedAt: s.IssuedAt.UTC(),
-		Machines: make([]v2Machine, 0, len(s.Machines)),
-	}
-	if !s.Expires.IsZero() {
-		out.Expires = s.Expires.UTC()
-	}
-	for i, m := range s.Machines {
-		if m.Username != "" || m.Password != "" {
-			return nil, fmt.Errorf("sealing v2 spec: machines[%d] (%q): username and password are v1 only, name a node-local credential in auth", i, m.Name)
-		}
-		out.Machines = append(out.Machines, v2Machine{
-			Name:           m.Name,
-			Source:         m.Source,
-			Checksum:       m.Checksum,
-			VerifyChecksum: m.VerifyChecksum,
-			Match:          m.Match,
-			Governor:       m.Governor,
-			Size:           m.Size,
-			Auth:           m.Auth,
-		})
-	}
-	payload, err := marshalSpecJSON(out)
+	payload, err := spec.EncodeV2(s)
 	if err != nil {
-		return nil, fmt.Errorf("sealing v2 spec: encoding payload: %w", err)
+		return nil, fmt.Errorf("sealing v2 spec: %w", err)
 	}
 	env := dsse.Envelope{
 		PayloadType: PayloadType,

@@ -10,49 +10,6 @@ import (
 	"time"
 )
 
-// format is a set of inputs that may carry a machine field.
-type format uint8
-
-const (
-	// formatV1 is a v1 (Choria) wire entry: Choria's field set.
-	formatV1 format = 1 << iota
-	// formatV2 is a v2 wire entry.
-	formatV2
-	// formatFile is the operator's machines file: every field; the
-	// version policy is applied by validation.
-	formatFile = formatV1 | formatV2
-)
-
-// field returns a pointer to the field of m whose JSON name is key (a
-// *string or *int64) and the formats that carry it, or nil for an unknown key.
-func (m *Machine) field(key string) (any, format) {
-	switch key {
-	case "name":
-		return &m.Name, formatFile
-	case "source":
-		return &m.Source, formatFile
-	case "checksum":
-		return &m.Checksum, formatFile
-	case "verify_checksum":
-		return &m.VerifyChecksum, formatFile
-	case "verify":
-		return &m.Verify, formatFile
-	case "match":
-		return &m.Match, formatFile
-	case "governor":
-		return &m.Governor, formatFile
-	case "size":
-		return &m.Size, formatV2
-	case "auth":
-		return &m.Auth, formatV2
-	case "username":
-		return &m.Username, formatV1
-	case "password":
-		return &m.Password, formatV1
-	}
-	return nil, 0
-}
-
 // DecodeV2 decodes the payload of a v2 envelope,
 // {"serial":N,"issued_at":"RFC3339","expires":"RFC3339","machines":[…]},
 // strictly: unknown or repeated fields anywhere, values of the wrong type
@@ -60,7 +17,7 @@ func (m *Machine) field(key string) (any, format) {
 // checksum, verify_checksum, verify, match, governor, size and auth;
 // username and password are v1-only, so here they are unknown fields. It
 // reports every problem at once and does not validate meaning: call
-// [Spec.Validate] next. json.Marshal of a [Spec] produces what it decodes.
+// [Spec.Validate] next. [EncodeV2] writes what it decodes (see wire.go).
 //
 // Call it only on bytes whose signature has been verified.
 func DecodeV2(payload []byte) (*Spec, error) {
@@ -90,19 +47,19 @@ func DecodeV2(payload []byte) (*Spec, error) {
 		}
 		seen[key] = true
 		switch key {
-		case "serial":
+		case keySerial:
 			if err := json.Unmarshal(val, &s.Serial); err != nil || string(val) == "null" {
 				add(fmt.Errorf("want a whole number from 1 to 18446744073709551615, got %s", describeJSON(val)))
 			}
-		case "issued_at":
+		case keyIssuedAt:
 			t, err := decodeTime(val)
 			s.IssuedAt = t
 			add(err)
-		case "expires":
+		case keyExpires:
 			t, err := decodeTime(val)
 			s.Expires = t
 			add(err)
-		case "machines":
+		case keyMachines:
 			machines = true
 			if val[0] != '[' {
 				add(fmt.Errorf("want a list of machines, got %s", describeJSON(val)))
@@ -119,7 +76,7 @@ func DecodeV2(payload []byte) (*Spec, error) {
 		errs = append(errs, &FieldError{Err: err})
 	}
 	if !machines {
-		errs = append(errs, &FieldError{Field: "machines", Err: errRequired})
+		errs = append(errs, &FieldError{Field: keyMachines, Err: errRequired})
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -64,41 +64,41 @@ const (
 // Machine is one managed-machine entry of a spec: an archive to fetch, the
 // checksums that pin its bytes, and an optional matcher that selects nodes.
 //
-// The JSON field names are those of Choria's machines watcher, so v1 specs
-// interoperate. Username and Password exist only in v1 (Choria) entries; v2
+// Its JSON form is described once, in wire.go: the field names are those
+// of Choria's machines watcher, so v1 specs interoperate. Username and Password exist only in v1 (Choria) entries; v2
 // entries name a node-local credential in Auth instead.
 type Machine struct {
 	// Name is the machine name and the directory it is installed in;
 	// see [ValidName].
-	Name string `json:"name"`
+	Name string
 	// Source is where the archive comes from: https://…, http://… (only
 	// when the caller allows it) or nats://BUCKET/OBJECT (a JetStream object store).
-	Source string `json:"source"`
+	Source string
 	// Checksum is the lowercase hex sha256 of the archive.
-	Checksum string `json:"checksum"`
+	Checksum string
 	// VerifyChecksum is the lowercase hex sha256 of the archive's SHA256SUMS file.
-	VerifyChecksum string `json:"verify_checksum"`
+	VerifyChecksum string
 	// Verify names the checksum file inside the archive. Choria's
 	// machines.json carries "SHA256SUMS"; it is accepted for compatibility
 	// and the only other value is "" (meaning the same thing).
-	Verify string `json:"verify,omitempty"`
+	Verify string
 	// Match is an optional expr expression; empty matches every node.
 	// See [CompileMatcher].
-	Match string `json:"match,omitempty"`
+	Match string
 	// Governor optionally names a fleet-wide download concurrency limit;
 	// see [GovernorPattern].
-	Governor string `json:"governor,omitempty"`
+	Governor string
 	// Size is the optional declared size of the archive in bytes; a download
 	// longer than this is cut off. v2 only.
-	Size int64 `json:"size,omitempty"`
+	Size int64
 	// Auth names a node-local credential used to fetch Source (v2 only);
 	// it follows [NamePattern].
-	Auth string `json:"auth,omitempty"`
+	Auth string
 	// Username is a v1 (Choria) basic-auth user. It is honoured but never
 	// written to disk or logs.
-	Username string `json:"username,omitempty"`
+	Username string
 	// Password is a v1 (Choria) basic-auth password; see Username.
-	Password string `json:"password,omitempty"`
+	Password string
 }
 
 // Spec is the signed desired state: the list of machines plus the metadata
@@ -107,13 +107,13 @@ type Spec struct {
 	// Serial increases with every spec an operator publishes; an agent
 	// ignores a spec older than the last one it accepted. v1 specs have
 	// serial 0; v2 specs start at 1.
-	Serial uint64 `json:"serial"`
+	Serial uint64
 	// IssuedAt is when the spec was packed.
-	IssuedAt time.Time `json:"issued_at"`
+	IssuedAt time.Time
 	// Expires, when not zero, is when the spec stops being acceptable.
-	Expires time.Time `json:"expires,omitzero"`
+	Expires time.Time
 	// Machines is the desired set of managed machines.
-	Machines []Machine `json:"machines"`
+	Machines []Machine
 }
 
 // FieldError is one problem found while decoding or validating a spec. It

@@ -46,8 +46,9 @@ func (s *Spec) Validate(opts ValidateOptions) error {
 }
 
 // ValidateMachines checks every entry of a machine list and that no two
-// entries share a name. Problems are named by index and name, e.g.
-// `machine[2] "web": name: duplicate of machine[0]`.
+// entries share a name, ignoring case (two such names are one directory on
+// a case-insensitive file system). Problems are named by index and name,
+// e.g. `machine[2] "web": name: duplicate of machine[0]`.
 func ValidateMachines(ms []Machine, opts ValidateOptions) error {
 	return errors.Join(listProblems(ms, opts)...)
 }
@@ -59,10 +60,15 @@ func listProblems(ms []Machine, opts ValidateOptions) []error {
 	for i := range ms {
 		m := &ms[i]
 		probs := m.problems(opts)
-		if j, dup := seen[m.Name]; dup && m.Name != "" {
-			probs = append(probs, &FieldError{Field: "name", Err: fmt.Errorf("duplicate of machine[%d]", j)})
+		key := strings.ToLower(m.Name)
+		if j, dup := seen[key]; dup && m.Name != "" {
+			err := fmt.Errorf("duplicate of machine[%d]", j)
+			if ms[j].Name != m.Name {
+				err = fmt.Errorf("duplicate of machine[%d] %s (names may not differ only in case)", j, quote(ms[j].Name))
+			}
+			probs = append(probs, &FieldError{Field: "name", Err: err})
 		} else {
-			seen[m.Name] = i
+			seen[key] = i
 		}
 		setEntry(probs, entryName(i, m.Name))
 		errs = append(errs, probs...)
@@ -121,7 +127,7 @@ func (m *Machine) problems(opts ValidateOptions) []error {
 	case m.Auth != "" && opts.Legacy:
 		add("auth", errV2Only)
 	case m.Auth != "":
-		add("auth", checkName("credential name", m.Auth))
+		add("auth", CheckCredentialName(m.Auth))
 	}
 	// Never repeat username or password values in messages.
 	if !opts.Legacy {

@@ -37,7 +37,7 @@ type machineCase struct {
 
 // machineCases is the table for Machine.Validate; FuzzValidate is seeded from it.
 func machineCases() []machineCase {
-	long := strings.Repeat("a", 100)
+	long := strings.Repeat("a", 300)
 	return []machineCase{
 		{name: "valid", edit: func(*Machine) {}},
 		{name: "valid with every v2 field", edit: func(m *Machine) {
@@ -56,23 +56,34 @@ func machineCases() []machineCase {
 			`machine: checksum: required`,
 			`machine: verify_checksum: required`,
 		}},
-		{name: "uppercase name", edit: func(m *Machine) { m.Name = "Web" }, errors: []string{
-			`machine "Web": name: invalid name "Web": want 1 to 63 lowercase letters, digits, _ or -, starting with a letter or digit`,
+		{name: "Choria name with uppercase and dots", edit: func(m *Machine) { m.Name = "Web.Front_end-2" }},
+		{name: "200 character name", edit: func(m *Machine) { m.Name = strings.Repeat("a", 200) }},
+		{name: "name ending in a dot", edit: func(m *Machine) { m.Name = "web." }, errors: []string{
+			`machine "web.": name: invalid name "web.": a name may not end with "." (Windows drops it)`,
+		}},
+		{name: "name with ..", edit: func(m *Machine) { m.Name = "web..x" }, errors: []string{
+			`machine "web..x": name: invalid name "web..x": ".." is not allowed in a name`,
+		}},
+		{name: "Windows device name", edit: func(m *Machine) { m.Name = "Nul.txt" }, errors: []string{
+			`machine "Nul.txt": name: invalid name "Nul.txt": "nul" is a device name on Windows`,
+		}},
+		{name: "non-ASCII name", edit: func(m *Machine) { m.Name = "wеb" }, errors: []string{
+			`machine "wеb": name: invalid name "wеb": want 1 to 200 letters, digits, _, - or ., starting with a letter or digit`,
 		}},
 		{name: "name with path traversal", edit: func(m *Machine) { m.Name = "../../etc" }, errors: []string{
-			`machine "../../etc": name: invalid name "../../etc": want 1 to 63 lowercase letters, digits, _ or -, starting with a letter or digit`,
+			`machine "../../etc": name: invalid name "../../etc": want 1 to 200 letters, digits, _, - or ., starting with a letter or digit`,
 		}},
 		{name: "name starting with -", edit: func(m *Machine) { m.Name = "-web" }, errors: []string{
-			`machine "-web": name: invalid name "-web": want 1 to 63 lowercase letters, digits, _ or -, starting with a letter or digit`,
+			`machine "-web": name: invalid name "-web": want 1 to 200 letters, digits, _, - or ., starting with a letter or digit`,
 		}},
 		{name: "dot name", edit: func(m *Machine) { m.Name = ".web" }, errors: []string{
-			`machine ".web": name: invalid name ".web": want 1 to 63 lowercase letters, digits, _ or -, starting with a letter or digit`,
+			`machine ".web": name: invalid name ".web": want 1 to 200 letters, digits, _, - or ., starting with a letter or digit`,
 		}},
-		{name: "64 character name", edit: func(m *Machine) { m.Name = strings.Repeat("a", 64) }, errors: []string{
-			`machine "` + strings.Repeat("a", 64) + `": name: invalid name "` + strings.Repeat("a", 64) + `": want 1 to 63 lowercase letters, digits, _ or -, starting with a letter or digit`,
+		{name: "201 character name", edit: func(m *Machine) { m.Name = strings.Repeat("a", 201) }, errors: []string{
+			`machine "` + strings.Repeat("a", 64) + `"...: name: invalid name "` + strings.Repeat("a", 64) + `"...: want 1 to 200 letters, digits, _, - or ., starting with a letter or digit`,
 		}},
 		{name: "long name is cut in messages", edit: func(m *Machine) { m.Name = long }, errors: []string{
-			`machine "` + long[:64] + `"...: name: invalid name "` + long[:64] + `"...: want 1 to 63 lowercase letters, digits, _ or -, starting with a letter or digit`,
+			`machine "` + long[:64] + `"...: name: invalid name "` + long[:64] + `"...: want 1 to 200 letters, digits, _, - or ., starting with a letter or digit`,
 		}},
 		{name: "reserved tmp", edit: func(m *Machine) { m.Name = "tmp" }, errors: []string{
 			`machine "tmp": name: "tmp" is reserved: the machine loader skips it`,
@@ -153,7 +164,7 @@ func machineCases() []machineCase {
 			`machine "web": size: must not be negative, got -1`,
 		}},
 		{name: "invalid auth", edit: func(m *Machine) { m.Auth = "Archive Reader" }, errors: []string{
-			`machine "web": auth: invalid credential name "Archive Reader": want 1 to 63 lowercase letters, digits, _ or -, starting with a letter or digit`,
+			`machine "web": auth: invalid credential name "Archive Reader": want 1 to 200 letters, digits, _, - or ., starting with a letter or digit`,
 		}},
 		{name: "v1 credentials in v2 are not repeated", edit: func(m *Machine) { m.Username, m.Password = "bob", "secret" }, errors: []string{
 			`machine "web": username: only allowed in v1 (legacy) specs; name a node-local credential in auth instead`,
@@ -170,19 +181,18 @@ func machineCases() []machineCase {
 			`machine "web": auth: not supported in v1 (legacy) specs`,
 		}},
 		{name: "every problem at once", edit: func(m *Machine) {
-			*m = Machine{Name: "Web", Source: "ftp://x/y", Checksum: "x", VerifyChecksum: "y", Verify: "z", Match: "nope", Governor: "a b", Size: -2, Auth: "A", Username: "u", Password: "p"}
+			*m = Machine{Name: "Web!", Source: "ftp://x/y", Checksum: "x", VerifyChecksum: "y", Verify: "z", Match: "nope", Governor: "a b", Size: -2, Auth: "A", Username: "u", Password: "p"}
 		}, errors: []string{
-			`machine "Web": name: invalid name "Web": want 1 to 63 lowercase letters, digits, _ or -, starting with a letter or digit`,
-			`machine "Web": source: unsupported scheme "ftp": want https://HOST/PATH or nats://BUCKET/OBJECT`,
-			`machine "Web": checksum: want 64 lowercase hex characters, got "x"`,
-			`machine "Web": verify_checksum: want 64 lowercase hex characters, got "y"`,
-			`machine "Web": verify: want "SHA256SUMS" or nothing, got "z"`,
-			`machine "Web": match: column 1: unknown name nope`,
-			`machine "Web": governor: invalid governor name "a b": want 1 to 63 letters, digits, _ or -, starting with a letter or digit`,
-			`machine "Web": size: must not be negative, got -2`,
-			`machine "Web": auth: invalid credential name "A": want 1 to 63 lowercase letters, digits, _ or -, starting with a letter or digit`,
-			`machine "Web": username: only allowed in v1 (legacy) specs; name a node-local credential in auth instead`,
-			`machine "Web": password: only allowed in v1 (legacy) specs; name a node-local credential in auth instead`,
+			`machine "Web!": name: invalid name "Web!": want 1 to 200 letters, digits, _, - or ., starting with a letter or digit`,
+			`machine "Web!": source: unsupported scheme "ftp": want https://HOST/PATH or nats://BUCKET/OBJECT`,
+			`machine "Web!": checksum: want 64 lowercase hex characters, got "x"`,
+			`machine "Web!": verify_checksum: want 64 lowercase hex characters, got "y"`,
+			`machine "Web!": verify: want "SHA256SUMS" or nothing, got "z"`,
+			`machine "Web!": match: column 1: unknown name nope`,
+			`machine "Web!": governor: invalid governor name "a b": want 1 to 63 letters, digits, _ or -, starting with a letter or digit`,
+			`machine "Web!": size: must not be negative, got -2`,
+			`machine "Web!": username: only allowed in v1 (legacy) specs; name a node-local credential in auth instead`,
+			`machine "Web!": password: only allowed in v1 (legacy) specs; name a node-local credential in auth instead`,
 		}},
 	}
 }
@@ -202,6 +212,8 @@ func TestValidateMachines(t *testing.T) {
 	other.Name = "db"
 	bad := goodMachine()
 	bad.Name, bad.Checksum = "", "abc"
+	upper := goodMachine()
+	upper.Name = "Web"
 	tests := []struct {
 		name   string
 		ms     []Machine
@@ -212,6 +224,9 @@ func TestValidateMachines(t *testing.T) {
 		{name: "duplicate names", ms: []Machine{goodMachine(), other, goodMachine(), goodMachine()}, errors: []string{
 			`machine[2] "web": name: duplicate of machine[0]`,
 			`machine[3] "web": name: duplicate of machine[0]`,
+		}},
+		{name: "names differing only in case", ms: []Machine{goodMachine(), upper}, errors: []string{
+			`machine[1] "Web": name: duplicate of machine[0] "web" (names may not differ only in case)`,
 		}},
 		{name: "entries without names are not duplicates", ms: []Machine{bad, bad}, errors: []string{
 			`machine[0]: name: required`,
@@ -265,12 +280,12 @@ func TestSpecValidate(t *testing.T) {
 func TestValidNameMatchesPattern(t *testing.T) {
 	re := regexp.MustCompile(NamePattern)
 	gov := regexp.MustCompile(GovernorPattern)
-	for _, name := range []string{"", "a", "A", "0", "_", "-", "a_", "a-", "a.b", "ab", "web1", "Web", "é", "a\n", strings.Repeat("a", 63), strings.Repeat("a", 64), "tmp", "mm_x"} {
-		if got, want := matchName(name, false), re.MatchString(name); got != want {
-			t.Errorf("matchName(%q, false) = %v, want %v (NamePattern)", name, got, want)
+	for _, name := range []string{"", "a", "A", "0", "_", "-", ".", ".a", "a.", "a_", "a-", "a.b", "ab", "web1", "Web", "é", "a\n", strings.Repeat("a", 63), strings.Repeat("a", 64), strings.Repeat("a", 200), strings.Repeat("a", 201), "tmp", "mm_x"} {
+		if got, want := matchName(name, true, true, MaxNameLength), re.MatchString(name); got != want {
+			t.Errorf("matchName(%q, names) = %v, want %v (NamePattern)", name, got, want)
 		}
-		if got, want := matchName(name, true), gov.MatchString(name); got != want {
-			t.Errorf("matchName(%q, true) = %v, want %v (GovernorPattern)", name, got, want)
+		if got, want := matchName(name, true, false, 63), gov.MatchString(name); got != want {
+			t.Errorf("matchName(%q, governors) = %v, want %v (GovernorPattern)", name, got, want)
 		}
 	}
 }
