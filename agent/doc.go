@@ -1,16 +1,15 @@
-// Package agent is the autonomous-machine runtime of mms: the machine.yaml
-// model and its strict validation, the finite-state machine, the one Runner
-// that drives every watcher, the machine data store, the CloudEvents notifier
-// and the Host that runs every machine under a directory.
+// Package agent is the autonomous-machine runtime of mms: the
+// finite-state machine, the one Runner that drives every watcher, the
+// machine data store, the CloudEvents notifier and the Host that runs every
+// machine under a directory. It knows nothing of signing or installing: the
+// manager drives it through the [watchers.Host] interface.
 //
 // # Machines
 //
-// A machine is a machine.yaml ([Definition], Choria's schema) plus the
-// watchers it names. [ParseDefinition] decodes strictly (unknown keys at any
-// level are errors with their line) and [Definition.Validate] checks meaning
-// at load time, including each watcher's properties through
-// [watchers.Build], so a machine that loads is a machine that runs.
-// [NewMachine] builds and provisions the watchers; [Machine.Run] runs them.
+// A machine is a machine.yaml (a [machine.Definition]: the model, its
+// parsing and validation live in package machine) plus the watchers it
+// names. [NewMachine] validates and builds the watchers in one pass and
+// provisions them; [Machine.Run] runs them.
 //
 // # Runner
 //
@@ -38,12 +37,14 @@
 // # Host
 //
 // [Host] runs MachinesDir/<name>/machine.yaml for every directory whose name
-// matches [NamePattern] and equals the machine's name (so names are unique on
+// passes [spec.CheckName] and equals the machine's name (so names are unique on
 // a node), skipping dot directories, tmp and *-temp. It follows changes with
 // file-system notifications and a periodic rescan; a version is the sha256 of
 // machine.yaml plus the directory's inode. A new version is validated and
-// built before the running one stops. Machine data lives in
-// DataDir/<name>/machine_data.json, outside the code directory, so upgrades
+// built before the running one stops; a definition handed to
+// [Host.LoadMachine] by an installer that already checked it is used
+// instead of parsing the file again when it was parsed from the same
+// bytes. Machine data lives in DataDir/<name>/machine_data.json, outside the code directory, so upgrades
 // keep it. Compiled-in machines ([RegisterMachine], HostConfig.Machines) run
 // in DataDir/<name> and are never removed by scans.
 package agent

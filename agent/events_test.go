@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/mms-io/mms/machine"
 )
 
 func TestInstanceID(t *testing.T) {
@@ -135,10 +136,10 @@ func TestEventInfoSummary(t *testing.T) {
 func TestRegisterMachineRejects(t *testing.T) {
 	tests := []struct {
 		name string
-		def  *Definition
+		def  *machine.Definition
 	}{
 		{"nil", nil},
-		{"invalid", &Definition{Name: "x"}},
+		{"invalid", &machine.Definition{Name: "x"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -156,7 +157,7 @@ func TestRegisterMachineRejects(t *testing.T) {
 }
 
 func TestRegisterMachineFactoryRejects(t *testing.T) {
-	valid := func(Node) (*Definition, error) { return nil, nil }
+	valid := func(Node) (*machine.Definition, error) { return nil, nil }
 	tests := []struct {
 		name    string
 		machine string
@@ -193,14 +194,14 @@ watchers:
   - {name: w, type: probe, interval: 1m, state_match: [IDLE], properties: {key: factory}}
 `
 	factories := map[string]MachineFactory{
-		"b-node": func(n Node) (*Definition, error) {
-			return ParseDefinition(fmt.Appendf(nil, yaml, "b-node"))
+		"b-node": func(n Node) (*machine.Definition, error) {
+			return machine.Parse(fmt.Appendf(nil, yaml, "b-node"))
 		},
-		"a-node": func(n Node) (*Definition, error) {
+		"a-node": func(n Node) (*machine.Definition, error) {
 			if n.Bucket != "MACHINES" {
 				return nil, fmt.Errorf("bucket %q", n.Bucket)
 			}
-			return ParseDefinition(fmt.Appendf(nil, yaml, "a-node"))
+			return machine.Parse(fmt.Appendf(nil, yaml, "a-node"))
 		},
 	}
 	defs, err := buildMachines(factories, Node{Bucket: "MACHINES"})

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mms-io/mms/machine"
 )
 
 // ErrInvalidTransition is returned when a transition cannot fire in the
@@ -20,14 +22,14 @@ var ErrUnknownTransition = errors.New("unknown transition")
 // fsm is the machine's state. It only records and checks: publishing and
 // poking happen in the Machine, outside its lock.
 type fsm struct {
-	transitions map[string]Transition
+	transitions map[string]machine.Transition
 
 	mu    sync.Mutex
 	state string
 }
 
-func newFSM(def *Definition) *fsm {
-	f := &fsm{transitions: map[string]Transition{}, state: def.InitialState}
+func newFSM(def *machine.Definition) *fsm {
+	f := &fsm{transitions: map[string]machine.Transition{}, state: def.InitialState}
 	for _, t := range def.Transitions {
 		f.transitions[t.Name] = t
 	}

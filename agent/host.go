@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mms-io/mms/machine"
+	"github.com/mms-io/mms/spec"
 	"github.com/mms-io/mms/watchers"
 	"github.com/nats-io/nats.go"
 )
@@ -59,7 +61,7 @@ type HostConfig struct {
 	ScanInterval time.Duration
 	// Machines are compiled-in machines to run besides those registered
 	// with [RegisterMachine] or [RegisterMachineFactory].
-	Machines []*Definition
+	Machines []*machine.Definition
 	// Node is handed to the factories of registered compiled-in machines.
 	// Empty Identity, MachinesDir and DataDir are filled from this config.
 	Node Node
@@ -75,7 +77,7 @@ type Host struct {
 	cfg      HostConfig
 	log      *slog.Logger
 	notifier *notifier
-	compiled map[string]*Definition
+	compiled map[string]*machine.Definition
 
 	requests chan hostRequest
 	running  atomic.Bool
@@ -106,6 +108,7 @@ const (
 type hostRequest struct {
 	op    hostOp
 	name  string
+	def   *machine.Definition // opLoad: parsed by the caller, or nil
 	reply chan error
 }
 
@@ -128,7 +131,7 @@ func NewHost(cfg HostConfig) (*Host, error) {
 		cfg:      cfg,
 		log:      log,
 		notifier: &notifier{pub: cfg.Publisher, log: log},
-		compiled: map[string]*Definition{},
+		compiled: map[string]*machine.Definition{},
 		requests: make(chan hostRequest),
 		stopped:  make(chan struct{}),
 		machines: map[string]*hosted{},
@@ -166,9 +169,12 @@ func (h *Host) MachinesDir() string { return h.cfg.MachinesDir }
 // machine.yaml or directory changed since it was loaded (an unchanged
 // running machine is left alone), and returns the load error, in which case
 // the previously running version keeps running. It waits for a running
-// Host.
-func (h *Host) LoadMachine(ctx context.Context, name string) error {
-	return h.request(ctx, opLoad, name)
+// Host. def, when it is a *machine.Definition parsed from the machine.yaml
+// now on disk (its Digest matches), is used instead of parsing the file
+// again; otherwise, or when nil, the file is read and parsed.
+func (h *Host) LoadMachine(ctx context.Context, name string, def watchers.Definition) error {
+	d, _ := def.(*machine.Definition)
+	return h.request(ctx, hostRequest{op: opLoad, name: name, def: d})
 }
 
 // UnloadMachine stops the machine and waits for its watchers to exit. The
@@ -176,14 +182,14 @@ func (h *Host) LoadMachine(ctx context.Context, name string) error {
 // changes. Unloading a machine that is not running is not an error;
 // compiled-in machines cannot be unloaded.
 func (h *Host) UnloadMachine(ctx context.Context, name string) error {
-	return h.request(ctx, opUnload, name)
+	return h.request(ctx, hostRequest{op: opUnload, name: name})
 }
 
-func (h *Host) request(ctx context.Context, op hostOp, name string) error {
-	if !NamePattern.MatchString(name) {
-		return fmt.Errorf("machine name %q must match %s", name, NamePattern)
+func (h *Host) request(ctx context.Context, req hostRequest) error {
+	if err := spec.CheckName(req.name); err != nil {
+		return fmt.Errorf("machine %w", err)
 	}
-	req := hostRequest{op: op, name: name, reply: make(chan error, 1)}
+	req.reply = make(chan error, 1)
 	select {
 	case h.requests <- req:
 	case <-ctx.Done():
@@ -275,7 +281,7 @@ func (h *Host) Run(ctx context.Context) error {
 		case req := <-h.requests:
 			switch req.op {
 			case opLoad:
-				req.reply <- l.load(ctx, req.name, true)
+				req.reply <- l.load(ctx, req.name, true, req.def)
 			case opUnload:
 				req.reply <- l.unload(req.name)
 			}

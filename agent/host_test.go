@@ -14,6 +14,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/machine"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 )
@@ -107,7 +108,7 @@ func (f *hostFixture) writeMachine(t *testing.T, name, yaml string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(stage, DefinitionFile), []byte(yaml), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(stage, machine.File), []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dst := filepath.Join(f.machines, name)
@@ -278,7 +279,7 @@ func TestHostSkipsNonMachines(t *testing.T) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, DefinitionFile), []byte(probeMachine(name, "1", key, "")), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, machine.File), []byte(probeMachine(name, "1", key, "")), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -312,33 +313,33 @@ func TestHostLoadAndUnloadMachine(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, DefinitionFile), []byte(probeMachine("delta", "1", key, ", reject: true")), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, machine.File), []byte(probeMachine("delta", "1", key, ", reject: true")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.h.LoadMachine(ctx, "delta"); err == nil || !strings.Contains(err.Error(), "rejected on request") {
+	if err := f.h.LoadMachine(ctx, "delta", nil); err == nil || !strings.Contains(err.Error(), "rejected on request") {
 		t.Errorf("LoadMachine(invalid) = %v, want the validation error", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, DefinitionFile), []byte(probeMachine("delta", "2", key, "")), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, machine.File), []byte(probeMachine("delta", "2", key, "")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.h.LoadMachine(ctx, "delta"); err != nil {
+	if err := f.h.LoadMachine(ctx, "delta", nil); err != nil {
 		t.Fatalf("LoadMachine(valid) = %v", err)
 	}
 	if s, ok := f.state("delta"); !ok || s.Version != "2" {
 		t.Errorf("after LoadMachine States()[delta] = %+v, %v, want version 2 running", s, ok)
 	}
-	if err := f.h.LoadMachine(ctx, "delta"); err != nil {
+	if err := f.h.LoadMachine(ctx, "delta", nil); err != nil {
 		t.Errorf("LoadMachine(unchanged) = %v, want nil", err)
 	}
 	if n := ctl.closed.Load(); n != 0 {
 		t.Errorf("Close calls after an unchanged LoadMachine = %d, want 0 (no restart)", n)
 	}
 	for _, bad := range []string{"../etc", "", "a/b"} {
-		if err := f.h.LoadMachine(ctx, bad); err == nil {
+		if err := f.h.LoadMachine(ctx, bad, nil); err == nil {
 			t.Errorf("LoadMachine(%q) = nil, want a name error", bad)
 		}
 	}
-	if err := f.h.LoadMachine(ctx, "missing"); !errors.Is(err, os.ErrNotExist) {
+	if err := f.h.LoadMachine(ctx, "missing", nil); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("LoadMachine(missing) = %v, want ErrNotExist", err)
 	}
 
@@ -355,15 +356,15 @@ func TestHostLoadAndUnloadMachine(t *testing.T) {
 		t.Errorf("Transition(unloaded) = %v, want ErrUnknownMachine", err)
 	}
 	f.verifyLeaks()
-	if err := f.h.LoadMachine(ctx, "delta"); !errors.Is(err, ErrHostStopped) {
+	if err := f.h.LoadMachine(ctx, "delta", nil); !errors.Is(err, ErrHostStopped) {
 		t.Errorf("LoadMachine after Run returned = %v, want ErrHostStopped", err)
 	}
 }
 
 func TestHostCompiledInMachine(t *testing.T) {
 	ctl, key := newProbe(t)
-	def := MustParseDefinition([]byte(probeMachine("builtin", "1", key, "")))
-	f := startHost(t, HostConfig{Machines: []*Definition{def}})
+	def := machine.MustParse([]byte(probeMachine("builtin", "1", key, "")))
+	f := startHost(t, HostConfig{Machines: []*machine.Definition{def}})
 	eventually(t, "builtin running", func() bool { _, ok := f.state("builtin"); return ok })
 	st, _ := f.state("builtin")
 	if !st.CompiledIn || st.Path != filepath.Join(f.data, "builtin") {
@@ -381,7 +382,7 @@ func TestHostCompiledInMachine(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(f.machines, "builtin")); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.h.LoadMachine(t.Context(), "other"); err == nil { // forces a round trip through the loop
+	if err := f.h.LoadMachine(t.Context(), "other", nil); err == nil { // forces a round trip through the loop
 		t.Error("LoadMachine(other) = nil, want not found")
 	}
 	if s, ok := f.state("builtin"); !ok || s.Version != "1" {
@@ -403,7 +404,7 @@ func TestHostRunsOnce(t *testing.T) {
 
 func TestNewHostRejectsBadConfig(t *testing.T) {
 	dir := t.TempDir()
-	bad := &Definition{Name: "x"}
+	bad := &machine.Definition{Name: "x"}
 	tests := []struct {
 		name string
 		cfg  HostConfig
@@ -411,7 +412,7 @@ func TestNewHostRejectsBadConfig(t *testing.T) {
 	}{
 		{"no machines dir", HostConfig{DataDir: dir}, "MachinesDir is required"},
 		{"no data dir", HostConfig{MachinesDir: dir}, "DataDir is required"},
-		{"invalid compiled-in", HostConfig{MachinesDir: dir, DataDir: dir, Machines: []*Definition{bad}}, "version is required"},
+		{"invalid compiled-in", HostConfig{MachinesDir: dir, DataDir: dir, Machines: []*machine.Definition{bad}}, "version is required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -419,5 +420,60 @@ func TestNewHostRejectsBadConfig(t *testing.T) {
 				t.Errorf("NewHost() = %v, want error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestHostLoadUsesHandedDefinition checks the installer's hand-off: a
+// definition parsed from the bytes on disk is run as handed (the file is not
+// parsed again), and one parsed from other bytes is ignored. It drives the
+// host's load step directly, so no scan races it.
+func TestHostLoadUsesHandedDefinition(t *testing.T) {
+	_, key := newProbe(t)
+	root := t.TempDir()
+	h, err := NewHost(HostConfig{MachinesDir: filepath.Join(root, "machines"), DataDir: filepath.Join(root, "data"), Identity: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newHostLoop(h)
+	t.Cleanup(l.stopAll)
+	dir := filepath.Join(root, "machines", "echo")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	onDisk := []byte(probeMachine("echo", "1", key, ""))
+	if err := os.WriteFile(filepath.Join(dir, machine.File), onDisk, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	version := func() string {
+		for _, s := range h.States() {
+			if s.Name == "echo" {
+				return s.Version
+			}
+		}
+		return ""
+	}
+
+	stale, err := machine.Parse([]byte(probeMachine("echo", "0", key, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.load(t.Context(), "echo", true, stale); err != nil {
+		t.Fatalf("load(other bytes' definition) = %v", err)
+	}
+	if v := version(); v != "1" {
+		t.Fatalf("after a definition of other bytes the running version = %q, want the file's 1", v)
+	}
+	l.stopAll()
+
+	handed, err := machine.Parse(onDisk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handed.Version = "handed" // only visible if the host runs what it was handed
+	if err := l.load(t.Context(), "echo", true, handed); err != nil {
+		t.Fatalf("load(handed definition) = %v", err)
+	}
+	if v := version(); v != "handed" {
+		t.Errorf("after handing the file's definition the running version = %q, want the handed one (no second parse)", v)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 
 	"github.com/fsnotify/fsnotify"
+	"github.com/mms-io/mms/machine"
+	"github.com/mms-io/mms/spec"
 )
 
 // hostLoop is the state Host.Run owns: only its goroutine touches it, so it
@@ -58,7 +60,7 @@ func readMachineDir(dir string) ([]byte, fingerprint, error) {
 	if !st.IsDir() {
 		return nil, fingerprint{}, fmt.Errorf("%s is not a directory", dir)
 	}
-	data, err := readCapped(filepath.Join(dir, DefinitionFile), MaxDefinitionSize)
+	data, err := readCapped(filepath.Join(dir, machine.File), machine.MaxSize)
 	if err != nil {
 		return nil, fingerprint{}, err
 	}
@@ -80,7 +82,7 @@ func (l *hostLoop) store(name string) (*FileDataStore, error) {
 	return s, nil
 }
 
-func (l *hostLoop) newMachine(def *Definition, dir string) (*Machine, error) {
+func (l *hostLoop) newMachine(def *machine.Definition, dir string) (*Machine, error) {
 	data, err := l.store(def.Name)
 	if err != nil {
 		return nil, fmt.Errorf("machine %q: %w", def.Name, err)
@@ -132,7 +134,7 @@ func (l *hostLoop) stopAll() {
 	l.wg.Wait()
 }
 
-func (l *hostLoop) startCompiled(ctx context.Context, def *Definition) {
+func (l *hostLoop) startCompiled(ctx context.Context, def *machine.Definition) {
 	dir := filepath.Join(l.h.cfg.DataDir, def.Name)
 	err := os.MkdirAll(dir, 0o700)
 	var m *Machine
@@ -151,8 +153,9 @@ func (l *hostLoop) startCompiled(ctx context.Context, def *Definition) {
 // load loads or reloads MachinesDir/name. The new version is read,
 // validated and built before the running one stops; on any error the
 // running one is untouched. explicit loads (LoadMachine) retry versions
-// that failed before.
-func (l *hostLoop) load(ctx context.Context, name string, explicit bool) error {
+// that failed before; given is the definition the caller parsed, used when
+// it was parsed from the machine.yaml on disk.
+func (l *hostLoop) load(ctx context.Context, name string, explicit bool, given *machine.Definition) error {
 	dir := filepath.Join(l.h.cfg.MachinesDir, name)
 	data, fp, err := readMachineDir(dir)
 	if err != nil {
@@ -175,12 +178,12 @@ func (l *hostLoop) load(ctx context.Context, name string, explicit bool) error {
 	if old != nil && old.fp == fp {
 		return nil
 	}
-	def, err := ParseDefinition(data)
-	if err == nil {
-		err = def.Validate()
+	def := given
+	if def == nil || def.Digest() != fp.sum {
+		def, err = machine.Parse(data)
 	}
 	if err == nil && def.Name != name {
-		err = fmt.Errorf("%w: name %q does not match its directory %q", ErrInvalidDefinition, def.Name, name)
+		err = fmt.Errorf("%w: name %q does not match its directory %q", machine.ErrInvalid, def.Name, name)
 	}
 	var m *Machine
 	if err == nil {
@@ -244,19 +247,19 @@ func (l *hostLoop) scan(ctx context.Context) {
 		dir := filepath.Join(l.h.cfg.MachinesDir, name)
 		dirs[dir] = true
 		l.watchDir(dir)
-		if _, err := os.Stat(filepath.Join(dir, DefinitionFile)); errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(dir, machine.File)); errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		present[name] = true
-		if !NamePattern.MatchString(name) {
+		if nerr := spec.CheckName(name); nerr != nil {
 			if _, ok := l.skip[name]; !ok {
 				l.skip[name] = fingerprint{}
-				err := fmt.Errorf("load machine %q: directory name must match %s", name, NamePattern)
+				err := fmt.Errorf("load machine %q: directory %w", name, nerr)
 				l.h.hostEvent(ctx, name, "", dir, HostLoadFailed, err)
 			}
 			continue
 		}
-		_ = l.load(ctx, name, false) // load reports its own errors
+		_ = l.load(ctx, name, false, nil) // load reports its own errors
 	}
 	l.h.mu.Lock()
 	var gone []*hosted

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/watchers"
 	"github.com/nats-io/nats.go"
 )
@@ -63,7 +64,7 @@ type MachineStatus struct {
 // Machine is one running autonomous machine: its state, its watchers and
 // their runners. Build it with [NewMachine] and run it with [Machine.Run].
 type Machine struct {
-	def      *Definition
+	def      *machine.Definition
 	dir      string
 	ref      machineRef
 	fsm      *fsm
@@ -82,11 +83,13 @@ type Machine struct {
 	startTime time.Time
 }
 
-// NewMachine validates def, builds and provisions every watcher, and
-// returns the machine ready to run. If a watcher cannot be built or
-// provisioned, the watchers built so far are closed and the error names it.
-func NewMachine(def *Definition, cfg MachineConfig) (*Machine, error) {
-	if err := def.Validate(); err != nil {
+// NewMachine validates def and builds its watchers in one pass
+// ([machine.Definition.BuildWatchers]), provisions every watcher, and
+// returns the machine ready to run. If a watcher cannot be provisioned, the
+// watchers provisioned so far are closed and the error names it.
+func NewMachine(def *machine.Definition, cfg MachineConfig) (*Machine, error) {
+	built, err := def.BuildWatchers()
+	if err != nil {
 		return nil, err
 	}
 	if cfg.Data == nil {
@@ -112,13 +115,9 @@ func NewMachine(def *Definition, cfg MachineConfig) (*Machine, error) {
 		notifier: &notifier{pub: cfg.Publisher, log: log},
 		log:      log,
 	}
-	for _, wd := range def.Watchers {
+	for i, wd := range def.Watchers {
 		info, _ := watchers.Lookup(wd.Type)
-		w, err := watchers.Build(wd.Type, wd.Properties)
-		if err != nil {
-			m.closeWatchers()
-			return nil, fmt.Errorf("machine %q: %s: %w", def.Name, wd.where(), err)
-		}
+		w := built[i]
 		wlog := log.With("watcher", wd.Name, "watcher_type", wd.Type)
 		r := newRunner(m, wd, info, w, wlog)
 		m.runners = append(m.runners, r)
@@ -129,7 +128,7 @@ func NewMachine(def *Definition, cfg MachineConfig) (*Machine, error) {
 			})
 			if err != nil {
 				m.closeWatchers()
-				return nil, fmt.Errorf("machine %q: %s: provision: %w", def.Name, wd.where(), err)
+				return nil, fmt.Errorf("machine %q: %s: provision: %w", def.Name, wd.Where(), err)
 			}
 		}
 	}
@@ -140,7 +139,7 @@ func NewMachine(def *Definition, cfg MachineConfig) (*Machine, error) {
 func (m *Machine) Name() string { return m.def.Name }
 
 // Definition returns the machine's definition; callers must not modify it.
-func (m *Machine) Definition() *Definition { return m.def }
+func (m *Machine) Definition() *machine.Definition { return m.def }
 
 // State returns the machine's current state.
 func (m *Machine) State() string { return m.fsm.current() }

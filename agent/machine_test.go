@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/watchers"
 	"go.uber.org/goleak"
 )
@@ -20,9 +21,9 @@ import (
 // data store in a temp dir.
 func testMachine(t *testing.T, yaml string) (*Machine, *recorder) {
 	t.Helper()
-	def, err := ParseDefinition([]byte(yaml))
+	def, err := machine.Parse([]byte(yaml))
 	if err != nil {
-		t.Fatalf("ParseDefinition() error = %v", err)
+		t.Fatalf("machine.Parse() error = %v", err)
 	}
 	store, err := OpenDataStore(t.TempDir(), slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -265,7 +266,7 @@ func TestMachineProvisionFailureClosesWatchers(t *testing.T) {
 	ok, okKey := newProbe(t)
 	bad, badKey := newProbe(t)
 	bad.provisionErr = errors.New("no socket")
-	def, err := ParseDefinition([]byte(machineYAML("m6", "1", fmt.Sprintf(`
+	def, err := machine.Parse([]byte(machineYAML("m6", "1", fmt.Sprintf(`
   - name: a
     type: probe
     properties: {key: %s}

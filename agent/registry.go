@@ -6,6 +6,9 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/mms-io/mms/machine"
+	"github.com/mms-io/mms/spec"
 )
 
 // Node is what a compiled-in machine may know about the node that runs it:
@@ -42,7 +45,7 @@ type Node struct {
 
 // MachineFactory builds a compiled-in machine for a node. It must be pure:
 // no I/O, no goroutines.
-type MachineFactory func(Node) (*Definition, error)
+type MachineFactory func(Node) (*machine.Definition, error)
 
 // compiled holds the machines compiled into the binary. Like the watcher
 // registry it is filled from init functions and read afterwards; it is the
@@ -55,16 +58,16 @@ var compiled = struct {
 // RegisterMachine adds a compiled-in machine with a fixed definition that
 // every [Host] runs (with its directory and data under
 // HostConfig.DataDir/<name>). It is meant to be called from init with a
-// definition from [MustParseDefinition]; it panics if the definition is
+// definition from [machine.MustParse]; it panics if the definition is
 // invalid or the name is already registered.
-func RegisterMachine(def *Definition) {
+func RegisterMachine(def *machine.Definition) {
 	if def == nil {
 		panic("agent: RegisterMachine with a nil definition")
 	}
 	if err := def.Validate(); err != nil {
 		panic(fmt.Sprintf("agent: RegisterMachine: %v", err))
 	}
-	RegisterMachineFactory(def.Name, func(Node) (*Definition, error) { return def, nil })
+	RegisterMachineFactory(def.Name, func(Node) (*machine.Definition, error) { return def, nil })
 }
 
 // RegisterMachineFactory adds a compiled-in machine whose definition depends
@@ -72,8 +75,8 @@ func RegisterMachine(def *Definition) {
 // called from init; it panics if name is invalid or already registered, or
 // f is nil. The definition f returns must be named name.
 func RegisterMachineFactory(name string, f MachineFactory) {
-	if !NamePattern.MatchString(name) {
-		panic(fmt.Sprintf("agent: compiled-in machine name %q: must match %s", name, NamePattern))
+	if err := spec.CheckName(name); err != nil {
+		panic(fmt.Sprintf("agent: compiled-in machine name %q: %v", name, err))
 	}
 	if f == nil {
 		panic(fmt.Sprintf("agent: compiled-in machine %q registered with a nil factory", name))
@@ -95,7 +98,7 @@ func RegisteredMachines() []string {
 
 // BuildRegisteredMachines builds every compiled-in machine for node, sorted
 // by name, and validates each.
-func BuildRegisteredMachines(node Node) ([]*Definition, error) {
+func BuildRegisteredMachines(node Node) ([]*machine.Definition, error) {
 	compiled.RLock()
 	factories := maps.Clone(compiled.factories)
 	compiled.RUnlock()
@@ -103,8 +106,8 @@ func BuildRegisteredMachines(node Node) ([]*Definition, error) {
 }
 
 // buildMachines runs each factory for node, in name order.
-func buildMachines(factories map[string]MachineFactory, node Node) ([]*Definition, error) {
-	var out []*Definition
+func buildMachines(factories map[string]MachineFactory, node Node) ([]*machine.Definition, error) {
+	var out []*machine.Definition
 	for _, name := range slices.Sorted(maps.Keys(factories)) {
 		def, err := factories[name](node)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/watchers"
 )
 
@@ -48,7 +49,7 @@ type WatcherStatus struct {
 // triggers, per-check timeouts, panic recovery, error backoff, transitions
 // and state events. It is the only caller of Check and StateChanged.
 type runner struct {
-	def  WatcherDef
+	def  machine.WatcherDef
 	info watchers.Info
 	w    watchers.Watcher
 	m    *Machine
@@ -61,7 +62,7 @@ type runner struct {
 	status WatcherStatus
 }
 
-func newRunner(m *Machine, def WatcherDef, info watchers.Info, w watchers.Watcher, log *slog.Logger) *runner {
+func newRunner(m *Machine, def machine.WatcherDef, info watchers.Info, w watchers.Watcher, log *slog.Logger) *runner {
 	return &runner{
 		def: def, info: info, w: w, m: m, log: log,
 		poke:    make(chan struct{}, 1),

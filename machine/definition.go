@@ -1,7 +1,8 @@
-package agent
+package machine
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,17 +15,17 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// DefinitionFile is the name of a machine's definition inside its directory.
-const DefinitionFile = "machine.yaml"
+// File is the name of a machine's definition inside its directory.
+const File = "machine.yaml"
 
-// MaxDefinitionSize caps machine.yaml (256 KiB, far above any real machine):
+// MaxSize caps machine.yaml (256 KiB, far above any real machine):
 // larger files are rejected unread, which also bounds YAML parsing time.
-const MaxDefinitionSize = 256 << 10
+const MaxSize = 256 << 10
 
-// ErrInvalidDefinition is wrapped by every error [ParseDefinition],
-// [LoadDefinition] and [Definition.Validate] return for bad machine.yaml
+// ErrInvalid is wrapped by every error [Parse],
+// [Load] and [Definition.Validate] return for bad machine.yaml
 // content (as opposed to I/O errors).
-var ErrInvalidDefinition = errors.New("invalid machine definition")
+var ErrInvalid = errors.New("invalid machine definition")
 
 // Definition is a machine.yaml: Choria's autonomous-agent schema. It is a
 // finite-state machine (states are inferred from InitialState and the
@@ -44,7 +45,17 @@ type Definition struct {
 	Transitions []Transition `json:"transitions" yaml:"transitions"`
 	// Watchers observe or enforce things and fire transitions.
 	Watchers []WatcherDef `json:"watchers" yaml:"watchers"`
+
+	// digest is the sha256 of the machine.yaml bytes Parse read; zero for
+	// a definition built in code.
+	digest [32]byte
 }
+
+// Digest returns the sha256 of the machine.yaml bytes the definition was
+// parsed from, or zero for a definition built in code. A host that is
+// handed a definition uses it instead of parsing machine.yaml again only
+// when this matches the file on disk.
+func (d *Definition) Digest() [32]byte { return d.digest }
 
 // Transition moves the machine from any of From to Destination.
 type Transition struct {
@@ -84,8 +95,9 @@ type WatcherDef struct {
 	line int
 }
 
-// where prefixes a watcher error with its line (when known), name and type.
-func (w *WatcherDef) where() string {
+// Where describes the watcher for messages: its line (when known), name
+// and type, e.g. `line 12: watcher "check" (exec)`.
+func (w *WatcherDef) Where() string {
 	s := fmt.Sprintf("watcher %q (%s)", w.Name, w.Type)
 	if w.line > 0 {
 		s = fmt.Sprintf("line %d: %s", w.line, s)
@@ -126,39 +138,40 @@ type yamlWatcher struct {
 // yamlTypeNames turns the mirror types' names in decoder errors into words
 // a machine.yaml author recognises.
 var yamlTypeNames = strings.NewReplacer(
-	"in type agent.yamlDefinition", "in machine",
-	"in type agent.yamlTransition", "in transition",
-	"in type agent.yamlWatcher", "in watcher",
-	"agent.yamlDefinition", "machine",
-	"agent.yamlTransition", "transition",
-	"agent.yamlWatcher", "watcher",
+	"in type machine.yamlDefinition", "in machine",
+	"in type machine.yamlTransition", "in transition",
+	"in type machine.yamlWatcher", "in watcher",
+	"machine.yamlDefinition", "machine",
+	"machine.yamlTransition", "transition",
+	"machine.yamlWatcher", "watcher",
 )
 
-// ParseDefinition decodes machine.yaml bytes strictly: unknown keys at any
+// Parse decodes machine.yaml bytes strictly: unknown keys at any
 // level are errors naming the key and its line, and each watcher's
 // properties are converted from YAML to JSON. It checks structure only; call
 // [Definition.Validate] to check meaning, watcher types and properties
-// ([LoadDefinition] and [MustParseDefinition] do both).
-func ParseDefinition(data []byte) (*Definition, error) {
-	if len(data) > MaxDefinitionSize {
-		return nil, fmt.Errorf("%w: %d bytes is larger than the %d byte limit", ErrInvalidDefinition, len(data), MaxDefinitionSize)
+// ([Load] and [MustParse] do both).
+func Parse(data []byte) (*Definition, error) {
+	if len(data) > MaxSize {
+		return nil, fmt.Errorf("%w: %d bytes is larger than the %d byte limit", ErrInvalid, len(data), MaxSize)
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, fmt.Errorf("%w: empty document", ErrInvalidDefinition)
+		return nil, fmt.Errorf("%w: empty document", ErrInvalid)
 	}
 	var raw yamlDefinition
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrInvalidDefinition, yamlTypeNames.Replace(err.Error()))
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, yamlTypeNames.Replace(err.Error()))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: more than one YAML document", ErrInvalidDefinition)
+		return nil, fmt.Errorf("%w: more than one YAML document", ErrInvalid)
 	}
 	tLines, wLines := itemLines(data)
 
 	def := &Definition{
+		digest:       sha256.Sum256(data),
 		Name:         raw.Name,
 		Version:      raw.Version,
 		InitialState: raw.InitialState,
@@ -179,36 +192,36 @@ func ParseDefinition(data []byte) (*Definition, error) {
 		}
 		var err error
 		if w.Interval, err = watchers.ParseDuration(rw.Interval); err != nil {
-			errs = append(errs, fmt.Errorf("%s: interval: %w", w.where(), err))
+			errs = append(errs, fmt.Errorf("%s: interval: %w", w.Where(), err))
 		}
 		if w.AnnounceInterval, err = watchers.ParseDuration(rw.AnnounceInterval); err != nil {
-			errs = append(errs, fmt.Errorf("%s: announce_interval: %w", w.where(), err))
+			errs = append(errs, fmt.Errorf("%s: announce_interval: %w", w.Where(), err))
 		}
 		if w.Properties, err = propertiesJSON(&rw.Properties); err != nil {
-			errs = append(errs, fmt.Errorf("%s: properties: %w", w.where(), err))
+			errs = append(errs, fmt.Errorf("%s: properties: %w", w.Where(), err))
 		}
 		def.Watchers = append(def.Watchers, w)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidDefinition, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	return def, nil
 }
 
-// LoadDefinition reads dir/machine.yaml (at most [MaxDefinitionSize]
+// Load reads dir/machine.yaml (at most [MaxSize]
 // bytes), parses it and validates it.
-func LoadDefinition(dir string) (*Definition, error) {
-	path := filepath.Join(dir, DefinitionFile)
+func Load(dir string) (*Definition, error) {
+	path := filepath.Join(dir, File)
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read machine definition: %w", err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxDefinitionSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read machine definition %s: %w", path, err)
 	}
-	def, err := ParseDefinition(data)
+	def, err := Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -218,16 +231,16 @@ func LoadDefinition(dir string) (*Definition, error) {
 	return def, nil
 }
 
-// MustParseDefinition parses and validates an embedded machine.yaml of a
+// MustParse parses and validates an embedded machine.yaml of a
 // compiled-in machine and panics if it is invalid. Call it at init time,
 // after the watcher types the machine uses are registered (import them).
-func MustParseDefinition(data []byte) *Definition {
-	def, err := ParseDefinition(data)
+func MustParse(data []byte) *Definition {
+	def, err := Parse(data)
 	if err == nil {
 		err = def.Validate()
 	}
 	if err != nil {
-		panic(fmt.Sprintf("agent: compiled-in machine definition: %v", err))
+		panic(fmt.Sprintf("machine: compiled-in machine definition: %v", err))
 	}
 	return def
 }

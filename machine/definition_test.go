@@ -1,6 +1,7 @@
-package agent
+package machine
 
 import (
+	"crypto/sha256"
 	"errors"
 	"os"
 	"path/filepath"
@@ -40,9 +41,9 @@ watchers:
 `
 
 func TestParseDefinition(t *testing.T) {
-	def, err := ParseDefinition([]byte(validYAML))
+	def, err := Parse([]byte(validYAML))
 	if err != nil {
-		t.Fatalf("ParseDefinition() error = %v", err)
+		t.Fatalf("Parse() error = %v", err)
 	}
 	want := &Definition{
 		Name: "demo", Version: "1.0.0", InitialState: "idle", SplayStart: 5,
@@ -59,8 +60,11 @@ func TestParseDefinition(t *testing.T) {
 			line:             15,
 		}},
 	}
-	if diff := cmp.Diff(want, def, cmp.AllowUnexported(Transition{}, WatcherDef{})); diff != "" {
-		t.Errorf("ParseDefinition() mismatch (-want +got):\n%s", diff)
+	if def.Digest() != sha256.Sum256([]byte(validYAML)) {
+		t.Errorf("Digest() = %x, want the sha256 of the parsed bytes", def.Digest())
+	}
+	if diff := cmp.Diff(want, def, cmp.AllowUnexported(Transition{}, WatcherDef{}), cmpopts.IgnoreFields(Definition{}, "digest")); diff != "" {
+		t.Errorf("Parse() mismatch (-want +got):\n%s", diff)
 	}
 	if err := def.Validate(); err != nil {
 		t.Errorf("Validate() = %v, want nil", err)
@@ -88,23 +92,37 @@ func TestParseDefinitionErrors(t *testing.T) {
 		{"properties int key", "watchers:\n  - name: a\n    type: probe\n    properties:\n      sub:\n        1: x\n", []string{"properties: sub: key 1: keys must be strings"}},
 		{"two documents", "name: a\n---\nname: b\n", []string{"more than one YAML document"}},
 		{"wrong type", "splay_start: soon\n", []string{"cannot unmarshal"}},
-		{"too large", "name: " + strings.Repeat("x", MaxDefinitionSize) + "\n", []string{"larger than"}},
+		{"too large", "name: " + strings.Repeat("x", MaxSize) + "\n", []string{"larger than"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseDefinition([]byte(tt.yaml))
+			_, err := Parse([]byte(tt.yaml))
 			if err == nil {
-				t.Fatalf("ParseDefinition(%q) = nil error, want %q", tt.yaml, tt.want)
+				t.Fatalf("Parse(%q) = nil error, want %q", tt.yaml, tt.want)
 			}
-			if !errors.Is(err, ErrInvalidDefinition) {
-				t.Errorf("ParseDefinition() error %v does not wrap ErrInvalidDefinition", err)
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("Parse() error %v does not wrap ErrInvalid", err)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
-					t.Errorf("ParseDefinition() error = %q, want it to contain %q", err, w)
+					t.Errorf("Parse() error = %q, want it to contain %q", err, w)
 				}
 			}
 		})
+	}
+}
+
+// TestValidateChoriaNames accepts the names Choria's schema accepts, and
+// the dots a spec entry may carry.
+func TestValidateChoriaNames(t *testing.T) {
+	for _, name := range []string{"Web", "SpecialMachine", "web.front_1", "a" + strings.Repeat("b", 150)} {
+		def, err := Parse([]byte(strings.Replace(validYAML, "name: demo", "name: "+name, 1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := def.Validate(); err != nil {
+			t.Errorf("Validate(name %q) = %v, want nil", name, err)
+		}
 	}
 }
 
@@ -116,7 +134,7 @@ func TestValidate(t *testing.T) {
 	}{
 		{"missing fields", func(d *Definition) { d.Name, d.Version, d.InitialState = "", "", "" },
 			[]string{"name is required", "version is required", "initial_state is required"}},
-		{"bad name", func(d *Definition) { d.Name = "../etc" }, []string{`name "../etc" must match`}},
+		{"bad name", func(d *Definition) { d.Name = "../etc" }, []string{`name: invalid name "../etc": want 1 to 200 letters`}},
 		{"no transitions or watchers", func(d *Definition) { d.Transitions, d.Watchers = nil, nil },
 			[]string{"at least one transition", "at least one watcher"}},
 		{"negative splay", func(d *Definition) { d.SplayStart = -1 }, []string{"splay_start -1"}},
@@ -145,7 +163,7 @@ func TestValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			def, err := ParseDefinition([]byte(validYAML))
+			def, err := Parse([]byte(validYAML))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -154,8 +172,8 @@ func TestValidate(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Validate() = nil, want errors %q", tt.want)
 			}
-			if !errors.Is(err, ErrInvalidDefinition) {
-				t.Errorf("Validate() error %v does not wrap ErrInvalidDefinition", err)
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("Validate() error %v does not wrap ErrInvalid", err)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
@@ -167,7 +185,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {
-	def, err := ParseDefinition([]byte(`
+	def, err := Parse([]byte(`
 name: x
 version: 1
 initial_state: a
@@ -222,9 +240,9 @@ func TestChoriaExamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			def, err := ParseDefinition(b)
+			def, err := Parse(b)
 			if err != nil {
-				t.Fatalf("ParseDefinition(%s) error = %v", tt.file, err)
+				t.Fatalf("Parse(%s) error = %v", tt.file, err)
 			}
 			if def.Name != tt.name {
 				t.Errorf("Name = %q, want %q", def.Name, tt.name)
@@ -252,35 +270,35 @@ func TestChoriaExamples(t *testing.T) {
 
 func TestLoadDefinition(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := LoadDefinition(dir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("LoadDefinition(empty dir) = %v, want ErrNotExist", err)
+	if _, err := Load(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load(empty dir) = %v, want ErrNotExist", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, DefinitionFile), []byte(validYAML), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, File), []byte(validYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	def, err := LoadDefinition(dir)
+	def, err := Load(dir)
 	if err != nil || def.Name != "demo" {
-		t.Fatalf("LoadDefinition() = %v, %v, want demo", def, err)
+		t.Fatalf("Load() = %v, %v, want demo", def, err)
 	}
 	bad := strings.Replace(validYAML, "key: k1", "key: k1\n      nope: 1", 1)
-	if err := os.WriteFile(filepath.Join(dir, DefinitionFile), []byte(bad), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, File), []byte(bad), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadDefinition(dir); err == nil || !strings.Contains(err.Error(), `unknown field "nope"`) {
-		t.Errorf("LoadDefinition(bad property) = %v, want unknown field error", err)
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), `unknown field "nope"`) {
+		t.Errorf("Load(bad property) = %v, want unknown field error", err)
 	}
 }
 
 func TestMustParseDefinition(t *testing.T) {
-	if def := MustParseDefinition([]byte(validYAML)); def.Name != "demo" {
-		t.Errorf("MustParseDefinition().Name = %q, want demo", def.Name)
+	if def := MustParse([]byte(validYAML)); def.Name != "demo" {
+		t.Errorf("MustParse().Name = %q, want demo", def.Name)
 	}
 	defer func() {
 		if recover() == nil {
-			t.Error("MustParseDefinition(invalid) did not panic")
+			t.Error("MustParse(invalid) did not panic")
 		}
 	}()
-	MustParseDefinition([]byte("name: x\n"))
+	MustParse([]byte("name: x\n"))
 }
 
 // FuzzParseDefinition feeds arbitrary bytes to the parser and validator:
@@ -304,16 +322,16 @@ func FuzzParseDefinition(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		def, err := ParseDefinition(b)
+		def, err := Parse(b)
 		if err != nil {
 			if def != nil {
-				t.Fatalf("ParseDefinition() = %v, %v: non-nil definition with an error", def, err)
+				t.Fatalf("Parse() = %v, %v: non-nil definition with an error", def, err)
 			}
 			return
 		}
 		_ = def.States()
-		if err := def.Validate(); err != nil && !errors.Is(err, ErrInvalidDefinition) {
-			t.Fatalf("Validate() = %v, does not wrap ErrInvalidDefinition", err)
+		if err := def.Validate(); err != nil && !errors.Is(err, ErrInvalid) {
+			t.Fatalf("Validate() = %v, does not wrap ErrInvalid", err)
 		}
 	})
 }

@@ -1,4 +1,4 @@
-package agent
+package machine
 
 import (
 	"errors"
@@ -7,18 +7,12 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mms-io/mms/spec"
 	"github.com/mms-io/mms/watchers"
 )
 
-// NamePattern is what machine names must match: an ASCII letter or digit,
-// then letters, digits, '_' or '-', at most 64 characters. It accepts every
-// name Choria's schema allows (which wants a leading letter) and every
-// spec entry name (which may start with a digit), and it is safe as a
-// directory name.
-var NamePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$`)
-
-// WatcherNamePattern is what watcher names must match: like [NamePattern]
-// but '.' is allowed too and up to 128 characters.
+// WatcherNamePattern is what watcher names must match: an ASCII letter or
+// digit, then letters, digits, '_', '.' or '-', up to 128 characters.
 var WatcherNamePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
 
 // MinAnnounceInterval is the smallest announce_interval a watcher may set.
@@ -28,7 +22,7 @@ const MinAnnounceInterval = time.Minute
 const MaxSplayStart = 86400
 
 // Validate checks the definition as a whole and returns every problem
-// found, joined, each wrapping [ErrInvalidDefinition]: required fields,
+// found, joined, each wrapping [ErrInvalid]: required fields,
 // the name's characters, at least one transition and one watcher,
 // duplicate transition or watcher names, unknown states and transitions
 // referenced by watchers, unknown watcher types, intervals below the type's
@@ -36,15 +30,27 @@ const MaxSplayStart = 86400
 // properties (built with [watchers.Build]: strict decoding and the type's
 // own Validate). It does no I/O.
 func (d *Definition) Validate() error {
+	_, err := d.BuildWatchers()
+	return err
+}
+
+// BuildWatchers checks the definition as [Definition.Validate] does and
+// returns a new, unprovisioned watcher for each of d.Watchers, in order:
+// the runtime builds a machine's watchers with it, so validating and
+// building are one pass.
+func (d *Definition) BuildWatchers() ([]watchers.Watcher, error) {
 	var errs []error
+	var built []watchers.Watcher
 	add := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf(format, args...))
 	}
 	switch {
 	case d.Name == "":
 		add("name is required")
-	case !NamePattern.MatchString(d.Name):
-		add("name %q must match %s", d.Name, NamePattern)
+	default:
+		if err := spec.CheckName(d.Name); err != nil {
+			add("name: %w", err)
+		}
 	}
 	if d.Version == "" {
 		add("version is required")
@@ -94,7 +100,7 @@ func (d *Definition) Validate() error {
 	names := map[string]bool{}
 	for i := range d.Watchers {
 		w := &d.Watchers[i]
-		where := w.where()
+		where := w.Where()
 		switch {
 		case w.Name == "":
 			add("%s: name is required", where)
@@ -130,14 +136,16 @@ func (d *Definition) Validate() error {
 		if w.Interval != 0 && info.MinInterval != 0 && w.Interval < info.MinInterval {
 			add("%s: interval %v is below the type's minimum of %v", where, w.Interval, info.MinInterval)
 		}
-		if _, err := watchers.Build(w.Type, w.Properties); err != nil {
+		bw, err := watchers.Build(w.Type, w.Properties)
+		if err != nil {
 			add("%s: %w", where, err)
 		}
+		built = append(built, bw)
 	}
 	if len(errs) == 0 {
-		return nil
+		return built, nil
 	}
-	return fmt.Errorf("%w %q: %w", ErrInvalidDefinition, d.Name, errors.Join(errs...))
+	return nil, fmt.Errorf("%w %q: %w", ErrInvalid, d.Name, errors.Join(errs...))
 }
 
 // States returns the machine's known states: the initial state, then every

@@ -141,7 +141,7 @@ func TestCredentialsNeverWrittenOrLogged(t *testing.T) {
 	a := buildArchive(t, "web", "1", nil)
 	e := a.entry(srv.put("/web.tgz", a.data))
 	e.Username, e.Password = "fetch-user", "v1-pa55word"
-	if _, err := env.inst.Install(t.Context(), e, 1); err != nil {
+	if _, _, err := env.inst.Install(t.Context(), e, 1); err != nil {
 		t.Fatal(err)
 	}
 	if got := srv.authHeaders(); len(got) != 1 || got[0] != "Basic ZmV0Y2gtdXNlcjp2MS1wYTU1d29yZA==" {
@@ -151,7 +151,7 @@ func TestCredentialsNeverWrittenOrLogged(t *testing.T) {
 	b := buildArchive(t, "web", "2", nil)
 	e2 := b.entry(srv.put("/web2.tgz", b.data))
 	e2.Auth = "artifacts"
-	if _, err := env.inst.Install(t.Context(), e2, 2); err != nil {
+	if _, _, err := env.inst.Install(t.Context(), e2, 2); err != nil {
 		t.Fatal(err)
 	}
 	if got := srv.authHeaders(); len(got) != 2 || got[1] != "Bearer v2-t0ken" {

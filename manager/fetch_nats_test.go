@@ -72,7 +72,7 @@ func TestFetchObjectStore(t *testing.T) {
 
 	t.Run("install", func(t *testing.T) {
 		env := newTestEnv(t, nil, FetchConfig{Conn: nc})
-		out, err := env.inst.Install(t.Context(), a.entry("nats://ARCHIVES/web/web-1.tgz"), 1)
+		out, _, err := env.inst.Install(t.Context(), a.entry("nats://ARCHIVES/web/web-1.tgz"), 1)
 		if err != nil || out != Installed {
 			t.Fatalf("Install from the object store = %q, %v", out, err)
 		}

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -110,12 +110,14 @@ func (i *Installer) CloseIdleConnections() { i.fetcher.CloseIdleConnections() }
 // Installed (no tree before), Updated (a tree was replaced: another
 // version, kept as .prev-<name>, or a damaged copy of this version,
 // discarded) or Unchanged (the record matches m and the tree still
-// verifies: nothing is downloaded).
+// verifies: nothing is downloaded), with the machine.yaml it checked when
+// it installed a tree (nil for Unchanged), to hand to the host so the file
+// is parsed once.
 //
 // The steps: fetch (through the Gate when m.Governor is set, with
 // retries) streaming straight into packer.ExtractArchive in a stage
 // M/.stage-<name>-<rand>; machine.yaml must load and validate with
-// agent.LoadDefinition and name m.Name; the record is written in phase
+// machine.Load and name m.Name; the record is written in phase
 // swapping; the stage is swapped in (renameat2 RENAME_EXCHANGE, or two
 // renames where the file system lacks it), the old tree becomes
 // .prev-<name>; the record is written in phase installed. On any error M
@@ -123,50 +125,50 @@ func (i *Installer) CloseIdleConnections() { i.fetcher.CloseIdleConnections() }
 // Recover finishes or undoes the swap. Install refuses to replace a
 // directory it did not install (no record). It does not load the machine
 // into the host.
-func (i *Installer) Install(ctx context.Context, m spec.Machine, serial uint64) (Outcome, error) {
+func (i *Installer) Install(ctx context.Context, m spec.Machine, serial uint64) (Outcome, *machine.Definition, error) {
 	if err := spec.ValidName(m.Name); err != nil {
-		return Failed, fmt.Errorf("install: %w", err)
+		return Failed, nil, fmt.Errorf("install: %w", err)
 	}
 	unlock, err := i.locks.lock(ctx, m.Name)
 	if err != nil {
-		return Failed, fmt.Errorf("install %q: %w", m.Name, err)
+		return Failed, nil, fmt.Errorf("install %q: %w", m.Name, err)
 	}
 	defer unlock()
-	out, err := i.install(ctx, m, serial)
+	out, def, err := i.install(ctx, m, serial)
 	if err != nil {
-		return Failed, fmt.Errorf("install %q: %w", m.Name, err)
+		return Failed, nil, fmt.Errorf("install %q: %w", m.Name, err)
 	}
-	return out, nil
+	return out, def, nil
 }
 
-func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) (Outcome, error) {
+func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) (Outcome, *machine.Definition, error) {
 	cur, err := i.settledRecord(ctx, m.Name)
 	if err != nil {
-		return Failed, err
+		return Failed, nil, err
 	}
 	live := i.livePath(m.Name)
 	liveExists, err := dirExists(live)
 	if err != nil {
-		return Failed, err
+		return Failed, nil, err
 	}
 	if cur == nil && liveExists {
-		return Failed, fmt.Errorf("%s exists but was not installed by this agent (no record in %s); move it away to let the manager install it",
+		return Failed, nil, fmt.Errorf("%s exists but was not installed by this agent (no record in %s); move it away to let the manager install it",
 			live, i.records.dir)
 	}
 	if cur != nil && liveExists && strings.EqualFold(cur.Checksum, m.Checksum) && strings.EqualFold(cur.VerifyChecksum, m.VerifyChecksum) {
 		err := i.verifier.Verify(ctx, live, cur.VerifyChecksum, false)
 		if err == nil {
-			return Unchanged, nil
+			return Unchanged, nil, nil
 		}
 		if ctx.Err() != nil {
-			return Failed, context.Cause(ctx)
+			return Failed, nil, context.Cause(ctx)
 		}
 		i.log.Warn("installed machine no longer verifies; reinstalling", "machine", m.Name, "error", err)
 	}
 
 	stage, err := i.newTemp(stagePrefix, m.Name)
 	if err != nil {
-		return Failed, err
+		return Failed, nil, err
 	}
 	crashed := false
 	defer func() {
@@ -176,13 +178,14 @@ func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) 
 			}
 		}
 	}()
-	if err := i.fetchInto(ctx, m, stage); err != nil {
+	def, err := i.fetchInto(ctx, m, stage)
+	if err != nil {
 		crashed = errors.Is(err, errCrashed)
-		return Failed, err
+		return Failed, nil, err
 	}
 	if i.crashed("extract") {
 		crashed = true
-		return Failed, errCrashed
+		return Failed, nil, errCrashed
 	}
 
 	next := &recordFile{Record: Record{
@@ -201,21 +204,21 @@ func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) 
 		next.withPrevious(&p)
 	case cur != nil:
 		if kept, err := dirExists(i.prevPath(m.Name)); err != nil {
-			return Failed, err
+			return Failed, nil, err
 		} else if kept {
 			next.withPrevious(cur.PreviousRecord)
 		}
 	}
 	if err := i.swapIn(swap{stage: stage, next: next, cur: cur, keepOld: keepOld}); err != nil {
 		crashed = errors.Is(err, errCrashed)
-		return Failed, err
+		return Failed, nil, err
 	}
 	out := Installed
 	if liveExists {
 		out = Updated
 	}
 	i.log.Info("machine installed", "machine", m.Name, "outcome", out, "checksum", next.Checksum, "serial", serial)
-	return out, nil
+	return out, def, nil
 }
 
 // sameVersion reports whether two records pin the same archive.
@@ -238,11 +241,11 @@ func (i *Installer) settledRecord(ctx context.Context, name string) (*recordFile
 
 // fetchInto downloads m's archive and extracts it into stage in one pass,
 // then checks its machine.yaml.
-func (i *Installer) fetchInto(ctx context.Context, m spec.Machine, stage string) error {
+func (i *Installer) fetchInto(ctx context.Context, m spec.Machine, stage string) (*machine.Definition, error) {
 	if m.Governor != "" && i.gate != nil {
 		release, err := i.gate(ctx, m.Governor)
 		if err != nil {
-			return fmt.Errorf("enter governor %q: %w", m.Governor, err)
+			return nil, fmt.Errorf("enter governor %q: %w", m.Governor, err)
 		}
 		defer release()
 	}
@@ -257,16 +260,16 @@ func (i *Installer) fetchInto(ctx context.Context, m spec.Machine, stage string)
 		return err
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	def, err := agent.LoadDefinition(x.Dir)
+	def, err := machine.Load(x.Dir)
 	if err != nil {
-		return fmt.Errorf("archive's %s: %w", packer.MachineFile, err)
+		return nil, fmt.Errorf("archive's %s: %w", packer.MachineFile, err)
 	}
 	if def.Name != m.Name {
-		return fmt.Errorf("archive machine name %q != %q", def.Name, m.Name)
+		return nil, fmt.Errorf("archive machine name %q != %q", def.Name, m.Name)
 	}
-	return nil
+	return def, nil
 }
 
 // crashed reports whether the test hook stops the operation at step.

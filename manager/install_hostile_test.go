@@ -203,12 +203,12 @@ func TestInstallRejectsHostileArchives(t *testing.T) {
 
 			env := newTestEnv(t, nil, FetchConfig{AllowHTTP: true})
 			env.inst.limits = packer.Limits{MaxFileSize: 1 << 20, MaxTotalSize: 4 << 20, MaxEntries: 50}
-			if _, err := env.inst.Install(t.Context(), v1.entry(srv.URL+"/v1"), 1); err != nil {
+			if _, _, err := env.inst.Install(t.Context(), v1.entry(srv.URL+"/v1"), 1); err != nil {
 				t.Fatalf("Install(v1) = %v", err)
 			}
 			machines, state := treetest.Snapshot(t, env.machines), treetest.Snapshot(t, env.state)
 
-			out, err := env.inst.Install(t.Context(), entry, 2)
+			out, _, err := env.inst.Install(t.Context(), entry, 2)
 			want := `install "web": extract archive "web": ` + tt.wantErr
 			if out != Failed || err == nil || err.Error() != want {
 				t.Fatalf("Install(%s) = %q, %v; want Failed, %q", tt.name, out, err, want)

@@ -38,7 +38,7 @@ func TestStageModifiedBeforeSwapIsCaught(t *testing.T) {
 		}
 		return false
 	}
-	if _, err := env.inst.Install(t.Context(), v1.entry(srv.put("/v1", v1.data)), 1); err != nil {
+	if _, _, err := env.inst.Install(t.Context(), v1.entry(srv.put("/v1", v1.data)), 1); err != nil {
 		t.Fatalf("Install(v1) = %v", err)
 	}
 	if stageMode != 0o700 {

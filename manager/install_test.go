@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"os"
 	"path/filepath"
@@ -12,8 +13,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/treetest"
+	"github.com/mms-io/mms/machine"
+	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
 
@@ -28,9 +30,14 @@ func TestInstallLifecycle(t *testing.T) {
 	live := filepath.Join(env.machines, "web")
 	prev := filepath.Join(env.machines, ".prev-web")
 
-	out, err := env.inst.Install(ctx, e1, 10)
+	out, def, err := env.inst.Install(ctx, e1, 10)
 	if err != nil || out != Installed {
 		t.Fatalf("Install(v1) = %q, %v, want %q", out, err, Installed)
+	}
+	// The definition it checked is handed to the host, which runs it
+	// without parsing machine.yaml again when the digests agree.
+	if def == nil || def.Version != "1.0.0" || def.Digest() != sha256.Sum256([]byte(readFile(t, filepath.Join(live, packer.MachineFile)))) {
+		t.Errorf("Install(v1) definition = %+v, want the installed machine.yaml's", def)
 	}
 	if got := readFile(t, filepath.Join(live, "run.sh")); got != "echo one\n" {
 		t.Errorf("run.sh = %q, want v1", got)
@@ -50,7 +57,7 @@ func TestInstallLifecycle(t *testing.T) {
 
 	// Same checksums again: no download at all.
 	before := srv.requests.Load()
-	out, err = env.inst.Install(ctx, e1, 11)
+	out, _, err = env.inst.Install(ctx, e1, 11)
 	if err != nil || out != Unchanged {
 		t.Fatalf("Install(v1 again) = %q, %v, want %q", out, err, Unchanged)
 	}
@@ -58,12 +65,12 @@ func TestInstallLifecycle(t *testing.T) {
 		t.Errorf("Install(v1 again) made %d requests, want 0", got)
 	}
 	// A fresh installer (agent restart) hashes the tree once, still without downloading.
-	out, err = env.reopen(t).Install(ctx, e1, 11)
+	out, _, err = env.reopen(t).Install(ctx, e1, 11)
 	if err != nil || out != Unchanged || srv.requests.Load() != before {
 		t.Fatalf("Install(v1) after restart = %q, %v with %d requests, want %q and none", out, err, srv.requests.Load()-before, Unchanged)
 	}
 
-	out, err = env.inst.Install(ctx, e2, 12)
+	out, _, err = env.inst.Install(ctx, e2, 12)
 	if err != nil || out != Updated {
 		t.Fatalf("Install(v2) = %q, %v, want %q", out, err, Updated)
 	}
@@ -121,7 +128,7 @@ func TestInstallRefusals(t *testing.T) {
 	writeTestFile(t, filepath.Join(foreign, "machine.yaml"), testMachineYAML("hand", "1"))
 	a := buildArchive(t, "hand", "2", nil)
 	before := treetest.Snapshot(t, env.machines)
-	_, err := env.inst.Install(ctx, a.entry(srv.put("/hand.tgz", a.data)), 1)
+	_, _, err := env.inst.Install(ctx, a.entry(srv.put("/hand.tgz", a.data)), 1)
 	if err == nil || !strings.Contains(err.Error(), "was not installed by this agent") {
 		t.Errorf("Install over a foreign dir = %v, want refusal", err)
 	}
@@ -158,14 +165,14 @@ func TestInstallRepairsTamperedTree(t *testing.T) {
 		m   spec.Machine
 		out Outcome
 	}{{e1, Installed}, {e2, Updated}} {
-		if out, err := env.inst.Install(ctx, e.m, 1); err != nil || out != e.out {
+		if out, _, err := env.inst.Install(ctx, e.m, 1); err != nil || out != e.out {
 			t.Fatalf("Install = %q, %v, want %q", out, err, e.out)
 		}
 	}
 	good := treetest.Snapshot(t, env.machines)
 	writeTestFile(t, filepath.Join(env.machines, "web", "a"), "evil")
 
-	out, err := env.inst.Install(ctx, e2, 1)
+	out, _, err := env.inst.Install(ctx, e2, 1)
 	if err != nil || out != Updated {
 		t.Fatalf("Install(v2) over a tampered v2 = %q, %v, want %q", out, err, Updated)
 	}
@@ -186,7 +193,7 @@ func TestInstallFallbackRenames(t *testing.T) {
 	v2 := buildArchive(t, "db", "2", map[string]string{"x": "2"})
 	v3 := buildArchive(t, "db", "3", map[string]string{"x": "3"})
 	for n, a := range []testArchive{v1, v2, v3} {
-		if _, err := env.inst.Install(ctx, a.entry(srv.put("/"+a.info.Checksum, a.data)), uint64(n+1)); err != nil {
+		if _, _, err := env.inst.Install(ctx, a.entry(srv.put("/"+a.info.Checksum, a.data)), uint64(n+1)); err != nil {
 			t.Fatalf("Install(v%d) = %v", n+1, err)
 		}
 	}
@@ -214,7 +221,7 @@ func TestInstallGateOnlyForDownloads(t *testing.T) {
 	e := a.entry(srv.put("/w", a.data))
 	e.Governor = "slow"
 	for range 2 {
-		if _, err := env.inst.Install(t.Context(), e, 1); err != nil {
+		if _, _, err := env.inst.Install(t.Context(), e, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -230,7 +237,7 @@ func TestInstallGateOnlyForDownloads(t *testing.T) {
 	e = b.entry(srv.put("/w2", b.data))
 	e.Governor = "slow"
 	before := treetest.Snapshot(t, env.machines)
-	if _, err := env.inst.Install(t.Context(), e, 2); err == nil || !strings.Contains(err.Error(), `enter governor "slow": governor full`) {
+	if _, _, err := env.inst.Install(t.Context(), e, 2); err == nil || !strings.Contains(err.Error(), `enter governor "slow": governor full`) {
 		t.Errorf("Install with a full governor = %v", err)
 	}
 	treetest.AssertSame(t, env.machines, before)
@@ -241,10 +248,10 @@ func TestInstalledDefinitionLoads(t *testing.T) {
 	srv := newFileServer(t, true)
 	env := newTestEnv(t, srv.Server, FetchConfig{})
 	a := buildArchive(t, "facts", "1.2.3", nil)
-	if _, err := env.inst.Install(t.Context(), a.entry(srv.put("/f", a.data)), 1); err != nil {
+	if _, _, err := env.inst.Install(t.Context(), a.entry(srv.put("/f", a.data)), 1); err != nil {
 		t.Fatal(err)
 	}
-	def, err := agent.LoadDefinition(filepath.Join(env.machines, "facts"))
+	def, err := machine.Load(filepath.Join(env.machines, "facts"))
 	if err != nil || def.Name != "facts" || def.Version != "1.2.3" {
 		t.Errorf("LoadDefinition(installed facts) = %+v, %v", def, err)
 	}
@@ -270,13 +277,13 @@ func TestInstallUndoesFailedSwap(t *testing.T) {
 			env.inst.noExchange = !exchange
 			v1 := buildArchive(t, "web", "1", map[string]string{"a": "1"})
 			v2 := buildArchive(t, "web", "2", map[string]string{"a": "2"})
-			if _, err := env.inst.Install(t.Context(), v1.entry(srv.put("/1", v1.data)), 1); err != nil {
+			if _, _, err := env.inst.Install(t.Context(), v1.entry(srv.put("/1", v1.data)), 1); err != nil {
 				t.Fatal(err)
 			}
 			writeTestFile(t, filepath.Join(env.machines, ".prev-web"), "in the way")
 			before := treetest.Snapshot(t, env.machines)
 			recsBefore, _ := env.inst.Installed()
-			_, err := env.inst.Install(t.Context(), v2.entry(srv.put("/2", v2.data)), 2)
+			_, _, err := env.inst.Install(t.Context(), v2.entry(srv.put("/2", v2.data)), 2)
 			if err == nil || !strings.Contains(err.Error(), ".prev-web is not a directory") {
 				t.Fatalf("Install with .prev-web in the way = %v", err)
 			}
@@ -294,7 +301,7 @@ func TestRollbackRefusesTamperedPrevious(t *testing.T) {
 	env := newTestEnv(t, srv.Server, FetchConfig{})
 	for n, v := range []string{"1", "2"} {
 		a := buildArchive(t, "web", v, map[string]string{"a": v})
-		if _, err := env.inst.Install(t.Context(), a.entry(srv.put("/"+v, a.data)), uint64(n+1)); err != nil {
+		if _, _, err := env.inst.Install(t.Context(), a.entry(srv.put("/"+v, a.data)), uint64(n+1)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -15,8 +15,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/treetest"
+	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -156,7 +156,7 @@ func TestInstallThreats(t *testing.T) {
 			entry: entryFor(buildArchive(t, "web", "2", map[string]string{
 				packer.MachineFile: strings.Replace(testMachineYAML("web", "2"), "type: timer", "type: teleport", 1)})),
 			wantErr:      func(string) string { return `teleport` },
-			wantIs:       agent.ErrInvalidDefinition,
+			wantIs:       machine.ErrInvalid,
 			wantRequests: 1,
 		},
 		{
@@ -166,7 +166,7 @@ func TestInstallThreats(t *testing.T) {
 			entry: entryFor(buildArchive(t, "web", "2", map[string]string{
 				packer.MachineFile: strings.Replace(testMachineYAML("web", "2"), "timer: 1h", "timer: 1h\n      colour: red", 1)})),
 			wantErr:      func(string) string { return `colour` },
-			wantIs:       agent.ErrInvalidDefinition,
+			wantIs:       machine.ErrInvalid,
 			wantRequests: 1,
 		},
 	}
@@ -192,14 +192,14 @@ func runThreat(t *testing.T, tt threatCase) {
 	t.Cleanup(srv.Close)
 	env := newTestEnv(t, srv, tt.cfg)
 	ctx := t.Context()
-	if _, err := env.inst.Install(ctx, v1.entry(srv.URL+"/v1"), 1); err != nil {
+	if _, _, err := env.inst.Install(ctx, v1.entry(srv.URL+"/v1"), 1); err != nil {
 		t.Fatalf("Install(v1) = %v", err)
 	}
 	before := treetest.Snapshot(t, env.machines)
 	recsBefore, _ := env.inst.Installed()
 
 	e := tt.entry(t, srv.URL)
-	out, err := env.inst.Install(ctx, e, 2)
+	out, _, err := env.inst.Install(ctx, e, 2)
 	want := tt.wantErr(srv.URL)
 	if err == nil || !strings.Contains(err.Error(), want) || out != Failed {
 		t.Fatalf("Install(%s) = %q, %v, want Failed with %q", tt.name, out, err, want)
@@ -271,7 +271,7 @@ func TestCredentialsNotLeakedByRedirect(t *testing.T) {
 			e := v2.entry(secure.URL + "/web.tgz")
 			e.Username, e.Password = "fetcher", "s3cret-pw"
 			before := treetest.Snapshot(t, env.machines)
-			_, err := env.inst.Install(t.Context(), e, 1)
+			_, _, err := env.inst.Install(t.Context(), e, 1)
 			want := fmt.Sprintf("refusing redirect to %s/web.tgz?…", plain.URL)
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Fatalf("Install via an https→http redirect = %v, want %q", err, want)

@@ -31,7 +31,7 @@ func TestCrashDuringPurge(t *testing.T) {
 			env := newTestEnv(t, srv.Server, FetchConfig{})
 			ctx := t.Context()
 			for i, a := range []testArchive{v1, v2, db} {
-				if _, err := env.inst.Install(ctx, a.entry(srv.put("/"+a.info.Name+a.info.Checksum, a.data)), uint64(i+1)); err != nil {
+				if _, _, err := env.inst.Install(ctx, a.entry(srv.put("/"+a.info.Name+a.info.Checksum, a.data)), uint64(i+1)); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 	"github.com/mms-io/mms/watchers"
@@ -32,8 +33,9 @@ const DefaultConcurrency = 4
 // logic can be tested without downloads. Implementations must be safe for
 // concurrent calls on distinct machine names.
 type MachineInstaller interface {
-	// Install makes MachinesDir/<m.Name> hold exactly the archive m pins.
-	Install(ctx context.Context, m spec.Machine, serial uint64) (Outcome, error)
+	// Install makes MachinesDir/<m.Name> hold exactly the archive m pins
+	// and returns the definition it checked, if it installed a tree.
+	Install(ctx context.Context, m spec.Machine, serial uint64) (Outcome, *machine.Definition, error)
 	// Rollback puts the previous version of name back.
 	Rollback(ctx context.Context, name string) error
 	// Purge removes a machine this agent installed.

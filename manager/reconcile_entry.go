@@ -9,6 +9,7 @@ import (
 
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
+	"github.com/mms-io/mms/watchers"
 )
 
 // installAll installs and loads every pending entry of results (those with
@@ -68,7 +69,7 @@ func (r *Reconciler) installOne(ctx context.Context, m spec.Machine, serial uint
 		}
 	}
 
-	out, err := inst.Install(ctx, m, serial)
+	out, def, err := inst.Install(ctx, m, serial)
 	if err != nil {
 		res.Outcome, res.Reason = Failed, "install: "+err.Error()
 		log.Error("install failed; the installed version (if any) is unchanged", "error", err)
@@ -82,7 +83,11 @@ func (r *Reconciler) installOne(ctx context.Context, m spec.Machine, serial uint
 		log.Error("installed machine was modified but the installer left it as it is", "tampered", res.Tampered)
 		return res, nil
 	}
-	lerr := host.LoadMachine(ctx, m.Name)
+	var parsed watchers.Definition // a nil *machine.Definition must stay a nil interface
+	if def != nil {
+		parsed = def
+	}
+	lerr := host.LoadMachine(ctx, m.Name, parsed)
 	if lerr == nil {
 		res.Outcome = out
 		if res.Tampered != "" {
@@ -103,7 +108,7 @@ func (r *Reconciler) installOne(ctx context.Context, m spec.Machine, serial uint
 			log.Error("new version failed to load and rolling back failed", "load_error", lerr, "error", err)
 			return res, bad
 		}
-		if err := host.LoadMachine(ctx, m.Name); err != nil {
+		if err := host.LoadMachine(ctx, m.Name, nil); err != nil {
 			res.Outcome, res.Reason = Failed, fmt.Sprintf("%s; rolled back, but the previous version does not load either: %v", bad.reason, err)
 			log.Error("rolled back, but the previous version does not load either", "load_error", lerr, "error", err)
 			return res, bad

@@ -12,7 +12,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 	"github.com/mms-io/mms/watchers"
@@ -46,7 +46,7 @@ func newFakeInstaller(dir string) *fakeInstaller {
 	}
 }
 
-func (f *fakeInstaller) Install(ctx context.Context, m spec.Machine, serial uint64) (Outcome, error) {
+func (f *fakeInstaller) Install(ctx context.Context, m spec.Machine, serial uint64) (Outcome, *machine.Definition, error) {
 	f.mu.Lock()
 	wait := f.block[m.Name]
 	f.mu.Unlock()
@@ -54,7 +54,7 @@ func (f *fakeInstaller) Install(ctx context.Context, m spec.Machine, serial uint
 		select {
 		case <-wait:
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return "", nil, ctx.Err()
 		}
 	}
 	f.mu.Lock()
@@ -62,11 +62,11 @@ func (f *fakeInstaller) Install(ctx context.Context, m spec.Machine, serial uint
 	rec, ok := f.records[m.Name]
 	if ok && rec.Checksum == m.Checksum && rec.VerifyChecksum == m.VerifyChecksum &&
 		(f.trustTree || packer.VerifyTree(ctx, filepath.Join(f.dir, m.Name), f.sums[m.Name]) == nil) {
-		return Unchanged, nil
+		return Unchanged, nil, nil
 	}
 	f.downloads++
 	if err := f.installErr[m.Name]; err != nil {
-		return "", err
+		return "", nil, err
 	}
 	out := Installed
 	if ok {
@@ -75,10 +75,10 @@ func (f *fakeInstaller) Install(ctx context.Context, m spec.Machine, serial uint
 	}
 	next := Record{Name: m.Name, Source: m.Source, Checksum: m.Checksum, VerifyChecksum: m.VerifyChecksum, Serial: serial, Phase: PhaseInstalled}
 	if err := f.writeTree(next); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	f.records[m.Name] = next
-	return out, nil
+	return out, nil, nil
 }
 
 // writeTree replaces the machine directory with one for rec.
@@ -184,12 +184,12 @@ func newFakeHost(dir string) *fakeHost {
 
 func (h *fakeHost) MachinesDir() string { return h.dir }
 
-func (h *fakeHost) LoadMachine(_ context.Context, name string) error {
+func (h *fakeHost) LoadMachine(_ context.Context, name string, _ watchers.Definition) error {
 	data, err := os.ReadFile(filepath.Join(h.dir, name, packer.MachineFile))
 	if err != nil {
 		return fmt.Errorf("load machine %q: %w", name, err)
 	}
-	def, err := agent.ParseDefinition(data)
+	def, err := machine.Parse(data)
 	if err != nil {
 		return fmt.Errorf("load machine %q: %w", name, err)
 	}

@@ -96,7 +96,7 @@ func handmade(f *fixture) {
 	if err := os.WriteFile(filepath.Join(dir, packer.MachineFile), []byte(def), 0o644); err != nil {
 		f.t.Fatal(err)
 	}
-	if err := f.host.LoadMachine(f.t.Context(), "hand"); err != nil {
+	if err := f.host.LoadMachine(f.t.Context(), "hand", nil); err != nil {
 		f.t.Fatal(err)
 	}
 	f.label["manual"] = "hand@manual"

@@ -85,14 +85,14 @@ func TestCrashDuringInstall(t *testing.T) {
 					env := newTestEnv(t, srv.Server, FetchConfig{})
 					env.inst.noExchange = !exchange
 					for n, a := range sc.before {
-						if _, err := env.inst.Install(t.Context(), a.entry(srv.put(fmt.Sprintf("/%d", n), a.data)), uint64(n+1)); err != nil {
+						if _, _, err := env.inst.Install(t.Context(), a.entry(srv.put(fmt.Sprintf("/%d", n), a.data)), uint64(n+1)); err != nil {
 							t.Fatal(err)
 						}
 					}
 					hit := false
 					env.inst.crashAt = crashHook(step, &hit)
 					e := sc.crash.entry(srv.put("/crash", sc.crash.data))
-					_, err := env.inst.Install(t.Context(), e, 9)
+					_, _, err := env.inst.Install(t.Context(), e, 9)
 					if !hit {
 						if err != nil {
 							t.Fatalf("Install without reaching %s = %v", step, err)
@@ -116,7 +116,7 @@ func TestCrashDuringInstall(t *testing.T) {
 					checkConsistent(t, env, inst, hashes, nameOf)
 
 					// The next reconcile converges on the new version.
-					out, err := inst.Install(t.Context(), e, 9)
+					out, _, err := inst.Install(t.Context(), e, 9)
 					if err != nil {
 						t.Fatalf("Install after Recover = %v", err)
 					}
@@ -190,7 +190,7 @@ func TestCrashDuringRollback(t *testing.T) {
 				env := newTestEnv(t, srv.Server, FetchConfig{})
 				env.inst.noExchange = !exchange
 				for n, a := range []testArchive{v1, v2} {
-					if _, err := env.inst.Install(t.Context(), a.entry(srv.put(fmt.Sprintf("/%d", n), a.data)), uint64(n+1)); err != nil {
+					if _, _, err := env.inst.Install(t.Context(), a.entry(srv.put(fmt.Sprintf("/%d", n), a.data)), uint64(n+1)); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -245,7 +245,7 @@ func TestRecoverUndoesBrokenSwaps(t *testing.T) {
 			env := newTestEnv(t, srv.Server, FetchConfig{})
 			env.inst.noExchange = !tt.exchange
 			for n, a := range []testArchive{v1, v2} {
-				if _, err := env.inst.Install(t.Context(), a.entry(srv.put(fmt.Sprintf("/%d", n), a.data)), uint64(n+1)); err != nil {
+				if _, _, err := env.inst.Install(t.Context(), a.entry(srv.put(fmt.Sprintf("/%d", n), a.data)), uint64(n+1)); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -253,7 +253,7 @@ func TestRecoverUndoesBrokenSwaps(t *testing.T) {
 			recsBefore, _ := env.inst.Installed()
 			hit := false
 			env.inst.crashAt = crashHook(tt.step, &hit)
-			if _, err := env.inst.Install(t.Context(), v3.entry(srv.put("/3", v3.data)), 3); !hit || !errors.Is(err, errCrashed) {
+			if _, _, err := env.inst.Install(t.Context(), v3.entry(srv.put("/3", v3.data)), 3); !hit || !errors.Is(err, errCrashed) {
 				t.Fatalf("Install = %v (hit %v), want a crash at %s", err, hit, tt.step)
 			}
 			tt.damage(t, env)

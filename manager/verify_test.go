@@ -58,7 +58,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			t.Run(tt.name+map[bool]string{false: "/cheap", true: "/full"}[full], func(t *testing.T) {
 				srv := newFileServer(t, true)
 				env := newTestEnv(t, srv.Server, FetchConfig{})
-				if _, err := env.inst.Install(t.Context(), a.entry(srv.put("/w", a.data)), 1); err != nil {
+				if _, _, err := env.inst.Install(t.Context(), a.entry(srv.put("/w", a.data)), 1); err != nil {
 					t.Fatal(err)
 				}
 				// A cheap check first, so the verifier remembers the files.

@@ -165,11 +165,23 @@ type Host interface {
 	MachinesDir() string
 	// LoadMachine loads, or reloads, the machine in MachinesDir()/name now
 	// and starts it. It returns the load or validation error, in which case
-	// any previously running version of the machine keeps running.
-	LoadMachine(ctx context.Context, name string) error
+	// any previously running version of the machine keeps running. def,
+	// when not nil, is that directory's machine.yaml as the caller already
+	// parsed and validated it (installers check a machine before they swap
+	// it in): the host uses it instead of parsing the file again when its
+	// Digest is that of the file on disk.
+	LoadMachine(ctx context.Context, name string, def Definition) error
 	// UnloadMachine stops the machine and waits for its watchers to exit.
 	// Unloading a machine that is not running is not an error.
 	UnloadMachine(ctx context.Context, name string) error
+}
+
+// Definition is a parsed machine.yaml, a *machine.Definition, handed to
+// [Host.LoadMachine]. (Package machine uses this package's registry to
+// validate watchers, so this package names the type by what the host
+// checks: the sha256 of the bytes it was parsed from.)
+type Definition interface {
+	Digest() [32]byte
 }
 
 // DataStore is a machine's persistent key/value data. Writes are persisted

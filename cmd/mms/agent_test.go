@@ -21,6 +21,7 @@ import (
 	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/syncbuf"
+	"github.com/mms-io/mms/machine"
 )
 
 // testMachine is compiled into the test binary the way the manager is into
@@ -30,10 +31,10 @@ import (
 const testMachine = "mmsagenttest"
 
 func init() {
-	agent.RegisterMachineFactory(testMachine, func(n agent.Node) (*agent.Definition, error) {
+	agent.RegisterMachineFactory(testMachine, func(n agent.Node) (*machine.Definition, error) {
 		msg := fmt.Sprintf(`"keys=%d threshold=%d spec=%s/%s insecure=%v identity=%s verify=%v"`,
 			len(n.TrustedKeys), n.Threshold, n.Bucket, n.Key, n.InsecureUnsigned, n.Identity, n.VerifyInterval)
-		return agent.ParseDefinition([]byte(greeterMachine(testMachine, "1.0.0", msg)))
+		return machine.Parse([]byte(greeterMachine(testMachine, "1.0.0", msg)))
 	})
 }
 

@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
-	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -93,7 +93,7 @@ placeholder that 'mms pack' rejects until it is replaced.`,
 }
 
 func (a *app) archiveCreate(ctx context.Context, dir string, o archiveCreateOptions) error {
-	def, err := agent.LoadDefinition(dir)
+	def, err := machine.Load(dir)
 	if err != nil {
 		return fmt.Errorf("refusing to archive %s: %w", dir, err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/machine"
 	"github.com/spf13/cobra"
 )
 
@@ -49,24 +50,24 @@ directory or a machine.yaml file. Every problem is printed with its line.`,
 
 // readDefinition reads, parses and validates PATH, a machine directory or
 // a machine.yaml file.
-func readDefinition(path string) (*agent.Definition, error) {
+func readDefinition(path string) (*machine.Definition, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
 	if st.IsDir() {
-		return agent.LoadDefinition(path)
+		return machine.Load(path)
 	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, agent.MaxDefinitionSize+1))
+	data, err := io.ReadAll(io.LimitReader(f, machine.MaxSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	def, err := agent.ParseDefinition(data)
+	def, err := machine.Parse(data)
 	if err == nil {
 		err = def.Validate()
 	}
@@ -106,7 +107,7 @@ func (a *app) runMachine(ctx context.Context, dir, factsFile, identity, dataDir 
 	if err != nil {
 		return fmt.Errorf("run machine: %w", err)
 	}
-	def, err := agent.LoadDefinition(abs)
+	def, err := machine.Load(abs)
 	if err != nil {
 		return fmt.Errorf("run machine: %w", err)
 	}

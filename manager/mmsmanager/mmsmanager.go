@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/watchers"
 )
@@ -75,7 +76,7 @@ type machinesProperties struct {
 // are purged (only those the manager installed). Its state lives under
 // node.StateDir/mms_manager (or, without a StateDir, in the machine's own
 // directory under the agent's data dir).
-func MachineDefinition(node agent.Node) (*agent.Definition, error) {
+func MachineDefinition(node agent.Node) (*machine.Definition, error) {
 	keys := node.TrustedKeys
 	if len(keys) == 0 {
 		compiled, err := manager.CompiledKeys()
@@ -87,7 +88,7 @@ func MachineDefinition(node agent.Node) (*agent.Definition, error) {
 	if len(keys) == 0 && !node.InsecureUnsigned {
 		return nil, fmt.Errorf("%w: configure the keys that sign specs (or build them in with -ldflags \"-X github.com/mms-io/mms/manager.PublicKey=<hex>\"); accepting unsigned specs must be asked for explicitly", manager.ErrNoTrustedKeys)
 	}
-	def, err := agent.ParseDefinition(machineYAML)
+	def, err := machine.Parse(machineYAML)
 	if err != nil {
 		return nil, fmt.Errorf("manager machine definition: %w", err)
 	}

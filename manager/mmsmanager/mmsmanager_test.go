@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/watchers"
@@ -23,7 +24,7 @@ const (
 )
 
 // properties returns the named watcher's properties as a map.
-func properties(t *testing.T, def *agent.Definition, watcher string) map[string]any {
+func properties(t *testing.T, def *machine.Definition, watcher string) map[string]any {
 	t.Helper()
 	for _, w := range def.Watchers {
 		if w.Name == watcher {
@@ -79,7 +80,7 @@ func TestMachineDefinition(t *testing.T) {
 	// Everything but the kv watcher (another package, not in this build)
 	// validates, the machines watcher's properties included.
 	noKV := *def
-	noKV.Watchers = slices.DeleteFunc(slices.Clone(def.Watchers), func(w agent.WatcherDef) bool { return w.Type == "kv" })
+	noKV.Watchers = slices.DeleteFunc(slices.Clone(def.Watchers), func(w machine.WatcherDef) bool { return w.Type == "kv" })
 	if err := noKV.Validate(); err != nil {
 		t.Errorf("Validate() without the kv watcher = %v", err)
 	}

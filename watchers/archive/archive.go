@@ -230,7 +230,7 @@ func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
 			w.log.Warn("verifying installed archive failed; installing checks it again", "dir", dir, "error", err)
 		}
 	}
-	out, err := w.inst.Install(ctx, w.entry, 0)
+	out, _, err := w.inst.Install(ctx, w.entry, 0)
 	if err != nil {
 		return fail(fmt.Errorf("install %s: %w", dir, err))
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
@@ -107,19 +108,19 @@ type fakeInstaller struct {
 	recovers int
 }
 
-func (f *fakeInstaller) Install(_ context.Context, m spec.Machine, _ uint64) (manager.Outcome, error) {
+func (f *fakeInstaller) Install(_ context.Context, m spec.Machine, _ uint64) (manager.Outcome, *machine.Definition, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.got = append(f.got, m)
 	if f.err != nil {
-		return "", f.err
+		return "", nil, f.err
 	}
 	out := manager.Unchanged
 	if _, ok := f.records[m.Name]; !ok || f.tampered != nil {
 		out, f.tampered = manager.Installed, nil
 		f.records[m.Name] = manager.Record{Name: m.Name, Checksum: m.Checksum}
 	}
-	return out, nil
+	return out, nil, nil
 }
 func (f *fakeInstaller) Rollback(context.Context, string) error { return errors.New("not used") }
 func (f *fakeInstaller) Purge(context.Context, string) error    { return errors.New("not used") }

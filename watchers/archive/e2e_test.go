@@ -24,6 +24,7 @@ import (
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/treetest"
+	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/packer"
 	archivewatcher "github.com/mms-io/mms/watchers/archive"
@@ -129,7 +130,7 @@ func TestArchiveWatcherEndToEnd(t *testing.T) {
 	}
 	writeDeployer := func(t *testing.T, source string, info packer.ArchiveInfo) {
 		t.Helper()
-		if err := os.WriteFile(filepath.Join(deployer, agent.DefinitionFile), []byte(deployerYAML(source, info, target)), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(deployer, machine.File), []byte(deployerYAML(source, info, target)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

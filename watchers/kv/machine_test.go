@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/machine"
 )
 
 // managerYAML is the shape of a manager machine: leave INITIAL as soon as
@@ -101,7 +102,7 @@ func runManager(t *testing.T, env *kvEnv, dataDir string) (*agent.Machine, *reco
 		t.Fatal(err)
 	}
 	rec := &recorder{}
-	m, err := agent.NewMachine(agent.MustParseDefinition([]byte(managerYAML)), agent.MachineConfig{
+	m, err := agent.NewMachine(machine.MustParse([]byte(managerYAML)), agent.MachineConfig{
 		Dir: t.TempDir(), Identity: "node1", Publisher: rec, Data: store, Conn: env.nc,
 		Log: slog.New(slog.NewTextHandler(t.Output(), nil)),
 	})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 	"github.com/mms-io/mms/watchers/watchertest"
@@ -68,7 +69,7 @@ func TestStateEventCarriesReason(t *testing.T) {
 	if err := store.Put("spec", string(env)); err != nil {
 		t.Fatal(err)
 	}
-	def := agent.MustParseDefinition(fmt.Appendf(nil, `name: manager
+	def := machine.MustParse(fmt.Appendf(nil, `name: manager
 version: 1.0.0
 initial_state: MANAGE
 transitions:

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
@@ -33,19 +34,19 @@ func newFakeInstaller() *fakeInstaller {
 	return &fakeInstaller{records: map[string]manager.Record{}}
 }
 
-func (f *fakeInstaller) Install(_ context.Context, m spec.Machine, serial uint64) (manager.Outcome, error) {
+func (f *fakeInstaller) Install(_ context.Context, m spec.Machine, serial uint64) (manager.Outcome, *machine.Definition, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	rec, ok := f.records[m.Name]
 	if ok && rec.Checksum == m.Checksum && rec.VerifyChecksum == m.VerifyChecksum {
-		return manager.Unchanged, nil
+		return manager.Unchanged, nil, nil
 	}
 	f.downloads++
 	f.records[m.Name] = manager.Record{Name: m.Name, Checksum: m.Checksum, VerifyChecksum: m.VerifyChecksum, Serial: serial, Phase: manager.PhaseInstalled}
 	if ok {
-		return manager.Updated, nil
+		return manager.Updated, nil, nil
 	}
-	return manager.Installed, nil
+	return manager.Installed, nil, nil
 }
 
 func (f *fakeInstaller) Rollback(context.Context, string) error {
@@ -100,7 +101,7 @@ type fakeHost struct {
 
 func (h *fakeHost) MachinesDir() string { return h.dir }
 
-func (h *fakeHost) LoadMachine(_ context.Context, name string) error {
+func (h *fakeHost) LoadMachine(_ context.Context, name string, _ watchers.Definition) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.running[name] = true

@@ -18,6 +18,7 @@ import (
 	_ "embed"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/machine"
 
 	// The watcher types machine.yaml uses must be registered before init
 	// below parses it; importing their packages guarantees that.
@@ -34,9 +35,9 @@ const Name = "beacon"
 var machineYAML []byte
 
 func init() {
-	// MustParseDefinition validates strictly (unknown keys, states,
+	// machine.MustParse validates strictly (unknown keys, states,
 	// transitions, watcher types and properties) and panics on a bad
 	// definition, so a broken machine fails the package's tests and the
 	// binary's start, never a node later.
-	agent.RegisterMachine(agent.MustParseDefinition(machineYAML))
+	agent.RegisterMachine(machine.MustParse(machineYAML))
 }

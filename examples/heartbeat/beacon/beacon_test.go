@@ -11,6 +11,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/watchers/watchertest"
 )
 
@@ -22,7 +23,7 @@ func TestRegistered(t *testing.T) {
 	if err != nil {
 		t.Fatalf("agent.BuildRegisteredMachines: %v", err)
 	}
-	i := slices.IndexFunc(defs, func(d *agent.Definition) bool { return d.Name == Name })
+	i := slices.IndexFunc(defs, func(d *machine.Definition) bool { return d.Name == Name })
 	if i < 0 {
 		t.Fatalf("agent.BuildRegisteredMachines() has no %q", Name)
 	}
@@ -71,7 +72,7 @@ func (e events) next(t *testing.T, what string, match func(agent.EventInfo) bool
 // TestRun runs the compiled-in machine: the heartbeat beats at start, a
 // rest starts the timer, and waking up beats again.
 func TestRun(t *testing.T) {
-	def := agent.MustParseDefinition(machineYAML)
+	def := machine.MustParse(machineYAML)
 	ev := make(events, 64)
 	m, err := agent.NewMachine(def, agent.MachineConfig{
 		Dir:       t.TempDir(),

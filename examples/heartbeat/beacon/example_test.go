@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/machine"
 )
 
 // A machine whose definition depends on the node is registered with a
@@ -17,8 +18,8 @@ import (
 // The factory must be pure (no I/O, no goroutines) and return a definition
 // with the registered name; the agent validates what it returns.
 func Example_factory() {
-	forNode := func(n agent.Node) (*agent.Definition, error) {
-		def, err := agent.ParseDefinition(machineYAML)
+	forNode := func(n agent.Node) (*machine.Definition, error) {
+		def, err := machine.Parse(machineYAML)
 		if err != nil {
 			return nil, err
 		}
