@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/mms-io/mms/spec"
 )
 
 // Kinds of credential problems, for errors.Is.
@@ -38,10 +40,6 @@ const (
 	// CredentialHeader sends "<header>: <token>" (an API key header).
 	CredentialHeader = "header"
 )
-
-// credentialNamePattern is spec.NamePattern: auth names a file in the
-// credentials directory, so it can never be a path.
-var credentialNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 // headerTokenPattern is an HTTP field name (RFC 9110 token).
 var headerTokenPattern = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -82,8 +80,10 @@ type credentialFile struct {
 // private to the agent's user or not in the format is ErrBadCredential.
 // Messages never contain secrets.
 func LoadCredential(dir, name string) (*Credential, error) {
-	if !credentialNamePattern.MatchString(name) {
-		return nil, credErr(ErrBadCredential, "invalid auth ref %q: want 1 to 63 lowercase letters, digits, _ or -", name)
+	// auth names a file in the credentials directory, so it can never be
+	// a path: the machine-name rule of spec.
+	if err := spec.CheckCredentialName(name); err != nil {
+		return nil, credErr(ErrBadCredential, "invalid auth ref: %v", err)
 	}
 	if dir == "" {
 		return nil, credErr(ErrAuthNotConfigured, "auth ref %q not configured on this node (no credentials directory)", name)

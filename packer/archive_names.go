@@ -75,7 +75,7 @@ func archiveCheckPathShape(p string) string {
 // archiveCheckMachineName reports whether name can be the top-level
 // directory of an archive: a single path element that passes
 // archiveCheckPath and does not start with a dot. Validating it as a machine
-// name (spec.NamePattern) is the caller's job.
+// name (spec.ValidName) is the caller's job.
 func archiveCheckMachineName(name string) error {
 	if reason := archiveCheckPath(name); reason != "" {
 		return fmt.Errorf("invalid archive name %q: %s", name, reason)

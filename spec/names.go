@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/mms-io/mms/internal/kvname"
 )
 
 // MaxNameLength is the longest machine name, in bytes. Choria sets no
@@ -163,12 +165,10 @@ func checkSHA256(s string) error {
 }
 
 // checkBucket reports whether s is a valid JetStream object store bucket
-// name (the rule nats.go applies).
+// name.
 func checkBucket(s string) error {
-	if s == "" || strings.IndexFunc(s, func(r rune) bool {
-		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '_' || r == '-')
-	}) >= 0 {
-		return fmt.Errorf("invalid object store bucket %s: want letters, digits, _ or -", quote(s))
+	if err := kvname.Bucket(s); err != nil {
+		return fmt.Errorf("invalid object store bucket %s: %w", quote(s), err)
 	}
 	return nil
 }

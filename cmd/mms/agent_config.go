@@ -8,12 +8,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/internal/kvname"
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/packer"
 	machineswatcher "github.com/mms-io/mms/watchers/machines"
@@ -61,12 +61,6 @@ type agentConfig struct {
 // storeDir is the embedded server's JetStream store.
 func (c agentConfig) storeDir() string { return filepath.Join(c.node.StateDir, "nats") }
 
-// bucketPattern is what JetStream allows in a bucket name.
-var bucketPattern = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
-
-// kvKeyPattern is what a KV key may hold (see fleetstatus.Key).
-var kvKeyPattern = regexp.MustCompile(`^[-/_=a-zA-Z0-9]+(\.[-/_=a-zA-Z0-9]+)*$`)
-
 // minHeartbeat is the smallest --status-interval.
 const minHeartbeat = 100 * time.Millisecond
 
@@ -102,10 +96,10 @@ func (o *agentOptions) resolve(a *app, defaultKeys []string) (agentConfig, error
 		}
 	}
 
-	if !bucketPattern.MatchString(o.bucket) {
+	if kvname.Bucket(o.bucket) != nil {
 		errs = append(errs, fmt.Errorf("--bucket %q: a bucket name is letters, digits, '-' and '_'", o.bucket))
 	}
-	if !kvKeyPattern.MatchString(o.key) {
+	if kvname.Key(o.key) != nil {
 		errs = append(errs, fmt.Errorf("--key %q: a key is letters, digits and -/_= separated by single dots", o.key))
 	}
 	if o.statusInterval < minHeartbeat {

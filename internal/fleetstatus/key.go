@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
+
+	"github.com/mms-io/mms/internal/kvname"
 )
 
 // maxKeyBase caps the identity part of a key; longer identities are cut and
@@ -33,7 +35,7 @@ func Key(identity string) string {
 			b.WriteByte('.')
 			prevDot = true
 			continue
-		case r < 0x80 && r != '.' && keyByte(byte(r)):
+		case r < 0x80 && r != '.' && kvname.KeyByte(byte(r)):
 			b.WriteRune(r)
 		default:
 			b.WriteByte('_')
@@ -59,13 +61,4 @@ func Key(identity string) string {
 	}
 	sum := sha256.Sum256([]byte(identity))
 	return base + "-" + hex.EncodeToString(sum[:4])
-}
-
-// keyByte reports whether c may appear in a KV key ('.' aside).
-func keyByte(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
-	}
-	return c == '-' || c == '/' || c == '_' || c == '='
 }

@@ -83,11 +83,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/mms-io/mms/internal/kvname"
 	"github.com/mms-io/mms/watchers"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -205,18 +205,13 @@ type State struct {
 	ParseError string `json:"parse_error,omitempty"`
 }
 
-var (
-	bucketPattern = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)
-	keyPattern    = regexp.MustCompile(`^[-/_=.a-zA-Z0-9]+$`)
-)
-
 // Validate checks the properties and works out the data key.
 func (w *Watcher) Validate() error {
 	var errs []error
 	switch {
 	case w.Bucket == "":
 		errs = append(errs, errors.New("bucket: required"))
-	case !bucketPattern.MatchString(w.Bucket):
+	case kvname.Bucket(w.Bucket) != nil:
 		errs = append(errs, fmt.Errorf("bucket: %q is not a bucket name: use letters, digits, _ and -", w.Bucket))
 	}
 	switch {
@@ -224,7 +219,7 @@ func (w *Watcher) Validate() error {
 		errs = append(errs, errors.New("key: required"))
 	case strings.Contains(w.Key, "{{"):
 		errs = append(errs, fmt.Errorf("key: %q: templates are not supported, give the literal key", w.Key))
-	case !keyPattern.MatchString(w.Key) || strings.HasPrefix(w.Key, ".") || strings.HasSuffix(w.Key, ".") || strings.Contains(w.Key, ".."):
+	case kvname.Key(w.Key) != nil:
 		errs = append(errs, fmt.Errorf("key: %q is not a key: use letters, digits and -/_=. (no wildcards, no empty tokens)", w.Key))
 	}
 	switch w.Mode {

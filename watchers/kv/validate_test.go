@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mms-io/mms/internal/kvname"
 	"github.com/mms-io/mms/watchers"
 	"github.com/mms-io/mms/watchers/watchertest"
 )
@@ -109,7 +110,7 @@ func FuzzDecodeProperties(f *testing.F) {
 		if kw.DataKey() == "" || kw.Bucket == "" || kw.Key == "" {
 			t.Fatalf("Build(%q) = bucket %q key %q data key %q, want all set", props, kw.Bucket, kw.Key, kw.DataKey())
 		}
-		if !keyPattern.MatchString(kw.Key) || !bucketPattern.MatchString(kw.Bucket) {
+		if kvname.Key(kw.Key) != nil || kvname.Bucket(kw.Bucket) != nil {
 			t.Fatalf("Build(%q) accepted bucket %q key %q", props, kw.Bucket, kw.Key)
 		}
 		if kw.resync < MinResyncInterval {
