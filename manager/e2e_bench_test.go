@@ -10,7 +10,7 @@ import (
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/manager"
-	machineswatcher "github.com/mms-io/mms/watchers/machines"
+	machineswatcher "github.com/mms-io/mms/manager/machineswatcher"
 )
 
 // BenchmarkPutToInstalled measures, on a running node, the time from a KV

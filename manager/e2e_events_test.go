@@ -14,7 +14,7 @@ import (
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/manager"
-	machineswatcher "github.com/mms-io/mms/watchers/machines"
+	machineswatcher "github.com/mms-io/mms/manager/machineswatcher"
 )
 
 // seenEvent is one machine CloudEvent received on NATS.

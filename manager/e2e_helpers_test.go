@@ -17,10 +17,10 @@ import (
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natstest"
+	_ "github.com/mms-io/mms/manager/archivewatcher"
 	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
-	_ "github.com/mms-io/mms/watchers/archive"
 	_ "github.com/mms-io/mms/watchers/exec"
 	_ "github.com/mms-io/mms/watchers/kv"
 )

@@ -3,26 +3,26 @@
 package plugins
 
 import (
-	_ "github.com/mms-io/mms/manager/mmsmanager"  // manager
-	_ "github.com/mms-io/mms/watchers/archive"    // archive
-	_ "github.com/mms-io/mms/watchers/exec"       // exec
-	_ "github.com/mms-io/mms/watchers/expression" // expression
-	_ "github.com/mms-io/mms/watchers/file"       // file
-	_ "github.com/mms-io/mms/watchers/kv"         // kv
-	_ "github.com/mms-io/mms/watchers/machines"   // machines
-	_ "github.com/mms-io/mms/watchers/schedule"   // schedule
-	_ "github.com/mms-io/mms/watchers/timer"      // timer
+	_ "github.com/mms-io/mms/manager/archivewatcher"  // archive
+	_ "github.com/mms-io/mms/manager/machineswatcher" // machines
+	_ "github.com/mms-io/mms/manager/mmsmanager"      // manager
+	_ "github.com/mms-io/mms/watchers/exec"           // exec
+	_ "github.com/mms-io/mms/watchers/expression"     // expression
+	_ "github.com/mms-io/mms/watchers/file"           // file
+	_ "github.com/mms-io/mms/watchers/kv"             // kv
+	_ "github.com/mms-io/mms/watchers/schedule"       // schedule
+	_ "github.com/mms-io/mms/watchers/timer"          // timer
 )
 
 // compiledIn lists the entries of user_plugins.yaml compiled into this
 // binary, sorted by name.
 var compiledIn = []Plugin{
-	{Name: "archive", ImportPath: "github.com/mms-io/mms/watchers/archive"},
+	{Name: "archive", ImportPath: "github.com/mms-io/mms/manager/archivewatcher"},
 	{Name: "exec", ImportPath: "github.com/mms-io/mms/watchers/exec"},
 	{Name: "expression", ImportPath: "github.com/mms-io/mms/watchers/expression"},
 	{Name: "file", ImportPath: "github.com/mms-io/mms/watchers/file"},
 	{Name: "kv", ImportPath: "github.com/mms-io/mms/watchers/kv"},
-	{Name: "machines", ImportPath: "github.com/mms-io/mms/watchers/machines"},
+	{Name: "machines", ImportPath: "github.com/mms-io/mms/manager/machineswatcher"},
 	{Name: "manager", ImportPath: "github.com/mms-io/mms/manager/mmsmanager"},
 	{Name: "schedule", ImportPath: "github.com/mms-io/mms/watchers/schedule"},
 	{Name: "timer", ImportPath: "github.com/mms-io/mms/watchers/timer"},

@@ -7,7 +7,7 @@ import (
 
 	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/manager"
-	machineswatcher "github.com/mms-io/mms/watchers/machines"
+	machineswatcher "github.com/mms-io/mms/manager/machineswatcher"
 )
 
 func (a *app) newAgentCmd() *cobra.Command {

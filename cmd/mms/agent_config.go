@@ -15,8 +15,8 @@ import (
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/kvname"
 	"github.com/mms-io/mms/internal/natsbox"
+	machineswatcher "github.com/mms-io/mms/manager/machineswatcher"
 	"github.com/mms-io/mms/packer"
-	machineswatcher "github.com/mms-io/mms/watchers/machines"
 )
 
 // agentOptions are the flags of `mms agent`.

@@ -52,7 +52,7 @@ type kvProperties struct {
 }
 
 // machinesProperties are the properties of the manager's machines watcher
-// (see package watchers/machines).
+// (see package manager/machineswatcher).
 type machinesProperties struct {
 	DataItem         string   `json:"data_item"`
 	PurgeUnknown     bool     `json:"purge_unknown"`

@@ -13,9 +13,9 @@ import (
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/manager"
+	_ "github.com/mms-io/mms/manager/machineswatcher"
 	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/watchers"
-	_ "github.com/mms-io/mms/watchers/machines"
 )
 
 const (

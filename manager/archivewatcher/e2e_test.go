@@ -25,12 +25,12 @@ import (
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/treetest"
 	"github.com/mms-io/mms/machine"
+	archivewatcher "github.com/mms-io/mms/manager/archivewatcher"
+	_ "github.com/mms-io/mms/manager/machineswatcher" // (importing this package compiles the manager in)
 	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/packer"
-	archivewatcher "github.com/mms-io/mms/watchers/archive"
-	_ "github.com/mms-io/mms/watchers/kv"       // the compiled-in manager machine's watchers
-	_ "github.com/mms-io/mms/watchers/machines" // (importing this package compiles the manager in)
-	_ "github.com/mms-io/mms/watchers/timer"    // the payload machine's watcher
+	_ "github.com/mms-io/mms/watchers/kv"    // the compiled-in manager machine's watchers
+	_ "github.com/mms-io/mms/watchers/timer" // the payload machine's watcher
 )
 
 // archiveEvent is an archive watcher state event.
