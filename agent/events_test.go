@@ -183,6 +183,34 @@ func TestRegisterMachineFactoryRejects(t *testing.T) {
 	}
 }
 
+// bucketSetting is a typed node setting, as a plugin would define one.
+type bucketSetting string
+
+func TestNodeSettings(t *testing.T) {
+	type other struct{ N int }
+	n := WithSetting(Node{Identity: "n1"}, bucketSetting("A"))
+	n2 := WithSetting(n, other{N: 2})
+	n3 := WithSetting(n2, bucketSetting("B"))
+	if b, ok := Setting[bucketSetting](n); !ok || b != "A" {
+		t.Errorf("Setting[bucketSetting](n) = %q, %v; want A", b, ok)
+	}
+	if _, ok := Setting[other](n); ok {
+		t.Error("Setting[other](n) found a value WithSetting added to a copy")
+	}
+	if o, ok := Setting[other](n3); !ok || o.N != 2 {
+		t.Errorf("Setting[other](n3) = %+v, %v; want {2}", o, ok)
+	}
+	if b, _ := Setting[bucketSetting](n3); b != "B" {
+		t.Errorf("Setting[bucketSetting](n3) = %q, want the replacement B", b)
+	}
+	if b, _ := Setting[bucketSetting](n2); b != "A" {
+		t.Errorf("Setting[bucketSetting](n2) = %q after a later WithSetting, want A (copies do not share)", b)
+	}
+	if _, ok := Setting[string](n3); ok {
+		t.Error("Setting[string] found a bucketSetting: settings are keyed by their exact type")
+	}
+}
+
 func TestBuildMachinesFromNode(t *testing.T) {
 	const yaml = `
 name: %s
@@ -198,13 +226,14 @@ watchers:
 			return machine.Parse(fmt.Appendf(nil, yaml, "b-node"))
 		},
 		"a-node": func(n Node) (*machine.Definition, error) {
-			if n.Bucket != "MACHINES" {
-				return nil, fmt.Errorf("bucket %q", n.Bucket)
+			if b, _ := Setting[bucketSetting](n); b != "MACHINES" {
+				return nil, fmt.Errorf("bucket %q", b)
 			}
 			return machine.Parse(fmt.Appendf(nil, yaml, "a-node"))
 		},
 	}
-	defs, err := buildMachines(factories, Node{Bucket: "MACHINES"})
+	node := WithSetting(Node{}, bucketSetting("MACHINES"))
+	defs, err := buildMachines(factories, node)
 	if err != nil {
 		t.Fatalf("buildMachines() = %v", err)
 	}
@@ -215,7 +244,7 @@ watchers:
 		t.Errorf("buildMachines(empty node) = %v, want the factory's error", err)
 	}
 	factories["c-wrong"] = factories["b-node"]
-	if _, err := buildMachines(factories, Node{Bucket: "MACHINES"}); err == nil || !strings.Contains(err.Error(), "named otherwise") {
+	if _, err := buildMachines(factories, node); err == nil || !strings.Contains(err.Error(), "named otherwise") {
 		t.Errorf("buildMachines(misnamed) = %v, want a name mismatch", err)
 	}
 }

@@ -3,19 +3,19 @@ package agent
 import (
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/spec"
 )
 
 // Node is what a compiled-in machine may know about the node that runs it:
-// the settings of `mms agent` that are not properties of any one machine.
-// A [MachineFactory] turns them into a definition, typically by filling
-// watcher properties (for example the trusted keys of the manager's
-// machines watcher).
+// its identity and directories, plus typed settings the binary's main
+// attaches for its plugins ([WithSetting], [Setting]). A [MachineFactory]
+// turns them into a definition. The runtime knows nothing of what those
+// settings mean (the manager's trust, for one, is a manager.Settings).
 type Node struct {
 	// Identity is the node identity.
 	Identity string
@@ -26,21 +26,27 @@ type Node struct {
 	// StateDir is the agent's state directory; a compiled-in machine keeps
 	// private state under StateDir/<machine name>.
 	StateDir string
-	// TrustedKeys are the hex ed25519 public keys specs must be signed by.
-	TrustedKeys []string
-	// Threshold is how many distinct trusted keys must sign a spec.
-	Threshold int
-	// AllowLegacySpec accepts v1 (Choria) spec envelopes.
-	AllowLegacySpec bool
-	// AllowHTTP allows http:// archive sources.
-	AllowHTTP bool
-	// InsecureUnsigned accepts specs without checking signatures.
-	InsecureUnsigned bool
-	// Bucket and Key name the KV entry holding the signed spec.
-	Bucket, Key string
-	// VerifyInterval is how often the manager re-hashes installed machines
-	// in full against their SHA256SUMS; zero means its default.
-	VerifyInterval time.Duration
+
+	settings map[reflect.Type]any
+}
+
+// WithSetting returns a copy of n that carries v as its setting of type T,
+// replacing any earlier one. A composition root (cmd/mms's `mms agent`)
+// attaches each plugin's settings this way, and the plugin's factory reads
+// them with [Setting], so typed values reach compiled-in machines without
+// this package depending on their packages.
+func WithSetting[T any](n Node, v T) Node {
+	m := make(map[reflect.Type]any, len(n.settings)+1)
+	maps.Copy(m, n.settings)
+	m[reflect.TypeFor[T]()] = v
+	n.settings = m
+	return n
+}
+
+// Setting returns n's setting of type T, and whether it has one.
+func Setting[T any](n Node) (T, bool) {
+	v, ok := n.settings[reflect.TypeFor[T]()].(T)
+	return v, ok
 }
 
 // MachineFactory builds a compiled-in machine for a node. It must be pure:

@@ -91,6 +91,12 @@ type WatcherDef struct {
 	// Properties is the type-specific configuration as a JSON object; YAML
 	// properties are converted to JSON when parsed.
 	Properties json.RawMessage `json:"properties,omitempty" yaml:"-"`
+	// New is for compiled-in machines: it returns the watcher's
+	// configuration built in Go, instead of decoding Properties (which
+	// must then be empty), so settings such as the manager's trusted keys
+	// reach the watcher as typed values rather than text. Each call must
+	// return a new value of the registered type; its Validate still runs.
+	New func() watchers.Watcher `json:"-" yaml:"-"`
 
 	line int
 }

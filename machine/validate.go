@@ -136,7 +136,7 @@ func (d *Definition) BuildWatchers() ([]watchers.Watcher, error) {
 		if w.Interval != 0 && info.MinInterval != 0 && w.Interval < info.MinInterval {
 			add("%s: interval %v is below the type's minimum of %v", where, w.Interval, info.MinInterval)
 		}
-		bw, err := watchers.Build(w.Type, w.Properties)
+		bw, err := w.build()
 		if err != nil {
 			add("%s: %w", where, err)
 		}
@@ -165,4 +165,22 @@ func (d *Definition) States() []string {
 		addState(t.Destination)
 	}
 	return out
+}
+
+// build returns a new watcher for w: from New, validated, when a
+// compiled-in machine set it, else from its properties ([watchers.Build]).
+func (w *WatcherDef) build() (watchers.Watcher, error) {
+	if w.New == nil {
+		return watchers.Build(w.Type, w.Properties)
+	}
+	if len(w.Properties) > 0 {
+		return nil, errors.New("properties: a watcher built in Go (New) takes no properties")
+	}
+	bw := w.New()
+	if v, ok := bw.(watchers.Validator); ok {
+		if err := v.Validate(); err != nil {
+			return nil, fmt.Errorf("properties: %w", err)
+		}
+	}
+	return bw, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/manager"
 	_ "github.com/mms-io/mms/manager/archivewatcher"
 	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/packer"
@@ -92,6 +93,14 @@ func newE2ENode(tb testing.TB) *e2eNode {
 // the test ends.
 func (n *e2eNode) start() {
 	n.tb.Helper()
+	pub, err := packer.ParsePublicKey(n.pub)
+	if err != nil {
+		n.tb.Fatal(err)
+	}
+	trust, err := manager.NewTrust(manager.TrustConfig{Keys: []ed25519.PublicKey{pub}})
+	if err != nil {
+		n.tb.Fatal(err)
+	}
 	h, err := agent.NewHost(agent.HostConfig{
 		MachinesDir: n.machines,
 		DataDir:     n.data,
@@ -99,13 +108,12 @@ func (n *e2eNode) start() {
 		Publisher:   agent.NATSPublisher{Conn: n.nc},
 		Log:         slog.New(slog.NewTextHandler(n.tb.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Conn:        n.nc,
-		Node: agent.Node{
-			StateDir:    n.state,
-			TrustedKeys: []string{n.pub},
-			AllowHTTP:   true,
-			Bucket:      mmsmanager.DefaultBucket,
-			Key:         mmsmanager.DefaultKey,
-		},
+		Node: agent.WithSetting(agent.Node{StateDir: n.state}, manager.Settings{
+			Trust:     trust,
+			AllowHTTP: true,
+			Bucket:    mmsmanager.DefaultBucket,
+			Key:       mmsmanager.DefaultKey,
+		}),
 	})
 	if err != nil {
 		n.tb.Fatalf("NewHost() = %v", err)

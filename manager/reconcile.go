@@ -2,7 +2,6 @@ package manager
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -55,16 +54,10 @@ type ReconcilerConfig struct {
 	// StateDir holds the replay ledger (StateDir/ledger.json). It must
 	// exist. Required.
 	StateDir string
-	// TrustedKeys sign specs; Threshold of them must sign (0 means 1).
-	TrustedKeys []ed25519.PublicKey
-	Threshold   int
-	// AllowLegacy accepts v1 (Choria) envelopes, which have no replay
-	// protection.
-	AllowLegacy bool
+	// Trust says who signs specs (see NewTrust). Required.
+	Trust Trust
 	// AllowHTTP accepts http:// archive sources.
 	AllowHTTP bool
-	// InsecureUnsigned accepts specs whatever their signatures.
-	InsecureUnsigned bool
 	// PurgeUnknown removes machines this agent installed that the spec no
 	// longer selects for this node.
 	PurgeUnknown bool
@@ -169,11 +162,8 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 	if cfg.StateDir == "" {
 		errs = append(errs, errors.New("state dir is required"))
 	}
-	if len(cfg.TrustedKeys) == 0 && !cfg.InsecureUnsigned {
-		errs = append(errs, errors.New("no trusted keys: give at least one, or allow unsigned specs explicitly"))
-	}
-	if cfg.Threshold < 0 || (!cfg.InsecureUnsigned && cfg.Threshold > len(cfg.TrustedKeys)) {
-		errs = append(errs, fmt.Errorf("threshold %d must be between 0 and the %d trusted keys", cfg.Threshold, len(cfg.TrustedKeys)))
+	if cfg.Trust.IsZero() {
+		errs = append(errs, errors.New("trust is required: resolve it with NewTrust"))
 	}
 	if cfg.Concurrency < 0 {
 		errs = append(errs, fmt.Errorf("concurrency %d is negative", cfg.Concurrency))
@@ -270,14 +260,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, envelope []byte, opts Reconc
 
 // openOptions are the packer.Open options for this node.
 func (r *Reconciler) openOptions() packer.OpenOptions {
-	return packer.OpenOptions{
-		Trusted:       r.cfg.TrustedKeys,
-		Threshold:     r.cfg.Threshold,
-		AllowV1:       r.cfg.AllowLegacy,
-		AllowUnsigned: r.cfg.InsecureUnsigned,
-		Ledger:        r.ledger,
-		Now:           r.cfg.Now,
-	}
+	opts := r.cfg.Trust.openOptions(r.ledger)
+	opts.Now = r.cfg.Now
+	return opts
 }
 
 // env is what matchers see of the node in this pass.

@@ -59,7 +59,7 @@ func newFixture(t testing.TB, configure func(*ReconcilerConfig)) *fixture {
 		Installer:    f.inst,
 		Host:         f.host,
 		StateDir:     state,
-		TrustedKeys:  []ed25519.PublicKey{pub},
+		Trust:        trustOf(TrustConfig{Keys: []ed25519.PublicKey{pub}}),
 		PurgeUnknown: true,
 		Identity:     "web1.example.net",
 		Facts: func() map[string]any {

@@ -86,7 +86,7 @@ func TestReconcilePlanCachedPerDigest(t *testing.T) {
 // (here an unsigned payload, in insecure mode, that expires before it was
 // issued) is rejected as a whole.
 func TestReconcileInvalidHeader(t *testing.T) {
-	f := newFixture(t, func(c *ReconcilerConfig) { c.InsecureUnsigned = true })
+	f := newFixture(t, func(c *ReconcilerConfig) { c.Trust = trustOf(TrustConfig{Unsigned: true}) })
 	payload := base64.StdEncoding.EncodeToString([]byte(`{"serial":1,"issued_at":"2026-03-01T12:04:00Z","expires":"2026-03-01T12:02:00Z","machines":[]}`))
 	env := []byte(`{"payloadType":"` + packer.PayloadType + `","payload":"` + payload + `","signatures":[]}`)
 	rep := f.r.Reconcile(t.Context(), env, ReconcileOptions{})
@@ -121,7 +121,7 @@ func TestNewReconciler(t *testing.T) {
 	valid := func() ReconcilerConfig {
 		return ReconcilerConfig{
 			Installer: newFakeInstaller(dir), Host: newFakeHost(dir), StateDir: dir,
-			TrustedKeys: []ed25519.PublicKey{pub},
+			Trust: trustOf(TrustConfig{Keys: []ed25519.PublicKey{pub}}),
 		}
 	}
 	tests := []struct {
@@ -130,12 +130,11 @@ func TestNewReconciler(t *testing.T) {
 		wantErr string
 	}{
 		{name: "valid", change: func(*ReconcilerConfig) {}},
-		{name: "insecure without keys", change: func(c *ReconcilerConfig) { c.TrustedKeys, c.InsecureUnsigned = nil, true }},
+		{name: "insecure without keys", change: func(c *ReconcilerConfig) { c.Trust = trustOf(TrustConfig{Unsigned: true}) }},
 		{name: "no installer", change: func(c *ReconcilerConfig) { c.Installer = nil }, wantErr: "installer is required"},
 		{name: "no host", change: func(c *ReconcilerConfig) { c.Host = nil }, wantErr: "host is required"},
 		{name: "no state dir", change: func(c *ReconcilerConfig) { c.StateDir = "" }, wantErr: "state dir is required"},
-		{name: "no keys", change: func(c *ReconcilerConfig) { c.TrustedKeys = nil }, wantErr: "no trusted keys"},
-		{name: "threshold above keys", change: func(c *ReconcilerConfig) { c.Threshold = 2 }, wantErr: "threshold 2"},
+		{name: "trust not resolved", change: func(c *ReconcilerConfig) { c.Trust = Trust{} }, wantErr: "trust is required"},
 		{name: "negative concurrency", change: func(c *ReconcilerConfig) { c.Concurrency = -1 }, wantErr: "concurrency -1"},
 	}
 	for _, tt := range tests {

@@ -29,3 +29,21 @@ type InstallSettings struct {
 	// Log receives the installer's logs; nil discards them.
 	Log *slog.Logger
 }
+
+// Settings are a node's manager settings: what `mms agent` resolves from its
+// flags and attaches to the node (agent.WithSetting) for the compiled-in
+// manager machine, which reads them with agent.Setting. They travel as
+// typed values from the command line to the reconciler, never as text.
+type Settings struct {
+	// Trust says who signs specs; the zero Trust means the keys compiled
+	// into the binary (see NewTrust).
+	Trust Trust
+	// Bucket and Key name the KV entry holding the signed spec; empty
+	// means the defaults of `mms put` (MACHINES, machines).
+	Bucket, Key string
+	// AllowHTTP allows http:// archive sources.
+	AllowHTTP bool
+	// VerifyInterval is how often installed machines are re-hashed in full
+	// against their SHA256SUMS; zero means the machines watcher's default.
+	VerifyInterval time.Duration
+}

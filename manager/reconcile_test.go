@@ -376,7 +376,7 @@ func TestReconcile(t *testing.T) {
 				installed: []string{"db", "web"},
 			},
 		}},
-		{name: "legacy v1 spec when allowed", configure: func(c *ReconcilerConfig) { c.AllowLegacy = true }, steps: []step{{
+		{name: "legacy v1 spec when allowed", configure: func(c *ReconcilerConfig) { c.Trust = trustOf(TrustConfig{Keys: c.Trust.Keys(), AllowV1: true}) }, steps: []step{{
 			envelope: func(f *fixture) []byte {
 				env, err := packer.Seal(packer.FormatV1, &spec.Spec{Machines: []spec.Machine{f.entry("web", "1", "")}}, f.priv)
 				if err != nil {
@@ -399,7 +399,7 @@ func TestReconcile(t *testing.T) {
 			},
 			rejected: RejectLegacy,
 		}}},
-		{name: "unsigned spec only in insecure mode", configure: func(c *ReconcilerConfig) { c.InsecureUnsigned, c.TrustedKeys = true, nil }, steps: []step{{
+		{name: "unsigned spec only in insecure mode", configure: func(c *ReconcilerConfig) { c.Trust = trustOf(TrustConfig{Unsigned: true}) }, steps: []step{{
 			envelope: func(f *fixture) []byte {
 				env, err := packer.Seal(packer.FormatV2, &spec.Spec{Serial: 1, IssuedAt: f.clock(), Machines: []spec.Machine{f.entry("web", "1", "")}})
 				if err != nil {

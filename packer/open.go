@@ -66,7 +66,7 @@ type OpenOptions struct {
 func Open(data []byte, opts OpenOptions) (*Opened, error) {
 	trusted, threshold, err := opts.trustedKeys()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("opening spec: %w", err)
 	}
 	sealed, err := decodeEnvelope(data)
 	if err != nil {
@@ -95,23 +95,38 @@ func Open(data []byte, opts OpenOptions) (*Opened, error) {
 	return opened, nil
 }
 
+// ErrThreshold is wrapped by the error [OpenOptions.Validate] returns for a
+// threshold that is negative or above the distinct trusted keys.
+var ErrThreshold = errors.New("threshold")
+
+// Validate reports whether the options can accept any spec: every trusted
+// key is an ed25519 public key, no two distinct keys share a key id, and,
+// unless AllowUnsigned, at least one key is trusted and Threshold is
+// between 0 and the number of distinct keys (a threshold error wraps
+// [ErrThreshold]). [Open] applies it first. It is the one place these
+// bounds are checked: the manager builds its trust settings through it.
+func (o *OpenOptions) Validate() error {
+	_, _, err := o.trustedKeys()
+	return err
+}
+
 // trustedKeys indexes the trusted keys by KeyID and resolves the threshold.
 func (o *OpenOptions) trustedKeys() (map[string]ed25519.PublicKey, int, error) {
 	trusted := make(map[string]ed25519.PublicKey, len(o.Trusted))
 	for i, k := range o.Trusted {
 		if len(k) != ed25519.PublicKeySize {
-			return nil, 0, fmt.Errorf("opening spec: trusted key %d is %d bytes, want %d", i, len(k), ed25519.PublicKeySize)
+			return nil, 0, fmt.Errorf("trusted key %d is %d bytes, want %d", i, len(k), ed25519.PublicKeySize)
 		}
 		id := KeyID(k)
 		if prev, ok := trusted[id]; ok && !prev.Equal(k) {
-			return nil, 0, fmt.Errorf("opening spec: trusted key %d has keyid %s, like another trusted key", i, id)
+			return nil, 0, fmt.Errorf("trusted key %d has keyid %s, like another trusted key", i, id)
 		}
 		trusted[id] = k
 	}
 	threshold := o.Threshold
 	switch {
 	case threshold < 0:
-		return nil, 0, fmt.Errorf("opening spec: threshold %d is negative", threshold)
+		return nil, 0, fmt.Errorf("%w %d is negative", ErrThreshold, threshold)
 	case threshold == 0:
 		threshold = 1
 	}
@@ -119,10 +134,14 @@ func (o *OpenOptions) trustedKeys() (map[string]ed25519.PublicKey, int, error) {
 		return trusted, threshold, nil
 	}
 	if len(trusted) == 0 {
-		return nil, 0, errors.New("opening spec: no trusted keys configured")
+		return nil, 0, errors.New("no trusted keys configured")
 	}
 	if threshold > len(trusted) {
-		return nil, 0, fmt.Errorf("opening spec: threshold %d exceeds the %d distinct trusted keys", threshold, len(trusted))
+		noun := "keys"
+		if len(trusted) == 1 {
+			noun = "key"
+		}
+		return nil, 0, fmt.Errorf("%w %d exceeds the %d distinct trusted %s", ErrThreshold, threshold, len(trusted), noun)
 	}
 	return trusted, threshold, nil
 }

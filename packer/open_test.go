@@ -317,7 +317,7 @@ func TestOpenOptionErrors(t *testing.T) {
 		{name: "short trusted key", opts: OpenOptions{Trusted: []ed25519.PublicKey{pubA, pubB[:31]}}, wantErr: "opening spec: trusted key 1 is 31 bytes, want 32"},
 		{name: "negative threshold", opts: OpenOptions{Trusted: []ed25519.PublicKey{pubA}, Threshold: -1}, wantErr: "opening spec: threshold -1 is negative"},
 		{name: "threshold above keys", opts: OpenOptions{Trusted: []ed25519.PublicKey{pubA, pubA}, Threshold: 2},
-			wantErr: "opening spec: threshold 2 exceeds the 1 distinct trusted keys"},
+			wantErr: "opening spec: threshold 2 exceeds the 1 distinct trusted key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

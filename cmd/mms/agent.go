@@ -6,7 +6,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mms-io/mms/internal/fleetstatus"
-	"github.com/mms-io/mms/manager"
 	machineswatcher "github.com/mms-io/mms/manager/machineswatcher"
 )
 
@@ -57,11 +56,7 @@ embedded server's store in <state>/nats.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Keys compiled in with -ldflags (manager.PublicKey) are trusted
 			// when no key is given; keys given by flag replace them.
-			compiled, err := manager.CompiledKeys()
-			if err != nil {
-				return err
-			}
-			cfg, err := o.resolve(a, compiled)
+			cfg, err := o.resolve(a)
 			if err != nil {
 				return err
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/kvname"
 	"github.com/mms-io/mms/internal/natsbox"
+	"github.com/mms-io/mms/manager"
 	machineswatcher "github.com/mms-io/mms/manager/machineswatcher"
 	"github.com/mms-io/mms/packer"
 )
@@ -44,7 +46,9 @@ type agentOptions struct {
 
 // agentConfig is what the agent runs with, resolved and checked.
 type agentConfig struct {
+	// node carries manager below, for the compiled-in manager machine.
 	node      agent.Node
+	manager   manager.Settings
 	factsFile string
 	// embedded is true when the agent runs its own NATS server on
 	// listenHost:listenPort (port -1: any free port).
@@ -65,10 +69,9 @@ func (c agentConfig) storeDir() string { return filepath.Join(c.node.StateDir, "
 const minHeartbeat = 100 * time.Millisecond
 
 // resolve checks every flag and returns the configuration, reporting every
-// problem at once. defaultKeys are the trusted keys compiled into the
-// binary, used when no key flag is given. It reads the key and facts files
-// but writes nothing.
-func (o *agentOptions) resolve(a *app, defaultKeys []string) (agentConfig, error) {
+// problem at once. The keys compiled into the binary are trusted when no
+// key flag is given. It reads the key and facts files but writes nothing.
+func (o *agentOptions) resolve(a *app) (agentConfig, error) {
 	var errs []error
 	cfg := agentConfig{factsFile: o.factsFile, timeout: o.nats.timeout, heartbeat: o.statusInterval, logJSON: o.logJSON}
 	if err := cfg.logLevel.UnmarshalText([]byte(o.logLevel)); err != nil {
@@ -79,7 +82,7 @@ func (o *agentOptions) resolve(a *app, defaultKeys []string) (agentConfig, error
 		errs = append(errs, errors.New("--identity is empty (and the host name is unknown): give the node a name"))
 	}
 
-	keys, threshold, err := resolveTrust(o.publicKeys, o.trustedKeysFile, defaultKeys, o.threshold, o.insecure)
+	trust, err := resolveTrust(o.publicKeys, o.trustedKeysFile, o.threshold, o.insecure, o.allowLegacy)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -138,37 +141,29 @@ func (o *agentOptions) resolve(a *app, defaultKeys []string) (agentConfig, error
 	}
 
 	cfg.node = agent.Node{
-		Identity:         identity,
-		MachinesDir:      machinesDir,
-		DataDir:          dataDir,
-		StateDir:         stateDir,
-		TrustedKeys:      keys,
-		Threshold:        threshold,
-		AllowLegacySpec:  o.allowLegacy,
-		AllowHTTP:        o.allowHTTP,
-		InsecureUnsigned: o.insecure,
-		Bucket:           o.bucket,
-		Key:              o.key,
-		VerifyInterval:   o.verifyInterval,
+		Identity:    identity,
+		MachinesDir: machinesDir,
+		DataDir:     dataDir,
+		StateDir:    stateDir,
 	}
+	cfg.manager = manager.Settings{
+		Trust:          trust,
+		Bucket:         o.bucket,
+		Key:            o.key,
+		AllowHTTP:      o.allowHTTP,
+		VerifyInterval: o.verifyInterval,
+	}
+	cfg.node = agent.WithSetting(cfg.node, cfg.manager)
 	return cfg, nil
 }
 
-// resolveTrust returns the trusted keys (hex, deduplicated, in the order
-// given) and the signature threshold. Keys come from --public-key and
-// --trusted-keys; when neither is given, from defaults (the keys compiled
-// into the binary). Without any key the agent refuses to start unless
-// insecure (--insecure-unsigned) is set.
-func resolveTrust(hexKeys []string, file string, defaults []string, threshold int, insecure bool) ([]string, int, error) {
-	var keys []string
-	seen := map[string]bool{}
-	add := func(k []byte) {
-		h := packer.FormatPublicKey(k)
-		if !seen[h] {
-			seen[h] = true
-			keys = append(keys, h)
-		}
-	}
+// resolveTrust parses the key flags and resolves the node's trust with
+// manager.NewTrust: keys come from --public-key and --trusted-keys; when
+// neither is given, from the keys compiled into the binary. Without any
+// key the agent refuses to start unless insecure (--insecure-unsigned) is
+// set. Errors name the flags.
+func resolveTrust(hexKeys []string, file string, threshold int, insecure, allowV1 bool) (manager.Trust, error) {
+	var keys []ed25519.PublicKey
 	var errs []error
 	for i, h := range hexKeys {
 		k, err := packer.ParsePublicKey(strings.TrimSpace(h))
@@ -180,43 +175,32 @@ func resolveTrust(hexKeys []string, file string, defaults []string, threshold in
 			errs = append(errs, fmt.Errorf("--public-key #%d: %w%s", i+1, err, hint))
 			continue
 		}
-		add(k)
+		keys = append(keys, k)
 	}
 	if file != "" {
 		fromFile, err := readPublicKeyFile(file)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("--trusted-keys: %w", err))
 		}
-		for _, k := range fromFile {
-			add(k)
-		}
+		keys = append(keys, fromFile...)
 	}
-	if len(hexKeys) == 0 && file == "" {
-		for i, h := range defaults {
-			k, err := packer.ParsePublicKey(h)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("compiled-in trusted key #%d: %w", i+1, err))
-				continue
-			}
-			add(k)
-		}
+	if threshold == 0 {
+		// The library reads 0 as its default; a flag set to 0 is a mistake.
+		errs = append(errs, errors.New("--threshold 0: want at least 1"))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, 0, err
+		return manager.Trust{}, err
 	}
+	trust, err := manager.NewTrust(manager.TrustConfig{Keys: keys, Threshold: threshold, AllowV1: allowV1, Unsigned: insecure})
 	switch {
-	case insecure && len(keys) > 0:
-		return nil, 0, errors.New("--insecure-unsigned with trusted keys: either verify signatures (drop --insecure-unsigned) or do not (drop the keys)")
-	case insecure:
-		return nil, 0, nil
-	case len(keys) == 0:
-		return nil, 0, errors.New("no trusted public key: give --public-key HEX or --trusted-keys FILE (make a pair with 'mms keys --out ops' and pass \"$(cat ops.pub)\"), or --insecure-unsigned to run specs nobody signed (unsafe)")
-	case threshold < 1:
-		return nil, 0, fmt.Errorf("--threshold %d: want at least 1", threshold)
-	case threshold > len(keys):
-		return nil, 0, fmt.Errorf("--threshold %d: only %d distinct trusted key%s given, so no spec could ever be accepted", threshold, len(keys), plural(len(keys)))
+	case errors.Is(err, manager.ErrUnsignedWithKeys):
+		return trust, errors.New("--insecure-unsigned with trusted keys: either verify signatures (drop --insecure-unsigned) or do not (drop the keys)")
+	case errors.Is(err, manager.ErrNoTrustedKeys):
+		return trust, errors.New("no trusted public key: give --public-key HEX or --trusted-keys FILE (make a pair with 'mms keys --out ops' and pass \"$(cat ops.pub)\"), or --insecure-unsigned to run specs nobody signed (unsafe)")
+	case errors.Is(err, manager.ErrThreshold):
+		return trust, fmt.Errorf("--%w, so no spec could ever be accepted", err)
 	}
-	return keys, threshold, nil
+	return trust, err
 }
 
 // agentStateDir returns dir, or the default state directory: /var/lib/mms

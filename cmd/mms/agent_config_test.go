@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/packer"
 )
 
@@ -86,27 +87,30 @@ func TestResolveTrust(t *testing.T) {
 		name          string
 		hex           []string
 		file          string
-		defaults      []string
+		compiled      string
 		threshold     int
 		insecure      bool
 		wantKeys      []string
 		wantThreshold int
 		wantErr       string
 	}{
-		{"flag", []string{a}, "", nil, 1, false, []string{a}, 1, ""},
-		{"flags and file, deduplicated", []string{a, strings.ToUpper(a)}, file, nil, 2, false, []string{a, b}, 2, ""},
-		{"compiled-in defaults when no flag", nil, "", []string{c}, 1, false, []string{c}, 1, ""},
-		{"flags replace the defaults", []string{a}, "", []string{c}, 1, false, []string{a}, 1, ""},
-		{"a key file replaces the defaults", nil, file, []string{c}, 1, false, []string{b, a}, 1, ""},
-		{"bad compiled-in default", nil, "", []string{"zz"}, 1, false, nil, 0, "compiled-in trusted key #1"},
-		{"insecure", nil, "", nil, 1, true, nil, 0, ""},
-		{"insecure with compiled-in defaults", nil, "", []string{c}, 1, true, nil, 0, "--insecure-unsigned with trusted keys"},
-		{"nothing", nil, "", nil, 1, false, nil, 0, "no trusted public key"},
-		{"threshold too high", []string{a}, "", nil, 2, false, nil, 0, "--threshold 2: only 1 distinct trusted key given"},
+		{"flag", []string{a}, "", "", 1, false, []string{a}, 1, ""},
+		{"flags and file, deduplicated", []string{a, strings.ToUpper(a)}, file, "", 2, false, []string{a, b}, 2, ""},
+		{"compiled-in defaults when no flag", nil, "", c, 1, false, []string{c}, 1, ""},
+		{"flags replace the defaults", []string{a}, "", c, 1, false, []string{a}, 1, ""},
+		{"a key file replaces the defaults", nil, file, c, 1, false, []string{b, a}, 1, ""},
+		{"bad compiled-in default", nil, "", "zz", 1, false, nil, 0, "compiled-in public key 1"},
+		{"insecure", nil, "", "", 1, true, nil, 1, ""},
+		{"insecure with compiled-in defaults", nil, "", c, 1, true, nil, 0, "--insecure-unsigned with trusted keys"},
+		{"nothing", nil, "", "", 1, false, nil, 0, "no trusted public key"},
+		{"threshold too high", []string{a}, "", "", 2, false, nil, 0, "--threshold 2 exceeds the 1 distinct trusted key, so no spec could ever be accepted"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			keys, threshold, err := resolveTrust(tt.hex, tt.file, tt.defaults, tt.threshold, tt.insecure)
+			old := manager.PublicKey
+			manager.PublicKey = tt.compiled
+			t.Cleanup(func() { manager.PublicKey = old })
+			trust, err := resolveTrust(tt.hex, tt.file, tt.threshold, tt.insecure, false)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Errorf("resolveTrust() error = %v, want one containing %q", err, tt.wantErr)
@@ -116,8 +120,12 @@ func TestResolveTrust(t *testing.T) {
 			if err != nil {
 				t.Fatalf("resolveTrust() = %v", err)
 			}
-			if !cmp.Equal(keys, tt.wantKeys) || threshold != tt.wantThreshold {
-				t.Errorf("resolveTrust() = %v, %d; want %v, %d", keys, threshold, tt.wantKeys, tt.wantThreshold)
+			var keys []string
+			for _, k := range trust.Keys() {
+				keys = append(keys, packer.FormatPublicKey(k))
+			}
+			if !cmp.Equal(keys, tt.wantKeys) || trust.Threshold() != tt.wantThreshold || trust.Unsigned() != tt.insecure {
+				t.Errorf("resolveTrust() = %v, %d, unsigned %v; want %v, %d, %v", keys, trust.Threshold(), trust.Unsigned(), tt.wantKeys, tt.wantThreshold, tt.insecure)
 			}
 		})
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natsbox"
-	"github.com/mms-io/mms/packer"
 )
 
 // runAgent runs the node until ctx is done. Shutdown order: the host stops
@@ -20,9 +19,9 @@ import (
 // and flushes its store.
 func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 	log := newLogger(a.stderr, cfg.logJSON, cfg.logLevel)
-	if cfg.node.InsecureUnsigned {
+	if cfg.manager.Trust.Unsigned() {
 		log.Warn("INSECURE: --insecure-unsigned is set: specs are NOT verified, so anyone who can write " +
-			cfg.node.Bucket + "/" + cfg.node.Key + " runs any code on this node. Use it only to try mms out.")
+			cfg.manager.Bucket + "/" + cfg.manager.Key + " runs any code on this node. Use it only to try mms out.")
 	}
 	for _, dir := range []string{cfg.node.StateDir, cfg.node.MachinesDir, cfg.node.DataDir} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -65,7 +64,7 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 	}
 	if cfg.embedded {
 		pctx, cancel := context.WithTimeout(ctx, cfg.timeout)
-		err := provisionEmbedded(pctx, js, cfg.node.Bucket, log)
+		err := provisionEmbedded(pctx, js, cfg.manager.Bucket, log)
 		cancel()
 		if err != nil {
 			return err
@@ -105,7 +104,7 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 	}
 	log.Info("agent started", "identity", cfg.node.Identity, "version", version,
 		"machines_dir", cfg.node.MachinesDir, "data_dir", cfg.node.DataDir,
-		"trusted_key_ids", keyIDs(cfg.node.TrustedKeys), "threshold", cfg.node.Threshold,
+		"trusted_key_ids", cfg.manager.Trust.KeyIDs(), "threshold", cfg.manager.Trust.Threshold(),
 		"compiled_in", agent.RegisteredMachines(), "status_key", fleetstatus.Bucket+"/"+writer.Key())
 
 	wctx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
@@ -131,7 +130,7 @@ func (a *app) printAgentBanner(cfg agentConfig, connect natsbox.ConnectConfig, l
 		use = "--context " + connect.Context
 	}
 	sign := "--key-file ops.key"
-	if cfg.node.InsecureUnsigned {
+	if cfg.manager.Trust.Unsigned() {
 		sign = "--unsigned"
 	}
 	archive := fmt.Sprintf("mms archive create DIR --upload nats://%s %s", bannerArchiveBucket, use)
@@ -168,15 +167,4 @@ func newLogger(w io.Writer, json bool, level slog.Level) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-// keyIDs returns the key ids of hex public keys, for logs.
-func keyIDs(keys []string) []string {
-	ids := make([]string, 0, len(keys))
-	for _, h := range keys {
-		if k, err := packer.ParsePublicKey(h); err == nil {
-			ids = append(ids, packer.KeyID(k))
-		}
-	}
-	return ids
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/machine"
+	"github.com/mms-io/mms/manager"
 )
 
 // testMachine is compiled into the test binary the way the manager is into
@@ -32,8 +33,9 @@ const testMachine = "mmsagenttest"
 
 func init() {
 	agent.RegisterMachineFactory(testMachine, func(n agent.Node) (*machine.Definition, error) {
+		m, _ := agent.Setting[manager.Settings](n)
 		msg := fmt.Sprintf(`"keys=%d threshold=%d spec=%s/%s insecure=%v identity=%s verify=%v"`,
-			len(n.TrustedKeys), n.Threshold, n.Bucket, n.Key, n.InsecureUnsigned, n.Identity, n.VerifyInterval)
+			len(m.Trust.Keys()), m.Trust.Threshold(), m.Bucket, m.Key, m.Trust.Unsigned(), n.Identity, m.VerifyInterval)
 		return machine.Parse([]byte(greeterMachine(testMachine, "1.0.0", msg)))
 	})
 }
@@ -105,7 +107,7 @@ func TestAgentRefusesBadTrust(t *testing.T) {
 		{"bad key", []string{"--public-key", pubHex, "--public-key", "abc"}, []string{"--public-key #2"}},
 		{"key file given as a key", []string{"--public-key", pub}, []string{"--public-key #1", "use --trusted-keys FILE"}},
 		{"bad line in the key file", []string{"--trusted-keys", badFile}, []string{"--trusted-keys: " + badFile + ":4:"}},
-		{"threshold above the keys", []string{"--public-key", pubHex, "--public-key", pubHex, "--threshold", "2"}, []string{"--threshold 2: only 1 distinct trusted key given"}},
+		{"threshold above the keys", []string{"--public-key", pubHex, "--public-key", pubHex, "--threshold", "2"}, []string{"--threshold 2 exceeds the 1 distinct trusted key"}},
 		{"verify interval too short", []string{"--public-key", pubHex, "--verify-interval", "5s"}, []string{"--verify-interval 5s: want at least 1m0s"}},
 		{"zero threshold", []string{"--public-key", pubHex, "--threshold", "0"}, []string{"--threshold 0"}},
 		{"insecure with keys", []string{"--public-key", pubHex, "--insecure-unsigned"}, []string{"--insecure-unsigned with trusted keys"}},

@@ -80,11 +80,7 @@ and rebuild (docs/build-your-own.md).`,
 			}
 			v := newPluginsView(plugins.List(), watchers.Types(), agent.RegisteredMachines())
 			for _, k := range keys {
-				pub, err := packer.ParsePublicKey(k)
-				if err != nil {
-					return err
-				}
-				v.PublicKeys = append(v.PublicKeys, keyView{Key: k, KeyID: packer.KeyID(pub)})
+				v.PublicKeys = append(v.PublicKeys, keyView{Key: packer.FormatPublicKey(k), KeyID: packer.KeyID(k)})
 			}
 			if asJSON {
 				enc := json.NewEncoder(a.stdout)

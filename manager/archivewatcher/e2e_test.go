@@ -3,6 +3,7 @@ package archivewatcher_test
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -25,6 +26,7 @@ import (
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/treetest"
 	"github.com/mms-io/mms/machine"
+	"github.com/mms-io/mms/manager"
 	archivewatcher "github.com/mms-io/mms/manager/archivewatcher"
 	_ "github.com/mms-io/mms/manager/machineswatcher" // (importing this package compiles the manager in)
 	"github.com/mms-io/mms/manager/mmsmanager"
@@ -140,12 +142,16 @@ func TestArchiveWatcherEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	trust, err := manager.NewTrust(manager.TrustConfig{Keys: []ed25519.PublicKey{pub}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	leaks := goleak.IgnoreCurrent()
 	host, err := agent.NewHost(agent.HostConfig{
 		MachinesDir: machines, DataDir: filepath.Join(dir, "data"), Identity: "node1",
 		Publisher: agent.NATSPublisher{Conn: nc}, Conn: nc,
 		Log:  slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Node: agent.Node{StateDir: filepath.Join(dir, "state"), TrustedKeys: []string{packer.FormatPublicKey(pub)}},
+		Node: agent.WithSetting(agent.Node{StateDir: filepath.Join(dir, "state")}, manager.Settings{Trust: trust}),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -33,10 +33,10 @@ func FuzzMachinesProperties(f *testing.F) {
 		if m.DataItem == "" {
 			t.Fatalf("accepted %q without a data_item", props)
 		}
-		if len(m.keys) == 0 && !m.InsecureUnsigned {
+		if len(m.trust.Keys()) == 0 && !m.trust.Unsigned() {
 			t.Fatalf("accepted %q without trusted keys", props)
 		}
-		if m.Threshold < 0 || m.Threshold > max(len(m.keys), 1) {
+		if m.Threshold < 0 || m.trust.Threshold() < 1 || m.trust.Threshold() > max(len(m.trust.Keys()), 1) {
 			t.Fatalf("accepted %q with threshold %d", props, m.Threshold)
 		}
 		if m.verifyEvery < MinVerifyInterval {

@@ -56,7 +56,7 @@ func init() {
 	watchers.Register(watchers.Info{
 		Type:            "machines",
 		Version:         "v1",
-		New:             func() watchers.Watcher { return &Watcher{newInstaller: manager.NewMachineInstaller} },
+		New:             func() watchers.Watcher { return new(Watcher) },
 		DefaultInterval: watchers.Duration(DefaultInterval),
 		MinInterval:     watchers.Duration(2 * time.Second),
 		Timeout:         watchers.Duration(CheckTimeout),
@@ -73,8 +73,10 @@ type Watcher struct {
 	// longer selects for this node. Machines it did not install are never
 	// touched.
 	PurgeUnknown bool `json:"purge_unknown,omitempty"`
-	// PublicKeys are the hex ed25519 keys trusted to sign specs. At least
-	// one is required unless InsecureUnsigned.
+	// PublicKeys are the hex ed25519 keys trusted to sign specs. Without
+	// any (here or in PublicKey), the keys compiled into the binary are
+	// trusted (manager.PublicKey); with neither, one is required unless
+	// InsecureUnsigned.
 	PublicKeys []string `json:"public_keys,omitempty"`
 	// PublicKey is Choria's single-key property, accepted for
 	// compatibility; it is trusted alongside PublicKeys.
@@ -100,8 +102,13 @@ type Watcher struct {
 	// default): the host loads machines only from there.
 	MachinesDir string `json:"machines_dir,omitempty"`
 
-	keys         []ed25519.PublicKey // parsed by Validate
-	verifyEvery  time.Duration       // VerifyInterval or the default
+	// Trust is set, instead of the key properties, when the watcher is
+	// built in Go (the compiled-in manager machine): the node's trust
+	// resolved once by manager.NewTrust, used as it is.
+	Trust *manager.Trust `json:"-"`
+
+	trust        manager.Trust // Trust, or resolved from the properties by Validate
+	verifyEvery  time.Duration // VerifyInterval or the default
 	newInstaller func(manager.InstallSettings) (manager.MachineInstaller, error)
 
 	log      *slog.Logger
@@ -118,29 +125,11 @@ func (w *Watcher) Validate() error {
 	if w.DataItem == "" {
 		errs = append(errs, errors.New("data_item: required"))
 	}
-	w.keys = nil
-	addKey := func(field, text string) {
-		pk, err := packer.ParsePublicKey(text)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", field, err))
-			return
-		}
-		if !slices.ContainsFunc(w.keys, func(k ed25519.PublicKey) bool { return k.Equal(pk) }) {
-			w.keys = append(w.keys, pk)
-		}
+	trust, err := w.resolveTrust()
+	if err != nil {
+		errs = append(errs, err)
 	}
-	for i, k := range w.PublicKeys {
-		addKey(fmt.Sprintf("public_keys[%d]", i), k)
-	}
-	if w.PublicKey != "" {
-		addKey("public_key", w.PublicKey)
-	}
-	if len(w.PublicKeys) == 0 && w.PublicKey == "" && !w.InsecureUnsigned {
-		errs = append(errs, errors.New("public_keys: at least one trusted key is required (insecure_unsigned: true accepts unsigned specs)"))
-	}
-	if w.Threshold < 0 || w.Threshold > max(len(w.keys), 1) {
-		errs = append(errs, fmt.Errorf("threshold: %d must be between 0 and the %d distinct trusted keys", w.Threshold, len(w.keys)))
-	}
+	w.trust = trust
 	for _, p := range []struct{ name, dir string }{{"state_dir", w.StateDir}, {"machines_dir", w.MachinesDir}} {
 		if p.dir != "" && !filepath.IsAbs(p.dir) {
 			errs = append(errs, fmt.Errorf("%s: %q must be an absolute path", p.name, p.dir))
@@ -154,6 +143,51 @@ func (w *Watcher) Validate() error {
 		errs = append(errs, fmt.Errorf("verify_interval: %v is below the minimum of %v", w.VerifyInterval, watchers.Duration(MinVerifyInterval)))
 	}
 	return errors.Join(errs...)
+}
+
+// resolveTrust returns Trust, or the trust the key properties describe,
+// resolved by manager.NewTrust (which adds the compiled-in keys when none
+// are given); its errors name the properties.
+func (w *Watcher) resolveTrust() (manager.Trust, error) {
+	keyProps := len(w.PublicKeys) > 0 || w.PublicKey != "" || w.Threshold != 0 || w.AllowLegacySpec || w.InsecureUnsigned
+	if w.Trust != nil {
+		if keyProps {
+			return manager.Trust{}, errors.New("public_keys, public_key, threshold, allow_legacy_spec, insecure_unsigned: not allowed when the trust is set in Go")
+		}
+		if w.Trust.IsZero() {
+			return manager.Trust{}, errors.New("trust: not resolved (build it with manager.NewTrust)")
+		}
+		return *w.Trust, nil
+	}
+	var keys []ed25519.PublicKey
+	var errs []error
+	addKey := func(field, text string) {
+		pk, err := packer.ParsePublicKey(text)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", field, err))
+			return
+		}
+		keys = append(keys, pk)
+	}
+	for i, k := range w.PublicKeys {
+		addKey(fmt.Sprintf("public_keys[%d]", i), k)
+	}
+	if w.PublicKey != "" {
+		addKey("public_key", w.PublicKey)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return manager.Trust{}, err
+	}
+	t, err := manager.NewTrust(manager.TrustConfig{Keys: keys, Threshold: w.Threshold, AllowV1: w.AllowLegacySpec, Unsigned: w.InsecureUnsigned})
+	switch {
+	case errors.Is(err, manager.ErrNoTrustedKeys):
+		return t, errors.New("public_keys: at least one trusted key is required (insecure_unsigned: true accepts unsigned specs)")
+	case errors.Is(err, manager.ErrThreshold):
+		return t, err // "threshold N …" names the property
+	case errors.Is(err, manager.ErrUnsignedWithKeys):
+		return t, fmt.Errorf("insecure_unsigned: %w", err)
+	}
+	return t, err
 }
 
 // Provision builds the installer and the reconciler from the machine's
@@ -189,6 +223,9 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	if err != nil {
 		return err
 	}
+	if w.newInstaller == nil {
+		w.newInstaller = manager.NewMachineInstaller
+	}
 	inst, err := w.newInstaller(manager.InstallSettings{
 		MachinesDir: machines,
 		StateDir:    state,
@@ -201,20 +238,17 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 		return fmt.Errorf("build installer: %w", err)
 	}
 	rec, err := manager.NewReconciler(manager.ReconcilerConfig{
-		Installer:        inst,
-		Host:             d.Host,
-		StateDir:         state,
-		TrustedKeys:      w.keys,
-		Threshold:        w.Threshold,
-		AllowLegacy:      w.AllowLegacySpec,
-		AllowHTTP:        w.AllowHTTP,
-		InsecureUnsigned: w.InsecureUnsigned,
-		PurgeUnknown:     w.PurgeUnknown,
-		Identity:         d.Identity,
-		Facts:            d.Facts,
-		Path:             os.Getenv("PATH"),
-		Reserved:         compiledIn,
-		Log:              w.log,
+		Installer:    inst,
+		Host:         d.Host,
+		StateDir:     state,
+		Trust:        w.trust,
+		AllowHTTP:    w.AllowHTTP,
+		PurgeUnknown: w.PurgeUnknown,
+		Identity:     d.Identity,
+		Facts:        d.Facts,
+		Path:         os.Getenv("PATH"),
+		Reserved:     compiledIn,
+		Log:          w.log,
 	})
 	if err != nil {
 		return err

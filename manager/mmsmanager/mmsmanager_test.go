@@ -1,6 +1,7 @@
 package mmsmanager_test
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -13,9 +14,10 @@ import (
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/manager"
-	_ "github.com/mms-io/mms/manager/machineswatcher"
+	"github.com/mms-io/mms/manager/machineswatcher"
 	"github.com/mms-io/mms/manager/mmsmanager"
-	"github.com/mms-io/mms/watchers"
+	"github.com/mms-io/mms/packer"
+	_ "github.com/mms-io/mms/watchers/kv"
 )
 
 const (
@@ -39,12 +41,48 @@ func properties(t *testing.T, def *machine.Definition, watcher string) map[strin
 	return nil
 }
 
-func TestMachineDefinition(t *testing.T) {
-	node := agent.Node{
-		Identity: "node1", MachinesDir: "/etc/mms/machines", DataDir: "/var/lib/mms/data", StateDir: "/var/lib/mms/state",
-		TrustedKeys: []string{keyA, keyB}, Threshold: 2, AllowLegacySpec: true, AllowHTTP: true,
-		Bucket: "FLEET", Key: "prod", VerifyInterval: 10 * time.Minute,
+// trustOf resolves c for a test.
+func trustOf(t *testing.T, c manager.TrustConfig) manager.Trust {
+	t.Helper()
+	trust, err := manager.NewTrust(c)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return trust
+}
+
+// hexKey parses a hex public key for a test.
+func hexKey(t *testing.T, h string) ed25519.PublicKey {
+	t.Helper()
+	k, err := packer.ParsePublicKey(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// machinesWatcher builds the manager's machines watcher as the runtime
+// does and returns its configuration.
+func machinesWatcher(t *testing.T, def *machine.Definition) *machineswatcher.Watcher {
+	t.Helper()
+	built, err := def.BuildWatchers()
+	if err != nil {
+		t.Fatalf("BuildWatchers() = %v", err)
+	}
+	for i, w := range def.Watchers {
+		if w.Name == "machines" {
+			return built[i].(*machineswatcher.Watcher)
+		}
+	}
+	t.Fatal("no machines watcher")
+	return nil
+}
+
+func TestMachineDefinition(t *testing.T) {
+	trust := trustOf(t, manager.TrustConfig{Keys: []ed25519.PublicKey{hexKey(t, keyA), hexKey(t, keyB)}, Threshold: 2, AllowV1: true})
+	node := agent.WithSetting(agent.Node{
+		Identity: "node1", MachinesDir: "/etc/mms/machines", DataDir: "/var/lib/mms/data", StateDir: "/var/lib/mms/state",
+	}, manager.Settings{Trust: trust, AllowHTTP: true, Bucket: "FLEET", Key: "prod", VerifyInterval: 10 * time.Minute})
 	def, err := mmsmanager.MachineDefinition(node)
 	if err != nil {
 		t.Fatal(err)
@@ -68,26 +106,19 @@ func TestMachineDefinition(t *testing.T) {
 	if diff := cmp.Diff(wantKV, properties(t, def, "spec")); diff != "" {
 		t.Errorf("kv properties (-want +got):\n%s", diff)
 	}
-	wantMachines := map[string]any{
-		"data_item": mmsmanager.DataItem, "purge_unknown": true, "public_keys": []any{keyA, keyB}, "threshold": 2.0,
-		"allow_legacy_spec": true, "allow_http": true, "state_dir": "/var/lib/mms/state/mms_manager", "machines_dir": "/etc/mms/machines",
-		"verify_interval": "10m0s",
-	}
-	if diff := cmp.Diff(wantMachines, properties(t, def, "machines")); diff != "" {
-		t.Errorf("machines properties (-want +got):\n%s", diff)
-	}
 
-	// Everything but the kv watcher (another package, not in this build)
-	// validates, the machines watcher's properties included.
-	noKV := *def
-	noKV.Watchers = slices.DeleteFunc(slices.Clone(def.Watchers), func(w machine.WatcherDef) bool { return w.Type == "kv" })
-	if err := noKV.Validate(); err != nil {
-		t.Errorf("Validate() without the kv watcher = %v", err)
+	// The machines watcher is built in Go: the trust arrives as the typed
+	// value the command line resolved, not as text.
+	w := machinesWatcher(t, def)
+	if w.DataItem != mmsmanager.DataItem || !w.PurgeUnknown || !w.AllowHTTP || w.StateDir != "/var/lib/mms/state/mms_manager" ||
+		w.MachinesDir != "/etc/mms/machines" || w.VerifyInterval.Std() != 10*time.Minute {
+		t.Errorf("machines watcher = %+v, want the node's settings", w)
 	}
-	if _, ok := watchers.Lookup("kv"); !ok {
-		if err := def.Validate(); !errors.Is(err, watchers.ErrUnknownType) {
-			t.Errorf("Validate() = %v, want only the kv type missing", err)
-		}
+	if w.Trust == nil || !slices.Equal(w.Trust.KeyIDs(), trust.KeyIDs()) || w.Trust.Threshold() != 2 || !w.Trust.AllowV1() {
+		t.Errorf("machines watcher trust = %+v, want the settings' trust", w.Trust)
+	}
+	if len(def.Watchers[1].Properties) != 0 {
+		t.Errorf("machines watcher properties = %s, want none (built in Go)", def.Watchers[1].Properties)
 	}
 	if !slices.Contains(agent.RegisteredMachines(), mmsmanager.MachineName) {
 		t.Errorf("RegisteredMachines() = %v, want %q among them", agent.RegisteredMachines(), mmsmanager.MachineName)
@@ -97,17 +128,17 @@ func TestMachineDefinition(t *testing.T) {
 func TestMachineDefinitionTrust(t *testing.T) {
 	tests := []struct {
 		name     string
-		node     agent.Node
+		settings *manager.TrustConfig
 		compiled string
-		wantKeys []any
+		wantKeys []string
 		insecure bool
 		wantErr  string
 	}{
-		{name: "node keys", node: agent.Node{TrustedKeys: []string{keyA}}, wantKeys: []any{keyA}},
-		{name: "node keys replace compiled-in ones", node: agent.Node{TrustedKeys: []string{keyA}}, compiled: keyB, wantKeys: []any{keyA}},
-		{name: "compiled-in keys", compiled: keyA + ", " + strings.ToUpper(keyB), wantKeys: []any{keyA, keyB}},
+		{name: "node keys", settings: &manager.TrustConfig{Keys: []ed25519.PublicKey{hexKeyOf(keyA)}}, wantKeys: []string{keyA}},
+		{name: "node keys replace compiled-in ones", settings: &manager.TrustConfig{Keys: []ed25519.PublicKey{hexKeyOf(keyA)}}, compiled: keyB, wantKeys: []string{keyA}},
+		{name: "compiled-in keys without settings", compiled: keyA + ", " + strings.ToUpper(keyB), wantKeys: []string{keyA, keyB}},
 		{name: "no keys", wantErr: "no trusted spec-signing keys"},
-		{name: "insecure without keys", node: agent.Node{InsecureUnsigned: true}, insecure: true},
+		{name: "insecure without keys", settings: &manager.TrustConfig{Unsigned: true}, insecure: true},
 		{name: "bad compiled-in key", compiled: keyA + ",abc", wantErr: "compiled-in public key 2"},
 	}
 	for _, tt := range tests {
@@ -115,7 +146,11 @@ func TestMachineDefinitionTrust(t *testing.T) {
 			old := manager.PublicKey
 			manager.PublicKey = tt.compiled
 			t.Cleanup(func() { manager.PublicKey = old })
-			def, err := mmsmanager.MachineDefinition(tt.node)
+			var node agent.Node
+			if tt.settings != nil {
+				node = agent.WithSetting(node, manager.Settings{Trust: trustOf(t, *tt.settings)})
+			}
+			def, err := mmsmanager.MachineDefinition(node)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("MachineDefinition() = %v, want error containing %q", err, tt.wantErr)
@@ -128,26 +163,36 @@ func TestMachineDefinitionTrust(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			props := properties(t, def, "machines")
-			got, _ := props["public_keys"].([]any)
+			w := machinesWatcher(t, def)
+			var got []string
+			for _, k := range w.Trust.Keys() {
+				got = append(got, packer.FormatPublicKey(k))
+			}
 			if diff := cmp.Diff(tt.wantKeys, got); diff != "" {
-				t.Errorf("public_keys (-want +got):\n%s", diff)
+				t.Errorf("trusted keys (-want +got):\n%s", diff)
 			}
-			if ins, _ := props["insecure_unsigned"].(bool); ins != tt.insecure {
-				t.Errorf("insecure_unsigned = %v, want %v", ins, tt.insecure)
-			}
-			if _, err := watchers.Build("machines", def.Watchers[1].Properties); err != nil {
-				t.Errorf("machines properties do not build: %v", err)
+			if w.Trust.Unsigned() != tt.insecure {
+				t.Errorf("unsigned = %v, want %v", w.Trust.Unsigned(), tt.insecure)
 			}
 		})
 	}
+}
+
+// hexKeyOf parses a constant hex key (table rows have no t).
+func hexKeyOf(h string) ed25519.PublicKey {
+	k, err := packer.ParsePublicKey(h)
+	if err != nil {
+		panic(err)
+	}
+	return k
 }
 
 // TestMachineDefinitionNoInjection checks that node settings land in the
 // properties verbatim and cannot add watchers or transitions (Choria W4).
 func TestMachineDefinitionNoInjection(t *testing.T) {
 	evil := "B\"\n  - name: evil\n    type: exec\n    properties: {command: /bin/sh}\n"
-	def, err := mmsmanager.MachineDefinition(agent.Node{TrustedKeys: []string{keyA}, Bucket: evil, Key: "{{lookup \"facts.x\"}}"})
+	node := agent.WithSetting(agent.Node{}, manager.Settings{Trust: trustOf(t, manager.TrustConfig{Keys: []ed25519.PublicKey{hexKey(t, keyA)}}), Bucket: evil, Key: "{{lookup \"facts.x\"}}"})
+	def, err := mmsmanager.MachineDefinition(node)
 	if err != nil {
 		t.Fatal(err)
 	}
