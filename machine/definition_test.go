@@ -335,3 +335,36 @@ func FuzzParseDefinition(f *testing.F) {
 		}
 	})
 }
+
+// TestWatcherBuiltInGo checks the compiled-in path: a watcher whose New
+// builds its configuration is validated like a decoded one, may not also
+// carry properties, and gets a new value on every build.
+func TestWatcherBuiltInGo(t *testing.T) {
+	def, err := Parse([]byte(validYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &def.Watchers[0]
+	w.Properties = nil
+	w.New = func() watchers.Watcher { return &probe{Key: "from-go"} }
+	built, err := def.BuildWatchers()
+	if err != nil {
+		t.Fatalf("BuildWatchers() = %v", err)
+	}
+	if p := built[0].(*probe); p.Key != "from-go" {
+		t.Errorf("built watcher = %+v, want the one New returned", p)
+	}
+	again, _ := def.BuildWatchers()
+	if again[0] == built[0] {
+		t.Error("two builds share one watcher value")
+	}
+	w.New = func() watchers.Watcher { return &probe{Key: "k", Reject: true} }
+	if err := def.Validate(); err == nil || !strings.Contains(err.Error(), "rejected on request") {
+		t.Errorf("Validate(New returning an invalid config) = %v, want its Validate error", err)
+	}
+	w.New = func() watchers.Watcher { return &probe{Key: "k"} }
+	w.Properties = []byte(`{"key":"k"}`)
+	if err := def.Validate(); err == nil || !strings.Contains(err.Error(), "takes no properties") {
+		t.Errorf("Validate(New and properties) = %v, want a refusal", err)
+	}
+}
