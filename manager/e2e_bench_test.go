@@ -50,7 +50,7 @@ func BenchmarkPutToInstalled(b *testing.B) {
 				if st.Serial != serial {
 					continue
 				}
-				if len(st.Results) != 1 || st.Results[0].Outcome == manager.Failed {
+				if len(st.Results) != 1 || st.Results[0].Outcome == manager.EntryFailed {
 					b.Fatalf("serial %d results = %+v, want alpha installed or updated", serial, st.Results)
 				}
 				return st.PreviousRunTime

@@ -131,7 +131,7 @@ func TestManagerEndToEnd(t *testing.T) {
 			return r.Tampered != ""
 		})
 		r, _ := ev.result("alpha")
-		if r.Outcome != manager.Updated || !strings.Contains(r.Tampered, "record.sh") || !strings.Contains(r.Reason, "tampered") {
+		if r.Outcome != manager.EntryUpdated || !strings.Contains(r.Tampered, "record.sh") || !strings.Contains(r.Reason, "tampered") {
 			t.Errorf("alpha result = %+v, want updated, tampered record.sh", r)
 		}
 		treetest.AssertSame(t, live, before)
@@ -166,7 +166,7 @@ func TestManagerEndToEnd(t *testing.T) {
 		n.put(t, env)
 		ev := n.events.waitMachines(t, mark, func(e machinesEvent) bool { return e.State.Serial == serial })
 		r, _ := ev.result("alpha")
-		if r.Outcome != manager.RolledBack || !strings.Contains(r.Reason, "failed to load") || !strings.Contains(r.Reason, "state_dir") {
+		if r.Outcome != manager.EntryRolledBack || !strings.Contains(r.Reason, "failed to load") || !strings.Contains(r.Reason, "state_dir") {
 			t.Errorf("alpha result = %+v, want rolled_back because state_dir cannot be created", r)
 		}
 		if ev.Info.Outcome != "success" || !slices.Equal(ev.State.Machines, []string{"alpha"}) {

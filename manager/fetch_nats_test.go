@@ -73,7 +73,7 @@ func TestFetchObjectStore(t *testing.T) {
 	t.Run("install", func(t *testing.T) {
 		env := newTestEnv(t, nil, FetchConfig{Conn: nc})
 		out, _, err := env.inst.Install(t.Context(), a.entry("nats://ARCHIVES/web/web-1.tgz"), 1)
-		if err != nil || out != Installed {
+		if err != nil || out != EntryInstalled {
 			t.Fatalf("Install from the object store = %q, %v", out, err)
 		}
 		if got := readFile(t, env.machines+"/web/big"); len(got) != 500_000 {

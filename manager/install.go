@@ -125,50 +125,50 @@ func (i *Installer) CloseIdleConnections() { i.fetcher.CloseIdleConnections() }
 // Recover finishes or undoes the swap. Install refuses to replace a
 // directory it did not install (no record). It does not load the machine
 // into the host.
-func (i *Installer) Install(ctx context.Context, m spec.Machine, serial uint64) (Outcome, *machine.Definition, error) {
+func (i *Installer) Install(ctx context.Context, m spec.Machine, serial uint64) (EntryOutcome, *machine.Definition, error) {
 	if err := spec.ValidName(m.Name); err != nil {
-		return Failed, nil, fmt.Errorf("install: %w", err)
+		return EntryFailed, nil, fmt.Errorf("install: %w", err)
 	}
 	unlock, err := i.locks.lock(ctx, m.Name)
 	if err != nil {
-		return Failed, nil, fmt.Errorf("install %q: %w", m.Name, err)
+		return EntryFailed, nil, fmt.Errorf("install %q: %w", m.Name, err)
 	}
 	defer unlock()
 	out, def, err := i.install(ctx, m, serial)
 	if err != nil {
-		return Failed, nil, fmt.Errorf("install %q: %w", m.Name, err)
+		return EntryFailed, nil, fmt.Errorf("install %q: %w", m.Name, err)
 	}
 	return out, def, nil
 }
 
-func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) (Outcome, *machine.Definition, error) {
+func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) (EntryOutcome, *machine.Definition, error) {
 	cur, err := i.settledRecord(ctx, m.Name)
 	if err != nil {
-		return Failed, nil, err
+		return EntryFailed, nil, err
 	}
 	live := i.livePath(m.Name)
 	liveExists, err := dirExists(live)
 	if err != nil {
-		return Failed, nil, err
+		return EntryFailed, nil, err
 	}
 	if cur == nil && liveExists {
-		return Failed, nil, fmt.Errorf("%s exists but was not installed by this agent (no record in %s); move it away to let the manager install it",
+		return EntryFailed, nil, fmt.Errorf("%s exists but was not installed by this agent (no record in %s); move it away to let the manager install it",
 			live, i.records.dir)
 	}
 	if cur != nil && liveExists && strings.EqualFold(cur.Checksum, m.Checksum) && strings.EqualFold(cur.VerifyChecksum, m.VerifyChecksum) {
 		err := i.verifier.Verify(ctx, live, cur.VerifyChecksum, false)
 		if err == nil {
-			return Unchanged, nil, nil
+			return EntryUnchanged, nil, nil
 		}
 		if ctx.Err() != nil {
-			return Failed, nil, context.Cause(ctx)
+			return EntryFailed, nil, context.Cause(ctx)
 		}
 		i.log.Warn("installed machine no longer verifies; reinstalling", "machine", m.Name, "error", err)
 	}
 
 	stage, err := i.newTemp(stagePrefix, m.Name)
 	if err != nil {
-		return Failed, nil, err
+		return EntryFailed, nil, err
 	}
 	crashed := false
 	defer func() {
@@ -181,11 +181,11 @@ func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) 
 	def, err := i.fetchInto(ctx, m, stage)
 	if err != nil {
 		crashed = errors.Is(err, errCrashed)
-		return Failed, nil, err
+		return EntryFailed, nil, err
 	}
 	if i.crashed("extract") {
 		crashed = true
-		return Failed, nil, errCrashed
+		return EntryFailed, nil, errCrashed
 	}
 
 	next := &recordFile{Record: Record{
@@ -204,18 +204,18 @@ func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) 
 		next.withPrevious(&p)
 	case cur != nil:
 		if kept, err := dirExists(i.prevPath(m.Name)); err != nil {
-			return Failed, nil, err
+			return EntryFailed, nil, err
 		} else if kept {
 			next.withPrevious(cur.PreviousRecord)
 		}
 	}
 	if err := i.swapIn(swap{stage: stage, next: next, cur: cur, keepOld: keepOld}); err != nil {
 		crashed = errors.Is(err, errCrashed)
-		return Failed, nil, err
+		return EntryFailed, nil, err
 	}
-	out := Installed
+	out := EntryInstalled
 	if liveExists {
-		out = Updated
+		out = EntryUpdated
 	}
 	i.log.Info("machine installed", "machine", m.Name, "outcome", out, "checksum", next.Checksum, "serial", serial)
 	return out, def, nil

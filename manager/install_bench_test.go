@@ -83,7 +83,7 @@ func BenchmarkInstall(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.StartTimer()
-				if out, _, err := inst.Install(b.Context(), m, 1); err != nil || out != Installed {
+				if out, _, err := inst.Install(b.Context(), m, 1); err != nil || out != EntryInstalled {
 					b.Fatalf("Install = %q, %v", out, err)
 				}
 				b.StopTimer()

@@ -210,7 +210,7 @@ func TestInstallRejectsHostileArchives(t *testing.T) {
 
 			out, _, err := env.inst.Install(t.Context(), entry, 2)
 			want := `install "web": extract archive "web": ` + tt.wantErr
-			if out != Failed || err == nil || err.Error() != want {
+			if out != EntryFailed || err == nil || err.Error() != want {
 				t.Fatalf("Install(%s) = %q, %v; want Failed, %q", tt.name, out, err, want)
 			}
 			if !errors.Is(err, tt.kind) {

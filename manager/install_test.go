@@ -31,8 +31,8 @@ func TestInstallLifecycle(t *testing.T) {
 	prev := filepath.Join(env.machines, ".prev-web")
 
 	out, def, err := env.inst.Install(ctx, e1, 10)
-	if err != nil || out != Installed {
-		t.Fatalf("Install(v1) = %q, %v, want %q", out, err, Installed)
+	if err != nil || out != EntryInstalled {
+		t.Fatalf("Install(v1) = %q, %v, want %q", out, err, EntryInstalled)
 	}
 	// The definition it checked is handed to the host, which runs it
 	// without parsing machine.yaml again when the digests agree.
@@ -58,21 +58,21 @@ func TestInstallLifecycle(t *testing.T) {
 	// Same checksums again: no download at all.
 	before := srv.requests.Load()
 	out, _, err = env.inst.Install(ctx, e1, 11)
-	if err != nil || out != Unchanged {
-		t.Fatalf("Install(v1 again) = %q, %v, want %q", out, err, Unchanged)
+	if err != nil || out != EntryUnchanged {
+		t.Fatalf("Install(v1 again) = %q, %v, want %q", out, err, EntryUnchanged)
 	}
 	if got := srv.requests.Load() - before; got != 0 {
 		t.Errorf("Install(v1 again) made %d requests, want 0", got)
 	}
 	// A fresh installer (agent restart) hashes the tree once, still without downloading.
 	out, _, err = env.reopen(t).Install(ctx, e1, 11)
-	if err != nil || out != Unchanged || srv.requests.Load() != before {
-		t.Fatalf("Install(v1) after restart = %q, %v with %d requests, want %q and none", out, err, srv.requests.Load()-before, Unchanged)
+	if err != nil || out != EntryUnchanged || srv.requests.Load() != before {
+		t.Fatalf("Install(v1) after restart = %q, %v with %d requests, want %q and none", out, err, srv.requests.Load()-before, EntryUnchanged)
 	}
 
 	out, _, err = env.inst.Install(ctx, e2, 12)
-	if err != nil || out != Updated {
-		t.Fatalf("Install(v2) = %q, %v, want %q", out, err, Updated)
+	if err != nil || out != EntryUpdated {
+		t.Fatalf("Install(v2) = %q, %v, want %q", out, err, EntryUpdated)
 	}
 	if got := readFile(t, filepath.Join(live, "run.sh")); got != "echo two\n" {
 		t.Errorf("run.sh = %q, want v2", got)
@@ -163,8 +163,8 @@ func TestInstallRepairsTamperedTree(t *testing.T) {
 	e1, e2 := v1.entry(srv.put("/1", v1.data)), v2.entry(srv.put("/2", v2.data))
 	for _, e := range []struct {
 		m   spec.Machine
-		out Outcome
-	}{{e1, Installed}, {e2, Updated}} {
+		out EntryOutcome
+	}{{e1, EntryInstalled}, {e2, EntryUpdated}} {
 		if out, _, err := env.inst.Install(ctx, e.m, 1); err != nil || out != e.out {
 			t.Fatalf("Install = %q, %v, want %q", out, err, e.out)
 		}
@@ -173,8 +173,8 @@ func TestInstallRepairsTamperedTree(t *testing.T) {
 	writeTestFile(t, filepath.Join(env.machines, "web", "a"), "evil")
 
 	out, _, err := env.inst.Install(ctx, e2, 1)
-	if err != nil || out != Updated {
-		t.Fatalf("Install(v2) over a tampered v2 = %q, %v, want %q", out, err, Updated)
+	if err != nil || out != EntryUpdated {
+		t.Fatalf("Install(v2) over a tampered v2 = %q, %v, want %q", out, err, EntryUpdated)
 	}
 	// The repaired tree is v2 again and .prev still holds v1, not the tampered copy.
 	treetest.AssertSame(t, env.machines, good)

@@ -201,7 +201,7 @@ func runThreat(t *testing.T, tt threatCase) {
 	e := tt.entry(t, srv.URL)
 	out, _, err := env.inst.Install(ctx, e, 2)
 	want := tt.wantErr(srv.URL)
-	if err == nil || !strings.Contains(err.Error(), want) || out != Failed {
+	if err == nil || !strings.Contains(err.Error(), want) || out != EntryFailed {
 		t.Fatalf("Install(%s) = %q, %v, want Failed with %q", tt.name, out, err, want)
 	}
 	t.Logf("error: %v", err)

@@ -34,7 +34,7 @@ const DefaultConcurrency = 4
 type MachineInstaller interface {
 	// Install makes MachinesDir/<m.Name> hold exactly the archive m pins
 	// and returns the definition it checked, if it installed a tree.
-	Install(ctx context.Context, m spec.Machine, serial uint64) (Outcome, *machine.Definition, error)
+	Install(ctx context.Context, m spec.Machine, serial uint64) (EntryOutcome, *machine.Definition, error)
 	// Rollback puts the previous version of name back.
 	Rollback(ctx context.Context, name string) error
 	// Purge removes a machine this agent installed.
@@ -192,13 +192,13 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 // Reconcile opens envelope and makes the node's machines match it (see
 // [Reconciler] for the rules). It never returns without a report; the
 // report's Err is nil only when everything went well.
-func (r *Reconciler) Reconcile(ctx context.Context, envelope []byte, opts ReconcileOptions) Report {
+func (r *Reconciler) Reconcile(ctx context.Context, envelope []byte, opts ReconcileOptions) PassReport {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 
 	opened, err := packer.Open(envelope, r.openOptions())
 	if err != nil {
-		rep := Report{Rejected: RejectionOf(err), Err: fmt.Errorf("open spec: %w", err)}
+		rep := PassReport{Rejected: RejectionOf(err), Err: fmt.Errorf("open spec: %w", err)}
 		if insp, ierr := packer.Inspect(envelope); ierr == nil {
 			// Unverified: only to say which spec was refused.
 			rep.Serial, rep.Format, rep.Digest = insp.Spec.Serial, insp.Format.String(), insp.Digest
@@ -206,7 +206,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, envelope []byte, opts Reconc
 		r.logRejection(rep)
 		return rep
 	}
-	rep := Report{
+	rep := PassReport{
 		Serial:    opened.Spec.Serial,
 		Digest:    opened.Digest,
 		Format:    opened.Format.String(),
@@ -250,7 +250,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, envelope []byte, opts Reconc
 
 	rep.Machines = append(results, purged...)
 	for _, m := range rep.Machines {
-		if m.Outcome == Failed {
+		if m.Outcome == EntryFailed {
 			errs = append(errs, fmt.Errorf("machine %q: %s", m.Name, m.Reason))
 		}
 	}
@@ -275,7 +275,7 @@ func (r *Reconciler) env() spec.Env {
 }
 
 // logRejection logs a rejected spec at the level its kind deserves.
-func (r *Reconciler) logRejection(rep Report) {
+func (r *Reconciler) logRejection(rep PassReport) {
 	args := []any{"rejected", rep.Rejected, "serial", rep.Serial, "error", rep.Err}
 	if rep.Rejected.Warning() {
 		r.log.Warn("ignoring spec; the running machines stay as they are", args...)

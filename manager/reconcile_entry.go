@@ -28,14 +28,14 @@ func (r *Reconciler) installAll(ctx context.Context, p *plan, results []MachineR
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				results[i].Outcome, results[i].Reason = Failed, "not started: "+ctx.Err().Error()
+				results[i].Outcome, results[i].Reason = EntryFailed, "not started: "+ctx.Err().Error()
 				return
 			}
 			defer func() { <-sem }()
 			defer func() {
 				if v := recover(); v != nil {
 					r.log.Error("reconciling machine panicked", "machine", m.Name, "panic", v, "stack", string(debug.Stack()))
-					results[i].Outcome, results[i].Reason = Failed, fmt.Sprintf("panic: %v", v)
+					results[i].Outcome, results[i].Reason = EntryFailed, fmt.Sprintf("panic: %v", v)
 				}
 			}()
 			results[i], bads[i] = r.installOne(ctx, m, serial, opts.Verify)
@@ -71,14 +71,14 @@ func (r *Reconciler) installOne(ctx context.Context, m spec.Machine, serial uint
 
 	out, def, err := inst.Install(ctx, m, serial)
 	if err != nil {
-		res.Outcome, res.Reason = Failed, "install: "+err.Error()
+		res.Outcome, res.Reason = EntryFailed, "install: "+err.Error()
 		log.Error("install failed; the installed version (if any) is unchanged", "error", err)
 		return res, nil
 	}
-	if res.Tampered != "" && out == Unchanged {
+	if res.Tampered != "" && out == EntryUnchanged {
 		// Install must replace a tree that does not verify; if it did not,
 		// say so rather than report the machine as fine.
-		res.Outcome = Failed
+		res.Outcome = EntryFailed
 		res.Reason = fmt.Sprintf("tampered (%s), but the installer found nothing to reinstall", res.Tampered)
 		log.Error("installed machine was modified but the installer left it as it is", "tampered", res.Tampered)
 		return res, nil
@@ -93,7 +93,7 @@ func (r *Reconciler) installOne(ctx context.Context, m spec.Machine, serial uint
 		if res.Tampered != "" {
 			res.Reason = fmt.Sprintf("tampered (%s); reinstalled", res.Tampered)
 		}
-		if out != Unchanged {
+		if out != EntryUnchanged {
 			log.Info("machine "+string(out), "checksum", m.Checksum, "serial", serial)
 		}
 		return res, nil
@@ -101,33 +101,33 @@ func (r *Reconciler) installOne(ctx context.Context, m spec.Machine, serial uint
 
 	bad := &badVersion{checksum: m.Checksum, verifyChecksum: m.VerifyChecksum}
 	switch out {
-	case Updated:
+	case EntryUpdated:
 		bad.reason = fmt.Sprintf("version %s failed to load: %v", short(m.Checksum), lerr)
 		if err := inst.Rollback(ctx, m.Name); err != nil {
-			res.Outcome, res.Reason = Failed, fmt.Sprintf("%s; rolling back failed: %v", bad.reason, err)
+			res.Outcome, res.Reason = EntryFailed, fmt.Sprintf("%s; rolling back failed: %v", bad.reason, err)
 			log.Error("new version failed to load and rolling back failed", "load_error", lerr, "error", err)
 			return res, bad
 		}
 		if err := host.LoadMachine(ctx, m.Name, nil); err != nil {
-			res.Outcome, res.Reason = Failed, fmt.Sprintf("%s; rolled back, but the previous version does not load either: %v", bad.reason, err)
+			res.Outcome, res.Reason = EntryFailed, fmt.Sprintf("%s; rolled back, but the previous version does not load either: %v", bad.reason, err)
 			log.Error("rolled back, but the previous version does not load either", "load_error", lerr, "error", err)
 			return res, bad
 		}
-		res.Outcome, res.Reason = RolledBack, bad.reason+"; the previous version is running"
+		res.Outcome, res.Reason = EntryRolledBack, bad.reason+"; the previous version is running"
 		log.Error("new version failed to load; rolled back to the previous one", "error", lerr)
 		return res, bad
-	case Installed:
+	case EntryInstalled:
 		bad.reason = fmt.Sprintf("version %s failed to load: %v", short(m.Checksum), lerr)
 		uerr := host.UnloadMachine(ctx, m.Name)
 		perr := inst.Purge(ctx, m.Name)
-		res.Outcome, res.Reason = Failed, bad.reason+"; removed again"
+		res.Outcome, res.Reason = EntryFailed, bad.reason+"; removed again"
 		if err := errors.Join(uerr, perr); err != nil {
 			res.Reason = fmt.Sprintf("%s; removing it failed: %v", bad.reason, err)
 		}
 		log.Error("new machine failed to load", "error", lerr, "remove_error", errors.Join(uerr, perr))
 		return res, bad
 	default:
-		res.Outcome, res.Reason = Failed, "load: "+lerr.Error()
+		res.Outcome, res.Reason = EntryFailed, "load: "+lerr.Error()
 		log.Error("installed machine does not load", "error", lerr)
 		return res, nil
 	}

@@ -46,7 +46,7 @@ func newFakeInstaller(dir string) *fakeInstaller {
 	}
 }
 
-func (f *fakeInstaller) Install(ctx context.Context, m spec.Machine, serial uint64) (Outcome, *machine.Definition, error) {
+func (f *fakeInstaller) Install(ctx context.Context, m spec.Machine, serial uint64) (EntryOutcome, *machine.Definition, error) {
 	f.mu.Lock()
 	wait := f.block[m.Name]
 	f.mu.Unlock()
@@ -62,15 +62,15 @@ func (f *fakeInstaller) Install(ctx context.Context, m spec.Machine, serial uint
 	rec, ok := f.records[m.Name]
 	if ok && rec.Checksum == m.Checksum && rec.VerifyChecksum == m.VerifyChecksum &&
 		(f.trustTree || packer.VerifyTree(ctx, filepath.Join(f.dir, m.Name), f.sums[m.Name]) == nil) {
-		return Unchanged, nil, nil
+		return EntryUnchanged, nil, nil
 	}
 	f.downloads++
 	if err := f.installErr[m.Name]; err != nil {
 		return "", nil, err
 	}
-	out := Installed
+	out := EntryInstalled
 	if ok {
-		out = Updated
+		out = EntryUpdated
 		f.prev[m.Name] = rec
 	}
 	next := Record{Name: m.Name, Source: m.Source, Checksum: m.Checksum, VerifyChecksum: m.VerifyChecksum, Serial: serial, Phase: PhaseInstalled}

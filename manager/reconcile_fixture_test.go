@@ -157,7 +157,7 @@ func (f *fixture) running() []string {
 }
 
 // outcomes returns a report's results as "name outcome" strings.
-func outcomes(rep Report) []string {
+func outcomes(rep PassReport) []string {
 	var out []string
 	for _, m := range rep.Machines {
 		out = append(out, m.Name+" "+string(m.Outcome))

@@ -26,7 +26,7 @@ func TestReconcileEntriesIndependent(t *testing.T) {
 	f := newFixture(t, nil)
 	unblock := make(chan struct{})
 	f.inst.block["web"] = unblock
-	done := make(chan Report, 1)
+	done := make(chan PassReport, 1)
 	go func() { done <- f.r.Reconcile(t.Context(), webDB(f), ReconcileOptions{}) }()
 	natstest.Eventually(t, 10*time.Second, func() error {
 		if got := f.running(); !cmp.Equal(got, []string{"db@1"}) {
@@ -48,7 +48,7 @@ func TestReconcileCancelled(t *testing.T) {
 	f.inst.block["web"] = make(chan struct{}) // never unblocked
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	done := make(chan Report, 1)
+	done := make(chan PassReport, 1)
 	go func() { done <- f.r.Reconcile(ctx, webDB(f), ReconcileOptions{}) }()
 	natstest.Eventually(t, 10*time.Second, func() error {
 		if len(f.running()) != 1 {
@@ -189,9 +189,9 @@ func TestRejectionOf(t *testing.T) {
 }
 
 func TestReportSummaries(t *testing.T) {
-	rep := Report{Machines: []MachineResult{
-		{Name: "a", Outcome: Installed}, {Name: "b", Outcome: Unchanged}, {Name: "c", Outcome: Skipped},
-		{Name: "d", Outcome: RolledBack}, {Name: "e", Outcome: Failed}, {Name: "f", Outcome: Purged},
+	rep := PassReport{Machines: []MachineResult{
+		{Name: "a", Outcome: EntryInstalled}, {Name: "b", Outcome: EntryUnchanged}, {Name: "c", Outcome: EntrySkipped},
+		{Name: "d", Outcome: EntryRolledBack}, {Name: "e", Outcome: EntryFailed}, {Name: "f", Outcome: EntryPurged},
 	}}
 	if diff := cmp.Diff([]string{"a", "b", "d"}, rep.Running()); diff != "" {
 		t.Errorf("Running() (-want +got):\n%s", diff)
@@ -199,7 +199,7 @@ func TestReportSummaries(t *testing.T) {
 	if !rep.Changed() {
 		t.Errorf("Changed() = false, want true")
 	}
-	quiet := Report{Machines: []MachineResult{{Name: "b", Outcome: Unchanged}, {Name: "c", Outcome: Skipped}}}
+	quiet := PassReport{Machines: []MachineResult{{Name: "b", Outcome: EntryUnchanged}, {Name: "c", Outcome: EntrySkipped}}}
 	if quiet.Changed() || quiet.Failed() {
 		t.Errorf("unchanged report: Changed() = %v, Failed() = %v, want false, false", quiet.Changed(), quiet.Failed())
 	}

@@ -79,20 +79,20 @@ func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
 func (r *Reconciler) evaluate(e planEntry, env *spec.Env) (res MachineResult, keep bool) {
 	res = MachineResult{Name: e.machine.Name, Checksum: e.machine.Checksum}
 	if e.invalid != nil {
-		res.Outcome, res.Reason = Failed, "invalid entry (an installed copy is kept): "+e.invalid.Error()
+		res.Outcome, res.Reason = EntryFailed, "invalid entry (an installed copy is kept): "+e.invalid.Error()
 		return res, true
 	}
 	ok, err := e.matcher.Match(env)
 	switch {
 	case err != nil:
-		res.Outcome, res.Reason = Failed, fmt.Sprintf("match %q: %v (an installed copy is kept)", e.matcher, err)
+		res.Outcome, res.Reason = EntryFailed, fmt.Sprintf("match %q: %v (an installed copy is kept)", e.matcher, err)
 		return res, true
 	case !ok:
-		res.Outcome, res.Reason = Skipped, fmt.Sprintf("match %q does not select this node", e.matcher)
+		res.Outcome, res.Reason = EntrySkipped, fmt.Sprintf("match %q does not select this node", e.matcher)
 		return res, false
 	}
 	if b, ok := r.bad[e.machine.Name]; ok && b.checksum == e.machine.Checksum && b.verifyChecksum == e.machine.VerifyChecksum {
-		res.Outcome = Failed
+		res.Outcome = EntryFailed
 		res.Reason = b.reason + " (this version is not tried again until the spec pins another one or the agent restarts)"
 	}
 	return res, true

@@ -41,7 +41,7 @@ func runStep(t *testing.T, f *fixture, n int, st step) {
 		if m.Tampered != st.tampered[m.Name] {
 			t.Errorf("step %d: %s tampered = %q, want %q", n, m.Name, m.Tampered, st.tampered[m.Name])
 		}
-		if m.Outcome == Failed && (rep.Err == nil || !strings.Contains(rep.Err.Error(), m.Reason)) {
+		if m.Outcome == EntryFailed && (rep.Err == nil || !strings.Contains(rep.Err.Error(), m.Reason)) {
 			t.Errorf("step %d: %s failed (%s) but Report.Err = %v", n, m.Name, m.Reason, rep.Err)
 		}
 	}

@@ -120,7 +120,7 @@ func TestCrashDuringInstall(t *testing.T) {
 					if err != nil {
 						t.Fatalf("Install after Recover = %v", err)
 					}
-					if (got == sc.new) != (out == Unchanged) {
+					if (got == sc.new) != (out == EntryUnchanged) {
 						t.Errorf("Install after Recover = %q with %s live before", out, got)
 					}
 					if h := nameOf(liveHash(t, env, "web")); h != sc.new {

@@ -88,8 +88,8 @@ func RejectionOf(err error) Rejection {
 // to act on; the running machines keep running).
 func (r Rejection) Warning() bool { return r == RejectReplayed || r == RejectMissing }
 
-// Report is what one reconcile pass did.
-type Report struct {
+// PassReport is what one reconcile pass did.
+type PassReport struct {
 	// Serial, Digest and Format identify the spec that was reconciled. For
 	// a rejected spec they are what the envelope claims, unverified, when
 	// it decodes far enough to tell.
@@ -118,7 +118,7 @@ type MachineResult struct {
 	// Name is the entry's (or purged machine's) name.
 	Name string `json:"name"`
 	// Outcome is what happened to it.
-	Outcome Outcome `json:"outcome"`
+	Outcome EntryOutcome `json:"outcome"`
 	// Reason explains a failure, a rollback, a skip or a repair.
 	Reason string `json:"reason,omitempty"`
 	// Checksum is the archive checksum the entry pins (empty for purges).
@@ -129,10 +129,10 @@ type MachineResult struct {
 }
 
 // Changed reports whether the pass changed anything on the node.
-func (r *Report) Changed() bool {
+func (r *PassReport) Changed() bool {
 	return slices.ContainsFunc(r.Machines, func(m MachineResult) bool {
 		switch m.Outcome {
-		case Installed, Updated, Purged, RolledBack:
+		case EntryInstalled, EntryUpdated, EntryPurged, EntryRolledBack:
 			return true
 		}
 		return false
@@ -141,7 +141,7 @@ func (r *Report) Changed() bool {
 
 // Failed reports whether the spec was rejected (other than a replay, which
 // is only a warning), an entry failed or the pass could not purge.
-func (r *Report) Failed() bool {
+func (r *PassReport) Failed() bool {
 	if r.Rejected != "" {
 		return !r.Rejected.Warning()
 	}
@@ -152,11 +152,11 @@ func (r *Report) Failed() bool {
 // meant to run on this node (installed, updated, unchanged or rolled back),
 // in spec order. Unlike Choria's machines list it names what is deployed,
 // not what is desired.
-func (r *Report) Running() []string {
+func (r *PassReport) Running() []string {
 	var out []string
 	for _, m := range r.Machines {
 		switch m.Outcome {
-		case Installed, Updated, Unchanged, RolledBack:
+		case EntryInstalled, EntryUpdated, EntryUnchanged, EntryRolledBack:
 			out = append(out, m.Name)
 		}
 	}

@@ -6,30 +6,30 @@ import (
 	"time"
 )
 
-// Outcome is what reconciling one machine entry did on this node. The
+// EntryOutcome is what reconciling one machine entry did on this node. The
 // values appear in the machines watcher's state events.
-type Outcome string
+type EntryOutcome string
 
 // The outcomes of reconciling an entry.
 const (
-	// Installed: the machine was installed for the first time.
-	Installed Outcome = "installed"
-	// Updated: another version was replaced (and kept for rollback).
-	Updated Outcome = "updated"
-	// Unchanged: the installed machine already matches the entry; nothing
+	// EntryInstalled: the machine was installed for the first time.
+	EntryInstalled EntryOutcome = "installed"
+	// EntryUpdated: another version was replaced (and kept for rollback).
+	EntryUpdated EntryOutcome = "updated"
+	// EntryUnchanged: the installed machine already matches the entry; nothing
 	// was downloaded.
-	Unchanged Outcome = "unchanged"
-	// Skipped: the entry's matcher does not select this node.
-	Skipped Outcome = "skipped"
-	// Failed: the entry could not be reconciled; the reason says why and
+	EntryUnchanged EntryOutcome = "unchanged"
+	// EntrySkipped: the entry's matcher does not select this node.
+	EntrySkipped EntryOutcome = "skipped"
+	// EntryFailed: the entry could not be reconciled; the reason says why and
 	// the machine directory is as it was.
-	Failed Outcome = "failed"
-	// Purged: a machine this agent installed is no longer wanted and was
+	EntryFailed EntryOutcome = "failed"
+	// EntryPurged: a machine this agent installed is no longer wanted and was
 	// removed.
-	Purged Outcome = "purged"
-	// RolledBack: the new version failed to load and the previous one was
+	EntryPurged EntryOutcome = "purged"
+	// EntryRolledBack: the new version failed to load and the previous one was
 	// put back.
-	RolledBack Outcome = "rolled_back"
+	EntryRolledBack EntryOutcome = "rolled_back"
 )
 
 // Gate limits concurrent downloads fleet-wide (governors). It blocks until

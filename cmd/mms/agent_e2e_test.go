@@ -191,7 +191,7 @@ func lastManagerState(t *testing.T, js jetstream.JetStream, serial uint64, ok fu
 }
 
 // resultFor returns an error unless results hold name with outcome.
-func resultFor(results []manager.MachineResult, name string, outcome manager.Outcome) error {
+func resultFor(results []manager.MachineResult, name string, outcome manager.EntryOutcome) error {
 	for _, r := range results {
 		if r.Name == name {
 			if r.Outcome != outcome {
@@ -248,7 +248,7 @@ func pollStatus(t *testing.T, url, identity string, ok func(*fleetstatus.Documen
 
 // wantMachine returns an error unless doc runs machine name at version in
 // state, installed from checksum with the manager's outcome.
-func wantMachine(doc *fleetstatus.Document, serial uint64, name, version, state, checksum string, outcome manager.Outcome) error {
+func wantMachine(doc *fleetstatus.Document, serial uint64, name, version, state, checksum string, outcome manager.EntryOutcome) error {
 	if doc.Spec.Serial != serial {
 		return fmt.Errorf("status spec serial = %d, want %d", doc.Spec.Serial, serial)
 	}
@@ -309,13 +309,13 @@ func TestAgentConverges(t *testing.T) {
 		if st.Identity != identity || st.Machine != mmsmanager.MachineName {
 			return fmt.Errorf("machines event from %s/%s, want %s/%s", st.Identity, st.Machine, identity, mmsmanager.MachineName)
 		}
-		return resultFor(st.Results, "web", manager.Installed)
+		return resultFor(st.Results, "web", manager.EntryInstalled)
 	})
 	if got := readFile(t, filepath.Join(installed, "machine.yaml")); got != runnableMachineYAML("web", "1.0.0") {
 		t.Errorf("installed machine.yaml = %q, want the archive's", got)
 	}
 	doc := pollStatus(t, url, identity, func(d *fleetstatus.Document) error {
-		return wantMachine(d, serial, "web", "1.0.0", "ready", v1.Checksum, manager.Installed)
+		return wantMachine(d, serial, "web", "1.0.0", "ready", v1.Checksum, manager.EntryInstalled)
 	})
 	if m := findMachine(doc, "web"); m.Path != installed {
 		t.Errorf("status path of web = %q, want %q", m.Path, installed)
@@ -331,17 +331,17 @@ func TestAgentConverges(t *testing.T) {
 	v2 := repo.publish(t, "web", "2.0.0")
 	writeMachines(t, dir, v2)
 	serial = packPut(t, append(sign, "--serial", strconv.FormatUint(serial+1, 10)), put)
-	lastManagerState(t, js, serial, func(st managerState) error { return resultFor(st.Results, "web", manager.Updated) })
+	lastManagerState(t, js, serial, func(st managerState) error { return resultFor(st.Results, "web", manager.EntryUpdated) })
 	pollStatus(t, url, identity, func(d *fleetstatus.Document) error {
-		return wantMachine(d, serial, "web", "2.0.0", "ready", v2.Checksum, manager.Updated)
+		return wantMachine(d, serial, "web", "2.0.0", "ready", v2.Checksum, manager.EntryUpdated)
 	})
 
 	// The same machines under a new serial change nothing, but the node
 	// reports the serial, so it is not flagged behind.
 	serial = packPut(t, append(sign, "--serial", strconv.FormatUint(serial+1, 10)), put)
-	lastManagerState(t, js, serial, func(st managerState) error { return resultFor(st.Results, "web", manager.Unchanged) })
+	lastManagerState(t, js, serial, func(st managerState) error { return resultFor(st.Results, "web", manager.EntryUnchanged) })
 	pollStatus(t, url, identity, func(d *fleetstatus.Document) error {
-		return wantMachine(d, serial, "web", "2.0.0", "ready", v2.Checksum, manager.Unchanged)
+		return wantMachine(d, serial, "web", "2.0.0", "ready", v2.Checksum, manager.EntryUnchanged)
 	})
 	if code, stderr := statusCheck(t, url); code != 0 {
 		t.Errorf("mms status --check after an unchanged spec = exit %d (%s), want 0", code, stderr)
@@ -353,10 +353,10 @@ func TestAgentConverges(t *testing.T) {
 	bad.Checksum = v1.Checksum
 	writeMachines(t, dir, bad)
 	serial = packPut(t, append(sign, "--serial", strconv.FormatUint(serial+1, 10)), put)
-	lastManagerState(t, js, serial, func(st managerState) error { return resultFor(st.Results, "web", manager.Failed) })
+	lastManagerState(t, js, serial, func(st managerState) error { return resultFor(st.Results, "web", manager.EntryFailed) })
 	pollStatus(t, url, identity, func(d *fleetstatus.Document) error {
 		m := findMachine(d, "web")
-		if d.Spec.Serial != serial || m == nil || m.Version != "2.0.0" || m.State != "ready" || m.LastOutcome != string(manager.Failed) || m.LastError == "" {
+		if d.Spec.Serial != serial || m == nil || m.Version != "2.0.0" || m.State != "ready" || m.LastOutcome != string(manager.EntryFailed) || m.LastError == "" {
 			return fmt.Errorf("status = serial %d, web %+v; want serial %d, 2.0.0 still ready, failed with an error", d.Spec.Serial, m, serial)
 		}
 		return nil
@@ -368,7 +368,7 @@ func TestAgentConverges(t *testing.T) {
 	// An empty spec purges the machine the manager installed.
 	writeMachines(t, dir)
 	serial = packPut(t, append(sign, "--serial", strconv.FormatUint(serial+1, 10)), put)
-	lastManagerState(t, js, serial, func(st managerState) error { return resultFor(st.Results, "web", manager.Purged) })
+	lastManagerState(t, js, serial, func(st managerState) error { return resultFor(st.Results, "web", manager.EntryPurged) })
 	pollStatus(t, url, identity, func(d *fleetstatus.Document) error {
 		if d.Spec.Serial != serial {
 			return fmt.Errorf("status spec serial = %d, want %d", d.Spec.Serial, serial)

@@ -192,7 +192,7 @@ func TestArchiveCreateUpload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, _, err := inst.Install(t.Context(), m, 1); err != nil || out != manager.Installed {
+	if out, _, err := inst.Install(t.Context(), m, 1); err != nil || out != manager.EntryInstalled {
 		t.Fatalf("Install(uploaded) = %q, %v", out, err)
 	}
 

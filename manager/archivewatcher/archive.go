@@ -235,7 +235,7 @@ func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
 		return fail(fmt.Errorf("install %s: %w", dir, err))
 	}
 	st.PreviousOutcome, st.PreviousRunTime = string(out), time.Since(start)
-	if out == manager.Unchanged {
+	if out == manager.EntryUnchanged {
 		return watchers.Result{Outcome: watchers.Unchanged, State: st}, nil
 	}
 	w.log.Info("archive "+string(out), "dir", dir, "checksum", w.Checksum)

@@ -108,16 +108,16 @@ type fakeInstaller struct {
 	recovers int
 }
 
-func (f *fakeInstaller) Install(_ context.Context, m spec.Machine, _ uint64) (manager.Outcome, *machine.Definition, error) {
+func (f *fakeInstaller) Install(_ context.Context, m spec.Machine, _ uint64) (manager.EntryOutcome, *machine.Definition, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.got = append(f.got, m)
 	if f.err != nil {
 		return "", nil, f.err
 	}
-	out := manager.Unchanged
+	out := manager.EntryUnchanged
 	if _, ok := f.records[m.Name]; !ok || f.tampered != nil {
-		out, f.tampered = manager.Installed, nil
+		out, f.tampered = manager.EntryInstalled, nil
 		f.records[m.Name] = manager.Record{Name: m.Name, Checksum: m.Checksum}
 	}
 	return out, nil, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/mms-io/mms/manager"
@@ -65,14 +66,14 @@ func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
 	}
 	v, ok := w.data.Get(w.DataItem)
 	if !ok {
-		return w.result(manager.Report{
+		return w.result(manager.PassReport{
 			Rejected: manager.RejectMissing,
 			Err:      fmt.Errorf("data item %q is missing: no spec received yet, or its KV key was deleted; the installed machines keep running and nothing is purged", w.DataItem),
 		}, start)
 	}
 	envelope, err := envelopeBytes(v)
 	if err != nil {
-		return w.result(manager.Report{Rejected: manager.RejectMalformed, Err: fmt.Errorf("data item %q: %w", w.DataItem, err)}, start)
+		return w.result(manager.PassReport{Rejected: manager.RejectMalformed, Err: fmt.Errorf("data item %q: %w", w.DataItem, err)}, start)
 	}
 	opts := manager.ReconcileOptions{Verify: manager.VerifyQuick}
 	full := w.lastFull.IsZero() || start.Sub(w.lastFull) >= w.verifyEvery
@@ -110,7 +111,7 @@ func envelopeBytes(v any) ([]byte, error) {
 
 // result turns a report into the check's result and remembers what it
 // needs for the next check.
-func (w *Watcher) result(rep manager.Report, start time.Time) (watchers.Result, error) {
+func (w *Watcher) result(rep manager.PassReport, start time.Time) (watchers.Result, error) {
 	if rep.Rejected == "" {
 		w.runtime.running = rep.Running()
 	}
@@ -134,24 +135,14 @@ func (w *Watcher) result(rep manager.Report, start time.Time) (watchers.Result, 
 	if rep.Err != nil {
 		st.Reason = rep.Err.Error()
 	}
-	outcome := watchers.Unchanged
 	switch {
 	case rep.Failed():
-		outcome, st.PreviousOutcome = watchers.Failure, "error"
+		st.PreviousOutcome = "error"
 	case rep.Changed():
-		outcome, st.PreviousOutcome = watchers.Success, "updated"
-	case rep.Rejected.Warning(), rep.Stale && !w.runtime.stale:
-		outcome = watchers.Report
-	case rep.Rejected == "" && rep.Digest != w.runtime.accepted:
-		// A new spec (or the first since the agent started) that changes
-		// nothing here is still news: status and operators learn the
-		// serial this node runs.
-		outcome = watchers.Report
+		st.PreviousOutcome = "updated"
 	}
 	key := dedupeKey(rep)
-	if !rep.Changed() && key == w.runtime.lastKey {
-		outcome = watchers.Unchanged
-	}
+	outcome := w.outcome(rep, key)
 	w.runtime.lastKey = key
 	if rep.Rejected == "" {
 		w.runtime.stale = rep.Stale
@@ -166,21 +157,39 @@ func (w *Watcher) result(rep manager.Report, start time.Time) (watchers.Result, 
 	return res, nil
 }
 
-// dedupeKey summarises what a check found, so an identical failure or
-// warning is reported once rather than at every interval.
-func dedupeKey(rep manager.Report) string {
-	b, err := json.Marshal(struct {
-		Rejected manager.Rejection
-		Serial   uint64
-		Digest   string
-		Stale    bool
-		Results  []manager.MachineResult
-		Err      string
-	}{rep.Rejected, rep.Serial, rep.Digest, rep.Stale, rep.Machines, fmt.Sprint(rep.Err)})
-	if err != nil {
-		return ""
+// outcome decides what a check with report rep reports: Failure when the
+// spec was rejected or an entry failed, Success when something changed,
+// Report for a warning, a spec that has just gone stale or a newly accepted
+// spec, else Unchanged. A check that changed nothing and found exactly what
+// the previous one found (key) is Unchanged, so a persistent problem
+// publishes one event, not one per interval.
+func (w *Watcher) outcome(rep manager.PassReport, key string) watchers.Outcome {
+	switch {
+	case !rep.Changed() && key == w.runtime.lastKey:
+		return watchers.Unchanged
+	case rep.Failed():
+		return watchers.Failure
+	case rep.Changed():
+		return watchers.Success
+	case rep.Rejected.Warning(), rep.Stale && !w.runtime.stale:
+		return watchers.Report
+	case rep.Rejected == "" && rep.Digest != w.runtime.accepted:
+		// A new spec (or the first since the agent started) that changes
+		// nothing here is still news: status and operators learn the
+		// serial this node runs.
+		return watchers.Report
 	}
-	return string(b)
+	return watchers.Unchanged
+}
+
+// dedupeKey summarises what a check found, for outcome.
+func dedupeKey(rep manager.PassReport) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %d %s %t %q", rep.Rejected, rep.Serial, rep.Digest, rep.Stale, fmt.Sprint(rep.Err))
+	for _, m := range rep.Machines {
+		fmt.Fprintf(&b, "|%q %s %q %s %q", m.Name, m.Outcome, m.Reason, m.Checksum, m.Tampered)
+	}
+	return b.String()
 }
 
 var _ watchers.Watcher = (*Watcher)(nil)

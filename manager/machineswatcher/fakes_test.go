@@ -34,19 +34,19 @@ func newFakeInstaller() *fakeInstaller {
 	return &fakeInstaller{records: map[string]manager.Record{}}
 }
 
-func (f *fakeInstaller) Install(_ context.Context, m spec.Machine, serial uint64) (manager.Outcome, *machine.Definition, error) {
+func (f *fakeInstaller) Install(_ context.Context, m spec.Machine, serial uint64) (manager.EntryOutcome, *machine.Definition, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	rec, ok := f.records[m.Name]
 	if ok && rec.Checksum == m.Checksum && rec.VerifyChecksum == m.VerifyChecksum {
-		return manager.Unchanged, nil, nil
+		return manager.EntryUnchanged, nil, nil
 	}
 	f.downloads++
 	f.records[m.Name] = manager.Record{Name: m.Name, Checksum: m.Checksum, VerifyChecksum: m.VerifyChecksum, Serial: serial, Phase: manager.PhaseInstalled}
 	if ok {
-		return manager.Updated, nil, nil
+		return manager.EntryUpdated, nil, nil
 	}
-	return manager.Installed, nil, nil
+	return manager.EntryInstalled, nil, nil
 }
 
 func (f *fakeInstaller) Rollback(context.Context, string) error {

@@ -247,25 +247,25 @@ func TestProvision(t *testing.T) {
 // TestResultOutcomes checks how reports map to outcomes, including the
 // cases a signed spec cannot easily produce in a test.
 func TestResultOutcomes(t *testing.T) {
-	changedAndFailed := manager.Report{Serial: 2, Machines: []manager.MachineResult{
-		{Name: "web", Outcome: manager.Updated}, {Name: "db", Outcome: manager.Failed, Reason: "install: HTTP 404"},
+	changedAndFailed := manager.PassReport{Serial: 2, Machines: []manager.MachineResult{
+		{Name: "web", Outcome: manager.EntryUpdated}, {Name: "db", Outcome: manager.EntryFailed, Reason: "install: HTTP 404"},
 	}}
 	changedAndFailed.Err = errors.New(`machine "db": install: HTTP 404`)
-	stale := manager.Report{Serial: 1, Stale: true, Machines: []manager.MachineResult{{Name: "web", Outcome: manager.Unchanged}}}
-	fresh := manager.Report{Serial: 1, Machines: []manager.MachineResult{{Name: "web", Outcome: manager.Unchanged}}}
-	broken := manager.Report{Rejected: manager.RejectError, Err: errors.New("read ledger: disk on fire")}
+	stale := manager.PassReport{Serial: 1, Stale: true, Machines: []manager.MachineResult{{Name: "web", Outcome: manager.EntryUnchanged}}}
+	fresh := manager.PassReport{Serial: 1, Machines: []manager.MachineResult{{Name: "web", Outcome: manager.EntryUnchanged}}}
+	broken := manager.PassReport{Rejected: manager.RejectError, Err: errors.New("read ledger: disk on fire")}
 	tests := []struct {
 		name    string
-		reports []manager.Report
+		reports []manager.PassReport
 		want    []watchers.Outcome
 		prev    []string
 	}{
-		{name: "a failure beats a change", reports: []manager.Report{changedAndFailed, changedAndFailed},
+		{name: "a failure beats a change", reports: []manager.PassReport{changedAndFailed, changedAndFailed},
 			want: []watchers.Outcome{watchers.Failure, watchers.Failure}, prev: []string{"error", "error"}},
-		{name: "stale is reported once", reports: []manager.Report{fresh, stale, stale, fresh, stale},
+		{name: "stale is reported once", reports: []manager.PassReport{fresh, stale, stale, fresh, stale},
 			want: []watchers.Outcome{watchers.Unchanged, watchers.Report, watchers.Unchanged, watchers.Unchanged, watchers.Report},
 			prev: []string{"unchanged", "unchanged", "unchanged", "unchanged", "unchanged"}},
-		{name: "an unusable ledger is an error every time", reports: []manager.Report{broken, broken},
+		{name: "an unusable ledger is an error every time", reports: []manager.PassReport{broken, broken},
 			want: []watchers.Outcome{watchers.Failure, watchers.Unchanged}, prev: []string{"error", "error"}},
 	}
 	for _, tt := range tests {
