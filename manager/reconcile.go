@@ -119,9 +119,10 @@ type Reconciler struct {
 	log    *slog.Logger
 	ledger *packer.FileLedger
 
-	mu   sync.Mutex            // serialises Reconcile; guards the fields below
-	plan *plan                 // the last accepted spec's entries, validated and compiled
-	bad  map[string]badVersion // versions that failed to load, by machine name
+	mu      sync.Mutex            // serialises Reconcile; guards the fields below
+	plan    *plan                 // the last accepted spec's entries, validated and compiled
+	bad     map[string]badVersion // versions that failed to load, by machine name
+	applied *AppliedSpec          // the spec the node runs; nil until read from the ledger
 }
 
 // badVersion is a version of a machine that failed to load.
@@ -195,7 +196,50 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 func (r *Reconciler) Reconcile(ctx context.Context, envelope []byte, opts ReconcileOptions) PassReport {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	rep := r.reconcile(ctx, envelope, opts)
+	if rep.Rejected == "" {
+		r.applied = &AppliedSpec{Serial: rep.Serial, Digest: rep.Digest, Format: rep.Format, AcceptedAt: r.acceptedAt(rep.Digest)}
+	}
+	rep.Applied = r.appliedSpec()
+	return rep
+}
 
+// Rejected returns the report of a pass that had no spec to open (the
+// data item holding it is missing or unreadable): kind and err say why;
+// the node runs what it ran.
+func (r *Reconciler) Rejected(kind Rejection, err error) PassReport {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return PassReport{Rejected: kind, Err: err, Applied: r.appliedSpec()}
+}
+
+// appliedSpec returns the spec the node runs, reading the replay ledger
+// the first time. r.mu is held.
+func (r *Reconciler) appliedSpec() AppliedSpec {
+	if r.applied == nil {
+		rec, ok, err := r.ledger.Last()
+		if err != nil {
+			return AppliedSpec{} // Reconcile reports the unreadable ledger
+		}
+		r.applied = &AppliedSpec{}
+		if ok {
+			*r.applied = AppliedSpec{Serial: rec.Serial, Digest: rec.Digest, Format: rec.Format.String(), AcceptedAt: rec.AcceptedAt}
+		}
+	}
+	return *r.applied
+}
+
+// acceptedAt returns when the ledger accepted the spec with digest, or the
+// zero time.
+func (r *Reconciler) acceptedAt(digest string) time.Time {
+	if rec, ok, err := r.ledger.Last(); err == nil && ok && rec.Digest == digest {
+		return rec.AcceptedAt
+	}
+	return time.Time{}
+}
+
+// reconcile is one pass; r.mu is held.
+func (r *Reconciler) reconcile(ctx context.Context, envelope []byte, opts ReconcileOptions) PassReport {
 	opened, err := packer.Open(envelope, r.openOptions())
 	if err != nil {
 		rep := PassReport{Rejected: RejectionOf(err), Err: fmt.Errorf("open spec: %w", err)}

@@ -46,4 +46,7 @@ type Settings struct {
 	// VerifyInterval is how often installed machines are re-hashed in full
 	// against their SHA256SUMS; zero means the machines watcher's default.
 	VerifyInterval time.Duration
+	// Status, when set, receives the report of every reconcile pass (the
+	// agent's status document).
+	Status StatusReporter
 }

@@ -3,6 +3,7 @@ package manager
 import (
 	"errors"
 	"slices"
+	"time"
 
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
@@ -90,12 +91,16 @@ func (r Rejection) Warning() bool { return r == RejectReplayed || r == RejectMis
 
 // PassReport is what one reconcile pass did.
 type PassReport struct {
-	// Serial, Digest and Format identify the spec that was reconciled. For
-	// a rejected spec they are what the envelope claims, unverified, when
-	// it decodes far enough to tell.
+	// Serial, Digest and Format identify the spec that was reconciled (the
+	// spec the node saw). For a rejected spec they are what the envelope
+	// claims, unverified, when it decodes far enough to tell.
 	Serial uint64 `json:"serial"`
 	Digest string `json:"digest,omitempty"`
 	Format string `json:"format,omitempty"`
+	// Applied is the spec the node runs: this pass's spec unless it was
+	// rejected, else the last one accepted (after a restart, the one in the
+	// replay ledger). Zero when the node never accepted a spec.
+	Applied AppliedSpec `json:"applied,omitzero"`
 	// Unchanged reports that the spec is the one already accepted.
 	Unchanged bool `json:"unchanged,omitempty"`
 	// Stale reports that the accepted spec has expired: its machines keep
@@ -111,6 +116,21 @@ type PassReport struct {
 	// the install records for purging) joined; nil when all went well. A
 	// rejection matches its packer sentinel with errors.Is.
 	Err error `json:"-"`
+}
+
+// AppliedSpec identifies the spec a node runs.
+type AppliedSpec struct {
+	Serial     uint64    `json:"serial"`
+	Digest     string    `json:"digest"`
+	Format     string    `json:"format"`
+	AcceptedAt time.Time `json:"accepted_at,omitzero"`
+}
+
+// StatusReporter receives the report of every reconcile pass, as typed
+// values: the agent's status document is written from it (the events are
+// the public stream; nothing re-reads them). ReportPass must not block.
+type StatusReporter interface {
+	ReportPass(PassReport)
 }
 
 // MachineResult is what reconciling one machine did.

@@ -46,8 +46,9 @@ type agentOptions struct {
 
 // agentConfig is what the agent runs with, resolved and checked.
 type agentConfig struct {
-	// node carries manager below, for the compiled-in manager machine.
-	node      agent.Node
+	node agent.Node
+	// manager is attached to node (with the status recorder) when the
+	// agent runs, for the compiled-in manager machine.
 	manager   manager.Settings
 	factsFile string
 	// embedded is true when the agent runs its own NATS server on
@@ -153,7 +154,6 @@ func (o *agentOptions) resolve(a *app) (agentConfig, error) {
 		AllowHTTP:      o.allowHTTP,
 		VerifyInterval: o.verifyInterval,
 	}
-	cfg.node = agent.WithSetting(cfg.node, cfg.manager)
 	return cfg, nil
 }
 

@@ -74,6 +74,8 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 
 	rec := fleetstatus.NewRecorder()
 	defer client.Status.OnReconnect(rec.Touch)()
+	settings := cfg.manager
+	settings.Status = rec // the manager reports every pass to the status document
 	host, err := agent.NewHost(agent.HostConfig{
 		MachinesDir: cfg.node.MachinesDir,
 		DataDir:     cfg.node.DataDir,
@@ -83,7 +85,7 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 		Log:         log,
 		Conn:        client.Conn,
 		OnReconnect: client.Status.OnReconnect,
-		Node:        cfg.node,
+		Node:        agent.WithSetting(cfg.node, settings),
 	})
 	if err != nil {
 		return err

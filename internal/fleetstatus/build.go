@@ -6,12 +6,13 @@ import (
 	"strings"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/manager"
 )
 
 // failedOutcome reports whether the manager's outcome for a machine means
 // its reason is a problem.
-func failedOutcome(outcome string) bool {
-	return outcome == "failed" || outcome == "rolled_back"
+func failedOutcome(outcome manager.EntryOutcome) bool {
+	return outcome == manager.EntryFailed || outcome == manager.EntryRolledBack
 }
 
 // machineList merges the running machines with what the recorder knows:
@@ -30,7 +31,7 @@ func machineList(states []agent.MachineStatus, rec recorded) []Machine {
 		}
 		var problems []string
 		if res, ok := rec.results[st.Name]; ok {
-			m.Checksum, m.LastOutcome = res.Checksum, res.Outcome
+			m.Checksum, m.LastOutcome = res.Checksum, string(res.Outcome)
 			if failedOutcome(res.Outcome) && res.Reason != "" {
 				problems = append(problems, res.Reason)
 			}
@@ -51,7 +52,7 @@ func machineList(states []agent.MachineStatus, rec recorded) []Machine {
 			continue
 		}
 		seen[name] = true
-		out = append(out, Machine{Name: name, Checksum: res.Checksum, LastOutcome: res.Outcome, LastError: res.Reason})
+		out = append(out, Machine{Name: name, Checksum: res.Checksum, LastOutcome: string(res.Outcome), LastError: res.Reason})
 	}
 	for name, lr := range rec.loads {
 		if seen[name] {

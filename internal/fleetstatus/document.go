@@ -8,24 +8,16 @@
 // state, path, checksum, last outcome, last error), the health of its NATS
 // connection (including permission violations, which otherwise look like
 // timeouts) and its last error. A [Recorder] learns the spec and the
-// manager's per-machine results from the agent's own events (wrap the
-// agent's publisher in a [Publisher]); a [Writer] combines them with the
-// host's machine states and writes the document when something changes (at
-// most once per MinInterval) and on every heartbeat, so a document whose
-// updated_at is older than a few heartbeats belongs to an agent that stopped
-// or lost NATS. `mms status` reads them all.
-//
-// # What the Recorder reads from events
-//
-// State events of watcher type "machines" (the manager) may carry, each
-// optional: "serial" (number), "digest", "format" ("v1"/"v2"), "stale"
-// (bool), "reason" (why the spec was refused or entries failed) and "results", a list of
-// {"name", "outcome", "reason", "checksum"} for every spec entry of the last
-// reconcile (it replaces the previous list). A field that is missing leaves
-// what is known unchanged; a field of the wrong type is ignored. The
-// event's "error" is the spec error. Host events ("host") say which
-// machines failed to load; every other watcher's "error" becomes the
-// document's last error.
+// manager's per-entry results from the manager itself, a typed call after
+// every reconcile pass (it is a manager.StatusReporter, handed to the
+// manager in manager.Settings), and load failures and errors from the
+// agent's own events (wrap the agent's publisher in a [Publisher]): the
+// events stay the public stream and the document never re-parses the
+// manager's. A [Writer] combines them with the host's machine states and
+// writes the document when something changes (at most once per
+// MinInterval) and on every heartbeat, so a document whose updated_at is
+// older than a few heartbeats belongs to an agent that stopped or lost
+// NATS. `mms status` reads them all.
 //
 // # Keys and permissions
 //
@@ -97,23 +89,42 @@ type Document struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
-// Spec is what the agent's manager last reported about the spec: the
-// fields of the machines watcher's state events.
+// Spec is what the agent's manager last reported about the spec: the one
+// the node runs (applied) and the last one it saw.
 type Spec struct {
-	// Serial is the accepted spec's serial (0 for none, or a v1 spec).
+	// Serial is the applied spec's serial (0 for none, or a v1 spec).
 	Serial uint64 `json:"serial"`
-	// Digest is the sha256 of the accepted spec's payload.
+	// Digest is the sha256 of the applied spec's payload.
 	Digest string `json:"digest"`
-	// Format is the envelope format, "v1" or "v2".
+	// Format is the applied envelope's format, "v1" or "v2".
 	Format string `json:"format"`
-	// Stale is true when the accepted spec has expired and the agent keeps
+	// AcceptedAt is when the node accepted the applied spec.
+	AcceptedAt time.Time `json:"accepted_at,omitzero"`
+	// Stale is true when the applied spec has expired and the agent keeps
 	// running it.
 	Stale bool `json:"stale"`
-	// Error is why the last spec could not be applied, if it could not.
+	// Error is why the last spec seen could not be applied, or which of
+	// its entries failed.
 	Error string `json:"error"`
+	// Seen is the last spec the manager looked at and what it did with it.
+	Seen SeenSpec `json:"seen"`
 	// ReportedAt is when the manager last reported (zero before its first
 	// report).
 	ReportedAt time.Time `json:"reported_at,omitzero"`
+}
+
+// SeenApplied is SeenSpec.Outcome for a spec the node accepted.
+const SeenApplied = "applied"
+
+// SeenSpec is the last spec a node's manager looked at. When it was not
+// applied, Serial and Digest are what it claims (unverified) and Outcome
+// says why: a manager rejection kind ("replayed", "unknown_key",
+// "expired", "legacy_refused", "spec_missing", …).
+type SeenSpec struct {
+	Serial  uint64 `json:"serial"`
+	Digest  string `json:"digest"`
+	Outcome string `json:"outcome"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // Machine is one machine on the agent.

@@ -10,17 +10,15 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/manager"
 )
 
-// MachinesWatcherType is the watcher type whose state events carry the
-// manager's view of the spec and its per-machine results.
-const MachinesWatcherType = "machines"
-
-// Recorder keeps what the status document needs from the agent's events:
-// the spec and per-machine results the manager reports, machines the host
-// failed to load, and the last error. Observe is cheap and never blocks, so
-// it can sit in the publish path of every event. It is safe for concurrent
-// use.
+// Recorder keeps what the status document needs besides the host's machine
+// states: the spec and per-entry results the manager reports after every
+// pass ([Recorder.ReportPass], a typed call), machines the host failed to
+// load and the last error (from the agent's events, [Recorder.Observe]).
+// Both are cheap and never block, so they can sit in the manager's and the
+// publisher's paths. It is safe for concurrent use.
 type Recorder struct {
 	changed chan struct{} // capacity 1: something worth writing happened
 
@@ -32,14 +30,8 @@ type Recorder struct {
 	errAt   time.Time
 }
 
-// result is the manager's outcome for one spec entry, as its machines
-// watcher reports it in the "results" field of its state events.
-type result struct {
-	Name     string `json:"name"`
-	Outcome  string `json:"outcome"`
-	Reason   string `json:"reason,omitempty"`
-	Checksum string `json:"checksum,omitempty"`
-}
+// result is the manager's outcome for one spec entry.
+type result = manager.MachineResult
 
 // loadRecord is the host's last word about a machine it failed to load.
 type loadRecord struct {
@@ -79,19 +71,41 @@ func (r *Recorder) RecordError(err error) {
 	r.Touch()
 }
 
+// ReportPass takes the manager's report of a reconcile pass: the spec the
+// node runs (applied), the spec it saw and what it did with it, and one
+// result per entry. A rejected spec changes nothing on the node, so the
+// results of the last accepted one stay.
+func (r *Recorder) ReportPass(rep manager.PassReport) {
+	defer r.Touch()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.spec.Serial, r.spec.Digest, r.spec.Format = rep.Applied.Serial, rep.Applied.Digest, rep.Applied.Format
+	r.spec.AcceptedAt = rep.Applied.AcceptedAt
+	r.spec.ReportedAt = time.Now()
+	r.spec.Seen = SeenSpec{Serial: rep.Serial, Digest: rep.Digest, Outcome: SeenApplied}
+	r.spec.Error = ""
+	if rep.Err != nil {
+		r.spec.Error = rep.Err.Error()
+	}
+	if rep.Rejected != "" {
+		r.spec.Seen.Outcome, r.spec.Seen.Reason = string(rep.Rejected), r.spec.Error
+		return
+	}
+	r.spec.Stale = rep.Stale
+	r.results = make(map[string]result, len(rep.Machines))
+	for _, res := range rep.Machines {
+		r.results[res.Name] = res
+	}
+}
+
 // Observe takes what the document needs from one machine event: every
 // event signals a change; watcher errors become the last error; host events
-// track machines that failed to load; machines watcher events update the
-// spec and the per-machine results. Events it cannot read are ignored.
+// track machines that failed to load. Events it cannot read are ignored.
 func (r *Recorder) Observe(ev event.Event) {
 	defer r.Touch()
 	info, err := agent.ParseEvent(ev)
 	if err != nil || info.Transition {
 		return
-	}
-	var ms *machinesState
-	if info.WatcherType == MachinesWatcherType {
-		ms = parseMachinesState(ev.Data())
 	}
 	at := ev.Time()
 	if at.IsZero() {
@@ -103,11 +117,8 @@ func (r *Recorder) Observe(ev event.Event) {
 		r.lastErr = fmt.Sprintf("%s %s %s: %s", info.Machine, info.WatcherType, info.Name, info.Error)
 		r.errAt = at
 	}
-	switch info.WatcherType {
-	case agent.HostWatcherType:
+	if info.WatcherType == agent.HostWatcherType {
 		r.observeHost(ev, info)
-	case MachinesWatcherType:
-		r.observeMachines(ms, info, at)
 	}
 }
 
@@ -124,37 +135,6 @@ func (r *Recorder) observeHost(ev event.Event, info agent.EventInfo) {
 		r.loads[info.Machine] = loadRecord{version: f.Version, path: f.Path, err: info.Error}
 	case agent.HostLoaded, agent.HostUnloaded:
 		delete(r.loads, info.Machine)
-	}
-}
-
-// observeMachines applies the fields a machines watcher event carries;
-// missing fields leave what is known unchanged.
-func (r *Recorder) observeMachines(ms *machinesState, info agent.EventInfo, at time.Time) {
-	r.spec.ReportedAt = at
-	r.spec.Error = info.Error
-	if ms == nil {
-		return
-	}
-	if ms.serial != nil {
-		r.spec.Serial = *ms.serial
-	}
-	if ms.digest != nil {
-		r.spec.Digest = *ms.digest
-	}
-	if ms.format != nil {
-		r.spec.Format = *ms.format
-	}
-	if ms.stale != nil {
-		r.spec.Stale = *ms.stale
-	}
-	if r.spec.Error == "" && ms.reason != nil && info.Outcome == "failure" {
-		r.spec.Error = *ms.reason
-	}
-	if ms.results != nil {
-		r.results = make(map[string]result, len(ms.results))
-		for _, res := range ms.results {
-			r.results[res.Name] = res
-		}
 	}
 }
 
@@ -199,3 +179,5 @@ func (p Publisher) Publish(ctx context.Context, subject string, ev event.Event) 
 	p.Recorder.Observe(ev)
 	return err
 }
+
+var _ manager.StatusReporter = (*Recorder)(nil)

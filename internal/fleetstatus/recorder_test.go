@@ -8,9 +8,11 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/google/uuid"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/manager"
 )
 
 // machineEvent builds a machine event the way the agent does: a CloudEvent
@@ -39,82 +41,62 @@ func stateEvent(t testing.TB, watcherType, machine, name, outcome string, extra 
 	return machineEvent(t, "io.choria.machine.watcher."+watcherType+".v1.state", data)
 }
 
-func managerEvent(t testing.TB, outcome string, extra map[string]any) event.Event {
-	return stateEvent(t, MachinesWatcherType, "mms_manager", "manage", outcome, extra)
-}
-
-func TestRecorderSpecFromMachinesEvents(t *testing.T) {
-	results := []any{
-		map[string]any{"name": "web", "outcome": "installed", "checksum": "aa"},
-		map[string]any{"name": "db", "outcome": "failed", "reason": "checksum mismatch"},
-		map[string]any{"outcome": "installed"}, // no name: dropped
-		"not an object",
-	}
+func TestRecorderSpecFromReports(t *testing.T) {
+	applied := manager.AppliedSpec{Serial: 7, Digest: "d7", Format: "v2", AcceptedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	web := manager.MachineResult{Name: "web", Outcome: manager.EntryInstalled, Checksum: "aa"}
+	db := manager.MachineResult{Name: "db", Outcome: manager.EntryFailed, Reason: "checksum mismatch"}
+	accepted := manager.PassReport{Serial: 7, Digest: "d7", Format: "v2", Applied: applied, Stale: true, Machines: []manager.MachineResult{web, db},
+		Err: errors.New(`machine "db": checksum mismatch`)}
 	tests := []struct {
 		name        string
-		events      []map[string]any
-		outcomes    []string
+		reports     []manager.PassReport
 		wantSpec    Spec
 		wantResults map[string]result
 	}{
 		{
-			name:     "every field",
-			events:   []map[string]any{{"serial": 7, "digest": "d1", "format": "v2", "stale": true, "results": results}},
-			outcomes: []string{"success"},
-			wantSpec: Spec{Serial: 7, Digest: "d1", Format: "v2", Stale: true},
-			wantResults: map[string]result{
-				"web": {Name: "web", Outcome: "installed", Checksum: "aa"},
-				"db":  {Name: "db", Outcome: "failed", Reason: "checksum mismatch"},
-			},
+			name:        "an applied spec",
+			reports:     []manager.PassReport{accepted},
+			wantSpec:    Spec{Serial: 7, Digest: "d7", Format: "v2", AcceptedAt: applied.AcceptedAt, Stale: true, Error: `machine "db": checksum mismatch`, Seen: SeenSpec{Serial: 7, Digest: "d7", Outcome: SeenApplied}},
+			wantResults: map[string]result{"web": web, "db": db},
 		},
 		{
-			name:        "missing fields keep what is known",
-			events:      []map[string]any{{"serial": 7, "format": "v2", "results": results[:1]}, {"stale": true}},
-			outcomes:    []string{"success", "report"},
-			wantSpec:    Spec{Serial: 7, Format: "v2", Stale: true},
-			wantResults: map[string]result{"web": {Name: "web", Outcome: "installed", Checksum: "aa"}},
+			// An older spec is ignored: the document says so and keeps
+			// showing the spec the node runs, not the one it refused.
+			name: "an older spec after it",
+			reports: []manager.PassReport{accepted, {Serial: 4, Digest: "d4", Format: "v2", Applied: applied, Rejected: manager.RejectReplayed,
+				Err: errors.New("open spec: older spec ignored (serial 4 < 7)")}},
+			wantSpec: Spec{Serial: 7, Digest: "d7", Format: "v2", AcceptedAt: applied.AcceptedAt, Stale: true, Error: "open spec: older spec ignored (serial 4 < 7)",
+				Seen: SeenSpec{Serial: 4, Digest: "d4", Outcome: "replayed", Reason: "open spec: older spec ignored (serial 4 < 7)"}},
+			wantResults: map[string]result{"web": web, "db": db},
 		},
 		{
-			name:        "fields of the wrong type lose only themselves",
-			events:      []map[string]any{{"serial": "12", "format": 1, "stale": "yes", "digest": 5, "results": "none"}},
-			outcomes:    []string{"success"},
-			wantSpec:    Spec{Serial: 12, Format: "v1"},
+			name:        "no spec ever applied",
+			reports:     []manager.PassReport{{Serial: 9, Rejected: manager.RejectUnknownKey, Err: errors.New("signed by no trusted key")}},
+			wantSpec:    Spec{Error: "signed by no trusted key", Seen: SeenSpec{Serial: 9, Outcome: "unknown_key", Reason: "signed by no trusted key"}},
 			wantResults: map[string]result{},
 		},
 		{
 			name:        "results are replaced, not merged",
-			events:      []map[string]any{{"results": results[:2]}, {"results": []any{}}},
-			outcomes:    []string{"success", "success"},
-			wantResults: map[string]result{},
-		},
-		{
-			name:        "a failure's reason is the spec error",
-			events:      []map[string]any{{"serial": 3, "reason": "signature by an untrusted key"}},
-			outcomes:    []string{"failure"},
-			wantSpec:    Spec{Serial: 3, Error: "signature by an untrusted key"},
-			wantResults: map[string]result{},
-		},
-		{
-			name:        "the check error is the spec error and clears on the next report",
-			events:      []map[string]any{{"error": "kv get failed"}, {"serial": 4}},
-			outcomes:    []string{"error", "success"},
-			wantSpec:    Spec{Serial: 4},
+			reports:     []manager.PassReport{accepted, {Serial: 8, Digest: "d8", Applied: manager.AppliedSpec{Serial: 8, Digest: "d8"}}},
+			wantSpec:    Spec{Serial: 8, Digest: "d8", Seen: SeenSpec{Serial: 8, Digest: "d8", Outcome: SeenApplied}},
 			wantResults: map[string]result{},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := NewRecorder()
-			for i, data := range tt.events {
-				r.Observe(managerEvent(t, tt.outcomes[i], data))
+			for _, rep := range tt.reports {
+				r.ReportPass(rep)
 			}
 			got := r.snapshot()
-			tt.wantSpec.ReportedAt = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-			if diff := cmp.Diff(tt.wantSpec, got.spec); diff != "" {
-				t.Errorf("spec after %v (-want +got):\n%s", tt.events, diff)
+			if got.spec.ReportedAt.IsZero() {
+				t.Error("ReportedAt is zero after a report")
+			}
+			if diff := cmp.Diff(tt.wantSpec, got.spec, cmpopts.IgnoreFields(Spec{}, "ReportedAt")); diff != "" {
+				t.Errorf("spec (-want +got):\n%s", diff)
 			}
 			if diff := cmp.Diff(tt.wantResults, got.results); diff != "" {
-				t.Errorf("results after %v (-want +got):\n%s", tt.events, diff)
+				t.Errorf("results (-want +got):\n%s", diff)
 			}
 		})
 	}
@@ -175,15 +157,15 @@ func TestPublisherPublishesAndRecords(t *testing.T) {
 		subjects = append(subjects, subject)
 		return failing
 	})}
-	ev := managerEvent(t, "success", map[string]any{"serial": 9})
-	if err := p.Publish(t.Context(), agent.WatcherStateSubject(MachinesWatcherType), ev); !errors.Is(err, failing) {
+	ev := stateEvent(t, "exec", "web", "check", "error", map[string]any{"error": "exit status 2"})
+	if err := p.Publish(t.Context(), agent.WatcherStateSubject("exec"), ev); !errors.Is(err, failing) {
 		t.Errorf("Publish() = %v, want the next publisher's error", err)
 	}
-	if want := []string{"choria.machine.watcher.machines.state"}; !cmp.Equal(subjects, want) {
+	if want := []string{"choria.machine.watcher.exec.state"}; !cmp.Equal(subjects, want) {
 		t.Errorf("published to %v, want %v", subjects, want)
 	}
-	if got := r.snapshot().spec.Serial; got != 9 {
-		t.Errorf("recorded serial = %d, want 9 even though publishing failed", got)
+	if got := r.snapshot().lastErr; got != "web exec check: exit status 2" {
+		t.Errorf("recorded last error = %q, want the event's even though publishing failed", got)
 	}
 	if err := (Publisher{Recorder: r}).Publish(t.Context(), "x", ev); err != nil {
 		t.Errorf("Publish() without Next = %v, want nil", err)
@@ -193,12 +175,12 @@ func TestPublisherPublishesAndRecords(t *testing.T) {
 func TestMachineList(t *testing.T) {
 	rec := recorded{
 		results: map[string]result{
-			"web":    {Name: "web", Outcome: "updated", Checksum: "c1"},
-			"db":     {Name: "db", Outcome: "failed", Reason: "http 404", Checksum: "c2"},
-			"cache":  {Name: "cache", Outcome: "rolled_back", Reason: "new version failed to load", Checksum: "c3"},
-			"other":  {Name: "other", Outcome: "skipped"},
-			"old":    {Name: "old", Outcome: "purged"},
-			"failed": {Name: "failed", Outcome: "failed", Reason: "extract: unsafe entry"},
+			"web":    {Name: "web", Outcome: manager.EntryUpdated, Checksum: "c1"},
+			"db":     {Name: "db", Outcome: manager.EntryFailed, Reason: "http 404", Checksum: "c2"},
+			"cache":  {Name: "cache", Outcome: manager.EntryRolledBack, Reason: "new version failed to load", Checksum: "c3"},
+			"other":  {Name: "other", Outcome: manager.EntrySkipped},
+			"old":    {Name: "old", Outcome: manager.EntryPurged},
+			"failed": {Name: "failed", Outcome: manager.EntryFailed, Reason: "extract: unsafe entry"},
 		},
 		loads: map[string]loadRecord{
 			"broken": {version: "2.0.0", path: "/m/broken", err: "line 1: bad"},
@@ -221,27 +203,4 @@ func TestMachineList(t *testing.T) {
 	if diff := cmp.Diff(want, machineList(states, rec)); diff != "" {
 		t.Errorf("machineList (-want +got):\n%s", diff)
 	}
-}
-
-func FuzzParseMachinesState(f *testing.F) {
-	for _, seed := range []string{
-		`{"serial":7,"digest":"d","format":"v2","stale":true,"results":[{"name":"a","outcome":"installed","checksum":"x"}]}`,
-		`{"serial":"12","format":1,"stale":"yes","results":"none"}`,
-		`{"results":[{"name":1},{},null,"x"]}`,
-		`{"serial":-1,"format":300}`,
-		`[]`, `null`, `{`,
-	} {
-		f.Add([]byte(seed))
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		ms := parseMachinesState(data)
-		if ms == nil {
-			return
-		}
-		for _, r := range ms.results {
-			if r.Name == "" {
-				t.Fatalf("parseMachinesState(%q) kept a result without a name", data)
-			}
-		}
-	})
 }

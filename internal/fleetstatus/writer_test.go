@@ -18,6 +18,7 @@ import (
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/manager"
 )
 
 func TestPlan(t *testing.T) {
@@ -125,7 +126,8 @@ func TestWriterWritesOnChange(t *testing.T) {
 	if first.Identity != "web 1" || first.AgentVersion != "v9" || first.Heartbeat != "1h0m0s" || len(first.Machines) != 1 || first.Machines[0].State != "RUN" {
 		t.Errorf("first document = %+v", first)
 	}
-	rec.Observe(managerEvent(t, "success", map[string]any{"serial": 42, "format": "v2", "results": []any{map[string]any{"name": "web", "outcome": "installed", "checksum": "abc"}}}))
+	rec.ReportPass(manager.PassReport{Serial: 42, Format: "v2", Applied: manager.AppliedSpec{Serial: 42, Format: "v2"},
+		Machines: []manager.MachineResult{{Name: "web", Outcome: manager.EntryInstalled, Checksum: "abc"}}})
 	doc := waitDoc(t, kv, w.Key(), func(d *Document, _ uint64) error {
 		if d.Spec.Serial != 42 {
 			return fmt.Errorf("serial %d", d.Spec.Serial)
@@ -150,7 +152,7 @@ func TestWriterCoalescesChanges(t *testing.T) {
 	stop := runWriter(t, w)
 	waitDoc(t, kv, w.Key(), func(*Document, uint64) error { return nil })
 	for i := range 100 {
-		rec.Observe(managerEvent(t, "success", map[string]any{"serial": i + 1}))
+		rec.ReportPass(manager.PassReport{Serial: uint64(i + 1), Applied: manager.AppliedSpec{Serial: uint64(i + 1)}})
 	}
 	stop()
 	e, err := kv.Get(t.Context(), w.Key())

@@ -66,14 +66,13 @@ func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
 	}
 	v, ok := w.data.Get(w.DataItem)
 	if !ok {
-		return w.result(manager.PassReport{
-			Rejected: manager.RejectMissing,
-			Err:      fmt.Errorf("data item %q is missing: no spec received yet, or its KV key was deleted; the installed machines keep running and nothing is purged", w.DataItem),
-		}, start)
+		return w.result(w.rec.Rejected(manager.RejectMissing,
+			fmt.Errorf("data item %q is missing: no spec received yet, or its KV key was deleted; the installed machines keep running and nothing is purged", w.DataItem),
+		), start)
 	}
 	envelope, err := envelopeBytes(v)
 	if err != nil {
-		return w.result(manager.PassReport{Rejected: manager.RejectMalformed, Err: fmt.Errorf("data item %q: %w", w.DataItem, err)}, start)
+		return w.result(w.rec.Rejected(manager.RejectMalformed, fmt.Errorf("data item %q: %w", w.DataItem, err)), start)
 	}
 	opts := manager.ReconcileOptions{Verify: manager.VerifyQuick}
 	full := w.lastFull.IsZero() || start.Sub(w.lastFull) >= w.verifyEvery
@@ -112,6 +111,9 @@ func envelopeBytes(v any) ([]byte, error) {
 // result turns a report into the check's result and remembers what it
 // needs for the next check.
 func (w *Watcher) result(rep manager.PassReport, start time.Time) (watchers.Result, error) {
+	if w.Status != nil {
+		w.Status.ReportPass(rep)
+	}
 	if rep.Rejected == "" {
 		w.runtime.running = rep.Running()
 	}

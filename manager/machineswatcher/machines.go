@@ -107,6 +107,11 @@ type Watcher struct {
 	// resolved once by manager.NewTrust, used as it is.
 	Trust *manager.Trust `json:"-"`
 
+	// Status, when set (in Go, by the compiled-in manager machine),
+	// receives the report of every check: the agent's status document is
+	// written from it.
+	Status manager.StatusReporter `json:"-"`
+
 	trust        manager.Trust // Trust, or resolved from the properties by Validate
 	verifyEvery  time.Duration // VerifyInterval or the default
 	newInstaller func(manager.InstallSettings) (manager.MachineInstaller, error)

@@ -309,3 +309,47 @@ func TestCheckReportsSpecAfterRestart(t *testing.T) {
 		t.Errorf("first Check() after a restart = %v, serial %d, results %v; want report, 5, [web unchanged]", res.Outcome, st.Serial, resultStrings(st.Results))
 	}
 }
+
+// reports is a manager.StatusReporter that keeps every report.
+type reports struct{ got []manager.PassReport }
+
+func (r *reports) ReportPass(rep manager.PassReport) { r.got = append(r.got, rep) }
+
+// TestCheckReportsEveryPassToStatus checks the typed path to the status
+// document: every check reports, even those whose events are de-duplicated,
+// and a refused older spec leaves the applied spec as it was.
+func TestCheckReportsEveryPassToStatus(t *testing.T) {
+	n := newNode(t, `{"data_item":"spec","public_keys":["KEY"]}`)
+	status := &reports{}
+	n.w.Status = status
+	check := func(item any) manager.PassReport {
+		t.Helper()
+		if err := n.data.Put("spec", item); err != nil {
+			t.Fatal(err)
+		}
+		before := len(status.got)
+		if _, err := n.w.Check(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if len(status.got) != before+1 {
+			t.Fatalf("Check() made %d status reports, want 1", len(status.got)-before)
+		}
+		return status.got[len(status.got)-1]
+	}
+	v5 := n.envelope(5, "web")
+	if rep := check(string(v5)); rep.Applied.Serial != 5 || rep.Serial != 5 || rep.Rejected != "" || rep.Applied.AcceptedAt.IsZero() {
+		t.Errorf("report of an accepted spec = %+v, want serial 5 applied", rep)
+	}
+	check(string(v5)) // unchanged: no event, still a report
+	old := check(string(n.envelope(3, "web")))
+	if old.Rejected != manager.RejectReplayed || old.Serial != 3 || old.Applied.Serial != 5 {
+		t.Errorf("report of an older spec = %+v, want serial 3 refused as replayed and 5 still applied", old)
+	}
+	n.data.Delete("spec")
+	if _, err := n.w.Check(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if last := status.got[len(status.got)-1]; last.Rejected != manager.RejectMissing || last.Applied.Serial != 5 {
+		t.Errorf("report without a spec = %+v, want spec_missing with 5 applied", last)
+	}
+}

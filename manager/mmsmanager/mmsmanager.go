@@ -98,6 +98,7 @@ func MachineDefinition(node agent.Node) (*machine.Definition, error) {
 			StateDir:       state,
 			MachinesDir:    node.MachinesDir,
 			VerifyInterval: watchers.Duration(settings.VerifyInterval),
+			Status:         settings.Status,
 		}
 	}
 	filled := 0
