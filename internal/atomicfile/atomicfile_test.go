@@ -1,6 +1,7 @@
 package atomicfile
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -46,5 +47,43 @@ func TestWriteFileOwnedKeepsIDs(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "f")
 	if err := WriteFileOwned(path, []byte("x"), 0o640, os.Getuid(), os.Getgid()); err != nil {
 		t.Fatalf("WriteFileOwned(own ids) = %v", err)
+	}
+}
+
+// TestWriteFileReplacesNotRewrites checks that WriteFile puts a new file in
+// place rather than rewriting the old one: a reader that opened the old
+// file before the write still reads the old bytes, whole, and the path now
+// names another inode. An in-place write (truncate and write) fails both.
+func TestWriteFileReplacesNotRewrites(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.json")
+	old := []byte(`{"serial":1}`)
+	if err := WriteFile(path, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reader, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	before, err := reader.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(path, []byte(`{"serial":2,"longer":true}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(old) {
+		t.Errorf("an open descriptor of the old file reads %q after WriteFile, want the old bytes %q", got, old)
+	}
+	after, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.SameFile(before, after) {
+		t.Error("WriteFile rewrote the old file in place; want a new file renamed over it")
 	}
 }
