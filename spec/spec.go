@@ -36,6 +36,14 @@
 // problem at once, joined with [errors.Join]; each problem is a [*FieldError]
 // naming the entry and field, and each wraps [ErrInvalid].
 //
+// # One home for each fact
+//
+// The wire forms of a spec (the fields of an entry, which envelope version
+// carries each, their order) are described once, in wire.go, and read by
+// both the decoders and the encoders ([EncodeV2], [EncodeV1]). The one
+// machine-name rule ([CheckName], [ValidName]) is used by the agent, the
+// manager and packer alike.
+//
 // # No I/O
 //
 // The package does no I/O of its own: matcher probes such as has_file go

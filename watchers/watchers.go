@@ -1,6 +1,8 @@
 // Package watchers is the contract between the agent's Runner and the watcher
 // types, plus the registry that maps a type name ("exec", "kv", …) to a
-// constructor.
+// constructor. The leaf watcher types live in the packages below it
+// (watchers/exec, watchers/kv, …); the machines and archive watchers, which
+// drive the manager, live under manager/.
 //
 // A watcher does one unit of work per [Watcher.Check] call. It never owns a
 // loop, a ticker or a goroutine of its own: the agent's Runner decides when to
