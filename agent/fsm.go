@@ -46,18 +46,36 @@ func (f *fsm) current() string {
 // fire moves the machine along the transition name. A self-transition
 // (destination == current state) is a real transition.
 func (f *fsm) fire(name string) (from, to string, err error) {
-	t, ok := f.transitions[name]
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !ok {
-		return f.state, "", fmt.Errorf("%w %q in state %q", ErrUnknownTransition, name, f.state)
-	}
-	if !slices.Contains(t.From, f.state) {
-		return f.state, "", fmt.Errorf("%w: %q cannot fire in state %q, only in %s", ErrInvalidTransition, name, f.state, strings.Join(t.From, ", "))
+	t, err := f.check(name)
+	if err != nil {
+		return f.state, "", err
 	}
 	from = f.state
 	f.state = t.Destination
 	return from, t.Destination, nil
+}
+
+// canFire returns the error fire would return now, or nil.
+func (f *fsm) canFire(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, err := f.check(name)
+	return err
+}
+
+// check returns the transition name if it can fire in the current state;
+// f.mu is held.
+func (f *fsm) check(name string) (machine.Transition, error) {
+	t, ok := f.transitions[name]
+	if !ok {
+		return t, fmt.Errorf("%w %q in state %q", ErrUnknownTransition, name, f.state)
+	}
+	if !slices.Contains(t.From, f.state) {
+		return t, fmt.Errorf("%w: %q cannot fire in state %q, only in %s", ErrInvalidTransition, name, f.state, strings.Join(t.From, ", "))
+	}
+	return t, nil
 }
 
 // available lists the transitions that can fire in the current state.

@@ -179,8 +179,24 @@ func (m *Machine) Run(ctx context.Context) error {
 // is a real transition. Every transition publishes a transition event and
 // pokes every watcher of the machine.
 func (m *Machine) Transition(ctx context.Context, name string) error {
+	return m.transition(ctx, name, nil)
+}
+
+// transition fires name. announce, when set, runs first, under the same
+// lock, with the error firing returns (nil when it fires): a watcher
+// publishes its state event there, so that, as in Choria, the event of the
+// check comes before the transition it causes and no other transition
+// slips in between.
+func (m *Machine) transition(ctx context.Context, name string, announce func(error)) error {
 	m.fireMu.Lock()
 	defer m.fireMu.Unlock()
+	if announce != nil {
+		err := m.fsm.canFire(name)
+		if err != nil {
+			err = fmt.Errorf("machine %q: %w", m.def.Name, err)
+		}
+		announce(err)
+	}
 	from, to, err := m.fsm.fire(name)
 	if err != nil {
 		return fmt.Errorf("machine %q: %w", m.def.Name, err)

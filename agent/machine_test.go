@@ -109,13 +109,13 @@ func TestMachineSuccessFiresTransitionAndPublishes(t *testing.T) {
 	if _, ok := st["transition_error"]; ok {
 		t.Errorf("state data has transition_error %v, want none", st["transition_error"])
 	}
-	// The transition event precedes the state event that caused it.
+	// As in Choria, the state event precedes the transition it caused.
 	all := rec.all()
-	if all[0].ev.Type() != TransitionEventType || all[0].subject != TransitionSubject {
-		t.Errorf("first event = %s on %s, want the transition on %s", all[0].ev.Type(), all[0].subject, TransitionSubject)
+	if all[0].subject != "choria.machine.watcher.probe.state" {
+		t.Errorf("first event = %s on %s, want the state event on choria.machine.watcher.probe.state", all[0].ev.Type(), all[0].subject)
 	}
-	if all[1].subject != "choria.machine.watcher.probe.state" {
-		t.Errorf("state event subject = %q, want choria.machine.watcher.probe.state", all[1].subject)
+	if all[1].ev.Type() != TransitionEventType || all[1].subject != TransitionSubject {
+		t.Errorf("second event = %s on %s, want the transition on %s", all[1].ev.Type(), all[1].subject, TransitionSubject)
 	}
 	if n := ctl.closed.Load(); n != 1 {
 		t.Errorf("Close calls = %d, want 1", n)

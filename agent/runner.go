@@ -204,6 +204,13 @@ func (r *runner) checkOnce(ctx context.Context, failures *int, paced bool) (*sta
 		transition = r.def.FailTransition
 	}
 
+	var rep *stateReport
+	if err != nil || res.Outcome != watchers.Unchanged {
+		rep = &stateReport{
+			eventType: r.info.EventType(), watcherType: r.info.Type, watcher: r.def.Name,
+			outcome: outcome, state: res.State, err: err,
+		}
+	}
 	var terr error
 	if transition != "" {
 		if paced {
@@ -211,9 +218,19 @@ func (r *runner) checkOnce(ctx context.Context, failures *int, paced bool) (*sta
 				return nil, 0, false
 			}
 		}
-		if terr = r.m.Transition(ctx, transition); terr != nil {
+		// The state event goes out first, then the transition (Choria's
+		// order); the event already says whether the transition fires.
+		terr = r.m.transition(ctx, transition, func(terr error) {
+			if rep != nil {
+				rep.transErr = terr
+				r.m.publishState(ctx, *rep)
+			}
+		})
+		if terr != nil {
 			r.log.Warn("watcher transition did not fire", "transition", transition, "outcome", outcome, "error", terr)
 		}
+	} else if rep != nil {
+		r.m.publishState(ctx, *rep)
 	}
 
 	r.mu.Lock()
@@ -224,15 +241,6 @@ func (r *runner) checkOnce(ctx context.Context, failures *int, paced bool) (*sta
 		r.status.TransitionError = errString(terr)
 	}
 	r.mu.Unlock()
-
-	var rep *stateReport
-	if err != nil || res.Outcome != watchers.Unchanged {
-		rep = &stateReport{
-			eventType: r.info.EventType(), watcherType: r.info.Type, watcher: r.def.Name,
-			outcome: outcome, state: res.State, err: err, transErr: terr,
-		}
-		r.m.publishState(ctx, *rep)
-	}
 
 	if err != nil {
 		*failures++
