@@ -182,12 +182,36 @@ type State struct {
 	Target  string `json:"target"`
 	// Checksum is the archive checksum the directory must hold.
 	Checksum string `json:"checksum"`
-	// PreviousOutcome is installed, updated, unchanged or error.
+	// PreviousOutcome is Choria's word for what the check did:
+	// "downloaded" (installed or replaced), "verified" (already held, so
+	// nothing downloaded) or "error". Choria's other words never reach an
+	// event there either (a failed verification downloads again).
 	PreviousOutcome string `json:"previous_outcome"`
+	// InstallOutcome is mms's detail: "installed", "updated", "unchanged"
+	// or "error" (a field Choria does not have).
+	InstallOutcome string `json:"install_outcome"`
 	// PreviousRunTime is how long the check took, in nanoseconds.
 	PreviousRunTime time.Duration `json:"previous_run_time"`
 	// Tampered names the file verification found modified, if any.
 	Tampered string `json:"tampered,omitempty"`
+}
+
+// Choria's previous_outcome words for the archive watcher.
+const (
+	outcomeDownloaded = "downloaded"
+	outcomeVerified   = "verified"
+	outcomeError      = "error"
+)
+
+// choriaOutcome maps an install outcome to Choria's previous_outcome.
+func choriaOutcome(out manager.EntryOutcome) string {
+	switch out {
+	case manager.EntryInstalled, manager.EntryUpdated:
+		return outcomeDownloaded
+	case manager.EntryUnchanged:
+		return outcomeVerified
+	}
+	return outcomeError
 }
 
 // recoverer is implemented by installers that clean up after a crash.
@@ -198,7 +222,7 @@ type recoverer interface {
 // Check makes target/creates hold the pinned archive.
 func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
 	start := time.Now()
-	st := State{Source: w.Source, Creates: w.Creates, Target: w.Target, Checksum: w.Checksum, PreviousOutcome: "error"}
+	st := State{Source: w.Source, Creates: w.Creates, Target: w.Target, Checksum: w.Checksum, PreviousOutcome: outcomeError, InstallOutcome: outcomeError}
 	fail := func(err error) (watchers.Result, error) {
 		st.PreviousRunTime = time.Since(start)
 		return watchers.Result{Outcome: watchers.Failure, State: st}, err
@@ -234,7 +258,7 @@ func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
 	if err != nil {
 		return fail(fmt.Errorf("install %s: %w", dir, err))
 	}
-	st.PreviousOutcome, st.PreviousRunTime = string(out), time.Since(start)
+	st.PreviousOutcome, st.InstallOutcome, st.PreviousRunTime = choriaOutcome(out), string(out), time.Since(start)
 	if out == manager.EntryUnchanged {
 		return watchers.Result{Outcome: watchers.Unchanged, State: st}, nil
 	}

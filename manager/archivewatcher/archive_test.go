@@ -181,16 +181,17 @@ func TestCheck(t *testing.T) {
 		name     string
 		before   func()
 		outcome  watchers.Outcome
-		prev     string
+		prev     string // Choria's previous_outcome
+		detail   string // mms's install_outcome
 		tampered string
 		wantErr  string
 	}{
-		{name: "first install", outcome: watchers.Success, prev: "installed"},
-		{name: "already installed", outcome: watchers.Unchanged, prev: "unchanged"},
+		{name: "first install", outcome: watchers.Success, prev: "downloaded", detail: "installed"},
+		{name: "already installed", outcome: watchers.Unchanged, prev: "verified", detail: "unchanged"},
 		{name: "tampered tree is reinstalled", before: func() { inst.tampered = tamperedTree(t) },
-			outcome: watchers.Success, prev: "installed", tampered: "run"},
+			outcome: watchers.Success, prev: "downloaded", detail: "installed", tampered: "run"},
 		{name: "install error", before: func() { inst.err = errors.New("fetch: HTTP 503") },
-			outcome: watchers.Failure, prev: "error", wantErr: "install " + filepath.Join(target, "facts") + ": fetch: HTTP 503"},
+			outcome: watchers.Failure, prev: "error", detail: "error", wantErr: "install " + filepath.Join(target, "facts") + ": fetch: HTTP 503"},
 	}
 	for i, st := range steps {
 		if st.before != nil {
@@ -201,8 +202,8 @@ func TestCheck(t *testing.T) {
 			t.Fatalf("step %d (%s): Check() error = %v, want %q", i+1, st.name, err, st.wantErr)
 		}
 		s := res.State.(State)
-		if res.Outcome != st.outcome || s.PreviousOutcome != st.prev || s.Tampered != st.tampered {
-			t.Errorf("step %d (%s): Check() = %v %+v, want %v, previous_outcome %q, tampered %q", i+1, st.name, res.Outcome, s, st.outcome, st.prev, st.tampered)
+		if res.Outcome != st.outcome || s.PreviousOutcome != st.prev || s.InstallOutcome != st.detail || s.Tampered != st.tampered {
+			t.Errorf("step %d (%s): Check() = %v %+v, want %v, previous_outcome %q, install_outcome %q, tampered %q", i+1, st.name, res.Outcome, s, st.outcome, st.prev, st.detail, st.tampered)
 		}
 	}
 	want := spec.Machine{Name: "facts", Source: "https://repo.example.net/facts-1.0.0.tar.gz", Checksum: sumA,

@@ -181,7 +181,7 @@ func TestArchiveWatcherEndToEnd(t *testing.T) {
 	t.Run("installs and verifies", func(t *testing.T) {
 		waitState(t, "1.0.0", "ready")
 		ev := waitEvent(t, "success")
-		if ev.state.PreviousOutcome != "installed" || ev.state.Checksum != v1.info.Checksum || ev.info.Machine != "deployer" {
+		if ev.state.PreviousOutcome != "downloaded" || ev.state.InstallOutcome != "installed" || ev.state.Checksum != v1.info.Checksum || ev.info.Machine != "deployer" {
 			t.Errorf("archive event = %+v, want deployer's payload installed with checksum %s", ev, v1.info.Checksum)
 		}
 		if err := packer.VerifyTree(t.Context(), filepath.Join(target, "payload"), v1.info.VerifyChecksum); err != nil {

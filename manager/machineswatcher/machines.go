@@ -98,6 +98,15 @@ type Watcher struct {
 	// VerifyInterval is how often installed trees are re-hashed in full;
 	// default an hour, at least a minute.
 	VerifyInterval watchers.Duration `json:"verify_interval,omitzero"`
+	// MachineManageInterval is Choria's property, in the spelling that
+	// works in Choria: how often each managed machine's archive is verified
+	// in full. mms honours it as VerifyInterval (give one of them).
+	MachineManageInterval watchers.Duration `json:"MachineManageInterval,omitzero"`
+	// MachineManageIntervalDoc is the spelling Choria documents,
+	// machine_manage_interval, which Choria itself ignores; mms honours it
+	// like MachineManageInterval, so a copied Choria manager machine means
+	// what its author wrote.
+	MachineManageIntervalDoc watchers.Duration `json:"machine_manage_interval,omitzero"`
 	// MachinesDir, when set, must be the host's machines directory (the
 	// default): the host loads machines only from there.
 	MachinesDir string `json:"machines_dir,omitempty"`
@@ -140,14 +149,38 @@ func (w *Watcher) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %q must be an absolute path", p.name, p.dir))
 		}
 	}
-	w.verifyEvery = w.VerifyInterval.Std()
+	name, every, err := w.verifyInterval()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	w.verifyEvery = every
 	switch {
 	case w.verifyEvery == 0:
 		w.verifyEvery = DefaultVerifyInterval
 	case w.verifyEvery < MinVerifyInterval:
-		errs = append(errs, fmt.Errorf("verify_interval: %v is below the minimum of %v", w.VerifyInterval, watchers.Duration(MinVerifyInterval)))
+		errs = append(errs, fmt.Errorf("%s: %v is below the minimum of %v (every check already re-hashes the files whose size, time or inode changed)", name, watchers.Duration(every), watchers.Duration(MinVerifyInterval)))
 	}
 	return errors.Join(errs...)
+}
+
+// verifyInterval returns the full re-verification interval and the
+// property that set it: verify_interval or one of Choria's spellings,
+// which must agree when several are given.
+func (w *Watcher) verifyInterval() (string, time.Duration, error) {
+	name, every := "verify_interval", w.VerifyInterval.Std()
+	for _, p := range []struct {
+		name string
+		d    watchers.Duration
+	}{{"MachineManageInterval", w.MachineManageInterval}, {"machine_manage_interval", w.MachineManageIntervalDoc}} {
+		switch {
+		case p.d == 0:
+		case every == 0:
+			name, every = p.name, p.d.Std()
+		case p.d.Std() != every:
+			return name, every, fmt.Errorf("%s: %v disagrees with %s: %v (they are one setting; give one)", p.name, p.d, name, watchers.Duration(every))
+		}
+	}
+	return name, every, nil
 }
 
 // resolveTrust returns Trust, or the trust the key properties describe,

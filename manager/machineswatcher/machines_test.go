@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mms-io/mms/machine"
+	_ "github.com/mms-io/mms/watchers/kv"
+
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mms-io/mms/manager"
@@ -24,6 +27,7 @@ func TestValidate(t *testing.T) {
 		name    string
 		props   string
 		wantErr string
+		verify  time.Duration // the full re-verification interval, when not the default
 	}{
 		{name: "minimal", props: `{"data_item":"spec","public_keys":["` + validKey + `"]}`},
 		{name: "all", props: `{"data_item":"spec","purge_unknown":true,"public_keys":["` + validKey + `"],"threshold":1,"allow_legacy_spec":true,"allow_http":true,"state_dir":"/var/lib/mms/manager","verify_interval":"2h","machines_dir":"/etc/mms/machines"}`},
@@ -35,18 +39,26 @@ func TestValidate(t *testing.T) {
 		{name: "bad choria key", props: `{"data_item":"spec","public_key":"zz"}`, wantErr: "public_key:"},
 		{name: "threshold above keys", props: `{"data_item":"spec","public_keys":["` + validKey + `"],"threshold":2}`, wantErr: "threshold 2 exceeds the 1 distinct trusted key"},
 		{name: "threshold above distinct keys", props: `{"data_item":"spec","public_keys":["` + validKey + `","` + strings.ToUpper(validKey) + `"],"threshold":2}`, wantErr: "threshold 2 exceeds the 1 distinct trusted key"},
+		{name: "Choria's MachineManageInterval", props: `{"data_item":"spec","public_keys":["` + validKey + `"],"MachineManageInterval":"2m"}`, verify: 2 * time.Minute},
+		{name: "Choria's documented machine_manage_interval", props: `{"data_item":"spec","public_keys":["` + validKey + `"],"machine_manage_interval":"10m"}`, verify: 10 * time.Minute},
+		{name: "agreeing spellings", props: `{"data_item":"spec","public_keys":["` + validKey + `"],"verify_interval":"5m","MachineManageInterval":"5m"}`, verify: 5 * time.Minute},
+		{name: "disagreeing spellings", props: `{"data_item":"spec","public_keys":["` + validKey + `"],"verify_interval":"5m","machine_manage_interval":"10m"}`, wantErr: "machine_manage_interval: 10m0s disagrees with verify_interval: 5m0s"},
+		{name: "Choria interval below the minimum", props: `{"data_item":"spec","public_keys":["` + validKey + `"],"MachineManageInterval":"30s"}`, wantErr: "MachineManageInterval: 30s is below the minimum of 1m0s"},
 		{name: "negative threshold", props: `{"data_item":"spec","public_keys":["` + validKey + `"],"threshold":-1}`, wantErr: "threshold -1 is negative"},
 		{name: "relative state_dir", props: `{"data_item":"spec","public_keys":["` + validKey + `"],"state_dir":"state"}`, wantErr: "state_dir: \"state\" must be an absolute path"},
 		{name: "relative machines_dir", props: `{"data_item":"spec","public_keys":["` + validKey + `"],"machines_dir":"m"}`, wantErr: "machines_dir"},
 		{name: "short verify_interval", props: `{"data_item":"spec","public_keys":["` + validKey + `"],"verify_interval":"10s"}`, wantErr: "verify_interval: 10s is below the minimum"},
-		{name: "unknown field", props: `{"data_item":"spec","public_keys":["` + validKey + `"],"machine_manage_interval":"5m"}`, wantErr: `unknown field "machine_manage_interval"`},
+		{name: "unknown field", props: `{"data_item":"spec","public_keys":["` + validKey + `"],"machine_manage_intervall":"5m"}`, wantErr: `unknown field "machine_manage_intervall"`},
 		{name: "wrong type", props: `{"data_item":"spec","public_keys":"` + validKey + `"}`, wantErr: "cannot unmarshal"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := watchers.Build("machines", json.RawMessage(tt.props))
+			w, err := watchers.Build("machines", json.RawMessage(tt.props))
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Fatalf("Build(machines, %s) = %v, want error containing %q", tt.props, err, tt.wantErr)
+			}
+			if tt.verify != 0 && w.(*Watcher).verifyEvery != tt.verify {
+				t.Errorf("Build(machines, %s) verifies in full every %v, want %v", tt.props, w.(*Watcher).verifyEvery, tt.verify)
 			}
 		})
 	}
@@ -351,5 +363,26 @@ func TestCheckReportsEveryPassToStatus(t *testing.T) {
 	}
 	if last := status.got[len(status.got)-1]; last.Rejected != manager.RejectMissing || last.Applied.Serial != 5 {
 		t.Errorf("report without a spec = %+v, want spec_missing with 5 applied", last)
+	}
+}
+
+// TestChoriaManagerLoads loads a machine in the shape of Choria's stock
+// machines manager (machine/testdata/choria): its kv and machines watchers
+// and their properties, machine_manage_interval included.
+func TestChoriaManagerLoads(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "machine", "testdata", "choria", "machines-manager.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := machine.Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	built, err := def.BuildWatchers()
+	if err != nil {
+		t.Fatalf("Choria's machines manager does not load: %v", err)
+	}
+	if w := built[2].(*Watcher); w.verifyEvery != 5*time.Minute || !w.PurgeUnknown {
+		t.Errorf("manage_machines = %+v, want machine_manage_interval 5m honoured and purge_unknown", w)
 	}
 }
