@@ -219,7 +219,7 @@ func TestHostHotReload(t *testing.T) {
 	f.writeMachine(t, "alpha", probeMachine("alpha", "3.0.0", key, ", pathh: x"))
 	eventually(t, "load_failed host event", func() bool { return len(f.hostEvents(t, "alpha", HostLoadFailed)) == 1 })
 	fail := f.hostEvents(t, "alpha", HostLoadFailed)[0]
-	if e, _ := fail["error"].(string); !strings.Contains(e, `watcher "w" (probe): properties: json: unknown field "pathh"`) {
+	if e, _ := fail["error"].(string); !strings.Contains(e, `watcher "w" (probe): properties: unknown field "pathh"`) {
 		t.Errorf("load_failed error = %q, want the unknown property named", e)
 	}
 	if fail["version"] != "3.0.0" || fail["path"] != filepath.Join(f.machines, "alpha") || fail["type"] != HostWatcherType {

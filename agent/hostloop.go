@@ -182,6 +182,11 @@ func (l *hostLoop) load(ctx context.Context, name string, explicit bool, given *
 	if def == nil || def.Digest() != fp.sum {
 		def, err = machine.Parse(data)
 	}
+	if err == nil {
+		for _, w := range def.Warnings {
+			l.h.log.Warn("machine.yaml accepted with a warning", "machine", name, "warning", w)
+		}
+	}
 	if err == nil && def.Name != name {
 		err = fmt.Errorf("%w: name %q does not match its directory %q", machine.ErrInvalid, def.Name, name)
 	}

@@ -46,6 +46,11 @@ type Definition struct {
 	// Watchers observe or enforce things and fire transitions.
 	Watchers []WatcherDef `json:"watchers" yaml:"watchers"`
 
+	// Warnings are what Parse accepted but an author should fix (a key
+	// repeated with the same value). Hosts log them; `mms machine validate`
+	// prints them.
+	Warnings []string `json:"-" yaml:"-"`
+
 	// digest is the sha256 of the machine.yaml bytes Parse read; zero for
 	// a definition built in code.
 	digest [32]byte
@@ -98,7 +103,8 @@ type WatcherDef struct {
 	// return a new value of the registered type; its Validate still runs.
 	New func() watchers.Watcher `json:"-" yaml:"-"`
 
-	line int
+	line      int
+	propLines map[string]int // line of each top-level property key
 }
 
 // Where describes the watcher for messages: its line (when known), name
@@ -153,8 +159,11 @@ var yamlTypeNames = strings.NewReplacer(
 )
 
 // Parse decodes machine.yaml bytes strictly: unknown keys at any
-// level are errors naming the key and its line, and each watcher's
-// properties are converted from YAML to JSON. It checks structure only; call
+// level are errors naming the key, its line and the field it most likely
+// meant; a key repeated with another value is an error naming both lines,
+// and one repeated with the same value is dropped with a warning
+// ([Definition.Warnings]); each watcher's properties are converted from
+// YAML to JSON. It checks structure only; call
 // [Definition.Validate] to check meaning, watcher types and properties
 // ([Load] and [MustParse] do both).
 func Parse(data []byte) (*Definition, error) {
@@ -164,19 +173,30 @@ func Parse(data []byte) (*Definition, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, fmt.Errorf("%w: empty document", ErrInvalid)
 	}
-	var raw yamlDefinition
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&raw); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrInvalid, yamlTypeNames.Replace(err.Error()))
+	var root yaml.Node
+	if err := dec.Decode(&root); err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: more than one YAML document", ErrInvalid)
 	}
-	tLines, wLines := itemLines(data)
+	warnings, err := dedupeKeys(&root)
+	if err == nil {
+		err = checkFields(&root)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	var raw yamlDefinition
+	if err := root.Decode(&raw); err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, yamlTypeNames.Replace(err.Error()))
+	}
+	tLines, wLines := itemLines(&root)
 
 	def := &Definition{
+		Warnings:     warnings,
 		digest:       sha256.Sum256(data),
 		Name:         raw.Name,
 		Version:      raw.Version,
@@ -205,6 +225,13 @@ func Parse(data []byte) (*Definition, error) {
 		}
 		if w.Properties, err = propertiesJSON(&rw.Properties); err != nil {
 			errs = append(errs, fmt.Errorf("%s: properties: %w", w.Where(), err))
+		}
+		if rw.Properties.Kind == yaml.MappingNode {
+			w.propLines = map[string]int{}
+			for j := 0; j+1 < len(rw.Properties.Content); j += 2 {
+				k := rw.Properties.Content[j]
+				w.propLines[k.Value] = k.Line
+			}
 		}
 		def.Watchers = append(def.Watchers, w)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func TestParseDefinition(t *testing.T) {
 	if def.Digest() != sha256.Sum256([]byte(validYAML)) {
 		t.Errorf("Digest() = %x, want the sha256 of the parsed bytes", def.Digest())
 	}
-	if diff := cmp.Diff(want, def, cmp.AllowUnexported(Transition{}, WatcherDef{}), cmpopts.IgnoreFields(Definition{}, "digest")); diff != "" {
+	if diff := cmp.Diff(want, def, cmp.AllowUnexported(Transition{}, WatcherDef{}), cmpopts.IgnoreFields(Definition{}, "digest"), cmpopts.IgnoreFields(WatcherDef{}, "propLines")); diff != "" {
 		t.Errorf("Parse() mismatch (-want +got):\n%s", diff)
 	}
 	if err := def.Validate(); err != nil {
@@ -82,9 +83,12 @@ func TestParseDefinitionErrors(t *testing.T) {
 	}{
 		{"empty", "", []string{"empty document"}},
 		{"not a mapping", "- a\n- b\n", []string{"cannot unmarshal"}},
-		{"unknown top-level key", "name: x\nversoin: 1\n", []string{"line 2", "field versoin not found in machine"}},
+		{"unknown top-level key", "name: x\nversoin: 1\n", []string{"line 2", `field versoin not found in machine; did you mean "version"?`}},
+		{"key repeated with another value", "name: x\nversion: 1\nname: y\n", []string{`line 3: "name" is already set at line 1, to another value: keep one`}},
+		{"watcher key repeated with another value", "watchers:\n  - name: a\n    state_match: [A]\n    state_match: [B]\n", []string{`line 4: "state_match" is already set at line 3`}},
+		{"property repeated with another value", "watchers:\n  - name: a\n    properties:\n      key: k1\n      key: k2\n", []string{`line 5: "key" is already set at line 4`}},
 		{"unknown transition key", "transitions:\n  - name: a\n    form: [x]\n", []string{"line 3", "field form not found in transition"}},
-		{"unknown watcher key", "watchers:\n  - name: a\n    typ: probe\n", []string{"line 3", "field typ not found in watcher"}},
+		{"unknown watcher key", "watchers:\n  - name: a\n    typ: probe\n", []string{"line 3", `field typ not found in watcher; did you mean "type"?`}},
 		{"bad interval", "watchers:\n  - name: a\n    type: probe\n    interval: soon\n", []string{`line 2: watcher "a" (probe): interval: invalid duration "soon"`}},
 		{"negative announce", "watchers:\n  - name: a\n    type: probe\n    announce_interval: -5m\n", []string{`announce_interval: invalid duration "-5m": negative`}},
 		{"properties not a map", "watchers:\n  - name: a\n    type: probe\n    properties: [1, 2]\n", []string{`watcher "a" (probe): properties: line 4: must be a mapping`}},
@@ -109,6 +113,30 @@ func TestParseDefinitionErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestParseRepeatedKeys loads a key repeated with the same value (in any
+// style) with a warning naming both lines, as Choria's examples do it.
+func TestParseRepeatedKeys(t *testing.T) {
+	yaml := strings.Replace(validYAML, "    state_match: [idle]\n", "    state_match: [idle]\n    state_match:\n      - idle\n", 1)
+	yaml = strings.Replace(yaml, "      key: k1\n", "      key: k1\n      key: \"k1\"\n", 1)
+	def, err := Parse([]byte(yaml))
+	if err != nil {
+		t.Fatalf("Parse(repeated keys, same values) = %v", err)
+	}
+	want := []string{
+		`line 18: "state_match" repeats line 17 with the same value; the copy is ignored`,
+		`line 26: "key" repeats line 25 with the same value; the copy is ignored`,
+	}
+	if diff := cmp.Diff(want, def.Warnings); diff != "" {
+		t.Errorf("Warnings (-want +got):\n%s", diff)
+	}
+	if err := def.Validate(); err != nil {
+		t.Errorf("Validate() = %v", err)
+	}
+	if w := def.Watchers[0]; !slices.Equal(w.StateMatch, []string{"idle"}) || string(w.Properties) != `{"key":"k1","reject":false}` {
+		t.Errorf("watcher = %+v, want the single values", w)
 	}
 }
 
@@ -156,7 +184,9 @@ func TestValidate(t *testing.T) {
 		{"announce below a minute", func(d *Definition) { d.Watchers[0].AnnounceInterval = watchers.Duration(30 * time.Second) },
 			[]string{"announce_interval 30s is below the minimum of 1m0s"}},
 		{"unknown property", func(d *Definition) { d.Watchers[0].Properties = []byte(`{"key":"k","kye":"x"}`) },
-			[]string{`line 15: watcher "check" (probe): properties: json: unknown field "kye"`}},
+			[]string{`watcher "check" (probe): properties: unknown field "kye"; did you mean "key"?`}},
+		{"property of the wrong type", func(d *Definition) { d.Watchers[0].Properties = []byte(`{"key":["k"]}`) },
+			[]string{`watcher "check" (probe): properties: key: want a string, got a list`}},
 		{"property validation", func(d *Definition) { d.Watchers[0].Properties = []byte(`{"key":"k","reject":true}`) },
 			[]string{`watcher "check" (probe): properties: rejected on request`}},
 		{"bad watcher name", func(d *Definition) { d.Watchers[0].Name = "has space" }, []string{"name must match"}},
@@ -207,7 +237,7 @@ watchers:
 	err = def.Validate()
 	for _, w := range []string{
 		`line 10: watcher "one" (probe): state_match: unknown state "zz"`,
-		`line 10: watcher "one" (probe): properties: json: unknown field "extra"`,
+		`line 13: watcher "one" (probe): properties: unknown field "extra"`,
 		`line 14: watcher "two" (nosuch): unknown watcher type "nosuch"`,
 	} {
 		if err == nil || !strings.Contains(err.Error(), w) {

@@ -1,12 +1,17 @@
 package machine
 
 import (
+	"cmp"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/mms-io/mms/internal/suggest"
 	"github.com/mms-io/mms/spec"
 	"github.com/mms-io/mms/watchers"
 )
@@ -138,7 +143,7 @@ func (d *Definition) BuildWatchers() ([]watchers.Watcher, error) {
 		}
 		bw, err := w.build()
 		if err != nil {
-			add("%s: %w", where, err)
+			add("%s", w.propertyError(info, err))
 		}
 		built = append(built, bw)
 	}
@@ -183,4 +188,88 @@ func (w *WatcherDef) build() (watchers.Watcher, error) {
 		}
 	}
 	return bw, nil
+}
+
+// propertyError words an error from building w for a machine.yaml author:
+// an unknown or mistyped property is named with its own line (not the
+// watcher's), the property it most likely meant, and no trace of the JSON
+// that properties are decoded as.
+func (w *WatcherDef) propertyError(info watchers.Info, err error) error {
+	where := w.Where()
+	at := func(key string) {
+		if l, ok := w.propLines[key]; ok {
+			where = fmt.Sprintf("line %d: watcher %q (%s)", l, w.Name, w.Type)
+		}
+	}
+	var ute *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &ute) && ute.Field != "":
+		key, _, _ := strings.Cut(ute.Field, ".")
+		at(key)
+		return fmt.Errorf("%s: properties: %s: want %s, got %s", where, ute.Field, kindWord(ute.Type), valueWord(ute.Value))
+	case strings.Contains(err.Error(), `json: unknown field "`):
+		_, rest, _ := strings.Cut(err.Error(), `json: unknown field "`)
+		key, _, _ := strings.Cut(rest, `"`)
+		at(key)
+		return fmt.Errorf("%s: properties: unknown field %q%s", where, key, suggest.Hint(key, propertyNames(info)))
+	}
+	return fmt.Errorf("%s: %s", where, strings.ReplaceAll(err.Error(), "json: ", ""))
+}
+
+// propertyNames returns the JSON names of a watcher type's properties.
+func propertyNames(info watchers.Info) []string {
+	if info.New == nil {
+		return nil
+	}
+	t := reflect.TypeOf(info.New())
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	var names []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if f.IsExported() && name != "-" {
+			names = append(names, cmp.Or(name, f.Name))
+		}
+	}
+	return names
+}
+
+// valueWord names the kind of a JSON value as encoding/json reports it.
+func valueWord(v string) string {
+	switch v {
+	case "array":
+		return "a list"
+	case "object":
+		return "a mapping"
+	case "bool":
+		return "true or false"
+	case "string", "number":
+		return "a " + v
+	}
+	return v
+}
+
+// kindWord names a Go type the way a YAML author thinks of it.
+func kindWord(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "a mapping"
+	}
+	return t.String()
 }

@@ -73,9 +73,8 @@ func jsonable(v any) (any, error) {
 
 // itemLines returns the line of each transitions and watchers list item,
 // for error messages. It tolerates any document shape.
-func itemLines(data []byte) (transitions, watcherLines []int) {
-	var root yaml.Node
-	if yaml.Unmarshal(data, &root) != nil || len(root.Content) == 0 {
+func itemLines(root *yaml.Node) (transitions, watcherLines []int) {
+	if len(root.Content) == 0 {
 		return nil, nil
 	}
 	doc := root.Content[0]

@@ -42,7 +42,10 @@ directory or a machine.yaml file. Every problem is printed with its line.`,
 				}
 				return &exitError{code: 1, err: fmt.Errorf("%s is not a valid machine", args[0])}
 			}
-			fmt.Fprintf(a.stdout, "ok: %s %s (%d watchers)\n", def.Name, def.Version, len(def.Watchers))
+			for _, w := range def.Warnings {
+				fmt.Fprintf(a.stderr, "warning: %s\n", w)
+			}
+			fmt.Fprintf(a.stdout, "ok: %s %s (%d watcher%s)\n", def.Name, def.Version, len(def.Watchers), plural(len(def.Watchers)))
 			return nil
 		},
 	}

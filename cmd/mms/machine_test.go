@@ -91,11 +91,11 @@ func TestMachineValidate(t *testing.T) {
 		wantOut  string
 		wantErr  []string
 	}{
-		{"directory", []string{"machine", "validate", good}, 0, "ok: hello 0.1.0 (1 watchers)\n", nil},
-		{"file", []string{"machine", "validate", filepath.Join(good, "machine.yaml")}, 0, "ok: hello 0.1.0 (1 watchers)\n", nil},
+		{"directory", []string{"machine", "validate", good}, 0, "ok: hello 0.1.0 (1 watcher)\n", nil},
+		{"file", []string{"machine", "validate", filepath.Join(good, "machine.yaml")}, 0, "ok: hello 0.1.0 (1 watcher)\n", nil},
 		{"every problem", []string{"machine", "validate", bad}, 1, "", []string{
 			`line 9: watcher "greeter" (mmsclitest): state_match: unknown state "nowhere"`,
-			`line 9: watcher "greeter" (mmsclitest): properties: json: unknown field "mesage"`,
+			`line 14: watcher "greeter" (mmsclitest): properties: unknown field "mesage"; did you mean "message"?`,
 			"is not a valid machine",
 		}},
 		{"unknown key", []string{"machine", "validate", typo}, 1, "", []string{"line 3: field initial_stat not found in machine"}},

@@ -366,23 +366,41 @@ func TestCheckReportsEveryPassToStatus(t *testing.T) {
 	}
 }
 
-// TestChoriaManagerLoads loads a machine in the shape of Choria's stock
-// machines manager (machine/testdata/choria): its kv and machines watchers
-// and their properties, machine_manage_interval included.
-func TestChoriaManagerLoads(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join("..", "..", "machine", "testdata", "choria", "machines-manager.yaml"))
-	if err != nil {
-		t.Fatal(err)
+// TestChoriaManagersLoad loads machines in the shape of Choria's stock
+// machines manager and of the seed's example (machine/testdata/choria):
+// their kv and machines watchers and properties, machine_manage_interval
+// included, and the seed's repeated state_match (a warning, not an error).
+func TestChoriaManagersLoad(t *testing.T) {
+	tests := []struct {
+		file     string
+		watcher  int
+		verify   time.Duration
+		warnings []string
+	}{
+		{file: "machines-manager.yaml", watcher: 2, verify: 5 * time.Minute},
+		{file: "seed-manager.yaml", watcher: 1, verify: time.Minute,
+			warnings: []string{`line 31: "state_match" repeats line 28 with the same value; the copy is ignored`}},
 	}
-	def, err := machine.Parse(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	built, err := def.BuildWatchers()
-	if err != nil {
-		t.Fatalf("Choria's machines manager does not load: %v", err)
-	}
-	if w := built[2].(*Watcher); w.verifyEvery != 5*time.Minute || !w.PurgeUnknown {
-		t.Errorf("manage_machines = %+v, want machine_manage_interval 5m honoured and purge_unknown", w)
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("..", "..", "machine", "testdata", "choria", tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			def, err := machine.Parse(data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			built, err := def.BuildWatchers()
+			if err != nil {
+				t.Fatalf("%s does not load: %v", tt.file, err)
+			}
+			if w := built[tt.watcher].(*Watcher); w.verifyEvery != tt.verify || !w.PurgeUnknown {
+				t.Errorf("machines watcher = %+v, want machine_manage_interval %v honoured and purge_unknown", w, tt.verify)
+			}
+			if diff := cmp.Diff(tt.warnings, def.Warnings); diff != "" {
+				t.Errorf("Warnings (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
