@@ -8,6 +8,8 @@ import (
 	"io"
 	"sort"
 	"time"
+
+	"github.com/mms-io/mms/internal/suggest"
 )
 
 // DecodeV2 decodes the payload of a v2 envelope,
@@ -69,7 +71,7 @@ func DecodeV2(payload []byte) (*Spec, error) {
 			s.Machines, probs = d.list(val, valOff, formatV2)
 			errs = append(errs, probs...)
 		default:
-			errs = append(errs, &FieldError{Err: fmt.Errorf("unknown field %s", quote(key))})
+			errs = append(errs, &FieldError{Err: fmt.Errorf("unknown field %s%s", quote(key), suggest.Hint(key, []string{keySerial, keyIssuedAt, keyExpires, keyMachines}))})
 		}
 	})
 	if err != nil {
@@ -202,7 +204,7 @@ func (d *jsonDoc) machine(raw json.RawMessage, base int64, allowed format) (Mach
 			errs = append(errs, &FieldError{Line: line, Err: fmt.Errorf("repeated field %s", quote(key))})
 			return
 		case ptr == nil || f&allowed == 0:
-			errs = append(errs, &FieldError{Line: line, Err: fmt.Errorf("unknown field %s", quote(key))})
+			errs = append(errs, &FieldError{Line: line, Err: fmt.Errorf("unknown field %s%s", quote(key), suggest.Hint(key, fieldKeys(allowed)))})
 		default:
 			if err := decodeField(ptr, val); err != nil {
 				errs = append(errs, &FieldError{Line: line, Field: key, Err: err})

@@ -80,7 +80,7 @@ func decodeV2Cases() []decodeCase {
 			`machine[0] "web": unknown field "password"`,
 		}},
 		{name: "entry problems are all reported", in: `{"serial":1,"machines":[` + v2Entry + `,"chekcsum":"x"},"web",{"name":"db","size":"12","match":true,"size":1}]}`, errors: []string{
-			`machine[0] "web": unknown field "chekcsum"`,
+			`machine[0] "web": unknown field "chekcsum"; did you mean "checksum"?`,
 			`machine[1]: want an object, got "web"`,
 			`machine[2] "db": size: want an integer, got "12"`,
 			`machine[2] "db": match: want a string, got true`,

@@ -48,7 +48,7 @@ type compileCase struct {
 func compileCases() []compileCase {
 	deep := strings.Repeat("1+", 2000) + "1 > 0"
 	return []compileCase{
-		{name: "unknown name", src: "identity('^web') && hsa_command('facter')", err: `match: column 21: unknown name hsa_command`},
+		{name: "unknown name", src: "identity('^web') && hsa_command('facter')", err: `match: column 21: unknown name hsa_command; did you mean "has_command"?`},
 		{name: "unknown variable", src: "node == 'web'", err: `match: column 1: unknown name node`},
 		{name: "wrong argument type", src: "has_file(1)", err: `match: column 10: cannot use int as argument (type string) to call has_file `},
 		{name: "too few arguments", src: "has_directory()", err: `match: column 1: not enough arguments to call has_directory`},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/mms-io/mms/internal/suggest"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -114,7 +115,7 @@ func yamlMachine(n *yaml.Node) (Machine, []error) {
 		case seen[key]:
 			errs = append(errs, &FieldError{Line: k.Line, Err: fmt.Errorf("repeated field %s", quote(key))})
 		case ptr == nil:
-			errs = append(errs, &FieldError{Line: k.Line, Err: fmt.Errorf("unknown field %s", quote(key))})
+			errs = append(errs, &FieldError{Line: k.Line, Err: fmt.Errorf("unknown field %s%s", quote(key), suggest.Hint(key, fieldKeys(formatFile)))})
 		default:
 			if err := yamlField(ptr, v); err != nil {
 				errs = append(errs, &FieldError{Line: k.Line, Field: key, Err: err})

@@ -45,7 +45,7 @@ func parseMachinesCases() []parseCase {
 		{name: "empty file", in: " \n\t\n", errors: []string{`empty machines file: write [] for an empty list`}},
 		{name: "comment only", in: "# nothing\n", errors: []string{`empty machines file: write [] for an empty list`}},
 		{name: "json typo", in: "[\n {\n  \"name\": \"web\",\n  \"chekcsum\": \"x\"\n }\n]", errors: []string{
-			`machine[0] "web": line 4: unknown field "chekcsum"`,
+			`machine[0] "web": line 4: unknown field "chekcsum"; did you mean "checksum"?`,
 		}},
 		{name: "json syntax error", in: "[\n {\"name\": \"web\",}\n]", errors: []string{
 			`invalid JSON at line 2, column 17: invalid character '}' looking for beginning of object key string`,
@@ -57,7 +57,7 @@ func parseMachinesCases() []parseCase {
 		}},
 		{name: "json object", in: "\n{\"machines\": []}", errors: []string{`line 2: want a JSON list of machines, got an object`}},
 		{name: "yaml typo", in: "- name: db\n  source: x\n- name: web\n  source: y\n  chekcsum: abc\n", errors: []string{
-			`machine[1] "web": line 5: unknown field "chekcsum"`,
+			`machine[1] "web": line 5: unknown field "chekcsum"; did you mean "checksum"?`,
 		}},
 		{name: "yaml wrong kinds", in: "- name: [web]\n  size: \"12\"\n  match: {a: 1}\n- just a string\n- \n", errors: []string{
 			`machine[0]: line 1: name: want a string, got a list`,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
+	"github.com/mms-io/mms/internal/suggest"
 )
 
 // matchPatcher rewrites a parsed matcher before it is type-checked:
@@ -112,5 +113,11 @@ func exprError(src string, err error) error {
 	if strings.Contains(msg, "exceeds maximum allowed nodes") {
 		msg = fmt.Sprintf("expression too complex: more than %d nodes", MaxMatcherNodes)
 	}
+	if name, ok := strings.CutPrefix(msg, "unknown name "); ok {
+		msg += suggest.Hint(name, matcherNames)
+	}
 	return &posError{pos: pos, msg: msg, cause: fe.Prev}
 }
+
+// matcherNames are the names a matcher may use, for "did you mean" hints.
+var matcherNames = []string{"identity", "has_file", "has_directory", "has_command", "get_fact", "facts"}

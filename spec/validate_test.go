@@ -149,7 +149,7 @@ func machineCases() []machineCase {
 			`machine "web": source: want nats://BUCKET/OBJECT, got "nats:ARCHIVES/web.tgz"`,
 		}},
 		{name: "matcher does not compile", edit: func(m *Machine) { m.Match = "identity('^web') && hsa_command('x')" }, errors: []string{
-			`machine "web": match: column 21: unknown name hsa_command`,
+			`machine "web": match: column 21: unknown name hsa_command; did you mean "has_command"?`,
 		}},
 		{name: "matcher with bad literal regexp", edit: func(m *Machine) { m.Match = "identity('web(')" }, errors: []string{
 			`machine "web": match: column 10: identity: invalid regular expression "web(": missing closing )`,

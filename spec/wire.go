@@ -67,6 +67,17 @@ func (m *Machine) field(key string) (any, format) {
 	return nil, 0
 }
 
+// fieldKeys returns the keys of the fields f carries.
+func fieldKeys(f format) []string {
+	var keys []string
+	for _, fd := range machineFields {
+		if fd.formats&f != 0 {
+			keys = append(keys, fd.key)
+		}
+	}
+	return keys
+}
+
 // The members of a v2 payload, in the order [EncodeV2] writes them.
 const (
 	keySerial   = "serial"
