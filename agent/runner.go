@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -53,6 +54,9 @@ type runner struct {
 	w    watchers.Watcher
 	m    *Machine
 	log  *slog.Logger
+	// extra are states the watcher runs in besides its state_match
+	// (watchers.StateExtender), read once at the start of run.
+	extra []string
 
 	poke    chan struct{} // machine changed state; buffer 1, coalescing
 	trigger chan struct{} // the Streamer asked for a check; buffer 1
@@ -103,6 +107,9 @@ func errorBackoff(failures int, interval time.Duration) time.Duration {
 
 // run drives the watcher until ctx is done.
 func (r *runner) run(ctx context.Context) {
+	if e, ok := r.w.(watchers.StateExtender); ok && len(r.def.StateMatch) > 0 {
+		r.extra = e.ExtraStates()
+	}
 	if s, ok := r.w.(watchers.Streamer); ok {
 		var wg sync.WaitGroup
 		wg.Go(func() { r.stream(ctx, s) })
@@ -197,6 +204,9 @@ func (r *runner) checkOnce(ctx context.Context, failures *int, paced bool) (*sta
 		outcome = "error"
 		transition = r.def.FailTransition
 		r.log.Warn("watcher check failed", "error", err)
+	case res.Outcome == watchers.Unchanged:
+	case res.Transition != "":
+		transition = res.Transition
 	case res.Outcome == watchers.Success:
 		transition = r.def.SuccessTransition
 	case res.Outcome == watchers.Failure:
@@ -225,7 +235,7 @@ func (r *runner) checkOnce(ctx context.Context, failures *int, paced bool) (*sta
 	r.mu.Unlock()
 
 	var rep *stateReport
-	if err != nil || res.Outcome != watchers.Unchanged {
+	if err != nil || (res.Outcome != watchers.Unchanged && !res.Quiet) {
 		rep = &stateReport{
 			eventType: r.info.EventType(), watcherType: r.info.Type, watcher: r.def.Name,
 			outcome: outcome, state: res.State, err: err, transErr: terr,
@@ -269,7 +279,8 @@ func (r *runner) safeCheck(ctx context.Context) (res watchers.Result, err error)
 // observe reads whether the watcher is active in the machine's current
 // state and tells a StateObserver.
 func (r *runner) observe() bool {
-	active := matchesState(r.def.StateMatch, r.m.fsm.current())
+	state := r.m.fsm.current()
+	active := matchesState(r.def.StateMatch, state) || slices.Contains(r.extra, state)
 	r.mu.Lock()
 	r.status.Active = active
 	r.mu.Unlock()
