@@ -8,7 +8,7 @@
 // These Choria properties are accepted, with Choria's meaning:
 //
 //	bucket              the bucket (required)
-//	key                 the key (required); a literal key, not a template
+//	key                 the key (required)
 //	mode                "watch" (the default) or "poll"
 //	bucket_prefix       true (the default) stores the value under BUCKET_key,
 //	                    false under key
@@ -17,6 +17,12 @@
 //	                    even when the value did not change
 //	on_matching_update  a put of the same value with a higher revision is a
 //	                    Success, except for the first read after start
+//
+// bucket, key and store_key may be templates, rendered once when the
+// machine loads with the node's identity, facts and the machine data (see
+// package github.com/mms-io/mms/watchers/render for the fields and
+// functions): `key: nodes.{{ .Identity }}`. Choria templates key and
+// store_key (not bucket) and renders them on every poll.
 //
 // and one of mms's own:
 //
@@ -89,6 +95,7 @@ import (
 	"time"
 
 	"github.com/mms-io/mms/watchers"
+	"github.com/mms-io/mms/watchers/render"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -210,22 +217,31 @@ var (
 	keyPattern    = regexp.MustCompile(`^[-/_=.a-zA-Z0-9]+$`)
 )
 
-// Validate checks the properties and works out the data key.
+// Validate checks the properties and works out the data key. A templated
+// bucket, key or store_key is only parsed here; Provision renders and
+// checks it.
 func (w *Watcher) Validate() error {
 	var errs []error
-	switch {
-	case w.Bucket == "":
-		errs = append(errs, errors.New("bucket: required"))
-	case !bucketPattern.MatchString(w.Bucket):
-		errs = append(errs, fmt.Errorf("bucket: %q is not a bucket name: use letters, digits, _ and -", w.Bucket))
-	}
-	switch {
-	case w.Key == "":
-		errs = append(errs, errors.New("key: required"))
-	case strings.Contains(w.Key, "{{"):
-		errs = append(errs, fmt.Errorf("key: %q: templates are not supported, give the literal key", w.Key))
-	case !keyPattern.MatchString(w.Key) || strings.HasPrefix(w.Key, ".") || strings.HasSuffix(w.Key, ".") || strings.Contains(w.Key, ".."):
-		errs = append(errs, fmt.Errorf("key: %q is not a key: use letters, digits and -/_=. (no wildcards, no empty tokens)", w.Key))
+	for _, f := range []struct {
+		name, value string
+		check       func(string) error
+	}{
+		{"bucket", w.Bucket, checkBucket},
+		{"key", w.Key, checkKey},
+		{"store_key", w.StoreKey, checkStoreKey},
+	} {
+		var err error
+		switch {
+		case f.value == "" && f.name != "store_key":
+			err = errors.New("required")
+		case render.Has(f.value):
+			err = render.Check(f.value)
+		default:
+			err = f.check(f.value)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
+		}
 	}
 	switch w.Mode {
 	case "", ModeWatch:
@@ -234,9 +250,6 @@ func (w *Watcher) Validate() error {
 		w.mode = ModePoll
 	default:
 		errs = append(errs, fmt.Errorf("mode: %q: want %q or %q", w.Mode, ModeWatch, ModePoll))
-	}
-	if w.StoreKey != "" && strings.TrimSpace(w.StoreKey) == "" {
-		errs = append(errs, errors.New("store_key: blank"))
 	}
 	w.resync = DefaultResyncInterval
 	if w.ResyncInterval != 0 {
@@ -249,6 +262,33 @@ func (w *Watcher) Validate() error {
 			w.resync = w.ResyncInterval.Std()
 		}
 	}
+	w.setDataKey()
+	return errors.Join(errs...)
+}
+
+func checkBucket(b string) error {
+	if !bucketPattern.MatchString(b) {
+		return fmt.Errorf("%q is not a bucket name: use letters, digits, _ and -", b)
+	}
+	return nil
+}
+
+func checkKey(k string) error {
+	if !keyPattern.MatchString(k) || strings.HasPrefix(k, ".") || strings.HasSuffix(k, ".") || strings.Contains(k, "..") {
+		return fmt.Errorf("%q is not a key: use letters, digits and -/_=. (no wildcards, no empty tokens)", k)
+	}
+	return nil
+}
+
+func checkStoreKey(k string) error {
+	if k != "" && strings.TrimSpace(k) == "" {
+		return errors.New("blank")
+	}
+	return nil
+}
+
+// setDataKey works out the machine data key from the properties.
+func (w *Watcher) setDataKey() {
 	switch {
 	case w.StoreKey != "":
 		w.dataKey = w.StoreKey
@@ -257,11 +297,54 @@ func (w *Watcher) Validate() error {
 	default:
 		w.dataKey = w.Key
 	}
-	return errors.Join(errs...)
+}
+
+// renderTemplates renders a templated bucket, key and store_key with the
+// node's identity and facts and the machine data, checks what they render
+// to, and puts the results in place of the templates.
+func (w *Watcher) renderTemplates(d watchers.Deps) error {
+	if !render.Has(w.Bucket) && !render.Has(w.Key) && !render.Has(w.StoreKey) {
+		return nil
+	}
+	data := render.FromDeps(d)
+	var errs []error
+	for _, f := range []struct {
+		name  string
+		value *string
+		check func(string) error
+	}{
+		{"bucket", &w.Bucket, checkBucket},
+		{"key", &w.Key, checkKey},
+		{"store_key", &w.StoreKey, checkStoreKey},
+	} {
+		if !render.Has(*f.value) {
+			continue
+		}
+		out, err := render.String(*f.value, data)
+		switch {
+		case err != nil:
+		case out == "":
+			err = fmt.Errorf("template %q renders empty", *f.value)
+		default:
+			if cerr := f.check(out); cerr != nil {
+				err = fmt.Errorf("template %q: %w", *f.value, cerr)
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
+			continue
+		}
+		*f.value = out
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	w.setDataKey()
+	return nil
 }
 
 // DataKey returns the machine data key the value is stored under (valid
-// after Validate).
+// after Validate, or after Provision when a property is a template).
 func (w *Watcher) DataKey() string { return w.dataKey }
 
 // Provision takes the machine's data store and NATS connection; the kv
@@ -273,6 +356,9 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	}
 	if d.Data == nil {
 		return errors.New("no machine data store")
+	}
+	if err := w.renderTemplates(d); err != nil {
+		return err
 	}
 	if d.Conn == nil {
 		return errors.New("no NATS connection: the kv watcher needs the node connected to NATS")

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/mms-io/mms/watchers"
+	"github.com/mms-io/mms/watchers/render"
 	"github.com/mms-io/mms/watchers/watchertest"
 )
 
@@ -33,7 +34,10 @@ var validateTests = []struct {
 	{name: "star key", props: `{"bucket":"B","key":"*"}`, err: `properties: key: "*" is not a key: use letters, digits and -/_=. (no wildcards, no empty tokens)`},
 	{name: "empty token", props: `{"bucket":"B","key":"a..b"}`, err: `properties: key: "a..b" is not a key: use letters, digits and -/_=. (no wildcards, no empty tokens)`},
 	{name: "leading dot", props: `{"bucket":"B","key":".a"}`, err: `properties: key: ".a" is not a key: use letters, digits and -/_=. (no wildcards, no empty tokens)`},
-	{name: "template key", props: `{"bucket":"B","key":"{{ lookup \"facts.x\" \"\" }}"}`, err: `properties: key: "{{ lookup \"facts.x\" \"\" }}": templates are not supported, give the literal key`},
+	{name: "template key", props: `{"bucket":"B","key":"{{ lookup \"facts.x\" \"\" }}"}`, mode: ModeWatch, dataKey: `B_{{ lookup "facts.x" "" }}`, resync: DefaultResyncInterval},
+	{name: "identity key", props: `{"bucket":"B","key":"nodes.{{ .Identity }}","store_key":"{{ .Machine }}"}`, mode: ModeWatch, dataKey: `{{ .Machine }}`, resync: DefaultResyncInterval},
+	{name: "template syntax", props: `{"bucket":"B","key":"nodes.{{ .Identity"}`, err: `properties: key: template "nodes.{{ .Identity": template: property:1: unclosed action`},
+	{name: "template function", props: `{"bucket":"{{ bucket }}","key":"k"}`, err: `properties: bucket: template "{{ bucket }}": template: property:1: function "bucket" not defined`},
 	{name: "bad mode", props: `{"bucket":"B","key":"k","mode":"push"}`, err: `properties: mode: "push": want "watch" or "poll"`},
 	{name: "blank store key", props: `{"bucket":"B","key":"k","store_key":"  "}`, err: "properties: store_key: blank"},
 	{name: "resync in poll mode", props: `{"bucket":"B","key":"k","mode":"poll","resync_interval":"5s"}`, err: "properties: resync_interval: only used in watch mode"},
@@ -109,11 +113,53 @@ func FuzzDecodeProperties(f *testing.F) {
 		if kw.DataKey() == "" || kw.Bucket == "" || kw.Key == "" {
 			t.Fatalf("Build(%q) = bucket %q key %q data key %q, want all set", props, kw.Bucket, kw.Key, kw.DataKey())
 		}
-		if !keyPattern.MatchString(kw.Key) || !bucketPattern.MatchString(kw.Bucket) {
+		if (!keyPattern.MatchString(kw.Key) && !render.Has(kw.Key)) || (!bucketPattern.MatchString(kw.Bucket) && !render.Has(kw.Bucket)) {
 			t.Fatalf("Build(%q) accepted bucket %q key %q", props, kw.Bucket, kw.Key)
 		}
 		if kw.resync < MinResyncInterval {
 			t.Fatalf("Build(%q) resync = %v, below %v", props, kw.resync, MinResyncInterval)
 		}
 	})
+}
+
+func TestTemplates(t *testing.T) {
+	env := newEnv(t)
+	kv := env.bucket(t, "NODES_linux")
+	put(t, kv, "nodes.node.example.net", "mine")
+	put(t, kv, "nodes.other", "not mine")
+	w, d := env.build(t, `{"bucket":"NODES_{{ lookup \"facts.os.family\" \"any\" }}","key":"nodes.{{ .Identity }}","mode":"poll","store_key":"{{ .Watcher }}_value"}`)
+	if w.Bucket != "NODES_linux" || w.Key != "nodes.node.example.net" || w.DataKey() != "test_value" {
+		t.Errorf("rendered bucket %q, key %q, data key %q; want NODES_linux, nodes.node.example.net, test_value", w.Bucket, w.Key, w.DataKey())
+	}
+	r := pollCheck(t, w)
+	if r.err != nil || r.outcome != watchers.Success || r.state.Key != "nodes.node.example.net" || r.state.Bucket != "NODES_linux" {
+		t.Fatalf("check = %+v, want a success reading NODES_linux/nodes.node.example.net", r)
+	}
+	if v, _ := d.Data.Get("test_value"); v != "mine" {
+		t.Errorf("data[test_value] = %v, want mine", v)
+	}
+}
+
+func TestTemplateErrors(t *testing.T) {
+	tests := []struct {
+		name, props, err string
+	}{
+		{name: "renders a bad key", props: `{"bucket":"B","key":"nodes.{{ .Facts.os }}"}`,
+			err: `provision: key: template "nodes.{{ .Facts.os }}": "nodes.map[family:linux]" is not a key: use letters, digits and -/_=. (no wildcards, no empty tokens)`},
+		{name: "renders empty", props: `{"bucket":"B","key":"{{ lookup \"facts.nope\" \"\" }}"}`,
+			err: `provision: key: template "{{ lookup \"facts.nope\" \"\" }}" renders empty`},
+		{name: "missing fact", props: `{"bucket":"B","key":"{{ .Facts.nope }}"}`,
+			err: `provision: key: render template "{{ .Facts.nope }}": template: property:1:9: executing "property" at <.Facts.nope>: map has no entry for key "nope"`},
+		{name: "bucket and key", props: `{"bucket":"{{ .Machine }}.x","key":"{{ .Identity }}.."}`,
+			err: "provision: bucket: template \"{{ .Machine }}.x\": \"test.x\" is not a bucket name: use letters, digits, _ and -\n" +
+				`key: template "{{ .Identity }}..": "node.example.net.." is not a key: use letters, digits and -/_=. (no wildcards, no empty tokens)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := watchertest.New(watchertest.Deps(t), "kv", tt.props)
+			if got := errString(err); got != tt.err {
+				t.Errorf("New(kv, %s) err =\n%s\nwant\n%s", tt.props, got, tt.err)
+			}
+		})
+	}
 }
