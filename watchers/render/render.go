@@ -74,32 +74,42 @@ func FromDeps(d watchers.Deps) Data {
 func Has(s string) bool { return strings.Contains(s, "{{") }
 
 // Check parses s as a template, for Validate: a syntax error or an unknown
-// function is reported when the machine loads, not when it runs.
-func Check(s string) error {
-	_, err := parse(s)
+// function is reported when the machine loads, not when it runs. extra are
+// functions of the watcher's own, as given to [String].
+func Check(s string, extra ...template.FuncMap) error {
+	_, err := parse(s, extra)
 	return err
 }
 
-// String renders s with d. Text without a template action is returned as it
-// is.
-func String(s string, d Data) (string, error) {
+// String renders s with d and the standard functions plus extra (a
+// watcher's own, such as the nagios watcher's o). Text without a template
+// action is returned as it is.
+func String(s string, d Data, extra ...template.FuncMap) (string, error) {
 	if !Has(s) {
 		return s, nil
 	}
-	t, err := parse(s)
+	t, err := parse(s, extra)
 	if err != nil {
 		return "", err
 	}
+	t.Funcs(funcs(d))
+	for _, fm := range extra {
+		t.Funcs(fm)
+	}
 	var b strings.Builder
-	if err := t.Funcs(funcs(d)).Execute(&b, d); err != nil {
+	if err := t.Execute(&b, d); err != nil {
 		return "", fmt.Errorf("render template %q: %w", s, err)
 	}
 	return b.String(), nil
 }
 
 // parse parses s with placeholder functions (the real ones need the data).
-func parse(s string) (*template.Template, error) {
-	t, err := template.New("property").Option("missingkey=error").Funcs(funcs(Data{})).Parse(s)
+func parse(s string, extra []template.FuncMap) (*template.Template, error) {
+	t := template.New("property").Option("missingkey=error").Funcs(funcs(Data{}))
+	for _, fm := range extra {
+		t.Funcs(fm)
+	}
+	t, err := t.Parse(s)
 	if err != nil {
 		return nil, fmt.Errorf("template %q: %w", s, err)
 	}
