@@ -190,7 +190,8 @@ func (r *runner) run(ctx context.Context) {
 }
 
 // checkOnce runs one check and acts on it: transition, event, status. It
-// returns the published report (nil if none), when to check next (zero for
+// returns the report to announce (nil if none; a quiet one was not
+// published), when to check next (zero for
 // no periodic check) and false when ctx ended during the check.
 func (r *runner) checkOnce(ctx context.Context, failures *int, paced bool) (*stateReport, time.Duration, bool) {
 	res, err := r.safeCheck(ctx)
@@ -235,12 +236,14 @@ func (r *runner) checkOnce(ctx context.Context, failures *int, paced bool) (*sta
 	r.mu.Unlock()
 
 	var rep *stateReport
-	if err != nil || (res.Outcome != watchers.Unchanged && !res.Quiet) {
+	if err != nil || res.Outcome != watchers.Unchanged {
 		rep = &stateReport{
 			eventType: r.info.EventType(), watcherType: r.info.Type, watcher: r.def.Name,
 			outcome: outcome, state: res.State, err: err, transErr: terr,
 		}
-		r.m.publishState(ctx, *rep)
+		if err != nil || !res.Quiet {
+			r.m.publishState(ctx, *rep)
+		}
 	}
 
 	if err != nil {

@@ -122,3 +122,21 @@ func TestMachineDepsStateAndInterval(t *testing.T) {
 		t.Errorf("Deps.State() after go = %q, want busy", got)
 	}
 }
+
+func TestRunnerQuietResultIsAnnounced(t *testing.T) {
+	prep := func(ctl *probeCtl) {
+		ctl.push(step{res: watchers.Result{Outcome: watchers.Report, Quiet: true, State: map[string]any{"level": 7}}})
+	}
+	inBubble(t, oneWatcher("probe", "    announce_interval: 1m"), prep, func(t *testing.T, ctl *probeCtl, m *Machine, rec *recorder) {
+		start := time.Now()
+		at(start, 30*time.Second)
+		if n := len(rec.all()); n != 0 {
+			t.Errorf("events before the announce = %d, want none for a quiet result", n)
+		}
+		at(start, 90*time.Second)
+		typ := "io.choria.machine.watcher.probe.v1.state"
+		if n := len(rec.find(t, typ, map[string]any{"announce": true, "level": 7})); n != 1 || len(rec.all()) != 1 {
+			t.Errorf("events after 1.5m = %d (announces of the quiet state: %d), want just that announce", len(rec.all()), n)
+		}
+	})
+}

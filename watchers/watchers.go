@@ -96,7 +96,8 @@ type Result struct {
 	// Unchanged nothing fires.
 	Transition string
 	// Quiet fires the transition but publishes no state event (Choria's
-	// suppress_success_announce). An error is always published.
+	// suppress_success_announce); State is still what announce_interval
+	// republishes. An error is always published.
 	Quiet bool
 }
 

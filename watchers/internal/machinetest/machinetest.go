@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natstest"
@@ -81,6 +82,8 @@ type Options struct {
 	Identity string
 	// Facts are the node's facts; nil means the agent's built-in facts.
 	Facts func() map[string]any
+	// Conn is the node's NATS connection, if any.
+	Conn *nats.Conn
 }
 
 // Start parses yaml, builds the machine in o.Dir and runs it until the
@@ -103,7 +106,7 @@ func Start(t testing.TB, yaml string, o Options) (*agent.Machine, *Recorder) {
 	}
 	rec := &Recorder{}
 	m, err := agent.NewMachine(def, agent.MachineConfig{
-		Dir: o.Dir, Identity: o.Identity, Publisher: rec, Data: store, Facts: o.Facts,
+		Dir: o.Dir, Identity: o.Identity, Publisher: rec, Data: store, Facts: o.Facts, Conn: o.Conn,
 		Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
