@@ -95,12 +95,12 @@ var ErrUnknownType = errors.New("unknown watcher type")
 // and what to use instead. A binary that registers one of these names (a
 // plugin of that type in user_plugins.yaml) runs it like any other type.
 var refused = map[string]string{
-	"plugins": "Choria's plugins watcher (with its plugins_manager machine) installs machines from a signed list; " +
+	"plugins": "it installs machines from a signed list (with its plugins_manager machine); " +
 		"in mms the compiled-in manager machine does that with its machines and archive watchers: sign the list with `mms pack` and store it with `mms put`",
-	"homekit": "Choria removed its homekit watcher (go-choria#2288) and mms has none: switch the device from an exec watcher",
+	"homekit": "Choria removed it too (go-choria#2288): switch the device from an exec watcher",
 	"httpswitch": "mms serves no per-machine HTTP endpoint to switch a machine: put the switch in a NATS key-value bucket " +
 		"(`nats kv put`) and follow it with a kv watcher, or flip a file and use a file watcher",
-	"ccm_manifest": "Choria's configuration-management manifests are not supported: run your configuration tool from an exec watcher",
+	"ccm_manifest": "mms runs no configuration-management manifests: run your configuration tool from an exec watcher",
 }
 
 // Refused returns Choria's watcher types that mms refuses, each with why

@@ -12,7 +12,7 @@ func TestUnknownType(t *testing.T) {
 	}{
 		{typ: "nope", want: `unknown watcher type "nope"`},
 		{typ: "plugins", want: `unknown watcher type "plugins": Choria's plugins watcher is not supported: ` + refused["plugins"]},
-		{typ: "homekit", want: `unknown watcher type "homekit": Choria's homekit watcher is not supported: Choria removed its homekit watcher (go-choria#2288) and mms has none: switch the device from an exec watcher`},
+		{typ: "homekit", want: `unknown watcher type "homekit": Choria's homekit watcher is not supported: Choria removed it too (go-choria#2288): switch the device from an exec watcher`},
 		{typ: "httpswitch", want: `unknown watcher type "httpswitch": Choria's httpswitch watcher is not supported: ` + refused["httpswitch"]},
 		{typ: "ccm_manifest", want: `unknown watcher type "ccm_manifest": Choria's ccm_manifest watcher is not supported: ` + refused["ccm_manifest"]},
 	}
