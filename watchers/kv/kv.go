@@ -153,23 +153,26 @@ func init() {
 // Watcher is the kv watcher's configuration (its machine.yaml properties)
 // and runtime state.
 type Watcher struct {
-	// Bucket is the KV bucket. Required.
+	// Bucket is the KV bucket; it may be a template. Required.
 	Bucket string `json:"bucket"`
-	// Key is the key in Bucket. Required.
+	// Key is the key in Bucket; it may be a template. Required.
 	Key string `json:"key"`
-	// Mode is ModeWatch (default) or ModePoll.
-	Mode string `json:"mode,omitempty"`
-	// BucketPrefix, true when unset, stores the value under BUCKET_key.
-	BucketPrefix *bool `json:"bucket_prefix,omitempty"`
-	// StoreKey, when set, is the data key, whatever BucketPrefix says.
+	// Mode is "watch" (follow the key with a KV watch) or "poll" (read it
+	// on every check).
+	Mode string `json:"mode,omitempty" default:"watch"`
+	// BucketPrefix stores the value under the data key BUCKET_key; false
+	// stores it under key.
+	BucketPrefix *bool `json:"bucket_prefix,omitempty" default:"true"`
+	// StoreKey, when set, is the data key, whatever BucketPrefix says; it
+	// may be a template.
 	StoreKey string `json:"store_key,omitempty"`
 	// OnSuccessfulGet makes every check that finds the key a Success.
 	OnSuccessfulGet bool `json:"on_successful_get,omitempty"`
 	// OnMatchingUpdate makes a put of an unchanged value a Success.
 	OnMatchingUpdate bool `json:"on_matching_update,omitempty"`
-	// ResyncInterval is how often watch mode also reads the key;
-	// default DefaultResyncInterval.
-	ResyncInterval watchers.Duration `json:"resync_interval,omitempty"`
+	// ResyncInterval is how often watch mode also reads the key, to catch
+	// a watch that went silent; at least 1s.
+	ResyncInterval watchers.Duration `json:"resync_interval,omitempty" default:"30s"`
 
 	mode    string // Mode with the default applied, set by Validate
 	dataKey string // set by Validate
