@@ -139,3 +139,49 @@ func TestGovernorErrors(t *testing.T) {
 		t.Errorf("Check(governor without NATS) err = %v, want one saying there is no NATS connection", err)
 	}
 }
+
+func TestTemplates(t *testing.T) {
+	d := watchertest.Deps(t)
+	writeScript(t, d.Dir, "show.sh", `echo "$1 $2 $NODE" > shown`)
+	w := watchertest.BuildWith(t, d, "exec", `{"command":"./show.sh {{ .Identity }} {{ lookup \"facts.os.family\" \"\" }}","environment":["NODE={{ .Identity | ToUpper }}"],"governor":"{{ .Machine }}-jobs"}`).(*Watcher)
+	if w.Governor != "test-jobs" || w.Command != "./show.sh node.example.net linux" {
+		t.Errorf("rendered governor %q, command %q", w.Governor, w.Command)
+	}
+	w.Governor = "" // no NATS here: run without the governor
+	res, err := w.Check(t.Context())
+	if err != nil || res.Outcome != watchers.Success {
+		t.Fatalf("Check() = %v, %v", res.Outcome, err)
+	}
+	if got := res.State.(State).Command; got != "./show.sh node.example.net linux" {
+		t.Errorf("state command = %q, want the rendered command", got)
+	}
+	b, err := os.ReadFile(filepath.Join(d.Dir, "shown"))
+	if err != nil || strings.TrimSpace(string(b)) != "node.example.net linux NODE.EXAMPLE.NET" {
+		t.Errorf("the command saw %q, %v", b, err)
+	}
+}
+
+func TestTemplateErrors(t *testing.T) {
+	tests := []struct {
+		name, props, err string
+	}{
+		{name: "bad syntax", props: `{"command":"x {{ .Identity","environment":["A={{"],"governor":"{{ end }}"}`,
+			err: "properties: command: template \"x {{ .Identity\": template: property:1: unclosed action\n" +
+				"environment[0] template \"A={{\": template: property:1: unclosed action\n" +
+				"governor: template \"{{ end }}\": template: property:1: unexpected {{end}}"},
+		{name: "renders a bad command", props: `{"command":"x '{{ .Identity }}"}`,
+			err: `provision: command: template "x '{{ .Identity }}" renders "x 'node.example.net": unterminated single quote at offset 2`},
+		{name: "renders a bad environment entry", props: `{"command":"x","environment":["{{ .Machine }}"]}`,
+			err: `provision: environment[0] template "{{ .Machine }}" renders "test": want KEY=VALUE`},
+		{name: "renders a bad governor", props: `{"command":"x","governor":"{{ .Identity }}"}`,
+			err: `provision: governor: template "{{ .Identity }}" renders "node.example.net", which does not match ^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := watchertest.New(watchertest.Deps(t), "exec", tt.props)
+			if got := errString(err); got != tt.err {
+				t.Errorf("New(exec, %s) err =\n%s\nwant\n%s", tt.props, got, tt.err)
+			}
+		})
+	}
+}

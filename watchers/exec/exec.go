@@ -13,6 +13,10 @@
 // plus the environment property, and a timed-out command's whole process
 // group is killed.
 //
+// command, each environment entry and governor may be templates, rendered
+// once when the machine loads (see github.com/mms-io/mms/watchers/render);
+// Choria renders them before every run.
+//
 // # Governor
 //
 // With governor set, each run first takes a slot of that fleet-wide
@@ -61,6 +65,7 @@ import (
 	"github.com/mms-io/mms/spec"
 	"github.com/mms-io/mms/watchers"
 	"github.com/mms-io/mms/watchers/internal/command"
+	"github.com/mms-io/mms/watchers/render"
 )
 
 // Limits of the exec watcher.
@@ -109,9 +114,11 @@ type Gate func(ctx context.Context, name string) (release func(), err error)
 // and runtime state.
 type Watcher struct {
 	// Command is the command line to run, split into words like a shell
-	// would split it (quotes and backslashes), without a shell. Required.
+	// would split it (quotes and backslashes), without a shell; it may be
+	// a template. Required.
 	Command string `json:"command"`
-	// Environment holds extra KEY=VALUE variables for the command.
+	// Environment holds extra KEY=VALUE variables for the command; each
+	// may be a template.
 	Environment []string `json:"environment,omitempty"`
 	// Timeout is how long the command may run before its process group is
 	// killed and the check fails with [ErrTimeout]; at most 1h. Ignored
@@ -130,7 +137,7 @@ type Watcher struct {
 	// in a matching state, so it changes nothing.
 	GatherInitialState bool `json:"gather_initial_state,omitempty"`
 	// Governor names a fleet-wide governor (mms governor add): each run
-	// holds one of its slots while the command runs.
+	// holds one of its slots while the command runs. It may be a template.
 	Governor string `json:"governor,omitempty"`
 	// GovernorTimeout is how long a run waits for a governor slot before
 	// it fails; at most 1h.
@@ -173,27 +180,34 @@ type State struct {
 	PID int `json:"pid,omitempty"`
 }
 
-// Validate checks the properties and parses the command line once.
+// Validate checks the properties and parses the command line once. A
+// templated command, environment entry or governor is only parsed here;
+// Provision renders and checks it.
 func (w *Watcher) Validate() error {
 	var errs []error
-	if strings.TrimSpace(w.Command) == "" {
+	switch {
+	case strings.TrimSpace(w.Command) == "":
 		errs = append(errs, errors.New("command: required"))
-	} else if argv, err := command.Split(w.Command); err != nil {
-		errs = append(errs, fmt.Errorf("command: %w", err))
-	} else {
+	case render.Has(w.Command):
+		if err := render.Check(w.Command); err != nil {
+			errs = append(errs, fmt.Errorf("command: %w", err))
+		}
+	default:
+		argv, err := command.Split(w.Command)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("command: %w", err))
+		}
 		w.argv = argv
 	}
 	for i, e := range w.Environment {
-		k, _, ok := strings.Cut(e, "=")
-		switch {
-		case !ok:
-			errs = append(errs, fmt.Errorf("environment[%d] %q: want KEY=VALUE", i, e))
-		case !envName.MatchString(k):
-			errs = append(errs, fmt.Errorf("environment[%d] %q: invalid variable name %q", i, e, k))
-		case command.Reserved[k]:
-			errs = append(errs, fmt.Errorf("environment[%d] %q: %s is set by the watcher", i, e, k))
-		case strings.ContainsRune(e, 0):
-			errs = append(errs, fmt.Errorf("environment[%d]: contains a NUL byte", i))
+		var err error
+		if render.Has(e) {
+			err = render.Check(e)
+		} else {
+			err = checkEnv(e)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("environment[%d] %w", i, err))
 		}
 	}
 	w.timeout = w.Timeout.Std()
@@ -204,8 +218,14 @@ func (w *Watcher) Validate() error {
 		errs = append(errs, fmt.Errorf("timeout: %v is longer than the maximum %v", w.Timeout, MaxTimeout))
 	}
 	switch {
+	case render.Has(w.Governor):
+		if err := render.Check(w.Governor); err != nil {
+			errs = append(errs, fmt.Errorf("governor: %w", err))
+		}
 	case w.Governor != "" && !governorName.MatchString(w.Governor):
 		errs = append(errs, fmt.Errorf("governor: %q must match %s", w.Governor, spec.GovernorPattern))
+	}
+	switch {
 	case w.GovernorTimeout != 0 && w.Governor == "":
 		errs = append(errs, errors.New("governor_timeout: set without governor"))
 	case w.GovernorTimeout.Std() > MaxGovernorTimeout:
@@ -228,13 +248,83 @@ func (w *Watcher) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Provision keeps the machine's dependencies and reaches the node's
-// governors when the watcher has one.
+// checkEnv checks one KEY=VALUE entry of the environment property.
+func checkEnv(e string) error {
+	k, _, ok := strings.Cut(e, "=")
+	switch {
+	case !ok:
+		return fmt.Errorf("%q: want KEY=VALUE", e)
+	case !envName.MatchString(k):
+		return fmt.Errorf("%q: invalid variable name %q", e, k)
+	case command.Reserved[k]:
+		return fmt.Errorf("%q: %s is set by the watcher", e, k)
+	case strings.ContainsRune(e, 0):
+		return fmt.Errorf("%q: contains a NUL byte", e)
+	}
+	return nil
+}
+
+// renderTemplates renders a templated command, environment entry and
+// governor with the node's identity, facts and the machine data, once, and
+// checks what they render to as Validate checks literal values.
+func (w *Watcher) renderTemplates(d watchers.Deps) error {
+	var data *render.Data
+	rendered := func(s string) (string, bool, error) {
+		if !render.Has(s) {
+			return s, false, nil
+		}
+		if data == nil {
+			dd := render.FromDeps(d)
+			data = &dd
+		}
+		out, err := render.String(s, *data)
+		return out, true, err
+	}
+	var errs []error
+	if line, ok, err := rendered(w.Command); err != nil {
+		errs = append(errs, fmt.Errorf("command: %w", err))
+	} else if ok {
+		argv, err := command.Split(line)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("command: template %q renders %q: %w", w.Command, line, err))
+		}
+		w.Command, w.argv = line, argv
+	}
+	env := slices.Clone(w.Environment)
+	for i, e := range env {
+		out, ok, err := rendered(e)
+		if err == nil && ok {
+			if cerr := checkEnv(out); cerr != nil {
+				err = fmt.Errorf("template %q renders %w", e, cerr)
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("environment[%d] %w", i, err))
+		}
+		env[i] = out
+	}
+	w.Environment = env
+	if gov, ok, err := rendered(w.Governor); err != nil {
+		errs = append(errs, fmt.Errorf("governor: %w", err))
+	} else if ok {
+		if !governorName.MatchString(gov) {
+			errs = append(errs, fmt.Errorf("governor: template %q renders %q, which does not match %s", w.Governor, gov, spec.GovernorPattern))
+		}
+		w.Governor = gov
+	}
+	return errors.Join(errs...)
+}
+
+// Provision renders templated properties, keeps the machine's dependencies
+// and reaches the node's governors when the watcher has one.
 func (w *Watcher) Provision(d watchers.Deps) error {
 	w.deps = d
 	w.log = d.Log
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
+	}
+	if err := w.renderTemplates(d); err != nil {
+		return err
 	}
 	env, err := command.NewEnv(d)
 	if err != nil {
