@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/mms-io/mms/watchers"
+	"github.com/mms-io/mms/watchers/render"
 )
 
 var validateTests = []struct {
@@ -89,7 +90,7 @@ func FuzzDecodeProperties(f *testing.F) {
 			return
 		}
 		ew := w.(*Watcher)
-		if len(ew.argv) == 0 || ew.timeout <= 0 || ew.timeout > MaxTimeout {
+		if (len(ew.argv) == 0 && !render.Has(ew.Command)) || ew.timeout <= 0 || ew.timeout > MaxTimeout {
 			t.Fatalf("Build(%q) accepted argv %q, timeout %v", b, ew.argv, ew.timeout)
 		}
 	})
