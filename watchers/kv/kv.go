@@ -30,8 +30,8 @@
 //	                    directly to catch a silent watch (default 30s, at
 //	                    least 1s)
 //
-// Choria's republish_trigger, hiera_config and query are not supported and,
-// like any other unknown property, rejected when the machine loads. Choria's
+// Choria's republish_trigger, hiera_config and query are not supported: a
+// machine that sets them fails to load, with what to use instead. Choria's
 // default mode is poll and it rejects watch; mms's default is watch.
 //
 // # Values
@@ -173,6 +173,18 @@ type Watcher struct {
 	// ResyncInterval is how often watch mode also reads the key, to catch
 	// a watch that went silent; at least 1s.
 	ResyncInterval watchers.Duration `json:"resync_interval,omitempty" default:"30s"`
+	// RepublishTrigger is Choria's push trigger for poll mode (a stream
+	// republish subject); refused: watch mode, the default, already
+	// follows the key as it changes.
+	RepublishTrigger string `json:"republish_trigger,omitempty"`
+	// HieraConfig is Choria's tinyhiera resolution of the value against
+	// the facts; refused: put the resolved value in the key, or pick the
+	// node's part with an expression watcher or a template.
+	HieraConfig bool `json:"hiera_config,omitempty"`
+	// Query is Choria's gjson query applied to the value; refused: the
+	// whole value is stored, and expressions, templates (lookup) and
+	// WATCHER_DATA read any part of it.
+	Query string `json:"query,omitempty"`
 
 	mode    string // Mode with the default applied, set by Validate
 	dataKey string // set by Validate
@@ -253,6 +265,15 @@ func (w *Watcher) Validate() error {
 		w.mode = ModePoll
 	default:
 		errs = append(errs, fmt.Errorf("mode: %q: want %q or %q", w.Mode, ModeWatch, ModePoll))
+	}
+	if w.RepublishTrigger != "" {
+		errs = append(errs, errors.New("republish_trigger: not supported: mode watch (the default) follows the key as it changes, no republish stream needed"))
+	}
+	if w.HieraConfig {
+		errs = append(errs, errors.New("hiera_config: not supported: put the node's resolved value in the key (for example under a templated key), or select it with an expression watcher"))
+	}
+	if w.Query != "" {
+		errs = append(errs, errors.New("query: not supported: the whole value is stored; read the part you need with an expression watcher (data.KEY.field), a template (lookup \"data.KEY.field\") or WATCHER_DATA"))
 	}
 	w.resync = DefaultResyncInterval
 	if w.ResyncInterval != 0 {
