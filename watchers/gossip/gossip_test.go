@@ -1,7 +1,6 @@
 package gossipwatcher
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,61 +15,37 @@ import (
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/watchers"
 	"github.com/mms-io/mms/watchers/internal/machinetest"
+	"github.com/mms-io/mms/watchers/internal/proptest"
 	"github.com/mms-io/mms/watchers/watchertest"
 )
 
-var validateTests = []struct {
-	name, props, err string
-}{
-	{name: "subject and payload", props: `{"subject":"services.web","payload":"up","ttl_seconds":30}`},
-	{name: "templates", props: `{"subject":"nodes.{{ .Identity }}","payload":"{{ lookup \"facts.os.family\" \"\" }}"}`},
-	{name: "registration", props: `{"registration":{"cluster":"c1","service":"web","protocol":"http","address":"10.0.0.1","port":80,"priority":1,"annotations":{"a":"b"}}}`},
-	{name: "registration with prefix", props: `{"registration":{"cluster":"c1","service":"web","protocol":"http","address":"::1","port":80,"prefix":"reg.x"}}`},
-	{name: "nothing", props: `{}`, err: "properties: subject: required (or registration)\npayload: required (or registration)"},
-	{name: "wildcard subject", props: `{"subject":"a.>","payload":"x"}`, err: `properties: subject: "a.>" is not a subject to publish to: want dot-separated tokens without blanks or wildcards`},
-	{name: "empty token", props: `{"subject":"a..b","payload":"x"}`, err: `properties: subject: "a..b" is not a subject to publish to: want dot-separated tokens without blanks or wildcards`},
-	{name: "bad template", props: `{"subject":"{{ .Nope","payload":"x"}`, err: `properties: subject: template "{{ .Nope": template: property:1: unclosed action`},
-	{name: "negative ttl", props: `{"subject":"a","payload":"x","ttl_seconds":-1}`, err: "properties: ttl_seconds: -1 is negative"},
-	{name: "registration and subject", props: `{"subject":"a","registration":{"cluster":"c","service":"s","protocol":"p","address":"10.0.0.1","port":1}}`, err: "properties: subject: cannot be set with registration"},
-	{name: "bad registration", props: `{"registration":{"cluster":"1c","protocol":"http","address":"web1","port":0}}`,
-		err: "properties: registration.cluster: \"1c\" must match ^[a-zA-Z][a-zA-Z0-9_-]*$\nregistration.service: required\nregistration.address: \"web1\" is not an IP address\nregistration.port: 0 is not a port number (1-65535)"},
-	{name: "typo", props: `{"subjct":"a","payload":"x"}`, err: `properties: json: unknown field "subjct"`},
+var validateTests = []proptest.Case{
+	{Name: "subject and payload", Props: `{"subject":"services.web","payload":"up","ttl_seconds":30}`},
+	{Name: "templates", Props: `{"subject":"nodes.{{ .Identity }}","payload":"{{ lookup \"facts.os.family\" \"\" }}"}`},
+	{Name: "registration", Props: `{"registration":{"cluster":"c1","service":"web","protocol":"http","address":"10.0.0.1","port":80,"priority":1,"annotations":{"a":"b"}}}`},
+	{Name: "registration with prefix", Props: `{"registration":{"cluster":"c1","service":"web","protocol":"http","address":"::1","port":80,"prefix":"reg.x"}}`},
+	{Name: "nothing", Props: `{}`, Err: "properties: subject: required (or registration)\npayload: required (or registration)"},
+	{Name: "wildcard subject", Props: `{"subject":"a.>","payload":"x"}`, Err: `properties: subject: "a.>" is not a subject to publish to: want dot-separated tokens without blanks or wildcards`},
+	{Name: "empty token", Props: `{"subject":"a..b","payload":"x"}`, Err: `properties: subject: "a..b" is not a subject to publish to: want dot-separated tokens without blanks or wildcards`},
+	{Name: "bad template", Props: `{"subject":"{{ .Nope","payload":"x"}`, Err: `properties: subject: template "{{ .Nope": template: property:1: unclosed action`},
+	{Name: "negative ttl", Props: `{"subject":"a","payload":"x","ttl_seconds":-1}`, Err: "properties: ttl_seconds: -1 is negative"},
+	{Name: "registration and subject", Props: `{"subject":"a","registration":{"cluster":"c","service":"s","protocol":"p","address":"10.0.0.1","port":1}}`, Err: "properties: subject: cannot be set with registration"},
+	{Name: "bad registration", Props: `{"registration":{"cluster":"1c","protocol":"http","address":"web1","port":0}}`,
+		Err: "properties: registration.cluster: \"1c\" must match ^[a-zA-Z][a-zA-Z0-9_-]*$\nregistration.service: required\nregistration.address: \"web1\" is not an IP address\nregistration.port: 0 is not a port number (1-65535)"},
+	{Name: "typo", Props: `{"subjct":"a","payload":"x"}`, Err: `properties: json: unknown field "subjct"`},
 }
 
-func TestValidate(t *testing.T) {
-	for _, tt := range validateTests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := watchers.Build("gossip", json.RawMessage(tt.props))
-			if got := errString(err); got != tt.err {
-				t.Errorf("Build(gossip, %s) err =\n%s\nwant\n%s", tt.props, got, tt.err)
-			}
-		})
-	}
-}
+func TestValidate(t *testing.T) { proptest.Build(t, "gossip", validateTests) }
 
 // FuzzDecodeProperties: never a panic; an accepted config has a
 // registration or both a subject and a payload.
 func FuzzDecodeProperties(f *testing.F) {
-	for _, tt := range validateTests {
-		f.Add([]byte(tt.props))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		w, err := watchers.Build("gossip", b)
-		if err != nil {
-			return
-		}
+	proptest.Fuzz(f, "gossip", validateTests, func(t *testing.T, b []byte, w watchers.Watcher) {
 		gw := w.(*Watcher)
 		if gw.Registration == nil && (gw.Subject == "" || gw.Payload == "") || gw.TTLSeconds < 0 {
 			t.Fatalf("Build(%q) accepted %+v", b, gw)
 		}
 	})
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }
 
 // connected returns watcher dependencies on a fresh server and a second
@@ -159,7 +134,7 @@ func TestRenderedSubjectChecked(t *testing.T) {
 	d := watchertest.Deps(t)
 	d.Identity = "bad id"
 	_, err := watchertest.New(d, "gossip", `{"subject":"nodes.{{ .Identity }}","payload":"x"}`)
-	if want := `provision: subject: template "nodes.{{ .Identity }}": "nodes.bad id" is not a subject to publish to: want dot-separated tokens without blanks or wildcards`; errString(err) != want {
+	if want := `provision: subject: template "nodes.{{ .Identity }}": "nodes.bad id" is not a subject to publish to: want dot-separated tokens without blanks or wildcards`; proptest.ErrString(err) != want {
 		t.Errorf("New() = %v, want %s", err, want)
 	}
 }

@@ -16,63 +16,39 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mms-io/mms/watchers"
+	"github.com/mms-io/mms/watchers/internal/proptest"
 	"github.com/mms-io/mms/watchers/promexport"
 	"github.com/mms-io/mms/watchers/watchertest"
 )
 
-var validateTests = []struct {
-	name, props, err string
-}{
-	{name: "minimal", props: `{"command":"./metric.sh"}`},
-	{name: "everything", props: `{"command":"./metric.sh","interval":"10s","timeout":"5s","labels":{"dc":"one"},"skip_prometheus":true,"store":true,"http":false,"graphite_host":"graphite","graphite_port":"2003","graphite_prefix":"nodes.x"}`},
-	{name: "port as a number", props: `{"command":"x","graphite_host":"g","graphite_port":2003}`},
-	{name: "templates", props: `{"command":"./m.sh {{ .Identity }}","graphite_host":"{{ lookup \"facts.graphite\" \"g\" }}","graphite_port":"{{ lookup \"facts.port\" 2003 }}"}`},
-	{name: "missing command", props: `{}`, err: "properties: command: required"},
-	{name: "shell pipe", props: `{"command":"a | b"}`, err: `properties: command: shell operator "|": commands run without a shell; quote it to pass it literally, or run sh -c '…'`},
-	{name: "bad template", props: `{"command":"{{ .Identity"}`, err: `properties: command: template "{{ .Identity": template: property:1: unclosed action`},
-	{name: "interval too short", props: `{"command":"x","interval":"500ms"}`, err: "properties: interval: 500ms is below the minimum 1s"},
-	{name: "timeout too long", props: `{"command":"x","timeout":"2h"}`, err: "properties: timeout: 2h0m0s is longer than the maximum 1h0m0s"},
-	{name: "http", props: `{"command":"x","http":true}`, err: "properties: http: not supported: mms serves no per-machine HTTP endpoint; the metrics are in the state event and, unless skip_prometheus, on the node's Prometheus endpoint"},
-	{name: "bad port", props: `{"command":"x","graphite_port":"graph"}`, err: `properties: graphite_port: "graph" is not a port number (1-65535)`},
-	{name: "port out of range", props: `{"command":"x","graphite_port":70000}`, err: `properties: graphite_port: "70000" is not a port number (1-65535)`},
-	{name: "port of the wrong type", props: `{"command":"x","graphite_port":true}`, err: "properties: want a port number"},
-	{name: "typo", props: `{"command":"x","skip_promethus":true}`, err: `properties: json: unknown field "skip_promethus"`},
+var validateTests = []proptest.Case{
+	{Name: "minimal", Props: `{"command":"./metric.sh"}`},
+	{Name: "everything", Props: `{"command":"./metric.sh","interval":"10s","timeout":"5s","labels":{"dc":"one"},"skip_prometheus":true,"store":true,"http":false,"graphite_host":"graphite","graphite_port":"2003","graphite_prefix":"nodes.x"}`},
+	{Name: "port as a number", Props: `{"command":"x","graphite_host":"g","graphite_port":2003}`},
+	{Name: "templates", Props: `{"command":"./m.sh {{ .Identity }}","graphite_host":"{{ lookup \"facts.graphite\" \"g\" }}","graphite_port":"{{ lookup \"facts.port\" 2003 }}"}`},
+	{Name: "missing command", Props: `{}`, Err: "properties: command: required"},
+	{Name: "shell pipe", Props: `{"command":"a | b"}`, Err: `properties: command: shell operator "|": commands run without a shell; quote it to pass it literally, or run sh -c '…'`},
+	{Name: "bad template", Props: `{"command":"{{ .Identity"}`, Err: `properties: command: template "{{ .Identity": template: property:1: unclosed action`},
+	{Name: "interval too short", Props: `{"command":"x","interval":"500ms"}`, Err: "properties: interval: 500ms is below the minimum 1s"},
+	{Name: "timeout too long", Props: `{"command":"x","timeout":"2h"}`, Err: "properties: timeout: 2h0m0s is longer than the maximum 1h0m0s"},
+	{Name: "http", Props: `{"command":"x","http":true}`, Err: "properties: http: not supported: mms serves no per-machine HTTP endpoint; the metrics are in the state event and, unless skip_prometheus, on the node's Prometheus endpoint"},
+	{Name: "bad port", Props: `{"command":"x","graphite_port":"graph"}`, Err: `properties: graphite_port: "graph" is not a port number (1-65535)`},
+	{Name: "port out of range", Props: `{"command":"x","graphite_port":70000}`, Err: `properties: graphite_port: "70000" is not a port number (1-65535)`},
+	{Name: "port of the wrong type", Props: `{"command":"x","graphite_port":true}`, Err: "properties: want a port number"},
+	{Name: "typo", Props: `{"command":"x","skip_promethus":true}`, Err: `properties: json: unknown field "skip_promethus"`},
 }
 
-func TestValidate(t *testing.T) {
-	for _, tt := range validateTests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := watchers.Build("metric", json.RawMessage(tt.props))
-			if got := errString(err); got != tt.err {
-				t.Errorf("Build(metric, %s) err =\n%s\nwant\n%s", tt.props, got, tt.err)
-			}
-		})
-	}
-}
+func TestValidate(t *testing.T) { proptest.Build(t, "metric", validateTests) }
 
 // FuzzDecodeProperties: never a panic; an accepted config has a command, a
 // timeout within bounds and no interval below the minimum.
 func FuzzDecodeProperties(f *testing.F) {
-	for _, tt := range validateTests {
-		f.Add([]byte(tt.props))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		w, err := watchers.Build("metric", b)
-		if err != nil {
-			return
-		}
+	proptest.Fuzz(f, "metric", validateTests, func(t *testing.T, b []byte, w watchers.Watcher) {
 		mw := w.(*Watcher)
 		if strings.TrimSpace(mw.Command) == "" || mw.timeout <= 0 || mw.timeout > MaxTimeout || (mw.Interval != 0 && mw.Interval.Std() < MinInterval) || mw.HTTP {
 			t.Fatalf("Build(%q) accepted %+v", b, mw)
 		}
 	})
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }
 
 func writeScript(t *testing.T, dir, name, body string) {
@@ -157,7 +133,7 @@ func TestCheckFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			w, _, c := build(t, `{"command":"./metric.sh"}`, tt.body)
 			_, err := w.Check(t.Context())
-			if got := errString(err); got != tt.err {
+			if got := proptest.ErrString(err); got != tt.err {
 				t.Errorf("Check() err = %q, want %q", got, tt.err)
 			}
 			if got := scrape(t, c); len(got) != 0 {

@@ -1,7 +1,6 @@
 package nagioswatcher
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,65 +13,41 @@ import (
 
 	"github.com/mms-io/mms/watchers"
 	"github.com/mms-io/mms/watchers/internal/perfdata"
+	"github.com/mms-io/mms/watchers/internal/proptest"
 	"github.com/mms-io/mms/watchers/watchertest"
 )
 
-var validateTests = []struct {
-	name, props, err string
-}{
-	{name: "plugin", props: `{"plugin":"/usr/lib/nagios/plugins/check_load -w 1,1,1 -c 2,2,2"}`},
-	{name: "everything", props: `{"plugin":"check_x","timeout":"30s","annotations":{"team":"web"}}`},
-	{name: "heartbeat", props: `{"builtin":"heartbeat"}`},
-	{name: "template", props: `{"plugin":"check_disk -w {{ o \"warn\" 10 }} -H {{ .Identity }}"}`},
-	{name: "neither", props: `{}`, err: "properties: plugin: required (or builtin)"},
-	{name: "both", props: `{"plugin":"x","builtin":"heartbeat"}`, err: "properties: plugin: set plugin or builtin, not both"},
-	{name: "blank plugin", props: `{"plugin":"  "}`, err: "properties: plugin: no words"},
-	{name: "shell operator", props: `{"plugin":"check | grep x"}`, err: `properties: plugin: shell operator "|": commands run without a shell; quote it to pass it literally, or run sh -c '…'`},
-	{name: "bad template", props: `{"plugin":"check {{ scout }}"}`, err: `properties: plugin: template "check {{ scout }}": template: property:1: function "scout" not defined`},
-	{name: "goss", props: `{"builtin":"goss","gossfile":"/etc/goss.yaml"}`, err: "properties: builtin: goss is not supported: run goss as a plugin, for example plugin: \"goss -g goss.yaml validate --format nagios\"\n" +
+var validateTests = []proptest.Case{
+	{Name: "plugin", Props: `{"plugin":"/usr/lib/nagios/plugins/check_load -w 1,1,1 -c 2,2,2"}`},
+	{Name: "everything", Props: `{"plugin":"check_x","timeout":"30s","annotations":{"team":"web"}}`},
+	{Name: "heartbeat", Props: `{"builtin":"heartbeat"}`},
+	{Name: "template", Props: `{"plugin":"check_disk -w {{ o \"warn\" 10 }} -H {{ .Identity }}"}`},
+	{Name: "neither", Props: `{}`, Err: "properties: plugin: required (or builtin)"},
+	{Name: "both", Props: `{"plugin":"x","builtin":"heartbeat"}`, Err: "properties: plugin: set plugin or builtin, not both"},
+	{Name: "blank plugin", Props: `{"plugin":"  "}`, Err: "properties: plugin: no words"},
+	{Name: "shell operator", Props: `{"plugin":"check | grep x"}`, Err: `properties: plugin: shell operator "|": commands run without a shell; quote it to pass it literally, or run sh -c '…'`},
+	{Name: "bad template", Props: `{"plugin":"check {{ scout }}"}`, Err: `properties: plugin: template "check {{ scout }}": template: property:1: function "scout" not defined`},
+	{Name: "goss", Props: `{"builtin":"goss","gossfile":"/etc/goss.yaml"}`, Err: "properties: builtin: goss is not supported: run goss as a plugin, for example plugin: \"goss -g goss.yaml validate --format nagios\"\n" +
 		"gossfile: only used by the goss builtin, which is not supported: run goss as a plugin with -g and --format nagios"},
-	{name: "choria_status", props: `{"builtin":"choria_status","last_message":"1h","pubcert_expire":"24h","token_expire":"24h"}`,
-		err: "properties: builtin: choria_status checks a Choria server's status file, which an mms node does not have: check the agent with `mms status`, or run a plugin\n" +
+	{Name: "choria_status", Props: `{"builtin":"choria_status","last_message":"1h","pubcert_expire":"24h","token_expire":"24h"}`,
+		Err: "properties: builtin: choria_status checks a Choria server's status file, which an mms node does not have: check the agent with `mms status`, or run a plugin\n" +
 			"last_message: only used by the choria_status builtin, which is not supported\npubcert_expire: only used by the choria_status builtin, which is not supported\ntoken_expire: only used by the choria_status builtin, which is not supported"},
-	{name: "unknown builtin", props: `{"builtin":"ping"}`, err: `properties: builtin: unknown builtin "ping": the one mms has is heartbeat`},
-	{name: "timeout too long", props: `{"plugin":"x","timeout":"2h"}`, err: "properties: timeout: 2h0m0s is longer than the maximum 1h0m0s"},
-	{name: "typo", props: `{"plugn":"x"}`, err: `properties: json: unknown field "plugn"`},
+	{Name: "unknown builtin", Props: `{"builtin":"ping"}`, Err: `properties: builtin: unknown builtin "ping": the one mms has is heartbeat`},
+	{Name: "timeout too long", Props: `{"plugin":"x","timeout":"2h"}`, Err: "properties: timeout: 2h0m0s is longer than the maximum 1h0m0s"},
+	{Name: "typo", Props: `{"plugn":"x"}`, Err: `properties: json: unknown field "plugn"`},
 }
 
-func TestValidate(t *testing.T) {
-	for _, tt := range validateTests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := watchers.Build("nagios", json.RawMessage(tt.props))
-			if got := errString(err); got != tt.err {
-				t.Errorf("Build(nagios, %s) err =\n%s\nwant\n%s", tt.props, got, tt.err)
-			}
-		})
-	}
-}
+func TestValidate(t *testing.T) { proptest.Build(t, "nagios", validateTests) }
 
 // FuzzDecodeProperties: never a panic, and an accepted config has a
 // timeout within bounds and exactly one of plugin and builtin.
 func FuzzDecodeProperties(f *testing.F) {
-	for _, tt := range validateTests {
-		f.Add([]byte(tt.props))
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		w, err := watchers.Build("nagios", b)
-		if err != nil {
-			return
-		}
+	proptest.Fuzz(f, "nagios", validateTests, func(t *testing.T, b []byte, w watchers.Watcher) {
 		nw := w.(*Watcher)
 		if nw.timeout <= 0 || nw.timeout > MaxTimeout || (nw.Plugin == "") == (nw.Builtin == "") {
 			t.Fatalf("Build(%q) accepted timeout %v, plugin %q, builtin %q", b, nw.timeout, nw.Plugin, nw.Builtin)
 		}
 	})
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }
 
 // writeScript writes an executable shell script into dir.
