@@ -125,6 +125,7 @@ func NewMachine(def *machine.Definition, cfg MachineConfig) (*Machine, error) {
 			err := p.Provision(watchers.Deps{
 				Machine: def.Name, Watcher: wd.Name, Dir: cfg.Dir, Identity: cfg.Identity,
 				Log: wlog, Data: cfg.Data, Facts: facts, Conn: cfg.Conn, OnReconnect: cfg.OnReconnect, Host: cfg.Host,
+				State: m.fsm.current, Interval: r.interval(),
 			})
 			if err != nil {
 				m.closeWatchers()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -54,6 +55,9 @@ type runner struct {
 	w    watchers.Watcher
 	m    *Machine
 	log  *slog.Logger
+	// extra are states the watcher runs in besides its state_match
+	// (watchers.StateExtender), read once at the start of run.
+	extra []string
 
 	poke    chan struct{} // machine changed state; buffer 1, coalescing
 	trigger chan struct{} // the Streamer asked for a check; buffer 1
@@ -104,6 +108,9 @@ func errorBackoff(failures int, interval time.Duration) time.Duration {
 
 // run drives the watcher until ctx is done.
 func (r *runner) run(ctx context.Context) {
+	if e, ok := r.w.(watchers.StateExtender); ok && len(r.def.StateMatch) > 0 {
+		r.extra = e.ExtraStates()
+	}
 	if s, ok := r.w.(watchers.Streamer); ok {
 		var wg sync.WaitGroup
 		wg.Go(func() { r.stream(ctx, s) })
@@ -184,7 +191,8 @@ func (r *runner) run(ctx context.Context) {
 }
 
 // checkOnce runs one check and acts on it: transition, event, status. It
-// returns the published report (nil if none), when to check next (zero for
+// returns the report to announce (nil if none; a quiet one was not
+// published), when to check next (zero for
 // no periodic check) and false when ctx ended during the check.
 func (r *runner) checkOnce(ctx context.Context, failures *int, paced bool) (*stateReport, time.Duration, bool) {
 	res, err := r.safeCheck(ctx)
@@ -198,6 +206,9 @@ func (r *runner) checkOnce(ctx context.Context, failures *int, paced bool) (*sta
 		outcome = "error"
 		transition = r.def.FailTransition
 		r.log.Warn("watcher check failed", "error", err)
+	case res.Outcome == watchers.Unchanged:
+	case res.Transition != "":
+		transition = res.Transition
 	case res.Outcome == watchers.Success:
 		transition = r.def.SuccessTransition
 	case res.Outcome == watchers.Failure:
@@ -209,6 +220,11 @@ func (r *runner) checkOnce(ctx context.Context, failures *int, paced bool) (*sta
 		rep = &stateReport{
 			eventType: r.info.EventType(), watcherType: r.info.Type, watcher: r.def.Name,
 			outcome: outcome, state: res.State, err: err,
+		}
+	}
+	publish := func() {
+		if rep != nil && (err != nil || !res.Quiet) {
+			r.m.publishState(ctx, *rep)
 		}
 	}
 	var terr error
@@ -223,14 +239,14 @@ func (r *runner) checkOnce(ctx context.Context, failures *int, paced bool) (*sta
 		terr = r.m.transition(ctx, transition, func(terr error) {
 			if rep != nil {
 				rep.transErr = terr
-				r.m.publishState(ctx, *rep)
 			}
+			publish()
 		})
 		if terr != nil {
 			r.log.Warn("watcher transition did not fire", "transition", transition, "outcome", outcome, "error", terr)
 		}
-	} else if rep != nil {
-		r.m.publishState(ctx, *rep)
+	} else {
+		publish()
 	}
 
 	r.mu.Lock()
@@ -278,7 +294,8 @@ func (r *runner) safeCheck(ctx context.Context) (res watchers.Result, err error)
 // observe reads whether the watcher is active in the machine's current
 // state and tells a StateObserver.
 func (r *runner) observe() bool {
-	active := matchesState(r.def.StateMatch, r.m.fsm.current())
+	state := r.m.fsm.current()
+	active := matchesState(r.def.StateMatch, state) || slices.Contains(r.extra, state)
 	r.mu.Lock()
 	r.status.Active = active
 	r.mu.Unlock()

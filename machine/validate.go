@@ -135,7 +135,7 @@ func (d *Definition) BuildWatchers() ([]watchers.Watcher, error) {
 		}
 		info, ok := watchers.Lookup(w.Type)
 		if !ok {
-			add("%s: %w %q", where, watchers.ErrUnknownType, w.Type)
+			add("%s: %w", where, watchers.UnknownType(w.Type))
 			continue
 		}
 		if w.Interval != 0 && info.MinInterval != 0 && w.Interval < info.MinInterval {

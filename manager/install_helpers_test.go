@@ -23,7 +23,6 @@ import (
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 
-	_ "github.com/mms-io/mms/watchers/exec"
 	_ "github.com/mms-io/mms/watchers/timer"
 )
 

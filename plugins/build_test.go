@@ -23,7 +23,8 @@ import (
 // TestBuildCustomBinary follows docs/build-your-own.md on a copy of this
 // repository: it lists the example heartbeat watcher and beacon machine
 // (examples/heartbeat, a module of their own) in user_plugins.yaml, requires
-// their module in go.mod, runs `go generate ./plugins` and
+// their module in go.mod, runs `go generate ./plugins` (which documents the
+// heartbeat type in docs/watchers.md) and
 // `go build ./cmd/mms`, and checks that `mms plugins --json` shows them and
 // that the binary validates a machine using the heartbeat type and that its
 // `mms agent`, given no key flag, trusts the key compiled in with -ldflags.
@@ -73,6 +74,10 @@ func TestBuildCustomBinary(t *testing.T) {
 	}
 	run(goCmd, "mod", "edit", "-require=example.com/mms-heartbeat@v0.0.0", "-replace=example.com/mms-heartbeat=./examples/heartbeat")
 	run(goCmd, "generate", "./plugins")
+	// The property reference now documents the added watcher type too.
+	if md, err := os.ReadFile(filepath.Join(dir, "docs", "watchers.md")); err != nil || !strings.Contains(string(md), "\n## heartbeat\n") {
+		t.Errorf("docs/watchers.md after go generate has no heartbeat section (err %v)", err)
+	}
 	// A fixed test key, compiled in as docs/build-your-own.md describes.
 	const pubHex = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"
 	run(goCmd, "build", "-ldflags", "-X github.com/mms-io/mms/manager.PublicKey="+pubHex, "-o", "mms", "./cmd/mms")
@@ -131,7 +136,7 @@ watchers:
 	if err := os.WriteFile(filepath.Join(machine, "machine.yaml"), []byte(def), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, want := run(mms, "machine", "validate", machine), "ok: pulse 0.1.0 (1 watchers)\n"; out != want {
+	if out, want := run(mms, "machine", "validate", machine), "ok: pulse 0.1.0 (1 watcher)\n"; out != want {
 		t.Errorf("mms machine validate = %q, want %q", out, want)
 	}
 

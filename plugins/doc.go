@@ -13,10 +13,13 @@
 //
 //	import _ "github.com/mms-io/mms/plugins"
 //
-// The package holds no logic; the generator is plugins/internal/gen.
+// The package holds no logic; the generator is plugins/internal/gen. The
+// same `go generate` also rewrites docs/watchers.md, the reference of every
+// compiled-in watcher type's properties (plugins/internal/watcherdoc).
 package plugins
 
 //go:generate go run ./internal/gen/cmd/gen
+//go:generate go run ./internal/watcherdoc/cmd/watcherdoc
 
 import "slices"
 

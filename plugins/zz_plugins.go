@@ -9,7 +9,10 @@ import (
 	_ "github.com/mms-io/mms/watchers/exec"           // exec
 	_ "github.com/mms-io/mms/watchers/expression"     // expression
 	_ "github.com/mms-io/mms/watchers/file"           // file
+	_ "github.com/mms-io/mms/watchers/gossip"         // gossip
 	_ "github.com/mms-io/mms/watchers/kv"             // kv
+	_ "github.com/mms-io/mms/watchers/metric"         // metric
+	_ "github.com/mms-io/mms/watchers/nagios"         // nagios
 	_ "github.com/mms-io/mms/watchers/schedule"       // schedule
 	_ "github.com/mms-io/mms/watchers/timer"          // timer
 )
@@ -21,9 +24,12 @@ var compiledIn = []Plugin{
 	{Name: "exec", ImportPath: "github.com/mms-io/mms/watchers/exec"},
 	{Name: "expression", ImportPath: "github.com/mms-io/mms/watchers/expression"},
 	{Name: "file", ImportPath: "github.com/mms-io/mms/watchers/file"},
+	{Name: "gossip", ImportPath: "github.com/mms-io/mms/watchers/gossip"},
 	{Name: "kv", ImportPath: "github.com/mms-io/mms/watchers/kv"},
 	{Name: "machines", ImportPath: "github.com/mms-io/mms/manager/machineswatcher"},
 	{Name: "manager", ImportPath: "github.com/mms-io/mms/manager/mmsmanager"},
+	{Name: "metric", ImportPath: "github.com/mms-io/mms/watchers/metric"},
+	{Name: "nagios", ImportPath: "github.com/mms-io/mms/watchers/nagios"},
 	{Name: "schedule", ImportPath: "github.com/mms-io/mms/watchers/schedule"},
 	{Name: "timer", ImportPath: "github.com/mms-io/mms/watchers/timer"},
 }

@@ -91,13 +91,39 @@ func Types() []Info {
 // ErrUnknownType is returned by [Build] for a type nobody registered.
 var ErrUnknownType = errors.New("unknown watcher type")
 
+// refused are Choria's watcher types that mms does not have, each with why
+// and what to use instead. A binary that registers one of these names (a
+// plugin of that type in user_plugins.yaml) runs it like any other type.
+var refused = map[string]string{
+	"plugins": "it installs machines from a signed list (with its plugins_manager machine); " +
+		"in mms the compiled-in manager machine does that with its machines and archive watchers: sign the list with `mms pack` and store it with `mms put`",
+	"homekit": "Choria removed it too (go-choria#2288): switch the device from an exec watcher",
+	"httpswitch": "mms serves no per-machine HTTP endpoint to switch a machine: put the switch in a NATS key-value bucket " +
+		"(`nats kv put`) and follow it with a kv watcher, or flip a file and use a file watcher",
+	"ccm_manifest": "mms runs no configuration-management manifests: run your configuration tool from an exec watcher",
+}
+
+// Refused returns Choria's watcher types that mms refuses, each with why
+// and what to use instead.
+func Refused() map[string]string { return maps.Clone(refused) }
+
+// UnknownType returns the error for a watcher type that is not registered:
+// it wraps [ErrUnknownType] and, for one of Choria's types mms refuses,
+// says why and what to use instead.
+func UnknownType(typ string) error {
+	if why, ok := refused[typ]; ok {
+		return fmt.Errorf("%w %q: Choria's %s watcher is not supported: %s", ErrUnknownType, typ, typ, why)
+	}
+	return fmt.Errorf("%w %q", ErrUnknownType, typ)
+}
+
 // Build creates a watcher of type typ from its JSON properties: New, strict
 // decoding (unknown fields are errors), then Validate. It does not provision.
 // Empty or null properties decode as an empty object.
 func Build(typ string, properties json.RawMessage) (Watcher, error) {
 	info, ok := Lookup(typ)
 	if !ok {
-		return nil, fmt.Errorf("%w %q", ErrUnknownType, typ)
+		return nil, UnknownType(typ)
 	}
 	w := info.New()
 	if len(bytes.TrimSpace(properties)) > 0 && !bytes.Equal(bytes.TrimSpace(properties), []byte("null")) {

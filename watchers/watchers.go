@@ -91,6 +91,16 @@ type Result struct {
 	// instead of after the watcher's interval (a timer's expiry, the next
 	// edge of a schedule).
 	After time.Duration
+	// Transition, when not empty, is the transition the Runner fires in
+	// place of the one the Outcome selects (success_transition for
+	// Success, fail_transition for Failure, none for Report). The nagios
+	// watcher fires OK, WARNING, CRITICAL or UNKNOWN this way. With
+	// Unchanged nothing fires.
+	Transition string
+	// Quiet fires the transition but publishes no state event (Choria's
+	// suppress_success_announce); State is still what announce_interval
+	// republishes. An error is always published.
+	Quiet bool
 }
 
 // Validator is implemented by watchers whose config needs checking beyond
@@ -121,6 +131,15 @@ type Streamer interface {
 // watcher runs in. It is never called concurrently with Check.
 type StateObserver interface {
 	StateChanged(active bool)
+}
+
+// StateExtender is implemented by watchers that also run in states their
+// state_match does not list. The nagios watcher runs in Choria's
+// FORCE_CHECK state, which Choria's own check machines leave out of
+// state_match. The Runner asks once, before the first check; a watcher
+// without a state_match runs in every state anyway.
+type StateExtender interface {
+	ExtraStates() []string
 }
 
 // Closer is implemented by watchers that hold resources. Close is called
@@ -159,6 +178,15 @@ type Deps struct {
 	// Host lets a watcher load and unload machines on this node (the
 	// machines and archive watchers install machines). Nil when not hosted.
 	Host Host
+	// State returns the machine's current state. Nil outside a machine.
+	State func() string
+	// Interval is how often the Runner checks the watcher when nothing
+	// else asks for a check: machine.yaml's interval, else the type's
+	// DefaultInterval; zero means never periodically.
+	Interval time.Duration
+	// Metrics receives the samples the watcher exports for the node's
+	// Prometheus endpoint. Nil when the node exports none.
+	Metrics MetricsSink
 }
 
 // Host is the part of the agent's machine host a watcher may drive.

@@ -5,60 +5,84 @@
 // command that cannot be started or runs past its timeout is an error (the
 // fail_transition fires too, and the Runner backs off).
 //
-// The command is split into words like a shell would split a simple command
-// (quotes and backslashes, nothing expanded) and run directly, never through
-// a shell. A relative command (./check.sh, bin/check, or a bare check.sh
-// that exists in the machine directory) runs from the machine directory;
-// any other bare name is looked up in PATH. The working directory is the
-// machine directory.
+// The command line, the environment the command gets and how it is killed
+// are those of every watcher that runs commands: see
+// github.com/mms-io/mms/watchers/internal/command. In short: no shell,
+// a relative command runs from the machine directory, the environment is
+// PATH, MACHINE_NAME, MACHINE_WATCHER_NAME, WATCHER_DATA and WATCHER_FACTS
+// plus the environment property, and a timed-out command's whole process
+// group is killed.
 //
-// The command gets this environment and nothing else of the agent's:
+// command, each environment entry and governor may be templates, rendered
+// once when the machine loads (see github.com/mms-io/mms/watchers/render);
+// Choria renders them before every run.
 //
-//	PATH                  the agent's PATH followed by the machine directory
-//	MACHINE_NAME          the machine's name
-//	MACHINE_WATCHER_NAME  this watcher's name
-//	WATCHER_DATA          a temporary JSON file holding the machine data
-//	WATCHER_FACTS         a temporary JSON file holding the node's facts
+// # Governor
 //
-// followed by the entries of the environment property (which may replace
-// PATH; HOME, LANG and the like must be set there if the command needs them).
-// The two temporary files are removed when the command ends.
+// With governor set, each run first takes a slot of that fleet-wide
+// governor (the same governors as archive downloads: `mms governor add
+// NAME LIMIT` creates one) and frees it when the command ends, so at most
+// LIMIT nodes run the command at once. Waiting for a slot is bounded by
+// governor_timeout (default 5m); a run that gets no slot is an error. The
+// command's own timeout starts once it holds the slot.
 //
-// The command runs in its own process group; when it times out, or the
-// agent cancels the check, the whole group is killed with SIGKILL so no
-// grandchild outlives it.
+// # Disown
+//
+// With disown, a run starts the command and returns at once: the check is
+// a Success as soon as the command started (the event carries its pid, no
+// exit code). The command then runs on its own, and that has costs the
+// author takes on:
+//
+//   - nothing ever learns how it ended: its exit status is not seen, a
+//     failure fires no fail_transition, and its output goes to /dev/null;
+//   - it has no timeout, and it is not killed when the machine stops, is
+//     upgraded or removed, or when the agent stops: a hung command lives
+//     until someone kills it;
+//   - runs do not wait for each other: with an interval shorter than the
+//     command's run time, copies pile up;
+//   - it runs in its own session, started through /bin/sh, so it needs a
+//     Unix host; its WATCHER_DATA and WATCHER_FACTS files are removed when
+//     it ends.
+//
+// disown cannot be combined with parse_as_data (there is no output to
+// parse) or governor (the slot would be freed as soon as the command
+// started); timeout is ignored.
 package execwatcher
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/spec"
 	"github.com/mms-io/mms/watchers"
+	"github.com/mms-io/mms/watchers/internal/command"
+	"github.com/mms-io/mms/watchers/render"
 )
 
 // Limits of the exec watcher.
 const (
 	// DefaultTimeout is how long a command may run when timeout is unset.
 	DefaultTimeout = 10 * time.Second
-	// MaxTimeout is the longest timeout the property accepts; the type's
-	// check timeout is a minute more, so the watcher's own timeout always
-	// fires first.
+	// MaxTimeout is the longest timeout the property accepts.
 	MaxTimeout = time.Hour
+	// DefaultGovernorTimeout is how long a run waits for a governor slot
+	// when governor_timeout is unset; MaxGovernorTimeout is the longest
+	// governor_timeout accepted.
+	DefaultGovernorTimeout = 5 * time.Minute
+	MaxGovernorTimeout     = time.Hour
 	// StderrTail is how many trailing bytes of stderr a failure reports.
-	StderrTail = 2048
+	StderrTail = command.StderrTail
 	// MaxStdout is the most stdout parse_as_data reads.
 	MaxStdout = 1 << 20
-	// waitDelay bounds the wait for output pipes after the command exited
-	// or was killed, in case a process outside its group still holds them.
-	waitDelay = 2 * time.Second
 )
 
 func init() {
@@ -67,61 +91,70 @@ func init() {
 		Version:     "v1",
 		New:         func() watchers.Watcher { return new(Watcher) },
 		MinInterval: watchers.Duration(500 * time.Millisecond),
-		Timeout:     watchers.Duration(MaxTimeout + time.Minute),
+		// A governor wait, then the command: the watcher's own limits
+		// always fire first.
+		Timeout: watchers.Duration(MaxGovernorTimeout + MaxTimeout + time.Minute),
 	})
 }
 
 // ErrTimeout is wrapped by the error Check returns when the command ran
 // past its timeout and was killed.
-var ErrTimeout = errors.New("command timed out")
-
-// Environment variables the watcher sets itself; the environment property
-// may not set them.
-var reserved = map[string]bool{
-	"MACHINE_NAME": true, "MACHINE_WATCHER_NAME": true, "WATCHER_DATA": true, "WATCHER_FACTS": true,
-}
+var ErrTimeout = command.ErrTimeout
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// governorName is what a governor name must match.
+var governorName = regexp.MustCompile(spec.GovernorPattern)
+
+// Gate takes a slot of the named governor and returns its release func;
+// [manager.Governors.Acquire] is one.
+type Gate func(ctx context.Context, name string) (release func(), err error)
 
 // Watcher is the exec watcher's configuration (its machine.yaml properties)
 // and runtime state.
 type Watcher struct {
 	// Command is the command line to run, split into words like a shell
-	// would split it (quotes and backslashes), without a shell. Required.
+	// would split it (quotes and backslashes), without a shell; it may be
+	// a template. Required.
 	Command string `json:"command"`
-	// Environment holds extra KEY=VALUE variables for the command.
+	// Environment holds extra KEY=VALUE variables for the command; each
+	// may be a template.
 	Environment []string `json:"environment,omitempty"`
 	// Timeout is how long the command may run before its process group is
-	// killed and the check fails with [ErrTimeout]; default 10s, at most 1h.
-	Timeout watchers.Duration `json:"timeout,omitzero"`
+	// killed and the check fails with [ErrTimeout]; at most 1h. Ignored
+	// with disown.
+	Timeout watchers.Duration `json:"timeout,omitzero" default:"10s"`
 	// ParseAsData makes a successful command's stdout a JSON object whose
 	// top-level keys are each stored in the machine data.
 	ParseAsData bool `json:"parse_as_data,omitempty"`
-	// SuppressSuccessAnnounce would fire the success transition without
-	// publishing an event. The watcher contract has no outcome for that
-	// yet, so true is rejected rather than silently ignored.
+	// SuppressSuccessAnnounce fires the success_transition of a
+	// successful run without publishing a state event; failures are
+	// still published.
 	SuppressSuccessAnnounce bool `json:"suppress_success_announce,omitempty"`
 	// GatherInitialState is accepted for Choria compatibility. In Choria it
 	// runs the command soon after start instead of waiting for the first
 	// interval; the mms Runner always checks at start when the machine is
 	// in a matching state, so it changes nothing.
 	GatherInitialState bool `json:"gather_initial_state,omitempty"`
-	// Governor would limit fleet-wide concurrency; not supported yet, so a
-	// value is rejected.
+	// Governor names a fleet-wide governor (mms governor add): each run
+	// holds one of its slots while the command runs. It may be a template.
 	Governor string `json:"governor,omitempty"`
-	// GovernorTimeout belongs to Governor; not supported yet.
-	GovernorTimeout watchers.Duration `json:"governor_timeout,omitzero"`
-	// Disown (Choria: start the command and do not wait) is not supported:
-	// the Runner waits for every command. True is rejected.
+	// GovernorTimeout is how long a run waits for a governor slot before
+	// it fails; at most 1h.
+	GovernorTimeout watchers.Duration `json:"governor_timeout,omitzero" default:"5m"`
+	// Disown starts the command and does not wait for it: it is not timed
+	// out, not killed when the machine or agent stops, and its exit status
+	// and output are never seen (see the package documentation). Unix only.
 	Disown bool `json:"disown,omitempty"`
 
 	argv    []string      // Command split, set by Validate
 	timeout time.Duration // Timeout or the default, set by Validate
+	govWait time.Duration // GovernorTimeout or the default, set by Validate
 
-	deps      watchers.Deps
-	dir       string // absolute machine directory, "" for the agent's
-	log       *slog.Logger
-	agentPath string // the agent's PATH with the machine dir appended
+	deps watchers.Deps
+	env  *command.Env
+	log  *slog.Logger
+	gate Gate
 }
 
 // State is the type-specific part of the exec watcher's state event.
@@ -130,36 +163,51 @@ type State struct {
 	Command string `json:"command"`
 	// PreviousOutcome is "success" or "error" (Choria's names).
 	PreviousOutcome string `json:"previous_outcome"`
-	// PreviousRunTime is how long the command ran, in nanoseconds.
+	// PreviousRunTime is how long the command ran, in nanoseconds (for a
+	// disowned command, how long starting it took).
 	PreviousRunTime time.Duration `json:"previous_run_time"`
 	// ExitCode is the exit status, -1 when the command did not exit by
-	// itself (not started, killed).
+	// itself (not started, killed, disowned).
 	ExitCode int `json:"exit_code"`
 	// Stderr is the last StderrTail bytes of stderr when the run failed.
 	Stderr string `json:"stderr,omitempty"`
+	// Governor is the governor the run held a slot of.
+	Governor string `json:"governor,omitempty"`
+	// GovernorWait is how long the run waited for its slot, in
+	// nanoseconds.
+	GovernorWait time.Duration `json:"governor_wait,omitempty"`
+	// PID is the process id of a disowned command's parent shell.
+	PID int `json:"pid,omitempty"`
 }
 
-// Validate checks the properties and parses the command line once.
+// Validate checks the properties and parses the command line once. A
+// templated command, environment entry or governor is only parsed here;
+// Provision renders and checks it.
 func (w *Watcher) Validate() error {
 	var errs []error
-	if strings.TrimSpace(w.Command) == "" {
+	switch {
+	case strings.TrimSpace(w.Command) == "":
 		errs = append(errs, errors.New("command: required"))
-	} else if argv, err := splitWords(w.Command); err != nil {
-		errs = append(errs, fmt.Errorf("command: %w", err))
-	} else {
+	case render.Has(w.Command):
+		if err := render.Check(w.Command); err != nil {
+			errs = append(errs, fmt.Errorf("command: %w", err))
+		}
+	default:
+		argv, err := command.Split(w.Command)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("command: %w", err))
+		}
 		w.argv = argv
 	}
 	for i, e := range w.Environment {
-		k, _, ok := strings.Cut(e, "=")
-		switch {
-		case !ok:
-			errs = append(errs, fmt.Errorf("environment[%d] %q: want KEY=VALUE", i, e))
-		case !envName.MatchString(k):
-			errs = append(errs, fmt.Errorf("environment[%d] %q: invalid variable name %q", i, e, k))
-		case reserved[k]:
-			errs = append(errs, fmt.Errorf("environment[%d] %q: %s is set by the watcher", i, e, k))
-		case strings.ContainsRune(e, 0):
-			errs = append(errs, fmt.Errorf("environment[%d]: contains a NUL byte", i))
+		var err error
+		if render.Has(e) {
+			err = render.Check(e)
+		} else {
+			err = checkEnv(e)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("environment[%d] %w", i, err))
 		}
 	}
 	w.timeout = w.Timeout.Std()
@@ -169,121 +217,237 @@ func (w *Watcher) Validate() error {
 	if w.timeout > MaxTimeout {
 		errs = append(errs, fmt.Errorf("timeout: %v is longer than the maximum %v", w.Timeout, MaxTimeout))
 	}
-	if w.SuppressSuccessAnnounce {
-		errs = append(errs, errors.New("suppress_success_announce: not supported yet: every success is published"))
+	switch {
+	case render.Has(w.Governor):
+		if err := render.Check(w.Governor); err != nil {
+			errs = append(errs, fmt.Errorf("governor: %w", err))
+		}
+	case w.Governor != "" && !governorName.MatchString(w.Governor):
+		errs = append(errs, fmt.Errorf("governor: %q must match %s", w.Governor, spec.GovernorPattern))
 	}
-	if w.Governor != "" || w.GovernorTimeout != 0 {
-		errs = append(errs, errors.New("governor: not supported yet"))
+	switch {
+	case w.GovernorTimeout != 0 && w.Governor == "":
+		errs = append(errs, errors.New("governor_timeout: set without governor"))
+	case w.GovernorTimeout.Std() > MaxGovernorTimeout:
+		errs = append(errs, fmt.Errorf("governor_timeout: %v is longer than the maximum %v", w.GovernorTimeout, MaxGovernorTimeout))
+	}
+	w.govWait = w.GovernorTimeout.Std()
+	if w.govWait == 0 {
+		w.govWait = DefaultGovernorTimeout
 	}
 	if w.Disown {
-		errs = append(errs, errors.New("disown: not supported: the agent waits for every command"))
+		switch {
+		case !command.CanDisown:
+			errs = append(errs, errors.New("disown: not supported on this operating system: it needs a POSIX shell and sessions"))
+		case w.ParseAsData:
+			errs = append(errs, errors.New("disown: cannot be combined with parse_as_data: a disowned command's output is never read"))
+		case w.Governor != "":
+			errs = append(errs, errors.New("disown: cannot be combined with governor: the slot would be freed as soon as the command started"))
+		}
 	}
 	return errors.Join(errs...)
 }
 
-// Provision keeps the machine's dependencies.
+// checkEnv checks one KEY=VALUE entry of the environment property.
+func checkEnv(e string) error {
+	k, _, ok := strings.Cut(e, "=")
+	switch {
+	case !ok:
+		return fmt.Errorf("%q: want KEY=VALUE", e)
+	case !envName.MatchString(k):
+		return fmt.Errorf("%q: invalid variable name %q", e, k)
+	case command.Reserved[k]:
+		return fmt.Errorf("%q: %s is set by the watcher", e, k)
+	case strings.ContainsRune(e, 0):
+		return fmt.Errorf("%q: contains a NUL byte", e)
+	}
+	return nil
+}
+
+// renderTemplates renders a templated command, environment entry and
+// governor with the node's identity, facts and the machine data, once, and
+// checks what they render to as Validate checks literal values.
+func (w *Watcher) renderTemplates(d watchers.Deps) error {
+	var data *render.Data
+	rendered := func(s string) (string, bool, error) {
+		if !render.Has(s) {
+			return s, false, nil
+		}
+		if data == nil {
+			dd := render.FromDeps(d)
+			data = &dd
+		}
+		out, err := render.String(s, *data)
+		return out, true, err
+	}
+	var errs []error
+	if line, ok, err := rendered(w.Command); err != nil {
+		errs = append(errs, fmt.Errorf("command: %w", err))
+	} else if ok {
+		argv, err := command.Split(line)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("command: template %q renders %q: %w", w.Command, line, err))
+		}
+		w.Command, w.argv = line, argv
+	}
+	env := slices.Clone(w.Environment)
+	for i, e := range env {
+		out, ok, err := rendered(e)
+		if err == nil && ok {
+			if cerr := checkEnv(out); cerr != nil {
+				err = fmt.Errorf("template %q renders %w", e, cerr)
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("environment[%d] %w", i, err))
+		}
+		env[i] = out
+	}
+	w.Environment = env
+	if gov, ok, err := rendered(w.Governor); err != nil {
+		errs = append(errs, fmt.Errorf("governor: %w", err))
+	} else if ok {
+		if !governorName.MatchString(gov) {
+			errs = append(errs, fmt.Errorf("governor: template %q renders %q, which does not match %s", w.Governor, gov, spec.GovernorPattern))
+		}
+		w.Governor = gov
+	}
+	return errors.Join(errs...)
+}
+
+// Provision renders templated properties, keeps the machine's dependencies
+// and reaches the node's governors when the watcher has one.
 func (w *Watcher) Provision(d watchers.Deps) error {
 	w.deps = d
 	w.log = d.Log
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
-	if d.Dir != "" {
-		dir, err := filepath.Abs(d.Dir)
-		if err != nil {
-			return fmt.Errorf("resolve machine directory: %w", err)
-		}
-		w.dir = dir
+	if err := w.renderTemplates(d); err != nil {
+		return err
 	}
-	w.agentPath = w.dir
-	if p := os.Getenv("PATH"); p != "" {
-		w.agentPath = p + string(os.PathListSeparator) + w.dir
+	env, err := command.NewEnv(d)
+	if err != nil {
+		return err
+	}
+	w.env = env
+	w.gate = noGovernors
+	if w.Governor != "" && d.Conn != nil {
+		g, err := manager.NewGovernors(d.Conn, d.Machine+"#"+d.Watcher+"@"+d.Identity, w.log)
+		if err != nil {
+			return fmt.Errorf("governor: %w", err)
+		}
+		w.gate = g.Acquire
 	}
 	return nil
 }
 
+// noGovernors is the gate of a node without NATS.
+func noGovernors(_ context.Context, governor string) (func(), error) {
+	return nil, fmt.Errorf("governor %q: the agent has no NATS connection to reach it", governor)
+}
+
 // Check runs the command once.
 func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
-	st := State{Command: w.Command, PreviousOutcome: "error", ExitCode: -1}
+	st := State{Command: w.Command, PreviousOutcome: "error", ExitCode: -1, Governor: w.Governor}
 	outcome, err := w.run(ctx, &st)
 	if err == nil && outcome == watchers.Success {
 		st.PreviousOutcome = "success"
 		st.Stderr = ""
 	}
-	return watchers.Result{Outcome: outcome, State: st}, err
+	return watchers.Result{
+		Outcome: outcome, State: st,
+		Quiet: w.SuppressSuccessAnnounce && err == nil && outcome == watchers.Success,
+	}, err
 }
 
-// run runs the command and fills st; it returns Success, Failure, or an
-// error when the command could not run to completion.
+// run runs the command (in a governor slot when configured) and fills st;
+// it returns Success, Failure, or an error when the command could not run
+// to completion.
 func (w *Watcher) run(ctx context.Context, st *State) (watchers.Outcome, error) {
-	files, err := writeDataFiles(w.deps)
-	if err != nil {
-		return watchers.Failure, err
+	cs := command.Spec{Line: w.Command, Argv: w.argv, Env: w.Environment, Timeout: w.timeout}
+	if w.Disown {
+		start := time.Now()
+		pid, err := w.env.Start(ctx, cs)
+		st.PreviousRunTime = time.Since(start)
+		if err != nil {
+			return watchers.Failure, err
+		}
+		st.PID = pid
+		w.log.Info("command started disowned", "command", w.Command, "pid", pid)
+		return watchers.Success, nil
 	}
-	defer files.remove(w.log)
-
-	env := append([]string{
-		"MACHINE_WATCHER_NAME=" + w.deps.Watcher,
-		"MACHINE_NAME=" + w.deps.Machine,
-		"PATH=" + w.agentPath,
-		"WATCHER_DATA=" + files.data,
-		"WATCHER_FACTS=" + files.facts,
-	}, w.Environment...)
-	path, err := w.resolve(lastValue(env, "PATH"))
-	if err != nil {
-		return watchers.Failure, err
+	if w.Governor != "" {
+		start := time.Now()
+		gctx, cancel := context.WithTimeout(ctx, w.govWait)
+		release, err := w.gate(gctx, w.Governor)
+		cancel()
+		st.GovernorWait = time.Since(start)
+		if err != nil {
+			return watchers.Failure, fmt.Errorf("run %q: %w", w.Command, err)
+		}
+		defer release()
 	}
-
-	rctx, cancel := context.WithTimeout(ctx, w.timeout)
-	defer cancel()
-	cmd := exec.CommandContext(rctx, path, w.argv[1:]...)
-	cmd.Args[0] = w.argv[0]
-	cmd.Dir = w.dir
-	cmd.Env = env
-	cmd.WaitDelay = waitDelay
-	killGroupOnCancel(cmd)
-	stderr := &tailBuffer{max: StderrTail}
-	cmd.Stderr = stderr
-	var stdout *limitBuffer
 	if w.ParseAsData {
-		stdout = &limitBuffer{max: MaxStdout}
-		cmd.Stdout = stdout
+		cs.MaxStdout = MaxStdout
 	}
-
-	start := time.Now()
-	err = cmd.Run()
-	st.PreviousRunTime = time.Since(start)
-	st.Stderr = stderr.String()
-	if cmd.ProcessState != nil && cmd.ProcessState.Exited() {
-		st.ExitCode = cmd.ProcessState.ExitCode()
+	out, err := w.env.Run(ctx, cs)
+	st.PreviousRunTime, st.Stderr, st.ExitCode = out.RunTime, out.Stderr, out.ExitCode
+	if err != nil {
+		return watchers.Failure, err
 	}
-
-	switch {
-	case err == nil:
-	case errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState.Success():
-		w.log.Warn("command exited but something it started kept its output open", "command", w.Command)
-	case rctx.Err() != nil && ctx.Err() != nil:
-		return watchers.Failure, fmt.Errorf("run %q: cancelled: %w", w.Command, context.Cause(ctx))
-	case rctx.Err() != nil:
-		return watchers.Failure, fmt.Errorf("run %q: %w after %v; its process group was killed", w.Command, ErrTimeout, w.timeout)
-	case errors.As(err, new(*exec.ExitError)):
-		// A non-zero exit, or a signal from someone else: the command ran
-		// and failed.
-		w.log.Debug("command failed", "command", w.Command, "status", cmd.ProcessState.String(), "stderr", st.Stderr)
+	if out.ExitCode != 0 {
 		return watchers.Failure, nil
-	default:
-		return watchers.Failure, fmt.Errorf("run %q: %w", w.Command, err)
 	}
-
 	if w.ParseAsData {
-		if stdout.overflow {
+		if out.StdoutOverflow {
 			return watchers.Failure, fmt.Errorf("parse_as_data: stdout of %q is longer than %d bytes", w.Command, MaxStdout)
 		}
-		if err := storeData(w.deps.Data, stdout.buf); err != nil {
+		if err := storeData(w.deps.Data, out.Stdout); err != nil {
 			return watchers.Failure, fmt.Errorf("parse_as_data: output of %q: %w", w.Command, err)
 		}
 	}
 	return watchers.Success, nil
+}
+
+// storeData puts each top-level key of the JSON object out into store.
+func storeData(store watchers.DataStore, out []byte) error {
+	if len(strings.TrimSpace(string(out))) == 0 {
+		return errors.New("stdout is empty, want a JSON object")
+	}
+	var v any
+	if err := json.Unmarshal(out, &v); err != nil {
+		return fmt.Errorf("stdout is not valid JSON: %w", err)
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return fmt.Errorf("stdout is a JSON %s, want an object", jsonKind(v))
+	}
+	if store == nil {
+		return errors.New("the machine has no data store")
+	}
+	for _, k := range slices.Sorted(maps.Keys(obj)) {
+		if err := store.Put(k, obj[k]); err != nil {
+			return fmt.Errorf("store key %q: %w", k, err)
+		}
+	}
+	return nil
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case float64:
+		return "number"
+	case string:
+		return "string"
+	case []any:
+		return "array"
+	}
+	return "value"
 }
 
 var (

@@ -382,3 +382,8 @@ func waitGone(t *testing.T, pid int) {
 		return errors.New("grandchild " + strconv.Itoa(pid) + " still running")
 	})
 }
+
+// quoteWord quotes w as one word of a command line.
+func quoteWord(w string) string {
+	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+}

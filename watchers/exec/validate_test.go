@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/mms-io/mms/watchers"
+	"github.com/mms-io/mms/watchers/render"
 )
 
 var validateTests = []struct {
@@ -29,12 +30,16 @@ var validateTests = []struct {
 	{name: "bad timeout", props: `{"command":"x","timeout":"soon"}`, err: `properties: invalid duration "soon": want e.g. 30s, 5m, 1h30m, 2d`},
 	{name: "timeout overflows", props: `{"command":"x","timeout":1e30}`, err: `properties: invalid duration "1e30": too long`},
 	{name: "timeout too long", props: `{"command":"x","timeout":"2h"}`, err: "properties: timeout: 2h0m0s is longer than the maximum 1h0m0s"},
-	{name: "governor", props: `{"command":"x","governor":"g"}`, err: "properties: governor: not supported yet"},
-	{name: "governor timeout", props: `{"command":"x","governor_timeout":"1m"}`, err: "properties: governor: not supported yet"},
-	{name: "suppress success announce", props: `{"command":"x","suppress_success_announce":true}`, err: "properties: suppress_success_announce: not supported yet: every success is published"},
-	{name: "disown", props: `{"command":"x","disown":true}`, err: "properties: disown: not supported: the agent waits for every command"},
-	{name: "every problem", props: `{"environment":["x"],"governor":"g"}`, err: "properties: command: required\n" +
-		`environment[0] "x": want KEY=VALUE` + "\ngovernor: not supported yet"},
+	{name: "governor", props: `{"command":"x","governor":"g","governor_timeout":"10m"}`},
+	{name: "suppress success announce", props: `{"command":"x","suppress_success_announce":true}`},
+	{name: "disown", props: `{"command":"x","disown":true,"timeout":"5s","environment":["A=1"]}`},
+	{name: "bad governor", props: `{"command":"x","governor":"a.b"}`, err: `properties: governor: "a.b" must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`},
+	{name: "governor timeout alone", props: `{"command":"x","governor_timeout":"1m"}`, err: "properties: governor_timeout: set without governor"},
+	{name: "governor timeout too long", props: `{"command":"x","governor":"g","governor_timeout":"2h"}`, err: "properties: governor_timeout: 2h0m0s is longer than the maximum 1h0m0s"},
+	{name: "disown with parse_as_data", props: `{"command":"x","disown":true,"parse_as_data":true}`, err: "properties: disown: cannot be combined with parse_as_data: a disowned command's output is never read"},
+	{name: "disown with governor", props: `{"command":"x","disown":true,"governor":"g"}`, err: "properties: disown: cannot be combined with governor: the slot would be freed as soon as the command started"},
+	{name: "every problem", props: `{"environment":["x"],"governor_timeout":"1m"}`, err: "properties: command: required\n" +
+		`environment[0] "x": want KEY=VALUE` + "\ngovernor_timeout: set without governor"},
 }
 
 func TestValidate(t *testing.T) {
@@ -56,6 +61,9 @@ func TestValidateDefaults(t *testing.T) {
 	ew := w.(*Watcher)
 	if ew.timeout != DefaultTimeout {
 		t.Errorf("timeout = %v, want %v", ew.timeout, DefaultTimeout)
+	}
+	if ew.govWait != DefaultGovernorTimeout {
+		t.Errorf("governor wait = %v, want %v", ew.govWait, DefaultGovernorTimeout)
 	}
 	if want := []string{"a", "b c"}; !slices.Equal(ew.argv, want) {
 		t.Errorf("argv = %q, want %q", ew.argv, want)
@@ -82,7 +90,7 @@ func FuzzDecodeProperties(f *testing.F) {
 			return
 		}
 		ew := w.(*Watcher)
-		if len(ew.argv) == 0 || ew.timeout <= 0 || ew.timeout > MaxTimeout {
+		if (len(ew.argv) == 0 && !render.Has(ew.Command)) || ew.timeout <= 0 || ew.timeout > MaxTimeout {
 			t.Fatalf("Build(%q) accepted argv %q, timeout %v", b, ew.argv, ew.timeout)
 		}
 	})

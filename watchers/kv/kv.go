@@ -8,7 +8,7 @@
 // These Choria properties are accepted, with Choria's meaning:
 //
 //	bucket              the bucket (required)
-//	key                 the key (required); a literal key, not a template
+//	key                 the key (required)
 //	mode                "watch" (the default) or "poll"
 //	bucket_prefix       true (the default) stores the value under BUCKET_key,
 //	                    false under key
@@ -18,14 +18,20 @@
 //	on_matching_update  a put of the same value with a higher revision is a
 //	                    Success, except for the first read after start
 //
+// bucket, key and store_key may be templates, rendered once when the
+// machine loads with the node's identity, facts and the machine data (see
+// package github.com/mms-io/mms/watchers/render for the fields and
+// functions): `key: nodes.{{ .Identity }}`. Choria templates key and
+// store_key (not bucket) and renders them on every poll.
+//
 // and one of mms's own:
 //
 //	resync_interval     watch mode only: how often the key is also read
 //	                    directly to catch a silent watch (default 30s, at
 //	                    least 1s)
 //
-// Choria's republish_trigger, hiera_config and query are not supported and,
-// like any other unknown property, rejected when the machine loads. Choria's
+// Choria's republish_trigger, hiera_config and query are not supported: a
+// machine that sets them fails to load, with what to use instead. Choria's
 // default mode is poll and it rejects watch; mms's default is watch.
 //
 // # Values
@@ -89,6 +95,7 @@ import (
 
 	"github.com/mms-io/mms/internal/kvname"
 	"github.com/mms-io/mms/watchers"
+	"github.com/mms-io/mms/watchers/render"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -146,23 +153,38 @@ func init() {
 // Watcher is the kv watcher's configuration (its machine.yaml properties)
 // and runtime state.
 type Watcher struct {
-	// Bucket is the KV bucket. Required.
+	// Bucket is the KV bucket; it may be a template. Required.
 	Bucket string `json:"bucket"`
-	// Key is the key in Bucket. Required.
+	// Key is the key in Bucket; it may be a template. Required.
 	Key string `json:"key"`
-	// Mode is ModeWatch (default) or ModePoll.
-	Mode string `json:"mode,omitempty"`
-	// BucketPrefix, true when unset, stores the value under BUCKET_key.
-	BucketPrefix *bool `json:"bucket_prefix,omitempty"`
-	// StoreKey, when set, is the data key, whatever BucketPrefix says.
+	// Mode is "watch" (follow the key with a KV watch) or "poll" (read it
+	// on every check).
+	Mode string `json:"mode,omitempty" default:"watch"`
+	// BucketPrefix stores the value under the data key BUCKET_key; false
+	// stores it under key.
+	BucketPrefix *bool `json:"bucket_prefix,omitempty" default:"true"`
+	// StoreKey, when set, is the data key, whatever BucketPrefix says; it
+	// may be a template.
 	StoreKey string `json:"store_key,omitempty"`
 	// OnSuccessfulGet makes every check that finds the key a Success.
 	OnSuccessfulGet bool `json:"on_successful_get,omitempty"`
 	// OnMatchingUpdate makes a put of an unchanged value a Success.
 	OnMatchingUpdate bool `json:"on_matching_update,omitempty"`
-	// ResyncInterval is how often watch mode also reads the key;
-	// default DefaultResyncInterval.
-	ResyncInterval watchers.Duration `json:"resync_interval,omitempty"`
+	// ResyncInterval is how often watch mode also reads the key, to catch
+	// a watch that went silent; at least 1s.
+	ResyncInterval watchers.Duration `json:"resync_interval,omitempty" default:"30s"`
+	// RepublishTrigger is Choria's push trigger for poll mode (a stream
+	// republish subject); refused: watch mode, the default, already
+	// follows the key as it changes.
+	RepublishTrigger string `json:"republish_trigger,omitempty"`
+	// HieraConfig is Choria's tinyhiera resolution of the value against
+	// the facts; refused: put the resolved value in the key, or pick the
+	// node's part with an expression watcher or a template.
+	HieraConfig bool `json:"hiera_config,omitempty"`
+	// Query is Choria's gjson query applied to the value; refused: the
+	// whole value is stored, and expressions, templates (lookup) and
+	// WATCHER_DATA read any part of it.
+	Query string `json:"query,omitempty"`
 
 	mode    string // Mode with the default applied, set by Validate
 	dataKey string // set by Validate
@@ -205,22 +227,31 @@ type State struct {
 	ParseError string `json:"parse_error,omitempty"`
 }
 
-// Validate checks the properties and works out the data key.
+// Validate checks the properties and works out the data key. A templated
+// bucket, key or store_key is only parsed here; Provision renders and
+// checks it.
 func (w *Watcher) Validate() error {
 	var errs []error
-	switch {
-	case w.Bucket == "":
-		errs = append(errs, errors.New("bucket: required"))
-	case kvname.Bucket(w.Bucket) != nil:
-		errs = append(errs, fmt.Errorf("bucket: %q is not a bucket name: use letters, digits, _ and -", w.Bucket))
-	}
-	switch {
-	case w.Key == "":
-		errs = append(errs, errors.New("key: required"))
-	case strings.Contains(w.Key, "{{"):
-		errs = append(errs, fmt.Errorf("key: %q: templates are not supported, give the literal key", w.Key))
-	case kvname.Key(w.Key) != nil:
-		errs = append(errs, fmt.Errorf("key: %q is not a key: use letters, digits and -/_=. (no wildcards, no empty tokens)", w.Key))
+	for _, f := range []struct {
+		name, value string
+		check       func(string) error
+	}{
+		{"bucket", w.Bucket, checkBucket},
+		{"key", w.Key, checkKey},
+		{"store_key", w.StoreKey, checkStoreKey},
+	} {
+		var err error
+		switch {
+		case f.value == "" && f.name != "store_key":
+			err = errors.New("required")
+		case render.Has(f.value):
+			err = render.Check(f.value)
+		default:
+			err = f.check(f.value)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
+		}
 	}
 	switch w.Mode {
 	case "", ModeWatch:
@@ -230,8 +261,14 @@ func (w *Watcher) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("mode: %q: want %q or %q", w.Mode, ModeWatch, ModePoll))
 	}
-	if w.StoreKey != "" && strings.TrimSpace(w.StoreKey) == "" {
-		errs = append(errs, errors.New("store_key: blank"))
+	if w.RepublishTrigger != "" {
+		errs = append(errs, errors.New("republish_trigger: not supported: mode watch (the default) follows the key as it changes, no republish stream needed"))
+	}
+	if w.HieraConfig {
+		errs = append(errs, errors.New("hiera_config: not supported: put the node's resolved value in the key (for example under a templated key), or select it with an expression watcher"))
+	}
+	if w.Query != "" {
+		errs = append(errs, errors.New("query: not supported: the whole value is stored; read the part you need with an expression watcher (data.KEY.field), a template (lookup \"data.KEY.field\") or WATCHER_DATA"))
 	}
 	w.resync = DefaultResyncInterval
 	if w.ResyncInterval != 0 {
@@ -244,6 +281,33 @@ func (w *Watcher) Validate() error {
 			w.resync = w.ResyncInterval.Std()
 		}
 	}
+	w.setDataKey()
+	return errors.Join(errs...)
+}
+
+func checkBucket(b string) error {
+	if kvname.Bucket(b) != nil {
+		return fmt.Errorf("%q is not a bucket name: use letters, digits, _ and -", b)
+	}
+	return nil
+}
+
+func checkKey(k string) error {
+	if kvname.Key(k) != nil {
+		return fmt.Errorf("%q is not a key: use letters, digits and -/_=. (no wildcards, no empty tokens)", k)
+	}
+	return nil
+}
+
+func checkStoreKey(k string) error {
+	if k != "" && strings.TrimSpace(k) == "" {
+		return errors.New("blank")
+	}
+	return nil
+}
+
+// setDataKey works out the machine data key from the properties.
+func (w *Watcher) setDataKey() {
 	switch {
 	case w.StoreKey != "":
 		w.dataKey = w.StoreKey
@@ -252,11 +316,54 @@ func (w *Watcher) Validate() error {
 	default:
 		w.dataKey = w.Key
 	}
-	return errors.Join(errs...)
+}
+
+// renderTemplates renders a templated bucket, key and store_key with the
+// node's identity and facts and the machine data, checks what they render
+// to, and puts the results in place of the templates.
+func (w *Watcher) renderTemplates(d watchers.Deps) error {
+	if !render.Has(w.Bucket) && !render.Has(w.Key) && !render.Has(w.StoreKey) {
+		return nil
+	}
+	data := render.FromDeps(d)
+	var errs []error
+	for _, f := range []struct {
+		name  string
+		value *string
+		check func(string) error
+	}{
+		{"bucket", &w.Bucket, checkBucket},
+		{"key", &w.Key, checkKey},
+		{"store_key", &w.StoreKey, checkStoreKey},
+	} {
+		if !render.Has(*f.value) {
+			continue
+		}
+		out, err := render.String(*f.value, data)
+		switch {
+		case err != nil:
+		case out == "":
+			err = fmt.Errorf("template %q renders empty", *f.value)
+		default:
+			if cerr := f.check(out); cerr != nil {
+				err = fmt.Errorf("template %q: %w", *f.value, cerr)
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
+			continue
+		}
+		*f.value = out
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	w.setDataKey()
+	return nil
 }
 
 // DataKey returns the machine data key the value is stored under (valid
-// after Validate).
+// after Validate, or after Provision when a property is a template).
 func (w *Watcher) DataKey() string { return w.dataKey }
 
 // Provision takes the machine's data store and NATS connection; the kv
@@ -268,6 +375,9 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	}
 	if d.Data == nil {
 		return errors.New("no machine data store")
+	}
+	if err := w.renderTemplates(d); err != nil {
+		return err
 	}
 	if d.Conn == nil {
 		return errors.New("no NATS connection: the kv watcher needs the node connected to NATS")

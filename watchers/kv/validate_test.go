@@ -8,6 +8,7 @@ import (
 
 	"github.com/mms-io/mms/internal/kvname"
 	"github.com/mms-io/mms/watchers"
+	"github.com/mms-io/mms/watchers/render"
 	"github.com/mms-io/mms/watchers/watchertest"
 )
 
@@ -34,15 +35,19 @@ var validateTests = []struct {
 	{name: "star key", props: `{"bucket":"B","key":"*"}`, err: `properties: key: "*" is not a key: use letters, digits and -/_=. (no wildcards, no empty tokens)`},
 	{name: "empty token", props: `{"bucket":"B","key":"a..b"}`, err: `properties: key: "a..b" is not a key: use letters, digits and -/_=. (no wildcards, no empty tokens)`},
 	{name: "leading dot", props: `{"bucket":"B","key":".a"}`, err: `properties: key: ".a" is not a key: use letters, digits and -/_=. (no wildcards, no empty tokens)`},
-	{name: "template key", props: `{"bucket":"B","key":"{{ lookup \"facts.x\" \"\" }}"}`, err: `properties: key: "{{ lookup \"facts.x\" \"\" }}": templates are not supported, give the literal key`},
+	{name: "template key", props: `{"bucket":"B","key":"{{ lookup \"facts.x\" \"\" }}"}`, mode: ModeWatch, dataKey: `B_{{ lookup "facts.x" "" }}`, resync: DefaultResyncInterval},
+	{name: "identity key", props: `{"bucket":"B","key":"nodes.{{ .Identity }}","store_key":"{{ .Machine }}"}`, mode: ModeWatch, dataKey: `{{ .Machine }}`, resync: DefaultResyncInterval},
+	{name: "template syntax", props: `{"bucket":"B","key":"nodes.{{ .Identity"}`, err: `properties: key: template "nodes.{{ .Identity": template: property:1: unclosed action`},
+	{name: "template function", props: `{"bucket":"{{ bucket }}","key":"k"}`, err: `properties: bucket: template "{{ bucket }}": template: property:1: function "bucket" not defined`},
 	{name: "bad mode", props: `{"bucket":"B","key":"k","mode":"push"}`, err: `properties: mode: "push": want "watch" or "poll"`},
 	{name: "blank store key", props: `{"bucket":"B","key":"k","store_key":"  "}`, err: "properties: store_key: blank"},
 	{name: "resync in poll mode", props: `{"bucket":"B","key":"k","mode":"poll","resync_interval":"5s"}`, err: "properties: resync_interval: only used in watch mode"},
 	{name: "resync too short", props: `{"bucket":"B","key":"k","resync_interval":"100ms"}`, err: "properties: resync_interval: 100ms is below the minimum 1s"},
 	{name: "bad resync", props: `{"bucket":"B","key":"k","resync_interval":"soon"}`, err: `properties: invalid duration "soon": want e.g. 30s, 5m, 1h30m, 2d`},
-	{name: "choria republish_trigger", props: `{"bucket":"B","key":"k","republish_trigger":"x.y"}`, err: `properties: json: unknown field "republish_trigger"`},
-	{name: "choria hiera_config", props: `{"bucket":"B","key":"k","hiera_config":true}`, err: `properties: json: unknown field "hiera_config"`},
-	{name: "choria query", props: `{"bucket":"B","key":"k","query":"a.b"}`, err: `properties: json: unknown field "query"`},
+	{name: "choria republish_trigger", props: `{"bucket":"B","key":"k","republish_trigger":"x.y"}`, err: "properties: republish_trigger: not supported: mode watch (the default) follows the key as it changes, no republish stream needed"},
+	{name: "choria hiera_config", props: `{"bucket":"B","key":"k","hiera_config":true}`, err: "properties: hiera_config: not supported: put the node's resolved value in the key (for example under a templated key), or select it with an expression watcher"},
+	{name: "choria query", props: `{"bucket":"B","key":"k","query":"a.b"}`, err: `properties: query: not supported: the whole value is stored; read the part you need with an expression watcher (data.KEY.field), a template (lookup "data.KEY.field") or WATCHER_DATA`},
+	{name: "choria false and empty are fine", props: `{"bucket":"B","key":"k","hiera_config":false,"query":"","republish_trigger":""}`, mode: ModeWatch, dataKey: "B_k", resync: DefaultResyncInterval},
 	{name: "typo", props: `{"bucket":"B","key":"k","bucket_prefx":false}`, err: `properties: json: unknown field "bucket_prefx"`},
 	{name: "string bool", props: `{"bucket":"B","key":"k","on_successful_get":"yes"}`, err: "properties: json: cannot unmarshal string into Go struct field Watcher.on_successful_get of type bool"},
 	{name: "every problem", props: `{"bucket":"a b","mode":"x","resync_interval":"1ms"}`,
@@ -110,11 +115,53 @@ func FuzzDecodeProperties(f *testing.F) {
 		if kw.DataKey() == "" || kw.Bucket == "" || kw.Key == "" {
 			t.Fatalf("Build(%q) = bucket %q key %q data key %q, want all set", props, kw.Bucket, kw.Key, kw.DataKey())
 		}
-		if kvname.Key(kw.Key) != nil || kvname.Bucket(kw.Bucket) != nil {
+		if (kvname.Key(kw.Key) != nil && !render.Has(kw.Key)) || (kvname.Bucket(kw.Bucket) != nil && !render.Has(kw.Bucket)) {
 			t.Fatalf("Build(%q) accepted bucket %q key %q", props, kw.Bucket, kw.Key)
 		}
 		if kw.resync < MinResyncInterval {
 			t.Fatalf("Build(%q) resync = %v, below %v", props, kw.resync, MinResyncInterval)
 		}
 	})
+}
+
+func TestTemplates(t *testing.T) {
+	env := newEnv(t)
+	kv := env.bucket(t, "NODES_linux")
+	put(t, kv, "nodes.node.example.net", "mine")
+	put(t, kv, "nodes.other", "not mine")
+	w, d := env.build(t, `{"bucket":"NODES_{{ lookup \"facts.os.family\" \"any\" }}","key":"nodes.{{ .Identity }}","mode":"poll","store_key":"{{ .Watcher }}_value"}`)
+	if w.Bucket != "NODES_linux" || w.Key != "nodes.node.example.net" || w.DataKey() != "test_value" {
+		t.Errorf("rendered bucket %q, key %q, data key %q; want NODES_linux, nodes.node.example.net, test_value", w.Bucket, w.Key, w.DataKey())
+	}
+	r := pollCheck(t, w)
+	if r.err != nil || r.outcome != watchers.Success || r.state.Key != "nodes.node.example.net" || r.state.Bucket != "NODES_linux" {
+		t.Fatalf("check = %+v, want a success reading NODES_linux/nodes.node.example.net", r)
+	}
+	if v, _ := d.Data.Get("test_value"); v != "mine" {
+		t.Errorf("data[test_value] = %v, want mine", v)
+	}
+}
+
+func TestTemplateErrors(t *testing.T) {
+	tests := []struct {
+		name, props, err string
+	}{
+		{name: "renders a bad key", props: `{"bucket":"B","key":"nodes.{{ .Facts.os }}"}`,
+			err: `provision: key: template "nodes.{{ .Facts.os }}": "nodes.map[family:linux]" is not a key: use letters, digits and -/_=. (no wildcards, no empty tokens)`},
+		{name: "renders empty", props: `{"bucket":"B","key":"{{ lookup \"facts.nope\" \"\" }}"}`,
+			err: `provision: key: template "{{ lookup \"facts.nope\" \"\" }}" renders empty`},
+		{name: "missing fact", props: `{"bucket":"B","key":"{{ .Facts.nope }}"}`,
+			err: `provision: key: render template "{{ .Facts.nope }}": template: property:1:9: executing "property" at <.Facts.nope>: map has no entry for key "nope"`},
+		{name: "bucket and key", props: `{"bucket":"{{ .Machine }}.x","key":"{{ .Identity }}.."}`,
+			err: "provision: bucket: template \"{{ .Machine }}.x\": \"test.x\" is not a bucket name: use letters, digits, _ and -\n" +
+				`key: template "{{ .Identity }}..": "node.example.net.." is not a key: use letters, digits and -/_=. (no wildcards, no empty tokens)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := watchertest.New(watchertest.Deps(t), "kv", tt.props)
+			if got := errString(err); got != tt.err {
+				t.Errorf("New(kv, %s) err =\n%s\nwant\n%s", tt.props, got, tt.err)
+			}
+		})
+	}
 }

@@ -1,4 +1,4 @@
-package execwatcher
+package command
 
 import (
 	"fmt"
@@ -8,29 +8,27 @@ import (
 	"strings"
 )
 
-// resolve finds the executable for argv[0]: a path with a slash is taken
-// relative to the machine directory; a bare name is the machine directory's
-// file of that name when there is one, else the first executable of that
-// name in pathEnv.
-func (w *Watcher) resolve(pathEnv string) (string, error) {
-	name := w.argv[0]
+// resolve finds the executable for name: a path with a slash is taken
+// relative to dir; a bare name is dir's file of that name when there is
+// one, else the first executable of that name in pathEnv.
+func resolve(name, dir, pathEnv string) (string, error) {
 	if strings.ContainsRune(name, '/') {
-		if filepath.IsAbs(name) || w.dir == "" {
+		if filepath.IsAbs(name) || dir == "" {
 			return name, nil
 		}
-		return filepath.Join(w.dir, name), nil
+		return filepath.Join(dir, name), nil
 	}
-	if w.dir != "" {
-		p := filepath.Join(w.dir, name)
+	if dir != "" {
+		p := filepath.Join(dir, name)
 		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
 			return p, nil
 		}
 	}
-	for _, dir := range filepath.SplitList(pathEnv) {
-		if dir == "" || !filepath.IsAbs(dir) {
+	for _, d := range filepath.SplitList(pathEnv) {
+		if d == "" || !filepath.IsAbs(d) {
 			continue // never search the working directory implicitly
 		}
-		p := filepath.Join(dir, name)
+		p := filepath.Join(d, name)
 		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 			return p, nil
 		}

@@ -1,4 +1,4 @@
-package execwatcher
+package command
 
 import (
 	"strings"
@@ -38,24 +38,24 @@ var splitTests = []struct {
 func TestSplitWords(t *testing.T) {
 	for _, tt := range splitTests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := splitWords(tt.in)
+			got, err := Split(tt.in)
 			if tt.err != "" {
 				if err == nil || err.Error() != tt.err {
-					t.Fatalf("splitWords(%q) err = %v, want %q", tt.in, err, tt.err)
+					t.Fatalf("Split(%q) err = %v, want %q", tt.in, err, tt.err)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("splitWords(%q) err = %v", tt.in, err)
+				t.Fatalf("Split(%q) err = %v", tt.in, err)
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
-				t.Errorf("splitWords(%q) (-want +got):\n%s", tt.in, diff)
+				t.Errorf("Split(%q) (-want +got):\n%s", tt.in, diff)
 			}
 		})
 	}
 }
 
-// quoteWord quotes w so that splitWords returns it unchanged.
+// quoteWord quotes w so that Split returns it unchanged.
 func quoteWord(w string) string {
 	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
 }
@@ -67,10 +67,10 @@ func FuzzSplitWords(f *testing.F) {
 		f.Add(tt.in)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		words, err := splitWords(in)
+		words, err := Split(in)
 		if err != nil {
 			if len(words) != 0 {
-				t.Fatalf("splitWords(%q) = %q with error %v", in, words, err)
+				t.Fatalf("Split(%q) = %q with error %v", in, words, err)
 			}
 			return
 		}
@@ -78,9 +78,9 @@ func FuzzSplitWords(f *testing.F) {
 		for i, w := range words {
 			quoted[i] = quoteWord(w)
 		}
-		again, err := splitWords(strings.Join(quoted, " "))
+		again, err := Split(strings.Join(quoted, " "))
 		if err != nil {
-			t.Fatalf("splitWords(quoted %q) err = %v", words, err)
+			t.Fatalf("Split(quoted %q) err = %v", words, err)
 		}
 		if diff := cmp.Diff(words, again); diff != "" {
 			t.Fatalf("split, quote, split of %q differs (-first +second):\n%s", in, diff)

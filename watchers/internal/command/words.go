@@ -1,4 +1,4 @@
-package execwatcher
+package command
 
 import (
 	"errors"
@@ -7,7 +7,7 @@ import (
 )
 
 // shellOperators are words that do something in a shell but are passed
-// literally by splitWords. Unquoted, they almost certainly mean the author
+// literally by Split. Unquoted, they almost certainly mean the author
 // expected a shell, so they are rejected.
 var shellOperators = map[string]bool{
 	"|": true, "||": true, "&": true, "&&": true, ";": true, ";;": true,
@@ -15,14 +15,14 @@ var shellOperators = map[string]bool{
 	"&>": true, "2>&1": true, ">&2": true, "$(": true, "`": true,
 }
 
-// splitWords splits s into words the way a POSIX shell splits a simple
+// Split splits s into words the way a POSIX shell splits a simple
 // command, without expanding anything: blanks separate words; 'single
 // quotes' keep everything literally; "double quotes" keep everything but
 // a backslash before $ ` " \ or a newline; outside quotes a backslash keeps
 // the next character literally and backslash-newline is removed. Variables,
 // globs, ~ and redirections are not interpreted, and an unquoted word that
 // is a shell operator (| ; > && …) is an error.
-func splitWords(s string) ([]string, error) {
+func Split(s string) ([]string, error) {
 	var (
 		words   []string
 		cur     strings.Builder
