@@ -95,6 +95,18 @@ func TestReconcile(t *testing.T) {
 				installed: []string{"db", "web"},
 			},
 		}},
+		{name: "an entry whose matcher does not compile fails alone", steps: []step{{
+			// pack refuses such a spec; an agent given one signed acts on the
+			// other entries and reports this one, as Choria's watcher skips it.
+			envelope: func(f *fixture) []byte {
+				return f.seal(1, f.entry("web", "1", ""), f.entry("db", "1", "has_comand('x')"))
+			},
+			want:      []string{"web installed", "db failed"},
+			reasons:   map[string]string{"db failed": `unknown name has_comand; did you mean "has_command"?`},
+			running:   []string{"web@1"},
+			installed: []string{"web"},
+			downloads: 1,
+		}}},
 		{name: "one invalid entry does not block the others and keeps its machine", steps: []step{
 			installWebDB(),
 			{
