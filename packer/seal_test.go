@@ -133,7 +133,7 @@ func TestSealErrors(t *testing.T) {
 		{name: "v2 no issue time", format: FormatV2, spec: envTestSpecWith(func(s *spec.Spec) { s.IssuedAt = time.Time{} }),
 			wantErr: "sealing v2 spec: issued_at is not set"},
 		{name: "v2 with password", format: FormatV2, spec: envTestSpecWith(func(s *spec.Spec) { s.Machines[1].Password = "secret" }),
-			wantErr: `sealing v2 spec: machines[1] ("motd"): username and password are v1 only, name a node-local credential in auth`},
+			wantErr: `sealing v2 spec: machines[1] ("motd"): password is v1 only, name a node-local credential in auth`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -216,7 +216,7 @@ func TestSealPayloadLayout(t *testing.T) {
 		`{"name":"motd","source":"nats://ARCHIVES/motd-2.1.0.tar.gz","checksum":"0b5f8b7d1c2a3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f","verify_checksum":"9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b1a0f9e8d","verify":"SHA256SUMS","governor":"downloads"}]`
 	unsignedV1 := envTestSeal(t, FormatV1, envTestSpecV1())
 	want := `{"machines":"` + base64.StdEncoding.EncodeToString([]byte(wantV1Machines)) + `"}`
-	if _, err := Seal(FormatV1, &spec.Spec{Machines: envTestSpec().Machines}); err == nil || !strings.Contains(err.Error(), "size and auth are v2 only") {
+	if _, err := Seal(FormatV1, &spec.Spec{Machines: envTestSpec().Machines}); err == nil || !strings.Contains(err.Error(), "size is v2 only, use v2") {
 		t.Errorf("Seal(v1, spec with size and auth) error = %v, want a refusal", err)
 	}
 	if string(unsignedV1) != want {

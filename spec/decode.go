@@ -233,6 +233,16 @@ func decodeField(ptr any, val json.RawMessage) error {
 		if json.Unmarshal(val, p) != nil {
 			return fmt.Errorf("want an integer, got %s", describeJSON(val))
 		}
+	case **Health:
+		*p = new(Health)
+		err := decodeObject(*p, val)
+		if len((*p).FailStates) == 0 {
+			(*p).FailStates = nil // omitted when empty, so "[]" and none are one value
+		}
+		return err
+	case **Rollout:
+		*p = new(Rollout)
+		return decodeObject(*p, val)
 	}
 	return nil
 }

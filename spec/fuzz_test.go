@@ -47,6 +47,8 @@ func FuzzDecodeV2(f *testing.F) {
 	for _, tt := range decodeV2Cases() {
 		f.Add([]byte(tt.in))
 	}
+	f.Add([]byte(`{"serial":1,"issued_at":"2026-12-01T00:00:00Z","machines":[` + v2Entry +
+		`,"health":{"states":["RUNNING"],"within":"1m","fail_states":["FAILED"]},"rollout":{"waves":["1","10%","100%"],"pause":"30s","stale":"skip"}}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := DecodeV2(data)
 		if err != nil {

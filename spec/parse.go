@@ -2,6 +2,7 @@ package spec
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -142,6 +143,19 @@ func yamlField(ptr any, v *yaml.Node) error {
 		if v.Kind != yaml.ScalarNode || v.Tag != "!!int" || v.Decode(p) != nil {
 			return fmt.Errorf("want an integer, got %s", describeYAML(v))
 		}
+	case **Health, **Rollout:
+		if v.Kind != yaml.MappingNode {
+			return fmt.Errorf("want a mapping, got %s", describeYAML(v))
+		}
+		var obj map[string]any
+		if err := v.Decode(&obj); err != nil {
+			return err
+		}
+		js, err := json.Marshal(obj)
+		if err != nil {
+			return fmt.Errorf("want plain values: %w", err)
+		}
+		return decodeField(ptr, js)
 	}
 	return nil
 }

@@ -107,6 +107,12 @@ type Machine struct {
 	Username string
 	// Password is a v1 (Choria) basic-auth password; see Username.
 	Password string
+	// Health, when set, is the entry's health gate (v2 only): an upgrade
+	// that is not healthy in time is rolled back on that node.
+	Health *Health
+	// Rollout, when set, rolls a new version out in waves (v2 only); it
+	// needs Health.
+	Rollout *Rollout
 }
 
 // Spec is the signed desired state: the list of machines plus the metadata

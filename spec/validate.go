@@ -129,6 +129,20 @@ func (m *Machine) problems(opts ValidateOptions) []error {
 	case m.Auth != "":
 		add("auth", CheckCredentialName(m.Auth))
 	}
+	switch {
+	case m.Health != nil && opts.Legacy:
+		add("health", errV2Only)
+	case m.Health != nil:
+		add("health", m.Health.check())
+	}
+	switch {
+	case m.Rollout != nil && opts.Legacy:
+		add("rollout", errV2Only)
+	case m.Rollout != nil && m.Health == nil:
+		add("rollout", errors.New("needs a health gate (health): a wave is done when its nodes report the version healthy"))
+	case m.Rollout != nil:
+		add("rollout", m.Rollout.check())
+	}
 	// Never repeat username or password values in messages.
 	if !opts.Legacy {
 		if m.Username != "" {

@@ -36,7 +36,8 @@ type machineField struct {
 	formats format
 	// always is written even when empty (the required fields).
 	always bool
-	// ptr returns the *string or *int64 of m that holds it.
+	// ptr returns the *string, *int64, **Health or **Rollout of m that
+	// holds it.
 	ptr func(m *Machine) any
 }
 
@@ -54,6 +55,8 @@ var machineFields = [...]machineField{
 	{"auth", formatV2, false, func(m *Machine) any { return &m.Auth }},
 	{"username", formatV1, false, func(m *Machine) any { return &m.Username }},
 	{"password", formatV1, false, func(m *Machine) any { return &m.Password }},
+	{"health", formatV2, false, func(m *Machine) any { return &m.Health }},
+	{"rollout", formatV2, false, func(m *Machine) any { return &m.Rollout }},
 }
 
 // field returns a pointer to the field of m whose JSON name is key (a
@@ -142,20 +145,23 @@ func (s *Spec) encode(f format) ([]byte, error) {
 	return w.bytes()
 }
 
-// onlyFields refuses the first entry of ms that sets a field f does not
-// carry, naming the fields f lacks; why says what to do instead.
+// onlyFields refuses the first entry of ms that sets fields f does not
+// carry, naming them; why says what to do instead.
 func onlyFields(ms []Machine, f format, why string) error {
-	var lacks []string
-	for _, fd := range machineFields {
-		if fd.formats&f == 0 {
-			lacks = append(lacks, fd.key)
-		}
-	}
 	for i := range ms {
+		var set []string
 		for _, fd := range machineFields {
 			if fd.formats&f == 0 && !isZero(fd.ptr(&ms[i])) {
-				return fmt.Errorf("machines[%d] (%q): %s are %s", i, ms[i].Name, strings.Join(lacks, " and "), why)
+				set = append(set, fd.key)
 			}
+		}
+		switch len(set) {
+		case 0:
+			continue
+		case 1:
+			return fmt.Errorf("machines[%d] (%q): %s is %s", i, ms[i].Name, set[0], why)
+		default:
+			return fmt.Errorf("machines[%d] (%q): %s and %s are %s", i, ms[i].Name, strings.Join(set[:len(set)-1], ", "), set[len(set)-1], why)
 		}
 	}
 	return nil
@@ -168,6 +174,10 @@ func isZero(ptr any) bool {
 		return *p == ""
 	case *int64:
 		return *p == 0
+	case **Health:
+		return *p == nil
+	case **Rollout:
+		return *p == nil
 	}
 	return false
 }

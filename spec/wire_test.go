@@ -71,7 +71,7 @@ func TestEncodeV1ChoriaOrder(t *testing.T) {
 	if _, err := DecodeV1(out); err != nil {
 		t.Errorf("DecodeV1(EncodeV1()) = %v", err)
 	}
-	if _, err := EncodeV1([]Machine{{Name: "x", Auth: "a"}}); err == nil || !strings.Contains(err.Error(), "size and auth are v2 only") {
+	if _, err := EncodeV1([]Machine{{Name: "x", Auth: "a"}}); err == nil || !strings.Contains(err.Error(), "auth is v2 only") {
 		t.Errorf("EncodeV1(entry with auth) err = %v, want a refusal naming the v2 fields", err)
 	}
 }
