@@ -56,6 +56,9 @@ type HostConfig struct {
 	// OnReconnect is passed to watchers (see watchers.Deps.OnReconnect);
 	// with natsbox use Client.Status.OnReconnect.
 	OnReconnect func(f func()) (remove func())
+	// Metrics, when set, returns the sink each watcher exports samples to
+	// (watchers.Deps.Metrics), by machine and watcher name.
+	Metrics func(machine, watcher string) watchers.MetricsSink
 	// ScanInterval is the fallback rescan period; zero means
 	// [DefaultScanInterval].
 	ScanInterval time.Duration

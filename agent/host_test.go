@@ -15,6 +15,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/machine"
+	"github.com/mms-io/mms/watchers"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 )
@@ -475,5 +476,31 @@ func TestHostLoadUsesHandedDefinition(t *testing.T) {
 	}
 	if v := version(); v != "handed" {
 		t.Errorf("after handing the file's definition the running version = %q, want the handed one (no second parse)", v)
+	}
+}
+
+// recordingSink is a watchers.MetricsSink that remembers whose it is.
+type recordingSink struct{ machine, watcher string }
+
+func (recordingSink) Set([]watchers.Sample) {}
+
+// TestHostHandsWatchersTheirMetricsSink: HostConfig.Metrics reaches each
+// watcher as Deps.Metrics, named for its machine and watcher.
+func TestHostHandsWatchersTheirMetricsSink(t *testing.T) {
+	ctl, key := newProbe(t)
+	f := startHost(t, HostConfig{Metrics: func(machine, watcher string) watchers.MetricsSink {
+		return recordingSink{machine, watcher}
+	}})
+	f.writeMachine(t, "gamma", probeMachine("gamma", "1.0.0", key, ""))
+	eventually(t, "gamma provisioned", func() bool {
+		ctl.mu.Lock()
+		defer ctl.mu.Unlock()
+		return ctl.deps.Metrics != nil
+	})
+	ctl.mu.Lock()
+	got := ctl.deps.Metrics
+	ctl.mu.Unlock()
+	if got != watchers.MetricsSink(recordingSink{"gamma", "w"}) {
+		t.Errorf("Deps.Metrics = %#v, want gamma's w sink", got)
 	}
 }

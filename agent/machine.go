@@ -39,6 +39,9 @@ type MachineConfig struct {
 	// OnReconnect registers reconnect hooks for watchers; see
 	// watchers.Deps.OnReconnect.
 	OnReconnect func(f func()) (remove func())
+	// Metrics, when set, returns each watcher's metrics sink; see
+	// watchers.Deps.Metrics.
+	Metrics func(machine, watcher string) watchers.MetricsSink
 	// Host lets watchers load and unload machines, if hosted.
 	Host watchers.Host
 }
@@ -122,10 +125,14 @@ func NewMachine(def *machine.Definition, cfg MachineConfig) (*Machine, error) {
 		r := newRunner(m, wd, info, w, wlog)
 		m.runners = append(m.runners, r)
 		if p, ok := w.(watchers.Provisioner); ok {
+			var sink watchers.MetricsSink
+			if cfg.Metrics != nil {
+				sink = cfg.Metrics(def.Name, wd.Name)
+			}
 			err := p.Provision(watchers.Deps{
 				Machine: def.Name, Watcher: wd.Name, Dir: cfg.Dir, Identity: cfg.Identity,
 				Log: wlog, Data: cfg.Data, Facts: facts, Conn: cfg.Conn, OnReconnect: cfg.OnReconnect, Host: cfg.Host,
-				State: m.fsm.current, Interval: r.interval(),
+				State: m.fsm.current, Interval: r.interval(), Metrics: sink,
 			})
 			if err != nil {
 				m.closeWatchers()

@@ -103,7 +103,9 @@ func TestDecide(t *testing.T) {
 	order := Assign(ids, "web", "new", p.Waves) // [[1 node] [2 nodes] [3 nodes]]
 	w1, w2, w3 := order[0][0], order[1], order[2]
 	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
-	old := func(id string) Node { return Node{Identity: id, Checksum: "old", Health: Healthy, HealthyAt: t0.Add(-time.Hour)} }
+	old := func(id string) Node {
+		return Node{Identity: id, Checksum: "old", Health: Healthy, HealthyAt: t0.Add(-time.Hour)}
+	}
 	view := func(edit func(map[string]Node)) []Node {
 		m := map[string]Node{}
 		for _, id := range ids {
