@@ -133,5 +133,6 @@ func (a *app) commands() []*cobra.Command {
 		a.newArchiveCmd(),
 		a.newAgentCmd(),
 		a.newStatusCmd(),
+		a.newBenchCmd(),
 	}
 }
