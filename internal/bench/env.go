@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/internal/fleetstatus"
+	"github.com/mms-io/mms/internal/jscluster"
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/packer"
@@ -64,15 +64,17 @@ type natsEnv struct {
 	js      jetstream.JetStream
 	specs   jetstream.KeyValue
 	objects jetstream.ObjectStore
-	cancel  context.CancelFunc
+	// obs follows the agents' events.
+	obs    *observer
+	cancel context.CancelFunc
 }
 
 // clusterName names the bench's cluster.
 const clusterName = "mms-bench"
 
 // startNATS starts n embedded servers on loopback with random ports (a
-// JetStream cluster when n > 1), their stores under dir, connects and
-// creates the buckets with n replicas.
+// JetStream cluster when n > 1), their stores under dir, connects, creates
+// the buckets with n replicas and starts following the agents' events.
 func startNATS(ctx context.Context, dir string, n int) (*natsEnv, error) {
 	var errs []error
 	for range 3 { // a route port picked free may be taken before it is bound
@@ -98,7 +100,7 @@ func tryStartNATS(ctx context.Context, dir string, n int) (_ *natsEnv, err error
 	}()
 	var routes []int
 	if n > 1 {
-		if routes, err = freePorts(n); err != nil {
+		if routes, err = jscluster.FreePorts(n); err != nil {
 			return nil, err
 		}
 	}
@@ -142,6 +144,9 @@ func tryStartNATS(ctx context.Context, dir string, n int) (_ *natsEnv, err error
 		return nil, err
 	}
 	if err := e.provision(ctx, n); err != nil {
+		return nil, err
+	}
+	if e.obs, err = observe(e.nc); err != nil {
 		return nil, err
 	}
 	return e, nil
@@ -206,6 +211,9 @@ func (e *natsEnv) upload(ctx context.Context, a archive, object string) (spec.Ma
 
 // close disconnects and stops the servers, waiting for their stores.
 func (e *natsEnv) close() {
+	if e.obs != nil {
+		e.obs.close()
+	}
 	if e.nc != nil {
 		e.nc.Close()
 	}
@@ -214,21 +222,6 @@ func (e *natsEnv) close() {
 		s.Shutdown()
 		s.WaitForShutdown()
 	}
-}
-
-// freePorts picks n distinct loopback ports that were free a moment ago,
-// for cluster routes.
-func freePorts(n int) ([]int, error) {
-	var out []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("pick a free port: %w", err)
-		}
-		defer l.Close()
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
 }
 
 // routeURLs lists every route as a production config does, so the meta
@@ -246,7 +239,7 @@ func routeURLs(ports []int) string {
 func waitCluster(ctx context.Context, servers []*server.Server) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err := clusterReady(servers)
+		err := jscluster.Ready(servers)
 		if err == nil {
 			return nil
 		}
@@ -259,24 +252,4 @@ func waitCluster(ctx context.Context, servers []*server.Server) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// clusterReady says why servers are not yet a usable JetStream cluster.
-func clusterReady(servers []*server.Server) error {
-	var leader *server.Server
-	for _, s := range servers {
-		if !s.JetStreamIsCurrent() {
-			return fmt.Errorf("server %s: jetstream meta group not current", s.Name())
-		}
-		if s.JetStreamIsLeader() {
-			leader = s
-		}
-	}
-	if leader == nil {
-		return errors.New("no jetstream meta leader")
-	}
-	if peers := leader.JetStreamClusterPeers(); len(peers) != len(servers) {
-		return fmt.Errorf("meta leader %s sees %d peers, want %d", leader.Name(), len(peers), len(servers))
-	}
-	return nil
 }

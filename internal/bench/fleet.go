@@ -66,7 +66,7 @@ func (b *bench) fleetRow(ctx context.Context, n int, cluster bool) Row {
 	p50, p99 := median(res.times), percentile(res.times, 99)
 	r := Row{
 		ID: id, Group: group, Name: name, Target: target,
-		Result: fmt.Sprintf("p50 %s  p99 %s  all %s  (worst of %d puts %s)", ms(p50), ms(p99), ms(allMedian), len(res.all), ms(allWorst)),
+		Result: fmt.Sprintf("p50 %s  p99 %s  all %s  (%s)", ms(p50), ms(p99), ms(allMedian), putsSummary(res.all)),
 		Values: map[string]float64{
 			"agents": float64(n), "puts": float64(len(res.all)),
 			"p50_ms": msValue(p50), "p99_ms": msValue(p99), "all_ms": msValue(allMedian), "all_worst_ms": msValue(allWorst),
@@ -85,6 +85,14 @@ func (b *bench) fleetRow(ctx context.Context, n int, cluster bool) Row {
 		r.judge(allMedian <= limit)
 	}
 	return r
+}
+
+// putsSummary says how many puts "all" is the median of, and the worst.
+func putsSummary(all []time.Duration) string {
+	if len(all) == 1 {
+		return "1 put"
+	}
+	return fmt.Sprintf("median of %d puts, worst %s", len(all), ms(maximum(all)))
 }
 
 // fleetResult is what measureFleet measured.
@@ -121,11 +129,7 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name s
 		return res, err
 	}
 	defer env.close()
-	obs, err := observe(env.nc)
-	if err != nil {
-		return res, err
-	}
-	defer obs.close()
+	obs := env.obs
 	versions, stopWeb, err := b.webVersions(ctx, env, rounds)
 	if err != nil {
 		return res, err

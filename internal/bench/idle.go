@@ -60,11 +60,7 @@ func (b *bench) measureIdle(ctx context.Context, window, settle time.Duration, n
 		return res, err
 	}
 	defer env.close()
-	obs, err := observe(env.nc)
-	if err != nil {
-		return res, err
-	}
-	defer obs.close()
+	obs := env.obs
 	entries := make([]spec.Machine, idleMachines)
 	names := make([]string, idleMachines)
 	for i := range entries {

@@ -72,11 +72,7 @@ func (b *bench) measureInstall(ctx context.Context, files, rounds int, target st
 		return nil, err
 	}
 	defer env.close()
-	obs, err := observe(env.nc)
-	if err != nil {
-		return nil, err
-	}
-	defer obs.close()
+	obs := env.obs
 	probeArchive, err := smallArchive(ctx, filepath.Join(dir, "probe"), probeName, "1.0.0", timerMachine)
 	if err != nil {
 		return nil, err

@@ -48,11 +48,7 @@ func (b *bench) measurePut(ctx context.Context, changes int) ([]time.Duration, e
 		return nil, err
 	}
 	defer env.close()
-	obs, err := observe(env.nc)
-	if err != nil {
-		return nil, err
-	}
-	defer obs.close()
+	obs := env.obs
 	versions, stopWeb, err := b.webVersions(ctx, env, changes)
 	if err != nil {
 		return nil, err
