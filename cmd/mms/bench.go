@@ -73,14 +73,14 @@ A fleet in one process shares CPUs, a heap and disks that a real fleet does
 not. The bench keeps the fleet agents' directories on a memory file system
 (/dev/shm, or --fleet-dir), since every install ends with syncfs(2), which
 waits for everyone's writes on that file system; and it turns the
-collector's pacing off while fleet rows run (the heap is bounded by half
-the machine's memory instead), since one collector scanning the whole
+collector's pacing off while fleet rows run (the heap is bounded by 1 GiB
+and 1 MiB per agent instead), since one collector scanning the whole
 fleet's heap stalls every agent at once. Each fleet row reports the CPU the
 bench and the machine's other processes used while converging: with 2 CPUs
 for 5,000 agents, CPU per agent is what the row measures.
 
-A full run takes about 15 minutes and, for 5,000 agents, up to half the
-machine's memory; --quick runs every row small and short (under a minute,
+A full run takes about 15 minutes and, for 5,000 agents, about 6 GB of
+memory; --quick runs every row small and short (under a minute,
 for CI). A progress line goes to stderr, the table (or --json) to stdout.
 The bench asserts nothing: it reports each row against its target.`,
 		Example: `  mms bench --quick
