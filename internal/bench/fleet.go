@@ -57,19 +57,19 @@ func (b *bench) fleetRow(ctx context.Context, n int, cluster bool) Row {
 		rounds = 1
 	}
 	res, err := b.measureFleet(ctx, n, servers, rounds, name)
-	if err != nil {
+	if err != nil && len(res.times) == 0 {
 		return failed(id, group, name, target, err)
 	}
 	allMedian, allWorst := median(res.all), maximum(res.all)
 	busy := res.cpu.Seconds() / max(res.wall.Seconds(), 1e-9)
 	others := res.others.Seconds() / max(res.wall.Seconds(), 1e-9)
-	perAgent := msValue(res.cpu) / float64(n*len(res.all))
+	perAgent := msValue(res.cpu) / float64(n*max(len(res.all), 1))
 	p50, p99 := median(res.times), percentile(res.times, 99)
 	r := Row{
 		ID: id, Group: group, Name: name, Target: target,
 		Result: fmt.Sprintf("p50 %s  p99 %s  all %s  (%s)", ms(p50), ms(p99), ms(allMedian), putsSummary(res.all)),
 		Values: map[string]float64{
-			"agents": float64(n), "puts": float64(len(res.all)),
+			"agents": float64(n), "puts": float64(res.puts),
 			"p50_ms": msValue(p50), "p99_ms": msValue(p99), "all_ms": msValue(allMedian), "all_worst_ms": msValue(allWorst),
 			"start_s":             res.start.Seconds(),
 			"process_peak_rss_mb": res.peakRSS / 1e6,
@@ -84,7 +84,15 @@ func (b *bench) fleetRow(ctx context.Context, n int, cluster bool) Row {
 			len(res.all), cpus(), busy, others, perAgent, ms(res.start), res.liveHeap/1e6, res.liveHeap/1e6/float64(n), res.peakRSS/1e6, b.fleetRoot),
 	}
 	if hasTarget {
-		r.judge(allMedian <= limit)
+		r.judge(allMedian <= limit && err == nil)
+	}
+	if err != nil {
+		// Some agents never ran a put's version: the numbers are those
+		// of the agents that did, and the row says how many did not.
+		r.Result = fmt.Sprintf("p50 %s  p99 %s of those that ran it; put %d: %s of %s agents did not in %s",
+			ms(p50), ms(p99), res.puts, thousands(res.missed), thousands(n), ms(res.wait))
+		r.Values["missed"] = float64(res.missed)
+		r.Error = truncate(err.Error())
 	}
 	return r
 }
@@ -103,6 +111,11 @@ type fleetResult struct {
 	all     []time.Duration // from put until every agent ran, per put
 	start   time.Duration   // starting the fleet and its first install
 	peakRSS float64         // this process's peak resident set, bytes
+	// puts is how many puts were made; when the last one did not reach
+	// every agent within wait, missed says how many it did not reach.
+	puts   int
+	missed int
+	wait   time.Duration
 	// liveHeap is the heap the last collection kept, in bytes: the
 	// agents' and servers' memory, without garbage.
 	liveHeap float64
@@ -162,6 +175,13 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name s
 			err = fmt.Errorf("stop the agents: %w", serr)
 		}
 	}()
+	// Runs before the agents stop (deferred calls run last first), even
+	// after a put that did not reach every agent.
+	defer func() {
+		res.peakRSS = float64(peakRSS())
+		runtime.GC() // the pacing is off: collect once to see what is live
+		res.liveHeap = float64(liveHeap())
+	}()
 	v0 := webVersion(0)
 	for i := range n {
 		for {
@@ -205,7 +225,11 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name s
 		if err := env.put(ctx, key, next); err != nil {
 			return res, err
 		}
+		res.puts = k
 		if err := obs.await(ctx, webName, webVersion(k), n, wait, func(got int) { b.prog.countf("%d of %d run version %d", got, n, k) }); err != nil {
+			times := obs.loadTimes(webName, webVersion(k), identities, start)
+			res.times = append(res.times, times...)
+			res.missed, res.wait = n-len(times), wait
 			return res, b.fleetFailure(obs, agents, identities, webVersion(k), err)
 		}
 		wall := time.Since(start)
@@ -218,9 +242,6 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name s
 		res.others += max(busy1-busy0-(cpu1-cpu0), 0)
 		res.wall += wall
 	}
-	res.peakRSS = float64(peakRSS())
-	runtime.GC() // the pacing is off: collect once to see what is live
-	res.liveHeap = float64(liveHeap())
 	return res, nil
 }
 

@@ -83,11 +83,15 @@ func newReport(cfg Config) *Report {
 
 // failed returns a row that could not be measured.
 func failed(id, group, name, target string, err error) Row {
-	msg := err.Error()
+	return Row{ID: id, Group: group, Name: name, Result: "error", Target: target, Error: truncate(err.Error())}
+}
+
+// truncate caps a row's error at maxError bytes.
+func truncate(msg string) string {
 	if len(msg) > maxError {
-		msg = msg[:maxError] + "…"
+		return msg[:maxError] + "…"
 	}
-	return Row{ID: id, Group: group, Name: name, Result: "error", Target: target, Error: msg}
+	return msg
 }
 
 // maxError caps a row's error: enough for the first reasons.
