@@ -28,8 +28,9 @@ import (
 // that the binary validates a machine using the heartbeat type and that its
 // `mms agent`, given no key flag, trusts the key compiled in with -ldflags.
 //
-// It runs the go command offline (GOPROXY=off: the module cache already
-// holds every dependency) and shares the build cache, so after the first
+// It runs the go command with the environment's module settings (GOPROXY,
+// GOMODCACHE, GOFLAGS' -modcacherw and so on), so it downloads what the
+// module cache lacks, and it shares the build cache, so after the first
 // build it only recompiles this module's packages and links.
 func TestBuildCustomBinary(t *testing.T) {
 	if testing.Short() {
@@ -60,7 +61,7 @@ func TestBuildCustomBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	env := append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off", "GOTOOLCHAIN=local", "GOWORK=off")
+	env := append(os.Environ(), "GOFLAGS="+goFlags("-mod=mod"), "GOTOOLCHAIN=local", "GOWORK=off")
 	run := func(name string, args ...string) string {
 		t.Helper()
 		cmd := exec.CommandContext(t.Context(), name, args...)
@@ -196,11 +197,24 @@ func TestExampleModule(t *testing.T) {
 	for _, args := range [][]string{{"vet", "./..."}, {"test", "-count=1", "./..."}} {
 		cmd := exec.CommandContext(t.Context(), goCmd, args...)
 		cmd.Dir = filepath.Join("..", "examples", "heartbeat")
-		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly", "GOPROXY=off", "GOTOOLCHAIN=local", "GOWORK=off")
+		cmd.Env = append(os.Environ(), "GOFLAGS="+goFlags("-mod=readonly"), "GOTOOLCHAIN=local", "GOWORK=off")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("go %s in examples/heartbeat: %v\n%s\n(a missing go.sum entry means this module's dependencies changed: run `cd examples/heartbeat && go mod tidy`)", strings.Join(args, " "), err, out)
 		}
 	}
+}
+
+// goFlags returns the environment's GOFLAGS with mode, the -mod flag a
+// test needs, in place of any -mod flag it had: the other flags (such as
+// -modcacherw, which lets CI delete a temporary module cache) still apply.
+func goFlags(mode string) string {
+	flags := []string{mode}
+	for _, f := range strings.Fields(os.Getenv("GOFLAGS")) {
+		if !strings.HasPrefix(f, "-mod=") {
+			flags = append(flags, f)
+		}
+	}
+	return strings.Join(flags, " ")
 }
 
 // builtView is the --json shape of `mms plugins`.
