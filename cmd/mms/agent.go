@@ -48,7 +48,12 @@ error. It is rewritten on change (at most 4 times a second) and every
 Directories (created 0700 when missing): the state directory is /var/lib/mms
 for root, else $XDG_STATE_HOME/mms or ~/.local/state/mms. Machines are
 installed in <state>/machines, machine data is kept in <state>/data, and the
-embedded server's store in <state>/nats.`,
+embedded server's store in <state>/nats. One agent per state directory: the
+agent holds a lock on <state>/lock (and on .mms-lock in the machines and
+data directories) while it runs, so a second agent, or 'mms machine run
+--data-dir', on the same directory exits at once with
+"another mms agent (pid N) is using DIR". The kernel drops the lock when
+the agent dies, however it dies.`,
 		Example: `  mms keys --out ops
   mms agent --public-key "$(cat ops.pub)"
   mms agent --trusted-keys /etc/mms/trusted.keys --server nats://nats1:4222 --creds node.creds

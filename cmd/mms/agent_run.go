@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"sync"
 
 	"github.com/mms-io/mms/agent"
@@ -24,11 +23,13 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 		log.Warn("INSECURE: --insecure-unsigned is set: specs are NOT verified, so anyone who can write " +
 			cfg.node.Bucket + "/" + cfg.node.Key + " runs any code on this node. Use it only to try mms out.")
 	}
-	for _, dir := range []string{cfg.node.StateDir, cfg.node.MachinesDir, cfg.node.DataDir} {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("create agent directory: %w", err)
-		}
+	// One agent per state directory (and machines and data directory):
+	// nothing is read or written there before the locks are held.
+	release, err := lockDirs("mms agent", cfg.node.StateDir, cfg.node.MachinesDir, cfg.node.DataDir)
+	if err != nil {
+		return err
 	}
+	defer release()
 
 	connect := cfg.connect
 	connect.Log = log.With("component", "nats")
