@@ -33,8 +33,11 @@ on --listen (default 127.0.0.1:4222, loopback only, no authentication; port
 0 picks a free port) with its store under the state directory, and creates
 what a single-node setup needs: the --bucket KV bucket (history 5, values up
 to 1 MiB), the CHORIA_MACHINE events stream (choria.machine.>, 24 h, 256 MiB)
-and the MACHINES_STATUS bucket. It prints the commands that archive a
-machine into it (an object store) and sign and publish a spec.
+and the MACHINES_STATUS bucket. It writes <state>/nats-context.json (0600),
+through which the mms commands on this machine find the server by
+themselves ('mms put', 'mms status': no flag for the default state
+directory, --state-dir DIR for another), and prints the commands that
+archive a machine into it (an object store) and sign and publish a spec.
 With --server the agent is a client of your NATS: it creates nothing, writes
 only its own status key, and keeps retrying while NATS is unreachable; its
 installed machines run meanwhile.
@@ -45,8 +48,9 @@ key): its spec serial, machines and their states, NATS health and last
 error. It is rewritten on change (at most 4 times a second) and every
 --status-interval. Read them all with 'mms status'.
 
-Directories (created 0700 when missing): the state directory is /var/lib/mms
-for root, else $XDG_STATE_HOME/mms or ~/.local/state/mms. Machines are
+Directories (created 0700 when missing): the state directory is
+$MMS_STATE_DIR if set, else /var/lib/mms for root, else $XDG_STATE_HOME/mms
+or ~/.local/state/mms. Machines are
 installed in <state>/machines, machine data is kept in <state>/data, and the
 embedded server's store in <state>/nats. One agent per state directory: the
 agent holds a lock on <state>/lock (and on .mms-lock in the machines and
@@ -78,7 +82,7 @@ the agent dies, however it dies.`,
 	o.nats.register(f)
 	f.Lookup("server").Usage = "NATS server URLs, comma-separated; omit to run an embedded server"
 	f.Lookup("timeout").Usage = "bound on each NATS request at start (bucket setup) and each status write"
-	f.StringVar(&o.stateDir, "state-dir", "", "agent state `DIR` (default /var/lib/mms for root, else $XDG_STATE_HOME/mms or ~/.local/state/mms)")
+	f.StringVar(&o.stateDir, "state-dir", "", "agent state `DIR` (default $MMS_STATE_DIR, else /var/lib/mms for root, else $XDG_STATE_HOME/mms or ~/.local/state/mms)")
 	f.StringVar(&o.machinesDir, "machines-dir", "", "install and run machines from `DIR` (default <state-dir>/machines)")
 	f.StringVar(&o.dataDir, "data-dir", "", "keep machine data in `DIR` (default <state-dir>/data)")
 	f.StringVar(&o.identity, "identity", host, "node identity, in events, matchers and the status key")

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 
 	"github.com/mms-io/mms/agent"
@@ -49,6 +52,11 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 			log.Info("embedded nats server stopped")
 		}()
 		connect.Servers = []string{url}
+		// The commands on this machine find the server through this file.
+		local := natsbox.CLIContext{Description: "the embedded NATS server of the mms agent with state " + cfg.node.StateDir, URL: url}
+		if err := natsbox.WriteContextFile(filepath.Join(cfg.node.StateDir, natsbox.LocalContextFile), local); err != nil {
+			return err
+		}
 		if !isLoopback(cfg.listenHost) {
 			log.Warn("the embedded nats server accepts anyone who can reach "+cfg.listenHost+" without authentication: they can read events and change or delete the spec (signatures still stop them from installing anything); use a NATS deployment with permissions for a fleet",
 				"listen", cfg.listenHost)
@@ -126,17 +134,25 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 // is one log record, so stderr stays JSON lines.
 func (a *app) printAgentBanner(cfg agentConfig, connect natsbox.ConnectConfig, log *slog.Logger) {
 	shown := showServers(connect.Servers)
-	use := "--server " + shown
-	if len(connect.Servers) == 0 {
+	use := " --server " + shellQuote(shown)
+	switch {
+	case cfg.embedded:
+		// Commands find the embedded server through the state directory:
+		// by themselves in the default one.
+		use = " --state-dir " + shellQuote(cfg.node.StateDir)
+		if dir, err := agentStateDir(""); err == nil && dir == cfg.node.StateDir {
+			use = ""
+		}
+	case len(connect.Servers) == 0:
 		shown = "the servers of context " + connect.Context
-		use = "--context " + connect.Context
+		use = " --context " + shellQuote(connect.Context)
 	}
 	sign := "--key-file ops.key"
 	if cfg.node.InsecureUnsigned {
 		sign = "--unsigned"
 	}
-	archive := fmt.Sprintf("mms archive create DIR --upload nats://%s %s", bannerArchiveBucket, use)
-	next := fmt.Sprintf("mms pack machines.json %s | mms put %s", sign, use)
+	archive := fmt.Sprintf("mms archive create DIR --upload nats://%s%s", bannerArchiveBucket, use)
+	next := fmt.Sprintf("mms pack machines.json %s | mms put%s", sign, use)
 	if cfg.logJSON {
 		log.Info("agent nats ready", "embedded", cfg.embedded, "servers", shown, "archive", archive, "next", next)
 		return
@@ -153,8 +169,8 @@ mms agent: into NATS, list the entries it prints in machines.json ([entry, ...])
     %s
     %s
 
-  then follow it:  mms events %s
-                   mms status %s
+  then follow it:  mms events%s
+                   mms status%s
 `, cfg.node.MachinesDir, cfg.node.DataDir, archive, next, use, use)
 }
 
@@ -180,4 +196,16 @@ func keyIDs(keys []string) []string {
 		}
 	}
 	return ids
+}
+
+// shellSafe matches words a shell takes as they are.
+var shellSafe = regexp.MustCompile(`^[-A-Za-z0-9_./:=,@+%]+$`)
+
+// shellQuote quotes word for a POSIX shell when it needs it, so a printed
+// command can be pasted.
+func shellQuote(word string) string {
+	if shellSafe.MatchString(word) {
+		return word
+	}
+	return "'" + strings.ReplaceAll(word, "'", `'\''`) + "'"
 }

@@ -135,16 +135,16 @@ func TestAgentRefusesBadTrust(t *testing.T) {
 func TestAgentInsecureWarns(t *testing.T) {
 	state := t.TempDir()
 	_, errOut, stop := runUntil(t, "agent", "--insecure-unsigned", "--state-dir", state, "--listen", "127.0.0.1:0", "--identity", "try")
-	url := agentURL(t, errOut)
-	waitFor(t, errOut, "INSECURE: --insecure-unsigned is set", "mms pack machines.json --unsigned | mms put --server "+url)
+	waitFor(t, errOut, "INSECURE: --insecure-unsigned is set", "mms pack machines.json --unsigned | mms put --state-dir "+state+"\n")
 	if code := stop(); code != 0 {
 		t.Errorf("agent exit code = %d, want 0; stderr:\n%s", code, errOut.String())
 	}
 }
 
 func TestAgentLogJSON(t *testing.T) {
-	_, errOut, stop := runUntil(t, "agent", "--insecure-unsigned", "--state-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--log-json")
-	waitFor(t, errOut, `"msg":"agent nats ready"`, `"next":"mms pack machines.json --unsigned | mms put --server nats://127.0.0.1:`)
+	state := t.TempDir()
+	_, errOut, stop := runUntil(t, "agent", "--insecure-unsigned", "--state-dir", state, "--listen", "127.0.0.1:0", "--log-json")
+	waitFor(t, errOut, `"msg":"agent nats ready"`, `"next":"mms pack machines.json --unsigned | mms put --state-dir `+state+`"`)
 	if code := stop(); code != 0 {
 		t.Errorf("agent exit code = %d, want 0; stderr:\n%s", code, errOut.String())
 	}
@@ -164,7 +164,7 @@ func TestAgentEmbedded(t *testing.T) {
 	_, errOut, stop := runUntil(t, "agent", "--public-key", strings.TrimSpace(readFile(t, pub)), "--state-dir", state,
 		"--listen", "127.0.0.1:0", "--identity", identity, "--status-interval", "200ms", "--verify-interval", "10m")
 	url := agentURL(t, errOut)
-	waitFor(t, errOut, "mms pack machines.json --key-file ops.key | mms put --server "+url)
+	waitFor(t, errOut, "mms pack machines.json --key-file ops.key | mms put --state-dir "+state+"\n")
 
 	for _, d := range []string{state, filepath.Join(state, "machines"), filepath.Join(state, "data"), filepath.Join(state, "nats")} {
 		st, err := os.Stat(d)

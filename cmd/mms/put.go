@@ -68,7 +68,7 @@ ignore it); --force skips that check, not the compare-and-set.
 		},
 	}
 	f := cmd.Flags()
-	nf.register(f)
+	nf.registerClient(cmd, f)
 	f.StringVar(&o.bucket, "bucket", "MACHINES", "Key-Value bucket")
 	f.StringVar(&o.key, "key", "machines", "key in the bucket")
 	f.BoolVar(&o.create, "create", false, "create the bucket when it does not exist")
