@@ -100,7 +100,7 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 	}
 	writer, err := fleetstatus.NewWriter(fleetstatus.WriterConfig{
 		Identity:  cfg.node.Identity,
-		Version:   version,
+		Version:   currentBuild().Version,
 		Recorder:  rec,
 		States:    host.States,
 		NATS:      client.Status.Snapshot,
@@ -112,7 +112,7 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 	if err != nil {
 		return err
 	}
-	log.Info("agent started", "identity", cfg.node.Identity, "version", version,
+	log.Info("agent started", "identity", cfg.node.Identity, "version", currentBuild().Version,
 		"machines_dir", cfg.node.MachinesDir, "data_dir", cfg.node.DataDir,
 		"trusted_key_ids", keyIDs(cfg.node.TrustedKeys), "threshold", cfg.node.Threshold,
 		"compiled_in", agent.RegisteredMachines(), "status_key", fleetstatus.Bucket+"/"+writer.Key())
