@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/syncbuf"
+	"github.com/mms-io/mms/internal/treetest"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/plugins"
 )
@@ -45,9 +45,7 @@ func TestBuildCustomBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := copyTree(root, dir); err != nil {
-		t.Fatalf("copy %s to %s: %v", root, dir, err)
-	}
+	treetest.Copy(t, root, dir)
 
 	list, err := os.OpenFile(filepath.Join(dir, "user_plugins.yaml"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -238,52 +236,4 @@ type builtWatcher struct {
 
 type builtMachine struct {
 	Name string `json:"name"`
-}
-
-// copyTree copies the directories and regular files under src into dst,
-// leaving out .git.
-func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, path)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, rel)
-		switch {
-		case d.Name() == ".git":
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		case d.IsDir():
-			return os.MkdirAll(target, 0o755)
-		case !d.Type().IsRegular():
-			return nil
-		}
-		return copyFile(path, target)
-	})
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, st.Mode().Perm())
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
