@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 
 	"github.com/mms-io/mms/internal/statelock"
+	"github.com/mms-io/mms/internal/strictmodes"
 )
 
 // lockDirs creates (0700) and locks the directories a process writes, in
@@ -48,4 +50,23 @@ func lockDirs(holder, stateDir string, dirs ...string) (release func(), err erro
 		}
 	}
 	return release, nil
+}
+
+// checkAgentDirs refuses, naming the path and the fix, an agent directory
+// that someone other than root or this process's user could change (see
+// strictmodes): the state, machines, data and credentials directories, and
+// every directory above them.
+func checkAgentDirs(stateDir, machinesDir, dataDir string) error {
+	uid := os.Geteuid()
+	for _, d := range []struct{ what, dir string }{
+		{"state directory", stateDir},
+		{"machines directory", machinesDir},
+		{"data directory", dataDir},
+		{"credentials directory", filepath.Join(stateDir, "credentials")},
+	} {
+		if err := strictmodes.Check(d.dir, uid); err != nil {
+			return fmt.Errorf("refusing the %s: %w", d.what, err)
+		}
+	}
+	return nil
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"time"
 
@@ -125,8 +127,11 @@ func (n *natsFlags) connect(ctx context.Context, a *app, name string) (natsConn,
 	cfg.ConnectTimeout = n.timeout
 	c, err := natsbox.Connect(ctx, cfg)
 	if err != nil {
-		return natsConn{}, fmt.Errorf("%w\nlooked for NATS in this order: %s\nis mms agent running? give --server or --context",
-			err, strings.Join(found.Tried, "; "))
+		hint := "is mms agent running? give --server or --context"
+		if errors.Is(err, fs.ErrPermission) {
+			hint = "only the agent's user (and root) may read its credentials: run the command as that user, or give --server or --context"
+		}
+		return natsConn{}, fmt.Errorf("%w\nlooked for NATS in this order: %s\n%s", err, strings.Join(found.Tried, "; "), hint)
 	}
 	return natsConn{Client: c}, nil
 }
