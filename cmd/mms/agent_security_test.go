@@ -174,6 +174,12 @@ func TestAgentRefusesUnsafeStateDir(t *testing.T) {
 			mkdirMode(t, state, 0o770)
 			return state, "mms: refusing the state directory: " + state + " is writable by its group (drwxrwx---): they could replace what the agent runs; fix: chmod go-w " + state + ", or use another directory\n"
 		}},
+		{"group-writable credentials directory", func(t *testing.T, base string) (string, string) {
+			state := filepath.Join(base, "state")
+			creds := filepath.Join(state, "mms_manager", "credentials")
+			mkdirMode(t, creds, 0o770)
+			return state, "mms: refusing the credentials directory: " + creds + " is writable by its group (drwxrwx---)"
+		}},
 		{"machines directory owned by another user, with a planted machine", func(t *testing.T, base string) (string, string) {
 			if os.Geteuid() != 0 {
 				t.Skip("needs root to plant files as another user")

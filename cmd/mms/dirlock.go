@@ -8,6 +8,7 @@ import (
 
 	"github.com/mms-io/mms/internal/statelock"
 	"github.com/mms-io/mms/internal/strictmodes"
+	"github.com/mms-io/mms/manager/mmsmanager"
 )
 
 // lockDirs creates (0700) and locks the directories a process writes, in
@@ -55,13 +56,16 @@ func lockDirs(holder, stateDir string, dirs ...string) (release func(), err erro
 // checkAgentDirs refuses, naming the path and the fix, an agent directory
 // that someone other than root or this process's user could change (see
 // strictmodes): the state, machines, data and credentials directories, and
-// every directory above them.
+// every directory above them. The manager reads node-local credentials
+// from its own state directory, <state>/mms_manager/credentials (the README
+// has said <state>/credentials): both are checked.
 func checkAgentDirs(stateDir, machinesDir, dataDir string) error {
 	uid := os.Geteuid()
 	for _, d := range []struct{ what, dir string }{
 		{"state directory", stateDir},
 		{"machines directory", machinesDir},
 		{"data directory", dataDir},
+		{"credentials directory", filepath.Join(stateDir, mmsmanager.MachineName, "credentials")},
 		{"credentials directory", filepath.Join(stateDir, "credentials")},
 	} {
 		if err := strictmodes.Check(d.dir, uid); err != nil {
