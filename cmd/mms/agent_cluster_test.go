@@ -87,7 +87,7 @@ func testAgentClusterLeaderLoss(t *testing.T, leaderOnly bool) {
 				return fmt.Errorf("installed machine.yaml = %q, want web %s", got, version)
 			}
 			var err error
-			if doc, err = statusJSON(t, natstest.ClientURLs(servers), identity); err != nil {
+			if doc, err = statusJSON(t, []string{"--server", natstest.ClientURLs(servers)}, identity); err != nil {
 				return err
 			}
 			return wantMachineServing(doc, serial, version)

@@ -203,11 +203,19 @@ func resolveTrust(hexKeys []string, file string, threshold int, insecure, allowV
 	return trust, err
 }
 
-// agentStateDir returns dir, or the default state directory: /var/lib/mms
-// for root, else $XDG_STATE_HOME/mms, else ~/.local/state/mms.
+// stateDirEnv names the environment variable that replaces the default
+// state directory, for the agent and for the commands that look for it.
+const stateDirEnv = "MMS_STATE_DIR"
+
+// agentStateDir returns dir, or the default state directory: $MMS_STATE_DIR,
+// else /var/lib/mms for root, else $XDG_STATE_HOME/mms, else
+// ~/.local/state/mms.
 func agentStateDir(dir string) (string, error) {
 	if dir != "" {
 		return dir, nil
+	}
+	if env := os.Getenv(stateDirEnv); env != "" {
+		return filepath.Abs(env)
 	}
 	return defaultStateDir(os.Geteuid(), os.Getenv("XDG_STATE_HOME"), os.UserHomeDir)
 }

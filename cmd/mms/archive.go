@@ -88,7 +88,7 @@ placeholder that 'mms pack' rejects until it is replaced.`,
 	f.StringVar(&o.out, "out", "", "archive file to write (default: <name>-<version>.tar.gz)")
 	f.StringVar(&o.source, "source", "", "URL the archive will be served from, for the printed entry")
 	f.StringVar(&o.upload, "upload", "", "store the archive in this object store: nats://BUCKET")
-	o.nats.register(f)
+	o.nats.registerClient(cmd, f)
 	return cmd
 }
 

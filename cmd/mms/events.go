@@ -55,7 +55,7 @@ instead. --since replays recent events from the ` + agent.EventsStream + ` strea
 			return a.followEvents(cmd.Context(), nf, since, filter, jsonOut)
 		},
 	}
-	nf.register(cmd.Flags())
+	nf.registerClient(cmd, cmd.Flags())
 	cmd.Flags().Lookup("timeout").Usage = "give up connecting, and setting up --since, after this long"
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print each event as CloudEvent JSON")
 	cmd.Flags().DurationVar(&since, "since", 0, "replay events newer than `DURATION` from the "+agent.EventsStream+" stream")

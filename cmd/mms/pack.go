@@ -54,7 +54,7 @@ Choria's format, which has no serial: mms agents accept it only with
 --allow-legacy-spec.`,
 		Example: `  mms pack machines.json --key-file ops.key | mms put
   mms pack machines.yaml --key-file ops.key --key-file sec.key --expires 720h > spec.json
-  mms pack machines.json --format v1 --key-file ops.key | nats kv put MACHINES machines`,
+  mms pack machines.json --format v1 --key-file ops.key | nats --context mms kv put MACHINES machines`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.pack(cmd, args, o)

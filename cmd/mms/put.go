@@ -39,7 +39,9 @@ them gets an error instead of silently overwriting the other. A v2 spec
 whose serial is not above the current one's is refused too (agents would
 ignore it); --force skips that check, not the compare-and-set.
 
-'nats kv put MACHINES machines' works as well; mms put adds the checks.`,
+'nats --context mms kv put MACHINES machines' works as well (the context
+the agent writes for its embedded server, or yours); mms put adds the
+checks.`,
 		Example: `  mms pack machines.json --key-file ops.key | mms put
   mms put spec.json --server nats://nats1:4222,nats://nats2:4222 --creds ops.creds
   mms put spec.json --create      # create the MACHINES bucket first if missing`,
@@ -68,7 +70,7 @@ ignore it); --force skips that check, not the compare-and-set.
 		},
 	}
 	f := cmd.Flags()
-	nf.register(f)
+	nf.registerClient(cmd, f)
 	f.StringVar(&o.bucket, "bucket", "MACHINES", "Key-Value bucket")
 	f.StringVar(&o.key, "key", "machines", "key in the bucket")
 	f.BoolVar(&o.create, "create", false, "create the bucket when it does not exist")

@@ -36,7 +36,7 @@ Nothing is verified: the key ids are claims. Use 'mms verify' to check
 signatures. SPEC is a file or - for stdin. Passwords of v1 entries are
 never printed.`,
 		Example: `  mms show spec.json
-  nats kv get MACHINES machines --raw | mms show - --json`,
+  nats --context mms kv get MACHINES machines --raw | mms show - --json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			data, err := a.readSpecArg(args[0])

@@ -68,7 +68,7 @@ to your NATS with --server, create it once with --create.`,
 		},
 	}
 	f := cmd.Flags()
-	o.nats.register(f)
+	o.nats.registerClient(cmd, f)
 	f.BoolVar(&o.jsonOut, "json", false, "print the status documents as a JSON array")
 	f.BoolVar(&o.check, "check", false, "exit 2 when any agent is stale, stopped, behind, in error or unreadable")
 	f.BoolVar(&o.create, "create", false, "create the "+fleetstatus.Bucket+" bucket when it does not exist")
