@@ -94,6 +94,7 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 		Identity:  cfg.node.Identity,
 		Version:   version,
 		Recorder:  rec,
+		Trust:     cfg.manager.Trust,
 		States:    host.States,
 		NATS:      client.Status.Snapshot,
 		JetStream: js,
