@@ -182,13 +182,19 @@ const (
 	SeenError = "error"
 )
 
-// SeenOutcome returns the outcome word of a seen spec the manager treated
-// as r ("" for an accepted spec).
-func SeenOutcome(r manager.Rejection) string {
+// SeenOutcome returns the outcome word of a seen spec in envelope format
+// ("v1", "v2" or "" when unknown) that the manager treated as r ("" for an
+// accepted spec). A v1 spec "replayed" is legacy-refused: v1 specs have no
+// serial, one is older only because the node accepted a v2 spec, after
+// which it refuses v1.
+func SeenOutcome(r manager.Rejection, format string) string {
 	switch r {
 	case "":
 		return SeenApplied
 	case manager.RejectReplayed:
+		if format == "v1" {
+			return SeenLegacyRefused
+		}
 		return SeenIgnoredOlder
 	case manager.RejectEquivocation:
 		return SeenEquivocation
@@ -359,7 +365,7 @@ func (s *specV1) upgrade() (*Applied, *Seen) {
 	}
 	outcome := s.Seen.Outcome
 	if outcome != SeenApplied {
-		outcome = SeenOutcome(manager.Rejection(outcome))
+		outcome = SeenOutcome(manager.Rejection(outcome), "")
 	}
 	return applied, &Seen{Serial: s.Seen.Serial, Digest: s.Seen.Digest, Outcome: outcome, Reason: s.Seen.Reason, At: s.ReportedAt}
 }

@@ -189,9 +189,12 @@ func TestSeenOutcome(t *testing.T) {
 		"from_a_newer_manager":       SeenError,
 	}
 	for kind, w := range want {
-		if got := SeenOutcome(kind); got != w {
-			t.Errorf("SeenOutcome(%q) = %q, want %q", kind, got, w)
+		if got := SeenOutcome(kind, "v2"); got != w {
+			t.Errorf("SeenOutcome(%q, v2) = %q, want %q", kind, got, w)
 		}
+	}
+	if got := SeenOutcome(manager.RejectReplayed, "v1"); got != SeenLegacyRefused {
+		t.Errorf("SeenOutcome(replayed, v1) = %q, want %q", got, SeenLegacyRefused)
 	}
 }
 

@@ -109,13 +109,7 @@ func (r *Recorder) ReportPass(rep manager.PassReport) {
 		}
 	}
 	r.applied = applied
-	outcome := SeenOutcome(rep.Rejected)
-	if rep.Rejected == manager.RejectReplayed && rep.Format == "v1" {
-		// v1 specs have no serial: one is "older" only because the node
-		// accepted a v2 spec, after which it refuses v1.
-		outcome = SeenLegacyRefused
-	}
-	r.seen = &Seen{Serial: rep.Serial, Digest: rep.Digest, Format: rep.Format, Outcome: outcome, At: now}
+	r.seen = &Seen{Serial: rep.Serial, Digest: rep.Digest, Format: rep.Format, Outcome: SeenOutcome(rep.Rejected, rep.Format), At: now}
 	if rep.Err != nil {
 		r.seen.Reason = rep.Err.Error()
 	}
