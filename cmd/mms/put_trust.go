@@ -60,7 +60,7 @@ func (a *app) warnUntrusted(ctx context.Context, nc natsConn, next *packer.Opene
 	}
 	signed := "no key id (v1)"
 	if len(next.KeyIDs) > 0 {
-		signed = strings.Join(next.KeyIDs, ", ")
+		signed = termtext.Escape(strings.Join(next.KeyIDs, ", "))
 	}
 	if len(refusing) == reporting && next.Format == packer.FormatV2 && !slices.ContainsFunc(next.KeyIDs, func(id string) bool { return trusted[id] }) {
 		ids := make([]string, 0, len(trusted))
