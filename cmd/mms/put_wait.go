@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -249,6 +250,9 @@ func staleNote(skipped []string) string {
 	return fmt.Sprintf(" (%d stale: %s)", len(skipped), strings.Join(capList(skipped, maxNamed), ", "))
 }
 
+// maxTerminalLine caps the progress line on a terminal, in characters.
+const maxTerminalLine = 100
+
 // progressLine prints a line that changes: rewritten in place on a
 // terminal, one line per change elsewhere (logs, pipes).
 type progressLine struct {
@@ -269,6 +273,10 @@ func (p *progressLine) show(s string) {
 	}
 	p.last = s
 	if p.terminal {
+		// One terminal row, so the next rewrite erases all of it.
+		if utf8.RuneCountInString(s) > maxTerminalLine {
+			s = string([]rune(s)[:maxTerminalLine-1]) + "…"
+		}
 		fmt.Fprint(p.w, "\r\x1b[K"+s)
 		p.open = true
 		return

@@ -243,6 +243,9 @@ func printNode(a *app, r nodeRow, now time.Time) {
 	}
 	if s := d.Seen; s != nil {
 		desc := s.Problem()
+		if s.Outcome == fleetstatus.SeenApplied && len(d.Failed()) > 0 {
+			desc = s.Label() + " " + s.Outcome // the entries below say what failed
+		}
 		if !s.At.IsZero() {
 			desc += fmt.Sprintf(" (%s ago)", age(now.Sub(s.At)))
 		}
