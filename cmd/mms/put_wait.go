@@ -203,7 +203,11 @@ func waitFinished(a *app, label string, nodes map[string]*nodeWait, counts map[w
 		if s := counts[waitSuperseded]; s > 0 {
 			note = fmt.Sprintf(" (%d of them already run a newer spec)", s)
 		}
-		fmt.Fprintf(a.stdout, "%s applied by all %d reporting agent%s%s\n", label, len(nodes), plural(len(nodes)), note)
+		who := fmt.Sprintf("all %d reporting agents", len(nodes))
+		if len(nodes) == 1 {
+			who = "the one reporting agent"
+		}
+		fmt.Fprintf(a.stdout, "%s applied by %s%s\n", label, who, note)
 		return nil
 	}
 	var lines []string
