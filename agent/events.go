@@ -169,14 +169,19 @@ func stateEvent(m machineRef, r stateReport, now time.Time) (event.Event, error)
 
 // hostEvent builds a host event about machine name at path: shaped like a
 // watcher state event of type "host" whose watcher name is the machine's.
-func hostEvent(identity, name, version, path, outcome string, err error, now time.Time) (event.Event, error) {
+// previous, when set, is the version a load replaced ("previous_version").
+func hostEvent(identity, name, version, previous, path, outcome string, err error, now time.Time) (event.Event, error) {
 	m := machineRef{identity: identity, id: InstanceID(identity, name), name: name, version: version}
+	state := map[string]any{"path": path}
+	if previous != "" {
+		state["previous_version"] = previous
+	}
 	return stateEvent(m, stateReport{
 		eventType:   HostEventType,
 		watcherType: HostWatcherType,
 		watcher:     name,
 		outcome:     outcome,
-		state:       map[string]any{"path": path},
+		state:       state,
 		err:         err,
 	}, now)
 }

@@ -98,7 +98,7 @@ func TestEventInfoSummary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, err := hostEvent("n1", "web", "2", "/m/web", HostLoadFailed, errors.New("bad yaml"), now)
+	host, err := hostEvent("n1", "web", "2", "", "/m/web", HostLoadFailed, errors.New("bad yaml"), now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -297,7 +297,13 @@ const scanDebounce = 50 * time.Millisecond
 
 // hostEvent logs and publishes a host event.
 func (h *Host) hostEvent(ctx context.Context, name, version, path, outcome string, err error) {
-	ev, berr := hostEvent(h.cfg.Identity, name, version, path, outcome, err, time.Now())
+	h.hostEventReplacing(ctx, name, version, "", path, outcome, err)
+}
+
+// hostEventReplacing publishes a host event about a version of name that
+// replaced version previous.
+func (h *Host) hostEventReplacing(ctx context.Context, name, version, previous, path, outcome string, err error) {
+	ev, berr := hostEvent(h.cfg.Identity, name, version, previous, path, outcome, err, time.Now())
 	if berr != nil {
 		h.log.Error("build host event", "error", berr)
 		return

@@ -197,6 +197,11 @@ func TestHostHotReload(t *testing.T) {
 	if n := ctl.closed.Load(); n != 1 {
 		t.Errorf("Close calls after the reload = %d, want 1 (version 1 stopped)", n)
 	}
+	eventually(t, "reloaded host event", func() bool { return len(f.hostEvents(t, "alpha", HostLoaded)) == 2 })
+	loads := f.hostEvents(t, "alpha", HostLoaded)
+	if _, ok := loads[0]["previous_version"]; ok || loads[1]["version"] != "2.0.0" || loads[1]["previous_version"] != "1.0.0" {
+		t.Errorf("loaded events = %v, want the first without previous_version and the reload 1.0.0 -> 2.0.0", loads)
+	}
 	ctl.mu.Lock()
 	ds2 := ctl.deps.Data
 	ctl.mu.Unlock()

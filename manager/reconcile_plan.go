@@ -86,9 +86,11 @@ func (r *Reconciler) evaluate(e planEntry, env *spec.Env) (res MachineResult, ke
 	switch {
 	case err != nil:
 		res.Outcome, res.Reason = EntryFailed, fmt.Sprintf("match %q: %v (an installed copy is kept)", e.matcher, err)
+		res.Match = e.machine.Match
 		return res, true
 	case !ok:
 		res.Outcome, res.Reason = EntrySkipped, fmt.Sprintf("match %q does not select this node", e.matcher)
+		res.Match = e.machine.Match
 		return res, false
 	}
 	if b, ok := r.bad[e.machine.Name]; ok && b.checksum == e.machine.Checksum && b.verifyChecksum == e.machine.VerifyChecksum {

@@ -133,6 +133,15 @@ type StatusReporter interface {
 	ReportPass(PassReport)
 }
 
+// ProgressReporter receives the progress of the downloads of a reconcile
+// pass, as typed values, for the agent's status document. A StatusReporter
+// may implement it too. done and total are bytes; total is 0 when the size
+// is unknown. Callers report at most every second or so per download (and
+// once more when it ends); ReportProgress must not block.
+type ProgressReporter interface {
+	ReportProgress(name string, done, total int64)
+}
+
 // MachineResult is what reconciling one machine did.
 type MachineResult struct {
 	// Name is the entry's (or purged machine's) name.
@@ -146,6 +155,10 @@ type MachineResult struct {
 	// Tampered names the file (or the tree) that periodic verification
 	// found modified, after which the machine was reinstalled.
 	Tampered string `json:"tampered,omitempty"`
+	// Match is the entry's matcher when it decided the outcome: the
+	// expression that did not select this node (skipped) or could not be
+	// evaluated (failed).
+	Match string `json:"match,omitempty"`
 }
 
 // Changed reports whether the pass changed anything on the node.

@@ -138,8 +138,8 @@ func testAgentClusterLeaderLoss(t *testing.T, leaderOnly bool) {
 // version in its ready state.
 func wantMachineServing(doc *fleetstatus.Document, serial uint64, version string) error {
 	m := findMachine(doc, "web")
-	if doc.Spec.Serial != serial || m == nil || m.Version != version || m.State != "ready" {
-		return fmt.Errorf("status = serial %d, web %+v; want serial %d, web %s ready", doc.Spec.Serial, m, serial, version)
+	if doc.AppliedSerial() != serial || m == nil || m.Version != version || m.State != "ready" {
+		return fmt.Errorf("status = serial %d, web %+v; want serial %d, web %s ready", doc.AppliedSerial(), m, serial, version)
 	}
 	return nil
 }

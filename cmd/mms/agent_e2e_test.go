@@ -249,8 +249,8 @@ func pollStatus(t *testing.T, conn []string, identity string, ok func(*fleetstat
 // wantMachine returns an error unless doc runs machine name at version in
 // state, installed from checksum with the manager's outcome.
 func wantMachine(doc *fleetstatus.Document, serial uint64, name, version, state, checksum string, outcome manager.EntryOutcome) error {
-	if doc.Spec.Serial != serial {
-		return fmt.Errorf("status spec serial = %d, want %d", doc.Spec.Serial, serial)
+	if doc.AppliedSerial() != serial {
+		return fmt.Errorf("status spec serial = %d, want %d", doc.AppliedSerial(), serial)
 	}
 	m := findMachine(doc, name)
 	if m == nil {
@@ -352,13 +352,13 @@ func TestAgentConverges(t *testing.T) {
 	lastManagerState(t, js, serial, func(st managerState) error { return resultFor(st.Results, "web", manager.EntryFailed) })
 	pollStatus(t, put, identity, func(d *fleetstatus.Document) error {
 		m := findMachine(d, "web")
-		if d.Spec.Serial != serial || m == nil || m.Version != "2.0.0" || m.State != "ready" || m.LastOutcome != string(manager.EntryFailed) || m.LastError == "" {
-			return fmt.Errorf("status = serial %d, web %+v; want serial %d, 2.0.0 still ready, failed with an error", d.Spec.Serial, m, serial)
+		if d.AppliedSerial() != serial || m == nil || m.Version != "2.0.0" || m.State != "ready" || m.LastOutcome != string(manager.EntryFailed) || m.LastError == "" {
+			return fmt.Errorf("status = serial %d, web %+v; want serial %d, 2.0.0 still ready, failed with an error", d.AppliedSerial(), m, serial)
 		}
 		return nil
 	})
-	if code, stderr := statusCheck(t, put); code != 2 || !strings.Contains(stderr, identity+" (error)") {
-		t.Errorf("mms status --check with a failed entry = exit %d, stderr %q; want 2 naming %s (error)", code, stderr, identity)
+	if code, stderr := statusCheck(t, put); code != 2 || !strings.Contains(stderr, identity+": failed: web failed: install: ") {
+		t.Errorf("mms status --check with a failed entry = exit %d, stderr %q; want 2 naming %s, the entry and why", code, stderr, identity)
 	}
 
 	// An empty spec purges the machine the manager installed.
@@ -366,8 +366,8 @@ func TestAgentConverges(t *testing.T) {
 	serial = packPut(t, append(sign, "--serial", strconv.FormatUint(serial+1, 10)), put)
 	lastManagerState(t, js, serial, func(st managerState) error { return resultFor(st.Results, "web", manager.EntryPurged) })
 	pollStatus(t, put, identity, func(d *fleetstatus.Document) error {
-		if d.Spec.Serial != serial {
-			return fmt.Errorf("status spec serial = %d, want %d", d.Spec.Serial, serial)
+		if d.AppliedSerial() != serial {
+			return fmt.Errorf("status spec serial = %d, want %d", d.AppliedSerial(), serial)
 		}
 		if m := findMachine(d, "web"); m != nil {
 			return fmt.Errorf("purged machine still in the status: %+v", *m)

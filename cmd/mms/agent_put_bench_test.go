@@ -191,7 +191,7 @@ func waitStatus(b *testing.B, updates <-chan jetstream.KeyValueEntry, serial uin
 			if e == nil {
 				continue
 			}
-			if doc, err := fleetstatus.ParseDocument(e.Value()); err == nil && doc.Spec.Serial == serial {
+			if doc, err := fleetstatus.ParseDocument(e.Value()); err == nil && doc.AppliedSerial() == serial {
 				return
 			}
 		case <-timeout:

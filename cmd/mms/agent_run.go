@@ -118,6 +118,7 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 		Identity:  cfg.node.Identity,
 		Version:   currentBuild().Version,
 		Recorder:  rec,
+		Trust:     cfg.manager.Trust,
 		States:    host.States,
 		NATS:      client.Status.Snapshot,
 		JetStream: js,

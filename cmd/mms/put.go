@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,6 +20,14 @@ type putOptions struct {
 	replicas int
 	force    bool
 	revision uint64
+	// publicKeys, trustedKeys and threshold, when keys are given, verify
+	// the spec's signatures before it is written.
+	publicKeys  []string
+	trustedKeys string
+	threshold   int
+	// wait, when positive, follows the agents' status documents after the
+	// write until every reporting agent applied the spec or failed.
+	wait time.Duration
 	// beforeWrite, when set, runs between reading the current revision and
 	// writing; tests use it to race another writer.
 	beforeWrite func()
@@ -33,17 +42,30 @@ func (a *app) newPutCmd() *cobra.Command {
 		Long: `Publish a spec envelope to the NATS Key-Value bucket agents watch.
 
 The envelope is read from SPEC or stdin, trailing whitespace trimmed, and
-refused unless it parses as a spec envelope. The write is a compare-and-set
-on the key's current revision, so when two operators publish at once one of
-them gets an error instead of silently overwriting the other. A v2 spec
-whose serial is not above the current one's is refused too (agents would
-ignore it); --force skips that check, not the compare-and-set.
+refused unless it parses as a spec envelope and has not expired. With
+--public-key or --trusted-keys its signatures are verified first, as an
+agent with those keys would (--threshold of them must have signed);
+without them, mms put reads the agents' status documents and warns when
+an agent trusts none of the keys the spec claims to be signed by, or
+refuses v1 specs, because that agent will reject it.
+
+The write is a compare-and-set on the key's current revision, so when two
+operators publish at once one of them gets an error instead of silently
+overwriting the other. A v2 spec whose serial is not above the current
+one's is refused too (agents would ignore it); --force skips that check,
+not the compare-and-set.
+
+--wait DURATION then follows the status documents, printing progress
+("2/3 applied, 1 failed: web3: web failed: install: sha256 mismatch"),
+until every agent that reports its status applied the spec or failed; it
+exits 0 when all applied, 2 naming each agent that rejected the spec or
+failed an entry, or that had not finished when DURATION ran out.
 
 'nats --context mms kv put MACHINES machines' works as well (the context
 the agent writes for its embedded server, or yours); mms put adds the
 checks.`,
-		Example: `  mms pack machines.json --key-file ops.key | mms put
-  mms put spec.json --server nats://nats1:4222,nats://nats2:4222 --creds ops.creds
+		Example: `  mms pack machines.json --key-file ops.key | mms put --wait 2m
+  mms put spec.json --trusted-keys fleet.pub --server nats://nats1:4222,nats://nats2:4222 --creds ops.creds
   mms put spec.json --create      # create the MACHINES bucket first if missing`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -55,9 +77,9 @@ checks.`,
 			if err != nil {
 				return err
 			}
-			next, err := packer.Inspect(data)
+			next, err := a.checkPut(data, o, time.Now())
 			if err != nil {
-				return fmt.Errorf("refusing to put: %w", err)
+				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), nf.timeout)
 			defer cancel()
@@ -66,7 +88,16 @@ checks.`,
 				return err
 			}
 			defer nc.Close()
-			return a.put(ctx, nc, data, next, o)
+			if len(o.publicKeys) == 0 && o.trustedKeys == "" {
+				a.warnUntrusted(ctx, nc, next)
+			}
+			if err := a.put(ctx, nc, data, next, o); err != nil {
+				return err
+			}
+			if o.wait <= 0 {
+				return nil
+			}
+			return a.waitApplied(cmd.Context(), nc, next, o.wait)
 		},
 	}
 	f := cmd.Flags()
@@ -76,8 +107,39 @@ checks.`,
 	f.BoolVar(&o.create, "create", false, "create the bucket when it does not exist")
 	f.IntVar(&o.replicas, "replicas", 1, "replicas when creating the bucket")
 	f.BoolVar(&o.force, "force", false, "publish even if the serial is not above the current spec's")
-	f.Uint64Var(&o.revision, "revision", 0, "only publish if the key is at this revision (the one you reviewed)")
+	f.Uint64Var(&o.revision, "revision", 0, "only publish if the key is at this revision (the one you reviewed with 'mms show')")
+	f.StringArrayVar(&o.publicKeys, "public-key", nil, "verify the signatures with this hex public key before writing (repeatable)")
+	f.StringVar(&o.trustedKeys, "trusted-keys", "", "verify the signatures with the hex public keys in `FILE` before writing")
+	f.IntVar(&o.threshold, "threshold", 1, "distinct keys of --public-key/--trusted-keys that must have signed")
+	f.DurationVar(&o.wait, "wait", 0, "after writing, wait up to `DURATION` until every reporting agent applied the spec or failed")
 	return cmd
+}
+
+// checkPut decodes the envelope and refuses what no agent would accept:
+// an envelope that does not decode, an expired spec, and, when keys are
+// given, one whose signatures do not verify with them.
+func (a *app) checkPut(data []byte, o putOptions, now time.Time) (*packer.Opened, error) {
+	next, err := packer.Inspect(data)
+	if err != nil {
+		return nil, fmt.Errorf("refusing to put: %w", err)
+	}
+	if exp := next.Spec.Expires; !exp.IsZero() && !now.Before(exp) {
+		return nil, fmt.Errorf("refusing to put serial %d: it expired at %s (%s ago) and every agent rejects an expired spec; re-pack it (mms pack --expires sets a new expiry)",
+			next.Spec.Serial, exp.UTC().Format(time.RFC3339), now.Sub(exp).Round(time.Second))
+	}
+	if len(o.publicKeys) == 0 && o.trustedKeys == "" {
+		return next, nil
+	}
+	trust, err := resolveTrust(o.publicKeys, o.trustedKeys, o.threshold, false, true)
+	if err != nil {
+		return nil, err
+	}
+	opened, err := packer.Open(data, packer.OpenOptions{Trusted: trust.Keys(), Threshold: trust.Threshold(), AllowV1: true, Now: func() time.Time { return now }})
+	if err != nil {
+		return nil, fmt.Errorf("refusing to put: %w", err)
+	}
+	fmt.Fprintf(a.stderr, "verified: signed by %s (%d of %d required)\n", strings.Join(opened.KeyIDs, ", "), len(opened.KeyIDs), trust.Threshold())
+	return next, nil
 }
 
 func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Opened, o putOptions) error {
@@ -126,7 +188,7 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 	}
 
 	if o.revision != 0 && o.revision != rev {
-		return fmt.Errorf("%s/%s is at revision %d, not %d as --revision expects: review the current spec with 'mms show' first", o.bucket, o.key, rev, o.revision)
+		return fmt.Errorf("%s/%s is at revision %d, not %d as --revision expects: review the current spec with 'mms show --server %s' first", o.bucket, o.key, rev, o.revision, nc.ConnectedUrlRedacted())
 	}
 	if o.beforeWrite != nil {
 		o.beforeWrite()
@@ -138,7 +200,7 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 		newRev, err = kv.Update(ctx, o.key, data, rev)
 	}
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return fmt.Errorf("%s/%s changed while publishing (it was at revision %d): someone else published; check with 'mms show' and retry", o.bucket, o.key, rev)
+		return fmt.Errorf("%s/%s changed while publishing (it was at revision %d): someone else published; check with 'mms show --server %s' and retry", o.bucket, o.key, rev, nc.ConnectedUrlRedacted())
 	}
 	if err != nil {
 		return nc.explain(fmt.Errorf("write %s/%s: %w", o.bucket, o.key, err))
