@@ -30,6 +30,10 @@ type InstallSettings struct {
 	Log *slog.Logger
 }
 
+// MachineName is the name of the compiled-in manager machine (package
+// manager/mmsmanager), which a spec entry may not take.
+const MachineName = "mms_manager"
+
 // Settings are a node's manager settings: what `mms agent` resolves from its
 // flags and attaches to the node (agent.WithSetting) for the compiled-in
 // manager machine, which reads them with agent.Setting. They travel as

@@ -142,6 +142,29 @@ type ProgressReporter interface {
 	ReportProgress(name string, done, total int64)
 }
 
+// Reporters hands every report to each of its members: the status
+// document and the metrics both follow the manager. It forwards progress to
+// the members that are ProgressReporters.
+type Reporters []StatusReporter
+
+// ReportPass forwards rep to every member.
+func (rs Reporters) ReportPass(rep PassReport) {
+	for _, r := range rs {
+		r.ReportPass(rep)
+	}
+}
+
+// ReportProgress forwards to every member that takes progress.
+func (rs Reporters) ReportProgress(name string, done, total int64) {
+	for _, r := range rs {
+		if p, ok := r.(ProgressReporter); ok {
+			p.ReportProgress(name, done, total)
+		}
+	}
+}
+
+var _ ProgressReporter = Reporters(nil)
+
 // MachineResult is what reconciling one machine did.
 type MachineResult struct {
 	// Name is the entry's (or purged machine's) name.

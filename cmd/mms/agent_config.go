@@ -42,6 +42,7 @@ type agentOptions struct {
 	statusInterval  time.Duration
 	logJSON         bool
 	logLevel        string
+	metricsListen   string
 }
 
 // agentConfig is what the agent runs with, resolved and checked.
@@ -61,6 +62,9 @@ type agentConfig struct {
 	heartbeat  time.Duration
 	logLevel   slog.Level
 	logJSON    bool
+	// metricsListen is where Prometheus metrics and /healthz are served;
+	// empty serves none.
+	metricsListen string
 }
 
 // storeDir is the embedded server's JetStream store.
@@ -74,7 +78,12 @@ const minHeartbeat = 100 * time.Millisecond
 // key flag is given. It reads the key and facts files but writes nothing.
 func (o *agentOptions) resolve(a *app) (agentConfig, error) {
 	var errs []error
-	cfg := agentConfig{factsFile: o.factsFile, timeout: o.nats.timeout, heartbeat: o.statusInterval, logJSON: o.logJSON}
+	cfg := agentConfig{factsFile: o.factsFile, timeout: o.nats.timeout, heartbeat: o.statusInterval, logJSON: o.logJSON, metricsListen: o.metricsListen}
+	if o.metricsListen != "" {
+		if _, _, err := net.SplitHostPort(o.metricsListen); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics-listen %q: want HOST:PORT, e.g. 127.0.0.1:9180: %w", o.metricsListen, err))
+		}
+	}
 	if err := cfg.logLevel.UnmarshalText([]byte(o.logLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel))
 	}

@@ -9,10 +9,13 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natsbox"
+	"github.com/mms-io/mms/internal/nodemetrics"
+	"github.com/mms-io/mms/manager"
 )
 
 // runAgent runs the node until ctx is done. Shutdown order: the host stops
@@ -100,20 +103,43 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 	defer client.Status.OnReconnect(rec.Touch)()
 	settings := cfg.manager
 	settings.Status = rec // the manager reports every pass to the status document
-	host, err := agent.NewHost(agent.HostConfig{
+	var publisher agent.Publisher = fleetstatus.Publisher{Next: agent.NATSPublisher{Conn: client.Conn}, Recorder: rec}
+	hostCfg := agent.HostConfig{
 		MachinesDir: cfg.node.MachinesDir,
 		DataDir:     cfg.node.DataDir,
 		Identity:    cfg.node.Identity,
 		Facts:       agent.NewFactsFile(cfg.factsFile, log).Facts,
-		Publisher:   fleetstatus.Publisher{Next: agent.NATSPublisher{Conn: client.Conn}, Recorder: rec},
 		Log:         log,
 		Conn:        client.Conn,
 		OnReconnect: client.Status.OnReconnect,
-		Node:        agent.WithSetting(cfg.node, settings),
-	})
+	}
+	var running atomic.Pointer[agent.Host] // for the metrics, which may be scraped before the host exists
+	if cfg.metricsListen != "" {
+		metrics := nodemetrics.New(nodemetrics.Config{
+			States: func() []agent.MachineStatus {
+				if h := running.Load(); h != nil {
+					return h.States()
+				}
+				return nil
+			},
+			NATS:    client.Status.Snapshot,
+			Manager: managerMachine(),
+		})
+		settings.Status = manager.Reporters{rec, metrics}
+		publisher = metrics.Publisher(publisher)
+		hostCfg.Metrics = metrics.Sink
+		stop, err := serveMetrics(cfg.metricsListen, metrics, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	hostCfg.Publisher, hostCfg.Node = publisher, agent.WithSetting(cfg.node, settings)
+	host, err := agent.NewHost(hostCfg)
 	if err != nil {
 		return err
 	}
+	running.Store(host)
 	writer, err := fleetstatus.NewWriter(fleetstatus.WriterConfig{
 		Identity:  cfg.node.Identity,
 		Version:   currentBuild().Version,

@@ -16,8 +16,9 @@ import (
 )
 
 // binDir holds the mms binary the tests build (see mmsBinary); TestMain
-// removes it.
-var binDir string
+// removes it. pkgDir is this package's directory, where it is built from
+// (tests may change the working directory first).
+var binDir, pkgDir string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "mms-bin-")
@@ -26,6 +27,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
+	if pkgDir, err = os.Getwd(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -35,6 +40,7 @@ func TestMain(m *testing.M) {
 var buildBinary = sync.OnceValues(func() (string, error) {
 	bin := filepath.Join(binDir, "mms")
 	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = pkgDir
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/mms: %w\n%s", err, out)
 	}

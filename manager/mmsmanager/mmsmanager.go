@@ -27,7 +27,7 @@ const (
 	// MachineName is the manager machine's name. A spec entry of this name
 	// is refused (the machines watcher reserves the names of compiled-in
 	// machines, see manager.ReconcilerConfig.Reserved).
-	MachineName = "mms_manager"
+	MachineName = manager.MachineName
 	// DataItem is the data key the manager's kv watcher stores the spec
 	// envelope under and its machines watcher reads.
 	DataItem = "spec"
