@@ -180,6 +180,8 @@ func resolveTrust(hexKeys []string, file string, threshold int, insecure, allowV
 			hint := ""
 			if _, serr := os.Stat(h); serr == nil {
 				hint = " (it names a file: use --trusted-keys FILE)"
+			} else if strings.TrimSpace(h) == "" {
+				hint = ` (did a substitution such as --public-key "$(cat ops.pub)" fail? check that the file exists)`
 			}
 			errs = append(errs, fmt.Errorf("--public-key #%d: %w%s", i+1, err, hint))
 			continue

@@ -297,8 +297,10 @@ func TestAgentClientOfLateServer(t *testing.T) {
 
 	const identity = "edge1"
 	_, pub := newKeyPair(t, t.TempDir(), "ops")
+	// At debug level the agent logs its machines' events, so the test sees
+	// them run before NATS is up.
 	_, errOut, stop := runUntil(t, "agent", "--server", url, "--public-key", strings.TrimSpace(readFile(t, pub)), "--state-dir", t.TempDir(),
-		"--identity", identity, "--status-interval", "200ms")
+		"--identity", identity, "--status-interval", "200ms", "--log-level", "debug")
 	waitFor(t, errOut, "using NATS at "+url, "mmsclitest greeter success")
 
 	opts := natstest.Options(t.TempDir())

@@ -138,12 +138,15 @@ func (a *app) readPrivateKeyFile(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read private key: %w", err)
 	}
-	if st.Mode().Perm()&0o077 != 0 {
-		a.log.Warn("private key file is readable by group or others; chmod 600 it", "path", path, "mode", fmt.Sprintf("%#o", st.Mode().Perm()))
-	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read private key: %w", err)
+	}
+	if _, perr := packer.ParsePublicKey(strings.TrimSpace(string(data))); perr == nil {
+		return nil, fmt.Errorf("%s holds a public key: --key-file wants the private key that signs (mms keys --out NAME writes NAME.key next to NAME.pub)", path)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		a.log.Warn("private key file is readable by group or others; chmod 600 it", "path", path, "mode", fmt.Sprintf("%#o", st.Mode().Perm()))
 	}
 	k, err := packer.ParsePrivateKey(string(data))
 	if err != nil {

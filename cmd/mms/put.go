@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/spec"
 )
 
 type putOptions struct {
@@ -121,6 +123,9 @@ checks.`,
 func (a *app) checkPut(data []byte, o putOptions, now time.Time) (*packer.Opened, error) {
 	next, err := packer.Inspect(data)
 	if err != nil {
+		if _, perr := spec.ParseMachines(data); perr == nil || looksLikeList(data) {
+			return nil, errors.New("refusing to put: this is a machines list, not a signed spec: pack it first, e.g. mms pack machines.json --key-file ops.key | mms put")
+		}
 		return nil, fmt.Errorf("refusing to put: %w", err)
 	}
 	if exp := next.Spec.Expires; !exp.IsZero() && !now.Before(exp) {
@@ -212,4 +217,11 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 	fmt.Fprintf(a.stdout, "put %s/%s revision %d: %s, %d machine%s, at %s\n",
 		o.bucket, o.key, newRev, desc, len(next.Spec.Machines), plural(len(next.Spec.Machines)), time.Now().UTC().Format(time.RFC3339))
 	return nil
+}
+
+// looksLikeList reports whether data is a JSON or YAML list, the shape of
+// a machines file (a signed spec is an object).
+func looksLikeList(data []byte) bool {
+	t := bytes.TrimSpace(data)
+	return len(t) > 0 && (t[0] == '[' || t[0] == '-')
 }
