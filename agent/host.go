@@ -238,6 +238,19 @@ func (h *Host) States() []MachineStatus {
 	return out
 }
 
+// MachineState returns the state of the running machine name (see
+// watchers.Host).
+func (h *Host) MachineState(name string) (watchers.MachineState, bool) {
+	h.mu.Lock()
+	hm := h.machines[name]
+	h.mu.Unlock()
+	if hm == nil {
+		return watchers.MachineState{}, false
+	}
+	st := hm.m.Status()
+	return watchers.MachineState{Version: st.Version, State: st.State, Started: st.StartTime, Entered: st.Entered}, true
+}
+
 // Run starts the compiled-in machines and every machine under MachinesDir,
 // follows changes until ctx is done, then stops every machine and waits for
 // all of their goroutines before returning.

@@ -509,3 +509,29 @@ func TestHostHandsWatchersTheirMetricsSink(t *testing.T) {
 		t.Errorf("Deps.Metrics = %#v, want gamma's w sink", got)
 	}
 }
+
+// TestHostMachineState: the host tells a health gate the states a machine
+// went through since it started, and when.
+func TestHostMachineState(t *testing.T) {
+	_, key := newProbe(t)
+	f := startHost(t, HostConfig{})
+	if _, ok := f.h.MachineState("delta"); ok {
+		t.Fatal("MachineState of a machine that does not run reports one")
+	}
+	f.writeMachine(t, "delta", probeMachine("delta", "1.0.0", key, ""))
+	eventually(t, "delta running", func() bool { _, ok := f.state("delta"); return ok })
+	if err := f.h.Transition(t.Context(), "delta", "go"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.h.Transition(t.Context(), "delta", "back"); err != nil {
+		t.Fatal(err)
+	}
+	st, ok := f.h.MachineState("delta")
+	if !ok || st.Version != "1.0.0" || st.State != "idle" || st.Started.IsZero() {
+		t.Fatalf("MachineState(delta) = %+v, %v; want 1.0.0 idle, started", st, ok)
+	}
+	idle, busy := st.Entered["idle"], st.Entered["busy"]
+	if !idle.Equal(st.Started) || busy.IsZero() || busy.Before(idle) {
+		t.Errorf("Entered = %v, want idle at the start (%v), then busy (first entry kept)", st.Entered, st.Started)
+	}
+}

@@ -210,6 +210,13 @@ func (h *fakeHost) UnloadMachine(_ context.Context, name string) error {
 	return nil
 }
 
+func (h *fakeHost) MachineState(name string) (watchers.MachineState, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	v, ok := h.running[name]
+	return watchers.MachineState{Version: v}, ok
+}
+
 // snapshot returns what runs, by name.
 func (h *fakeHost) snapshot() map[string]string {
 	h.mu.Lock()

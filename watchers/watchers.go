@@ -204,6 +204,21 @@ type Host interface {
 	// UnloadMachine stops the machine and waits for its watchers to exit.
 	// Unloading a machine that is not running is not an error.
 	UnloadMachine(ctx context.Context, name string) error
+	// MachineState returns the state of the running machine name, and
+	// false when it does not run.
+	MachineState(name string) (MachineState, bool)
+}
+
+// MachineState is what a host tells of a running machine: its version,
+// its state and the states it went through since it started, which is
+// what a health gate reads.
+type MachineState struct {
+	Version string
+	State   string
+	// Started is when its watchers started (zero while it splays).
+	Started time.Time
+	// Entered is when each state was first entered since Started.
+	Entered map[string]time.Time
 }
 
 // Definition is a parsed machine.yaml, a *machine.Definition, handed to

@@ -115,6 +115,12 @@ func (h *fakeHost) UnloadMachine(_ context.Context, name string) error {
 	return nil
 }
 
+func (h *fakeHost) MachineState(name string) (watchers.MachineState, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return watchers.MachineState{}, h.running[name]
+}
+
 // node is a machines watcher under test with its fakes and signing key.
 type node struct {
 	t        *testing.T
