@@ -45,6 +45,19 @@ type MachineInstaller interface {
 	Verify(ctx context.Context, name string, full bool) error
 }
 
+// ResetSpecHistory forgets the spec a node accepted last, when its serial
+// is serial, by resetting the replay ledger in stateDir (the Reconciler's
+// StateDir): the next validly signed spec is then accepted whatever its
+// serial or format, so a v1 spec after a v2 one, or a lower serial after a
+// bad high one. It is the operator's local, explicit way back; the file is
+// kept aside (see packer.FileLedger.Reset). It returns the forgotten
+// record, or an error wrapping packer.ErrResetMismatch when the ledger
+// holds another serial (or none). Call it before the node's Reconciler
+// opens a spec.
+func ResetSpecHistory(stateDir string, serial uint64, now time.Time) (packer.Record, error) {
+	return packer.NewFileLedger(filepath.Join(stateDir, LedgerFile)).Reset(serial, now)
+}
+
 // ReconcilerConfig configures a [Reconciler].
 type ReconcilerConfig struct {
 	// Installer installs, rolls back and purges machines. Required.
@@ -262,6 +275,10 @@ func (r *Reconciler) reconcile(ctx context.Context, envelope []byte, opts Reconc
 		rep.Rejected, rep.Err = RejectionOf(err), fmt.Errorf("spec serial %d: %w", opened.Spec.Serial, err)
 		r.logRejection(rep)
 		return rep
+	}
+	if rs := opened.Reset; rs != nil {
+		r.log.Warn("SPEC HISTORY RESET: a signed reset spec replaced a last accepted serial above the serial ceiling; this node follows the new serial from now on",
+			"serial", rep.Serial, "forgotten_serial", rs.FromSerial, "forgotten_digest", rs.FromDigest, "reason", rs.Reason)
 	}
 	if opened.Stale {
 		r.log.Warn("spec has expired; running its machines but purging nothing until a new spec arrives",

@@ -49,4 +49,11 @@ type Settings struct {
 	// Status, when set, receives the report of every reconcile pass (the
 	// agent's status document).
 	Status StatusReporter
+	// ResetSpecHistory, when set, is the serial of the last accepted spec
+	// the operator wants forgotten (`mms agent --reset-spec-history
+	// SERIAL`): at start, if the replay ledger holds exactly that serial,
+	// it is reset (see [ResetSpecHistory]), so the next validly signed
+	// spec is accepted whatever its serial or format. Naming the serial
+	// makes a flag left in a service file harmless once it has acted.
+	ResetSpecHistory *uint64
 }

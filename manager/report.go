@@ -43,6 +43,10 @@ const (
 	// RejectNotYetValid: issued further in the future than the clock skew
 	// allows.
 	RejectNotYetValid Rejection = "not_yet_valid"
+	// RejectSerialAhead: the serial is above spec.SerialCeiling (the
+	// current Unix time plus a day); accepting it would lock the node out
+	// of every lower serial.
+	RejectSerialAhead Rejection = "serial_ahead"
 	// RejectInvalid: the spec as a whole (serial, times) is invalid. An
 	// invalid entry does not reject the spec; it fails on its own.
 	RejectInvalid Rejection = "invalid"
@@ -61,6 +65,7 @@ var rejectionKinds = []struct {
 	{packer.ErrEquivocation, RejectEquivocation},
 	{packer.ErrExpired, RejectExpired},
 	{packer.ErrNotYetValid, RejectNotYetValid},
+	{packer.ErrSerialAhead, RejectSerialAhead},
 	{packer.ErrUnsigned, RejectUnsigned},
 	{packer.ErrBadSignature, RejectBadSignature},
 	{packer.ErrUnknownKey, RejectUnknownKey},

@@ -72,6 +72,7 @@ const (
 	keySerial   = "serial"
 	keyIssuedAt = "issued_at"
 	keyExpires  = "expires"
+	keyReset    = "reset_history"
 	keyMachines = "machines"
 )
 
@@ -124,6 +125,9 @@ func (s *Spec) encode(f format) ([]byte, error) {
 	if !s.Expires.IsZero() {
 		w.buf.WriteString(`,"` + keyExpires + `":`)
 		w.value(s.Expires)
+	}
+	if s.ResetHistory {
+		w.buf.WriteString(`,"` + keyReset + `":true`)
 	}
 	w.buf.WriteString(`,"` + keyMachines + `":`)
 	w.machines(s.Machines, f)

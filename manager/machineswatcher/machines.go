@@ -112,6 +112,12 @@ type Watcher struct {
 	// written from it.
 	Status manager.StatusReporter `json:"-"`
 
+	// ResetSpecHistory, when set (in Go, from manager.Settings), is the
+	// serial of the last accepted spec to forget at Provision: see
+	// manager.ResetSpecHistory. Set it only from the node's own
+	// configuration, never from a spec.
+	ResetSpecHistory *uint64 `json:"-"`
+
 	trust        manager.Trust // Trust, or resolved from the properties by Validate
 	verifyEvery  time.Duration // VerifyInterval or the default
 	newInstaller func(manager.InstallSettings) (manager.MachineInstaller, error)
@@ -224,6 +230,9 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		return fmt.Errorf("state_dir: %w", err)
 	}
+	if w.ResetSpecHistory != nil {
+		w.resetHistory(state, *w.ResetSpecHistory)
+	}
 	g, err := gate(d, w.log)
 	if err != nil {
 		return err
@@ -260,6 +269,22 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	}
 	w.inst, w.rec = inst, rec
 	return nil
+}
+
+// resetHistory forgets the last accepted spec when it has serial, and says
+// so loudly; when the ledger holds another serial it only warns, so a flag
+// left in a service file after it acted does nothing.
+func (w *Watcher) resetHistory(state string, serial uint64) {
+	rec, err := manager.ResetSpecHistory(state, serial, time.Now())
+	switch {
+	case err == nil:
+		w.log.Warn("SPEC HISTORY RESET by the operator (--reset-spec-history): the last accepted spec is forgotten; the next validly signed spec is accepted whatever its serial or format (v1 included, when allowed). Publish the spec you want before anyone else can.",
+			"forgotten_serial", rec.Serial, "forgotten_digest", rec.Digest, "forgotten_format", rec.Format.String(), "accepted_at", rec.AcceptedAt)
+	case errors.Is(err, packer.ErrResetMismatch):
+		w.log.Warn("--reset-spec-history did nothing: the spec history does not hold that serial (already reset? remove the flag)", "serial", serial, "error", err)
+	default:
+		w.log.Error("--reset-spec-history failed; the spec history is unchanged", "serial", serial, "error", err)
+	}
 }
 
 // compiledIn reports whether name is a machine compiled into the agent: a
