@@ -111,7 +111,9 @@ type ReconcilerConfig struct {
 //     reason and the others go on. An entry that fails for any reason
 //     (invalid, reserved name, matcher error, install or load failure) still
 //     counts as wanted, so it is never purged because of its own failure: a
-//     typo in a checksum must not delete a running machine.
+//     typo in a checksum must not delete a running machine. An entry whose
+//     name itself is invalid (a confusable character, a path) could mean
+//     any installed machine, so while the spec has one nothing is purged.
 //   - Matchers are compiled once per accepted spec digest and evaluated
 //     against the node (identity, facts, PATH, files). A matcher that
 //     cannot be evaluated is a failure, never a silent "no match".
@@ -290,6 +292,7 @@ func (r *Reconciler) reconcile(ctx context.Context, envelope []byte, opts Reconc
 	results := make([]MachineResult, len(p.entries))
 	keep := map[string]bool{}   // names the spec keeps on this node
 	inSpec := map[string]bool{} // names the spec has an entry for
+	holdPurge := false          // an entry's name is invalid: it may mean any installed machine
 	for i, e := range p.entries {
 		res, kept := r.evaluate(e, &env)
 		results[i] = res
@@ -297,11 +300,17 @@ func (r *Reconciler) reconcile(ctx context.Context, envelope []byte, opts Reconc
 		if kept {
 			keep[e.machine.Name] = true
 		}
+		if e.badName {
+			holdPurge = true
+		}
 	}
 
 	var errs []error
 	var purged []MachineResult
-	if r.cfg.PurgeUnknown && !opened.Stale {
+	if holdPurge && r.cfg.PurgeUnknown {
+		r.log.Warn("not purging anything: an entry's name is invalid, so which installed machine it means is unknown", "serial", rep.Serial)
+	}
+	if r.cfg.PurgeUnknown && !opened.Stale && !holdPurge {
 		var err error
 		if purged, err = r.purge(ctx, keep, inSpec); err != nil {
 			errs = append(errs, err)

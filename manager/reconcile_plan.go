@@ -23,6 +23,7 @@ type planEntry struct {
 	machine spec.Machine
 	matcher *spec.Matcher // nil matches every node
 	invalid error         // why the entry cannot be acted on, if it cannot
+	badName bool          // the name itself is invalid: purges are held
 }
 
 // planFor returns the plan of an opened spec, from the cache when the spec
@@ -43,6 +44,7 @@ func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
 	for i, m := range s.Machines {
 		e := &p.entries[i]
 		e.machine = m
+		e.badName = spec.ValidName(m.Name) != nil
 		if err := m.Validate(opts); err != nil {
 			e.invalid = err
 		} else if r.cfg.Reserved != nil && r.cfg.Reserved(m.Name) {
@@ -79,7 +81,11 @@ func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
 func (r *Reconciler) evaluate(e planEntry, env *spec.Env) (res MachineResult, keep bool) {
 	res = MachineResult{Name: e.machine.Name, Checksum: e.machine.Checksum}
 	if e.invalid != nil {
-		res.Outcome, res.Reason = EntryFailed, "invalid entry (an installed copy is kept): "+e.invalid.Error()
+		kept := "an installed copy is kept"
+		if e.badName {
+			kept += "; nothing is purged while an entry's name is invalid"
+		}
+		res.Outcome, res.Reason = EntryFailed, "invalid entry ("+kept+"): "+e.invalid.Error()
 		return res, true
 	}
 	ok, err := e.matcher.Match(env)

@@ -110,6 +110,28 @@ func TestReconcile(t *testing.T) {
 				downloads: 1,
 			},
 		}},
+		{name: "an entry with an invalid name purges nothing (issue 18.9)", steps: []step{
+			installWebDB(),
+			{
+				// "wеb" with a Cyrillic е: which installed machine the
+				// entry means is unknown, so none is purged.
+				envelope: func(f *fixture) []byte {
+					return f.seal(2, f.entry("w\u0435b", "2", ""), f.entry("db", "1", ""))
+				},
+				want:      []string{"w\u0435b failed", "db unchanged"},
+				reasons:   map[string]string{"w\u0435b failed": "invalid entry (an installed copy is kept; nothing is purged while an entry's name is invalid)"},
+				running:   []string{"db@1", "web@1"},
+				installed: []string{"db", "web"},
+			},
+			{
+				// Fixed: the spec's entries are valid again, so web,
+				// no longer in it, is purged as usual.
+				envelope:  func(f *fixture) []byte { return f.seal(3, f.entry("db", "1", "")) },
+				want:      []string{"db unchanged", "web purged"},
+				running:   []string{"db@1"},
+				installed: []string{"db"},
+			},
+		}},
 		{name: "install failure does not block the others", steps: []step{{
 			before:    func(f *fixture) { f.inst.installErr["db"] = errors.New("fetch: HTTP 404") },
 			envelope:  webDB,
