@@ -105,8 +105,55 @@ func TestKeysOutRefusesToOverwrite(t *testing.T) {
 	dir := t.TempDir()
 	newKeyPair(t, dir, "ops")
 	r := mms(t, "", "keys", "--out", filepath.Join(dir, "ops"))
-	if r.code == 0 || !strings.Contains(r.stderr, "file exists (use --force to overwrite)") {
+	if r.code == 0 || !strings.Contains(r.stderr, "file exists (use --force to replace it)") {
 		t.Fatalf("second keys --out: exit %d, stderr %q; want a refusal", r.code, r.stderr)
+	}
+}
+
+// TestKeysForceReplacesFiles is issue 18.8: --force over a 0644 key file
+// leaves a 0600 one, and over a symbolic link replaces the link instead of
+// writing the secret key through it.
+func TestKeysForceReplacesFiles(t *testing.T) {
+	dir := t.TempDir()
+	// An existing world-readable key file.
+	open := writeFile(t, dir, "open.key", "old secret\n")
+	if err := os.Chmod(open, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A key path that is a link to a file someone else reads.
+	target := writeFile(t, dir, "shared.txt", "not a key\n")
+	if err := os.Chmod(target, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	linked := filepath.Join(dir, "linked.key")
+	if err := os.Symlink(target, linked); err != nil {
+		t.Fatal(err)
+	}
+	if r := mms(t, "", "keys", "--out", filepath.Join(dir, "linked")); r.code == 0 || !strings.Contains(r.stderr, "file exists") {
+		t.Errorf("keys --out over a link without --force: exit %d, stderr %q; want refused", r.code, r.stderr)
+	}
+	for _, prefix := range []string{"open", "linked"} {
+		r := mmsOK(t, "", "keys", "--out", filepath.Join(dir, prefix), "--force")
+		if !strings.Contains(r.stdout, "(secret, 0600)") {
+			t.Errorf("keys --force stdout = %q", r.stdout)
+		}
+		path := filepath.Join(dir, prefix+".key")
+		st, err := os.Lstat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.Mode().IsRegular() || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s after keys --force: mode %v, want a regular 0600 file", path, st.Mode())
+		}
+		if _, err := packer.ParsePrivateKey(readFile(t, path)); err != nil {
+			t.Errorf("%s does not hold the new key: %v", path, err)
+		}
+	}
+	if got := readFile(t, target); got != "not a key\n" {
+		t.Errorf("the link's target now holds %q: the key was written through the link", got)
+	}
+	if st, _ := os.Stat(target); st.Mode().Perm() != 0o644 {
+		t.Errorf("the link's target mode = %v, want it untouched", st.Mode().Perm())
 	}
 }
 
