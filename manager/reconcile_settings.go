@@ -26,6 +26,9 @@ type InstallSettings struct {
 	// FetchTimeout bounds one download attempt; zero means the fetcher's
 	// default.
 	FetchTimeout time.Duration
+	// Progress, when set, receives the progress of downloads that take
+	// more than a couple of seconds.
+	Progress ProgressReporter
 	// Log receives the installer's logs; nil discards them.
 	Log *slog.Logger
 }

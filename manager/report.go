@@ -138,6 +138,27 @@ type StatusReporter interface {
 	ReportPass(PassReport)
 }
 
+// ProgressReporter receives the progress of archive downloads that take
+// more than a couple of seconds (see DefaultProgressDelay): done bytes of
+// total (-1 when the size is not known yet) for the entry named name,
+// paced to one call per DefaultProgressInterval, and a last call when the
+// attempt ends. The agent's status recorder implements it (the status
+// document's "downloading" entry); the machines watcher also publishes it
+// as events. ReportProgress must not block: it runs on a timer.
+type ProgressReporter interface {
+	ReportProgress(name string, done, total int64)
+}
+
+// Pacing of download progress reports.
+const (
+	// DefaultProgressDelay is how long a download runs before its progress
+	// is first reported: quick downloads report nothing.
+	DefaultProgressDelay = 2 * time.Second
+	// DefaultProgressInterval is the least time between two progress
+	// reports of one download.
+	DefaultProgressInterval = 2 * time.Second
+)
+
 // MachineResult is what reconciling one machine did.
 type MachineResult struct {
 	// Name is the entry's (or purged machine's) name.
