@@ -116,7 +116,10 @@ type ReconcilerConfig struct {
 //     any installed machine, so while the spec has one nothing is purged.
 //   - Matchers are compiled once per accepted spec digest and evaluated
 //     against the node (identity, facts, PATH, files). A matcher that
-//     cannot be evaluated is a failure, never a silent "no match".
+//     cannot be evaluated is a failure, never a silent "no match"; so is
+//     one that runs longer than spec.DefaultMatchTimeout (expr has no
+//     timeout: the evaluation checks its budget at every loop iteration
+//     and probe, see spec.Matcher.MatchContext).
 //   - A wanted entry is installed (nothing is downloaded when it already
 //     is) and loaded into the host. A new version that fails to load is
 //     rolled back to the previous one; a first install that fails to load
@@ -294,7 +297,7 @@ func (r *Reconciler) reconcile(ctx context.Context, envelope []byte, opts Reconc
 	inSpec := map[string]bool{} // names the spec has an entry for
 	holdPurge := false          // an entry's name is invalid: it may mean any installed machine
 	for i, e := range p.entries {
-		res, kept := r.evaluate(e, &env)
+		res, kept := r.evaluate(ctx, e, &env)
 		results[i] = res
 		inSpec[e.machine.Name] = true
 		if kept {

@@ -28,14 +28,14 @@ func (r *Reconciler) installAll(ctx context.Context, p *plan, results []MachineR
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
-				results[i].Outcome, results[i].Reason = EntryFailed, "not started: "+ctx.Err().Error()
+				results[i].Outcome, results[i].Reason, results[i].Retryable = EntryFailed, "not started: "+context.Cause(ctx).Error(), true
 				return
 			}
 			defer func() { <-sem }()
 			defer func() {
 				if v := recover(); v != nil {
 					r.log.Error("reconciling machine panicked", "machine", m.Name, "panic", v, "stack", string(debug.Stack()))
-					results[i].Outcome, results[i].Reason = EntryFailed, fmt.Sprintf("panic: %v", v)
+					results[i].Outcome, results[i].Reason, results[i].Retryable = EntryFailed, fmt.Sprintf("panic: %v", v), true
 				}
 			}()
 			results[i], bads[i] = r.installOne(ctx, m, serial, opts.Verify)
@@ -71,7 +71,7 @@ func (r *Reconciler) installOne(ctx context.Context, m spec.Machine, serial uint
 
 	out, def, err := inst.Install(ctx, m, serial)
 	if err != nil {
-		res.Outcome, res.Reason = EntryFailed, "install: "+err.Error()
+		res.Outcome, res.Reason, res.Retryable = EntryFailed, "install: "+err.Error(), true
 		log.Error("install failed; the installed version (if any) is unchanged", "error", err)
 		return res, nil
 	}
@@ -127,7 +127,7 @@ func (r *Reconciler) installOne(ctx context.Context, m spec.Machine, serial uint
 		log.Error("new machine failed to load", "error", lerr, "remove_error", errors.Join(uerr, perr))
 		return res, bad
 	default:
-		res.Outcome, res.Reason = EntryFailed, "load: "+lerr.Error()
+		res.Outcome, res.Reason, res.Retryable = EntryFailed, "load: "+lerr.Error(), true
 		log.Error("installed machine does not load", "error", lerr)
 		return res, nil
 	}

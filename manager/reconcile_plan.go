@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -78,7 +79,7 @@ func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
 // (empty Outcome) for one to install. keep reports whether the entry's
 // name stays on the node: every entry except one whose matcher cleanly
 // says no.
-func (r *Reconciler) evaluate(e planEntry, env *spec.Env) (res MachineResult, keep bool) {
+func (r *Reconciler) evaluate(ctx context.Context, e planEntry, env *spec.Env) (res MachineResult, keep bool) {
 	res = MachineResult{Name: e.machine.Name, Checksum: e.machine.Checksum}
 	if e.invalid != nil {
 		kept := "an installed copy is kept"
@@ -88,10 +89,11 @@ func (r *Reconciler) evaluate(e planEntry, env *spec.Env) (res MachineResult, ke
 		res.Outcome, res.Reason = EntryFailed, "invalid entry ("+kept+"): "+e.invalid.Error()
 		return res, true
 	}
-	ok, err := e.matcher.Match(env)
+	ok, err := e.matcher.MatchContext(ctx, env, 0) // bounded: spec.DefaultMatchTimeout
 	switch {
 	case err != nil:
 		res.Outcome, res.Reason = EntryFailed, fmt.Sprintf("match %q: %v (an installed copy is kept)", e.matcher, err)
+		res.Retryable = true // facts and files change
 		return res, true
 	case !ok:
 		res.Outcome, res.Reason = EntrySkipped, fmt.Sprintf("match %q does not select this node", e.matcher)

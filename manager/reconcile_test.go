@@ -95,6 +95,18 @@ func TestReconcile(t *testing.T) {
 				installed: []string{"db", "web"},
 			},
 		}},
+		{name: "a matcher that runs out of time fails and keeps its machine (issue 18.6)", steps: []step{
+			installWebDB(),
+			{
+				envelope: func(f *fixture) []byte {
+					return f.seal(2, f.entry("web", "1", `none(1..999999, identity("^x" + string(#)))`), f.entry("db", "1", ""))
+				},
+				want:      []string{"web failed", "db unchanged"},
+				reasons:   map[string]string{"web failed": "matcher ran out of time: stopped after 100ms"},
+				running:   []string{"db@1", "web@1"},
+				installed: []string{"db", "web"},
+			},
+		}},
 		{name: "one invalid entry does not block the others and keeps its machine", steps: []step{
 			installWebDB(),
 			{

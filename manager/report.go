@@ -172,6 +172,17 @@ type MachineResult struct {
 	// Tampered names the file (or the tree) that periodic verification
 	// found modified, after which the machine was reinstalled.
 	Tampered string `json:"tampered,omitempty"`
+	// Retryable marks a failure that may go away without a new spec (a
+	// download, a governor, a matcher probe, a load): the machines watcher
+	// retries it with backoff. An invalid entry or a version that failed
+	// to load is not retryable. It is not encoded.
+	Retryable bool `json:"-"`
+}
+
+// Retryable reports whether an entry of the pass failed in a way a retry
+// may fix (see MachineResult.Retryable).
+func (r *PassReport) Retryable() bool {
+	return slices.ContainsFunc(r.Machines, func(m MachineResult) bool { return m.Outcome == EntryFailed && m.Retryable })
 }
 
 // Changed reports whether the pass changed anything on the node.

@@ -159,6 +159,12 @@ type Deps struct {
 	// Host lets a watcher load and unload machines on this node (the
 	// machines and archive watchers install machines). Nil when not hosted.
 	Host Host
+	// Report publishes a state event of this watcher now, with state as
+	// its type-specific fields and outcome "report", firing no transition:
+	// for progress of long work inside a check (a download). It must not
+	// be called often (pace it to seconds). Nil when the machine has no
+	// runner to publish for it.
+	Report func(state any)
 }
 
 // Host is the part of the agent's machine host a watcher may drive.

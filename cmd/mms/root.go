@@ -123,6 +123,7 @@ func (a *app) commands() []*cobra.Command {
 	return []*cobra.Command{
 		a.newKeysCmd(),
 		a.newPackCmd(),
+		a.newReconcileCmd(),
 		a.newVerifyCmd(),
 		a.newShowCmd(),
 		a.newPutCmd(),

@@ -19,6 +19,21 @@
 // the installed trees are re-hashed in full; other checks re-hash only
 // files whose metadata changed. A modified machine is reinstalled and
 // reported with the file that was tampered with.
+//
+// Besides the interval, a check runs:
+//   - again after a capped, jittered exponential backoff (RetryFirst up to
+//     RetryMax) when an entry failed in a way a retry may fix (a download,
+//     a governor, a matcher probe), each retry logged with the failures;
+//   - when a reconcile nudge for this node arrives on NudgeSubject (`mms
+//     reconcile`): unsigned, it can only make the node check its spec now.
+//
+// A check in progress is stopped as soon as the data item holds a newer
+// spec (a higher serial): a download, a governor wait or a matcher of the
+// replaced spec never holds up the new one. Downloads that take more than a
+// couple of seconds publish their progress as state events (outcome
+// "report", previous_outcome "downloading", see ProgressState) and to the
+// status document when the watcher's status reporter takes progress
+// (manager.ProgressReporter).
 package machineswatcher
 
 import (
@@ -31,6 +46,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/manager"
@@ -124,10 +141,16 @@ type Watcher struct {
 
 	log      *slog.Logger
 	data     watchers.DataStore
+	conn     *nats.Conn // nil without NATS: no nudges
+	identity string
 	inst     manager.MachineInstaller
 	rec      *manager.Reconciler
 	runtime  runState
 	lastFull time.Time
+	checks   checks // the running check, for Stream
+
+	reportState func(state any) // publishes a state event mid-check; nil: none
+	progress    *progress       // nil: no progress reporting
 }
 
 // Validate checks the properties and parses the keys.
@@ -215,7 +238,7 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	if d.Data == nil {
 		return errors.New("the machines watcher needs the machine's data store")
 	}
-	w.data = d.Data
+	w.data, w.conn, w.identity, w.reportState = d.Data, d.Conn, d.Identity, d.Report
 	machines := filepath.Clean(d.Host.MachinesDir())
 	if w.MachinesDir != "" && filepath.Clean(w.MachinesDir) != machines {
 		return fmt.Errorf("machines_dir: %q is not the host's machines directory %q, which is the only one it loads machines from", w.MachinesDir, machines)
@@ -246,6 +269,7 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 		AllowHTTP:   w.AllowHTTP,
 		Conn:        d.Conn,
 		Gate:        g,
+		Progress:    w.progressReporter(),
 		Log:         w.log,
 	})
 	if err != nil {
