@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
-	machineswatcher "github.com/mms-io/mms/manager/machineswatcher"
+	"github.com/mms-io/mms/manager"
 )
 
 // newReconcileCmd is `mms reconcile`: ask nodes to check their spec now.
@@ -33,7 +33,7 @@ regular expression; default every agent) checks its spec at once, as its
 periodic check would a little later: failed entries are retried, drift is
 repaired. Nodes answer, and the command prints who did.
 
-The nudge is a plain message on ` + machineswatcher.NudgeSubject + `, signed by nothing: it can
+The nudge is a plain message on ` + manager.NudgeSubject + `, signed by nothing: it can
 only make a node check the spec it already has, never change what runs.
 An agent handles at most one nudge a second.`,
 		Example: `  mms reconcile
@@ -76,7 +76,7 @@ An agent handles at most one nudge a second.`,
 // nudge publishes a reconcile nudge for identity and returns the sorted
 // identities of the nodes that answered within wait.
 func nudge(ctx context.Context, nc *nats.Conn, identity string, wait time.Duration) ([]string, error) {
-	payload, err := json.Marshal(machineswatcher.Nudge{Identity: identity})
+	payload, err := json.Marshal(manager.Nudge{Identity: identity})
 	if err != nil {
 		return nil, err
 	}
@@ -87,11 +87,11 @@ func nudge(ctx context.Context, nc *nats.Conn, identity string, wait time.Durati
 		return nil, fmt.Errorf("subscribe to answers: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.PublishRequest(machineswatcher.NudgeSubject, inbox, payload); err != nil {
-		return nil, fmt.Errorf("publish nudge on %s: %w", machineswatcher.NudgeSubject, err)
+	if err := nc.PublishRequest(manager.NudgeSubject, inbox, payload); err != nil {
+		return nil, fmt.Errorf("publish nudge on %s: %w", manager.NudgeSubject, err)
 	}
 	if err := nc.FlushWithContext(ctx); err != nil {
-		return nil, fmt.Errorf("publish nudge on %s: %w", machineswatcher.NudgeSubject, err)
+		return nil, fmt.Errorf("publish nudge on %s: %w", manager.NudgeSubject, err)
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
@@ -99,7 +99,7 @@ func nudge(ctx context.Context, nc *nats.Conn, identity string, wait time.Durati
 	for {
 		select {
 		case m := <-replies:
-			var r machineswatcher.NudgeReply
+			var r manager.NudgeReply
 			if json.Unmarshal(m.Data, &r) == nil && r.Identity != "" {
 				seen[graphic(r.Identity)] = true // answers are untrusted text
 			}

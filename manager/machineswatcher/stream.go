@@ -1,36 +1,19 @@
 package machineswatcher
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"reflect"
-	"regexp"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/watchers"
-)
-
-// The reconcile nudge: `mms reconcile` publishes on NudgeSubject, every
-// agent's machines watcher subscribes to it. A nudge carries no signature
-// and needs none: it can only make a node check its spec now (what a
-// periodic check would do a little later), never change what it runs.
-const (
-	// NudgeSubject is the subject reconcile nudges are published on.
-	NudgeSubject = "mms.reconcile"
-	// MaxNudgeSize caps a nudge's payload; a larger one is ignored.
-	MaxNudgeSize = 4 << 10
-	// NudgeMinInterval is the least time between two checks nudges
-	// trigger on one node: a flood of nudges costs at most one check a
-	// second.
-	NudgeMinInterval = time.Second
 )
 
 // supersedePoll is how often a running check looks for a newer spec in the
@@ -39,47 +22,6 @@ const supersedePoll = 250 * time.Millisecond
 
 // errSuperseded cancels a check whose spec was replaced by a newer one.
 var errSuperseded = errors.New("a newer spec arrived; this pass stops and the next one applies it")
-
-// Nudge is the payload of a reconcile nudge (JSON). An empty payload nudges
-// every node.
-type Nudge struct {
-	// Identity, when set, is a regular expression (Go syntax) the node's
-	// identity must match.
-	Identity string `json:"identity,omitempty"`
-}
-
-// NudgeReply is what a nudged node answers when the nudge asks for a reply.
-type NudgeReply struct {
-	Identity string `json:"identity"`
-}
-
-// ParseNudge decodes a nudge payload strictly: a JSON object with at most
-// the identity field, or nothing at all. It returns the identity pattern
-// compiled (nil: every node).
-func ParseNudge(data []byte) (*regexp.Regexp, error) {
-	if len(data) > MaxNudgeSize {
-		return nil, fmt.Errorf("nudge is %d bytes, over the %d limit", len(data), MaxNudgeSize)
-	}
-	var n Nudge
-	if len(data) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&n); err != nil {
-			return nil, fmt.Errorf("nudge: %w", err)
-		}
-		if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-			return nil, errors.New("nudge: data after the JSON object")
-		}
-	}
-	if n.Identity == "" {
-		return nil, nil
-	}
-	re, err := regexp.Compile(n.Identity)
-	if err != nil {
-		return nil, fmt.Errorf("nudge: identity: %w", err)
-	}
-	return re, nil
-}
 
 // inflight is the check in progress: the spec it works on and how to stop
 // it.
@@ -150,11 +92,11 @@ func (c *checks) supersede(value any) bool {
 }
 
 // nudged reports whether a nudge may trigger a check now (at most one per
-// NudgeMinInterval).
+// manager.NudgeMinInterval).
 func (c *checks) nudged(now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if now.Sub(c.lastNudge) < NudgeMinInterval {
+	if now.Sub(c.lastNudge) < manager.NudgeMinInterval {
 		return false
 	}
 	c.lastNudge = now
@@ -164,12 +106,12 @@ func (c *checks) nudged(now time.Time) bool {
 // Stream runs beside the checks: it cancels a running check when the data
 // item gets a newer spec (so a download, a governor wait or a matcher of
 // a replaced spec never holds up the new one), and it triggers a check
-// when a reconcile nudge for this node arrives on NudgeSubject.
+// when a reconcile nudge for this node arrives on manager.NudgeSubject.
 func (w *Watcher) Stream(ctx context.Context, trigger func()) error {
 	if w.conn != nil {
-		sub, err := w.conn.Subscribe(NudgeSubject, func(m *nats.Msg) { w.onNudge(m, trigger) })
+		sub, err := w.conn.Subscribe(manager.NudgeSubject, func(m *nats.Msg) { w.onNudge(m, trigger) })
 		if err != nil {
-			return fmt.Errorf("subscribe to reconcile nudges on %s: %w", NudgeSubject, err)
+			return fmt.Errorf("subscribe to reconcile nudges on %s: %w", manager.NudgeSubject, err)
 		}
 		defer func() { _ = sub.Unsubscribe() }()
 	}
@@ -190,7 +132,7 @@ func (w *Watcher) Stream(ctx context.Context, trigger func()) error {
 
 // onNudge handles one reconcile nudge.
 func (w *Watcher) onNudge(m *nats.Msg, trigger func()) {
-	re, err := ParseNudge(m.Data)
+	re, err := manager.ParseNudge(m.Data)
 	if err != nil {
 		w.log.Warn("ignoring a malformed reconcile nudge", "error", err)
 		return
@@ -205,7 +147,7 @@ func (w *Watcher) onNudge(m *nats.Msg, trigger func()) {
 	w.log.Info("reconcile nudge received; checking the spec now")
 	trigger()
 	if m.Reply != "" {
-		if b, err := json.Marshal(NudgeReply{Identity: w.identity}); err == nil {
+		if b, err := json.Marshal(manager.NudgeReply{Identity: w.identity}); err == nil {
 			_ = m.Respond(b)
 		}
 	}
