@@ -124,6 +124,7 @@ func (a *app) commands() []*cobra.Command {
 		a.newKeysCmd(),
 		a.newPackCmd(),
 		a.newReconcileCmd(),
+		a.newNatsConfigCmd(),
 		a.newVerifyCmd(),
 		a.newShowCmd(),
 		a.newPutCmd(),
