@@ -262,7 +262,7 @@ func TestNatsConfigLeastPrivilege(t *testing.T) {
 		t.Errorf("node publishes a machine event: %v", err)
 	}
 
-	if strings.Contains(strings.ToLower(errOut.String()), "permissions violation") {
+	if s := strings.ToLower(errOut.String()); strings.Contains(s, "permissions violation") || strings.Contains(s, "permission denied") {
 		t.Errorf("the agent hit a permissions violation with its node user:\n%s", errOut.String())
 	}
 	if code := stop(); code != 0 {
