@@ -164,6 +164,11 @@ func TestNatsConfigLeastPrivilege(t *testing.T) {
 	if r := mmsOK(t, "", append([]string{"reconcile", "--wait", "500ms"}, f.as("operator")...)...); r.stdout != "nudged 1 node: web1\n" {
 		t.Errorf("operator's mms reconcile = %q", r.stdout)
 	}
+	evOut, evErr, stopEvents := runUntil(t, append([]string{"events", "--since", "1h"}, f.as("operator")...)...)
+	waitFor(t, evOut, "web1 mms_manager", "machines machines")
+	if code := stopEvents(); code != 0 || strings.Contains(strings.ToLower(evErr.String()), "permission") {
+		t.Errorf("operator's mms events --since: exit %d, stderr %s", code, evErr.String())
+	}
 
 	// What the node user may not do.
 	nc, js := f.connect(t, "node-web1")

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -72,5 +73,21 @@ func TestRetryDelay(t *testing.T) {
 				t.Fatalf("retryDelay(%d) = %v, want within [%v, %v]", n, d, want/2, want)
 			}
 		}
+	}
+}
+
+// TestNudgeRateLimit: a flood of nudges triggers at most one check per
+// manager.NudgeMinInterval.
+func TestNudgeRateLimit(t *testing.T) {
+	var c checks
+	now := time.Unix(1000, 0)
+	if !c.nudged(now) {
+		t.Fatal("first nudge refused")
+	}
+	if c.nudged(now.Add(manager.NudgeMinInterval / 2)) {
+		t.Error("a second nudge within the interval triggered a check")
+	}
+	if !c.nudged(now.Add(manager.NudgeMinInterval)) {
+		t.Error("a nudge after the interval was refused")
 	}
 }
