@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,13 +18,9 @@ import (
 // and a newer spec that fixes the source is applied at once, stopping the
 // stalled download.
 func TestAgentBoundedWork(t *testing.T) {
-	dir := t.TempDir()
-	t.Chdir(dir)
-	keyFile, pub := newKeyPair(t, dir, "ops")
-	state := filepath.Join(dir, "state")
-	repo := newArchiveRepo(t)
-	sign := []string{"--key-file", keyFile, "--allow-http"}
-	a := startSerialAgent(t, pub, state)
+	f := newOperatorFixture(t)
+	dir, state, repo, sign := f.dir, f.state, f.repo, f.sign
+	a := startTestAgent(t, f.pub, state)
 	server := []string{"--server", a.url}
 
 	dripping := make(chan struct{}, 1)

@@ -22,13 +22,9 @@ import (
 // says which node answered. And (issue 18.9) an entry with a confusable
 // name does not purge the machine it looks like.
 func TestAgentRetriesAndReconcile(t *testing.T) {
-	dir := t.TempDir()
-	t.Chdir(dir)
-	keyFile, pub := newKeyPair(t, dir, "ops")
-	state := filepath.Join(dir, "state")
-	repo := newArchiveRepo(t)
-	sign := []string{"--key-file", keyFile, "--allow-http"}
-	a := startSerialAgent(t, pub, state)
+	f := newOperatorFixture(t)
+	dir, keyFile, state, repo, sign := f.dir, f.keyFile, f.state, f.repo, f.sign
+	a := startTestAgent(t, f.pub, state)
 	server := []string{"--server", a.url}
 
 	web := repo.publish(t, "web", "1.0.0")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -11,130 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/mms-io/mms/agent"
-	"github.com/mms-io/mms/internal/natstest"
-	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
-
-// serialAgent is one run of `mms agent` with the embedded server, on a
-// state directory that outlives it.
-type serialAgent struct {
-	url    string
-	errOut *syncbuf.Buffer
-	stop   func() int
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	kv     jetstream.KeyValue
-}
-
-// startSerialAgent starts an agent on state with extra flags and connects
-// to its embedded server.
-func startSerialAgent(t *testing.T, pub, state string, extra ...string) *serialAgent {
-	t.Helper()
-	args := append([]string{"agent", "--public-key", strings.TrimSpace(readFile(t, pub)), "--state-dir", state,
-		"--listen", "127.0.0.1:0", "--allow-http", "--identity", "web1", "--status-interval", "500ms"}, extra...)
-	_, errOut, stop := runUntil(t, args...)
-	a := &serialAgent{url: agentURL(t, errOut), errOut: errOut, stop: stop}
-	var err error
-	if a.nc, err = nats.Connect(a.url); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.nc.Close)
-	if a.js, err = jetstream.New(a.nc); err != nil {
-		t.Fatal(err)
-	}
-	if a.kv, err = a.js.KeyValue(t.Context(), mmsmanager.DefaultBucket); err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
-// shutdown stops the agent and checks it exited cleanly.
-func (a *serialAgent) shutdown(t *testing.T) {
-	t.Helper()
-	a.nc.Close()
-	if code := a.stop(); code != 0 {
-		t.Fatalf("agent exit code = %d, want 0; stderr:\n%s", code, a.errOut.String())
-	}
-}
-
-// rawPut writes an envelope to the spec key the way `nats kv put` does:
-// none of mms put's checks.
-func (a *serialAgent) rawPut(t *testing.T, envelope []byte) {
-	t.Helper()
-	if _, err := a.kv.Put(t.Context(), mmsmanager.DefaultKey, envelope); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// specEvent is the part of the manager's state event these tests read.
-type specEvent struct {
-	Serial   uint64                  `json:"serial"`
-	Rejected string                  `json:"rejected"`
-	Reason   string                  `json:"reason"`
-	Results  []manager.MachineResult `json:"results"`
-}
-
-// waitSpecEvent polls for the manager's last state event to be about
-// serial and pass ok.
-func (a *serialAgent) waitSpecEvent(t *testing.T, serial uint64, ok func(specEvent) error) specEvent {
-	t.Helper()
-	var got specEvent
-	natstest.Eventually(t, e2eTimeout, func() error {
-		events, err := a.js.Stream(t.Context(), agent.EventsStream)
-		if err != nil {
-			return err
-		}
-		msg, err := events.GetLastMsgForSubject(t.Context(), agent.WatcherStateSubject("machines"))
-		if err != nil {
-			return err
-		}
-		var ev struct {
-			Data specEvent `json:"data"`
-		}
-		if err := json.Unmarshal(msg.Data, &ev); err != nil {
-			return err
-		}
-		got = ev.Data
-		if got.Serial != serial {
-			return fmt.Errorf("last machines event is about serial %d, want %d", got.Serial, serial)
-		}
-		return ok(got)
-	})
-	return got
-}
-
-// rejectedAs returns a check that the event rejected the spec as kind with
-// a reason containing msg.
-func rejectedAs(kind manager.Rejection, msg string) func(specEvent) error {
-	return func(ev specEvent) error {
-		if ev.Rejected != string(kind) || !strings.Contains(ev.Reason, msg) {
-			return fmt.Errorf("event rejected %q (%s), want %q containing %q", ev.Rejected, ev.Reason, kind, msg)
-		}
-		return nil
-	}
-}
-
-// installedVersion returns a check that the installed web machine is at
-// version.
-func installedVersion(t *testing.T, state, version string) error {
-	t.Helper()
-	got, err := os.ReadFile(filepath.Join(state, "machines", "web", "machine.yaml"))
-	if err != nil {
-		return err
-	}
-	if !strings.Contains(string(got), "version: "+version) {
-		return fmt.Errorf("installed web machine.yaml is\n%s\nwant version %s", got, version)
-	}
-	return nil
-}
 
 // TestAgentSerialLockoutRecovery is issue 18.1 end to end with real agents:
 // an agent refuses a spec with serial 2^64-1 and keeps running; an agent
@@ -142,14 +22,9 @@ func installedVersion(t *testing.T, state, version string) error {
 // it) ignores normal specs, is recovered by `mms pack --reset-history | mms
 // put`, and afterwards refuses the bad spec when it is replayed.
 func TestAgentSerialLockoutRecovery(t *testing.T) {
-	dir := t.TempDir()
-	t.Chdir(dir)
-	keyFile, pub := newKeyPair(t, dir, "ops")
-	state := filepath.Join(dir, "state")
-	repo := newArchiveRepo(t)
-	sign := []string{"--key-file", keyFile, "--allow-http"}
-
-	a := startSerialAgent(t, pub, state)
+	f := newOperatorFixture(t)
+	dir, keyFile, state, repo, sign := f.dir, f.keyFile, f.state, f.repo, f.sign
+	a := startTestAgent(t, f.pub, state)
 	writeMachines(t, dir, repo.publish(t, "web", "1.0.0"))
 	good := packPut(t, sign, []string{"--server", a.url})
 	a.waitSpecEvent(t, good, func(ev specEvent) error { return resultFor(ev.Results, "web", manager.EntryInstalled) })
@@ -187,7 +62,7 @@ func TestAgentSerialLockoutRecovery(t *testing.T) {
 	if err := ledger.Accept(packer.Record{Serial: math.MaxUint64, Digest: in.Digest, Format: packer.FormatV2, Envelope: bad, AcceptedAt: time.Now().Add(-time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	a = startSerialAgent(t, pub, state)
+	a = startTestAgent(t, f.pub, state)
 	a.waitSpecEvent(t, math.MaxUint64, func(ev specEvent) error {
 		if ev.Rejected != "" {
 			return fmt.Errorf("the recorded spec was %q: %s; want it kept as the running spec", ev.Rejected, ev.Reason)
@@ -233,13 +108,9 @@ func TestAgentSerialLockoutRecovery(t *testing.T) {
 // v1 spec in the bucket is installed; the same flag on the next start does
 // nothing.
 func TestAgentResetSpecHistory(t *testing.T) {
-	dir := t.TempDir()
-	t.Chdir(dir)
-	keyFile, pub := newKeyPair(t, dir, "ops")
-	state := filepath.Join(dir, "state")
-	repo := newArchiveRepo(t)
-
-	a := startSerialAgent(t, pub, state, "--allow-legacy-spec")
+	f := newOperatorFixture(t)
+	dir, keyFile, pub, state, repo := f.dir, f.keyFile, f.pub, f.state, f.repo
+	a := startTestAgent(t, pub, state, "--allow-legacy-spec")
 	writeMachines(t, dir, repo.publish(t, "web", "1.0.0"))
 	serial := packPut(t, []string{"--key-file", keyFile, "--allow-http"}, []string{"--server", a.url})
 	a.waitSpecEvent(t, serial, func(ev specEvent) error { return resultFor(ev.Results, "web", manager.EntryInstalled) })
@@ -254,12 +125,12 @@ func TestAgentResetSpecHistory(t *testing.T) {
 	a.shutdown(t)
 
 	// A wrong serial changes nothing.
-	a = startSerialAgent(t, pub, state, "--allow-legacy-spec", "--reset-spec-history", "7")
+	a = startTestAgent(t, pub, state, "--allow-legacy-spec", "--reset-spec-history", "7")
 	waitFor(t, a.errOut, "--reset-spec-history did nothing", "the last accepted spec has serial "+strconv.FormatUint(serial, 10)+", not 7")
 	a.waitSpecEvent(t, 0, rejectedAs(manager.RejectReplayed, "v1 specs have no serial"))
 	a.shutdown(t)
 
-	a = startSerialAgent(t, pub, state, "--allow-legacy-spec", "--reset-spec-history", strconv.FormatUint(serial, 10))
+	a = startTestAgent(t, pub, state, "--allow-legacy-spec", "--reset-spec-history", strconv.FormatUint(serial, 10))
 	waitFor(t, a.errOut, "SPEC HISTORY RESET by the operator (--reset-spec-history)", "forgotten_serial="+strconv.FormatUint(serial, 10))
 	a.waitSpecEvent(t, 0, func(ev specEvent) error { return resultFor(ev.Results, "web", manager.EntryUpdated) })
 	if err := installedVersion(t, state, "2.0.0"); err != nil {
@@ -268,7 +139,7 @@ func TestAgentResetSpecHistory(t *testing.T) {
 	a.shutdown(t)
 
 	// The flag left in place: the history now holds the v1 spec.
-	a = startSerialAgent(t, pub, state, "--allow-legacy-spec", "--reset-spec-history", strconv.FormatUint(serial, 10))
+	a = startTestAgent(t, pub, state, "--allow-legacy-spec", "--reset-spec-history", strconv.FormatUint(serial, 10))
 	waitFor(t, a.errOut, "--reset-spec-history did nothing", "the last accepted spec has serial 0, not "+strconv.FormatUint(serial, 10))
 	if strings.Contains(a.errOut.String(), "SPEC HISTORY RESET") {
 		t.Errorf("a second start with the same flag reset the history again:\n%s", a.errOut.String())
