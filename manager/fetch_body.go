@@ -32,7 +32,7 @@ type attempt struct {
 	total    atomic.Int64 // the announced length, -1 while unknown
 	over     atomic.Bool  // end ran: timers must not re-arm
 
-	pmu      sync.Mutex // orders progress reports; the last one is end's
+	pmu      sync.Mutex // guards the rate and progress timers; orders progress reports (the last is end's)
 	reported bool       // progress was reported at least once; guarded by pmu
 }
 
@@ -57,6 +57,10 @@ func (f *Fetcher) startAttempt(ctx context.Context, m spec.Machine) (context.Con
 	a.idle = time.AfterFunc(idle, func() {
 		cancel(&transientError{err: fmt.Errorf("%w: no data for %s", ErrDownloadStalled, idle)})
 	})
+	// The timers' callbacks read their own fields: set them under pmu,
+	// which the callbacks take first.
+	a.pmu.Lock()
+	defer a.pmu.Unlock()
 	if minRate, grace := f.cfg.MinRate, f.cfg.RateGrace; minRate > 0 {
 		every := min(rateCheckEvery, max(grace/10, time.Millisecond))
 		a.rate = time.AfterFunc(grace, func() { a.checkRate(minRate, grace, every) })
@@ -71,6 +75,8 @@ func (f *Fetcher) startAttempt(ctx context.Context, m spec.Machine) (context.Con
 // checkRate cancels the attempt when it received fewer bytes than minRate
 // per second since the grace period ended, else checks again later.
 func (a *attempt) checkRate(minRate int64, grace, every time.Duration) {
+	a.pmu.Lock()
+	defer a.pmu.Unlock()
 	if a.over.Load() {
 		return
 	}
@@ -108,15 +114,15 @@ func (a *attempt) end() {
 	}
 	a.idle.Stop()
 	a.deadline.Stop()
+	a.cancel(errAttemptOver)
+	a.pmu.Lock()
+	defer a.pmu.Unlock()
 	if a.rate != nil {
 		a.rate.Stop()
 	}
 	if a.progress != nil {
 		a.progress.Stop()
 	}
-	a.cancel(errAttemptOver)
-	a.pmu.Lock()
-	defer a.pmu.Unlock()
 	if a.reported {
 		a.prog.ReportProgress(a.name, a.received.Load(), a.total.Load())
 	}

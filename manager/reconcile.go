@@ -154,6 +154,14 @@ type ReconcileOptions struct {
 	// Verify re-checks the installed trees of wanted machines before
 	// installing: a tampered tree is reported and reinstalled.
 	Verify VerifyMode
+	// Interrupt, when set, stops the long, restartable parts of the pass
+	// when it ends: downloads, governor waits, matcher evaluation and the
+	// entries not started yet (the machines watcher ends it when a newer
+	// spec arrives). The short steps that must not stop half way —
+	// loading a machine into the host, rolling back, purging — only stop
+	// with the pass's own ctx (the agent shutting down). It should be
+	// derived from that ctx; nil means ctx.
+	Interrupt context.Context
 }
 
 // VerifyMode is how a pass re-verifies installed machines.
@@ -291,13 +299,17 @@ func (r *Reconciler) reconcile(ctx context.Context, envelope []byte, opts Reconc
 	}
 	r.forgetBadVersions(p)
 
+	soft := opts.Interrupt
+	if soft == nil {
+		soft = ctx
+	}
 	env := r.env()
 	results := make([]MachineResult, len(p.entries))
 	keep := map[string]bool{}   // names the spec keeps on this node
 	inSpec := map[string]bool{} // names the spec has an entry for
 	holdPurge := false          // an entry's name is invalid: it may mean any installed machine
 	for i, e := range p.entries {
-		res, kept := r.evaluate(ctx, e, &env)
+		res, kept := r.evaluate(soft, e, &env)
 		results[i] = res
 		inSpec[e.machine.Name] = true
 		if kept {
@@ -319,7 +331,7 @@ func (r *Reconciler) reconcile(ctx context.Context, envelope []byte, opts Reconc
 			errs = append(errs, err)
 		}
 	}
-	r.installAll(ctx, p, results, opts, opened.Spec.Serial)
+	r.installAll(ctx, soft, p, results, opts, opened.Spec.Serial)
 
 	rep.Machines = append(results, purged...)
 	for _, m := range rep.Machines {

@@ -85,7 +85,8 @@ func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
 		opts.Verify = manager.VerifyFull
 	}
 	cctx, done := w.checks.start(ctx, v)
-	rep := w.rec.Reconcile(cctx, envelope, opts)
+	opts.Interrupt = cctx // a newer spec stops the downloads, not the loads
+	rep := w.rec.Reconcile(ctx, envelope, opts)
 	superseded := errors.Is(context.Cause(cctx), errSuperseded)
 	done()
 	if superseded {
