@@ -62,6 +62,7 @@ const (
 	governorRetryFirst     = 500 * time.Millisecond
 	governorRetryMax       = 5 * time.Second
 	governorReleaseTimeout = 10 * time.Second
+	governorLogEvery       = 30 * time.Second
 )
 
 // ErrNoGovernor means the named governor's stream does not exist.
@@ -138,6 +139,8 @@ func (g *Governors) Acquire(ctx context.Context, name string) (release func(), e
 		fmt.Errorf("the bound on a governor wait (%s) passed: %w", g.maxWait, context.DeadlineExceeded))
 	defer cancel()
 	wait := g.retryFirst
+	var lastReason string
+	var lastInfo time.Time
 	for n := 1; ; n++ {
 		before := g.nc.LastError()
 		actx, acancel := context.WithTimeout(wctx, g.attempt)
@@ -170,10 +173,14 @@ func (g *Governors) Acquire(ctx context.Context, name string) (release func(), e
 			return nil, fmt.Errorf("governor %q: take a slot: %w", name, err)
 		}
 		d := jitter(wait)
+		// Every retry is logged with its reason: at info the first, a
+		// change of reason and then every governorLogEvery, the others at
+		// debug, so a long wait is visible without a line every second.
 		level := slog.LevelDebug
-		if n == 1 {
-			level = slog.LevelInfo
+		if n == 1 || reason != lastReason || time.Since(lastInfo) >= governorLogEvery {
+			level, lastInfo = slog.LevelInfo, time.Now()
 		}
+		lastReason = reason
 		g.log.Log(ctx, level, "governor slot not taken; retrying", "governor", name, "reason", reason, "attempt", n, "retry_in", d, "waited", time.Since(start).Round(time.Millisecond), "max_wait", g.maxWait)
 		select {
 		case <-wctx.Done():
