@@ -27,13 +27,19 @@ func (r *Reconciler) installAll(ctx, soft context.Context, p *plan, results []Ma
 		}
 		m := p.entries[i].machine
 		wg.Go(func() {
+			acquired := false
 			select {
 			case sem <- struct{}{}:
+				acquired = true
 			case <-soft.Done():
+			}
+			if acquired {
+				defer func() { <-sem }()
+			}
+			if soft.Err() != nil { // interrupted while waiting (select picks either when both are ready)
 				results[i].Outcome, results[i].Reason, results[i].Retryable = EntryFailed, "not started: "+context.Cause(soft).Error(), true
 				return
 			}
-			defer func() { <-sem }()
 			defer func() {
 				if v := recover(); v != nil {
 					r.log.Error("reconciling machine panicked", "machine", m.Name, "panic", v, "stack", string(debug.Stack()))
