@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -135,7 +136,11 @@ func stateEvent(m machineRef, r stateReport, now time.Time) (event.Event, error)
 			return event.Event{}, fmt.Errorf("encode %s state of watcher %q: %w", r.watcherType, r.watcher, err)
 		}
 		if string(b) != "null" {
-			if err := json.Unmarshal(b, &data); err != nil {
+			// UseNumber: a number such as a spec serial above 2^53 must
+			// keep every digit, not pass through a float64.
+			dec := json.NewDecoder(bytes.NewReader(b))
+			dec.UseNumber()
+			if err := dec.Decode(&data); err != nil {
 				return event.Event{}, fmt.Errorf("encode %s state of watcher %q: not a JSON object: %w", r.watcherType, r.watcher, err)
 			}
 		}

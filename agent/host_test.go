@@ -519,7 +519,7 @@ func TestHostMachineState(t *testing.T) {
 		t.Fatal("MachineState of a machine that does not run reports one")
 	}
 	f.writeMachine(t, "delta", probeMachine("delta", "1.0.0", key, ""))
-	eventually(t, "delta running", func() bool { _, ok := f.state("delta"); return ok })
+	eventually(t, "delta started", func() bool { st, ok := f.h.MachineState("delta"); return ok && !st.Started.IsZero() })
 	if err := f.h.Transition(t.Context(), "delta", "go"); err != nil {
 		t.Fatal(err)
 	}

@@ -136,6 +136,10 @@ func NewMachine(def *machine.Definition, cfg MachineConfig) (*Machine, error) {
 				Machine: def.Name, Watcher: wd.Name, Dir: cfg.Dir, Identity: cfg.Identity,
 				Log: wlog, Data: cfg.Data, Facts: facts, Conn: cfg.Conn, OnReconnect: cfg.OnReconnect, Host: cfg.Host,
 				State: m.fsm.current, Interval: r.interval(), Metrics: sink,
+				Report: func(state any) {
+					m.publishState(context.Background(), stateReport{eventType: info.EventType(), watcherType: info.Type,
+						watcher: wd.Name, outcome: watchers.Report.String(), state: state})
+				},
 			})
 			if err != nil {
 				m.closeWatchers()

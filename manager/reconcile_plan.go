@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -23,6 +24,7 @@ type planEntry struct {
 	machine spec.Machine
 	matcher *spec.Matcher // nil matches every node
 	invalid error         // why the entry cannot be acted on, if it cannot
+	badName bool          // the name itself is invalid: purges are held
 }
 
 // planFor returns the plan of an opened spec, from the cache when the spec
@@ -43,6 +45,7 @@ func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
 	for i, m := range s.Machines {
 		e := &p.entries[i]
 		e.machine = m
+		e.badName = spec.ValidName(m.Name) != nil
 		if err := m.Validate(opts); err != nil {
 			e.invalid = err
 		} else if r.cfg.Reserved != nil && r.cfg.Reserved(m.Name) {
@@ -76,17 +79,22 @@ func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
 // (empty Outcome) for one to install. keep reports whether the entry's
 // name stays on the node: every entry except one whose matcher cleanly
 // says no.
-func (r *Reconciler) evaluate(e planEntry, env *spec.Env) (res MachineResult, keep bool) {
+func (r *Reconciler) evaluate(ctx context.Context, e planEntry, env *spec.Env) (res MachineResult, keep bool) {
 	res = MachineResult{Name: e.machine.Name, Checksum: e.machine.Checksum}
 	if e.invalid != nil {
-		res.Outcome, res.Reason = EntryFailed, "invalid entry (an installed copy is kept): "+e.invalid.Error()
+		kept := "an installed copy is kept"
+		if e.badName {
+			kept += "; nothing is purged while an entry's name is invalid"
+		}
+		res.Outcome, res.Reason = EntryFailed, "invalid entry ("+kept+"): "+e.invalid.Error()
 		return res, true
 	}
-	ok, err := e.matcher.Match(env)
+	ok, err := e.matcher.MatchContext(ctx, env, 0) // bounded: spec.DefaultMatchTimeout
 	switch {
 	case err != nil:
 		res.Outcome, res.Reason = EntryFailed, fmt.Sprintf("match %q: %v (an installed copy is kept)", e.matcher, err)
 		res.Match = e.machine.Match
+		res.Retryable = true // facts and files change
 		return res, true
 	case !ok:
 		res.Outcome, res.Reason = EntrySkipped, fmt.Sprintf("match %q does not select this node", e.matcher)

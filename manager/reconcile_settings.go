@@ -26,6 +26,9 @@ type InstallSettings struct {
 	// FetchTimeout bounds one download attempt; zero means the fetcher's
 	// default.
 	FetchTimeout time.Duration
+	// Progress, when set, receives the progress of downloads that take
+	// more than a couple of seconds.
+	Progress ProgressReporter
 	// Log receives the installer's logs; nil discards them.
 	Log *slog.Logger
 }
@@ -53,4 +56,11 @@ type Settings struct {
 	// Status, when set, receives the report of every reconcile pass (the
 	// agent's status document).
 	Status StatusReporter
+	// ResetSpecHistory, when set, is the serial of the last accepted spec
+	// the operator wants forgotten (`mms agent --reset-spec-history
+	// SERIAL`): at start, if the replay ledger holds exactly that serial,
+	// it is reset (see [ResetSpecHistory]), so the next validly signed
+	// spec is accepted whatever its serial or format. Naming the serial
+	// makes a flag left in a service file harmless once it has acted.
+	ResetSpecHistory *uint64
 }

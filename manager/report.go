@@ -43,6 +43,10 @@ const (
 	// RejectNotYetValid: issued further in the future than the clock skew
 	// allows.
 	RejectNotYetValid Rejection = "not_yet_valid"
+	// RejectSerialAhead: the serial is above spec.SerialCeiling (the
+	// current Unix time plus a day); accepting it would lock the node out
+	// of every lower serial.
+	RejectSerialAhead Rejection = "serial_ahead"
 	// RejectInvalid: the spec as a whole (serial, times) is invalid. An
 	// invalid entry does not reject the spec; it fails on its own.
 	RejectInvalid Rejection = "invalid"
@@ -61,6 +65,7 @@ var rejectionKinds = []struct {
 	{packer.ErrEquivocation, RejectEquivocation},
 	{packer.ErrExpired, RejectExpired},
 	{packer.ErrNotYetValid, RejectNotYetValid},
+	{packer.ErrSerialAhead, RejectSerialAhead},
 	{packer.ErrUnsigned, RejectUnsigned},
 	{packer.ErrBadSignature, RejectBadSignature},
 	{packer.ErrUnknownKey, RejectUnknownKey},
@@ -133,11 +138,13 @@ type StatusReporter interface {
 	ReportPass(PassReport)
 }
 
-// ProgressReporter receives the progress of the downloads of a reconcile
-// pass, as typed values, for the agent's status document. A StatusReporter
-// may implement it too. done and total are bytes; total is 0 when the size
-// is unknown. Callers report at most every second or so per download (and
-// once more when it ends); ReportProgress must not block.
+// ProgressReporter receives the progress of archive downloads that take
+// more than a couple of seconds (see DefaultProgressDelay): done bytes of
+// total (-1 when the size is not known yet) for the entry named name,
+// paced to one call per DefaultProgressInterval, and a last call when the
+// attempt ends. The agent's status recorder implements it (the status
+// document's "downloading" entry); the machines watcher also publishes it
+// as events. ReportProgress must not block: it runs on a timer.
 type ProgressReporter interface {
 	ReportProgress(name string, done, total int64)
 }
@@ -165,6 +172,16 @@ func (rs Reporters) ReportProgress(name string, done, total int64) {
 
 var _ ProgressReporter = Reporters(nil)
 
+// Pacing of download progress reports.
+const (
+	// DefaultProgressDelay is how long a download runs before its progress
+	// is first reported: quick downloads report nothing.
+	DefaultProgressDelay = 2 * time.Second
+	// DefaultProgressInterval is the least time between two progress
+	// reports of one download.
+	DefaultProgressInterval = 2 * time.Second
+)
+
 // MachineResult is what reconciling one machine did.
 type MachineResult struct {
 	// Name is the entry's (or purged machine's) name.
@@ -182,6 +199,17 @@ type MachineResult struct {
 	// expression that did not select this node (skipped) or could not be
 	// evaluated (failed).
 	Match string `json:"match,omitempty"`
+	// Retryable marks a failure that may go away without a new spec (a
+	// download, a governor, a matcher probe, a load): the machines watcher
+	// retries it with backoff. An invalid entry or a version that failed
+	// to load is not retryable. It is not encoded.
+	Retryable bool `json:"-"`
+}
+
+// Retryable reports whether an entry of the pass failed in a way a retry
+// may fix (see MachineResult.Retryable).
+func (r *PassReport) Retryable() bool {
+	return slices.ContainsFunc(r.Machines, func(m MachineResult) bool { return m.Outcome == EntryFailed && m.Retryable })
 }
 
 // Changed reports whether the pass changed anything on the node.

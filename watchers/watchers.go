@@ -187,6 +187,12 @@ type Deps struct {
 	// Metrics receives the samples the watcher exports for the node's
 	// Prometheus endpoint. Nil when the node exports none.
 	Metrics MetricsSink
+	// Report publishes a state event of this watcher now, with state as
+	// its type-specific fields and outcome "report", firing no transition:
+	// for progress of long work inside a check (a download). It must not
+	// be called often (pace it to seconds). Nil when the machine has no
+	// runner to publish for it.
+	Report func(state any)
 }
 
 // Host is the part of the agent's machine host a watcher may drive.

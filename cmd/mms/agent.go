@@ -102,6 +102,7 @@ names the path and the fix. Keep the state directory out of shared places.`,
 	f.StringVar(&o.bucket, "bucket", "MACHINES", "KV bucket holding the signed spec")
 	f.StringVar(&o.key, "key", "machines", "key of the signed spec in --bucket")
 	f.BoolVar(&o.allowLegacy, "allow-legacy-spec", false, "accept v1 (Choria) spec envelopes, which have no serial or expiry")
+	f.StringVar(&o.resetHistory, "reset-spec-history", "", "forget the last accepted spec if its serial is `SERIAL` (0 for v1), so the next signed spec is accepted whatever its serial or format (a way back to v1, or out of a bad high serial); logged loudly, a no-op once done")
 	f.DurationVar(&o.verifyInterval, "verify-interval", machineswatcher.DefaultVerifyInterval, "re-hash installed machines in full against their SHA256SUMS this often (tampered ones are reinstalled)")
 	f.BoolVar(&o.allowHTTP, "allow-http", false, "allow http:// archive sources (integrity still comes from the checksums)")
 	f.BoolVar(&o.insecure, "insecure-unsigned", false, "run specs without checking any signature (unsafe: anyone who can write the bucket controls this node; refused on a NATS server without authentication)")

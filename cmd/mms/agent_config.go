@@ -35,6 +35,7 @@ type agentOptions struct {
 	bucket          string
 	key             string
 	allowLegacy     bool
+	resetHistory    string
 	allowHTTP       bool
 	verifyInterval  time.Duration
 	insecure        bool
@@ -124,6 +125,14 @@ func (o *agentOptions) resolve(a *app) (agentConfig, error) {
 	if o.nats.timeout <= 0 {
 		errs = append(errs, fmt.Errorf("--timeout %v: want a positive duration", o.nats.timeout))
 	}
+	var resetHistory *uint64
+	if o.resetHistory != "" {
+		n, err := strconv.ParseUint(strings.TrimSpace(o.resetHistory), 10, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--reset-spec-history %q: want the serial of the last accepted spec (mms status shows it; 0 for a v1 spec)", o.resetHistory))
+		}
+		resetHistory = &n
+	}
 	if o.factsFile != "" {
 		if _, err := agent.LoadFacts(o.factsFile); err != nil {
 			errs = append(errs, fmt.Errorf("--facts: %w", err))
@@ -162,6 +171,8 @@ func (o *agentOptions) resolve(a *app) (agentConfig, error) {
 		Key:            o.key,
 		AllowHTTP:      o.allowHTTP,
 		VerifyInterval: o.verifyInterval,
+
+		ResetSpecHistory: resetHistory,
 	}
 	return cfg, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -57,6 +58,23 @@ func agentURL(t *testing.T, errOut *syncbuf.Buffer) string {
 		return nil
 	})
 	return url
+}
+
+// loginURL returns the URL of the embedded server of the agent with state
+// dir, with the login it keeps there as user information, for commands'
+// --server and for client agents.
+func loginURL(tb testing.TB, state string) string {
+	tb.Helper()
+	c, err := natsbox.LoadContextFile(filepath.Join(state, natsbox.LocalContextFile))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	u.User = url.UserPassword(c.User, c.Password)
+	return u.String()
 }
 
 // agentConn connects to the embedded server of the agent with state dir,

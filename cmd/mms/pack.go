@@ -21,6 +21,7 @@ type packOptions struct {
 	expires   time.Duration
 	unsigned  bool
 	allowHTTP bool
+	reset     bool
 }
 
 func (a *app) newPackCmd() *cobra.Command {
@@ -49,12 +50,22 @@ mms, but command lines are visible to every user of the machine: prefer
 --key-file.
 
 --format v2 (the default) writes a DSSE envelope with a serial, issue time
-and optional expiry; agents refuse older serials. --format v1 writes
+and optional expiry; agents refuse older serials, and serials more than a
+day ahead of the current Unix time (so does pack: a serial in milliseconds
+or 2^64-1 would make agents ignore every later spec). --format v1 writes
 Choria's format, which has no serial: mms agents accept it only with
---allow-legacy-spec.`,
+--allow-legacy-spec.
+
+--reset-history writes a recovery spec for nodes that accepted a serial
+above that ceiling before it was checked (or while their clock was wrong):
+such a node accepts it although its serial is lower, if it was issued after
+the bad serial was accepted. Every other node takes it as a normal spec, so
+publish it to the whole fleet. (A node's operator can also reset one node
+with 'mms agent --reset-spec-history SERIAL'.)`,
 		Example: `  mms pack machines.json --key-file ops.key | mms put
   mms pack machines.yaml --key-file ops.key --key-file sec.key --expires 720h > spec.json
-  mms pack machines.json --format v1 --key-file ops.key | nats --context mms kv put MACHINES machines`,
+  mms pack machines.json --format v1 --key-file ops.key | nats --context mms kv put MACHINES machines
+  mms pack machines.json --key-file ops.key --reset-history | mms put --force`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.pack(cmd, args, o)
@@ -67,6 +78,7 @@ Choria's format, which has no serial: mms agents accept it only with
 	f.DurationVar(&o.expires, "expires", 0, "expire the spec after this long, e.g. 720h (v2 only; default never)")
 	f.BoolVar(&o.unsigned, "unsigned", false, "write an unsigned envelope (only agents started with --insecure-unsigned accept it)")
 	f.BoolVar(&o.allowHTTP, "allow-http", false, "allow http:// sources (agents must allow them too)")
+	f.BoolVar(&o.reset, "reset-history", false, "write a recovery spec that nodes holding a serial beyond the current time plus a day accept although its serial is lower (v2 only)")
 	return cmd
 }
 
@@ -77,6 +89,13 @@ func (a *app) pack(cmd *cobra.Command, args []string, o packOptions) error {
 	}
 	if format == packer.FormatV1 && o.expires != 0 {
 		return errors.New("--expires needs --format v2: v1 envelopes carry no expiry")
+	}
+	if format == packer.FormatV1 && o.reset {
+		return errors.New("--reset-history needs --format v2: v1 envelopes have no serial to reset")
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	if err := spec.CheckSerial(o.serial, now); err != nil {
+		return fmt.Errorf("--%w", err)
 	}
 	if o.expires < 0 {
 		return errors.New("--expires must be positive")
@@ -103,8 +122,7 @@ func (a *app) pack(cmd *cobra.Command, args []string, o packOptions) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", args[0], err)
 	}
-	now := time.Now().UTC().Truncate(time.Second)
-	s := &spec.Spec{IssuedAt: now, Machines: machines}
+	s := &spec.Spec{IssuedAt: now, Machines: machines, ResetHistory: o.reset}
 	if format == packer.FormatV2 {
 		s.Serial = uint64(now.Unix())
 		if o.serial != 0 {

@@ -51,6 +51,10 @@ without them, mms put reads the agents' status documents and warns when
 an agent trusts none of the keys the spec claims to be signed by, or
 refuses v1 specs, because that agent will reject it.
 
+A serial more than a day ahead of the current Unix time is always refused
+(agents refuse it). When the current spec's serial is itself that far
+ahead, put says how to recover: a spec packed with --reset-history.
+
 The write is a compare-and-set on the key's current revision, so when two
 operators publish at once one of them gets an error instead of silently
 overwriting the other. A v2 spec whose serial is not above the current
@@ -81,6 +85,9 @@ checks.`,
 			}
 			next, err := a.checkPut(data, o, time.Now())
 			if err != nil {
+				return err
+			}
+			if err := checkPutSerial(next, time.Now()); err != nil {
 				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), nf.timeout)
@@ -147,6 +154,38 @@ func (a *app) checkPut(data []byte, o putOptions, now time.Time) (*packer.Opened
 	return next, nil
 }
 
+// checkPutSerial refuses a v2 spec whose serial agents refuse: above the
+// serial ceiling (the current Unix time plus a day). --force does not skip
+// it: no agent would accept the spec.
+func checkPutSerial(next *packer.Opened, now time.Time) error {
+	if next.Format != packer.FormatV2 {
+		return nil
+	}
+	if err := spec.CheckSerial(next.Spec.Serial, now); err != nil {
+		return fmt.Errorf("refusing to put: %w; re-pack without --serial (the default is the current time)", err)
+	}
+	return nil
+}
+
+// checkOlderSerial refuses a spec whose serial is not above the current
+// one's, saying what to publish instead. When the current
+// serial is itself above the ceiling (a bad serial accepted before agents
+// checked it), the only way forward is a reset spec; otherwise the next
+// serial, which cannot overflow since the current one is below the
+// ceiling. A reset spec over a serial above the ceiling is let through.
+func checkOlderSerial(next, prev *packer.Opened, o putOptions, now time.Time) error {
+	where := o.bucket + "/" + o.key
+	if prev.Spec.Serial > spec.SerialCeiling(now) {
+		if next.Spec.ResetHistory {
+			return nil
+		}
+		return fmt.Errorf("refusing to put serial %d: %s holds serial %d, above the current Unix time plus %s, which agents no longer accept; agents that accepted it ignore every lower serial: re-pack with --reset-history (those agents accept it, the others take it as a normal spec)",
+			next.Spec.Serial, where, prev.Spec.Serial, spec.MaxSerialAhead)
+	}
+	return fmt.Errorf("refusing to put serial %d: %s holds serial %d and agents ignore older or equal serials; re-pack (the default serial is the current time) or pass --serial %d",
+		next.Spec.Serial, where, prev.Spec.Serial, prev.Spec.Serial+1)
+}
+
 func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Opened, o putOptions) error {
 	js, err := nc.JetStream()
 	if err != nil {
@@ -186,8 +225,9 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 				return nil
 			}
 			if !o.force && next.Format == packer.FormatV2 && prev.Format == packer.FormatV2 && next.Spec.Serial <= prev.Spec.Serial {
-				return fmt.Errorf("refusing to put serial %d: %s/%s holds serial %d and agents ignore older or equal serials; re-pack (the default serial is the current time) or pass --serial %d",
-					next.Spec.Serial, o.bucket, o.key, prev.Spec.Serial, prev.Spec.Serial+1)
+				if err := checkOlderSerial(next, prev, o, time.Now()); err != nil {
+					return err
+				}
 			}
 		}
 	}

@@ -119,6 +119,8 @@ func (a *app) commands() []*cobra.Command {
 	return []*cobra.Command{
 		a.newKeysCmd(),
 		a.newPackCmd(),
+		a.newReconcileCmd(),
+		a.newNatsConfigCmd(),
 		a.newVerifyCmd(),
 		a.newShowCmd(),
 		a.newPutCmd(),

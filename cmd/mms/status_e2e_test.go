@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/internal/fleetstatus"
-	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/spec"
@@ -55,16 +53,7 @@ func startFleet(t *testing.T, identities ...string) *e2eFleet {
 			// state directory: the other agents and the commands give it
 			// in the URL.
 			agentURL(t, errOut)
-			c, err := natsbox.LoadContextFile(filepath.Join(dir, "state-"+id, natsbox.LocalContextFile))
-			if err != nil {
-				t.Fatal(err)
-			}
-			u, err := url.Parse(c.URL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			u.User = url.UserPassword(c.User, c.Password)
-			f.url = u.String()
+			f.url = loginURL(t, filepath.Join(dir, "state-"+id))
 		}
 	}
 	nc, err := nats.Connect(f.url)

@@ -168,6 +168,10 @@ const (
 	// SeenNotYetValid: issued further in the future than the clock skew
 	// allows.
 	SeenNotYetValid = "not-yet-valid"
+	// SeenSerialAhead: a serial implausibly far ahead (beyond the current
+	// time plus a day): accepting it would lock the node out of every
+	// later spec.
+	SeenSerialAhead = "serial-ahead"
 	// SeenMalformed: the envelope or payload does not decode.
 	SeenMalformed = "malformed"
 	// SeenInvalid: the spec as a whole (serial, times) is invalid.
@@ -204,6 +208,8 @@ func SeenOutcome(r manager.Rejection, format string) string {
 		return SeenExpired
 	case manager.RejectNotYetValid:
 		return SeenNotYetValid
+	case manager.RejectSerialAhead:
+		return SeenSerialAhead
 	case manager.RejectMalformed:
 		return SeenMalformed
 	case manager.RejectInvalid:

@@ -181,6 +181,7 @@ func TestSeenOutcome(t *testing.T) {
 		manager.RejectBelowThreshold: SeenUntrusted,
 		manager.RejectExpired:        SeenExpired,
 		manager.RejectNotYetValid:    SeenNotYetValid,
+		manager.RejectSerialAhead:    SeenSerialAhead,
 		manager.RejectMalformed:      SeenMalformed,
 		manager.RejectInvalid:        SeenInvalid,
 		manager.RejectLegacy:         SeenLegacyRefused,

@@ -125,6 +125,7 @@ func (r *Recorder) ReportPass(rep manager.PassReport) {
 // most once per [ProgressInterval], so a download reported on every read
 // costs a write a second at most.
 func (r *Recorder) ReportProgress(name string, done, total int64) {
+	total = max(total, 0) // the manager says -1 for "not known yet"
 	now := r.now()
 	r.mu.Lock()
 	p, ok := r.progress[name]

@@ -99,6 +99,8 @@ func MachineDefinition(node agent.Node) (*machine.Definition, error) {
 			MachinesDir:    node.MachinesDir,
 			VerifyInterval: watchers.Duration(settings.VerifyInterval),
 			Status:         settings.Status,
+			// Only the node's own configuration resets its spec history.
+			ResetSpecHistory: settings.ResetSpecHistory,
 		}
 	}
 	filled := 0
