@@ -84,6 +84,9 @@ type ReconcilerConfig struct {
 	// Concurrency caps the entries reconciled at once; 0 means
 	// [DefaultConcurrency].
 	Concurrency int
+	// Fleet reads what the fleet's nodes report, for entries with a
+	// rollout policy; nil applies no rollout (every node moves at once).
+	Fleet FleetView
 	// Reserved reports names that no spec entry may use, such as the
 	// compiled-in machines' (nil: none). An entry with such a name fails.
 	Reserved func(name string) bool
@@ -137,16 +140,21 @@ type Reconciler struct {
 	log    *slog.Logger
 	ledger *packer.FileLedger
 
-	mu      sync.Mutex            // serialises Reconcile; guards the fields below
-	plan    *plan                 // the last accepted spec's entries, validated and compiled
-	bad     map[string]badVersion // versions that failed to load, by machine name
-	applied *AppliedSpec          // the spec the node runs; nil until read from the ledger
+	mu      sync.Mutex              // serialises Reconcile; guards the fields below
+	plan    *plan                   // the last accepted spec's entries, validated and compiled
+	bad     map[string]badVersion   // versions that failed to load, by machine name
+	applied *AppliedSpec            // the spec the node runs; nil until read from the ledger
+	health  map[string]*entryHealth // health of each machine's installed version, by name
 }
 
 // badVersion is a version of a machine that failed to load.
 type badVersion struct {
 	checksum, verifyChecksum string
 	reason                   string
+	// outcome is what the entry reports while the spec pins this version:
+	// failed (it did not load), rolled_back or unhealthy (its health gate);
+	// empty means failed.
+	outcome EntryOutcome
 }
 
 // ReconcileOptions tune one pass.
@@ -213,6 +221,7 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 		log:    log,
 		ledger: packer.NewFileLedger(filepath.Join(cfg.StateDir, LedgerFile)),
 		bad:    map[string]badVersion{},
+		health: map[string]*entryHealth{},
 	}, nil
 }
 
@@ -331,7 +340,14 @@ func (r *Reconciler) reconcile(ctx context.Context, envelope []byte, opts Reconc
 			errs = append(errs, err)
 		}
 	}
+	installed, err := r.cfg.Installer.Installed()
+	if err != nil {
+		errs = append(errs, fmt.Errorf("read install records: %w", err))
+	}
+	r.noteHeld(results, installed)
+	rep.NextCheck = r.holdForRollout(soft, p, results, installed)
 	r.installAll(ctx, soft, p, results, opts, opened.Spec.Serial)
+	rep.NextCheck = minPositive(rep.NextCheck, r.judge(ctx, p, results))
 
 	rep.Machines = append(results, purged...)
 	for _, m := range rep.Machines {

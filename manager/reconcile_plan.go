@@ -1,9 +1,11 @@
 package manager
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
@@ -102,14 +104,15 @@ func (r *Reconciler) evaluate(ctx context.Context, e planEntry, env *spec.Env) (
 		return res, false
 	}
 	if b, ok := r.bad[e.machine.Name]; ok && b.checksum == e.machine.Checksum && b.verifyChecksum == e.machine.VerifyChecksum {
-		res.Outcome = EntryFailed
+		res.Outcome = cmp.Or(b.outcome, EntryFailed)
 		res.Reason = b.reason + " (this version is not tried again until the spec pins another one or the agent restarts)"
 	}
 	return res, true
 }
 
-// forgetBadVersions drops remembered load failures of machines the plan no
-// longer pins at that version.
+// forgetBadVersions drops remembered load and health failures of machines
+// the plan no longer pins at that version, and the health of machines it
+// no longer has.
 func (r *Reconciler) forgetBadVersions(p *plan) {
 	pinned := map[string]spec.Machine{}
 	for _, e := range p.entries {
@@ -119,6 +122,31 @@ func (r *Reconciler) forgetBadVersions(p *plan) {
 		m, ok := pinned[name]
 		if !ok || m.Checksum != b.checksum || m.VerifyChecksum != b.verifyChecksum {
 			delete(r.bad, name)
+		}
+	}
+	for name := range r.health {
+		if _, ok := pinned[name]; !ok {
+			delete(r.health, name)
+		}
+	}
+}
+
+// noteHeld fills in what runs under the entries a remembered failure
+// decided (their results say failed, rolled_back or unhealthy): the
+// version installed, and the health the pinned version had.
+func (r *Reconciler) noteHeld(results []MachineResult, installed map[string]Record) {
+	for i := range results {
+		res := &results[i]
+		switch res.Outcome {
+		case EntryFailed, EntryRolledBack, EntryUnhealthy:
+		default:
+			continue
+		}
+		if rec, ok := installed[res.Name]; ok && res.Outcome != EntryUnhealthy {
+			res.Installed = rec.Checksum
+		}
+		if h := r.health[res.Name]; h != nil && strings.EqualFold(h.checksum, res.Checksum) {
+			res.Health = h.health
 		}
 	}
 }

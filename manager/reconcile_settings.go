@@ -56,6 +56,9 @@ type Settings struct {
 	// Status, when set, receives the report of every reconcile pass (the
 	// agent's status document).
 	Status StatusReporter
+	// Fleet, when set, reads what the fleet's nodes report, so entries
+	// with a rollout policy move in waves; without it they move at once.
+	Fleet FleetView
 	// ResetSpecHistory, when set, is the serial of the last accepted spec
 	// the operator wants forgotten (`mms agent --reset-spec-history
 	// SERIAL`): at start, if the replay ledger holds exactly that serial,

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mms-io/mms/manager/rollout"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -117,6 +118,9 @@ type PassReport struct {
 	// Machines has one result per spec entry, in spec order, then one per
 	// purged (or failed purge of a) machine, by name.
 	Machines []MachineResult `json:"results"`
+	// NextCheck, when positive, is how soon another pass should run by
+	// itself: a health gate is pending, or a rollout wave is waiting.
+	NextCheck time.Duration `json:"-"`
 	// Err is the rejection, or every entry's failure (and a failure to read
 	// the install records for purging) joined; nil when all went well. A
 	// rejection matches its packer sentinel with errors.Is.
@@ -195,6 +199,15 @@ type MachineResult struct {
 	// Tampered names the file (or the tree) that periodic verification
 	// found modified, after which the machine was reinstalled.
 	Tampered string `json:"tampered,omitempty"`
+	// Installed is the checksum of the version installed under the name
+	// now (after a rollback or a hold, the older one); empty when none.
+	Installed string `json:"installed,omitempty"`
+	// Health is the health of the entry's version on this node: pending
+	// (its gate is running), healthy, unhealthy or rolled_back; empty when
+	// it is not installed.
+	Health rollout.Health `json:"health,omitempty"`
+	// HealthyAt is when it became healthy.
+	HealthyAt time.Time `json:"healthy_at,omitzero"`
 	// Match is the entry's matcher when it decided the outcome: the
 	// expression that did not select this node (skipped) or could not be
 	// evaluated (failed).
@@ -216,7 +229,7 @@ func (r *PassReport) Retryable() bool {
 func (r *PassReport) Changed() bool {
 	return slices.ContainsFunc(r.Machines, func(m MachineResult) bool {
 		switch m.Outcome {
-		case EntryInstalled, EntryUpdated, EntryPurged, EntryRolledBack:
+		case EntryInstalled, EntryUpdated, EntryPurged, EntryRolledBack, EntryUnhealthy:
 			return true
 		}
 		return false

@@ -103,6 +103,10 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 	defer client.Status.OnReconnect(rec.Touch)()
 	settings := cfg.manager
 	settings.Status = rec // the manager reports every pass to the status document
+	// Rollouts gate each wave on what the other agents report: the view
+	// follows their status documents while the agent runs.
+	view := fleetstatus.NewView(js, "", log.With("component", "fleet"))
+	settings.Fleet = view
 	var publisher agent.Publisher = fleetstatus.Publisher{Next: agent.NATSPublisher{Conn: client.Conn}, Recorder: rec}
 	hostCfg := agent.HostConfig{
 		MachinesDir: cfg.node.MachinesDir,
@@ -164,6 +168,7 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 	defer stopWriter()
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = writer.Run(wctx) })
+	wg.Go(func() { _ = view.Run(wctx) })
 	err = host.Run(ctx)
 	log.Info("machines stopped; writing the last status")
 	stopWriter()

@@ -35,10 +35,6 @@ type nodeFlag struct {
 // isProblem reports whether flag fails --check.
 func isProblem(flag string) bool { return flag != flagNATS }
 
-// defaultStaleAfter is the staleness limit for documents that do not say
-// their heartbeat.
-const defaultStaleAfter = 3 * fleetstatus.DefaultHeartbeat
-
 // nodeFlags returns the flags of one agent at now: what its document says
 // is wrong, how it compares with the current spec cur (nil: unknown), and
 // whether it is still writing.
@@ -77,17 +73,8 @@ func nodeFlags(r nodeRow, now time.Time, cur *currentSpec, staleAfter time.Durat
 	}
 	if !d.StoppedAt.IsZero() {
 		flags = append(flags, nodeFlag{flagStopped, "the agent stopped " + age(now.Sub(d.StoppedAt)) + " ago"})
-	} else {
-		limit := staleAfter
-		if limit <= 0 {
-			limit = defaultStaleAfter
-			if hb := d.HeartbeatInterval(); hb > 0 {
-				limit = 3 * hb
-			}
-		}
-		if since := now.Sub(d.UpdatedAt); since > limit {
-			flags = append(flags, nodeFlag{flagStale, fmt.Sprintf("no update for %s (limit %s): the agent stopped or lost NATS", age(since), limit)})
-		}
+	} else if limit := d.StaleAfter(staleAfter); d.Stale(now, staleAfter) {
+		flags = append(flags, nodeFlag{flagStale, fmt.Sprintf("no update for %s (limit %s): the agent stopped or lost NATS", age(now.Sub(d.UpdatedAt)), limit)})
 	}
 	if v := d.NATS.PermissionViolations; len(v) > 0 {
 		flags = append(flags, nodeFlag{flagNATS, "the server denied: " + v[len(v)-1].Message})

@@ -84,6 +84,7 @@ func entryList(states []agent.MachineStatus, rec recorded) []Entry {
 		e := Entry{
 			Name: res.Name, Outcome: string(res.Outcome), Reason: res.Reason,
 			Version: versions[res.Name], Checksum: res.Checksum, Match: res.Match,
+			Installed: res.Installed, Health: string(res.Health), HealthyAt: res.HealthyAt,
 		}
 		if p, ok := rec.progress[res.Name]; ok && !listed[res.Name] {
 			e.Outcome, e.Download = EntryDownloading, &p

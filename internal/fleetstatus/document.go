@@ -261,6 +261,14 @@ type Entry struct {
 	Checksum string `json:"checksum,omitempty"`
 	// Match is the matcher that skipped the entry, or failed to evaluate.
 	Match string `json:"match,omitempty"`
+	// Installed is the checksum of the version installed under the name
+	// (after a rollback or while a rollout holds the node, the older one).
+	Installed string `json:"installed,omitempty"`
+	// Health is the health of the entry's version on this node: pending
+	// (its health gate runs), healthy, unhealthy or rolled_back.
+	Health string `json:"health,omitempty"`
+	// HealthyAt is when it became healthy.
+	HealthyAt time.Time `json:"healthy_at,omitzero"`
 	// Download is the progress of the download under way, while Outcome
 	// is [EntryDownloading].
 	Download *Download `json:"download,omitempty"`
@@ -383,6 +391,26 @@ func (d *Document) AppliedSerial() uint64 {
 		return 0
 	}
 	return d.Applied.Serial
+}
+
+// StaleAfter returns how long the document may go without an update
+// before its agent counts as stale: limit when positive, else three of the
+// document's heartbeats (three of the default when it has none).
+func (d *Document) StaleAfter(limit time.Duration) time.Duration {
+	if limit > 0 {
+		return limit
+	}
+	if hb := d.HeartbeatInterval(); hb > 0 {
+		return 3 * hb
+	}
+	return 3 * DefaultHeartbeat
+}
+
+// Stale reports whether, at now, the agent has gone longer than
+// StaleAfter(limit) without an update: it stopped or lost NATS. An agent
+// that stopped cleanly (StoppedAt set) is stopped, not stale.
+func (d *Document) Stale(now time.Time, limit time.Duration) bool {
+	return d.StoppedAt.IsZero() && now.Sub(d.UpdatedAt) > d.StaleAfter(limit)
 }
 
 // HeartbeatInterval returns the document's heartbeat period, zero if the

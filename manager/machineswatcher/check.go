@@ -189,6 +189,9 @@ func (w *Watcher) result(rep manager.PassReport, start time.Time) (watchers.Resu
 	}
 	res := watchers.Result{Outcome: outcome, State: st}
 	res.After = w.scheduleRetry(rep)
+	if rep.NextCheck > 0 && (res.After == 0 || rep.NextCheck < res.After) {
+		res.After = rep.NextCheck // a health gate or a rollout wave is pending
+	}
 	w.progress.passDone(w.runtime.running)
 	if rep.Rejected == manager.RejectError {
 		// The spec could not be checked at all (an unreadable ledger):

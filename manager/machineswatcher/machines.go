@@ -137,6 +137,9 @@ type Watcher struct {
 	// receives the report of every check: the agent's status document is
 	// written from it.
 	Status manager.StatusReporter `json:"-"`
+	// Fleet, when set (in Go, by the compiled-in manager machine), tells
+	// what the other nodes report, so rollouts can gate each wave.
+	Fleet manager.FleetView `json:"-"`
 
 	// ResetSpecHistory, when set (in Go, from manager.Settings), is the
 	// serial of the last accepted spec to forget at Provision: see
@@ -319,6 +322,7 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 		Facts:        d.Facts,
 		Path:         os.Getenv("PATH"),
 		Reserved:     compiledIn,
+		Fleet:        w.Fleet,
 		Log:          w.log,
 	})
 	if err != nil {

@@ -99,6 +99,7 @@ func MachineDefinition(node agent.Node) (*machine.Definition, error) {
 			MachinesDir:    node.MachinesDir,
 			VerifyInterval: watchers.Duration(settings.VerifyInterval),
 			Status:         settings.Status,
+			Fleet:          settings.Fleet,
 			// Only the node's own configuration resets its spec history.
 			ResetSpecHistory: settings.ResetSpecHistory,
 		}
