@@ -22,6 +22,7 @@ type packOptions struct {
 	unsigned  bool
 	allowHTTP bool
 	reset     bool
+	archives  string
 }
 
 func (a *app) newPackCmd() *cobra.Command {
@@ -33,14 +34,23 @@ func (a *app) newPackCmd() *cobra.Command {
 
 MACHINES is a JSON array (Choria's machines.json) or a YAML list of entries:
 
-  - name: facts                      # ^[a-z0-9][a-z0-9_-]{0,62}$
+  - name: facts                      # letters, digits, _ - . (up to 200)
     source: https://repo.example.net/facts-1.0.0.tar.gz   # or nats://BUCKET/OBJECT
     checksum: <sha256 of the archive>
     verify_checksum: <sha256 of its SHA256SUMS>
     match: identity('^web') && has_command('facter')      # optional
+    health:                          # optional: the new version's gate
+      states: [RUNNING]              #   healthy once it enters one of these
+      within: 60s                    #   ... this long after it starts
+      fail_states: [FAILED]          #   unhealthy at once in one of these
+    rollout:                         # optional (needs health): waves
+      waves: ["1", "10%", "100%"]    #   cumulative counts or shares
+      pause: 30s                     #   after a wave is healthy
 
 Every entry is validated before anything is signed; a bad entry fails with
-its index, name and field. The signed envelope is printed on stdout and
+its index, name and field. With --archives DIR (where 'mms archive create
+--out' writes), the archive of each entry with a health gate is found there
+by its checksum and its machine.yaml must have the states the gate names. The signed envelope is printed on stdout and
 nothing else, so it can be piped into 'mms put' or 'nats kv put'.
 
 The private key (hex, as written by 'mms keys') comes from --key-file
@@ -78,6 +88,7 @@ with 'mms agent --reset-spec-history SERIAL'.)`,
 	f.DurationVar(&o.expires, "expires", 0, "expire the spec after this long, e.g. 720h (v2 only; default never)")
 	f.BoolVar(&o.unsigned, "unsigned", false, "write an unsigned envelope (only agents started with --insecure-unsigned accept it)")
 	f.BoolVar(&o.allowHTTP, "allow-http", false, "allow http:// sources (agents must allow them too)")
+	f.StringVar(&o.archives, "archives", "", "check each health gate's states against the machine.yaml of the entry's archive in `DIR`")
 	f.BoolVar(&o.reset, "reset-history", false, "write a recovery spec that nodes holding a serial beyond the current time plus a day accept although its serial is lower (v2 only)")
 	return cmd
 }
@@ -134,6 +145,11 @@ func (a *app) pack(cmd *cobra.Command, args []string, o packOptions) error {
 	}
 	if err := s.Validate(spec.ValidateOptions{AllowHTTP: o.allowHTTP, Legacy: format == packer.FormatV1}); err != nil {
 		return fmt.Errorf("%s: nothing signed:\n%w", args[0], err)
+	}
+	if o.archives != "" {
+		if err := checkHealthStates(cmd.Context(), s.Machines, o.archives); err != nil {
+			return fmt.Errorf("%s: nothing signed:\n%w", args[0], err)
+		}
 	}
 	env, err := packer.Seal(format, s, keys...)
 	if err != nil {

@@ -46,6 +46,15 @@ func judge(d *fleetstatus.Document, next *packer.Opened) (waitState, string) {
 			}
 			return waitFailed, strings.Join(parts, "; ")
 		}
+		var waiting []string // a rollout wave, a health gate
+		for _, e := range d.Entries {
+			if w := e.Waiting(); w != "" {
+				waiting = append(waiting, w)
+			}
+		}
+		if len(waiting) > 0 {
+			return waitPending, strings.Join(waiting, ", ")
+		}
 		return waitApplied, ""
 	}
 	if s := d.Seen; s != nil && s.Digest == next.Digest && s.Outcome != fleetstatus.SeenApplied && s.Outcome != fleetstatus.SeenMissing {

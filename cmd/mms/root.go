@@ -120,6 +120,7 @@ func (a *app) commands() []*cobra.Command {
 		a.newKeysCmd(),
 		a.newPackCmd(),
 		a.newReconcileCmd(),
+		a.newRolloutCmd(),
 		a.newNatsConfigCmd(),
 		a.newVerifyCmd(),
 		a.newShowCmd(),

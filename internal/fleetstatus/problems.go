@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/manager/rollout"
 )
 
 // Problems lists what needs an operator's attention on the node, as its
@@ -39,16 +40,39 @@ func (d *Document) Problems() []string {
 	return out
 }
 
-// Failed returns the entries that failed or were rolled back.
+// Failed returns the entries that failed, were rolled back, failed their
+// health gate, or are held by a rollout that halted.
 func (d *Document) Failed() []Entry {
 	var out []Entry
 	for _, e := range d.Entries {
 		switch manager.EntryOutcome(e.Outcome) {
-		case manager.EntryFailed, manager.EntryRolledBack:
+		case manager.EntryFailed, manager.EntryRolledBack, manager.EntryUnhealthy:
 			out = append(out, e)
+		case manager.EntryHeld:
+			if e.Halted() {
+				out = append(out, e)
+			}
 		}
 	}
 	return out
+}
+
+// Halted reports whether the entry is held by a rollout that halted (a
+// node of an earlier wave failed with the new version).
+func (e Entry) Halted() bool {
+	return manager.EntryOutcome(e.Outcome) == manager.EntryHeld && strings.HasPrefix(e.Reason, rollout.HaltedPrefix)
+}
+
+// Waiting says what the entry still waits for, in one line, or "": a
+// rollout wave, or its health gate.
+func (e Entry) Waiting() string {
+	switch {
+	case manager.EntryOutcome(e.Outcome) == manager.EntryHeld && !e.Halted():
+		return e.Name + " " + e.Reason
+	case e.Health == "pending":
+		return e.Name + " health pending"
+	}
+	return ""
 }
 
 // MachineErrors lists the errors of the machines (load and watcher
