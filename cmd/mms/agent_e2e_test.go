@@ -82,13 +82,20 @@ func newArchiveRepo(t testing.TB) *archiveRepo {
 // and check.sh), serves it and returns the spec entry pinning it.
 func (r *archiveRepo) publish(t testing.TB, name, version string) spec.Machine {
 	t.Helper()
+	return r.publishCheck(t, name, version, "exit 0")
+}
+
+// publishCheck is publish with check.sh running check: a check that fails
+// keeps the machine in its initial state.
+func (r *archiveRepo) publishCheck(t testing.TB, name, version, check string) spec.Machine {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for file, content := range map[string]string{
 		"machine.yaml": runnableMachineYAML(name, version),
-		"check.sh":     "#!/bin/sh\nexit 0\n",
+		"check.sh":     "#!/bin/sh\n" + check + "\n",
 	} {
 		if err := os.WriteFile(filepath.Join(dir, file), []byte(content), 0o755); err != nil {
 			t.Fatal(err)

@@ -104,9 +104,7 @@ type rolloutNodeUI struct {
 }
 
 func (a *app) rolloutStatus(parent context.Context, o rolloutOptions) error {
-	ctx, cancel := context.WithTimeout(parent, o.nats.timeout)
-	nc, err := o.nats.connect(ctx, a, "mms rollout status")
-	cancel()
+	nc, err := o.nats.connect(parent, a, "mms rollout status") // --timeout bounds the connect
 	if err != nil {
 		return err
 	}
@@ -221,8 +219,10 @@ func rolloutOf(m spec.Machine, docs []*fleetstatus.Document, now time.Time) roll
 			switch {
 			case n.Stale:
 				ui.State = "stale"
+			case e.Halted():
+				ui.State, ui.Detail = "held", "the rollout halted"
 			case e.Outcome == string(manager.EntryHeld):
-				ui.State, ui.Detail = "held", e.Reason
+				ui.State, ui.Detail = "held", strings.TrimPrefix(e.Reason, "held: ")
 			case n.Checksum == m.Checksum && n.Health != "":
 				ui.State = string(n.Health)
 				if n.Health != rollout.Healthy && n.Health != rollout.Pending {
@@ -284,11 +284,11 @@ func printRollout(w io.Writer, v rolloutView) {
 	if from == "" {
 		from = "nothing"
 	}
-	to := v.NewVersion
-	if to == "" {
-		to = "?"
+	to := shortHex(v.Checksum)
+	if v.NewVersion != "" {
+		to = v.NewVersion + " (" + to + ")"
 	}
-	fmt.Fprintf(w, "%s: %s → %s (%s)  waves %s, pause %v\n", esc(v.Machine), esc(from), esc(to), shortHex(v.Checksum),
+	fmt.Fprintf(w, "%s: %s → %s  waves %s, pause %v\n", esc(v.Machine), esc(from), esc(to),
 		esc(strings.Join(v.Policy.Waves, ", ")), v.Policy.Pause.Std())
 	switch {
 	case v.Halted:
