@@ -97,7 +97,10 @@ func (s *Seen) Problem() string { return joinNonEmpty(": ", s.Label()+" "+s.Outc
 
 // Problem says what became of the entry, in one line: "web failed:
 // <reason>".
-func (e Entry) Problem() string { return joinNonEmpty(": ", e.Name+" "+e.Outcome, e.Reason) }
+func (e Entry) Problem() string {
+	// A held entry's reason already starts with "held: ".
+	return joinNonEmpty(": ", e.Name+" "+e.Outcome, strings.TrimPrefix(e.Reason, e.Outcome+": "))
+}
 
 // Label names the spec for people: "serial 17", or "v1 0123456789ab" for
 // a v1 spec (which has no serial).
