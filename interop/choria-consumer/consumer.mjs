@@ -20,6 +20,7 @@ const nc = await connect({
 });
 const sc = StringCodec();
 const sub = nc.subscribe("choria.machine.>");
+await nc.flush(); // the server has the subscription before we say ready
 console.log(JSON.stringify({ ready: true }));
 
 const watcherType = /^io\.choria\.machine\.watcher\.([a-z][a-z0-9_]*)\.v1\.state$/;
