@@ -105,6 +105,13 @@ func TestKeyRotationWithoutGap(t *testing.T) {
 	for _, a := range agents {
 		a.start(t, url, oldPub)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, a := range agents {
+				t.Logf("agent %s log:\n%s", a.identity, a.errOut.String())
+			}
+		}
+	})
 	version := 0
 	serial := uint64(time.Now().Unix())
 	// publish signs the next version with keys and waits until every

@@ -64,12 +64,27 @@ type Lock struct {
 	dir string
 }
 
+// ownGrace is how long Acquire keeps trying a lock whose holder is this
+// very process. An agent stopped and started again in one process (a
+// test, or a node binary that embeds the agent and restarts it) has
+// released its lock, but a child that another goroutine is forking at that
+// moment shares the lock's open file until it execs, which under load can
+// take a while. Another process's lock is refused at once.
+const ownGrace = 2 * time.Second
+
 // Acquire takes the exclusive lock on dir through its lock file dir/file,
 // creating the file (0600, never through a symbolic link) if needed, and
 // records holder (e.g. "mms agent") and this process's pid in it. dir must
-// exist. It does not wait: when another process holds the lock it returns
-// a *HeldError naming that process.
+// exist. It does not wait for another process: when one holds the lock it
+// returns a *HeldError naming that process. When the recorded holder is
+// this process, it retries for a short while first (see ownGrace).
 func Acquire(dir, file, holder string) (*Lock, error) {
+	return acquire(dir, file, holder, ownGrace)
+}
+
+// acquire is Acquire with the time it keeps trying a lock this process
+// holds.
+func acquire(dir, file, holder string, grace time.Duration) (*Lock, error) {
 	if holder == "" {
 		holder = defaultHolder
 	}
@@ -79,12 +94,22 @@ func Acquire(dir, file, holder string) (*Lock, error) {
 		return nil, fmt.Errorf("open lock file %s: %w", path, err)
 	}
 	f := os.NewFile(uintptr(fd), path)
-	if err := flock(fd); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, heldBy(dir, path)
+	deadline := time.Now().Add(grace)
+	for {
+		err := flock(fd)
+		if err == nil {
+			break
 		}
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		held := heldBy(dir, path)
+		if held.PID != os.Getpid() || time.Now().After(deadline) {
+			f.Close()
+			return nil, held
+		}
+		time.Sleep(ownRetry)
 	}
 	content := strconv.Itoa(os.Getpid()) + "\n" + holder + "\n"
 	if err := f.Truncate(0); err == nil {
@@ -96,6 +121,9 @@ func Acquire(dir, file, holder string) (*Lock, error) {
 	}
 	return &Lock{f: f, dir: dir}, nil
 }
+
+// ownRetry is how often acquire tries again a lock this process holds.
+const ownRetry = 10 * time.Millisecond
 
 // flock takes an exclusive, non-blocking flock on fd, retrying when a
 // signal interrupts it.

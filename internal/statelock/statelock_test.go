@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -21,7 +22,7 @@ func TestAcquireRefusesSecondHolder(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Acquire(%s) = %v", dir, err)
 	}
-	_, err = Acquire(dir, StateFile, "mms agent")
+	_, err = acquire(dir, StateFile, "mms agent", 0)
 	want := fmt.Sprintf("another mms agent (pid %d) is using %s", os.Getpid(), dir)
 	if err == nil || err.Error() != want {
 		t.Fatalf("second Acquire(%s) = %v, want %q", dir, err, want)
@@ -58,8 +59,48 @@ func TestAcquireRefusesSecondHolder(t *testing.T) {
 		t.Fatalf("Acquire after Release = %v", err)
 	}
 	defer l2.Release()
-	if _, err := Acquire(dir, StateFile, ""); err == nil || !strings.HasPrefix(err.Error(), "another mms machine run (pid ") {
+	if _, err := acquire(dir, StateFile, "", 0); err == nil || !strings.HasPrefix(err.Error(), "another mms machine run (pid ") {
 		t.Errorf("Acquire while mms machine run holds it = %v, want it named", err)
+	}
+}
+
+// TestAcquireAfterInheritedRelease is an agent restarted in one process
+// while a child forked by another goroutine still shares the released
+// lock's open file: the new Acquire waits for the child (here a
+// duplicated descriptor, closed a moment later) instead of refusing its
+// own process. A lock this process really keeps is still refused once the
+// grace is over.
+func TestAcquireAfterInheritedRelease(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Acquire(dir, StateFile, "mms agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inherited, err := unix.Dup(int(l.f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond) // the child takes a while to exec
+		unix.Close(inherited)
+	}()
+	l2, err := Acquire(dir, StateFile, "mms agent")
+	if err != nil {
+		t.Fatalf("Acquire after this process released the lock = %v, want it once the inherited descriptor closes", err)
+	}
+	defer l2.Release()
+
+	start := time.Now()
+	_, err = acquire(dir, StateFile, "mms agent", 50*time.Millisecond)
+	var held *HeldError
+	if !errors.As(err, &held) || held.PID != os.Getpid() {
+		t.Fatalf("Acquire of a lock this process holds = %v, want a HeldError with this pid", err)
+	}
+	if waited := time.Since(start); waited < 50*time.Millisecond {
+		t.Errorf("refused after %v, before the grace of 50ms", waited)
 	}
 }
 
