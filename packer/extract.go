@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // Expect pins the archive [ExtractArchive] must find: its top-level
@@ -155,24 +156,30 @@ type archiveExtraction struct {
 	limits   Limits
 	noSync   bool
 	entries  *archiveEntrySet
-	digests  map[string]string // path under <Name>/ → hex sha256, regular files only
-	made     map[string]bool   // directories created on disk
-	dirs     []string          // the same, in creation order
-	sums     []byte            // content of <Name>/SHA256SUMS
+	made     map[string]bool // directories created on disk
+	dirs     []string        // the same, in creation order
+	sums     []byte          // content of <Name>/SHA256SUMS
 	total    int64
 	count    int
 	buf      []byte
 	fileHash hash.Hash
 	sumBuf   [sha256.Size]byte
+	creator  archiveCreator
+	pool     *archivePool
 
-	dirRoot     *os.Root // root of the directory files were last created in
-	dirRootName string
+	digestsMu sync.Mutex
+	digests   map[string]string // path under <Name>/ → hex sha256, regular files only
 }
 
 func (x *archiveExtraction) run(ctx context.Context, r io.Reader) (*Extracted, error) {
 	stream := startArchiveStream(ctx, r, x.limits.MaxArchiveSize)
+	x.creator = newArchiveCreator(x.root)
+	x.pool = startArchivePool(ctx, x)
 	err := x.untar(ctx, stream)
-	x.closeDir()
+	if perr := x.pool.wait(); err == nil {
+		err = perr
+	}
+	x.creator.close()
 	stream.stop()
 	if err != nil {
 		if errors.Is(err, errArchiveCanceled) || errors.Is(err, ctx.Err()) {
