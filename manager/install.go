@@ -47,6 +47,7 @@ type Installer struct {
 	log      *slog.Logger
 	verifier packer.TreeVerifier
 	locks    nameLocks
+	discards *discarder
 
 	// crashAt, when set (by tests), is called after each step of a swap
 	// ("download", "extract", "record", "rename1", "rename2"); returning
@@ -99,6 +100,7 @@ func NewInstaller(cfg InstallerConfig) (*Installer, error) {
 		limits:   cfg.Limits,
 		log:      log,
 		locks:    nameLocks{held: make(map[string]chan struct{})},
+		discards: newDiscarder(log),
 	}, nil
 }
 
@@ -139,7 +141,7 @@ func (i *Installer) Install(ctx context.Context, m spec.Machine, serial uint64) 
 	return out, nil
 }
 
-func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) (Outcome, error) {
+func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) (_ Outcome, err error) {
 	cur, err := i.settledRecord(ctx, m.Name)
 	if err != nil {
 		return Failed, err
@@ -171,9 +173,7 @@ func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) 
 	crashed := false
 	defer func() {
 		if !crashed {
-			if err := os.RemoveAll(stage); err != nil {
-				i.log.Error("cannot remove stage", "dir", stage, "error", err)
-			}
+			i.dropStage(stage, err == nil)
 		}
 	}()
 	if err := i.fetchInto(ctx, m, stage); err != nil {

@@ -30,6 +30,9 @@ import (
 // before the swap restored. Either way live is exactly the old or the new
 // tree afterwards.
 func (i *Installer) Recover(ctx context.Context) error {
+	if err := i.discards.wait(ctx); err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
 	var errs []error
 	if err := i.records.clean(); err != nil {
 		errs = append(errs, err)
@@ -114,6 +117,11 @@ func (i *Installer) removeLeftover(ctx context.Context, owner, dir string) error
 // recoverName finishes or undoes the swap recorded in r (phase swapping)
 // for name; the caller holds name's lock.
 func (i *Installer) recoverName(ctx context.Context, name string, r *recordFile) error {
+	// The trees it looks for may be in any stage or trash directory: none
+	// may be half deleted under it.
+	if err := i.discards.wait(ctx); err != nil {
+		return err
+	}
 	rc := &recovery{i: i, name: name}
 	if err := rc.scan(); err != nil {
 		return err

@@ -125,9 +125,7 @@ func (i *Installer) swapIn(s swap) (err error) {
 	}
 	i.verifier.Forget(live)
 	if trash != "" {
-		if err := os.RemoveAll(trash); err != nil {
-			i.log.Error("cannot remove trash", "dir", trash, "error", err)
-		}
+		i.discards.discard(trash)
 	}
 	return nil
 }
