@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"math/bits"
 	"os"
 	"runtime"
 	"sync"
@@ -81,7 +82,7 @@ func (p *archivePool) buffer(ctx context.Context, n int) ([]byte, error) {
 	select {
 	case b := <-p.free:
 		if cap(b) < n {
-			b = make([]byte, n, max(n, 64<<10))
+			b = make([]byte, n, max(4<<10, 1<<bits.Len(uint(n-1))))
 		}
 		return b[:n], nil
 	case <-p.failed:
