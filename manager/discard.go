@@ -33,6 +33,9 @@ const maxDiscardQueue = 8
 // a tree half deleted under it.
 type discarder struct {
 	log *slog.Logger
+	// crashAt, when set, is asked at step "discard" before each deletion;
+	// true skips the deletion, as if the process had died (tests).
+	crashAt func(step string) bool
 
 	mu      sync.Mutex
 	queue   []string
@@ -40,10 +43,10 @@ type discarder struct {
 	idle    chan struct{} // closed while nothing is queued or being deleted
 }
 
-func newDiscarder(log *slog.Logger) *discarder {
+func newDiscarder(log *slog.Logger, crashAt func(step string) bool) *discarder {
 	idle := make(chan struct{})
 	close(idle)
-	return &discarder{log: log, idle: idle}
+	return &discarder{log: log, crashAt: crashAt, idle: idle}
 }
 
 // discard deletes dir in the background, or at once when the queue is
@@ -85,6 +88,9 @@ func (d *discarder) run() {
 // remove deletes dir and logs the outcome; a failure leaves it for
 // Recover.
 func (d *discarder) remove(dir string) {
+	if d.crashAt != nil && d.crashAt("discard") {
+		return
+	}
 	start := time.Now()
 	if err := os.RemoveAll(dir); err != nil {
 		d.log.Error("cannot remove old tree; the next start retries", "dir", dir, "error", err)

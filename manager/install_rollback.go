@@ -117,12 +117,18 @@ func (i *Installer) purge(ctx context.Context, name string) error {
 			os.Remove(trash)
 			return err
 		}
+		if i.crashed(fmt.Sprintf("purge-rename%d", len(trashes))) {
+			return errCrashed
+		}
 	}
 	if err := atomicfile.SyncDir(i.machines); err != nil {
 		return err
 	}
 	if err := i.records.remove(name); err != nil {
 		return err
+	}
+	if i.crashed("purge-record") {
+		return errCrashed
 	}
 	i.verifier.Forget(i.livePath(name))
 	for _, t := range trashes {

@@ -16,10 +16,11 @@ import (
 
 // Recover runs at agent start, before any Install: it finishes or undoes
 // every swap a crash interrupted (records in phase swapping), removes the
-// stage and trash directories left in M and the temp files left in the
-// record store, and drops a recorded previous version whose .prev-<name>
-// is gone. Every problem is reported; the other machines are still
-// recovered.
+// stage and trash directories left in M (by a crash, or by a background
+// deletion a crash interrupted; it first waits for this installer's own)
+// and the temp files left in the record store, and drops a recorded
+// previous version whose .prev-<name> is gone. Every problem is reported;
+// the other machines are still recovered.
 //
 // A swap is finished forward when the new tree is complete: live already
 // verifies against the record's verify_checksum (the crash came after the
@@ -70,6 +71,8 @@ func (i *Installer) Recover(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	// A crash test may stop here to look at what recovery left.
+	_ = i.crashed("recovered")
 	return errors.Join(errs...)
 }
 
