@@ -59,8 +59,8 @@ func newBenchArchive(b *testing.B, version string) benchArchive {
 // every op also retires the older previous tree; the op ends when Install
 // returns (the new version could be loaded), and the old tree's deletion,
 // which the installer does in the background, is waited for outside the
-// timer. "upgrade-sustained" does not wait: the deletions overlap the next
-// installs, as with back-to-back upgrades.
+// timer. "upgrade-sustained" does not wait, as with back-to-back upgrades:
+// each op includes the rest of the previous op's deletion.
 //
 // BenchmarkShellPipeline times the shell's way on the same archive.
 func BenchmarkInstall(b *testing.B) {

@@ -255,7 +255,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, envelope []byte, opts Reconc
 		}
 	}
 	r.installAll(ctx, p, results, opts, opened.Spec.Serial)
-	r.waitCleanup(ctx)
 
 	rep.Machines = append(results, purged...)
 	for _, m := range rep.Machines {
