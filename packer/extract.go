@@ -101,7 +101,7 @@ const archiveCopyBufSize = 256 << 10
 // files up to 512 KiB are read whole and handed to a few writer goroutines
 // (one per CPU, two to four) that create, write and hash them, while
 // larger files are written as they are read; so creating files, a system
-// call that costs as much as inflating their content, overlaps the
+// call that can cost as much as inflating their content, overlaps the
 // inflating. r is read to the end of the gzip
 // stream plus one byte (or to the first error, then on to its end to check
 // the hash, as above), never after ExtractArchive returns, and is not

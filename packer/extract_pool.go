@@ -45,8 +45,9 @@ type archiveJob struct {
 
 // archivePool writes small files in a few goroutines while the extracting
 // goroutine goes on reading the tar stream: creating a file is a system
-// call that costs about as much as inflating its content, so the two
-// overlap. Each writer hashes a file's bytes as it writes them (nothing
+// call that can cost as much as inflating its content (on ext4 without a
+// journal, up to a millisecond shortly after many files were deleted
+// nearby), so the two overlap. Each writer hashes a file's bytes as it writes them (nothing
 // is read back). The first failure stops the pool: later jobs are dropped
 // and every call then returns that error.
 type archivePool struct {
