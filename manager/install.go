@@ -127,8 +127,8 @@ func (i *Installer) CloseIdleConnections() { i.fetcher.CloseIdleConnections() }
 // renames where the file system lacks it), the old tree becomes
 // .prev-<name>; the record is written in phase installed. The tree the
 // swap retires (the older previous version, or a damaged copy) is deleted
-// in the background once Install returned (see WaitCleanup); an Install
-// that downloads waits for such deletions to end first. On any error
+// in the background once Install returned (see WaitCleanup), while the
+// machine is loaded and later installs run. On any error
 // M and the record are as they were, with no stage left; after a crash,
 // Recover finishes or undoes the swap. Install refuses to replace a
 // directory it did not install (no record). It does not load the machine
@@ -174,12 +174,6 @@ func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) 
 		i.log.Warn("installed machine no longer verifies; reinstalling", "machine", m.Name, "error", err)
 	}
 
-	// Trees retired before are deleted first: on two cores deleting while
-	// extracting is slower than one after the other, and on ext4 without
-	// a journal new files cost more the more deletions run beside them.
-	if err := i.discards.wait(ctx); err != nil {
-		return Failed, err
-	}
 	stage, err := i.newTemp(stagePrefix, m.Name)
 	if err != nil {
 		return Failed, err

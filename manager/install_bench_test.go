@@ -60,7 +60,7 @@ func newBenchArchive(b *testing.B, version string) benchArchive {
 // returns (the new version could be loaded), and the old tree's deletion,
 // which the installer does in the background, is waited for outside the
 // timer. "upgrade-sustained" does not wait, as with back-to-back upgrades:
-// each op includes the rest of the previous op's deletion.
+// each op runs while the previous op's old tree is being deleted.
 //
 // BenchmarkShellPipeline times the shell's way on the same archive.
 func BenchmarkInstall(b *testing.B) {
