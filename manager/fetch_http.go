@@ -56,7 +56,7 @@ func (f *Fetcher) openHTTP(ctx context.Context, m spec.Machine, u *url.URL, cred
 			}
 			if cred != nil && !sameOrigin(next, u) {
 				f.log.Debug("not sending credentials to another origin after a redirect",
-					"machine", m.Name, "from", u.Host, "to", next.Host)
+					"managed", m.Name, "from", u.Host, "to", next.Host)
 			}
 			cur = next
 			continue

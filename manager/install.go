@@ -173,7 +173,7 @@ func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) 
 		if ctx.Err() != nil {
 			return EntryFailed, nil, context.Cause(ctx)
 		}
-		i.log.Warn("installed machine no longer verifies; reinstalling", "machine", m.Name, "error", err)
+		i.log.Warn("installed machine no longer verifies; reinstalling", "managed", m.Name, "error", err)
 	}
 
 	stage, err := i.newTemp(stagePrefix, m.Name)
@@ -225,7 +225,7 @@ func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) 
 	if liveExists {
 		out = EntryUpdated
 	}
-	i.log.Info("machine installed", "machine", m.Name, "outcome", out, "checksum", next.Checksum, "serial", serial)
+	i.log.Debug("machine installed", "managed", m.Name, "outcome", out, "checksum", next.Checksum, "serial", serial)
 	return out, def, nil
 }
 

@@ -69,7 +69,7 @@ func (i *Installer) rollback(ctx context.Context, name string) (err error) {
 		crashed = errors.Is(err, errCrashed)
 		return err
 	}
-	i.log.Info("machine rolled back", "machine", name, "checksum", next.Checksum, "from", cur.Checksum)
+	i.log.Debug("machine rolled back", "managed", name, "checksum", next.Checksum, "from", cur.Checksum)
 	return nil
 }
 
@@ -134,6 +134,6 @@ func (i *Installer) purge(ctx context.Context, name string) error {
 	for _, t := range trashes {
 		i.discards.discard(t)
 	}
-	i.log.Info("machine purged", "machine", name, "checksum", cur.Checksum)
+	i.log.Debug("machine purged", "managed", name, "checksum", cur.Checksum)
 	return nil
 }

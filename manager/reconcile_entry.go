@@ -42,7 +42,7 @@ func (r *Reconciler) installAll(ctx, soft context.Context, p *plan, results []Ma
 			}
 			defer func() {
 				if v := recover(); v != nil {
-					r.log.Error("reconciling machine panicked", "machine", m.Name, "panic", v, "stack", string(debug.Stack()))
+					r.log.Error("reconciling machine panicked", "managed", m.Name, "panic", v, "stack", string(debug.Stack()))
 					results[i].Outcome, results[i].Reason, results[i].Retryable = EntryFailed, fmt.Sprintf("panic: %v", v), true
 				}
 			}()
@@ -65,7 +65,7 @@ func (r *Reconciler) installAll(ctx, soft context.Context, p *plan, results []Ma
 // interrupted pass never takes a good version for one that fails to load.
 func (r *Reconciler) installOne(ctx, soft context.Context, m spec.Machine, serial uint64, verify VerifyMode) (MachineResult, *badVersion) {
 	res := MachineResult{Name: m.Name, Checksum: m.Checksum}
-	log := r.log.With("machine", m.Name)
+	log := r.log.With("managed", m.Name)
 	inst, host := r.cfg.Installer, r.cfg.Host
 
 	if verify != VerifyNone {

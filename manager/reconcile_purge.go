@@ -27,7 +27,7 @@ func (r *Reconciler) purge(ctx context.Context, keep, inSpec map[string]bool) ([
 		if inSpec[name] {
 			res.Reason = "the spec's matcher no longer selects this node"
 		}
-		log := r.log.With("machine", name, "reason", res.Reason)
+		log := r.log.With("managed", name, "reason", res.Reason)
 		if err := r.cfg.Host.UnloadMachine(ctx, name); err != nil {
 			res.Outcome, res.Reason, res.Retryable = EntryFailed, fmt.Sprintf("purge (%s): stop machine: %v", res.Reason, err), true
 			log.Error("stopping machine to purge it failed", "error", err)

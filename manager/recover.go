@@ -166,7 +166,7 @@ func (i *Installer) recoverName(ctx context.Context, name string, r *recordFile)
 		return err
 	}
 	i.verifier.Forget(i.livePath(name))
-	i.log.Warn("recovered an interrupted install", "machine", name, "finished", forward)
+	i.log.Warn("recovered an interrupted install", "managed", name, "finished", forward)
 	return nil
 }
 

@@ -392,4 +392,58 @@ func TestAgentConverges(t *testing.T) {
 	if code := stop(); code != 0 {
 		t.Errorf("agent exit code = %d, want 0; stderr:\n%s", code, errOut.String())
 	}
+	assertLogOnce(t, errOut.String(), map[string]int{
+		`msg="machine installed"`: 1, `msg="machine updated"`: 1, `msg="machine purged"`: 1,
+	})
+}
+
+// assertLogOnce checks the agent's text log: no line repeats a key (a
+// managed machine is "managed", never a second "machine"), and each
+// message in want appears that many times (an install is logged once).
+func assertLogOnce(t *testing.T, log string, want map[string]int) {
+	t.Helper()
+	got := map[string]int{}
+	for line := range strings.Lines(log) {
+		if !strings.HasPrefix(line, "time=") {
+			continue // the banner
+		}
+		keys := map[string]bool{}
+		for _, k := range logfmtKeys(line) {
+			if keys[k] {
+				t.Errorf("log line repeats the key %q: %s", k, line)
+			}
+			keys[k] = true
+		}
+		for msg := range want {
+			if strings.Contains(line, " "+msg+" ") {
+				got[msg]++
+			}
+		}
+	}
+	for msg, n := range want {
+		if got[msg] != n {
+			t.Errorf("%s logged %d times, want %d:\n%s", msg, got[msg], n, log)
+		}
+	}
+}
+
+// logfmtKeys returns the keys of one slog text line, skipping quoted
+// values (which may hold "k=v" themselves).
+func logfmtKeys(line string) []string {
+	var keys []string
+	for line = strings.TrimSpace(line); line != ""; line = strings.TrimLeft(line, " ") {
+		k, rest, ok := strings.Cut(line, "=")
+		if !ok {
+			break
+		}
+		keys = append(keys, k)
+		if strings.HasPrefix(rest, `"`) {
+			if v, err := strconv.QuotedPrefix(rest); err == nil {
+				line = rest[len(v):]
+				continue
+			}
+		}
+		_, line, _ = strings.Cut(rest, " ")
+	}
+	return keys
 }
