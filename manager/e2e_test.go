@@ -250,7 +250,7 @@ func TestManagerEndToEnd(t *testing.T) {
 		if diff := cmp.Diff([]string{"alpha=installed", "bravo=failed", "charlie=installed"}, ev.outcomes()); diff != "" {
 			t.Errorf("results (-want +got):\n%s", diff)
 		}
-		wantReason := `install: install "bravo": enter governor "nope": governor "nope" does not exist: create it with mms governor add nope LIMIT`
+		wantReason := `install: enter governor "nope": governor "nope" does not exist: create it with mms governor add nope LIMIT`
 		if r, _ := ev.result("bravo"); r.Reason != wantReason {
 			t.Errorf("bravo reason = %q, want %q", r.Reason, wantReason)
 		}

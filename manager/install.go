@@ -134,22 +134,42 @@ func (i *Installer) CloseIdleConnections() { i.fetcher.CloseIdleConnections() }
 // M and the record are as they were, with no stage left; after a crash,
 // Recover finishes or undoes the swap. Install refuses to replace a
 // directory it did not install (no record). It does not load the machine
-// into the host.
+// into the host. Its errors are *InstallError.
 func (i *Installer) Install(ctx context.Context, m spec.Machine, serial uint64) (EntryOutcome, *machine.Definition, error) {
 	if err := spec.ValidName(m.Name); err != nil {
-		return EntryFailed, nil, fmt.Errorf("install: %w", err)
+		return EntryFailed, nil, &InstallError{Err: err}
 	}
 	unlock, err := i.locks.lock(ctx, m.Name)
 	if err != nil {
-		return EntryFailed, nil, fmt.Errorf("install %q: %w", m.Name, err)
+		return EntryFailed, nil, &InstallError{Name: m.Name, Err: err}
 	}
 	defer unlock()
 	out, def, err := i.install(ctx, m, serial)
 	if err != nil {
-		return EntryFailed, nil, fmt.Errorf("install %q: %w", m.Name, err)
+		return EntryFailed, nil, &InstallError{Name: m.Name, Err: err}
 	}
 	return out, def, nil
 }
+
+// InstallError is a failed Install of the machine Name: `install "web":
+// Err`. A caller that already names the machine (an entry's reason)
+// reports Err alone.
+type InstallError struct {
+	// Name is the machine; empty when the name itself is invalid.
+	Name string
+	// Err is why the install failed.
+	Err error
+}
+
+func (e *InstallError) Error() string {
+	if e.Name == "" {
+		return "install: " + e.Err.Error()
+	}
+	return fmt.Sprintf("install %q: %v", e.Name, e.Err)
+}
+
+// Unwrap returns Err.
+func (e *InstallError) Unwrap() error { return e.Err }
 
 func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) (_ EntryOutcome, _ *machine.Definition, err error) {
 	cur, err := i.settledRecord(ctx, m.Name)

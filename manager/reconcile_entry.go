@@ -82,7 +82,7 @@ func (r *Reconciler) installOne(ctx, soft context.Context, m spec.Machine, seria
 
 	out, def, err := inst.Install(soft, m, serial)
 	if err != nil {
-		res.Outcome, res.Reason, res.Retryable = EntryFailed, "install: "+err.Error(), true
+		res.Outcome, res.Reason, res.Retryable = EntryFailed, "install: "+installReason(err), true
 		log.Error("install failed; the installed version (if any) is unchanged", "error", err)
 		return res, nil
 	}
@@ -159,4 +159,13 @@ func short(sum string) string {
 		return sum[:12]
 	}
 	return sum
+}
+
+// installReason is an install error without the machine's name, which the
+// entry already gives.
+func installReason(err error) string {
+	if ie, ok := errors.AsType[*InstallError](err); ok {
+		return ie.Err.Error()
+	}
+	return err.Error()
 }
