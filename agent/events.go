@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -135,7 +136,11 @@ func stateEvent(m machineRef, r stateReport, now time.Time) (event.Event, error)
 			return event.Event{}, fmt.Errorf("encode %s state of watcher %q: %w", r.watcherType, r.watcher, err)
 		}
 		if string(b) != "null" {
-			if err := json.Unmarshal(b, &data); err != nil {
+			// UseNumber: a number such as a spec serial above 2^53 must
+			// keep every digit, not pass through a float64.
+			dec := json.NewDecoder(bytes.NewReader(b))
+			dec.UseNumber()
+			if err := dec.Decode(&data); err != nil {
 				return event.Event{}, fmt.Errorf("encode %s state of watcher %q: not a JSON object: %w", r.watcherType, r.watcher, err)
 			}
 		}
@@ -169,14 +174,19 @@ func stateEvent(m machineRef, r stateReport, now time.Time) (event.Event, error)
 
 // hostEvent builds a host event about machine name at path: shaped like a
 // watcher state event of type "host" whose watcher name is the machine's.
-func hostEvent(identity, name, version, path, outcome string, err error, now time.Time) (event.Event, error) {
+// previous, when set, is the version a load replaced ("previous_version").
+func hostEvent(identity, name, version, previous, path, outcome string, err error, now time.Time) (event.Event, error) {
 	m := machineRef{identity: identity, id: InstanceID(identity, name), name: name, version: version}
+	state := map[string]any{"path": path}
+	if previous != "" {
+		state["previous_version"] = previous
+	}
 	return stateEvent(m, stateReport{
 		eventType:   HostEventType,
 		watcherType: HostWatcherType,
 		watcher:     name,
 		outcome:     outcome,
-		state:       map[string]any{"path": path},
+		state:       state,
 		err:         err,
 	}, now)
 }

@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -80,6 +82,14 @@ func TestStateEvent(t *testing.T) {
 			}
 		})
 	}
+	// A serial above 2^53 keeps every digit (not rounded through float64).
+	big, err := stateEvent(m, stateReport{eventType: "t", watcherType: "machines", watcher: "m", state: map[string]any{"serial": uint64(math.MaxUint64)}}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(big.Data(), []byte(`"serial":18446744073709551615`)) {
+		t.Errorf("event data = %s, want serial 18446744073709551615 exactly", big.Data())
+	}
 	if _, err := stateEvent(m, stateReport{watcherType: "x", state: []int{1}}, now); err == nil || !strings.Contains(err.Error(), "not a JSON object") {
 		t.Errorf("stateEvent(list state) = %v, want a not-a-JSON-object error", err)
 	}
@@ -98,7 +108,7 @@ func TestEventInfoSummary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host, err := hostEvent("n1", "web", "2", "/m/web", HostLoadFailed, errors.New("bad yaml"), now)
+	host, err := hostEvent("n1", "web", "2", "", "/m/web", HostLoadFailed, errors.New("bad yaml"), now)
 	if err != nil {
 		t.Fatal(err)
 	}

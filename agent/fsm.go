@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -24,8 +25,9 @@ var ErrUnknownTransition = errors.New("unknown transition")
 type fsm struct {
 	transitions map[string]machine.Transition
 
-	mu    sync.Mutex
-	state string
+	mu      sync.Mutex
+	state   string
+	entered map[string]time.Time // first entry of each state since start; nil before
 }
 
 func newFSM(def *machine.Definition) *fsm {
@@ -54,7 +56,24 @@ func (f *fsm) fire(name string) (from, to string, err error) {
 	}
 	from = f.state
 	f.state = t.Destination
+	if _, ok := f.entered[t.Destination]; !ok && f.entered != nil {
+		f.entered[t.Destination] = time.Now()
+	}
 	return from, t.Destination, nil
+}
+
+// start records that the machine started now, in its current state.
+func (f *fsm) start(now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.entered = map[string]time.Time{f.state: now}
+}
+
+// enteredStates returns when each state was first entered since start.
+func (f *fsm) enteredStates() map[string]time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.entered)
 }
 
 // canFire returns the error fire would return now, or nil.

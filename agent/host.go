@@ -238,6 +238,19 @@ func (h *Host) States() []MachineStatus {
 	return out
 }
 
+// MachineState returns the state of the running machine name (see
+// watchers.Host).
+func (h *Host) MachineState(name string) (watchers.MachineState, bool) {
+	h.mu.Lock()
+	hm := h.machines[name]
+	h.mu.Unlock()
+	if hm == nil {
+		return watchers.MachineState{}, false
+	}
+	st := hm.m.Status()
+	return watchers.MachineState{Version: st.Version, State: st.State, Started: st.StartTime, Entered: st.Entered}, true
+}
+
 // Run starts the compiled-in machines and every machine under MachinesDir,
 // follows changes until ctx is done, then stops every machine and waits for
 // all of their goroutines before returning.
@@ -297,7 +310,13 @@ const scanDebounce = 50 * time.Millisecond
 
 // hostEvent logs and publishes a host event.
 func (h *Host) hostEvent(ctx context.Context, name, version, path, outcome string, err error) {
-	ev, berr := hostEvent(h.cfg.Identity, name, version, path, outcome, err, time.Now())
+	h.hostEventReplacing(ctx, name, version, "", path, outcome, err)
+}
+
+// hostEventReplacing publishes a host event about a version of name that
+// replaced version previous.
+func (h *Host) hostEventReplacing(ctx context.Context, name, version, previous, path, outcome string, err error) {
+	ev, berr := hostEvent(h.cfg.Identity, name, version, previous, path, outcome, err, time.Now())
 	if berr != nil {
 		h.log.Error("build host event", "error", berr)
 		return

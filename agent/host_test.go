@@ -197,6 +197,11 @@ func TestHostHotReload(t *testing.T) {
 	if n := ctl.closed.Load(); n != 1 {
 		t.Errorf("Close calls after the reload = %d, want 1 (version 1 stopped)", n)
 	}
+	eventually(t, "reloaded host event", func() bool { return len(f.hostEvents(t, "alpha", HostLoaded)) == 2 })
+	loads := f.hostEvents(t, "alpha", HostLoaded)
+	if _, ok := loads[0]["previous_version"]; ok || loads[1]["version"] != "2.0.0" || loads[1]["previous_version"] != "1.0.0" {
+		t.Errorf("loaded events = %v, want the first without previous_version and the reload 1.0.0 -> 2.0.0", loads)
+	}
 	ctl.mu.Lock()
 	ds2 := ctl.deps.Data
 	ctl.mu.Unlock()
@@ -502,5 +507,31 @@ func TestHostHandsWatchersTheirMetricsSink(t *testing.T) {
 	ctl.mu.Unlock()
 	if got != watchers.MetricsSink(recordingSink{"gamma", "w"}) {
 		t.Errorf("Deps.Metrics = %#v, want gamma's w sink", got)
+	}
+}
+
+// TestHostMachineState: the host tells a health gate the states a machine
+// went through since it started, and when.
+func TestHostMachineState(t *testing.T) {
+	_, key := newProbe(t)
+	f := startHost(t, HostConfig{})
+	if _, ok := f.h.MachineState("delta"); ok {
+		t.Fatal("MachineState of a machine that does not run reports one")
+	}
+	f.writeMachine(t, "delta", probeMachine("delta", "1.0.0", key, ""))
+	eventually(t, "delta started", func() bool { st, ok := f.h.MachineState("delta"); return ok && !st.Started.IsZero() })
+	if err := f.h.Transition(t.Context(), "delta", "go"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.h.Transition(t.Context(), "delta", "back"); err != nil {
+		t.Fatal(err)
+	}
+	st, ok := f.h.MachineState("delta")
+	if !ok || st.Version != "1.0.0" || st.State != "idle" || st.Started.IsZero() {
+		t.Fatalf("MachineState(delta) = %+v, %v; want 1.0.0 idle, started", st, ok)
+	}
+	idle, busy := st.Entered["idle"], st.Entered["busy"]
+	if !idle.Equal(st.Started) || busy.IsZero() || busy.Before(idle) {
+		t.Errorf("Entered = %v, want idle at the start (%v), then busy (first entry kept)", st.Entered, st.Started)
 	}
 }

@@ -210,12 +210,14 @@ func (l *hostLoop) load(ctx context.Context, name string, explicit bool, given *
 		return err
 	}
 	delete(l.skip, name)
+	previous := ""
 	if old != nil {
+		previous = old.m.Definition().Version
 		l.stop(name)
-		l.h.log.Info("machine stopped for reload", "machine", name, "old_version", old.m.Definition().Version, "new_version", def.Version)
+		l.h.log.Info("machine stopped for reload", "machine", name, "old_version", previous, "new_version", def.Version)
 	}
 	l.start(ctx, m, false, fp)
-	l.h.hostEvent(ctx, name, def.Version, dir, HostLoaded, nil)
+	l.h.hostEventReplacing(ctx, name, def.Version, previous, dir, HostLoaded, nil)
 	return nil
 }
 

@@ -59,6 +59,9 @@ type MachineStatus struct {
 	StartTime time.Time `json:"start_time,omitzero"`
 	// AvailableTransitions can fire in State.
 	AvailableTransitions []string `json:"available_transitions"`
+	// Entered is when each state was first entered since StartTime (the
+	// initial state at StartTime): what a health gate reads.
+	Entered map[string]time.Time `json:"entered,omitempty"`
 	// CompiledIn marks machines registered from Go.
 	CompiledIn bool            `json:"compiled_in,omitempty"`
 	Watchers   []WatcherStatus `json:"watchers"`
@@ -133,6 +136,10 @@ func NewMachine(def *machine.Definition, cfg MachineConfig) (*Machine, error) {
 				Machine: def.Name, Watcher: wd.Name, Dir: cfg.Dir, Identity: cfg.Identity,
 				Log: wlog, Data: cfg.Data, Facts: facts, Conn: cfg.Conn, OnReconnect: cfg.OnReconnect, Host: cfg.Host,
 				State: m.fsm.current, Interval: r.interval(), Metrics: sink,
+				Report: func(state any) {
+					m.publishState(context.Background(), stateReport{eventType: info.EventType(), watcherType: info.Type,
+						watcher: wd.Name, outcome: watchers.Report.String(), state: state})
+				},
 			})
 			if err != nil {
 				m.closeWatchers()
@@ -170,6 +177,7 @@ func (m *Machine) Run(ctx context.Context) error {
 	}
 	m.mu.Lock()
 	m.startTime = time.Now()
+	m.fsm.start(m.startTime)
 	m.mu.Unlock()
 	m.log.Info("machine started", "version", m.def.Version, "state", m.fsm.current(), "watchers", len(m.runners))
 	var wg sync.WaitGroup
@@ -239,6 +247,7 @@ func (m *Machine) Status() MachineStatus {
 		Name: m.def.Name, Version: m.def.Version, State: m.fsm.current(),
 		Path: m.dir, ID: m.ref.id, StartTime: start,
 		AvailableTransitions: m.fsm.available(),
+		Entered:              m.fsm.enteredStates(),
 	}
 	for _, r := range m.runners {
 		st.Watchers = append(st.Watchers, r.statusCopy())

@@ -34,19 +34,24 @@ func (p NATSPublisher) Publish(_ context.Context, subject string, ev event.Event
 	return nil
 }
 
-// notifier logs every event (one line) and hands it to the Publisher, if
-// any. A publish failure is logged, never returned: events are telemetry.
+// notifier hands every event to the Publisher, if any, and logs it at
+// debug level (events are the public stream, read with `mms events`; at
+// info the log would repeat each of them, and `mms machine run` would print
+// every event twice). A publish failure is logged, never returned: events
+// are telemetry.
 type notifier struct {
 	pub Publisher
 	log *slog.Logger
 }
 
 func (n *notifier) send(ctx context.Context, subject string, ev event.Event) {
-	attrs := []any{"subject", subject, "type", ev.Type(), "event_id", ev.ID()}
-	if info, err := ParseEvent(ev); err == nil {
-		attrs = append(attrs, "summary", info.Summary())
+	if n.log.Enabled(ctx, slog.LevelDebug) {
+		attrs := []any{"subject", subject, "type", ev.Type(), "event_id", ev.ID()}
+		if info, err := ParseEvent(ev); err == nil {
+			attrs = append(attrs, "summary", info.Summary())
+		}
+		n.log.Debug("machine event", attrs...)
 	}
-	n.log.Info("machine event", attrs...)
 	if n.pub == nil {
 		return
 	}

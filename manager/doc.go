@@ -11,7 +11,17 @@
 // manager machine as typed values. After every pass the reconciler's
 // [PassReport] (the applied spec, the spec seen and what became of it, one
 // result per entry) goes to a [StatusReporter], from which the agent's
-// status document is written.
+// status document is written; a [ProgressReporter] receives the progress
+// of long downloads.
+//
+// Everything a pass does is bounded: downloads by an idle timeout, a
+// minimum average rate and a total deadline per archive (see
+// [FetchConfig]); governor waits by [DefaultGovernorWait]; matchers by a
+// time budget (spec.DefaultMatchTimeout); and the restartable parts of a
+// pass stop when [ReconcileOptions.Interrupt] ends (a newer spec). Serials
+// are bounded by spec.SerialCeiling; [ResetSpecHistory] is the node
+// operator's way back from a spec history gone wrong. [NudgeSubject]
+// carries the unsigned reconcile nudges of `mms reconcile`.
 //
 // It depends on the machine.yaml model (package machine) to check an
 // archive before installing it, and drives the agent's host through the

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -132,19 +133,26 @@ watchers:
 
 // assertNoTemporaries fails if the machines directory holds an installer
 // temporary (.stage-*, .trash-*) or the manager's install records a temp
-// file.
+// file once the installer's background deletions are over (it polls).
 func assertNoTemporaries(tb testing.TB, machines, records string) {
 	tb.Helper()
-	for _, dir := range []string{machines, records} {
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		for _, e := range entries {
-			n := e.Name()
-			if strings.HasPrefix(n, ".stage-") || strings.HasPrefix(n, ".trash-") || (dir == records && (strings.HasPrefix(n, ".") || !strings.HasSuffix(n, ".json"))) {
-				tb.Errorf("leftover %s in %s", n, dir)
+	natstest.Eventually(tb, e2eWait, func() error {
+		var leftovers []string
+		for _, dir := range []string{machines, records} {
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				return err
+			}
+			for _, e := range entries {
+				n := e.Name()
+				if strings.HasPrefix(n, ".stage-") || strings.HasPrefix(n, ".trash-") || (dir == records && (strings.HasPrefix(n, ".") || !strings.HasSuffix(n, ".json"))) {
+					leftovers = append(leftovers, filepath.Join(dir, n))
+				}
 			}
 		}
-	}
+		if len(leftovers) > 0 {
+			return fmt.Errorf("leftovers: %v", leftovers)
+		}
+		return nil
+	})
 }

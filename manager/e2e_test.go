@@ -225,6 +225,9 @@ func TestManagerEndToEnd(t *testing.T) {
 			t.Errorf("empty spec results (-want +got):\n%s", diff)
 		}
 		n.waitGone(t, "charlie")
+		// The purged trees are deleted in the background: wait for that
+		// before listing what is left.
+		assertNoTemporaries(t, n.machines, records)
 		entries, err := os.ReadDir(n.machines)
 		if err != nil {
 			t.Fatal(err)
@@ -238,7 +241,6 @@ func TestManagerEndToEnd(t *testing.T) {
 		}
 		treetest.AssertSame(t, handmade, handmadeTree)
 		n.waitRunning(t, "handmade", "0.1.0", "running")
-		assertNoTemporaries(t, n.machines, records)
 	})
 
 	step("governors", func(t *testing.T) {
@@ -250,7 +252,7 @@ func TestManagerEndToEnd(t *testing.T) {
 		if diff := cmp.Diff([]string{"alpha=installed", "bravo=failed", "charlie=installed"}, ev.outcomes()); diff != "" {
 			t.Errorf("results (-want +got):\n%s", diff)
 		}
-		wantReason := `install: install "bravo": enter governor "nope": governor "nope" does not exist: create it with mms governor add nope LIMIT`
+		wantReason := `install: enter governor "nope": governor "nope" does not exist: create it with mms governor add nope LIMIT`
 		if r, _ := ev.result("bravo"); r.Reason != wantReason {
 			t.Errorf("bravo reason = %q, want %q", r.Reason, wantReason)
 		}

@@ -29,6 +29,20 @@ const (
 	// DefaultBackoff is the delay before the first retry; it doubles with
 	// every retry, up to maxBackoff, and is jittered.
 	DefaultBackoff = time.Second
+	// DefaultMinRate is the slowest average transfer rate a download may
+	// keep, in bytes per second, once DefaultRateGrace has passed: a
+	// server that drips a byte now and then (never idle long enough for
+	// the idle timeout) is cut off within seconds, not after the whole
+	// attempt's deadline.
+	DefaultMinRate = 16 << 10
+	// DefaultRateGrace is how long a download attempt runs before its
+	// average rate is held to the minimum: connection setup and a slow
+	// first byte are not held against it.
+	DefaultRateGrace = 10 * time.Second
+	// DefaultArchiveDeadline bounds all the attempts at one archive
+	// together (retries and the waits between them), unless the declared
+	// size needs a longer single attempt.
+	DefaultArchiveDeadline = 15 * time.Minute
 	// MaxRedirects is how many HTTP redirects one download follows.
 	MaxRedirects = 5
 )
@@ -75,6 +89,24 @@ type FetchConfig struct {
 	Retries int
 	// Backoff is the delay before the first retry; 0 means DefaultBackoff.
 	Backoff time.Duration
+	// MinRate is the slowest average rate, in bytes per second, an
+	// attempt may keep after RateGrace; slower is a transient failure.
+	// 0 means DefaultMinRate, negative means no minimum.
+	MinRate int64
+	// RateGrace is how long an attempt runs before MinRate applies; 0
+	// means DefaultRateGrace.
+	RateGrace time.Duration
+	// Deadline bounds Open and Fetch as a whole: every attempt and every
+	// wait between them. 0 means DefaultArchiveDeadline, or the attempt
+	// timeout when that is longer (a large declared size).
+	Deadline time.Duration
+	// Progress, when set, is told how a download goes (see
+	// [ProgressReporter]): first after ProgressDelay, then at most every
+	// ProgressInterval, and once more at its end.
+	Progress ProgressReporter
+	// ProgressDelay and ProgressInterval pace Progress; 0 means
+	// DefaultProgressDelay and DefaultProgressInterval.
+	ProgressDelay, ProgressInterval time.Duration
 	// Log receives retry warnings; nil discards them. Credentials and URL
 	// user info are never logged.
 	Log *slog.Logger
@@ -90,8 +122,21 @@ type Fetcher struct {
 
 // NewFetcher returns a Fetcher for cfg.
 func NewFetcher(cfg FetchConfig) (*Fetcher, error) {
-	if cfg.MaxSize < 0 || cfg.IdleTimeout < 0 || cfg.Timeout < 0 || cfg.Backoff < 0 {
-		return nil, errors.New("new fetcher: MaxSize, IdleTimeout, Timeout and Backoff must not be negative")
+	if cfg.MaxSize < 0 || cfg.IdleTimeout < 0 || cfg.Timeout < 0 || cfg.Backoff < 0 || cfg.RateGrace < 0 || cfg.Deadline < 0 ||
+		cfg.ProgressDelay < 0 || cfg.ProgressInterval < 0 {
+		return nil, errors.New("new fetcher: MaxSize, IdleTimeout, Timeout, Backoff, RateGrace, Deadline and the progress pacing must not be negative")
+	}
+	if cfg.MinRate == 0 {
+		cfg.MinRate = DefaultMinRate
+	}
+	if cfg.RateGrace == 0 {
+		cfg.RateGrace = DefaultRateGrace
+	}
+	if cfg.ProgressDelay == 0 {
+		cfg.ProgressDelay = DefaultProgressDelay
+	}
+	if cfg.ProgressInterval == 0 {
+		cfg.ProgressInterval = DefaultProgressInterval
 	}
 	if cfg.MaxSize == 0 {
 		cfg.MaxSize = packer.DefaultLimits().MaxArchiveSize
@@ -143,7 +188,11 @@ func defaultTransport(idle time.Duration) *http.Transport {
 // credentials are applied but never logged. Opening is retried; reading is
 // not (use [Fetcher.Fetch] to retry the whole transfer). The caller closes
 // the stream.
+//
+// The whole of Open, reading included, is bounded by the archive's deadline
+// (FetchConfig.Deadline); the stream fails with that cause once it passes.
 func (f *Fetcher) Open(ctx context.Context, m spec.Machine) (io.ReadCloser, error) {
+	ctx, cancel := f.withDeadline(ctx, m)
 	var rc io.ReadCloser
 	err := f.retry(ctx, m, func() error {
 		var err error
@@ -151,16 +200,33 @@ func (f *Fetcher) Open(ctx context.Context, m spec.Machine) (io.ReadCloser, erro
 		return err
 	})
 	if err != nil {
+		cancel()
 		return nil, err
 	}
-	return rc, nil
+	return &cancelOnClose{ReadCloser: rc, cancel: cancel}, nil
+}
+
+// cancelOnClose releases the archive deadline of an opened stream.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	defer c.cancel()
+	return c.ReadCloser.Close()
 }
 
 // Fetch opens m's archive and calls consume with the stream, retrying the
 // whole transfer (open and consume) while it fails for a transient reason
 // (network error, stall, deadline, HTTP 5xx) and retries remain. consume
 // must undo its own partial work before it returns an error.
+//
+// All attempts and the waits between them share the archive's deadline
+// (FetchConfig.Deadline); once it passes nothing is retried.
 func (f *Fetcher) Fetch(ctx context.Context, m spec.Machine, consume func(io.Reader) error) error {
+	ctx, cancel := f.withDeadline(ctx, m)
+	defer cancel()
 	return f.retry(ctx, m, func() error {
 		rc, err := f.open(ctx, m)
 		if err != nil {
@@ -242,6 +308,30 @@ func (f *Fetcher) attemptTimeout(m spec.Machine) time.Duration {
 	}
 	return t
 }
+
+// archiveDeadline is the total time all attempts at m may take.
+func (f *Fetcher) archiveDeadline(m spec.Machine) time.Duration {
+	if f.cfg.Deadline > 0 {
+		return f.cfg.Deadline
+	}
+	return max(DefaultArchiveDeadline, f.attemptTimeout(m))
+}
+
+// withDeadline bounds ctx by m's archive deadline, with a cause that says
+// so (and is not worth retrying).
+func (f *Fetcher) withDeadline(ctx context.Context, m spec.Machine) (context.Context, context.CancelFunc) {
+	d := f.archiveDeadline(m)
+	return context.WithTimeoutCause(ctx, d, fmt.Errorf("%w: the download did not finish within its total deadline of %s (every attempt and retry included)", ErrDownloadDeadline, d))
+}
+
+// ErrDownloadDeadline means an archive's downloads, retries included, did
+// not finish within the archive's total deadline.
+var ErrDownloadDeadline = errors.New("download deadline passed")
+
+// ErrDownloadTooSlow means a download's average rate fell below the
+// minimum (FetchConfig.MinRate) after the grace period: a slow-drip
+// server, or a link too slow for the archive.
+var ErrDownloadTooSlow = errors.New("download too slow")
 
 // redactSource returns src fit for logs and errors: no user info, query or
 // fragment (pre-signed URLs carry tokens there).

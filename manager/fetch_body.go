@@ -6,20 +6,39 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
 
-// attempt bounds one download attempt with an overall deadline and an idle
-// timer; either cancels the attempt's context with a cause that says why.
+// attempt bounds one download attempt with an overall deadline, an idle
+// timer and a minimum average rate; each cancels the attempt's context
+// with a cause that says why. It also paces progress reports.
 type attempt struct {
 	cancel   context.CancelCauseFunc
 	deadline *time.Timer
 	idle     *time.Timer
 	idleFor  time.Duration
+	rate     *time.Timer // nil without a minimum rate
+	progress *time.Timer // nil without a progress reporter
+	prog     ProgressReporter
+	name     string
+
+	start    time.Time
+	received atomic.Int64 // bytes delivered so far
+	total    atomic.Int64 // the announced length, -1 while unknown
+	over     atomic.Bool  // end ran: timers must not re-arm
+
+	pmu      sync.Mutex // guards the rate and progress timers; orders progress reports (the last is end's)
+	reported bool       // progress was reported at least once; guarded by pmu
 }
+
+// rateCheckEvery is how often a download's average rate is checked once
+// the grace period has passed.
+const rateCheckEvery = time.Second
 
 // startAttempt starts the clocks of one attempt at fetching m. The idle
 // timer runs until disarm: while a request waits for its response and,
@@ -27,24 +46,86 @@ type attempt struct {
 func (f *Fetcher) startAttempt(ctx context.Context, m spec.Machine) (context.Context, *attempt) {
 	actx, cancel := context.WithCancelCause(ctx)
 	timeout, idle := f.attemptTimeout(m), f.cfg.IdleTimeout
-	a := &attempt{cancel: cancel, idleFor: idle}
+	a := &attempt{cancel: cancel, idleFor: idle, start: time.Now(), prog: f.cfg.Progress, name: m.Name}
+	a.total.Store(-1)
+	if m.Size > 0 {
+		a.total.Store(m.Size)
+	}
 	a.deadline = time.AfterFunc(timeout, func() {
 		cancel(&transientError{err: fmt.Errorf("download did not finish within %s", timeout)})
 	})
 	a.idle = time.AfterFunc(idle, func() {
 		cancel(&transientError{err: fmt.Errorf("%w: no data for %s", ErrDownloadStalled, idle)})
 	})
+	// The timers' callbacks read their own fields: set them under pmu,
+	// which the callbacks take first.
+	a.pmu.Lock()
+	defer a.pmu.Unlock()
+	if minRate, grace := f.cfg.MinRate, f.cfg.RateGrace; minRate > 0 {
+		every := min(rateCheckEvery, max(grace/10, time.Millisecond))
+		a.rate = time.AfterFunc(grace, func() { a.checkRate(minRate, grace, every) })
+	}
+	if a.prog != nil {
+		every := f.cfg.ProgressInterval
+		a.progress = time.AfterFunc(f.cfg.ProgressDelay, func() { a.reportProgress(every) })
+	}
 	return actx, a
+}
+
+// checkRate cancels the attempt when it received fewer bytes than minRate
+// per second since the grace period ended, else checks again later.
+func (a *attempt) checkRate(minRate int64, grace, every time.Duration) {
+	a.pmu.Lock()
+	defer a.pmu.Unlock()
+	if a.over.Load() {
+		return
+	}
+	elapsed := time.Since(a.start)
+	got := a.received.Load()
+	if want := int64(float64(minRate) * (elapsed - grace).Seconds()); got < want {
+		a.cancel(&transientError{err: fmt.Errorf("%w: %d bytes in %s, below the minimum average of %d bytes/s (after a %s grace)",
+			ErrDownloadTooSlow, got, elapsed.Round(time.Millisecond), minRate, grace)})
+		return
+	}
+	a.rate.Reset(every)
+}
+
+// reportProgress tells the reporter how far the download is, then again
+// after every.
+func (a *attempt) reportProgress(every time.Duration) {
+	a.pmu.Lock()
+	defer a.pmu.Unlock()
+	if a.over.Load() {
+		return
+	}
+	a.reported = true
+	a.prog.ReportProgress(a.name, a.received.Load(), a.total.Load())
+	a.progress.Reset(every)
 }
 
 func (a *attempt) arm()    { a.idle.Reset(a.idleFor) }
 func (a *attempt) disarm() { a.idle.Stop() }
 
-// end stops the clocks and releases the attempt's context.
+// end stops the clocks and releases the attempt's context; a download
+// whose progress was reported gets a last report.
 func (a *attempt) end() {
+	if a.over.Swap(true) {
+		return
+	}
 	a.idle.Stop()
 	a.deadline.Stop()
 	a.cancel(errAttemptOver)
+	a.pmu.Lock()
+	defer a.pmu.Unlock()
+	if a.rate != nil {
+		a.rate.Stop()
+	}
+	if a.progress != nil {
+		a.progress.Stop()
+	}
+	if a.reported {
+		a.prog.ReportProgress(a.name, a.received.Load(), a.total.Load())
+	}
 }
 
 // errAttemptOver cancels an attempt that ended normally.
@@ -151,6 +232,7 @@ func (b *body) Read(p []byte) (int, error) {
 	for {
 		n, err := b.r.Read(p)
 		b.n += int64(n)
+		b.att.received.Store(b.n)
 		switch {
 		case err != nil:
 			// A cancelled attempt can surface as a plain EOF when the

@@ -45,7 +45,7 @@ func (f *Fetcher) openHTTP(ctx context.Context, m spec.Machine, u *url.URL, cred
 		case http.StatusOK:
 		case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
 			http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
-			discard(resp.Body)
+			_ = resp.Body.Close() // never read: a server could drip it
 			next, err := nextHop(cur, resp.Header.Get("Location"), f.cfg.AllowHTTP)
 			if err == nil && hops+1 > MaxRedirects {
 				err = fmt.Errorf("stopped after %d redirects", MaxRedirects)
@@ -56,13 +56,13 @@ func (f *Fetcher) openHTTP(ctx context.Context, m spec.Machine, u *url.URL, cred
 			}
 			if cred != nil && !sameOrigin(next, u) {
 				f.log.Debug("not sending credentials to another origin after a redirect",
-					"machine", m.Name, "from", u.Host, "to", next.Host)
+					"managed", m.Name, "from", u.Host, "to", next.Host)
 			}
 			cur = next
 			continue
 		default:
-			discard(resp.Body)
 			att.end()
+			_ = resp.Body.Close()
 			var err error = &statusError{code: resp.StatusCode, host: cur.Host}
 			if resp.StatusCode >= 500 {
 				err = &transientError{err: err}
@@ -70,11 +70,14 @@ func (f *Fetcher) openHTTP(ctx context.Context, m spec.Machine, u *url.URL, cred
 			return nil, err
 		}
 		if resp.ContentLength >= 0 {
+			// Refused at once: reading (even draining) the body of a
+			// server that announces too much would wait on it.
 			if err := limit.check(resp.ContentLength, "Content-Length"); err != nil {
-				discard(resp.Body)
 				att.end()
+				_ = resp.Body.Close()
 				return nil, err
 			}
+			att.total.Store(resp.ContentLength)
 		}
 		att.disarm()
 		return &body{r: resp.Body, c: resp.Body, att: att, limit: limit, from: cur.Host,
@@ -132,13 +135,6 @@ func nextHop(cur *url.URL, location string, allowHTTP bool) (*url.URL, error) {
 // err on the side of not being sent).
 func sameOrigin(a, b *url.URL) bool {
 	return a.Scheme == b.Scheme && strings.EqualFold(a.Host, b.Host)
-}
-
-// discard reads a little of an unwanted body, so the connection can be
-// reused, and closes it. The bytes are never looked at.
-func discard(rc io.ReadCloser) {
-	_, _ = io.CopyN(io.Discard, rc, 4<<10)
-	_ = rc.Close()
 }
 
 var _ error = (*statusError)(nil)

@@ -40,6 +40,9 @@ func (f *Fetcher) openObject(ctx context.Context, m spec.Machine) (io.ReadCloser
 		att.end()
 		return nil, err
 	}
+	if info, err := res.Info(); err == nil {
+		att.total.Store(int64(min(info.Size, uint64(limit.limit))))
+	}
 	att.disarm()
 	return &body{r: res, c: res, att: att, limit: limit, from: "object store " + bucket,
 		cause: func() error { return contextFailure(actx) }}, nil

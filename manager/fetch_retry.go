@@ -26,7 +26,7 @@ func (f *Fetcher) retry(ctx context.Context, m spec.Machine, try func() error) e
 			return fmt.Errorf("%w (gave up after %d attempts)", err, n)
 		}
 		wait := retryJitter(delay)
-		f.log.Warn("archive download failed, retrying", "machine", m.Name, "source", redactSource(m.Source),
+		f.log.Warn("archive download failed, retrying", "managed", m.Name, "source", redactSource(m.Source),
 			"attempt", n, "retry_in", wait, "error", err)
 		if sleep(ctx, wait) != nil {
 			return fmt.Errorf("%w (retry abandoned: %w)", err, context.Cause(ctx))

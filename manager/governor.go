@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,12 +44,25 @@ const (
 // refused to store, "maximum messages exceeded" for a full governor.
 const errCodeStoreFailed jetstream.ErrorCode = 10077
 
+// DefaultGovernorWait bounds how long Acquire waits for a slot. A slot
+// held (or taken again and again) by anyone who can publish on the
+// governor's subject must not stall a node forever: after this wait the
+// entry fails with the reason and is retried later with backoff, and a
+// newer spec cancels the wait at once.
+const DefaultGovernorWait = 5 * time.Minute
+
+// ErrGovernorDenied means this node's NATS user may not use the governor:
+// publishing to its subject (or asking JetStream about its stream) is not
+// permitted. It is a configuration error, never "the governor is full".
+var ErrGovernorDenied = errors.New("governor not permitted")
+
 // Governor timing.
 const (
 	governorAttemptTimeout = 2 * time.Second
 	governorRetryFirst     = 500 * time.Millisecond
 	governorRetryMax       = 5 * time.Second
 	governorReleaseTimeout = 10 * time.Second
+	governorLogEvery       = 30 * time.Second
 )
 
 // ErrNoGovernor means the named governor's stream does not exist.
@@ -73,11 +87,12 @@ func checkGovernorName(name string) error {
 // Governors takes slots of fleet-wide governors for one node. Its Acquire
 // method is a [Gate]. It is safe for concurrent use.
 type Governors struct {
+	nc    *nats.Conn
 	js    jetstream.JetStream
 	owner string
 	log   *slog.Logger
 
-	attempt, retryFirst, retryMax time.Duration
+	attempt, retryFirst, retryMax, maxWait time.Duration
 }
 
 var _ Gate = (*Governors)(nil).Acquire
@@ -97,16 +112,19 @@ func NewGovernors(nc *nats.Conn, owner string, log *slog.Logger) (*Governors, er
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Governors{
-		js: js, owner: owner, log: log,
+		nc: nc, js: js, owner: owner, log: log,
 		attempt: governorAttemptTimeout, retryFirst: governorRetryFirst, retryMax: governorRetryMax,
+		maxWait: DefaultGovernorWait,
 	}, nil
 }
 
 // Acquire takes a slot of the named governor, waiting (with backoff) while
-// all its slots are taken, until ctx is done. release frees the slot; it
-// must be called once (later calls do nothing) and works after ctx is done.
-// A governor that does not exist is an error wrapping [ErrNoGovernor] that
-// says how to create it.
+// all its slots are taken, until ctx is done or [DefaultGovernorWait] has
+// passed. release frees the slot; it must be called once (later calls do
+// nothing) and works after ctx is done. A governor that does not exist is
+// an error wrapping [ErrNoGovernor] that says how to create it; one this
+// node's NATS user may not use is an error wrapping [ErrGovernorDenied]
+// (the server's permissions violation), never a wait.
 func (g *Governors) Acquire(ctx context.Context, name string) (release func(), err error) {
 	if err := checkGovernorName(name); err != nil {
 		return nil, err
@@ -117,33 +135,84 @@ func (g *Governors) Acquire(ctx context.Context, name string) (release func(), e
 	id := uuid.NewString()
 	payload := []byte(g.owner)
 	start := time.Now()
+	wctx, cancel := context.WithTimeoutCause(ctx, g.maxWait,
+		fmt.Errorf("the bound on a governor wait (%s) passed: %w", g.maxWait, context.DeadlineExceeded))
+	defer cancel()
 	wait := g.retryFirst
-	for {
-		actx, cancel := context.WithTimeout(ctx, g.attempt)
+	var lastReason string
+	var lastInfo time.Time
+	for n := 1; ; n++ {
+		before := g.nc.LastError()
+		actx, acancel := context.WithTimeout(wctx, g.attempt)
 		ack, err := g.js.Publish(actx, subject, payload, jetstream.WithMsgID(id), jetstream.WithExpectStream(stream))
-		cancel()
+		acancel()
+		reason := ""
 		switch {
 		case err == nil:
 			g.log.Debug("governor slot taken", "governor", name, "lease", ack.Sequence, "waited", time.Since(start))
 			return g.releaser(name, ack.Sequence), nil
-		case ctx.Err() != nil:
-			return nil, fmt.Errorf("governor %q: no slot free after %v: %w", name, time.Since(start).Round(time.Millisecond), ctx.Err())
-		case isGovernorFull(err), errors.Is(err, context.DeadlineExceeded):
-			// Full, or the attempt timed out: wait and try again.
+		case wctx.Err() != nil:
+			return nil, gaveUp(wctx, name, start)
+		case g.denied(before, subject):
+			return nil, fmt.Errorf("governor %q: %w: this node's NATS user may not publish to %s (%v); grant it, see docs/nats-permissions.md", name, ErrGovernorDenied, subject, g.nc.LastError())
+		case isGovernorFull(err):
+			reason = "all slots taken"
+		case errors.Is(err, context.DeadlineExceeded):
+			reason = "no answer within " + g.attempt.String()
 		case errors.Is(err, jetstream.ErrNoStreamResponse):
-			if _, serr := g.js.Stream(ctx, stream); errors.Is(serr, jetstream.ErrStreamNotFound) {
+			before := g.nc.LastError()
+			_, serr := g.js.Stream(wctx, stream)
+			switch {
+			case errors.Is(serr, jetstream.ErrStreamNotFound):
 				return nil, missingGovernor(name)
+			case serr != nil && g.deniedAPI(before):
+				return nil, fmt.Errorf("governor %q: %w: this node's NATS user may not look up stream %s (%v); grant it, see docs/nats-permissions.md", name, ErrGovernorDenied, stream, g.nc.LastError())
 			}
+			reason = "no stream answered"
 		default:
 			return nil, fmt.Errorf("governor %q: take a slot: %w", name, err)
 		}
+		d := jitter(wait)
+		// Every retry is logged with its reason: at info the first, a
+		// change of reason and then every governorLogEvery, the others at
+		// debug, so a long wait is visible without a line every second.
+		level := slog.LevelDebug
+		if n == 1 || reason != lastReason || time.Since(lastInfo) >= governorLogEvery {
+			level, lastInfo = slog.LevelInfo, time.Now()
+		}
+		lastReason = reason
+		g.log.Log(ctx, level, "governor slot not taken; retrying", "governor", name, "reason", reason, "attempt", n, "retry_in", d, "waited", time.Since(start).Round(time.Millisecond), "max_wait", g.maxWait)
 		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("governor %q: no slot free after %v: %w", name, time.Since(start).Round(time.Millisecond), ctx.Err())
-		case <-time.After(jitter(wait)):
+		case <-wctx.Done():
+			return nil, gaveUp(wctx, name, start)
+		case <-time.After(d):
 		}
 		wait = min(wait*2, g.retryMax)
 	}
+}
+
+// gaveUp is the error of a wait for a slot that ended with wctx: the
+// caller's cancellation, or the bound on the wait.
+func gaveUp(wctx context.Context, name string, start time.Time) error {
+	return fmt.Errorf("governor %q: no slot free after %v: %w", name, time.Since(start).Round(time.Millisecond), context.Cause(wctx))
+}
+
+// denied reports whether the server refused this connection's publish to
+// subject since before was its last error: a permissions violation that
+// names the subject. (A denied publish only times out for the publisher;
+// the server says why in an asynchronous error.)
+func (g *Governors) denied(before error, subject string) bool {
+	after := g.nc.LastError()
+	return after != nil && after != before && errors.Is(after, nats.ErrPermissionViolation) &&
+		strings.Contains(after.Error(), `"`+subject+`"`)
+}
+
+// deniedAPI reports whether the server refused a JetStream API request of
+// this connection since before.
+func (g *Governors) deniedAPI(before error) bool {
+	after := g.nc.LastError()
+	return after != nil && after != before && errors.Is(after, nats.ErrPermissionViolation) &&
+		strings.Contains(after.Error(), `"$JS.API.`)
 }
 
 // releaser returns the release func of the lease seq of governor name.

@@ -47,11 +47,14 @@ type Installer struct {
 	log      *slog.Logger
 	verifier packer.TreeVerifier
 	locks    nameLocks
+	discards *discarder
 
 	// crashAt, when set (by tests), is called after each step of a swap
-	// ("download", "extract", "record", "rename1", "rename2"); returning
-	// true stops the operation there as if the process had died: nothing
-	// is cleaned up or undone.
+	// ("download", "extract", "record", "rename1", "rename2"…) and of a
+	// purge ("purge-rename1"…, "purge-record"); returning true stops the
+	// operation there as if the process had died: nothing is cleaned up or
+	// undone. A binary built with the mmscrashtest tag sets it, and
+	// noExchange, from its environment (envCrashTest).
 	crashAt func(step string) bool
 	// noExchange forces the two-rename fallback (tests).
 	noExchange bool
@@ -91,14 +94,18 @@ func NewInstaller(cfg InstallerConfig) (*Installer, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	crashAt, noExchange := envCrashTest()
 	return &Installer{
-		machines: machines,
-		records:  recordStore{dir: records},
-		fetcher:  fetcher,
-		gate:     cfg.Gate,
-		limits:   cfg.Limits,
-		log:      log,
-		locks:    nameLocks{held: make(map[string]chan struct{})},
+		crashAt:    crashAt,
+		noExchange: noExchange,
+		machines:   machines,
+		records:    recordStore{dir: records},
+		fetcher:    fetcher,
+		gate:       cfg.Gate,
+		limits:     cfg.Limits,
+		log:        log,
+		locks:      nameLocks{held: make(map[string]chan struct{})},
+		discards:   newDiscarder(log, crashAt),
 	}, nil
 }
 
@@ -120,28 +127,51 @@ func (i *Installer) CloseIdleConnections() { i.fetcher.CloseIdleConnections() }
 // machine.Load and name m.Name; the record is written in phase
 // swapping; the stage is swapped in (renameat2 RENAME_EXCHANGE, or two
 // renames where the file system lacks it), the old tree becomes
-// .prev-<name>; the record is written in phase installed. On any error M
-// and the record are as they were, with no stage left; after a crash,
+// .prev-<name>; the record is written in phase installed. The tree the
+// swap retires (the older previous version, or a damaged copy) is deleted
+// in the background once Install returned (see WaitCleanup), while the
+// machine is loaded and later installs run. On any error
+// M and the record are as they were, with no stage left; after a crash,
 // Recover finishes or undoes the swap. Install refuses to replace a
 // directory it did not install (no record). It does not load the machine
-// into the host.
+// into the host. Its errors are *InstallError.
 func (i *Installer) Install(ctx context.Context, m spec.Machine, serial uint64) (EntryOutcome, *machine.Definition, error) {
 	if err := spec.ValidName(m.Name); err != nil {
-		return EntryFailed, nil, fmt.Errorf("install: %w", err)
+		return EntryFailed, nil, &InstallError{Err: err}
 	}
 	unlock, err := i.locks.lock(ctx, m.Name)
 	if err != nil {
-		return EntryFailed, nil, fmt.Errorf("install %q: %w", m.Name, err)
+		return EntryFailed, nil, &InstallError{Name: m.Name, Err: err}
 	}
 	defer unlock()
 	out, def, err := i.install(ctx, m, serial)
 	if err != nil {
-		return EntryFailed, nil, fmt.Errorf("install %q: %w", m.Name, err)
+		return EntryFailed, nil, &InstallError{Name: m.Name, Err: err}
 	}
 	return out, def, nil
 }
 
-func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) (EntryOutcome, *machine.Definition, error) {
+// InstallError is a failed Install of the machine Name: `install "web":
+// Err`. A caller that already names the machine (an entry's reason)
+// reports Err alone.
+type InstallError struct {
+	// Name is the machine; empty when the name itself is invalid.
+	Name string
+	// Err is why the install failed.
+	Err error
+}
+
+func (e *InstallError) Error() string {
+	if e.Name == "" {
+		return "install: " + e.Err.Error()
+	}
+	return fmt.Sprintf("install %q: %v", e.Name, e.Err)
+}
+
+// Unwrap returns Err.
+func (e *InstallError) Unwrap() error { return e.Err }
+
+func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) (_ EntryOutcome, _ *machine.Definition, err error) {
 	cur, err := i.settledRecord(ctx, m.Name)
 	if err != nil {
 		return EntryFailed, nil, err
@@ -163,7 +193,7 @@ func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) 
 		if ctx.Err() != nil {
 			return EntryFailed, nil, context.Cause(ctx)
 		}
-		i.log.Warn("installed machine no longer verifies; reinstalling", "machine", m.Name, "error", err)
+		i.log.Warn("installed machine no longer verifies; reinstalling", "managed", m.Name, "error", err)
 	}
 
 	stage, err := i.newTemp(stagePrefix, m.Name)
@@ -173,9 +203,7 @@ func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) 
 	crashed := false
 	defer func() {
 		if !crashed {
-			if err := os.RemoveAll(stage); err != nil {
-				i.log.Error("cannot remove stage", "dir", stage, "error", err)
-			}
+			i.dropStage(stage, err == nil)
 		}
 	}()
 	def, err := i.fetchInto(ctx, m, stage)
@@ -217,7 +245,7 @@ func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) 
 	if liveExists {
 		out = EntryUpdated
 	}
-	i.log.Info("machine installed", "machine", m.Name, "outcome", out, "checksum", next.Checksum, "serial", serial)
+	i.log.Debug("machine installed", "managed", m.Name, "outcome", out, "checksum", next.Checksum, "serial", serial)
 	return out, def, nil
 }
 

@@ -178,15 +178,25 @@ func newTestEnv(t testing.TB, srv *httptest.Server, cfg FetchConfig) *testEnv {
 }
 
 // reopen returns a new Installer over the same directories, as after a
-// restart.
+// restart. The old one's background deletions end first: a process that
+// restarts has stopped deleting.
 func (env *testEnv) reopen(t testing.TB) *Installer {
 	t.Helper()
+	waitCleanup(t, env.inst)
 	inst, err := NewInstaller(InstallerConfig{MachinesDir: env.machines, StateDir: env.state, Fetcher: env.inst.fetcher,
 		Log: env.inst.log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return inst
+}
+
+// waitCleanup waits for inst's background deletions.
+func waitCleanup(t testing.TB, inst *Installer) {
+	t.Helper()
+	if err := inst.WaitCleanup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // treeHash is one hash over treetest.Snapshot(dir).
@@ -201,9 +211,11 @@ func treeHash(t testing.TB, dir string) string {
 }
 
 // assertNoLeftovers fails if M holds a stage or trash directory, or the
-// record store a temp file.
+// record store a temp file, once the installer's background deletions are
+// over.
 func assertNoLeftovers(t testing.TB, env *testEnv) {
 	t.Helper()
+	waitCleanup(t, env.inst)
 	leftover := map[string]func(string) bool{
 		env.machines: func(n string) bool {
 			return strings.HasPrefix(n, stagePrefix) || strings.HasPrefix(n, trashPrefix)

@@ -32,7 +32,7 @@ func (i *Installer) Rollback(ctx context.Context, name string) error {
 	return nil
 }
 
-func (i *Installer) rollback(ctx context.Context, name string) error {
+func (i *Installer) rollback(ctx context.Context, name string) (err error) {
 	cur, err := i.settledRecord(ctx, name)
 	if err != nil {
 		return err
@@ -58,9 +58,7 @@ func (i *Installer) rollback(ctx context.Context, name string) error {
 	crashed := false
 	defer func() {
 		if !crashed {
-			if err := os.RemoveAll(stage); err != nil {
-				i.log.Error("cannot remove stage", "dir", stage, "error", err)
-			}
+			i.dropStage(stage, err == nil)
 		}
 	}()
 	next := &recordFile{Record: *cur.PreviousRecord}
@@ -71,15 +69,16 @@ func (i *Installer) rollback(ctx context.Context, name string) error {
 		crashed = errors.Is(err, errCrashed)
 		return err
 	}
-	i.log.Info("machine rolled back", "machine", name, "checksum", next.Checksum, "from", cur.Checksum)
+	i.log.Debug("machine rolled back", "managed", name, "checksum", next.Checksum, "from", cur.Checksum)
 	return nil
 }
 
 // Purge removes a machine this agent installed: the live tree and
 // .prev-<name> are renamed into trash directories (so the live name
 // disappears atomically), the record is removed, then the trash is
-// deleted. A crash leaves only trash, which Recover deletes. A machine
-// without a record is ErrNotInstalled and is never touched.
+// deleted in the background (see WaitCleanup). A crash leaves only trash,
+// which Recover deletes. A machine without a record is ErrNotInstalled
+// and is never touched.
 func (i *Installer) Purge(ctx context.Context, name string) error {
 	unlock, err := i.locks.lock(ctx, name)
 	if err != nil {
@@ -118,6 +117,9 @@ func (i *Installer) purge(ctx context.Context, name string) error {
 			os.Remove(trash)
 			return err
 		}
+		if i.crashed(fmt.Sprintf("purge-rename%d", len(trashes))) {
+			return errCrashed
+		}
 	}
 	if err := atomicfile.SyncDir(i.machines); err != nil {
 		return err
@@ -125,13 +127,13 @@ func (i *Installer) purge(ctx context.Context, name string) error {
 	if err := i.records.remove(name); err != nil {
 		return err
 	}
-	i.verifier.Forget(i.livePath(name))
-	var errs []error
-	for _, t := range trashes {
-		if err := os.RemoveAll(t); err != nil {
-			errs = append(errs, err)
-		}
+	if i.crashed("purge-record") {
+		return errCrashed
 	}
-	i.log.Info("machine purged", "machine", name, "checksum", cur.Checksum)
-	return errors.Join(errs...)
+	i.verifier.Forget(i.livePath(name))
+	for _, t := range trashes {
+		i.discards.discard(t)
+	}
+	i.log.Debug("machine purged", "managed", name, "checksum", cur.Checksum)
+	return nil
 }

@@ -108,6 +108,10 @@ func TestInstallLifecycle(t *testing.T) {
 	if err := env.inst.Purge(ctx, "web"); err != nil {
 		t.Fatalf("Purge(web) = %v", err)
 	}
+	if _, err := os.Lstat(filepath.Join(env.machines, "web")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Lstat(web) once Purge returned = %v, want it gone at once", err)
+	}
+	waitCleanup(t, env.inst)
 	if snap := treetest.Snapshot(t, env.machines); len(snap) != 1 {
 		t.Errorf("machines dir after purge = %v, want empty", snap)
 	}
@@ -177,6 +181,7 @@ func TestInstallRepairsTamperedTree(t *testing.T) {
 		t.Fatalf("Install(v2) over a tampered v2 = %q, %v, want %q", out, err, EntryUpdated)
 	}
 	// The repaired tree is v2 again and .prev still holds v1, not the tampered copy.
+	waitCleanup(t, env.inst)
 	treetest.AssertSame(t, env.machines, good)
 	if rec, _ := env.inst.Installed(); rec["web"].Previous == nil || rec["web"].Previous.Checksum != v1.info.Checksum {
 		t.Errorf("previous after repair = %+v, want v1", rec["web"].Previous)

@@ -59,6 +59,7 @@ func TestCrashDuringPurge(t *testing.T) {
 			if err := inst.Purge(ctx, "web"); err != nil {
 				t.Fatalf("Purge(web) after recovery = %v", err)
 			}
+			waitCleanup(t, inst)
 			recs, err := inst.Installed()
 			if err != nil {
 				t.Fatal(err)

@@ -45,6 +45,19 @@ type MachineInstaller interface {
 	Verify(ctx context.Context, name string, full bool) error
 }
 
+// ResetSpecHistory forgets the spec a node accepted last, when its serial
+// is serial, by resetting the replay ledger in stateDir (the Reconciler's
+// StateDir): the next validly signed spec is then accepted whatever its
+// serial or format, so a v1 spec after a v2 one, or a lower serial after a
+// bad high one. It is the operator's local, explicit way back; the file is
+// kept aside (see packer.FileLedger.Reset). It returns the forgotten
+// record, or an error wrapping packer.ErrResetMismatch when the ledger
+// holds another serial (or none). Call it before the node's Reconciler
+// opens a spec.
+func ResetSpecHistory(stateDir string, serial uint64, now time.Time) (packer.Record, error) {
+	return packer.NewFileLedger(filepath.Join(stateDir, LedgerFile)).Reset(serial, now)
+}
+
 // ReconcilerConfig configures a [Reconciler].
 type ReconcilerConfig struct {
 	// Installer installs, rolls back and purges machines. Required.
@@ -71,6 +84,9 @@ type ReconcilerConfig struct {
 	// Concurrency caps the entries reconciled at once; 0 means
 	// [DefaultConcurrency].
 	Concurrency int
+	// Fleet reads what the fleet's nodes report, for entries with a
+	// rollout policy; nil applies no rollout (every node moves at once).
+	Fleet FleetView
 	// Reserved reports names that no spec entry may use, such as the
 	// compiled-in machines' (nil: none). An entry with such a name fails.
 	Reserved func(name string) bool
@@ -98,10 +114,15 @@ type ReconcilerConfig struct {
 //     reason and the others go on. An entry that fails for any reason
 //     (invalid, reserved name, matcher error, install or load failure) still
 //     counts as wanted, so it is never purged because of its own failure: a
-//     typo in a checksum must not delete a running machine.
+//     typo in a checksum must not delete a running machine. An entry whose
+//     name itself is invalid (a confusable character, a path) could mean
+//     any installed machine, so while the spec has one nothing is purged.
 //   - Matchers are compiled once per accepted spec digest and evaluated
 //     against the node (identity, facts, PATH, files). A matcher that
-//     cannot be evaluated is a failure, never a silent "no match".
+//     cannot be evaluated is a failure, never a silent "no match"; so is
+//     one that runs longer than spec.DefaultMatchTimeout (expr has no
+//     timeout: the evaluation checks its budget at every loop iteration
+//     and probe, see spec.Matcher.MatchContext).
 //   - A wanted entry is installed (nothing is downloaded when it already
 //     is) and loaded into the host. A new version that fails to load is
 //     rolled back to the previous one; a first install that fails to load
@@ -119,16 +140,21 @@ type Reconciler struct {
 	log    *slog.Logger
 	ledger *packer.FileLedger
 
-	mu      sync.Mutex            // serialises Reconcile; guards the fields below
-	plan    *plan                 // the last accepted spec's entries, validated and compiled
-	bad     map[string]badVersion // versions that failed to load, by machine name
-	applied *AppliedSpec          // the spec the node runs; nil until read from the ledger
+	mu      sync.Mutex              // serialises Reconcile; guards the fields below
+	plan    *plan                   // the last accepted spec's entries, validated and compiled
+	bad     map[string]badVersion   // versions that failed to load, by machine name
+	applied *AppliedSpec            // the spec the node runs; nil until read from the ledger
+	health  map[string]*entryHealth // health of each machine's installed version, by name
 }
 
 // badVersion is a version of a machine that failed to load.
 type badVersion struct {
 	checksum, verifyChecksum string
 	reason                   string
+	// outcome is what the entry reports while the spec pins this version:
+	// failed (it did not load), rolled_back or unhealthy (its health gate);
+	// empty means failed.
+	outcome EntryOutcome
 }
 
 // ReconcileOptions tune one pass.
@@ -136,6 +162,14 @@ type ReconcileOptions struct {
 	// Verify re-checks the installed trees of wanted machines before
 	// installing: a tampered tree is reported and reinstalled.
 	Verify VerifyMode
+	// Interrupt, when set, stops the long, restartable parts of the pass
+	// when it ends: downloads, governor waits, matcher evaluation and the
+	// entries not started yet (the machines watcher ends it when a newer
+	// spec arrives). The short steps that must not stop half way —
+	// loading a machine into the host, rolling back, purging — only stop
+	// with the pass's own ctx (the agent shutting down). It should be
+	// derived from that ctx; nil means ctx.
+	Interrupt context.Context
 }
 
 // VerifyMode is how a pass re-verifies installed machines.
@@ -187,6 +221,7 @@ func NewReconciler(cfg ReconcilerConfig) (*Reconciler, error) {
 		log:    log,
 		ledger: packer.NewFileLedger(filepath.Join(cfg.StateDir, LedgerFile)),
 		bad:    map[string]badVersion{},
+		health: map[string]*entryHealth{},
 	}, nil
 }
 
@@ -263,34 +298,56 @@ func (r *Reconciler) reconcile(ctx context.Context, envelope []byte, opts Reconc
 		r.logRejection(rep)
 		return rep
 	}
+	if rs := opened.Reset; rs != nil {
+		r.log.Warn("SPEC HISTORY RESET: a signed reset spec replaced a last accepted serial above the serial ceiling; this node follows the new serial from now on",
+			"serial", rep.Serial, "forgotten_serial", rs.FromSerial, "forgotten_digest", rs.FromDigest, "reason", rs.Reason)
+	}
 	if opened.Stale {
 		r.log.Warn("spec has expired; running its machines but purging nothing until a new spec arrives",
 			"serial", rep.Serial, "expired", opened.Spec.Expires)
 	}
 	r.forgetBadVersions(p)
 
+	soft := opts.Interrupt
+	if soft == nil {
+		soft = ctx
+	}
 	env := r.env()
 	results := make([]MachineResult, len(p.entries))
 	keep := map[string]bool{}   // names the spec keeps on this node
 	inSpec := map[string]bool{} // names the spec has an entry for
+	holdPurge := false          // an entry's name is invalid: it may mean any installed machine
 	for i, e := range p.entries {
-		res, kept := r.evaluate(e, &env)
+		res, kept := r.evaluate(soft, e, &env)
 		results[i] = res
 		inSpec[e.machine.Name] = true
 		if kept {
 			keep[e.machine.Name] = true
 		}
+		if e.badName {
+			holdPurge = true
+		}
 	}
 
 	var errs []error
 	var purged []MachineResult
-	if r.cfg.PurgeUnknown && !opened.Stale {
+	if holdPurge && r.cfg.PurgeUnknown {
+		r.log.Warn("not purging anything: an entry's name is invalid, so which installed machine it means is unknown", "serial", rep.Serial)
+	}
+	if r.cfg.PurgeUnknown && !opened.Stale && !holdPurge {
 		var err error
 		if purged, err = r.purge(ctx, keep, inSpec); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	r.installAll(ctx, p, results, opts, opened.Spec.Serial)
+	installed, err := r.cfg.Installer.Installed()
+	if err != nil {
+		errs = append(errs, fmt.Errorf("read install records: %w", err))
+	}
+	r.noteHeld(results, installed)
+	rep.NextCheck = r.holdForRollout(soft, p, results, installed)
+	r.installAll(ctx, soft, p, results, opts, opened.Spec.Serial)
+	rep.NextCheck = minPositive(rep.NextCheck, r.judge(ctx, p, results))
 
 	rep.Machines = append(results, purged...)
 	for _, m := range rep.Machines {

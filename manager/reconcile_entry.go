@@ -14,8 +14,10 @@ import (
 
 // installAll installs and loads every pending entry of results (those with
 // an empty Outcome), at most cfg.Concurrency at once, and fills in their
-// results. Versions that failed to load are remembered.
-func (r *Reconciler) installAll(ctx context.Context, p *plan, results []MachineResult, opts ReconcileOptions, serial uint64) {
+// results. Versions that failed to load are remembered. soft ends the
+// downloads and the entries not started (see ReconcileOptions.Interrupt);
+// ctx ends everything.
+func (r *Reconciler) installAll(ctx, soft context.Context, p *plan, results []MachineResult, opts ReconcileOptions, serial uint64) {
 	sem := make(chan struct{}, r.cfg.Concurrency)
 	bads := make([]*badVersion, len(results))
 	var wg sync.WaitGroup
@@ -25,20 +27,26 @@ func (r *Reconciler) installAll(ctx context.Context, p *plan, results []MachineR
 		}
 		m := p.entries[i].machine
 		wg.Go(func() {
+			acquired := false
 			select {
 			case sem <- struct{}{}:
-			case <-ctx.Done():
-				results[i].Outcome, results[i].Reason = EntryFailed, "not started: "+ctx.Err().Error()
+				acquired = true
+			case <-soft.Done():
+			}
+			if acquired {
+				defer func() { <-sem }()
+			}
+			if soft.Err() != nil { // interrupted while waiting (select picks either when both are ready)
+				results[i].Outcome, results[i].Reason, results[i].Retryable = EntryFailed, "not started: "+context.Cause(soft).Error(), true
 				return
 			}
-			defer func() { <-sem }()
 			defer func() {
 				if v := recover(); v != nil {
-					r.log.Error("reconciling machine panicked", "machine", m.Name, "panic", v, "stack", string(debug.Stack()))
-					results[i].Outcome, results[i].Reason = EntryFailed, fmt.Sprintf("panic: %v", v)
+					r.log.Error("reconciling machine panicked", "managed", m.Name, "panic", v, "stack", string(debug.Stack()))
+					results[i].Outcome, results[i].Reason, results[i].Retryable = EntryFailed, fmt.Sprintf("panic: %v", v), true
 				}
 			}()
-			results[i], bads[i] = r.installOne(ctx, m, serial, opts.Verify)
+			results[i], bads[i] = r.installOne(ctx, soft, m, serial, opts.Verify)
 		})
 	}
 	wg.Wait()
@@ -51,14 +59,17 @@ func (r *Reconciler) installAll(ctx context.Context, p *plan, results []MachineR
 
 // installOne makes one wanted machine installed and running: verify (when
 // asked), install, load, and roll back or remove a version that does not
-// load. It returns the version to remember as bad, if any.
-func (r *Reconciler) installOne(ctx context.Context, m spec.Machine, serial uint64, verify VerifyMode) (MachineResult, *badVersion) {
+// load. It returns the version to remember as bad, if any. soft ends the
+// verification and the install (a download, a governor wait); once a
+// tree is swapped in, loading it and undoing it end only with ctx, so an
+// interrupted pass never takes a good version for one that fails to load.
+func (r *Reconciler) installOne(ctx, soft context.Context, m spec.Machine, serial uint64, verify VerifyMode) (MachineResult, *badVersion) {
 	res := MachineResult{Name: m.Name, Checksum: m.Checksum}
-	log := r.log.With("machine", m.Name)
+	log := r.log.With("managed", m.Name)
 	inst, host := r.cfg.Installer, r.cfg.Host
 
 	if verify != VerifyNone {
-		err := inst.Verify(ctx, m.Name, verify == VerifyFull)
+		err := inst.Verify(soft, m.Name, verify == VerifyFull)
 		switch {
 		case err == nil, errors.Is(err, ErrNotInstalled):
 		case errors.Is(err, ErrTampered):
@@ -69,9 +80,9 @@ func (r *Reconciler) installOne(ctx context.Context, m spec.Machine, serial uint
 		}
 	}
 
-	out, def, err := inst.Install(ctx, m, serial)
+	out, def, err := inst.Install(soft, m, serial)
 	if err != nil {
-		res.Outcome, res.Reason = EntryFailed, "install: "+err.Error()
+		res.Outcome, res.Reason, res.Retryable = EntryFailed, "install: "+installReason(err), true
 		log.Error("install failed; the installed version (if any) is unchanged", "error", err)
 		return res, nil
 	}
@@ -127,7 +138,7 @@ func (r *Reconciler) installOne(ctx context.Context, m spec.Machine, serial uint
 		log.Error("new machine failed to load", "error", lerr, "remove_error", errors.Join(uerr, perr))
 		return res, bad
 	default:
-		res.Outcome, res.Reason = EntryFailed, "load: "+lerr.Error()
+		res.Outcome, res.Reason, res.Retryable = EntryFailed, "load: "+lerr.Error(), true
 		log.Error("installed machine does not load", "error", lerr)
 		return res, nil
 	}
@@ -148,4 +159,13 @@ func short(sum string) string {
 		return sum[:12]
 	}
 	return sum
+}
+
+// installReason is an install error without the machine's name, which the
+// entry already gives.
+func installReason(err error) string {
+	if ie, ok := errors.AsType[*InstallError](err); ok {
+		return ie.Err.Error()
+	}
+	return err.Error()
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/packer"
@@ -174,6 +175,8 @@ type fakeHost struct {
 	running  map[string]string // name → version
 	failLoad map[string]error  // by version
 	loads    int
+	clock    func() time.Time                 // when a load starts a machine; nil: zero
+	states   map[string]watchers.MachineState // what runs: started at its load, states it entered
 }
 
 var _ watchers.Host = (*fakeHost)(nil)
@@ -199,8 +202,30 @@ func (h *fakeHost) LoadMachine(_ context.Context, name string, _ watchers.Defini
 	if err := h.failLoad[def.Version]; err != nil {
 		return fmt.Errorf("load machine %q: %w", name, err)
 	}
+	if h.running[name] == def.Version {
+		return nil // like the agent's host: an unchanged machine is left running
+	}
 	h.running[name] = def.Version
+	if h.clock != nil {
+		if h.states == nil {
+			h.states = map[string]watchers.MachineState{}
+		}
+		now := h.clock()
+		h.states[name] = watchers.MachineState{Version: def.Version, State: def.InitialState, Started: now, Entered: map[string]time.Time{def.InitialState: now}}
+	}
 	return nil
+}
+
+// enter makes the running machine name enter state at.
+func (h *fakeHost) enter(name, state string, at time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	st := h.states[name]
+	st.State = state
+	if _, ok := st.Entered[state]; !ok {
+		st.Entered[state] = at
+	}
+	h.states[name] = st
 }
 
 func (h *fakeHost) UnloadMachine(_ context.Context, name string) error {
@@ -208,6 +233,18 @@ func (h *fakeHost) UnloadMachine(_ context.Context, name string) error {
 	defer h.mu.Unlock()
 	delete(h.running, name)
 	return nil
+}
+
+func (h *fakeHost) MachineState(name string) (watchers.MachineState, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	v, ok := h.running[name]
+	if !ok {
+		return watchers.MachineState{}, false
+	}
+	st := h.states[name]
+	st.Version = v
+	return st, true
 }
 
 // snapshot returns what runs, by name.

@@ -55,6 +55,7 @@ func newFixture(t testing.TB, configure func(*ReconcilerConfig)) *fixture {
 		inst: newFakeInstaller(machines), host: newFakeHost(machines),
 		now: t0, facts: map[string]any{"role": "web"}, label: map[string]string{},
 	}
+	f.host.clock = f.clock
 	cfg := ReconcilerConfig{
 		Installer:    f.inst,
 		Host:         f.host,

@@ -18,6 +18,8 @@ func NewMachineInstaller(s InstallSettings) (MachineInstaller, error) {
 		CredentialsDir: filepath.Join(s.StateDir, "credentials"),
 		Conn:           s.Conn,
 		Timeout:        s.FetchTimeout,
+		Progress:       s.Progress,
+		Log:            s.Log, // every retry is logged with its reason
 	})
 	if err != nil {
 		return nil, fmt.Errorf("new installer: %w", err)

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -164,6 +165,8 @@ func TestRejectionOf(t *testing.T) {
 		{name: "equivocation", err: packer.ErrEquivocation, want: RejectEquivocation},
 		{name: "expired", err: packer.ErrExpired, want: RejectExpired},
 		{name: "not yet valid", err: packer.ErrNotYetValid, want: RejectNotYetValid},
+		{name: "serial ahead", err: packer.ErrSerialAhead, want: RejectSerialAhead},
+		{name: "serial ahead from spec", err: spec.CheckSerial(math.MaxUint64, time.Now()), want: RejectSerialAhead},
 		{name: "malformed", err: packer.ErrMalformed, want: RejectMalformed},
 		{name: "legacy", err: packer.ErrLegacyRefused, want: RejectLegacy},
 		{name: "invalid", err: spec.ErrInvalid, want: RejectInvalid},

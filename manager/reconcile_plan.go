@@ -1,8 +1,11 @@
 package manager
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
@@ -23,6 +26,7 @@ type planEntry struct {
 	machine spec.Machine
 	matcher *spec.Matcher // nil matches every node
 	invalid error         // why the entry cannot be acted on, if it cannot
+	badName bool          // the name itself is invalid: purges are held
 }
 
 // planFor returns the plan of an opened spec, from the cache when the spec
@@ -43,6 +47,7 @@ func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
 	for i, m := range s.Machines {
 		e := &p.entries[i]
 		e.machine = m
+		e.badName = spec.ValidName(m.Name) != nil
 		if err := m.Validate(opts); err != nil {
 			e.invalid = err
 		} else if r.cfg.Reserved != nil && r.cfg.Reserved(m.Name) {
@@ -76,30 +81,38 @@ func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
 // (empty Outcome) for one to install. keep reports whether the entry's
 // name stays on the node: every entry except one whose matcher cleanly
 // says no.
-func (r *Reconciler) evaluate(e planEntry, env *spec.Env) (res MachineResult, keep bool) {
+func (r *Reconciler) evaluate(ctx context.Context, e planEntry, env *spec.Env) (res MachineResult, keep bool) {
 	res = MachineResult{Name: e.machine.Name, Checksum: e.machine.Checksum}
 	if e.invalid != nil {
-		res.Outcome, res.Reason = EntryFailed, "invalid entry (an installed copy is kept): "+e.invalid.Error()
+		kept := "an installed copy is kept"
+		if e.badName {
+			kept += "; nothing is purged while an entry's name is invalid"
+		}
+		res.Outcome, res.Reason = EntryFailed, "invalid entry ("+kept+"): "+e.invalid.Error()
 		return res, true
 	}
-	ok, err := e.matcher.Match(env)
+	ok, err := e.matcher.MatchContext(ctx, env, 0) // bounded: spec.DefaultMatchTimeout
 	switch {
 	case err != nil:
 		res.Outcome, res.Reason = EntryFailed, fmt.Sprintf("match %q: %v (an installed copy is kept)", e.matcher, err)
+		res.Match = e.machine.Match
+		res.Retryable = true // facts and files change
 		return res, true
 	case !ok:
 		res.Outcome, res.Reason = EntrySkipped, fmt.Sprintf("match %q does not select this node", e.matcher)
+		res.Match = e.machine.Match
 		return res, false
 	}
 	if b, ok := r.bad[e.machine.Name]; ok && b.checksum == e.machine.Checksum && b.verifyChecksum == e.machine.VerifyChecksum {
-		res.Outcome = EntryFailed
+		res.Outcome = cmp.Or(b.outcome, EntryFailed)
 		res.Reason = b.reason + " (this version is not tried again until the spec pins another one or the agent restarts)"
 	}
 	return res, true
 }
 
-// forgetBadVersions drops remembered load failures of machines the plan no
-// longer pins at that version.
+// forgetBadVersions drops remembered load and health failures of machines
+// the plan no longer pins at that version, and the health of machines it
+// no longer has.
 func (r *Reconciler) forgetBadVersions(p *plan) {
 	pinned := map[string]spec.Machine{}
 	for _, e := range p.entries {
@@ -109,6 +122,31 @@ func (r *Reconciler) forgetBadVersions(p *plan) {
 		m, ok := pinned[name]
 		if !ok || m.Checksum != b.checksum || m.VerifyChecksum != b.verifyChecksum {
 			delete(r.bad, name)
+		}
+	}
+	for name := range r.health {
+		if _, ok := pinned[name]; !ok {
+			delete(r.health, name)
+		}
+	}
+}
+
+// noteHeld fills in what runs under the entries a remembered failure
+// decided (their results say failed, rolled_back or unhealthy): the
+// version installed, and the health the pinned version had.
+func (r *Reconciler) noteHeld(results []MachineResult, installed map[string]Record) {
+	for i := range results {
+		res := &results[i]
+		switch res.Outcome {
+		case EntryFailed, EntryRolledBack, EntryUnhealthy:
+		default:
+			continue
+		}
+		if rec, ok := installed[res.Name]; ok && res.Outcome != EntryUnhealthy {
+			res.Installed = rec.Checksum
+		}
+		if h := r.health[res.Name]; h != nil && strings.EqualFold(h.checksum, res.Checksum) {
+			res.Health = h.health
 		}
 	}
 }

@@ -27,15 +27,15 @@ func (r *Reconciler) purge(ctx context.Context, keep, inSpec map[string]bool) ([
 		if inSpec[name] {
 			res.Reason = "the spec's matcher no longer selects this node"
 		}
-		log := r.log.With("machine", name, "reason", res.Reason)
+		log := r.log.With("managed", name, "reason", res.Reason)
 		if err := r.cfg.Host.UnloadMachine(ctx, name); err != nil {
-			res.Outcome, res.Reason = EntryFailed, fmt.Sprintf("purge (%s): stop machine: %v", res.Reason, err)
+			res.Outcome, res.Reason, res.Retryable = EntryFailed, fmt.Sprintf("purge (%s): stop machine: %v", res.Reason, err), true
 			log.Error("stopping machine to purge it failed", "error", err)
 			out = append(out, res)
 			continue
 		}
 		if err := r.cfg.Installer.Purge(ctx, name); err != nil {
-			res.Outcome, res.Reason = EntryFailed, fmt.Sprintf("purge (%s): %v", res.Reason, err)
+			res.Outcome, res.Reason, res.Retryable = EntryFailed, fmt.Sprintf("purge (%s): %v", res.Reason, err), true
 			log.Error("purging machine failed", "error", err)
 			out = append(out, res)
 			continue

@@ -26,9 +26,16 @@ type InstallSettings struct {
 	// FetchTimeout bounds one download attempt; zero means the fetcher's
 	// default.
 	FetchTimeout time.Duration
+	// Progress, when set, receives the progress of downloads that take
+	// more than a couple of seconds.
+	Progress ProgressReporter
 	// Log receives the installer's logs; nil discards them.
 	Log *slog.Logger
 }
+
+// MachineName is the name of the compiled-in manager machine (package
+// manager/mmsmanager), which a spec entry may not take.
+const MachineName = "mms_manager"
 
 // Settings are a node's manager settings: what `mms agent` resolves from its
 // flags and attaches to the node (agent.WithSetting) for the compiled-in
@@ -49,4 +56,14 @@ type Settings struct {
 	// Status, when set, receives the report of every reconcile pass (the
 	// agent's status document).
 	Status StatusReporter
+	// Fleet, when set, reads what the fleet's nodes report, so entries
+	// with a rollout policy move in waves; without it they move at once.
+	Fleet FleetView
+	// ResetSpecHistory, when set, is the serial of the last accepted spec
+	// the operator wants forgotten (`mms agent --reset-spec-history
+	// SERIAL`): at start, if the replay ledger holds exactly that serial,
+	// it is reset (see [ResetSpecHistory]), so the next validly signed
+	// spec is accepted whatever its serial or format. Naming the serial
+	// makes a flag left in a service file harmless once it has acted.
+	ResetSpecHistory *uint64
 }

@@ -107,6 +107,18 @@ func TestReconcile(t *testing.T) {
 			installed: []string{"web"},
 			downloads: 1,
 		}}},
+		{name: "a matcher that runs out of time fails and keeps its machine (issue 18.6)", steps: []step{
+			installWebDB(),
+			{
+				envelope: func(f *fixture) []byte {
+					return f.seal(2, f.entry("web", "1", `none(1..999999, identity("^x" + string(#)))`), f.entry("db", "1", ""))
+				},
+				want:      []string{"web failed", "db unchanged"},
+				reasons:   map[string]string{"web failed": "matcher ran out of time: stopped after 1s"},
+				running:   []string{"db@1", "web@1"},
+				installed: []string{"db", "web"},
+			},
+		}},
 		{name: "one invalid entry does not block the others and keeps its machine", steps: []step{
 			installWebDB(),
 			{
@@ -120,6 +132,28 @@ func TestReconcile(t *testing.T) {
 				running:   []string{"db@1", "web@2"},
 				installed: []string{"db", "web"},
 				downloads: 1,
+			},
+		}},
+		{name: "an entry with an invalid name purges nothing (issue 18.9)", steps: []step{
+			installWebDB(),
+			{
+				// "wеb" with a Cyrillic е: which installed machine the
+				// entry means is unknown, so none is purged.
+				envelope: func(f *fixture) []byte {
+					return f.seal(2, f.entry("w\u0435b", "2", ""), f.entry("db", "1", ""))
+				},
+				want:      []string{"w\u0435b failed", "db unchanged"},
+				reasons:   map[string]string{"w\u0435b failed": "invalid entry (an installed copy is kept; nothing is purged while an entry's name is invalid)"},
+				running:   []string{"db@1", "web@1"},
+				installed: []string{"db", "web"},
+			},
+			{
+				// Fixed: the spec's entries are valid again, so web,
+				// no longer in it, is purged as usual.
+				envelope:  func(f *fixture) []byte { return f.seal(3, f.entry("db", "1", "")) },
+				want:      []string{"db unchanged", "web purged"},
+				running:   []string{"db@1"},
+				installed: []string{"db"},
 			},
 		}},
 		{name: "install failure does not block the others", steps: []step{{

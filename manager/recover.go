@@ -16,10 +16,11 @@ import (
 
 // Recover runs at agent start, before any Install: it finishes or undoes
 // every swap a crash interrupted (records in phase swapping), removes the
-// stage and trash directories left in M and the temp files left in the
-// record store, and drops a recorded previous version whose .prev-<name>
-// is gone. Every problem is reported; the other machines are still
-// recovered.
+// stage and trash directories left in M (by a crash, or by a background
+// deletion a crash interrupted; it first waits for this installer's own)
+// and the temp files left in the record store, and drops a recorded
+// previous version whose .prev-<name> is gone. Every problem is reported;
+// the other machines are still recovered.
 //
 // A swap is finished forward when the new tree is complete: live already
 // verifies against the record's verify_checksum (the crash came after the
@@ -30,6 +31,9 @@ import (
 // before the swap restored. Either way live is exactly the old or the new
 // tree afterwards.
 func (i *Installer) Recover(ctx context.Context) error {
+	if err := i.discards.wait(ctx); err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
 	var errs []error
 	if err := i.records.clean(); err != nil {
 		errs = append(errs, err)
@@ -67,6 +71,8 @@ func (i *Installer) Recover(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	// A crash test may stop here to look at what recovery left.
+	_ = i.crashed("recovered")
 	return errors.Join(errs...)
 }
 
@@ -114,6 +120,11 @@ func (i *Installer) removeLeftover(ctx context.Context, owner, dir string) error
 // recoverName finishes or undoes the swap recorded in r (phase swapping)
 // for name; the caller holds name's lock.
 func (i *Installer) recoverName(ctx context.Context, name string, r *recordFile) error {
+	// The trees it looks for may be in any stage or trash directory: none
+	// may be half deleted under it.
+	if err := i.discards.wait(ctx); err != nil {
+		return err
+	}
 	rc := &recovery{i: i, name: name}
 	if err := rc.scan(); err != nil {
 		return err
@@ -155,7 +166,7 @@ func (i *Installer) recoverName(ctx context.Context, name string, r *recordFile)
 		return err
 	}
 	i.verifier.Forget(i.livePath(name))
-	i.log.Warn("recovered an interrupted install", "machine", name, "finished", forward)
+	i.log.Warn("recovered an interrupted install", "managed", name, "finished", forward)
 	return nil
 }
 

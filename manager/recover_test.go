@@ -104,6 +104,7 @@ func TestCrashDuringInstall(t *testing.T) {
 					}
 
 					inst := env.reopen(t)
+					env.inst = inst
 					if err := inst.Recover(t.Context()); err != nil {
 						t.Fatalf("Recover() = %v", err)
 					}

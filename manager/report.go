@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mms-io/mms/manager/rollout"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -43,6 +44,10 @@ const (
 	// RejectNotYetValid: issued further in the future than the clock skew
 	// allows.
 	RejectNotYetValid Rejection = "not_yet_valid"
+	// RejectSerialAhead: the serial is above spec.SerialCeiling (the
+	// current Unix time plus a day); accepting it would lock the node out
+	// of every lower serial.
+	RejectSerialAhead Rejection = "serial_ahead"
 	// RejectInvalid: the spec as a whole (serial, times) is invalid. An
 	// invalid entry does not reject the spec; it fails on its own.
 	RejectInvalid Rejection = "invalid"
@@ -61,6 +66,7 @@ var rejectionKinds = []struct {
 	{packer.ErrEquivocation, RejectEquivocation},
 	{packer.ErrExpired, RejectExpired},
 	{packer.ErrNotYetValid, RejectNotYetValid},
+	{packer.ErrSerialAhead, RejectSerialAhead},
 	{packer.ErrUnsigned, RejectUnsigned},
 	{packer.ErrBadSignature, RejectBadSignature},
 	{packer.ErrUnknownKey, RejectUnknownKey},
@@ -112,6 +118,9 @@ type PassReport struct {
 	// Machines has one result per spec entry, in spec order, then one per
 	// purged (or failed purge of a) machine, by name.
 	Machines []MachineResult `json:"results"`
+	// NextCheck, when positive, is how soon another pass should run by
+	// itself: a health gate is pending, or a rollout wave is waiting.
+	NextCheck time.Duration `json:"-"`
 	// Err is the rejection, or every entry's failure (and a failure to read
 	// the install records for purging) joined; nil when all went well. A
 	// rejection matches its packer sentinel with errors.Is.
@@ -133,6 +142,50 @@ type StatusReporter interface {
 	ReportPass(PassReport)
 }
 
+// ProgressReporter receives the progress of archive downloads that take
+// more than a couple of seconds (see DefaultProgressDelay): done bytes of
+// total (-1 when the size is not known yet) for the entry named name,
+// paced to one call per DefaultProgressInterval, and a last call when the
+// attempt ends. The agent's status recorder implements it (the status
+// document's "downloading" entry); the machines watcher also publishes it
+// as events. ReportProgress must not block: it runs on a timer.
+type ProgressReporter interface {
+	ReportProgress(name string, done, total int64)
+}
+
+// Reporters hands every report to each of its members: the status
+// document and the metrics both follow the manager. It forwards progress to
+// the members that are ProgressReporters.
+type Reporters []StatusReporter
+
+// ReportPass forwards rep to every member.
+func (rs Reporters) ReportPass(rep PassReport) {
+	for _, r := range rs {
+		r.ReportPass(rep)
+	}
+}
+
+// ReportProgress forwards to every member that takes progress.
+func (rs Reporters) ReportProgress(name string, done, total int64) {
+	for _, r := range rs {
+		if p, ok := r.(ProgressReporter); ok {
+			p.ReportProgress(name, done, total)
+		}
+	}
+}
+
+var _ ProgressReporter = Reporters(nil)
+
+// Pacing of download progress reports.
+const (
+	// DefaultProgressDelay is how long a download runs before its progress
+	// is first reported: quick downloads report nothing.
+	DefaultProgressDelay = 2 * time.Second
+	// DefaultProgressInterval is the least time between two progress
+	// reports of one download.
+	DefaultProgressInterval = 2 * time.Second
+)
+
 // MachineResult is what reconciling one machine did.
 type MachineResult struct {
 	// Name is the entry's (or purged machine's) name.
@@ -146,13 +199,37 @@ type MachineResult struct {
 	// Tampered names the file (or the tree) that periodic verification
 	// found modified, after which the machine was reinstalled.
 	Tampered string `json:"tampered,omitempty"`
+	// Installed is the checksum of the version installed under the name
+	// now (after a rollback or a hold, the older one); empty when none.
+	Installed string `json:"installed,omitempty"`
+	// Health is the health of the entry's version on this node: pending
+	// (its gate is running), healthy, unhealthy or rolled_back; empty when
+	// it is not installed.
+	Health rollout.Health `json:"health,omitempty"`
+	// HealthyAt is when it became healthy.
+	HealthyAt time.Time `json:"healthy_at,omitzero"`
+	// Match is the entry's matcher when it decided the outcome: the
+	// expression that did not select this node (skipped) or could not be
+	// evaluated (failed).
+	Match string `json:"match,omitempty"`
+	// Retryable marks a failure that may go away without a new spec (a
+	// download, a governor, a matcher probe, a load): the machines watcher
+	// retries it with backoff. An invalid entry or a version that failed
+	// to load is not retryable. It is not encoded.
+	Retryable bool `json:"-"`
+}
+
+// Retryable reports whether an entry of the pass failed in a way a retry
+// may fix (see MachineResult.Retryable).
+func (r *PassReport) Retryable() bool {
+	return slices.ContainsFunc(r.Machines, func(m MachineResult) bool { return m.Outcome == EntryFailed && m.Retryable })
 }
 
 // Changed reports whether the pass changed anything on the node.
 func (r *PassReport) Changed() bool {
 	return slices.ContainsFunc(r.Machines, func(m MachineResult) bool {
 		switch m.Outcome {
-		case EntryInstalled, EntryUpdated, EntryPurged, EntryRolledBack:
+		case EntryInstalled, EntryUpdated, EntryPurged, EntryRolledBack, EntryUnhealthy:
 			return true
 		}
 		return false

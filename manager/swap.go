@@ -35,6 +35,26 @@ type swap struct {
 // swapIn performs s. Every step is undone, in reverse, if a later one
 // fails; after a crash the record's phase swapping tells Recover to
 // finish or undo it.
+//
+// Why a crash leaves exactly the old or the new version: the new tree is
+// durable before swapIn starts (packer.ExtractArchive flushes it, with the
+// install's one syncfs; a rollback's tree was flushed when it was
+// installed). Then, in order: (1) the intent record (phase swapping, the
+// record before the swap as Undo) is written durably (temp file, fsync,
+// rename, fsync of the record directory); (2) the renames; (3) M, the
+// stage and the trash directory are fsynced, which makes the renames
+// durable; (4) the final record is written durably. A crash before (1)
+// leaves the old record and live tree untouched, and at most a stage that
+// Recover deletes. A crash between (1) and (4) leaves phase swapping:
+// Recover makes the new tree live if it verifies anywhere (it does unless
+// the crash came before the renames reached it), else puts the old tree
+// back from wherever the renames left it (durable since its own install,
+// so it verifies), and restores the matching record. After (4) the record
+// and the trees agree, since (3) came first. The tree the swap retires is
+// deleted only after (4), in the background: a crash during that deletion
+// leaves a trash directory no record refers to, which Recover deletes. So
+// an install flushes the file system once, for the tree, and adds only a
+// handful of small fsyncs.
 func (i *Installer) swapIn(s swap) (err error) {
 	name := s.next.Name
 	live, prev, src := i.livePath(name), i.prevPath(name), filepath.Join(s.stage, name)
@@ -125,9 +145,7 @@ func (i *Installer) swapIn(s swap) (err error) {
 	}
 	i.verifier.Forget(live)
 	if trash != "" {
-		if err := os.RemoveAll(trash); err != nil {
-			i.log.Error("cannot remove trash", "dir", trash, "error", err)
-		}
+		i.discards.discard(trash)
 	}
 	return nil
 }

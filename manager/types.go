@@ -27,9 +27,15 @@ const (
 	// EntryPurged: a machine this agent installed is no longer wanted and was
 	// removed.
 	EntryPurged EntryOutcome = "purged"
-	// EntryRolledBack: the new version failed to load and the previous one was
-	// put back.
+	// EntryRolledBack: the new version failed to load, or failed its
+	// health gate, and the previous one was put back.
 	EntryRolledBack EntryOutcome = "rolled_back"
+	// EntryUnhealthy: a first install failed its health gate and was
+	// stopped (there was nothing to roll back to).
+	EntryUnhealthy EntryOutcome = "unhealthy"
+	// EntryHeld: a rollout holds the node on the version it runs (its wave
+	// has not started, or the rollout halted); the reason says which.
+	EntryHeld EntryOutcome = "held"
 )
 
 // Gate limits concurrent downloads fleet-wide (governors). It blocks until

@@ -91,6 +91,11 @@ type Opened struct {
 	// Unchanged reports that the spec has the serial and digest of the last
 	// accepted spec; nothing needs to be recorded or redone.
 	Unchanged bool
+	// Reset, when set, says that this spec was accepted out of serial
+	// order: it is a reset spec (spec.Spec.ResetHistory) and the node's
+	// last accepted serial was above spec.SerialCeiling. It names the
+	// record the reset replaced; callers should log it loudly.
+	Reset *HistoryReset
 }
 
 // envelopeSig is one signature of an envelope, decoded from the wire.

@@ -3,6 +3,8 @@ package packer
 import (
 	"errors"
 	"fmt"
+
+	"github.com/mms-io/mms/spec"
 )
 
 // The errors Open returns for each kind of rejection. Match them with
@@ -34,6 +36,10 @@ var (
 	// ErrNotYetValid means a spec was issued further in the future than the
 	// allowed clock skew; the signer's or this node's clock is wrong.
 	ErrNotYetValid = errors.New("spec not valid yet")
+	// ErrSerialAhead means a new spec's serial is above
+	// spec.SerialCeiling: accepting it would make the node ignore every
+	// lower serial. It is spec.ErrSerialAhead.
+	ErrSerialAhead = spec.ErrSerialAhead
 	// ErrMalformed means the envelope or its payload cannot be decoded: bad
 	// JSON, unknown fields, wrong payload type, bad base64, too large.
 	ErrMalformed = errors.New("malformed spec envelope")

@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 )
 
 // Expect pins the archive [ExtractArchive] must find: its top-level
@@ -59,8 +60,11 @@ const archiveCopyBufSize = 256 << 10
 // ExtractArchive reads a machine archive (tar.gz) from r in one pass and
 // extracts it into the existing, empty directory stage: it hashes the
 // compressed stream while reading it, gunzips and untars it into stage
-// through an [os.Root] (never by joining paths), hashes every file while
-// writing it, and then verifies the result.
+// (never by joining paths: directories through an [os.Root], each file
+// with one open relative to the stage that cannot leave it, openat2(2)
+// with RESOLVE_BENEATH and RESOLVE_NO_SYMLINKS on Linux, else relative to
+// an os.Root of its directory), hashes every file while writing it, and
+// then verifies the result.
 //
 // Every entry must be a regular file or directory under <want.Name>/ with a
 // clean local name (one leading "./" and one trailing "/" are stripped;
@@ -77,7 +81,12 @@ const archiveCopyBufSize = 256 << 10
 // ([ErrChecksumMismatch]); the regular files other than SHA256SUMS must be
 // exactly those it lists, with matching digests ([ErrSumsMismatch]); and
 // <Name>/machine.yaml must exist. Then the tree is flushed to stable storage
-// unless opts.NoSync is set.
+// unless opts.NoSync is set: on Linux with one syncfs(2) of the stage's
+// file system once the tree verifies, elsewhere with an fsync of each file
+// as it is written and of each directory at the end. Either way, when
+// ExtractArchive returns every byte and directory entry of the tree is
+// durable, so a caller that publishes it with a rename (see the manager's
+// swap) never exposes, after a crash, a tree whose files lost their data.
 //
 // When extraction fails part-way, the rest of r is read through the hash
 // (within Limits.MaxArchiveSize): if the archive's sha256 does not match
@@ -88,14 +97,25 @@ const archiveCopyBufSize = 256 << 10
 // On any error the content of stage is removed; stage itself, which the
 // caller owns, stays. Nothing outside stage is ever written.
 //
-// Inflating runs in a second goroutine, ahead of the file system work, so
-// one extraction uses up to two CPUs. r is read to the end of the gzip
+// Inflating runs in a goroutine of its own, ahead of the file system work;
+// files up to 512 KiB are read whole and handed to a few writer goroutines
+// (one per CPU, two to four) that create, write and hash them, while
+// larger files are written as they are read; so creating files, a system
+// call that can cost as much as inflating their content, overlaps the
+// inflating. r is read to the end of the gzip
 // stream plus one byte (or to the first error, then on to its end to check
 // the hash, as above), never after ExtractArchive returns, and is not
 // closed. Cancelling ctx stops the extraction at the next read or entry; a
 // Read blocked in r is only interrupted if r itself honours ctx (an HTTP
 // response body of a request made with ctx does).
 func ExtractArchive(ctx context.Context, r io.Reader, stage string, want Expect, opts ExtractOptions) (*Extracted, error) {
+	return extractArchive(ctx, r, stage, want, opts, newArchiveCreator)
+}
+
+// extractArchive is ExtractArchive creating files with the creator
+// newCreator returns for the stage.
+func extractArchive(ctx context.Context, r io.Reader, stage string, want Expect, opts ExtractOptions,
+	newCreator func(*os.Root) archiveCreator) (*Extracted, error) {
 	want, err := want.normalized()
 	if err != nil {
 		return nil, fmt.Errorf("extract archive: %w", err)
@@ -119,6 +139,7 @@ func ExtractArchive(ctx context.Context, r io.Reader, stage string, want Expect,
 		made:     make(map[string]bool),
 		buf:      make([]byte, archiveCopyBufSize),
 		fileHash: sha256.New(),
+		creator:  newCreator(root),
 	}
 	res, err := x.run(ctx, r)
 	if err != nil {
@@ -155,24 +176,29 @@ type archiveExtraction struct {
 	limits   Limits
 	noSync   bool
 	entries  *archiveEntrySet
-	digests  map[string]string // path under <Name>/ → hex sha256, regular files only
-	made     map[string]bool   // directories created on disk
-	dirs     []string          // the same, in creation order
-	sums     []byte            // content of <Name>/SHA256SUMS
+	made     map[string]bool // directories created on disk
+	dirs     []string        // the same, in creation order
+	sums     []byte          // content of <Name>/SHA256SUMS
 	total    int64
 	count    int
 	buf      []byte
 	fileHash hash.Hash
 	sumBuf   [sha256.Size]byte
+	creator  archiveCreator
+	pool     *archivePool
 
-	dirRoot     *os.Root // root of the directory files were last created in
-	dirRootName string
+	digestsMu sync.Mutex
+	digests   map[string]string // path under <Name>/ → hex sha256, regular files only
 }
 
 func (x *archiveExtraction) run(ctx context.Context, r io.Reader) (*Extracted, error) {
 	stream := startArchiveStream(ctx, r, x.limits.MaxArchiveSize)
+	x.pool = startArchivePool(ctx, x)
 	err := x.untar(ctx, stream)
-	x.closeDir()
+	if perr := x.pool.wait(); err == nil {
+		err = perr
+	}
+	x.creator.close()
 	stream.stop()
 	if err != nil {
 		if errors.Is(err, errArchiveCanceled) || errors.Is(err, ctx.Err()) {

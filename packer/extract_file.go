@@ -14,7 +14,9 @@ import (
 	"strings"
 )
 
-// file extracts the regular file entry hdr to n, hashing it on the way.
+// file extracts the regular file entry hdr to n, hashing it on the way:
+// a small file goes to the writer pool, a large one is written here as it
+// is read.
 func (x *archiveExtraction) file(ctx context.Context, tr *tar.Reader, hdr *tar.Header, n string) error {
 	if hdr.Size > x.limits.MaxFileSize {
 		return entryErrorf(ErrArchiveTooLarge, hdr.Name, "entry %q is %d bytes, over the %s per-file limit",
@@ -37,13 +39,12 @@ func (x *archiveExtraction) file(ctx context.Context, tr *tar.Reader, hdr *tar.H
 	if hdr.Mode&0o111 != 0 {
 		perm = 0o755
 	}
-	dir, err := x.openDir(path.Dir(n))
+	if hdr.Size <= archivePoolFileMax {
+		return x.submit(ctx, tr, hdr, n, rel, perm, isSums)
+	}
+	f, err := x.creator.create(n, perm)
 	if err != nil {
 		return err
-	}
-	f, err := dir.OpenFile(path.Base(n), os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return fmt.Errorf("create %q: %w", n, err)
 	}
 	digest, err := x.fill(ctx, f, tr, hdr, perm, isSums)
 	if cerr := f.Close(); err == nil && cerr != nil {
@@ -52,33 +53,60 @@ func (x *archiveExtraction) file(ctx context.Context, tr *tar.Reader, hdr *tar.H
 	if err != nil {
 		return err
 	}
-	x.digests[rel] = digest
+	x.setDigest(rel, digest)
 	return nil
 }
 
-// openDir returns an os.Root for the directory d (inside x.root), reusing
-// the previous one when d has not changed: tar streams list a directory's
-// files together, and opening a file through a root opened on its parent
-// costs one openat instead of one per path element.
-func (x *archiveExtraction) openDir(d string) (*os.Root, error) {
-	if x.dirRoot != nil && x.dirRootName == d {
-		return x.dirRoot, nil
-	}
-	x.closeDir()
-	r, err := x.root.OpenRoot(d)
+// submit reads the small file entry hdr into a buffer of the pool and
+// hands it to a writer.
+func (x *archiveExtraction) submit(ctx context.Context, tr *tar.Reader, hdr *tar.Header, n, rel string, perm os.FileMode, isSums bool) error {
+	buf, err := x.pool.buffer(ctx, int(hdr.Size))
 	if err != nil {
-		return nil, fmt.Errorf("open directory %q: %w", d, err)
+		return err
 	}
-	x.dirRoot, x.dirRootName = r, d
-	return r, nil
+	if err := archiveReadEntry(tr, hdr, buf); err != nil {
+		x.pool.release(buf)
+		return err
+	}
+	if isSums {
+		x.sums = append(x.sums[:0], buf...)
+	}
+	var f *os.File
+	if !x.creator.concurrent() {
+		if f, err = x.creator.create(n, perm); err != nil {
+			x.pool.release(buf)
+			return err
+		}
+	}
+	x.pool.submit(archiveJob{entry: hdr.Name, path: n, rel: rel, perm: perm, data: buf, f: f})
+	return nil
 }
 
-// closeDir closes the cached directory root, if any.
-func (x *archiveExtraction) closeDir() {
-	if x.dirRoot != nil {
-		x.dirRoot.Close()
-		x.dirRoot, x.dirRootName = nil, ""
+// archiveReadEntry reads the whole content of the entry hdr, len(buf)
+// bytes, into buf.
+func archiveReadEntry(tr *tar.Reader, hdr *tar.Header, buf []byte) error {
+	read := 0
+	for read < len(buf) {
+		n, err := tr.Read(buf[read:])
+		read += n
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return archiveStreamError(err)
+		}
 	}
+	if read != len(buf) {
+		return entryErrorf(ErrInvalidArchive, hdr.Name, "entry %q is truncated: %d of %d bytes", hdr.Name, read, hdr.Size)
+	}
+	return nil
+}
+
+// setDigest records the sha256 of the file rel (under <Name>/).
+func (x *archiveExtraction) setDigest(rel, digest string) {
+	x.digestsMu.Lock()
+	defer x.digestsMu.Unlock()
+	x.digests[rel] = digest
 }
 
 // fill copies the entry's data into f (created with mode perm), sets perm

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -39,6 +40,19 @@ type Record struct {
 	Envelope []byte `json:"envelope,omitempty"`
 	// AcceptedAt is when Open accepted the spec (OpenOptions.Now).
 	AcceptedAt time.Time `json:"accepted_at"`
+	// Reset, when set, says the spec was accepted out of serial order by
+	// a signed reset spec, and which record it replaced.
+	Reset *HistoryReset `json:"reset,omitempty"`
+}
+
+// HistoryReset records that the replay history was reset: which accepted
+// spec was forgotten, and why.
+type HistoryReset struct {
+	// FromSerial and FromDigest identify the record that was forgotten.
+	FromSerial uint64 `json:"from_serial"`
+	FromDigest string `json:"from_digest"`
+	// Reason says what reset it: a signed reset spec, or the operator.
+	Reason string `json:"reason"`
 }
 
 // ErrCorruptLedger means a ledger file exists but cannot be read as a
@@ -96,8 +110,9 @@ func (l *FileLedger) Last() (Record, bool, error) {
 }
 
 // Accept records r, refusing one that is older than (ErrReplayed) or
-// reuses the serial of (ErrEquivocation) the recorded spec. A v1 record's
-// Envelope is dropped (see Record.Envelope).
+// reuses the serial of (ErrEquivocation) the recorded spec, unless r.Reset
+// names exactly the recorded spec (a reset replaces that record and no
+// other). A v1 record's Envelope is dropped (see Record.Envelope).
 func (l *FileLedger) Accept(r Record) error {
 	if err := checkLedgerRecord(r); err != nil {
 		return fmt.Errorf("recording spec in replay ledger: %w", err)
@@ -111,7 +126,12 @@ func (l *FileLedger) Accept(r Record) error {
 	if err != nil {
 		return err
 	}
-	if ok {
+	switch {
+	case r.Reset != nil:
+		if !ok || last.Serial != r.Reset.FromSerial || last.Digest != r.Reset.FromDigest {
+			return fmt.Errorf("recording spec in replay ledger: the reset replaces serial %d, but the ledger holds another record", r.Reset.FromSerial)
+		}
+	case ok:
 		unchanged, err := checkReplay(last, r.Format, r.Serial, r.Digest)
 		if err != nil {
 			return fmt.Errorf("recording spec in replay ledger: %w", err)
@@ -120,6 +140,11 @@ func (l *FileLedger) Accept(r Record) error {
 			return nil
 		}
 	}
+	return l.write(r)
+}
+
+// write replaces the ledger file with one holding r. l.mu is held.
+func (l *FileLedger) write(r Record) error {
 	data, err := json.MarshalIndent(ledgerFile{Version: ledgerFileVersion, Last: r}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("recording spec in replay ledger: %w", err)
@@ -128,6 +153,41 @@ func (l *FileLedger) Accept(r Record) error {
 		return fmt.Errorf("writing replay ledger: %w", err)
 	}
 	return nil
+}
+
+// ErrResetMismatch is wrapped by the error [FileLedger.Reset] returns when
+// the ledger does not hold the serial the operator asked to forget.
+var ErrResetMismatch = errors.New("spec history does not hold that serial")
+
+// Reset forgets the accepted spec when it has serial, so that the next
+// spec Open sees is accepted whatever its serial or format (a v1 spec
+// after a v2 one, a lower serial after a bad high one). It is the
+// operator's local way back (`mms agent --reset-spec-history SERIAL`):
+// naming the serial makes it a no-op once done, so a flag left in a
+// service file cannot reset the history on every start. The file is not
+// deleted but renamed to <path>.reset-<UTC time>, for the record. It
+// returns the forgotten record; a ledger that holds another serial (or
+// none) is an error wrapping [ErrResetMismatch] that names what it holds.
+func (l *FileLedger) Reset(serial uint64, now time.Time) (Record, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	last, ok, err := l.Last()
+	switch {
+	case err != nil:
+		return Record{}, fmt.Errorf("reset spec history: %w", err)
+	case !ok:
+		return Record{}, fmt.Errorf("reset spec history: %w: no spec was accepted yet", ErrResetMismatch)
+	case last.Serial != serial:
+		return last, fmt.Errorf("reset spec history: %w: the last accepted spec has serial %d, not %d", ErrResetMismatch, last.Serial, serial)
+	}
+	aside := l.path + ".reset-" + now.UTC().Format("20060102T150405.000000000Z")
+	if err := os.Rename(l.path, aside); err != nil {
+		return Record{}, fmt.Errorf("reset spec history: %w", err)
+	}
+	if err := atomicfile.SyncDir(filepath.Dir(l.path)); err != nil {
+		return Record{}, fmt.Errorf("reset spec history: %w", err)
+	}
+	return last, nil
 }
 
 // checkLedgerRecord checks the fields of a record that Open always sets.

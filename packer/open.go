@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/mms-io/mms/spec"
 )
 
 // DefaultMaxClockSkew is how far in the future a spec's issued_at may be
@@ -41,7 +43,8 @@ type OpenOptions struct {
 // Open verifies an envelope and returns the spec it carries, or an error that
 // matches one of the Err* sentinels (ErrMalformed, ErrLegacyRefused,
 // ErrUnsigned, ErrBadSignature, ErrUnknownKey, ErrBelowThreshold,
-// ErrReplayed, ErrEquivocation, ErrNotYetValid, ErrExpired) or, for a bad
+// ErrReplayed, ErrEquivocation, ErrNotYetValid, ErrExpired, ErrSerialAhead)
+// or, for a bad
 // OpenOptions or a failing Ledger, a plain error.
 //
 // The steps, in order: trim surrounding whitespace; refuse more than
@@ -56,9 +59,20 @@ type OpenOptions struct {
 // ErrReplayed; the same serial with another digest is ErrEquivocation; the
 // same serial and digest returns Unchanged (and Stale when it has expired:
 // keep running it) without error or write. A new spec issued more than
-// MaxClockSkew in the future is ErrNotYetValid, and one whose expiry has
-// passed is ErrExpired. v1 specs have serial 0: after a v2 spec was accepted
-// a v1 spec is ErrReplayed, and one v1 spec may replace another freely.
+// MaxClockSkew in the future is ErrNotYetValid, one whose expiry has
+// passed is ErrExpired, and one whose serial is above spec.SerialCeiling
+// (the current Unix time plus spec.MaxSerialAhead) is ErrSerialAhead. v1
+// specs have serial 0: after a v2 spec was accepted a v1 spec is
+// ErrReplayed, and one v1 spec may replace another freely.
+//
+// Recovery from a bad high serial: a spec with spec.Spec.ResetHistory set
+// (`mms pack --reset-history`) that the replay rules would refuse as older
+// is accepted anyway when the last accepted serial is above the serial
+// ceiling (it can only have been accepted by an agent without this check,
+// or with a wrong clock) and the reset spec was issued after that serial
+// was accepted (less MaxClockSkew). Opened.Reset then names the forgotten
+// record. Everywhere else a reset spec is a normal spec. (The operator's
+// local alternative is FileLedger.Reset.)
 //
 // Open does not validate the entries (names, sources, checksums, matchers):
 // call spec.Validate on the result. Calls sharing a Ledger must not run
@@ -213,8 +227,13 @@ func (o *OpenOptions) applyReplayRules(opened *Opened, sealed *sealedSpec) error
 	if o.Now != nil {
 		now = o.Now()
 	}
+	skew := o.MaxClockSkew
+	if skew <= 0 {
+		skew = DefaultMaxClockSkew
+	}
 	s := opened.Spec
 	expired := !s.Expires.IsZero() && !now.Before(s.Expires)
+	var reset *HistoryReset
 	if o.Ledger != nil {
 		last, ok, err := o.Ledger.Last()
 		if err != nil {
@@ -222,18 +241,19 @@ func (o *OpenOptions) applyReplayRules(opened *Opened, sealed *sealedSpec) error
 		}
 		if ok {
 			unchanged, err := checkReplay(last, opened.Format, s.Serial, opened.Digest)
-			if err != nil {
-				return err
-			}
-			if unchanged {
+			switch {
+			case unchanged:
 				opened.Unchanged, opened.Stale = true, expired
 				return nil
+			case err != nil && resetsHistory(last, opened, now, skew):
+				reset = &HistoryReset{FromSerial: last.Serial, FromDigest: last.Digest, Reason: "signed reset spec"}
+			case err != nil && s.ResetHistory && errors.Is(err, ErrReplayed):
+				return reject(ErrReplayed, "%s; it is a reset spec, but a reset only replaces a last serial above the current ceiling (%d) and only with a spec issued after that serial was accepted (%s)",
+					err, spec.SerialCeiling(now), last.AcceptedAt.UTC().Format(time.RFC3339))
+			case err != nil:
+				return err
 			}
 		}
-	}
-	skew := o.MaxClockSkew
-	if skew <= 0 {
-		skew = DefaultMaxClockSkew
 	}
 	if ahead := s.IssuedAt.Sub(now); !s.IssuedAt.IsZero() && ahead > skew {
 		return reject(ErrNotYetValid, "spec not valid yet (issued %s in the future, allowed clock skew %s)", ahead.Round(time.Second), skew)
@@ -241,17 +261,37 @@ func (o *OpenOptions) applyReplayRules(opened *Opened, sealed *sealedSpec) error
 	if expired {
 		return reject(ErrExpired, "spec expired %s ago", now.Sub(s.Expires).Round(time.Second))
 	}
+	if err := spec.CheckSerial(s.Serial, now); err != nil {
+		return reject(ErrSerialAhead, "spec refused: serial %d is above %d, the current Unix time plus %s (milliseconds instead of seconds?): accepting it would make this node ignore every lower serial",
+			s.Serial, spec.SerialCeiling(now), spec.MaxSerialAhead)
+	}
 	if o.Ledger == nil {
 		return nil
 	}
-	rec := Record{Serial: s.Serial, Digest: opened.Digest, Format: opened.Format, AcceptedAt: now}
+	rec := Record{Serial: s.Serial, Digest: opened.Digest, Format: opened.Format, AcceptedAt: now, Reset: reset}
 	if opened.Format == FormatV2 {
 		rec.Envelope = bytes.Clone(sealed.envelope)
 	}
 	if err := o.Ledger.Accept(rec); err != nil {
 		return fmt.Errorf("opening spec: recording accepted spec: %w", err)
 	}
+	opened.Reset = reset
 	return nil
+}
+
+// resetsHistory reports whether opened, which the replay rules refuse
+// against last, is a reset spec that replaces last anyway: it says so
+// (spec.Spec.ResetHistory, v2), last's serial is above the serial ceiling
+// at now, so last can only have been accepted by an agent without the
+// ceiling check or with a wrong clock, and opened was issued after last was
+// accepted (within the clock skew), so a reset spec kept from an earlier
+// incident cannot undo a later history. A node whose last serial is
+// plausible treats a reset spec as any other spec.
+func resetsHistory(last Record, opened *Opened, now time.Time, skew time.Duration) bool {
+	s := opened.Spec
+	return s.ResetHistory && opened.Format == FormatV2 &&
+		last.Serial > spec.SerialCeiling(now) &&
+		!s.IssuedAt.Before(last.AcceptedAt.Add(-skew))
 }
 
 // checkReplay compares a spec (format, serial, digest) with the last accepted

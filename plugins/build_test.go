@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/syncbuf"
+	"github.com/mms-io/mms/internal/treetest"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/plugins"
 )
@@ -29,8 +29,9 @@ import (
 // that the binary validates a machine using the heartbeat type and that its
 // `mms agent`, given no key flag, trusts the key compiled in with -ldflags.
 //
-// It runs the go command offline (GOPROXY=off: the module cache already
-// holds every dependency) and shares the build cache, so after the first
+// It runs the go command with the environment's module settings (GOPROXY,
+// GOMODCACHE, GOFLAGS' -modcacherw and so on), so it downloads what the
+// module cache lacks, and it shares the build cache, so after the first
 // build it only recompiles this module's packages and links.
 func TestBuildCustomBinary(t *testing.T) {
 	if testing.Short() {
@@ -45,9 +46,7 @@ func TestBuildCustomBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := copyTree(root, dir); err != nil {
-		t.Fatalf("copy %s to %s: %v", root, dir, err)
-	}
+	treetest.Copy(t, root, dir)
 
 	list, err := os.OpenFile(filepath.Join(dir, "user_plugins.yaml"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -61,7 +60,7 @@ func TestBuildCustomBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	env := append(os.Environ(), "GOFLAGS=-mod=mod", "GOPROXY=off", "GOTOOLCHAIN=local", "GOWORK=off")
+	env := append(os.Environ(), "GOFLAGS="+goFlags("-mod=mod"), "GOTOOLCHAIN=local", "GOWORK=off")
 	run := func(name string, args ...string) string {
 		t.Helper()
 		cmd := exec.CommandContext(t.Context(), name, args...)
@@ -201,11 +200,24 @@ func TestExampleModule(t *testing.T) {
 	for _, args := range [][]string{{"vet", "./..."}, {"test", "-count=1", "./..."}} {
 		cmd := exec.CommandContext(t.Context(), goCmd, args...)
 		cmd.Dir = filepath.Join("..", "examples", "heartbeat")
-		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly", "GOPROXY=off", "GOTOOLCHAIN=local", "GOWORK=off")
+		cmd.Env = append(os.Environ(), "GOFLAGS="+goFlags("-mod=readonly"), "GOTOOLCHAIN=local", "GOWORK=off")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("go %s in examples/heartbeat: %v\n%s\n(a missing go.sum entry means this module's dependencies changed: run `cd examples/heartbeat && go mod tidy`)", strings.Join(args, " "), err, out)
 		}
 	}
+}
+
+// goFlags returns the environment's GOFLAGS with mode, the -mod flag a
+// test needs, in place of any -mod flag it had: the other flags (such as
+// -modcacherw, which lets CI delete a temporary module cache) still apply.
+func goFlags(mode string) string {
+	flags := []string{mode}
+	for _, f := range strings.Fields(os.Getenv("GOFLAGS")) {
+		if !strings.HasPrefix(f, "-mod=") {
+			flags = append(flags, f)
+		}
+	}
+	return strings.Join(flags, " ")
 }
 
 // builtView is the --json shape of `mms plugins`.
@@ -229,52 +241,4 @@ type builtWatcher struct {
 
 type builtMachine struct {
 	Name string `json:"name"`
-}
-
-// copyTree copies the directories and regular files under src into dst,
-// leaving out .git.
-func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, path)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, rel)
-		switch {
-		case d.Name() == ".git":
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		case d.IsDir():
-			return os.MkdirAll(target, 0o755)
-		case !d.Type().IsRegular():
-			return nil
-		}
-		return copyFile(path, target)
-	})
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	st, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, st.Mode().Perm())
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

@@ -107,3 +107,6 @@ type idleHost string
 func (h idleHost) MachinesDir() string                                          { return string(h) }
 func (idleHost) LoadMachine(context.Context, string, watchers.Definition) error { return nil }
 func (idleHost) UnloadMachine(context.Context, string) error                    { return nil }
+func (idleHost) MachineState(string) (watchers.MachineState, bool) {
+	return watchers.MachineState{}, false
+}

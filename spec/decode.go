@@ -13,7 +13,7 @@ import (
 )
 
 // DecodeV2 decodes the payload of a v2 envelope,
-// {"serial":N,"issued_at":"RFC3339","expires":"RFC3339","machines":[…]},
+// {"serial":N,"issued_at":"RFC3339","expires":"RFC3339","reset_history":true,"machines":[…]},
 // strictly: unknown or repeated fields anywhere, values of the wrong type
 // and a missing machines list are errors. Entries may carry name, source,
 // checksum, verify_checksum, verify, match, governor, size and auth;
@@ -61,6 +61,10 @@ func DecodeV2(payload []byte) (*Spec, error) {
 			t, err := decodeTime(val)
 			s.Expires = t
 			add(err)
+		case keyReset:
+			if err := json.Unmarshal(val, &s.ResetHistory); err != nil || string(val) == "null" {
+				add(fmt.Errorf("want true or false, got %s", describeJSON(val)))
+			}
 		case keyMachines:
 			machines = true
 			if val[0] != '[' {

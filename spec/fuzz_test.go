@@ -134,7 +134,8 @@ func FuzzCompileMatcher(f *testing.F) {
 		f.Add(tt.src)
 	}
 	for _, src := range []string{"identity('^web') && has_command('facter')", "facts.os.family == 'debian'", "get_fact('disks.0.size') > 1",
-		"identity(facts.role)", "has_file('/etc/motd') || has_directory('/secret/forbidden')", "(facts.x ?? 1) > 0", "facts?.a?.b == nil"} {
+		"identity(facts.role)", "has_file('/etc/motd') || has_directory('/secret/forbidden')", "(facts.x ?? 1) > 0", "facts?.a?.b == nil",
+		`none(1..99, identity("^x" + string(#)))`, `any(["a"], "web" matches (# + "b"))`, `all(facts.list ?? [], # matches "x")`} {
 		f.Add(src)
 	}
 	env := testEnv()

@@ -1,12 +1,14 @@
 package spec
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/file"
@@ -26,7 +28,18 @@ const (
 	// castPrefix starts the message of expr's run-time cast of a
 	// non-boolean result (expr.AsBool on a value of unknown type).
 	castPrefix = "invalid operation: bool("
+	// DefaultMatchTimeout bounds one evaluation of a matcher (see
+	// [Matcher.MatchContext]). Real matchers run in well under a
+	// millisecond; the bound is wall-clock time, so it is generous enough
+	// that a busy node (garbage collection, other work on its cores) never
+	// fails a real matcher, and small enough that a hostile one costs at
+	// most a second per entry.
+	DefaultMatchTimeout = time.Second
 )
+
+// ErrMatchTimeout is wrapped by the error of a matcher evaluation that ran
+// out of time (see [Matcher.MatchContext]).
+var ErrMatchTimeout = errors.New("matcher ran out of time")
 
 // Env is what a matcher sees of the node. The zero value is a node with no
 // identity, no facts and no files.
@@ -69,8 +82,45 @@ type Matcher struct {
 // Only facts is visible to expressions; the probe functions receive the
 // whole value as their hidden first argument (see matchPatcher).
 type exprEnv struct {
-	Facts map[string]any `expr:"facts"`
-	env   *Env
+	Facts  map[string]any `expr:"facts"`
+	env    *Env
+	budget budget
+}
+
+// budget bounds the work of one evaluation. expr's virtual machine has no
+// timeout or cancellation, and one matcher can loop over a range a million
+// long or compile a million regular expressions. The patcher therefore
+// makes every loop iteration (every predicate of all, any, filter, map,
+// reduce, …), every probe call and every matches with a computed pattern
+// call tick, which fails the evaluation once the deadline has passed or
+// the context is done. Between two ticks an evaluation does a bounded
+// amount of work (the expression has at most MaxMatcherNodes nodes and
+// expr's memory budget caps every value it builds), so the deadline holds
+// to within that work.
+type budget struct {
+	ctx      context.Context
+	deadline time.Time
+	timeout  time.Duration
+	n        uint32
+}
+
+// tick returns an error once the budget is spent. The zero budget (no
+// context) never is.
+func (b *budget) tick() error {
+	if b.ctx == nil {
+		return nil
+	}
+	b.n++
+	if b.n%16 != 1 { // the clock and ctx every 16 ticks: cheap, and soon enough
+		return nil
+	}
+	if err := b.ctx.Err(); err != nil {
+		return fmt.Errorf("evaluation cancelled: %w", context.Cause(b.ctx))
+	}
+	if time.Now().After(b.deadline) {
+		return fmt.Errorf("%w: stopped after %s", ErrMatchTimeout, b.timeout)
+	}
+	return nil
 }
 
 // CompileMatcher compiles a match expression. The expression must be
@@ -152,6 +202,9 @@ func compileMatcher(src string) (*Matcher, error) {
 			if !ok || len(params) != 2 {
 				return nil, fmt.Errorf("%s: internal error: unexpected arguments", name)
 			}
+			if err := e.budget.tick(); err != nil {
+				return nil, err
+			}
 			arg, ok := params[1].(string)
 			if !ok {
 				return nil, fmt.Errorf("%s: want a string argument, got %s", name, kindOf(params[1]))
@@ -159,6 +212,22 @@ func compileMatcher(src string) (*Matcher, error) {
 			return fn(m, e.env, arg)
 		}, sig)
 	}
+	tick := expr.Function(tickFunc, func(params ...any) (any, error) {
+		if e, ok := params[0].(*exprEnv); ok {
+			return true, e.budget.tick()
+		}
+		return true, nil
+	}, new(func(any) bool))
+	matches := expr.Function(matchesFunc, func(params ...any) (any, error) {
+		e, ok := params[0].(*exprEnv)
+		if !ok || len(params) != 3 {
+			return nil, fmt.Errorf("matches: internal error: unexpected arguments")
+		}
+		if err := e.budget.tick(); err != nil {
+			return nil, err
+		}
+		return m.matches(params[1], params[2])
+	}, new(func(any, any, any) (bool, error)))
 	program, err := expr.Compile(src,
 		expr.Env(exprEnv{}),
 		expr.AsBool(),
@@ -169,6 +238,8 @@ func compileMatcher(src string) (*Matcher, error) {
 		probe("has_directory", hasDirectory),
 		probe("has_command", hasCommand),
 		probe("get_fact", getFact),
+		tick,
+		matches,
 	)
 	if err != nil {
 		return nil, exprError(src, err)
@@ -189,18 +260,33 @@ func (m *Matcher) String() string {
 	return m.src
 }
 
-// Match runs the matcher against a node. A nil env is the zero [Env]. An
-// error means the matcher could not be evaluated on this node (a probe was
-// denied, a fact had the wrong type); it never means "no match", and callers
-// must not treat it as one.
+// Match runs the matcher against a node with [DefaultMatchTimeout]; see
+// [Matcher.MatchContext].
 func (m *Matcher) Match(env *Env) (bool, error) {
+	return m.MatchContext(context.Background(), env, 0)
+}
+
+// MatchContext runs the matcher against a node. A nil env is the zero
+// [Env]. An error means the matcher could not be evaluated on this node (a
+// probe was denied, a fact had the wrong type, it ran out of time or ctx
+// ended); it never means "no match", and callers must not treat it as one.
+//
+// The evaluation stops with an error wrapping [ErrMatchTimeout] once
+// timeout (0 means [DefaultMatchTimeout]) has passed, and with ctx's cause
+// once ctx is done: expr has no timeout of its own, so the matcher checks
+// both at every loop iteration and every probe (see budget).
+func (m *Matcher) MatchContext(ctx context.Context, env *Env, timeout time.Duration) (bool, error) {
 	if m == nil || m.program == nil {
 		return true, nil
 	}
 	if env == nil {
 		env = &Env{}
 	}
-	out, err := expr.Run(m.program, &exprEnv{Facts: env.Facts, env: env})
+	if timeout <= 0 {
+		timeout = DefaultMatchTimeout
+	}
+	out, err := expr.Run(m.program, &exprEnv{Facts: env.Facts, env: env,
+		budget: budget{ctx: ctx, deadline: time.Now().Add(timeout), timeout: timeout}})
 	var fe *file.Error
 	if errors.As(err, &fe) && strings.HasPrefix(fe.Message, castPrefix) {
 		// expr.AsBool casts a result of unknown type (a fact) at run time.
@@ -210,9 +296,9 @@ func (m *Matcher) Match(env *Env) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("evaluate matcher %s: %w", quote(m.src), exprError(m.src, err))
 	}
-	b, ok := out.(bool)
+	b2, ok := out.(bool)
 	if !ok {
 		return false, fmt.Errorf("evaluate matcher %s: the result is %s, want true or false", quote(m.src), kindOf(out))
 	}
-	return b, nil
+	return b2, nil
 }

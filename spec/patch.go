@@ -40,12 +40,46 @@ func (p *matchPatcher) Visit(node *ast.Node) {
 			Callee:    n.Callee,
 			Arguments: append([]ast.Node{&ast.IdentifierNode{Value: "$env"}}, n.Arguments...),
 		})
+	case *ast.PredicateNode:
+		// Every loop iteration ticks the evaluation's budget first.
+		n.Node = &ast.SequenceNode{Nodes: []ast.Node{tickCall(), n.Node}}
+	case *ast.BinaryNode:
+		if n.Operator != "matches" {
+			return
+		}
+		if _, literal := n.Right.(*ast.StringNode); literal {
+			return // compiled once, with the expression
+		}
+		// A computed pattern would be compiled on every evaluation by
+		// expr itself, unbounded: use the matcher's bounded cache and
+		// tick the budget instead.
+		ast.Patch(node, &ast.CallNode{
+			Callee:    &ast.IdentifierNode{Value: matchesFunc},
+			Arguments: []ast.Node{&ast.IdentifierNode{Value: "$env"}, n.Left, n.Right},
+		})
 	case *ast.MemberNode:
 		if n.Method || !rootedAtFacts(n.Node) {
 			return
 		}
 		n.Optional = true
 		ast.Patch(node, &ast.ChainNode{Node: n})
+	}
+}
+
+// The hidden functions the patcher calls. Their names cannot be written
+// in an expression (the parser has no "$" in identifiers).
+const (
+	// tickFunc ticks the evaluation's budget (see budget).
+	tickFunc = "$mms_tick"
+	// matchesFunc is "matches" with a computed pattern.
+	matchesFunc = "$mms_matches"
+)
+
+// tickCall is a call of tickFunc with the hidden environment.
+func tickCall() ast.Node {
+	return &ast.CallNode{
+		Callee:    &ast.IdentifierNode{Value: tickFunc},
+		Arguments: []ast.Node{&ast.IdentifierNode{Value: "$env"}},
 	}
 }
 
@@ -58,7 +92,7 @@ func (p *matchPatcher) literal(arg ast.Node) {
 	if _, done := p.literals[s.Value]; done {
 		return
 	}
-	re, err := compileRegexp(s.Value)
+	re, err := compileRegexp("identity", s.Value)
 	if err != nil {
 		if p.err == nil {
 			fe := &file.Error{Location: arg.Location(), Message: err.Error()}

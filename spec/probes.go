@@ -12,7 +12,7 @@ import (
 
 // identity implements identity(re).
 func (m *Matcher) identity(env *Env, pattern string) (any, error) {
-	re, err := m.regexp(pattern)
+	re, err := m.regexp("identity", pattern)
 	if err != nil {
 		return nil, err
 	}
@@ -21,7 +21,7 @@ func (m *Matcher) identity(env *Env, pattern string) (any, error) {
 
 // regexp returns the compiled pattern, from the literals compiled with the
 // expression or from the bounded run-time cache.
-func (m *Matcher) regexp(pattern string) (*regexp.Regexp, error) {
+func (m *Matcher) regexp(fn, pattern string) (*regexp.Regexp, error) {
 	if re, ok := m.literals[pattern]; ok {
 		return re, nil
 	}
@@ -31,7 +31,7 @@ func (m *Matcher) regexp(pattern string) (*regexp.Regexp, error) {
 	if ok {
 		return re, nil
 	}
-	re, err := compileRegexp(pattern)
+	re, err := compileRegexp(fn, pattern)
 	if err != nil {
 		return nil, err
 	}
@@ -46,17 +46,37 @@ func (m *Matcher) regexp(pattern string) (*regexp.Regexp, error) {
 	return re, nil
 }
 
-// compileRegexp compiles an identity() pattern with a readable error.
-func compileRegexp(pattern string) (*regexp.Regexp, error) {
+// compileRegexp compiles a pattern of fn (identity, matches) with a
+// readable error.
+func compileRegexp(fn, pattern string) (*regexp.Regexp, error) {
 	re, err := regexp.Compile(pattern)
 	if err != nil {
 		var se *syntax.Error
 		if errors.As(err, &se) {
-			return nil, fmt.Errorf("identity: invalid regular expression %s: %s", quote(pattern), se.Code)
+			return nil, fmt.Errorf("%s: invalid regular expression %s: %s", fn, quote(pattern), se.Code)
 		}
-		return nil, fmt.Errorf("identity: invalid regular expression %s: %w", quote(pattern), err)
+		return nil, fmt.Errorf("%s: invalid regular expression %s: %w", fn, quote(pattern), err)
 	}
 	return re, nil
+}
+
+// matches implements "matches" with a computed pattern: nil on either side
+// is false (as in expr), anything but strings is an error, and the pattern
+// goes through the matcher's bounded cache.
+func (m *Matcher) matches(s, pattern any) (bool, error) {
+	if s == nil || pattern == nil {
+		return false, nil
+	}
+	str, ok1 := s.(string)
+	pat, ok2 := pattern.(string)
+	if !ok1 || !ok2 {
+		return false, fmt.Errorf("matches: want strings, got %s matches %s", kindOf(s), kindOf(pattern))
+	}
+	re, err := m.regexp("matches", pat)
+	if err != nil {
+		return false, err
+	}
+	return re.MatchString(str), nil
 }
 
 // hasFile implements has_file(path).

@@ -128,6 +128,13 @@ type Spec struct {
 	Expires time.Time
 	// Machines is the desired set of managed machines.
 	Machines []Machine
+	// ResetHistory marks a recovery spec (v2 only): a node whose last
+	// accepted serial is above [SerialCeiling] (accepted before that check
+	// existed, or while its clock was wrong) accepts this spec even though
+	// its serial is lower, provided it was issued after that serial was
+	// accepted. Every other node treats it as a normal spec. See
+	// packer.Open for the exact rule.
+	ResetHistory bool
 }
 
 // FieldError is one problem found while decoding or validating a spec. It

@@ -36,6 +36,8 @@ func (s *Spec) Validate(opts ValidateOptions) error {
 		if s.IssuedAt.IsZero() {
 			errs = append(errs, &FieldError{Field: "issued_at", Err: errRequired})
 		}
+	} else if s.ResetHistory {
+		errs = append(errs, &FieldError{Field: "reset_history", Err: errors.New("v2 only: v1 envelopes have no serial to reset")})
 	}
 	if !s.Expires.IsZero() && !s.IssuedAt.IsZero() && !s.Expires.After(s.IssuedAt) {
 		errs = append(errs, &FieldError{Field: "expires", Err: fmt.Errorf("must be after issued_at (%s), got %s",

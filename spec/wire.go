@@ -86,6 +86,7 @@ const (
 	keySerial   = "serial"
 	keyIssuedAt = "issued_at"
 	keyExpires  = "expires"
+	keyReset    = "reset_history"
 	keyMachines = "machines"
 )
 
@@ -138,6 +139,9 @@ func (s *Spec) encode(f format) ([]byte, error) {
 	if !s.Expires.IsZero() {
 		w.buf.WriteString(`,"` + keyExpires + `":`)
 		w.value(s.Expires)
+	}
+	if s.ResetHistory {
+		w.buf.WriteString(`,"` + keyReset + `":true`)
 	}
 	w.buf.WriteString(`,"` + keyMachines + `":`)
 	w.machines(s.Machines, f)

@@ -187,6 +187,12 @@ type Deps struct {
 	// Metrics receives the samples the watcher exports for the node's
 	// Prometheus endpoint. Nil when the node exports none.
 	Metrics MetricsSink
+	// Report publishes a state event of this watcher now, with state as
+	// its type-specific fields and outcome "report", firing no transition:
+	// for progress of long work inside a check (a download). It must not
+	// be called often (pace it to seconds). Nil when the machine has no
+	// runner to publish for it.
+	Report func(state any)
 }
 
 // Host is the part of the agent's machine host a watcher may drive.
@@ -204,6 +210,21 @@ type Host interface {
 	// UnloadMachine stops the machine and waits for its watchers to exit.
 	// Unloading a machine that is not running is not an error.
 	UnloadMachine(ctx context.Context, name string) error
+	// MachineState returns the state of the running machine name, and
+	// false when it does not run.
+	MachineState(name string) (MachineState, bool)
+}
+
+// MachineState is what a host tells of a running machine: its version,
+// its state and the states it went through since it started, which is
+// what a health gate reads.
+type MachineState struct {
+	Version string
+	State   string
+	// Started is when its watchers started (zero while it splays).
+	Started time.Time
+	// Entered is when each state was first entered since Started.
+	Entered map[string]time.Time
 }
 
 // Definition is a parsed machine.yaml, a *machine.Definition, handed to

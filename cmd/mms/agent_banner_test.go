@@ -19,13 +19,13 @@ import (
 
 // bannerCommand finds the commands the agent's banner tells a person to
 // run next.
-var bannerCommand = regexp.MustCompile(`(?m)\bmms (?:archive|pack|events|status) .*$`)
+var bannerCommand = regexp.MustCompile(`(?m)\bmms (?:archive|pack|events|status)\b.*$`)
 
 // bannerCommands waits for the agent's banner and returns its commands by
 // their first word after mms.
 func bannerCommands(t *testing.T, errOut *syncbuf.Buffer) map[string]string {
 	t.Helper()
-	waitFor(t, errOut, "then follow it:", "mms status ")
+	waitFor(t, errOut, "then follow it:", "mms status")
 	cmds := map[string]string{}
 	for _, c := range bannerCommand.FindAllString(errOut.String(), -1) {
 		cmds[strings.Fields(c)[1]] = strings.TrimSpace(c)

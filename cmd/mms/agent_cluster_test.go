@@ -87,7 +87,7 @@ func testAgentClusterLeaderLoss(t *testing.T, leaderOnly bool) {
 				return fmt.Errorf("installed machine.yaml = %q, want web %s", got, version)
 			}
 			var err error
-			if doc, err = statusJSON(t, natstest.ClientURLs(servers), identity); err != nil {
+			if doc, err = statusJSON(t, []string{"--server", natstest.ClientURLs(servers)}, identity); err != nil {
 				return err
 			}
 			return wantMachineServing(doc, serial, version)
@@ -138,8 +138,8 @@ func testAgentClusterLeaderLoss(t *testing.T, leaderOnly bool) {
 // version in its ready state.
 func wantMachineServing(doc *fleetstatus.Document, serial uint64, version string) error {
 	m := findMachine(doc, "web")
-	if doc.Spec.Serial != serial || m == nil || m.Version != version || m.State != "ready" {
-		return fmt.Errorf("status = serial %d, web %+v; want serial %d, web %s ready", doc.Spec.Serial, m, serial, version)
+	if doc.AppliedSerial() != serial || m == nil || m.Version != version || m.State != "ready" {
+		return fmt.Errorf("status = serial %d, web %+v; want serial %d, web %s ready", doc.AppliedSerial(), m, serial, version)
 	}
 	return nil
 }

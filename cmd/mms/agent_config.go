@@ -35,6 +35,7 @@ type agentOptions struct {
 	bucket          string
 	key             string
 	allowLegacy     bool
+	resetHistory    string
 	allowHTTP       bool
 	verifyInterval  time.Duration
 	insecure        bool
@@ -42,6 +43,7 @@ type agentOptions struct {
 	statusInterval  time.Duration
 	logJSON         bool
 	logLevel        string
+	metricsListen   string
 }
 
 // agentConfig is what the agent runs with, resolved and checked.
@@ -61,6 +63,9 @@ type agentConfig struct {
 	heartbeat  time.Duration
 	logLevel   slog.Level
 	logJSON    bool
+	// metricsListen is where Prometheus metrics and /healthz are served;
+	// empty serves none.
+	metricsListen string
 }
 
 // storeDir is the embedded server's JetStream store.
@@ -74,7 +79,12 @@ const minHeartbeat = 100 * time.Millisecond
 // key flag is given. It reads the key and facts files but writes nothing.
 func (o *agentOptions) resolve(a *app) (agentConfig, error) {
 	var errs []error
-	cfg := agentConfig{factsFile: o.factsFile, timeout: o.nats.timeout, heartbeat: o.statusInterval, logJSON: o.logJSON}
+	cfg := agentConfig{factsFile: o.factsFile, timeout: o.nats.timeout, heartbeat: o.statusInterval, logJSON: o.logJSON, metricsListen: o.metricsListen}
+	if o.metricsListen != "" {
+		if _, _, err := net.SplitHostPort(o.metricsListen); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics-listen %q: want HOST:PORT, e.g. 127.0.0.1:9180: %w", o.metricsListen, err))
+		}
+	}
 	if err := cfg.logLevel.UnmarshalText([]byte(o.logLevel)); err != nil {
 		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", o.logLevel))
 	}
@@ -115,6 +125,14 @@ func (o *agentOptions) resolve(a *app) (agentConfig, error) {
 	if o.nats.timeout <= 0 {
 		errs = append(errs, fmt.Errorf("--timeout %v: want a positive duration", o.nats.timeout))
 	}
+	var resetHistory *uint64
+	if o.resetHistory != "" {
+		n, err := strconv.ParseUint(strings.TrimSpace(o.resetHistory), 10, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--reset-spec-history %q: want the serial of the last accepted spec (mms status shows it; 0 for a v1 spec)", o.resetHistory))
+		}
+		resetHistory = &n
+	}
 	if o.factsFile != "" {
 		if _, err := agent.LoadFacts(o.factsFile); err != nil {
 			errs = append(errs, fmt.Errorf("--facts: %w", err))
@@ -153,6 +171,8 @@ func (o *agentOptions) resolve(a *app) (agentConfig, error) {
 		Key:            o.key,
 		AllowHTTP:      o.allowHTTP,
 		VerifyInterval: o.verifyInterval,
+
+		ResetSpecHistory: resetHistory,
 	}
 	return cfg, nil
 }
@@ -171,6 +191,8 @@ func resolveTrust(hexKeys []string, file string, threshold int, insecure, allowV
 			hint := ""
 			if _, serr := os.Stat(h); serr == nil {
 				hint = " (it names a file: use --trusted-keys FILE)"
+			} else if strings.TrimSpace(h) == "" {
+				hint = ` (did a substitution such as --public-key "$(cat ops.pub)" fail? check that the file exists)`
 			}
 			errs = append(errs, fmt.Errorf("--public-key #%d: %w%s", i+1, err, hint))
 			continue
@@ -203,11 +225,19 @@ func resolveTrust(hexKeys []string, file string, threshold int, insecure, allowV
 	return trust, err
 }
 
-// agentStateDir returns dir, or the default state directory: /var/lib/mms
-// for root, else $XDG_STATE_HOME/mms, else ~/.local/state/mms.
+// stateDirEnv names the environment variable that replaces the default
+// state directory, for the agent and for the commands that look for it.
+const stateDirEnv = "MMS_STATE_DIR"
+
+// agentStateDir returns dir, or the default state directory: $MMS_STATE_DIR,
+// else /var/lib/mms for root, else $XDG_STATE_HOME/mms, else
+// ~/.local/state/mms.
 func agentStateDir(dir string) (string, error) {
 	if dir != "" {
 		return dir, nil
+	}
+	if env := os.Getenv(stateDirEnv); env != "" {
+		return filepath.Abs(env)
 	}
 	return defaultStateDir(os.Geteuid(), os.Getenv("XDG_STATE_HOME"), os.UserHomeDir)
 }

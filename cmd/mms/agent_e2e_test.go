@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/agent"
@@ -83,13 +82,20 @@ func newArchiveRepo(t testing.TB) *archiveRepo {
 // and check.sh), serves it and returns the spec entry pinning it.
 func (r *archiveRepo) publish(t testing.TB, name, version string) spec.Machine {
 	t.Helper()
+	return r.publishCheck(t, name, version, "exit 0")
+}
+
+// publishCheck is publish with check.sh running check: a check that fails
+// keeps the machine in its initial state.
+func (r *archiveRepo) publishCheck(t testing.TB, name, version, check string) spec.Machine {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for file, content := range map[string]string{
 		"machine.yaml": runnableMachineYAML(name, version),
-		"check.sh":     "#!/bin/sh\nexit 0\n",
+		"check.sh":     "#!/bin/sh\n" + check + "\n",
 	} {
 		if err := os.WriteFile(filepath.Join(dir, file), []byte(content), 0o755); err != nil {
 			t.Fatal(err)
@@ -213,10 +219,11 @@ func findMachine(doc *fleetstatus.Document, name string) *fleetstatus.Machine {
 	return nil
 }
 
-// statusJSON runs `mms status --json` and returns the document of identity.
-func statusJSON(t *testing.T, url, identity string) (*fleetstatus.Document, error) {
+// statusJSON runs `mms status --json` with the connection flags conn and
+// returns the document of identity.
+func statusJSON(t *testing.T, conn []string, identity string) (*fleetstatus.Document, error) {
 	t.Helper()
-	r := mms(t, "", "status", "--server", url, "--json")
+	r := mms(t, "", append([]string{"status", "--json"}, conn...)...)
 	if r.code != 0 {
 		return nil, fmt.Errorf("mms status --json: exit %d: %s", r.code, r.stderr)
 	}
@@ -233,12 +240,12 @@ func statusJSON(t *testing.T, url, identity string) (*fleetstatus.Document, erro
 }
 
 // pollStatus polls `mms status --json` until ok accepts identity's document.
-func pollStatus(t *testing.T, url, identity string, ok func(*fleetstatus.Document) error) *fleetstatus.Document {
+func pollStatus(t *testing.T, conn []string, identity string, ok func(*fleetstatus.Document) error) *fleetstatus.Document {
 	t.Helper()
 	var doc *fleetstatus.Document
 	natstest.Eventually(t, e2eTimeout, func() error {
 		var err error
-		if doc, err = statusJSON(t, url, identity); err != nil {
+		if doc, err = statusJSON(t, conn, identity); err != nil {
 			return err
 		}
 		return ok(doc)
@@ -249,8 +256,8 @@ func pollStatus(t *testing.T, url, identity string, ok func(*fleetstatus.Documen
 // wantMachine returns an error unless doc runs machine name at version in
 // state, installed from checksum with the manager's outcome.
 func wantMachine(doc *fleetstatus.Document, serial uint64, name, version, state, checksum string, outcome manager.EntryOutcome) error {
-	if doc.Spec.Serial != serial {
-		return fmt.Errorf("status spec serial = %d, want %d", doc.Spec.Serial, serial)
+	if doc.AppliedSerial() != serial {
+		return fmt.Errorf("status spec serial = %d, want %d", doc.AppliedSerial(), serial)
 	}
 	m := findMachine(doc, name)
 	if m == nil {
@@ -265,9 +272,9 @@ func wantMachine(doc *fleetstatus.Document, serial uint64, name, version, state,
 
 // statusCheck runs `mms status --check` and returns its exit code and
 // stderr.
-func statusCheck(t *testing.T, url string) (int, string) {
+func statusCheck(t *testing.T, conn []string) (int, string) {
 	t.Helper()
-	r := mms(t, "", "status", "--server", url, "--check")
+	r := mms(t, "", append([]string{"status", "--check"}, conn...)...)
 	return r.code, r.stderr
 }
 
@@ -285,16 +292,12 @@ func TestAgentConverges(t *testing.T) {
 	const identity = "web1"
 	_, errOut, stop := runUntil(t, "agent", "--public-key", strings.TrimSpace(readFile(t, pub)), "--state-dir", state,
 		"--listen", "127.0.0.1:0", "--allow-http", "--identity", identity, "--status-interval", "500ms")
-	url := agentURL(t, errOut)
+	agentURL(t, errOut)
 	repo := newArchiveRepo(t)
-	put := []string{"--server", url}
+	put := []string{"--state-dir", state}
 	sign := []string{"--key-file", "ops.key", "--allow-http"}
 
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := agentConn(t, state)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -314,7 +317,7 @@ func TestAgentConverges(t *testing.T) {
 	if got := readFile(t, filepath.Join(installed, "machine.yaml")); got != runnableMachineYAML("web", "1.0.0") {
 		t.Errorf("installed machine.yaml = %q, want the archive's", got)
 	}
-	doc := pollStatus(t, url, identity, func(d *fleetstatus.Document) error {
+	doc := pollStatus(t, put, identity, func(d *fleetstatus.Document) error {
 		return wantMachine(d, serial, "web", "1.0.0", "ready", v1.Checksum, manager.EntryInstalled)
 	})
 	if m := findMachine(doc, "web"); m.Path != installed {
@@ -323,7 +326,7 @@ func TestAgentConverges(t *testing.T) {
 	if m := findMachine(doc, mmsmanager.MachineName); m == nil || !m.CompiledIn || m.State != "MANAGE" {
 		t.Errorf("status of %s = %+v, want compiled in, in MANAGE", mmsmanager.MachineName, m)
 	}
-	if code, stderr := statusCheck(t, url); code != 0 {
+	if code, stderr := statusCheck(t, put); code != 0 {
 		t.Errorf("mms status --check with web installed = exit %d (%s), want 0", code, stderr)
 	}
 
@@ -332,7 +335,7 @@ func TestAgentConverges(t *testing.T) {
 	writeMachines(t, dir, v2)
 	serial = packPut(t, append(sign, "--serial", strconv.FormatUint(serial+1, 10)), put)
 	lastManagerState(t, js, serial, func(st managerState) error { return resultFor(st.Results, "web", manager.EntryUpdated) })
-	pollStatus(t, url, identity, func(d *fleetstatus.Document) error {
+	pollStatus(t, put, identity, func(d *fleetstatus.Document) error {
 		return wantMachine(d, serial, "web", "2.0.0", "ready", v2.Checksum, manager.EntryUpdated)
 	})
 
@@ -340,10 +343,10 @@ func TestAgentConverges(t *testing.T) {
 	// reports the serial, so it is not flagged behind.
 	serial = packPut(t, append(sign, "--serial", strconv.FormatUint(serial+1, 10)), put)
 	lastManagerState(t, js, serial, func(st managerState) error { return resultFor(st.Results, "web", manager.EntryUnchanged) })
-	pollStatus(t, url, identity, func(d *fleetstatus.Document) error {
+	pollStatus(t, put, identity, func(d *fleetstatus.Document) error {
 		return wantMachine(d, serial, "web", "2.0.0", "ready", v2.Checksum, manager.EntryUnchanged)
 	})
-	if code, stderr := statusCheck(t, url); code != 0 {
+	if code, stderr := statusCheck(t, put); code != 0 {
 		t.Errorf("mms status --check after an unchanged spec = exit %d (%s), want 0", code, stderr)
 	}
 
@@ -354,24 +357,24 @@ func TestAgentConverges(t *testing.T) {
 	writeMachines(t, dir, bad)
 	serial = packPut(t, append(sign, "--serial", strconv.FormatUint(serial+1, 10)), put)
 	lastManagerState(t, js, serial, func(st managerState) error { return resultFor(st.Results, "web", manager.EntryFailed) })
-	pollStatus(t, url, identity, func(d *fleetstatus.Document) error {
+	pollStatus(t, put, identity, func(d *fleetstatus.Document) error {
 		m := findMachine(d, "web")
-		if d.Spec.Serial != serial || m == nil || m.Version != "2.0.0" || m.State != "ready" || m.LastOutcome != string(manager.EntryFailed) || m.LastError == "" {
-			return fmt.Errorf("status = serial %d, web %+v; want serial %d, 2.0.0 still ready, failed with an error", d.Spec.Serial, m, serial)
+		if d.AppliedSerial() != serial || m == nil || m.Version != "2.0.0" || m.State != "ready" || m.LastOutcome != string(manager.EntryFailed) || m.LastError == "" {
+			return fmt.Errorf("status = serial %d, web %+v; want serial %d, 2.0.0 still ready, failed with an error", d.AppliedSerial(), m, serial)
 		}
 		return nil
 	})
-	if code, stderr := statusCheck(t, url); code != 2 || !strings.Contains(stderr, identity+" (error)") {
-		t.Errorf("mms status --check with a failed entry = exit %d, stderr %q; want 2 naming %s (error)", code, stderr, identity)
+	if code, stderr := statusCheck(t, put); code != 2 || !strings.Contains(stderr, identity+": failed: web failed: install: ") {
+		t.Errorf("mms status --check with a failed entry = exit %d, stderr %q; want 2 naming %s, the entry and why", code, stderr, identity)
 	}
 
 	// An empty spec purges the machine the manager installed.
 	writeMachines(t, dir)
 	serial = packPut(t, append(sign, "--serial", strconv.FormatUint(serial+1, 10)), put)
 	lastManagerState(t, js, serial, func(st managerState) error { return resultFor(st.Results, "web", manager.EntryPurged) })
-	pollStatus(t, url, identity, func(d *fleetstatus.Document) error {
-		if d.Spec.Serial != serial {
-			return fmt.Errorf("status spec serial = %d, want %d", d.Spec.Serial, serial)
+	pollStatus(t, put, identity, func(d *fleetstatus.Document) error {
+		if d.AppliedSerial() != serial {
+			return fmt.Errorf("status spec serial = %d, want %d", d.AppliedSerial(), serial)
 		}
 		if m := findMachine(d, "web"); m != nil {
 			return fmt.Errorf("purged machine still in the status: %+v", *m)
@@ -381,7 +384,7 @@ func TestAgentConverges(t *testing.T) {
 	if _, err := os.Stat(installed); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("stat %s after the purge = %v, want it gone", installed, err)
 	}
-	if code, stderr := statusCheck(t, url); code != 0 {
+	if code, stderr := statusCheck(t, put); code != 0 {
 		t.Errorf("mms status --check after the purge = exit %d (%s), want 0", code, stderr)
 	}
 
@@ -389,4 +392,58 @@ func TestAgentConverges(t *testing.T) {
 	if code := stop(); code != 0 {
 		t.Errorf("agent exit code = %d, want 0; stderr:\n%s", code, errOut.String())
 	}
+	assertLogOnce(t, errOut.String(), map[string]int{
+		`msg="machine installed"`: 1, `msg="machine updated"`: 1, `msg="machine purged"`: 1,
+	})
+}
+
+// assertLogOnce checks the agent's text log: no line repeats a key (a
+// managed machine is "managed", never a second "machine"), and each
+// message in want appears that many times (an install is logged once).
+func assertLogOnce(t *testing.T, log string, want map[string]int) {
+	t.Helper()
+	got := map[string]int{}
+	for line := range strings.Lines(log) {
+		if !strings.HasPrefix(line, "time=") {
+			continue // the banner
+		}
+		keys := map[string]bool{}
+		for _, k := range logfmtKeys(line) {
+			if keys[k] {
+				t.Errorf("log line repeats the key %q: %s", k, line)
+			}
+			keys[k] = true
+		}
+		for msg := range want {
+			if strings.Contains(line, " "+msg+" ") {
+				got[msg]++
+			}
+		}
+	}
+	for msg, n := range want {
+		if got[msg] != n {
+			t.Errorf("%s logged %d times, want %d:\n%s", msg, got[msg], n, log)
+		}
+	}
+}
+
+// logfmtKeys returns the keys of one slog text line, skipping quoted
+// values (which may hold "k=v" themselves).
+func logfmtKeys(line string) []string {
+	var keys []string
+	for line = strings.TrimSpace(line); line != ""; line = strings.TrimLeft(line, " ") {
+		k, rest, ok := strings.Cut(line, "=")
+		if !ok {
+			break
+		}
+		keys = append(keys, k)
+		if strings.HasPrefix(rest, `"`) {
+			if v, err := strconv.QuotedPrefix(rest); err == nil {
+				line = rest[len(v):]
+				continue
+			}
+		}
+		_, line, _ = strings.Cut(rest, " ")
+	}
+	return keys
 }

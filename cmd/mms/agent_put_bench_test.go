@@ -34,7 +34,7 @@ func benchMMS(b *testing.B, stdin string, args ...string) string {
 // benchAgent is an in-process agent with the embedded server, and what
 // the benchmark watches on it.
 type benchAgent struct {
-	url     string
+	state   string               // the agent's state directory (its server's credentials)
 	serials chan uint64          // serials of the manager's machines events
 	status  jetstream.KeyWatcher // the agent's status document
 	stop    func()               // stops the agent and closes the connection
@@ -56,12 +56,8 @@ func startBenchAgent(b *testing.B, pub, state, identity string) *benchAgent {
 		cancel()
 		b.Fatalf("agent exited with %d before its banner:\n%s", code, errOut.String())
 	}
-	a := &benchAgent{url: listenPattern.FindStringSubmatch(errOut.String())[1], serials: make(chan uint64, 64)}
-	nc, err := nats.Connect(a.url)
-	if err != nil {
-		cancel()
-		b.Fatal(err)
-	}
+	a := &benchAgent{state: state, serials: make(chan uint64, 64)}
+	nc := agentConn(b, state)
 	a.stop = func() {
 		nc.Close()
 		cancel()
@@ -98,7 +94,7 @@ func putRound(b *testing.B, a *benchAgent, serial uint64) (toEvent, toStatus tim
 	b.Helper()
 	start := time.Now()
 	env := benchMMS(b, "", "pack", "machines.json", "--key-file", "ops.key", "--allow-http", "--serial", strconv.FormatUint(serial, 10))
-	benchMMS(b, env, "put", "--server", a.url)
+	benchMMS(b, env, "put", "--state-dir", a.state)
 	waitSerial(b, a.serials, serial)
 	toEvent = time.Since(start)
 	waitStatus(b, a.status.Updates(), serial)
@@ -195,7 +191,7 @@ func waitStatus(b *testing.B, updates <-chan jetstream.KeyValueEntry, serial uin
 			if e == nil {
 				continue
 			}
-			if doc, err := fleetstatus.ParseDocument(e.Value()); err == nil && doc.Spec.Serial == serial {
+			if doc, err := fleetstatus.ParseDocument(e.Value()); err == nil && doc.AppliedSerial() == serial {
 				return
 			}
 		case <-timeout:

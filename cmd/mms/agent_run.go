@@ -5,12 +5,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natsbox"
+	"github.com/mms-io/mms/internal/nodemetrics"
+	"github.com/mms-io/mms/manager"
 )
 
 // runAgent runs the node until ctx is done. Shutdown order: the host stops
@@ -23,21 +28,31 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 		log.Warn("INSECURE: --insecure-unsigned is set: specs are NOT verified, so anyone who can write " +
 			cfg.manager.Bucket + "/" + cfg.manager.Key + " runs any code on this node. Use it only to try mms out.")
 	}
-	for _, dir := range []string{cfg.node.StateDir, cfg.node.MachinesDir, cfg.node.DataDir} {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("create agent directory: %w", err)
-		}
+	// Strict modes: directories others could change are refused before
+	// anything is created in them.
+	if err := checkAgentDirs(cfg.node.StateDir, cfg.node.MachinesDir, cfg.node.DataDir); err != nil {
+		return err
 	}
+	// One agent per state directory (and machines and data directory):
+	// nothing is read or written there before the locks are held.
+	release, err := lockDirs("mms agent", cfg.node.StateDir, cfg.node.MachinesDir, cfg.node.DataDir)
+	if err != nil {
+		return err
+	}
+	defer release()
 
 	connect := cfg.connect
 	connect.Log = log.With("component", "nats")
 	connect.FailFast = false // a node runs its machines while NATS is away
+	banner := bannerInfo{shown: showServers(connect.Servers)}
 	if cfg.embedded {
 		serverLog := newLogger(a.stderr, cfg.logJSON, max(cfg.logLevel, slog.LevelWarn))
 		if cfg.logLevel <= slog.LevelDebug {
 			serverLog = log
 		}
-		srv, url, err := startEmbedded(ctx, cfg, serverLog)
+		local := filepath.Join(cfg.node.StateDir, natsbox.LocalContextFile)
+		user, password := localCredentials(local, log)
+		srv, url, err := startEmbedded(ctx, cfg, user, password, serverLog)
 		if err != nil {
 			return err
 		}
@@ -46,9 +61,16 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 			srv.WaitForShutdown()
 			log.Info("embedded nats server stopped")
 		}()
-		connect.Servers = []string{url}
+		// The agent, and the commands on this machine, connect through
+		// this file: it holds the URL and the credentials.
+		if err := natsbox.WriteContextFile(local, natsbox.CLIContext{Description: localContextDescription(cfg.node.StateDir), URL: url, User: user, Password: password}); err != nil {
+			return err
+		}
+		connect.Servers, connect.ContextFile = nil, local
+		banner.shown, banner.credentials = url, local
+		banner.natsContext = writeNATSContext(cfg.node.StateDir, url, user, password, log)
 		if !isLoopback(cfg.listenHost) {
-			log.Warn("the embedded nats server accepts anyone who can reach "+cfg.listenHost+" without authentication: they can read events and change or delete the spec (signatures still stop them from installing anything); use a NATS deployment with permissions for a fleet",
+			log.Warn("the embedded nats server listens on "+cfg.listenHost+": anyone who can reach it can try to log in, and the credentials travel without TLS; use a NATS deployment with TLS and permissions for a fleet",
 				"listen", cfg.listenHost)
 		}
 	}
@@ -58,6 +80,11 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 		return fmt.Errorf("connect to nats: %w", err)
 	}
 	defer client.Close()
+	if cfg.manager.Trust.Unsigned() && !cfg.embedded {
+		if err := requireAuthentication(ctx, client, cfg.timeout); err != nil {
+			return err
+		}
+	}
 	js, err := client.JetStream()
 	if err != nil {
 		return err
@@ -70,30 +97,58 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 			return err
 		}
 	}
-	a.printAgentBanner(cfg, connect, log)
+	a.printAgentBanner(cfg, connect, banner, log)
 
 	rec := fleetstatus.NewRecorder()
 	defer client.Status.OnReconnect(rec.Touch)()
 	settings := cfg.manager
 	settings.Status = rec // the manager reports every pass to the status document
-	host, err := agent.NewHost(agent.HostConfig{
+	// Rollouts gate each wave on what the other agents report: the view
+	// follows their status documents while the agent runs.
+	view := fleetstatus.NewView(js, "", log.With("component", "fleet"))
+	settings.Fleet = view
+	var publisher agent.Publisher = fleetstatus.Publisher{Next: agent.NATSPublisher{Conn: client.Conn}, Recorder: rec}
+	hostCfg := agent.HostConfig{
 		MachinesDir: cfg.node.MachinesDir,
 		DataDir:     cfg.node.DataDir,
 		Identity:    cfg.node.Identity,
 		Facts:       agent.NewFactsFile(cfg.factsFile, log).Facts,
-		Publisher:   fleetstatus.Publisher{Next: agent.NATSPublisher{Conn: client.Conn}, Recorder: rec},
 		Log:         log,
 		Conn:        client.Conn,
 		OnReconnect: client.Status.OnReconnect,
-		Node:        agent.WithSetting(cfg.node, settings),
-	})
+	}
+	var running atomic.Pointer[agent.Host] // for the metrics, which may be scraped before the host exists
+	if cfg.metricsListen != "" {
+		metrics := nodemetrics.New(nodemetrics.Config{
+			States: func() []agent.MachineStatus {
+				if h := running.Load(); h != nil {
+					return h.States()
+				}
+				return nil
+			},
+			NATS:    client.Status.Snapshot,
+			Manager: managerMachine(),
+		})
+		settings.Status = manager.Reporters{rec, metrics}
+		publisher = metrics.Publisher(publisher)
+		hostCfg.Metrics = metrics.Sink
+		stop, err := serveMetrics(cfg.metricsListen, metrics, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	hostCfg.Publisher, hostCfg.Node = publisher, agent.WithSetting(cfg.node, settings)
+	host, err := agent.NewHost(hostCfg)
 	if err != nil {
 		return err
 	}
+	running.Store(host)
 	writer, err := fleetstatus.NewWriter(fleetstatus.WriterConfig{
 		Identity:  cfg.node.Identity,
-		Version:   version,
+		Version:   currentBuild().Version,
 		Recorder:  rec,
+		Trust:     cfg.manager.Trust,
 		States:    host.States,
 		NATS:      client.Status.Snapshot,
 		JetStream: js,
@@ -104,7 +159,7 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 	if err != nil {
 		return err
 	}
-	log.Info("agent started", "identity", cfg.node.Identity, "version", version,
+	log.Info("agent started", "identity", cfg.node.Identity, "version", currentBuild().Version,
 		"machines_dir", cfg.node.MachinesDir, "data_dir", cfg.node.DataDir,
 		"trusted_key_ids", cfg.manager.Trust.KeyIDs(), "threshold", cfg.manager.Trust.Threshold(),
 		"compiled_in", agent.RegisteredMachines(), "status_key", fleetstatus.Bucket+"/"+writer.Key())
@@ -113,6 +168,7 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 	defer stopWriter()
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = writer.Run(wctx) })
+	wg.Go(func() { _ = view.Run(wctx) })
 	err = host.Run(ctx)
 	log.Info("machines stopped; writing the last status")
 	stopWriter()
@@ -120,29 +176,52 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 	return err
 }
 
+// bannerInfo is what the banner shows beyond the configuration.
+type bannerInfo struct {
+	// shown is the server list, for a person.
+	shown string
+	// credentials is the embedded server's local context file.
+	credentials string
+	// natsContext is the nats CLI context written for the embedded
+	// server, "" if none.
+	natsContext string
+}
+
 // printAgentBanner tells a person where the agent listens and what to run
 // next: archive a machine into the server's object store (which prints its
 // machines.json entry), then sign and publish the list. With --log-json it
 // is one log record, so stderr stays JSON lines.
-func (a *app) printAgentBanner(cfg agentConfig, connect natsbox.ConnectConfig, log *slog.Logger) {
-	shown := showServers(connect.Servers)
-	use := "--server " + shown
-	if len(connect.Servers) == 0 {
+func (a *app) printAgentBanner(cfg agentConfig, connect natsbox.ConnectConfig, b bannerInfo, log *slog.Logger) {
+	shown := b.shown
+	use := " --server " + shellQuote(shown)
+	switch {
+	case cfg.embedded:
+		// Commands find the embedded server through the state directory:
+		// by themselves in the default one.
+		use = " --state-dir " + shellQuote(cfg.node.StateDir)
+		if isDefaultStateDir(cfg.node.StateDir) {
+			use = ""
+		}
+	case len(connect.Servers) == 0:
 		shown = "the servers of context " + connect.Context
-		use = "--context " + connect.Context
+		use = " --context " + shellQuote(connect.Context)
 	}
 	sign := "--key-file ops.key"
 	if cfg.manager.Trust.Unsigned() {
 		sign = "--unsigned"
 	}
-	archive := fmt.Sprintf("mms archive create DIR --upload nats://%s %s", bannerArchiveBucket, use)
-	next := fmt.Sprintf("mms pack machines.json %s | mms put %s", sign, use)
+	archive := fmt.Sprintf("mms archive create DIR --upload nats://%s%s", bannerArchiveBucket, use)
+	next := fmt.Sprintf("mms pack machines.json %s | mms put%s", sign, use)
+	natsCLI := ""
+	if b.natsContext != "" {
+		natsCLI = "nats --context " + b.natsContext + " kv ls"
+	}
 	if cfg.logJSON {
-		log.Info("agent nats ready", "embedded", cfg.embedded, "servers", shown, "archive", archive, "next", next)
+		log.Info("agent nats ready", "embedded", cfg.embedded, "servers", shown, "archive", archive, "next", next, "nats_cli", natsCLI)
 		return
 	}
 	if cfg.embedded {
-		fmt.Fprintf(a.stderr, "mms agent: embedded NATS server listening on %s (store %s, no authentication)\n", shown, cfg.storeDir())
+		fmt.Fprintf(a.stderr, "mms agent: embedded NATS server listening on %s (store %s; clients log in with the credentials in %s)\n", shown, cfg.storeDir(), b.credentials)
 	} else {
 		fmt.Fprintf(a.stderr, "mms agent: using NATS at %s (machines run while it is unreachable)\n", shown)
 	}
@@ -153,9 +232,12 @@ mms agent: into NATS, list the entries it prints in machines.json ([entry, ...])
     %s
     %s
 
-  then follow it:  mms events %s
-                   mms status %s
+  then follow it:  mms events%s
+                   mms status%s
 `, cfg.node.MachinesDir, cfg.node.DataDir, archive, next, use, use)
+	if natsCLI != "" {
+		fmt.Fprintf(a.stderr, "  the nats CLI:    %s\n", natsCLI)
+	}
 }
 
 // bannerArchiveBucket is the object store the banner suggests uploading
@@ -169,4 +251,16 @@ func newLogger(w io.Writer, json bool, level slog.Level) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// shellSafe matches words a shell takes as they are.
+var shellSafe = regexp.MustCompile(`^[-A-Za-z0-9_./:=,@+%]+$`)
+
+// shellQuote quotes word for a POSIX shell when it needs it, so a printed
+// command can be pasted.
+func shellQuote(word string) string {
+	if shellSafe.MatchString(word) {
+		return word
+	}
+	return "'" + strings.ReplaceAll(word, "'", `'\''`) + "'"
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/fleetstatus"
+	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/machine"
@@ -56,6 +58,40 @@ func agentURL(t *testing.T, errOut *syncbuf.Buffer) string {
 		return nil
 	})
 	return url
+}
+
+// loginURL returns the URL of the embedded server of the agent with state
+// dir, with the login it keeps there as user information, for commands'
+// --server and for client agents.
+func loginURL(tb testing.TB, state string) string {
+	tb.Helper()
+	c, err := natsbox.LoadContextFile(filepath.Join(state, natsbox.LocalContextFile))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	u.User = url.UserPassword(c.User, c.Password)
+	return u.String()
+}
+
+// agentConn connects to the embedded server of the agent with state dir,
+// with the credentials it keeps there, as a local operator's tools do; the
+// connection closes when the test ends.
+func agentConn(tb testing.TB, state string) *nats.Conn {
+	tb.Helper()
+	c, err := natsbox.LoadContextFile(filepath.Join(state, natsbox.LocalContextFile))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	nc, err := nats.Connect(c.URL, nats.UserInfo(c.User, c.Password))
+	if err != nil {
+		tb.Fatalf("connect to the agent's server with its credentials: %v", err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
 }
 
 // statusDoc polls the agent's status document until ok accepts it.
@@ -138,16 +174,16 @@ func TestAgentRefusesBadTrust(t *testing.T) {
 func TestAgentInsecureWarns(t *testing.T) {
 	state := t.TempDir()
 	_, errOut, stop := runUntil(t, "agent", "--insecure-unsigned", "--state-dir", state, "--listen", "127.0.0.1:0", "--identity", "try")
-	url := agentURL(t, errOut)
-	waitFor(t, errOut, "INSECURE: --insecure-unsigned is set", "mms pack machines.json --unsigned | mms put --server "+url)
+	waitFor(t, errOut, "INSECURE: --insecure-unsigned is set", "mms pack machines.json --unsigned | mms put --state-dir "+state+"\n")
 	if code := stop(); code != 0 {
 		t.Errorf("agent exit code = %d, want 0; stderr:\n%s", code, errOut.String())
 	}
 }
 
 func TestAgentLogJSON(t *testing.T) {
-	_, errOut, stop := runUntil(t, "agent", "--insecure-unsigned", "--state-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--log-json")
-	waitFor(t, errOut, `"msg":"agent nats ready"`, `"next":"mms pack machines.json --unsigned | mms put --server nats://127.0.0.1:`)
+	state := t.TempDir()
+	_, errOut, stop := runUntil(t, "agent", "--insecure-unsigned", "--state-dir", state, "--listen", "127.0.0.1:0", "--log-json")
+	waitFor(t, errOut, `"msg":"agent nats ready"`, `"next":"mms pack machines.json --unsigned | mms put --state-dir `+state+`"`)
 	if code := stop(); code != 0 {
 		t.Errorf("agent exit code = %d, want 0; stderr:\n%s", code, errOut.String())
 	}
@@ -167,7 +203,7 @@ func TestAgentEmbedded(t *testing.T) {
 	_, errOut, stop := runUntil(t, "agent", "--public-key", strings.TrimSpace(readFile(t, pub)), "--state-dir", state,
 		"--listen", "127.0.0.1:0", "--identity", identity, "--status-interval", "200ms", "--verify-interval", "10m")
 	url := agentURL(t, errOut)
-	waitFor(t, errOut, "mms pack machines.json --key-file ops.key | mms put --server "+url)
+	waitFor(t, errOut, "mms pack machines.json --key-file ops.key | mms put --state-dir "+state+"\n")
 
 	for _, d := range []string{state, filepath.Join(state, "machines"), filepath.Join(state, "data"), filepath.Join(state, "nats")} {
 		st, err := os.Stat(d)
@@ -179,10 +215,18 @@ func TestAgentEmbedded(t *testing.T) {
 		}
 	}
 
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
+	// Only the credentials in the state directory let a client in.
+	local := filepath.Join(state, natsbox.LocalContextFile)
+	if st, err := os.Stat(local); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("stat %s = %v, %v; want mode 0600", local, st, err)
 	}
+	if nc, err := nats.Connect(url); err == nil || !strings.Contains(err.Error(), "Authorization Violation") {
+		if nc != nil {
+			nc.Close()
+		}
+		t.Errorf("connect to the embedded server without credentials = %v, want an Authorization Violation", err)
+	}
+	nc := agentConn(t, state)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -192,11 +236,13 @@ func TestAgentEmbedded(t *testing.T) {
 	if err != nil {
 		t.Fatalf("spec bucket: %v", err)
 	}
-	if st, err := spec.Status(ctx); err != nil || st.History() != 5 {
-		t.Errorf("MACHINES status = %v, %v; want history 5", st, err)
+	if st, err := spec.Status(ctx); err != nil || st.History() != 5 || st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.MaxBytes != specMaxBytes {
+		t.Errorf("MACHINES status = %v, %v; want history 5, at most %d bytes", st, err, specMaxBytes)
 	}
-	if _, err := js.KeyValue(ctx, fleetstatus.Bucket); err != nil {
+	if kv, err := js.KeyValue(ctx, fleetstatus.Bucket); err != nil {
 		t.Errorf("status bucket: %v", err)
+	} else if st, err := kv.Status(ctx); err != nil || st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.MaxBytes != statusMaxBytes {
+		t.Errorf("status bucket status = %v, %v; want at most %d bytes", st, err, statusMaxBytes)
 	}
 	events, err := js.Stream(ctx, agent.EventsStream)
 	if err != nil {
@@ -268,8 +314,11 @@ func TestAgentClientOfLateServer(t *testing.T) {
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 
 	const identity = "edge1"
-	_, errOut, stop := runUntil(t, "agent", "--server", url, "--insecure-unsigned", "--state-dir", t.TempDir(),
-		"--identity", identity, "--status-interval", "200ms")
+	_, pub := newKeyPair(t, t.TempDir(), "ops")
+	// At debug level the agent logs its machines' events, so the test sees
+	// them run before NATS is up.
+	_, errOut, stop := runUntil(t, "agent", "--server", url, "--public-key", strings.TrimSpace(readFile(t, pub)), "--state-dir", t.TempDir(),
+		"--identity", identity, "--status-interval", "200ms", "--log-level", "debug")
 	waitFor(t, errOut, "using NATS at "+url, "mmsclitest greeter success")
 
 	opts := natstest.Options(t.TempDir())

@@ -88,7 +88,7 @@ placeholder that 'mms pack' rejects until it is replaced.`,
 	f.StringVar(&o.out, "out", "", "archive file to write (default: <name>-<version>.tar.gz)")
 	f.StringVar(&o.source, "source", "", "URL the archive will be served from, for the printed entry")
 	f.StringVar(&o.upload, "upload", "", "store the archive in this object store: nats://BUCKET")
-	o.nats.register(f)
+	o.nats.registerClient(cmd, f)
 	return cmd
 }
 
@@ -207,6 +207,9 @@ func checkOutside(dir, out string) error {
 // writeArchive archives dir as name into out atomically: a temp file next
 // to out, fsync, rename.
 func writeArchive(ctx context.Context, dir, name, out string) (info packer.ArchiveInfo, err error) {
+	if st, err := os.Stat(filepath.Dir(out)); err != nil || !st.IsDir() {
+		return info, fmt.Errorf("write archive %s: directory %s does not exist: create it or give another --out", out, filepath.Dir(out))
+	}
 	f, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-*")
 	if err != nil {
 		return info, fmt.Errorf("write archive: %w", err)

@@ -197,17 +197,3 @@ func agentProcess(ctx context.Context, args []string) *exec.Cmd {
 	cmd.WaitDelay = 30 * time.Second
 	return cmd
 }
-
-// isTerminal reports whether w is a terminal, looking through run's
-// serialising writer.
-func isTerminal(w io.Writer) bool {
-	if lw, ok := w.(*lockedWriter); ok {
-		w = lw.w
-	}
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}

@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/spec"
 )
 
 // result is what one `mms` invocation produced.
@@ -101,8 +105,55 @@ func TestKeysOutRefusesToOverwrite(t *testing.T) {
 	dir := t.TempDir()
 	newKeyPair(t, dir, "ops")
 	r := mms(t, "", "keys", "--out", filepath.Join(dir, "ops"))
-	if r.code == 0 || !strings.Contains(r.stderr, "file exists (use --force to overwrite)") {
+	if r.code == 0 || !strings.Contains(r.stderr, "file exists (use --force to replace it)") {
 		t.Fatalf("second keys --out: exit %d, stderr %q; want a refusal", r.code, r.stderr)
+	}
+}
+
+// TestKeysForceReplacesFiles is issue 18.8: --force over a 0644 key file
+// leaves a 0600 one, and over a symbolic link replaces the link instead of
+// writing the secret key through it.
+func TestKeysForceReplacesFiles(t *testing.T) {
+	dir := t.TempDir()
+	// An existing world-readable key file.
+	open := writeFile(t, dir, "open.key", "old secret\n")
+	if err := os.Chmod(open, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A key path that is a link to a file someone else reads.
+	target := writeFile(t, dir, "shared.txt", "not a key\n")
+	if err := os.Chmod(target, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	linked := filepath.Join(dir, "linked.key")
+	if err := os.Symlink(target, linked); err != nil {
+		t.Fatal(err)
+	}
+	if r := mms(t, "", "keys", "--out", filepath.Join(dir, "linked")); r.code == 0 || !strings.Contains(r.stderr, "file exists") {
+		t.Errorf("keys --out over a link without --force: exit %d, stderr %q; want refused", r.code, r.stderr)
+	}
+	for _, prefix := range []string{"open", "linked"} {
+		r := mmsOK(t, "", "keys", "--out", filepath.Join(dir, prefix), "--force")
+		if !strings.Contains(r.stdout, "(secret, 0600)") {
+			t.Errorf("keys --force stdout = %q", r.stdout)
+		}
+		path := filepath.Join(dir, prefix+".key")
+		st, err := os.Lstat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.Mode().IsRegular() || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s after keys --force: mode %v, want a regular 0600 file", path, st.Mode())
+		}
+		if _, err := packer.ParsePrivateKey(readFile(t, path)); err != nil {
+			t.Errorf("%s does not hold the new key: %v", path, err)
+		}
+	}
+	if got := readFile(t, target); got != "not a key\n" {
+		t.Errorf("the link's target now holds %q: the key was written through the link", got)
+	}
+	if st, _ := os.Stat(target); st.Mode().Perm() != 0o644 {
+		t.Errorf("the link's target mode = %v, want it untouched", st.Mode().Perm())
 	}
 }
 
@@ -325,5 +376,79 @@ func TestPut(t *testing.T) {
 	err = a.put(t.Context(), conn, []byte(strings.TrimSpace(second)), next, o)
 	if err == nil || !strings.Contains(err.Error(), "changed while publishing") {
 		t.Fatalf("racing put = %v, want a compare-and-set refusal", err)
+	}
+}
+
+// TestPackPutSerialBounds checks issue 18.1 from the operator's side:
+// pack and put refuse a serial agents would refuse (above the current Unix
+// time plus a day), put never prints an overflowed hint, and over a bad
+// serial already in the bucket put points to --reset-history and lets a
+// reset spec through.
+func TestPackPutSerialBounds(t *testing.T) {
+	srv := natstest.RunJetStream(t)
+	url := srv.ClientURL()
+	dir := t.TempDir()
+	keyFile, _ := newKeyPair(t, dir, "ops")
+	machines := writeFile(t, dir, "machines.json", machinesJSON("facts"))
+	now := time.Now()
+	for _, serial := range []string{"18446744073709551615", strconv.FormatInt(now.UnixMilli(), 10)} {
+		r := mms(t, "", "pack", machines, "--key-file", keyFile, "--serial", serial)
+		if r.code == 0 || !strings.Contains(r.stderr, "--serial: too far ahead: "+serial+" is above") || r.stdout != "" {
+			t.Errorf("pack --serial %s: exit %d, stdout %q, stderr %q; want refused, nothing signed", serial, r.code, r.stdout, r.stderr)
+		}
+	}
+	if r := mms(t, "", "pack", machines, "--key-file", keyFile, "--format", "v1", "--reset-history"); r.code == 0 || !strings.Contains(r.stderr, "--reset-history needs --format v2") {
+		t.Errorf("pack --format v1 --reset-history: exit %d, stderr %q", r.code, r.stderr)
+	}
+
+	// A spec sealed with 2^64-1 by another tool: put refuses it.
+	key, err := packer.ParsePrivateKey(readFile(t, keyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := spec.ParseMachines([]byte(machinesJSON("facts")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := packer.Seal(packer.FormatV2, &spec.Spec{Serial: math.MaxUint64, IssuedAt: now.UTC(), Machines: ms}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := mms(t, string(bad), "put", "--server", url, "--create", "--force"); r.code == 0 || !strings.Contains(r.stderr, "refusing to put: serial: too far ahead: 18446744073709551615") {
+		t.Errorf("put of serial 2^64-1 --force: exit %d, stderr %q; want refused", r.code, r.stderr)
+	}
+
+	// The bucket already holds it (put there before the check existed).
+	nc := natstest.Connect(t, srv)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "MACHINES"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), "machines", bad); err != nil {
+		t.Fatal(err)
+	}
+	normal := mmsOK(t, "", "pack", machines, "--key-file", keyFile).stdout
+	r := mms(t, normal, "put", "--server", url)
+	if r.code == 0 || !strings.Contains(r.stderr, "holds serial 18446744073709551615, above the current Unix time plus 24h0m0s") ||
+		!strings.Contains(r.stderr, "re-pack with --reset-history") || strings.Contains(r.stderr, "--serial 0") {
+		t.Errorf("put over serial 2^64-1: exit %d, stderr %q; want a --reset-history hint and no --serial 0", r.code, r.stderr)
+	}
+	reset := mmsOK(t, "", "pack", machines, "--key-file", keyFile, "--reset-history").stdout
+	if r := mms(t, reset, "put", "--server", url); r.code != 0 || !strings.Contains(r.stdout, "revision 2") {
+		t.Errorf("put of a reset spec over serial 2^64-1: exit %d, stdout %q, stderr %q; want written", r.code, r.stdout, r.stderr)
+	}
+
+	// Over a plausible serial the hint is the next serial.
+	in, err := packer.Inspect([]byte(strings.TrimSpace(reset)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	older := mmsOK(t, "", "pack", machines, "--key-file", keyFile, "--serial", "5").stdout
+	if r := mms(t, older, "put", "--server", url); r.code == 0 || !strings.Contains(r.stderr, fmt.Sprintf("pass --serial %d", in.Spec.Serial+1)) {
+		t.Errorf("put of serial 5 over %d: exit %d, stderr %q", in.Spec.Serial, r.code, r.stderr)
 	}
 }

@@ -9,10 +9,14 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/mms-io/mms/agent"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
+
+	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/internal/fleetstatus"
+	"github.com/mms-io/mms/internal/termtext"
+	"github.com/mms-io/mms/manager"
 )
 
 // eventFilter keeps the events the user asked for.
@@ -55,7 +59,7 @@ instead. --since replays recent events from the ` + agent.EventsStream + ` strea
 			return a.followEvents(cmd.Context(), nf, since, filter, jsonOut)
 		},
 	}
-	nf.register(cmd.Flags())
+	nf.registerClient(cmd, cmd.Flags())
 	cmd.Flags().Lookup("timeout").Usage = "give up connecting, and setting up --since, after this long"
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print each event as CloudEvent JSON")
 	cmd.Flags().DurationVar(&since, "since", 0, "replay events newer than `DURATION` from the "+agent.EventsStream+" stream")
@@ -124,7 +128,134 @@ func (a *app) printEvent(msg *nats.Msg, filter eventFilter, jsonOut bool) {
 		fmt.Fprintln(a.stdout, strings.TrimSpace(string(msg.Data)))
 		return
 	}
-	fmt.Fprintln(a.stdout, info.String())
+	fmt.Fprintln(a.stdout, eventLine(ev, info))
+}
+
+// eventLine is one event as a line for people: the agent's summary (time,
+// identity, machine, what happened, the error) and why, from the fields
+// the event's watcher type adds. Everything in it comes from the network,
+// so it is escaped: a hostile event cannot drive the terminal.
+func eventLine(ev event.Event, info agent.EventInfo) string {
+	line := info.String()
+	if why := eventReason(ev, info); why != "" {
+		sep := ": "
+		if info.Error != "" || info.TransitionError != "" {
+			sep = "; "
+		}
+		line += sep + why
+	}
+	return termtext.Escape(line)
+}
+
+// eventFields are the fields of watcher state events that say why, by
+// watcher type: exec (exit_code, stderr), machines (serial, format,
+// rejected, reason, results), host (version, previous_version), kv and
+// file (reason), archive (tampered).
+type eventFields struct {
+	ExitCode        *int                    `json:"exit_code"`
+	Stderr          string                  `json:"stderr"`
+	Serial          uint64                  `json:"serial"`
+	Digest          string                  `json:"digest"`
+	Format          string                  `json:"format"`
+	Rejected        string                  `json:"rejected"`
+	Reason          string                  `json:"reason"`
+	Results         []manager.MachineResult `json:"results"`
+	Version         string                  `json:"version"`
+	PreviousVersion string                  `json:"previous_version"`
+	Tampered        string                  `json:"tampered"`
+}
+
+// eventReason says why a state event happened, from the fields its watcher
+// type adds, or "" when there is nothing to add to the summary.
+func eventReason(ev event.Event, info agent.EventInfo) string {
+	if info.Transition {
+		return ""
+	}
+	var f eventFields
+	if err := ev.DataAs(&f); err != nil {
+		return "" // ParseEvent read the same data; a field of another type is not ours
+	}
+	switch info.WatcherType {
+	case "exec":
+		if info.Outcome == "success" || f.ExitCode == nil {
+			return ""
+		}
+		var parts []string
+		if *f.ExitCode >= 0 {
+			parts = append(parts, fmt.Sprintf("exit %d", *f.ExitCode))
+		}
+		if line := firstLine(f.Stderr); line != "" {
+			parts = append(parts, line)
+		}
+		return strings.Join(parts, ": ")
+	case "machines":
+		return machinesReason(f)
+	case agent.HostWatcherType:
+		switch {
+		case f.PreviousVersion != "" && f.PreviousVersion != f.Version:
+			return f.PreviousVersion + " → " + f.Version
+		case f.Version != "":
+			return f.Version
+		}
+		return ""
+	case "archive":
+		if f.Tampered != "" {
+			return "tampered: " + f.Tampered
+		}
+		return ""
+	}
+	return f.Reason
+}
+
+// machinesReason sums up a machines watcher event: the spec and, when it
+// was not applied, why; else what happened to each entry that did not
+// stay unchanged (skips with their matcher, failures with their error).
+func machinesReason(f eventFields) string {
+	label := fmt.Sprintf("serial %d", f.Serial)
+	switch {
+	case f.Format == "v1":
+		label = "v1 " + shortHex(f.Digest)
+	case f.Serial == 0 && f.Rejected != "":
+		label = "spec"
+	}
+	if f.Rejected != "" {
+		outcome := fleetstatus.SeenOutcome(manager.Rejection(f.Rejected), f.Format)
+		if f.Reason == "" {
+			return label + " " + outcome
+		}
+		return label + " " + outcome + ": " + f.Reason
+	}
+	var parts []string
+	for _, r := range f.Results {
+		switch r.Outcome {
+		case manager.EntryUnchanged:
+			continue
+		case manager.EntrySkipped:
+			if r.Match != "" {
+				parts = append(parts, fmt.Sprintf("%s skipped (match %s)", r.Name, r.Match))
+				continue
+			}
+		}
+		part := r.Name + " " + string(r.Outcome)
+		if r.Reason != "" && r.Outcome != manager.EntrySkipped {
+			part += " (" + r.Reason + ")"
+		}
+		parts = append(parts, part)
+	}
+	if len(parts) == 0 {
+		return label
+	}
+	return label + ": " + strings.Join(parts, ", ")
+}
+
+// firstLine is the first non-blank line of s, trimmed.
+func firstLine(s string) string {
+	for line := range strings.Lines(s) {
+		if line = strings.TrimSpace(line); line != "" {
+			return line
+		}
+	}
+	return ""
 }
 
 // replay feeds msgs from an ordered consumer on the events stream starting

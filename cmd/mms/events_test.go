@@ -12,11 +12,12 @@ import (
 	"github.com/google/uuid"
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/internal/termtext"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // choriaEvent builds a machine event the way Choria and the agent do.
-func choriaEvent(t *testing.T, typ, identity string, data map[string]any) []byte {
+func choriaEvent(t testing.TB, typ, identity string, data map[string]any) []byte {
 	t.Helper()
 	ev := event.New()
 	ev.SetID(uuid.NewString())
@@ -169,5 +170,98 @@ func TestEventsSince(t *testing.T) {
 	s := replayed.String()
 	if strings.Index(s, "old1") > strings.Index(s, "old2") || strings.Index(s, "old2") > strings.Index(s, "web2 new") {
 		t.Errorf("replay out of order:\n%s", s)
+	}
+}
+
+// Each text line says why: the exit code and first stderr line of a failed
+// exec, the spec and the reason of a rejected spec, each entry that did
+// something (a skip with its matcher, a failure with its error), old → new
+// version of a reload, a kv or file watcher's reason.
+func TestEventLineReasons(t *testing.T) {
+	for _, tt := range eventLineTests(t) {
+		t.Run(tt.name, func(t *testing.T) {
+			ev := event.New()
+			if err := json.Unmarshal(tt.msg, &ev); err != nil {
+				t.Fatal(err)
+			}
+			info, err := agent.ParseEvent(ev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := eventLine(ev, info)
+			// Drop the time: the line starts with it.
+			if _, rest, _ := strings.Cut(got, " "); rest != tt.want {
+				t.Errorf("eventLine() = %q, want %q after the time", rest, tt.want)
+			}
+		})
+	}
+}
+
+// eventLine reads events anyone on NATS can publish: whatever their data,
+// it returns one inert line.
+func FuzzEventLine(f *testing.F) {
+	for _, tt := range eventLineTests(f) {
+		f.Add(tt.msg)
+	}
+	f.Add([]byte(`{"specversion":"1.0","id":"1","source":"x","type":"io.choria.machine.watcher.exec.v1.state","data":{"exit_code":"x","results":{}}}`))
+	f.Add([]byte(`{"specversion":"1.0","id":"1","source":"x","type":"io.choria.machine.watcher.machines.v1.state","data":{"results":[{"name":"\u001b[2J","outcome":"skipped","match":"\u202e"}],"rejected":"replayed","format":"v1"}}`))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		ev := event.New()
+		if err := json.Unmarshal(msg, &ev); err != nil {
+			return
+		}
+		info, err := agent.ParseEvent(ev)
+		if err != nil {
+			return
+		}
+		line := eventLine(ev, info)
+		if strings.ContainsRune(line, '\n') {
+			t.Fatalf("eventLine() = %q, more than one line", line)
+		}
+		if termtext.Escape(line) != line {
+			t.Fatalf("eventLine() = %q, not inert", line)
+		}
+	})
+}
+
+// eventLineTests are events of every watcher type and the line each gives
+// (after its time).
+func eventLineTests(t testing.TB) []struct {
+	name string
+	msg  []byte
+	want string
+} {
+	state := func(typ, outcome string, data map[string]any) []byte {
+		data["machine"], data["type"], data["name"], data["outcome"] = "m", typ, "w", outcome
+		return choriaEvent(t, "io.choria.machine.watcher."+typ+".v1.state", "web1", data)
+	}
+	return []struct {
+		name string
+		msg  []byte
+		want string
+	}{
+		{"exec failure", state("exec", "failure", map[string]any{"exit_code": 2, "stderr": "\n  connection refused\nretrying\n", "command": "./check.sh"}),
+			"web1 m exec w failure: exit 2: connection refused"},
+		{"exec timeout", state("exec", "failure", map[string]any{"exit_code": -1, "error": `run "./check.sh": timed out after 1s`}),
+			`web1 m exec w failure: run "./check.sh": timed out after 1s`},
+		{"exec success says nothing more", state("exec", "success", map[string]any{"exit_code": 0}), "web1 m exec w success"},
+		{"older spec ignored", state("machines", "report", map[string]any{"serial": 4000, "format": "v2", "rejected": "replayed",
+			"reason": "open spec: ignored older spec (serial 4000 < 4242)", "results": []any{}}),
+			"web1 m machines w report: serial 4000 ignored-older: open spec: ignored older spec (serial 4000 < 4242)"},
+		{"untrusted spec", state("machines", "failure", map[string]any{"serial": 9, "format": "v2", "rejected": "unknown_key",
+			"reason": "open spec: spec signed by no trusted key"}),
+			"web1 m machines w failure: serial 9 untrusted: open spec: spec signed by no trusted key"},
+		{"v1 after v2", state("machines", "report", map[string]any{"digest": "0123456789abcdef", "format": "v1", "rejected": "replayed", "reason": "v1"}),
+			"web1 m machines w report: v1 0123456789ab legacy-refused: v1"},
+		{"entries", state("machines", "failure", map[string]any{"serial": 17, "format": "v2", "results": []map[string]any{
+			{"name": "web", "outcome": "updated"},
+			{"name": "db", "outcome": "skipped", "reason": `match "identity('^db')" does not select this node`, "match": "identity('^db')"},
+			{"name": "cache", "outcome": "failed", "reason": "install: sha256 mismatch"},
+			{"name": "same", "outcome": "unchanged"},
+		}}), "web1 m machines w failure: serial 17: web updated, db skipped (match identity('^db')), cache failed (install: sha256 mismatch)"},
+		{"upgrade", state("host", "loaded", map[string]any{"version": "2.0.0", "previous_version": "1.0.0"}), "web1 m host w loaded: 1.0.0 → 2.0.0"},
+		{"first load", state("host", "loaded", map[string]any{"version": "1.0.0"}), "web1 m host w loaded: 1.0.0"},
+		{"kv reason", state("kv", "report", map[string]any{"reason": "key deleted"}), "web1 m kv w report: key deleted"},
+		{"archive tampered", state("archive", "success", map[string]any{"tampered": "web/check.sh"}), "web1 m archive w success: tampered: web/check.sh"},
 	}
 }

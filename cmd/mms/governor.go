@@ -33,7 +33,7 @@ so the expiry must be longer than the longest download.`,
   mms governor reset downloads     # free every slot now
   mms governor rm downloads`,
 	}
-	nf.register(cmd.PersistentFlags())
+	nf.registerClient(cmd, cmd.PersistentFlags())
 	cmd.AddCommand(a.newGovernorAddCmd(&nf), a.newGovernorListCmd(&nf), a.newGovernorRmCmd(&nf), a.newGovernorResetCmd(&nf))
 	return cmd
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mms-io/mms/internal/atomicfile"
 	"github.com/mms-io/mms/packer"
 )
 
@@ -46,19 +47,23 @@ Give agents the public key (--public-key or --trusted-keys); sign with
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "write PREFIX.key (0600) and PREFIX.pub instead of printing the private key")
-	cmd.Flags().BoolVar(&force, "force", false, "overwrite existing key files")
+	cmd.Flags().BoolVar(&force, "force", false, "replace existing key files (new files renamed over them; links are replaced, not followed)")
 	return cmd
 }
 
+// writeKeyPair writes PREFIX.key (0600) and PREFIX.pub (0644). Without
+// force an existing file (or link) is an error. With force each file is
+// written as a new file next to it and renamed over it, so the old file's
+// mode never carries over and a symbolic link is replaced, never written
+// through.
 func (a *app) writeKeyPair(prefix string, pub ed25519.PublicKey, priv ed25519.PrivateKey, force bool) error {
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if force {
-		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-	}
 	write := func(path, content string, mode os.FileMode) error {
-		f, err := os.OpenFile(path, flags, mode)
+		if force {
+			return atomicfile.WriteFile(path, []byte(content+"\n"), mode)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("write %s: file exists (use --force to overwrite)", path)
+			return fmt.Errorf("write %s: file exists (use --force to replace it)", path)
 		}
 		if err != nil {
 			return fmt.Errorf("write %s: %w", path, err)
@@ -138,12 +143,15 @@ func (a *app) readPrivateKeyFile(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read private key: %w", err)
 	}
-	if st.Mode().Perm()&0o077 != 0 {
-		a.log.Warn("private key file is readable by group or others; chmod 600 it", "path", path, "mode", fmt.Sprintf("%#o", st.Mode().Perm()))
-	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read private key: %w", err)
+	}
+	if _, perr := packer.ParsePublicKey(strings.TrimSpace(string(data))); perr == nil {
+		return nil, fmt.Errorf("%s holds a public key: --key-file wants the private key that signs (mms keys --out NAME writes NAME.key next to NAME.pub)", path)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		a.log.Warn("private key file is readable by group or others; chmod 600 it", "path", path, "mode", fmt.Sprintf("%#o", st.Mode().Perm()))
 	}
 	k, err := packer.ParsePrivateKey(string(data))
 	if err != nil {

@@ -91,7 +91,9 @@ func (a *app) newMachineRunCmd() *cobra.Command {
 		Long: `Run loads the machine in DIR (DIR/machine.yaml) and runs it on this computer
 without NATS: every transition and watcher state event is printed as one line
 (or as CloudEvent JSON with --json) until Ctrl-C. Machine data goes to a
-temporary directory unless --data-dir is given.`,
+temporary directory unless --data-dir is given; a --data-dir is locked while
+the machine runs, so it refuses the data directory of a running agent (and
+an agent refuses to start on it meanwhile).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runMachine(cmd.Context(), args[0], factsFile, identity, dataDir, jsonOut)
@@ -126,6 +128,16 @@ func (a *app) runMachine(ctx context.Context, dir, factsFile, identity, dataDir 
 		}
 		defer os.RemoveAll(tmp)
 		dataDir = tmp
+	} else {
+		// An agent's data directory is written by one process at a time.
+		if dataDir, err = filepath.Abs(dataDir); err != nil {
+			return fmt.Errorf("run machine: %w", err)
+		}
+		release, err := lockDirs("mms machine run", "", dataDir)
+		if err != nil {
+			return fmt.Errorf("run machine: %w", err)
+		}
+		defer release()
 	}
 	store, err := agent.OpenDataStore(filepath.Join(dataDir, def.Name), a.log)
 	if err != nil {

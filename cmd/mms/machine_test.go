@@ -170,6 +170,10 @@ func TestMachineRun(t *testing.T) {
 	if lines := strings.Count(out.String(), "\n"); lines != 2 {
 		t.Errorf("machine run printed %d lines, want 2:\n%s", lines, out.String())
 	}
+	// A terminal shows stdout and stderr together: each event once.
+	if strings.Contains(errOut.String(), "greeted") || strings.Contains(errOut.String(), "machine event") {
+		t.Errorf("machine run also logged the events on stderr:\n%s", errOut.String())
+	}
 	if _, err := os.Stat(filepath.Join(dataDir, "hello")); err != nil {
 		t.Errorf("data directory for hello not created under --data-dir: %v", err)
 	}

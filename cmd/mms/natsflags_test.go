@@ -1,9 +1,17 @@
 package main
 
 import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/mms-io/mms/internal/natsbox"
+	"github.com/mms-io/mms/internal/natstest"
 )
 
 // TestNATSFlagsHelp checks that every command talking to NATS offers the
@@ -25,5 +33,137 @@ func TestNATSFlagsHelp(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// isolateNATSLookup clears every place an operator command looks for NATS
+// (environment, nats CLI configuration, default state directory), so that
+// a test sets only the ones it means to.
+func isolateNATSLookup(t *testing.T) {
+	t.Helper()
+	t.Setenv(natsbox.EnvURL, "")
+	t.Setenv(natsbox.EnvContext, "")
+	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
+	t.Setenv(stateDirEnv, filepath.Join(t.TempDir(), "state"))
+}
+
+// selectContext writes the nats CLI context name with url and selects it
+// as `nats context select` does.
+func selectContext(t *testing.T, name, url string) {
+	t.Helper()
+	dir := filepath.Join(os.Getenv("XDG_CONFIG_HOME"), "nats")
+	if err := os.MkdirAll(filepath.Join(dir, "context"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "context"), name+".json", `{"url": "`+url+`"}`)
+	writeFile(t, dir, "context.txt", name+"\n")
+}
+
+// TestStatusFindsNATS runs `mms status` without connection flags: it finds
+// NATS as the nats CLI does. Each case has a decoy further down the order,
+// a server without the status bucket, so that using it would fail.
+func TestStatusFindsNATS(t *testing.T) {
+	tests := []struct {
+		name string
+		// setup points the lookup at url, and lower sources at decoy.
+		setup func(t *testing.T, url, decoy string)
+	}{
+		{"NATS_URL over the selected context", func(t *testing.T, url, decoy string) {
+			t.Setenv(natsbox.EnvURL, url)
+			selectContext(t, "decoy", decoy)
+		}},
+		{"selected nats context", func(t *testing.T, url, _ string) {
+			selectContext(t, "edge", url)
+		}},
+		{"NATS_CONTEXT over NATS_URL", func(t *testing.T, url, decoy string) {
+			selectContext(t, "edge", url)
+			writeFile(t, filepath.Join(os.Getenv("XDG_CONFIG_HOME"), "nats"), "context.txt", "")
+			t.Setenv(natsbox.EnvContext, "edge")
+			t.Setenv(natsbox.EnvURL, decoy)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			isolateNATSLookup(t)
+			url := fleet(t, statusDocument("found-me", 17, time.Now()))
+			decoy := natstest.RunJetStream(t).ClientURL()
+			tt.setup(t, url, decoy)
+			r := mms(t, "", "status")
+			if r.code != 0 || !strings.Contains(r.stdout, "found-me") {
+				t.Errorf("mms status = exit %d\nstdout: %s\nstderr: %s\nwant the node found-me", r.code, r.stdout, r.stderr)
+			}
+		})
+	}
+}
+
+// TestCommandsFindLocalAgent: with an agent on the default state
+// directory, `mms status` needs no flag; with another one, --state-dir.
+func TestCommandsFindLocalAgent(t *testing.T) {
+	isolateNATSLookup(t)
+	dir := t.TempDir()
+	_, pub := newKeyPair(t, dir, "ops")
+	other := filepath.Join(dir, "other")
+	for _, tt := range []struct {
+		name      string
+		agentArgs []string
+		cmdArgs   []string
+	}{
+		{"default state dir", nil, nil},
+		{"--state-dir", []string{"--state-dir", other}, []string{"--state-dir", other}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"agent", "--public-key", strings.TrimSpace(readFile(t, pub)), "--listen", "127.0.0.1:0",
+				"--identity", "local1", "--status-interval", "200ms"}, tt.agentArgs...)
+			_, errOut, stop := runUntil(t, args...)
+			waitFor(t, errOut, "agent started")
+			natstest.Eventually(t, e2eTimeout, func() error {
+				r := mms(t, "", append([]string{"status"}, tt.cmdArgs...)...)
+				if r.code != 0 || !strings.Contains(r.stdout, "local1") {
+					return fmt.Errorf("mms status %v = exit %d\nstdout: %s\nstderr: %s", tt.cmdArgs, r.code, r.stdout, r.stderr)
+				}
+				return nil
+			})
+			if code := stop(); code != 0 {
+				t.Errorf("agent exit code = %d; stderr:\n%s", code, errOut)
+			}
+		})
+	}
+}
+
+// TestConnectFailureSaysWhatItTried: a command that cannot connect names
+// the server, where it came from, every place looked at before, and what
+// to do.
+func TestConnectFailureSaysWhatItTried(t *testing.T) {
+	isolateNATSLookup(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "nats://" + l.Addr().String()
+	l.Close()
+	t.Setenv(natsbox.EnvURL, dead)
+	r := mms(t, "", "status", "--timeout", "2s")
+	want := []string{
+		"connect to nats at " + dead,
+		"looked for NATS in this order: --server: not given; --context: not given; $NATS_CONTEXT: not set; --state-dir: not given; $NATS_URL (" + dead + "): used",
+		"is mms agent running? give --server or --context",
+	}
+	if r.code != 1 {
+		t.Errorf("mms status with a dead NATS_URL = exit %d, want 1", r.code)
+	}
+	for _, w := range want {
+		if !strings.Contains(r.stderr, w) {
+			t.Errorf("stderr = %q, want it to contain %q", r.stderr, w)
+		}
+	}
+
+	// Nothing configured and no local agent: the trail ends at the default.
+	t.Setenv(natsbox.EnvURL, "")
+	r = mms(t, "", "status", "--timeout", "2s")
+	stateFile := filepath.Join(os.Getenv(stateDirEnv), natsbox.LocalContextFile)
+	for _, w := range []string{"$NATS_URL: not set", "the selected nats context: none in ", "the local mms agent: no " + stateFile, "the default nats://127.0.0.1:4222: used"} {
+		if r.code == 0 || !strings.Contains(r.stderr, w) {
+			t.Skipf("something answers on nats://127.0.0.1:4222 here, or the trail lacks %q: exit %d, stderr %q", w, r.code, r.stderr)
+		}
 	}
 }

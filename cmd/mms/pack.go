@@ -21,6 +21,8 @@ type packOptions struct {
 	expires   time.Duration
 	unsigned  bool
 	allowHTTP bool
+	reset     bool
+	archives  string
 }
 
 func (a *app) newPackCmd() *cobra.Command {
@@ -32,14 +34,23 @@ func (a *app) newPackCmd() *cobra.Command {
 
 MACHINES is a JSON array (Choria's machines.json) or a YAML list of entries:
 
-  - name: facts                      # ^[a-z0-9][a-z0-9_-]{0,62}$
+  - name: facts                      # letters, digits, _ - . (up to 200)
     source: https://repo.example.net/facts-1.0.0.tar.gz   # or nats://BUCKET/OBJECT
     checksum: <sha256 of the archive>
     verify_checksum: <sha256 of its SHA256SUMS>
     match: identity('^web') && has_command('facter')      # optional
+    health:                          # optional: the new version's gate
+      states: [RUNNING]              #   healthy once it enters one of these
+      within: 60s                    #   ... this long after it starts
+      fail_states: [FAILED]          #   unhealthy at once in one of these
+    rollout:                         # optional (needs health): waves
+      waves: ["1", "10%", "100%"]    #   cumulative counts or shares
+      pause: 30s                     #   after a wave is healthy
 
 Every entry is validated before anything is signed; a bad entry fails with
-its index, name and field. The signed envelope is printed on stdout and
+its index, name and field. With --archives DIR (where 'mms archive create
+--out' writes), the archive of each entry with a health gate is found there
+by its checksum and its machine.yaml must have the states the gate names. The signed envelope is printed on stdout and
 nothing else, so it can be piped into 'mms put' or 'nats kv put'.
 
 The private key (hex, as written by 'mms keys') comes from --key-file
@@ -49,12 +60,22 @@ mms, but command lines are visible to every user of the machine: prefer
 --key-file.
 
 --format v2 (the default) writes a DSSE envelope with a serial, issue time
-and optional expiry; agents refuse older serials. --format v1 writes
+and optional expiry; agents refuse older serials, and serials more than a
+day ahead of the current Unix time (so does pack: a serial in milliseconds
+or 2^64-1 would make agents ignore every later spec). --format v1 writes
 Choria's format, which has no serial: mms agents accept it only with
---allow-legacy-spec.`,
+--allow-legacy-spec.
+
+--reset-history writes a recovery spec for nodes that accepted a serial
+above that ceiling before it was checked (or while their clock was wrong):
+such a node accepts it although its serial is lower, if it was issued after
+the bad serial was accepted. Every other node takes it as a normal spec, so
+publish it to the whole fleet. (A node's operator can also reset one node
+with 'mms agent --reset-spec-history SERIAL'.)`,
 		Example: `  mms pack machines.json --key-file ops.key | mms put
   mms pack machines.yaml --key-file ops.key --key-file sec.key --expires 720h > spec.json
-  mms pack machines.json --format v1 --key-file ops.key | nats kv put MACHINES machines`,
+  mms pack machines.json --format v1 --key-file ops.key | nats --context mms kv put MACHINES machines
+  mms pack machines.json --key-file ops.key --reset-history | mms put --force`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.pack(cmd, args, o)
@@ -67,6 +88,8 @@ Choria's format, which has no serial: mms agents accept it only with
 	f.DurationVar(&o.expires, "expires", 0, "expire the spec after this long, e.g. 720h (v2 only; default never)")
 	f.BoolVar(&o.unsigned, "unsigned", false, "write an unsigned envelope (only agents started with --insecure-unsigned accept it)")
 	f.BoolVar(&o.allowHTTP, "allow-http", false, "allow http:// sources (agents must allow them too)")
+	f.StringVar(&o.archives, "archives", "", "check each health gate's states against the machine.yaml of the entry's archive in `DIR`")
+	f.BoolVar(&o.reset, "reset-history", false, "write a recovery spec that nodes holding a serial beyond the current time plus a day accept although its serial is lower (v2 only)")
 	return cmd
 }
 
@@ -77,6 +100,13 @@ func (a *app) pack(cmd *cobra.Command, args []string, o packOptions) error {
 	}
 	if format == packer.FormatV1 && o.expires != 0 {
 		return errors.New("--expires needs --format v2: v1 envelopes carry no expiry")
+	}
+	if format == packer.FormatV1 && o.reset {
+		return errors.New("--reset-history needs --format v2: v1 envelopes have no serial to reset")
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	if err := spec.CheckSerial(o.serial, now); err != nil {
+		return fmt.Errorf("--%w", err)
 	}
 	if o.expires < 0 {
 		return errors.New("--expires must be positive")
@@ -103,8 +133,7 @@ func (a *app) pack(cmd *cobra.Command, args []string, o packOptions) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", args[0], err)
 	}
-	now := time.Now().UTC().Truncate(time.Second)
-	s := &spec.Spec{IssuedAt: now, Machines: machines}
+	s := &spec.Spec{IssuedAt: now, Machines: machines, ResetHistory: o.reset}
 	if format == packer.FormatV2 {
 		s.Serial = uint64(now.Unix())
 		if o.serial != 0 {
@@ -116,6 +145,11 @@ func (a *app) pack(cmd *cobra.Command, args []string, o packOptions) error {
 	}
 	if err := s.Validate(spec.ValidateOptions{AllowHTTP: o.allowHTTP, Legacy: format == packer.FormatV1}); err != nil {
 		return fmt.Errorf("%s: nothing signed:\n%w", args[0], err)
+	}
+	if o.archives != "" {
+		if err := checkHealthStates(cmd.Context(), s.Machines, o.archives); err != nil {
+			return fmt.Errorf("%s: nothing signed:\n%w", args[0], err)
+		}
 	}
 	env, err := packer.Seal(format, s, keys...)
 	if err != nil {

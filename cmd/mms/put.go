@@ -1,15 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/spec"
 )
 
 type putOptions struct {
@@ -19,6 +22,14 @@ type putOptions struct {
 	replicas int
 	force    bool
 	revision uint64
+	// publicKeys, trustedKeys and threshold, when keys are given, verify
+	// the spec's signatures before it is written.
+	publicKeys  []string
+	trustedKeys string
+	threshold   int
+	// wait, when positive, follows the agents' status documents after the
+	// write until every reporting agent applied the spec or failed.
+	wait time.Duration
 	// beforeWrite, when set, runs between reading the current revision and
 	// writing; tests use it to race another writer.
 	beforeWrite func()
@@ -33,15 +44,34 @@ func (a *app) newPutCmd() *cobra.Command {
 		Long: `Publish a spec envelope to the NATS Key-Value bucket agents watch.
 
 The envelope is read from SPEC or stdin, trailing whitespace trimmed, and
-refused unless it parses as a spec envelope. The write is a compare-and-set
-on the key's current revision, so when two operators publish at once one of
-them gets an error instead of silently overwriting the other. A v2 spec
-whose serial is not above the current one's is refused too (agents would
-ignore it); --force skips that check, not the compare-and-set.
+refused unless it parses as a spec envelope and has not expired. With
+--public-key or --trusted-keys its signatures are verified first, as an
+agent with those keys would (--threshold of them must have signed);
+without them, mms put reads the agents' status documents and warns when
+an agent trusts none of the keys the spec claims to be signed by, or
+refuses v1 specs, because that agent will reject it.
 
-'nats kv put MACHINES machines' works as well; mms put adds the checks.`,
-		Example: `  mms pack machines.json --key-file ops.key | mms put
-  mms put spec.json --server nats://nats1:4222,nats://nats2:4222 --creds ops.creds
+A serial more than a day ahead of the current Unix time is always refused
+(agents refuse it). When the current spec's serial is itself that far
+ahead, put says how to recover: a spec packed with --reset-history.
+
+The write is a compare-and-set on the key's current revision, so when two
+operators publish at once one of them gets an error instead of silently
+overwriting the other. A v2 spec whose serial is not above the current
+one's is refused too (agents would ignore it); --force skips that check,
+not the compare-and-set.
+
+--wait DURATION then follows the status documents, printing progress
+("2/3 applied, 1 failed: web3: web failed: install: sha256 mismatch"),
+until every agent that reports its status applied the spec or failed; it
+exits 0 when all applied, 2 naming each agent that rejected the spec or
+failed an entry, or that had not finished when DURATION ran out.
+
+'nats --context mms kv put MACHINES machines' works as well (the context
+the agent writes for its embedded server, or yours); mms put adds the
+checks.`,
+		Example: `  mms pack machines.json --key-file ops.key | mms put --wait 2m
+  mms put spec.json --trusted-keys fleet.pub --server nats://nats1:4222,nats://nats2:4222 --creds ops.creds
   mms put spec.json --create      # create the MACHINES bucket first if missing`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -53,9 +83,12 @@ ignore it); --force skips that check, not the compare-and-set.
 			if err != nil {
 				return err
 			}
-			next, err := packer.Inspect(data)
+			next, err := a.checkPut(data, o, time.Now())
 			if err != nil {
-				return fmt.Errorf("refusing to put: %w", err)
+				return err
+			}
+			if err := checkPutSerial(next, time.Now()); err != nil {
+				return err
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), nf.timeout)
 			defer cancel()
@@ -64,18 +97,93 @@ ignore it); --force skips that check, not the compare-and-set.
 				return err
 			}
 			defer nc.Close()
-			return a.put(ctx, nc, data, next, o)
+			if len(o.publicKeys) == 0 && o.trustedKeys == "" {
+				a.warnUntrusted(ctx, nc, next)
+			}
+			if err := a.put(ctx, nc, data, next, o); err != nil {
+				return err
+			}
+			if o.wait <= 0 {
+				return nil
+			}
+			return a.waitApplied(cmd.Context(), nc, next, o.wait)
 		},
 	}
 	f := cmd.Flags()
-	nf.register(f)
+	nf.registerClient(cmd, f)
 	f.StringVar(&o.bucket, "bucket", "MACHINES", "Key-Value bucket")
 	f.StringVar(&o.key, "key", "machines", "key in the bucket")
 	f.BoolVar(&o.create, "create", false, "create the bucket when it does not exist")
 	f.IntVar(&o.replicas, "replicas", 1, "replicas when creating the bucket")
 	f.BoolVar(&o.force, "force", false, "publish even if the serial is not above the current spec's")
-	f.Uint64Var(&o.revision, "revision", 0, "only publish if the key is at this revision (the one you reviewed)")
+	f.Uint64Var(&o.revision, "revision", 0, "only publish if the key is at this revision (the one you reviewed with 'mms show')")
+	f.StringArrayVar(&o.publicKeys, "public-key", nil, "verify the signatures with this hex public key before writing (repeatable)")
+	f.StringVar(&o.trustedKeys, "trusted-keys", "", "verify the signatures with the hex public keys in `FILE` before writing")
+	f.IntVar(&o.threshold, "threshold", 1, "distinct keys of --public-key/--trusted-keys that must have signed")
+	f.DurationVar(&o.wait, "wait", 0, "after writing, wait up to `DURATION` until every reporting agent applied the spec or failed")
 	return cmd
+}
+
+// checkPut decodes the envelope and refuses what no agent would accept:
+// an envelope that does not decode, an expired spec, and, when keys are
+// given, one whose signatures do not verify with them.
+func (a *app) checkPut(data []byte, o putOptions, now time.Time) (*packer.Opened, error) {
+	next, err := packer.Inspect(data)
+	if err != nil {
+		if _, perr := spec.ParseMachines(data); perr == nil || looksLikeList(data) {
+			return nil, errors.New("refusing to put: this is a machines list, not a signed spec: pack it first, e.g. mms pack machines.json --key-file ops.key | mms put")
+		}
+		return nil, fmt.Errorf("refusing to put: %w", err)
+	}
+	if exp := next.Spec.Expires; !exp.IsZero() && !now.Before(exp) {
+		return nil, fmt.Errorf("refusing to put serial %d: it expired at %s (%s ago) and every agent rejects an expired spec; re-pack it (mms pack --expires sets a new expiry)",
+			next.Spec.Serial, exp.UTC().Format(time.RFC3339), now.Sub(exp).Round(time.Second))
+	}
+	if len(o.publicKeys) == 0 && o.trustedKeys == "" {
+		return next, nil
+	}
+	trust, err := resolveTrust(o.publicKeys, o.trustedKeys, o.threshold, false, true)
+	if err != nil {
+		return nil, err
+	}
+	opened, err := packer.Open(data, packer.OpenOptions{Trusted: trust.Keys(), Threshold: trust.Threshold(), AllowV1: true, Now: func() time.Time { return now }})
+	if err != nil {
+		return nil, fmt.Errorf("refusing to put: %w", err)
+	}
+	fmt.Fprintf(a.stderr, "verified: signed by %s (%d of %d required)\n", strings.Join(opened.KeyIDs, ", "), len(opened.KeyIDs), trust.Threshold())
+	return next, nil
+}
+
+// checkPutSerial refuses a v2 spec whose serial agents refuse: above the
+// serial ceiling (the current Unix time plus a day). --force does not skip
+// it: no agent would accept the spec.
+func checkPutSerial(next *packer.Opened, now time.Time) error {
+	if next.Format != packer.FormatV2 {
+		return nil
+	}
+	if err := spec.CheckSerial(next.Spec.Serial, now); err != nil {
+		return fmt.Errorf("refusing to put: %w; re-pack without --serial (the default is the current time)", err)
+	}
+	return nil
+}
+
+// checkOlderSerial refuses a spec whose serial is not above the current
+// one's, saying what to publish instead. When the current
+// serial is itself above the ceiling (a bad serial accepted before agents
+// checked it), the only way forward is a reset spec; otherwise the next
+// serial, which cannot overflow since the current one is below the
+// ceiling. A reset spec over a serial above the ceiling is let through.
+func checkOlderSerial(next, prev *packer.Opened, o putOptions, now time.Time) error {
+	where := o.bucket + "/" + o.key
+	if prev.Spec.Serial > spec.SerialCeiling(now) {
+		if next.Spec.ResetHistory {
+			return nil
+		}
+		return fmt.Errorf("refusing to put serial %d: %s holds serial %d, above the current Unix time plus %s, which agents no longer accept; agents that accepted it ignore every lower serial: re-pack with --reset-history (those agents accept it, the others take it as a normal spec)",
+			next.Spec.Serial, where, prev.Spec.Serial, spec.MaxSerialAhead)
+	}
+	return fmt.Errorf("refusing to put serial %d: %s holds serial %d and agents ignore older or equal serials; re-pack (the default serial is the current time) or pass --serial %d",
+		next.Spec.Serial, where, prev.Spec.Serial, prev.Spec.Serial+1)
 }
 
 func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Opened, o putOptions) error {
@@ -117,14 +225,15 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 				return nil
 			}
 			if !o.force && next.Format == packer.FormatV2 && prev.Format == packer.FormatV2 && next.Spec.Serial <= prev.Spec.Serial {
-				return fmt.Errorf("refusing to put serial %d: %s/%s holds serial %d and agents ignore older or equal serials; re-pack (the default serial is the current time) or pass --serial %d",
-					next.Spec.Serial, o.bucket, o.key, prev.Spec.Serial, prev.Spec.Serial+1)
+				if err := checkOlderSerial(next, prev, o, time.Now()); err != nil {
+					return err
+				}
 			}
 		}
 	}
 
 	if o.revision != 0 && o.revision != rev {
-		return fmt.Errorf("%s/%s is at revision %d, not %d as --revision expects: review the current spec with 'mms show' first", o.bucket, o.key, rev, o.revision)
+		return fmt.Errorf("%s/%s is at revision %d, not %d as --revision expects: review the current spec with 'mms show --server %s' first", o.bucket, o.key, rev, o.revision, nc.ConnectedUrlRedacted())
 	}
 	if o.beforeWrite != nil {
 		o.beforeWrite()
@@ -136,7 +245,7 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 		newRev, err = kv.Update(ctx, o.key, data, rev)
 	}
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return fmt.Errorf("%s/%s changed while publishing (it was at revision %d): someone else published; check with 'mms show' and retry", o.bucket, o.key, rev)
+		return fmt.Errorf("%s/%s changed while publishing (it was at revision %d): someone else published; check with 'mms show --server %s' and retry", o.bucket, o.key, rev, nc.ConnectedUrlRedacted())
 	}
 	if err != nil {
 		return nc.explain(fmt.Errorf("write %s/%s: %w", o.bucket, o.key, err))
@@ -148,4 +257,11 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 	fmt.Fprintf(a.stdout, "put %s/%s revision %d: %s, %d machine%s, at %s\n",
 		o.bucket, o.key, newRev, desc, len(next.Spec.Machines), plural(len(next.Spec.Machines)), time.Now().UTC().Format(time.RFC3339))
 	return nil
+}
+
+// looksLikeList reports whether data is a JSON or YAML list, the shape of
+// a machines file (a signed spec is an object).
+func looksLikeList(data []byte) bool {
+	t := bytes.TrimSpace(data)
+	return len(t) > 0 && (t[0] == '[' || t[0] == '-')
 }

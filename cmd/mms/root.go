@@ -11,10 +11,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// version is the mms version; release builds set it with
-// -ldflags "-X main.version=…".
-var version = "dev"
-
 // app carries what every command needs: the standard streams and a logger.
 // Intended output goes to stdout, diagnostics to stderr.
 type app struct {
@@ -106,11 +102,11 @@ and runs them.
   mms keys --out ops            # ops.key (secret) and ops.pub
   mms pack machines.json --key-file ops.key | mms put
   mms agent --public-key "$(cat ops.pub)"`,
-		Version:       version,
+		Version:       currentBuild().Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.CompletionOptions.HiddenDefaultCmd = true
+	root.SetVersionTemplate(currentBuild().String())
 	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log NATS connection details to stderr")
 	for _, c := range a.commands() {
 		root.AddCommand(c)
@@ -123,6 +119,9 @@ func (a *app) commands() []*cobra.Command {
 	return []*cobra.Command{
 		a.newKeysCmd(),
 		a.newPackCmd(),
+		a.newReconcileCmd(),
+		a.newRolloutCmd(),
+		a.newNatsConfigCmd(),
 		a.newVerifyCmd(),
 		a.newShowCmd(),
 		a.newPutCmd(),
@@ -134,5 +133,6 @@ func (a *app) commands() []*cobra.Command {
 		a.newAgentCmd(),
 		a.newStatusCmd(),
 		a.newBenchCmd(),
+		a.newVersionCmd(),
 	}
 }

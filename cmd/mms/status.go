@@ -14,10 +14,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mms-io/mms/internal/fleetstatus"
+	"github.com/mms-io/mms/internal/termtext"
 	"github.com/mms-io/mms/packer"
 )
 
 type statusOptions struct {
+	node       string // one node to show in full
 	nats       natsFlags
 	jsonOut    bool
 	check      bool
@@ -30,33 +32,50 @@ type statusOptions struct {
 func (a *app) newStatusCmd() *cobra.Command {
 	var o statusOptions
 	cmd := &cobra.Command{
-		Use:   "status",
-		Short: "Show every agent's status: spec serial, machines, freshness, problems",
+		Use:   "status [NODE]",
+		Short: "Show every agent's status: the spec it runs and saw, machines, problems, freshness",
 		Long: `Status reads every agent's status document from the ` + fleetstatus.Bucket + ` KV bucket
 and the current spec from --bucket/--key, and prints one line per agent:
 
-  IDENTITY  SERIAL  MACHINES            UPDATED  FLAGS
-  web1      17      3 (RUN 2, MANAGE 1)  4s ago
-  web2      16      2 (RUN 2)            9m ago   stale,behind
+  IDENTITY  APPLIED  SEEN               MACHINES            MESSAGE                                   AGE  FLAGS
+  web1      4242                        3 (RUN 2, MANAGE 1)                                           4s
+  web2      4242     4000 ignored-older  2 (RUN 2)           serial 4000 ignored-older: ignored o…    2s   rejected
+  db1       4241                        2 (RUN 2)           web failed: install: sha256 mismatch      9m   behind,failed,stale
 
-FLAGS: stale (not updated for 3 heartbeats, or --stale-after), stopped (the
-agent shut down cleanly), behind (runs an older serial than the current
-spec), error (the spec or a machine has an error), nats (the server denied
-the agent something: permission violations), invalid (the document cannot
-be read). The current spec is decoded without verifying its signature: it
-is only compared, never trusted.
+APPLIED is the spec the node runs ("never" when it never applied one), SEEN
+the last spec it saw when that is another one or was not applied, and why
+(ignored-older, untrusted, expired, equivocation, legacy-refused,
+malformed, invalid, not-yet-valid, missing, error). MESSAGE is the node's
+first problem; AGE how long ago it wrote its document.
 
---json prints the documents as a JSON array instead. --check exits with
-code 2 when any agent is stale, stopped, behind, in error or invalid, for
-monitoring.
+FLAGS: rejected (the last spec seen was not applied), failed (an entry
+failed or was rolled back), expired (the applied spec has expired), behind
+(runs an older spec than the current one, or none), error (a machine has
+an error), stale (not updated for 3 heartbeats, or --stale-after), stopped
+(the agent shut down cleanly), nats (the server denied the agent
+something), invalid (the document cannot be read). The current spec is
+decoded without verifying its signature: it is only compared, never
+trusted.
+
+'mms status NODE' prints one agent in full: the keys it trusts, the
+applied and seen spec, every spec entry with its outcome and reason, every
+machine with its state, and every problem.
+
+--json prints the documents as a JSON array (one document with NODE).
+--check exits with code 2 when any agent is flagged (other than nats),
+and says which and why, for monitoring.
 
 Agents with the embedded server create the bucket; for agents that connect
 to your NATS with --server, create it once with --create.`,
 		Example: `  mms status
+  mms status web1
   mms status --server nats://nats1:4222 --check
-  mms status --json | jq '.[] | select(.spec.serial < 17) | .identity'`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+  mms status --json | jq '.[] | select(.seen.outcome != "applied") | .identity'`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				o.node = args[0]
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), o.nats.timeout)
 			defer cancel()
 			nc, err := o.nats.connect(ctx, a, "mms status")
@@ -68,9 +87,9 @@ to your NATS with --server, create it once with --create.`,
 		},
 	}
 	f := cmd.Flags()
-	o.nats.register(f)
-	f.BoolVar(&o.jsonOut, "json", false, "print the status documents as a JSON array")
-	f.BoolVar(&o.check, "check", false, "exit 2 when any agent is stale, stopped, behind, in error or unreadable")
+	o.nats.registerClient(cmd, f)
+	f.BoolVar(&o.jsonOut, "json", false, "print the status documents as a JSON array (one document with NODE)")
+	f.BoolVar(&o.check, "check", false, "exit 2 when any agent is flagged (other than nats), naming each and why")
 	f.BoolVar(&o.create, "create", false, "create the "+fleetstatus.Bucket+" bucket when it does not exist")
 	f.DurationVar(&o.staleAfter, "stale-after", 0, "call an agent stale after this long without an update (default: 3 of its heartbeats)")
 	f.StringVar(&o.bucket, "bucket", "MACHINES", "KV bucket holding the signed spec")
@@ -86,12 +105,21 @@ type currentSpec struct {
 	digest string
 }
 
+// label names the spec as fleetstatus labels a node's: "serial 17", or
+// "v1 0123456789ab".
+func (c *currentSpec) label() string {
+	if c.format == packer.FormatV1 {
+		return "v1 " + shortHex(c.digest)
+	}
+	return fmt.Sprintf("serial %d", c.serial)
+}
+
 // nodeRow is one agent's line.
 type nodeRow struct {
 	key   string
 	doc   *fleetstatus.Document
 	err   error
-	flags []string
+	flags []nodeFlag
 }
 
 func (a *app) status(ctx context.Context, nc natsConn, o statusOptions, now time.Time) error {
@@ -108,26 +136,27 @@ func (a *app) status(ctx context.Context, nc natsConn, o statusOptions, now time
 	if err != nil {
 		return nc.explain(err)
 	}
+	if o.node != "" {
+		row, err := findRow(rows, o.node)
+		if err != nil {
+			return err
+		}
+		rows = []nodeRow{row}
+	}
 	for i := range rows {
 		rows[i].flags = nodeFlags(rows[i], now, cur, o.staleAfter)
 	}
 
-	if o.jsonOut {
-		docs := make([]*fleetstatus.Document, 0, len(rows))
-		for _, r := range rows {
-			if r.doc != nil {
-				docs = append(docs, r.doc)
-			} else {
-				a.log.Warn("skipping an unreadable status document", "key", r.key, "error", r.err)
-			}
+	switch {
+	case o.jsonOut:
+		if err := a.printStatusJSON(rows, o.node != ""); err != nil {
+			return err
 		}
-		b, err := json.MarshalIndent(docs, "", "  ")
-		if err != nil {
-			return fmt.Errorf("encode status documents: %w", err)
-		}
-		fmt.Fprintln(a.stdout, string(b))
-	} else {
-		fmt.Fprintln(a.stdout, curNote)
+	case o.node != "":
+		fmt.Fprintln(a.stdout, termtext.Escape(curNote))
+		printNode(a, rows[0], now)
+	default:
+		fmt.Fprintln(a.stdout, termtext.Escape(curNote))
 		if len(rows) == 0 {
 			fmt.Fprintf(a.stdout, "no agent has written its status to %s on %s yet: agents write it when they connect and every --status-interval (30s by default)\n",
 				fleetstatus.Bucket, nc.ConnectedUrlRedacted())
@@ -141,14 +170,61 @@ func (a *app) status(ctx context.Context, nc natsConn, o statusOptions, now time
 	}
 	var bad []string
 	for _, r := range rows {
-		if slices.ContainsFunc(r.flags, isProblem) {
-			bad = append(bad, fmt.Sprintf("%s (%s)", rowName(r), strings.Join(r.flags, ",")))
+		if details := problemDetails(r.flags); len(details) > 0 {
+			bad = append(bad, "  "+termtext.Escape(rowName(r))+": "+termtext.Escape(strings.Join(details, "; ")))
 		}
 	}
 	if len(bad) > 0 {
-		return &exitError{code: 2, err: fmt.Errorf("%d of %d agents need attention: %s", len(bad), len(rows), strings.Join(bad, ", "))}
+		return &exitError{code: 2, err: fmt.Errorf("%d of %d agents need attention:\n%s", len(bad), len(rows), strings.Join(bad, "\n"))}
 	}
 	return nil
+}
+
+// printStatusJSON prints the readable documents: an array, or the one
+// document of a NODE.
+func (a *app) printStatusJSON(rows []nodeRow, one bool) error {
+	docs := make([]*fleetstatus.Document, 0, len(rows))
+	for _, r := range rows {
+		if r.doc != nil {
+			docs = append(docs, r.doc)
+		} else {
+			a.log.Warn("skipping an unreadable status document", "key", r.key, "error", r.err)
+		}
+	}
+	var v any = docs
+	if one {
+		if len(docs) == 0 {
+			return fmt.Errorf("the status document of %s cannot be read: %w", termtext.Escape(rows[0].key), rows[0].err)
+		}
+		v = docs[0]
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode status documents: %w", err)
+	}
+	fmt.Fprintln(a.stdout, string(b))
+	return nil
+}
+
+// findRow returns the row of node, an identity or a status key.
+func findRow(rows []nodeRow, node string) (nodeRow, error) {
+	for _, r := range rows {
+		if r.doc != nil && r.doc.Identity == node {
+			return r, nil
+		}
+	}
+	key := fleetstatus.Key(node)
+	names := make([]string, 0, len(rows))
+	for _, r := range rows {
+		if r.key == node || r.key == key {
+			return r, nil
+		}
+		names = append(names, termtext.Escape(rowName(r)))
+	}
+	if len(names) == 0 {
+		return nodeRow{}, fmt.Errorf("no status document for %q in %s: no agent has written one yet", node, fleetstatus.Bucket)
+	}
+	return nodeRow{}, fmt.Errorf("no status document for %q in %s; agents that report: %s", node, fleetstatus.Bucket, strings.Join(names, ", "))
 }
 
 // openStatusBucket binds the status bucket, creating it if asked to.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -56,9 +57,13 @@ func statusDocument(identity string, serial uint64, updated time.Time, machines 
 	if machines == nil {
 		machines = []fleetstatus.Machine{}
 	}
+	digest := fmt.Sprintf("d%d", serial)
 	return fleetstatus.Document{
-		Identity: identity, AgentVersion: "dev", StartedAt: updated.Add(-time.Hour), UpdatedAt: updated, Heartbeat: "30s",
-		Spec:     fleetstatus.Spec{Serial: serial, Format: "v2", Digest: "d"},
+		Version: fleetstatus.DocumentVersion, Identity: identity, AgentVersion: "dev", StartedAt: updated.Add(-time.Hour), UpdatedAt: updated, Heartbeat: "30s",
+		Trust:    &fleetstatus.Trust{KeyIDs: []string{"k"}, Threshold: 1},
+		Applied:  &fleetstatus.Applied{Serial: serial, Format: "v2", Digest: digest},
+		Seen:     &fleetstatus.Seen{Serial: serial, Format: "v2", Digest: digest, Outcome: fleetstatus.SeenApplied},
+		Entries:  []fleetstatus.Entry{},
 		Machines: machines, NATS: natsbox.ConnState{Connected: true},
 	}
 }
@@ -71,17 +76,30 @@ func TestStatus(t *testing.T) {
 	healthy := statusDocument("web1", 17, now, run("RUN"), run("RUN"), run("MANAGE"))
 	stale := statusDocument("web2", 17, now.Add(-10*time.Minute), run("RUN"))
 	behind := statusDocument("db1", 16, now)
-	url := fleet(t, healthy, stale, behind)
+	replayed := statusDocument("web3", 17, now, run("RUN"))
+	replayed.Seen = &fleetstatus.Seen{Serial: 4, Format: "v2", Digest: "d4", Outcome: fleetstatus.SeenIgnoredOlder, Reason: "open spec: ignored older spec (serial 4 < 17)"}
+	failing := statusDocument("web4", 17, now, run("RUN"))
+	failing.Entries = []fleetstatus.Entry{
+		{Name: "web", Outcome: "failed", Reason: "install: sha256 mismatch", Checksum: sumA},
+		{Name: "db", Outcome: "skipped", Reason: `match "identity('^db')" does not select this node`, Match: "identity('^db')", Checksum: sumB},
+	}
+	never := statusDocument("new1", 0, now)
+	never.Applied = nil
+	never.Seen = &fleetstatus.Seen{Serial: 17, Format: "v2", Digest: "d17", Outcome: fleetstatus.SeenUntrusted, Reason: "open spec: spec signed by no trusted key"}
+	url := fleet(t, healthy, stale, behind, replayed, failing, never)
 
 	t.Run("table", func(t *testing.T) {
 		r := mmsOK(t, "", "status", "--server", url)
 		lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
 		want := []string{
 			`^spec MACHINES/machines \(revision 1\): v2 serial 17, 1 machine \(signature not verified here\)$`,
-			`^IDENTITY\s+SERIAL\s+MACHINES\s+UPDATED\s+FLAGS$`,
-			`^db1\s+16\s+0\s+\d+s ago\s+behind$`,
-			`^web1\s+17\s+3 \(RUN 2, MANAGE 1\)\s+\d+s ago\s*$`,
-			`^web2\s+17\s+1 \(RUN 1\)\s+10m ago\s+stale$`,
+			`^IDENTITY\s+APPLIED\s+SEEN\s+MACHINES\s+MESSAGE\s+AGE\s+FLAGS$`,
+			`^db1\s+16\s+0\s+runs serial 16, the current spec is serial 17\s+\d+s\s+behind$`,
+			`^new1\s+never\s+17 untrusted\s+0\s+serial 17 untrusted: open spec: spec signed by no trusted key\s+\d+s\s+rejected,behind$`,
+			`^web1\s+17\s+3 \(RUN 2, MANAGE 1\)\s+\d+s\s*$`,
+			`^web2\s+17\s+1 \(RUN 1\)\s+no update for 10m \(limit 1m30s\): the agent stopped or lost NATS\s+10m\s+stale$`,
+			`^web3\s+17\s+4 ignored-older\s+1 \(RUN 1\)\s+serial 4 ignored-older: open spec: ignored older spec \(serial 4 < 17\)\s+\d+s\s+rejected$`,
+			`^web4\s+17\s+1 \(RUN 1\)\s+web failed: install: sha256 mismatch\s+\d+s\s+failed$`,
 		}
 		if len(lines) != len(want) {
 			t.Fatalf("status printed %d lines, want %d:\n%s", len(lines), len(want), r.stdout)
@@ -93,13 +111,47 @@ func TestStatus(t *testing.T) {
 		}
 	})
 
+	t.Run("node", func(t *testing.T) {
+		r := mmsOK(t, "", "status", "--server", url, "web4")
+		for _, w := range []string{
+			`(?m)^Identity:\s+web4$`,
+			`(?m)^Trusts:\s+1 of key k$`,
+			`(?m)^Applied:\s+serial 17 \(v2, digest d17\)$`,
+			`(?m)^Seen:\s+serial 17 applied$`,
+			`(?m)^Flags:\s+failed$`,
+			`(?m)^ENTRY\s+OUTCOME\s+VERSION\s+STATE\s+CHECKSUM\s+REASON$`,
+			`(?m)^web\s+failed\s+f11ea2005de9\s+install: sha256 mismatch$`,
+			`(?m)^db\s+skipped\s+1e85719c6959\s+match "identity\('\^db'\)" does not select this node$`,
+			`(?m)^RUN-m\s+1\.0\.0\s+RUN\s+installed\s*$`,
+			`(?m)^Problems:\n  failed: web failed: install: sha256 mismatch$`,
+		} {
+			if !regexp.MustCompile(w).MatchString(r.stdout) {
+				t.Errorf("status web4 output does not match %s:\n%s", w, r.stdout)
+			}
+		}
+		r = mmsOK(t, "", "status", "--server", url, "new1")
+		if !regexp.MustCompile(`(?m)^Applied:\s+never applied a spec$`).MatchString(r.stdout) ||
+			!regexp.MustCompile(`(?m)^Seen:\s+serial 17 untrusted: open spec: spec signed by no trusted key$`).MatchString(r.stdout) {
+			t.Errorf("status new1 does not say it never applied a spec and why:\n%s", r.stdout)
+		}
+		r = mms(t, "", "status", "--server", url, "nosuch")
+		if r.code != 1 || !strings.Contains(r.stderr, `no status document for "nosuch" in MACHINES_STATUS; agents that report: db1, new1, web1, web2, web3, web4`) {
+			t.Errorf("status nosuch = exit %d, stderr %q; want 1 naming the agents that report", r.code, r.stderr)
+		}
+		r = mmsOK(t, "", "status", "--server", url, "web3", "--json")
+		var doc fleetstatus.Document
+		if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || doc.Identity != "web3" {
+			t.Errorf("status web3 --json = %q (%v), want web3's document", r.stdout, err)
+		}
+	})
+
 	t.Run("json", func(t *testing.T) {
 		r := mmsOK(t, "", "status", "--server", url, "--json")
 		var docs []fleetstatus.Document
 		if err := json.Unmarshal([]byte(r.stdout), &docs); err != nil {
 			t.Fatalf("status --json output is not a JSON array of documents: %v\n%s", err, r.stdout)
 		}
-		want := []fleetstatus.Document{behind, healthy, stale}
+		want := []fleetstatus.Document{behind, never, healthy, stale, replayed, failing}
 		if diff := cmp.Diff(want, docs); diff != "" {
 			t.Errorf("status --json documents (-want +got):\n%s", diff)
 		}
@@ -110,13 +162,24 @@ func TestStatus(t *testing.T) {
 		if r.code != 2 {
 			t.Errorf("status --check = exit %d, want 2", r.code)
 		}
-		if want := "2 of 3 agents need attention: db1 (behind), web2 (stale)"; !strings.Contains(r.stderr, want) {
-			t.Errorf("status --check stderr = %q, want it to contain %q", r.stderr, want)
+		want := `mms: 5 of 6 agents need attention:
+  db1: behind: runs serial 16, the current spec is serial 17
+  new1: rejected: serial 17 untrusted: open spec: spec signed by no trusted key; behind: never applied a spec, the current spec is serial 17
+  web2: stale: no update for 10m (limit 1m30s): the agent stopped or lost NATS
+  web3: rejected: serial 4 ignored-older: open spec: ignored older spec (serial 4 < 17)
+  web4: failed: web failed: install: sha256 mismatch
+`
+		if !strings.HasSuffix(r.stderr, want) {
+			t.Errorf("status --check stderr = %q, want it to end with %q", r.stderr, want)
+		}
+		r = mmsOK(t, "", "status", "--server", url, "--check", "web1")
+		if !strings.Contains(r.stdout, "Flags:") {
+			t.Errorf("status --check web1 = %q, want web1 in full", r.stdout)
 		}
 	})
 
 	t.Run("stale-after", func(t *testing.T) {
-		r := mmsOK(t, "", "status", "--server", url, "--stale-after", "1h")
+		r := mmsOK(t, "", "status", "--server", url, "--stale-after", "1h", "web2")
 		if strings.Contains(r.stdout, "stale") {
 			t.Errorf("status --stale-after 1h flags a 10-minute-old document stale:\n%s", r.stdout)
 		}
@@ -144,13 +207,28 @@ func TestStatusFlags(t *testing.T) {
 		{"stale without a heartbeat after 90s", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Heartbeat = ""; d.UpdatedAt = now.Add(-91 * time.Second) })}, cur, 0, []string{"stale"}},
 		{"--stale-after wins", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.UpdatedAt = now.Add(-2 * time.Second) })}, cur, time.Second, []string{"stale"}},
 		{"stopped, not stale", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.StoppedAt = now.Add(-time.Hour); d.UpdatedAt = d.StoppedAt })}, cur, 0, []string{"stopped"}},
-		{"behind", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Spec.Serial = 3 })}, cur, 0, []string{"behind"}},
-		{"no current spec, never behind", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Spec.Serial = 0 })}, nil, 0, nil},
-		{"v1: other digest is behind", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Spec = fleetstatus.Spec{Format: "v1", Digest: "old"} })}, &currentSpec{format: packer.FormatV1, digest: "new"}, 0, []string{"behind"}},
-		{"v1: same digest", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Spec = fleetstatus.Spec{Format: "v1", Digest: "new"} })}, &currentSpec{format: packer.FormatV1, digest: "new"}, 0, nil},
-		{"spec error", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Spec.Error = "untrusted key" })}, cur, 0, []string{"error"}},
-		{"machine error", nodeRow{doc: doc(func(d *fleetstatus.Document) {
+		{"behind", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Applied.Serial = 3 })}, cur, 0, []string{"behind"}},
+		{"never applied is behind", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Applied = nil })}, cur, 0, []string{"behind"}},
+		{"no current spec, never behind", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Applied = nil })}, nil, 0, nil},
+		{"v1: other digest is behind", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Applied = &fleetstatus.Applied{Format: "v1", Digest: "old"} })}, &currentSpec{format: packer.FormatV1, digest: "new"}, 0, []string{"behind"}},
+		{"v1: same digest", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Applied = &fleetstatus.Applied{Format: "v1", Digest: "new"} })}, &currentSpec{format: packer.FormatV1, digest: "new"}, 0, nil},
+		{"older spec ignored", nodeRow{doc: doc(func(d *fleetstatus.Document) {
+			d.Seen = &fleetstatus.Seen{Serial: 4, Outcome: fleetstatus.SeenIgnoredOlder}
+		})}, cur, 0, []string{"rejected"}},
+		{"untrusted spec", nodeRow{doc: doc(func(d *fleetstatus.Document) {
+			d.Seen = &fleetstatus.Seen{Serial: 18, Outcome: fleetstatus.SeenUntrusted}
+		})}, cur, 0, []string{"rejected"}},
+		{"missing spec is not a rejection", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Seen = &fleetstatus.Seen{Outcome: fleetstatus.SeenMissing} })}, cur, 0, nil},
+		{"expired applied spec", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Applied.Stale = true })}, cur, 0, []string{"expired"}},
+		{"failed entry", nodeRow{doc: doc(func(d *fleetstatus.Document) {
+			d.Entries = []fleetstatus.Entry{{Name: "db", Outcome: "failed", Reason: "http 404"}}
 			d.Machines = []fleetstatus.Machine{{Name: "db", LastOutcome: "failed", LastError: "http 404"}}
+		})}, cur, 0, []string{"failed"}},
+		{"rolled back entry", nodeRow{doc: doc(func(d *fleetstatus.Document) {
+			d.Entries = []fleetstatus.Entry{{Name: "db", Outcome: "rolled_back", Reason: "did not load"}}
+		})}, cur, 0, []string{"failed"}},
+		{"machine error", nodeRow{doc: doc(func(d *fleetstatus.Document) {
+			d.Machines = []fleetstatus.Machine{{Name: "db", State: "RUN", LastError: "check: exit status 1"}}
 		})}, cur, 0, []string{"error"}},
 		{"permission violations", nodeRow{doc: doc(func(d *fleetstatus.Document) {
 			d.NATS.PermissionViolations = []natsbox.Violation{{Message: `Permissions Violation for Publish to "$KV.MACHINES_STATUS.n"`, Count: 1}}
@@ -159,7 +237,15 @@ func TestStatusFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := nodeFlags(tt.row, now, tt.cur, tt.staleAfter); !cmp.Equal(got, tt.want) {
+			flags := nodeFlags(tt.row, now, tt.cur, tt.staleAfter)
+			var got []string
+			for _, f := range flags {
+				got = append(got, f.name)
+				if f.detail == "" {
+					t.Errorf("flag %s has no detail", f.name)
+				}
+			}
+			if !cmp.Equal(got, tt.want) {
 				t.Errorf("nodeFlags() = %v, want %v", got, tt.want)
 			}
 		})
@@ -197,7 +283,7 @@ func TestStatusBucketStates(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = mms(t, "", "status", "--server", url, "--check")
-	if r.code != 2 || !regexp.MustCompile(`(?m)^junk\s+-\s+-\s+-\s+invalid$`).MatchString(r.stdout) || !strings.Contains(r.stderr, `msg="unreadable status document" key=junk error="decode status document`) {
+	if r.code != 2 || !regexp.MustCompile(`(?m)^junk\s+-\s+-\s+decode status document: unexpected end of JSON input\s+-\s+invalid$`).MatchString(r.stdout) || !strings.Contains(r.stderr, `msg="unreadable status document" key=junk error="decode status document`) {
 		t.Errorf("status --check with an unreadable document = exit %d\nstdout:\n%s\nstderr:\n%s\nwant 2, an invalid row and the reason", r.code, r.stdout, r.stderr)
 	}
 }

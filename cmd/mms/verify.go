@@ -32,7 +32,15 @@ Exit status 0 prints a one-line summary; anything else prints the exact
 reason. Replay rules (serials) are the agent's business and are not checked.`,
 		Example: `  mms verify spec.json ops.pub
   mms pack machines.json --key-file ops.key | mms verify - ops.pub`,
-		Args: cobra.MinimumNArgs(2),
+		Args: func(_ *cobra.Command, args []string) error {
+			switch len(args) {
+			case 0:
+				return errors.New("missing SPEC and KEY: give the spec and the public key(s) that should have signed it, e.g. mms verify spec.json ops.pub")
+			case 1:
+				return fmt.Errorf("missing KEY: give the public key(s) that should have signed %s (a file or 64 hex characters), e.g. mms verify %s ops.pub", args[0], args[0])
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			data, err := a.readSpecArg(args[0])
 			if err != nil {

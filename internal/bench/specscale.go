@@ -231,3 +231,7 @@ func largestSpec() (int, error) {
 		n--
 	}
 }
+
+func (plannerHost) MachineState(string) (watchers.MachineState, bool) {
+	return watchers.MachineState{}, false
+}

@@ -3,21 +3,30 @@
 // how its key is derived from the agent's identity, and the writer the agent
 // runs to keep it current.
 //
-// An agent's document says which spec it runs (serial, digest, format,
-// stale, error), every machine it runs or failed to run (name, version,
-// state, path, checksum, last outcome, last error), the health of its NATS
-// connection (including permission violations, which otherwise look like
-// timeouts) and its last error. A [Recorder] learns the spec and the
-// manager's per-entry results from the manager itself, a typed call after
-// every reconcile pass (it is a manager.StatusReporter, handed to the
-// manager in manager.Settings), and load failures and errors from the
-// agent's own events (wrap the agent's publisher in a [Publisher]): the
-// events stay the public stream and the document never re-parses the
-// manager's. A [Writer] combines them with the host's machine states and
-// writes the document when something changes (at most once per
+// An agent's document (version 2, see [DocumentVersion]) says which spec
+// the node runs (applied: serial, digest, format, accepted at, expired) and
+// separately the last spec it saw and what it did with it (seen: applied,
+// or why not — ignored-older, untrusted, expired, …, with the reason), so
+// a replayed or forged spec never hides behind the serial of the spec that
+// runs; the keys the node trusts and how many must sign; one entry per spec
+// entry (installed with version and checksum, skipped and the matcher that
+// skipped it, failed and the error, downloading with bytes done and total,
+// rolled back); every machine it runs or failed to run (name, version,
+// state, path, last error); the health of its NATS connection (including
+// permission violations, which otherwise look like timeouts) and its last
+// error. [Document.Problems] lists what needs attention, for every view.
+//
+// A [Recorder] learns the specs and the manager's per-entry results from
+// the manager itself, typed calls after every reconcile pass and during
+// downloads (it is a manager.StatusReporter and manager.ProgressReporter,
+// handed to the manager in manager.Settings), and load failures and errors
+// from the agent's own events (wrap the agent's publisher in a
+// [Publisher]): the events stay the public stream and the document never
+// re-parses the manager's. A [Writer] combines them with the host's machine
+// states and writes the document when something changes (at most once per
 // MinInterval) and on every heartbeat, so a document whose updated_at is
 // older than a few heartbeats belongs to an agent that stopped or lost
-// NATS. `mms status` reads them all.
+// NATS. `mms status` and `mms put --wait` read them all.
 //
 // # Keys and permissions
 //
@@ -35,6 +44,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/internal/natsbox"
+	"github.com/mms-io/mms/manager"
 )
 
 // Bucket is the KV bucket agents write their status documents to.
@@ -57,9 +67,20 @@ func BucketConfig() jetstream.KeyValueConfig {
 	}
 }
 
+// DocumentVersion is the version of the document's shape that this
+// package writes. Version 1 (documents without a "version") had one "spec"
+// object mixing the applied and the last seen spec; version 2 splits them
+// into "applied" and "seen" and adds "trust" and "entries". [ParseDocument]
+// reads both.
+const DocumentVersion = 2
+
 // Document is one agent's status. Every field is always present in the
-// JSON (the shape is stable for tools) except those marked omitempty.
+// JSON (the shape is stable for tools) except those marked omitempty or
+// omitzero.
 type Document struct {
+	// Version is the document's shape, [DocumentVersion] when written by
+	// this package.
+	Version int `json:"version"`
 	// Identity is the agent's node identity (the key is derived from it,
 	// see [Key]).
 	Identity string `json:"identity"`
@@ -76,8 +97,19 @@ type Document struct {
 	// nothing changed, as a Go duration ("30s"); readers call a document
 	// older than a few heartbeats stale.
 	Heartbeat string `json:"heartbeat"`
-	// Spec is the spec the agent's manager last reported.
-	Spec Spec `json:"spec"`
+	// Trust is who the node accepts specs from; null when the agent does
+	// not say.
+	Trust *Trust `json:"trust"`
+	// Applied is the spec the node runs. It is null when the node has
+	// never applied a spec (or, with Seen null too, when its manager has
+	// not reported yet).
+	Applied *Applied `json:"applied"`
+	// Seen is the last spec the node's manager looked at and what it did
+	// with it; null until the manager's first report.
+	Seen *Seen `json:"seen"`
+	// Entries has one entry per entry of the applied spec, in spec order,
+	// then one per machine the manager purged in its last pass.
+	Entries []Entry `json:"entries"`
 	// Machines are the machines the agent runs, plus those it was told to
 	// run but could not (State empty), sorted by name.
 	Machines []Machine `json:"machines"`
@@ -89,42 +121,167 @@ type Document struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
-// Spec is what the agent's manager last reported about the spec: the one
-// the node runs (applied) and the last one it saw.
-type Spec struct {
-	// Serial is the applied spec's serial (0 for none, or a v1 spec).
-	Serial uint64 `json:"serial"`
-	// Digest is the sha256 of the applied spec's payload.
-	Digest string `json:"digest"`
-	// Format is the applied envelope's format, "v1" or "v2".
-	Format string `json:"format"`
-	// AcceptedAt is when the node accepted the applied spec.
-	AcceptedAt time.Time `json:"accepted_at,omitzero"`
-	// Stale is true when the applied spec has expired and the agent keeps
-	// running it.
-	Stale bool `json:"stale"`
-	// Error is why the last spec seen could not be applied, or which of
-	// its entries failed.
-	Error string `json:"error"`
-	// Seen is the last spec the manager looked at and what it did with it.
-	Seen SeenSpec `json:"seen"`
-	// ReportedAt is when the manager last reported (zero before its first
-	// report).
-	ReportedAt time.Time `json:"reported_at,omitzero"`
+// Trust is a node's spec-signing policy (manager.Trust), as key ids.
+type Trust struct {
+	// KeyIDs are the ids of the trusted public keys (packer.KeyID).
+	KeyIDs []string `json:"key_ids"`
+	// Threshold is how many distinct trusted keys must sign a spec.
+	Threshold int `json:"threshold"`
+	// AllowV1 reports that v1 (Choria) envelopes are accepted.
+	AllowV1 bool `json:"allow_v1"`
+	// Unsigned reports that specs are accepted whatever their signatures.
+	Unsigned bool `json:"unsigned"`
 }
 
-// SeenApplied is SeenSpec.Outcome for a spec the node accepted.
-const SeenApplied = "applied"
+// Applied is the spec a node runs.
+type Applied struct {
+	// Serial is the spec's serial (0 for a v1 spec).
+	Serial uint64 `json:"serial"`
+	// Digest is the sha256 of the spec's payload.
+	Digest string `json:"digest"`
+	// Format is the envelope's format, "v1" or "v2".
+	Format string `json:"format"`
+	// AcceptedAt is when the node accepted it (zero when unknown).
+	AcceptedAt time.Time `json:"accepted_at,omitzero"`
+	// Stale is true when the spec has expired and the node keeps running
+	// it (nothing is purged until a new spec arrives).
+	Stale bool `json:"stale"`
+}
 
-// SeenSpec is the last spec a node's manager looked at. When it was not
-// applied, Serial and Digest are what it claims (unverified) and Outcome
-// says why: a manager rejection kind ("replayed", "unknown_key",
-// "expired", "legacy_refused", "spec_missing", …).
-type SeenSpec struct {
-	Serial  uint64 `json:"serial"`
-	Digest  string `json:"digest"`
+// The outcomes of a seen spec ([Seen].Outcome): one word per way a node
+// treats a spec, the words `mms status` and `mms put --wait` print. Every
+// manager.Rejection maps to one of them (see [SeenOutcome]).
+const (
+	// SeenApplied: the node accepted the spec (its entries say how each
+	// went).
+	SeenApplied = "applied"
+	// SeenIgnoredOlder: an older serial than the applied one (a replay, or
+	// a lagging replica); ignored.
+	SeenIgnoredOlder = "ignored-older"
+	// SeenEquivocation: the applied serial with other content; refused.
+	SeenEquivocation = "equivocation"
+	// SeenUntrusted: not signed by enough of the node's trusted keys (no
+	// signature, a bad one, an unknown key, below the threshold).
+	SeenUntrusted = "untrusted"
+	// SeenExpired: a new spec whose expiry has passed.
+	SeenExpired = "expired"
+	// SeenNotYetValid: issued further in the future than the clock skew
+	// allows.
+	SeenNotYetValid = "not-yet-valid"
+	// SeenSerialAhead: a serial implausibly far ahead (beyond the current
+	// time plus a day): accepting it would lock the node out of every
+	// later spec.
+	SeenSerialAhead = "serial-ahead"
+	// SeenMalformed: the envelope or payload does not decode.
+	SeenMalformed = "malformed"
+	// SeenInvalid: the spec as a whole (serial, times) is invalid.
+	SeenInvalid = "invalid"
+	// SeenLegacyRefused: a v1 envelope the node does not accept.
+	SeenLegacyRefused = "legacy-refused"
+	// SeenMissing: there is no spec to look at (the KV key is missing or
+	// was deleted); the node keeps running what it runs.
+	SeenMissing = "missing"
+	// SeenError: the spec could not be checked at all (an unreadable
+	// replay ledger, broken trust settings).
+	SeenError = "error"
+)
+
+// SeenOutcome returns the outcome word of a seen spec in envelope format
+// ("v1", "v2" or "" when unknown) that the manager treated as r ("" for an
+// accepted spec). A v1 spec "replayed" is legacy-refused: v1 specs have no
+// serial, one is older only because the node accepted a v2 spec, after
+// which it refuses v1.
+func SeenOutcome(r manager.Rejection, format string) string {
+	switch r {
+	case "":
+		return SeenApplied
+	case manager.RejectReplayed:
+		if format == "v1" {
+			return SeenLegacyRefused
+		}
+		return SeenIgnoredOlder
+	case manager.RejectEquivocation:
+		return SeenEquivocation
+	case manager.RejectUnsigned, manager.RejectBadSignature, manager.RejectUnknownKey, manager.RejectBelowThreshold:
+		return SeenUntrusted
+	case manager.RejectExpired:
+		return SeenExpired
+	case manager.RejectNotYetValid:
+		return SeenNotYetValid
+	case manager.RejectSerialAhead:
+		return SeenSerialAhead
+	case manager.RejectMalformed:
+		return SeenMalformed
+	case manager.RejectInvalid:
+		return SeenInvalid
+	case manager.RejectLegacy:
+		return SeenLegacyRefused
+	case manager.RejectMissing:
+		return SeenMissing
+	}
+	return SeenError
+}
+
+// Seen is the last spec a node's manager looked at. When it was not
+// applied, Serial, Digest and Format are what the envelope claims
+// (unverified, when it decodes far enough to tell).
+type Seen struct {
+	Serial uint64 `json:"serial"`
+	Digest string `json:"digest"`
+	Format string `json:"format,omitempty"`
+	// Outcome is what the node did with it: [SeenApplied] or why not
+	// (see the Seen… constants).
 	Outcome string `json:"outcome"`
-	Reason  string `json:"reason,omitempty"`
+	// Reason is the manager's error: the rejection, or the entries that
+	// failed.
+	Reason string `json:"reason,omitempty"`
+	// At is when the manager reported it.
+	At time.Time `json:"at,omitzero"`
+}
+
+// EntryDownloading is [Entry].Outcome while the manager downloads the
+// entry's archive; every other outcome is a manager.EntryOutcome.
+const EntryDownloading = "downloading"
+
+// Entry is what the node did with one spec entry in the manager's last
+// pass.
+type Entry struct {
+	// Name is the entry's machine name.
+	Name string `json:"name"`
+	// Outcome is the manager's outcome (installed, updated, unchanged,
+	// skipped, failed, rolled_back, purged) or [EntryDownloading].
+	Outcome string `json:"outcome"`
+	// Reason says why: the error of a failure or a rollback, why the
+	// matcher skipped it, a repair.
+	Reason string `json:"reason,omitempty"`
+	// Version is the version of the machine running under this name, if
+	// one runs (after a failure or a rollback, the one still running).
+	Version string `json:"version,omitempty"`
+	// Checksum is the archive checksum the entry pins.
+	Checksum string `json:"checksum,omitempty"`
+	// Match is the matcher that skipped the entry, or failed to evaluate.
+	Match string `json:"match,omitempty"`
+	// Installed is the checksum of the version installed under the name
+	// (after a rollback or while a rollout holds the node, the older one).
+	Installed string `json:"installed,omitempty"`
+	// Health is the health of the entry's version on this node: pending
+	// (its health gate runs), healthy, unhealthy or rolled_back.
+	Health string `json:"health,omitempty"`
+	// HealthyAt is when it became healthy.
+	HealthyAt time.Time `json:"healthy_at,omitzero"`
+	// Download is the progress of the download under way, while Outcome
+	// is [EntryDownloading].
+	Download *Download `json:"download,omitempty"`
+}
+
+// Download is the progress of one archive download.
+type Download struct {
+	// Done and Total are bytes; Total is 0 when the size is unknown.
+	Done  int64 `json:"done"`
+	Total int64 `json:"total"`
+	// StartedAt is the first report of the download, UpdatedAt the last.
+	StartedAt time.Time `json:"started_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // Machine is one machine on the agent.
@@ -151,15 +308,23 @@ type Machine struct {
 }
 
 // ParseDocument decodes a status document read from the bucket. Unknown
-// fields are ignored (newer agents may add some); a document without an
-// identity or an update time is an error.
+// fields are ignored (newer agents may add some); a version 1 document
+// (from an older agent) is read into the version 2 shape; a document
+// without an identity or an update time is an error.
 func ParseDocument(data []byte) (*Document, error) {
 	if len(data) > MaxDocumentSize {
 		return nil, fmt.Errorf("status document is %d bytes, more than the %d allowed", len(data), MaxDocumentSize)
 	}
-	var d Document
-	if err := json.Unmarshal(data, &d); err != nil {
+	var wire struct {
+		Document
+		Spec *specV1 `json:"spec"`
+	}
+	if err := json.Unmarshal(data, &wire); err != nil {
 		return nil, fmt.Errorf("decode status document: %w", err)
+	}
+	d := wire.Document
+	if d.Version < 2 && wire.Spec != nil && d.Applied == nil && d.Seen == nil {
+		d.Applied, d.Seen = wire.Spec.upgrade()
 	}
 	var errs []error
 	if d.Identity == "" {
@@ -179,7 +344,73 @@ func ParseDocument(data []byte) (*Document, error) {
 	if d.Machines == nil {
 		d.Machines = []Machine{}
 	}
+	if d.Entries == nil {
+		d.Entries = []Entry{}
+	}
 	return &d, nil
+}
+
+// specV1 is the "spec" object of a version 1 document.
+type specV1 struct {
+	Serial     uint64    `json:"serial"`
+	Digest     string    `json:"digest"`
+	Format     string    `json:"format"`
+	AcceptedAt time.Time `json:"accepted_at"`
+	Stale      bool      `json:"stale"`
+	Seen       *struct {
+		Serial  uint64 `json:"serial"`
+		Digest  string `json:"digest"`
+		Outcome string `json:"outcome"`
+		Reason  string `json:"reason"`
+	} `json:"seen"`
+	ReportedAt time.Time `json:"reported_at"`
+}
+
+// upgrade reads a version 1 spec object: its serial, digest and format
+// are the applied spec's (when it names one); its seen outcome is a
+// manager rejection kind, or "applied".
+func (s *specV1) upgrade() (*Applied, *Seen) {
+	var applied *Applied
+	if s.Format != "" || s.Serial != 0 {
+		applied = &Applied{Serial: s.Serial, Digest: s.Digest, Format: s.Format, AcceptedAt: s.AcceptedAt, Stale: s.Stale}
+	}
+	if s.Seen == nil || s.Seen.Outcome == "" {
+		return applied, nil
+	}
+	outcome := s.Seen.Outcome
+	if outcome != SeenApplied {
+		outcome = SeenOutcome(manager.Rejection(outcome), "")
+	}
+	return applied, &Seen{Serial: s.Seen.Serial, Digest: s.Seen.Digest, Outcome: outcome, Reason: s.Seen.Reason, At: s.ReportedAt}
+}
+
+// AppliedSerial returns the serial of the applied spec, 0 when there is
+// none (or it is a v1 spec).
+func (d *Document) AppliedSerial() uint64 {
+	if d.Applied == nil {
+		return 0
+	}
+	return d.Applied.Serial
+}
+
+// StaleAfter returns how long the document may go without an update
+// before its agent counts as stale: limit when positive, else three of the
+// document's heartbeats (three of the default when it has none).
+func (d *Document) StaleAfter(limit time.Duration) time.Duration {
+	if limit > 0 {
+		return limit
+	}
+	if hb := d.HeartbeatInterval(); hb > 0 {
+		return 3 * hb
+	}
+	return 3 * DefaultHeartbeat
+}
+
+// Stale reports whether, at now, the agent has gone longer than
+// StaleAfter(limit) without an update: it stopped or lost NATS. An agent
+// that stopped cleanly (StoppedAt set) is stopped, not stale.
+func (d *Document) Stale(now time.Time, limit time.Duration) bool {
+	return d.StoppedAt.IsZero() && now.Sub(d.UpdatedAt) > d.StaleAfter(limit)
 }
 
 // HeartbeatInterval returns the document's heartbeat period, zero if the

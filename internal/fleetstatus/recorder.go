@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,24 +15,39 @@ import (
 )
 
 // Recorder keeps what the status document needs besides the host's machine
-// states: the spec and per-entry results the manager reports after every
-// pass ([Recorder.ReportPass], a typed call), machines the host failed to
-// load and the last error (from the agent's events, [Recorder.Observe]).
-// Both are cheap and never block, so they can sit in the manager's and the
-// publisher's paths. It is safe for concurrent use.
+// states: the applied and seen spec and the per-entry results the manager
+// reports after every pass ([Recorder.ReportPass], a typed call), the
+// progress of its downloads ([Recorder.ReportProgress]), machines the host
+// failed to load and the last error (from the agent's events,
+// [Recorder.Observe]). All are cheap and never block, so they can sit in
+// the manager's and the publisher's paths. It is safe for concurrent use.
 type Recorder struct {
-	changed chan struct{} // capacity 1: something worth writing happened
+	changed chan struct{}    // capacity 1: something worth writing happened
+	now     func() time.Time // the clock; tests set it
 
-	mu      sync.Mutex
-	spec    Spec
-	results map[string]result
-	loads   map[string]loadRecord
-	lastErr string
-	errAt   time.Time
+	mu       sync.Mutex
+	applied  *Applied
+	seen     *Seen
+	results  []result // the last accepted pass's, in spec order
+	progress map[string]progress
+	loads    map[string]loadRecord
+	lastErr  string
+	errAt    time.Time
 }
 
 // result is the manager's outcome for one spec entry.
 type result = manager.MachineResult
+
+// progress is a download under way and when it last signalled a change.
+type progress struct {
+	Download
+	signalled time.Time
+}
+
+// ProgressInterval is the shortest time between two changes a download's
+// progress signals: faster reports update the document's next write but
+// do not cause one.
+const ProgressInterval = time.Second
 
 // loadRecord is the host's last word about a machine it failed to load.
 type loadRecord struct {
@@ -41,9 +57,10 @@ type loadRecord struct {
 // NewRecorder returns an empty Recorder.
 func NewRecorder() *Recorder {
 	return &Recorder{
-		changed: make(chan struct{}, 1),
-		results: map[string]result{},
-		loads:   map[string]loadRecord{},
+		changed:  make(chan struct{}, 1),
+		now:      time.Now,
+		progress: map[string]progress{},
+		loads:    map[string]loadRecord{},
 	}
 }
 
@@ -74,27 +91,56 @@ func (r *Recorder) RecordError(err error) {
 // ReportPass takes the manager's report of a reconcile pass: the spec the
 // node runs (applied), the spec it saw and what it did with it, and one
 // result per entry. A rejected spec changes nothing on the node, so the
-// results of the last accepted one stay.
+// results of the last accepted one stay. The pass's downloads are over.
 func (r *Recorder) ReportPass(rep manager.PassReport) {
 	defer r.Touch()
+	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.spec.Serial, r.spec.Digest, r.spec.Format = rep.Applied.Serial, rep.Applied.Digest, rep.Applied.Format
-	r.spec.AcceptedAt = rep.Applied.AcceptedAt
-	r.spec.ReportedAt = time.Now()
-	r.spec.Seen = SeenSpec{Serial: rep.Serial, Digest: rep.Digest, Outcome: SeenApplied}
-	r.spec.Error = ""
+	clear(r.progress)
+	var applied *Applied
+	if a := rep.Applied; a != (manager.AppliedSpec{}) {
+		applied = &Applied{Serial: a.Serial, Digest: a.Digest, Format: a.Format, AcceptedAt: a.AcceptedAt}
+		switch {
+		case rep.Rejected == "":
+			applied.Stale = rep.Stale
+		case r.applied != nil && r.applied.Digest == a.Digest:
+			applied.Stale = r.applied.Stale
+		}
+	}
+	r.applied = applied
+	r.seen = &Seen{Serial: rep.Serial, Digest: rep.Digest, Format: rep.Format, Outcome: SeenOutcome(rep.Rejected, rep.Format), At: now}
 	if rep.Err != nil {
-		r.spec.Error = rep.Err.Error()
+		r.seen.Reason = rep.Err.Error()
 	}
-	if rep.Rejected != "" {
-		r.spec.Seen.Outcome, r.spec.Seen.Reason = string(rep.Rejected), r.spec.Error
-		return
+	if rep.Rejected == "" {
+		r.results = slices.Clone(rep.Machines)
 	}
-	r.spec.Stale = rep.Stale
-	r.results = make(map[string]result, len(rep.Machines))
-	for _, res := range rep.Machines {
-		r.results[res.Name] = res
+}
+
+// ReportProgress takes the progress of the download of entry name's
+// archive: done of total bytes (total 0 when unknown). The entry shows as
+// downloading until the pass reports. It signals a change for the first
+// report of a download, its last (done reaching total) and otherwise at
+// most once per [ProgressInterval], so a download reported on every read
+// costs a write a second at most.
+func (r *Recorder) ReportProgress(name string, done, total int64) {
+	total = max(total, 0) // the manager says -1 for "not known yet"
+	now := r.now()
+	r.mu.Lock()
+	p, ok := r.progress[name]
+	if !ok {
+		p.StartedAt = now
+	}
+	p.Done, p.Total, p.UpdatedAt = done, total, now
+	signal := !ok || (total > 0 && done >= total) || now.Sub(p.signalled) >= ProgressInterval
+	if signal {
+		p.signalled = now
+	}
+	r.progress[name] = p
+	r.mu.Unlock()
+	if signal {
+		r.Touch()
 	}
 }
 
@@ -140,23 +186,37 @@ func (r *Recorder) observeHost(ev event.Event, info agent.EventInfo) {
 
 // recorded is a copy of what a Recorder knows.
 type recorded struct {
-	spec    Spec
-	results map[string]result
-	loads   map[string]loadRecord
-	lastErr string
-	errAt   time.Time
+	applied  *Applied
+	seen     *Seen
+	results  []result
+	progress map[string]Download
+	loads    map[string]loadRecord
+	lastErr  string
+	errAt    time.Time
 }
 
 func (r *Recorder) snapshot() recorded {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return recorded{
-		spec:    r.spec,
-		results: maps.Clone(r.results),
-		loads:   maps.Clone(r.loads),
-		lastErr: r.lastErr,
-		errAt:   r.errAt,
+	rec := recorded{
+		results:  slices.Clone(r.results),
+		progress: make(map[string]Download, len(r.progress)),
+		loads:    maps.Clone(r.loads),
+		lastErr:  r.lastErr,
+		errAt:    r.errAt,
 	}
+	if r.applied != nil {
+		a := *r.applied
+		rec.applied = &a
+	}
+	if r.seen != nil {
+		s := *r.seen
+		rec.seen = &s
+	}
+	for name, p := range r.progress {
+		rec.progress[name] = p.Download
+	}
+	return rec
 }
 
 // Publisher publishes through Next and shows every event to Recorder, so
@@ -180,4 +240,7 @@ func (p Publisher) Publish(ctx context.Context, subject string, ev event.Event) 
 	return err
 }
 
-var _ manager.StatusReporter = (*Recorder)(nil)
+var (
+	_ manager.StatusReporter   = (*Recorder)(nil)
+	_ manager.ProgressReporter = (*Recorder)(nil)
+)

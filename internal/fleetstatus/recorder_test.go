@@ -42,44 +42,57 @@ func stateEvent(t testing.TB, watcherType, machine, name, outcome string, extra 
 }
 
 func TestRecorderSpecFromReports(t *testing.T) {
-	applied := manager.AppliedSpec{Serial: 7, Digest: "d7", Format: "v2", AcceptedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	applied := manager.AppliedSpec{Serial: 7, Digest: "d7", Format: "v2", AcceptedAt: at}
 	web := manager.MachineResult{Name: "web", Outcome: manager.EntryInstalled, Checksum: "aa"}
 	db := manager.MachineResult{Name: "db", Outcome: manager.EntryFailed, Reason: "checksum mismatch"}
 	accepted := manager.PassReport{Serial: 7, Digest: "d7", Format: "v2", Applied: applied, Stale: true, Machines: []manager.MachineResult{web, db},
 		Err: errors.New(`machine "db": checksum mismatch`)}
+	wantApplied := &Applied{Serial: 7, Digest: "d7", Format: "v2", AcceptedAt: at, Stale: true}
 	tests := []struct {
 		name        string
 		reports     []manager.PassReport
-		wantSpec    Spec
-		wantResults map[string]result
+		wantApplied *Applied
+		wantSeen    *Seen
+		wantResults []result
 	}{
 		{
 			name:        "an applied spec",
 			reports:     []manager.PassReport{accepted},
-			wantSpec:    Spec{Serial: 7, Digest: "d7", Format: "v2", AcceptedAt: applied.AcceptedAt, Stale: true, Error: `machine "db": checksum mismatch`, Seen: SeenSpec{Serial: 7, Digest: "d7", Outcome: SeenApplied}},
-			wantResults: map[string]result{"web": web, "db": db},
+			wantApplied: wantApplied,
+			wantSeen:    &Seen{Serial: 7, Digest: "d7", Format: "v2", Outcome: SeenApplied, Reason: `machine "db": checksum mismatch`},
+			wantResults: []result{web, db},
 		},
 		{
 			// An older spec is ignored: the document says so and keeps
 			// showing the spec the node runs, not the one it refused.
 			name: "an older spec after it",
 			reports: []manager.PassReport{accepted, {Serial: 4, Digest: "d4", Format: "v2", Applied: applied, Rejected: manager.RejectReplayed,
-				Err: errors.New("open spec: older spec ignored (serial 4 < 7)")}},
-			wantSpec: Spec{Serial: 7, Digest: "d7", Format: "v2", AcceptedAt: applied.AcceptedAt, Stale: true, Error: "open spec: older spec ignored (serial 4 < 7)",
-				Seen: SeenSpec{Serial: 4, Digest: "d4", Outcome: "replayed", Reason: "open spec: older spec ignored (serial 4 < 7)"}},
-			wantResults: map[string]result{"web": web, "db": db},
+				Err: errors.New("open spec: ignored older spec (serial 4 < 7)")}},
+			wantApplied: wantApplied,
+			wantSeen:    &Seen{Serial: 4, Digest: "d4", Format: "v2", Outcome: SeenIgnoredOlder, Reason: "open spec: ignored older spec (serial 4 < 7)"},
+			wantResults: []result{web, db},
+		},
+		{
+			name: "a v1 spec after a v2 one is legacy-refused",
+			reports: []manager.PassReport{accepted, {Digest: "v1d", Format: "v1", Applied: applied, Rejected: manager.RejectReplayed,
+				Err: errors.New("open spec: ignored older spec (serial 0 < 7; v1 specs have no serial)")}},
+			wantApplied: wantApplied,
+			wantSeen:    &Seen{Digest: "v1d", Format: "v1", Outcome: SeenLegacyRefused, Reason: "open spec: ignored older spec (serial 0 < 7; v1 specs have no serial)"},
+			wantResults: []result{web, db},
 		},
 		{
 			name:        "no spec ever applied",
-			reports:     []manager.PassReport{{Serial: 9, Rejected: manager.RejectUnknownKey, Err: errors.New("signed by no trusted key")}},
-			wantSpec:    Spec{Error: "signed by no trusted key", Seen: SeenSpec{Serial: 9, Outcome: "unknown_key", Reason: "signed by no trusted key"}},
-			wantResults: map[string]result{},
+			reports:     []manager.PassReport{{Serial: 9, Format: "v2", Rejected: manager.RejectUnknownKey, Err: errors.New("signed by no trusted key")}},
+			wantSeen:    &Seen{Serial: 9, Format: "v2", Outcome: SeenUntrusted, Reason: "signed by no trusted key"},
+			wantResults: nil,
 		},
 		{
 			name:        "results are replaced, not merged",
 			reports:     []manager.PassReport{accepted, {Serial: 8, Digest: "d8", Applied: manager.AppliedSpec{Serial: 8, Digest: "d8"}}},
-			wantSpec:    Spec{Serial: 8, Digest: "d8", Seen: SeenSpec{Serial: 8, Digest: "d8", Outcome: SeenApplied}},
-			wantResults: map[string]result{},
+			wantApplied: &Applied{Serial: 8, Digest: "d8"},
+			wantSeen:    &Seen{Serial: 8, Digest: "d8", Outcome: SeenApplied},
+			wantResults: nil,
 		},
 	}
 	for _, tt := range tests {
@@ -89,16 +102,85 @@ func TestRecorderSpecFromReports(t *testing.T) {
 				r.ReportPass(rep)
 			}
 			got := r.snapshot()
-			if got.spec.ReportedAt.IsZero() {
-				t.Error("ReportedAt is zero after a report")
+			if got.seen == nil || got.seen.At.IsZero() {
+				t.Fatalf("seen = %+v after a report, want it with its time", got.seen)
 			}
-			if diff := cmp.Diff(tt.wantSpec, got.spec, cmpopts.IgnoreFields(Spec{}, "ReportedAt")); diff != "" {
-				t.Errorf("spec (-want +got):\n%s", diff)
+			if diff := cmp.Diff(tt.wantApplied, got.applied); diff != "" {
+				t.Errorf("applied (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(tt.wantResults, got.results); diff != "" {
+			if diff := cmp.Diff(tt.wantSeen, got.seen, cmpopts.IgnoreFields(Seen{}, "At")); diff != "" {
+				t.Errorf("seen (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.wantResults, got.results, cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("results (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// A download shows as downloading with its bytes until the pass reports;
+// progress reported on every read signals one change a second at most.
+func TestRecorderProgress(t *testing.T) {
+	r := NewRecorder()
+	r.ReportPass(manager.PassReport{Serial: 1, Applied: manager.AppliedSpec{Serial: 1},
+		Machines: []manager.MachineResult{{Name: "web", Outcome: manager.EntryInstalled, Checksum: "c1"}}})
+	<-r.Changed()
+	states := []agent.MachineStatus{{Name: "web", Version: "1.0.0", State: "RUN"}}
+
+	clock := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	r.now = func() time.Time { return clock }
+
+	r.ReportProgress("web", 10, 100)
+	select {
+	case <-r.Changed():
+	default:
+		t.Fatal("the first progress report of a download did not signal a change")
+	}
+	for i := range 50 {
+		clock = clock.Add(20 * time.Millisecond)
+		r.ReportProgress("web", int64(11+i), 100)
+		if i == 48 {
+			select {
+			case <-r.Changed():
+				t.Fatal("progress reports within a second of the first signalled a change")
+			default:
+			}
+		}
+	}
+	select {
+	case <-r.Changed():
+	default:
+		t.Fatal("progress a second after the last signal did not signal a change")
+	}
+	r.ReportProgress("db", 5, 0) // an entry the last pass did not have, size unknown
+	<-r.Changed()
+	entries := entryList(states, r.snapshot())
+	want := []Entry{
+		{Name: "web", Outcome: EntryDownloading, Version: "1.0.0", Checksum: "c1", Download: &Download{Done: 60, Total: 100}},
+		{Name: "db", Outcome: EntryDownloading, Download: &Download{Done: 5}},
+	}
+	if diff := cmp.Diff(want, entries, cmpopts.IgnoreFields(Download{}, "StartedAt", "UpdatedAt")); diff != "" {
+		t.Errorf("entries while downloading (-want +got):\n%s", diff)
+	}
+	if d := entries[0].Download; !d.StartedAt.Equal(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) || !d.UpdatedAt.Equal(d.StartedAt.Add(time.Second)) {
+		t.Errorf("download times = %v .. %v, want its first and its last report", d.StartedAt, d.UpdatedAt)
+	}
+
+	r.ReportProgress("web", 100, 100)
+	select {
+	case <-r.Changed():
+	default:
+		t.Fatal("the end of a download did not signal a change")
+	}
+
+	r.ReportPass(manager.PassReport{Serial: 2, Applied: manager.AppliedSpec{Serial: 2},
+		Machines: []manager.MachineResult{{Name: "web", Outcome: manager.EntryUpdated, Checksum: "c2"}, {Name: "db", Outcome: manager.EntryFailed, Reason: "install: sha256 mismatch"}}})
+	want = []Entry{
+		{Name: "web", Outcome: "updated", Version: "1.0.0", Checksum: "c2"},
+		{Name: "db", Outcome: "failed", Reason: "install: sha256 mismatch"},
+	}
+	if diff := cmp.Diff(want, entryList(states, r.snapshot())); diff != "" {
+		t.Errorf("entries after the pass (-want +got):\n%s", diff)
 	}
 }
 
@@ -174,13 +256,13 @@ func TestPublisherPublishesAndRecords(t *testing.T) {
 
 func TestMachineList(t *testing.T) {
 	rec := recorded{
-		results: map[string]result{
-			"web":    {Name: "web", Outcome: manager.EntryUpdated, Checksum: "c1"},
-			"db":     {Name: "db", Outcome: manager.EntryFailed, Reason: "http 404", Checksum: "c2"},
-			"cache":  {Name: "cache", Outcome: manager.EntryRolledBack, Reason: "new version failed to load", Checksum: "c3"},
-			"other":  {Name: "other", Outcome: manager.EntrySkipped},
-			"old":    {Name: "old", Outcome: manager.EntryPurged},
-			"failed": {Name: "failed", Outcome: manager.EntryFailed, Reason: "extract: unsafe entry"},
+		results: []result{
+			{Name: "web", Outcome: manager.EntryUpdated, Checksum: "c1"},
+			{Name: "db", Outcome: manager.EntryFailed, Reason: "http 404", Checksum: "c2"},
+			{Name: "cache", Outcome: manager.EntryRolledBack, Reason: "new version failed to load", Checksum: "c3"},
+			{Name: "other", Outcome: manager.EntrySkipped, Reason: "match \"identity('^db')\" does not select this node", Match: "identity('^db')"},
+			{Name: "old", Outcome: manager.EntryPurged},
+			{Name: "failed", Outcome: manager.EntryFailed, Reason: "extract: unsafe entry"},
 		},
 		loads: map[string]loadRecord{
 			"broken": {version: "2.0.0", path: "/m/broken", err: "line 1: bad"},
@@ -202,5 +284,16 @@ func TestMachineList(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, machineList(states, rec)); diff != "" {
 		t.Errorf("machineList (-want +got):\n%s", diff)
+	}
+	wantEntries := []Entry{
+		{Name: "web", Outcome: "updated", Version: "1.2.0", Checksum: "c1"},
+		{Name: "db", Outcome: "failed", Reason: "http 404", Checksum: "c2"},
+		{Name: "cache", Outcome: "rolled_back", Reason: "new version failed to load", Version: "1.0.0", Checksum: "c3"},
+		{Name: "other", Outcome: "skipped", Reason: "match \"identity('^db')\" does not select this node", Match: "identity('^db')"},
+		{Name: "old", Outcome: "purged"},
+		{Name: "failed", Outcome: "failed", Reason: "extract: unsafe entry"},
+	}
+	if diff := cmp.Diff(wantEntries, entryList(states, rec)); diff != "" {
+		t.Errorf("entryList (-want +got):\n%s", diff)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natsbox"
+	"github.com/mms-io/mms/manager"
 )
 
 // Writer defaults.
@@ -49,6 +50,10 @@ type WriterConfig struct {
 	// it reports the connection down the Writer does not try to write. Nil
 	// means always try.
 	NATS func() natsbox.ConnState
+	// Trust is the node's spec-signing policy (manager.Settings.Trust),
+	// published so operators and `mms put` can tell which keys the node
+	// trusts; the zero Trust publishes none (null).
+	Trust manager.Trust
 	// JetStream reaches the bucket. Required.
 	JetStream jetstream.JetStream
 	// Bucket is the KV bucket; default [Bucket]. The Writer never creates
@@ -138,12 +143,16 @@ func (w *Writer) Document() Document {
 		states = w.cfg.States()
 	}
 	d := Document{
+		Version:      DocumentVersion,
 		Identity:     w.cfg.Identity,
 		AgentVersion: w.cfg.Version,
 		StartedAt:    w.cfg.StartedAt.UTC(),
 		UpdatedAt:    time.Now().UTC(),
 		Heartbeat:    w.cfg.Heartbeat.String(),
-		Spec:         rec.spec,
+		Trust:        trustOf(w.cfg.Trust),
+		Applied:      rec.applied,
+		Seen:         rec.seen,
+		Entries:      entryList(states, rec),
 		Machines:     machineList(states, rec),
 		LastError:    rec.lastErr,
 		LastErrorAt:  rec.errAt,
@@ -256,6 +265,14 @@ func (w *Writer) failed(err error) {
 		w.log.Warn("status write failed; retrying", "error", err, "retry_in", w.cfg.RetryInterval)
 	}
 	w.cfg.Recorder.RecordError(err)
+}
+
+// trustOf is the document's view of t, nil for the zero Trust.
+func trustOf(t manager.Trust) *Trust {
+	if t.IsZero() {
+		return nil
+	}
+	return &Trust{KeyIDs: t.KeyIDs(), Threshold: t.Threshold(), AllowV1: t.AllowV1(), Unsigned: t.Unsigned()}
 }
 
 // contentOf is the document as JSON without its update time, to tell

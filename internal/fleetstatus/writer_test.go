@@ -3,6 +3,7 @@ package fleetstatus
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -114,8 +116,12 @@ func TestWriterWritesOnChange(t *testing.T) {
 	js, kv := statusKV(t)
 	rec := NewRecorder()
 	states := []agent.MachineStatus{{Name: "web", Version: "1.0.0", State: "RUN", Path: "/m/web"}}
+	trust, err := manager.NewTrust(manager.TrustConfig{Keys: []ed25519.PublicKey{make(ed25519.PublicKey, ed25519.PublicKeySize)}, AllowV1: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	w, err := NewWriter(WriterConfig{
-		Identity: "web 1", Version: "v9", Recorder: rec, JetStream: js,
+		Identity: "web 1", Version: "v9", Recorder: rec, JetStream: js, Trust: trust,
 		States: func() []agent.MachineStatus { return states }, Heartbeat: time.Hour, MinInterval: time.Millisecond,
 	})
 	if err != nil {
@@ -123,19 +129,30 @@ func TestWriterWritesOnChange(t *testing.T) {
 	}
 	runWriter(t, w)
 	first := waitDoc(t, kv, w.Key(), func(*Document, uint64) error { return nil })
-	if first.Identity != "web 1" || first.AgentVersion != "v9" || first.Heartbeat != "1h0m0s" || len(first.Machines) != 1 || first.Machines[0].State != "RUN" {
+	if first.Version != DocumentVersion || first.Identity != "web 1" || first.AgentVersion != "v9" || first.Heartbeat != "1h0m0s" || len(first.Machines) != 1 || first.Machines[0].State != "RUN" {
 		t.Errorf("first document = %+v", first)
+	}
+	if first.Applied != nil || first.Seen != nil {
+		t.Errorf("first document before the manager reported: applied %+v, seen %+v; want null", first.Applied, first.Seen)
+	}
+	wantTrust := &Trust{KeyIDs: trust.KeyIDs(), Threshold: 1, AllowV1: true}
+	if diff := cmp.Diff(wantTrust, first.Trust); diff != "" || len(wantTrust.KeyIDs) != 1 {
+		t.Errorf("document trust (-want +got):\n%s", diff)
 	}
 	rec.ReportPass(manager.PassReport{Serial: 42, Format: "v2", Applied: manager.AppliedSpec{Serial: 42, Format: "v2"},
 		Machines: []manager.MachineResult{{Name: "web", Outcome: manager.EntryInstalled, Checksum: "abc"}}})
 	doc := waitDoc(t, kv, w.Key(), func(d *Document, _ uint64) error {
-		if d.Spec.Serial != 42 {
-			return fmt.Errorf("serial %d", d.Spec.Serial)
+		if d.AppliedSerial() != 42 {
+			return fmt.Errorf("serial %d", d.AppliedSerial())
 		}
 		return nil
 	})
 	if doc.Machines[0].Checksum != "abc" || doc.Machines[0].LastOutcome != "installed" {
 		t.Errorf("machine after the manager's report = %+v, want its checksum and outcome", doc.Machines[0])
+	}
+	wantEntries := []Entry{{Name: "web", Outcome: "installed", Version: "1.0.0", Checksum: "abc"}}
+	if diff := cmp.Diff(wantEntries, doc.Entries); diff != "" {
+		t.Errorf("entries after the manager's report (-want +got):\n%s", diff)
 	}
 }
 
@@ -163,9 +180,9 @@ func TestWriterCoalescesChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.Revision() != 2 || d.Spec.Serial != 100 || d.StoppedAt.IsZero() {
+	if e.Revision() != 2 || d.AppliedSerial() != 100 || d.StoppedAt.IsZero() {
 		t.Errorf("after 100 changes and stop: revision %d, serial %d, stopped_at %v; want revision 2 (first + final write), serial 100, stopped_at set",
-			e.Revision(), d.Spec.Serial, d.StoppedAt)
+			e.Revision(), d.AppliedSerial(), d.StoppedAt)
 	}
 }
 

@@ -25,7 +25,10 @@ const (
 	reconnectMax = 10 * time.Second
 	// pingInterval × maxPingsOut bounds how long a dead server goes unnoticed.
 	pingInterval = 20 * time.Second
-	maxPingsOut  = 3
+	// minDialTimeout is the least time a server gets to answer when
+	// ConnectTimeout is shared among many.
+	minDialTimeout = 50 * time.Millisecond
+	maxPingsOut    = 3
 )
 
 // ConnectConfig says how to reach NATS. Explicit fields win over the values
@@ -47,6 +50,10 @@ type ConnectConfig struct {
 	// LoadContext). Empty uses none: the CLI's selected context is never
 	// picked up implicitly.
 	Context string
+	// ContextFile is the path of a `nats` CLI context file to start from
+	// instead of a named Context, such as the one a local agent writes for
+	// its embedded server (see Lookup). Set at most one of the two.
+	ContextFile string
 	// Name is the connection name the server shows in its monitoring.
 	Name string
 	// InboxPrefix replaces _INBOX for request replies, so the server can
@@ -58,6 +65,10 @@ type ConnectConfig struct {
 	// installed machines even while NATS is down. Either way, a client that
 	// has connected reconnects forever.
 	FailFast bool
+	// ConnectTimeout, with FailFast, bounds the first connection: every
+	// server in the list gets an equal share of it for its dial and
+	// handshake. 0 leaves nats.go's default of 2 s for each server.
+	ConnectTimeout time.Duration
 	// Log receives connection events; nil discards them.
 	Log *slog.Logger
 }
@@ -114,6 +125,9 @@ func Connect(ctx context.Context, cfg ConnectConfig) (*Client, error) {
 		nats.PingInterval(pingInterval),
 		nats.MaxPingsOutstanding(maxPingsOut),
 	)
+	if cfg.FailFast && cfg.ConnectTimeout > 0 {
+		opts = append(opts, nats.Timeout(max(cfg.ConnectTimeout/time.Duration(len(set.servers)), minDialTimeout)))
+	}
 	servers := strings.Join(set.servers, ",")
 	nc, err := nats.Connect(servers, opts...)
 	if err != nil {

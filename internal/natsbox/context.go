@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/mms-io/mms/internal/atomicfile"
 )
 
 // ErrContextNotFound is returned (wrapped, naming the path) when a named
@@ -24,6 +26,9 @@ var ErrContextNotFound = errors.New("nats context not found")
 type CLIContext struct {
 	// Path is the file the context was read from.
 	Path string `json:"-"`
+
+	// Description says what the context is for.
+	Description string `json:"description"`
 
 	// URL is a comma-separated list of server URLs.
 	URL string `json:"url"`
@@ -63,15 +68,54 @@ func ContextPath(name string) (string, error) {
 	if name == "" || name == "." || strings.Contains(name, "..") || strings.ContainsAny(name, `/\`) {
 		return "", fmt.Errorf("nats context name %q: want a plain name without path separators or dot-dot", name)
 	}
+	base, err := configDir()
+	if err != nil {
+		return "", fmt.Errorf("find nats context %q: %w", name, err)
+	}
+	return filepath.Join(base, "context", name+".json"), nil
+}
+
+// configDir is the `nats` CLI's configuration directory:
+// $XDG_CONFIG_HOME/nats, or ~/.config/nats.
+func configDir() (string, error) {
 	base := os.Getenv("XDG_CONFIG_HOME")
 	if base == "" {
 		home, err := os.UserHomeDir()
 		if err != nil {
-			return "", fmt.Errorf("find nats context %q: %w", name, err)
+			return "", err
 		}
 		base = filepath.Join(home, ".config")
 	}
-	return filepath.Join(base, "nats", "context", name+".json"), nil
+	return filepath.Join(base, "nats"), nil
+}
+
+// SelectionPath is the file in which the `nats` CLI records the selected
+// context (`nats context select NAME`): context.txt in its configuration
+// directory, holding the name.
+func SelectionPath() (string, error) {
+	base, err := configDir()
+	if err != nil {
+		return "", fmt.Errorf("find the selected nats context: %w", err)
+	}
+	return filepath.Join(base, "context.txt"), nil
+}
+
+// SelectedContext returns the name of the context the `nats` CLI has
+// selected and the file that says so; name is empty when none is selected
+// (no file, or an empty one).
+func SelectedContext() (name, path string, err error) {
+	path, err = SelectionPath()
+	if err != nil {
+		return "", "", err
+	}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", path, nil
+	}
+	if err != nil {
+		return "", path, fmt.Errorf("read the selected nats context: %w", err)
+	}
+	return strings.TrimSpace(string(data)), path, nil
 }
 
 // LoadContext reads the `nats` CLI context called name. A missing file is
@@ -89,6 +133,26 @@ func LoadContext(name string) (CLIContext, error) {
 	if err != nil {
 		return CLIContext{}, fmt.Errorf("read nats context %q: %w", name, err)
 	}
+	return parseContextFile(path, data)
+}
+
+// LoadContextFile reads the `nats` CLI context in the file path, such as
+// the one a local agent writes for its embedded server. A missing file is
+// ErrContextNotFound naming the path.
+func LoadContextFile(path string) (CLIContext, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return CLIContext{}, fmt.Errorf("%w: no file %s", ErrContextNotFound, path)
+	}
+	if err != nil {
+		return CLIContext{}, fmt.Errorf("read nats context: %w", err)
+	}
+	return parseContextFile(path, data)
+}
+
+// parseContextFile parses the context data read from path and expands ~/
+// in its file fields.
+func parseContextFile(path string, data []byte) (CLIContext, error) {
 	c, err := ParseContext(data)
 	if err != nil {
 		return CLIContext{}, fmt.Errorf("nats context %s: %w", path, err)
@@ -144,4 +208,36 @@ func expandHome(path string) (string, error) {
 		return "", fmt.Errorf("expand %q: %w", path, err)
 	}
 	return filepath.Join(home, rest), nil
+}
+
+// contextFile is the JSON WriteContextFile writes: the connection fields
+// that are set, nothing else.
+type contextFile struct {
+	Description string `json:"description,omitempty"`
+	URL         string `json:"url"`
+	User        string `json:"user,omitempty"`
+	Password    string `json:"password,omitempty"`
+	Token       string `json:"token,omitempty"`
+	Creds       string `json:"creds,omitempty"`
+	NKey        string `json:"nkey,omitempty"`
+	Cert        string `json:"cert,omitempty"`
+	Key         string `json:"key,omitempty"`
+	CA          string `json:"ca,omitempty"`
+}
+
+// WriteContextFile writes c as a `nats` CLI context file at path: mode
+// 0600 (it may hold a password), replacing any file there atomically. The
+// directory must exist.
+func WriteContextFile(path string, c CLIContext) error {
+	data, err := json.MarshalIndent(contextFile{
+		Description: c.Description, URL: c.URL, User: c.User, Password: c.Password, Token: c.Token,
+		Creds: c.Creds, NKey: c.NKey, Cert: c.Cert, Key: c.Key, CA: c.CA,
+	}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode nats context %s: %w", path, err)
+	}
+	if err := atomicfile.WriteFile(path, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write nats context: %w", err)
+	}
+	return nil
 }

@@ -96,7 +96,7 @@ var parseContextTests = []struct {
 			"creds":"","nkey":"","cert":"","key":"","ca":"/etc/ca.pem","nsc":"","jetstream_domain":"hub",
 			"jetstream_api_prefix":"","jetstream_event_prefix":"","inbox_prefix":"_INBOX_n1","user_jwt":"",
 			"color_scheme":"","tls_first":true}`,
-		want: CLIContext{URL: "nats://a:4222,nats://b:4222", User: "u", Password: "p", CA: "/etc/ca.pem",
+		want: CLIContext{Description: "prod", URL: "nats://a:4222,nats://b:4222", User: "u", Password: "p", CA: "/etc/ca.pem",
 			JetStreamDomain: "hub", InboxPrefix: "_INBOX_n1", TLSFirst: true},
 	},
 	{name: "empty object", in: `{}`, want: CLIContext{}},

@@ -23,8 +23,17 @@ type settings struct {
 // problem.
 func resolve(cfg ConnectConfig) (settings, error) {
 	var set settings
-	if cfg.Context != "" {
-		cc, err := LoadContext(cfg.Context)
+	if cfg.Context != "" && cfg.ContextFile != "" {
+		return settings{}, errors.New("nats connection config: context and context file: set one, not both")
+	}
+	if cfg.Context != "" || cfg.ContextFile != "" {
+		var cc CLIContext
+		var err error
+		if cfg.Context != "" {
+			cc, err = LoadContext(cfg.Context)
+		} else {
+			cc, err = LoadContextFile(cfg.ContextFile)
+		}
 		if err != nil {
 			return settings{}, err
 		}

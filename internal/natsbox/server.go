@@ -46,6 +46,14 @@ type ServerConfig struct {
 	// MaxPayload is the largest message in bytes; 0 keeps the server default
 	// (1 MiB). It also caps KV values.
 	MaxPayload int32
+	// Users, when not empty, are the only clients the server accepts, each
+	// with its user name and password and full permissions; empty lets in
+	// anyone who can reach the address.
+	Users []*server.User
+	// MaxStore and MaxMemory cap JetStream's file and memory storage in
+	// bytes; 0 keeps the server's defaults (a share of the free disk and
+	// of the memory).
+	MaxStore, MaxMemory int64
 	// StartTimeout bounds the wait for the server to accept connections;
 	// default DefaultStartTimeout.
 	StartTimeout time.Duration
@@ -69,6 +77,14 @@ func (cfg ServerConfig) Options() (*server.Options, error) {
 	if cfg.MaxPayload < 0 {
 		return nil, fmt.Errorf("nats server config: max payload %d: want 0 (default) or more", cfg.MaxPayload)
 	}
+	if cfg.MaxStore < 0 || cfg.MaxMemory < 0 {
+		return nil, fmt.Errorf("nats server config: max store %d, max memory %d: want 0 (default) or more", cfg.MaxStore, cfg.MaxMemory)
+	}
+	for i, u := range cfg.Users {
+		if u == nil || u.Username == "" || u.Password == "" {
+			return nil, fmt.Errorf("nats server config: user %d: want a user name and a password", i+1)
+		}
+	}
 	opts := &server.Options{
 		Host:       cfg.Host,
 		Port:       cfg.Port,
@@ -76,6 +92,10 @@ func (cfg ServerConfig) Options() (*server.Options, error) {
 		StoreDir:   cfg.StoreDir,
 		MaxPayload: cfg.MaxPayload,
 		NoSigs:     true,
+		Users:      cfg.Users,
+
+		JetStreamMaxStore:  cfg.MaxStore,
+		JetStreamMaxMemory: cfg.MaxMemory,
 	}
 	if opts.Host == "" {
 		opts.Host = DefaultHost

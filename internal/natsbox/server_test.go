@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/internal/syncbuf"
@@ -211,5 +212,57 @@ func TestServerLoggerRemembersFailures(t *testing.T) {
 	l.Fatalf("second")
 	if got := <-l.fatal; got != "first" {
 		t.Errorf("first fatal = %q, want %q", got, "first")
+	}
+}
+
+// TestStartServerAuthAndLimits: a server with Users lets in only them, and
+// MaxStore caps what JetStream stores.
+func TestStartServerAuthAndLimits(t *testing.T) {
+	s := startServer(t, ServerConfig{Users: []*server.User{{Username: "mms", Password: "s3cret-s3cret"}}, MaxStore: 1 << 20, MaxMemory: 1 << 20})
+	for name, opts := range map[string][]nats.Option{
+		"no credentials": nil,
+		"wrong password": {nats.UserInfo("mms", "guess")},
+		"other user":     {nats.UserInfo("nobody", "s3cret-s3cret")},
+	} {
+		if nc, err := nats.Connect(s.ClientURL(), opts...); err == nil || !strings.Contains(err.Error(), "Authorization Violation") {
+			if nc != nil {
+				nc.Close()
+			}
+			t.Errorf("connect with %s = %v, want an Authorization Violation", name, err)
+		}
+	}
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("mms", "s3cret-s3cret"))
+	if err != nil {
+		t.Fatalf("connect with the credentials: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "BIG", Subjects: []string{"big"}, MaxBytes: 2 << 20}); err == nil {
+		t.Errorf("create a 2 MiB stream on a server with 1 MiB of store = nil error, want a refusal")
+	}
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "FILL", Subjects: []string{"fill"}}); err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 64<<10)
+	var putErr error
+	for i := 0; i < 32 && putErr == nil; i++ {
+		_, putErr = js.Publish(t.Context(), "fill", chunk)
+	}
+	if putErr == nil {
+		t.Errorf("published 2 MiB into a server with 1 MiB of store without an error")
+	}
+}
+
+func TestServerConfigRejectsBadAuthAndLimits(t *testing.T) {
+	for name, cfg := range map[string]ServerConfig{
+		"user without password": {StoreDir: "s", Users: []*server.User{{Username: "mms"}}},
+		"negative max store":    {StoreDir: "s", MaxStore: -1},
+	} {
+		if _, err := cfg.Options(); err == nil {
+			t.Errorf("%s: Options() = nil error, want one", name)
+		}
 	}
 }

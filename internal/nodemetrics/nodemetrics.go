@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -55,6 +56,7 @@ type Metrics struct {
 	watchers *promexport.Collector
 
 	applied     prometheus.Gauge
+	appliedInfo *prometheus.GaugeVec
 	seen        *prometheus.CounterVec
 	entries     *prometheus.GaugeVec
 	errors      prometheus.Counter
@@ -80,6 +82,9 @@ func New(cfg Config) *Metrics {
 		applied: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mms_spec_applied_serial", Help: "Serial of the spec this node runs (0 before any).",
 		}),
+		appliedInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mms_spec_applied_info", Help: "1, labelled with the exact serial, digest and format of the spec this node runs (serials above 2^53 lose digits as a gauge's value).",
+		}, []string{"serial", "digest", "format"}),
 		seen: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mms_spec_passes_total", Help: "Reconcile passes by what became of the spec seen: applied, or why it was not (replayed, unknown_key, expired, ...).",
 		}, []string{"outcome"}),
@@ -97,7 +102,7 @@ func New(cfg Config) *Metrics {
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.applied, m.seen, m.entries, m.errors, m.transitions, m.watchers,
+		m.applied, m.appliedInfo, m.seen, m.entries, m.errors, m.transitions, m.watchers,
 		&stateCollector{m: m},
 	)
 	return m
@@ -114,6 +119,12 @@ func (m *Metrics) Sink(machine, watcher string) watchers.MetricsSink {
 // ReportPass records a reconcile pass (it is a manager.StatusReporter).
 func (m *Metrics) ReportPass(rep manager.PassReport) {
 	m.applied.Set(float64(rep.Applied.Serial))
+	if rep.Applied.Digest != "" {
+		m.mu.Lock()
+		m.appliedInfo.Reset()
+		m.appliedInfo.WithLabelValues(strconv.FormatUint(rep.Applied.Serial, 10), rep.Applied.Digest, rep.Applied.Format).Set(1)
+		m.mu.Unlock()
+	}
 	outcome := "applied"
 	if rep.Rejected != "" {
 		outcome = string(rep.Rejected)

@@ -46,10 +46,10 @@ func TestMetricsAndHealth(t *testing.T) {
 		NATS:    func() natsbox.ConnState { return nats },
 		Manager: "mms_manager", Now: func() time.Time { return now },
 	})
-	m.ReportPass(manager.PassReport{Serial: 42, Applied: manager.AppliedSpec{Serial: 42}, Machines: []manager.MachineResult{
+	m.ReportPass(manager.PassReport{Serial: 42, Applied: manager.AppliedSpec{Serial: 42, Digest: "d42", Format: "v2"}, Machines: []manager.MachineResult{
 		{Name: "web", Outcome: manager.EntryUpdated}, {Name: "db", Outcome: manager.EntryFailed, Reason: "404"},
 	}, Err: errors.New(`machine "db": 404`)})
-	m.ReportPass(manager.PassReport{Serial: 40, Applied: manager.AppliedSpec{Serial: 42}, Rejected: manager.RejectReplayed, Err: errors.New("older")})
+	m.ReportPass(manager.PassReport{Serial: 40, Applied: manager.AppliedSpec{Serial: 42, Digest: "d42", Format: "v2"}, Rejected: manager.RejectReplayed, Err: errors.New("older")})
 	ev := event.New()
 	ev.SetType(agent.TransitionEventType)
 	ev.SetID("1")
@@ -70,6 +70,7 @@ func TestMetricsAndHealth(t *testing.T) {
 	}
 	for _, want := range []string{
 		"mms_spec_applied_serial 42",
+		`mms_spec_applied_info{digest="d42",format="v2",serial="42"} 1`,
 		`mms_spec_passes_total{outcome="applied"} 1`,
 		`mms_spec_passes_total{outcome="replayed"} 1`,
 		`mms_spec_entries{outcome="failed"} 1`,

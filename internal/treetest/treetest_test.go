@@ -52,3 +52,35 @@ func TestSnapshotSeesEveryChange(t *testing.T) {
 		})
 	}
 }
+
+func TestCopy(t *testing.T) {
+	src := t.TempDir()
+	for _, d := range []string{"a/b", ".git/objects"} {
+		if err := os.MkdirAll(filepath.Join(src, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, mode := range map[string]os.FileMode{"a/b/run.sh": 0o755, "a/readme": 0o644, ".git/HEAD": 0o644, ".gitignore": 0o600} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(name), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("/etc/passwd", filepath.Join(src, "a", "link")); err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	Copy(t, src, dst)
+	want := Snapshot(t, src)
+	for k := range want {
+		if k == ".git" || filepath.Dir(k) == ".git" || filepath.Dir(filepath.Dir(k)) == ".git" || k == "a/link" {
+			delete(want, k)
+		}
+	}
+	got := Snapshot(t, dst)
+	// The roots are two different temporary directories.
+	delete(want, ".")
+	delete(got, ".")
+	if !maps.Equal(want, got) {
+		t.Errorf("Copy: got %v, want %v", got, want)
+	}
+}

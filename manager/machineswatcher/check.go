@@ -3,7 +3,9 @@ package machineswatcher
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -47,6 +49,9 @@ type runState struct {
 	stale     bool     // the previous accepted spec was stale
 	accepted  string   // digest of the last accepted spec, reported
 	recovered bool     // the installer's crash recovery ran
+
+	retries     int    // consecutive passes with a retryable failure
+	retryDigest string // the spec those passes were of
 }
 
 // recoverer is implemented by installers that clean up after a crash; the
@@ -79,11 +84,43 @@ func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
 	if full {
 		opts.Verify = manager.VerifyFull
 	}
+	cctx, done := w.checks.start(ctx, v)
+	opts.Interrupt = cctx // a newer spec stops the downloads, not the loads
 	rep := w.rec.Reconcile(ctx, envelope, opts)
+	superseded := errors.Is(context.Cause(cctx), errSuperseded)
+	done()
+	if superseded {
+		// The pass was stopped for a newer spec: report nothing about it
+		// and check again at once (the kv watcher's transition pokes
+		// too). The next pass reports the new spec.
+		w.log.Info("reconcile pass stopped for a newer spec", "serial", rep.Serial)
+		return watchers.Result{Outcome: watchers.Unchanged, After: supersededRecheck}, nil
+	}
 	if full && rep.Rejected == "" {
 		w.lastFull = start
 	}
 	return w.result(rep, start)
+}
+
+// supersededRecheck is when a check stopped for a newer spec runs again.
+const supersededRecheck = 10 * time.Millisecond
+
+// Retries of failed entries: a pass with a failure a retry may fix (a
+// download, a governor, a matcher probe) is followed by another after a
+// capped, jittered exponential backoff, instead of only at the interval.
+const (
+	// RetryFirst is the delay before the first retry.
+	RetryFirst = 2 * time.Second
+	// RetryMax caps the delay between retries (the default interval).
+	RetryMax = DefaultInterval
+)
+
+// retryDelay is the delay before retry n (1 for the first): RetryFirst
+// doubling up to RetryMax, jittered to [d/2, d] so nodes that failed
+// together do not retry together.
+func retryDelay(n int) time.Duration {
+	d := min(RetryFirst<<min(max(n-1, 0), 16), RetryMax)
+	return d/2 + rand.N(d/2+1)
 }
 
 // envelopeBytes turns the data item's value into envelope bytes. The kv
@@ -151,12 +188,41 @@ func (w *Watcher) result(rep manager.PassReport, start time.Time) (watchers.Resu
 		w.runtime.accepted = rep.Digest
 	}
 	res := watchers.Result{Outcome: outcome, State: st}
+	res.After = w.scheduleRetry(rep)
+	if rep.NextCheck > 0 && (res.After == 0 || rep.NextCheck < res.After) {
+		res.After = rep.NextCheck // a health gate or a rollout wave is pending
+	}
+	w.progress.passDone(w.runtime.running)
 	if rep.Rejected == manager.RejectError {
 		// The spec could not be checked at all (an unreadable ledger):
 		// an error, so the runner backs off and retries.
 		return res, rep.Err
 	}
 	return res, nil
+}
+
+// scheduleRetry returns when to check again after a pass that left a
+// retryable failure (zero: at the interval), and logs the retry with the
+// failures it is for. A new spec starts the backoff over.
+func (w *Watcher) scheduleRetry(rep manager.PassReport) time.Duration {
+	if rep.Rejected != "" || !rep.Retryable() {
+		w.runtime.retries = 0
+		return 0
+	}
+	if rep.Digest != w.runtime.retryDigest {
+		w.runtime.retries, w.runtime.retryDigest = 0, rep.Digest
+	}
+	w.runtime.retries++
+	after := retryDelay(w.runtime.retries)
+	var reasons []string
+	for _, m := range rep.Machines {
+		if m.Outcome == manager.EntryFailed && m.Retryable {
+			reasons = append(reasons, m.Name+": "+m.Reason)
+		}
+	}
+	w.log.Info("retrying failed entries", "retry", w.runtime.retries, "retry_in", after.Round(time.Millisecond),
+		"serial", rep.Serial, "failures", strings.Join(reasons, "; "))
+	return after
 }
 
 // outcome decides what a check with report rep reports: Failure when the

@@ -24,6 +24,7 @@ import (
 // is installed and what it was asked, and downloads nothing.
 type fakeInstaller struct {
 	mu        sync.Mutex
+	fail      map[string]error // Install of these names fails
 	records   map[string]manager.Record
 	verifies  []bool // the full flag of each Verify call
 	recovers  int
@@ -31,12 +32,15 @@ type fakeInstaller struct {
 }
 
 func newFakeInstaller() *fakeInstaller {
-	return &fakeInstaller{records: map[string]manager.Record{}}
+	return &fakeInstaller{records: map[string]manager.Record{}, fail: map[string]error{}}
 }
 
 func (f *fakeInstaller) Install(_ context.Context, m spec.Machine, serial uint64) (manager.EntryOutcome, *machine.Definition, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.fail[m.Name]; err != nil {
+		return manager.EntryFailed, nil, err
+	}
 	rec, ok := f.records[m.Name]
 	if ok && rec.Checksum == m.Checksum && rec.VerifyChecksum == m.VerifyChecksum {
 		return manager.EntryUnchanged, nil, nil
@@ -113,6 +117,12 @@ func (h *fakeHost) UnloadMachine(_ context.Context, name string) error {
 	defer h.mu.Unlock()
 	delete(h.running, name)
 	return nil
+}
+
+func (h *fakeHost) MachineState(name string) (watchers.MachineState, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return watchers.MachineState{}, h.running[name]
 }
 
 // node is a machines watcher under test with its fakes and signing key.

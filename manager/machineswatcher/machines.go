@@ -19,6 +19,21 @@
 // the installed trees are re-hashed in full; other checks re-hash only
 // files whose metadata changed. A modified machine is reinstalled and
 // reported with the file that was tampered with.
+//
+// Besides the interval, a check runs:
+//   - again after a capped, jittered exponential backoff (RetryFirst up to
+//     RetryMax) when an entry failed in a way a retry may fix (a download,
+//     a governor, a matcher probe), each retry logged with the failures;
+//   - when a reconcile nudge for this node arrives on NudgeSubject (`mms
+//     reconcile`): unsigned, it can only make the node check its spec now.
+//
+// A check in progress is stopped as soon as the data item holds a newer
+// spec (a higher serial): a download, a governor wait or a matcher of the
+// replaced spec never holds up the new one. Downloads that take more than a
+// couple of seconds publish their progress as state events (outcome
+// "report", previous_outcome "downloading", see ProgressState) and to the
+// status document when the watcher's status reporter takes progress
+// (manager.ProgressReporter).
 package machineswatcher
 
 import (
@@ -31,6 +46,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/manager"
@@ -120,6 +137,15 @@ type Watcher struct {
 	// receives the report of every check: the agent's status document is
 	// written from it.
 	Status manager.StatusReporter `json:"-"`
+	// Fleet, when set (in Go, by the compiled-in manager machine), tells
+	// what the other nodes report, so rollouts can gate each wave.
+	Fleet manager.FleetView `json:"-"`
+
+	// ResetSpecHistory, when set (in Go, from manager.Settings), is the
+	// serial of the last accepted spec to forget at Provision: see
+	// manager.ResetSpecHistory. Set it only from the node's own
+	// configuration, never from a spec.
+	ResetSpecHistory *uint64 `json:"-"`
 
 	trust        manager.Trust // Trust, or resolved from the properties by Validate
 	verifyEvery  time.Duration // VerifyInterval or the default
@@ -127,10 +153,16 @@ type Watcher struct {
 
 	log      *slog.Logger
 	data     watchers.DataStore
+	conn     *nats.Conn // nil without NATS: no nudges
+	identity string
 	inst     manager.MachineInstaller
 	rec      *manager.Reconciler
 	runtime  runState
 	lastFull time.Time
+	checks   checks // the running check, for Stream
+
+	reportState func(state any) // publishes a state event mid-check; nil: none
+	progress    *progress       // nil: no progress reporting
 }
 
 // Validate checks the properties and parses the keys.
@@ -242,7 +274,7 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	if d.Data == nil {
 		return errors.New("the machines watcher needs the machine's data store")
 	}
-	w.data = d.Data
+	w.data, w.conn, w.identity, w.reportState = d.Data, d.Conn, d.Identity, d.Report
 	machines := filepath.Clean(d.Host.MachinesDir())
 	if w.MachinesDir != "" && filepath.Clean(w.MachinesDir) != machines {
 		return fmt.Errorf("machines_dir: %q is not the host's machines directory %q, which is the only one it loads machines from", w.MachinesDir, machines)
@@ -257,6 +289,9 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		return fmt.Errorf("state_dir: %w", err)
 	}
+	if w.ResetSpecHistory != nil {
+		w.resetHistory(state, *w.ResetSpecHistory)
+	}
 	g, err := gate(d, w.log)
 	if err != nil {
 		return err
@@ -270,6 +305,7 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 		AllowHTTP:   w.AllowHTTP,
 		Conn:        d.Conn,
 		Gate:        g,
+		Progress:    w.progressReporter(),
 		Log:         w.log,
 	})
 	if err != nil {
@@ -286,6 +322,7 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 		Facts:        d.Facts,
 		Path:         os.Getenv("PATH"),
 		Reserved:     compiledIn,
+		Fleet:        w.Fleet,
 		Log:          w.log,
 	})
 	if err != nil {
@@ -293,6 +330,22 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	}
 	w.inst, w.rec = inst, rec
 	return nil
+}
+
+// resetHistory forgets the last accepted spec when it has serial, and says
+// so loudly; when the ledger holds another serial it only warns, so a flag
+// left in a service file after it acted does nothing.
+func (w *Watcher) resetHistory(state string, serial uint64) {
+	rec, err := manager.ResetSpecHistory(state, serial, time.Now())
+	switch {
+	case err == nil:
+		w.log.Warn("SPEC HISTORY RESET by the operator (--reset-spec-history): the last accepted spec is forgotten; the next validly signed spec is accepted whatever its serial or format (v1 included, when allowed). Publish the spec you want before anyone else can.",
+			"forgotten_serial", rec.Serial, "forgotten_digest", rec.Digest, "forgotten_format", rec.Format.String(), "accepted_at", rec.AcceptedAt)
+	case errors.Is(err, packer.ErrResetMismatch):
+		w.log.Warn("--reset-spec-history did nothing: the spec history does not hold that serial (already reset? remove the flag)", "serial", serial, "error", err)
+	default:
+		w.log.Error("--reset-spec-history failed; the spec history is unchanged", "serial", serial, "error", err)
+	}
 }
 
 // compiledIn reports whether name is a machine compiled into the agent: a

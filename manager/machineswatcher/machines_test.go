@@ -169,9 +169,15 @@ func TestCheckStateEvent(t *testing.T) {
 	}
 	delete(got, "previous_run_time")
 	delete(got, "digest")
+	if r, _ := got["results"].([]any); len(r) == 1 {
+		if at, _ := r[0].(map[string]any)["healthy_at"].(string); at == "" {
+			t.Errorf("result has no healthy_at: %v", r[0])
+		}
+		delete(r[0].(map[string]any), "healthy_at")
+	}
 	want := map[string]any{
 		"machines": []any{"web"}, "previous_outcome": "updated", "serial": 7.0, "format": "v2", "stale": false,
-		"results": []any{map[string]any{"name": "web", "outcome": "installed", "checksum": sum64("aweb")}},
+		"results": []any{map[string]any{"name": "web", "outcome": "installed", "checksum": sum64("aweb"), "installed": sum64("aweb"), "health": "healthy"}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("state event data (-want +got):\n%s", diff)

@@ -27,7 +27,7 @@ const (
 	// MachineName is the manager machine's name. A spec entry of this name
 	// is refused (the machines watcher reserves the names of compiled-in
 	// machines, see manager.ReconcilerConfig.Reserved).
-	MachineName = "mms_manager"
+	MachineName = manager.MachineName
 	// DataItem is the data key the manager's kv watcher stores the spec
 	// envelope under and its machines watcher reads.
 	DataItem = "spec"
@@ -99,6 +99,9 @@ func MachineDefinition(node agent.Node) (*machine.Definition, error) {
 			MachinesDir:    node.MachinesDir,
 			VerifyInterval: watchers.Duration(settings.VerifyInterval),
 			Status:         settings.Status,
+			Fleet:          settings.Fleet,
+			// Only the node's own configuration resets its spec history.
+			ResetSpecHistory: settings.ResetSpecHistory,
 		}
 	}
 	filled := 0

@@ -103,6 +103,10 @@ func Assign(identities []string, machine, checksum string, waves []spec.Wave) []
 	return out
 }
 
+// HaltedPrefix starts Decision.Held when the rollout halted, so a reader of
+// a node's report can tell a halt from a wait.
+const HaltedPrefix = "held: rollout halted"
+
 // Decision is what a node may do about a new version now.
 type Decision struct {
 	// Wave is the node's wave, from 1.
@@ -155,11 +159,11 @@ func Decide(p Policy, me, machine, checksum string, view []Node, now time.Time) 
 			switch {
 			case n.Checksum == checksum && n.Health.bad():
 				d.Halted, d.HaltedAt = true, i+1
-				d.Held = fmt.Sprintf("held: rollout halted at wave %d (node %s: %s)", i+1, id, cmp.Or(n.Reason, string(n.Health)))
+				d.Held = fmt.Sprintf("%s at wave %d (node %s: %s)", HaltedPrefix, i+1, id, cmp.Or(n.Reason, string(n.Health)))
 				return d
 			case n.Stale:
 				d.Halted, d.HaltedAt = true, i+1
-				d.Held = fmt.Sprintf("held: rollout halted at wave %d (node %s stopped reporting)", i+1, id)
+				d.Held = fmt.Sprintf("%s at wave %d (node %s stopped reporting)", HaltedPrefix, i+1, id)
 				return d
 			case n.Checksum != checksum || n.Health != Healthy:
 				if d.Held == "" {

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/mms-io/mms/internal/natsbox"
+	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/internal/syncbuf"
+	"github.com/mms-io/mms/internal/treetest"
+)
+
+// walkthroughHeading is the README section TestReadmeWalkthrough pastes.
+const walkthroughHeading = "## From nothing to a running machine"
+
+// readmeCommands returns the commands of the first sh block after heading
+// in the README: comment and blank lines dropped, a here-document kept
+// with its command, a line ending in a backslash joined with the next.
+func readmeCommands(t *testing.T, readme, heading string) []string {
+	t.Helper()
+	_, section, ok := strings.Cut(readme, "\n"+heading+"\n")
+	if !ok {
+		t.Fatalf("README has no %q section", heading)
+	}
+	_, block, ok := strings.Cut(section, "```sh\n")
+	if !ok {
+		t.Fatalf("README section %q has no sh block", heading)
+	}
+	block, _, _ = strings.Cut(block, "```")
+	var cmds []string
+	var cur strings.Builder
+	heredoc := ""
+	sc := bufio.NewScanner(strings.NewReader(block))
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case heredoc != "":
+			cur.WriteString("\n" + line)
+			if line == heredoc {
+				heredoc = ""
+				cmds = append(cmds, cur.String())
+				cur.Reset()
+			}
+			continue
+		case cur.Len() == 0 && (strings.TrimSpace(line) == "" || strings.HasPrefix(strings.TrimSpace(line), "#")):
+			continue
+		}
+		if cur.Len() > 0 {
+			cur.WriteString("\n")
+		}
+		cur.WriteString(line)
+		if m := heredocStart.FindStringSubmatch(line); m != nil {
+			heredoc = m[1]
+			continue
+		}
+		if strings.HasSuffix(line, `\`) {
+			continue
+		}
+		cmds = append(cmds, cur.String())
+		cur.Reset()
+	}
+	if cur.Len() > 0 || heredoc != "" {
+		t.Fatalf("README section %q ends inside a command: %q", heading, cur.String())
+	}
+	return cmds
+}
+
+// heredocStart finds the delimiter of a here-document: <<'EOF' or <<EOF.
+var heredocStart = regexp.MustCompile(`<<-?\s*'?(\w+)'?`)
+
+// TestReadmeWalkthrough pastes every command of the README's walkthrough,
+// verbatim, into sh, in a fresh copy of the repository, with the real mms
+// binary on PATH and nothing else set up: a home, nats configuration and
+// default state directory of its own. The agent and the events follower
+// keep running in the background (as in their own terminals); every other
+// command must exit 0. The facts machine must then run on the node, as
+// the events follower and mms status show.
+func TestReadmeWalkthrough(t *testing.T) {
+	readme := readFile(t, filepath.Join("..", "..", "README.md"))
+	cmds := readmeCommands(t, readme, walkthroughHeading)
+	// The agent listens on the default address, as the README says.
+	if l, err := net.Listen("tcp", "127.0.0.1:4222"); err != nil {
+		t.Skipf("the walkthrough's agent needs 127.0.0.1:4222, which is in use here: %v", err)
+	} else {
+		l.Close()
+	}
+
+	repo := t.TempDir()
+	treetest.Copy(t, filepath.Join("..", ".."), repo)
+	home := t.TempDir()
+	env := []string{
+		"PATH=" + filepath.Dir(mmsBinary(t)) + string(os.PathListSeparator) + os.Getenv("PATH"),
+		"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config"), "XDG_STATE_HOME=" + filepath.Join(home, ".local", "state"),
+		stateDirEnv + "=" + filepath.Join(home, "state"), natsbox.EnvURL + "=", natsbox.EnvContext + "=",
+	}
+	shell := func(cmd string) *exec.Cmd {
+		// exec: a long-running command is the shell's process, so it gets
+		// the signals.
+		c := exec.Command("sh", "-c", "exec "+cmd)
+		c.Dir, c.Env = repo, append(os.Environ(), env...)
+		return c
+	}
+	var events *syncbuf.Buffer
+	for _, cmd := range cmds {
+		t.Logf("$ %s", cmd)
+		switch {
+		case strings.HasPrefix(cmd, "mms agent "):
+			agent, stderr := startShell(t, shell(cmd))
+			natstest.Eventually(t, e2eTimeout, func() error {
+				if !strings.Contains(stderr.String(), "agent started") {
+					return fmt.Errorf("%s: not started yet:\n%s", cmd, stderr)
+				}
+				return nil
+			})
+			t.Cleanup(func() {
+				_ = agent.Process.Signal(syscall.SIGTERM)
+				if err := agent.Wait(); err != nil {
+					t.Errorf("%s after SIGTERM: %v\n%s", cmd, err, stderr)
+				}
+			})
+		case strings.HasPrefix(cmd, "mms events"):
+			var follower *exec.Cmd
+			follower, _ = startShell(t, shell(cmd))
+			events = follower.Stdout.(*syncbuf.Buffer)
+			t.Cleanup(func() { _ = follower.Process.Signal(syscall.SIGTERM); _ = follower.Wait() })
+		default:
+			out, err := shell(cmd).CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s: %v\n%s", cmd, err, out)
+			}
+			t.Logf("%s", out)
+		}
+	}
+
+	if events == nil {
+		t.Fatalf("the walkthrough has no mms events command")
+	}
+	natstest.Eventually(t, e2eTimeout, func() error {
+		if !strings.Contains(events.String(), " facts transition gathered gathering -> ready") {
+			return fmt.Errorf("mms events printed no facts transition to ready:\n%s", events)
+		}
+		return nil
+	})
+	running := regexp.MustCompile(`(?m)\(.*\bready 1\b.*\)`)
+	natstest.Eventually(t, e2eTimeout, func() error {
+		out, err := shell("mms status").CombinedOutput()
+		if err != nil || !running.Match(out) {
+			return fmt.Errorf("mms status: %v\n%s\nwant facts in ready", err, out)
+		}
+		return nil
+	})
+}
+
+// startShell starts cmd with its stdout and stderr in buffers; it is
+// killed when the test ends if it still runs.
+func startShell(t *testing.T, cmd *exec.Cmd) (*exec.Cmd, *syncbuf.Buffer) {
+	t.Helper()
+	stdout, stderr := &syncbuf.Buffer{}, &syncbuf.Buffer{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %v: %v", cmd.Args, err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	return cmd, stderr
+}
+
+func TestReadmeCommands(t *testing.T) {
+	readme := "# x\n" + walkthroughHeading + "\n\ntext\n\n```sh\n# comment\nmms a\n\nmms b \\\n  --c\ncat > f <<'EOF'\n[1,\n 2]\nEOF\nmms d | mms e\n```\n\n```sh\nmms later\n```\n"
+	got := readmeCommands(t, readme, walkthroughHeading)
+	want := []string{"mms a", "mms b \\\n  --c", "cat > f <<'EOF'\n[1,\n 2]\nEOF", "mms d | mms e"}
+	if strings.Join(got, "|||") != strings.Join(want, "|||") {
+		t.Errorf("readmeCommands() = %q, want %q", got, want)
+	}
+}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/internal/fleetstatus"
+	"github.com/mms-io/mms/manager/rollout"
+	"github.com/mms-io/mms/spec"
+)
+
+// loadEvent is a host "loaded" event: a node started a version of a
+// machine, at time.
+type loadEvent struct {
+	identity, machine, version string
+	at                         time.Time
+}
+
+// TestRolloutAcrossAgents runs ten real agent processes (one with the
+// embedded server, nine clients) and rolls two versions out in waves with
+// a health gate: a good one goes wave by wave (no node of a later wave
+// starts it before the earlier waves run it healthy) and the whole fleet
+// converges; a bad one (its machine never gets healthy) reaches wave 1
+// only, is rolled back there, and no other node ever runs it; `mms rollout
+// status` and `mms put --wait` say where and why it halted.
+func TestRolloutAcrossAgents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts ten agent processes")
+	}
+	mmsBinary(t) // built before the test changes directory
+	f := newOperatorFixture(t)
+	pub := strings.TrimSpace(readFile(t, f.pub))
+	const agents = 10
+	ids := make([]string, agents)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("n%02d.example.net", i)
+	}
+	common := []string{"--public-key", pub, "--allow-http", "--status-interval", "1s"}
+	state0 := filepath.Join(f.dir, "state-0")
+	first := startMMS(t, nil, append([]string{"agent", "--state-dir", state0, "--identity", ids[0], "--listen", "127.0.0.1:0"}, common...)...)
+	var url string
+	waitFor(t, first.stderr, "listening on")
+	url = loginURL(t, state0)
+	for i := 1; i < agents; i++ {
+		startMMS(t, nil, append([]string{"agent", "--server", url, "--state-dir", filepath.Join(f.dir, fmt.Sprintf("state-%d", i)), "--identity", ids[i]}, common...)...)
+	}
+	conn := []string{"--server", url}
+
+	// Every host "loaded" event, to see who started which version when.
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	var mu sync.Mutex
+	var loads []loadEvent
+	sub, err := nc.Subscribe(agent.WatcherStateSubject(agent.HostWatcherType), func(m *nats.Msg) {
+		var ev struct {
+			Time time.Time `json:"time"`
+			Data struct {
+				Identity string `json:"identity"`
+				Machine  string `json:"machine"`
+				Version  string `json:"version"`
+				Outcome  string `json:"outcome"`
+			} `json:"data"`
+		}
+		if json.Unmarshal(m.Data, &ev) == nil && ev.Data.Outcome == agent.HostLoaded {
+			mu.Lock()
+			loads = append(loads, loadEvent{ev.Data.Identity, ev.Data.Machine, ev.Data.Version, ev.Time})
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+
+	// Every agent reports before the rollouts (the waves rank who reports).
+	for _, id := range ids {
+		pollStatus(t, conn, id, func(d *fleetstatus.Document) error {
+			if d.Seen == nil {
+				return fmt.Errorf("%s has not reported yet", id)
+			}
+			return nil
+		})
+	}
+	serial := uint64(time.Now().Unix()) // serials one apart: puts may come within a second
+	put := func(wait string, entries ...spec.Machine) result {
+		t.Helper()
+		writeMachines(t, f.dir, entries...)
+		serial++
+		env := mmsOK(t, "", "pack", "machines.json", "--key-file", f.keyFile, "--allow-http", "--serial", fmt.Sprint(serial)).stdout
+		return mms(t, env, append([]string{"put", "--wait", wait}, conn...)...)
+	}
+	waves := []string{"1", "50%", "100%"}
+	gate := func(e spec.Machine, within time.Duration) spec.Machine {
+		e.Health = &spec.Health{States: []string{"ready"}, Within: spec.Duration(within)}
+		e.Rollout = &spec.Rollout{Waves: waves, Pause: spec.Duration(time.Second)}
+		return e
+	}
+
+	// 1.0.0 everywhere at once (no policy).
+	if r := put("120s", f.repo.publish(t, "web", "1.0.0")); r.code != 0 {
+		t.Fatalf("put --wait of 1.0.0 = exit %d:\n%s", r.code, r.stderr)
+	}
+
+	// 2.0.0 in waves.
+	v2 := gate(f.repo.publish(t, "web", "2.0.0"), 30*time.Second)
+	if r := put("180s", v2); r.code != 0 {
+		t.Fatalf("put --wait of the 2.0.0 rollout = exit %d:\n%s", r.code, r.stderr)
+	}
+	plan := rollout.Assign(ids, "web", v2.Checksum, mustParseWaves(t, waves))
+	healthyAt := map[string]time.Time{}
+	for _, id := range ids {
+		d := pollStatus(t, conn, id, func(d *fleetstatus.Document) error { return nil })
+		for _, e := range d.Entries {
+			if e.Name == "web" {
+				if e.Health != string(rollout.Healthy) || e.Installed != v2.Checksum {
+					t.Errorf("%s after the rollout: %+v, want 2.0.0 healthy", id, e)
+				}
+				healthyAt[id] = e.HealthyAt
+			}
+		}
+	}
+	started := func(version string) map[string]time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		out := map[string]time.Time{}
+		for _, l := range loads {
+			if l.machine == "web" && l.version == version {
+				if _, ok := out[l.identity]; !ok {
+					out[l.identity] = l.at
+				}
+			}
+		}
+		return out
+	}
+	v2Started := started("2.0.0")
+	for w := 1; w < len(plan); w++ {
+		var lastHealthy time.Time
+		for _, id := range slices.Concat(plan[:w]...) {
+			if healthyAt[id].After(lastHealthy) {
+				lastHealthy = healthyAt[id]
+			}
+		}
+		for _, id := range plan[w] {
+			if at := v2Started[id]; at.IsZero() || at.Before(lastHealthy) {
+				t.Errorf("%s (wave %d) started 2.0.0 at %v, before the earlier waves were healthy (%v)", id, w+1, at, lastHealthy)
+			}
+		}
+	}
+	t.Logf("waves of 2.0.0: %v", plan)
+
+	// 3.0.0 never gets healthy: wave 1 rolls it back and the rollout halts.
+	v3 := gate(f.repo.publishCheck(t, "web", "3.0.0", "exit 1"), 3*time.Second)
+	r := put("120s", v3)
+	first3 := rollout.Assign(ids, "web", v3.Checksum, mustParseWaves(t, waves))[0][0]
+	if r.code != 2 || !strings.Contains(r.stderr, first3) || !strings.Contains(r.stderr, "not ready within 3s") {
+		t.Errorf("put --wait of the bad rollout = exit %d, stderr:\n%s\nwant 2 naming %s and why", r.code, r.stderr, first3)
+	}
+	for _, id := range ids {
+		pollStatus(t, conn, id, func(d *fleetstatus.Document) error {
+			for _, e := range d.Entries {
+				switch {
+				case e.Name != "web":
+				case id == first3 && e.Outcome == "rolled_back" && e.Installed == v2.Checksum:
+					return nil
+				case id != first3 && e.Outcome == "held" && strings.Contains(e.Reason, "rollout halted at wave 1 (node "+first3):
+					return nil
+				}
+			}
+			return fmt.Errorf("%s: web not rolled back / halted yet: %+v", id, d.Entries)
+		})
+	}
+	if got := started("3.0.0"); len(got) != 1 || got[first3].IsZero() {
+		t.Errorf("3.0.0 was started on %v, want only %s (wave 1)", got, first3)
+	}
+	status := mmsOK(t, "", append([]string{"rollout", "status"}, conn...)...).stdout
+	for _, want := range []string{"HALTED at wave 1: node " + first3, "not ready within 3s", "rolled_back", "held"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("mms rollout status lacks %q:\n%s", want, status)
+		}
+	}
+	t.Logf("mms rollout status:\n%s", status)
+}
+
+func mustParseWaves(t *testing.T, w []string) []spec.Wave {
+	t.Helper()
+	out, err := spec.ParseWaves(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

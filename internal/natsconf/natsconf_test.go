@@ -1,0 +1,67 @@
+package natsconf
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func testConfig() Config {
+	return Config{
+		Listen: "127.0.0.1:0", StoreDir: "/var/lib/nats", Bucket: "MACHINES", Key: "machines",
+		StatusBucket: "MACHINES_STATUS", EventsStream: "CHORIA_MACHINE",
+		Governors: []string{"downloads"}, ArchiveBuckets: []string{"ARCHIVES"},
+		Admin: "UADMIN", Operator: "UOPERATOR",
+		Nodes: []Node{{Identity: "web1", NKey: "UWEB1"}, {Identity: "web 2", NKey: "UWEB2"}},
+	}
+}
+
+func TestRenderRefusesBadInput(t *testing.T) {
+	tests := []struct {
+		name    string
+		edit    func(*Config)
+		wantErr string
+	}{
+		{name: "bucket with a dot", edit: func(c *Config) { c.Bucket = "A.B" }, wantErr: `bucket "A.B"`},
+		{name: "governor with a wildcard", edit: func(c *Config) { c.Governors = []string{"a>"} }, wantErr: `governor "a>": must match`},
+		{name: "two nodes, one status key", edit: func(c *Config) { c.Nodes = append(c.Nodes, Node{Identity: "web1", NKey: "UX"}) }, wantErr: `share the status key "web1"`},
+		{name: "bad listen", edit: func(c *Config) { c.Listen = "nowhere" }, wantErr: `listen "nowhere"`},
+		{name: "no admin", edit: func(c *Config) { c.Admin = "" }, wantErr: "admin and operator nkeys are required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := testConfig()
+			tt.edit(&c)
+			if _, err := Render(c); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Render() = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestNodePermissionsAreNarrow: a node may write only its own status key
+// and nothing in the spec bucket, and may not manage any stream.
+func TestNodePermissionsAreNarrow(t *testing.T) {
+	c := testConfig()
+	p := NodePermissions(c, c.Nodes[1])
+	for _, s := range p.Publish {
+		switch {
+		case strings.HasPrefix(s, "$KV.") && s != "$KV.MACHINES_STATUS.web_2-88f3e977":
+			t.Errorf("node may publish %s", s)
+		case s == ">" || strings.Contains(s, "STREAM.CREATE") || strings.Contains(s, "STREAM.UPDATE") || strings.Contains(s, "STREAM.DELETE") || strings.Contains(s, "STREAM.PURGE"):
+			t.Errorf("node may publish %s", s)
+		case strings.Contains(s, "MSG.DELETE") && s != "$JS.API.STREAM.MSG.DELETE.MMS_GOVERNOR_downloads":
+			t.Errorf("node may delete messages with %s", s)
+		}
+	}
+	if !slices.Contains(p.Publish, "$KV.MACHINES_STATUS.web_2-88f3e977") {
+		t.Errorf("node may not write its own status key: %v", p.Publish)
+	}
+	text, err := Render(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, `# node "web 2": status key web_2-88f3e977`) || strings.Contains(text, " $") {
+		t.Errorf("rendered configuration:\n%s", text)
+	}
+}

@@ -1,0 +1,156 @@
+package manager
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mms-io/mms/manager/rollout"
+	"github.com/mms-io/mms/spec"
+)
+
+// gated returns entry e with a health gate: healthy once its machine
+// enters HEALTHY within a minute, unhealthy at once in BROKEN.
+func gated(e spec.Machine) spec.Machine {
+	e.Health = &spec.Health{States: []string{"HEALTHY"}, Within: spec.Duration(time.Minute), FailStates: []string{"BROKEN"}}
+	return e
+}
+
+// pass reconciles env and checks the "name outcome" results and what runs.
+func (f *fixture) pass(env []byte, want []string, running ...string) PassReport {
+	f.t.Helper()
+	rep := f.r.Reconcile(f.t.Context(), env, ReconcileOptions{})
+	if got := outcomes(rep); !slices.Equal(got, want) {
+		f.t.Fatalf("Reconcile() = %v (%v), want %v", got, rep.Err, want)
+	}
+	if got := f.running(); !slices.Equal(got, running) {
+		f.t.Fatalf("running = %v, want %v", got, running)
+	}
+	return rep
+}
+
+// result returns the result of name in rep.
+func result(t *testing.T, rep PassReport, name string) MachineResult {
+	t.Helper()
+	for _, m := range rep.Machines {
+		if m.Name == name {
+			return m
+		}
+	}
+	t.Fatalf("no result for %s in %+v", name, rep.Machines)
+	return MachineResult{}
+}
+
+func TestHealthGateUpgradeBecomesHealthy(t *testing.T) {
+	f := newFixture(t, nil)
+	f.pass(f.seal(1, f.entry("web", "1", "")), []string{"web installed"}, "web@1")
+	v2 := f.seal(2, gated(f.entry("web", "2", "")))
+	rep := f.pass(v2, []string{"web updated"}, "web@2")
+	if r := result(t, rep, "web"); r.Health != rollout.Pending || rep.NextCheck <= 0 || rep.NextCheck > HealthPoll {
+		t.Fatalf("after the upgrade web = %+v, next check %v; want pending, checked again within %v", r, rep.NextCheck, HealthPoll)
+	}
+	f.advance(10 * time.Second)
+	f.host.enter("web", "HEALTHY", f.clock())
+	rep = f.pass(v2, []string{"web unchanged"}, "web@2")
+	if r := result(t, rep, "web"); r.Health != rollout.Healthy || !r.HealthyAt.Equal(f.clock()) || rep.NextCheck != 0 {
+		t.Errorf("after HEALTHY web = %+v, next check %v; want healthy at %v, nothing pending", r, rep.NextCheck, f.clock())
+	}
+	// A fail state later does not undo a passed gate.
+	f.advance(2 * time.Minute)
+	f.host.enter("web", "BROKEN", f.clock())
+	f.pass(v2, []string{"web unchanged"}, "web@2")
+}
+
+func TestHealthGateRollsBackAnUnhealthyUpgrade(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		reason string
+		fail   func(f *fixture)
+	}{
+		{"not healthy in time", "not HEALTHY within 1m0s", func(f *fixture) { f.advance(61 * time.Second) }},
+		{"a fail state", "entered BROKEN", func(f *fixture) { f.advance(time.Second); f.host.enter("web", "BROKEN", f.clock()) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			f.pass(f.seal(1, f.entry("web", "1", "")), []string{"web installed"}, "web@1")
+			v2 := f.seal(2, gated(f.entry("web", "2", "")))
+			f.pass(v2, []string{"web updated"}, "web@2")
+			tt.fail(f)
+			rep := f.pass(v2, []string{"web rolled_back"}, "web@1")
+			r := result(t, rep, "web")
+			if r.Health != rollout.RolledBack || !strings.Contains(r.Reason, tt.reason) || r.Installed != f.entry("web", "1", "").Checksum {
+				t.Errorf("web = %+v, want rolled_back (%s), version 1 installed", r, tt.reason)
+			}
+			// The bad version is not tried again while the spec pins it.
+			before := f.inst.downloads
+			f.advance(time.Hour)
+			rep = f.pass(v2, []string{"web rolled_back"}, "web@1")
+			if f.inst.downloads != before || !strings.Contains(result(t, rep, "web").Reason, "not tried again") {
+				t.Errorf("the unhealthy version was downloaded again (%d downloads) or not reported: %+v", f.inst.downloads-before, rep.Machines)
+			}
+			// Another checksum is tried.
+			f.pass(f.seal(3, gated(f.entry("web", "3", ""))), []string{"web updated"}, "web@3")
+		})
+	}
+}
+
+func TestHealthGateStopsAnUnhealthyFirstInstall(t *testing.T) {
+	f := newFixture(t, nil)
+	env := f.seal(1, gated(f.entry("cache", "1", "")))
+	f.pass(env, []string{"cache installed"}, "cache@1")
+	f.advance(61 * time.Second)
+	rep := f.pass(env, []string{"cache unhealthy"}, []string{}...)
+	if r := result(t, rep, "cache"); !strings.Contains(r.Reason, "stopped (there is no previous version to roll back to)") {
+		t.Errorf("cache = %+v, want stopped with the reason", r)
+	}
+	f.pass(env, []string{"cache unhealthy"}, []string{}...)
+}
+
+// fleet is a FleetView the test sets.
+type fleet struct{ nodes []rollout.Node }
+
+func (v *fleet) Nodes(context.Context, string) ([]rollout.Node, error) { return v.nodes, nil }
+
+func TestRolloutHoldsLaterWaves(t *testing.T) {
+	view := &fleet{}
+	f := newFixture(t, func(c *ReconcilerConfig) { c.Fleet = view })
+	f.pass(f.seal(1, f.entry("web", "1", "")), []string{"web installed"}, "web@1")
+	v2e := gated(f.entry("web", "2", ""))
+	v2e.Rollout = &spec.Rollout{Waves: []string{"1", "100%"}}
+	v2 := f.seal(2, v2e)
+
+	// Two nodes: this one and another; find who goes first.
+	me, other := "web1.example.net", "web2.example.net"
+	first := rollout.Assign([]string{me, other}, "web", v2e.Checksum, mustWaves(t, v2e.Rollout.Waves))[0][0]
+	oldNode := func(id string) rollout.Node {
+		return rollout.Node{Identity: id, Checksum: f.entry("web", "1", "").Checksum, Health: rollout.Healthy}
+	}
+	view.nodes = []rollout.Node{oldNode(me), oldNode(other)}
+	if first == me {
+		f.pass(v2, []string{"web updated"}, "web@2")
+		return // the first wave does not wait; the held case needs this node second
+	}
+	rep := f.pass(v2, []string{"web held"}, "web@1")
+	r := result(t, rep, "web")
+	if !strings.HasPrefix(r.Reason, "held: waiting for wave 1 (node "+other) || r.Installed != f.entry("web", "1", "").Checksum || rep.NextCheck <= 0 {
+		t.Fatalf("web = %+v, next %v; want held for wave 1, version 1 installed, a check soon", r, rep.NextCheck)
+	}
+	view.nodes[1] = rollout.Node{Identity: other, Checksum: v2e.Checksum, Health: rollout.RolledBack, Reason: "entered BROKEN"}
+	rep = f.pass(v2, []string{"web held"}, "web@1")
+	if r := result(t, rep, "web"); r.Reason != "held: rollout halted at wave 1 (node "+other+": entered BROKEN)" {
+		t.Errorf("after wave 1 rolled back web = %+v, want the halt and why", r)
+	}
+	view.nodes[1] = rollout.Node{Identity: other, Checksum: v2e.Checksum, Health: rollout.Healthy, HealthyAt: f.clock()}
+	f.pass(v2, []string{"web updated"}, "web@2")
+}
+
+func mustWaves(t *testing.T, w []string) []spec.Wave {
+	t.Helper()
+	out, err := spec.ParseWaves(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

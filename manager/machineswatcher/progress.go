@@ -1,0 +1,108 @@
+package machineswatcher
+
+import (
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/mms-io/mms/manager"
+)
+
+// ProgressState is the type-specific part of a machines watcher's state
+// event about a download in progress (outcome "report"): Choria's fields,
+// with previous_outcome "downloading", plus the download.
+type ProgressState struct {
+	// Machines names the machines running on this node, as in State.
+	Machines []string `json:"machines"`
+	// PreviousOutcome is "downloading".
+	PreviousOutcome string `json:"previous_outcome"`
+	// Download is the download in progress.
+	Download DownloadProgress `json:"download"`
+}
+
+// DownloadProgress is how far one archive download is.
+type DownloadProgress struct {
+	// Machine is the spec entry's name.
+	Machine string `json:"machine"`
+	// Done is the bytes received; Total the archive's size, -1 when not
+	// known.
+	Done  int64 `json:"done"`
+	Total int64 `json:"total"`
+	// Rate is the bytes per second since the previous report.
+	Rate int64 `json:"rate"`
+}
+
+// progress is the machines watcher's manager.ProgressReporter: it hands
+// download progress to the status document (when the watcher's status
+// reporter takes it) and publishes it as a state event. The fetcher paces
+// the calls (manager.DefaultProgressInterval), so events are paced too.
+type progress struct {
+	status manager.ProgressReporter // nil: the status document does not take progress
+	report func(state any)          // nil: no events
+
+	mu      sync.Mutex
+	running []string
+	last    map[string]progressMark // name → the previous report
+}
+
+// progressMark is a download's previous report, for its rate.
+type progressMark struct {
+	at   time.Time
+	done int64
+}
+
+// progressReporter returns the reporter the installer gets, or nil when
+// progress would go nowhere.
+func (w *Watcher) progressReporter() manager.ProgressReporter {
+	status, _ := w.Status.(manager.ProgressReporter)
+	if status == nil && w.reportState == nil {
+		return nil
+	}
+	w.progress = &progress{status: status, report: w.reportState, last: map[string]progressMark{}}
+	return w.progress
+}
+
+// ReportProgress implements manager.ProgressReporter.
+func (p *progress) ReportProgress(name string, done, total int64) {
+	if p.status != nil {
+		p.status.ReportProgress(name, done, total)
+	}
+	if p.report == nil {
+		return
+	}
+	now := time.Now()
+	p.mu.Lock()
+	prev, ok := p.last[name]
+	if !ok || done < prev.done { // the first report, or a new attempt
+		prev = progressMark{at: now.Add(-manager.DefaultProgressDelay)}
+	}
+	rate := int64(0)
+	if d := now.Sub(prev.at).Seconds(); d > 0 {
+		rate = int64(float64(done-prev.done) / d)
+	}
+	if total >= 0 && done >= total {
+		delete(p.last, name)
+	} else {
+		p.last[name] = progressMark{at: now, done: done}
+	}
+	running := slices.Clone(p.running)
+	p.mu.Unlock()
+	if running == nil {
+		running = []string{}
+	}
+	p.report(ProgressState{Machines: running, PreviousOutcome: "downloading",
+		Download: DownloadProgress{Machine: name, Done: done, Total: total, Rate: rate}})
+}
+
+// passDone records what runs after a pass and forgets the downloads of it.
+func (p *progress) passDone(running []string) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.running = slices.Clone(running)
+	clear(p.last)
+}
+
+var _ manager.ProgressReporter = (*progress)(nil)

@@ -1,0 +1,156 @@
+package machineswatcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/watchers"
+)
+
+// supersedePoll is how often a running check looks for a newer spec in the
+// data item.
+const supersedePoll = 250 * time.Millisecond
+
+// errSuperseded cancels a check whose spec was replaced by a newer one.
+var errSuperseded = errors.New("a newer spec arrived; this pass stops and the next one applies it")
+
+// inflight is the check in progress: the spec it works on and how to stop
+// it.
+type inflight struct {
+	value  any // the data item's value the check read
+	serial uint64
+	format packer.Format
+	digest string
+	cancel context.CancelCauseFunc
+}
+
+// checks tracks the running check for the Stream goroutine.
+type checks struct {
+	mu        sync.Mutex
+	cur       *inflight
+	lastSeen  any       // the last newer value looked at, not to inspect it again
+	lastNudge time.Time // when a nudge last triggered a check
+}
+
+// start records the check of value and returns its context.
+func (c *checks) start(ctx context.Context, value any) (context.Context, func()) {
+	cctx, cancel := context.WithCancelCause(ctx)
+	in := &inflight{value: value, cancel: cancel}
+	if env, err := envelopeBytes(value); err == nil {
+		if o, err := packer.Inspect(env); err == nil {
+			in.serial, in.format, in.digest = o.Spec.Serial, o.Format, o.Digest
+		}
+	}
+	c.mu.Lock()
+	c.cur, c.lastSeen = in, nil
+	c.mu.Unlock()
+	return cctx, func() {
+		c.mu.Lock()
+		c.cur = nil
+		c.mu.Unlock()
+		cancel(nil)
+	}
+}
+
+// supersede cancels the running check when value holds a newer spec than
+// the one it works on: a higher serial, or another v1 spec (v1 specs have
+// none). The claim is not verified here (the next check does that): the
+// cost of a false claim is one cancelled pass, and whoever can write the
+// spec key can stop passes anyway. An older or equal serial (a replay, an
+// equivocation) never cancels the pass of a newer spec.
+func (c *checks) supersede(value any) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cur := c.cur
+	if cur == nil || reflect.DeepEqual(value, cur.value) || (c.lastSeen != nil && reflect.DeepEqual(value, c.lastSeen)) {
+		return false
+	}
+	c.lastSeen = value
+	env, err := envelopeBytes(value)
+	if err != nil {
+		return false
+	}
+	o, err := packer.Inspect(env)
+	if err != nil {
+		return false
+	}
+	newer := o.Spec.Serial > cur.serial ||
+		(o.Format == packer.FormatV1 && cur.format == packer.FormatV1 && o.Digest != cur.digest)
+	if newer {
+		cur.cancel(errSuperseded)
+	}
+	return newer
+}
+
+// nudged reports whether a nudge may trigger a check now (at most one per
+// manager.NudgeMinInterval).
+func (c *checks) nudged(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now.Sub(c.lastNudge) < manager.NudgeMinInterval {
+		return false
+	}
+	c.lastNudge = now
+	return true
+}
+
+// Stream runs beside the checks: it cancels a running check when the data
+// item gets a newer spec (so a download, a governor wait or a matcher of
+// a replaced spec never holds up the new one), and it triggers a check
+// when a reconcile nudge for this node arrives on manager.NudgeSubject.
+func (w *Watcher) Stream(ctx context.Context, trigger func()) error {
+	if w.conn != nil {
+		sub, err := w.conn.Subscribe(manager.NudgeSubject, func(m *nats.Msg) { w.onNudge(m, trigger) })
+		if err != nil {
+			return fmt.Errorf("subscribe to reconcile nudges on %s: %w", manager.NudgeSubject, err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	t := time.NewTicker(supersedePoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			v, ok := w.data.Get(w.DataItem)
+			if ok && w.checks.supersede(v) {
+				w.log.Info("a newer spec arrived during a reconcile pass; stopping that pass to apply the new spec")
+			}
+		}
+	}
+}
+
+// onNudge handles one reconcile nudge.
+func (w *Watcher) onNudge(m *nats.Msg, trigger func()) {
+	re, err := manager.ParseNudge(m.Data)
+	if err != nil {
+		w.log.Warn("ignoring a malformed reconcile nudge", "error", err)
+		return
+	}
+	if re != nil && !re.MatchString(w.identity) {
+		return
+	}
+	if !w.checks.nudged(time.Now()) {
+		w.log.Debug("reconcile nudge ignored: one was handled less than a second ago")
+		return
+	}
+	w.log.Info("reconcile nudge received; checking the spec now")
+	trigger()
+	if m.Reply != "" {
+		if b, err := json.Marshal(manager.NudgeReply{Identity: w.identity}); err == nil {
+			_ = m.Respond(b)
+		}
+	}
+}
+
+var _ watchers.Streamer = (*Watcher)(nil)
