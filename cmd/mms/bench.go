@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -30,6 +32,7 @@ type benchOptions struct {
 	source     string
 	keep       bool
 	cpuProfile string
+	shard      string // a bench.Shard (JSON): run it instead of the bench
 }
 
 func (a *app) newBenchCmd() *cobra.Command {
@@ -66,7 +69,10 @@ it ends. Rows (select groups with --only):
 The agents are this binary's own 'mms agent': in this process for the put
 and fleet rows (thousands of processes do not fit in memory) and as child
 processes for the install and idle rows, whose memory and CPU are the
-agent's alone. The bench is a subcommand of the one binary, so it always
+agent's alone. A fleet agent holds about 6 open files and the server one
+more; a fleet larger than this process's open file limit (ulimit -n) allows
+runs its remaining agents in shard processes (this binary again), each
+with as many as fit, and the row says how many. The bench is a subcommand of the one binary, so it always
 measures the agent it ships with; its logic is in internal/bench.
 
 A fleet in one process shares CPUs, a heap and disks that a real fleet does
@@ -89,6 +95,9 @@ The bench asserts nothing: it reports each row against its target.`,
   mms bench --only put --cpuprofile put.pprof   # go tool pprof put.pprof`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.shard != "" {
+				return a.benchShard(cmd.Context(), o.shard)
+			}
 			return a.bench(cmd.Context(), o, cmd.Flags().Changed("agents"))
 		},
 	}
@@ -103,6 +112,8 @@ The bench asserts nothing: it reports each row against its target.`,
 	f.StringVar(&o.fleetDir, "fleet-dir", "", "keep the fleet agents' directories under `DIR` (default /dev/shm when it exists, else --dir: see above)")
 	f.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the put, fleet and spec rows) to `FILE`")
+	f.StringVar(&o.shard, "fleet-shard", "", "run part of a fleet for another `mms bench` (internal)")
+	_ = f.MarkHidden("fleet-shard")
 	return cmd
 }
 
@@ -111,6 +122,7 @@ func (a *app) bench(ctx context.Context, o benchOptions, agentsSet bool) error {
 	cfg := bench.Config{
 		RunAgent:     a.runAgentInProcess,
 		AgentCommand: agentProcess,
+		ShardCommand: shardProcess,
 		Quick:        o.quick,
 		Dir:          o.dir,
 		FleetDir:     o.fleetDir,
@@ -184,6 +196,32 @@ func (a *app) runAgentInProcess(ctx context.Context, args []string, stderr io.Wr
 		return fmt.Errorf("mms agent exited with status %d", code)
 	}
 	return nil
+}
+
+// benchShard runs the part of a fleet that shard (a JSON bench.Shard)
+// names, for the `mms bench` that started this process, until it is
+// told to stop (SIGTERM).
+func (a *app) benchShard(ctx context.Context, shard string) error {
+	var s bench.Shard
+	if err := json.Unmarshal([]byte(shard), &s); err != nil {
+		return fmt.Errorf("--fleet-shard: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	return bench.RunShard(ctx, s, a.runAgentInProcess)
+}
+
+// shardProcess is the command of a process running part of a fleet for
+// `mms bench`: this binary.
+func shardProcess(ctx context.Context, shard string) *exec.Cmd {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = os.Args[0]
+	}
+	cmd := exec.CommandContext(ctx, exe, "bench", "--fleet-shard", shard)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 2 * time.Minute
+	return cmd
 }
 
 // agentProcess is the command of an `mms agent args` process: this binary.

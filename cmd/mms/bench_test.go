@@ -36,6 +36,7 @@ func TestBenchQuick(t *testing.T) {
 	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	t.Run("sharded fleet", func(t *testing.T) { testBenchShards(t, bin, dir) })
 	report := filepath.Join(dir, "bench.json")
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
@@ -61,7 +62,7 @@ func TestBenchQuick(t *testing.T) {
 	for _, src := range []string{"http", "https", "nats"} {
 		want = append(want, "install-"+src+"-first", "install-"+src+"-upgrade")
 	}
-	want = append(want, "idle", "spec-1000", "spec-10000")
+	want = append(want, "idle", "spec-1000", "spec-1000-next", "spec-10000", "spec-10000-next")
 	var got []string
 	for _, row := range rep.Rows {
 		got = append(got, row.ID)
@@ -85,5 +86,35 @@ func TestBenchQuick(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "mms bench: put → running") {
 		t.Errorf("no progress line on stderr:\n%s", stderr.String())
+	}
+}
+
+// testBenchShards runs a fleet row under an open file limit too low for
+// one process to hold the fleet: the bench must run part of it in a shard
+// process and still measure every agent.
+func testBenchShards(t *testing.T, bin, dir string) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skipf("no sh to lower the open file limit: %v", err)
+	}
+	// 60 agents need 60*7+1024 descriptors; 1400 leaves room for 52 here.
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sh, "-c", `ulimit -n 1400 && exec "$0" bench --quick --only fleet --agents 60 --json --dir "$1"`, bin, dir)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("mms bench with ulimit -n 1400: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("the report does not parse: %v\n%s", err, stdout.String())
+	}
+	if len(rep.Rows) != 1 || rep.Rows[0].ID != "fleet-60" {
+		t.Fatalf("rows %+v, want fleet-60 alone", rep.Rows)
+	}
+	row := rep.Rows[0]
+	if row.Error != "" || row.Values["shard_processes"] < 1 || row.Values["agents"] != 60 || row.Values["all_ms"] <= 0 {
+		t.Errorf("fleet-60 under a low file limit = %+v, want every agent measured with a shard process", row)
 	}
 }

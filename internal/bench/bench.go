@@ -76,6 +76,11 @@ type Config struct {
 	// AgentCommand returns the command of an `mms agent` process with
 	// args. Required for the install and idle rows.
 	AgentCommand func(ctx context.Context, args []string) *exec.Cmd
+	// ShardCommand returns the command of a process running part of a
+	// fleet too large for this process's open file limit: this binary's
+	// `mms bench` calling RunShard with shard, a JSON Shard. Nil runs
+	// every fleet in this process, as far as the limit allows.
+	ShardCommand func(ctx context.Context, shard string) *exec.Cmd
 	// Quick makes every row small and short (small fleets, a small
 	// archive, a short idle window), for CI.
 	Quick bool

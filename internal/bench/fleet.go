@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -79,10 +81,11 @@ func (b *bench) fleetRow(ctx context.Context, n int, cluster bool) Row {
 			"cpu_ms_per_agent":    perAgent,
 		},
 		Note: fmt.Sprintf("time from the put until each agent's host loaded the new version; \"all\" is the time until the last agent did (the median over %d puts). "+
-			"The agents and server(s) share this process and the machine's %d CPUs: while converging they kept %.2f CPUs busy (other processes %.2f), %.1f ms of CPU per agent per put "+
-			"(a real fleet has a CPU per node); %s to start them all; live heap %.0f MB (%.2f MB per agent, with the server), peak RSS %.0f MB; agent directories in %s",
-			len(res.all), cpus(), busy, others, perAgent, ms(res.start), res.liveHeap/1e6, res.liveHeap/1e6/float64(n), res.peakRSS/1e6, b.fleetRoot),
+			"The agents and server(s) share %s and the machine's %d CPUs: while converging they kept %.2f CPUs busy (other processes %.2f), %.1f ms of CPU per agent per put "+
+			"(a real fleet has a CPU per node); %s to start them all; live heap %.0f MB (%.2f MB per agent, with the server%s), peak RSS %.0f MB; agent directories in %s",
+			len(res.all), fleetProcesses(res.shards), cpus(), busy, others, perAgent, ms(res.start), res.liveHeap/1e6, res.liveHeap/1e6/float64(n-res.shardAgents), shardHeap(res.shards), res.peakRSS/1e6, b.fleetRoot),
 	}
+	r.Values["shard_processes"] = float64(res.shards)
 	if hasTarget {
 		r.judge(allMedian <= limit && err == nil)
 	}
@@ -95,6 +98,22 @@ func (b *bench) fleetRow(ctx context.Context, n int, cluster bool) Row {
 		r.Error = truncate(err.Error())
 	}
 	return r
+}
+
+// fleetProcesses says which processes ran a fleet.
+func fleetProcesses(shards int) string {
+	if shards == 0 {
+		return "this process"
+	}
+	return fmt.Sprintf("this process and %d shard process(es) (one process may not open files for them all, see ulimit -n)", shards)
+}
+
+// shardHeap qualifies the live heap of a sharded fleet.
+func shardHeap(shards int) string {
+	if shards == 0 {
+		return ""
+	}
+	return ", this process's agents only"
 }
 
 // putsSummary says how many puts "all" is the median of, and the worst.
@@ -110,16 +129,20 @@ type fleetResult struct {
 	times   []time.Duration // from put to running, every agent of every put
 	all     []time.Duration // from put until every agent ran, per put
 	start   time.Duration   // starting the fleet and its first install
-	peakRSS float64         // this process's peak resident set, bytes
+	peakRSS float64         // the peak resident sets of this process and the shards, bytes
 	// puts is how many puts were made; when the last one did not reach
 	// every agent within wait, missed says how many it did not reach.
 	puts   int
 	missed int
 	wait   time.Duration
 	// liveHeap is the heap the last collection kept, in bytes: the
-	// agents' and servers' memory, without garbage.
+	// agents' and servers' memory, without garbage (this process's, not
+	// the shards').
 	liveHeap float64
-	// cpu is the CPU time this process (agents and servers) used from
+	// shards is how many shard processes ran agents too (see shard.go),
+	// shardAgents how many agents they ran.
+	shards, shardAgents int
+	// cpu is the CPU time this process and the shards used from
 	// each put until every agent ran the new version, wall that time.
 	cpu, wall time.Duration
 	// others is the CPU time the machine's other processes used then.
@@ -135,6 +158,13 @@ const fleetStarting = 64
 // running version 0 of web, then puts versions 1..rounds, each once every
 // agent runs the one before.
 func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name string) (res fleetResult, err error) {
+	local, perShard, err := fleetSplit(n)
+	if err != nil {
+		return res, err
+	}
+	if local < n && b.cfg.ShardCommand == nil {
+		return res, fmt.Errorf("this process may open files for %d agents (ulimit -n), and no shard processes can be started", local)
+	}
 	gc := relaxGC(n)
 	defer gc.restore()
 	resetPeakRSS()
@@ -168,10 +198,21 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name s
 	b.prog.stepf("%s: starting the agents", name)
 	began := time.Now()
 	identities := make([]string, n)
-	agents := make([]*inProcess, 0, n)
+	for i := range identities {
+		identities[i] = identity(i)
+	}
+	var agents []*inProcess
+	var shards []*child
 	defer func() {
 		b.prog.stepf("%s: stopping the agents", name)
-		if serr := stopAll(agents, time.Minute); serr != nil && err == nil {
+		for _, c := range shards {
+			_ = c.cmd.Process.Signal(syscall.SIGTERM) // all at once, then wait for each
+		}
+		serr := stopAll(agents, time.Minute)
+		for _, c := range shards {
+			serr = errors.Join(serr, c.stop())
+		}
+		if serr != nil && err == nil {
 			err = fmt.Errorf("stop the agents: %w", serr)
 		}
 	}()
@@ -179,30 +220,36 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name s
 	// after a put that did not reach every agent.
 	defer func() {
 		res.peakRSS = float64(peakRSS())
+		for _, c := range shards {
+			if hwm, err := procStatusBytes(fmt.Sprint(c.pid()), "VmHWM"); err == nil {
+				res.peakRSS += float64(hwm)
+			}
+		}
 		runtime.GC() // the pacing is off: collect once to see what is live
 		res.liveHeap = float64(liveHeap())
 	}()
 	v0 := webVersion(0)
-	for i := range n {
-		for {
-			running, changed := obs.count(webName, v0)
-			b.prog.countf("%d started, %d running", len(agents), running)
-			if len(agents)-running < fleetStarting {
-				break
-			}
-			select {
-			case <-changed:
-			case <-time.After(time.Second):
-			case <-ctx.Done():
-				return res, context.Cause(ctx)
-			}
-		}
-		identities[i] = fmt.Sprintf("node-%05d", i+1)
-		agents = append(agents, b.startInProcess(b.agentArgs(env.urls, filepath.Join(agentDirs, identities[i]), identities[i], key)))
+	wait := fleetWait(n)
+	part := Shard{URLs: env.urls, PublicKey: b.keys.pub, Key: key, Dir: agentDirs, From: 0, Count: local}
+	if err := b.startAgents(ctx, obs, part, 0, &agents, wait); err != nil {
+		return res, b.fleetFailure(obs, agents, shards, identities, v0, err)
 	}
-	wait := time.Minute + time.Duration(n)*20*time.Millisecond
+	for part.From = local; part.From < n; part.From += part.Count {
+		// Each shard starts once the agents before it run, and paces
+		// its own.
+		if err := obs.await(ctx, webName, v0, part.From, wait, func(got int) { b.prog.countf("%d of %d running", got, n) }); err != nil {
+			return res, b.fleetFailure(obs, agents, shards, identities, v0, err)
+		}
+		part.Count = min(perShard, n-part.From)
+		c, err := b.startShard(ctx, part)
+		if err != nil {
+			return res, err
+		}
+		shards = append(shards, c)
+	}
+	res.shards, res.shardAgents = len(shards), n-local
 	if err := obs.await(ctx, webName, v0, n, wait, func(got int) { b.prog.countf("%d of %d running", got, n) }); err != nil {
-		return res, b.fleetFailure(obs, agents, identities, v0, err)
+		return res, b.fleetFailure(obs, agents, shards, identities, v0, err)
 	}
 	res.start = time.Since(began)
 
@@ -219,7 +266,7 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name s
 			return res, err
 		}
 		syncDisks()
-		cpu0, _ := procCPU(os.Getpid())
+		cpu0 := fleetCPU(shards)
 		busy0, _ := machineBusy()
 		start := time.Now()
 		if err := env.put(ctx, key, next); err != nil {
@@ -230,10 +277,10 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name s
 			times := obs.loadTimes(webName, webVersion(k), identities, start)
 			res.times = append(res.times, times...)
 			res.missed, res.wait = n-len(times), wait
-			return res, b.fleetFailure(obs, agents, identities, webVersion(k), err)
+			return res, b.fleetFailure(obs, agents, shards, identities, webVersion(k), err)
 		}
 		wall := time.Since(start)
-		cpu1, _ := procCPU(os.Getpid())
+		cpu1 := fleetCPU(shards)
 		busy1, _ := machineBusy()
 		times := obs.loadTimes(webName, webVersion(k), identities, start)
 		res.times = append(res.times, times...)
@@ -243,6 +290,17 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name s
 		res.wall += wall
 	}
 	return res, nil
+}
+
+// fleetCPU is the CPU time this process and the shard processes used.
+func fleetCPU(shards []*child) time.Duration {
+	total, _ := procCPU(os.Getpid())
+	for _, c := range shards {
+		if t, err := procCPU(c.pid()); err == nil {
+			total += t
+		}
+	}
+	return total
 }
 
 // liveHeap is the heap the last garbage collection kept, in bytes.
@@ -314,7 +372,7 @@ func (s gcSettings) restore() {
 
 // fleetFailure adds to err which agents do not run version of web yet,
 // what they logged, and why agents stopped, if any did.
-func (b *bench) fleetFailure(obs *observer, agents []*inProcess, identities []string, version string, err error) error {
+func (b *bench) fleetFailure(obs *observer, agents []*inProcess, shards []*child, identities []string, version string, err error) error {
 	stopped := 0
 	var first error
 	for _, a := range agents {
@@ -325,6 +383,11 @@ func (b *bench) fleetFailure(obs *observer, agents []*inProcess, identities []st
 			}
 		}
 	}
+	for _, c := range shards {
+		if cerr, ok := c.exited(); ok {
+			err = fmt.Errorf("%w; a shard process exited: %v", err, cerr)
+		}
+	}
 	if stopped > 0 {
 		err = fmt.Errorf("%w; %d agents exited, the first: %v", err, stopped, first)
 	}
@@ -333,8 +396,12 @@ func (b *bench) fleetFailure(obs *observer, agents []*inProcess, identities []st
 		if _, ok, _ := obs.loadedAt(id, webName, version); ok {
 			continue
 		}
-		if len(behind) < 3 {
+		switch {
+		case len(behind) >= 3:
+		case i < len(agents):
 			behind = append(behind, fmt.Sprintf("%s (logged: %q)", id, lastLine(agents[i].stderr.String())))
+		default:
+			behind = append(behind, id+" (in a shard process)")
 		}
 	}
 	if len(behind) > 0 {
