@@ -142,6 +142,7 @@ type Reconciler struct {
 
 	mu      sync.Mutex              // serialises Reconcile; guards the fields below
 	plan    *plan                   // the last accepted spec's entries, validated and compiled
+	matches spec.MatcherCache       // the matchers of the last specs planned, compiled once
 	bad     map[string]badVersion   // versions that failed to load, by machine name
 	applied *AppliedSpec            // the spec the node runs; nil until read from the ledger
 	health  map[string]*entryHealth // health of each machine's installed version, by name

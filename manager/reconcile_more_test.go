@@ -207,3 +207,23 @@ func TestReportSummaries(t *testing.T) {
 		t.Errorf("unchanged report: Changed() = %v, Failed() = %v, want false, false", quiet.Changed(), quiet.Failed())
 	}
 }
+
+// TestReconcileMatchersCompiledOnce checks that a new serial whose entries
+// keep their matchers reuses the compiled ones (planning a large spec is
+// mostly compiling), and that a changed matcher is compiled anew.
+func TestReconcileMatchersCompiledOnce(t *testing.T) {
+	f := newFixture(t, nil)
+	f.r.Reconcile(t.Context(), webByRoleDB(f), ReconcileOptions{})
+	first := f.r.plan.entries[0].matcher
+	if first == nil || first.String() != "facts.role == 'web'" {
+		t.Fatalf("web's matcher = %v, want facts.role == 'web'", first)
+	}
+	f.r.Reconcile(t.Context(), f.seal(2, f.entry("web", "2", "facts.role == 'web'"), f.entry("db", "1", "")), ReconcileOptions{})
+	if got := f.r.plan.entries[0].matcher; got != first {
+		t.Errorf("serial 2 with web's matcher unchanged compiled it again")
+	}
+	f.r.Reconcile(t.Context(), f.seal(3, f.entry("web", "3", "facts.role == 'api'"), f.entry("db", "1", "")), ReconcileOptions{})
+	if got := f.r.plan.entries[0].matcher; got == first || got.String() != "facts.role == 'api'" {
+		t.Errorf("serial 3 with a new matcher planned %v, want facts.role == 'api' compiled anew", got)
+	}
+}

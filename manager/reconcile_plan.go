@@ -44,11 +44,13 @@ func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
 	}
 	p := &plan{digest: opened.Digest, format: opened.Format, entries: make([]planEntry, len(s.Machines))}
 	first := map[string]int{} // name → index of its first entry
+	r.matches.Next()
 	for i, m := range s.Machines {
 		e := &p.entries[i]
 		e.machine = m
 		e.badName = spec.ValidName(m.Name) != nil
-		if err := m.Validate(opts); err != nil {
+		var err error
+		if e.matcher, err = m.Check(opts, &r.matches); err != nil {
 			e.invalid = err
 		} else if r.cfg.Reserved != nil && r.cfg.Reserved(m.Name) {
 			e.invalid = fmt.Errorf("machine %q: name: reserved by a machine compiled into the agent", m.Name)
@@ -61,15 +63,6 @@ func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
 				fmt.Errorf("machine[%d] %q: name: duplicated by machine[%d]: %w", j, m.Name, i, spec.ErrInvalid))
 		} else {
 			first[m.Name] = i
-		}
-	}
-	for i := range p.entries {
-		e := &p.entries[i]
-		if e.invalid != nil {
-			continue
-		}
-		if e.matcher, e.invalid = spec.CompileMatcher(e.machine.Match); e.invalid != nil {
-			e.invalid = fmt.Errorf("machine %q: match: %w", e.machine.Name, e.invalid)
 		}
 	}
 	r.plan = p

@@ -52,9 +52,6 @@ func startArchiveStream(ctx context.Context, r io.Reader, maxArchive int64) *arc
 		free:   make(chan []byte, archiveStreamDepth+1),
 		done:   make(chan struct{}),
 	}
-	for range archiveStreamDepth + 1 {
-		s.free <- make([]byte, archiveCopyBufSize)
-	}
 	stopCancel := context.AfterFunc(ctx, func() { s.hr.canceled.Store(true) })
 	s.wg.Go(func() {
 		defer stopCancel()
@@ -74,14 +71,10 @@ func (s *archiveStream) pump(ctx context.Context) {
 		return
 	}
 	gz.Multistream(false)
+	made := 0
 	for {
-		var buf []byte
-		select {
-		case buf = <-s.free:
-		case <-s.done:
-			return
-		case <-ctx.Done():
-			s.send(ctx, archiveChunk{err: errArchiveCanceled})
+		buf, ok := s.buffer(ctx, &made)
+		if !ok {
 			return
 		}
 		n, err := archiveFill(gz, buf)
@@ -94,6 +87,31 @@ func (s *archiveStream) pump(ctx context.Context) {
 		if !s.send(ctx, archiveChunk{buf: buf, n: n, err: err}) || err != nil {
 			return
 		}
+	}
+}
+
+// buffer returns a free chunk buffer: one handed back, else a new one
+// while fewer than archiveStreamDepth+1 were made (*made counts them; a
+// small archive needs one), else the next one handed back. It returns
+// false when the stream was stopped or ctx is done.
+func (s *archiveStream) buffer(ctx context.Context, made *int) ([]byte, bool) {
+	select {
+	case buf := <-s.free:
+		return buf, true
+	default:
+	}
+	if *made < archiveStreamDepth+1 {
+		*made++
+		return make([]byte, archiveCopyBufSize), true
+	}
+	select {
+	case buf := <-s.free:
+		return buf, true
+	case <-s.done:
+		return nil, false
+	case <-ctx.Done():
+		s.send(ctx, archiveChunk{err: errArchiveCanceled})
+		return nil, false
 	}
 }
 

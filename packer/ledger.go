@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -74,9 +76,18 @@ type ledgerFile struct {
 // the directory), so a crash leaves the old record or the new one, never a
 // mix. The directory must exist. Accept itself refuses an older serial or a
 // reused one, so two racing Opens cannot overwrite each other's record.
+//
+// A FileLedger keeps the record it last read or wrote in memory and reads
+// the file again only when the file changed (another inode, size or
+// modification time), so an agent does not parse its last spec's envelope
+// (up to a megabyte) several times per spec. The one writer is the agent
+// holding the state directory's lock.
 type FileLedger struct {
 	path string
-	mu   sync.Mutex // serializes Accept's read-check-write
+
+	mu     sync.Mutex  // serializes Accept's read-check-write; guards the fields below
+	cached Record      // the record in the file described by stat
+	stat   fs.FileInfo // nil: nothing cached
 }
 
 var _ Ledger = (*FileLedger)(nil)
@@ -89,24 +100,76 @@ func NewFileLedger(path string) *FileLedger {
 
 // Last reads the ledger file. A missing file means no spec was accepted yet.
 func (l *FileLedger) Last() (Record, bool, error) {
-	data, err := os.ReadFile(l.path)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last()
+}
+
+// last is Last with l.mu held: the cached record while the file is the one
+// it came from, else the file's.
+func (l *FileLedger) last() (Record, bool, error) {
+	f, err := os.Open(l.path)
 	if errors.Is(err, fs.ErrNotExist) {
+		l.stat = nil
 		return Record{}, false, nil
 	}
 	if err != nil {
 		return Record{}, false, fmt.Errorf("reading replay ledger: %w", err)
 	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return Record{}, false, fmt.Errorf("reading replay ledger: %w", err)
+	}
+	if l.stat != nil && sameFile(l.stat, fi) {
+		return l.cached, true, nil
+	}
+	l.stat = nil
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return Record{}, false, fmt.Errorf("reading replay ledger: %w", err)
+	}
+	rec, err := l.parse(data)
+	if err != nil {
+		return Record{}, false, err
+	}
+	l.cached, l.stat = rec, fi
+	return rec, true, nil
+}
+
+// asRead returns r as reading it back from the file would: its own copy of
+// the envelope, the time without a monotonic reading and in the zone its
+// JSON form names.
+func asRead(r Record) Record {
+	r.Envelope = slices.Clone(r.Envelope)
+	if b, err := r.AcceptedAt.MarshalJSON(); err == nil {
+		_ = r.AcceptedAt.UnmarshalJSON(b)
+	}
+	if r.Reset != nil {
+		reset := *r.Reset
+		r.Reset = &reset
+	}
+	return r
+}
+
+// sameFile reports whether two stats are of one unchanged file.
+func sameFile(a, b fs.FileInfo) bool {
+	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
+}
+
+// parse decodes and checks the contents of a ledger file.
+func (l *FileLedger) parse(data []byte) (Record, error) {
 	var f ledgerFile
 	if err := unmarshalEnvelopeStrict(data, &f); err != nil {
-		return Record{}, false, fmt.Errorf("reading replay ledger %s: %w: %w", l.path, ErrCorruptLedger, err)
+		return Record{}, fmt.Errorf("reading replay ledger %s: %w: %w", l.path, ErrCorruptLedger, err)
 	}
 	if f.Version != ledgerFileVersion {
-		return Record{}, false, fmt.Errorf("reading replay ledger %s: %w: version %d, want %d", l.path, ErrCorruptLedger, f.Version, ledgerFileVersion)
+		return Record{}, fmt.Errorf("reading replay ledger %s: %w: version %d, want %d", l.path, ErrCorruptLedger, f.Version, ledgerFileVersion)
 	}
 	if err := checkLedgerRecord(f.Last); err != nil {
-		return Record{}, false, fmt.Errorf("reading replay ledger %s: %w: %w", l.path, ErrCorruptLedger, err)
+		return Record{}, fmt.Errorf("reading replay ledger %s: %w: %w", l.path, ErrCorruptLedger, err)
 	}
-	return f.Last, true, nil
+	return f.Last, nil
 }
 
 // Accept records r, refusing one that is older than (ErrReplayed) or
@@ -122,7 +185,7 @@ func (l *FileLedger) Accept(r Record) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	last, ok, err := l.Last()
+	last, ok, err := l.last()
 	if err != nil {
 		return err
 	}
@@ -149,8 +212,14 @@ func (l *FileLedger) write(r Record) error {
 	if err != nil {
 		return fmt.Errorf("recording spec in replay ledger: %w", err)
 	}
+	l.stat = nil
 	if err := atomicfile.WriteFile(l.path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("writing replay ledger: %w", err)
+	}
+	// The file is the one just written: only the agent holding the state
+	// directory's lock writes it. Without a stat the next Last reads it.
+	if fi, err := os.Stat(l.path); err == nil {
+		l.cached, l.stat = asRead(r), fi
 	}
 	return nil
 }
@@ -171,7 +240,7 @@ var ErrResetMismatch = errors.New("spec history does not hold that serial")
 func (l *FileLedger) Reset(serial uint64, now time.Time) (Record, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	last, ok, err := l.Last()
+	last, ok, err := l.last()
 	switch {
 	case err != nil:
 		return Record{}, fmt.Errorf("reset spec history: %w", err)
@@ -180,6 +249,7 @@ func (l *FileLedger) Reset(serial uint64, now time.Time) (Record, error) {
 	case last.Serial != serial:
 		return last, fmt.Errorf("reset spec history: %w: the last accepted spec has serial %d, not %d", ErrResetMismatch, last.Serial, serial)
 	}
+	l.stat = nil
 	aside := l.path + ".reset-" + now.UTC().Format("20060102T150405.000000000Z")
 	if err := os.Rename(l.path, aside); err != nil {
 		return Record{}, fmt.Errorf("reset spec history: %w", err)

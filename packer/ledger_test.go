@@ -208,3 +208,49 @@ func TestFileLedgerConcurrentAccept(t *testing.T) {
 		t.Errorf("Last() = serial %d, %v, %v, want serial %d", last.Serial, ok, err, n)
 	}
 }
+
+// TestFileLedgerCacheFollowsFile checks that the record a FileLedger keeps
+// in memory is what reading the file gives, and that a file changed behind
+// its back (replaced, corrupted, removed) is read again.
+func TestFileLedgerCacheFollowsFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ledger.json")
+	l := NewFileLedger(path)
+	local := time.Date(2026, 3, 4, 5, 6, 7, 8, time.FixedZone("X", 3600))
+	if err := l.Accept(Record{Serial: 5, Digest: ledgerTestDigestA, Format: FormatV2, Envelope: []byte("env"), AcceptedAt: local}); err != nil {
+		t.Fatal(err)
+	}
+	cached, _, err := l.Last()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, _, err := NewFileLedger(path).Last()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(fresh, cached); diff != "" || cached.AcceptedAt.Location().String() != fresh.AcceptedAt.Location().String() {
+		t.Errorf("cached record differs from the file's (-file +cached):\n%s", diff)
+	}
+
+	// Another writer (a restored backup) replaces the file.
+	other := NewFileLedger(path)
+	if err := other.Accept(Record{Serial: 9, Digest: ledgerTestDigestB, Format: FormatV2, AcceptedAt: envTestNow}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := l.Last(); err != nil || got.Serial != 9 {
+		t.Errorf("Last() after the file was replaced = serial %d, %v; want 9", got.Serial, err)
+	}
+
+	// The file is corrupted in place (a new size).
+	if err := os.WriteFile(path, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Last(); !errors.Is(err, ErrCorruptLedger) {
+		t.Errorf("Last() after corruption = %v, want %v", err, ErrCorruptLedger)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := l.Last(); ok || err != nil {
+		t.Errorf("Last() after removal = %v, %v; want no record", ok, err)
+	}
+}

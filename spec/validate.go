@@ -26,7 +26,7 @@ type ValidateOptions struct {
 // must be after issued_at.
 //
 // Validate compiles each matcher to check it and throws the result away;
-// an agent compiles the matchers it keeps with [CompileMatchers].
+// an agent keeps them with [Machine.Check] or [CompileMatchers].
 func (s *Spec) Validate(opts ValidateOptions) error {
 	var errs []error
 	if !opts.Legacy {
@@ -82,9 +82,21 @@ func listProblems(ms []Machine, opts ValidateOptions) []error {
 // every problem at once; the entry is named `machine "web"`. See
 // [ValidateMachines] for a list.
 func (m Machine) Validate(opts ValidateOptions) error {
-	probs := m.problems(opts)
-	setEntry(probs, entryName(-1, m.Name))
-	return errors.Join(probs...)
+	_, err := m.Check(opts, nil)
+	return err
+}
+
+// Check validates the entry like [Machine.Validate] and, when it is valid,
+// also returns its compiled matcher, so an agent compiles each matcher
+// once. With a non-nil cache the matcher comes from it (see
+// [MatcherCache]).
+func (m Machine) Check(opts ValidateOptions, cache *MatcherCache) (*Matcher, error) {
+	matcher, probs := m.check(opts, cache)
+	if len(probs) > 0 {
+		setEntry(probs, entryName(-1, m.Name))
+		return nil, errors.Join(probs...)
+	}
+	return matcher, nil
 }
 
 // errV1Only and errV2Only explain fields the other format lacks.
@@ -95,7 +107,15 @@ var (
 
 // problems returns the entry's problems as FieldErrors without Entry.
 func (m *Machine) problems(opts ValidateOptions) []error {
+	_, errs := m.check(opts, nil)
+	return errs
+}
+
+// check returns the entry's compiled matcher (through cache, when not nil)
+// and its problems as FieldErrors without Entry.
+func (m *Machine) check(opts ValidateOptions, cache *MatcherCache) (*Matcher, []error) {
 	var errs []error
+	var matcher *Matcher
 	add := func(field string, err error) {
 		if err != nil {
 			errs = append(errs, &FieldError{Field: field, Err: err})
@@ -112,8 +132,8 @@ func (m *Machine) problems(opts ValidateOptions) []error {
 	if m.Verify != "" && m.Verify != VerifySHA256SUMS {
 		add("verify", fmt.Errorf("want %q or nothing, got %s", VerifySHA256SUMS, quote(m.Verify)))
 	}
-	if m.Match != "" {
-		_, err := compileMatcher(m.Match)
+	var err error
+	if matcher, err = cache.compile(m.Match); err != nil {
 		add("match", err)
 	}
 	if m.Governor != "" {
@@ -161,7 +181,7 @@ func (m *Machine) problems(opts ValidateOptions) []error {
 			add("password", errors.New("set without username"))
 		}
 	}
-	return errs
+	return matcher, errs
 }
 
 // checkSource checks an archive source URL against opts.

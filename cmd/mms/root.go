@@ -132,6 +132,7 @@ func (a *app) commands() []*cobra.Command {
 		a.newArchiveCmd(),
 		a.newAgentCmd(),
 		a.newStatusCmd(),
+		a.newBenchCmd(),
 		a.newVersionCmd(),
 	}
 }

@@ -23,6 +23,14 @@ const (
 // Write writes the tree under dir with machineYAML as its machine.yaml and
 // returns the total number of bytes written.
 func Write(dir string, machineYAML []byte) (int64, error) {
+	return WriteFiles(dir, machineYAML, Files)
+}
+
+// WriteFiles writes the first files files of the tree (about 50 KiB each,
+// spread over Dirs directories) under dir with machineYAML, for a smaller
+// archive of the same make-up (`mms bench --quick`). WriteFiles(dir, y,
+// Files) is Write.
+func WriteFiles(dir string, machineYAML []byte, files int) (int64, error) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	vocab := make([]string, 600)
 	for i := range vocab {
@@ -47,7 +55,7 @@ func Write(dir string, machineYAML []byte) (int64, error) {
 	if err := write("machine.yaml", machineYAML); err != nil {
 		return 0, err
 	}
-	for i := range Files {
+	for i := range files {
 		size := 1024 + rng.IntN(100*1024)
 		var buf bytes.Buffer
 		if i%2 == 0 {

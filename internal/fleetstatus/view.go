@@ -17,19 +17,33 @@ import (
 // View follows every agent's status document (a watch on the status
 // bucket) and tells a node's manager what the fleet reports about an
 // entry: it is the manager.FleetView an agent gives its manager, so a
-// rollout gates each wave on what the earlier waves report. Run keeps it
-// current; Nodes answers from memory.
+// rollout gates each wave on what the earlier waves report.
+//
+// Following the bucket costs every node a copy of every other node's
+// status and every change to it: O(N²) for a fleet of N. So a View
+// follows only while rollouts need it: Run starts the watch at the first
+// Nodes call and stops it (forgetting the documents) once Nodes has not
+// been called for [ViewIdle]. A node whose spec has no rollout entry, or
+// whose rollouts are done, follows nothing.
 type View struct {
 	js     jetstream.JetStream
 	bucket string
 	log    *slog.Logger
 	now    func() time.Time
+	idle   time.Duration // stop following after this long without a Nodes call
+	wake   chan struct{} // a Nodes call wants the bucket followed (buffered, 1)
 
-	mu    sync.Mutex
-	docs  map[string]*Document // by key
-	ready chan struct{}        // closed once the initial documents are in
-	once  sync.Once
+	mu        sync.Mutex
+	docs      map[string]*Document // by key, trimmed to what NodeOf reads
+	ready     chan struct{}        // closed once the initial documents are in
+	once      *sync.Once           // closes ready
+	following bool                 // a Nodes call woke Run and it has not gone idle since
+	lastUsed  time.Time            // of the last Nodes call
 }
+
+// ViewIdle is how long a View keeps following the status bucket after the
+// last Nodes call (the last rollout decision of this node).
+const ViewIdle = 10 * time.Minute
 
 // NewView returns a view of the documents in bucket (default [Bucket]).
 func NewView(js jetstream.JetStream, bucket string, log *slog.Logger) *View {
@@ -39,27 +53,43 @@ func NewView(js jetstream.JetStream, bucket string, log *slog.Logger) *View {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &View{js: js, bucket: bucket, log: log, now: time.Now, docs: map[string]*Document{}, ready: make(chan struct{})}
+	return &View{
+		js: js, bucket: bucket, log: log, now: time.Now, idle: ViewIdle, wake: make(chan struct{}, 1),
+		docs: map[string]*Document{}, ready: make(chan struct{}), once: new(sync.Once),
+	}
 }
 
-// Run follows the bucket until ctx is done, starting the watch again
-// after it fails (the bucket missing, NATS away) with a pause.
+// Run follows the bucket while Nodes is being called, until ctx is done:
+// it waits for a Nodes call, watches the bucket (starting the watch again
+// after it fails, with a pause) and stops once the view has been idle for
+// [ViewIdle].
 func (v *View) Run(ctx context.Context) error {
 	for {
-		err := v.watch(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		v.log.Warn("following the fleet's status documents failed; trying again", "bucket", v.bucket, "error", err)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(2 * time.Second):
+		case <-v.wake:
+		}
+		for {
+			err := v.watch(ctx)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err == nil {
+				break // idle
+			}
+			v.log.Warn("following the fleet's status documents failed; trying again", "bucket", v.bucket, "error", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(2 * time.Second):
+			}
 		}
 	}
 }
 
-// watch follows the bucket once: every current document, then changes.
+// watch follows the bucket once: every current document, then changes. It
+// returns nil when the view went idle.
 func (v *View) watch(ctx context.Context) error {
 	kv, err := v.js.KeyValue(ctx, v.bucket)
 	if err != nil {
@@ -70,16 +100,24 @@ func (v *View) watch(ctx context.Context) error {
 		return fmt.Errorf("watch bucket %s: %w", v.bucket, err)
 	}
 	defer func() { _ = w.Stop() }()
+	tick := time.NewTicker(min(v.idle/4, time.Minute))
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-tick.C:
+			if v.stopIfIdle() {
+				return nil
+			}
 		case e, ok := <-w.Updates():
 			if !ok {
 				return errors.New("the watch ended")
 			}
 			if e == nil { // every current document is in
+				v.mu.Lock()
 				v.once.Do(func() { close(v.ready) })
+				v.mu.Unlock()
 				continue
 			}
 			v.apply(e)
@@ -87,28 +125,68 @@ func (v *View) watch(ctx context.Context) error {
 	}
 }
 
-// apply records one bucket change.
-func (v *View) apply(e jetstream.KeyValueEntry) {
+// stopIfIdle forgets the documents and reports true when Nodes has not
+// been called for v.idle; the next Nodes call starts following again.
+func (v *View) stopIfIdle() bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if e.Operation() != jetstream.KeyValuePut {
-		delete(v.docs, e.Key())
-		return
+	if v.now().Sub(v.lastUsed) < v.idle {
+		return false
 	}
-	d, err := ParseDocument(e.Value())
-	if err != nil {
+	v.following = false
+	v.docs = map[string]*Document{}
+	v.ready, v.once = make(chan struct{}), new(sync.Once)
+	return true
+}
+
+// apply records one bucket change.
+func (v *View) apply(e jetstream.KeyValueEntry) {
+	var d *Document
+	if e.Operation() == jetstream.KeyValuePut {
+		if full, err := ParseDocument(e.Value()); err == nil {
+			d = trim(full)
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if d == nil {
 		delete(v.docs, e.Key())
 		return
 	}
 	v.docs[e.Key()] = d
 }
 
+// trim keeps of d what NodeOf reads, so a view of a large fleet keeps
+// small documents.
+func trim(d *Document) *Document {
+	t := &Document{Identity: d.Identity, UpdatedAt: d.UpdatedAt, StoppedAt: d.StoppedAt, Heartbeat: d.Heartbeat,
+		Entries: make([]Entry, len(d.Entries))}
+	for i, e := range d.Entries {
+		t.Entries[i] = Entry{Name: e.Name, Outcome: e.Outcome, Reason: e.Reason, Checksum: e.Checksum,
+			Installed: e.Installed, Health: e.Health, HealthyAt: e.HealthyAt}
+	}
+	return t
+}
+
 // Nodes returns what each agent the entry machine selects reports about
 // it (agents whose last accepted spec skips it are left out), waiting for
-// the first documents up to ctx. It implements manager.FleetView.
+// the first documents up to ctx. It implements manager.FleetView. The
+// first call (and the first after the view went idle) starts following
+// the bucket.
 func (v *View) Nodes(ctx context.Context, machine string) ([]rollout.Node, error) {
+	v.mu.Lock()
+	v.lastUsed = v.now()
+	if !v.following {
+		v.following = true
+		select {
+		case v.wake <- struct{}{}:
+		default:
+		}
+	}
+	ready := v.ready
+	v.mu.Unlock()
 	select {
-	case <-v.ready:
+	case <-ready:
 	case <-ctx.Done():
 		return nil, fmt.Errorf("the fleet's status documents are not read yet: %w", context.Cause(ctx))
 	}

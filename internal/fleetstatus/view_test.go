@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -87,3 +88,69 @@ func TestViewNodes(t *testing.T) {
 }
 
 var errNotYet = errors.New("not yet")
+
+// TestViewFollowsOnlyWhileUsed checks that a view watches the status
+// bucket (a consumer on its stream) only from the first Nodes call until
+// it has been idle for its idle time, and follows again at the next call:
+// a node without rollouts must not receive the whole fleet's status.
+func TestViewFollowsOnlyWhileUsed(t *testing.T) {
+	js, kv := statusKV(t)
+	doc, _ := json.Marshal(Document{Identity: "web1", UpdatedAt: time.Now(), Heartbeat: "30s",
+		Entries: []Entry{{Name: "web", Outcome: "updated", Checksum: "new", Installed: "new", Health: "healthy"}}})
+	if _, err := kv.Put(t.Context(), Key("web1"), doc); err != nil {
+		t.Fatal(err)
+	}
+	consumers := func() int {
+		t.Helper()
+		s, err := js.Stream(t.Context(), "KV_"+Bucket)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Consumers
+	}
+
+	var clock struct {
+		sync.Mutex
+		now time.Time
+	}
+	clock.now = time.Now()
+	now := func() time.Time { clock.Lock(); defer clock.Unlock(); return clock.now }
+	advance := func(d time.Duration) { clock.Lock(); clock.now = clock.now.Add(d); clock.Unlock() }
+
+	v := NewView(js, "", nil)
+	v.now, v.idle = now, 200*time.Millisecond // ticks every 50ms
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = v.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	if n := consumers(); n != 0 {
+		t.Errorf("%d consumers before any Nodes call, want 0", n)
+	}
+	for range 2 {
+		nodes, err := v.Nodes(t.Context(), "web")
+		if err != nil || len(nodes) != 1 || nodes[0].Identity != "web1" {
+			t.Fatalf("Nodes() = %v, %v; want web1", nodes, err)
+		}
+		if n := consumers(); n != 1 {
+			t.Errorf("%d consumers while the view is used, want 1", n)
+		}
+		advance(time.Second) // past the idle time: the view stops following
+		natstest.Eventually(t, 10*time.Second, func() error {
+			if n := consumers(); n != 0 {
+				return fmt.Errorf("%d consumers once idle, want 0", n)
+			}
+			return nil
+		})
+		v.mu.Lock()
+		kept := len(v.docs)
+		v.mu.Unlock()
+		if kept != 0 {
+			t.Errorf("idle view keeps %d documents, want none", kept)
+		}
+	}
+}

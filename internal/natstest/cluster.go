@@ -3,12 +3,13 @@ package natstest
 import (
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/mms-io/mms/internal/jscluster"
 )
 
 // clusterReadyTimeout bounds the wait for a new cluster's JetStream meta
@@ -37,7 +38,7 @@ func RunCluster(t testing.TB, n int) []*server.Server {
 			errs = append(errs, err)
 			continue
 		}
-		Eventually(t, clusterReadyTimeout, func() error { return clusterReady(servers) })
+		Eventually(t, clusterReadyTimeout, func() error { return jscluster.Ready(servers) })
 		return servers
 	}
 	t.Fatalf("natstest: start %d-server cluster: %v", n, errors.Join(errs...))
@@ -47,7 +48,7 @@ func RunCluster(t testing.TB, n int) []*server.Server {
 // startCluster starts n clustered servers on freshly picked route ports and
 // waits until each accepts connections. On failure it stops those it started.
 func startCluster(t testing.TB, n int) ([]*server.Server, error) {
-	ports, err := freePorts(n)
+	ports, err := jscluster.FreePorts(n)
 	if err != nil {
 		return nil, err
 	}
@@ -84,40 +85,6 @@ func startCluster(t testing.TB, n int) ([]*server.Server, error) {
 	}
 	t.Cleanup(stopAll)
 	return servers, nil
-}
-
-// freePorts returns n distinct loopback TCP ports that were free a moment ago.
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("pick a free port: %w", err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-// clusterReady reports why servers are not yet a usable JetStream cluster.
-func clusterReady(servers []*server.Server) error {
-	var leader *server.Server
-	for _, s := range servers {
-		if !s.JetStreamIsCurrent() {
-			return fmt.Errorf("server %s: jetstream meta group not current", s.Name())
-		}
-		if s.JetStreamIsLeader() {
-			leader = s
-		}
-	}
-	if leader == nil {
-		return errors.New("no jetstream meta leader")
-	}
-	if peers := leader.JetStreamClusterPeers(); len(peers) != len(servers) {
-		return fmt.Errorf("meta leader %s sees peers %v, want %d", leader.Name(), peers, len(servers))
-	}
-	return nil
 }
 
 // ClientURLs returns the client URLs of servers as one comma-separated list,

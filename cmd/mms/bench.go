@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mms-io/mms/internal/bench"
+)
+
+// benchOptions are the flags of `mms bench`.
+type benchOptions struct {
+	quick      bool
+	json       bool
+	agents     string
+	only       string
+	out        string
+	dir        string
+	fleetDir   string
+	source     string
+	keep       bool
+	cpuProfile string
+	shard      string // a bench.Shard (JSON): run it instead of the bench
+}
+
+func (a *app) newBenchCmd() *cobra.Command {
+	var o benchOptions
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure put → running, fleet convergence, installs, idle cost and spec scale on this machine",
+		Long: `Measure mms on this machine, end to end, and compare each number with
+its target.
+
+The bench is self-contained: it starts its own NATS servers (embedded, on
+loopback, random ports), makes a signing key, machine archives and signed
+specs in a temporary directory, runs real agents and removes everything when
+it ends. Rows (select groups with --only):
+
+  put      put → running: one agent, a new version of a small machine per
+           put (from --source), 50 puts one after the other: p50, p99, max
+           from the KV put to the host's "loaded" event of the new version.
+  fleet    fleet convergence: --agents N agents in this process, each with
+           its own directories, NATS connection and identity, one server:
+           from a put until each agent runs the new version (p50, p99) and
+           until all do, median of 3 puts.
+  cluster  the same against a 3-server cluster with R3 buckets.
+  install  a ~100 MB / 2,000-file archive installed by an agent process over
+           loopback http, https and nats://, first install and upgrade,
+           against the shell pipeline (sha256sum -c, tar xzf, sha256sum -c,
+           one sync) on the same archive in the same run.
+  idle     RSS and CPU share of an agent process running 100 installed
+           machines (a timer and a 30 s script each), over 60 s (/proc).
+  spec     opening and planning a signed spec of 1,000 and 10,000 entries;
+           a spec too large to send is reported so, with the largest that
+           fits.
+
+The agents are this binary's own 'mms agent': in this process for the put
+and fleet rows (thousands of processes do not fit in memory) and as child
+processes for the install and idle rows, whose memory and CPU are the
+agent's alone. A fleet agent holds about 6 open files and the server one
+more; a fleet larger than this process's open file limit (ulimit -n) allows
+runs its remaining agents in shard processes (this binary again), each
+with as many as fit, and the row says how many. The bench is a subcommand of the one binary, so it always
+measures the agent it ships with; its logic is in internal/bench.
+
+A fleet in one process shares CPUs, a heap and disks that a real fleet does
+not. The bench keeps the fleet agents' directories on a memory file system
+(/dev/shm, or --fleet-dir), since every install ends with syncfs(2), which
+waits for everyone's writes on that file system; and it turns the
+collector's pacing off while fleet rows run (the heap is bounded by 1 GiB
+and 1 MiB per agent instead), since one collector scanning the whole
+fleet's heap stalls every agent at once. Each fleet row reports the CPU the
+bench and the machine's other processes used while converging: with 2 CPUs
+for 5,000 agents, CPU per agent is what the row measures.
+
+A full run takes about 15 minutes and, for 5,000 agents, about 6 GB of
+memory; --quick runs every row small and short (under a minute,
+for CI). A progress line goes to stderr, the table (or --json) to stdout.
+The bench asserts nothing: it reports each row against its target.`,
+		Example: `  mms bench --quick
+  mms bench --out bench.json                 # the full run, table and JSON
+  mms bench --only fleet,cluster --agents 1000
+  mms bench --only put --cpuprofile put.pprof   # go tool pprof put.pprof`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.shard != "" {
+				return a.benchShard(cmd.Context(), o.shard)
+			}
+			return a.bench(cmd.Context(), o, cmd.Flags().Changed("agents"))
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.quick, "quick", false, "small fleets, a small archive, a short idle window: every row in under a minute")
+	f.BoolVar(&o.json, "json", false, "print the report as JSON instead of the table")
+	f.StringVar(&o.agents, "agents", "100,1000,5000", "fleet sizes, comma-separated (with --quick default 10,50)")
+	f.StringVar(&o.only, "only", "", "row groups to run, comma-separated: "+strings.Join(bench.Groups(), ","))
+	f.StringVar(&o.source, "source", bench.SourceNATS, "where the put and fleet rows' agents download the machine: nats (an object store) or http (a loopback web server)")
+	f.StringVar(&o.out, "out", "", "also write the JSON report to `FILE`")
+	f.StringVar(&o.dir, "dir", "", "make the temporary directory under `DIR` (default the system's)")
+	f.StringVar(&o.fleetDir, "fleet-dir", "", "keep the fleet agents' directories under `DIR` (default /dev/shm when it exists, else --dir: see above)")
+	f.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the put, fleet and spec rows) to `FILE`")
+	f.StringVar(&o.shard, "fleet-shard", "", "run part of a fleet for another `mms bench` (internal)")
+	_ = f.MarkHidden("fleet-shard")
+	return cmd
+}
+
+// bench runs the bench and prints the report.
+func (a *app) bench(ctx context.Context, o benchOptions, agentsSet bool) error {
+	cfg := bench.Config{
+		RunAgent:     a.runAgentInProcess,
+		AgentCommand: agentProcess,
+		ShardCommand: shardProcess,
+		Quick:        o.quick,
+		Dir:          o.dir,
+		FleetDir:     o.fleetDir,
+		Source:       o.source,
+		Keep:         o.keep,
+		Progress:     a.stderr,
+		Terminal:     isTerminal(a.stderr),
+		Version:      version,
+		Command:      "mms " + strings.Join(os.Args[1:], " "),
+	}
+	var err error
+	if agentsSet || !o.quick {
+		if cfg.Agents, err = parseAgents(o.agents); err != nil {
+			return err
+		}
+	}
+	if o.only != "" {
+		cfg.Only = strings.Split(o.only, ",")
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	rep, err := bench.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if o.out != "" {
+		f, err := os.Create(o.out)
+		if err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+		werr := rep.WriteJSON(f)
+		if err := errors.Join(werr, f.Close()); err != nil {
+			return fmt.Errorf("--out: %w", err)
+		}
+	}
+	if o.json {
+		return rep.WriteJSON(a.stdout)
+	}
+	return rep.WriteTable(a.stdout)
+}
+
+// parseAgents reads --agents: positive fleet sizes, comma-separated.
+func parseAgents(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--agents %q: %q is not a positive number of agents", s, f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// runAgentInProcess runs `mms agent args` in this process until ctx is
+// done: the agent exactly as the command runs it.
+func (a *app) runAgentInProcess(ctx context.Context, args []string, stderr io.Writer) error {
+	if code := run(ctx, append([]string{"agent"}, args...), strings.NewReader(""), io.Discard, stderr); code != 0 {
+		return fmt.Errorf("mms agent exited with status %d", code)
+	}
+	return nil
+}
+
+// benchShard runs the part of a fleet that shard (a JSON bench.Shard)
+// names, for the `mms bench` that started this process, until it is
+// told to stop (SIGTERM).
+func (a *app) benchShard(ctx context.Context, shard string) error {
+	var s bench.Shard
+	if err := json.Unmarshal([]byte(shard), &s); err != nil {
+		return fmt.Errorf("--fleet-shard: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	return bench.RunShard(ctx, s, a.runAgentInProcess)
+}
+
+// shardProcess is the command of a process running part of a fleet for
+// `mms bench`: this binary.
+func shardProcess(ctx context.Context, shard string) *exec.Cmd {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = os.Args[0]
+	}
+	cmd := exec.CommandContext(ctx, exe, "bench", "--fleet-shard", shard)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 2 * time.Minute
+	return cmd
+}
+
+// agentProcess is the command of an `mms agent args` process: this binary.
+func agentProcess(ctx context.Context, args []string) *exec.Cmd {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = os.Args[0]
+	}
+	cmd := exec.CommandContext(ctx, exe, append([]string{"agent"}, args...)...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
+	return cmd
+}

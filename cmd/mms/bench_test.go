@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mms-io/mms/internal/bench"
+)
+
+// TestBenchQuick builds the binary and runs `mms bench --quick` as a user
+// would, the table on stdout and the JSON report in a file. It checks
+// that every row was measured (none failed, each has numbers) and printed,
+// and that the JSON parses; it asserts nothing about time.
+func TestBenchQuick(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the idle row reads /proc")
+	}
+	if testing.Short() {
+		t.Skip("builds the binary and runs the quick bench (about 30 s)")
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skipf("no go tool to build the binary: %v", err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "mms")
+	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	t.Run("sharded fleet", func(t *testing.T) { testBenchShards(t, bin, dir) })
+	report := filepath.Join(dir, "bench.json")
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "bench", "--quick", "--out", report, "--dir", dir)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("mms bench --quick: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	data, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatalf("the --out report does not parse: %v\n%s", err, data)
+	}
+	if !rep.Quick || rep.CPUs < 1 {
+		t.Errorf("report header: quick %v, cpus %d; want a quick run on at least 1 CPU", rep.Quick, rep.CPUs)
+	}
+
+	want := []string{"put", "fleet-10", "fleet-50", "cluster-10", "cluster-50", "install-shell"}
+	for _, src := range []string{"http", "https", "nats"} {
+		want = append(want, "install-"+src+"-first", "install-"+src+"-upgrade")
+	}
+	want = append(want, "idle", "spec-1000", "spec-1000-next", "spec-10000", "spec-10000-next")
+	var got []string
+	for _, row := range rep.Rows {
+		got = append(got, row.ID)
+		if row.Error != "" {
+			t.Errorf("row %s failed: %s", row.ID, row.Error)
+		}
+		if len(row.Values) == 0 {
+			t.Errorf("row %s has no numbers: %+v", row.ID, row)
+		}
+		if !strings.Contains(stdout.String(), row.Name) {
+			t.Errorf("row %s (%q) is not in the table:\n%s", row.ID, row.Name, stdout.String())
+		}
+		if row.Target != "" && row.Met == nil && row.Values["estimate_ms"] == 0 {
+			t.Errorf("row %s has a target but was not judged: %+v", row.ID, row)
+		}
+	}
+	for _, id := range want {
+		if !slices.Contains(got, id) {
+			t.Errorf("no row %s; rows: %v", id, got)
+		}
+	}
+	if !strings.Contains(stderr.String(), "mms bench: put → running") {
+		t.Errorf("no progress line on stderr:\n%s", stderr.String())
+	}
+}
+
+// testBenchShards runs a fleet row under an open file limit too low for
+// one process to hold the fleet: the bench must run part of it in a shard
+// process and still measure every agent.
+func testBenchShards(t *testing.T, bin, dir string) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skipf("no sh to lower the open file limit: %v", err)
+	}
+	// 60 agents need 60*7+1024 descriptors; 1400 leaves room for 52 here.
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sh, "-c", `ulimit -n 1400 && exec "$0" bench --quick --only fleet --agents 60 --json --dir "$1"`, bin, dir)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("mms bench with ulimit -n 1400: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	var rep bench.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("the report does not parse: %v\n%s", err, stdout.String())
+	}
+	if len(rep.Rows) != 1 || rep.Rows[0].ID != "fleet-60" {
+		t.Fatalf("rows %+v, want fleet-60 alone", rep.Rows)
+	}
+	row := rep.Rows[0]
+	if row.Error != "" || row.Values["shard_processes"] < 1 || row.Values["agents"] != 60 || row.Values["all_ms"] <= 0 {
+		t.Errorf("fleet-60 under a low file limit = %+v, want every agent measured with a shard process", row)
+	}
+}

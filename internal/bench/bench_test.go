@@ -1,0 +1,158 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseStatCPU(t *testing.T) {
+	tests := []struct {
+		name    string
+		line    string
+		want    time.Duration
+		wantErr string
+	}{
+		{
+			name: "agent",
+			line: "4242 (mms) S 1 4242 4242 0 -1 4194560 5120 0 0 0 150 37 3 4 20 0 12 0 99 1000 2000",
+			want: 1870 * time.Millisecond,
+		},
+		{
+			name: "command name with spaces and parentheses",
+			line: "7 (a (b) c) R 1 7 7 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 5 10 20",
+			want: 30 * time.Millisecond,
+		},
+		{name: "no command name", line: "7 a R 1", wantErr: "without a command name"},
+		{name: "short", line: "7 (a) R 1 7 7", wantErr: "want at least 13"},
+		{name: "not a number", line: "7 (a) R 1 7 7 0 -1 0 0 0 0 0 x 2 0 0", wantErr: `"x" is not a count`},
+		{name: "negative", line: "7 (a) R 1 7 7 0 -1 0 0 0 0 0 -5 2 0 0", wantErr: `"-5" is not a count`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseStatCPU([]byte(tt.line))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("parseStatCPU() = %v, %v; want an error containing %q", got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("parseStatCPU() = %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseKB(t *testing.T) {
+	status := []byte("Name:\tmms\nVmHWM:\t   41000 kB\nVmRSS:\t   38912 kB\nThreads:\t12\n")
+	tests := []struct {
+		name, field string
+		want        int64
+		wantErr     string
+	}{
+		{name: "rss", field: "VmRSS", want: 38912 << 10},
+		{name: "peak", field: "VmHWM", want: 41000 << 10},
+		{name: "missing", field: "VmSwap", wantErr: "no VmSwap line"},
+		{name: "no unit", field: "Threads", wantErr: `"12" is not "N kB"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseKB(status, tt.field)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("parseKB(%s) = %v, %v; want an error containing %q", tt.field, got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("parseKB(%s) = %v, %v; want %v", tt.field, got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	ds := []time.Duration{5, 1, 4, 2, 3, 10, 9, 8, 7, 6}
+	for _, tt := range []struct {
+		p    int
+		want time.Duration
+	}{{0, 1}, {50, 5}, {90, 9}, {99, 10}, {100, 10}} {
+		if got := percentile(ds, tt.p); got != tt.want {
+			t.Errorf("percentile(%d) = %v, want %v", tt.p, got, tt.want)
+		}
+	}
+	if ds[0] != 5 {
+		t.Errorf("percentile sorted its input: %v", ds)
+	}
+	if got := percentile(nil, 50); got != 0 {
+		t.Errorf("percentile(nil) = %v, want 0", got)
+	}
+}
+
+func TestFormat(t *testing.T) {
+	for _, tt := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{1234 * time.Microsecond, "1.23 ms"},
+		{12345 * time.Microsecond, "12.3 ms"},
+		{123456 * time.Microsecond, "123 ms"},
+		{1234567 * time.Microsecond, "1.23 s"},
+		{12345678 * time.Microsecond, "12.3 s"},
+	} {
+		if got := ms(tt.d); got != tt.want {
+			t.Errorf("ms(%v) = %q, want %q", tt.d, got, tt.want)
+		}
+	}
+	for n, want := range map[int]string{7: "7", 100: "100", 1000: "1,000", 10000: "10,000", 1234567: "1,234,567"} {
+		if got := thousands(n); got != want {
+			t.Errorf("thousands(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	cfg := Config{Only: []string{"put", "fleets"}, Agents: []int{10, 0}, Source: "ftp"}
+	err := cfg.Validate()
+	for _, want := range []string{`row group "fleets"`, "fleet size 0", `source "ftp"`, "need RunAgent"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v; want it to say %q", err, want)
+		}
+	}
+	if err := (Config{Only: []string{GroupSpec}}).Validate(); err != nil {
+		t.Errorf("Validate() of the spec rows alone = %v; they need no agents", err)
+	}
+}
+
+func TestReportOutput(t *testing.T) {
+	rep := &Report{Version: "dev", OS: "linux", Arch: "amd64", CPUs: 2, Go: "go1", Rows: []Row{
+		{ID: "put", Name: "put → running", Result: "p50 12 ms", Target: "p50 ≤ 50 ms", Values: map[string]float64{"p50_ms": 12}},
+		{ID: "fleet-10", Name: "fleet of 10", Result: "all 3 s", Target: "all ≤ 2 s"},
+		{ID: "spec-1000", Name: "open + plan", Result: "error", Error: "boom"},
+	}}
+	rep.Rows[0].judge(true)
+	rep.Rows[1].judge(false)
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"put → running", "yes", "fleet of 10", "NO", "open + plan", "spec-1000: error: boom"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	var out bytes.Buffer
+	if err := rep.WriteJSON(&out); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(out.Bytes(), &back); err != nil {
+		t.Fatalf("the JSON does not parse back: %v\n%s", err, out.String())
+	}
+	if len(back.Rows) != 3 || back.Rows[0].Met == nil || !*back.Rows[0].Met || back.Rows[2].Met != nil || back.Rows[0].Values["p50_ms"] != 12 {
+		t.Errorf("rows after a JSON round trip = %+v", back.Rows)
+	}
+}

@@ -1,0 +1,34 @@
+package bench
+
+import "fmt"
+
+// File descriptors of a fleet (see shard.go).
+const (
+	// fdsAgent is what an in-process agent holds itself: its NATS
+	// connection, the locks of its state, machines and data directories
+	// and a file watcher (measured: 5 to 6).
+	fdsAgent = 6
+	// fdsServer is what a server holds per client: the other end.
+	fdsServer = 1
+	// fdsReserve is kept for everything else: the servers' listeners,
+	// stores and routes, the bench itself.
+	fdsReserve = 1024
+)
+
+// fleetSplit says how a fleet of n agents is run: local agents in this
+// process (which also holds the servers' end of every connection) and the
+// rest in shards of at most perShard agents.
+func fleetSplit(n int) (local, perShard int, err error) {
+	limit, err := fdLimit(n*(fdsAgent+fdsServer) + fdsReserve)
+	if err != nil {
+		return 0, 0, err
+	}
+	local = (limit - fdsReserve - n*fdsServer) / fdsAgent
+	if local < 1 {
+		return 0, 0, fmt.Errorf("a fleet of %d agents needs at least %d open files in this process and it may open %d (ulimit -n)",
+			n, n*fdsServer+fdsReserve+fdsAgent, limit)
+	}
+	// A shard process may raise its limit as far as this one could.
+	perShard = (limit - fdsReserve) / fdsAgent
+	return min(local, n), perShard, nil
+}

@@ -1,0 +1,417 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// fleetRows measures fleet convergence for every fleet size, on one server
+// or on a three-server cluster.
+func (b *bench) fleetRows(ctx context.Context, cluster bool) []Row {
+	var rows []Row
+	for _, n := range b.cfg.agents() {
+		rows = append(rows, b.fleetRow(ctx, n, cluster))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return rows
+}
+
+// fleetTarget is the goal for n agents on one server.
+func fleetTarget(n int, cluster bool) (time.Duration, bool) {
+	switch {
+	case cluster:
+		return 0, false
+	case n == 1000:
+		return 2 * time.Second, true
+	case n == 5000:
+		return 10 * time.Second, true
+	}
+	return 0, false
+}
+
+func (b *bench) fleetRow(ctx context.Context, n int, cluster bool) Row {
+	group, id, where, servers := GroupFleet, fmt.Sprintf("fleet-%d", n), "1 server", 1
+	if cluster {
+		group, id, where, servers = GroupCluster, fmt.Sprintf("cluster-%d", n), "3-server cluster, R3", 3
+	}
+	name := fmt.Sprintf("fleet of %s agents, %s", thousands(n), where)
+	if b.cfg.source() != SourceNATS {
+		name += ", " + b.cfg.source()
+	}
+	target := ""
+	limit, hasTarget := fleetTarget(n, cluster)
+	if hasTarget {
+		target = "all ≤ " + ms(limit)
+	}
+	rounds := 3
+	if b.cfg.Quick {
+		rounds = 1
+	}
+	res, err := b.measureFleet(ctx, n, servers, rounds, name)
+	if err != nil && len(res.times) == 0 {
+		return failed(id, group, name, target, err)
+	}
+	allMedian, allWorst := median(res.all), maximum(res.all)
+	busy := res.cpu.Seconds() / max(res.wall.Seconds(), 1e-9)
+	others := res.others.Seconds() / max(res.wall.Seconds(), 1e-9)
+	perAgent := msValue(res.cpu) / float64(n*max(len(res.all), 1))
+	p50, p99 := median(res.times), percentile(res.times, 99)
+	r := Row{
+		ID: id, Group: group, Name: name, Target: target,
+		Result: fmt.Sprintf("p50 %s  p99 %s  all %s  (%s)", ms(p50), ms(p99), ms(allMedian), putsSummary(res.all)),
+		Values: map[string]float64{
+			"agents": float64(n), "puts": float64(res.puts),
+			"p50_ms": msValue(p50), "p99_ms": msValue(p99), "all_ms": msValue(allMedian), "all_worst_ms": msValue(allWorst),
+			"start_s":             res.start.Seconds(),
+			"process_peak_rss_mb": res.peakRSS / 1e6,
+			"live_heap_mb":        res.liveHeap / 1e6,
+			"cpu_cores_busy":      busy,
+			"cpu_cores_others":    others,
+			"cpu_ms_per_agent":    perAgent,
+		},
+		Note: fmt.Sprintf("time from the put until each agent's host loaded the new version; \"all\" is the time until the last agent did (the median over %d puts). "+
+			"The agents and server(s) share %s and the machine's %d CPUs: while converging they kept %.2f CPUs busy (other processes %.2f), %.1f ms of CPU per agent per put "+
+			"(a real fleet has a CPU per node); %s to start them all; live heap %.0f MB (%.2f MB per agent, with the server%s), peak RSS %.0f MB; agent directories in %s",
+			len(res.all), fleetProcesses(res.shards), cpus(), busy, others, perAgent, ms(res.start), res.liveHeap/1e6, res.liveHeap/1e6/float64(n-res.shardAgents), shardHeap(res.shards), res.peakRSS/1e6, b.fleetRoot),
+	}
+	r.Values["shard_processes"] = float64(res.shards)
+	if hasTarget {
+		r.judge(allMedian <= limit && err == nil)
+	}
+	if err != nil {
+		// Some agents never ran a put's version: the numbers are those
+		// of the agents that did, and the row says how many did not.
+		r.Result = fmt.Sprintf("p50 %s  p99 %s of those that ran it; put %d: %s of %s agents did not in %s",
+			ms(p50), ms(p99), res.puts, thousands(res.missed), thousands(n), ms(res.wait))
+		r.Values["missed"] = float64(res.missed)
+		r.Error = truncate(err.Error())
+	}
+	return r
+}
+
+// fleetProcesses says which processes ran a fleet.
+func fleetProcesses(shards int) string {
+	if shards == 0 {
+		return "this process"
+	}
+	return fmt.Sprintf("this process and %d shard process(es) (one process may not open files for them all, see ulimit -n)", shards)
+}
+
+// shardHeap qualifies the live heap of a sharded fleet.
+func shardHeap(shards int) string {
+	if shards == 0 {
+		return ""
+	}
+	return ", this process's agents only"
+}
+
+// putsSummary says how many puts "all" is the median of, and the worst.
+func putsSummary(all []time.Duration) string {
+	if len(all) == 1 {
+		return "1 put"
+	}
+	return fmt.Sprintf("median of %d puts, worst %s", len(all), ms(maximum(all)))
+}
+
+// fleetResult is what measureFleet measured.
+type fleetResult struct {
+	times   []time.Duration // from put to running, every agent of every put
+	all     []time.Duration // from put until every agent ran, per put
+	start   time.Duration   // starting the fleet and its first install
+	peakRSS float64         // the peak resident sets of this process and the shards, bytes
+	// puts is how many puts were made; when the last one did not reach
+	// every agent within wait, missed says how many it did not reach.
+	puts   int
+	missed int
+	wait   time.Duration
+	// liveHeap is the heap the last collection kept, in bytes: the
+	// agents' and servers' memory, without garbage (this process's, not
+	// the shards').
+	liveHeap float64
+	// shards is how many shard processes ran agents too (see shard.go),
+	// shardAgents how many agents they ran.
+	shards, shardAgents int
+	// cpu is the CPU time this process and the shards used from
+	// each put until every agent ran the new version, wall that time.
+	cpu, wall time.Duration
+	// others is the CPU time the machine's other processes used then.
+	others time.Duration
+}
+
+// fleetStarting caps the agents starting at once (started, not yet running
+// the first version), so a large fleet comes up at the pace the machine
+// allows rather than all at once.
+const fleetStarting = 64
+
+// measureFleet starts n agents against servers embedded servers, all
+// running version 0 of web, then puts versions 1..rounds, each once every
+// agent runs the one before.
+func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name string) (res fleetResult, err error) {
+	local, perShard, err := fleetSplit(n)
+	if err != nil {
+		return res, err
+	}
+	if local < n && b.cfg.ShardCommand == nil {
+		return res, fmt.Errorf("this process may open files for %d agents (ulimit -n), and no shard processes can be started", local)
+	}
+	gc := relaxGC(n)
+	defer gc.restore()
+	resetPeakRSS()
+	b.prog.stepf("%s: starting the server(s)", name)
+	dir, err := b.dir(fmt.Sprintf("fleet-%d-%d", servers, n))
+	if err != nil {
+		return res, err
+	}
+	env, err := startNATS(ctx, dir, servers)
+	if err != nil {
+		return res, err
+	}
+	defer env.close()
+	obs := env.obs
+	versions, stopWeb, err := b.webVersions(ctx, env, rounds)
+	if err != nil {
+		return res, err
+	}
+	defer stopWeb()
+	const key = "fleet"
+	first, err := b.keys.seal(1, versions[:1])
+	if err != nil {
+		return res, err
+	}
+	if err := env.put(ctx, key, first); err != nil {
+		return res, err
+	}
+
+	agentDirs := filepath.Join(b.fleetRoot, filepath.Base(dir))
+	defer os.RemoveAll(agentDirs)
+	b.prog.stepf("%s: starting the agents", name)
+	began := time.Now()
+	identities := make([]string, n)
+	for i := range identities {
+		identities[i] = identity(i)
+	}
+	var agents []*inProcess
+	var shards []*child
+	defer func() {
+		b.prog.stepf("%s: stopping the agents", name)
+		for _, c := range shards {
+			_ = c.cmd.Process.Signal(syscall.SIGTERM) // all at once, then wait for each
+		}
+		serr := stopAll(agents, time.Minute)
+		for _, c := range shards {
+			serr = errors.Join(serr, c.stop())
+		}
+		if serr != nil && err == nil {
+			err = fmt.Errorf("stop the agents: %w", serr)
+		}
+	}()
+	// Runs before the agents stop (deferred calls run last first), even
+	// after a put that did not reach every agent.
+	defer func() {
+		res.peakRSS = float64(peakRSS())
+		for _, c := range shards {
+			if hwm, err := procStatusBytes(fmt.Sprint(c.pid()), "VmHWM"); err == nil {
+				res.peakRSS += float64(hwm)
+			}
+		}
+		runtime.GC() // the pacing is off: collect once to see what is live
+		res.liveHeap = float64(liveHeap())
+	}()
+	v0 := webVersion(0)
+	wait := fleetWait(n)
+	part := Shard{URLs: env.urls, PublicKey: b.keys.pub, Key: key, Dir: agentDirs, From: 0, Count: local}
+	if err := b.startAgents(ctx, obs, part, 0, &agents, wait); err != nil {
+		return res, b.fleetFailure(obs, agents, shards, identities, v0, err)
+	}
+	for part.From = local; part.From < n; part.From += part.Count {
+		// Each shard starts once the agents before it run, and paces
+		// its own.
+		if err := obs.await(ctx, webName, v0, part.From, wait, func(got int) { b.prog.countf("%d of %d running", got, n) }); err != nil {
+			return res, b.fleetFailure(obs, agents, shards, identities, v0, err)
+		}
+		part.Count = min(perShard, n-part.From)
+		c, err := b.startShard(ctx, part)
+		if err != nil {
+			return res, err
+		}
+		shards = append(shards, c)
+	}
+	res.shards, res.shardAgents = len(shards), n-local
+	if err := obs.await(ctx, webName, v0, n, wait, func(got int) { b.prog.countf("%d of %d running", got, n) }); err != nil {
+		return res, b.fleetFailure(obs, agents, shards, identities, v0, err)
+	}
+	res.start = time.Since(began)
+
+	for k := 1; k <= rounds; k++ {
+		// Let the last round's tail (status writes, old trees) finish.
+		b.prog.stepf("%s: waiting for the agents to settle", name)
+		if !quiesce(ctx, time.Minute) {
+			return res, context.Cause(ctx)
+		}
+		b.prog.stepf("%s: put %d of %d", name, k, rounds)
+		obs.forgetFailures()
+		next, err := b.keys.seal(uint64(k+1), versions[k:k+1])
+		if err != nil {
+			return res, err
+		}
+		syncDisks()
+		cpu0 := fleetCPU(shards)
+		busy0, _ := machineBusy()
+		start := time.Now()
+		if err := env.put(ctx, key, next); err != nil {
+			return res, err
+		}
+		res.puts = k
+		if err := obs.await(ctx, webName, webVersion(k), n, wait, func(got int) { b.prog.countf("%d of %d run version %d", got, n, k) }); err != nil {
+			times := obs.loadTimes(webName, webVersion(k), identities, start)
+			res.times = append(res.times, times...)
+			res.missed, res.wait = n-len(times), wait
+			return res, b.fleetFailure(obs, agents, shards, identities, webVersion(k), err)
+		}
+		wall := time.Since(start)
+		cpu1 := fleetCPU(shards)
+		busy1, _ := machineBusy()
+		times := obs.loadTimes(webName, webVersion(k), identities, start)
+		res.times = append(res.times, times...)
+		res.all = append(res.all, maximum(times))
+		res.cpu += cpu1 - cpu0
+		res.others += max(busy1-busy0-(cpu1-cpu0), 0)
+		res.wall += wall
+	}
+	return res, nil
+}
+
+// fleetCPU is the CPU time this process and the shard processes used.
+func fleetCPU(shards []*child) time.Duration {
+	total, _ := procCPU(os.Getpid())
+	for _, c := range shards {
+		if t, err := procCPU(c.pid()); err == nil {
+			total += t
+		}
+	}
+	return total
+}
+
+// liveHeap is the heap the last garbage collection kept, in bytes.
+func liveHeap() uint64 {
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return sample[0].Value.Uint64()
+}
+
+// quiesce waits until this process uses less than a fifth of a CPU over
+// half a second, or at most limit; it returns false when ctx ends.
+func quiesce(ctx context.Context, limit time.Duration) bool {
+	const window = 500 * time.Millisecond
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		c0, err := procCPU(os.Getpid())
+		if !sleep(ctx, window) {
+			return false
+		}
+		c1, err1 := procCPU(os.Getpid())
+		if err != nil || err1 != nil || c1-c0 < window/5 {
+			return true
+		}
+	}
+	return true
+}
+
+// gcSettings are the collector's settings relaxGC replaced.
+type gcSettings struct {
+	percent int
+	limit   int64
+	relaxed bool
+}
+
+// relaxGC turns the collector's proportional pacing off for the fleet rows
+// and bounds the heap instead: 1 GiB and 1 MiB per agent, at most half the
+// machine's memory. N agents in
+// one process share one heap: with the default pacing the collector scans
+// the whole fleet's heap (a gigabyte for 1,000 agents) many times while
+// they converge and slows every agent at once, which N agent processes,
+// each collecting its own few megabytes, do not. Measured with 300 agents:
+// 1.5 s to converge with the default, 0.5 s without.
+func relaxGC(agents int) gcSettings {
+	mem := memTotal()
+	if mem <= 0 {
+		return gcSettings{}
+	}
+	// About four times what the agents and servers keep live (0.3 MB an
+	// agent), at most half the memory.
+	limit := min(1<<30+int64(agents)<<20, mem/2)
+	s := gcSettings{relaxed: true}
+	s.limit = debug.SetMemoryLimit(limit)
+	s.percent = debug.SetGCPercent(-1)
+	return s
+}
+
+// restore puts the collector's settings back and collects.
+func (s gcSettings) restore() {
+	if !s.relaxed {
+		return
+	}
+	debug.SetGCPercent(s.percent)
+	debug.SetMemoryLimit(s.limit)
+	runtime.GC()
+}
+
+// fleetFailure adds to err which agents do not run version of web yet,
+// what they logged, and why agents stopped, if any did.
+func (b *bench) fleetFailure(obs *observer, agents []*inProcess, shards []*child, identities []string, version string, err error) error {
+	stopped := 0
+	var first error
+	for _, a := range agents {
+		if aerr, ok := a.exited(); ok {
+			stopped++
+			if first == nil {
+				first = aerr
+			}
+		}
+	}
+	for _, c := range shards {
+		if cerr, ok := c.exited(); ok {
+			err = fmt.Errorf("%w; a shard process exited: %v", err, cerr)
+		}
+	}
+	if stopped > 0 {
+		err = fmt.Errorf("%w; %d agents exited, the first: %v", err, stopped, first)
+	}
+	var behind []string
+	for i, id := range identities {
+		if _, ok, _ := obs.loadedAt(id, webName, version); ok {
+			continue
+		}
+		switch {
+		case len(behind) >= 3:
+		case i < len(agents):
+			behind = append(behind, fmt.Sprintf("%s (logged: %q)", id, lastLine(agents[i].stderr.String())))
+		default:
+			behind = append(behind, id+" (in a shard process)")
+		}
+	}
+	if len(behind) > 0 {
+		err = fmt.Errorf("%w; not running it: %s", err, strings.Join(behind, ", "))
+	}
+	return err
+}
+
+// lastLine returns the last non-empty line of s.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
