@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
@@ -118,6 +120,9 @@ type Fetcher struct {
 	cfg    FetchConfig
 	client *http.Client
 	log    *slog.Logger
+
+	mu     sync.Mutex
+	stores map[string]jetstream.ObjectStore // object store buckets opened on cfg.Conn, by name; guarded by mu
 }
 
 // NewFetcher returns a Fetcher for cfg.

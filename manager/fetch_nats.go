@@ -49,30 +49,64 @@ func (f *Fetcher) openObject(ctx context.Context, m spec.Machine) (io.ReadCloser
 }
 
 // getObject looks the object up, checks its size and starts reading it.
+// A fleet fetches a new version all at once from one server, and every
+// JetStream API request of every node queues on it: a download costs one
+// request to start the object's ordered consumer (which reads the
+// object's info too), and the bucket is opened once per Fetcher, not once
+// per download.
 func (f *Fetcher) getObject(actx context.Context, att *attempt, js jetstream.JetStream, bucket, object string, limit sizeCap) (jetstream.ObjectResult, error) {
-	obs, err := js.ObjectStore(actx, bucket)
+	obs, err := f.objectStore(actx, js, bucket)
 	switch {
 	case errors.Is(err, jetstream.ErrBucketNotFound):
 		return nil, fmt.Errorf("object store bucket %q not found", bucket)
 	case err != nil:
 		return nil, att.failure(actx, err, fmt.Sprintf("open object store bucket %q", bucket))
 	}
-	info, err := obs.GetInfo(actx, object)
-	switch {
-	case errors.Is(err, jetstream.ErrObjectNotFound):
-		return nil, fmt.Errorf("object %q not found in object store bucket %q", object, bucket)
-	case err != nil:
-		return nil, att.failure(actx, err, fmt.Sprintf("look up object %q in bucket %q", object, bucket))
-	}
-	if info.Size > uint64(limit.limit) {
-		return nil, &tooLargeError{msg: fmt.Sprintf("archive exceeds %s (the object's size is %d)", limit.what, info.Size)}
-	}
 	res, err := obs.Get(actx, object)
 	switch {
 	case errors.Is(err, jetstream.ErrObjectNotFound):
 		return nil, fmt.Errorf("object %q not found in object store bucket %q", object, bucket)
 	case err != nil:
+		f.forgetStore(bucket) // deleted or recreated: open it again next time
 		return nil, att.failure(actx, err, fmt.Sprintf("get object %q from bucket %q", object, bucket))
 	}
+	info, err := res.Info()
+	if err != nil {
+		_ = res.Close()
+		return nil, att.failure(actx, err, fmt.Sprintf("look up object %q in bucket %q", object, bucket))
+	}
+	if info.Size > uint64(limit.limit) {
+		_ = res.Close()
+		return nil, &tooLargeError{msg: fmt.Sprintf("archive exceeds %s (the object's size is %d)", limit.what, info.Size)}
+	}
 	return res, nil
+}
+
+// objectStore returns the bucket's object store, opened on first use.
+func (f *Fetcher) objectStore(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.ObjectStore, error) {
+	f.mu.Lock()
+	obs, ok := f.stores[bucket]
+	f.mu.Unlock()
+	if ok {
+		return obs, nil
+	}
+	obs, err := js.ObjectStore(ctx, bucket)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stores == nil {
+		f.stores = map[string]jetstream.ObjectStore{}
+	}
+	f.stores[bucket] = obs
+	return obs, nil
+}
+
+// forgetStore drops the opened bucket, after a failure that may mean it
+// is gone.
+func (f *Fetcher) forgetStore(bucket string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.stores, bucket)
 }

@@ -81,3 +81,46 @@ func TestFetchObjectStore(t *testing.T) {
 		}
 	})
 }
+
+// TestFetchObjectStoreRecreated checks that a Fetcher, which opens each
+// bucket once, still finds an archive after the bucket was deleted and
+// made again (a new stream behind the same name), and says the bucket is
+// missing while it is.
+func TestFetchObjectStoreRecreated(t *testing.T) {
+	srv := natstest.RunJetStream(t)
+	nc := natstest.Connect(t, srv)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := buildArchive(t, "web", "1", map[string]string{"run.sh": "echo hi\n"})
+	upload := func() {
+		t.Helper()
+		obs, err := js.CreateObjectStore(t.Context(), jetstream.ObjectStoreConfig{Bucket: "ARCHIVES"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := obs.PutBytes(t.Context(), "web-1.tgz", a.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	upload()
+	f, _ := newTestFetcher(t, FetchConfig{Conn: nc})
+	m := a.entry("nats://ARCHIVES/web-1.tgz")
+	if got, err := fetchAll(t, f, m); err != nil || !bytes.Equal(got, a.data) {
+		t.Fatalf("first fetch = %d bytes, %v", len(got), err)
+	}
+	if err := js.DeleteObjectStore(t.Context(), "ARCHIVES"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fetchAll(t, f, m); err == nil {
+		t.Fatal("fetch from a deleted bucket succeeded")
+	}
+	if _, err := fetchAll(t, f, m); err == nil || !strings.Contains(err.Error(), `object store bucket "ARCHIVES" not found`) {
+		t.Errorf("fetch once the bucket is gone = %v, want it to say the bucket is not found", err)
+	}
+	upload()
+	if got, err := fetchAll(t, f, m); err != nil || !bytes.Equal(got, a.data) {
+		t.Errorf("fetch after the bucket was made again = %d bytes, %v", len(got), err)
+	}
+}
