@@ -50,10 +50,9 @@ func (f *Fetcher) openObject(ctx context.Context, m spec.Machine) (io.ReadCloser
 
 // getObject looks the object up, checks its size and starts reading it.
 // A fleet fetches a new version all at once from one server, and every
-// JetStream API request of every node queues on it: a download costs one
-// request to start the object's ordered consumer (which reads the
-// object's info too), and the bucket is opened once per Fetcher, not once
-// per download.
+// JetStream API request of every node queues on it: a download costs the
+// two requests of the get (the object's info, its ordered consumer), and
+// the bucket is opened once per Fetcher, not once per download.
 func (f *Fetcher) getObject(actx context.Context, att *attempt, js jetstream.JetStream, bucket, object string, limit sizeCap) (jetstream.ObjectResult, error) {
 	obs, err := f.objectStore(actx, js, bucket)
 	switch {
