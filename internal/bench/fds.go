@@ -17,8 +17,15 @@ const (
 
 // fleetSplit says how a fleet of n agents is run: local agents in this
 // process (which also holds the servers' end of every connection) and the
-// rest in shards of at most perShard agents.
-func fleetSplit(n int) (local, perShard int, err error) {
+// rest in shards of at most perShard agents. With an http source each
+// agent also holds a connection to the bench's web server, whose end is
+// in this process too.
+func fleetSplit(n int, source string) (local, perShard int, err error) {
+	fdsAgent, fdsServer := fdsAgent, fdsServer
+	if source == SourceHTTP {
+		fdsAgent++
+		fdsServer++
+	}
 	limit, err := fdLimit(n*(fdsAgent+fdsServer) + fdsReserve)
 	if err != nil {
 		return 0, 0, err

@@ -158,7 +158,7 @@ const fleetStarting = 64
 // running version 0 of web, then puts versions 1..rounds, each once every
 // agent runs the one before.
 func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name string) (res fleetResult, err error) {
-	local, perShard, err := fleetSplit(n)
+	local, perShard, err := fleetSplit(n, b.cfg.source())
 	if err != nil {
 		return res, err
 	}
