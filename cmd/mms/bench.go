@@ -85,7 +85,7 @@ fleet's heap stalls every agent at once. Each fleet row reports the CPU the
 bench and the machine's other processes used while converging: with 2 CPUs
 for 5,000 agents, CPU per agent is what the row measures.
 
-A full run takes about 15 minutes and, for 5,000 agents, about 6 GB of
+A full run takes about 15 minutes and, for 5,000 agents, about 10 GB of
 memory; --quick runs every row small and short (under a minute,
 for CI). A progress line goes to stderr, the table (or --json) to stdout.
 The bench asserts nothing: it reports each row against its target.`,
