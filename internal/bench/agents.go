@@ -110,10 +110,15 @@ type child struct {
 func (b *bench) startChild(ctx context.Context, args, env []string) (*child, error) {
 	cmd := b.cfg.AgentCommand(ctx, args)
 	cmd.Env = append(os.Environ(), env...)
+	return startCmd(cmd, "an agent process")
+}
+
+// startCmd starts cmd, its output kept for errors; what names it in them.
+func startCmd(cmd *exec.Cmd, what string) (*child, error) {
 	c := &child{cmd: cmd, done: make(chan error, 1), stderr: &tail{}}
 	cmd.Stdout, cmd.Stderr = c.stderr, c.stderr
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("bench: start an agent process: %w", err)
+		return nil, fmt.Errorf("bench: start %s: %w", what, err)
 	}
 	go func() { c.done <- cmd.Wait() }()
 	return c, nil

@@ -107,12 +107,5 @@ func (b *bench) startShard(ctx context.Context, s Shard) (*child, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := b.cfg.ShardCommand(ctx, string(spec))
-	c := &child{cmd: cmd, done: make(chan error, 1), stderr: &tail{}}
-	cmd.Stdout, cmd.Stderr = c.stderr, c.stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("bench: start a shard process: %w", err)
-	}
-	go func() { c.done <- cmd.Wait() }()
-	return c, nil
+	return startCmd(b.cfg.ShardCommand(ctx, string(spec)), "a shard process")
 }
