@@ -37,9 +37,10 @@ const (
 	// the idle timeout) is cut off within seconds, not after the whole
 	// attempt's deadline.
 	DefaultMinRate = 16 << 10
-	// DefaultRateGrace is how long a download attempt runs before its
-	// average rate is held to the minimum: connection setup and a slow
-	// first byte are not held against it.
+	// DefaultRateGrace is how long a response's body is read before its
+	// average rate is held to the minimum: a slow start is not held
+	// against it, and the wait for the response itself (a server busy
+	// with a whole fleet) is bounded by the idle timeout instead.
 	DefaultRateGrace = 10 * time.Second
 	// DefaultArchiveDeadline bounds all the attempts at one archive
 	// together (retries and the waits between them), unless the declared
@@ -95,7 +96,8 @@ type FetchConfig struct {
 	// attempt may keep after RateGrace; slower is a transient failure.
 	// 0 means DefaultMinRate, negative means no minimum.
 	MinRate int64
-	// RateGrace is how long an attempt runs before MinRate applies; 0
+	// RateGrace is how long the body of a response is read before
+	// MinRate applies (the wait for the response is IdleTimeout's); 0
 	// means DefaultRateGrace.
 	RateGrace time.Duration
 	// Deadline bounds Open and Fetch as a whole: every attempt and every

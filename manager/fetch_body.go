@@ -22,12 +22,14 @@ type attempt struct {
 	deadline *time.Timer
 	idle     *time.Timer
 	idleFor  time.Duration
-	rate     *time.Timer // nil without a minimum rate
+	rate     *time.Timer // nil until the response arrived, or without a minimum rate
+	minRate  int64       // bytes per second after grace, from the response; 0: none
+	grace    time.Duration
 	progress *time.Timer // nil without a progress reporter
 	prog     ProgressReporter
 	name     string
 
-	start    time.Time
+	start    time.Time    // when the response arrived (the rate's clock); guarded by pmu
 	received atomic.Int64 // bytes delivered so far
 	total    atomic.Int64 // the announced length, -1 while unknown
 	over     atomic.Bool  // end ran: timers must not re-arm
@@ -42,11 +44,14 @@ const rateCheckEvery = time.Second
 
 // startAttempt starts the clocks of one attempt at fetching m. The idle
 // timer runs until disarm: while a request waits for its response and,
-// later, while a Read waits for data.
+// later, while a Read waits for data. The minimum rate applies to the
+// body, from when the response arrives (responded): a server slow to
+// answer is the idle timer's (a fleet's downloads queued on one server
+// wait for their turn, then come fast), one slow to send is the rate's.
 func (f *Fetcher) startAttempt(ctx context.Context, m spec.Machine) (context.Context, *attempt) {
 	actx, cancel := context.WithCancelCause(ctx)
 	timeout, idle := f.attemptTimeout(m), f.cfg.IdleTimeout
-	a := &attempt{cancel: cancel, idleFor: idle, start: time.Now(), prog: f.cfg.Progress, name: m.Name}
+	a := &attempt{cancel: cancel, idleFor: idle, prog: f.cfg.Progress, name: m.Name, minRate: max(f.cfg.MinRate, 0), grace: f.cfg.RateGrace}
 	a.total.Store(-1)
 	if m.Size > 0 {
 		a.total.Store(m.Size)
@@ -61,10 +66,6 @@ func (f *Fetcher) startAttempt(ctx context.Context, m spec.Machine) (context.Con
 	// which the callbacks take first.
 	a.pmu.Lock()
 	defer a.pmu.Unlock()
-	if minRate, grace := f.cfg.MinRate, f.cfg.RateGrace; minRate > 0 {
-		every := min(rateCheckEvery, max(grace/10, time.Millisecond))
-		a.rate = time.AfterFunc(grace, func() { a.checkRate(minRate, grace, every) })
-	}
 	if a.prog != nil {
 		every := f.cfg.ProgressInterval
 		a.progress = time.AfterFunc(f.cfg.ProgressDelay, func() { a.reportProgress(every) })
@@ -105,6 +106,22 @@ func (a *attempt) reportProgress(every time.Duration) {
 
 func (a *attempt) arm()    { a.idle.Reset(a.idleFor) }
 func (a *attempt) disarm() { a.idle.Stop() }
+
+// responded says the response arrived (headers, or the object's
+// consumer): the idle timer stops until the body is read and the
+// minimum rate's grace starts.
+func (a *attempt) responded() {
+	a.disarm()
+	a.pmu.Lock()
+	defer a.pmu.Unlock()
+	if a.minRate <= 0 || a.over.Load() {
+		return
+	}
+	a.start = time.Now()
+	minRate, grace := a.minRate, a.grace
+	every := min(rateCheckEvery, max(grace/10, time.Millisecond))
+	a.rate = time.AfterFunc(grace, func() { a.checkRate(minRate, grace, every) })
+}
 
 // end stops the clocks and releases the attempt's context; a download
 // whose progress was reported gets a last report.

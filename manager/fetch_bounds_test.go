@@ -52,9 +52,12 @@ func fetchBounded(t *testing.T, f *Fetcher, m spec.Machine) ([]byte, error) {
 	}
 }
 
-// dripServer serves /drip one byte every 20ms without end and /long with a
-// Content-Length of 1000 after which it sends one byte and waits; /busy
-// always answers 503.
+// dripServer serves /drip one byte every 20ms without end, /long with a
+// Content-Length of 1000 after which it sends one byte and waits, /late
+// lateSize bytes at once after 300ms; /busy always answers 503.
+// lateSize is the body of dripServer's /late.
+const lateSize = 64 << 10
+
 func dripServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
 	var busy atomic.Int64
@@ -77,6 +80,14 @@ func dripServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
 		w.Write([]byte{'x'})
 		w.(http.Flusher).Flush()
 		<-r.Context().Done()
+	})
+	mux.HandleFunc("/late", func(w http.ResponseWriter, r *http.Request) {
+		select { // answers after the tests' rate grace (50ms)
+		case <-time.After(300 * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
+		w.Write(bytes.Repeat([]byte{'x'}, lateSize))
 	})
 	mux.HandleFunc("/busy", func(w http.ResponseWriter, r *http.Request) {
 		busy.Add(1)
@@ -111,6 +122,17 @@ func TestFetcherBounds(t *testing.T) {
 		_, err := fetchBounded(t, f, spec.Machine{Name: "a", Source: srv.URL + "/drip"})
 		if !errors.Is(err, ErrDownloadTooSlow) || !strings.Contains(err.Error(), "below the minimum average of 10000 bytes/s (after a 100ms grace)") {
 			t.Fatalf("fetch = %v, want %v", err, ErrDownloadTooSlow)
+		}
+	})
+	t.Run("a late answer, then a fast body, is not too slow", func(t *testing.T) {
+		// A server busy with a fleet answers after the grace, then sends at
+		// full speed: the rate is the body's, the wait the idle timer's.
+		cfg := slow
+		cfg.Retries, cfg.MinRate, cfg.RateGrace = -1, 10_000, 50*time.Millisecond
+		f, _ := newTestFetcher(t, cfg)
+		got, err := fetchBounded(t, f, spec.Machine{Name: "a", Source: srv.URL + "/late"})
+		if err != nil || len(got) != lateSize {
+			t.Fatalf("fetch of a late answer = %d bytes, %v; want all %d", len(got), err, lateSize)
 		}
 	})
 	t.Run("slow drip is retried, with the reason logged", func(t *testing.T) {

@@ -79,7 +79,7 @@ func (f *Fetcher) openHTTP(ctx context.Context, m spec.Machine, u *url.URL, cred
 			}
 			att.total.Store(resp.ContentLength)
 		}
-		att.disarm()
+		att.responded()
 		return &body{r: resp.Body, c: resp.Body, att: att, limit: limit, from: cur.Host,
 			cause: func() error { return contextFailure(actx) }}, nil
 	}

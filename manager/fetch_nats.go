@@ -43,7 +43,7 @@ func (f *Fetcher) openObject(ctx context.Context, m spec.Machine) (io.ReadCloser
 	if info, err := res.Info(); err == nil {
 		att.total.Store(int64(min(info.Size, uint64(limit.limit))))
 	}
-	att.disarm()
+	att.responded()
 	return &body{r: res, c: res, att: att, limit: limit, from: "object store " + bucket,
 		cause: func() error { return contextFailure(actx) }}, nil
 }
