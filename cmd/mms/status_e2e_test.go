@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/internal/fleetstatus"
+	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/spec"
@@ -245,12 +246,17 @@ func TestPutWaitAgents(t *testing.T) {
 	if status.code != 2 || !regexp.MustCompile(`(?m)^web3\s+101\s+.*cache failed: install: .*failed$`).MatchString(status.stdout) {
 		t.Errorf("status --check = exit %d:\n%s%s\nwant 2 and web3's failure", status.code, status.stdout, status.stderr)
 	}
-	node := mmsOK(t, "", "status", "--server", f.url, "web3").stdout
-	for _, w := range []string{`(?m)^web\s+updated\s+2\.0\.0\s+ready\s`, `(?m)^db\s+skipped\s+.*match "identity\('\^db'\)" does not select this node$`, `(?m)^cache\s+failed\s+.*install: .*sha256 mismatch`} {
-		if !regexp.MustCompile(w).MatchString(node) {
-			t.Errorf("status web3:\n%s\nwant a line matching %s", node, w)
+	// web 2.0.0 loads idle and its check makes it ready a moment later.
+	var node string
+	natstest.Eventually(t, e2eTimeout, func() error {
+		node = mmsOK(t, "", "status", "--server", f.url, "web3").stdout
+		for _, w := range []string{`(?m)^web\s+updated\s+2\.0\.0\s+ready\s`, `(?m)^db\s+skipped\s+.*match "identity\('\^db'\)" does not select this node$`, `(?m)^cache\s+failed\s+.*install: .*sha256 mismatch`} {
+			if !regexp.MustCompile(w).MatchString(node) {
+				return fmt.Errorf("status web3:\n%s\nwant a line matching %s", node, w)
+			}
 		}
-	}
+		return nil
+	})
 	events, _, stop := runUntil(t, "events", "--server", f.url, "--since", "1h")
 	waitFor(t, events, "web3 mms_manager machines machines failure: serial 101: web updated, db skipped (match identity('^db')), cache failed (install: ",
 		"web1 web host web loaded: 1.0.0 → 2.0.0")
