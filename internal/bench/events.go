@@ -20,7 +20,6 @@ import (
 // (the machine runs from that moment), and the failures that mean it never
 // will.
 type observer struct {
-	nc   *nats.Conn
 	subs []*nats.Subscription
 
 	mu       sync.Mutex
@@ -56,7 +55,6 @@ type hostEvent struct {
 // observe subscribes to the events on nc.
 func observe(nc *nats.Conn) (*observer, error) {
 	o := &observer{
-		nc:       nc,
 		loaded:   map[loadKey]time.Time{},
 		counts:   map[versionKey]int{},
 		failures: map[string]string{},
