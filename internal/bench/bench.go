@@ -27,6 +27,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -147,7 +148,7 @@ func (c Config) runs(group string) bool {
 }
 
 // source returns the put and fleet rows' archive source.
-func (c Config) source() string { return or(c.Source, SourceNATS) }
+func (c Config) source() string { return cmp.Or(c.Source, SourceNATS) }
 
 // agents returns the fleet sizes to measure.
 func (c Config) agents() []int {
@@ -178,10 +179,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer prog.done()
 	b := &bench{cfg: cfg, root: root, prog: prog, fleetRoot: root}
 	if fd := cfg.FleetDir; fd != "" || cfg.runs(GroupFleet) || cfg.runs(GroupCluster) {
-		fd = or(fd, memFS())
-		if fd == "" {
-			fd = root
-		}
+		fd = cmp.Or(fd, memFS(), root)
 		if b.fleetRoot, err = os.MkdirTemp(fd, "mms-bench-fleet-"); err != nil {
 			return nil, fmt.Errorf("bench: make the fleet's directory: %w", err)
 		}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -132,7 +133,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		case row.Met != nil:
 			met = "NO"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", row.Name, row.Result, or(row.Target, "-"), met)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", row.Name, row.Result, cmp.Or(row.Target, "-"), met)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -150,14 +151,6 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, "\n%s\n", strings.Join(notes, "\n"))
 	}
 	return nil
-}
-
-// or returns s, or def when s is empty.
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // ms formats d in milliseconds for a person.
