@@ -119,7 +119,7 @@ func tryStartNATS(ctx context.Context, dir string, n int) (_ *natsEnv, err error
 				}
 				o.ServerName = fmt.Sprintf("s%d", i+1)
 				o.Cluster = server.ClusterOpts{Name: clusterName, Host: "127.0.0.1", Port: routes[i]}
-				o.Routes = server.RoutesFromStr(routeURLs(routes))
+				o.Routes = jscluster.Routes(routes)
 			},
 		})
 		if err != nil {
@@ -222,16 +222,6 @@ func (e *natsEnv) close() {
 		s.Shutdown()
 		s.WaitForShutdown()
 	}
-}
-
-// routeURLs lists every route as a production config does, so the meta
-// group expects every peer from the start.
-func routeURLs(ports []int) string {
-	urls := make([]string, len(ports))
-	for i, p := range ports {
-		urls[i] = fmt.Sprintf("nats://127.0.0.1:%d", p)
-	}
-	return strings.Join(urls, ",")
 }
 
 // waitCluster waits until the servers have a JetStream meta leader that

@@ -1,13 +1,15 @@
 // Package jscluster has what starting a JetStream cluster on one machine
-// needs besides the servers: free ports for the routes, and the check that
-// the cluster is ready for replicated streams. The tests' clusters
-// (internal/natstest) and mms bench's use it.
+// needs besides the servers: free ports for the routes, the routes, and the
+// check that the cluster is ready for replicated streams. The tests'
+// clusters (internal/natstest) and mms bench's use it.
 package jscluster
 
 import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
+	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -27,6 +29,17 @@ func FreePorts(n int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// Routes returns the routes of a cluster whose servers listen for routes
+// on ports of loopback: every route, as a production config lists them, so
+// the meta group expects every peer from the start.
+func Routes(ports []int) []*url.URL {
+	urls := make([]string, len(ports))
+	for i, p := range ports {
+		urls[i] = fmt.Sprintf("nats://127.0.0.1:%d", p)
+	}
+	return server.RoutesFromStr(strings.Join(urls, ","))
 }
 
 // Ready says why servers are not yet a usable JetStream cluster; it

@@ -22,6 +22,18 @@ func TestFreePorts(t *testing.T) {
 	}
 }
 
+func TestRoutes(t *testing.T) {
+	routes := jscluster.Routes([]int{4250, 4251, 4252})
+	var got []string
+	for _, u := range routes {
+		got = append(got, u.String())
+	}
+	want := "nats://127.0.0.1:4250 nats://127.0.0.1:4251 nats://127.0.0.1:4252"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("Routes() = %v, want %s", got, want)
+	}
+}
+
 func TestReady(t *testing.T) {
 	servers := natstest.RunCluster(t, 3) // waits for Ready itself
 	if err := jscluster.Ready(servers); err != nil {

@@ -52,11 +52,7 @@ func startCluster(t testing.TB, n int) ([]*server.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	urls := make([]string, n)
-	for i, p := range ports {
-		urls[i] = fmt.Sprintf("nats://127.0.0.1:%d", p)
-	}
-	routes := server.RoutesFromStr(strings.Join(urls, ","))
+	routes := jscluster.Routes(ports)
 	servers := make([]*server.Server, 0, n)
 	stopAll := func() {
 		for _, s := range servers {
