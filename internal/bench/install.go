@@ -19,7 +19,7 @@ import (
 // installSource is one way an agent downloads the install row's archive.
 type installSource struct {
 	name  string
-	entry func(a archive) (spec.Machine, error)
+	entry func(a archive) spec.Machine
 	env   []string // added to the agent's environment
 }
 
@@ -184,9 +184,9 @@ func (b *bench) installSources(ctx context.Context, env *natsEnv, dir string, ve
 		stop()
 		return nil, nil, fmt.Errorf("bench: %w", err)
 	}
-	web := func(base string) func(a archive) (spec.Machine, error) {
-		return func(a archive) (spec.Machine, error) {
-			return a.entry(fmt.Sprintf("%s/%s-%s.tar.gz", base, bigName, a.version)), nil
+	web := func(base string) func(a archive) spec.Machine {
+		return func(a archive) spec.Machine {
+			return a.entry(fmt.Sprintf("%s/%s-%s.tar.gz", base, bigName, a.version))
 		}
 	}
 	return []installSource{
@@ -194,7 +194,7 @@ func (b *bench) installSources(ctx context.Context, env *natsEnv, dir string, ve
 		// The agent trusts the test server's certificate through the
 		// standard variable Go reads its system roots from.
 		{name: "https", entry: web(tls.URL), env: []string{"SSL_CERT_FILE=" + ca}},
-		{name: "nats", entry: func(a archive) (spec.Machine, error) { return objects[a.info.Checksum], nil }},
+		{name: "nats", entry: func(a archive) spec.Machine { return objects[a.info.Checksum] }},
 	}, stop, nil
 }
 
@@ -227,12 +227,8 @@ func (b *bench) installRound(ctx context.Context, env *natsEnv, obs *observer, s
 		return err
 	}
 	for i, a := range versions {
-		e, err := src.entry(a)
-		if err != nil {
-			return err
-		}
 		serial++
-		next, err := b.keys.seal(serial, []spec.Machine{probe, e})
+		next, err := b.keys.seal(serial, []spec.Machine{probe, src.entry(a)})
 		if err != nil {
 			return err
 		}
