@@ -130,7 +130,7 @@ func (a *app) bench(ctx context.Context, o benchOptions, agentsSet bool) error {
 		Keep:         o.keep,
 		Progress:     a.stderr,
 		Terminal:     isTerminal(a.stderr),
-		Version:      version,
+		Version:      currentBuild().Version,
 		Command:      "mms " + strings.Join(os.Args[1:], " "),
 	}
 	var err error
