@@ -39,12 +39,8 @@ type nodeWait struct {
 // judge says where the agent of d is with next.
 func judge(d *fleetstatus.Document, next *packer.Opened) (waitState, string) {
 	if a := d.Applied; a != nil && a.Digest == next.Digest {
-		if failed := d.Failed(); len(failed) > 0 {
-			parts := make([]string, len(failed))
-			for i, e := range failed {
-				parts[i] = e.Problem()
-			}
-			return waitFailed, strings.Join(parts, "; ")
+		if failed := failedProblems(d); failed != "" {
+			return waitFailed, failed
 		}
 		var waiting []string // a rollout wave, a health gate
 		for _, e := range d.Entries {
