@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -283,10 +282,7 @@ func (p *progressLine) show(s string) {
 	p.last = s
 	if p.terminal {
 		// One terminal row, so the next rewrite erases all of it.
-		if utf8.RuneCountInString(s) > maxTerminalLine {
-			s = string([]rune(s)[:maxTerminalLine-1]) + "…"
-		}
-		fmt.Fprint(p.w, "\r\x1b[K"+s)
+		fmt.Fprint(p.w, "\r\x1b[K"+ellipsize(s, maxTerminalLine))
 		p.open = true
 		return
 	}

@@ -136,11 +136,16 @@ func message(r nodeRow) string {
 	if msg == "" && len(r.flags) > 0 {
 		msg = r.flags[0].detail
 	}
-	msg = termtext.Escape(msg)
-	if utf8.RuneCountInString(msg) > maxMessage {
-		msg = string([]rune(msg)[:maxMessage-1]) + "…"
+	return ellipsize(termtext.Escape(msg), maxMessage)
+}
+
+// ellipsize returns s cut to n characters, its last one "…", when it is
+// longer.
+func ellipsize(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
 	}
-	return msg
+	return string([]rune(s)[:n-1]) + "…"
 }
 
 // appliedCell is the APPLIED column: the serial (or v1 digest), "never"
