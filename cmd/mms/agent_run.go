@@ -144,9 +144,10 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 		return err
 	}
 	running.Store(host)
+	agentVersion := currentBuild().Version
 	writer, err := fleetstatus.NewWriter(fleetstatus.WriterConfig{
 		Identity:  cfg.node.Identity,
-		Version:   currentBuild().Version,
+		Version:   agentVersion,
 		Recorder:  rec,
 		Trust:     cfg.manager.Trust,
 		States:    host.States,
@@ -159,7 +160,7 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 	if err != nil {
 		return err
 	}
-	log.Info("agent started", "identity", cfg.node.Identity, "version", currentBuild().Version,
+	log.Info("agent started", "identity", cfg.node.Identity, "version", agentVersion,
 		"machines_dir", cfg.node.MachinesDir, "data_dir", cfg.node.DataDir,
 		"trusted_key_ids", cfg.manager.Trust.KeyIDs(), "threshold", cfg.manager.Trust.Threshold(),
 		"compiled_in", agent.RegisteredMachines(), "status_key", fleetstatus.Bucket+"/"+writer.Key())

@@ -130,7 +130,7 @@ func (a *app) bench(ctx context.Context, o benchOptions, agentsSet bool) error {
 		Keep:         o.keep,
 		Progress:     a.stderr,
 		Terminal:     isTerminal(a.stderr),
-		Version:      version,
+		Version:      currentBuild().Version,
 		Command:      "mms " + strings.Join(os.Args[1:], " "),
 	}
 	var err error
@@ -214,24 +214,23 @@ func (a *app) benchShard(ctx context.Context, shard string) error {
 // shardProcess is the command of a process running part of a fleet for
 // `mms bench`: this binary.
 func shardProcess(ctx context.Context, shard string) *exec.Cmd {
-	exe, err := os.Executable()
-	if err != nil {
-		exe = os.Args[0]
-	}
-	cmd := exec.CommandContext(ctx, exe, "bench", "--fleet-shard", shard)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 2 * time.Minute
-	return cmd
+	return selfProcess(ctx, 2*time.Minute, "bench", "--fleet-shard", shard)
 }
 
 // agentProcess is the command of an `mms agent args` process: this binary.
 func agentProcess(ctx context.Context, args []string) *exec.Cmd {
+	return selfProcess(ctx, 30*time.Second, append([]string{"agent"}, args...)...)
+}
+
+// selfProcess is the command running this binary with args, sent SIGTERM
+// when ctx is done and given waitDelay to exit.
+func selfProcess(ctx context.Context, waitDelay time.Duration, args ...string) *exec.Cmd {
 	exe, err := os.Executable()
 	if err != nil {
 		exe = os.Args[0]
 	}
-	cmd := exec.CommandContext(ctx, exe, append([]string{"agent"}, args...)...)
+	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 30 * time.Second
+	cmd.WaitDelay = waitDelay
 	return cmd
 }

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -39,12 +38,8 @@ type nodeWait struct {
 // judge says where the agent of d is with next.
 func judge(d *fleetstatus.Document, next *packer.Opened) (waitState, string) {
 	if a := d.Applied; a != nil && a.Digest == next.Digest {
-		if failed := d.Failed(); len(failed) > 0 {
-			parts := make([]string, len(failed))
-			for i, e := range failed {
-				parts[i] = e.Problem()
-			}
-			return waitFailed, strings.Join(parts, "; ")
+		if failed := failedProblems(d); failed != "" {
+			return waitFailed, failed
 		}
 		var waiting []string // a rollout wave, a health gate
 		for _, e := range d.Entries {
@@ -287,10 +282,7 @@ func (p *progressLine) show(s string) {
 	p.last = s
 	if p.terminal {
 		// One terminal row, so the next rewrite erases all of it.
-		if utf8.RuneCountInString(s) > maxTerminalLine {
-			s = string([]rune(s)[:maxTerminalLine-1]) + "…"
-		}
-		fmt.Fprint(p.w, "\r\x1b[K"+s)
+		fmt.Fprint(p.w, "\r\x1b[K"+ellipsize(s, maxTerminalLine))
 		p.open = true
 		return
 	}

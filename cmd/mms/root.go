@@ -88,6 +88,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 var _ io.Writer = (*lockedWriter)(nil)
 
 func (a *app) rootCmd() *cobra.Command {
+	build := currentBuild()
 	root := &cobra.Command{
 		Use:   "mms",
 		Short: "Signed desired state for fleets of servers, on NATS JetStream",
@@ -102,11 +103,11 @@ and runs them.
   mms keys --out ops            # ops.key (secret) and ops.pub
   mms pack machines.json --key-file ops.key | mms put
   mms agent --public-key "$(cat ops.pub)"`,
-		Version:       currentBuild().Version,
+		Version:       build.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetVersionTemplate(currentBuild().String())
+	root.SetVersionTemplate(build.String())
 	root.PersistentFlags().BoolVarP(&a.verbose, "verbose", "v", false, "log NATS connection details to stderr")
 	for _, c := range a.commands() {
 		root.AddCommand(c)

@@ -51,12 +51,8 @@ func nodeFlags(r nodeRow, now time.Time, cur *currentSpec, staleAfter time.Durat
 	if s := d.Seen; s != nil && s.Outcome != fleetstatus.SeenApplied && s.Outcome != fleetstatus.SeenMissing {
 		flags = append(flags, nodeFlag{flagRejected, s.Problem()})
 	}
-	if failed := d.Failed(); len(failed) > 0 {
-		parts := make([]string, len(failed))
-		for i, e := range failed {
-			parts[i] = e.Problem()
-		}
-		flags = append(flags, nodeFlag{flagFailed, strings.Join(parts, "; ")})
+	if failed := failedProblems(d); failed != "" {
+		flags = append(flags, nodeFlag{flagFailed, failed})
 	}
 	if d.Applied != nil && d.Applied.Stale {
 		flags = append(flags, nodeFlag{flagExpired, "applied spec " + d.Applied.Label() + " has expired; publish a new one"})
@@ -80,6 +76,17 @@ func nodeFlags(r nodeRow, now time.Time, cur *currentSpec, staleAfter time.Durat
 		flags = append(flags, nodeFlag{flagNATS, "the server denied: " + v[len(v)-1].Message})
 	}
 	return flags
+}
+
+// failedProblems says what became of each failed entry of d (see
+// fleetstatus.Document.Failed), "; "-separated, or "" when none failed.
+func failedProblems(d *fleetstatus.Document) string {
+	failed := d.Failed()
+	parts := make([]string, len(failed))
+	for i, e := range failed {
+		parts[i] = e.Problem()
+	}
+	return strings.Join(parts, "; ")
 }
 
 // behind reports whether a node running applied (nil: none) runs an older
@@ -129,11 +136,16 @@ func message(r nodeRow) string {
 	if msg == "" && len(r.flags) > 0 {
 		msg = r.flags[0].detail
 	}
-	msg = termtext.Escape(msg)
-	if utf8.RuneCountInString(msg) > maxMessage {
-		msg = string([]rune(msg)[:maxMessage-1]) + "…"
+	return ellipsize(termtext.Escape(msg), maxMessage)
+}
+
+// ellipsize returns s cut to n characters, its last one "…", when it is
+// longer.
+func ellipsize(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
 	}
-	return msg
+	return string([]rune(s)[:n-1]) + "…"
 }
 
 // appliedCell is the APPLIED column: the serial (or v1 digest), "never"

@@ -303,3 +303,20 @@ func TestMachinesSummaryAndAge(t *testing.T) {
 		}
 	}
 }
+
+func TestEllipsize(t *testing.T) {
+	for _, tt := range []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"abcd", 4, "abcd"},
+		{"abcde", 4, "abc…"},
+		{"ééééé", 3, "éé…"}, // characters, not bytes
+		{"", 3, ""},
+	} {
+		if got := ellipsize(tt.s, tt.n); got != tt.want {
+			t.Errorf("ellipsize(%q, %d) = %q, want %q", tt.s, tt.n, got, tt.want)
+		}
+	}
+}
