@@ -3,6 +3,7 @@ package machine
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -83,7 +84,7 @@ func checkFields(doc *yaml.Node) error {
 		known := yamlKeys(typ)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
-			if !contains(known, k.Value) {
+			if !slices.Contains(known, k.Value) {
 				errs = append(errs, fmt.Sprintf("line %d: field %s not found in %s%s", k.Line, k.Value, where, suggest.Hint(k.Value, known)))
 			}
 		}
@@ -125,13 +126,4 @@ func yamlKeys(typ reflect.Type) []string {
 		keys = append(keys, name)
 	}
 	return keys
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
