@@ -1,6 +1,7 @@
 package machine
 
 import (
+	"cmp"
 	"fmt"
 	"reflect"
 	"slices"
@@ -81,7 +82,7 @@ func checkFields(doc *yaml.Node) error {
 		if n.Kind != yaml.MappingNode {
 			return // the decoder reports the wrong shape
 		}
-		known := yamlKeys(typ)
+		known := fieldNames(typ, "yaml")
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
 			if !slices.Contains(known, k.Value) {
@@ -118,12 +119,17 @@ func checkFields(doc *yaml.Node) error {
 	return nil
 }
 
-// yamlKeys returns the yaml names of typ's fields.
-func yamlKeys(typ reflect.Type) []string {
-	keys := make([]string, 0, typ.NumField())
+// fieldNames returns the names that the struct tag key (json or yaml)
+// gives typ's exported fields, leaving out those tagged "-"; an untagged
+// field goes by its Go name.
+func fieldNames(typ reflect.Type, key string) []string {
+	names := make([]string, 0, typ.NumField())
 	for i := range typ.NumField() {
-		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")
-		keys = append(keys, name)
+		f := typ.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get(key), ",")
+		if f.IsExported() && name != "-" {
+			names = append(names, cmp.Or(name, f.Name))
+		}
 	}
-	return keys
+	return names
 }
