@@ -1,7 +1,6 @@
 package machine
 
 import (
-	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -228,15 +227,7 @@ func propertyNames(info watchers.Info) []string {
 	if t.Kind() != reflect.Struct {
 		return nil
 	}
-	var names []string
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if f.IsExported() && name != "-" {
-			names = append(names, cmp.Or(name, f.Name))
-		}
-	}
-	return names
+	return fieldNames(t, "json")
 }
 
 // valueWord names the kind of a JSON value as encoding/json reports it.

@@ -1,8 +1,10 @@
 package machine
 
 import (
+	"cmp"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -80,10 +82,10 @@ func checkFields(doc *yaml.Node) error {
 		if n.Kind != yaml.MappingNode {
 			return // the decoder reports the wrong shape
 		}
-		known := yamlKeys(typ)
+		known := fieldNames(typ, "yaml")
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k := n.Content[i]
-			if !contains(known, k.Value) {
+			if !slices.Contains(known, k.Value) {
 				errs = append(errs, fmt.Sprintf("line %d: field %s not found in %s%s", k.Line, k.Value, where, suggest.Hint(k.Value, known)))
 			}
 		}
@@ -117,21 +119,17 @@ func checkFields(doc *yaml.Node) error {
 	return nil
 }
 
-// yamlKeys returns the yaml names of typ's fields.
-func yamlKeys(typ reflect.Type) []string {
-	keys := make([]string, 0, typ.NumField())
+// fieldNames returns the names that the struct tag key (json or yaml)
+// gives typ's exported fields, leaving out those tagged "-"; an untagged
+// field goes by its Go name.
+func fieldNames(typ reflect.Type, key string) []string {
+	names := make([]string, 0, typ.NumField())
 	for i := range typ.NumField() {
-		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")
-		keys = append(keys, name)
-	}
-	return keys
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
+		f := typ.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get(key), ",")
+		if f.IsExported() && name != "-" {
+			names = append(names, cmp.Or(name, f.Name))
 		}
 	}
-	return false
+	return names
 }

@@ -52,12 +52,12 @@ func fetchBounded(t *testing.T, f *Fetcher, m spec.Machine) ([]byte, error) {
 	}
 }
 
-// dripServer serves /drip one byte every 20ms without end, /long with a
-// Content-Length of 1000 after which it sends one byte and waits, /late
-// lateSize bytes at once after 300ms; /busy always answers 503.
 // lateSize is the body of dripServer's /late.
 const lateSize = 64 << 10
 
+// dripServer serves /drip one byte every 20ms without end, /long with a
+// Content-Length of 1000 after which it sends one byte and waits, /late
+// lateSize bytes at once after 300ms; /busy always answers 503.
 func dripServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
 	var busy atomic.Int64

@@ -105,7 +105,10 @@ func (r *Reconciler) holdForRollout(ctx context.Context, p *plan, results []Mach
 // version just loaded, settles one whose machine reached a healthy or fail
 // state or ran out of time, and rolls back or stops an unhealthy version.
 // It fills in each result's health and returns when to look again.
-func (r *Reconciler) judge(ctx context.Context, p *plan, results []MachineResult) time.Duration {
+// installed is the install records the pass read before installing: a
+// version found installed (unchanged in this pass) is an upgrade when its
+// record keeps a previous version.
+func (r *Reconciler) judge(ctx context.Context, p *plan, results []MachineResult, installed map[string]Record) time.Duration {
 	now := r.now()
 	var next time.Duration
 	for i, e := range p.entries {
@@ -127,7 +130,7 @@ func (r *Reconciler) judge(ctx context.Context, p *plan, results []MachineResult
 				h.since = st.Started
 			}
 			if res.Outcome == EntryUnchanged {
-				h.upgrade = r.hasPrevious(m.Name)
+				h.upgrade = installed[m.Name].Previous != nil
 			}
 			if m.Health == nil {
 				h.health, h.healthyAt = rollout.Healthy, h.since
@@ -220,13 +223,6 @@ func (r *Reconciler) fail(ctx context.Context, m spec.Machine, h *entryHealth, r
 	}
 	bad.outcome, bad.reason = res.Outcome, res.Reason
 	r.bad[m.Name] = bad
-}
-
-// hasPrevious reports whether the installer keeps a previous version of
-// name to roll back to.
-func (r *Reconciler) hasPrevious(name string) bool {
-	recs, err := r.cfg.Installer.Installed()
-	return err == nil && recs[name].Previous != nil
 }
 
 // minPositive returns the smaller of a and b, ignoring zeros.

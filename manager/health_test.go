@@ -96,6 +96,28 @@ func TestHealthGateRollsBackAnUnhealthyUpgrade(t *testing.T) {
 	}
 }
 
+// TestHealthGateRollsBackAnUpgradeFoundInstalled checks that an agent
+// restarted while an upgrade's gate was pending still knows the version is
+// an upgrade (its install record keeps the previous one) and rolls it back
+// rather than stopping it.
+func TestHealthGateRollsBackAnUpgradeFoundInstalled(t *testing.T) {
+	f := newFixture(t, nil)
+	f.pass(f.seal(1, f.entry("web", "1", "")), []string{"web installed"}, "web@1")
+	v2 := f.seal(2, gated(f.entry("web", "2", "")))
+	f.pass(v2, []string{"web updated"}, "web@2")
+	var err error
+	if f.r, err = NewReconciler(f.r.cfg); err != nil { // the agent restarts
+		t.Fatal(err)
+	}
+	f.advance(time.Second)
+	f.pass(v2, []string{"web unchanged"}, "web@2")
+	f.advance(time.Minute)
+	rep := f.pass(v2, []string{"web rolled_back"}, "web@1")
+	if r := result(t, rep, "web"); r.Health != rollout.RolledBack || r.Installed != f.entry("web", "1", "").Checksum {
+		t.Errorf("web = %+v, want rolled_back, version 1 installed", r)
+	}
+}
+
 func TestHealthGateStopsAnUnhealthyFirstInstall(t *testing.T) {
 	f := newFixture(t, nil)
 	env := f.seal(1, gated(f.entry("cache", "1", "")))

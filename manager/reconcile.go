@@ -348,7 +348,7 @@ func (r *Reconciler) reconcile(ctx context.Context, envelope []byte, opts Reconc
 	r.noteHeld(results, installed)
 	rep.NextCheck = r.holdForRollout(soft, p, results, installed)
 	r.installAll(ctx, soft, p, results, opts, opened.Spec.Serial)
-	rep.NextCheck = minPositive(rep.NextCheck, r.judge(ctx, p, results))
+	rep.NextCheck = minPositive(rep.NextCheck, r.judge(ctx, p, results, installed))
 
 	rep.Machines = append(results, purged...)
 	for _, m := range rep.Machines {

@@ -142,7 +142,14 @@ func (f *fakeInstaller) Purge(_ context.Context, name string) error {
 func (f *fakeInstaller) Installed() (map[string]Record, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return maps.Clone(f.records), nil
+	out := maps.Clone(f.records)
+	for name, p := range f.prev {
+		if rec, ok := out[name]; ok {
+			rec.Previous = &PreviousVersion{Checksum: p.Checksum, VerifyChecksum: p.VerifyChecksum, Serial: p.Serial}
+			out[name] = rec
+		}
+	}
+	return out, nil
 }
 
 func (f *fakeInstaller) Verify(ctx context.Context, name string, _ bool) error {

@@ -148,10 +148,8 @@ func exprError(src string, err error) error {
 		msg = fmt.Sprintf("expression too complex: more than %d nodes", MaxMatcherNodes)
 	}
 	if name, ok := strings.CutPrefix(msg, "unknown name "); ok {
-		msg += suggest.Hint(name, matcherNames)
+		// The names a matcher may use.
+		msg += suggest.Hint(name, []string{"identity", "has_file", "has_directory", "has_command", "get_fact", "facts"})
 	}
 	return &posError{pos: pos, msg: msg, cause: fe.Prev}
 }
-
-// matcherNames are the names a matcher may use, for "did you mean" hints.
-var matcherNames = []string{"identity", "has_file", "has_directory", "has_command", "get_fact", "facts"}

@@ -116,8 +116,6 @@ type Decision struct {
 	// Halted is set when a node of an earlier wave failed with the version:
 	// the node keeps what it runs until a spec pins another version.
 	Halted bool
-	// HaltedAt is the wave of the node that halted the rollout.
-	HaltedAt int
 	// Held, when the node may not proceed, says why in one line, e.g.
 	// "held: rollout halted at wave 1 (node web-3: not RUNNING within 1m)".
 	Held string
@@ -158,11 +156,11 @@ func Decide(p Policy, me, machine, checksum string, view []Node, now time.Time) 
 			n := byID[id]
 			switch {
 			case n.Checksum == checksum && n.Health.bad():
-				d.Halted, d.HaltedAt = true, i+1
+				d.Halted = true
 				d.Held = fmt.Sprintf("%s at wave %d (node %s: %s)", HaltedPrefix, i+1, id, cmp.Or(n.Reason, string(n.Health)))
 				return d
 			case n.Stale:
-				d.Halted, d.HaltedAt = true, i+1
+				d.Halted = true
 				d.Held = fmt.Sprintf("%s at wave %d (node %s stopped reporting)", HaltedPrefix, i+1, id)
 				return d
 			case n.Checksum != checksum || n.Health != Healthy:
