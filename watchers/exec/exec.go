@@ -268,17 +268,10 @@ func checkEnv(e string) error {
 // governor with the node's identity, facts and the machine data, once, and
 // checks what they render to as Validate checks literal values.
 func (w *Watcher) renderTemplates(d watchers.Deps) error {
-	var data *render.Data
+	r := render.NewRenderer(d)
 	rendered := func(s string) (string, bool, error) {
-		if !render.Has(s) {
-			return s, false, nil
-		}
-		if data == nil {
-			dd := render.FromDeps(d)
-			data = &dd
-		}
-		out, err := render.String(s, *data)
-		return out, true, err
+		out, err := r.String(s)
+		return out, render.Has(s), err
 	}
 	var errs []error
 	if line, ok, err := rendered(w.Command); err != nil {

@@ -325,7 +325,7 @@ func (w *Watcher) renderTemplates(d watchers.Deps) error {
 	if !render.Has(w.Bucket) && !render.Has(w.Key) && !render.Has(w.StoreKey) {
 		return nil
 	}
-	data := render.FromDeps(d)
+	r := render.NewRenderer(d)
 	var errs []error
 	for _, f := range []struct {
 		name  string
@@ -339,7 +339,7 @@ func (w *Watcher) renderTemplates(d watchers.Deps) error {
 		if !render.Has(*f.value) {
 			continue
 		}
-		out, err := render.String(*f.value, data)
+		out, err := r.String(*f.value)
 		switch {
 		case err != nil:
 		case out == "":

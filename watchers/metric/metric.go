@@ -240,8 +240,8 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	if !w.SkipPrometheus {
 		w.metrics = d.Metrics
 	}
-	data := render.FromDeps(d)
-	line, err := render.String(w.Command, data)
+	r := render.NewRenderer(d)
+	line, err := r.String(w.Command)
 	if err != nil {
 		return fmt.Errorf("command: %w", err)
 	}
@@ -255,15 +255,15 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	if w.prefix == "" {
 		w.prefix = "choria." + strings.ReplaceAll(d.Watcher, " ", "-")
 	}
-	if w.prefix, err = render.String(w.prefix, data); err != nil {
+	if w.prefix, err = r.String(w.prefix); err != nil {
 		return fmt.Errorf("graphite_prefix: %w", err)
 	}
 	if w.GraphiteHost != "" && w.GraphitePort != "" {
-		host, err := render.String(w.GraphiteHost, data)
+		host, err := r.String(w.GraphiteHost)
 		if err != nil {
 			return fmt.Errorf("graphite_host: %w", err)
 		}
-		ps, err := render.String(string(w.GraphitePort), data)
+		ps, err := r.String(string(w.GraphitePort))
 		if err != nil {
 			return fmt.Errorf("graphite_port: %w", err)
 		}

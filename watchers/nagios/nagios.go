@@ -270,7 +270,7 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	if w.Plugin == "" {
 		return nil
 	}
-	line, err := render.String(w.Plugin, render.FromDeps(d), overrides)
+	line, err := render.NewRenderer(d, overrides).String(w.Plugin)
 	if err != nil {
 		return fmt.Errorf("plugin: %w", err)
 	}
