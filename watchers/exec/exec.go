@@ -71,9 +71,9 @@ import (
 // Limits of the exec watcher.
 const (
 	// DefaultTimeout is how long a command may run when timeout is unset.
-	DefaultTimeout = 10 * time.Second
+	DefaultTimeout = command.DefaultTimeout
 	// MaxTimeout is the longest timeout the property accepts.
-	MaxTimeout = time.Hour
+	MaxTimeout = command.MaxTimeout
 	// DefaultGovernorTimeout is how long a run waits for a governor slot
 	// when governor_timeout is unset; MaxGovernorTimeout is the longest
 	// governor_timeout accepted.
@@ -210,12 +210,9 @@ func (w *Watcher) Validate() error {
 			errs = append(errs, fmt.Errorf("environment[%d] %w", i, err))
 		}
 	}
-	w.timeout = w.Timeout.Std()
-	if w.timeout == 0 {
-		w.timeout = DefaultTimeout
-	}
-	if w.timeout > MaxTimeout {
-		errs = append(errs, fmt.Errorf("timeout: %v is longer than the maximum %v", w.Timeout, MaxTimeout))
+	var err error
+	if w.timeout, err = command.Timeout(w.Timeout); err != nil {
+		errs = append(errs, fmt.Errorf("timeout: %w", err))
 	}
 	switch {
 	case render.Has(w.Governor):

@@ -78,9 +78,9 @@ const (
 	// MinInterval is the shortest interval accepted (Choria's).
 	MinInterval = time.Second
 	// DefaultTimeout is how long the command may run when timeout is unset.
-	DefaultTimeout = 10 * time.Second
+	DefaultTimeout = command.DefaultTimeout
 	// MaxTimeout is the longest timeout accepted.
-	MaxTimeout = time.Hour
+	MaxTimeout = command.MaxTimeout
 	// MaxOutput is how much of the command's stdout is read.
 	MaxOutput = 1 << 20
 	// DataKey is the machine data key store writes.
@@ -192,12 +192,9 @@ func (w *Watcher) Validate() error {
 	if w.Interval != 0 && w.Interval.Std() < MinInterval {
 		add("interval", fmt.Errorf("%v is below the minimum %v", w.Interval, MinInterval))
 	}
-	w.timeout = w.Timeout.Std()
-	if w.timeout == 0 {
-		w.timeout = DefaultTimeout
-	}
-	if w.timeout > MaxTimeout {
-		add("timeout", fmt.Errorf("%v is longer than the maximum %v", w.Timeout, MaxTimeout))
+	var err error
+	if w.timeout, err = command.Timeout(w.Timeout); err != nil {
+		add("timeout", err)
 	}
 	if w.HTTP {
 		add("http", errors.New("not supported: mms serves no per-machine HTTP endpoint; the metrics are in the state event and, unless skip_prometheus, on the node's Prometheus endpoint"))

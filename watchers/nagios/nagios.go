@@ -82,9 +82,9 @@ import (
 const (
 	// DefaultTimeout is how long the plugin may run when timeout is unset
 	// (Choria's documented default; its code uses 1s).
-	DefaultTimeout = 10 * time.Second
+	DefaultTimeout = command.DefaultTimeout
 	// MaxTimeout is the longest timeout accepted.
-	MaxTimeout = time.Hour
+	MaxTimeout = command.MaxTimeout
 	// HistorySize is how many results the event's history keeps.
 	HistorySize = 15
 	// MaxOutput is how much of the plugin's stdout is read.
@@ -250,12 +250,9 @@ func (w *Watcher) Validate() error {
 			add(f.name, errors.New("only used by the choria_status builtin, which is not supported"))
 		}
 	}
-	w.timeout = w.Timeout.Std()
-	if w.timeout == 0 {
-		w.timeout = DefaultTimeout
-	}
-	if w.timeout > MaxTimeout {
-		add("timeout", fmt.Errorf("%v is longer than the maximum %v", w.Timeout, MaxTimeout))
+	var err error
+	if w.timeout, err = command.Timeout(w.Timeout); err != nil {
+		add("timeout", err)
 	}
 	return errors.Join(errs...)
 }
