@@ -188,12 +188,8 @@ func (w *Watcher) Validate() error {
 	switch {
 	case strings.TrimSpace(w.Command) == "":
 		errs = append(errs, errors.New("command: required"))
-	case render.Has(w.Command):
-		if err := render.Check(w.Command); err != nil {
-			errs = append(errs, fmt.Errorf("command: %w", err))
-		}
 	default:
-		argv, err := command.Split(w.Command)
+		argv, err := command.CheckLine(w.Command)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("command: %w", err))
 		}

@@ -180,12 +180,8 @@ func (w *Watcher) Validate() error {
 	switch {
 	case strings.TrimSpace(w.Command) == "":
 		add("command", errors.New("required"))
-	case render.Has(w.Command):
-		if err := render.Check(w.Command); err != nil {
-			add("command", err)
-		}
 	default:
-		if _, err := command.Split(w.Command); err != nil {
+		if _, err := command.CheckLine(w.Command); err != nil {
 			add("command", err)
 		}
 	}

@@ -223,12 +223,8 @@ func (w *Watcher) Validate() error {
 		add("plugin", errors.New("set plugin or builtin, not both"))
 	case w.Plugin == "" && w.Builtin == "":
 		add("plugin", errors.New("required (or builtin)"))
-	case strings.TrimSpace(w.Plugin) != "" && render.Has(w.Plugin):
-		if err := render.Check(w.Plugin, overrides); err != nil {
-			add("plugin", err)
-		}
 	case w.Plugin != "":
-		if _, err := command.Split(w.Plugin); err != nil {
+		if _, err := command.CheckLine(w.Plugin, overrides); err != nil {
 			add("plugin", err)
 		}
 	}
