@@ -173,12 +173,9 @@ type Watcher struct {
 	timeout time.Duration
 	argv    []string // the rendered plugin split, set by Provision
 
-	deps     watchers.Deps
-	env      *command.Env
-	log      *slog.Logger
-	metrics  watchers.MetricsSink
-	interval time.Duration
-	state    func() string
+	deps watchers.Deps
+	env  *command.Env
+	log  *slog.Logger
 
 	// Check's state; StateChanged is never called concurrently with Check.
 	poked     bool // StateChanged ran since the last check
@@ -255,7 +252,7 @@ func (w *Watcher) Validate() error {
 
 // Provision renders the plugin's command line and keeps the dependencies.
 func (w *Watcher) Provision(d watchers.Deps) error {
-	w.deps, w.log, w.metrics, w.interval, w.state = d, d.Log, d.Metrics, d.Interval, d.State
+	w.deps, w.log = d, d.Log
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -285,10 +282,10 @@ func (w *Watcher) ExtraStates() []string { return []string{ForceCheckState} }
 // exported status, as in Choria.
 func (w *Watcher) StateChanged(bool) {
 	w.poked = true
-	if w.state == nil {
+	if w.deps.State == nil {
 		return
 	}
-	state := w.state()
+	state := w.deps.State()
 	if state == ForceCheckState {
 		w.force = true
 		return
@@ -307,8 +304,8 @@ func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
 	w.poked, w.force = false, false
 	if poked && !force && !w.lastCheck.IsZero() {
 		// A transition, not the interval, asked: not a reason to check.
-		if w.interval > 0 {
-			if due := w.lastCheck.Add(w.interval).Sub(now); due > 0 {
+		if w.deps.Interval > 0 {
+			if due := w.lastCheck.Add(w.deps.Interval).Sub(now); due > 0 {
 				return watchers.Result{Outcome: watchers.Unchanged, After: due}, nil
 			}
 		} else {
@@ -341,7 +338,7 @@ func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
 	if status == OK {
 		res.Outcome = watchers.Success
 	}
-	if w.state != nil && w.state() == status.String() {
+	if w.deps.State != nil && w.deps.State() == status.String() {
 		// Already there: Choria's self-transition does nothing.
 		res.Outcome, res.Transition = watchers.Report, ""
 	}
@@ -375,7 +372,7 @@ func (w *Watcher) run(ctx context.Context, now time.Time) (Status, string, []per
 
 // export hands the status to the node's Prometheus endpoint.
 func (w *Watcher) export() {
-	if w.metrics == nil {
+	if w.deps.Metrics == nil {
 		return
 	}
 	name := w.deps.Machine
@@ -390,13 +387,13 @@ func (w *Watcher) export() {
 			watchers.Sample{Name: "choria_machine_nagios_watcher_checks_count", Help: "Choria Nagios Check Count",
 				Labels: map[string]string{"name": name}, Value: float64(w.checks), Counter: true})
 	}
-	w.metrics.Set(samples)
+	w.deps.Metrics.Set(samples)
 }
 
 // Close removes the watcher's series from the Prometheus endpoint.
 func (w *Watcher) Close() error {
-	if w.metrics != nil {
-		w.metrics.Set(nil)
+	if w.deps.Metrics != nil {
+		w.deps.Metrics.Set(nil)
 	}
 	return nil
 }
