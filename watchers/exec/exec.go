@@ -71,9 +71,9 @@ import (
 // Limits of the exec watcher.
 const (
 	// DefaultTimeout is how long a command may run when timeout is unset.
-	DefaultTimeout = 10 * time.Second
+	DefaultTimeout = command.DefaultTimeout
 	// MaxTimeout is the longest timeout the property accepts.
-	MaxTimeout = time.Hour
+	MaxTimeout = command.MaxTimeout
 	// DefaultGovernorTimeout is how long a run waits for a governor slot
 	// when governor_timeout is unset; MaxGovernorTimeout is the longest
 	// governor_timeout accepted.
@@ -188,12 +188,8 @@ func (w *Watcher) Validate() error {
 	switch {
 	case strings.TrimSpace(w.Command) == "":
 		errs = append(errs, errors.New("command: required"))
-	case render.Has(w.Command):
-		if err := render.Check(w.Command); err != nil {
-			errs = append(errs, fmt.Errorf("command: %w", err))
-		}
 	default:
-		argv, err := command.Split(w.Command)
+		argv, err := command.CheckLine(w.Command)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("command: %w", err))
 		}
@@ -210,12 +206,9 @@ func (w *Watcher) Validate() error {
 			errs = append(errs, fmt.Errorf("environment[%d] %w", i, err))
 		}
 	}
-	w.timeout = w.Timeout.Std()
-	if w.timeout == 0 {
-		w.timeout = DefaultTimeout
-	}
-	if w.timeout > MaxTimeout {
-		errs = append(errs, fmt.Errorf("timeout: %v is longer than the maximum %v", w.Timeout, MaxTimeout))
+	var err error
+	if w.timeout, err = command.Timeout(w.Timeout); err != nil {
+		errs = append(errs, fmt.Errorf("timeout: %w", err))
 	}
 	switch {
 	case render.Has(w.Governor):
@@ -268,17 +261,10 @@ func checkEnv(e string) error {
 // governor with the node's identity, facts and the machine data, once, and
 // checks what they render to as Validate checks literal values.
 func (w *Watcher) renderTemplates(d watchers.Deps) error {
-	var data *render.Data
+	r := render.NewRenderer(d)
 	rendered := func(s string) (string, bool, error) {
-		if !render.Has(s) {
-			return s, false, nil
-		}
-		if data == nil {
-			dd := render.FromDeps(d)
-			data = &dd
-		}
-		out, err := render.String(s, *data)
-		return out, true, err
+		out, err := r.String(s)
+		return out, render.Has(s), err
 	}
 	var errs []error
 	if line, ok, err := rendered(w.Command); err != nil {

@@ -218,15 +218,15 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 		w.payload = string(b)
 		return nil
 	}
-	data := render.FromDeps(d)
+	r := render.NewRenderer(d)
 	var err error
-	if w.subject, err = render.String(w.Subject, data); err != nil {
+	if w.subject, err = r.String(w.Subject); err != nil {
 		return fmt.Errorf("subject: %w", err)
 	}
 	if err := checkSubject(w.subject); err != nil {
 		return fmt.Errorf("subject: template %q: %w", w.Subject, err)
 	}
-	if w.payload, err = render.String(w.Payload, data); err != nil {
+	if w.payload, err = r.String(w.Payload); err != nil {
 		return fmt.Errorf("payload: %w", err)
 	}
 	return nil

@@ -232,22 +232,15 @@ type State struct {
 // checks it.
 func (w *Watcher) Validate() error {
 	var errs []error
-	for _, f := range []struct {
-		name, value string
-		check       func(string) error
-	}{
-		{"bucket", w.Bucket, checkBucket},
-		{"key", w.Key, checkKey},
-		{"store_key", w.StoreKey, checkStoreKey},
-	} {
+	for _, f := range w.templatable() {
 		var err error
 		switch {
-		case f.value == "" && f.name != "store_key":
+		case *f.value == "" && f.name != "store_key":
 			err = errors.New("required")
-		case render.Has(f.value):
-			err = render.Check(f.value)
+		case render.Has(*f.value):
+			err = render.Check(*f.value)
 		default:
-			err = f.check(f.value)
+			err = f.check(*f.value)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
@@ -283,6 +276,24 @@ func (w *Watcher) Validate() error {
 	}
 	w.setDataKey()
 	return errors.Join(errs...)
+}
+
+// property is a property that may be a template, with the check of a
+// literal (or rendered) value.
+type property struct {
+	name  string
+	value *string
+	check func(string) error
+}
+
+// templatable returns the properties that may be templates: bucket, key
+// and store_key.
+func (w *Watcher) templatable() []property {
+	return []property{
+		{"bucket", &w.Bucket, checkBucket},
+		{"key", &w.Key, checkKey},
+		{"store_key", &w.StoreKey, checkStoreKey},
+	}
 }
 
 func checkBucket(b string) error {
@@ -325,21 +336,13 @@ func (w *Watcher) renderTemplates(d watchers.Deps) error {
 	if !render.Has(w.Bucket) && !render.Has(w.Key) && !render.Has(w.StoreKey) {
 		return nil
 	}
-	data := render.FromDeps(d)
+	r := render.NewRenderer(d)
 	var errs []error
-	for _, f := range []struct {
-		name  string
-		value *string
-		check func(string) error
-	}{
-		{"bucket", &w.Bucket, checkBucket},
-		{"key", &w.Key, checkKey},
-		{"store_key", &w.StoreKey, checkStoreKey},
-	} {
+	for _, f := range w.templatable() {
 		if !render.Has(*f.value) {
 			continue
 		}
-		out, err := render.String(*f.value, data)
+		out, err := r.String(*f.value)
 		switch {
 		case err != nil:
 		case out == "":

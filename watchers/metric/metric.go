@@ -78,9 +78,9 @@ const (
 	// MinInterval is the shortest interval accepted (Choria's).
 	MinInterval = time.Second
 	// DefaultTimeout is how long the command may run when timeout is unset.
-	DefaultTimeout = 10 * time.Second
+	DefaultTimeout = command.DefaultTimeout
 	// MaxTimeout is the longest timeout accepted.
-	MaxTimeout = time.Hour
+	MaxTimeout = command.MaxTimeout
 	// MaxOutput is how much of the command's stdout is read.
 	MaxOutput = 1 << 20
 	// DataKey is the machine data key store writes.
@@ -180,24 +180,17 @@ func (w *Watcher) Validate() error {
 	switch {
 	case strings.TrimSpace(w.Command) == "":
 		add("command", errors.New("required"))
-	case render.Has(w.Command):
-		if err := render.Check(w.Command); err != nil {
-			add("command", err)
-		}
 	default:
-		if _, err := command.Split(w.Command); err != nil {
+		if _, err := command.CheckLine(w.Command); err != nil {
 			add("command", err)
 		}
 	}
 	if w.Interval != 0 && w.Interval.Std() < MinInterval {
 		add("interval", fmt.Errorf("%v is below the minimum %v", w.Interval, MinInterval))
 	}
-	w.timeout = w.Timeout.Std()
-	if w.timeout == 0 {
-		w.timeout = DefaultTimeout
-	}
-	if w.timeout > MaxTimeout {
-		add("timeout", fmt.Errorf("%v is longer than the maximum %v", w.Timeout, MaxTimeout))
+	var err error
+	if w.timeout, err = command.Timeout(w.Timeout); err != nil {
+		add("timeout", err)
 	}
 	if w.HTTP {
 		add("http", errors.New("not supported: mms serves no per-machine HTTP endpoint; the metrics are in the state event and, unless skip_prometheus, on the node's Prometheus endpoint"))
@@ -240,8 +233,8 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	if !w.SkipPrometheus {
 		w.metrics = d.Metrics
 	}
-	data := render.FromDeps(d)
-	line, err := render.String(w.Command, data)
+	r := render.NewRenderer(d)
+	line, err := r.String(w.Command)
 	if err != nil {
 		return fmt.Errorf("command: %w", err)
 	}
@@ -255,15 +248,15 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	if w.prefix == "" {
 		w.prefix = "choria." + strings.ReplaceAll(d.Watcher, " ", "-")
 	}
-	if w.prefix, err = render.String(w.prefix, data); err != nil {
+	if w.prefix, err = r.String(w.prefix); err != nil {
 		return fmt.Errorf("graphite_prefix: %w", err)
 	}
 	if w.GraphiteHost != "" && w.GraphitePort != "" {
-		host, err := render.String(w.GraphiteHost, data)
+		host, err := r.String(w.GraphiteHost)
 		if err != nil {
 			return fmt.Errorf("graphite_host: %w", err)
 		}
-		ps, err := render.String(string(w.GraphitePort), data)
+		ps, err := r.String(string(w.GraphitePort))
 		if err != nil {
 			return fmt.Errorf("graphite_port: %w", err)
 		}

@@ -82,9 +82,9 @@ import (
 const (
 	// DefaultTimeout is how long the plugin may run when timeout is unset
 	// (Choria's documented default; its code uses 1s).
-	DefaultTimeout = 10 * time.Second
+	DefaultTimeout = command.DefaultTimeout
 	// MaxTimeout is the longest timeout accepted.
-	MaxTimeout = time.Hour
+	MaxTimeout = command.MaxTimeout
 	// HistorySize is how many results the event's history keeps.
 	HistorySize = 15
 	// MaxOutput is how much of the plugin's stdout is read.
@@ -173,12 +173,9 @@ type Watcher struct {
 	timeout time.Duration
 	argv    []string // the rendered plugin split, set by Provision
 
-	deps     watchers.Deps
-	env      *command.Env
-	log      *slog.Logger
-	metrics  watchers.MetricsSink
-	interval time.Duration
-	state    func() string
+	deps watchers.Deps
+	env  *command.Env
+	log  *slog.Logger
 
 	// Check's state; StateChanged is never called concurrently with Check.
 	poked     bool // StateChanged ran since the last check
@@ -223,12 +220,8 @@ func (w *Watcher) Validate() error {
 		add("plugin", errors.New("set plugin or builtin, not both"))
 	case w.Plugin == "" && w.Builtin == "":
 		add("plugin", errors.New("required (or builtin)"))
-	case strings.TrimSpace(w.Plugin) != "" && render.Has(w.Plugin):
-		if err := render.Check(w.Plugin, overrides); err != nil {
-			add("plugin", err)
-		}
 	case w.Plugin != "":
-		if _, err := command.Split(w.Plugin); err != nil {
+		if _, err := command.CheckLine(w.Plugin, overrides); err != nil {
 			add("plugin", err)
 		}
 	}
@@ -250,19 +243,16 @@ func (w *Watcher) Validate() error {
 			add(f.name, errors.New("only used by the choria_status builtin, which is not supported"))
 		}
 	}
-	w.timeout = w.Timeout.Std()
-	if w.timeout == 0 {
-		w.timeout = DefaultTimeout
-	}
-	if w.timeout > MaxTimeout {
-		add("timeout", fmt.Errorf("%v is longer than the maximum %v", w.Timeout, MaxTimeout))
+	var err error
+	if w.timeout, err = command.Timeout(w.Timeout); err != nil {
+		add("timeout", err)
 	}
 	return errors.Join(errs...)
 }
 
 // Provision renders the plugin's command line and keeps the dependencies.
 func (w *Watcher) Provision(d watchers.Deps) error {
-	w.deps, w.log, w.metrics, w.interval, w.state = d, d.Log, d.Metrics, d.Interval, d.State
+	w.deps, w.log = d, d.Log
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -270,7 +260,7 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	if w.Plugin == "" {
 		return nil
 	}
-	line, err := render.String(w.Plugin, render.FromDeps(d), overrides)
+	line, err := render.NewRenderer(d, overrides).String(w.Plugin)
 	if err != nil {
 		return fmt.Errorf("plugin: %w", err)
 	}
@@ -292,10 +282,10 @@ func (w *Watcher) ExtraStates() []string { return []string{ForceCheckState} }
 // exported status, as in Choria.
 func (w *Watcher) StateChanged(bool) {
 	w.poked = true
-	if w.state == nil {
+	if w.deps.State == nil {
 		return
 	}
-	state := w.state()
+	state := w.deps.State()
 	if state == ForceCheckState {
 		w.force = true
 		return
@@ -314,8 +304,8 @@ func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
 	w.poked, w.force = false, false
 	if poked && !force && !w.lastCheck.IsZero() {
 		// A transition, not the interval, asked: not a reason to check.
-		if w.interval > 0 {
-			if due := w.lastCheck.Add(w.interval).Sub(now); due > 0 {
+		if w.deps.Interval > 0 {
+			if due := w.lastCheck.Add(w.deps.Interval).Sub(now); due > 0 {
 				return watchers.Result{Outcome: watchers.Unchanged, After: due}, nil
 			}
 		} else {
@@ -348,7 +338,7 @@ func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
 	if status == OK {
 		res.Outcome = watchers.Success
 	}
-	if w.state != nil && w.state() == status.String() {
+	if w.deps.State != nil && w.deps.State() == status.String() {
 		// Already there: Choria's self-transition does nothing.
 		res.Outcome, res.Transition = watchers.Report, ""
 	}
@@ -382,7 +372,7 @@ func (w *Watcher) run(ctx context.Context, now time.Time) (Status, string, []per
 
 // export hands the status to the node's Prometheus endpoint.
 func (w *Watcher) export() {
-	if w.metrics == nil {
+	if w.deps.Metrics == nil {
 		return
 	}
 	name := w.deps.Machine
@@ -397,13 +387,13 @@ func (w *Watcher) export() {
 			watchers.Sample{Name: "choria_machine_nagios_watcher_checks_count", Help: "Choria Nagios Check Count",
 				Labels: map[string]string{"name": name}, Value: float64(w.checks), Counter: true})
 	}
-	w.metrics.Set(samples)
+	w.deps.Metrics.Set(samples)
 }
 
 // Close removes the watcher's series from the Prometheus endpoint.
 func (w *Watcher) Close() error {
-	if w.metrics != nil {
-		w.metrics.Set(nil)
+	if w.deps.Metrics != nil {
+		w.deps.Metrics.Set(nil)
 	}
 	return nil
 }

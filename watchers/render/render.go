@@ -103,6 +103,36 @@ func String(s string, d Data, extra ...template.FuncMap) (string, error) {
 	return b.String(), nil
 }
 
+// Renderer renders the templated properties of one watcher, with the data
+// of the watcher its [watchers.Deps] describe. It reads the facts and the
+// machine data ([FromDeps]) when it meets the first template, and once, so
+// a watcher whose properties hold no template reads neither. It is meant
+// for one Provision and is not safe for concurrent use.
+type Renderer struct {
+	deps  watchers.Deps
+	extra []template.FuncMap
+	data  *Data
+}
+
+// NewRenderer returns the Renderer of the watcher d describes; extra are
+// the watcher's own functions, as given to [String].
+func NewRenderer(d watchers.Deps, extra ...template.FuncMap) *Renderer {
+	return &Renderer{deps: d, extra: extra}
+}
+
+// String renders s like [String]: text without a template action is
+// returned as it is.
+func (r *Renderer) String(s string) (string, error) {
+	if !Has(s) {
+		return s, nil
+	}
+	if r.data == nil {
+		d := FromDeps(r.deps)
+		r.data = &d
+	}
+	return String(s, *r.data, r.extra...)
+}
+
 // parse parses s with placeholder functions (the real ones need the data).
 func parse(s string, extra []template.FuncMap) (*template.Template, error) {
 	t := template.New("property").Option("missingkey=error").Funcs(funcs(Data{}))

@@ -1,8 +1,10 @@
 package render
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"text/template"
 
 	"github.com/mms-io/mms/watchers/watchertest"
 )
@@ -82,4 +84,33 @@ func FuzzString(f *testing.F) {
 			t.Fatalf("String(%q) = %q, %v; want the text unchanged", s, out, err)
 		}
 	})
+}
+
+func TestRendererReadsDataOnlyForTemplates(t *testing.T) {
+	d := watchertest.Deps(t)
+	facts := d.Facts
+	reads := 0
+	d.Facts = func() map[string]any { reads++; return facts() }
+	r := NewRenderer(d)
+	if got, err := r.String("nodes.web1"); err != nil || got != "nodes.web1" {
+		t.Fatalf("String(literal) = %q, %v", got, err)
+	}
+	if reads != 0 {
+		t.Fatalf("a literal read the facts %d times, want 0", reads)
+	}
+	for range 2 {
+		if got, err := r.String(`{{ lookup "facts.os.family" "x" }}`); err != nil || got != "linux" {
+			t.Fatalf("String(template) = %q, %v", got, err)
+		}
+	}
+	if reads != 1 {
+		t.Fatalf("two templates read the facts %d times, want 1", reads)
+	}
+}
+
+func TestRendererExtraFunctions(t *testing.T) {
+	r := NewRenderer(watchertest.Deps(t), template.FuncMap{"o": func(_ string, dflt any) string { return fmt.Sprint(dflt) }})
+	if got, err := r.String(`{{ o "k" 5 }}-{{ .Identity }}`); err != nil || got != "5-node.example.net" {
+		t.Fatalf("String = %q, %v; want %q", got, err, "5-node.example.net")
+	}
 }

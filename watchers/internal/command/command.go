@@ -44,6 +44,28 @@ import (
 // StderrTail is how many trailing bytes of stderr a run keeps.
 const StderrTail = 2048
 
+// The timeout property of a watcher that runs a command.
+const (
+	// DefaultTimeout is how long a command may run when timeout is unset.
+	DefaultTimeout = 10 * time.Second
+	// MaxTimeout is the longest timeout accepted.
+	MaxTimeout = time.Hour
+)
+
+// Timeout returns how long a command may run for a timeout property of
+// set: [DefaultTimeout] when it is unset, and an error when it is longer
+// than [MaxTimeout].
+func Timeout(set watchers.Duration) (time.Duration, error) {
+	d := set.Std()
+	if d == 0 {
+		d = DefaultTimeout
+	}
+	if d > MaxTimeout {
+		return d, fmt.Errorf("%v is longer than the maximum %v", set, MaxTimeout)
+	}
+	return d, nil
+}
+
 // waitDelay bounds the wait for output pipes after the command exited or
 // was killed, in case a process outside its group still holds them.
 const waitDelay = 2 * time.Second

@@ -4,7 +4,21 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"text/template"
+
+	"github.com/mms-io/mms/watchers/render"
 )
+
+// CheckLine checks a watcher's command line for Validate: a template (see
+// [render.Has]) is only parsed, with the watcher's own functions extra, and
+// its words are nil (they are known once it is rendered); any other line
+// is split with [Split].
+func CheckLine(line string, extra ...template.FuncMap) ([]string, error) {
+	if render.Has(line) {
+		return nil, render.Check(line, extra...)
+	}
+	return Split(line)
+}
 
 // shellOperators are words that do something in a shell but are passed
 // literally by Split. Unquoted, they almost certainly mean the author

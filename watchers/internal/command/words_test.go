@@ -3,6 +3,7 @@ package command
 import (
 	"strings"
 	"testing"
+	"text/template"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -86,4 +87,40 @@ func FuzzSplitWords(f *testing.F) {
 			t.Fatalf("split, quote, split of %q differs (-first +second):\n%s", in, diff)
 		}
 	})
+}
+
+func TestCheckLine(t *testing.T) {
+	o := template.FuncMap{"o": func(string, any) string { return "" }}
+	tests := []struct {
+		name string
+		in   string
+		want []string
+		err  string
+	}{
+		{name: "literal is split", in: "check.sh -v", want: []string{"check.sh", "-v"}},
+		{name: "literal shell operator", in: "a | b", err: "shell operator"},
+		{name: "template is parsed, not split", in: "check.sh {{ .Identity }} |", want: nil},
+		{name: "template syntax", in: "check.sh {{ .Identity", err: "unclosed action"},
+		{name: "unknown function", in: `check.sh {{ o "k" 1 }}`, err: `function "o" not defined`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := CheckLine(tt.in)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("CheckLine(%q) error = %v, want %q", tt.in, err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("CheckLine(%q) (-want +got):\n%s", tt.in, diff)
+			}
+		})
+	}
+	if _, err := CheckLine(`check.sh {{ o "k" 1 }}`, o); err != nil {
+		t.Errorf("CheckLine with the watcher's function o: %v", err)
+	}
 }

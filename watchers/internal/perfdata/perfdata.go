@@ -85,16 +85,10 @@ func nextItem(s string) (item, rest string) {
 	s = strings.TrimLeft(s, " \t\r\n")
 	i := 0
 	if strings.HasPrefix(s, "'") {
-		// Skip the quoted label; a doubled quote is part of it.
-		for i = 1; i < len(s); i++ {
-			if s[i] == '\'' {
-				if i+1 < len(s) && s[i+1] == '\'' {
-					i++
-					continue
-				}
-				i++
-				break
-			}
+		// Skip the quoted label, to the end of s when it is not closed.
+		i = len(s)
+		if end := closingQuote(s); end >= 0 {
+			i = end + 1
 		}
 	}
 	for ; i < len(s); i++ {
@@ -109,17 +103,7 @@ func nextItem(s string) (item, rest string) {
 func parseItem(raw string) (Item, bool) {
 	var label, rest string
 	if strings.HasPrefix(raw, "'") {
-		end := -1
-		for i := 1; i < len(raw); i++ {
-			if raw[i] == '\'' {
-				if i+1 < len(raw) && raw[i+1] == '\'' {
-					i++
-					continue
-				}
-				end = i
-				break
-			}
-		}
+		end := closingQuote(raw)
 		if end < 0 || end+1 >= len(raw) || raw[end+1] != '=' {
 			return Item{}, false
 		}
@@ -152,4 +136,20 @@ func parseItem(raw string) (Item, bool) {
 		}
 	}
 	return it, true
+}
+
+// closingQuote returns the index of the quote that closes the quoted label
+// s starts with, -1 when there is none; a doubled quote is part of the
+// label.
+func closingQuote(s string) int {
+	for i := 1; i < len(s); i++ {
+		if s[i] == '\'' {
+			if i+1 < len(s) && s[i+1] == '\'' {
+				i++
+				continue
+			}
+			return i
+		}
+	}
+	return -1
 }
