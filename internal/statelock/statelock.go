@@ -178,9 +178,6 @@ func parse(content string) (pid int, holder string, ok bool) {
 	return pid, holder, true
 }
 
-// Dir returns the locked directory.
-func (l *Lock) Dir() string { return l.dir }
-
 // Release gives the lock up. The file stays (removing it would let a
 // process that opened it before the removal lock a file nobody else sees).
 func (l *Lock) Release() error {
