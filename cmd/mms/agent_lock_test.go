@@ -35,6 +35,7 @@ func TestAgentOnePerStateDir(t *testing.T) {
 	first.waitStderr(t, "agent started")
 
 	first.signal(t, syscall.SIGSTOP)
+	first.waitStopped(t) // the signal is delivered asynchronously: a write may still be finishing
 	before := treetest.Snapshot(t, state)
 	second := startMMS(t, nil, agentArgs(t, state, "second")...)
 	if code := second.wait(t); code != 1 {

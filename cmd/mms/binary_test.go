@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -101,6 +103,26 @@ func (p *proc) signal(t *testing.T, sig syscall.Signal) {
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("signal %v to pid %d: %v", sig, p.pid(), err)
 	}
+}
+
+// waitStopped waits until the process is stopped (state T in
+// /proc/PID/stat): after SIGSTOP, every thread has left the kernel.
+func (p *proc) waitStopped(t *testing.T) {
+	t.Helper()
+	if runtime.GOOS != "linux" {
+		return // no /proc to ask; the signal is all there is
+	}
+	natstest.Eventually(t, e2eTimeout, func() error {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid()))
+		if err != nil {
+			return err
+		}
+		// The state follows the command name, which is in parentheses.
+		if i := bytes.LastIndexByte(stat, ')'); i < 0 || i+2 >= len(stat) || stat[i+2] != 'T' {
+			return fmt.Errorf("pid %d not stopped yet: %.60s", p.pid(), stat)
+		}
+		return nil
+	})
 }
 
 // wait waits for the process to exit and returns its exit code.
