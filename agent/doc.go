@@ -31,7 +31,7 @@
 // Events are Choria's CloudEvents (see the constants in events.go), with
 // mms's additions: a sub-second "time", the "outcome", "error" and
 // "transition_error" of watcher states, and "announce" on periodic
-// republishes. data.id is [InstanceID]: stable for a machine name on a node,
+// republishes. data.id is [watchers.InstanceID]: stable for a machine name on a node,
 // across reloads and restarts. As in Choria, a check's state event is
 // published before the transition it fires (both under the machine's
 // transition lock, so nothing comes between them); its "transition_error"

@@ -9,6 +9,8 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
+
+	"github.com/mms-io/mms/watchers"
 )
 
 // Event names and NATS subjects. They are Choria's, so Choria consumers
@@ -43,17 +45,6 @@ const (
 // of type typ: choria.machine.watcher.<typ>.state.
 func WatcherStateSubject(typ string) string {
 	return "choria.machine.watcher." + typ + ".state"
-}
-
-// instanceNamespace is the UUIDv5 namespace machine instance ids are
-// derived in.
-var instanceNamespace = uuid.MustParse("4d3e7a5c-2f0b-5c6e-9a51-6d6d732d6964")
-
-// InstanceID returns the stable id of machine name on the node identity: a
-// UUIDv5 of identity, a NUL byte and the name. It does not change across
-// reloads or restarts (Choria's changes on every load).
-func InstanceID(identity, name string) string {
-	return uuid.NewSHA1(instanceNamespace, []byte(identity+"\x00"+name)).String()
 }
 
 // TransitionData is the data of a transition event. The fields up to
@@ -176,7 +167,7 @@ func stateEvent(m machineRef, r stateReport, now time.Time) (event.Event, error)
 // watcher state event of type "host" whose watcher name is the machine's.
 // previous, when set, is the version a load replaced ("previous_version").
 func hostEvent(identity, name, version, previous, path, outcome string, err error, now time.Time) (event.Event, error) {
-	m := machineRef{identity: identity, id: InstanceID(identity, name), name: name, version: version}
+	m := machineRef{identity: identity, id: watchers.InstanceID(identity, name), name: name, version: version}
 	state := map[string]any{"path": path}
 	if previous != "" {
 		state["previous_version"] = previous

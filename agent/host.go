@@ -13,10 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/spec"
 	"github.com/mms-io/mms/watchers"
-	"github.com/nats-io/nats.go"
 )
 
 // DefaultScanInterval is how often the host rescans its machines directory

@@ -13,11 +13,12 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"go.uber.org/goleak"
+
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/watchers"
-	"github.com/nats-io/nats.go"
-	"go.uber.org/goleak"
 )
 
 // natsEvents subscribes to every machine event on nc and records each one
@@ -159,7 +160,7 @@ func TestHostHotReload(t *testing.T) {
 		}
 	}
 	st, _ := f.state("alpha")
-	if st.Path != filepath.Join(f.machines, "alpha") || st.ID != InstanceID("node1.example", "alpha") || st.State != "idle" {
+	if st.Path != filepath.Join(f.machines, "alpha") || st.ID != watchers.InstanceID("node1.example", "alpha") || st.State != "idle" {
 		t.Errorf("States()[alpha] = %+v, want path, stable id and state idle", st)
 	}
 

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/fsnotify/fsnotify"
+
 	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/spec"
 )

@@ -10,9 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/watchers"
-	"github.com/nats-io/nats.go"
 )
 
 // ErrMachineStarted is returned by [Machine.Run] when the machine already
@@ -53,7 +54,7 @@ type MachineStatus struct {
 	State   string `json:"state"`
 	// Path is the machine's directory.
 	Path string `json:"path"`
-	// ID is the machine's stable instance id (see [InstanceID]).
+	// ID is the machine's stable instance id (see [watchers.InstanceID]).
 	ID string `json:"id"`
 	// StartTime is when the watchers started (zero while splaying).
 	StartTime time.Time `json:"start_time,omitzero"`
@@ -114,7 +115,7 @@ func NewMachine(def *machine.Definition, cfg MachineConfig) (*Machine, error) {
 		def: def,
 		dir: cfg.Dir,
 		ref: machineRef{
-			identity: cfg.Identity, id: InstanceID(cfg.Identity, def.Name),
+			identity: cfg.Identity, id: watchers.InstanceID(cfg.Identity, def.Name),
 			name: def.Name, version: def.Version,
 		},
 		fsm:      newFSM(def),

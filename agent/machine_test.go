@@ -11,10 +11,11 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"go.uber.org/goleak"
+
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/watchers"
-	"go.uber.org/goleak"
 )
 
 // testMachine builds the machine described by yaml with a recorder and a
@@ -92,7 +93,7 @@ func TestMachineSuccessFiresTransitionAndPublishes(t *testing.T) {
 		t.Fatalf("transition events = %d, want 1", len(tr))
 	}
 	want := map[string]any{
-		"protocol": TransitionEventType, "identity": "node1", "id": InstanceID("node1", "m1"),
+		"protocol": TransitionEventType, "identity": "node1", "id": watchers.InstanceID("node1", "m1"),
 		"version": "1.2.3", "machine": "m1", "transition": "go", "from_state": "idle", "to_state": "busy",
 	}
 	for k, v := range want {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+
 	"github.com/mms-io/mms/watchers"
 )
 

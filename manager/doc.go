@@ -16,7 +16,7 @@
 //
 // Everything a pass does is bounded: downloads by an idle timeout, a
 // minimum average rate and a total deadline per archive (see
-// [FetchConfig]); governor waits by [DefaultGovernorWait]; matchers by a
+// [FetchConfig]); governor waits by governor.DefaultWait; matchers by a
 // time budget (spec.DefaultMatchTimeout); and the restartable parts of a
 // pass stop when [ReconcileOptions.Interrupt] ends (a newer spec). Serials
 // are bounded by spec.SerialCeiling; [ResetSpecHistory] is the node

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/governor"
 	"github.com/mms-io/mms/manager"
 	machineswatcher "github.com/mms-io/mms/manager/machineswatcher"
 )
@@ -17,16 +18,16 @@ import (
 // the 5-minute bound) is stopped by a newer spec, which is applied at once.
 func TestNewerSpecCancelsGovernorWait(t *testing.T) {
 	n := newE2ENode(t)
-	if _, err := manager.AddGovernor(t.Context(), n.js, "gate", 1, time.Hour, 1); err != nil {
+	if _, err := governor.Add(t.Context(), n.js, "gate", 1, time.Hour, 1); err != nil {
 		t.Fatal(err)
 	}
 	// The node's attempts to take a slot are visible on the subject.
-	attempts, err := n.nc.SubscribeSync(manager.GovernorSubject("gate"))
+	attempts, err := n.nc.SubscribeSync(governor.Subject("gate"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Someone holds the only slot and never gives it back.
-	if _, err := n.js.Publish(t.Context(), manager.GovernorSubject("gate"), []byte("squatter")); err != nil {
+	if _, err := n.js.Publish(t.Context(), governor.Subject("gate"), []byte("squatter")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := attempts.NextMsg(time.Second); err != nil { // the squatter's own

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/governor"
 	"github.com/mms-io/mms/internal/treetest"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/manager/mmsmanager"
@@ -52,7 +53,7 @@ func TestManagerEndToEnd(t *testing.T) {
 
 	// The governor's stream runs goroutines in the server: create it before
 	// taking the goroutine baseline.
-	if _, err := manager.AddGovernor(t.Context(), n.js, "downloads", 1, time.Minute, 1); err != nil {
+	if _, err := governor.Add(t.Context(), n.js, "downloads", 1, time.Minute, 1); err != nil {
 		t.Fatal(err)
 	}
 	leaks := goleak.IgnoreCurrent()
@@ -259,14 +260,14 @@ func TestManagerEndToEnd(t *testing.T) {
 		if ev.Info.Outcome != "failure" {
 			t.Errorf("machines event outcome = %q, want failure (an entry failed)", ev.Info.Outcome)
 		}
-		info, err := manager.GetGovernor(t.Context(), n.js, "downloads")
+		info, err := governor.Get(t.Context(), n.js, "downloads")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if info.InUse != 0 {
 			t.Errorf("governor downloads after the install = %+v, want its slot released", info)
 		}
-		stream, err := n.js.Stream(t.Context(), manager.GovernorStream("downloads"))
+		stream, err := n.js.Stream(t.Context(), governor.Stream("downloads"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -33,7 +33,7 @@ const HealthPoll = 500 * time.Millisecond
 
 // FleetView is what the fleet's nodes report about an entry, for rollouts:
 // one rollout.Node per node the entry selects (the agents' status
-// documents, see internal/fleetstatus.View).
+// documents, see internal/nodestatus.View).
 type FleetView interface {
 	Nodes(ctx context.Context, machine string) ([]rollout.Node, error)
 }

@@ -5,8 +5,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mms-io/mms/internal/fleetstatus"
 	machineswatcher "github.com/mms-io/mms/manager/machineswatcher"
+	"github.com/mms-io/mms/nodestatus"
 )
 
 func (a *app) newAgentCmd() *cobra.Command {
@@ -107,7 +107,7 @@ names the path and the fix. Keep the state directory out of shared places.`,
 	f.BoolVar(&o.allowHTTP, "allow-http", false, "allow http:// archive sources (integrity still comes from the checksums)")
 	f.BoolVar(&o.insecure, "insecure-unsigned", false, "run specs without checking any signature (unsafe: anyone who can write the bucket controls this node; refused on a NATS server without authentication)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:4222", "embedded NATS server address `HOST:PORT` (port 0: any free port)")
-	f.DurationVar(&o.statusInterval, "status-interval", fleetstatus.DefaultHeartbeat, "rewrite the status document at least this often")
+	f.DurationVar(&o.statusInterval, "status-interval", nodestatus.DefaultHeartbeat, "rewrite the status document at least this often")
 	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics (/metrics) and a health check (/healthz) on `HOST:PORT`, e.g. 127.0.0.1:9180 (off by default)")
 	f.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")

@@ -10,10 +10,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/manager/mmsmanager"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
 )
 
@@ -63,7 +63,7 @@ func TestAgentBannerCommandsWork(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, kv := range []jetstream.KeyValueConfig{{Bucket: mmsmanager.DefaultBucket, History: 5, MaxValueSize: packer.MaxEnvelopeSize}, fleetstatus.BucketConfig()} {
+			for _, kv := range []jetstream.KeyValueConfig{{Bucket: mmsmanager.DefaultBucket, History: 5, MaxValueSize: packer.MaxEnvelopeSize}, nodestatus.BucketConfig()} {
 				if _, err := js.CreateKeyValue(t.Context(), kv); err != nil {
 					t.Fatal(err)
 				}

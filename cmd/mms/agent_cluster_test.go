@@ -12,9 +12,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/manager/mmsmanager"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
 )
 
@@ -55,7 +55,7 @@ func testAgentClusterLeaderLoss(t *testing.T, leaderOnly bool) {
 	}); err != nil {
 		t.Fatalf("create the spec bucket: %v", err)
 	}
-	statusCfg := fleetstatus.BucketConfig()
+	statusCfg := nodestatus.BucketConfig()
 	statusCfg.Replicas = 3
 	if _, err := js.CreateKeyValue(ctx, statusCfg); err != nil {
 		t.Fatalf("create the status bucket: %v", err)
@@ -79,9 +79,9 @@ func testAgentClusterLeaderLoss(t *testing.T, leaderOnly bool) {
 	repo := newArchiveRepo(t)
 	sign := []string{"--key-file", "ops.key", "--allow-http"}
 	installedYAML := filepath.Join(state, "machines", "web", "machine.yaml")
-	converged := func(servers []*server.Server, serial uint64, version string) *fleetstatus.Document {
+	converged := func(servers []*server.Server, serial uint64, version string) *nodestatus.Document {
 		t.Helper()
-		var doc *fleetstatus.Document
+		var doc *nodestatus.Document
 		natstest.Eventually(t, clusterTimeout, func() error {
 			if got := readFileErr(installedYAML); got != runnableMachineYAML("web", version) {
 				return fmt.Errorf("installed machine.yaml = %q, want web %s", got, version)
@@ -136,7 +136,7 @@ func testAgentClusterLeaderLoss(t *testing.T, leaderOnly bool) {
 
 // wantMachineServing returns an error unless doc shows serial and web at
 // version in its ready state.
-func wantMachineServing(doc *fleetstatus.Document, serial uint64, version string) error {
+func wantMachineServing(doc *nodestatus.Document, serial uint64, version string) error {
 	m := findMachine(doc, "web")
 	if doc.AppliedSerial() != serial || m == nil || m.Version != version || m.State != "ready" {
 		return fmt.Errorf("status = serial %d, web %+v; want serial %d, web %s ready", doc.AppliedSerial(), m, serial, version)

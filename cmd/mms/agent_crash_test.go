@@ -21,10 +21,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/manager/mmsmanager"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -160,7 +160,7 @@ func TestAgentCrashRecovery(t *testing.T) {
 			if tt.want != nil {
 				waitConverged(t, b.js, 3, newVersion, *tt.want)
 			} else {
-				statusDoc(t, b.js, crashIdentity, func(d *fleetstatus.Document) error {
+				statusDoc(t, b.js, crashIdentity, func(d *nodestatus.Document) error {
 					if d.Applied == nil || d.Applied.Serial != 3 {
 						return fmt.Errorf("status applied spec = %+v, want serial 3", d.Applied)
 					}
@@ -277,7 +277,7 @@ func putSpec(t *testing.T, js jetstream.JetStream, priv ed25519.PrivateKey, seri
 // web running version, installed from m.
 func waitConverged(t *testing.T, js jetstream.JetStream, serial uint64, version string, m spec.Machine) {
 	t.Helper()
-	statusDoc(t, js, crashIdentity, func(d *fleetstatus.Document) error {
+	statusDoc(t, js, crashIdentity, func(d *nodestatus.Document) error {
 		w := findMachine(d, "web")
 		switch {
 		case d.Applied == nil || d.Applied.Serial != serial:

@@ -19,10 +19,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/agent"
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/manager/mmsmanager"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -210,7 +210,7 @@ func resultFor(results []manager.MachineResult, name string, outcome manager.Ent
 }
 
 // findMachine returns the document's machine name, or nil.
-func findMachine(doc *fleetstatus.Document, name string) *fleetstatus.Machine {
+func findMachine(doc *nodestatus.Document, name string) *nodestatus.Machine {
 	for i := range doc.Machines {
 		if doc.Machines[i].Name == name {
 			return &doc.Machines[i]
@@ -221,13 +221,13 @@ func findMachine(doc *fleetstatus.Document, name string) *fleetstatus.Machine {
 
 // statusJSON runs `mms status --json` with the connection flags conn and
 // returns the document of identity.
-func statusJSON(t *testing.T, conn []string, identity string) (*fleetstatus.Document, error) {
+func statusJSON(t *testing.T, conn []string, identity string) (*nodestatus.Document, error) {
 	t.Helper()
 	r := mms(t, "", append([]string{"status", "--json"}, conn...)...)
 	if r.code != 0 {
 		return nil, fmt.Errorf("mms status --json: exit %d: %s", r.code, r.stderr)
 	}
-	var docs []fleetstatus.Document
+	var docs []nodestatus.Document
 	if err := json.Unmarshal([]byte(r.stdout), &docs); err != nil {
 		return nil, fmt.Errorf("mms status --json printed %q: %w", r.stdout, err)
 	}
@@ -240,9 +240,9 @@ func statusJSON(t *testing.T, conn []string, identity string) (*fleetstatus.Docu
 }
 
 // pollStatus polls `mms status --json` until ok accepts identity's document.
-func pollStatus(t *testing.T, conn []string, identity string, ok func(*fleetstatus.Document) error) *fleetstatus.Document {
+func pollStatus(t *testing.T, conn []string, identity string, ok func(*nodestatus.Document) error) *nodestatus.Document {
 	t.Helper()
-	var doc *fleetstatus.Document
+	var doc *nodestatus.Document
 	natstest.Eventually(t, e2eTimeout, func() error {
 		var err error
 		if doc, err = statusJSON(t, conn, identity); err != nil {
@@ -255,7 +255,7 @@ func pollStatus(t *testing.T, conn []string, identity string, ok func(*fleetstat
 
 // wantMachine returns an error unless doc runs machine name at version in
 // state, installed from checksum with the manager's outcome.
-func wantMachine(doc *fleetstatus.Document, serial uint64, name, version, state, checksum string, outcome manager.EntryOutcome) error {
+func wantMachine(doc *nodestatus.Document, serial uint64, name, version, state, checksum string, outcome manager.EntryOutcome) error {
 	if doc.AppliedSerial() != serial {
 		return fmt.Errorf("status spec serial = %d, want %d", doc.AppliedSerial(), serial)
 	}
@@ -263,7 +263,7 @@ func wantMachine(doc *fleetstatus.Document, serial uint64, name, version, state,
 	if m == nil {
 		return fmt.Errorf("machine %s not in the status document: %+v", name, doc.Machines)
 	}
-	want := fleetstatus.Machine{Name: name, Version: version, State: state, Path: m.Path, Checksum: checksum, LastOutcome: string(outcome)}
+	want := nodestatus.Machine{Name: name, Version: version, State: state, Path: m.Path, Checksum: checksum, LastOutcome: string(outcome)}
 	if *m != want {
 		return fmt.Errorf("status machine = %+v, want %+v", *m, want)
 	}
@@ -317,7 +317,7 @@ func TestAgentConverges(t *testing.T) {
 	if got := readFile(t, filepath.Join(installed, "machine.yaml")); got != runnableMachineYAML("web", "1.0.0") {
 		t.Errorf("installed machine.yaml = %q, want the archive's", got)
 	}
-	doc := pollStatus(t, put, identity, func(d *fleetstatus.Document) error {
+	doc := pollStatus(t, put, identity, func(d *nodestatus.Document) error {
 		return wantMachine(d, serial, "web", "1.0.0", "ready", v1.Checksum, manager.EntryInstalled)
 	})
 	if m := findMachine(doc, "web"); m.Path != installed {
@@ -335,7 +335,7 @@ func TestAgentConverges(t *testing.T) {
 	writeMachines(t, dir, v2)
 	serial = packPut(t, append(sign, "--serial", strconv.FormatUint(serial+1, 10)), put)
 	lastManagerState(t, js, serial, func(st managerState) error { return resultFor(st.Results, "web", manager.EntryUpdated) })
-	pollStatus(t, put, identity, func(d *fleetstatus.Document) error {
+	pollStatus(t, put, identity, func(d *nodestatus.Document) error {
 		return wantMachine(d, serial, "web", "2.0.0", "ready", v2.Checksum, manager.EntryUpdated)
 	})
 
@@ -343,7 +343,7 @@ func TestAgentConverges(t *testing.T) {
 	// reports the serial, so it is not flagged behind.
 	serial = packPut(t, append(sign, "--serial", strconv.FormatUint(serial+1, 10)), put)
 	lastManagerState(t, js, serial, func(st managerState) error { return resultFor(st.Results, "web", manager.EntryUnchanged) })
-	pollStatus(t, put, identity, func(d *fleetstatus.Document) error {
+	pollStatus(t, put, identity, func(d *nodestatus.Document) error {
 		return wantMachine(d, serial, "web", "2.0.0", "ready", v2.Checksum, manager.EntryUnchanged)
 	})
 	if code, stderr := statusCheck(t, put); code != 0 {
@@ -357,7 +357,7 @@ func TestAgentConverges(t *testing.T) {
 	writeMachines(t, dir, bad)
 	serial = packPut(t, append(sign, "--serial", strconv.FormatUint(serial+1, 10)), put)
 	lastManagerState(t, js, serial, func(st managerState) error { return resultFor(st.Results, "web", manager.EntryFailed) })
-	pollStatus(t, put, identity, func(d *fleetstatus.Document) error {
+	pollStatus(t, put, identity, func(d *nodestatus.Document) error {
 		m := findMachine(d, "web")
 		if d.AppliedSerial() != serial || m == nil || m.Version != "2.0.0" || m.State != "ready" || m.LastOutcome != string(manager.EntryFailed) || m.LastError == "" {
 			return fmt.Errorf("status = serial %d, web %+v; want serial %d, 2.0.0 still ready, failed with an error", d.AppliedSerial(), m, serial)
@@ -372,7 +372,7 @@ func TestAgentConverges(t *testing.T) {
 	writeMachines(t, dir)
 	serial = packPut(t, append(sign, "--serial", strconv.FormatUint(serial+1, 10)), put)
 	lastManagerState(t, js, serial, func(st managerState) error { return resultFor(st.Results, "web", manager.EntryPurged) })
-	pollStatus(t, put, identity, func(d *fleetstatus.Document) error {
+	pollStatus(t, put, identity, func(d *nodestatus.Document) error {
 		if d.AppliedSerial() != serial {
 			return fmt.Errorf("status spec serial = %d, want %d", d.AppliedSerial(), serial)
 		}

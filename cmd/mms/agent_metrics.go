@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/mms-io/mms/agent"
-	"github.com/mms-io/mms/internal/nodemetrics"
 	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/nodemetrics"
 )
 
 // serveMetrics serves the agent's metrics and /healthz on addr until the

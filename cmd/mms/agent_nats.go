@@ -20,8 +20,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mms-io/mms/agent"
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natsbox"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
 )
 
@@ -103,7 +103,7 @@ func provisionEmbedded(ctx context.Context, js jetstream.JetStream, bucket strin
 		MaxValueSize: packer.MaxEnvelopeSize,
 		MaxBytes:     specMaxBytes,
 	}
-	statusBucket := fleetstatus.BucketConfig()
+	statusBucket := nodestatus.BucketConfig()
 	statusBucket.MaxBytes = statusMaxBytes
 	for _, kv := range []jetstream.KeyValueConfig{specBucket, statusBucket} {
 		if err := ensureBucket(ctx, js, kv, log); err != nil {

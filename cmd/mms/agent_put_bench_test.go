@@ -16,8 +16,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/agent"
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/syncbuf"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/spec"
 )
 
@@ -76,8 +76,8 @@ func startBenchAgent(b *testing.B, pub, state, identity string) *benchAgent {
 	js, err := jetstream.New(nc)
 	if err == nil {
 		var kv jetstream.KeyValue
-		if kv, err = js.KeyValue(b.Context(), fleetstatus.Bucket); err == nil {
-			a.status, err = kv.Watch(b.Context(), fleetstatus.Key(identity), jetstream.UpdatesOnly())
+		if kv, err = js.KeyValue(b.Context(), nodestatus.Bucket); err == nil {
+			a.status, err = kv.Watch(b.Context(), nodestatus.Key(identity), jetstream.UpdatesOnly())
 		}
 	}
 	if err != nil {
@@ -109,7 +109,7 @@ func putRound(b *testing.B, a *benchAgent, serial uint64) (toEvent, toStatus tim
 //     machine it names (serials alternate the machine between two
 //     versions, so every put installs something);
 //   - status: the agent's status document showing that serial (the writer
-//     rewrites the document at most every fleetstatus.DefaultMinInterval, so this includes that
+//     rewrites the document at most every nodestatus.DefaultMinInterval, so this includes that
 //     pacing).
 //
 // "quiet" starts a fresh agent (embedded server, empty state) for every
@@ -191,7 +191,7 @@ func waitStatus(b *testing.B, updates <-chan jetstream.KeyValueEntry, serial uin
 			if e == nil {
 				continue
 			}
-			if doc, err := fleetstatus.ParseDocument(e.Value()); err == nil && doc.AppliedSerial() == serial {
+			if doc, err := nodestatus.ParseDocument(e.Value()); err == nil && doc.AppliedSerial() == serial {
 				return
 			}
 		case <-timeout:

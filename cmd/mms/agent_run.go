@@ -12,10 +12,10 @@ import (
 	"sync/atomic"
 
 	"github.com/mms-io/mms/agent"
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natsbox"
-	"github.com/mms-io/mms/internal/nodemetrics"
 	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/nodemetrics"
+	"github.com/mms-io/mms/nodestatus"
 )
 
 // runAgent runs the node until ctx is done. Shutdown order: the host stops
@@ -99,15 +99,15 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 	}
 	a.printAgentBanner(cfg, connect, banner, log)
 
-	rec := fleetstatus.NewRecorder()
+	rec := nodestatus.NewRecorder()
 	defer client.Status.OnReconnect(rec.Touch)()
 	settings := cfg.manager
 	settings.Status = rec // the manager reports every pass to the status document
 	// Rollouts gate each wave on what the other agents report: the view
 	// follows their status documents while the agent runs.
-	view := fleetstatus.NewView(js, "", log.With("component", "fleet"))
+	view := nodestatus.NewView(js, "", log.With("component", "fleet"))
 	settings.Fleet = view
-	var publisher agent.Publisher = fleetstatus.Publisher{Next: agent.NATSPublisher{Conn: client.Conn}, Recorder: rec}
+	var publisher agent.Publisher = nodestatus.Publisher{Next: agent.NATSPublisher{Conn: client.Conn}, Recorder: rec}
 	hostCfg := agent.HostConfig{
 		MachinesDir: cfg.node.MachinesDir,
 		DataDir:     cfg.node.DataDir,
@@ -145,7 +145,7 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 	}
 	running.Store(host)
 	agentVersion := currentBuild().Version
-	writer, err := fleetstatus.NewWriter(fleetstatus.WriterConfig{
+	writer, err := nodestatus.NewWriter(nodestatus.WriterConfig{
 		Identity:  cfg.node.Identity,
 		Version:   agentVersion,
 		Recorder:  rec,
@@ -163,7 +163,7 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 	log.Info("agent started", "identity", cfg.node.Identity, "version", agentVersion,
 		"machines_dir", cfg.node.MachinesDir, "data_dir", cfg.node.DataDir,
 		"trusted_key_ids", cfg.manager.Trust.KeyIDs(), "threshold", cfg.manager.Trust.Threshold(),
-		"compiled_in", agent.RegisteredMachines(), "status_key", fleetstatus.Bucket+"/"+writer.Key())
+		"compiled_in", agent.RegisteredMachines(), "status_key", nodestatus.Bucket+"/"+writer.Key())
 
 	wctx, stopWriter := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWriter()

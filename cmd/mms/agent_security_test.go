@@ -15,10 +15,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/treetest"
+	"github.com/mms-io/mms/nodestatus"
 )
 
 // nobody is the uid and gid the tests run attackers as.
@@ -284,7 +284,7 @@ func TestInsecureUnsignedNeedsAuthentication(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateKeyValue(t.Context(), fleetstatus.BucketConfig()); err != nil {
+	if _, err := js.CreateKeyValue(t.Context(), nodestatus.BucketConfig()); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
@@ -295,7 +295,7 @@ func TestInsecureUnsignedNeedsAuthentication(t *testing.T) {
 	}
 	_, errOut, stop := runUntil(t, "agent", "--insecure-unsigned", "--context", "edge", "--state-dir", filepath.Join(t.TempDir(), "state"), "--identity", "edge1")
 	waitFor(t, errOut, "agent started")
-	statusDoc(t, js, "edge1", func(d *fleetstatus.Document) error { return machineIn(d, testMachine, "done") })
+	statusDoc(t, js, "edge1", func(d *nodestatus.Document) error { return machineIn(d, testMachine, "done") })
 	if code := stop(); code != 0 {
 		t.Errorf("agent --insecure-unsigned on a server with authentication: exit %d; stderr:\n%s", code, errOut)
 	}

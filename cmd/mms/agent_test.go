@@ -19,12 +19,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mms-io/mms/agent"
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/nodestatus"
 )
 
 // testMachine is compiled into the test binary the way the manager is into
@@ -95,19 +95,19 @@ func agentConn(tb testing.TB, state string) *nats.Conn {
 }
 
 // statusDoc polls the agent's status document until ok accepts it.
-func statusDoc(t *testing.T, js jetstream.JetStream, identity string, ok func(*fleetstatus.Document) error) *fleetstatus.Document {
+func statusDoc(t *testing.T, js jetstream.JetStream, identity string, ok func(*nodestatus.Document) error) *nodestatus.Document {
 	t.Helper()
-	var doc *fleetstatus.Document
+	var doc *nodestatus.Document
 	natstest.Eventually(t, 30*time.Second, func() error {
-		kv, err := js.KeyValue(t.Context(), fleetstatus.Bucket)
+		kv, err := js.KeyValue(t.Context(), nodestatus.Bucket)
 		if err != nil {
 			return err
 		}
-		e, err := kv.Get(t.Context(), fleetstatus.Key(identity))
+		e, err := kv.Get(t.Context(), nodestatus.Key(identity))
 		if err != nil {
 			return err
 		}
-		if doc, err = fleetstatus.ParseDocument(e.Value()); err != nil {
+		if doc, err = nodestatus.ParseDocument(e.Value()); err != nil {
 			return err
 		}
 		return ok(doc)
@@ -116,7 +116,7 @@ func statusDoc(t *testing.T, js jetstream.JetStream, identity string, ok func(*f
 }
 
 // machineIn returns an error unless doc lists machine name in state.
-func machineIn(doc *fleetstatus.Document, name, state string) error {
+func machineIn(doc *nodestatus.Document, name, state string) error {
 	for _, m := range doc.Machines {
 		if m.Name == name {
 			if m.State != state {
@@ -239,7 +239,7 @@ func TestAgentEmbedded(t *testing.T) {
 	if st, err := spec.Status(ctx); err != nil || st.History() != 5 || st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.MaxBytes != specMaxBytes {
 		t.Errorf("MACHINES status = %v, %v; want history 5, at most %d bytes", st, err, specMaxBytes)
 	}
-	if kv, err := js.KeyValue(ctx, fleetstatus.Bucket); err != nil {
+	if kv, err := js.KeyValue(ctx, nodestatus.Bucket); err != nil {
 		t.Errorf("status bucket: %v", err)
 	} else if st, err := kv.Status(ctx); err != nil || st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.MaxBytes != statusMaxBytes {
 		t.Errorf("status bucket status = %v, %v; want at most %d bytes", st, err, statusMaxBytes)
@@ -265,11 +265,11 @@ func TestAgentEmbedded(t *testing.T) {
 		return nil
 	})
 
-	first := statusDoc(t, js, identity, func(d *fleetstatus.Document) error { return machineIn(d, testMachine, "done") })
+	first := statusDoc(t, js, identity, func(d *nodestatus.Document) error { return machineIn(d, testMachine, "done") })
 	if first.Identity != identity || !first.NATS.Connected || first.Heartbeat != "200ms" {
 		t.Errorf("status document = %+v, want identity %q, connected, heartbeat 200ms", first, identity)
 	}
-	statusDoc(t, js, identity, func(d *fleetstatus.Document) error {
+	statusDoc(t, js, identity, func(d *nodestatus.Document) error {
 		if !d.UpdatedAt.After(first.UpdatedAt) {
 			return fmt.Errorf("updated_at %v not after %v yet", d.UpdatedAt, first.UpdatedAt)
 		}
@@ -295,7 +295,7 @@ func TestAgentEmbedded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	last := statusDoc(t, js2, identity, func(*fleetstatus.Document) error { return nil })
+	last := statusDoc(t, js2, identity, func(*nodestatus.Document) error { return nil })
 	if last.StoppedAt.IsZero() {
 		t.Errorf("last status document = %+v, want stopped_at set", last)
 	}
@@ -328,10 +328,10 @@ func TestAgentClientOfLateServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateKeyValue(t.Context(), fleetstatus.BucketConfig()); err != nil {
+	if _, err := js.CreateKeyValue(t.Context(), nodestatus.BucketConfig()); err != nil {
 		t.Fatal(err)
 	}
-	doc := statusDoc(t, js, identity, func(d *fleetstatus.Document) error { return machineIn(d, testMachine, "done") })
+	doc := statusDoc(t, js, identity, func(d *nodestatus.Document) error { return machineIn(d, testMachine, "done") })
 	if !doc.NATS.Connected {
 		t.Errorf("status document NATS = %+v, want connected", doc.NATS)
 	}

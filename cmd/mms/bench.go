@@ -17,7 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/mms-io/mms/internal/bench"
+	"github.com/mms-io/mms/bench"
 )
 
 // benchOptions are the flags of `mms bench`.
@@ -73,7 +73,7 @@ agent's alone. A fleet agent holds about 6 open files and the server one
 more; a fleet larger than this process's open file limit (ulimit -n) allows
 runs its remaining agents in shard processes (this binary again), each
 with as many as fit, and the row says how many. The bench is a subcommand of the one binary, so it always
-measures the agent it ships with; its logic is in internal/bench.
+measures the agent it ships with; its logic is in package bench.
 
 A fleet in one process shares CPUs, a heap and disks that a real fleet does
 not. The bench keeps the fleet agents' directories on a memory file system

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mms-io/mms/internal/bench"
+	"github.com/mms-io/mms/bench"
 )
 
 // TestBenchQuick builds the binary and runs `mms bench --quick` as a user

@@ -14,9 +14,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mms-io/mms/agent"
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/termtext"
 	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/nodestatus"
 )
 
 // eventFilter keeps the events the user asked for.
@@ -219,7 +219,7 @@ func machinesReason(f eventFields) string {
 		label = "spec"
 	}
 	if f.Rejected != "" {
-		outcome := fleetstatus.SeenOutcome(manager.Rejection(f.Rejected), f.Format)
+		outcome := nodestatus.SeenOutcome(manager.Rejection(f.Rejected), f.Format)
 		if f.Reason == "" {
 			return label + " " + outcome
 		}

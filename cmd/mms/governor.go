@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
-	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/governor"
 )
 
 // newGovernorCmd is `mms governor`: manage the fleet-wide download limits
@@ -24,7 +24,7 @@ func (a *app) newGovernorCmd() *cobra.Command {
 		Long: `A governor limits how many nodes download an archive at the same time. A
 spec entry names one in its governor field; agents take a slot before
 downloading and free it after. A governor is the JetStream stream
-` + manager.GovernorStreamPrefix + `NAME on subject ` + manager.GovernorSubjectPrefix + `NAME; agents never create one.
+` + governor.StreamPrefix + `NAME on subject ` + governor.SubjectPrefix + `NAME; agents never create one.
 
 A node that crashes while holding a slot keeps it until the expiry passes,
 so the expiry must be longer than the longest download.`,
@@ -72,7 +72,7 @@ func (a *app) newGovernorAddCmd(nf *natsFlags) *cobra.Command {
 				return fmt.Errorf("limit %q: want a whole number of concurrent holders", args[1])
 			}
 			return a.withJetStream(cmd.Context(), nf, func(ctx context.Context, js jetstream.JetStream) error {
-				info, err := manager.AddGovernor(ctx, js, args[0], limit, expire, replicas)
+				info, err := governor.Add(ctx, js, args[0], limit, expire, replicas)
 				if err != nil {
 					return err
 				}
@@ -103,7 +103,7 @@ func (a *app) newGovernorListCmd(nf *natsFlags) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withJetStream(cmd.Context(), nf, func(ctx context.Context, js jetstream.JetStream) error {
-				list, err := manager.ListGovernors(ctx, js)
+				list, err := governor.List(ctx, js)
 				if err != nil {
 					return err
 				}
@@ -140,7 +140,7 @@ func (a *app) newGovernorRmCmd(nf *natsFlags) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withJetStream(cmd.Context(), nf, func(ctx context.Context, js jetstream.JetStream) error {
-				if err := manager.RemoveGovernor(ctx, js, args[0]); err != nil {
+				if err := governor.Remove(ctx, js, args[0]); err != nil {
 					return err
 				}
 				fmt.Fprintf(a.stdout, "removed governor %s\n", args[0])
@@ -157,7 +157,7 @@ func (a *app) newGovernorResetCmd(nf *natsFlags) *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withJetStream(cmd.Context(), nf, func(ctx context.Context, js jetstream.JetStream) error {
-				if err := manager.ResetGovernor(ctx, js, args[0]); err != nil {
+				if err := governor.Reset(ctx, js, args[0]); err != nil {
 					return err
 				}
 				fmt.Fprintf(a.stdout, "reset governor %s: every slot is free\n", args[0])

@@ -10,8 +10,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/mms-io/mms/governor"
 	"github.com/mms-io/mms/internal/natstest"
-	"github.com/mms-io/mms/manager"
 )
 
 // governorCLI runs `mms governor ARGS` in-process. (It builds the command
@@ -53,7 +53,7 @@ func TestGovernorCommands(t *testing.T) {
 	ok("add", "db", "1")
 
 	// An agent takes a slot of downloads.
-	g, err := manager.NewGovernors(natstest.Connect(t, s), "test@node1", nil)
+	g, err := governor.New(natstest.Connect(t, s), "test@node1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

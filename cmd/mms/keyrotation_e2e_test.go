@@ -15,11 +15,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/agent"
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/manager/mmsmanager"
+	"github.com/mms-io/mms/nodestatus"
 )
 
 // rotationAgent is one agent of the key rotation test: a client of the
@@ -89,7 +89,7 @@ func TestKeyRotationWithoutGap(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Unsubscribe()
-	for _, b := range []string{mmsmanager.DefaultBucket, fleetstatus.Bucket} {
+	for _, b := range []string{mmsmanager.DefaultBucket, nodestatus.Bucket} {
 		if _, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: b, History: 5}); err != nil {
 			t.Fatal(err)
 		}

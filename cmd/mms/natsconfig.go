@@ -13,8 +13,8 @@ import (
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/atomicfile"
-	"github.com/mms-io/mms/internal/fleetstatus"
-	"github.com/mms-io/mms/internal/natsconf"
+	"github.com/mms-io/mms/nodestatus"
+	"github.com/mms-io/mms/provision"
 )
 
 // natsConfigFile is the server configuration's name in --out.
@@ -57,9 +57,9 @@ Connect with --nkey DIR/<user>.nk.`,
 			if err := os.MkdirAll(out, 0o700); err != nil {
 				return fmt.Errorf("--out: %w", err)
 			}
-			c := natsconf.Config{
+			c := provision.Config{
 				Listen: listen, StoreDir: store, Bucket: bucket, Key: key,
-				StatusBucket: fleetstatus.Bucket, EventsStream: agent.EventsStream,
+				StatusBucket: nodestatus.Bucket, EventsStream: agent.EventsStream,
 				Governors: governors, ArchiveBuckets: archives,
 			}
 			var err error
@@ -75,12 +75,12 @@ Connect with --nkey DIR/<user>.nk.`,
 			}
 			c.Admin, c.Operator = seed("admin"), seed("operator")
 			for _, id := range nodes {
-				c.Nodes = append(c.Nodes, natsconf.Node{Identity: id, NKey: seed(nodeUser(id))})
+				c.Nodes = append(c.Nodes, provision.Node{Identity: id, NKey: seed(nodeUser(id))})
 			}
 			if err != nil {
 				return err
 			}
-			text, err := natsconf.Render(c)
+			text, err := provision.Render(c)
 			if err != nil {
 				return err
 			}
@@ -105,7 +105,7 @@ Connect with --nkey DIR/<user>.nk.`,
 }
 
 // nodeUser is the seed file name (without .nk) of the node with identity.
-func nodeUser(identity string) string { return "node-" + fleetstatus.Key(identity) }
+func nodeUser(identity string) string { return "node-" + nodestatus.Key(identity) }
 
 // userSeed returns the public key of the user nkey seed in path, creating
 // the seed (0600) when the file does not exist.

@@ -17,10 +17,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/agent"
-	"github.com/mms-io/mms/internal/fleetstatus"
+	"github.com/mms-io/mms/governor"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/manager/mmsmanager"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/spec"
 )
 
@@ -102,7 +103,7 @@ func denied(t *testing.T, nc *nats.Conn, what string, op func(ctx context.Contex
 func setUpFleet(t *testing.T, f *fleetServer, js jetstream.JetStream) {
 	t.Helper()
 	ctx := t.Context()
-	for _, b := range []string{mmsmanager.DefaultBucket, fleetstatus.Bucket} {
+	for _, b := range []string{mmsmanager.DefaultBucket, nodestatus.Bucket} {
 		if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b, History: 5}); err != nil {
 			t.Fatal(err)
 		}
@@ -181,11 +182,11 @@ func TestNatsConfigLeastPrivilege(t *testing.T) {
 	if err != nil {
 		t.Fatalf("node reads the spec: %v", err)
 	}
-	status, err := js.KeyValue(ctx, fleetstatus.Bucket)
+	status, err := js.KeyValue(ctx, nodestatus.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := status.Put(ctx, fleetstatus.Key("web1"), []byte(`{}`)); err != nil {
+	if _, err := status.Put(ctx, nodestatus.Key("web1"), []byte(`{}`)); err != nil {
 		t.Errorf("node writes its own status key: %v", err)
 	}
 	denied(t, nc, "write the spec", func(ctx context.Context) error {
@@ -194,11 +195,11 @@ func TestNatsConfigLeastPrivilege(t *testing.T) {
 	})
 	denied(t, nc, "delete the spec", func(ctx context.Context) error { return spec.Delete(ctx, mmsmanager.DefaultKey) })
 	denied(t, nc, "write another node's status", func(ctx context.Context) error {
-		_, err := status.Put(ctx, fleetstatus.Key("web2"), []byte(`{"identity":"web2"}`))
+		_, err := status.Put(ctx, nodestatus.Key("web2"), []byte(`{"identity":"web2"}`))
 		return err
 	})
 	denied(t, nc, "delete the spec bucket", func(ctx context.Context) error { return js.DeleteKeyValue(ctx, mmsmanager.DefaultBucket) })
-	denied(t, nc, "delete the status bucket", func(ctx context.Context) error { return js.DeleteKeyValue(ctx, fleetstatus.Bucket) })
+	denied(t, nc, "delete the status bucket", func(ctx context.Context) error { return js.DeleteKeyValue(ctx, nodestatus.Bucket) })
 	denied(t, nc, "create a bucket", func(ctx context.Context) error {
 		_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "FILLER"})
 		return err
@@ -228,7 +229,7 @@ func TestNatsConfigLeastPrivilege(t *testing.T) {
 		return node.DeleteMsg(ctx, before.Revision())
 	})
 	denied(t, nc, "change the governor", func(ctx context.Context) error {
-		_, err := manager.AddGovernor(ctx, js, "downloads", 100, time.Hour, 1)
+		_, err := governor.Add(ctx, js, "downloads", 100, time.Hour, 1)
 		return err
 	})
 	denied(t, nc, "upload an archive", func(ctx context.Context) error {
@@ -251,10 +252,10 @@ func TestNatsConfigLeastPrivilege(t *testing.T) {
 	if err != nil || after.Revision() != before.Revision() || !bytes.Equal(after.Value(), before.Value()) {
 		t.Errorf("spec after the node's attempts = %v, %v; want revision %d unchanged", after, err, before.Revision())
 	}
-	if _, err := status.Get(ctx, fleetstatus.Key("web2")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if _, err := status.Get(ctx, nodestatus.Key("web2")); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Errorf("web2's status after web1's attempt: %v, want none", err)
 	}
-	for _, s := range []string{"KV_" + mmsmanager.DefaultBucket, "KV_" + fleetstatus.Bucket, agent.EventsStream, "OBJ_ARCHIVES", manager.GovernorStream("downloads")} {
+	for _, s := range []string{"KV_" + mmsmanager.DefaultBucket, "KV_" + nodestatus.Bucket, agent.EventsStream, "OBJ_ARCHIVES", governor.Stream("downloads")} {
 		if _, err := adminJS.Stream(ctx, s); err != nil {
 			t.Errorf("stream %s after the node's attempts: %v", s, err)
 		}

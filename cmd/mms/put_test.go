@@ -11,9 +11,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/syncbuf"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -30,20 +30,20 @@ func putServer(t *testing.T) (string, jetstream.KeyValue) {
 	if _, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "MACHINES"}); err != nil {
 		t.Fatal(err)
 	}
-	kv, err := js.CreateKeyValue(t.Context(), fleetstatus.BucketConfig())
+	kv, err := js.CreateKeyValue(t.Context(), nodestatus.BucketConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
 	return srv.ClientURL(), kv
 }
 
-func putDoc(t *testing.T, kv jetstream.KeyValue, d fleetstatus.Document) {
+func putDoc(t *testing.T, kv jetstream.KeyValue, d nodestatus.Document) {
 	t.Helper()
 	b, err := json.Marshal(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := kv.Put(t.Context(), fleetstatus.Key(d.Identity), b); err != nil {
+	if _, err := kv.Put(t.Context(), nodestatus.Key(d.Identity), b); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -103,14 +103,14 @@ func TestPutWarnsUntrusted(t *testing.T) {
 	_, otherPub := newKeyPair(t, dir, "other")
 	machines := writeFile(t, dir, "machines.json", machinesJSON("web"))
 	now := time.Now().UTC()
-	agent := func(identity string, trust fleetstatus.Trust) fleetstatus.Document {
+	agent := func(identity string, trust nodestatus.Trust) nodestatus.Document {
 		d := statusDocument(identity, 1, now)
 		d.Trust = &trust
 		return d
 	}
 	ops, other := keyID(t, pub), keyID(t, otherPub)
-	putDoc(t, kv, agent("web1", fleetstatus.Trust{KeyIDs: []string{other}, Threshold: 1}))
-	putDoc(t, kv, agent("web2", fleetstatus.Trust{KeyIDs: []string{other}, Threshold: 1}))
+	putDoc(t, kv, agent("web1", nodestatus.Trust{KeyIDs: []string{other}, Threshold: 1}))
+	putDoc(t, kv, agent("web2", nodestatus.Trust{KeyIDs: []string{other}, Threshold: 1}))
 
 	r := mmsOK(t, mmsOK(t, "", "pack", machines, "--key-file", key, "--serial", "10").stdout, "put", "--server", url)
 	want := fmt.Sprintf("warning: no reporting agent trusts a key this spec claims to be signed by (%s); the 2 agents trust %s: all will reject it", ops, other)
@@ -118,10 +118,10 @@ func TestPutWarnsUntrusted(t *testing.T) {
 		t.Errorf("put signed by a key no agent trusts: stderr %q, want %q", r.stderr, want)
 	}
 
-	putDoc(t, kv, agent("web2", fleetstatus.Trust{KeyIDs: []string{other, ops}, Threshold: 1}))
-	putDoc(t, kv, agent("web3", fleetstatus.Trust{KeyIDs: []string{other, ops}, Threshold: 2}))
-	putDoc(t, kv, agent("web4", fleetstatus.Trust{Unsigned: true}))
-	stopped := agent("web5", fleetstatus.Trust{KeyIDs: []string{other}, Threshold: 1})
+	putDoc(t, kv, agent("web2", nodestatus.Trust{KeyIDs: []string{other, ops}, Threshold: 1}))
+	putDoc(t, kv, agent("web3", nodestatus.Trust{KeyIDs: []string{other, ops}, Threshold: 2}))
+	putDoc(t, kv, agent("web4", nodestatus.Trust{Unsigned: true}))
+	stopped := agent("web5", nodestatus.Trust{KeyIDs: []string{other}, Threshold: 1})
 	stopped.StoppedAt = now
 	putDoc(t, kv, stopped)
 	r = mmsOK(t, mmsOK(t, "", "pack", machines, "--key-file", key, "--serial", "11").stdout, "put", "--server", url)
@@ -131,14 +131,14 @@ func TestPutWarnsUntrusted(t *testing.T) {
 	}
 
 	v1 := mmsOK(t, "", "pack", machines, "--key-file", key, "--format", "v1").stdout
-	putDoc(t, kv, agent("web2", fleetstatus.Trust{KeyIDs: []string{ops}, Threshold: 1, AllowV1: true}))
+	putDoc(t, kv, agent("web2", nodestatus.Trust{KeyIDs: []string{ops}, Threshold: 1, AllowV1: true}))
 	r = mmsOK(t, v1, "put", "--server", url)
 	if want := "web1 (refuses v1 specs), web2 (runs a v2 spec, after which it refuses v1), web3 (refuses v1 specs)"; !strings.Contains(r.stderr, want) {
 		t.Errorf("put v1: stderr %q, want %q", r.stderr, want)
 	}
 
-	putDoc(t, kv, agent("web1", fleetstatus.Trust{KeyIDs: []string{ops}, Threshold: 1}))
-	putDoc(t, kv, agent("web3", fleetstatus.Trust{KeyIDs: []string{ops}, Threshold: 1}))
+	putDoc(t, kv, agent("web1", nodestatus.Trust{KeyIDs: []string{ops}, Threshold: 1}))
+	putDoc(t, kv, agent("web3", nodestatus.Trust{KeyIDs: []string{ops}, Threshold: 1}))
 	r = mmsOK(t, mmsOK(t, "", "pack", machines, "--key-file", key, "--serial", "12").stdout, "put", "--server", url)
 	if strings.Contains(r.stderr, "warning") {
 		t.Errorf("put every agent accepts: stderr %q, want no warning", r.stderr)
@@ -148,35 +148,35 @@ func TestPutWarnsUntrusted(t *testing.T) {
 func TestJudge(t *testing.T) {
 	next := &packer.Opened{Format: packer.FormatV2, Digest: "d17", Spec: specWithSerial(17)}
 	now := time.Now().UTC()
-	doc := func(edit func(*fleetstatus.Document)) *fleetstatus.Document {
+	doc := func(edit func(*nodestatus.Document)) *nodestatus.Document {
 		d := statusDocument("n", 16, now)
 		edit(&d)
 		return &d
 	}
 	tests := []struct {
 		name       string
-		doc        *fleetstatus.Document
+		doc        *nodestatus.Document
 		wantState  waitState
 		wantDetail string
 	}{
-		{"applied", doc(func(d *fleetstatus.Document) {
-			d.Applied = &fleetstatus.Applied{Serial: 17, Digest: "d17", Format: "v2"}
+		{"applied", doc(func(d *nodestatus.Document) {
+			d.Applied = &nodestatus.Applied{Serial: 17, Digest: "d17", Format: "v2"}
 		}), waitApplied, ""},
-		{"applied with a failed entry", doc(func(d *fleetstatus.Document) {
-			d.Applied = &fleetstatus.Applied{Serial: 17, Digest: "d17", Format: "v2"}
-			d.Entries = []fleetstatus.Entry{{Name: "web", Outcome: "failed", Reason: "install: sha256 mismatch"}, {Name: "db", Outcome: "installed"}}
+		{"applied with a failed entry", doc(func(d *nodestatus.Document) {
+			d.Applied = &nodestatus.Applied{Serial: 17, Digest: "d17", Format: "v2"}
+			d.Entries = []nodestatus.Entry{{Name: "web", Outcome: "failed", Reason: "install: sha256 mismatch"}, {Name: "db", Outcome: "installed"}}
 		}), waitFailed, "web failed: install: sha256 mismatch"},
-		{"rejected", doc(func(d *fleetstatus.Document) {
-			d.Seen = &fleetstatus.Seen{Serial: 17, Digest: "d17", Format: "v2", Outcome: fleetstatus.SeenUntrusted, Reason: "spec signed by no trusted key"}
+		{"rejected", doc(func(d *nodestatus.Document) {
+			d.Seen = &nodestatus.Seen{Serial: 17, Digest: "d17", Format: "v2", Outcome: nodestatus.SeenUntrusted, Reason: "spec signed by no trusted key"}
 		}), waitFailed, "serial 17 untrusted: spec signed by no trusted key"},
-		{"not yet", doc(func(*fleetstatus.Document) {}), waitPending, "runs serial 16"},
-		{"downloading", doc(func(d *fleetstatus.Document) {
-			d.Entries = []fleetstatus.Entry{{Name: "web", Outcome: "downloading", Download: &fleetstatus.Download{Done: 1 << 20, Total: 4 << 20}}}
+		{"not yet", doc(func(*nodestatus.Document) {}), waitPending, "runs serial 16"},
+		{"downloading", doc(func(d *nodestatus.Document) {
+			d.Entries = []nodestatus.Entry{{Name: "web", Outcome: "downloading", Download: &nodestatus.Download{Done: 1 << 20, Total: 4 << 20}}}
 		}), waitPending, "web downloading: 1.0 MiB of 4.0 MiB (25%)"},
-		{"never applied", doc(func(d *fleetstatus.Document) { d.Applied = nil }), waitPending, "never applied a spec"},
-		{"stopped", doc(func(d *fleetstatus.Document) { d.StoppedAt = now }), waitFailed, "the agent stopped"},
-		{"newer", doc(func(d *fleetstatus.Document) {
-			d.Applied = &fleetstatus.Applied{Serial: 18, Digest: "d18", Format: "v2"}
+		{"never applied", doc(func(d *nodestatus.Document) { d.Applied = nil }), waitPending, "never applied a spec"},
+		{"stopped", doc(func(d *nodestatus.Document) { d.StoppedAt = now }), waitFailed, "the agent stopped"},
+		{"newer", doc(func(d *nodestatus.Document) {
+			d.Applied = &nodestatus.Applied{Serial: 18, Digest: "d18", Format: "v2"}
 		}), waitSuperseded, "runs serial 18, a newer spec"},
 	}
 	for _, tt := range tests {
@@ -239,7 +239,7 @@ func TestPutWaitDocuments(t *testing.T) {
 	waitFor(t, &errOut, "serial 3: 1/2 applied\n")
 	failing := statusDocument("web2", 3, time.Now().UTC())
 	failing.Applied.Digest, failing.Seen.Digest = next.Digest, next.Digest
-	failing.Entries = []fleetstatus.Entry{{Name: "web", Outcome: "failed", Reason: "install: sha256 mismatch"}}
+	failing.Entries = []nodestatus.Entry{{Name: "web", Outcome: "failed", Reason: "install: sha256 mismatch"}}
 	putDoc(t, kv, failing)
 	var code int
 	natstest.Eventually(t, 30*time.Second, func() error {

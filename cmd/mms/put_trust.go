@@ -9,8 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/termtext"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
 )
 
@@ -27,7 +27,7 @@ func (a *app) warnUntrusted(ctx context.Context, nc natsConn, next *packer.Opene
 	if err != nil {
 		return
 	}
-	kv, err := js.KeyValue(ctx, fleetstatus.Bucket)
+	kv, err := js.KeyValue(ctx, nodestatus.Bucket)
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrBucketNotFound) {
 			a.log.Debug("cannot read the agents' trust; not checking it", "error", err)
@@ -78,7 +78,7 @@ func (a *app) warnUntrusted(ctx context.Context, nc natsConn, next *packer.Opene
 
 // wouldRefuse says why the agent of d will reject next, as far as its
 // status document tells (its trust and the spec it runs), or "".
-func wouldRefuse(d *fleetstatus.Document, next *packer.Opened) string {
+func wouldRefuse(d *nodestatus.Document, next *packer.Opened) string {
 	t := d.Trust
 	if t.Unsigned {
 		return ""

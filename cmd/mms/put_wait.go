@@ -13,8 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/termtext"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
 )
 
@@ -36,7 +36,7 @@ type nodeWait struct {
 }
 
 // judge says where the agent of d is with next.
-func judge(d *fleetstatus.Document, next *packer.Opened) (waitState, string) {
+func judge(d *nodestatus.Document, next *packer.Opened) (waitState, string) {
 	if a := d.Applied; a != nil && a.Digest == next.Digest {
 		if failed := failedProblems(d); failed != "" {
 			return waitFailed, failed
@@ -52,7 +52,7 @@ func judge(d *fleetstatus.Document, next *packer.Opened) (waitState, string) {
 		}
 		return waitApplied, ""
 	}
-	if s := d.Seen; s != nil && s.Digest == next.Digest && s.Outcome != fleetstatus.SeenApplied && s.Outcome != fleetstatus.SeenMissing {
+	if s := d.Seen; s != nil && s.Digest == next.Digest && s.Outcome != nodestatus.SeenApplied && s.Outcome != nodestatus.SeenMissing {
 		return waitFailed, s.Problem()
 	}
 	if !d.StoppedAt.IsZero() {
@@ -95,16 +95,16 @@ func (a *app) waitApplied(parent context.Context, nc natsConn, next *packer.Open
 	if err != nil {
 		return err
 	}
-	kv, err := js.KeyValue(ctx, fleetstatus.Bucket)
+	kv, err := js.KeyValue(ctx, nodestatus.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return &exitError{code: 2, err: fmt.Errorf("cannot wait for %s: bucket %s does not exist, so no agent reports its status", label, fleetstatus.Bucket)}
+		return &exitError{code: 2, err: fmt.Errorf("cannot wait for %s: bucket %s does not exist, so no agent reports its status", label, nodestatus.Bucket)}
 	}
 	if err != nil {
-		return nc.explain(fmt.Errorf("cannot wait for %s: open bucket %s: %w", label, fleetstatus.Bucket, err))
+		return nc.explain(fmt.Errorf("cannot wait for %s: open bucket %s: %w", label, nodestatus.Bucket, err))
 	}
 	watch, err := kv.WatchAll(ctx)
 	if err != nil {
-		return nc.explain(fmt.Errorf("cannot wait for %s: watch %s: %w", label, fleetstatus.Bucket, err))
+		return nc.explain(fmt.Errorf("cannot wait for %s: watch %s: %w", label, nodestatus.Bucket, err))
 	}
 	progress := newProgressLine(a.stderr)
 	defer progress.end()
@@ -123,13 +123,13 @@ func (a *app) waitApplied(parent context.Context, nc natsConn, next *packer.Open
 			return waitTimedOut(label, wait, nodes)
 		case e, ok := <-watch.Updates():
 			if !ok {
-				return fmt.Errorf("waiting for %s: the watch of %s ended", label, fleetstatus.Bucket)
+				return fmt.Errorf("waiting for %s: the watch of %s ended", label, nodestatus.Bucket)
 			}
 			if e == nil {
 				initial = false
 				if len(nodes) == 0 {
 					progress.end()
-					return &exitError{code: 2, err: fmt.Errorf("nothing to wait for: no running agent reports its status in %s%s", fleetstatus.Bucket, staleNote(skipped))}
+					return &exitError{code: 2, err: fmt.Errorf("nothing to wait for: no running agent reports its status in %s%s", nodestatus.Bucket, staleNote(skipped))}
 				}
 				if len(skipped) > 0 {
 					progress.note(fmt.Sprintf("not waiting for %d stale agent%s: %s", len(skipped), plural(len(skipped)), strings.Join(capList(skipped, maxNamed), ", ")))
@@ -160,7 +160,7 @@ func trackNode(nodes map[string]*nodeWait, skipped []string, e jetstream.KeyValu
 		delete(nodes, key)
 		return skipped
 	}
-	d, err := fleetstatus.ParseDocument(e.Value())
+	d, err := nodestatus.ParseDocument(e.Value())
 	if err != nil {
 		return skipped // unreadable: `mms status` reports it
 	}
@@ -169,7 +169,7 @@ func trackNode(nodes map[string]*nodeWait, skipped []string, e jetstream.KeyValu
 		if initial && !d.StoppedAt.IsZero() {
 			return skipped
 		}
-		limit := 3 * cmp.Or(d.HeartbeatInterval(), fleetstatus.DefaultHeartbeat)
+		limit := 3 * cmp.Or(d.HeartbeatInterval(), nodestatus.DefaultHeartbeat)
 		if initial && start.Sub(d.UpdatedAt) > limit {
 			return append(skipped, termtext.Escape(d.Identity))
 		}

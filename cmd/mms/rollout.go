@@ -14,10 +14,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/termtext"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/manager/rollout"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -166,7 +166,7 @@ func (a *app) readRollouts(ctx context.Context, nc natsConn, o rolloutOptions) (
 	if err != nil {
 		return nil, err
 	}
-	var docs []*fleetstatus.Document
+	var docs []*nodestatus.Document
 	for _, r := range rows {
 		if r.doc != nil {
 			docs = append(docs, r.doc)
@@ -187,7 +187,7 @@ func (a *app) readRollouts(ctx context.Context, nc natsConn, o rolloutOptions) (
 
 // rolloutOf builds the view of entry m's rollout from the status
 // documents, with the waves every agent computes.
-func rolloutOf(m spec.Machine, docs []*fleetstatus.Document, now time.Time) rolloutView {
+func rolloutOf(m spec.Machine, docs []*nodestatus.Document, now time.Time) rolloutView {
 	v := rolloutView{Machine: m.Name, Checksum: m.Checksum, Policy: *m.Rollout}
 	policy, err := rollout.NewPolicy(m.Rollout)
 	if err != nil {
@@ -195,10 +195,10 @@ func rolloutOf(m spec.Machine, docs []*fleetstatus.Document, now time.Time) roll
 		return v
 	}
 	nodes := map[string]rollout.Node{}
-	entries := map[string]fleetstatus.Entry{}
+	entries := map[string]nodestatus.Entry{}
 	var ids []string
 	for _, d := range docs {
-		n, ok := fleetstatus.NodeOf(d, m.Name, now)
+		n, ok := nodestatus.NodeOf(d, m.Name, now)
 		if !ok || (n.Stale && policy.SkipStale) {
 			continue
 		}

@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/mms-io/mms/agent"
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/manager/rollout"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/spec"
 )
 
@@ -86,7 +86,7 @@ func TestRolloutAcrossAgents(t *testing.T) {
 
 	// Every agent reports before the rollouts (the waves rank who reports).
 	for _, id := range ids {
-		pollStatus(t, conn, id, func(d *fleetstatus.Document) error {
+		pollStatus(t, conn, id, func(d *nodestatus.Document) error {
 			if d.Seen == nil {
 				return fmt.Errorf("%s has not reported yet", id)
 			}
@@ -121,7 +121,7 @@ func TestRolloutAcrossAgents(t *testing.T) {
 	plan := rollout.Assign(ids, "web", v2.Checksum, mustParseWaves(t, waves))
 	healthyAt := map[string]time.Time{}
 	for _, id := range ids {
-		d := pollStatus(t, conn, id, func(d *fleetstatus.Document) error { return nil })
+		d := pollStatus(t, conn, id, func(d *nodestatus.Document) error { return nil })
 		for _, e := range d.Entries {
 			if e.Name == "web" {
 				if e.Health != string(rollout.Healthy) || e.Installed != v2.Checksum {
@@ -168,7 +168,7 @@ func TestRolloutAcrossAgents(t *testing.T) {
 		t.Errorf("put --wait of the bad rollout = exit %d, stderr:\n%s\nwant 2 naming %s and why", r.code, r.stderr, first3)
 	}
 	for _, id := range ids {
-		pollStatus(t, conn, id, func(d *fleetstatus.Document) error {
+		pollStatus(t, conn, id, func(d *nodestatus.Document) error {
 			for _, e := range d.Entries {
 				switch {
 				case e.Name != "web":

@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/termtext"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
 )
 
@@ -34,7 +34,7 @@ func (a *app) newStatusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status [NODE]",
 		Short: "Show every agent's status: the spec it runs and saw, machines, problems, freshness",
-		Long: `Status reads every agent's status document from the ` + fleetstatus.Bucket + ` KV bucket
+		Long: `Status reads every agent's status document from the ` + nodestatus.Bucket + ` KV bucket
 and the current spec from --bucket/--key, and prints one line per agent:
 
   IDENTITY  APPLIED  SEEN               MACHINES            MESSAGE                                   AGE  FLAGS
@@ -90,7 +90,7 @@ to your NATS with --server, create it once with --create.`,
 	o.nats.registerClient(cmd, f)
 	f.BoolVar(&o.jsonOut, "json", false, "print the status documents as a JSON array (one document with NODE)")
 	f.BoolVar(&o.check, "check", false, "exit 2 when any agent is flagged (other than nats), naming each and why")
-	f.BoolVar(&o.create, "create", false, "create the "+fleetstatus.Bucket+" bucket when it does not exist")
+	f.BoolVar(&o.create, "create", false, "create the "+nodestatus.Bucket+" bucket when it does not exist")
 	f.DurationVar(&o.staleAfter, "stale-after", 0, "call an agent stale after this long without an update (default: 3 of its heartbeats)")
 	f.StringVar(&o.bucket, "bucket", "MACHINES", "KV bucket holding the signed spec")
 	f.StringVar(&o.key, "key", "machines", "key of the signed spec in --bucket")
@@ -105,7 +105,7 @@ type currentSpec struct {
 	digest string
 }
 
-// label names the spec as fleetstatus labels a node's: "serial 17", or
+// label names the spec as nodestatus labels a node's: "serial 17", or
 // "v1 0123456789ab".
 func (c *currentSpec) label() string {
 	if c.format == packer.FormatV1 {
@@ -117,7 +117,7 @@ func (c *currentSpec) label() string {
 // nodeRow is one agent's line.
 type nodeRow struct {
 	key   string
-	doc   *fleetstatus.Document
+	doc   *nodestatus.Document
 	err   error
 	flags []nodeFlag
 }
@@ -159,7 +159,7 @@ func (a *app) status(ctx context.Context, nc natsConn, o statusOptions, now time
 		fmt.Fprintln(a.stdout, termtext.Escape(curNote))
 		if len(rows) == 0 {
 			fmt.Fprintf(a.stdout, "no agent has written its status to %s on %s yet: agents write it when they connect and every --status-interval (30s by default)\n",
-				fleetstatus.Bucket, nc.ConnectedUrlRedacted())
+				nodestatus.Bucket, nc.ConnectedUrlRedacted())
 			return nil
 		}
 		printStatusTable(a, rows, now)
@@ -183,7 +183,7 @@ func (a *app) status(ctx context.Context, nc natsConn, o statusOptions, now time
 // printStatusJSON prints the readable documents: an array, or the one
 // document of a NODE.
 func (a *app) printStatusJSON(rows []nodeRow, one bool) error {
-	docs := make([]*fleetstatus.Document, 0, len(rows))
+	docs := make([]*nodestatus.Document, 0, len(rows))
 	for _, r := range rows {
 		if r.doc != nil {
 			docs = append(docs, r.doc)
@@ -213,7 +213,7 @@ func findRow(rows []nodeRow, node string) (nodeRow, error) {
 			return r, nil
 		}
 	}
-	key := fleetstatus.Key(node)
+	key := nodestatus.Key(node)
 	names := make([]string, 0, len(rows))
 	for _, r := range rows {
 		if r.key == node || r.key == key {
@@ -222,26 +222,26 @@ func findRow(rows []nodeRow, node string) (nodeRow, error) {
 		names = append(names, termtext.Escape(rowName(r)))
 	}
 	if len(names) == 0 {
-		return nodeRow{}, fmt.Errorf("no status document for %q in %s: no agent has written one yet", node, fleetstatus.Bucket)
+		return nodeRow{}, fmt.Errorf("no status document for %q in %s: no agent has written one yet", node, nodestatus.Bucket)
 	}
-	return nodeRow{}, fmt.Errorf("no status document for %q in %s; agents that report: %s", node, fleetstatus.Bucket, strings.Join(names, ", "))
+	return nodeRow{}, fmt.Errorf("no status document for %q in %s; agents that report: %s", node, nodestatus.Bucket, strings.Join(names, ", "))
 }
 
 // openStatusBucket binds the status bucket, creating it if asked to.
 func (a *app) openStatusBucket(ctx context.Context, js jetstream.JetStream, nc natsConn, create bool) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, fleetstatus.Bucket)
+	kv, err := js.KeyValue(ctx, nodestatus.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) && create {
-		kv, err = js.CreateKeyValue(ctx, fleetstatus.BucketConfig())
+		kv, err = js.CreateKeyValue(ctx, nodestatus.BucketConfig())
 		if err == nil {
-			a.log.Info("created bucket", "bucket", fleetstatus.Bucket)
+			a.log.Info("created bucket", "bucket", nodestatus.Bucket)
 		}
 	}
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		return nil, fmt.Errorf("bucket %s does not exist on %s: no agent could write its status there; agents with the embedded server create it, otherwise run 'mms status --create' once",
-			fleetstatus.Bucket, nc.ConnectedUrlRedacted())
+			nodestatus.Bucket, nc.ConnectedUrlRedacted())
 	}
 	if err != nil {
-		return nil, nc.explain(fmt.Errorf("open bucket %s: %w", fleetstatus.Bucket, err))
+		return nil, nc.explain(fmt.Errorf("open bucket %s: %w", nodestatus.Bucket, err))
 	}
 	return kv, nil
 }
@@ -281,7 +281,7 @@ func readCurrentSpec(ctx context.Context, js jetstream.JetStream, bucket, key st
 func readStatusRows(ctx context.Context, kv jetstream.KeyValue) ([]nodeRow, error) {
 	lister, err := kv.ListKeys(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", fleetstatus.Bucket, err)
+		return nil, fmt.Errorf("list %s: %w", nodestatus.Bucket, err)
 	}
 	defer lister.Stop()
 	var keys []string
@@ -289,7 +289,7 @@ func readStatusRows(ctx context.Context, kv jetstream.KeyValue) ([]nodeRow, erro
 		keys = append(keys, k)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("list %s: %w", fleetstatus.Bucket, err)
+		return nil, fmt.Errorf("list %s: %w", nodestatus.Bucket, err)
 	}
 	slices.Sort(keys)
 	keys = slices.Compact(keys) // a listing may repeat keys written meanwhile
@@ -300,9 +300,9 @@ func readStatusRows(ctx context.Context, kv jetstream.KeyValue) ([]nodeRow, erro
 			continue // deleted since listed
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read %s/%s: %w", fleetstatus.Bucket, k, err)
+			return nil, fmt.Errorf("read %s/%s: %w", nodestatus.Bucket, k, err)
 		}
-		doc, err := fleetstatus.ParseDocument(e.Value())
+		doc, err := nodestatus.ParseDocument(e.Value())
 		rows = append(rows, nodeRow{key: k, doc: doc, err: err})
 	}
 	slices.SortFunc(rows, func(a, b nodeRow) int { return cmp.Compare(rowName(a), rowName(b)) })

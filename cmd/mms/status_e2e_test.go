@@ -12,10 +12,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/spec"
 )
 
@@ -71,7 +71,7 @@ func startFleet(t *testing.T, identities ...string) *e2eFleet {
 	}
 	// Every agent reports before the test goes on, so put --wait counts it.
 	for _, id := range identities {
-		pollStatus(t, f.conn(), id, func(d *fleetstatus.Document) error {
+		pollStatus(t, f.conn(), id, func(d *nodestatus.Document) error {
 			if d.Seen == nil {
 				return fmt.Errorf("%s: the manager has not reported yet", id)
 			}
@@ -103,9 +103,9 @@ func (f *e2eFleet) write(env string) {
 
 // wantRefused polls identity's status until it saw serial with outcome
 // and a reason matching reason, and checks it still runs applied.
-func wantRefused(t *testing.T, url, identity string, applied, serial uint64, outcome string, reason *regexp.Regexp) *fleetstatus.Document {
+func wantRefused(t *testing.T, url, identity string, applied, serial uint64, outcome string, reason *regexp.Regexp) *nodestatus.Document {
 	t.Helper()
-	return pollStatus(t, []string{"--server", url}, identity, func(d *fleetstatus.Document) error {
+	return pollStatus(t, []string{"--server", url}, identity, func(d *nodestatus.Document) error {
 		if d.Seen == nil || d.Seen.Serial != serial {
 			return fmt.Errorf("seen = %+v, want serial %d", d.Seen, serial)
 		}
@@ -132,7 +132,7 @@ func TestStatusShowsRefusedSpecs(t *testing.T) {
 	web := f.repo.publish(t, "web", "1.0.0")
 	const good = 4242
 	mmsOK(t, f.pack("ops.key", good, nil, web), "put", "--server", f.url)
-	pollStatus(t, f.conn(), identity, func(d *fleetstatus.Document) error {
+	pollStatus(t, f.conn(), identity, func(d *nodestatus.Document) error {
 		return wantMachine(d, good, "web", "1.0.0", "ready", web.Checksum, manager.EntryInstalled)
 	})
 	if code, stderr := statusCheck(t, f.conn()); code != 0 {
@@ -150,21 +150,21 @@ func TestStatusShowsRefusedSpecs(t *testing.T) {
 			name:    "older serial",
 			env:     func() string { return f.pack("ops.key", 4000, nil, web) },
 			serial:  4000,
-			outcome: fleetstatus.SeenIgnoredOlder,
+			outcome: nodestatus.SeenIgnoredOlder,
 			reason:  regexp.MustCompile(`^open spec: ignored older spec \(serial 4000 < 4242\)$`),
 		},
 		{
 			name:    "untrusted key",
 			env:     func() string { return f.pack(otherKey, 4243, nil, web) },
 			serial:  4243,
-			outcome: fleetstatus.SeenUntrusted,
+			outcome: nodestatus.SeenUntrusted,
 			reason:  regexp.MustCompile(`^open spec: spec rejected: 0/1 valid signatures \(keyid ` + keyID(t, otherPub) + ` not trusted\)$`),
 		},
 		{
 			name:    "expired",
 			env:     func() string { return f.pack("ops.key", 4244, []string{"--expires", "1ns"}, web) },
 			serial:  4244,
-			outcome: fleetstatus.SeenExpired,
+			outcome: nodestatus.SeenExpired,
 			reason:  regexp.MustCompile(`^open spec: spec expired \d+s ago$`),
 		},
 	}
@@ -195,8 +195,8 @@ func TestStatusShowsRefusedSpecs(t *testing.T) {
 	}
 
 	mmsOK(t, f.pack("ops.key", 4245, nil, web), "put", "--server", f.url)
-	pollStatus(t, f.conn(), identity, func(d *fleetstatus.Document) error {
-		if d.AppliedSerial() != 4245 || d.Seen == nil || d.Seen.Outcome != fleetstatus.SeenApplied {
+	pollStatus(t, f.conn(), identity, func(d *nodestatus.Document) error {
+		if d.AppliedSerial() != 4245 || d.Seen == nil || d.Seen.Outcome != nodestatus.SeenApplied {
 			return fmt.Errorf("applied %+v seen %+v, want 4245 applied", d.Applied, d.Seen)
 		}
 		return nil

@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/mms-io/mms/agent"
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -50,15 +50,15 @@ func assertInert(t *testing.T, what, out string) {
 // hold, and still shows the text (escaped).
 func TestHostileOutputIsInert(t *testing.T) {
 	now := time.Now().UTC()
-	doc := statusDocument("evil\x1b]0;pwned\x07", 17, now, fleetstatus.Machine{
+	doc := statusDocument("evil\x1b]0;pwned\x07", 17, now, nodestatus.Machine{
 		Name: "m\x1b[2J", Version: "1\r9", State: "RUN\x1b[31m", Path: "/m", LastOutcome: "installed", LastError: hostileText,
 	})
 	doc.AgentVersion = hostileText
 	doc.Trust.KeyIDs = []string{hostileText}
-	doc.Seen = &fleetstatus.Seen{Serial: 4, Format: "v2", Digest: hostileText, Outcome: "ignored-older\x1b[2K", Reason: hostileText}
-	doc.Entries = []fleetstatus.Entry{
+	doc.Seen = &nodestatus.Seen{Serial: 4, Format: "v2", Digest: hostileText, Outcome: "ignored-older\x1b[2K", Reason: hostileText}
+	doc.Entries = []nodestatus.Entry{
 		{Name: "e\x1b[1A", Outcome: "failed", Reason: hostileText, Checksum: hostileText, Version: hostileText},
-		{Name: "d", Outcome: "downloading", Download: &fleetstatus.Download{Done: 1, Total: 2}},
+		{Name: "d", Outcome: "downloading", Download: &nodestatus.Download{Done: 1, Total: 2}},
 	}
 	doc.LastError, doc.LastErrorAt = hostileText, now
 	url := fleet(t, doc)

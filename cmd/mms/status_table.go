@@ -9,8 +9,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/termtext"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
 )
 
@@ -48,7 +48,7 @@ func nodeFlags(r nodeRow, now time.Time, cur *currentSpec, staleAfter time.Durat
 		return []nodeFlag{{flagInvalid, detail}}
 	}
 	var flags []nodeFlag
-	if s := d.Seen; s != nil && s.Outcome != fleetstatus.SeenApplied && s.Outcome != fleetstatus.SeenMissing {
+	if s := d.Seen; s != nil && s.Outcome != nodestatus.SeenApplied && s.Outcome != nodestatus.SeenMissing {
 		flags = append(flags, nodeFlag{flagRejected, s.Problem()})
 	}
 	if failed := failedProblems(d); failed != "" {
@@ -79,8 +79,8 @@ func nodeFlags(r nodeRow, now time.Time, cur *currentSpec, staleAfter time.Durat
 }
 
 // failedProblems says what became of each failed entry of d (see
-// fleetstatus.Document.Failed), "; "-separated, or "" when none failed.
-func failedProblems(d *fleetstatus.Document) string {
+// nodestatus.Document.Failed), "; "-separated, or "" when none failed.
+func failedProblems(d *nodestatus.Document) string {
 	failed := d.Failed()
 	parts := make([]string, len(failed))
 	for i, e := range failed {
@@ -91,7 +91,7 @@ func failedProblems(d *fleetstatus.Document) string {
 
 // behind reports whether a node running applied (nil: none) runs an older
 // spec than cur: a lower serial for v2, another digest (or none) for v1.
-func behind(applied *fleetstatus.Applied, cur *currentSpec) bool {
+func behind(applied *nodestatus.Applied, cur *currentSpec) bool {
 	if applied == nil {
 		return true
 	}
@@ -150,7 +150,7 @@ func ellipsize(s string, n int) string {
 
 // appliedCell is the APPLIED column: the serial (or v1 digest), "never"
 // when the node never applied a spec, "-" before its manager reported.
-func appliedCell(d *fleetstatus.Document) string {
+func appliedCell(d *nodestatus.Document) string {
 	switch {
 	case d.Applied != nil:
 		return compactLabel(d.Applied.Format, d.Applied.Serial, d.Applied.Digest)
@@ -162,9 +162,9 @@ func appliedCell(d *fleetstatus.Document) string {
 
 // seenCell is the SEEN column: empty when the node applied the spec it saw
 // last, else that spec and what became of it ("4000 ignored-older").
-func seenCell(d *fleetstatus.Document) string {
+func seenCell(d *nodestatus.Document) string {
 	s := d.Seen
-	if s == nil || (s.Outcome == fleetstatus.SeenApplied && d.Applied != nil && s.Digest == d.Applied.Digest) {
+	if s == nil || (s.Outcome == nodestatus.SeenApplied && d.Applied != nil && s.Digest == d.Applied.Digest) {
 		return ""
 	}
 	if label := compactLabel(s.Format, s.Serial, s.Digest); label != "" {
@@ -242,7 +242,7 @@ func printNode(a *app, r nodeRow, now time.Time) {
 	}
 	if s := d.Seen; s != nil {
 		desc := s.Problem()
-		if s.Outcome == fleetstatus.SeenApplied && len(d.Failed()) > 0 {
+		if s.Outcome == nodestatus.SeenApplied && len(d.Failed()) > 0 {
 			desc = s.Label() + " " + s.Outcome // the entries below say what failed
 		}
 		if !s.At.IsZero() {
@@ -299,7 +299,7 @@ func printNode(a *app, r nodeRow, now time.Time) {
 }
 
 // trustLine describes a node's trust policy.
-func trustLine(t *fleetstatus.Trust) string {
+func trustLine(t *nodestatus.Trust) string {
 	switch {
 	case t == nil:
 		return "not reported (an older agent)"
@@ -318,7 +318,7 @@ func trustLine(t *fleetstatus.Trust) string {
 }
 
 // natsLine describes a node's NATS connection.
-func natsLine(d *fleetstatus.Document) string {
+func natsLine(d *nodestatus.Document) string {
 	n := d.NATS
 	s := "disconnected"
 	if n.Connected {
@@ -338,7 +338,7 @@ func natsLine(d *fleetstatus.Document) string {
 
 // downloadLine describes a download in progress: "12.0 MiB of 50.0 MiB
 // (24%)".
-func downloadLine(p *fleetstatus.Download) string {
+func downloadLine(p *nodestatus.Download) string {
 	if p.Total <= 0 {
 		return "downloading: " + bytesize(p.Done) + " so far"
 	}
@@ -360,7 +360,7 @@ func bytesize(n int64) string {
 }
 
 // machinesSummary counts machines per state: "3 (RUN 2, MANAGE 1)".
-func machinesSummary(ms []fleetstatus.Machine) string {
+func machinesSummary(ms []nodestatus.Machine) string {
 	if len(ms) == 0 {
 		return "0"
 	}

@@ -11,15 +11,15 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
 )
 
 // fleet starts a server holding a v2 spec with serial 17 and a status
 // bucket with docs, and returns its URL.
-func fleet(t *testing.T, docs ...fleetstatus.Document) string {
+func fleet(t *testing.T, docs ...nodestatus.Document) string {
 	t.Helper()
 	srv := natstest.RunJetStream(t)
 	url := srv.ClientURL()
@@ -37,7 +37,7 @@ func fleet(t *testing.T, docs ...fleetstatus.Document) string {
 		t.Fatal(err)
 	}
 	mmsOK(t, env, "put", "--server", url)
-	kv, err := js.CreateKeyValue(t.Context(), fleetstatus.BucketConfig())
+	kv, err := js.CreateKeyValue(t.Context(), nodestatus.BucketConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,46 +46,46 @@ func fleet(t *testing.T, docs ...fleetstatus.Document) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := kv.Put(t.Context(), fleetstatus.Key(d.Identity), b); err != nil {
+		if _, err := kv.Put(t.Context(), nodestatus.Key(d.Identity), b); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return url
 }
 
-func statusDocument(identity string, serial uint64, updated time.Time, machines ...fleetstatus.Machine) fleetstatus.Document {
+func statusDocument(identity string, serial uint64, updated time.Time, machines ...nodestatus.Machine) nodestatus.Document {
 	if machines == nil {
-		machines = []fleetstatus.Machine{}
+		machines = []nodestatus.Machine{}
 	}
 	digest := fmt.Sprintf("d%d", serial)
-	return fleetstatus.Document{
-		Version: fleetstatus.DocumentVersion, Identity: identity, AgentVersion: "dev", StartedAt: updated.Add(-time.Hour), UpdatedAt: updated, Heartbeat: "30s",
-		Trust:    &fleetstatus.Trust{KeyIDs: []string{"k"}, Threshold: 1},
-		Applied:  &fleetstatus.Applied{Serial: serial, Format: "v2", Digest: digest},
-		Seen:     &fleetstatus.Seen{Serial: serial, Format: "v2", Digest: digest, Outcome: fleetstatus.SeenApplied},
-		Entries:  []fleetstatus.Entry{},
+	return nodestatus.Document{
+		Version: nodestatus.DocumentVersion, Identity: identity, AgentVersion: "dev", StartedAt: updated.Add(-time.Hour), UpdatedAt: updated, Heartbeat: "30s",
+		Trust:    &nodestatus.Trust{KeyIDs: []string{"k"}, Threshold: 1},
+		Applied:  &nodestatus.Applied{Serial: serial, Format: "v2", Digest: digest},
+		Seen:     &nodestatus.Seen{Serial: serial, Format: "v2", Digest: digest, Outcome: nodestatus.SeenApplied},
+		Entries:  []nodestatus.Entry{},
 		Machines: machines, NATS: natsbox.ConnState{Connected: true},
 	}
 }
 
 func TestStatus(t *testing.T) {
 	now := time.Now().UTC()
-	run := func(state string) fleetstatus.Machine {
-		return fleetstatus.Machine{Name: state + "-m", Version: "1.0.0", State: state, Path: "/m", LastOutcome: "installed"}
+	run := func(state string) nodestatus.Machine {
+		return nodestatus.Machine{Name: state + "-m", Version: "1.0.0", State: state, Path: "/m", LastOutcome: "installed"}
 	}
 	healthy := statusDocument("web1", 17, now, run("RUN"), run("RUN"), run("MANAGE"))
 	stale := statusDocument("web2", 17, now.Add(-10*time.Minute), run("RUN"))
 	behind := statusDocument("db1", 16, now)
 	replayed := statusDocument("web3", 17, now, run("RUN"))
-	replayed.Seen = &fleetstatus.Seen{Serial: 4, Format: "v2", Digest: "d4", Outcome: fleetstatus.SeenIgnoredOlder, Reason: "open spec: ignored older spec (serial 4 < 17)"}
+	replayed.Seen = &nodestatus.Seen{Serial: 4, Format: "v2", Digest: "d4", Outcome: nodestatus.SeenIgnoredOlder, Reason: "open spec: ignored older spec (serial 4 < 17)"}
 	failing := statusDocument("web4", 17, now, run("RUN"))
-	failing.Entries = []fleetstatus.Entry{
+	failing.Entries = []nodestatus.Entry{
 		{Name: "web", Outcome: "failed", Reason: "install: sha256 mismatch", Checksum: sumA},
 		{Name: "db", Outcome: "skipped", Reason: `match "identity('^db')" does not select this node`, Match: "identity('^db')", Checksum: sumB},
 	}
 	never := statusDocument("new1", 0, now)
 	never.Applied = nil
-	never.Seen = &fleetstatus.Seen{Serial: 17, Format: "v2", Digest: "d17", Outcome: fleetstatus.SeenUntrusted, Reason: "open spec: spec signed by no trusted key"}
+	never.Seen = &nodestatus.Seen{Serial: 17, Format: "v2", Digest: "d17", Outcome: nodestatus.SeenUntrusted, Reason: "open spec: spec signed by no trusted key"}
 	url := fleet(t, healthy, stale, behind, replayed, failing, never)
 
 	t.Run("table", func(t *testing.T) {
@@ -139,7 +139,7 @@ func TestStatus(t *testing.T) {
 			t.Errorf("status nosuch = exit %d, stderr %q; want 1 naming the agents that report", r.code, r.stderr)
 		}
 		r = mmsOK(t, "", "status", "--server", url, "web3", "--json")
-		var doc fleetstatus.Document
+		var doc nodestatus.Document
 		if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || doc.Identity != "web3" {
 			t.Errorf("status web3 --json = %q (%v), want web3's document", r.stdout, err)
 		}
@@ -147,11 +147,11 @@ func TestStatus(t *testing.T) {
 
 	t.Run("json", func(t *testing.T) {
 		r := mmsOK(t, "", "status", "--server", url, "--json")
-		var docs []fleetstatus.Document
+		var docs []nodestatus.Document
 		if err := json.Unmarshal([]byte(r.stdout), &docs); err != nil {
 			t.Fatalf("status --json output is not a JSON array of documents: %v\n%s", err, r.stdout)
 		}
-		want := []fleetstatus.Document{behind, never, healthy, stale, replayed, failing}
+		want := []nodestatus.Document{behind, never, healthy, stale, replayed, failing}
 		if diff := cmp.Diff(want, docs); diff != "" {
 			t.Errorf("status --json documents (-want +got):\n%s", diff)
 		}
@@ -189,7 +189,7 @@ func TestStatus(t *testing.T) {
 func TestStatusFlags(t *testing.T) {
 	now := time.Now().UTC()
 	cur := &currentSpec{format: packer.FormatV2, serial: 17}
-	doc := func(edit func(*fleetstatus.Document)) *fleetstatus.Document {
+	doc := func(edit func(*nodestatus.Document)) *nodestatus.Document {
 		d := statusDocument("n", 17, now)
 		edit(&d)
 		return &d
@@ -201,36 +201,36 @@ func TestStatusFlags(t *testing.T) {
 		staleAfter time.Duration
 		want       []string
 	}{
-		{"healthy", nodeRow{doc: doc(func(*fleetstatus.Document) {})}, cur, 0, nil},
-		{"stale after 3 of its heartbeats", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Heartbeat = "1s"; d.UpdatedAt = now.Add(-4 * time.Second) })}, cur, 0, []string{"stale"}},
-		{"not stale within 3 heartbeats", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.UpdatedAt = now.Add(-80 * time.Second) })}, cur, 0, nil},
-		{"stale without a heartbeat after 90s", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Heartbeat = ""; d.UpdatedAt = now.Add(-91 * time.Second) })}, cur, 0, []string{"stale"}},
-		{"--stale-after wins", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.UpdatedAt = now.Add(-2 * time.Second) })}, cur, time.Second, []string{"stale"}},
-		{"stopped, not stale", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.StoppedAt = now.Add(-time.Hour); d.UpdatedAt = d.StoppedAt })}, cur, 0, []string{"stopped"}},
-		{"behind", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Applied.Serial = 3 })}, cur, 0, []string{"behind"}},
-		{"never applied is behind", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Applied = nil })}, cur, 0, []string{"behind"}},
-		{"no current spec, never behind", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Applied = nil })}, nil, 0, nil},
-		{"v1: other digest is behind", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Applied = &fleetstatus.Applied{Format: "v1", Digest: "old"} })}, &currentSpec{format: packer.FormatV1, digest: "new"}, 0, []string{"behind"}},
-		{"v1: same digest", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Applied = &fleetstatus.Applied{Format: "v1", Digest: "new"} })}, &currentSpec{format: packer.FormatV1, digest: "new"}, 0, nil},
-		{"older spec ignored", nodeRow{doc: doc(func(d *fleetstatus.Document) {
-			d.Seen = &fleetstatus.Seen{Serial: 4, Outcome: fleetstatus.SeenIgnoredOlder}
+		{"healthy", nodeRow{doc: doc(func(*nodestatus.Document) {})}, cur, 0, nil},
+		{"stale after 3 of its heartbeats", nodeRow{doc: doc(func(d *nodestatus.Document) { d.Heartbeat = "1s"; d.UpdatedAt = now.Add(-4 * time.Second) })}, cur, 0, []string{"stale"}},
+		{"not stale within 3 heartbeats", nodeRow{doc: doc(func(d *nodestatus.Document) { d.UpdatedAt = now.Add(-80 * time.Second) })}, cur, 0, nil},
+		{"stale without a heartbeat after 90s", nodeRow{doc: doc(func(d *nodestatus.Document) { d.Heartbeat = ""; d.UpdatedAt = now.Add(-91 * time.Second) })}, cur, 0, []string{"stale"}},
+		{"--stale-after wins", nodeRow{doc: doc(func(d *nodestatus.Document) { d.UpdatedAt = now.Add(-2 * time.Second) })}, cur, time.Second, []string{"stale"}},
+		{"stopped, not stale", nodeRow{doc: doc(func(d *nodestatus.Document) { d.StoppedAt = now.Add(-time.Hour); d.UpdatedAt = d.StoppedAt })}, cur, 0, []string{"stopped"}},
+		{"behind", nodeRow{doc: doc(func(d *nodestatus.Document) { d.Applied.Serial = 3 })}, cur, 0, []string{"behind"}},
+		{"never applied is behind", nodeRow{doc: doc(func(d *nodestatus.Document) { d.Applied = nil })}, cur, 0, []string{"behind"}},
+		{"no current spec, never behind", nodeRow{doc: doc(func(d *nodestatus.Document) { d.Applied = nil })}, nil, 0, nil},
+		{"v1: other digest is behind", nodeRow{doc: doc(func(d *nodestatus.Document) { d.Applied = &nodestatus.Applied{Format: "v1", Digest: "old"} })}, &currentSpec{format: packer.FormatV1, digest: "new"}, 0, []string{"behind"}},
+		{"v1: same digest", nodeRow{doc: doc(func(d *nodestatus.Document) { d.Applied = &nodestatus.Applied{Format: "v1", Digest: "new"} })}, &currentSpec{format: packer.FormatV1, digest: "new"}, 0, nil},
+		{"older spec ignored", nodeRow{doc: doc(func(d *nodestatus.Document) {
+			d.Seen = &nodestatus.Seen{Serial: 4, Outcome: nodestatus.SeenIgnoredOlder}
 		})}, cur, 0, []string{"rejected"}},
-		{"untrusted spec", nodeRow{doc: doc(func(d *fleetstatus.Document) {
-			d.Seen = &fleetstatus.Seen{Serial: 18, Outcome: fleetstatus.SeenUntrusted}
+		{"untrusted spec", nodeRow{doc: doc(func(d *nodestatus.Document) {
+			d.Seen = &nodestatus.Seen{Serial: 18, Outcome: nodestatus.SeenUntrusted}
 		})}, cur, 0, []string{"rejected"}},
-		{"missing spec is not a rejection", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Seen = &fleetstatus.Seen{Outcome: fleetstatus.SeenMissing} })}, cur, 0, nil},
-		{"expired applied spec", nodeRow{doc: doc(func(d *fleetstatus.Document) { d.Applied.Stale = true })}, cur, 0, []string{"expired"}},
-		{"failed entry", nodeRow{doc: doc(func(d *fleetstatus.Document) {
-			d.Entries = []fleetstatus.Entry{{Name: "db", Outcome: "failed", Reason: "http 404"}}
-			d.Machines = []fleetstatus.Machine{{Name: "db", LastOutcome: "failed", LastError: "http 404"}}
+		{"missing spec is not a rejection", nodeRow{doc: doc(func(d *nodestatus.Document) { d.Seen = &nodestatus.Seen{Outcome: nodestatus.SeenMissing} })}, cur, 0, nil},
+		{"expired applied spec", nodeRow{doc: doc(func(d *nodestatus.Document) { d.Applied.Stale = true })}, cur, 0, []string{"expired"}},
+		{"failed entry", nodeRow{doc: doc(func(d *nodestatus.Document) {
+			d.Entries = []nodestatus.Entry{{Name: "db", Outcome: "failed", Reason: "http 404"}}
+			d.Machines = []nodestatus.Machine{{Name: "db", LastOutcome: "failed", LastError: "http 404"}}
 		})}, cur, 0, []string{"failed"}},
-		{"rolled back entry", nodeRow{doc: doc(func(d *fleetstatus.Document) {
-			d.Entries = []fleetstatus.Entry{{Name: "db", Outcome: "rolled_back", Reason: "did not load"}}
+		{"rolled back entry", nodeRow{doc: doc(func(d *nodestatus.Document) {
+			d.Entries = []nodestatus.Entry{{Name: "db", Outcome: "rolled_back", Reason: "did not load"}}
 		})}, cur, 0, []string{"failed"}},
-		{"machine error", nodeRow{doc: doc(func(d *fleetstatus.Document) {
-			d.Machines = []fleetstatus.Machine{{Name: "db", State: "RUN", LastError: "check: exit status 1"}}
+		{"machine error", nodeRow{doc: doc(func(d *nodestatus.Document) {
+			d.Machines = []nodestatus.Machine{{Name: "db", State: "RUN", LastError: "check: exit status 1"}}
 		})}, cur, 0, []string{"error"}},
-		{"permission violations", nodeRow{doc: doc(func(d *fleetstatus.Document) {
+		{"permission violations", nodeRow{doc: doc(func(d *nodestatus.Document) {
 			d.NATS.PermissionViolations = []natsbox.Violation{{Message: `Permissions Violation for Publish to "$KV.MACHINES_STATUS.n"`, Count: 1}}
 		})}, cur, 0, []string{"nats"}},
 		{"unreadable", nodeRow{key: "junk"}, cur, 0, []string{"invalid"}},
@@ -275,7 +275,7 @@ func TestStatusBucketStates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := js.KeyValue(t.Context(), fleetstatus.Bucket)
+	kv, err := js.KeyValue(t.Context(), nodestatus.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +289,7 @@ func TestStatusBucketStates(t *testing.T) {
 }
 
 func TestMachinesSummaryAndAge(t *testing.T) {
-	ms := []fleetstatus.Machine{{State: "RUN"}, {State: "b"}, {State: "a"}, {State: "RUN"}, {}}
+	ms := []nodestatus.Machine{{State: "RUN"}, {State: "b"}, {State: "a"}, {State: "RUN"}, {}}
 	if got, want := machinesSummary(ms), "5 (RUN 2, a 1, b 1, not running 1)"; got != want {
 		t.Errorf("machinesSummary() = %q, want %q", got, want)
 	}

@@ -35,6 +35,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/mms-io/mms/governor"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/spec"
 	"github.com/mms-io/mms/watchers"
@@ -139,7 +140,7 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	}
 	g := noGovernors
 	if d.Conn != nil {
-		gov, err := manager.NewGovernors(d.Conn, d.Machine+"@"+d.Identity, w.log)
+		gov, err := governor.New(d.Conn, d.Machine+"@"+d.Identity, w.log)
 		if err != nil {
 			return err
 		}

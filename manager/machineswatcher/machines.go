@@ -50,6 +50,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/governor"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/watchers"
@@ -360,7 +361,7 @@ func gate(d watchers.Deps, log *slog.Logger) (manager.Gate, error) {
 	if d.Conn == nil {
 		return noGovernors, nil
 	}
-	g, err := manager.NewGovernors(d.Conn, d.Machine+"@"+d.Identity, log)
+	g, err := governor.New(d.Conn, d.Machine+"@"+d.Identity, log)
 	if err != nil {
 		return nil, err
 	}

@@ -10,8 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mms-io/mms/governor"
 	"github.com/mms-io/mms/internal/natstest"
-	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/watchers"
 	"github.com/mms-io/mms/watchers/watchertest"
 )
@@ -51,7 +51,7 @@ func governorDeps(t *testing.T) (watchers.Deps, jetstream.JetStream) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := manager.AddGovernor(t.Context(), js, "jobs", 1, time.Minute, 1); err != nil {
+	if _, err := governor.Add(t.Context(), js, "jobs", 1, time.Minute, 1); err != nil {
 		t.Fatal(err)
 	}
 	d := watchertest.Deps(t)
@@ -62,7 +62,7 @@ func governorDeps(t *testing.T) (watchers.Deps, jetstream.JetStream) {
 // slotsInUse returns how many slots of governor name are taken.
 func slotsInUse(t *testing.T, js jetstream.JetStream, name string) uint64 {
 	t.Helper()
-	s, err := js.Stream(t.Context(), manager.GovernorStream(name))
+	s, err := js.Stream(t.Context(), governor.Stream(name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,8 +129,8 @@ while [ ! -e "go-$1" ]; do sleep 0.05; done`)
 func TestGovernorErrors(t *testing.T) {
 	d, _ := governorDeps(t)
 	w := watchertest.BuildWith(t, d, "exec", `{"command":"true","governor":"missing"}`)
-	if _, err := w.Check(t.Context()); !errors.Is(err, manager.ErrNoGovernor) || !strings.Contains(err.Error(), "mms governor add missing") {
-		t.Errorf("Check(missing governor) err = %v, want ErrNoGovernor saying how to add it", err)
+	if _, err := w.Check(t.Context()); !errors.Is(err, governor.ErrNotFound) || !strings.Contains(err.Error(), "mms governor add missing") {
+		t.Errorf("Check(missing governor) err = %v, want governor.ErrNotFound saying how to add it", err)
 	}
 
 	offline := watchertest.Deps(t)

@@ -61,7 +61,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/governor"
 	"github.com/mms-io/mms/spec"
 	"github.com/mms-io/mms/watchers"
 	"github.com/mms-io/mms/watchers/internal/command"
@@ -107,7 +107,7 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 var governorName = regexp.MustCompile(spec.GovernorPattern)
 
 // Gate takes a slot of the named governor and returns its release func;
-// [manager.Governors.Acquire] is one.
+// [governor.Governors.Acquire] is one.
 type Gate func(ctx context.Context, name string) (release func(), err error)
 
 // Watcher is the exec watcher's configuration (its machine.yaml properties)
@@ -319,7 +319,7 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	w.env = env
 	w.gate = noGovernors
 	if w.Governor != "" && d.Conn != nil {
-		g, err := manager.NewGovernors(d.Conn, d.Machine+"#"+d.Watcher+"@"+d.Identity, w.log)
+		g, err := governor.New(d.Conn, d.Machine+"#"+d.Watcher+"@"+d.Identity, w.log)
 		if err != nil {
 			return fmt.Errorf("governor: %w", err)
 		}

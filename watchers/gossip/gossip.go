@@ -44,7 +44,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/watchers"
 	"github.com/mms-io/mms/watchers/render"
 )
@@ -208,7 +207,7 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 		if prefix == "" {
 			prefix = RegistrationPrefix
 		}
-		w.subject = strings.Join([]string{prefix, r.Cluster, r.Protocol, r.Service, agent.InstanceID(d.Identity, d.Machine)}, ".")
+		w.subject = strings.Join([]string{prefix, r.Cluster, r.Protocol, r.Service, watchers.InstanceID(d.Identity, d.Machine)}, ".")
 		reg := *r
 		reg.Prefix = ""
 		b, err := json.Marshal(reg)

@@ -11,10 +11,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/agent/agenttest"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/watchers"
-	"github.com/mms-io/mms/watchers/internal/machinetest"
 	"github.com/mms-io/mms/watchers/internal/proptest"
 	"github.com/mms-io/mms/watchers/watchertest"
 )
@@ -110,8 +109,8 @@ func TestRegistration(t *testing.T) {
 	if _, err := w.Check(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	key := "c1.http.web." + agent.InstanceID(d.Identity, d.Machine)
-	machinetest.Eventually(t, func() error {
+	key := "c1.http.web." + watchers.InstanceID(d.Identity, d.Machine)
+	agenttest.Eventually(t, func() error {
 		e, err := kv.Get(t.Context(), key)
 		if err != nil {
 			return err
@@ -155,15 +154,15 @@ func TestGossipMachine(t *testing.T) {
 	if err := sub.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	m, rec := machinetest.Start(t, string(yaml), machinetest.Options{
+	m, rec := agenttest.Start(t, string(yaml), agenttest.Options{
 		Conn: natstest.Connect(t, s), Facts: func() map[string]any { return map[string]any{"hostname": "web1"} },
 	})
 	m1 := <-msgs
 	if m1.Subject != "registry.web.web1" || string(m1.Data) != "web1 is up" {
 		t.Errorf("gossip = %s %q", m1.Subject, m1.Data)
 	}
-	typ := machinetest.StateEventType("gossip")
-	machinetest.Eventually(t, func() error {
+	typ := agenttest.StateEventType("gossip")
+	agenttest.Eventually(t, func() error {
 		ev := rec.Find(typ, map[string]any{"previous_subject": "registry.web.web1", "previous_payload": "web1 is up"})
 		if len(ev) != 1 {
 			return fmt.Errorf("gossip state events = %d, want 1", len(ev))
@@ -175,7 +174,7 @@ func TestGossipMachine(t *testing.T) {
 	if err := m.Transition(t.Context(), "down"); err != nil {
 		t.Fatal(err)
 	}
-	machinetest.Eventually(t, func() error {
+	agenttest.Eventually(t, func() error {
 		if st := m.Status(); st.Watchers[0].Active {
 			return fmt.Errorf("gossip watcher active in state %s", st.State)
 		}
@@ -184,7 +183,7 @@ func TestGossipMachine(t *testing.T) {
 	if err := m.Transition(t.Context(), "up"); err != nil {
 		t.Fatal(err)
 	}
-	machinetest.Eventually(t, func() error {
+	agenttest.Eventually(t, func() error {
 		if n := len(rec.Find(typ, map[string]any{"outcome": "report"})); n != 2 {
 			return fmt.Errorf("gossip state events = %d, want 2 (one per start)", n)
 		}

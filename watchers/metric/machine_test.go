@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/mms-io/mms/agent"
-	"github.com/mms-io/mms/watchers/internal/machinetest"
+	"github.com/mms-io/mms/agent/agenttest"
 )
 
 // TestMetricMachine runs a Choria metric machine: a run publishes Choria's
@@ -21,9 +21,9 @@ func TestMetricMachine(t *testing.T) {
 	dir := t.TempDir()
 	writeScript(t, dir, "disk.sh", `if [ -e broken ]; then echo '{"metrics":{"free":"lots"}}'; exit 0; fi
 echo "{\"labels\":{\"mount\":\"$1\"},\"metrics\":{\"free\":42}}"`)
-	m, rec := machinetest.Start(t, string(yaml), machinetest.Options{Dir: dir})
-	typ := machinetest.StateEventType("metric")
-	machinetest.Eventually(t, func() error {
+	m, rec := agenttest.Start(t, string(yaml), agenttest.Options{Dir: dir})
+	typ := agenttest.StateEventType("metric")
+	agenttest.Eventually(t, func() error {
 		if n := len(rec.Find(typ, nil)); n != 1 {
 			return fmt.Errorf("metric events = %d, want 1", n)
 		}
@@ -54,7 +54,7 @@ echo "{\"labels\":{\"mount\":\"$1\"},\"metrics\":{\"free\":42}}"`)
 	if err := m.Transition(t.Context(), "repaired"); err != nil {
 		t.Fatal(err)
 	}
-	machinetest.Eventually(t, func() error {
+	agenttest.Eventually(t, func() error {
 		if s := m.State(); s != "broken" || len(rec.Find(typ, map[string]any{"outcome": "error"})) != 1 {
 			return fmt.Errorf("state %s, error events %d; want broken after the run that did not parse", s, len(rec.Find(typ, map[string]any{"outcome": "error"})))
 		}

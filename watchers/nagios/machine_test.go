@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/agent/agenttest"
 	_ "github.com/mms-io/mms/watchers/exec"
-	"github.com/mms-io/mms/watchers/internal/machinetest"
 )
 
 // TestScoutCheckMachine runs a Choria Scout check machine: the check moves
@@ -23,12 +23,12 @@ func TestScoutCheckMachine(t *testing.T) {
 	// Critical until the remediation ran, then OK.
 	writeScript(t, dir, "check_web.sh", `if [ -e restarted ]; then echo "OK: up | rt=0.1s;$2"; exit 0; fi; echo "CRITICAL: down | rt=9s;$2"; exit 2`)
 	writeScript(t, dir, "restart_web.sh", `touch restarted`)
-	m, rec := machinetest.Start(t, string(yaml), machinetest.Options{Dir: dir})
-	typ := machinetest.StateEventType("nagios")
+	m, rec := agenttest.Start(t, string(yaml), agenttest.Options{Dir: dir})
+	typ := agenttest.StateEventType("nagios")
 
 	// CRITICAL → remediate → UNKNOWN; the check does not re-run on that
 	// transition (interval 5m), so force it.
-	machinetest.Eventually(t, func() error {
+	agenttest.Eventually(t, func() error {
 		if n := len(rec.Find(agent.TransitionEventType, map[string]any{"transition": "UNKNOWN", "from_state": "CRITICAL"})); n != 1 {
 			return fmt.Errorf("remediation transitions = %d, want 1; events: %v", n, rec.Events())
 		}
@@ -37,7 +37,7 @@ func TestScoutCheckMachine(t *testing.T) {
 	if err := m.Transition(t.Context(), "FORCE_CHECK"); err != nil {
 		t.Fatal(err)
 	}
-	machinetest.Eventually(t, func() error {
+	agenttest.Eventually(t, func() error {
 		if s := m.State(); s != "OK" {
 			return fmt.Errorf("state = %s, want OK after the forced check", s)
 		}

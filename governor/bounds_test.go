@@ -1,4 +1,4 @@
-package manager
+package governor
 
 import (
 	"context"
@@ -15,6 +15,10 @@ import (
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/syncbuf"
 )
+
+// hangBound is how long a bounded wait may take in these tests before it
+// counts as hanging.
+const hangBound = 20 * time.Second
 
 // acquireBounded calls g.Acquire in the background and fails the test if
 // it does not return within hangBound.
@@ -44,11 +48,11 @@ func TestGovernorWaitIsBounded(t *testing.T) {
 	g, js := testGovernors(t)
 	logs := &syncbuf.Buffer{}
 	g.log = slog.New(slog.NewTextHandler(logs, nil))
-	if _, err := AddGovernor(t.Context(), js, "downloads", 1, time.Hour, 1); err != nil {
+	if _, err := Add(t.Context(), js, "downloads", 1, time.Hour, 1); err != nil {
 		t.Fatal(err)
 	}
 	// Someone holds the only slot (and never gives it back).
-	if _, err := js.Publish(t.Context(), GovernorSubject("downloads"), []byte("squatter")); err != nil {
+	if _, err := js.Publish(t.Context(), Subject("downloads"), []byte("squatter")); err != nil {
 		t.Fatal(err)
 	}
 	g.maxWait = 200 * time.Millisecond
@@ -77,18 +81,18 @@ func TestGovernorPermissionDenied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := AddGovernor(t.Context(), admin, "downloads", 5, time.Hour, 1); err != nil {
+	if _, err := Add(t.Context(), admin, "downloads", 5, time.Hour, 1); err != nil {
 		t.Fatal(err)
 	}
 	nc := natstest.Connect(t, srv, nats.UserInfo("node", "node"), nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
-	g, err := NewGovernors(nc, "test@node1", nil)
+	g, err := New(nc, "test@node1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	g.attempt = 200 * time.Millisecond
 	_, err = acquireBounded(t, g, "downloads")
-	if !errors.Is(err, ErrGovernorDenied) || !strings.Contains(err.Error(), `may not publish to mms.governor.downloads`) ||
+	if !errors.Is(err, ErrDenied) || !strings.Contains(err.Error(), `may not publish to mms.governor.downloads`) ||
 		!strings.Contains(err.Error(), `Permissions Violation for Publish to "mms.governor.downloads"`) {
-		t.Fatalf("Acquire(denied governor) = %v, want %v naming the subject", err, ErrGovernorDenied)
+		t.Fatalf("Acquire(denied governor) = %v, want %v naming the subject", err, ErrDenied)
 	}
 }

@@ -1,4 +1,4 @@
-package manager
+package governor
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 func testGovernors(t *testing.T) (*Governors, jetstream.JetStream) {
 	t.Helper()
 	nc := natstest.Connect(t, natstest.RunJetStream(t))
-	g, err := NewGovernors(nc, "test@node1", nil)
+	g, err := New(nc, "test@node1", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,7 @@ func testGovernors(t *testing.T) (*Governors, jetstream.JetStream) {
 func TestGovernorLimitsConcurrentHolders(t *testing.T) {
 	g, js := testGovernors(t)
 	ctx := t.Context()
-	if _, err := AddGovernor(ctx, js, "downloads", 2, time.Minute, 1); err != nil {
+	if _, err := Add(ctx, js, "downloads", 2, time.Minute, 1); err != nil {
 		t.Fatal(err)
 	}
 
@@ -93,19 +93,19 @@ func TestGovernorLimitsConcurrentHolders(t *testing.T) {
 	if m := maxHolding.Load(); m != 2 {
 		t.Errorf("at most %d held a slot at once, want 2", m)
 	}
-	info, err := GetGovernor(ctx, js, "downloads")
+	info, err := Get(ctx, js, "downloads")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if info.InUse != 0 {
-		t.Errorf("GetGovernor(downloads).InUse = %d after every release, want 0", info.InUse)
+		t.Errorf("Get(downloads).InUse = %d after every release, want 0", info.InUse)
 	}
 }
 
 func TestGovernorExpiryFreesCrashedHolder(t *testing.T) {
 	g, js := testGovernors(t)
 	ctx := t.Context()
-	if _, err := AddGovernor(ctx, js, "slow", 1, 500*time.Millisecond, 1); err != nil {
+	if _, err := Add(ctx, js, "slow", 1, 500*time.Millisecond, 1); err != nil {
 		t.Fatal(err)
 	}
 	// A holder that never releases (it crashed).
@@ -125,7 +125,7 @@ func TestGovernorExpiryFreesCrashedHolder(t *testing.T) {
 func TestGovernorTimeout(t *testing.T) {
 	g, js := testGovernors(t)
 	ctx := t.Context()
-	if _, err := AddGovernor(ctx, js, "one", 1, time.Hour, 1); err != nil {
+	if _, err := Add(ctx, js, "one", 1, time.Hour, 1); err != nil {
 		t.Fatal(err)
 	}
 	release, err := g.Acquire(ctx, "one")
@@ -146,14 +146,14 @@ func TestGovernorMissing(t *testing.T) {
 	ctx := t.Context()
 	_, err := g.Acquire(ctx, "nope")
 	want := `governor "nope" does not exist: create it with mms governor add nope LIMIT`
-	if !errors.Is(err, ErrNoGovernor) || err.Error() != want {
+	if !errors.Is(err, ErrNotFound) || err.Error() != want {
 		t.Fatalf("Acquire(nope) = %v, want %q", err, want)
 	}
-	if err := RemoveGovernor(ctx, js, "nope"); !errors.Is(err, ErrNoGovernor) {
-		t.Errorf("RemoveGovernor(nope) = %v, want ErrNoGovernor", err)
+	if err := Remove(ctx, js, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Remove(nope) = %v, want ErrNotFound", err)
 	}
-	if _, err := GetGovernor(ctx, js, "nope"); !errors.Is(err, ErrNoGovernor) {
-		t.Errorf("GetGovernor(nope) = %v, want ErrNoGovernor", err)
+	if _, err := Get(ctx, js, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(nope) = %v, want ErrNotFound", err)
 	}
 }
 
@@ -174,43 +174,43 @@ func TestGovernorAdmin(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := AddGovernor(ctx, js, tt.gov, tt.limit, tt.expire, 1)
+			_, err := Add(ctx, js, tt.gov, tt.limit, tt.expire, 1)
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
-				t.Fatalf("AddGovernor(%q, %d, %v) = %v, want error containing %q", tt.gov, tt.limit, tt.expire, err, tt.wantErr)
+				t.Fatalf("Add(%q, %d, %v) = %v, want error containing %q", tt.gov, tt.limit, tt.expire, err, tt.wantErr)
 			}
 		})
 	}
-	if _, err := AddGovernor(ctx, js, "db", 1, time.Minute, 1); err != nil {
+	if _, err := Add(ctx, js, "db", 1, time.Minute, 1); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := g.Acquire(ctx, "db"); err != nil {
 		t.Fatal(err)
 	}
-	list, err := ListGovernors(ctx, js)
+	list, err := List(ctx, js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []GovernorInfo{
+	want := []Info{
 		{Name: "db", Limit: 1, InUse: 1, Expire: time.Minute, Replicas: 1},
 		{Name: "web", Limit: 3, InUse: 0, Expire: 5 * time.Minute, Replicas: 1},
 	}
 	if fmt.Sprint(list) != fmt.Sprint(want) {
-		t.Fatalf("ListGovernors() = %v, want %v", list, want)
+		t.Fatalf("List() = %v, want %v", list, want)
 	}
 	// Raising the limit keeps the holder.
-	if info, err := AddGovernor(ctx, js, "db", 2, time.Minute, 1); err != nil || info.Limit != 2 || info.InUse != 1 {
-		t.Fatalf("AddGovernor(db, 2) = %+v, %v, want limit 2 with 1 in use", info, err)
+	if info, err := Add(ctx, js, "db", 2, time.Minute, 1); err != nil || info.Limit != 2 || info.InUse != 1 {
+		t.Fatalf("Add(db, 2) = %+v, %v, want limit 2 with 1 in use", info, err)
 	}
-	if err := ResetGovernor(ctx, js, "db"); err != nil {
+	if err := Reset(ctx, js, "db"); err != nil {
 		t.Fatal(err)
 	}
-	if info, err := GetGovernor(ctx, js, "db"); err != nil || info.InUse != 0 {
-		t.Fatalf("GetGovernor(db) after reset = %+v, %v, want 0 in use", info, err)
+	if info, err := Get(ctx, js, "db"); err != nil || info.InUse != 0 {
+		t.Fatalf("Get(db) after reset = %+v, %v, want 0 in use", info, err)
 	}
-	if err := RemoveGovernor(ctx, js, "db"); err != nil {
+	if err := Remove(ctx, js, "db"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.Acquire(ctx, "db"); !errors.Is(err, ErrNoGovernor) {
-		t.Fatalf("Acquire(db) after remove = %v, want ErrNoGovernor", err)
+	if _, err := g.Acquire(ctx, "db"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Acquire(db) after remove = %v, want ErrNotFound", err)
 	}
 }

@@ -1,7 +1,7 @@
-// Package machinetest runs a machine.yaml through the agent's real machine
+// Package agenttest runs a machine.yaml through the agent's real machine
 // (FSM, Runner, events) for the tests of watcher types: the machine runs in
 // a test directory and its events are recorded instead of published.
-package machinetest
+package agenttest
 
 import (
 	"context"

@@ -1,12 +1,13 @@
-package fleetstatus
+package nodestatus
 
 import (
 	"regexp"
 	"strings"
 	"testing"
 
-	"github.com/mms-io/mms/internal/natstest"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mms-io/mms/internal/natstest"
 )
 
 // kvKey is what nats.go accepts as a KV key (plus no empty subject token).

@@ -15,10 +15,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mms-io/mms/internal/fleetstatus"
 	"github.com/mms-io/mms/internal/jscluster"
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/manager/mmsmanager"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -157,7 +157,7 @@ func tryStartNATS(ctx context.Context, dir string, n int) (_ *natsEnv, err error
 // A new cluster may not have placed its first stream yet: creation is
 // retried for a while.
 func (e *natsEnv) provision(ctx context.Context, replicas int) error {
-	statusCfg := fleetstatus.BucketConfig()
+	statusCfg := nodestatus.BucketConfig()
 	statusCfg.Replicas = replicas
 	deadline := time.Now().Add(30 * time.Second)
 	for {

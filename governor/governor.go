@@ -1,4 +1,10 @@
-package manager
+// Package governor limits how many nodes of a fleet do something at once
+// (download an archive, run a command) with Choria-style governors on
+// JetStream: a governor is a stream whose message limit is the number of
+// slots. Agents take and release slots ([Governors.Acquire]); operators
+// create, list, reset and remove governors ([Add], [List], [Reset],
+// [Remove]).
+package governor
 
 import (
 	"context"
@@ -34,27 +40,27 @@ import (
 // system never share slots by accident. Agents never create governors: an
 // operator does, with `mms governor add NAME LIMIT`.
 const (
-	// GovernorStreamPrefix starts every governor stream's name.
-	GovernorStreamPrefix = "MMS_GOVERNOR_"
-	// GovernorSubjectPrefix starts every governor stream's subject.
-	GovernorSubjectPrefix = "mms.governor."
+	// StreamPrefix starts every governor stream's name.
+	StreamPrefix = "MMS_GOVERNOR_"
+	// SubjectPrefix starts every governor stream's subject.
+	SubjectPrefix = "mms.governor."
 )
 
 // errCodeStoreFailed is JetStream's error code for a message the stream
 // refused to store, "maximum messages exceeded" for a full governor.
 const errCodeStoreFailed jetstream.ErrorCode = 10077
 
-// DefaultGovernorWait bounds how long Acquire waits for a slot. A slot
+// DefaultWait bounds how long Acquire waits for a slot. A slot
 // held (or taken again and again) by anyone who can publish on the
 // governor's subject must not stall a node forever: after this wait the
 // entry fails with the reason and is retried later with backoff, and a
 // newer spec cancels the wait at once.
-const DefaultGovernorWait = 5 * time.Minute
+const DefaultWait = 5 * time.Minute
 
-// ErrGovernorDenied means this node's NATS user may not use the governor:
+// ErrDenied means this node's NATS user may not use the governor:
 // publishing to its subject (or asking JetStream about its stream) is not
 // permitted. It is a configuration error, never "the governor is full".
-var ErrGovernorDenied = errors.New("governor not permitted")
+var ErrDenied = errors.New("governor not permitted")
 
 // Governor timing.
 const (
@@ -65,16 +71,16 @@ const (
 	governorLogEvery       = 30 * time.Second
 )
 
-// ErrNoGovernor means the named governor's stream does not exist.
-var ErrNoGovernor = errors.New("governor does not exist")
+// ErrNotFound means the named governor's stream does not exist.
+var ErrNotFound = errors.New("governor does not exist")
 
 var governorName = regexp.MustCompile(spec.GovernorPattern)
 
 // GovernorStream returns the stream name of governor name.
-func GovernorStream(name string) string { return GovernorStreamPrefix + name }
+func Stream(name string) string { return StreamPrefix + name }
 
 // GovernorSubject returns the subject of governor name.
-func GovernorSubject(name string) string { return GovernorSubjectPrefix + name }
+func Subject(name string) string { return SubjectPrefix + name }
 
 // checkGovernorName refuses a name that cannot be a stream name and subject.
 func checkGovernorName(name string) error {
@@ -85,7 +91,7 @@ func checkGovernorName(name string) error {
 }
 
 // Governors takes slots of fleet-wide governors for one node. Its Acquire
-// method is a [Gate]. It is safe for concurrent use.
+// method has the signature of manager.Gate. It is safe for concurrent use.
 type Governors struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
@@ -95,12 +101,10 @@ type Governors struct {
 	attempt, retryFirst, retryMax, maxWait time.Duration
 }
 
-var _ Gate = (*Governors)(nil).Acquire
-
 // NewGovernors returns governors reached over nc. owner names the holder in
 // the slot messages (for example "mms_manager@node1"), so an operator
 // can see who holds a slot; log may be nil.
-func NewGovernors(nc *nats.Conn, owner string, log *slog.Logger) (*Governors, error) {
+func New(nc *nats.Conn, owner string, log *slog.Logger) (*Governors, error) {
 	if nc == nil {
 		return nil, errors.New("new governors: a NATS connection is required")
 	}
@@ -114,22 +118,22 @@ func NewGovernors(nc *nats.Conn, owner string, log *slog.Logger) (*Governors, er
 	return &Governors{
 		nc: nc, js: js, owner: owner, log: log,
 		attempt: governorAttemptTimeout, retryFirst: governorRetryFirst, retryMax: governorRetryMax,
-		maxWait: DefaultGovernorWait,
+		maxWait: DefaultWait,
 	}, nil
 }
 
 // Acquire takes a slot of the named governor, waiting (with backoff) while
-// all its slots are taken, until ctx is done or [DefaultGovernorWait] has
+// all its slots are taken, until ctx is done or [DefaultWait] has
 // passed. release frees the slot; it must be called once (later calls do
 // nothing) and works after ctx is done. A governor that does not exist is
-// an error wrapping [ErrNoGovernor] that says how to create it; one this
-// node's NATS user may not use is an error wrapping [ErrGovernorDenied]
+// an error wrapping [ErrNotFound] that says how to create it; one this
+// node's NATS user may not use is an error wrapping [ErrDenied]
 // (the server's permissions violation), never a wait.
 func (g *Governors) Acquire(ctx context.Context, name string) (release func(), err error) {
 	if err := checkGovernorName(name); err != nil {
 		return nil, err
 	}
-	stream, subject := GovernorStream(name), GovernorSubject(name)
+	stream, subject := Stream(name), Subject(name)
 	// One message id for every attempt: a retry of a publish whose ack was
 	// lost is deduplicated to the slot it already took, not a second one.
 	id := uuid.NewString()
@@ -154,7 +158,7 @@ func (g *Governors) Acquire(ctx context.Context, name string) (release func(), e
 		case wctx.Err() != nil:
 			return nil, gaveUp(wctx, name, start)
 		case g.denied(before, subject):
-			return nil, fmt.Errorf("governor %q: %w: this node's NATS user may not publish to %s (%v); grant it, see docs/nats-permissions.md", name, ErrGovernorDenied, subject, g.nc.LastError())
+			return nil, fmt.Errorf("governor %q: %w: this node's NATS user may not publish to %s (%v); grant it, see docs/nats-permissions.md", name, ErrDenied, subject, g.nc.LastError())
 		case isGovernorFull(err):
 			reason = "all slots taken"
 		case errors.Is(err, context.DeadlineExceeded):
@@ -166,7 +170,7 @@ func (g *Governors) Acquire(ctx context.Context, name string) (release func(), e
 			case errors.Is(serr, jetstream.ErrStreamNotFound):
 				return nil, missingGovernor(name)
 			case serr != nil && g.deniedAPI(before):
-				return nil, fmt.Errorf("governor %q: %w: this node's NATS user may not look up stream %s (%v); grant it, see docs/nats-permissions.md", name, ErrGovernorDenied, stream, g.nc.LastError())
+				return nil, fmt.Errorf("governor %q: %w: this node's NATS user may not look up stream %s (%v); grant it, see docs/nats-permissions.md", name, ErrDenied, stream, g.nc.LastError())
 			}
 			reason = "no stream answered"
 		default:
@@ -223,7 +227,7 @@ func (g *Governors) releaser(name string, seq uint64) func() {
 			// The caller's context may be gone; the slot must still be freed.
 			ctx, cancel := context.WithTimeout(context.Background(), governorReleaseTimeout)
 			defer cancel()
-			s, err := g.js.Stream(ctx, GovernorStream(name))
+			s, err := g.js.Stream(ctx, Stream(name))
 			if err == nil {
 				err = s.DeleteMsg(ctx, seq)
 			}
@@ -251,14 +255,14 @@ func isGovernorFull(err error) bool {
 func missingGovernor(name string) error { return &noGovernorError{name: name} }
 
 // noGovernorError says which governor is missing and how to create it; it
-// matches [ErrNoGovernor].
+// matches [ErrNotFound].
 type noGovernorError struct{ name string }
 
 func (e *noGovernorError) Error() string {
 	return fmt.Sprintf("governor %q does not exist: create it with mms governor add %s LIMIT", e.name, e.name)
 }
 
-func (e *noGovernorError) Is(target error) bool { return target == ErrNoGovernor }
+func (e *noGovernorError) Is(target error) bool { return target == ErrNotFound }
 
 // jitter spreads retries over [d/2, d) so waiting nodes do not retry in
 // lock step.

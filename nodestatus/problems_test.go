@@ -1,4 +1,4 @@
-package fleetstatus
+package nodestatus
 
 import (
 	"testing"

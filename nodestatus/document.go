@@ -1,4 +1,4 @@
-// Package fleetstatus is the fleet's view of its agents: one status
+// Package nodestatus is what each node reports about itself: one status
 // document per agent in the NATS KV bucket MACHINES_STATUS, what it says,
 // how its key is derived from the agent's identity, and the writer the agent
 // runs to keep it current.
@@ -33,7 +33,7 @@
 // The key is [Key] of the identity. An agent needs to publish to
 // $KV.MACHINES_STATUS.<key> and $JS.API.STREAM.INFO.KV_MACHINES_STATUS
 // (to bind the bucket); it never creates the bucket.
-package fleetstatus
+package nodestatus
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package manager
+package governor
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 // default); it must not exceed the expiry.
 const maxGovernorDuplicates = 2 * time.Minute
 
-// GovernorInfo describes a governor.
-type GovernorInfo struct {
+// Info describes a governor.
+type Info struct {
 	// Name is the governor's name (without the stream prefix).
 	Name string `json:"name"`
 	// Limit is how many holders it allows at once.
@@ -30,10 +30,10 @@ type GovernorInfo struct {
 	Replicas int `json:"replicas"`
 }
 
-// governorInfo turns a governor stream's info into a GovernorInfo.
-func governorInfo(si *jetstream.StreamInfo) GovernorInfo {
-	return GovernorInfo{
-		Name:     strings.TrimPrefix(si.Config.Name, GovernorStreamPrefix),
+// governorInfo turns a governor stream's info into a Info.
+func infoOf(si *jetstream.StreamInfo) Info {
+	return Info{
+		Name:     strings.TrimPrefix(si.Config.Name, StreamPrefix),
 		Limit:    si.Config.MaxMsgs,
 		InUse:    si.State.Msgs,
 		Expire:   si.Config.MaxAge,
@@ -44,7 +44,7 @@ func governorInfo(si *jetstream.StreamInfo) GovernorInfo {
 // AddGovernor creates governor name, or changes the limit, expiry and
 // replicas of an existing one. limit must be at least 1 and expire
 // positive: without an expiry a crashed holder would keep its slot forever.
-func AddGovernor(ctx context.Context, js jetstream.JetStream, name string, limit int64, expire time.Duration, replicas int) (GovernorInfo, error) {
+func Add(ctx context.Context, js jetstream.JetStream, name string, limit int64, expire time.Duration, replicas int) (Info, error) {
 	var errs []error
 	if err := checkGovernorName(name); err != nil {
 		errs = append(errs, err)
@@ -59,12 +59,12 @@ func AddGovernor(ctx context.Context, js jetstream.JetStream, name string, limit
 		errs = append(errs, fmt.Errorf("replicas %d must be at least 1", replicas))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return GovernorInfo{}, fmt.Errorf("add governor: %w", err)
+		return Info{}, fmt.Errorf("add governor: %w", err)
 	}
 	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        GovernorStream(name),
+		Name:        Stream(name),
 		Description: fmt.Sprintf("mms governor %s: at most %d concurrent holders", name, limit),
-		Subjects:    []string{GovernorSubject(name)},
+		Subjects:    []string{Subject(name)},
 		Retention:   jetstream.LimitsPolicy,
 		MaxMsgs:     limit,
 		Discard:     jetstream.DiscardNew,
@@ -74,51 +74,51 @@ func AddGovernor(ctx context.Context, js jetstream.JetStream, name string, limit
 		Duplicates:  min(expire, maxGovernorDuplicates),
 	})
 	if err != nil {
-		return GovernorInfo{}, fmt.Errorf("add governor %q: %w", name, err)
+		return Info{}, fmt.Errorf("add governor %q: %w", name, err)
 	}
 	si, err := s.Info(ctx)
 	if err != nil {
-		return GovernorInfo{}, fmt.Errorf("add governor %q: read it back: %w", name, err)
+		return Info{}, fmt.Errorf("add governor %q: read it back: %w", name, err)
 	}
-	return governorInfo(si), nil
+	return infoOf(si), nil
 }
 
-// GetGovernor returns governor name; a missing one wraps [ErrNoGovernor].
-func GetGovernor(ctx context.Context, js jetstream.JetStream, name string) (GovernorInfo, error) {
-	s, err := governorStream(ctx, js, name)
+// GetGovernor returns governor name; a missing one wraps [ErrNotFound].
+func Get(ctx context.Context, js jetstream.JetStream, name string) (Info, error) {
+	s, err := lookupStream(ctx, js, name)
 	if err != nil {
-		return GovernorInfo{}, err
+		return Info{}, err
 	}
 	si, err := s.Info(ctx)
 	if err != nil {
-		return GovernorInfo{}, fmt.Errorf("governor %q: %w", name, err)
+		return Info{}, fmt.Errorf("governor %q: %w", name, err)
 	}
-	return governorInfo(si), nil
+	return infoOf(si), nil
 }
 
 // ListGovernors returns every governor, sorted by name.
-func ListGovernors(ctx context.Context, js jetstream.JetStream) ([]GovernorInfo, error) {
-	l := js.ListStreams(ctx, jetstream.WithStreamListSubject(GovernorSubjectPrefix+">"))
-	var out []GovernorInfo
+func List(ctx context.Context, js jetstream.JetStream) ([]Info, error) {
+	l := js.ListStreams(ctx, jetstream.WithStreamListSubject(SubjectPrefix+">"))
+	var out []Info
 	for si := range l.Info() {
-		if strings.HasPrefix(si.Config.Name, GovernorStreamPrefix) {
-			out = append(out, governorInfo(si))
+		if strings.HasPrefix(si.Config.Name, StreamPrefix) {
+			out = append(out, infoOf(si))
 		}
 	}
 	if err := l.Err(); err != nil {
 		return nil, fmt.Errorf("list governors: %w", err)
 	}
-	slices.SortFunc(out, func(a, b GovernorInfo) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b Info) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
 // RemoveGovernor deletes governor name. Nodes waiting for it then fail
-// with [ErrNoGovernor].
-func RemoveGovernor(ctx context.Context, js jetstream.JetStream, name string) error {
+// with [ErrNotFound].
+func Remove(ctx context.Context, js jetstream.JetStream, name string) error {
 	if err := checkGovernorName(name); err != nil {
 		return fmt.Errorf("remove governor: %w", err)
 	}
-	if err := js.DeleteStream(ctx, GovernorStream(name)); err != nil {
+	if err := js.DeleteStream(ctx, Stream(name)); err != nil {
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			return missingGovernor(name)
 		}
@@ -129,8 +129,8 @@ func RemoveGovernor(ctx context.Context, js jetstream.JetStream, name string) er
 
 // ResetGovernor frees every slot of governor name at once, for example
 // after holders crashed and the expiry is long.
-func ResetGovernor(ctx context.Context, js jetstream.JetStream, name string) error {
-	s, err := governorStream(ctx, js, name)
+func Reset(ctx context.Context, js jetstream.JetStream, name string) error {
+	s, err := lookupStream(ctx, js, name)
 	if err != nil {
 		return err
 	}
@@ -141,11 +141,11 @@ func ResetGovernor(ctx context.Context, js jetstream.JetStream, name string) err
 }
 
 // governorStream looks up governor name's stream.
-func governorStream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
+func lookupStream(ctx context.Context, js jetstream.JetStream, name string) (jetstream.Stream, error) {
 	if err := checkGovernorName(name); err != nil {
 		return nil, err
 	}
-	s, err := js.Stream(ctx, GovernorStream(name))
+	s, err := js.Stream(ctx, Stream(name))
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, missingGovernor(name)
 	}

@@ -1,4 +1,4 @@
-package natsconf
+package provision
 
 import (
 	"slices"

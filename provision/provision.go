@@ -1,9 +1,9 @@
-// Package natsconf renders a least-privilege nats-server configuration for
+// Package provision renders a least-privilege nats-server configuration for
 // an mms fleet: one JetStream account with an admin, an operator and one
 // user per node, each authenticated by an nkey and allowed exactly the
 // subjects its role needs (see docs/nats-permissions.md). `mms nats-config`
 // writes it.
-package natsconf
+package provision
 
 import (
 	"errors"
@@ -15,9 +15,10 @@ import (
 	"strings"
 
 	"github.com/mms-io/mms/agent"
-	"github.com/mms-io/mms/internal/fleetstatus"
+	"github.com/mms-io/mms/governor"
 	"github.com/mms-io/mms/internal/kvname"
 	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/spec"
 )
 
@@ -97,7 +98,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("node %q: identity and nkey are required", n.Identity))
 			continue
 		}
-		key := fleetstatus.Key(n.Identity)
+		key := nodestatus.Key(n.Identity)
 		if other, dup := seen[key]; dup {
 			errs = append(errs, fmt.Errorf("nodes %q and %q share the status key %q", other, n.Identity, key))
 		}
@@ -134,15 +135,15 @@ func NodePermissions(c Config, n Node) Permissions {
 	pub := []string{jsAPI("INFO")}
 	pub = append(pub, readStream("KV_"+c.Bucket)...)
 	pub = append(pub, readStream("KV_"+c.StatusBucket)...)
-	pub = append(pub, "$KV."+c.StatusBucket+"."+fleetstatus.Key(n.Identity))
+	pub = append(pub, "$KV."+c.StatusBucket+"."+nodestatus.Key(n.Identity))
 	for _, b := range c.ArchiveBuckets {
 		pub = append(pub, readStream("OBJ_"+b)...)
 	}
 	for _, g := range c.Governors {
 		pub = append(pub,
-			manager.GovernorSubject(g),
-			jsAPI("STREAM", "INFO", manager.GovernorStream(g)),
-			jsAPI("STREAM", "MSG", "DELETE", manager.GovernorStream(g)))
+			governor.Subject(g),
+			jsAPI("STREAM", "INFO", governor.Stream(g)),
+			jsAPI("STREAM", "MSG", "DELETE", governor.Stream(g)))
 	}
 	pub = append(pub, agent.EventsSubjects)
 	return Permissions{
@@ -175,7 +176,7 @@ func OperatorPermissions(c Config) Permissions {
 		pub = append(pub, "$O."+b+".>", jsAPI("STREAM", "PURGE", obj))
 	}
 	for _, g := range c.Governors {
-		pub = append(pub, jsAPI("STREAM", "INFO", manager.GovernorStream(g)))
+		pub = append(pub, jsAPI("STREAM", "INFO", governor.Stream(g)))
 	}
 	return Permissions{
 		Publish:   pub,
@@ -215,7 +216,7 @@ func Render(c Config) (string, error) {
 	nodes := slices.Clone(c.Nodes)
 	slices.SortFunc(nodes, func(a, b Node) int { return strings.Compare(a.Identity, b.Identity) })
 	for _, n := range nodes {
-		user(&b, fmt.Sprintf("node %s: status key %s", strconv.Quote(n.Identity), fleetstatus.Key(n.Identity)), n.NKey, NodePermissions(c, n))
+		user(&b, fmt.Sprintf("node %s: status key %s", strconv.Quote(n.Identity), nodestatus.Key(n.Identity)), n.NKey, NodePermissions(c, n))
 	}
 	b.WriteString("    ]\n  }\n}\n")
 	return b.String(), nil
