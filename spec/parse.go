@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/mms-io/mms/internal/suggest"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mms-io/mms/internal/suggest"
 )
 
 // ParseMachines parses the operator's machines file: a JSON array (Choria's
