@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"regexp"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mms-io/mms/internal/backoff"
 	"github.com/mms-io/mms/spec"
 )
 
@@ -98,7 +98,8 @@ type Governors struct {
 	owner string
 	log   *slog.Logger
 
-	attempt, retryFirst, retryMax, maxWait time.Duration
+	attempt, maxWait time.Duration
+	retry            backoff.Policy
 }
 
 // NewGovernors returns governors reached over nc. owner names the holder in
@@ -117,7 +118,7 @@ func New(nc *nats.Conn, owner string, log *slog.Logger) (*Governors, error) {
 	}
 	return &Governors{
 		nc: nc, js: js, owner: owner, log: log,
-		attempt: governorAttemptTimeout, retryFirst: governorRetryFirst, retryMax: governorRetryMax,
+		attempt: governorAttemptTimeout, retry: backoff.Policy{First: governorRetryFirst, Max: governorRetryMax},
 		maxWait: DefaultWait,
 	}, nil
 }
@@ -142,7 +143,6 @@ func (g *Governors) Acquire(ctx context.Context, name string) (release func(), e
 	wctx, cancel := context.WithTimeoutCause(ctx, g.maxWait,
 		fmt.Errorf("the bound on a governor wait (%s) passed: %w", g.maxWait, context.DeadlineExceeded))
 	defer cancel()
-	wait := g.retryFirst
 	var lastReason string
 	var lastInfo time.Time
 	for n := 1; ; n++ {
@@ -176,7 +176,7 @@ func (g *Governors) Acquire(ctx context.Context, name string) (release func(), e
 		default:
 			return nil, fmt.Errorf("governor %q: take a slot: %w", name, err)
 		}
-		d := jitter(wait)
+		d := g.retry.Jittered(n)
 		// Every retry is logged with its reason: at info the first, a
 		// change of reason and then every governorLogEvery, the others at
 		// debug, so a long wait is visible without a line every second.
@@ -186,12 +186,9 @@ func (g *Governors) Acquire(ctx context.Context, name string) (release func(), e
 		}
 		lastReason = reason
 		g.log.Log(ctx, level, "governor slot not taken; retrying", "governor", name, "reason", reason, "attempt", n, "retry_in", d, "waited", time.Since(start).Round(time.Millisecond), "max_wait", g.maxWait)
-		select {
-		case <-wctx.Done():
+		if !backoff.Sleep(wctx, d) {
 			return nil, gaveUp(wctx, name, start)
-		case <-time.After(d):
 		}
-		wait = min(wait*2, g.retryMax)
 	}
 }
 
@@ -263,12 +260,3 @@ func (e *noGovernorError) Error() string {
 }
 
 func (e *noGovernorError) Is(target error) bool { return target == ErrNotFound }
-
-// jitter spreads retries over [d/2, d) so waiting nodes do not retry in
-// lock step.
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
-}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mms-io/mms/internal/backoff"
 	"github.com/mms-io/mms/internal/natstest"
 )
 
@@ -24,7 +25,7 @@ func testGovernors(t *testing.T) (*Governors, jetstream.JetStream) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.retryFirst, g.retryMax = 5*time.Millisecond, 50*time.Millisecond
+	g.retry = backoff.Policy{First: 5 * time.Millisecond, Max: 50 * time.Millisecond}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
