@@ -30,7 +30,7 @@ type Info struct {
 	Replicas int `json:"replicas"`
 }
 
-// governorInfo turns a governor stream's info into a Info.
+// infoOf turns a governor stream's info into an Info.
 func infoOf(si *jetstream.StreamInfo) Info {
 	return Info{
 		Name:     strings.TrimPrefix(si.Config.Name, StreamPrefix),

@@ -102,7 +102,7 @@ type Governors struct {
 	retry            backoff.Policy
 }
 
-// NewGovernors returns governors reached over nc. owner names the holder in
+// New returns governors reached over nc. owner names the holder in
 // the slot messages (for example "mms_manager@node1"), so an operator
 // can see who holds a slot; log may be nil.
 func New(nc *nats.Conn, owner string, log *slog.Logger) (*Governors, error) {
@@ -121,6 +121,27 @@ func New(nc *nats.Conn, owner string, log *slog.Logger) (*Governors, error) {
 		attempt: governorAttemptTimeout, retry: backoff.Policy{First: governorRetryFirst, Max: governorRetryMax},
 		maxWait: DefaultWait,
 	}, nil
+}
+
+// NewGate returns what a governed action waits on: the Acquire of the
+// governors reached over nc (see [New]), or, on a node without NATS (nc
+// nil), a gate that refuses every governor with an error saying so: the
+// action fails rather than ignore the fleet-wide limit. Its signature is
+// that of manager.Gate and the exec watcher's Gate.
+func NewGate(nc *nats.Conn, owner string, log *slog.Logger) (func(ctx context.Context, name string) (release func(), err error), error) {
+	if nc == nil {
+		return unreachable, nil
+	}
+	g, err := New(nc, owner, log)
+	if err != nil {
+		return nil, err
+	}
+	return g.Acquire, nil
+}
+
+// unreachable is the gate of a node without NATS.
+func unreachable(_ context.Context, name string) (func(), error) {
+	return nil, fmt.Errorf("governor %q: the agent has no NATS connection to reach it", name)
 }
 
 // Acquire takes a slot of the named governor, waiting (with backoff) while

@@ -158,6 +158,43 @@ func TestGovernorMissing(t *testing.T) {
 	}
 }
 
+// TestNewGate: a node with NATS waits on the governor itself; one without
+// refuses every governed action, naming the governor, rather than ignore
+// the fleet-wide limit.
+func TestNewGate(t *testing.T) {
+	nc := natstest.Connect(t, natstest.RunJetStream(t))
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Add(t.Context(), js, "one", 1, time.Minute, 1); err != nil {
+		t.Fatal(err)
+	}
+	gate, err := NewGate(nc, "test@node1", nil)
+	if err != nil {
+		t.Fatalf("NewGate(conn) = %v", err)
+	}
+	release, err := gate(t.Context(), "one")
+	if err != nil {
+		t.Fatalf("gate(one) = %v, want a slot", err)
+	}
+	info, err := Get(t.Context(), js, "one")
+	if err != nil || info.InUse != 1 {
+		t.Errorf("governor one while the gate holds it = %+v, %v; want 1 in use", info, err)
+	}
+	release()
+
+	gate, err = NewGate(nil, "test@node1", nil)
+	if err != nil {
+		t.Fatalf("NewGate(nil) = %v", err)
+	}
+	release, err = gate(t.Context(), "one")
+	want := `governor "one": the agent has no NATS connection to reach it`
+	if err == nil || err.Error() != want || release != nil {
+		t.Errorf("gate(one) without NATS = %v, %v; want %q", release != nil, err, want)
+	}
+}
+
 func TestGovernorAdmin(t *testing.T) {
 	g, js := testGovernors(t)
 	ctx := t.Context()

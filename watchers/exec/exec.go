@@ -317,20 +317,14 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 		return err
 	}
 	w.env = env
-	w.gate = noGovernors
-	if w.Governor != "" && d.Conn != nil {
-		g, err := governor.New(d.Conn, d.Machine+"#"+d.Watcher+"@"+d.Identity, w.log)
+	if w.Governor != "" {
+		g, err := governor.NewGate(d.Conn, d.Machine+"#"+d.Watcher+"@"+d.Identity, w.log)
 		if err != nil {
 			return fmt.Errorf("governor: %w", err)
 		}
-		w.gate = g.Acquire
+		w.gate = g
 	}
 	return nil
-}
-
-// noGovernors is the gate of a node without NATS.
-func noGovernors(_ context.Context, governor string) (func(), error) {
-	return nil, fmt.Errorf("governor %q: the agent has no NATS connection to reach it", governor)
 }
 
 // Check runs the command once.
