@@ -70,6 +70,7 @@ func init() {
 		DefaultInterval: watchers.Duration(DefaultInterval),
 		MinInterval:     watchers.Duration(10 * time.Second),
 		Timeout:         watchers.Duration(CheckTimeout),
+		Describe:        describe,
 	})
 }
 

@@ -77,6 +77,7 @@ func init() {
 		DefaultInterval: watchers.Duration(DefaultInterval),
 		MinInterval:     watchers.Duration(2 * time.Second),
 		Timeout:         watchers.Duration(CheckTimeout),
+		Describe:        describe,
 	})
 }
 

@@ -93,7 +93,8 @@ func init() {
 		MinInterval: watchers.Duration(500 * time.Millisecond),
 		// A governor wait, then the command: the watcher's own limits
 		// always fire first.
-		Timeout: watchers.Duration(MaxGovernorTimeout + MaxTimeout + time.Minute),
+		Timeout:  watchers.Duration(MaxGovernorTimeout + MaxTimeout + time.Minute),
+		Describe: describe,
 	})
 }
 
