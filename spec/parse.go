@@ -7,9 +7,8 @@ import (
 	"fmt"
 	"io"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/mms-io/mms/internal/suggest"
+	"go.yaml.in/yaml/v3"
 )
 
 // ParseMachines parses the operator's machines file: a JSON array (Choria's

@@ -9,7 +9,6 @@ import (
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
-
 	"github.com/mms-io/mms/internal/suggest"
 )
 
