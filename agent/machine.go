@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/mms-io/mms/internal/backoff"
 	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/watchers"
 )
@@ -172,7 +173,7 @@ func (m *Machine) Run(ctx context.Context) error {
 	if s := m.def.SplayStart; s > 0 {
 		d := rand.N(time.Duration(s) * time.Second)
 		m.log.Info("machine start splayed", "delay", d)
-		if !sleepCtx(ctx, d) {
+		if !backoff.Sleep(ctx, d) {
 			return nil
 		}
 	}

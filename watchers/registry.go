@@ -31,6 +31,14 @@ type Info struct {
 	// Timeout is the Runner's deadline for one Check; zero means one minute.
 	// Watchers that download or run long commands raise it.
 	Timeout Duration
+	// Describe, when set, says in a few words why a state event of this
+	// type happened ("exit 2: connection refused"), from the event's data:
+	// the JSON object of the type's state fields and the common ones
+	// (outcome, error, …). It returns "" when it has nothing to add. Without
+	// it, readers show the data's "reason" field, if any. The data comes
+	// from the network: Describe must take any bytes without panicking;
+	// readers make its text inert for a terminal.
+	Describe func(data []byte) string
 }
 
 // EventType returns the CloudEvent type of this watcher's state events.

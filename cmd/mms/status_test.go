@@ -17,9 +17,9 @@ import (
 	"github.com/mms-io/mms/packer"
 )
 
-// fleet starts a server holding a v2 spec with serial 17 and a status
+// statusFleet starts a server holding a v2 spec with serial 17 and a status
 // bucket with docs, and returns its URL.
-func fleet(t *testing.T, docs ...nodestatus.Document) string {
+func statusFleet(t *testing.T, docs ...nodestatus.Document) string {
 	t.Helper()
 	srv := natstest.RunJetStream(t)
 	url := srv.ClientURL()
@@ -86,7 +86,7 @@ func TestStatus(t *testing.T) {
 	never := statusDocument("new1", 0, now)
 	never.Applied = nil
 	never.Seen = &nodestatus.Seen{Serial: 17, Format: "v2", Digest: "d17", Outcome: nodestatus.SeenUntrusted, Reason: "open spec: spec signed by no trusted key"}
-	url := fleet(t, healthy, stale, behind, replayed, failing, never)
+	url := statusFleet(t, healthy, stale, behind, replayed, failing, never)
 
 	t.Run("table", func(t *testing.T) {
 		r := mmsOK(t, "", "status", "--server", url)

@@ -70,6 +70,7 @@ func init() {
 		DefaultInterval: watchers.Duration(DefaultInterval),
 		MinInterval:     watchers.Duration(10 * time.Second),
 		Timeout:         watchers.Duration(CheckTimeout),
+		Describe:        describe,
 	})
 }
 
@@ -138,13 +139,9 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		return fmt.Errorf("state_dir: %w", err)
 	}
-	g := noGovernors
-	if d.Conn != nil {
-		gov, err := governor.New(d.Conn, d.Machine+"@"+d.Identity, w.log)
-		if err != nil {
-			return err
-		}
-		g = gov.Acquire
+	g, err := governor.NewGate(d.Conn, d.Machine+"@"+d.Identity, w.log)
+	if err != nil {
+		return err
 	}
 	wait := w.GovernorTimeout.Std()
 	if wait == 0 {
@@ -168,11 +165,6 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	}
 	w.inst = inst
 	return nil
-}
-
-// noGovernors is the gate of a node without NATS.
-func noGovernors(_ context.Context, governor string) (func(), error) {
-	return nil, fmt.Errorf("governor %q: the agent has no NATS connection to reach it", governor)
 }
 
 // State is the type-specific part of the archive watcher's state event.

@@ -93,7 +93,8 @@ func init() {
 		MinInterval: watchers.Duration(500 * time.Millisecond),
 		// A governor wait, then the command: the watcher's own limits
 		// always fire first.
-		Timeout: watchers.Duration(MaxGovernorTimeout + MaxTimeout + time.Minute),
+		Timeout:  watchers.Duration(MaxGovernorTimeout + MaxTimeout + time.Minute),
+		Describe: describe,
 	})
 }
 
@@ -317,20 +318,14 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 		return err
 	}
 	w.env = env
-	w.gate = noGovernors
-	if w.Governor != "" && d.Conn != nil {
-		g, err := governor.New(d.Conn, d.Machine+"#"+d.Watcher+"@"+d.Identity, w.log)
+	if w.Governor != "" {
+		g, err := governor.NewGate(d.Conn, d.Machine+"#"+d.Watcher+"@"+d.Identity, w.log)
 		if err != nil {
 			return fmt.Errorf("governor: %w", err)
 		}
-		w.gate = g.Acquire
+		w.gate = g
 	}
 	return nil
-}
-
-// noGovernors is the gate of a node without NATS.
-func noGovernors(_ context.Context, governor string) (func(), error) {
-	return nil, fmt.Errorf("governor %q: the agent has no NATS connection to reach it", governor)
 }
 
 // Check runs the command once.
