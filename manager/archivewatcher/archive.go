@@ -282,6 +282,7 @@ func (w *Watcher) Close() error {
 
 var (
 	_ watchers.Watcher     = (*Watcher)(nil)
+	_ watchers.Normalizer  = (*Watcher)(nil)
 	_ watchers.Validator   = (*Watcher)(nil)
 	_ watchers.Provisioner = (*Watcher)(nil)
 	_ watchers.Closer      = (*Watcher)(nil)

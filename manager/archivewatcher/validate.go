@@ -26,6 +26,16 @@ var systemDirs = map[string]bool{
 // virtualFS are trees no archive belongs in at any depth.
 var virtualFS = []string{"/dev", "/proc", "/sys"}
 
+// Normalize drops a governor_timeout given without a governor, which
+// Choria ignores.
+func (w *Watcher) Normalize() []string {
+	if w.GovernorTimeout == 0 || w.Governor != "" {
+		return nil
+	}
+	w.GovernorTimeout = 0
+	return []string{"governor_timeout: ignored without governor (as in Choria): remove it, or name the governor"}
+}
+
 // Validate checks the properties and builds the entry the installer gets.
 // Problems are named by property.
 func (w *Watcher) Validate() error {
