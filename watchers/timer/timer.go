@@ -44,7 +44,7 @@ func init() {
 type Watcher struct {
 	// Timer is how long after the state is entered the timer expires.
 	// Values under 1s become 1s; left out (or 0), it is Choria's default,
-	// 1s, with a warning (see Normalize).
+	// 1s, with a warning.
 	Timer watchers.Duration `json:"timer"`
 	// Splay makes each start pick a random duration in [0, timer).
 	Splay bool `json:"splay,omitempty"`
