@@ -14,8 +14,9 @@ type ValidateOptions struct {
 	// but the fetch is in clear text.
 	AllowHTTP bool
 	// Legacy validates a v1 (Choria) spec: username and password are
-	// accepted, auth and size are not (Choria does not know them), and the
-	// spec needs no serial or issued_at.
+	// accepted, auth, size, health and rollout are not, nor are matchers
+	// using get_fact() or facts (Choria does not know them), and the spec
+	// needs no serial or issued_at.
 	Legacy bool
 }
 
@@ -135,6 +136,8 @@ func (m *Machine) check(opts ValidateOptions, cache *MatcherCache) (*Matcher, []
 	var err error
 	if matcher, err = cache.compile(m.Match); err != nil {
 		add("match", err)
+	} else if opts.Legacy {
+		add("match", checkChoriaMatcher(m.Match))
 	}
 	if m.Governor != "" {
 		add("governor", checkGovernor(m.Governor))

@@ -180,6 +180,22 @@ func machineCases() []machineCase {
 			`machine "web": size: not supported in v1 (legacy) specs`,
 			`machine "web": auth: not supported in v1 (legacy) specs`,
 		}},
+		// Choria's machines watcher compiles a matcher with identity,
+		// has_file, has_directory and has_command only (its matcher.go at
+		// v0.30.2): what else an mms matcher knows must not go out in v1.
+		{name: "legacy matcher with get_fact", opts: ValidateOptions{Legacy: true}, edit: func(m *Machine) {
+			m.Match = `identity('^web') && get_fact('os.family') == 'debian'`
+		}, errors: []string{
+			`machine "web": match: uses get_fact(), which Choria's machines watcher cannot compile: it knows only identity(), has_file(), has_directory() and has_command(), and skips the entry without a word; drop it from the v1 spec, or sign a v2 spec (mms agents evaluate it)`,
+		}},
+		{name: "legacy matcher with facts", opts: ValidateOptions{Legacy: true}, edit: func(m *Machine) {
+			m.Match = `facts.os.family == 'debian' || get_fact('role') == 'web'`
+		}, errors: []string{
+			`machine "web": match: uses get_fact() and facts, which Choria's machines watcher cannot compile: it knows only identity(), has_file(), has_directory() and has_command(), and skips the entry without a word; drop them from the v1 spec, or sign a v2 spec (mms agents evaluate them)`,
+		}},
+		{name: "legacy matcher Choria compiles", opts: ValidateOptions{Legacy: true}, edit: func(m *Machine) {
+			m.Match = `identity('^web') && (has_file('/etc/debian_version') || has_command('apt')) && !has_directory('/opt/x')`
+		}},
 		{name: "every problem at once", edit: func(m *Machine) {
 			*m = Machine{Name: "Web!", Source: "ftp://x/y", Checksum: "x", VerifyChecksum: "y", Verify: "z", Match: "nope", Governor: "a b", Size: -2, Auth: "A", Username: "u", Password: "p"}
 		}, errors: []string{
