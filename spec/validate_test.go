@@ -107,7 +107,7 @@ func machineCases() []machineCase {
 			`machine "web": verify: want "SHA256SUMS" or nothing, got "MD5SUMS"`,
 		}},
 		{name: "http not allowed", edit: func(m *Machine) { m.Source = "http://example.net/web.tgz" }, errors: []string{
-			`machine "web": source: plain http:// is not allowed; use https:// or nats://`,
+			`machine "web": source: plain http:// is not allowed; use https:// or nats://, or allow http with --allow-http (the checksums still pin the bytes)`,
 		}},
 		{name: "credentials in URL are not repeated", edit: func(m *Machine) { m.Source = "https://bob:secret@example.net/web.tgz" }, errors: []string{
 			`machine "web": source: credentials in the URL are not allowed; name a node-local credential in auth instead`,

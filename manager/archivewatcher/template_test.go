@@ -76,7 +76,7 @@ func TestTemplatedPropertyErrors(t *testing.T) {
 		{name: "source does not parse", key: "source", value: `{{ lookup "facts.repo" }`,
 			want: `properties: source: template "{{ lookup \"facts.repo\" }": template: property:1: unexpected "}" in operand`},
 		{name: "source renders http", key: "source", value: `http://{{ lookup "facts.host" "" }}/p.tar.gz`,
-			want: `provision: source: template "http://{{ lookup \"facts.host\" \"\" }}/p.tar.gz" rendered "http://repo.example.net/p.tar.gz": plain http:// is not allowed; use https:// or nats://`},
+			want: `provision: source: template "http://{{ lookup \"facts.host\" \"\" }}/p.tar.gz" rendered "http://repo.example.net/p.tar.gz": plain http:// is not allowed; use https:// or nats://, or allow http with allow_http: true (the checksums still pin the bytes)`},
 		{name: "checksum renders empty", key: "checksum", value: `{{ lookup "data.sum" "" }}`,
 			want: `provision: checksum: template "{{ lookup \"data.sum\" \"\" }}" rendered "": required`},
 		{name: "password without username", key: "password", value: `{{ lookup "facts.host" "" }}`,

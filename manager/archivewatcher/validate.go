@@ -114,7 +114,7 @@ func (w *Watcher) newEntry() spec.Machine {
 // property, of the properties keep accepts.
 func (w *Watcher) entryErrors(keep func(field string) bool) []error {
 	legacy := w.entry.Username != "" || w.entry.Password != ""
-	err := w.entry.Validate(spec.ValidateOptions{AllowHTTP: w.AllowHTTP, Legacy: legacy})
+	err := w.entry.Validate(spec.ValidateOptions{AllowHTTP: w.AllowHTTP, HTTPFix: "allow_http: true", Legacy: legacy})
 	if err == nil {
 		return nil
 	}
