@@ -184,12 +184,12 @@ func TestGossipMachine(t *testing.T) {
 		Conn: natstest.Connect(t, s), Facts: func() map[string]any { return map[string]any{"hostname": "web1"} },
 	})
 	m1 := <-msgs
-	if m1.Subject != "registry.web.web1" || string(m1.Data) != "web1 is up" {
+	if m1.Subject != "registry.web.up" || string(m1.Data) != "web1 is up" {
 		t.Errorf("gossip = %s %q", m1.Subject, m1.Data)
 	}
 	typ := agenttest.StateEventType("gossip")
 	agenttest.Eventually(t, func() error {
-		ev := rec.Find(typ, map[string]any{"previous_subject": "registry.web.web1", "previous_payload": "web1 is up"})
+		ev := rec.Find(typ, map[string]any{"previous_subject": "registry.web.up", "previous_payload": "web1 is up"})
 		if len(ev) != 1 {
 			return fmt.Errorf("gossip state events = %d, want 1", len(ev))
 		}
