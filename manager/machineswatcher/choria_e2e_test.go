@@ -48,7 +48,9 @@ func (s *syncBuffer) String() string {
 // (machine/testdata/choria/shipped-manager.yaml) in a real host on NATS: a
 // v1 spec it refuses and an http:// entry it refuses are both explained
 // with the property that accepts them (allow_legacy_spec: true,
-// allow_http: true), in the machines watcher's event and in the log.
+// allow_http: true), in the machines watcher's event and in the log; and
+// an operator's transition request takes it to MAINTENANCE and back, as
+// Choria's machine_transition does.
 func TestShippedManagerNamesTheFix(t *testing.T) {
 	srv := natstest.RunJetStream(t)
 	nc := natstest.Connect(t, srv)
@@ -128,6 +130,11 @@ func TestShippedManagerNamesTheFix(t *testing.T) {
 			t.Errorf("Host.Run() = %v", err)
 		}
 	})
+	wg.Go(func() {
+		if err := host.ServeTransitions(ctx); err != nil {
+			t.Errorf("Host.ServeTransitions() = %v", err)
+		}
+	})
 	defer wg.Wait()
 	defer cancel()
 
@@ -173,5 +180,19 @@ func TestShippedManagerNamesTheFix(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitFix(t, "an http:// source", `source: plain http:// is not allowed; use https:// or nats://, or allow http with allow_http: true (the checksums still pin the bytes)`)
+	})
+
+	t.Run("maintenance", func(t *testing.T) {
+		for _, step := range []struct{ transition, from, to string }{
+			{"enter_maintenance", "MANAGE", "MAINTENANCE"},
+			{"resume", "MAINTENANCE", "MANAGE"},
+		} {
+			req := agent.TransitionRequest{Identity: "^node1$", Machine: "machine_manager", Transition: step.transition}
+			got, err := agent.RequestTransition(t.Context(), nc, req, 10*time.Second, []string{"node1"})
+			want := agent.TransitionReply{Identity: "node1", Machine: "machine_manager", Transition: step.transition, Outcome: agent.Transitioned, From: step.from, To: step.to}
+			if err != nil || len(got) != 1 || got[0] != want {
+				t.Errorf("transition %s = %+v, %v; want %+v", step.transition, got, err, want)
+			}
+		}
 	})
 }
