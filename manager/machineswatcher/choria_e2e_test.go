@@ -19,30 +19,13 @@ import (
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/manager/machineswatcher"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 	_ "github.com/mms-io/mms/watchers/kv" // the shipped manager's kv watchers
 )
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestShippedManagerNamesTheFix runs Choria's shipped machines manager
 // (machine/testdata/choria/shipped-manager.yaml) in a real host on NATS: a
@@ -114,7 +97,7 @@ func TestShippedManagerNamesTheFix(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 
-	var log syncBuffer
+	var log syncbuf.Buffer
 	host, err := agent.NewHost(agent.HostConfig{
 		MachinesDir: machines, DataDir: filepath.Join(dir, "data"), Identity: "node1",
 		Publisher: agent.NATSPublisher{Conn: nc}, Conn: nc,
