@@ -236,7 +236,7 @@ func (r *runner) checkOnce(ctx context.Context, failures *int, paced bool) (*sta
 		}
 		// The state event goes out first, then the transition (Choria's
 		// order); the event already says whether the transition fires.
-		terr = r.m.transition(ctx, transition, func(terr error) {
+		_, _, terr = r.m.transition(ctx, transition, func(terr error) {
 			if rep != nil {
 				rep.transErr = terr
 			}

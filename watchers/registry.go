@@ -1,7 +1,6 @@
 package watchers
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -125,24 +124,15 @@ func UnknownType(typ string) error {
 	return fmt.Errorf("%w %q", ErrUnknownType, typ)
 }
 
-// Build creates a watcher of type typ from its JSON properties: New, strict
-// decoding (unknown fields are errors), then Validate. It does not provision.
-// Empty or null properties decode as an empty object.
+// Build creates a watcher of type typ from its JSON properties: [Decode]
+// (strict decoding, unknown fields are errors, after Choria's weak typing
+// and the type's Normalize), then Validate. It does not provision. Empty or
+// null properties decode as an empty object. [Decode] returns the warnings
+// Build leaves out.
 func Build(typ string, properties json.RawMessage) (Watcher, error) {
-	info, ok := Lookup(typ)
-	if !ok {
-		return nil, UnknownType(typ)
-	}
-	w := info.New()
-	if len(bytes.TrimSpace(properties)) > 0 && !bytes.Equal(bytes.TrimSpace(properties), []byte("null")) {
-		dec := json.NewDecoder(bytes.NewReader(properties))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(w); err != nil {
-			return nil, fmt.Errorf("properties: %w", err)
-		}
-		if dec.More() {
-			return nil, errors.New("properties: trailing data after the object")
-		}
+	w, _, err := Decode(typ, properties)
+	if err != nil {
+		return nil, err
 	}
 	if v, ok := w.(Validator); ok {
 		if err := v.Validate(); err != nil {

@@ -21,9 +21,9 @@ import (
 func (a *app) newMachineCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "machine",
-		Short: "Validate and run autonomous machines (machine.yaml)",
+		Short: "Validate and run autonomous machines (machine.yaml), fire their transitions on nodes",
 	}
-	cmd.AddCommand(a.newMachineValidateCmd(), a.newMachineRunCmd())
+	cmd.AddCommand(a.newMachineValidateCmd(), a.newMachineRunCmd(), a.newMachineTransitionCmd())
 	return cmd
 }
 

@@ -142,6 +142,12 @@ type Watcher struct {
 	// what the other nodes report, so rollouts can gate each wave.
 	Fleet manager.FleetView `json:"-"`
 
+	// Fixes, when set (in Go, by the compiled-in manager machine), name
+	// the agent's flags that accept a v1 spec or an http:// source, for
+	// the refusals to name; unset, they name this watcher's properties
+	// (allow_legacy_spec, allow_http).
+	Fixes manager.Fixes `json:"-"`
+
 	// ResetSpecHistory, when set (in Go, from manager.Settings), is the
 	// serial of the last accepted spec to forget at Provision: see
 	// manager.ResetSpecHistory. Set it only from the node's own
@@ -318,6 +324,7 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 		StateDir:     state,
 		Trust:        w.trust,
 		AllowHTTP:    w.AllowHTTP,
+		Fixes:        w.Fixes,
 		PurgeUnknown: w.PurgeUnknown,
 		Identity:     d.Identity,
 		Facts:        d.Facts,

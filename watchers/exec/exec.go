@@ -181,6 +181,16 @@ type State struct {
 	PID int `json:"pid,omitempty"`
 }
 
+// Normalize drops a governor_timeout given without a governor, which
+// Choria ignores.
+func (w *Watcher) Normalize() []string {
+	if w.GovernorTimeout == 0 || w.Governor != "" {
+		return nil
+	}
+	w.GovernorTimeout = 0
+	return []string{"governor_timeout: ignored without governor (as in Choria): remove it, or name the governor"}
+}
+
 // Validate checks the properties and parses the command line once. A
 // templated command, environment entry or governor is only parsed here;
 // Provision renders and checks it.
@@ -433,6 +443,7 @@ func jsonKind(v any) string {
 
 var (
 	_ watchers.Watcher     = (*Watcher)(nil)
+	_ watchers.Normalizer  = (*Watcher)(nil)
 	_ watchers.Validator   = (*Watcher)(nil)
 	_ watchers.Provisioner = (*Watcher)(nil)
 )
