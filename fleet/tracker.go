@@ -128,18 +128,15 @@ func (t *Tracker) SetSpec(op *packer.Opened, revision uint64) {
 	t.spec.State, t.spec.Opened, t.spec.Err, t.spec.Revision = SpecLive, op, nil, revision
 }
 
-// learnVersions remembers the version names d reports for checksums: an
-// entry's installed version, a machine's.
+// learnVersions remembers the version names d reports for checksums: the
+// version each entry runs, with the checksum installed. (A machine's
+// checksum in the document is the one its entry pins, not always the one
+// it runs: a held or rolled back machine runs another.)
 func (t *Tracker) learnVersions(d *nodestatus.Document) {
 	for _, e := range d.Entries {
 		switch manager.EntryOutcome(e.Outcome) {
 		case manager.EntryInstalled, manager.EntryUpdated, manager.EntryUnchanged, manager.EntryHeld, manager.EntryRolledBack:
 			t.learn(e.Name, e.Installed, e.Version)
-		}
-	}
-	for _, m := range d.Machines {
-		if m.State != "" {
-			t.learn(m.Name, m.Checksum, m.Version)
 		}
 	}
 }

@@ -217,3 +217,47 @@ func TestPutWaitDocuments(t *testing.T) {
 		t.Errorf("put --wait stdout = %q, want the write reported", out.String())
 	}
 }
+
+// put --wait outlives --timeout: the timeout bounds the connect and the
+// write, not the wait (the connection used to close when it ran out, and
+// the wait ended with "the watch of MACHINES_STATUS ended").
+func TestPutWaitOutlivesTimeout(t *testing.T) {
+	url, kv := putServer(t)
+	dir := t.TempDir()
+	key, _ := newKeyPair(t, dir, "ops")
+	machines := writeFile(t, dir, "machines.json", machinesJSON("web"))
+	putDoc(t, kv, statusDocument("web1", 1, time.Now().UTC()))
+	env := mmsOK(t, "", "pack", machines, "--key-file", key, "--serial", "2").stdout
+	next, err := packer.Inspect([]byte(strings.TrimSpace(env)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut syncbuf.Buffer
+	done := make(chan int, 1)
+	start := time.Now()
+	go func() {
+		done <- run(t.Context(), []string{"put", "--server", url, "--wait", "60s", "--timeout", "1s"}, strings.NewReader(env), &out, &errOut)
+	}()
+	waitFor(t, &errOut, "serial 2: 0/1 applied; pending: web1\n")
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if time.Since(start) < 2*time.Second {
+			return errors.New("--timeout has not run out yet")
+		}
+		return nil
+	})
+	applied := statusDocument("web1", 2, time.Now().UTC())
+	applied.Applied.Digest, applied.Seen.Digest = next.Digest, next.Digest
+	putDoc(t, kv, applied)
+	var code int
+	natstest.Eventually(t, 30*time.Second, func() error {
+		select {
+		case code = <-done:
+			return nil
+		default:
+			return errors.New("put --wait still running after the agent applied the spec")
+		}
+	})
+	if code != 0 || !strings.Contains(out.String(), "serial 2 applied by the one reporting agent\n") {
+		t.Errorf("put --wait past --timeout = exit %d, stdout %q, stderr %q; want 0 and the agent applied", code, out.String(), errOut.String())
+	}
+}
