@@ -20,6 +20,7 @@ func TestLayers(t *testing.T) {
 		"machine":  {"packer", "manager", "agent"},
 		"manager":  {"agent", "manager/machineswatcher", "manager/archivewatcher", "manager/mmsmanager", "plugins"},
 		"agent":    {"packer", "manager", "plugins"},
+		"fleet":    {"provision", "bench", "plugins", "cmd/mms"},
 	}
 	for pkg, banned := range above {
 		out, err := exec.CommandContext(t.Context(), "go", "list", "-deps", mod+pkg).Output()

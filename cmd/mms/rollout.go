@@ -42,10 +42,20 @@ every agent decides for itself from the status documents.`,
 		Use:   "status",
 		Short: "Show each rollout of the live spec: waves, nodes, healthy / pending / failed, where it halted",
 		Long: `Show each entry of the live spec that has a rollout policy: its waves with
-the nodes in each (as every agent ranks them), the old and new version,
-each node's state (healthy, pending, held, rolled_back, unhealthy, failed,
-stale, or old when it has not applied the spec), the wave under way, and
-where and why the rollout halted.`,
+the nodes in each (as every agent ranks them), the old and new version by
+name, each node's state (healthy, pending, held, rolled_back, unhealthy,
+failed, stale, or old when it has not applied the spec), the wave under way
+and when it starts after a pause, and where and why the rollout halted.
+
+The waves and every halt come from the rule the agents apply themselves
+(package manager/rollout), on the same status documents: a node of an
+earlier wave that failed with the new version or stopped reporting halts
+the rollout here exactly when it halts the agents.
+
+Versions are named as the nodes report them. --watch follows the buckets
+with a KV watch, redraws every second and remembers what it saw: the new
+version's name once a node ran it, the old versions once every node moved
+on. A single read knows only what the nodes report now.`,
 		Example: `  mms rollout status
   mms rollout status --machine web --watch
   mms rollout status --json | jq '.[] | select(.halted)'`,
@@ -59,7 +69,7 @@ where and why the rollout halted.`,
 	f.StringVar(&o.bucket, "bucket", "MACHINES", "the Key-Value bucket of the live spec")
 	f.StringVar(&o.key, "key", "machines", "the key of the live spec in --bucket")
 	f.StringVar(&o.machine, "machine", "", "show only the rollout of this entry")
-	f.BoolVar(&o.watch, "watch", false, "redraw every second until interrupted")
+	f.BoolVar(&o.watch, "watch", false, "follow the buckets and redraw every second until interrupted")
 	f.BoolVar(&o.jsonOut, "json", false, "print the rollouts as a JSON array")
 	cmd.AddCommand(status)
 	return cmd

@@ -167,7 +167,8 @@ func TestRolloutAcrossAgents(t *testing.T) {
 	v3 := gate(f.repo.publishCheck(t, "web", "3.0.0", "exit 1"), 3*time.Second)
 	r := put("120s", v3)
 	first3 := rollout.Assign(ids, "web", v3.Checksum, mustParseWaves(t, waves))[0][0]
-	if r.code != 2 || !strings.Contains(r.stderr, first3) || !strings.Contains(r.stderr, "not ready within 3s") {
+	unhealthy := "version 3.0.0 (" + v3.Checksum[:12] + ") unhealthy: not ready within 3s"
+	if r.code != 2 || !strings.Contains(r.stderr, first3) || !strings.Contains(r.stderr, unhealthy) {
 		t.Errorf("put --wait of the bad rollout = exit %d, stderr:\n%s\nwant 2 naming %s and why", r.code, r.stderr, first3)
 	}
 	for _, id := range ids {
@@ -188,7 +189,7 @@ func TestRolloutAcrossAgents(t *testing.T) {
 		t.Errorf("3.0.0 was started on %v, want only %s (wave 1)", got, first3)
 	}
 	status := mmsOK(t, "", append([]string{"rollout", "status"}, conn...)...).stdout
-	for _, want := range []string{"HALTED at wave 1: node " + first3, "not ready within 3s", "rolled_back", "held"} {
+	for _, want := range []string{"web: 2.0.0 → " + v3.Checksum[:12] + "  waves 1, 50%, 100%", "HALTED at wave 1: node " + first3 + ": " + unhealthy, "rolled_back", "held"} {
 		if !strings.Contains(status, want) {
 			t.Errorf("mms rollout status lacks %q:\n%s", want, status)
 		}
