@@ -196,15 +196,7 @@ func TestPutWaitDocuments(t *testing.T) {
 	failing.Applied.Digest, failing.Seen.Digest = next.Digest, next.Digest
 	failing.Entries = []nodestatus.Entry{{Name: "web", Outcome: "failed", Reason: "install: sha256 mismatch"}}
 	putDoc(t, kv, failing)
-	var code int
-	natstest.Eventually(t, 30*time.Second, func() error {
-		select {
-		case code = <-done:
-			return nil
-		default:
-			return errors.New("put --wait still running after every agent applied or failed")
-		}
-	})
+	code := exitCode(t, done, "every agent applied or failed")
 	if code != 2 || !strings.HasSuffix(errOut.String(), "mms: serial 3 failed on 1 of 2 agents:\n  web2: web failed: install: sha256 mismatch\n") {
 		t.Errorf("put --wait with a failed entry = exit %d, stderr %q; want 2 naming web2 and the entry", code, errOut.String())
 	}
@@ -248,16 +240,24 @@ func TestPutWaitOutlivesTimeout(t *testing.T) {
 	applied := statusDocument("web1", 2, time.Now().UTC())
 	applied.Applied.Digest, applied.Seen.Digest = next.Digest, next.Digest
 	putDoc(t, kv, applied)
+	code := exitCode(t, done, "the agent applied the spec")
+	if code != 0 || !strings.Contains(out.String(), "serial 2 applied by the one reporting agent\n") {
+		t.Errorf("put --wait past --timeout = exit %d, stdout %q, stderr %q; want 0 and the agent applied", code, out.String(), errOut.String())
+	}
+}
+
+// exitCode waits for the exit code of a command run in the background,
+// which should end now that what happened.
+func exitCode(t *testing.T, done <-chan int, what string) int {
+	t.Helper()
 	var code int
 	natstest.Eventually(t, 30*time.Second, func() error {
 		select {
 		case code = <-done:
 			return nil
 		default:
-			return errors.New("put --wait still running after the agent applied the spec")
+			return errors.New("the command still runs after " + what)
 		}
 	})
-	if code != 0 || !strings.Contains(out.String(), "serial 2 applied by the one reporting agent\n") {
-		t.Errorf("put --wait past --timeout = exit %d, stdout %q, stderr %q; want 0 and the agent applied", code, out.String(), errOut.String())
-	}
+	return code
 }

@@ -211,3 +211,39 @@ func nodeOf(view []Node, id string) Node {
 	}
 	return out
 }
+
+// BenchmarkRolloutView compares the two ways to compute every node's
+// decision for a view of n nodes: one Evaluate, or one Decide per node
+// (what a fleet view would cost without Evaluate); and what one agent's
+// decision costs: Decide (through Evaluate) beside the former per-node
+// rule (referenceDecide).
+func BenchmarkRolloutView(b *testing.B) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	p := Policy{Waves: waves(b, "1", "10%", "50%", "100%"), Pause: time.Minute}
+	for _, n := range []int{100, 1000} {
+		view := randomView(rand.New(rand.NewPCG(1, uint64(n))), n, now)
+		b.Run(fmt.Sprintf("evaluate/%d", n), func(b *testing.B) {
+			for b.Loop() {
+				Evaluate(p, "web", "new", view, now)
+			}
+		})
+		me := view[len(view)/2].Identity
+		b.Run(fmt.Sprintf("decide-one/%d", n), func(b *testing.B) {
+			for b.Loop() {
+				Decide(p, me, "web", "new", view, now)
+			}
+		})
+		b.Run(fmt.Sprintf("reference-one/%d", n), func(b *testing.B) {
+			for b.Loop() {
+				referenceDecide(p, me, "web", "new", view, now)
+			}
+		})
+		b.Run(fmt.Sprintf("decide-each/%d", n), func(b *testing.B) {
+			for b.Loop() {
+				for _, node := range view {
+					Decide(p, node.Identity, "web", "new", view, now)
+				}
+			}
+		})
+	}
+}
