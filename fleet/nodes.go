@@ -34,9 +34,6 @@ const (
 	FlagNATS = "nats"
 )
 
-// Flags lists every flag name, in the order a node lists them.
-var Flags = []string{FlagInvalid, FlagRejected, FlagFailed, FlagExpired, FlagBehind, FlagError, FlagStale, FlagStopped, FlagNATS}
-
 // Flag is one flag of a node and what earned it, in one line.
 type Flag struct {
 	Name   string `json:"name"`
@@ -58,7 +55,8 @@ type Node struct {
 	// Doc is the document, nil when it cannot be read (Err says why).
 	Doc *nodestatus.Document
 	Err error
-	// Flags are what needs attention, in the order of [Flags].
+	// Flags are what needs attention, in the order the Flag… constants
+	// are listed.
 	Flags []Flag
 	// Message is the node's first problem in one line: the first its
 	// document states, else the first flag's detail; "" when none.
@@ -173,6 +171,7 @@ type NotFoundError struct {
 	Reporting []string
 }
 
+// Error names the name looked for and the agents that report.
 func (e *NotFoundError) Error() string {
 	return fmt.Sprintf("no status document for %q in %s; agents that report: %s", e.Name, nodestatus.Bucket, strings.Join(e.Reporting, ", "))
 }

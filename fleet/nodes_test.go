@@ -315,8 +315,11 @@ func TestViewJSON(t *testing.T) {
 	}
 	var got struct {
 		Spec struct {
-			State    string `json:"state"`
-			Revision uint64 `json:"revision"`
+			State    string   `json:"state"`
+			Revision uint64   `json:"revision"`
+			Serial   uint64   `json:"serial"`
+			Machines []string `json:"machines"`
+			Line     string   `json:"line"`
 		} `json:"spec"`
 		Nodes    []map[string]any `json:"nodes"`
 		Counts   fleet.Counts     `json:"counts"`
@@ -325,7 +328,7 @@ func TestViewJSON(t *testing.T) {
 	if err := json.Unmarshal(data, &got); err != nil {
 		t.Fatalf("%v\n%s", err, data)
 	}
-	if got.Spec.State != "live" || got.Spec.Revision != 1 || got.Counts.Nodes != 7 || len(got.Nodes) != 7 || len(got.Rollouts) != 1 || len(got.Rollouts[0].Waves) != 3 {
+	if got.Spec.State != "live" || got.Spec.Revision != 1 || got.Spec.Serial != 2 || !cmp.Equal(got.Spec.Machines, []string{"web", "db"}) || got.Spec.Line != tr.Spec().Line() || got.Counts.Nodes != 7 || len(got.Nodes) != 7 || len(got.Rollouts) != 1 || len(got.Rollouts[0].Waves) != 3 {
 		t.Fatalf("view JSON: %s", data)
 	}
 	for _, n := range got.Nodes {

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -29,17 +30,45 @@ const (
 // verifying its signature, to compare the nodes with it, never to trust it.
 type Spec struct {
 	// Bucket and Key are where the spec lives.
-	Bucket string `json:"bucket"`
-	Key    string `json:"key"`
+	Bucket string
+	Key    string
 	// State says what was found there.
-	State SpecState `json:"state"`
+	State SpecState
 	// Revision is the KV revision of the value read (0 when none).
-	Revision uint64 `json:"revision,omitempty"`
+	Revision uint64
 	// Opened is the decoded envelope when State is SpecLive.
-	Opened *packer.Opened `json:"-"`
+	Opened *packer.Opened
 	// Err says why there is no spec to compare with (any state but
 	// SpecLive): "no bucket MACHINES", the read or decode error.
-	Err error `json:"-"`
+	Err error
+}
+
+// MarshalJSON encodes the spec for a page: where it is, its state and
+// revision, what it is (format, serial, digest, entries) when it decodes,
+// why there is none when it does not, and its line for people.
+func (s Spec) MarshalJSON() ([]byte, error) {
+	out := struct {
+		Bucket   string    `json:"bucket"`
+		Key      string    `json:"key"`
+		State    SpecState `json:"state"`
+		Revision uint64    `json:"revision,omitempty"`
+		Format   string    `json:"format,omitempty"`
+		Serial   uint64    `json:"serial,omitempty"`
+		Digest   string    `json:"digest,omitempty"`
+		Machines []string  `json:"machines,omitempty"`
+		Error    string    `json:"error,omitempty"`
+		Line     string    `json:"line"`
+	}{Bucket: s.Bucket, Key: s.Key, State: s.State, Revision: s.Revision, Line: s.Line()}
+	if op := s.Opened; op != nil {
+		out.Format, out.Serial, out.Digest = op.Format.String(), op.Spec.Serial, op.Digest
+		for _, m := range op.Spec.Machines {
+			out.Machines = append(out.Machines, m.Name)
+		}
+	}
+	if s.Err != nil {
+		out.Error = s.Err.Error()
+	}
+	return json.Marshal(out)
 }
 
 // Where names the spec's key: "MACHINES/machines".

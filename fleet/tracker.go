@@ -141,6 +141,7 @@ func (t *Tracker) learnVersions(d *nodestatus.Document) {
 	}
 }
 
+// learn remembers that checksum of machine is called version.
 func (t *Tracker) learn(machine, checksum, version string) {
 	if checksum == "" || version == "" {
 		return
@@ -236,12 +237,12 @@ func Follow(ctx context.Context, js jetstream.JetStream, o Options) (*Watcher, e
 	if w.status, err = statusKV.WatchAll(ctx); err != nil {
 		return nil, fmt.Errorf("watch bucket %s: %w", o.StatusBucket, err)
 	}
-	if o.StatusOnly {
-		// No spec to read.
-	} else if specKV, ok := openSpec(ctx, js, &t.spec); ok {
-		if w.spec, err = specKV.Watch(ctx, o.SpecKey); err != nil {
-			t.spec.State, t.spec.Err = SpecUnreadable, err
-			w.spec = nil
+	if !o.StatusOnly {
+		if specKV, ok := openSpec(ctx, js, &t.spec); ok {
+			if w.spec, err = specKV.Watch(ctx, o.SpecKey); err != nil {
+				t.spec.State, t.spec.Err = SpecUnreadable, err
+				w.spec = nil
+			}
 		}
 	}
 	var timeout <-chan time.Time
