@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/fleet"
 	"github.com/mms-io/mms/manager"
 )
 
@@ -142,22 +143,21 @@ func (a *app) reportingNodes(ctx context.Context, nc natsConn, identity string) 
 	if err != nil {
 		return nil, nil, err
 	}
-	kv, err := a.openStatusBucket(ctx, js, nc, false)
-	if err != nil {
+	if _, err := a.openStatusBucket(ctx, js, nc, false); err != nil {
 		return nil, nil, err
 	}
-	rows, err := readStatusRows(ctx, kv)
+	t, err := fleet.Read(ctx, js, fleet.Options{StatusOnly: true})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nc.explain(err)
 	}
 	var ids []string
 	stopped := map[string]time.Time{}
-	for _, r := range rows {
-		if r.doc == nil || !re.MatchString(r.doc.Identity) {
+	for _, n := range t.Nodes(time.Now()) {
+		if n.Doc == nil || !re.MatchString(n.Doc.Identity) {
 			continue
 		}
-		ids = append(ids, r.doc.Identity)
-		stopped[r.doc.Identity] = r.doc.StoppedAt
+		ids = append(ids, n.Doc.Identity)
+		stopped[n.Doc.Identity] = n.Doc.StoppedAt
 	}
 	return ids, stopped, nil
 }
