@@ -122,7 +122,7 @@ func TestReleaseReproducible(t *testing.T) {
 	}
 
 	pages := tarFiles(t, filepath.Join(a, "mms-man.tar.gz"))
-	for _, name := range []string{"man/mms.1", "man/mms-pack.1", "man/mms-governor-add.1", "man/mms-man.1"} {
+	for _, name := range []string{"man/man1/mms.1", "man/man1/mms-pack.1", "man/man1/mms-governor-add.1", "man/man1/mms-man.1"} {
 		page, ok := pages[name]
 		if !ok {
 			t.Errorf("mms-man.tar.gz has no %s (it has %d files)", name, len(pages))
@@ -137,10 +137,46 @@ func TestReleaseReproducible(t *testing.T) {
 			t.Errorf("the release's %s is not %s", name, src)
 		}
 	}
+	if runtime.GOOS == "linux" && (runtime.GOARCH == "amd64" || runtime.GOARCH == "arm64") {
+		installLikeReadme(t, root, a, version)
+	}
 	licenses := string(readBytes(t, filepath.Join(a, "THIRD_PARTY_LICENSES")))
 	for _, module := range []string{"github.com/nats-io/nats-server/v2", "github.com/spf13/cobra", "github.com/expr-lang/expr", "golang.org/x/sys"} {
 		if !strings.Contains(licenses, "\n== "+module+" ") {
 			t.Errorf("THIRD_PARTY_LICENSES has no license of %s", module)
+		}
+	}
+}
+
+// installLikeReadme pastes README's install block into sh in the release
+// directory dist, with two changes: no sudo, and every absolute path under
+// a temporary root. The binary, unit and man pages must land there.
+func installLikeReadme(t *testing.T, root, dist, version string) {
+	t.Helper()
+	block := repotest.Block(t, string(readBytes(t, filepath.Join(root, "README.md"))), "## Run the agent as a service")
+	dest := t.TempDir()
+	for _, dir := range []string{"usr/local/bin", "usr/local/share", "etc/systemd/system"} {
+		if err := os.MkdirAll(filepath.Join(dest, dir), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := strings.ReplaceAll(block, "sudo ", "")
+	script = strings.ReplaceAll(script, " /", ` "$DEST"/`)
+	cmd := exec.CommandContext(t.Context(), "sh", "-eu", "-c", script)
+	cmd.Dir = dist
+	cmd.Env = append(os.Environ(), "DEST="+dest, "PATH="+filepath.Join(dest, "usr", "local", "bin")+string(os.PathListSeparator)+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("README's install block, run in the release directory:\n%s\n%v\n%s", script, err, out)
+	}
+	for _, want := range []string{"mms-linux-" + runtime.GOARCH + ": OK\n", "mms-agent.service: OK\n", "mms-man.tar.gz: OK\n", "mms " + version + "\n"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("README's install block printed no %q:\n%s", want, out)
+		}
+	}
+	for _, f := range []string{"usr/local/bin/mms", "etc/systemd/system/mms-agent.service", "usr/local/share/man/man1/mms-agent.1"} {
+		if _, err := os.Stat(filepath.Join(dest, f)); err != nil {
+			t.Errorf("README's install block did not install /%s: %v", f, err)
 		}
 	}
 }
