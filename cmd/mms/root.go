@@ -135,5 +135,6 @@ func (a *app) commands() []*cobra.Command {
 		a.newStatusCmd(),
 		a.newBenchCmd(),
 		a.newVersionCmd(),
+		a.newManCmd(),
 	}
 }
