@@ -255,7 +255,9 @@ func TestFleetValidate(t *testing.T) {
 		{"tiny status", func(f *provision.Fleet) { f.StatusMaxBytes = 1000 }, "status max bytes 1000: want at least 1MiB"},
 		{"spec too small for history", func(f *provision.Fleet) { f.SpecMaxBytes = 2 << 20 }, "holds fewer than 5 revisions"},
 		{"archive twice", func(f *provision.Fleet) { f.ArchiveBuckets = []string{"A", "A"} }, `archive bucket "A": given twice`},
-		{"governor without slots", func(f *provision.Fleet) { f.Governors = []provision.Governor{{Name: "g", Limit: 0, Expire: time.Minute}} }, `governor "g": limit 0 must be at least 1`},
+		{"governor without slots", func(f *provision.Fleet) {
+			f.Governors = []provision.Governor{{Name: "g", Limit: 0, Expire: time.Minute}}
+		}, `governor "g": limit 0 must be at least 1`},
 		{"bad site", func(f *provision.Fleet) { f.Sites = []string{"a.b"} }, `site "a.b": character '.'`},
 	}
 	for _, tt := range tests {
