@@ -18,8 +18,8 @@ import (
 	"github.com/mms-io/mms/internal/jscluster"
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/manager/mmsmanager"
-	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/provision"
 	"github.com/mms-io/mms/spec"
 )
 
@@ -51,7 +51,7 @@ func (k keys) seal(serial uint64, ms []spec.Machine) ([]byte, error) {
 
 // archiveBucket is the object store machine archives are uploaded to, as
 // the agent's banner suggests.
-const archiveBucket = "ARCHIVES"
+const archiveBucket = provision.DefaultArchiveBucket
 
 // natsEnv is the NATS side of a measurement: one embedded server or a
 // cluster, and what an operator creates on it for a fleet (README "A
@@ -152,16 +152,16 @@ func tryStartNATS(ctx context.Context, dir string, n int) (_ *natsEnv, err error
 	return e, nil
 }
 
-// provision creates the buckets an operator creates for a fleet (`mms put
-// --create --replicas N`, `mms status --create`) and the archive store.
-// A new cluster may not have placed its first stream yet: creation is
-// retried for a while.
+// provision creates what `mms init --replicas N` creates for a fleet (the
+// spec and status buckets, the events stream and the archive store) and
+// binds the spec bucket and the store. A new cluster may not have placed
+// its first stream yet: creation is retried for a while.
 func (e *natsEnv) provision(ctx context.Context, replicas int) error {
-	statusCfg := nodestatus.BucketConfig()
-	statusCfg.Replicas = replicas
+	f := provision.Defaults()
+	f.Replicas = replicas
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err := e.tryProvision(ctx, replicas, statusCfg)
+		err := e.tryProvision(ctx, f)
 		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
 			return err
 		}
@@ -169,26 +169,18 @@ func (e *natsEnv) provision(ctx context.Context, replicas int) error {
 	}
 }
 
-func (e *natsEnv) tryProvision(ctx context.Context, replicas int, statusCfg jetstream.KeyValueConfig) error {
+func (e *natsEnv) tryProvision(ctx context.Context, f provision.Fleet) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	if _, err := provision.Apply(cctx, e.js, f); err != nil {
+		return err
+	}
 	var err error
-	if e.specs, err = e.js.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
-		Bucket:       mmsmanager.DefaultBucket,
-		History:      5,
-		MaxValueSize: packer.MaxEnvelopeSize,
-		Replicas:     replicas,
-	}); err != nil {
-		return fmt.Errorf("create the spec bucket: %w", err)
+	if e.specs, err = e.js.KeyValue(cctx, f.SpecBucket); err != nil {
+		return fmt.Errorf("bind the spec bucket: %w", err)
 	}
-	if _, err = e.js.CreateOrUpdateKeyValue(cctx, statusCfg); err != nil {
-		return fmt.Errorf("create the status bucket: %w", err)
-	}
-	if e.objects, err = e.js.CreateOrUpdateObjectStore(cctx, jetstream.ObjectStoreConfig{
-		Bucket:   archiveBucket,
-		Replicas: replicas,
-	}); err != nil {
-		return fmt.Errorf("create the archive store: %w", err)
+	if e.objects, err = e.js.ObjectStore(cctx, archiveBucket); err != nil {
+		return fmt.Errorf("bind the archive store: %w", err)
 	}
 	return nil
 }

@@ -95,10 +95,10 @@ type Governor struct {
 // Sizes of a fleet's resources on a NATS deployment ([Defaults]).
 const (
 	DefaultSpecMaxBytes    = 64 << 20
-	DefaultStatusMaxBytes  = 1 << 30
+	DefaultStatusMaxBytes  = 256 << 20
 	DefaultEventsMaxAge    = 24 * time.Hour
 	DefaultEventsMaxBytes  = 1 << 30
-	DefaultArchiveMaxBytes = 10 << 30
+	DefaultArchiveMaxBytes = 2 << 30
 	defaultSpecHistory     = 5
 )
 

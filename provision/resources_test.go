@@ -146,7 +146,7 @@ func TestApplyRepairsOldSetups(t *testing.T) {
 		"spec bucket MACHINES: differs; max bytes none → 64MiB",
 		"status bucket MACHINES_STATUS: missing",
 		"events stream CHORIA_MACHINE: differs; max bytes none → 1GiB; max age none → 24h0m0s",
-		"archives ARCHIVES: differs; max bytes none → 10GiB",
+		"archives ARCHIVES: differs; max bytes none → 2GiB",
 	}
 	if diff := cmp.Diff(want, actions(got)); diff != "" {
 		t.Errorf("Check() (-want +got):\n%s", diff)
@@ -293,9 +293,9 @@ func TestSiteFleetMirrorsTheHub(t *testing.T) {
 	}
 	want := []string{
 		"KV_MACHINES: history 5, values ≤ 1MiB, ≤ 64MiB in all",
-		"KV_MACHINES_STATUS: history 1, values ≤ 1MiB, ≤ 1GiB in all, sources KV_MACHINES_STATUS in domain berlin, KV_MACHINES_STATUS in domain paris",
+		"KV_MACHINES_STATUS: history 1, values ≤ 1MiB, ≤ 256MiB in all, sources KV_MACHINES_STATUS in domain berlin, KV_MACHINES_STATUS in domain paris",
 		"CHORIA_MACHINE: ≤ 1GiB in all, kept 24h0m0s, sources CHORIA_MACHINE in domain berlin, CHORIA_MACHINE in domain paris",
-		"OBJ_ARCHIVES: ≤ 10GiB in all",
+		"OBJ_ARCHIVES: ≤ 2GiB in all",
 		"MMS_GOVERNOR_downloads: 10 slots, no size limit, slots freed after 15m0s",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -312,9 +312,9 @@ func TestSiteFleetMirrorsTheHub(t *testing.T) {
 	}
 	want = []string{
 		"KV_MACHINES R1: history 5, values ≤ 1MiB, ≤ 64MiB in all, mirror of KV_MACHINES in domain hub",
-		"KV_MACHINES_STATUS R1: history 1, values ≤ 1MiB, ≤ 1GiB in all",
+		"KV_MACHINES_STATUS R1: history 1, values ≤ 1MiB, ≤ 256MiB in all",
 		"CHORIA_MACHINE R1: ≤ 1GiB in all, kept 24h0m0s",
-		"OBJ_ARCHIVES R1: ≤ 10GiB in all, mirror of OBJ_ARCHIVES in domain hub",
+		"OBJ_ARCHIVES R1: ≤ 2GiB in all, mirror of OBJ_ARCHIVES in domain hub",
 		"MMS_GOVERNOR_downloads R1: 10 slots, no size limit, slots freed after 15m0s",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

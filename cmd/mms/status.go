@@ -15,6 +15,7 @@ import (
 
 	"github.com/mms-io/mms/internal/termtext"
 	"github.com/mms-io/mms/nodestatus"
+	"github.com/mms-io/mms/provision"
 	"github.com/mms-io/mms/packer"
 )
 
@@ -66,7 +67,9 @@ machine with its state, and every problem.
 and says which and why, for monitoring.
 
 Agents with the embedded server create the bucket; for agents that connect
-to your NATS with --server, create it once with --create.`,
+to your NATS with --server, the NATS admin creates it with every other
+resource of the fleet: 'mms init' (--create makes just this bucket, the
+same way).`,
 		Example: `  mms status
   mms status web1
   mms status --server nats://nats1:4222 --check
@@ -90,7 +93,7 @@ to your NATS with --server, create it once with --create.`,
 	o.nats.registerClient(cmd, f)
 	f.BoolVar(&o.jsonOut, "json", false, "print the status documents as a JSON array (one document with NODE)")
 	f.BoolVar(&o.check, "check", false, "exit 2 when any agent is flagged (other than nats), naming each and why")
-	f.BoolVar(&o.create, "create", false, "create the "+nodestatus.Bucket+" bucket when it does not exist")
+	f.BoolVar(&o.create, "create", false, "create the "+nodestatus.Bucket+" bucket when it does not exist, as 'mms init' would")
 	f.DurationVar(&o.staleAfter, "stale-after", 0, "call an agent stale after this long without an update (default: 3 of its heartbeats)")
 	f.StringVar(&o.bucket, "bucket", "MACHINES", "KV bucket holding the signed spec")
 	f.StringVar(&o.key, "key", "machines", "key of the signed spec in --bucket")
@@ -231,13 +234,17 @@ func findRow(rows []nodeRow, node string) (nodeRow, error) {
 func (a *app) openStatusBucket(ctx context.Context, js jetstream.JetStream, nc natsConn, create bool) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, nodestatus.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) && create {
-		kv, err = js.CreateKeyValue(ctx, nodestatus.BucketConfig())
-		if err == nil {
-			a.log.Info("created bucket", "bucket", nodestatus.Bucket)
+		f, ferr := fleetOf(ctx, nc, js, "", 0)
+		if ferr != nil {
+			return nil, fmt.Errorf("--create: %w", ferr)
 		}
+		if err := a.ensure(ctx, nc, js, f, provision.KindStatus, nodestatus.Bucket); err != nil {
+			return nil, err
+		}
+		kv, err = js.KeyValue(ctx, nodestatus.Bucket)
 	}
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("bucket %s does not exist on %s: no agent could write its status there; agents with the embedded server create it, otherwise run 'mms status --create' once",
+		return nil, fmt.Errorf("bucket %s does not exist on %s: no agent could write its status there; agents with the embedded server create it, otherwise the NATS admin runs 'mms init' once",
 			nodestatus.Bucket, nc.ConnectedUrlRedacted())
 	}
 	if err != nil {
