@@ -130,7 +130,8 @@ type Decision struct {
 // once; a node in a later wave proceeds once every node of the earlier
 // waves runs checksum healthy and the pause after the last of them became
 // healthy has passed. A node of an earlier wave that failed with checksum
-// (or, unless the policy skips them, stopped reporting) halts the rollout.
+// halts the rollout; one that stopped reporting holds it until it reports
+// again (unless the policy skips such nodes).
 func Decide(p Policy, me, machine, checksum string, view []Node, now time.Time) Decision {
 	byID := make(map[string]Node, len(view))
 	ids := []string{me}
@@ -160,9 +161,12 @@ func Decide(p Policy, me, machine, checksum string, view []Node, now time.Time) 
 				d.Held = fmt.Sprintf("%s at wave %d (node %s: %s)", HaltedPrefix, i+1, id, cmp.Or(n.Reason, string(n.Health)))
 				return d
 			case n.Stale:
-				d.Halted = true
-				d.Held = fmt.Sprintf("%s at wave %d (node %s stopped reporting)", HaltedPrefix, i+1, id)
-				return d
+				// It may report again (an agent restarting, or failing over
+				// to another NATS server): the rollout waits for it, and
+				// looks again, rather than halt for good.
+				if d.Held == "" {
+					d.Held = fmt.Sprintf("held: waiting for wave %d (node %s stopped reporting)", i+1, id)
+				}
 			case n.Checksum != checksum || n.Health != Healthy:
 				if d.Held == "" {
 					d.Held = fmt.Sprintf("held: waiting for wave %d (node %s is %s)", i+1, id, waitingFor(n, checksum))
