@@ -268,7 +268,11 @@ func replay(ctx context.Context, nc *nats.Conn, timeout, since time.Duration, ms
 	if err != nil {
 		return nil, fmt.Errorf("replay events: %w", err)
 	}
-	stream, err := js.Stream(setup, agent.EventsStream)
+	var stream jetstream.Stream
+	err = retryJS(setup, func(ctx context.Context) error { // a leader may be being elected
+		stream, err = js.Stream(ctx, agent.EventsStream)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, fmt.Errorf("replay events: the %s stream does not exist on this server, so there is no history to replay (the agent creates it); run without --since to follow live events", agent.EventsStream)
 	}

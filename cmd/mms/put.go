@@ -91,13 +91,16 @@ checks.`,
 			if err := checkPutSerial(next, time.Now()); err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), nf.timeout)
-			defer cancel()
-			nc, err := nf.connect(ctx, a, "mms put")
+			// The connection lives as long as the command (--wait may
+			// follow a rollout for minutes); --timeout bounds connecting
+			// and the write.
+			nc, err := nf.connect(cmd.Context(), a, "mms put")
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), nf.timeout)
+			defer cancel()
 			if len(o.publicKeys) == 0 && o.trustedKeys == "" {
 				a.warnUntrusted(ctx, nc, next)
 			}

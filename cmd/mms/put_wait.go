@@ -113,6 +113,9 @@ func (a *app) waitApplied(parent context.Context, nc natsConn, next *packer.Open
 	nodes := map[string]*nodeWait{} // by status key
 	var skipped []string            // stale when the wait started
 	initial := true
+	// replaying: the watch is sending the documents as they are (at the
+	// start, or after it was started again at replayStart).
+	replaying, replayStart := true, start
 	for {
 		select {
 		case <-ctx.Done():
@@ -123,10 +126,25 @@ func (a *app) waitApplied(parent context.Context, nc natsConn, next *packer.Open
 			return waitTimedOut(label, wait, nodes)
 		case e, ok := <-watch.Updates():
 			if !ok {
-				return fmt.Errorf("waiting for %s: the watch of %s ended", label, nodestatus.Bucket)
+				// The watch ends when the server that holds its consumer
+				// dies and the client library gives up on it: start it
+				// again; it sends every document as it is now.
+				w, err := rewatch(ctx, kv)
+				if err != nil {
+					if parent.Err() != nil {
+						return parent.Err()
+					}
+					progress.end()
+					return waitTimedOut(label, wait, nodes)
+				}
+				watch, replaying, replayStart = w, true, time.Now()
+				continue
 			}
-			if e == nil {
-				initial = false
+			switch {
+			case e == nil && !initial:
+				replaying = false
+			case e == nil:
+				initial, replaying = false, false
 				if len(nodes) == 0 {
 					progress.end()
 					return &exitError{code: 2, err: fmt.Errorf("nothing to wait for: no running agent reports its status in %s%s", nodestatus.Bucket, staleNote(skipped))}
@@ -134,10 +152,10 @@ func (a *app) waitApplied(parent context.Context, nc natsConn, next *packer.Open
 				if len(skipped) > 0 {
 					progress.note(fmt.Sprintf("not waiting for %d stale agent%s: %s", len(skipped), plural(len(skipped)), strings.Join(capList(skipped, maxNamed), ", ")))
 				}
-			} else {
-				skipped = trackNode(nodes, skipped, e, next, initial, start)
+			default:
+				skipped = trackNode(nodes, skipped, e, next, replaying, replayStart)
 			}
-			if initial {
+			if initial || replaying {
 				continue
 			}
 			counts, summary := waitSummary(label, nodes)
@@ -150,9 +168,26 @@ func (a *app) waitApplied(parent context.Context, nc natsConn, next *packer.Open
 	}
 }
 
+// rewatch starts a watch of every document of kv again, trying every
+// second (a stream leader may be being elected) until ctx is done.
+func rewatch(ctx context.Context, kv jetstream.KeyValue) (jetstream.KeyWatcher, error) {
+	for {
+		w, err := kv.WatchAll(ctx)
+		if err == nil {
+			return w, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 // trackNode updates nodes with one status document: agents found at the
-// start count unless stopped or stale, agents that start reporting later
-// count too; a deleted document drops its agent. It returns skipped with
+// start (initial: the documents as they were at start, when the watch
+// began or began again) count unless stopped or stale, agents that start
+// reporting later count too; a deleted document drops its agent. It returns skipped with
 // the identity of a stale agent found at the start added.
 func trackNode(nodes map[string]*nodeWait, skipped []string, e jetstream.KeyValueEntry, next *packer.Opened, initial bool, start time.Time) []string {
 	key := e.Key()
@@ -171,7 +206,10 @@ func trackNode(nodes map[string]*nodeWait, skipped []string, e jetstream.KeyValu
 		}
 		limit := 3 * cmp.Or(d.HeartbeatInterval(), nodestatus.DefaultHeartbeat)
 		if initial && start.Sub(d.UpdatedAt) > limit {
-			return append(skipped, termtext.Escape(d.Identity))
+			if id := termtext.Escape(d.Identity); !slices.Contains(skipped, id) {
+				skipped = append(skipped, id)
+			}
+			return skipped
 		}
 		n = &nodeWait{identity: termtext.Escape(d.Identity)}
 		nodes[key] = n

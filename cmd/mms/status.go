@@ -15,8 +15,8 @@ import (
 
 	"github.com/mms-io/mms/internal/termtext"
 	"github.com/mms-io/mms/nodestatus"
-	"github.com/mms-io/mms/provision"
 	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/provision"
 )
 
 type statusOptions struct {
@@ -232,7 +232,7 @@ func findRow(rows []nodeRow, node string) (nodeRow, error) {
 
 // openStatusBucket binds the status bucket, creating it if asked to.
 func (a *app) openStatusBucket(ctx context.Context, js jetstream.JetStream, nc natsConn, create bool) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, nodestatus.Bucket)
+	kv, err := bindKV(ctx, js, nodestatus.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) && create {
 		f, ferr := fleetOf(ctx, nc, js, "", 0)
 		if ferr != nil {
