@@ -166,7 +166,7 @@ func (a *app) runInit(ctx context.Context, nf *natsFlags, o initOptions) error {
 	if err := f.Validate(); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, max(nf.timeout, 30*time.Second))
+	ctx, cancel := context.WithTimeout(ctx, nf.timeout)
 	defer cancel()
 	nc, err := nf.connect(ctx, a, "mms init")
 	if err != nil {
