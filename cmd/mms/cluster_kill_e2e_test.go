@@ -191,7 +191,7 @@ func TestFleetSurvivesEachServerKilled(t *testing.T) {
 	})
 	rolloutStart := time.Now()
 
-	nc, err := nats.Connect(urls, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect(urls, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), quietNATS())
 	if err != nil {
 		t.Fatal(err)
 	}
