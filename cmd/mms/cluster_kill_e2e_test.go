@@ -231,7 +231,9 @@ func TestFleetSurvivesEachServerKilled(t *testing.T) {
 		statusAfter := time.Since(at)
 
 		// mms events --since replays from the events stream.
-		natstest.Eventually(t, killTimeout, func() error { return eventsReplay(t, urls, " web transition checked idle -> ready") })
+		natstest.Eventually(t, killTimeout, func() error {
+			return eventsReplay(t, []string{"--server", urls}, " web transition checked idle -> ready")
+		})
 		eventsAfter := time.Since(at)
 		// Every agent writes its status again, none through the dead
 		// server.
@@ -313,11 +315,12 @@ func TestFleetSurvivesEachServerKilled(t *testing.T) {
 	}
 }
 
-// eventsReplay runs `mms events --since 10m` (the built binary) until it
-// prints want, and fails if it exits or takes 15 s.
-func eventsReplay(t *testing.T, urls, want string) error {
+// eventsReplay runs `mms events --since 10m` (the built binary) with the
+// connection flags conn until it prints want, and fails if it exits or
+// takes 15 s.
+func eventsReplay(t *testing.T, conn []string, want string) error {
 	t.Helper()
-	ev := startMMS(t, nil, "events", "--since", "10m", "--server", urls, "--timeout", "5s")
+	ev := startMMS(t, nil, append([]string{"events", "--since", "10m", "--timeout", "5s"}, conn...)...)
 	defer func() {
 		_ = ev.cmd.Process.Signal(syscall.SIGTERM)
 		<-ev.done
