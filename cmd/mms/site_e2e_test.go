@@ -324,6 +324,15 @@ func TestEdgeSite(t *testing.T) {
 	})
 	t.Logf("%v: the hub's mms events --since shows the events %s published while the link was cut", elapsed(), siteNodes[3])
 
+	// A nudge at the hub reaches the site's agents, and they answer.
+	natstest.Eventually(t, siteTimeout, func() error {
+		r := mms(t, "", append([]string{"reconcile"}, as("operator")...)...)
+		if r.code != 0 || !strings.Contains(r.stdout, "nudged 4 nodes: ") {
+			return fmt.Errorf("mms reconcile at the hub = exit %d: %s%s", r.code, r.stdout, r.stderr)
+		}
+		return nil
+	})
+
 	hubNC, err := nats.Connect(urls, nkeyOption(t, filepath.Join(hubDir(0), "admin.nk")), quietNATS())
 	if err != nil {
 		t.Fatal(err)
