@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,7 +60,8 @@ const archiveBucket = provision.DefaultArchiveBucket
 // archives, replicated on every server of a cluster.
 type natsEnv struct {
 	servers []*server.Server
-	urls    string // client URLs, comma-separated, for --server
+	configs []natsbox.ServerConfig // each server's, to start it again (restart)
+	urls    string                 // client URLs, comma-separated, for --server
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	specs   jetstream.KeyValue
@@ -109,7 +111,7 @@ func tryStartNATS(ctx context.Context, dir string, n int) (_ *natsEnv, err error
 		return nil, err
 	}
 	for i := range n {
-		srv, err := natsbox.StartServer(sctx, natsbox.ServerConfig{
+		cfg := natsbox.ServerConfig{
 			Port:     -1,
 			StoreDir: filepath.Join(store, fmt.Sprint(i+1)),
 			// MaxConsumers 0: unlimited; every agent's spec watch is one.
@@ -121,11 +123,14 @@ func tryStartNATS(ctx context.Context, dir string, n int) (_ *natsEnv, err error
 				o.Cluster = server.ClusterOpts{Name: clusterName, Host: "127.0.0.1", Port: routes[i]}
 				o.Routes = jscluster.Routes(routes)
 			},
-		})
+		}
+		srv, err := natsbox.StartServer(sctx, cfg)
 		if err != nil {
 			return nil, err
 		}
+		cfg.Port = srv.Addr().(*net.TCPAddr).Port // the same port when it starts again
 		e.servers = append(e.servers, srv)
+		e.configs = append(e.configs, cfg)
 	}
 	urls := make([]string, n)
 	for i, s := range e.servers {
@@ -199,6 +204,30 @@ func (e *natsEnv) upload(ctx context.Context, a archive, object string) (spec.Ma
 		return spec.Machine{}, fmt.Errorf("upload %s: %w", object, err)
 	}
 	return a.entry("nats://" + archiveBucket + "/" + object), nil
+}
+
+// restart stops every server at once and starts them again on the same
+// ports and stores, and returns once they form a cluster again. The
+// servers run in this process: they stop cleanly (Shutdown), not as a
+// crash would.
+func (e *natsEnv) restart(ctx context.Context) error {
+	for _, s := range e.servers {
+		s.Shutdown()
+	}
+	for _, s := range e.servers {
+		s.WaitForShutdown()
+	}
+	for i, cfg := range e.configs {
+		srv, err := natsbox.StartServer(context.WithoutCancel(ctx), cfg) // close stops it
+		if err != nil {
+			return fmt.Errorf("bench: start server %d again: %w", i+1, err)
+		}
+		e.servers[i] = srv
+	}
+	if len(e.servers) > 1 {
+		return waitCluster(ctx, e.servers)
+	}
+	return nil
 }
 
 // close disconnects and stops the servers, waiting for their stores.
