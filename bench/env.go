@@ -264,3 +264,30 @@ func waitCluster(ctx context.Context, servers []*server.Server) error {
 		}
 	}
 }
+
+// startWebFleet starts servers embedded servers under dir (see startNATS),
+// publishes versions 0..rounds of web where the agents fetch them and
+// puts version 0 under key of the spec bucket. stop stops it all.
+func (b *bench) startWebFleet(ctx context.Context, dir string, servers, rounds int, key string) (env *natsEnv, versions []spec.Machine, stop func(), err error) {
+	if env, err = startNATS(ctx, dir, servers); err != nil {
+		return nil, nil, nil, err
+	}
+	versions, stopWeb, err := b.webVersions(ctx, env, rounds)
+	if err != nil {
+		env.close()
+		return nil, nil, nil, err
+	}
+	stop = func() {
+		stopWeb()
+		env.close()
+	}
+	first, err := b.keys.seal(1, versions[:1])
+	if err == nil {
+		err = env.put(ctx, key, first)
+	}
+	if err != nil {
+		stop()
+		return nil, nil, nil, err
+	}
+	return env, versions, stop, nil
+}

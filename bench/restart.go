@@ -80,24 +80,12 @@ func (b *bench) measureRestart(ctx context.Context, n int, name string) (res res
 	if err != nil {
 		return res, err
 	}
-	env, err := startNATS(ctx, dir, 3)
-	if err != nil {
-		return res, err
-	}
-	defer env.close()
-	versions, stopWeb, err := b.webVersions(ctx, env, 1)
-	if err != nil {
-		return res, err
-	}
-	defer stopWeb()
 	const key = "restart"
-	first, err := b.keys.seal(1, versions[:1])
+	env, versions, stopFleet, err := b.startWebFleet(ctx, dir, 3, 1, key)
 	if err != nil {
 		return res, err
 	}
-	if err := env.put(ctx, key, first); err != nil {
-		return res, err
-	}
+	defer stopFleet()
 	agentDirs := filepath.Join(b.fleetRoot, filepath.Base(dir))
 	defer os.RemoveAll(agentDirs)
 	b.prog.stepf("%s: starting the agents", name)

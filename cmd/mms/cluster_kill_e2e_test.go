@@ -11,9 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/manager/rollout"
 	"github.com/mms-io/mms/nodestatus"
@@ -191,15 +188,7 @@ func TestFleetSurvivesEachServerKilled(t *testing.T) {
 	})
 	rolloutStart := time.Now()
 
-	nc, err := nats.Connect(urls, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), quietNATS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := connectJS(t, urls)
 	leaderOf := func(stream string) *natstest.Process {
 		t.Helper()
 		var leader *natstest.Process

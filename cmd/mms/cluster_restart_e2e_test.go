@@ -119,15 +119,7 @@ func TestFleetSurvivesClusterRestart(t *testing.T) {
 		}
 		return nil
 	})
-	nc, err := nats.Connect(urls, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), quietNATS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := connectJS(t, urls)
 	ctx := t.Context()
 	status, err := js.KeyValue(ctx, nodestatus.Bucket)
 	if err != nil {
@@ -257,12 +249,25 @@ func TestFleetSurvivesClusterRestart(t *testing.T) {
 	}
 }
 
-// quietNATS keeps a test's own connection from printing its disconnects
-// while servers are killed.
-func quietNATS() nats.Option {
-	return func(o *nats.Options) error {
+// connectJS connects the test to urls (a server list), reconnecting
+// forever and quietly while servers are killed, and closes the
+// connection when the test ends.
+func connectJS(t *testing.T, urls string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	quiet := func(o *nats.Options) error {
 		o.DisconnectedErrCB = func(*nats.Conn, error) {}
 		o.AsyncErrorCB = func(*nats.Conn, *nats.Subscription, error) {}
 		return nil
 	}
+	opts = append([]nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond), quiet}, opts...)
+	nc, err := nats.Connect(urls, opts...)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", urls, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
 }

@@ -62,19 +62,7 @@ func TestReadmeFleet(t *testing.T) {
 		case strings.HasPrefix(cmd, "export NATS_URL="):
 			continue // the test's cluster is in $NATS_URL already
 		case strings.HasPrefix(cmd, "mms agent "):
-			agent, stderr := startShell(t, shell(cmd))
-			natstest.Eventually(t, e2eTimeout, func() error {
-				if !strings.Contains(stderr.String(), "agent started") {
-					return fmt.Errorf("%s: not started yet:\n%s", cmd, stderr)
-				}
-				return nil
-			})
-			t.Cleanup(func() {
-				_ = agent.Process.Signal(syscall.SIGTERM)
-				if err := agent.Wait(); err != nil {
-					t.Errorf("%s after SIGTERM: %v\n%s", cmd, err, stderr)
-				}
-			})
+			startShellAgent(t, shell(cmd), cmd)
 			ranAgent = true
 		default:
 			var out []byte
@@ -115,5 +103,25 @@ func TestReadmeFleet(t *testing.T) {
 			return fmt.Errorf("mms status: %v\n%s\nwant facts in ready", err, out)
 		}
 		return nil
+	})
+}
+
+// startShellAgent starts c, the README's agent command cmd, and waits
+// until the agent started; when the test ends it is stopped with SIGTERM
+// and must exit cleanly.
+func startShellAgent(t *testing.T, c *exec.Cmd, cmd string) {
+	t.Helper()
+	agent, stderr := startShell(t, c)
+	natstest.Eventually(t, e2eTimeout, func() error {
+		if !strings.Contains(stderr.String(), "agent started") {
+			return fmt.Errorf("%s: not started yet:\n%s", cmd, stderr)
+		}
+		return nil
+	})
+	t.Cleanup(func() {
+		_ = agent.Process.Signal(syscall.SIGTERM)
+		if err := agent.Wait(); err != nil {
+			t.Errorf("%s after SIGTERM: %v\n%s", cmd, err, stderr)
+		}
 	})
 }

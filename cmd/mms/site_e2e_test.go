@@ -258,15 +258,7 @@ func TestEdgeSite(t *testing.T) {
 	proxy.Cut()
 	natstest.Eventually(t, siteTimeout, linked(0))
 	t.Logf("%v: the link is cut", elapsed())
-	siteNC, err := nats.Connect(site.ClientURL(), nkeyOption(t, filepath.Join(siteDir, "admin.nk")), quietNATS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(siteNC.Close)
-	siteJS, err := jetstream.New(siteNC)
-	if err != nil {
-		t.Fatal(err)
-	}
+	siteNC, siteJS := connectJS(t, site.ClientURL(), nkeyOption(t, filepath.Join(siteDir, "admin.nk")))
 	siteStatus, err := siteJS.KeyValue(t.Context(), nodestatus.Bucket)
 	if err != nil {
 		t.Fatal(err)
@@ -333,15 +325,7 @@ func TestEdgeSite(t *testing.T) {
 		return nil
 	})
 
-	hubNC, err := nats.Connect(urls, nkeyOption(t, filepath.Join(hubDir(0), "admin.nk")), quietNATS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(hubNC.Close)
-	hubJS, err := jetstream.New(hubNC)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, hubJS := connectJS(t, urls, nkeyOption(t, filepath.Join(hubDir(0), "admin.nk")))
 	// Each event is stored once at the hub (the hub has no agents of its
 	// own: its events are the site's), not also sent over the link.
 	natstest.Eventually(t, siteTimeout, func() error {

@@ -40,14 +40,26 @@ func newRestartable(t *testing.T) *restartable {
 // again on the same port with the same store.
 func (r *restartable) restart(t *testing.T) {
 	t.Helper()
-	r.s.Shutdown()
-	r.s.WaitForShutdown()
+	r.stop(t)
 	natstest.Eventually(t, waitFor, func() error {
 		if r.client.Status.Snapshot().Connected {
 			return errors.New("client still connected")
 		}
 		return nil
 	})
+	r.start(t)
+}
+
+// stop stops the server.
+func (r *restartable) stop(t *testing.T) {
+	t.Helper()
+	r.s.Shutdown()
+	r.s.WaitForShutdown()
+}
+
+// start starts the server again on its port with its store.
+func (r *restartable) start(t *testing.T) {
+	t.Helper()
 	opts := natstest.Options(r.dir)
 	opts.Port = r.port
 	r.s = natstest.Run(t, opts)
@@ -120,12 +132,8 @@ func TestWatchErrorClearsOnRecovery(t *testing.T) {
 	st := step(t, w)
 	st.until("the value", changedAt(rev1))
 
-	r.s.Shutdown()
-	r.s.WaitForShutdown()
+	r.stop(t)
 	st.until("the failed read while the server is down", func(r result) bool { return r.err != nil })
-
-	opts := natstest.Options(r.dir)
-	opts.Port = r.port
-	r.s = natstest.Run(t, opts)
+	r.start(t)
 	st.until("a check without the error once the server is back", func(r result) bool { return r.err == nil })
 }
