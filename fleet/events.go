@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/internal/termtext"
 	"github.com/mms-io/mms/watchers"
 )
@@ -163,7 +164,11 @@ func replayEvents(ctx context.Context, nc *nats.Conn, since, timeout time.Durati
 	if err != nil {
 		return nil, fmt.Errorf("replay events: %w", err)
 	}
-	stream, err := js.Stream(setup, agent.EventsStream)
+	var stream jetstream.Stream
+	err = natsbox.RetryJS(setup, func(ctx context.Context) error { // a leader may be being elected
+		stream, err = js.Stream(ctx, agent.EventsStream)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, fmt.Errorf("replay events: %w", ErrNoEventHistory)
 	}

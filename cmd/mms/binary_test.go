@@ -23,6 +23,7 @@ import (
 var binDir, pkgDir string
 
 func TestMain(m *testing.M) {
+	natstest.Serve() // this binary re-executed as a nats-server (natstest.RunClusterProcesses)
 	dir, err := os.MkdirTemp("", "mms-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -65,19 +65,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 		t.Logf("$ %s", cmd)
 		switch {
 		case strings.HasPrefix(cmd, "mms agent "):
-			agent, stderr := startShell(t, shell(cmd))
-			natstest.Eventually(t, e2eTimeout, func() error {
-				if !strings.Contains(stderr.String(), "agent started") {
-					return fmt.Errorf("%s: not started yet:\n%s", cmd, stderr)
-				}
-				return nil
-			})
-			t.Cleanup(func() {
-				_ = agent.Process.Signal(syscall.SIGTERM)
-				if err := agent.Wait(); err != nil {
-					t.Errorf("%s after SIGTERM: %v\n%s", cmd, err, stderr)
-				}
-			})
+			startShellAgent(t, shell(cmd), cmd)
 		case strings.HasPrefix(cmd, "mms events"):
 			var follower *exec.Cmd
 			follower, _ = startShell(t, shell(cmd))

@@ -49,8 +49,10 @@ and when it starts after a pause, and where and why the rollout halted.
 
 The waves and every halt come from the rule the agents apply themselves
 (package manager/rollout), on the same status documents: a node of an
-earlier wave that failed with the new version or stopped reporting halts
-the rollout here exactly when it halts the agents.
+earlier wave that failed with the new version halts the rollout here
+exactly when it halts the agents; one that stopped reporting holds the
+later waves (it may be restarting or failing over to another server) until
+it reports again, unless the policy says stale: skip.
 
 Versions are named as the nodes report them. --watch follows the buckets
 with a KV watch, redraws every second and remembers what it saw: the new
@@ -199,6 +201,8 @@ func printRollout(w io.Writer, v fleet.Rollout, now time.Time) {
 		fmt.Fprintln(w, "done: every node runs the new version healthy")
 	case v.Pause(now) > 0:
 		fmt.Fprintf(w, "under way: wave %d of %d, starting in %v (the pause after wave %d)\n", v.Current, len(v.Waves), v.Pause(now).Round(time.Second), v.Current-1)
+	case v.StaleWait() != "":
+		fmt.Fprintf(w, "under way: wave %d of %d, waiting for %s\n", v.Current, len(v.Waves), esc(v.StaleWait()))
 	default:
 		fmt.Fprintf(w, "under way: wave %d of %d\n", v.Current, len(v.Waves))
 	}

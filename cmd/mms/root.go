@@ -123,6 +123,7 @@ func (a *app) commands() []*cobra.Command {
 		a.newReconcileCmd(),
 		a.newRolloutCmd(),
 		a.newNatsConfigCmd(),
+		a.newInitCmd(),
 		a.newVerifyCmd(),
 		a.newShowCmd(),
 		a.newPutCmd(),
