@@ -48,9 +48,11 @@ The envelope is read from SPEC or stdin, trailing whitespace trimmed, and
 refused unless it parses as a spec envelope and has not expired. With
 --public-key or --trusted-keys its signatures are verified first, as an
 agent with those keys would (--threshold of them must have signed);
-without them, mms put reads the agents' status documents and warns when
-an agent trusts none of the keys the spec claims to be signed by, or
-refuses v1 specs, because that agent will reject it.
+without them, mms put reads the agents' status documents to find the
+agents that will reject it (they trust none of the keys the spec claims
+to be signed by, or too few, or refuse v1 specs): it warns when some
+will, and refuses the spec when every agent that reports will (--force
+publishes it anyway).
 
 A serial more than a day ahead of the current Unix time is always refused
 (agents refuse it). When the current spec's serial is itself that far
@@ -104,7 +106,9 @@ checks.`,
 			ctx, cancel := context.WithTimeout(cmd.Context(), nf.timeout)
 			defer cancel()
 			if len(o.publicKeys) == 0 && o.trustedKeys == "" {
-				a.warnUntrusted(ctx, nc, next)
+				if err := a.checkAgentsAccept(ctx, nc, next, o.force); err != nil {
+					return err
+				}
 			}
 			if err := a.put(ctx, nc, data, next, o); err != nil {
 				return err
@@ -121,7 +125,7 @@ checks.`,
 	f.StringVar(&o.key, "key", "machines", "key in the bucket")
 	f.BoolVar(&o.create, "create", false, "create the bucket when it does not exist, as 'mms init' would")
 	f.IntVar(&o.replicas, "replicas", 0, "replicas when creating the bucket (default 3 on a cluster, 1 on a single server)")
-	f.BoolVar(&o.force, "force", false, "publish even if the serial is not above the current spec's")
+	f.BoolVar(&o.force, "force", false, "publish even if agents will ignore or reject it: a serial not above the current spec's, or a spec every reporting agent will reject")
 	f.Uint64Var(&o.revision, "revision", 0, "only publish if the key is at this revision (the one you reviewed with 'mms show')")
 	f.StringArrayVar(&o.publicKeys, "public-key", nil, "verify the signatures with this hex public key before writing (repeatable)")
 	f.StringVar(&o.trustedKeys, "trusted-keys", "", "verify the signatures with the hex public keys in `FILE` before writing")
