@@ -62,7 +62,11 @@ The write is a compare-and-set on the key's current revision, so when two
 operators publish at once one of them gets an error instead of silently
 overwriting the other. A v2 spec whose serial is not above the current
 one's is refused too (agents would ignore it); --force skips that check,
-not the compare-and-set.
+not the compare-and-set. Two packs in one second take the same serial
+(the default is the current Unix time): put says so and names the serial
+to pack with. The same spec signed again (the same serial and machines,
+other signatures) replaces the one in the key; the same bytes are not
+written again.
 
 --wait DURATION then follows the status documents, printing progress
 ("2/3 applied, 1 failed: web3: web failed: install: sha256 mismatch"; during
@@ -192,6 +196,10 @@ func checkOlderSerial(next, prev *packer.Opened, o putOptions, now time.Time) er
 		return fmt.Errorf("refusing to put serial %d: %s holds serial %d, above the current Unix time plus %s, which agents no longer accept; agents that accepted it ignore every lower serial: re-pack with --reset-history (those agents accept it, the others take it as a normal spec)",
 			next.Spec.Serial, where, prev.Spec.Serial, spec.MaxSerialAhead)
 	}
+	if next.Spec.Serial == prev.Spec.Serial {
+		return fmt.Errorf("refusing to put serial %d: %s holds another spec with the same serial (both packed in the same second?), and agents refuse a second spec with a serial they have seen; pack again with --serial %d",
+			next.Spec.Serial, where, prev.Spec.Serial+1)
+	}
 	return fmt.Errorf("refusing to put serial %d: %s holds serial %d and agents ignore older or equal serials; re-pack (the default serial is the current time) or pass --serial %d",
 		next.Spec.Serial, where, prev.Spec.Serial, prev.Spec.Serial+1)
 }
@@ -220,6 +228,10 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 	}
 
 	var rev uint64
+	// resigned: the key holds the same spec (payload) with other
+	// signatures, as when it is signed again, with other keys, within the
+	// second its serial was taken from.
+	resigned := false
 	cur, err := kv.Get(ctx, o.key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
@@ -229,10 +241,13 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 		rev = cur.Revision()
 		if prev, perr := packer.Inspect(cur.Value()); perr == nil {
 			if prev.Digest == next.Digest && prev.Spec.Serial == next.Spec.Serial {
-				fmt.Fprintf(a.stdout, "%s/%s already holds this spec (revision %d, %s serial %d); nothing to do\n", o.bucket, o.key, rev, next.Format, next.Spec.Serial)
-				return nil
+				if bytes.Equal(cur.Value(), data) {
+					fmt.Fprintf(a.stdout, "%s/%s already holds this spec (revision %d, %s serial %d); nothing to do\n", o.bucket, o.key, rev, next.Format, next.Spec.Serial)
+					return nil
+				}
+				resigned = true
 			}
-			if !o.force && next.Format == packer.FormatV2 && prev.Format == packer.FormatV2 && next.Spec.Serial <= prev.Spec.Serial {
+			if !resigned && !o.force && next.Format == packer.FormatV2 && prev.Format == packer.FormatV2 && next.Spec.Serial <= prev.Spec.Serial {
 				if err := checkOlderSerial(next, prev, o, time.Now()); err != nil {
 					return err
 				}
@@ -264,6 +279,9 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 	}
 	fmt.Fprintf(a.stdout, "put %s/%s revision %d: %s, %d machine%s, at %s\n",
 		o.bucket, o.key, newRev, desc, len(next.Spec.Machines), plural(len(next.Spec.Machines)), time.Now().UTC().Format(time.RFC3339))
+	if resigned {
+		fmt.Fprintf(a.stdout, "revision %d held the same spec (serial %d, the same machines and times) with other signatures: agents that applied it keep running it, agents that rejected it check these signatures\n", rev, next.Spec.Serial)
+	}
 	return nil
 }
 

@@ -253,6 +253,47 @@ func TestPutWaitOutlivesTimeout(t *testing.T) {
 	}
 }
 
+// TestPutSameSerial: two packs in one second take the same serial. The
+// same machines signed again with another key replace the spec, saying
+// so (put used to answer "already holds this spec" and write nothing);
+// other machines under that serial are refused naming the next serial;
+// the same bytes are not written again.
+func TestPutSameSerial(t *testing.T) {
+	url, _ := putServer(t)
+	dir := t.TempDir()
+	key, _ := newKeyPair(t, dir, "ops")
+	other, _ := newKeyPair(t, dir, "other")
+	// Packed in one second: the same serial and issue time.
+	issued := time.Now().UTC().Truncate(time.Second)
+	pack := func(key string, names ...string) string {
+		ms, err := spec.ParseMachines([]byte(machinesJSON(names...)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := packer.Seal(packer.FormatV2, &spec.Spec{Serial: 10, IssuedAt: issued, Machines: ms}, readPrivateKey(t, key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(env)
+	}
+	mmsOK(t, pack(other, "web"), "put", "--server", url)
+
+	r := mmsOK(t, pack(key, "web"), "put", "--server", url)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "put MACHINES/machines revision 2: v2 spec serial 10, 1 machine, at ") ||
+		lines[1] != "revision 1 held the same spec (serial 10, the same machines and times) with other signatures: agents that applied it keep running it, agents that rejected it check these signatures" {
+		t.Errorf("put of the same spec signed with another key: stdout %q, want it written, saying so", r.stdout)
+	}
+	if r := mmsOK(t, pack(key, "web"), "put", "--server", url); r.stdout != "MACHINES/machines already holds this spec (revision 2, v2 serial 10); nothing to do\n" {
+		t.Errorf("put of the same bytes again: stdout %q", r.stdout)
+	}
+
+	r = mms(t, pack(key, "web", "db"), "put", "--server", url)
+	if want := "mms: refusing to put serial 10: MACHINES/machines holds another spec with the same serial (both packed in the same second?), and agents refuse a second spec with a serial they have seen; pack again with --serial 11\n"; r.code != 1 || r.stderr != want {
+		t.Errorf("put of other machines with the same serial: exit %d, stderr %q; want 1 and %q", r.code, r.stderr, want)
+	}
+}
+
 // trusting returns d with the trust of an agent that accepts what the
 // key with id signs.
 func trusting(d nodestatus.Document, id string) nodestatus.Document {
