@@ -325,8 +325,9 @@ func (r *Reconciler) reconcile(ctx context.Context, envelope []byte, opts Reconc
 	keep := map[string]bool{}   // names the spec keeps on this node
 	inSpec := map[string]bool{} // names the spec has an entry for
 	holdPurge := false          // an entry's name is invalid: it may mean any installed machine
+	copies := &copyNotes{installer: r.cfg.Installer}
 	for i, e := range p.entries {
-		res, kept := r.evaluate(soft, e, &env)
+		res, kept := r.evaluate(soft, e, &env, copies)
 		results[i] = res
 		inSpec[e.machine.Name] = true
 		if kept {

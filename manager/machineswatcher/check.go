@@ -86,6 +86,7 @@ func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
 	}
 	cctx, done := w.checks.start(ctx, v)
 	opts.Interrupt = cctx // a newer spec stops the downloads, not the loads
+	w.progress.passStart(envelope)
 	rep := w.rec.Reconcile(ctx, envelope, opts)
 	superseded := errors.Is(context.Cause(cctx), errSuperseded)
 	done()
