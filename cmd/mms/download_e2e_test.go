@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/mms-io/mms/internal/natstest"
@@ -57,4 +58,41 @@ func TestFirstDownloadSaysWhatItApplies(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestCtrlCDuringInstallIsNoFailure: Ctrl-C while the agent downloads an
+// archive logs that the install and the pass stopped because the agent is
+// stopping, at INFO, and exits 0: no ERROR, no retry scheduled (it logged
+// "install failed" at ERROR and "retrying failed entries").
+func TestCtrlCDuringInstallIsNoFailure(t *testing.T) {
+	f := newOperatorFixture(t)
+	p := startMMS(t, nil, "agent", "--public-key", strings.TrimSpace(readFile(t, f.pub)), "--state-dir", f.state,
+		"--listen", "127.0.0.1:0", "--allow-http", "--identity", "web1")
+	p.waitStderr(t, "listening on")
+	repo := newStallingRepo(t)
+	stalled, started := repo.stalledCopy(repo.publish(t, "1.0.0"), "first")
+	writeMachines(t, f.dir, stalled)
+	packPut(t, f.sign, []string{"--server", loginURL(t, f.state)})
+	<-started
+	p.signal(t, syscall.SIGINT)
+	if code := p.wait(t); code != 0 {
+		t.Errorf("agent exit code after Ctrl-C = %d, want 0", code)
+	}
+	log := p.stderr.String()
+	for _, want := range []string{
+		`level=INFO msg="install stopped before it finished; the installed version (if any) is unchanged" machine=mms_manager watcher=machines watcher_type=machines managed=web cause="interrupt signal received"`,
+		`level=INFO msg="reconcile pass stopped: the agent is stopping; it runs again when the agent starts" machine=mms_manager watcher=machines watcher_type=machines serial=`,
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("agent log lacks %s", want)
+		}
+	}
+	for _, unwanted := range []string{"level=ERROR", "retrying failed entries"} {
+		if strings.Contains(log, unwanted) {
+			t.Errorf("agent log has %q after Ctrl-C during an install", unwanted)
+		}
+	}
+	if t.Failed() {
+		t.Logf("agent log:\n%s", log)
+	}
 }
