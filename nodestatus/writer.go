@@ -87,8 +87,8 @@ type Writer struct {
 // NewWriter checks cfg and returns a Writer; call Run to start it.
 func NewWriter(cfg WriterConfig) (*Writer, error) {
 	var errs []error
-	if cfg.Identity == "" {
-		errs = append(errs, errors.New("identity is required"))
+	if err := CheckIdentity(cfg.Identity); err != nil {
+		errs = append(errs, err)
 	}
 	if cfg.Recorder == nil {
 		errs = append(errs, errors.New("recorder is required"))

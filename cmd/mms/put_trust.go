@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -34,7 +35,7 @@ func (a *app) warnUntrusted(ctx context.Context, nc natsConn, next *packer.Opene
 		}
 		return
 	}
-	rows, err := readStatusRows(ctx, kv)
+	rows, err := readStatusRows(ctx, kv, time.Now())
 	if err != nil {
 		a.log.Debug("cannot read the agents' trust; not checking it", "error", err)
 		return
@@ -44,7 +45,7 @@ func (a *app) warnUntrusted(ctx context.Context, nc natsConn, next *packer.Opene
 	trusted := map[string]bool{}
 	for _, r := range rows {
 		d := r.doc
-		if d == nil || d.Trust == nil || !d.StoppedAt.IsZero() {
+		if d == nil || r.err != nil || d.Trust == nil || !d.StoppedAt.IsZero() {
 			continue
 		}
 		reporting++

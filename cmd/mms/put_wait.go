@@ -160,9 +160,9 @@ func trackNode(nodes map[string]*nodeWait, skipped []string, e jetstream.KeyValu
 		delete(nodes, key)
 		return skipped
 	}
-	d, err := nodestatus.ParseDocument(e.Value())
+	d, err := nodestatus.Read(key, e.Value(), e.Created(), time.Now())
 	if err != nil {
-		return skipped // unreadable: `mms status` reports it
+		return skipped // unreadable or forged: `mms status` reports it
 	}
 	n, ok := nodes[key]
 	if !ok {

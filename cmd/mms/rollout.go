@@ -162,13 +162,13 @@ func (a *app) readRollouts(ctx context.Context, nc natsConn, o rolloutOptions) (
 	if err != nil {
 		return nil, err
 	}
-	rows, err := readStatusRows(ctx, statusKV)
+	rows, err := readStatusRows(ctx, statusKV, time.Now())
 	if err != nil {
 		return nil, err
 	}
 	var docs []*nodestatus.Document
 	for _, r := range rows {
-		if r.doc != nil {
+		if r.doc != nil && r.err == nil { // forged documents take no part
 			docs = append(docs, r.doc)
 		}
 	}

@@ -132,7 +132,7 @@ func (a *app) status(ctx context.Context, nc natsConn, o statusOptions, now time
 		return err
 	}
 	cur, curNote := readCurrentSpec(ctx, js, o.bucket, o.key)
-	rows, err := readStatusRows(ctx, kv)
+	rows, err := readStatusRows(ctx, kv, now)
 	if err != nil {
 		return nc.explain(err)
 	}
@@ -185,9 +185,12 @@ func (a *app) status(ctx context.Context, nc natsConn, o statusOptions, now time
 func (a *app) printStatusJSON(rows []nodeRow, one bool) error {
 	docs := make([]*nodestatus.Document, 0, len(rows))
 	for _, r := range rows {
-		if r.doc != nil {
+		switch {
+		case r.doc != nil && r.err == nil:
 			docs = append(docs, r.doc)
-		} else {
+		case r.doc != nil:
+			a.log.Warn("skipping a forged status document", "key", r.key, "error", r.err)
+		default:
 			a.log.Warn("skipping an unreadable status document", "key", r.key, "error", r.err)
 		}
 	}
@@ -209,7 +212,7 @@ func (a *app) printStatusJSON(rows []nodeRow, one bool) error {
 // findRow returns the row of node, an identity or a status key.
 func findRow(rows []nodeRow, node string) (nodeRow, error) {
 	for _, r := range rows {
-		if r.doc != nil && r.doc.Identity == node {
+		if r.doc != nil && r.err == nil && r.doc.Identity == node {
 			return r, nil
 		}
 	}
@@ -277,8 +280,10 @@ func readCurrentSpec(ctx context.Context, js jetstream.JetStream, bucket, key st
 		where, e.Revision(), desc, len(op.Spec.Machines), plural(len(op.Spec.Machines)))
 }
 
-// readStatusRows reads every status document, sorted by identity.
-func readStatusRows(ctx context.Context, kv jetstream.KeyValue) ([]nodeRow, error) {
+// readStatusRows reads every status document as nodestatus.Read does at
+// now, sorted by identity. A forged document keeps its row, with the
+// nodestatus.ForgedError, to be flagged.
+func readStatusRows(ctx context.Context, kv jetstream.KeyValue, now time.Time) ([]nodeRow, error) {
 	lister, err := kv.ListKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", nodestatus.Bucket, err)
@@ -302,17 +307,25 @@ func readStatusRows(ctx context.Context, kv jetstream.KeyValue) ([]nodeRow, erro
 		if err != nil {
 			return nil, fmt.Errorf("read %s/%s: %w", nodestatus.Bucket, k, err)
 		}
-		doc, err := nodestatus.ParseDocument(e.Value())
+		doc, err := nodestatus.Read(k, e.Value(), e.Created(), now)
+		if f, ok := errors.AsType[*nodestatus.ForgedError](err); ok {
+			doc = f.Doc
+		}
 		rows = append(rows, nodeRow{key: k, doc: doc, err: err})
 	}
 	slices.SortFunc(rows, func(a, b nodeRow) int { return cmp.Compare(rowName(a), rowName(b)) })
 	return rows, nil
 }
 
-// rowName is the identity, or the key of an unreadable document.
+// rowName is the identity, taken from the key: the document's own
+// identity when it agrees (always, unless forged), else the key's
+// identity, or the key itself when it is nobody's.
 func rowName(r nodeRow) string {
-	if r.doc != nil {
+	if r.doc != nil && r.err == nil {
 		return r.doc.Identity
+	}
+	if id, err := nodestatus.IdentityOf(r.key); err == nil {
+		return id
 	}
 	return r.key
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 // The flags `mms status` puts on a node, in the order it lists them.
 const (
+	flagForged   = "forged"
 	flagInvalid  = "invalid"
 	flagRejected = "rejected"
 	flagFailed   = "failed"
@@ -46,6 +48,10 @@ func nodeFlags(r nodeRow, now time.Time, cur *currentSpec, staleAfter time.Durat
 			detail = r.err.Error()
 		}
 		return []nodeFlag{{flagInvalid, detail}}
+	}
+	if f, ok := errors.AsType[*nodestatus.ForgedError](r.err); ok {
+		// What it says is nobody's: no other flag comes from it.
+		return []nodeFlag{{flagForged, f.Error()}}
 	}
 	var flags []nodeFlag
 	if s := d.Seen; s != nil && s.Outcome != nodestatus.SeenApplied && s.Outcome != nodestatus.SeenMissing {
@@ -128,7 +134,7 @@ const maxMessage = 80
 // document says is wrong, else the first flag's reason.
 func message(r nodeRow) string {
 	var msg string
-	if r.doc != nil {
+	if r.doc != nil && r.err == nil {
 		if p := r.doc.Problems(); len(p) > 0 {
 			msg = p[0]
 		}
@@ -195,7 +201,7 @@ func printStatusTable(a *app, rows []nodeRow, now time.Time) {
 			continue
 		}
 		d := r.doc
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termtext.Escape(d.Identity), termtext.Escape(appliedCell(d)), termtext.Escape(seenCell(d)),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termtext.Escape(rowName(r)), termtext.Escape(appliedCell(d)), termtext.Escape(seenCell(d)),
 			termtext.Escape(machinesSummary(d.Machines)), message(r), age(now.Sub(d.UpdatedAt)), flagNames(r.flags))
 	}
 	tw.Flush()
@@ -218,7 +224,7 @@ func printNode(a *app, r nodeRow, now time.Time) {
 	line := func(label, format string, args ...any) {
 		fmt.Fprintf(tw, "%s:\t%s\n", label, termtext.Escapef(format, args...))
 	}
-	line("Identity", "%s", d.Identity)
+	line("Identity", "%s", rowName(r))
 	line("Agent", "mms %s, started %s, updated %s ago (every %s)", d.AgentVersion, d.StartedAt.Format(time.RFC3339), age(now.Sub(d.UpdatedAt)), cmp.Or(d.Heartbeat, "?"))
 	if !d.StoppedAt.IsZero() {
 		line("Stopped", "%s (%s ago)", d.StoppedAt.Format(time.RFC3339), age(now.Sub(d.StoppedAt)))

@@ -234,6 +234,7 @@ func TestStatusFlags(t *testing.T) {
 			d.NATS.PermissionViolations = []natsbox.Violation{{Message: `Permissions Violation for Publish to "$KV.MACHINES_STATUS.n"`, Count: 1}}
 		})}, cur, 0, []string{"nats"}},
 		{"unreadable", nodeRow{key: "junk"}, cur, 0, []string{"invalid"}},
+		{"forged", nodeRow{key: "web1", doc: doc(func(*nodestatus.Document) {}), err: &nodestatus.ForgedError{Key: "web1", KeyIdentity: "web1", Claimed: "n"}}, cur, 0, []string{"forged"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
