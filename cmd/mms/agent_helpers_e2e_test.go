@@ -40,7 +40,7 @@ func newOperatorFixture(t *testing.T) *operatorFixture {
 // testAgent is one run of `mms agent` with the embedded server, on a
 // state directory that outlives it.
 type testAgent struct {
-	url    string
+	login  agentLogin
 	errOut *syncbuf.Buffer
 	stop   func() int
 	nc     *nats.Conn
@@ -56,12 +56,9 @@ func startTestAgent(t *testing.T, pub, state string, extra ...string) *testAgent
 		"--listen", "127.0.0.1:0", "--allow-http", "--identity", "web1", "--status-interval", "500ms"}, extra...)
 	_, errOut, stop := runUntil(t, args...)
 	agentURL(t, errOut) // the agent listens
-	a := &testAgent{url: loginURL(t, state), errOut: errOut, stop: stop}
+	a := &testAgent{login: loginOf(t, state), errOut: errOut, stop: stop}
+	a.nc = a.login.connect(t)
 	var err error
-	if a.nc, err = nats.Connect(a.url); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.nc.Close)
 	if a.js, err = jetstream.New(a.nc); err != nil {
 		t.Fatal(err)
 	}

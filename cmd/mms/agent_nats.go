@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,7 +15,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natsbox"
@@ -37,25 +34,20 @@ const (
 	statusMaxBytes    = 64 << 20
 )
 
-// startEmbedded starts the agent's own NATS server, which lets in only user
-// with password, and returns it with the URL the agent connects to. The
-// caller shuts it down (it is not tied to ctx, so the agent's last status
-// write can still reach it).
-func startEmbedded(ctx context.Context, cfg agentConfig, user, password string, log *slog.Logger) (*server.Server, string, error) {
-	// The server keeps only a bcrypt hash. The password is 256 random bits,
-	// so the lowest cost is enough, and keeps each login cheap.
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
-	if err != nil {
-		return nil, "", fmt.Errorf("start the embedded nats server: hash its password: %w", err)
-	}
+// startEmbedded starts the agent's own NATS server, which requires TLS
+// with the certificate of auth and lets in only auth's nkey user, and
+// returns it with the URL the agent connects to. The caller shuts it down
+// (it is not tied to ctx, so the agent's last status write can still reach
+// it).
+func startEmbedded(ctx context.Context, cfg agentConfig, auth *natsbox.LocalAuth, log *slog.Logger) (*server.Server, string, error) {
 	srv, err := natsbox.StartServer(context.WithoutCancel(ctx), natsbox.ServerConfig{
 		Host:      cfg.listenHost,
 		Port:      cfg.listenPort,
 		StoreDir:  cfg.storeDir(),
-		Users:     []*server.User{{Username: user, Password: string(hash)}},
 		MaxStore:  embeddedMaxStore,
 		MaxMemory: embeddedMaxMemory,
 		Log:       log,
+		Configure: auth.Configure,
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("start the embedded nats server (give --listen another address, or --server to use an existing NATS): %w", err)
@@ -166,35 +158,6 @@ func showServers(servers []string) string {
 	return strings.Join(shown, ",")
 }
 
-// localUser is the user name of the embedded server's one user.
-const localUser = "mms"
-
-// minPasswordLen is the shortest password of an earlier start that is
-// reused: what newPassword makes.
-const minPasswordLen = 43
-
-// localCredentials returns the user and password the embedded server lets
-// in: those in the local context file path from an earlier start (so
-// followers such as 'mms events' reconnect after a restart), else new
-// random ones.
-func localCredentials(path string, log *slog.Logger) (user, password string) {
-	c, err := natsbox.LoadContextFile(path)
-	switch {
-	case err == nil && c.User == localUser && len(c.Password) >= minPasswordLen:
-		return c.User, c.Password
-	case err != nil && !errors.Is(err, natsbox.ErrContextNotFound):
-		log.Warn("the embedded server's credentials file is unreadable: making new credentials", "file", path, "error", err)
-	}
-	return localUser, newPassword()
-}
-
-// newPassword returns 256 random bits as base64url text.
-func newPassword() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
 // natsContextName is the nats CLI context the agent of the default state
 // directory writes for its embedded server.
 const natsContextName = "mms"
@@ -210,12 +173,12 @@ func localContextDescription(stateDir string) string {
 }
 
 // writeNATSContext writes the nats CLI context "mms" (0600, in the nats
-// CLI's context directory) for the embedded server at url, so that
-// 'nats --context mms …' works, and returns its name. It does so only for
-// the agent of the default state directory (another agent's would replace
-// it), never over a context it did not write, and returns "" when it did
-// not write one; failing to write it is logged, not fatal.
-func writeNATSContext(stateDir, url, user, password string, log *slog.Logger) string {
+// CLI's context directory) c, the embedded server's, so that 'nats
+// --context mms …' works, and returns its name. It does so only for the
+// agent of the default state directory (another agent's would replace it),
+// never over a context it did not write, and returns "" when it did not
+// write one; failing to write it is logged, not fatal.
+func writeNATSContext(stateDir string, c natsbox.CLIContext, log *slog.Logger) string {
 	if !isDefaultStateDir(stateDir) {
 		return ""
 	}
@@ -228,7 +191,6 @@ func writeNATSContext(stateDir, url, user, password string, log *slog.Logger) st
 		log.Warn("not replacing nats CLI context "+natsContextName+": it was not written by mms agent", "file", path)
 		return ""
 	}
-	c := natsbox.CLIContext{Description: localContextDescription(stateDir), URL: url, User: user, Password: password}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		log.Warn("no nats CLI context written", "error", err)
 		return ""

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natsbox"
@@ -51,8 +52,11 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 			serverLog = log
 		}
 		local := filepath.Join(cfg.node.StateDir, natsbox.LocalContextFile)
-		user, password := localCredentials(local, log)
-		srv, url, err := startEmbedded(ctx, cfg, user, password, serverLog)
+		auth, err := natsbox.LoadLocalAuth(cfg.node.StateDir, natsbox.LocalHosts(cfg.listenHost), time.Now())
+		if err != nil {
+			return fmt.Errorf("set up the embedded nats server's credentials: %w", err)
+		}
+		srv, url, err := startEmbedded(ctx, cfg, auth, serverLog)
 		if err != nil {
 			return err
 		}
@@ -62,15 +66,16 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 			log.Info("embedded nats server stopped")
 		}()
 		// The agent, and the commands on this machine, connect through
-		// this file: it holds the URL and the credentials.
-		if err := natsbox.WriteContextFile(local, natsbox.CLIContext{Description: localContextDescription(cfg.node.StateDir), URL: url, User: user, Password: password}); err != nil {
+		// this file: the URL, the nkey seed and the pinned certificate.
+		c := auth.Context(localContextDescription(cfg.node.StateDir), url)
+		if err := natsbox.WriteContextFile(local, c); err != nil {
 			return err
 		}
 		connect.Servers, connect.ContextFile = nil, local
 		banner.shown, banner.credentials = url, local
-		banner.natsContext = writeNATSContext(cfg.node.StateDir, url, user, password, log)
+		banner.natsContext = writeNATSContext(cfg.node.StateDir, c, log)
 		if !isLoopback(cfg.listenHost) {
-			log.Warn("the embedded nats server listens on "+cfg.listenHost+": anyone who can reach it can try to log in, and the credentials travel without TLS; use a NATS deployment with TLS and permissions for a fleet",
+			log.Warn("the embedded nats server listens on "+cfg.listenHost+": anyone who can reach it can connect and try to log in; clients on other machines need "+auth.SeedFile+" (--nkey) and "+auth.CertFile+" (--tls-ca); use a NATS deployment with per-node permissions for a fleet",
 				"listen", cfg.listenHost)
 		}
 	}

@@ -26,7 +26,7 @@ func TestAgentSerialLockoutRecovery(t *testing.T) {
 	dir, keyFile, state, repo, sign := f.dir, f.keyFile, f.state, f.repo, f.sign
 	a := startTestAgent(t, f.pub, state)
 	writeMachines(t, dir, repo.publish(t, "web", "1.0.0"))
-	good := packPut(t, sign, []string{"--server", a.url})
+	good := packPut(t, sign, a.login.flags())
 	a.waitSpecEvent(t, good, func(ev specEvent) error { return resultFor(ev.Results, "web", manager.EntryInstalled) })
 
 	// A validly signed spec with serial 2^64-1, put with the nats CLI.
@@ -75,7 +75,7 @@ func TestAgentSerialLockoutRecovery(t *testing.T) {
 	v2 := repo.publish(t, "web", "2.0.0")
 	writeMachines(t, dir, v2)
 	normal := mmsOK(t, "", append([]string{"pack", "machines.json"}, sign...)...).stdout
-	if r := mms(t, normal, "put", "--server", a.url); r.code == 0 || !strings.Contains(r.stderr, "re-pack with --reset-history") {
+	if r := mms(t, normal, append([]string{"put"}, a.login.flags()...)...); r.code == 0 || !strings.Contains(r.stderr, "re-pack with --reset-history") {
 		t.Fatalf("mms put over serial 2^64-1: exit %d, stderr %q; want the --reset-history hint", r.code, r.stderr)
 	}
 	normalIn, err := packer.Inspect([]byte(strings.TrimSpace(normal)))
@@ -86,7 +86,7 @@ func TestAgentSerialLockoutRecovery(t *testing.T) {
 	a.waitSpecEvent(t, normalIn.Spec.Serial, rejectedAs(manager.RejectReplayed, "< 18446744073709551615"))
 
 	// The recovery: a reset spec, with the commands the hint names.
-	serial := packPut(t, append(sign, "--reset-history", "--serial", strconv.FormatUint(normalIn.Spec.Serial+1, 10)), []string{"--server", a.url})
+	serial := packPut(t, append(sign, "--reset-history", "--serial", strconv.FormatUint(normalIn.Spec.Serial+1, 10)), a.login.flags())
 	a.waitSpecEvent(t, serial, func(ev specEvent) error { return resultFor(ev.Results, "web", manager.EntryUpdated) })
 	if err := installedVersion(t, state, "2.0.0"); err != nil {
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func TestAgentResetSpecHistory(t *testing.T) {
 	dir, keyFile, pub, state, repo := f.dir, f.keyFile, f.pub, f.state, f.repo
 	a := startTestAgent(t, pub, state, "--allow-legacy-spec")
 	writeMachines(t, dir, repo.publish(t, "web", "1.0.0"))
-	serial := packPut(t, []string{"--key-file", keyFile, "--allow-http"}, []string{"--server", a.url})
+	serial := packPut(t, []string{"--key-file", keyFile, "--allow-http"}, a.login.flags())
 	a.waitSpecEvent(t, serial, func(ev specEvent) error { return resultFor(ev.Results, "web", manager.EntryInstalled) })
 
 	// Choria tooling publishes a v1 spec: ignored after the v2 one.

@@ -23,6 +23,10 @@ import (
 var binDir, pkgDir string
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(squatEnv); addr != "" {
+		// This binary, run by a test as another user: a port squatter.
+		os.Exit(squat(addr, os.Getenv(squatModeEnv)))
+	}
 	dir, err := os.MkdirTemp("", "mms-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

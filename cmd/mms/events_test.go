@@ -10,10 +10,11 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/termtext"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // choriaEvent builds a machine event the way Choria and the agent do.

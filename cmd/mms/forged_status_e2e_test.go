@@ -34,8 +34,13 @@ func TestNodeSpeaksOnlyForItself(t *testing.T) {
 	repo := newArchiveRepo(t)
 	operator := f.as("operator")
 
+	serial := uint64(time.Now().Unix()) // two puts may come within a second
+	sign := func() []string {
+		serial++
+		return []string{"--key-file", keyFile, "--allow-http", "--serial", fmt.Sprint(serial)}
+	}
 	writeMachines(t, dir, repo.publish(t, "web", "1.0.0"))
-	packPut(t, []string{"--key-file", keyFile, "--allow-http"}, operator)
+	packPut(t, sign(), operator)
 	web2 := startMMS(t, nil, append([]string{"agent", "--public-key", strings.TrimSpace(readFile(t, pub)),
 		"--state-dir", filepath.Join(dir, "state-web2"), "--identity", "web2", "--allow-http", "--status-interval", "1s"}, f.as("node-web2")...)...)
 	entryOf := func(d *nodestatus.Document) nodestatus.Entry {
@@ -81,7 +86,7 @@ func TestNodeSpeaksOnlyForItself(t *testing.T) {
 	}
 
 	writeMachines(t, dir, v2)
-	packPut(t, []string{"--key-file", keyFile, "--allow-http"}, operator)
+	packPut(t, sign(), operator)
 	pollStatus(t, operator, "web2", func(d *nodestatus.Document) error {
 		if e := entryOf(d); e.Version != "2.0.0" || e.Health != string(rollout.Healthy) {
 			return fmt.Errorf("web2's web entry: %+v, want 2.0.0 healthy (a forged document halted the rollout?)", e)

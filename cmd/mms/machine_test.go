@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/watchers"

@@ -47,20 +47,15 @@ func TestRolloutAcrossAgents(t *testing.T) {
 	common := []string{"--public-key", pub, "--allow-http", "--status-interval", "1s"}
 	state0 := filepath.Join(f.dir, "state-0")
 	first := startMMS(t, nil, append([]string{"agent", "--state-dir", state0, "--identity", ids[0], "--listen", "127.0.0.1:0"}, common...)...)
-	var url string
 	waitFor(t, first.stderr, "listening on")
-	url = loginURL(t, state0)
+	login := loginOf(t, state0)
+	conn := login.flags()
 	for i := 1; i < agents; i++ {
-		startMMS(t, nil, append([]string{"agent", "--server", url, "--state-dir", filepath.Join(f.dir, fmt.Sprintf("state-%d", i)), "--identity", ids[i]}, common...)...)
+		startMMS(t, nil, append(append([]string{"agent", "--state-dir", filepath.Join(f.dir, fmt.Sprintf("state-%d", i)), "--identity", ids[i]}, conn...), common...)...)
 	}
-	conn := []string{"--server", url}
 
 	// Every host "loaded" event, to see who started which version when.
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := login.connect(t)
 	var mu sync.Mutex
 	var loads []loadEvent
 	sub, err := nc.Subscribe(agent.WatcherStateSubject(agent.HostWatcherType), func(m *nats.Msg) {
