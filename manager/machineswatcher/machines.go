@@ -160,7 +160,8 @@ type Watcher struct {
 	rec      *manager.Reconciler
 	runtime  runState
 	lastFull time.Time
-	checks   checks // the running check, for Stream
+	checks   checks                // the running check, for Stream
+	ignored  manager.IgnoredNudges // the nudges it ignored, for their log lines
 
 	reportState func(state any) // publishes a state event mid-check; nil: none
 	progress    *progress       // nil: no progress reporting
