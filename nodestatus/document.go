@@ -125,6 +125,9 @@ type Document struct {
 	// machine that failed to load, a failed status write), and when.
 	LastError   string    `json:"last_error"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// Trimmed, when set, says what the agent left out of the document to
+	// keep it within [MaxWrittenSize].
+	Trimmed string `json:"trimmed,omitempty"`
 }
 
 // Trust is a node's spec-signing policy (manager.Trust), as key ids.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -161,8 +162,16 @@ func (a *app) pack(cmd *cobra.Command, args []string, o packOptions) error {
 	if len(s.Machines) == 0 {
 		a.log.Warn("the spec lists no machines: agents with purging enabled will remove every machine they manage")
 	}
+	if size := nodestatus.EstimateSize(s.Machines); size > statusWarnSize {
+		a.log.Warn(fmt.Sprintf("the spec's %d entries make a node's status document about %d bytes, near the %d bytes an agent writes: agents that run most of them trim their documents (reasons and matchers first, then skipped entries, machines without errors, then the last entries) and say so in them",
+			len(s.Machines), size, nodestatus.MaxWrittenSize))
+	}
 	return nil
 }
+
+// statusWarnSize is the estimated status document size above which pack
+// warns: three quarters of what an agent writes.
+const statusWarnSize = nodestatus.MaxWrittenSize * 3 / 4
 
 // packKeys gathers the signing keys: --key-file, else $KEY, else the
 // positional argument (with a warning: argv is visible to every user).
