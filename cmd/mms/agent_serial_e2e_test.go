@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/manager/mmsmanager"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -138,11 +140,88 @@ func TestAgentResetSpecHistory(t *testing.T) {
 	}
 	a.shutdown(t)
 
-	// The flag left in place: the history now holds the v1 spec.
+	// The flag left in place: the node did that reset already.
 	a = startTestAgent(t, pub, state, "--allow-legacy-spec", "--reset-spec-history", strconv.FormatUint(serial, 10))
-	waitFor(t, a.errOut, "--reset-spec-history did nothing", "the last accepted spec has serial 0, not "+strconv.FormatUint(serial, 10))
+	waitFor(t, a.errOut, "--reset-spec-history did nothing: this node already reset that serial", "this node already reset that serial: serial "+strconv.FormatUint(serial, 10)+" at ")
 	if strings.Contains(a.errOut.String(), "SPEC HISTORY RESET") {
 		t.Errorf("a second start with the same flag reset the history again:\n%s", a.errOut.String())
 	}
 	a.shutdown(t)
+}
+
+// TestResetSpecHistoryHappensOnce is issue 23's fifth attack, with real
+// agent processes: the operator restarts a node with --reset-spec-history
+// S and leaves the flag in its unit file; the node re-accepts the spec it
+// was running (serial S again). Someone who can write the spec key, but
+// cannot sign, puts back an older signed spec and waits for a restart. The
+// reset does not happen again, so the older spec is ignored and the node
+// keeps 2.0.0; a start without the flag drops the record of the reset.
+func TestResetSpecHistoryHappensOnce(t *testing.T) {
+	f := newOperatorFixture(t)
+	sign := []string{"--key-file", f.keyFile, "--allow-http"}
+	a := startTestAgentProcess(t, f.pub, f.state)
+	serial := uint64(time.Now().Unix())
+	writeMachines(t, f.dir, f.repo.publish(t, "web", "1.0.0"))
+	old := mmsOK(t, "", append([]string{"pack", "machines.json", "--serial", fmt.Sprint(serial)}, sign...)...).stdout
+	mmsOK(t, old, append([]string{"put"}, a.login.flags()...)...)
+	a.waitSpecEvent(t, serial, func(ev specEvent) error { return resultFor(ev.Results, "web", manager.EntryInstalled) })
+	writeMachines(t, f.dir, f.repo.publish(t, "web", "2.0.0"))
+	current := packPut(t, append(sign, "--serial", fmt.Sprint(serial+1)), a.login.flags())
+	a.waitSpecEvent(t, current, func(ev specEvent) error { return resultFor(ev.Results, "web", manager.EntryUpdated) })
+	a.shutdown(t)
+
+	ledger := packer.NewFileLedger(filepath.Join(f.state, mmsmanager.MachineName, manager.LedgerFile))
+	flag := []string{"--reset-spec-history", fmt.Sprint(current)}
+	a = startTestAgentProcess(t, f.pub, f.state, flag...)
+	waitFor(t, a.errOut, "SPEC HISTORY RESET by the operator (--reset-spec-history)", fmt.Sprintf("forgotten_serial=%d", current))
+	natstest.Eventually(t, e2eTimeout, func() error { // the node takes the spec in the key again
+		if last, ok, err := ledger.Last(); err != nil || !ok || last.Serial != current {
+			return fmt.Errorf("ledger = %+v, %v, %v; want serial %d again", last, ok, err, current)
+		}
+		return nil
+	})
+	// The attacker puts the older signed spec back, and waits.
+	a.rawPut(t, []byte(strings.TrimSpace(old)))
+	a.waitSpecEvent(t, serial, rejectedAs(manager.RejectReplayed, fmt.Sprintf("ignored older spec (serial %d < %d)", serial, current)))
+	a.shutdown(t)
+
+	restart := time.Now()
+	a = startTestAgentProcess(t, f.pub, f.state, flag...)
+	pollStatus(t, a.login.flags(), "web1", func(d *nodestatus.Document) error {
+		if d.StartedAt.Before(restart.Add(-time.Second)) || d.Seen == nil || d.Seen.Serial != serial || d.Seen.Outcome != nodestatus.SeenIgnoredOlder {
+			return fmt.Errorf("web1 started %v, saw %+v; want serial %d ignored-older after the restart", d.StartedAt, d.Seen, serial)
+		}
+		return nil
+	})
+	waitFor(t, a.errOut, "--reset-spec-history did nothing: this node already reset that serial (a reset happens once)",
+		fmt.Sprintf("this node already reset that serial: serial %d at ", current))
+	if n := strings.Count(a.errOut.String(), "SPEC HISTORY RESET"); n != 0 {
+		t.Errorf("the flag left in place reset the history again:\n%s", a.errOut)
+	}
+	if err := installedVersion(t, f.state, "2.0.0"); err != nil {
+		t.Errorf("after the replay: %v", err)
+	}
+	a.shutdown(t)
+
+	a = startTestAgentProcess(t, f.pub, f.state)
+	waitFor(t, a.errOut, "--reset-spec-history is no longer set: its record is dropped, so the same serial may be reset again", fmt.Sprintf("serial=%d", current))
+	a.shutdown(t)
+}
+
+// TestPackResetHistoryBelowNowWarns: a reset spec with a serial below the
+// current time lowers the serial of the nodes it resets, which then accept
+// replays of every spec signed since; pack says so.
+func TestPackResetHistoryBelowNowWarns(t *testing.T) {
+	dir := t.TempDir()
+	keyFile, _ := newKeyPair(t, dir, "ops")
+	machines := writeMachines(t, dir)
+	low := uint64(time.Now().Unix()) - 86400
+	r := mmsOK(t, "", "pack", machines, "--key-file", keyFile, "--reset-history", "--serial", fmt.Sprint(low))
+	want := fmt.Sprintf("--reset-history with --serial %d, below the current time (", low)
+	if !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "so they accept every spec signed with a higher serial, older specs signed since then included") {
+		t.Errorf("mms pack --reset-history --serial %d: stderr %q, want %q", low, r.stderr, want)
+	}
+	if r := mmsOK(t, "", "pack", machines, "--key-file", keyFile, "--reset-history"); strings.Contains(r.stderr, "--reset-history with --serial") {
+		t.Errorf("mms pack --reset-history (serial now) warned: %s", r.stderr)
+	}
 }
