@@ -34,12 +34,47 @@ const (
 	statusMaxBytes    = 64 << 20
 )
 
-// startEmbedded starts the agent's own NATS server, which requires TLS
-// with the certificate of auth and lets in only auth's nkey user, and
-// returns it with the URL the agent connects to. The caller shuts it down
-// (it is not tied to ctx, so the agent's last status write can still reach
-// it).
-func startEmbedded(ctx context.Context, cfg agentConfig, auth *natsbox.LocalAuth, log *slog.Logger) (*server.Server, string, error) {
+// embeddedMaxConns is how many client connections the embedded server
+// takes at once (authenticated or still logging in) in a process allowed
+// fdLimit open files: the limit less what the agent keeps for itself (its
+// store, machines, downloads, metrics), half the limit up to 4,096, and at
+// most nats-server's default of 65,536 (also when the limit is unknown, 0).
+// A local user who opens connections as fast as they can cannot take the
+// descriptors the agent's machines need: the rest wait in the kernel.
+func embeddedMaxConns(fdLimit int) int {
+	if fdLimit <= 0 {
+		return server.DEFAULT_MAX_CONNECTIONS
+	}
+	return min(max(fdLimit-min(fdLimit/2, 4096), 16), server.DEFAULT_MAX_CONNECTIONS)
+}
+
+// embedded is the agent's running embedded server.
+type embedded struct {
+	srv  *server.Server
+	url  string
+	stop func() // stops accepting clients
+}
+
+// shutdown stops accepting clients, then shuts the server down and waits
+// for its store to be flushed.
+func (e *embedded) shutdown() {
+	e.stop()
+	e.srv.Shutdown()
+	e.srv.WaitForShutdown()
+}
+
+// startEmbedded starts the agent's own NATS server, which lets in only
+// auth's nkey user and offers TLS with auth's certificate (which clients
+// pin), and accepts at most maxConns clients at once on the --listen
+// address (natsbox.ServeLimited). The URL is the one the agent connects to.
+// The caller shuts it down (it is not tied to ctx, so the agent's last
+// status write can still reach it).
+func startEmbedded(ctx context.Context, cfg agentConfig, auth *natsbox.LocalAuth, maxConns int, log *slog.Logger) (*embedded, error) {
+	port := max(cfg.listenPort, 0) // -1: any free port
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.listenHost, strconv.Itoa(port)))
+	if err != nil {
+		return nil, fmt.Errorf("start the embedded nats server (give --listen another address, or --server to use an existing NATS): %w", err)
+	}
 	srv, err := natsbox.StartServer(context.WithoutCancel(ctx), natsbox.ServerConfig{
 		Host:      cfg.listenHost,
 		Port:      cfg.listenPort,
@@ -47,18 +82,22 @@ func startEmbedded(ctx context.Context, cfg agentConfig, auth *natsbox.LocalAuth
 		MaxStore:  embeddedMaxStore,
 		MaxMemory: embeddedMaxMemory,
 		Log:       log,
-		Configure: auth.Configure,
+		Configure: func(opts *server.Options) {
+			auth.Configure(opts)
+			opts.MaxConn = maxConns
+			opts.DontListen = true // clients come through ln
+		},
 	})
 	if err != nil {
-		return nil, "", fmt.Errorf("start the embedded nats server (give --listen another address, or --server to use an existing NATS): %w", err)
+		_ = ln.Close()
+		return nil, fmt.Errorf("start the embedded nats server: %w", err)
 	}
-	addr, ok := srv.Addr().(*net.TCPAddr)
-	if !ok {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		return nil, "", fmt.Errorf("start the embedded nats server: unexpected listener address %v", srv.Addr())
-	}
-	return srv, "nats://" + net.JoinHostPort(connectHost(cfg.listenHost), strconv.Itoa(addr.Port)), nil
+	addr := ln.Addr().(*net.TCPAddr)
+	return &embedded{
+		srv:  srv,
+		url:  "nats://" + net.JoinHostPort(connectHost(cfg.listenHost), strconv.Itoa(addr.Port)),
+		stop: natsbox.ServeLimited(srv, ln, maxConns, log),
+	}, nil
 }
 
 // connectHost is the address a client on this machine uses to reach a

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/internal/fdlimit"
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/nodemetrics"
@@ -42,6 +43,13 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 	}
 	defer release()
 
+	// Every descriptor the hard limit allows (Go raises the soft limit on
+	// Linux already; this says so, and does it elsewhere).
+	fds, err := fdlimit.Raise(0)
+	if err != nil {
+		log.Warn("could not raise the open file limit", "error", err)
+	}
+
 	connect := cfg.connect
 	connect.Log = log.With("component", "nats")
 	connect.FailFast = false // a node runs its machines while NATS is away
@@ -56,13 +64,15 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 		if err != nil {
 			return fmt.Errorf("set up the embedded nats server's credentials: %w", err)
 		}
-		srv, url, err := startEmbedded(ctx, cfg, auth, serverLog)
+		maxConns := embeddedMaxConns(fds)
+		emb, err := startEmbedded(ctx, cfg, auth, maxConns, serverLog)
 		if err != nil {
 			return err
 		}
+		url := emb.url
+		log.Info("embedded nats server connection limit", "max_connections", maxConns, "open_files_limit", fds)
 		defer func() {
-			srv.Shutdown()
-			srv.WaitForShutdown()
+			emb.shutdown()
 			log.Info("embedded nats server stopped")
 		}()
 		// The agent, and the commands on this machine, connect through

@@ -23,9 +23,13 @@ import (
 var binDir, pkgDir string
 
 func TestMain(m *testing.M) {
+	// This binary, run by a test as another user: a port squatter, or a
+	// connection flood.
 	if addr := os.Getenv(squatEnv); addr != "" {
-		// This binary, run by a test as another user: a port squatter.
 		os.Exit(squat(addr, os.Getenv(squatModeEnv)))
+	}
+	if targets := os.Getenv(floodEnv); targets != "" {
+		os.Exit(flood(targets))
 	}
 	dir, err := os.MkdirTemp("", "mms-bin-")
 	if err != nil {

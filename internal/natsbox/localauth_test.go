@@ -3,6 +3,7 @@ package natsbox
 import (
 	"crypto/tls"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -90,4 +91,49 @@ func readTestFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestServeLimited: clients reach a server without a listener of its own
+// through ServeLimited, with TLS and the nkey login; connections beyond
+// the limit wait until one closes.
+func TestServeLimited(t *testing.T) {
+	a, err := LoadLocalAuth(t.TempDir(), LocalHosts("127.0.0.1"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := natstest.Options(t.TempDir())
+	a.Configure(opts)
+	opts.DontListen = true
+	srv := natstest.Run(t, opts)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := ServeLimited(srv, ln, 1, nil)
+	defer stop()
+	url := "nats://" + ln.Addr().String()
+	ctxFile := filepath.Join(t.TempDir(), "ctx.json")
+	if err := WriteContextFile(ctxFile, a.Context("test", url)); err != nil {
+		t.Fatal(err)
+	}
+	first, err := Connect(t.Context(), ConnectConfig{ContextFile: ctxFile, FailFast: true})
+	if err != nil {
+		t.Fatalf("connect through ServeLimited: %v", err)
+	}
+	if _, err := first.Conn.TLSConnectionState(); err != nil {
+		t.Errorf("the connection is not TLS: %v", err)
+	}
+	// The only slot is taken: a second client waits for it.
+	second := make(chan error, 1)
+	go func() {
+		c, err := Connect(t.Context(), ConnectConfig{ContextFile: ctxFile, FailFast: true, ConnectTimeout: 30 * time.Second})
+		if err == nil {
+			c.Close()
+		}
+		second <- err
+	}()
+	first.Close()
+	if err := <-second; err != nil {
+		t.Errorf("the second client, once the first closed: %v", err)
+	}
 }
