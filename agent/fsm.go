@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mms-io/mms/internal/backoff"
 	"github.com/mms-io/mms/machine"
 )
 
@@ -143,7 +144,7 @@ func (p *pacer) delay(now time.Time) time.Duration {
 	}
 	d := time.Duration(0)
 	if p.n > 0 {
-		d = min(paceFirst<<min(p.n-1, 10), paceMax)
+		d = backoff.Policy{First: paceFirst, Max: paceMax}.Delay(p.n)
 	}
 	p.n++
 	p.last = now.Add(d)

@@ -212,13 +212,21 @@ func (h *Host) request(ctx context.Context, req hostRequest) error {
 // Transition fires a transition of a running machine (see
 // [Machine.Transition]).
 func (h *Host) Transition(ctx context.Context, machine, transition string) error {
+	_, _, err := h.Fire(ctx, machine, transition)
+	return err
+}
+
+// Fire fires a transition of a running machine and returns the states it
+// left and entered (see [Machine.Fire]); a machine the host does not run
+// is [ErrUnknownMachine].
+func (h *Host) Fire(ctx context.Context, machine, transition string) (from, to string, err error) {
 	h.mu.Lock()
 	hm := h.machines[machine]
 	h.mu.Unlock()
 	if hm == nil {
-		return fmt.Errorf("%w %q", ErrUnknownMachine, machine)
+		return "", "", fmt.Errorf("%w %q", ErrUnknownMachine, machine)
 	}
-	return hm.m.Transition(ctx, transition)
+	return hm.m.Fire(ctx, transition)
 }
 
 // States returns the status of every running machine, sorted by name.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/mms-io/mms/internal/backoff"
 	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/watchers"
 )
@@ -172,7 +173,7 @@ func (m *Machine) Run(ctx context.Context) error {
 	if s := m.def.SplayStart; s > 0 {
 		d := rand.N(time.Duration(s) * time.Second)
 		m.log.Info("machine start splayed", "delay", d)
-		if !sleepCtx(ctx, d) {
+		if !backoff.Sleep(ctx, d) {
 			return nil
 		}
 	}
@@ -196,6 +197,14 @@ func (m *Machine) Run(ctx context.Context) error {
 // is a real transition. Every transition publishes a transition event and
 // pokes every watcher of the machine.
 func (m *Machine) Transition(ctx context.Context, name string) error {
+	_, _, err := m.transition(ctx, name, nil)
+	return err
+}
+
+// Fire fires the named transition now, like [Machine.Transition], and
+// returns the state it left and the state it entered; when it cannot
+// fire, from is the state the machine is in.
+func (m *Machine) Fire(ctx context.Context, name string) (from, to string, err error) {
 	return m.transition(ctx, name, nil)
 }
 
@@ -204,7 +213,7 @@ func (m *Machine) Transition(ctx context.Context, name string) error {
 // publishes its state event there, so that, as in Choria, the event of the
 // check comes before the transition it causes and no other transition
 // slips in between.
-func (m *Machine) transition(ctx context.Context, name string, announce func(error)) error {
+func (m *Machine) transition(ctx context.Context, name string, announce func(error)) (from, to string, err error) {
 	m.fireMu.Lock()
 	defer m.fireMu.Unlock()
 	if announce != nil {
@@ -214,9 +223,9 @@ func (m *Machine) transition(ctx context.Context, name string, announce func(err
 		}
 		announce(err)
 	}
-	from, to, err := m.fsm.fire(name)
+	from, to, err = m.fsm.fire(name)
 	if err != nil {
-		return fmt.Errorf("machine %q: %w", m.def.Name, err)
+		return from, "", fmt.Errorf("machine %q: %w", m.def.Name, err)
 	}
 	if ev, err := transitionEvent(m.ref, name, from, to, time.Now()); err != nil {
 		m.log.Error("build transition event", "error", err)
@@ -226,7 +235,7 @@ func (m *Machine) transition(ctx context.Context, name string, announce func(err
 	for _, r := range m.runners {
 		r.notify()
 	}
-	return nil
+	return from, to, nil
 }
 
 // publishState publishes a watcher state event.

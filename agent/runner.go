@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mms-io/mms/internal/backoff"
 	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/watchers"
 )
@@ -102,8 +103,7 @@ func (r *runner) interval() time.Duration {
 // errorBackoff is the delay before the next periodic check after failures
 // consecutive errors: 1s doubling up to 5m, never shorter than interval.
 func errorBackoff(failures int, interval time.Duration) time.Duration {
-	d := min(errorBackoffFirst<<min(max(failures-1, 0), 16), errorBackoffMax)
-	return max(d, interval)
+	return max(backoff.Policy{First: errorBackoffFirst, Max: errorBackoffMax}.Delay(failures), interval)
 }
 
 // run drives the watcher until ctx is done.
@@ -230,13 +230,13 @@ func (r *runner) checkOnce(ctx context.Context, failures *int, paced bool) (*sta
 	var terr error
 	if transition != "" {
 		if paced {
-			if d := r.m.pace.delay(time.Now()); d > 0 && !sleepCtx(ctx, d) {
+			if d := r.m.pace.delay(time.Now()); d > 0 && !backoff.Sleep(ctx, d) {
 				return nil, 0, false
 			}
 		}
 		// The state event goes out first, then the transition (Choria's
 		// order); the event already says whether the transition fires.
-		terr = r.m.transition(ctx, transition, func(terr error) {
+		_, _, terr = r.m.transition(ctx, transition, func(terr error) {
 			if rep != nil {
 				rep.transErr = terr
 			}
@@ -330,18 +330,6 @@ func matchesState(stateMatch []string, state string) bool {
 		}
 	}
 	return false
-}
-
-// sleepCtx waits d or until ctx is done; it reports whether d passed.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 func errString(err error) string {

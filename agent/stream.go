@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/mms-io/mms/internal/backoff"
 	"github.com/mms-io/mms/watchers"
 )
 
@@ -30,7 +31,7 @@ func (r *runner) stream(ctx context.Context, s watchers.Streamer) {
 		failures++
 		d := errorBackoff(failures, 0)
 		r.log.Warn("watcher stream failed; restarting", "error", err, "retry_in", d)
-		if !sleepCtx(ctx, d) {
+		if !backoff.Sleep(ctx, d) {
 			return
 		}
 	}

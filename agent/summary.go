@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -95,4 +96,24 @@ func (i EventInfo) Summary() string {
 // String formats the event as one line: time, identity, machine, summary.
 func (i EventInfo) String() string {
 	return fmt.Sprintf("%s %s %s %s", i.Time.Local().Format("2006-01-02T15:04:05.000Z07:00"), i.Identity, i.Machine, i.Summary())
+}
+
+// DescribeHostEvent says why a host event happened, from its data: the
+// version a load replaced and the new one ("1.0.0 → 2.0.0"), or the
+// version loaded; "" when the data names none.
+func DescribeHostEvent(data []byte) string {
+	var f struct {
+		Version         string `json:"version"`
+		PreviousVersion string `json:"previous_version"`
+	}
+	if json.Unmarshal(data, &f) != nil {
+		return ""
+	}
+	switch {
+	case f.PreviousVersion != "" && f.PreviousVersion != f.Version:
+		return f.PreviousVersion + " → " + f.Version
+	case f.Version != "":
+		return f.Version
+	}
+	return ""
 }

@@ -30,7 +30,7 @@ type Info struct {
 	Replicas int `json:"replicas"`
 }
 
-// governorInfo turns a governor stream's info into a Info.
+// infoOf turns a governor stream's info into an Info.
 func infoOf(si *jetstream.StreamInfo) Info {
 	return Info{
 		Name:     strings.TrimPrefix(si.Config.Name, StreamPrefix),
@@ -41,7 +41,7 @@ func infoOf(si *jetstream.StreamInfo) Info {
 	}
 }
 
-// AddGovernor creates governor name, or changes the limit, expiry and
+// Add creates governor name, or changes the limit, expiry and
 // replicas of an existing one. limit must be at least 1 and expire
 // positive: without an expiry a crashed holder would keep its slot forever.
 func Add(ctx context.Context, js jetstream.JetStream, name string, limit int64, expire time.Duration, replicas int) (Info, error) {
@@ -83,7 +83,7 @@ func Add(ctx context.Context, js jetstream.JetStream, name string, limit int64, 
 	return infoOf(si), nil
 }
 
-// GetGovernor returns governor name; a missing one wraps [ErrNotFound].
+// Get returns governor name; a missing one wraps [ErrNotFound].
 func Get(ctx context.Context, js jetstream.JetStream, name string) (Info, error) {
 	s, err := lookupStream(ctx, js, name)
 	if err != nil {
@@ -96,7 +96,7 @@ func Get(ctx context.Context, js jetstream.JetStream, name string) (Info, error)
 	return infoOf(si), nil
 }
 
-// ListGovernors returns every governor, sorted by name.
+// List returns every governor, sorted by name.
 func List(ctx context.Context, js jetstream.JetStream) ([]Info, error) {
 	l := js.ListStreams(ctx, jetstream.WithStreamListSubject(SubjectPrefix+">"))
 	var out []Info
@@ -112,7 +112,7 @@ func List(ctx context.Context, js jetstream.JetStream) ([]Info, error) {
 	return out, nil
 }
 
-// RemoveGovernor deletes governor name. Nodes waiting for it then fail
+// Remove deletes governor name. Nodes waiting for it then fail
 // with [ErrNotFound].
 func Remove(ctx context.Context, js jetstream.JetStream, name string) error {
 	if err := checkGovernorName(name); err != nil {
@@ -127,7 +127,7 @@ func Remove(ctx context.Context, js jetstream.JetStream, name string) error {
 	return nil
 }
 
-// ResetGovernor frees every slot of governor name at once, for example
+// Reset frees every slot of governor name at once, for example
 // after holders crashed and the expiry is long.
 func Reset(ctx context.Context, js jetstream.JetStream, name string) error {
 	s, err := lookupStream(ctx, js, name)

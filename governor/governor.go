@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"regexp"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mms-io/mms/internal/backoff"
 	"github.com/mms-io/mms/spec"
 )
 
@@ -98,10 +98,11 @@ type Governors struct {
 	owner string
 	log   *slog.Logger
 
-	attempt, retryFirst, retryMax, maxWait time.Duration
+	attempt, maxWait time.Duration
+	retry            backoff.Policy
 }
 
-// NewGovernors returns governors reached over nc. owner names the holder in
+// New returns governors reached over nc. owner names the holder in
 // the slot messages (for example "mms_manager@node1"), so an operator
 // can see who holds a slot; log may be nil.
 func New(nc *nats.Conn, owner string, log *slog.Logger) (*Governors, error) {
@@ -117,9 +118,30 @@ func New(nc *nats.Conn, owner string, log *slog.Logger) (*Governors, error) {
 	}
 	return &Governors{
 		nc: nc, js: js, owner: owner, log: log,
-		attempt: governorAttemptTimeout, retryFirst: governorRetryFirst, retryMax: governorRetryMax,
+		attempt: governorAttemptTimeout, retry: backoff.Policy{First: governorRetryFirst, Max: governorRetryMax},
 		maxWait: DefaultWait,
 	}, nil
+}
+
+// NewGate returns what a governed action waits on: the Acquire of the
+// governors reached over nc (see [New]), or, on a node without NATS (nc
+// nil), a gate that refuses every governor with an error saying so: the
+// action fails rather than ignore the fleet-wide limit. Its signature is
+// that of manager.Gate and the exec watcher's Gate.
+func NewGate(nc *nats.Conn, owner string, log *slog.Logger) (func(ctx context.Context, name string) (release func(), err error), error) {
+	if nc == nil {
+		return unreachable, nil
+	}
+	g, err := New(nc, owner, log)
+	if err != nil {
+		return nil, err
+	}
+	return g.Acquire, nil
+}
+
+// unreachable is the gate of a node without NATS.
+func unreachable(_ context.Context, name string) (func(), error) {
+	return nil, fmt.Errorf("governor %q: the agent has no NATS connection to reach it", name)
 }
 
 // Acquire takes a slot of the named governor, waiting (with backoff) while
@@ -142,7 +164,6 @@ func (g *Governors) Acquire(ctx context.Context, name string) (release func(), e
 	wctx, cancel := context.WithTimeoutCause(ctx, g.maxWait,
 		fmt.Errorf("the bound on a governor wait (%s) passed: %w", g.maxWait, context.DeadlineExceeded))
 	defer cancel()
-	wait := g.retryFirst
 	var lastReason string
 	var lastInfo time.Time
 	for n := 1; ; n++ {
@@ -176,7 +197,7 @@ func (g *Governors) Acquire(ctx context.Context, name string) (release func(), e
 		default:
 			return nil, fmt.Errorf("governor %q: take a slot: %w", name, err)
 		}
-		d := jitter(wait)
+		d := g.retry.Jittered(n)
 		// Every retry is logged with its reason: at info the first, a
 		// change of reason and then every governorLogEvery, the others at
 		// debug, so a long wait is visible without a line every second.
@@ -186,12 +207,9 @@ func (g *Governors) Acquire(ctx context.Context, name string) (release func(), e
 		}
 		lastReason = reason
 		g.log.Log(ctx, level, "governor slot not taken; retrying", "governor", name, "reason", reason, "attempt", n, "retry_in", d, "waited", time.Since(start).Round(time.Millisecond), "max_wait", g.maxWait)
-		select {
-		case <-wctx.Done():
+		if !backoff.Sleep(wctx, d) {
 			return nil, gaveUp(wctx, name, start)
-		case <-time.After(d):
 		}
-		wait = min(wait*2, g.retryMax)
 	}
 }
 
@@ -263,12 +281,3 @@ func (e *noGovernorError) Error() string {
 }
 
 func (e *noGovernorError) Is(target error) bool { return target == ErrNotFound }
-
-// jitter spreads retries over [d/2, d) so waiting nodes do not retry in
-// lock step.
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
-}

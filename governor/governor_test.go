@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mms-io/mms/internal/backoff"
 	"github.com/mms-io/mms/internal/natstest"
 )
 
@@ -24,7 +25,7 @@ func testGovernors(t *testing.T) (*Governors, jetstream.JetStream) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.retryFirst, g.retryMax = 5*time.Millisecond, 50*time.Millisecond
+	g.retry = backoff.Policy{First: 5 * time.Millisecond, Max: 50 * time.Millisecond}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -154,6 +155,43 @@ func TestGovernorMissing(t *testing.T) {
 	}
 	if _, err := Get(ctx, js, "nope"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Get(nope) = %v, want ErrNotFound", err)
+	}
+}
+
+// TestNewGate: a node with NATS waits on the governor itself; one without
+// refuses every governed action, naming the governor, rather than ignore
+// the fleet-wide limit.
+func TestNewGate(t *testing.T) {
+	nc := natstest.Connect(t, natstest.RunJetStream(t))
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Add(t.Context(), js, "one", 1, time.Minute, 1); err != nil {
+		t.Fatal(err)
+	}
+	gate, err := NewGate(nc, "test@node1", nil)
+	if err != nil {
+		t.Fatalf("NewGate(conn) = %v", err)
+	}
+	release, err := gate(t.Context(), "one")
+	if err != nil {
+		t.Fatalf("gate(one) = %v, want a slot", err)
+	}
+	info, err := Get(t.Context(), js, "one")
+	if err != nil || info.InUse != 1 {
+		t.Errorf("governor one while the gate holds it = %+v, %v; want 1 in use", info, err)
+	}
+	release()
+
+	gate, err = NewGate(nil, "test@node1", nil)
+	if err != nil {
+		t.Fatalf("NewGate(nil) = %v", err)
+	}
+	release, err = gate(t.Context(), "one")
+	want := `governor "one": the agent has no NATS connection to reach it`
+	if err == nil || err.Error() != want || release != nil {
+		t.Errorf("gate(one) without NATS = %v, %v; want %q", release != nil, err, want)
 	}
 }
 

@@ -46,9 +46,10 @@ type Definition struct {
 	// Watchers observe or enforce things and fire transitions.
 	Watchers []WatcherDef `json:"watchers" yaml:"watchers"`
 
-	// Warnings are what Parse accepted but an author should fix (a key
-	// repeated with the same value). Hosts log them; `mms machine validate`
-	// prints them.
+	// Warnings are what Parse accepted but an author should fix: a key
+	// repeated with the same value, and properties in a form Choria
+	// accepts but mms would not write (see [watchers.Decode]). Hosts log
+	// them; `mms machine validate` prints them.
 	Warnings []string `json:"-" yaml:"-"`
 
 	// digest is the sha256 of the machine.yaml bytes Parse read; zero for
@@ -105,6 +106,31 @@ type WatcherDef struct {
 
 	line      int
 	propLines map[string]int // line of each top-level property key
+}
+
+// propertyWarnings returns what decoding w's properties accepted in a form
+// mms would not write ([watchers.Decode]), each naming the watcher and the
+// line of the property. A type that is not registered, or properties that
+// do not decode, give none: Validate reports those.
+func (w *WatcherDef) propertyWarnings() []string {
+	if _, ok := watchers.Lookup(w.Type); !ok {
+		return nil
+	}
+	_, warnings, err := watchers.Decode(w.Type, w.Properties)
+	if err != nil {
+		return nil
+	}
+	out := make([]string, 0, len(warnings))
+	for _, warning := range warnings {
+		key, _, _ := strings.Cut(warning, ":")
+		key, _, _ = strings.Cut(key, ".")
+		where := w.Where()
+		if l, ok := w.propLines[key]; ok {
+			where = fmt.Sprintf("line %d: watcher %q (%s)", l, w.Name, w.Type)
+		}
+		out = append(out, where+": properties: "+warning)
+	}
+	return out
 }
 
 // Where describes the watcher for messages: its line (when known), name
@@ -233,6 +259,7 @@ func Parse(data []byte) (*Definition, error) {
 				w.propLines[k.Value] = k.Line
 			}
 		}
+		def.Warnings = append(def.Warnings, w.propertyWarnings()...)
 		def.Watchers = append(def.Watchers, w)
 	}
 	if err := errors.Join(errs...); err != nil {

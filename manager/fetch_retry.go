@@ -3,17 +3,17 @@ package manager
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"time"
 
+	"github.com/mms-io/mms/internal/backoff"
 	"github.com/mms-io/mms/spec"
 )
 
 // retry runs try until it succeeds, fails for a reason that is not
 // transient, or the retries are used up, sleeping an exponentially growing,
-// jittered delay between attempts.
+// jittered delay between attempts (backoff.Policy from Backoff up to
+// maxBackoff).
 func (f *Fetcher) retry(ctx context.Context, m spec.Machine, try func() error) error {
-	delay := f.cfg.Backoff
+	delays := backoff.Policy{First: f.cfg.Backoff, Max: maxBackoff}
 	for n := 1; ; n++ {
 		err := try()
 		if err == nil {
@@ -25,31 +25,11 @@ func (f *Fetcher) retry(ctx context.Context, m spec.Machine, try func() error) e
 		if n > f.cfg.Retries {
 			return fmt.Errorf("%w (gave up after %d attempts)", err, n)
 		}
-		wait := retryJitter(delay)
+		wait := delays.Jittered(n)
 		f.log.Warn("archive download failed, retrying", "managed", m.Name, "source", redactSource(m.Source),
 			"attempt", n, "retry_in", wait, "error", err)
-		if sleep(ctx, wait) != nil {
+		if !backoff.Sleep(ctx, wait) {
 			return fmt.Errorf("%w (retry abandoned: %w)", err, context.Cause(ctx))
 		}
-		delay = min(2*delay, maxBackoff)
-	}
-}
-
-// retryJitter returns a random duration in [d/2, d] ("equal jitter"), so nodes
-// that failed together do not retry together.
-func retryJitter(d time.Duration) time.Duration {
-	half := d / 2
-	return half + rand.N(d-half+1)
-}
-
-// sleep waits d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

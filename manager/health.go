@@ -46,7 +46,8 @@ type entryHealth struct {
 	since     time.Time // when the gate started (the version was loaded)
 	healthyAt time.Time
 	reason    string
-	upgrade   bool // a previous version is kept to roll back to
+	upgrade   bool   // a previous version is kept to roll back to
+	version   string // the version's name, once the host ran it
 }
 
 // now returns the reconciler's clock.
@@ -166,6 +167,7 @@ func (r *Reconciler) settle(gate *spec.Health, name string, h *entryHealth, now 
 		return at, which
 	}
 	if running && !st.Started.Before(h.since) {
+		h.version = st.Version
 		okAt, ok := first(gate.States)
 		badAt, bad := first(gate.FailStates)
 		deadline := h.since.Add(gate.Within.Std())
@@ -192,7 +194,11 @@ func (r *Reconciler) settle(gate *spec.Health, name string, h *entryHealth, now 
 // remembered as bad so it is not tried again until the spec changes it.
 func (r *Reconciler) fail(ctx context.Context, m spec.Machine, h *entryHealth, res *MachineResult) {
 	log := r.log.With("entry", m.Name, "checksum", h.checksum)
-	reason := fmt.Sprintf("version %s unhealthy: %s", short(m.Checksum), h.reason)
+	version := short(m.Checksum)
+	if h.version != "" {
+		version = h.version + " (" + version + ")"
+	}
+	reason := fmt.Sprintf("version %s unhealthy: %s", version, h.reason)
 	bad := badVersion{checksum: m.Checksum, verifyChecksum: m.VerifyChecksum}
 	if h.upgrade {
 		err := r.cfg.Installer.Rollback(ctx, m.Name)

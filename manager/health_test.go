@@ -71,6 +71,14 @@ func TestHealthGateRollsBackAnUnhealthyUpgrade(t *testing.T) {
 	}{
 		{"not healthy in time", "not HEALTHY within 1m0s", func(f *fixture) { f.advance(61 * time.Second) }},
 		{"a fail state", "entered BROKEN", func(f *fixture) { f.advance(time.Second); f.host.enter("web", "BROKEN", f.clock()) }},
+		// A fail state counts even when the healthy state follows it
+		// before the next pass looks.
+		{"a fail state, then the healthy one", "entered BROKEN", func(f *fixture) {
+			f.advance(time.Second)
+			f.host.enter("web", "BROKEN", f.clock())
+			f.advance(time.Second)
+			f.host.enter("web", "HEALTHY", f.clock())
+		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, nil)

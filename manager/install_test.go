@@ -319,3 +319,45 @@ func TestRollbackRefusesTamperedPrevious(t *testing.T) {
 	treetest.AssertSame(t, env.machines, before)
 	assertNoLeftovers(t, env)
 }
+
+// TestInstallChecksVerifyChecksum: verify_checksum pins the archive's
+// SHA256SUMS on its own. An entry whose archive checksum is right but whose
+// verify_checksum is not SHA256SUMS's digest installs nothing; an installed
+// version whose entry changes only its verify_checksum is checked again,
+// not taken as unchanged, and keeps running when that check fails.
+func TestInstallChecksVerifyChecksum(t *testing.T) {
+	srv := newFileServer(t, true)
+	env := newTestEnv(t, srv.Server, FetchConfig{})
+	ctx := t.Context()
+	v1 := buildArchive(t, "web", "1", map[string]string{"run.sh": "echo one\n"})
+	other := buildArchive(t, "web", "2", map[string]string{"run.sh": "echo two\n"})
+	good := v1.entry(srv.put("/web-1.tgz", v1.data))
+	wrong := good
+	wrong.VerifyChecksum = other.info.VerifyChecksum
+	wantErr := "SHA256SUMS sha256 mismatch: got " + v1.info.VerifyChecksum + ", want " + other.info.VerifyChecksum
+
+	before := treetest.Snapshot(t, env.machines)
+	out, _, err := env.inst.Install(ctx, wrong, 1)
+	if out != EntryFailed || !errors.Is(err, packer.ErrChecksumMismatch) || !strings.Contains(err.Error(), wantErr) {
+		t.Fatalf("Install(wrong verify_checksum) = %q, %v; want failed with %q", out, err, wantErr)
+	}
+	treetest.AssertSame(t, env.machines, before)
+	if recs, _ := env.inst.Installed(); len(recs) != 0 {
+		t.Errorf("Installed() after the refused install = %+v, want none", recs)
+	}
+
+	if out, _, err := env.inst.Install(ctx, good, 2); err != nil || out != EntryInstalled {
+		t.Fatalf("Install(good) = %q, %v, want %q", out, err, EntryInstalled)
+	}
+	installed := treetest.Snapshot(t, env.machines)
+	out, _, err = env.inst.Install(ctx, wrong, 3)
+	if out != EntryFailed || !errors.Is(err, packer.ErrChecksumMismatch) || !strings.Contains(err.Error(), wantErr) {
+		t.Fatalf("Install(only verify_checksum changed, wrong) = %q, %v; want failed with %q", out, err, wantErr)
+	}
+	treetest.AssertSame(t, env.machines, installed)
+	recs, _ := env.inst.Installed()
+	if r := recs["web"]; r.VerifyChecksum != v1.info.VerifyChecksum || r.Serial != 2 || r.Previous != nil {
+		t.Errorf("Installed()[web] after the refused change = %+v, want the good version's record", r)
+	}
+	assertNoLeftovers(t, env)
+}

@@ -140,6 +140,10 @@ type ReconcilerConfig struct {
 	Trust Trust
 	// AllowHTTP accepts http:// archive sources.
 	AllowHTTP bool
+	// Fixes name the settings that accept what this node refuses, in the
+	// words of whoever configures it; refusals in logs and events name
+	// them.
+	Fixes Fixes
 	// PurgeUnknown removes machines this agent installed that the spec no
 	// longer selects for this node.
 	PurgeUnknown bool
@@ -348,6 +352,9 @@ func (r *Reconciler) reconcile(ctx context.Context, envelope []byte, opts Reconc
 	opened, err := packer.Open(envelope, r.openOptions())
 	if err != nil {
 		rep := PassReport{Rejected: RejectionOf(err), Err: fmt.Errorf("open spec: %w", err)}
+		if errors.Is(err, packer.ErrLegacyRefused) {
+			rep.Err = fmt.Errorf("open spec: %w; to accept v1 specs anyway, set %s", err, r.cfg.Fixes.legacy())
+		}
 		if insp, ierr := packer.Inspect(envelope); ierr == nil {
 			// Unverified: only to say which spec was refused.
 			rep.Serial, rep.Format, rep.Digest = insp.Spec.Serial, insp.Format.String(), insp.Digest

@@ -36,7 +36,7 @@ func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
 	if r.plan != nil && r.plan.digest == opened.Digest && r.plan.format == opened.Format {
 		return r.plan, nil
 	}
-	opts := spec.ValidateOptions{AllowHTTP: r.cfg.AllowHTTP, Legacy: opened.Format == packer.FormatV1}
+	opts := spec.ValidateOptions{AllowHTTP: r.cfg.AllowHTTP, HTTPFix: r.cfg.Fixes.http(), Legacy: opened.Format == packer.FormatV1}
 	s := opened.Spec
 	header := spec.Spec{Serial: s.Serial, IssuedAt: s.IssuedAt, Expires: s.Expires}
 	if err := header.Validate(opts); err != nil {
@@ -63,6 +63,12 @@ func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
 				fmt.Errorf("machine[%d] %q: name: duplicated by machine[%d]: %w", j, m.Name, i, spec.ErrInvalid))
 		} else {
 			first[m.Name] = i
+		}
+	}
+	for _, e := range p.entries {
+		if e.invalid != nil {
+			// Once per spec: the plan is reused until the spec changes.
+			r.log.Error("spec entry is invalid: it is not installed, an installed copy is kept", "managed", e.machine.Name, "serial", s.Serial, "error", e.invalid)
 		}
 	}
 	r.plan = p

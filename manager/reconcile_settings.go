@@ -33,6 +33,36 @@ type InstallSettings struct {
 	Log *slog.Logger
 }
 
+// Fixes name, in the words of whoever configures a node, the settings that
+// accept what the node refuses by default, so a refusal says how to
+// accept it: a flag of the agent, or a property of the machine.yaml that
+// runs the machines watcher.
+type Fixes struct {
+	// AllowLegacySpec accepts v1 (Choria) specs, e.g.
+	// "mms agent --allow-legacy-spec"; empty means the machines watcher's
+	// property, "allow_legacy_spec: true".
+	AllowLegacySpec string
+	// AllowHTTP accepts http:// archive sources, e.g.
+	// "mms agent --allow-http"; empty means "allow_http: true".
+	AllowHTTP string
+}
+
+// legacy returns how to accept v1 specs.
+func (f Fixes) legacy() string {
+	if f.AllowLegacySpec == "" {
+		return "allow_legacy_spec: true"
+	}
+	return f.AllowLegacySpec
+}
+
+// http returns how to accept http:// sources.
+func (f Fixes) http() string {
+	if f.AllowHTTP == "" {
+		return "allow_http: true"
+	}
+	return f.AllowHTTP
+}
+
 // MachineName is the name of the compiled-in manager machine (package
 // manager/mmsmanager), which a spec entry may not take.
 const MachineName = "mms_manager"

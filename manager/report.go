@@ -1,99 +1,27 @@
 package manager
 
 import (
-	"errors"
+	"fmt"
 	"slices"
 	"time"
 
 	"github.com/mms-io/mms/manager/rollout"
-	"github.com/mms-io/mms/packer"
-	"github.com/mms-io/mms/spec"
 )
 
-// Rejection says why a whole spec was not acted on. The empty Rejection
-// means the spec was accepted. The values appear in the machines watcher's
-// state events.
-type Rejection string
-
-// The kinds of rejection. Each matches one packer sentinel (or spec's
-// ErrInvalid), so Report.Err also matches it with errors.Is.
-const (
-	// RejectMissing: there is no spec to open (the KV key or the data item
-	// is missing). Nothing is purged.
-	RejectMissing Rejection = "spec_missing"
-	// RejectMalformed: the envelope or payload does not decode.
-	RejectMalformed Rejection = "malformed"
-	// RejectLegacy: a v1 envelope and legacy specs are not allowed.
-	RejectLegacy Rejection = "legacy_refused"
-	// RejectUnsigned: the envelope carries no signature.
-	RejectUnsigned Rejection = "unsigned"
-	// RejectBadSignature: a signature does not verify.
-	RejectBadSignature Rejection = "bad_signature"
-	// RejectUnknownKey: signed, but by no trusted key.
-	RejectUnknownKey Rejection = "unknown_key"
-	// RejectBelowThreshold: fewer distinct trusted keys signed than the
-	// threshold requires.
-	RejectBelowThreshold Rejection = "below_threshold"
-	// RejectReplayed: an older spec than the one already accepted. It is a
-	// warning, not an error: a lagging replica can serve an old value.
-	RejectReplayed Rejection = "replayed"
-	// RejectEquivocation: the accepted serial reused with other content.
-	RejectEquivocation Rejection = "equivocation"
-	// RejectExpired: a new spec whose expiry has passed.
-	RejectExpired Rejection = "expired"
-	// RejectNotYetValid: issued further in the future than the clock skew
-	// allows.
-	RejectNotYetValid Rejection = "not_yet_valid"
-	// RejectSerialAhead: the serial is above spec.SerialCeiling (the
-	// current Unix time plus a day); accepting it would lock the node out
-	// of every lower serial.
-	RejectSerialAhead Rejection = "serial_ahead"
-	// RejectInvalid: the spec as a whole (serial, times) is invalid. An
-	// invalid entry does not reject the spec; it fails on its own.
-	RejectInvalid Rejection = "invalid"
-	// RejectError: the spec could not be checked at all (the replay ledger
-	// is unreadable, the node's trust settings are wrong). Retrying may
-	// help once the cause is fixed.
-	RejectError Rejection = "error"
-)
-
-// rejectionKinds maps the sentinels to their Rejection, most specific first.
-var rejectionKinds = []struct {
-	err  error
-	kind Rejection
-}{
-	{packer.ErrReplayed, RejectReplayed},
-	{packer.ErrEquivocation, RejectEquivocation},
-	{packer.ErrExpired, RejectExpired},
-	{packer.ErrNotYetValid, RejectNotYetValid},
-	{packer.ErrSerialAhead, RejectSerialAhead},
-	{packer.ErrUnsigned, RejectUnsigned},
-	{packer.ErrBadSignature, RejectBadSignature},
-	{packer.ErrUnknownKey, RejectUnknownKey},
-	{packer.ErrBelowThreshold, RejectBelowThreshold},
-	{packer.ErrLegacyRefused, RejectLegacy},
-	{packer.ErrMalformed, RejectMalformed},
-	{spec.ErrInvalid, RejectInvalid},
-}
-
-// RejectionOf classifies an error from opening or validating a spec. Errors
-// that match no sentinel are RejectError.
-func RejectionOf(err error) Rejection {
-	if err == nil {
-		return ""
+// SpecLabel names a spec for people: "serial 17", "v1 0123456789ab" for a
+// v1 spec (which has no serial), "spec 0123456789ab" when only its digest
+// is known, or "spec" when the envelope did not decode far enough to tell.
+func SpecLabel(format string, serial uint64, digest string) string {
+	switch {
+	case format == "v1":
+		return "v1 " + short(digest)
+	case serial > 0:
+		return fmt.Sprintf("serial %d", serial)
+	case digest != "":
+		return "spec " + short(digest)
 	}
-	for _, k := range rejectionKinds {
-		if errors.Is(err, k.err) {
-			return k.kind
-		}
-	}
-	return RejectError
+	return "spec"
 }
-
-// Warning reports whether the rejection only needs a warning: a replayed
-// older spec (the running machines are right) or a missing spec (nothing
-// to act on; the running machines keep running).
-func (r Rejection) Warning() bool { return r == RejectReplayed || r == RejectMissing }
 
 // PassReport is what one reconcile pass did.
 type PassReport struct {

@@ -157,79 +157,23 @@ type Applied struct {
 	Stale bool `json:"stale"`
 }
 
-// The outcomes of a seen spec ([Seen].Outcome): one word per way a node
-// treats a spec, the words `mms status` and `mms put --wait` print. Every
-// manager.Rejection maps to one of them (see [SeenOutcome]).
+// The outcomes of a seen spec ([Seen].Outcome): the words of manager's
+// one table of spec rejections (see manager.Rejection.Outcome), named here
+// for readers of documents.
 const (
-	// SeenApplied: the node accepted the spec (its entries say how each
-	// went).
-	SeenApplied = "applied"
-	// SeenIgnoredOlder: an older serial than the applied one (a replay, or
-	// a lagging replica); ignored.
-	SeenIgnoredOlder = "ignored-older"
-	// SeenEquivocation: the applied serial with other content; refused.
-	SeenEquivocation = "equivocation"
-	// SeenUntrusted: not signed by enough of the node's trusted keys (no
-	// signature, a bad one, an unknown key, below the threshold).
-	SeenUntrusted = "untrusted"
-	// SeenExpired: a new spec whose expiry has passed.
-	SeenExpired = "expired"
-	// SeenNotYetValid: issued further in the future than the clock skew
-	// allows.
-	SeenNotYetValid = "not-yet-valid"
-	// SeenSerialAhead: a serial implausibly far ahead (beyond the current
-	// time plus a day): accepting it would lock the node out of every
-	// later spec.
-	SeenSerialAhead = "serial-ahead"
-	// SeenMalformed: the envelope or payload does not decode.
-	SeenMalformed = "malformed"
-	// SeenInvalid: the spec as a whole (serial, times) is invalid.
-	SeenInvalid = "invalid"
-	// SeenLegacyRefused: a v1 envelope the node does not accept.
-	SeenLegacyRefused = "legacy-refused"
-	// SeenMissing: there is no spec to look at (the KV key is missing or
-	// was deleted); the node keeps running what it runs.
-	SeenMissing = "missing"
-	// SeenError: the spec could not be checked at all (an unreadable
-	// replay ledger, broken trust settings).
-	SeenError = "error"
+	SeenApplied       = manager.SeenApplied
+	SeenIgnoredOlder  = manager.SeenIgnoredOlder
+	SeenEquivocation  = manager.SeenEquivocation
+	SeenUntrusted     = manager.SeenUntrusted
+	SeenExpired       = manager.SeenExpired
+	SeenNotYetValid   = manager.SeenNotYetValid
+	SeenSerialAhead   = manager.SeenSerialAhead
+	SeenMalformed     = manager.SeenMalformed
+	SeenInvalid       = manager.SeenInvalid
+	SeenLegacyRefused = manager.SeenLegacyRefused
+	SeenMissing       = manager.SeenMissing
+	SeenError         = manager.SeenError
 )
-
-// SeenOutcome returns the outcome word of a seen spec in envelope format
-// ("v1", "v2" or "" when unknown) that the manager treated as r ("" for an
-// accepted spec). A v1 spec "replayed" is legacy-refused: v1 specs have no
-// serial, one is older only because the node accepted a v2 spec, after
-// which it refuses v1.
-func SeenOutcome(r manager.Rejection, format string) string {
-	switch r {
-	case "":
-		return SeenApplied
-	case manager.RejectReplayed:
-		if format == "v1" {
-			return SeenLegacyRefused
-		}
-		return SeenIgnoredOlder
-	case manager.RejectEquivocation:
-		return SeenEquivocation
-	case manager.RejectUnsigned, manager.RejectBadSignature, manager.RejectUnknownKey, manager.RejectBelowThreshold:
-		return SeenUntrusted
-	case manager.RejectExpired:
-		return SeenExpired
-	case manager.RejectNotYetValid:
-		return SeenNotYetValid
-	case manager.RejectSerialAhead:
-		return SeenSerialAhead
-	case manager.RejectMalformed:
-		return SeenMalformed
-	case manager.RejectInvalid:
-		return SeenInvalid
-	case manager.RejectLegacy:
-		return SeenLegacyRefused
-	case manager.RejectMissing:
-		return SeenMissing
-	}
-	return SeenError
-}
 
 // Seen is the last spec a node's manager looked at. When it was not
 // applied, Serial, Digest and Format are what the envelope claims
@@ -388,7 +332,7 @@ func (s *specV1) upgrade() (*Applied, *Seen) {
 	}
 	outcome := s.Seen.Outcome
 	if outcome != SeenApplied {
-		outcome = SeenOutcome(manager.Rejection(outcome), "")
+		outcome = manager.Rejection(outcome).Outcome("")
 	}
 	return applied, &Seen{Serial: s.Seen.Serial, Digest: s.Seen.Digest, Outcome: outcome, Reason: s.Seen.Reason, At: s.ReportedAt}
 }

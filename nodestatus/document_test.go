@@ -9,7 +9,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mms-io/mms/internal/natsbox"
-	"github.com/mms-io/mms/manager"
 )
 
 const goodDocument = `{"version":2,"identity":"web1","agent_version":"dev","started_at":"2026-01-02T03:04:05Z",
@@ -165,37 +164,6 @@ func TestDocumentShape(t *testing.T) {
 				t.Errorf("%s JSON lacks %q: %s", obj, k, top[obj])
 			}
 		}
-	}
-}
-
-// Every manager rejection kind has an outcome word, and only an accepted
-// spec is "applied".
-func TestSeenOutcome(t *testing.T) {
-	want := map[manager.Rejection]string{
-		"":                           SeenApplied,
-		manager.RejectReplayed:       SeenIgnoredOlder,
-		manager.RejectEquivocation:   SeenEquivocation,
-		manager.RejectUnsigned:       SeenUntrusted,
-		manager.RejectBadSignature:   SeenUntrusted,
-		manager.RejectUnknownKey:     SeenUntrusted,
-		manager.RejectBelowThreshold: SeenUntrusted,
-		manager.RejectExpired:        SeenExpired,
-		manager.RejectNotYetValid:    SeenNotYetValid,
-		manager.RejectSerialAhead:    SeenSerialAhead,
-		manager.RejectMalformed:      SeenMalformed,
-		manager.RejectInvalid:        SeenInvalid,
-		manager.RejectLegacy:         SeenLegacyRefused,
-		manager.RejectMissing:        SeenMissing,
-		manager.RejectError:          SeenError,
-		"from_a_newer_manager":       SeenError,
-	}
-	for kind, w := range want {
-		if got := SeenOutcome(kind, "v2"); got != w {
-			t.Errorf("SeenOutcome(%q, v2) = %q, want %q", kind, got, w)
-		}
-	}
-	if got := SeenOutcome(manager.RejectReplayed, "v1"); got != SeenLegacyRefused {
-		t.Errorf("SeenOutcome(replayed, v1) = %q, want %q", got, SeenLegacyRefused)
 	}
 }
 

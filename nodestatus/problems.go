@@ -108,31 +108,11 @@ func (e Entry) Problem() string {
 
 // Label names the spec for people: "serial 17", or "v1 0123456789ab" for
 // a v1 spec (which has no serial).
-func (a *Applied) Label() string { return specLabel(a.Format, a.Serial, a.Digest) }
+func (a *Applied) Label() string { return manager.SpecLabel(a.Format, a.Serial, a.Digest) }
 
 // Label names the spec for people: "serial 17", "v1 0123456789ab", or
 // "spec" when the envelope did not decode far enough to tell.
-func (s *Seen) Label() string { return specLabel(s.Format, s.Serial, s.Digest) }
-
-func specLabel(format string, serial uint64, digest string) string {
-	switch {
-	case format == "v1":
-		return "v1 " + shortDigest(digest)
-	case serial > 0:
-		return fmt.Sprintf("serial %d", serial)
-	case digest != "":
-		return "spec " + shortDigest(digest)
-	}
-	return "spec"
-}
-
-// shortDigest abbreviates a digest to 12 characters.
-func shortDigest(d string) string {
-	if len(d) > 12 {
-		return d[:12]
-	}
-	return d
-}
+func (s *Seen) Label() string { return manager.SpecLabel(s.Format, s.Serial, s.Digest) }
 
 // joinNonEmpty joins the non-empty parts with sep.
 func joinNonEmpty(sep string, parts ...string) string {

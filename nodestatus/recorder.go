@@ -109,7 +109,7 @@ func (r *Recorder) ReportPass(rep manager.PassReport) {
 		}
 	}
 	r.applied = applied
-	r.seen = &Seen{Serial: rep.Serial, Digest: rep.Digest, Format: rep.Format, Outcome: SeenOutcome(rep.Rejected, rep.Format), At: now}
+	r.seen = &Seen{Serial: rep.Serial, Digest: rep.Digest, Format: rep.Format, Outcome: rep.Rejected.Outcome(rep.Format), At: now}
 	if rep.Err != nil {
 		r.seen.Reason = rep.Err.Error()
 	}

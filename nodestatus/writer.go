@@ -200,9 +200,11 @@ func (w *Writer) tick(ctx context.Context, now time.Time) {
 	}
 	w.plan.lastAttempt = now
 	w.plan.dirty = false
-	if w.cfg.NATS != nil && !w.cfg.NATS().Connected {
+	if w.cfg.NATS != nil && !doc.NATS.Connected {
 		// Publishing now would only wait in the reconnect buffer and time
-		// out; the reconnect hook touches the recorder.
+		// out; the reconnect hook touches the recorder. The decision reads
+		// the document's own snapshot: asking the connection again could
+		// see it up and write a document that says it is down.
 		w.plan.failed, w.plan.dirty = true, true
 		return
 	}
@@ -220,11 +222,11 @@ func (w *Writer) tick(ctx context.Context, now time.Time) {
 
 // final writes the last document, stopped_at set, if NATS is up.
 func (w *Writer) final(ctx context.Context) {
-	if w.cfg.NATS != nil && !w.cfg.NATS().Connected {
+	doc := w.Document()
+	if w.cfg.NATS != nil && !doc.NATS.Connected {
 		w.log.Warn("status not written at shutdown: nats is not connected", "bucket", w.cfg.Bucket, "key", w.key)
 		return
 	}
-	doc := w.Document()
 	doc.StoppedAt = doc.UpdatedAt
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.FinalTimeout)
 	defer cancel()

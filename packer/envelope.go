@@ -204,19 +204,6 @@ func unmarshalEnvelopeStrict(data []byte, v any) error {
 	return nil
 }
 
-// marshalSpecJSON encodes the signed payload JSON compactly, without
-// encoding/json's HTML escaping, so matchers such as "a && b" keep the bytes
-// an operator wrote.
-func marshalSpecJSON(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
-
 // Inspect decodes an envelope WITHOUT verifying any signature or applying
 // replay rules, for displaying it (`mms show`). Nothing it returns is
 // trusted: KeyIDs are the key ids the envelope claims, and a forged envelope

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/mms-io/mms/agent"
 )
 
 func testConfig() Config {
@@ -64,5 +66,25 @@ func TestNodePermissionsAreNarrow(t *testing.T) {
 	}
 	if !strings.Contains(text, `# node "web 2": status key web=202`) || strings.Contains(text, " $") {
 		t.Errorf("rendered configuration:\n%s", text)
+	}
+}
+
+// TestTransitionRequestsOperatorOnly: the operator may send transition
+// requests (mms machine transition); a node may hear them and answer each
+// once, never send one.
+func TestTransitionRequestsOperatorOnly(t *testing.T) {
+	c := testConfig()
+	op := OperatorPermissions(c)
+	if !slices.Contains(op.Publish, agent.TransitionRequestSubject) {
+		t.Errorf("operator may not publish %s: %v", agent.TransitionRequestSubject, op.Publish)
+	}
+	for _, n := range c.Nodes {
+		p := NodePermissions(c, n)
+		if slices.Contains(p.Publish, agent.TransitionRequestSubject) || slices.Contains(p.Publish, "mms.>") || slices.Contains(p.Publish, "mms.machine.>") {
+			t.Errorf("node %q may publish transition requests: %v", n.Identity, p.Publish)
+		}
+		if !slices.Contains(p.Subscribe, agent.TransitionRequestSubject) || !p.Responses {
+			t.Errorf("node %q may not hear and answer transition requests: subscribe %v, responses %v", n.Identity, p.Subscribe, p.Responses)
+		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -151,25 +150,6 @@ func LookupFact(facts map[string]any, path string) any {
 		}
 	}
 	return cur
-}
-
-// MergeFacts returns base with over laid on top: maps present in both are
-// merged key by key (recursively), anything else in over replaces what base
-// has. Neither input is modified; maps on merged paths are copied, other
-// values are shared.
-func MergeFacts(base, over map[string]any) map[string]any {
-	out := make(map[string]any, len(base)+len(over))
-	maps.Copy(out, base)
-	for k, v := range over {
-		bm, bok := out[k].(map[string]any)
-		om, ook := v.(map[string]any)
-		if bok && ook {
-			out[k] = MergeFacts(bm, om)
-			continue
-		}
-		out[k] = v
-	}
-	return out
 }
 
 // kindOf names the JSON kind of a decoded value for error messages.

@@ -84,21 +84,3 @@ func TestLookupFact(t *testing.T) {
 		}
 	}
 }
-
-func TestMergeFacts(t *testing.T) {
-	base := map[string]any{"os": map[string]any{"family": "debian", "release": "12"}, "cpus": 4.0, "role": "web"}
-	over := map[string]any{"os": map[string]any{"release": "13"}, "role": map[string]any{"name": "db"}, "extra": true}
-	want := map[string]any{"os": map[string]any{"family": "debian", "release": "13"}, "cpus": 4.0, "role": map[string]any{"name": "db"}, "extra": true}
-	baseCopy := map[string]any{"os": map[string]any{"family": "debian", "release": "12"}, "cpus": 4.0, "role": "web"}
-
-	got := MergeFacts(base, over)
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("MergeFacts() mismatch (-want +got):\n%s", diff)
-	}
-	if diff := cmp.Diff(baseCopy, base); diff != "" {
-		t.Errorf("MergeFacts() modified base (-before +after):\n%s", diff)
-	}
-	if got := MergeFacts(nil, nil); got == nil || len(got) != 0 {
-		t.Errorf("MergeFacts(nil, nil) = %v, want an empty map", got)
-	}
-}

@@ -13,9 +13,15 @@ type ValidateOptions struct {
 	// AllowHTTP accepts http:// sources. The checksums still pin the bytes,
 	// but the fetch is in clear text.
 	AllowHTTP bool
+	// HTTPFix names how to allow http:// sources where the spec is
+	// checked (a flag such as --allow-http, or a property such as
+	// allow_http: true); an http:// source refused names it. Empty means
+	// --allow-http.
+	HTTPFix string
 	// Legacy validates a v1 (Choria) spec: username and password are
-	// accepted, auth and size are not (Choria does not know them), and the
-	// spec needs no serial or issued_at.
+	// accepted, auth, size, health and rollout are not, nor are matchers
+	// using get_fact() or facts (Choria does not know them), and the spec
+	// needs no serial or issued_at.
 	Legacy bool
 }
 
@@ -135,6 +141,8 @@ func (m *Machine) check(opts ValidateOptions, cache *MatcherCache) (*Matcher, []
 	var err error
 	if matcher, err = cache.compile(m.Match); err != nil {
 		add("match", err)
+	} else if opts.Legacy {
+		add("match", checkChoriaMatcher(m.Match))
 	}
 	if m.Governor != "" {
 		add("governor", checkGovernor(m.Governor))
@@ -209,7 +217,11 @@ func checkSource(src string, opts ValidateOptions) error {
 	case "https":
 	case "http":
 		if !opts.AllowHTTP {
-			return errors.New("plain http:// is not allowed; use https:// or nats://")
+			fix := opts.HTTPFix
+			if fix == "" {
+				fix = "--allow-http"
+			}
+			return fmt.Errorf("plain http:// is not allowed; use https:// or nats://, or allow http with %s (the checksums still pin the bytes)", fix)
 		}
 	case "nats":
 		_, _, err := SplitObjectSource(src)

@@ -107,7 +107,7 @@ func machineCases() []machineCase {
 			`machine "web": verify: want "SHA256SUMS" or nothing, got "MD5SUMS"`,
 		}},
 		{name: "http not allowed", edit: func(m *Machine) { m.Source = "http://example.net/web.tgz" }, errors: []string{
-			`machine "web": source: plain http:// is not allowed; use https:// or nats://`,
+			`machine "web": source: plain http:// is not allowed; use https:// or nats://, or allow http with --allow-http (the checksums still pin the bytes)`,
 		}},
 		{name: "credentials in URL are not repeated", edit: func(m *Machine) { m.Source = "https://bob:secret@example.net/web.tgz" }, errors: []string{
 			`machine "web": source: credentials in the URL are not allowed; name a node-local credential in auth instead`,
@@ -179,6 +179,22 @@ func machineCases() []machineCase {
 		{name: "legacy rejects v2 fields", opts: ValidateOptions{Legacy: true}, edit: func(m *Machine) { m.Auth, m.Size = "reader", 10 }, errors: []string{
 			`machine "web": size: not supported in v1 (legacy) specs`,
 			`machine "web": auth: not supported in v1 (legacy) specs`,
+		}},
+		// Choria's machines watcher compiles a matcher with identity,
+		// has_file, has_directory and has_command only (its matcher.go at
+		// v0.30.2): what else an mms matcher knows must not go out in v1.
+		{name: "legacy matcher with get_fact", opts: ValidateOptions{Legacy: true}, edit: func(m *Machine) {
+			m.Match = `identity('^web') && get_fact('os.family') == 'debian'`
+		}, errors: []string{
+			`machine "web": match: uses get_fact(), which Choria's machines watcher cannot compile: it knows only identity(), has_file(), has_directory() and has_command(), and skips the entry without a word; drop it from the v1 spec, or sign a v2 spec (mms agents evaluate it)`,
+		}},
+		{name: "legacy matcher with facts", opts: ValidateOptions{Legacy: true}, edit: func(m *Machine) {
+			m.Match = `facts.os.family == 'debian' || get_fact('role') == 'web'`
+		}, errors: []string{
+			`machine "web": match: uses get_fact() and facts, which Choria's machines watcher cannot compile: it knows only identity(), has_file(), has_directory() and has_command(), and skips the entry without a word; drop them from the v1 spec, or sign a v2 spec (mms agents evaluate them)`,
+		}},
+		{name: "legacy matcher Choria compiles", opts: ValidateOptions{Legacy: true}, edit: func(m *Machine) {
+			m.Match = `identity('^web') && (has_file('/etc/debian_version') || has_command('apt')) && !has_directory('/opt/x')`
 		}},
 		{name: "every problem at once", edit: func(m *Machine) {
 			*m = Machine{Name: "Web!", Source: "ftp://x/y", Checksum: "x", VerifyChecksum: "y", Verify: "z", Match: "nope", Governor: "a b", Size: -2, Auth: "A", Username: "u", Password: "p"}

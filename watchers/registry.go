@@ -1,7 +1,6 @@
 package watchers
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +30,14 @@ type Info struct {
 	// Timeout is the Runner's deadline for one Check; zero means one minute.
 	// Watchers that download or run long commands raise it.
 	Timeout Duration
+	// Describe, when set, says in a few words why a state event of this
+	// type happened ("exit 2: connection refused"), from the event's data:
+	// the JSON object of the type's state fields and the common ones
+	// (outcome, error, …). It returns "" when it has nothing to add. Without
+	// it, readers show the data's "reason" field, if any. The data comes
+	// from the network: Describe must take any bytes without panicking;
+	// readers make its text inert for a terminal.
+	Describe func(data []byte) string
 }
 
 // EventType returns the CloudEvent type of this watcher's state events.
@@ -117,24 +124,15 @@ func UnknownType(typ string) error {
 	return fmt.Errorf("%w %q", ErrUnknownType, typ)
 }
 
-// Build creates a watcher of type typ from its JSON properties: New, strict
-// decoding (unknown fields are errors), then Validate. It does not provision.
-// Empty or null properties decode as an empty object.
+// Build creates a watcher of type typ from its JSON properties: [Decode]
+// (strict decoding, unknown fields are errors, after Choria's weak typing
+// and the type's Normalize), then Validate. It does not provision. Empty or
+// null properties decode as an empty object. [Decode] returns the warnings
+// Build leaves out.
 func Build(typ string, properties json.RawMessage) (Watcher, error) {
-	info, ok := Lookup(typ)
-	if !ok {
-		return nil, UnknownType(typ)
-	}
-	w := info.New()
-	if len(bytes.TrimSpace(properties)) > 0 && !bytes.Equal(bytes.TrimSpace(properties), []byte("null")) {
-		dec := json.NewDecoder(bytes.NewReader(properties))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(w); err != nil {
-			return nil, fmt.Errorf("properties: %w", err)
-		}
-		if dec.More() {
-			return nil, errors.New("properties: trailing data after the object")
-		}
+	w, _, err := Decode(typ, properties)
+	if err != nil {
+		return nil, err
 	}
 	if v, ok := w.(Validator); ok {
 		if err := v.Validate(); err != nil {

@@ -14,14 +14,18 @@
 //
 //  1. [Info.New] returns a pointer to a zero config value. It has no side effects.
 //  2. The watcher's properties are decoded into it as JSON with unknown fields
-//     rejected (machine.yaml properties are converted from YAML first).
-//  3. [Validator.Validate], if implemented, checks the decoded config. It is
+//     rejected (machine.yaml properties are converted from YAML first); a
+//     string where a boolean or a whole number belongs is converted, as
+//     Choria's decoder does, with a warning ([Decode]).
+//  3. [Normalizer.Normalize], if implemented, rewrites what Choria accepts
+//     but mms would not write into the canonical form, with a warning.
+//  4. [Validator.Validate], if implemented, checks the decoded config. It is
 //     pure and fast, so `mms machine validate` can run it without a node.
-//  4. [Provisioner.Provision], if implemented, receives the [Deps]. It may
+//  5. [Provisioner.Provision], if implemented, receives the [Deps]. It may
 //     fail; it must not start goroutines.
-//  5. The Runner calls Check (and [Streamer.Stream] in a goroutine it owns)
+//  6. The Runner calls Check (and [Streamer.Stream] in a goroutine it owns)
 //     until the machine stops.
-//  6. [Closer.Close], if implemented, runs once, even after a failed Provision.
+//  7. [Closer.Close], if implemented, runs once, even after a failed Provision.
 //
 // Each type lives in its own package and registers itself in init:
 //

@@ -185,6 +185,12 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = writer.Run(wctx) })
 	wg.Go(func() { _ = view.Run(wctx) })
+	// Operators fire transitions (mms machine transition) through it.
+	wg.Go(func() {
+		if err := host.ServeTransitions(wctx); err != nil {
+			log.Error("transition requests are not answered", "error", err)
+		}
+	})
 	err = host.Run(ctx)
 	log.Info("machines stopped; writing the last status")
 	stopWriter()

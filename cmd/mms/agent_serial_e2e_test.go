@@ -225,3 +225,33 @@ func TestPackResetHistoryBelowNowWarns(t *testing.T) {
 		t.Errorf("mms pack --reset-history (serial now) warned: %s", r.stderr)
 	}
 }
+
+// TestAgentRefusalsNameTheFlag: an agent that refuses a v1 spec, or an
+// entry's http:// source, says in its log and in the manager's event which
+// of its flags accepts it.
+func TestAgentRefusalsNameTheFlag(t *testing.T) {
+	f := newOperatorFixture(t)
+	a := startTestAgent(t, f.pub, f.state, "--allow-http=false")
+	web := f.repo.publish(t, "web", "1.0.0")
+	web.Size = 0 // v1 carries no size
+	writeMachines(t, f.dir, web)
+	v1 := mmsOK(t, "", "pack", "machines.json", "--key-file", f.keyFile, "--allow-http", "--format", "v1").stdout
+	a.rawPut(t, []byte(strings.TrimSpace(v1)))
+	const legacy = "v1 is not allowed; to accept v1 specs anyway, set mms agent --allow-legacy-spec"
+	a.waitSpecEvent(t, 0, rejectedAs(manager.RejectLegacy, legacy))
+	waitFor(t, a.errOut, "spec rejected; the running machines stay as they are", legacy)
+
+	serial := packPut(t, f.sign, a.login.flags())
+	const http = "source: plain http:// is not allowed; use https:// or nats://, or allow http with mms agent --allow-http (the checksums still pin the bytes)"
+	a.waitSpecEvent(t, serial, func(ev specEvent) error {
+		if err := resultFor(ev.Results, "web", manager.EntryFailed); err != nil {
+			return err
+		}
+		if !strings.Contains(ev.Results[0].Reason, http) {
+			return fmt.Errorf("reason %q does not name the flag", ev.Results[0].Reason)
+		}
+		return nil
+	})
+	waitFor(t, a.errOut, "spec entry is invalid: it is not installed, an installed copy is kept", http)
+	a.shutdown(t)
+}

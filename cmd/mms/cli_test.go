@@ -452,3 +452,26 @@ func TestPackPutSerialBounds(t *testing.T) {
 		t.Errorf("put of serial 5 over %d: exit %d, stderr %q", in.Spec.Serial, r.code, r.stderr)
 	}
 }
+
+// TestPackV1RefusesMatchersChoriaCannotCompile: `mms pack --format v1`
+// signs nothing when an entry's matcher uses get_fact() or facts, which
+// Choria's machines watcher (matcher.go, go-choria v0.30.2) cannot compile
+// (it skips such an entry at debug level), as it refuses size, auth,
+// health and rollout; the same list signs as v2.
+func TestPackV1RefusesMatchersChoriaCannotCompile(t *testing.T) {
+	dir := t.TempDir()
+	keyFile, _ := newKeyPair(t, dir, "ops")
+	entry := func(name, match string) string {
+		return `{"name":"` + name + `","source":"https://repo.example.net/x.tar.gz","checksum":"` + sumA + `","verify_checksum":"` + sumB + `","match":` + strconv.Quote(match) + `}`
+	}
+	machines := writeFile(t, dir, "machines.json", "["+entry("debian", `identity('^web') && get_fact('os.family') == 'debian'`)+","+
+		entry("big", `facts.memory.total > 1000`)+","+entry("plain", `has_command('apt')`)+"]")
+	r := mms(t, "", "pack", machines, "--key-file", keyFile, "--format", "v1")
+	want := "mms: " + machines + ": nothing signed:\n" +
+		`machine[0] "debian": match: uses get_fact(), which Choria's machines watcher cannot compile: it knows only identity(), has_file(), has_directory() and has_command(), and skips the entry without a word; drop it from the v1 spec, or sign a v2 spec (mms agents evaluate it)` + "\n" +
+		`machine[1] "big": match: uses facts, which Choria's machines watcher cannot compile: it knows only identity(), has_file(), has_directory() and has_command(), and skips the entry without a word; drop it from the v1 spec, or sign a v2 spec (mms agents evaluate it)` + "\n"
+	if r.code == 0 || r.stdout != "" || r.stderr != want {
+		t.Errorf("pack --format v1: exit %d, stdout %q, stderr\n%s\nwant\n%s", r.code, r.stdout, r.stderr, want)
+	}
+	mmsOK(t, "", "pack", machines, "--key-file", keyFile)
+}

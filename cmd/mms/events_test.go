@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/fleet"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/termtext"
 )
@@ -174,32 +175,29 @@ func TestEventsSince(t *testing.T) {
 	}
 }
 
-// Each text line says why: the exit code and first stderr line of a failed
+// Each text line says why, in the words of the watcher type compiled into
+// the binary (fleet.Event.Line through each type's describer): the exit code and first stderr line of a failed
 // exec, the spec and the reason of a rejected spec, each entry that did
 // something (a skip with its matcher, a failure with its error), old → new
 // version of a reload, a kv or file watcher's reason.
 func TestEventLineReasons(t *testing.T) {
 	for _, tt := range eventLineTests(t) {
 		t.Run(tt.name, func(t *testing.T) {
-			ev := event.New()
-			if err := json.Unmarshal(tt.msg, &ev); err != nil {
-				t.Fatal(err)
-			}
-			info, err := agent.ParseEvent(ev)
+			ev, err := fleet.DecodeEvent(tt.msg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := eventLine(ev, info)
+			got := ev.Line()
 			// Drop the time: the line starts with it.
 			if _, rest, _ := strings.Cut(got, " "); rest != tt.want {
-				t.Errorf("eventLine() = %q, want %q after the time", rest, tt.want)
+				t.Errorf("Line() = %q, want %q after the time", rest, tt.want)
 			}
 		})
 	}
 }
 
-// eventLine reads events anyone on NATS can publish: whatever their data,
-// it returns one inert line.
+// The line of an event anyone on NATS can publish, through every
+// compiled-in watcher type's describer: whatever its data, one inert line.
 func FuzzEventLine(f *testing.F) {
 	for _, tt := range eventLineTests(f) {
 		f.Add(tt.msg)
@@ -207,20 +205,16 @@ func FuzzEventLine(f *testing.F) {
 	f.Add([]byte(`{"specversion":"1.0","id":"1","source":"x","type":"io.choria.machine.watcher.exec.v1.state","data":{"exit_code":"x","results":{}}}`))
 	f.Add([]byte(`{"specversion":"1.0","id":"1","source":"x","type":"io.choria.machine.watcher.machines.v1.state","data":{"results":[{"name":"\u001b[2J","outcome":"skipped","match":"\u202e"}],"rejected":"replayed","format":"v1"}}`))
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		ev := event.New()
-		if err := json.Unmarshal(msg, &ev); err != nil {
-			return
-		}
-		info, err := agent.ParseEvent(ev)
+		ev, err := fleet.DecodeEvent(msg)
 		if err != nil {
 			return
 		}
-		line := eventLine(ev, info)
+		line := ev.Line()
 		if strings.ContainsRune(line, '\n') {
-			t.Fatalf("eventLine() = %q, more than one line", line)
+			t.Fatalf("Line() = %q, more than one line", line)
 		}
 		if termtext.Escape(line) != line {
-			t.Fatalf("eventLine() = %q, not inert", line)
+			t.Fatalf("Line() = %q, not inert", line)
 		}
 	})
 }
@@ -252,6 +246,11 @@ func eventLineTests(t testing.TB) []struct {
 		{"untrusted spec", state("machines", "failure", map[string]any{"serial": 9, "format": "v2", "rejected": "unknown_key",
 			"reason": "open spec: spec signed by no trusted key"}),
 			"web1 m machines w failure: serial 9 untrusted: open spec: spec signed by no trusted key"},
+		{"rejected spec known only by its digest", state("machines", "failure", map[string]any{"digest": "0123456789abcdef", "format": "v2", "rejected": "malformed",
+			"reason": "open spec: payload: unexpected end of JSON input"}),
+			"web1 m machines w failure: spec 0123456789ab malformed: open spec: payload: unexpected end of JSON input"},
+		{"machines error names no spec", state("machines", "error", map[string]any{"error": "recover interrupted installs: permission denied"}),
+			"web1 m machines w error: recover interrupted installs: permission denied"},
 		{"v1 after v2", state("machines", "report", map[string]any{"digest": "0123456789abcdef", "format": "v1", "rejected": "replayed", "reason": "v1"}),
 			"web1 m machines w report: v1 0123456789ab legacy-refused: v1"},
 		{"entries", state("machines", "failure", map[string]any{"serial": 17, "format": "v2", "results": []map[string]any{

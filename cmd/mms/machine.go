@@ -11,17 +11,19 @@ import (
 	"sync"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/mms-io/mms/agent"
-	"github.com/mms-io/mms/machine"
 	"github.com/spf13/cobra"
+
+	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/fleet"
+	"github.com/mms-io/mms/machine"
 )
 
 func (a *app) newMachineCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "machine",
-		Short: "Validate and run autonomous machines (machine.yaml)",
+		Short: "Validate and run autonomous machines (machine.yaml), fire their transitions on nodes",
 	}
-	cmd.AddCommand(a.newMachineValidateCmd(), a.newMachineRunCmd())
+	cmd.AddCommand(a.newMachineValidateCmd(), a.newMachineRunCmd(), a.newMachineTransitionCmd())
 	return cmd
 }
 
@@ -179,7 +181,8 @@ func (p *linePublisher) Publish(_ context.Context, _ string, ev event.Event) err
 	return err
 }
 
-// formatEvent renders ev as its CloudEvent JSON or as a readable line.
+// formatEvent renders ev as its CloudEvent JSON or as the line `mms
+// events` prints for it.
 func formatEvent(ev event.Event, raw bool) (string, error) {
 	if raw {
 		b, err := json.Marshal(ev)
@@ -188,9 +191,9 @@ func formatEvent(ev event.Event, raw bool) (string, error) {
 		}
 		return string(b), nil
 	}
-	info, err := agent.ParseEvent(ev)
+	e, err := fleet.ReadEvent(ev)
 	if err != nil {
 		return "", err
 	}
-	return info.String(), nil
+	return e.Line(), nil
 }

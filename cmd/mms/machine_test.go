@@ -17,6 +17,7 @@ import (
 
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/syncbuf"
+	"github.com/mms-io/mms/internal/termtext"
 	"github.com/mms-io/mms/watchers"
 )
 
@@ -206,5 +207,25 @@ func TestMachineRunErrors(t *testing.T) {
 	errOut.Reset()
 	if code := run(t.Context(), []string{"machine", "run", good, "--facts", filepath.Join(t.TempDir(), "none")}, strings.NewReader(""), &out, &errOut); code != 1 {
 		t.Errorf("machine run with a missing facts file = %d, want 1", code)
+	}
+}
+
+// `mms machine run` prints an event as `mms events` does: with why (here
+// a failed exec's exit code and stderr), escaped.
+func TestMachineRunEventLine(t *testing.T) {
+	msg := choriaEvent(t, "io.choria.machine.watcher.exec.v1.state", "laptop", map[string]any{
+		"machine": "hello", "type": "exec", "name": "check", "outcome": "failure", "exit_code": 2, "stderr": "refused\x1b[2J\n",
+	})
+	ev := event.New()
+	if err := json.Unmarshal(msg, &ev); err != nil {
+		t.Fatal(err)
+	}
+	line, err := formatEvent(ev, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "laptop hello exec check failure: exit 2: " + termtext.Escape("refused\x1b[2J")
+	if _, rest, _ := strings.Cut(line, " "); rest != want {
+		t.Errorf("formatEvent() = %q, want %q after the time", rest, want)
 	}
 }

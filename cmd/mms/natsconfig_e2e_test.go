@@ -120,9 +120,11 @@ func setUpFleet(t *testing.T, f *fleetServer, js jetstream.JetStream) {
 // TestNatsConfigLeastPrivilege is issue 18's least-privilege deliverable:
 // a real nats-server runs exactly the configuration `mms nats-config`
 // writes; an agent with its node user installs a machine from the object
-// store through a governor, writes its status and answers nudges, with no
-// permissions violation; the operator publishes and reads; and the node
-// user cannot write the spec, other nodes' status, buckets or streams.
+// store through a governor, writes its status and answers nudges and
+// transition requests, with no permissions violation; the operator
+// publishes, reads and fires transitions; and the node user cannot write
+// the spec, other nodes' status, buckets or streams, nor request a
+// transition.
 func TestNatsConfigLeastPrivilege(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
@@ -165,6 +167,17 @@ func TestNatsConfigLeastPrivilege(t *testing.T) {
 	if r := mmsOK(t, "", append([]string{"reconcile", "--wait", "500ms"}, f.as("operator")...)...); r.stdout != "nudged 1 node: web1\n" {
 		t.Errorf("operator's mms reconcile = %q", r.stdout)
 	}
+	// The operator fires a transition; the node answers on its reply
+	// subject, without a permissions violation.
+	transition := func(name, want string) {
+		t.Helper()
+		r := mmsOK(t, "", append([]string{"machine", "transition", "--identity", "^web1$", mmsmanager.MachineName, name}, f.as("operator")...)...)
+		if r.stdout != want {
+			t.Errorf("operator's mms machine transition %s = %q, want %q", name, r.stdout, want)
+		}
+	}
+	transition("enter_maintenance", "NODE  RESULT        DETAIL\nweb1  transitioned  mms_manager: MANAGE -> MAINTENANCE\n")
+	transition("resume", "NODE  RESULT        DETAIL\nweb1  transitioned  mms_manager: MAINTENANCE -> MANAGE\n")
 	evOut, evErr, stopEvents := runUntil(t, append([]string{"events", "--since", "1h"}, f.as("operator")...)...)
 	waitFor(t, evOut, "web1 mms_manager", "machines machines")
 	if code := stopEvents(); code != 0 || strings.Contains(strings.ToLower(evErr.String()), "permission") {
@@ -242,6 +255,13 @@ func TestNatsConfigLeastPrivilege(t *testing.T) {
 	})
 	denied(t, nc, "send a reconcile nudge", func(ctx context.Context) error {
 		if err := nc.Publish(manager.NudgeSubject, nil); err != nil {
+			return err
+		}
+		return errors.New("published; only the server can tell")
+	})
+	denied(t, nc, "request a transition on another node", func(ctx context.Context) error {
+		_, err := agent.RequestTransition(ctx, nc, agent.TransitionRequest{Machine: mmsmanager.MachineName, Transition: "enter_maintenance"}, 500*time.Millisecond, nil)
+		if err != nil {
 			return err
 		}
 		return errors.New("published; only the server can tell")

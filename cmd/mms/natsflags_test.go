@@ -85,7 +85,7 @@ func TestStatusFindsNATS(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			isolateNATSLookup(t)
-			url := fleet(t, statusDocument("found-me", 17, time.Now()))
+			url := statusFleet(t, statusDocument("found-me", 17, time.Now()))
 			decoy := natstest.RunJetStream(t).ClientURL()
 			tt.setup(t, url, decoy)
 			r := mms(t, "", "status")

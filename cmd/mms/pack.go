@@ -65,7 +65,8 @@ and optional expiry; agents refuse older serials, and serials more than a
 day ahead of the current Unix time (so does pack: a serial in milliseconds
 or 2^64-1 would make agents ignore every later spec). --format v1 writes
 Choria's format, which has no serial: mms agents accept it only with
---allow-legacy-spec.
+--allow-legacy-spec. It refuses what Choria's agents cannot use: size,
+auth, health, rollout, and matchers using get_fact() or facts.
 
 --reset-history writes a recovery spec for nodes that accepted a serial
 above that ceiling before it was checked (or while their clock was wrong):

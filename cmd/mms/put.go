@@ -62,10 +62,13 @@ one's is refused too (agents would ignore it); --force skips that check,
 not the compare-and-set.
 
 --wait DURATION then follows the status documents, printing progress
-("2/3 applied, 1 failed: web3: web failed: install: sha256 mismatch"),
-until every agent that reports its status applied the spec or failed; it
-exits 0 when all applied, 2 naming each agent that rejected the spec or
-failed an entry, or that had not finished when DURATION ran out.
+("2/3 applied, 1 failed: web3: web failed: install: sha256 mismatch"; during
+a rollout also the wave, the pause and who is pending: "serial 12: 3/10
+applied; web wave 2 of 3 pausing 14s; pending: web4, web5"), until every
+agent that reports its status applied the spec or failed; it exits 0 when
+all applied, 2 naming each agent that rejected the spec or failed an entry,
+or that had not finished when DURATION ran out. --timeout bounds the
+connect and the write, not the wait.
 
 'nats --context mms kv put MACHINES machines' works as well (the context
 the agent writes for its embedded server, or yours); mms put adds the
@@ -90,13 +93,15 @@ checks.`,
 			if err := checkPutSerial(next, time.Now()); err != nil {
 				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), nf.timeout)
-			defer cancel()
-			nc, err := nf.connect(ctx, a, "mms put")
+			// The connection lives as long as the command (--wait may
+			// outlast --timeout); --timeout bounds the connect and the write.
+			nc, err := nf.connect(cmd.Context(), a, "mms put")
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), nf.timeout)
+			defer cancel()
 			if len(o.publicKeys) == 0 && o.trustedKeys == "" {
 				a.warnUntrusted(ctx, nc, next)
 			}

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/internal/natstest"
@@ -145,50 +144,6 @@ func TestPutWarnsUntrusted(t *testing.T) {
 	}
 }
 
-func TestJudge(t *testing.T) {
-	next := &packer.Opened{Format: packer.FormatV2, Digest: "d17", Spec: specWithSerial(17)}
-	now := time.Now().UTC()
-	doc := func(edit func(*nodestatus.Document)) *nodestatus.Document {
-		d := statusDocument("n", 16, now)
-		edit(&d)
-		return &d
-	}
-	tests := []struct {
-		name       string
-		doc        *nodestatus.Document
-		wantState  waitState
-		wantDetail string
-	}{
-		{"applied", doc(func(d *nodestatus.Document) {
-			d.Applied = &nodestatus.Applied{Serial: 17, Digest: "d17", Format: "v2"}
-		}), waitApplied, ""},
-		{"applied with a failed entry", doc(func(d *nodestatus.Document) {
-			d.Applied = &nodestatus.Applied{Serial: 17, Digest: "d17", Format: "v2"}
-			d.Entries = []nodestatus.Entry{{Name: "web", Outcome: "failed", Reason: "install: sha256 mismatch"}, {Name: "db", Outcome: "installed"}}
-		}), waitFailed, "web failed: install: sha256 mismatch"},
-		{"rejected", doc(func(d *nodestatus.Document) {
-			d.Seen = &nodestatus.Seen{Serial: 17, Digest: "d17", Format: "v2", Outcome: nodestatus.SeenUntrusted, Reason: "spec signed by no trusted key"}
-		}), waitFailed, "serial 17 untrusted: spec signed by no trusted key"},
-		{"not yet", doc(func(*nodestatus.Document) {}), waitPending, "runs serial 16"},
-		{"downloading", doc(func(d *nodestatus.Document) {
-			d.Entries = []nodestatus.Entry{{Name: "web", Outcome: "downloading", Download: &nodestatus.Download{Done: 1 << 20, Total: 4 << 20}}}
-		}), waitPending, "web downloading: 1.0 MiB of 4.0 MiB (25%)"},
-		{"never applied", doc(func(d *nodestatus.Document) { d.Applied = nil }), waitPending, "never applied a spec"},
-		{"stopped", doc(func(d *nodestatus.Document) { d.StoppedAt = now }), waitFailed, "the agent stopped"},
-		{"newer", doc(func(d *nodestatus.Document) {
-			d.Applied = &nodestatus.Applied{Serial: 18, Digest: "d18", Format: "v2"}
-		}), waitSuperseded, "runs serial 18, a newer spec"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			state, detail := judge(tt.doc, next)
-			if diff := cmp.Diff([]any{tt.wantState, tt.wantDetail}, []any{state, detail}); diff != "" {
-				t.Errorf("judge() (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
 func specWithSerial(serial uint64) *spec.Spec { return &spec.Spec{Serial: serial} }
 
 // put --wait follows the status documents: it skips agents that were
@@ -236,20 +191,12 @@ func TestPutWaitDocuments(t *testing.T) {
 	applied := statusDocument("web1", 3, time.Now().UTC())
 	applied.Applied.Digest, applied.Seen.Digest = next.Digest, next.Digest
 	putDoc(t, kv, applied)
-	waitFor(t, &errOut, "serial 3: 1/2 applied\n")
+	waitFor(t, &errOut, "serial 3: 1/2 applied; pending: web2\n")
 	failing := statusDocument("web2", 3, time.Now().UTC())
 	failing.Applied.Digest, failing.Seen.Digest = next.Digest, next.Digest
 	failing.Entries = []nodestatus.Entry{{Name: "web", Outcome: "failed", Reason: "install: sha256 mismatch"}}
 	putDoc(t, kv, failing)
-	var code int
-	natstest.Eventually(t, 30*time.Second, func() error {
-		select {
-		case code = <-done:
-			return nil
-		default:
-			return errors.New("put --wait still running after every agent applied or failed")
-		}
-	})
+	code := exitCode(t, done, "every agent applied or failed")
 	if code != 2 || !strings.HasSuffix(errOut.String(), "mms: serial 3 failed on 1 of 2 agents:\n  web2: web failed: install: sha256 mismatch\n") {
 		t.Errorf("put --wait with a failed entry = exit %d, stderr %q; want 2 naming web2 and the entry", code, errOut.String())
 	}
@@ -261,4 +208,56 @@ func TestPutWaitDocuments(t *testing.T) {
 	if !strings.Contains(out.String(), "put MACHINES/machines revision") {
 		t.Errorf("put --wait stdout = %q, want the write reported", out.String())
 	}
+}
+
+// put --wait outlives --timeout: the timeout bounds the connect and the
+// write, not the wait (the connection used to close when it ran out, and
+// the wait ended with "the watch of MACHINES_STATUS ended").
+func TestPutWaitOutlivesTimeout(t *testing.T) {
+	url, kv := putServer(t)
+	dir := t.TempDir()
+	key, _ := newKeyPair(t, dir, "ops")
+	machines := writeFile(t, dir, "machines.json", machinesJSON("web"))
+	putDoc(t, kv, statusDocument("web1", 1, time.Now().UTC()))
+	env := mmsOK(t, "", "pack", machines, "--key-file", key, "--serial", "2").stdout
+	next, err := packer.Inspect([]byte(strings.TrimSpace(env)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut syncbuf.Buffer
+	done := make(chan int, 1)
+	start := time.Now()
+	go func() {
+		done <- run(t.Context(), []string{"put", "--server", url, "--wait", "60s", "--timeout", "1s"}, strings.NewReader(env), &out, &errOut)
+	}()
+	waitFor(t, &errOut, "serial 2: 0/1 applied; pending: web1\n")
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if time.Since(start) < 2*time.Second {
+			return errors.New("--timeout has not run out yet")
+		}
+		return nil
+	})
+	applied := statusDocument("web1", 2, time.Now().UTC())
+	applied.Applied.Digest, applied.Seen.Digest = next.Digest, next.Digest
+	putDoc(t, kv, applied)
+	code := exitCode(t, done, "the agent applied the spec")
+	if code != 0 || !strings.Contains(out.String(), "serial 2 applied by the one reporting agent\n") {
+		t.Errorf("put --wait past --timeout = exit %d, stdout %q, stderr %q; want 0 and the agent applied", code, out.String(), errOut.String())
+	}
+}
+
+// exitCode waits for the exit code of a command run in the background,
+// which should end now that what happened.
+func exitCode(t *testing.T, done <-chan int, what string) int {
+	t.Helper()
+	var code int
+	natstest.Eventually(t, 30*time.Second, func() error {
+		select {
+		case code = <-done:
+			return nil
+		default:
+			return errors.New("the command still runs after " + what)
+		}
+	})
+	return code
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mms-io/mms/fleet"
 	"github.com/mms-io/mms/internal/termtext"
 	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
@@ -28,24 +29,19 @@ func (a *app) warnUntrusted(ctx context.Context, nc natsConn, next *packer.Opene
 	if err != nil {
 		return
 	}
-	kv, err := js.KeyValue(ctx, nodestatus.Bucket)
+	t, err := fleet.Read(ctx, js, fleet.Options{StatusOnly: true})
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrBucketNotFound) {
 			a.log.Debug("cannot read the agents' trust; not checking it", "error", err)
 		}
 		return
 	}
-	rows, err := readStatusRows(ctx, kv, time.Now())
-	if err != nil {
-		a.log.Debug("cannot read the agents' trust; not checking it", "error", err)
-		return
-	}
 	var reporting int
 	var refusing []string
 	trusted := map[string]bool{}
-	for _, r := range rows {
-		d := r.doc
-		if d == nil || r.err != nil || d.Trust == nil || !d.StoppedAt.IsZero() {
+	for _, n := range t.Nodes(time.Now()) {
+		d := n.Doc
+		if d == nil || d.Trust == nil || !d.StoppedAt.IsZero() {
 			continue
 		}
 		reporting++

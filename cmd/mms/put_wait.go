@@ -1,253 +1,123 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mms-io/mms/fleet"
 	"github.com/mms-io/mms/internal/termtext"
 	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
 )
 
-// waitState is where one agent is with the spec `put --wait` follows.
-type waitState int
-
-const (
-	waitPending    waitState = iota // not there yet
-	waitApplied                     // runs it, every entry fine
-	waitFailed                      // rejected it, failed an entry or stopped
-	waitSuperseded                  // runs a newer spec already
-)
-
-// nodeWait is one agent `put --wait` waits for.
-type nodeWait struct {
-	identity string
-	state    waitState
-	detail   string // why it failed, or where it is
-}
-
-// judge says where the agent of d is with next.
-func judge(d *nodestatus.Document, next *packer.Opened) (waitState, string) {
-	if a := d.Applied; a != nil && a.Digest == next.Digest {
-		if failed := failedProblems(d); failed != "" {
-			return waitFailed, failed
-		}
-		var waiting []string // a rollout wave, a health gate
-		for _, e := range d.Entries {
-			if w := e.Waiting(); w != "" {
-				waiting = append(waiting, w)
-			}
-		}
-		if len(waiting) > 0 {
-			return waitPending, strings.Join(waiting, ", ")
-		}
-		return waitApplied, ""
-	}
-	if s := d.Seen; s != nil && s.Digest == next.Digest && s.Outcome != nodestatus.SeenApplied && s.Outcome != nodestatus.SeenMissing {
-		return waitFailed, s.Problem()
-	}
-	if !d.StoppedAt.IsZero() {
-		return waitFailed, "the agent stopped"
-	}
-	if a := d.Applied; a != nil && next.Format == packer.FormatV2 && a.Format == packer.FormatV2.String() && a.Serial > next.Spec.Serial {
-		return waitSuperseded, "runs " + a.Label() + ", a newer spec"
-	}
-	var where []string
-	for _, e := range d.Entries {
-		if e.Download != nil {
-			where = append(where, e.Name+" "+downloadLine(e.Download))
-		}
-	}
-	switch {
-	case len(where) > 0:
-	case d.Applied != nil:
-		where = append(where, "runs "+d.Applied.Label())
-	case d.Seen != nil:
-		where = append(where, "never applied a spec")
-	default:
-		where = append(where, "its manager has not reported yet")
-	}
-	return waitPending, strings.Join(where, ", ")
-}
-
 // waitApplied follows the status documents until every agent that reports
 // its status (and is neither stopped nor stale when the wait starts)
 // applied next or failed, for at most wait, printing a progress line on
-// stderr whenever it changes. It returns nil when all applied, else an
-// exit error (code 2) naming each agent that failed or had not finished.
+// stderr whenever it changes (fleet.Wait judges). It returns nil when all
+// applied, else an exit error (code 2) naming each agent that failed or
+// had not finished.
 func (a *app) waitApplied(parent context.Context, nc natsConn, next *packer.Opened, wait time.Duration) error {
 	ctx, cancel := context.WithTimeout(parent, wait)
 	defer cancel()
-	label := fmt.Sprintf("serial %d", next.Spec.Serial)
-	if next.Format == packer.FormatV1 {
-		label = "v1 spec " + shortHex(next.Digest)
-	}
+	start := time.Now()
 	js, err := nc.JetStream()
 	if err != nil {
 		return err
 	}
-	kv, err := js.KeyValue(ctx, nodestatus.Bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return &exitError{code: 2, err: fmt.Errorf("cannot wait for %s: bucket %s does not exist, so no agent reports its status", label, nodestatus.Bucket)}
-	}
+	w, err := fleet.Follow(ctx, js, fleet.Options{StatusOnly: true})
+	label := fleet.WaitLabel(next)
 	if err != nil {
-		return nc.explain(fmt.Errorf("cannot wait for %s: open bucket %s: %w", label, nodestatus.Bucket, err))
+		switch {
+		case parent.Err() != nil:
+			return parent.Err()
+		case errors.Is(err, jetstream.ErrBucketNotFound):
+			return &exitError{code: 2, err: fmt.Errorf("cannot wait for %s: bucket %s does not exist, so no agent reports its status", label, nodestatus.Bucket)}
+		case ctx.Err() != nil:
+			return &exitError{code: 2, err: fmt.Errorf("timed out after %s waiting for %s: the agents' status documents were not read in time", wait, label)}
+		}
+		return nc.explain(fmt.Errorf("cannot wait for %s: %w", label, err))
 	}
-	watch, err := kv.WatchAll(ctx)
-	if err != nil {
-		return nc.explain(fmt.Errorf("cannot wait for %s: watch %s: %w", label, nodestatus.Bucket, err))
-	}
+	defer w.Stop()
+	judge := fleet.NewWait(w.Tracker(), next, start)
 	progress := newProgressLine(a.stderr)
 	defer progress.end()
 
-	start := time.Now()
-	nodes := map[string]*nodeWait{} // by status key
-	var skipped []string            // stale when the wait started
-	initial := true
+	v := judge.Verdict(time.Now())
+	skipped := escapeAll(judge.Skipped())
+	if len(v.Nodes) == 0 {
+		return &exitError{code: 2, err: fmt.Errorf("nothing to wait for: no running agent reports its status in %s%s", nodestatus.Bucket, staleNote(skipped))}
+	}
+	if len(skipped) > 0 {
+		progress.note(fmt.Sprintf("not waiting for %d stale agent%s: %s", len(skipped), plural(len(skipped)), strings.Join(capList(skipped, maxNamed), ", ")))
+	}
+	// On a terminal the line is redrawn every second (a rollout's pause
+	// counts down); elsewhere it is printed when a document changes it.
+	redraw := wait
+	if progress.terminal {
+		redraw = time.Second
+	}
 	for {
-		select {
-		case <-ctx.Done():
-			if parent.Err() != nil {
-				return parent.Err()
-			}
+		progress.show(termtext.Escape(v.Progress))
+		if v.Done() {
 			progress.end()
-			return waitTimedOut(label, wait, nodes)
-		case e, ok := <-watch.Updates():
-			if !ok {
-				return fmt.Errorf("waiting for %s: the watch of %s ended", label, nodestatus.Bucket)
-			}
-			if e == nil {
-				initial = false
-				if len(nodes) == 0 {
-					progress.end()
-					return &exitError{code: 2, err: fmt.Errorf("nothing to wait for: no running agent reports its status in %s%s", nodestatus.Bucket, staleNote(skipped))}
-				}
-				if len(skipped) > 0 {
-					progress.note(fmt.Sprintf("not waiting for %d stale agent%s: %s", len(skipped), plural(len(skipped)), strings.Join(capList(skipped, maxNamed), ", ")))
-				}
-			} else {
-				skipped = trackNode(nodes, skipped, e, next, initial, start)
-			}
-			if initial {
-				continue
-			}
-			counts, summary := waitSummary(label, nodes)
-			progress.show(summary)
-			if counts[waitPending] == 0 {
+			return waitFinished(a, v)
+		}
+		if _, err := w.Next(ctx, redraw); err != nil {
+			switch {
+			case parent.Err() != nil:
+				return parent.Err()
+			case ctx.Err() != nil:
 				progress.end()
-				return waitFinished(a, label, nodes, counts)
+				return waitTimedOut(label, wait, judge.Verdict(time.Now()))
 			}
+			return fmt.Errorf("waiting for %s: the watch of %s ended: %w", label, nodestatus.Bucket, err)
 		}
+		v = judge.Verdict(time.Now())
 	}
-}
-
-// trackNode updates nodes with one status document: agents found at the
-// start count unless stopped or stale, agents that start reporting later
-// count too; a deleted document drops its agent. It returns skipped with
-// the identity of a stale agent found at the start added.
-func trackNode(nodes map[string]*nodeWait, skipped []string, e jetstream.KeyValueEntry, next *packer.Opened, initial bool, start time.Time) []string {
-	key := e.Key()
-	if e.Operation() != jetstream.KeyValuePut {
-		delete(nodes, key)
-		return skipped
-	}
-	d, err := nodestatus.Read(key, e.Value(), e.Created(), time.Now())
-	if err != nil {
-		return skipped // unreadable or forged: `mms status` reports it
-	}
-	n, ok := nodes[key]
-	if !ok {
-		if initial && !d.StoppedAt.IsZero() {
-			return skipped
-		}
-		limit := 3 * cmp.Or(d.HeartbeatInterval(), nodestatus.DefaultHeartbeat)
-		if initial && start.Sub(d.UpdatedAt) > limit {
-			return append(skipped, termtext.Escape(d.Identity))
-		}
-		n = &nodeWait{identity: termtext.Escape(d.Identity)}
-		nodes[key] = n
-	}
-	state, detail := judge(d, next)
-	n.state, n.detail = state, termtext.Escape(detail)
-	return skipped
-}
-
-// waitSummary counts the agents by state and says so in one line:
-// "2/3 applied, 1 failed: web3: web failed: install: sha256 mismatch".
-func waitSummary(label string, nodes map[string]*nodeWait) (map[waitState]int, string) {
-	counts := map[waitState]int{}
-	var firstFailed *nodeWait
-	for _, n := range sortedNodes(nodes) {
-		counts[n.state]++
-		if n.state == waitFailed && firstFailed == nil {
-			firstFailed = n
-		}
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %d/%d applied", label, counts[waitApplied]+counts[waitSuperseded], len(nodes))
-	if firstFailed != nil {
-		fmt.Fprintf(&b, ", %d failed: %s: %s", counts[waitFailed], firstFailed.identity, firstFailed.detail)
-	}
-	return counts, b.String()
 }
 
 // waitFinished reports the end of a wait in which no agent is pending.
-func waitFinished(a *app, label string, nodes map[string]*nodeWait, counts map[waitState]int) error {
-	if counts[waitFailed] == 0 {
+func waitFinished(a *app, v fleet.Verdict) error {
+	if v.OK() {
 		note := ""
-		if s := counts[waitSuperseded]; s > 0 {
+		if s := v.Counts[fleet.WaitSuperseded]; s > 0 {
 			note = fmt.Sprintf(" (%d of them already run a newer spec)", s)
 		}
-		who := fmt.Sprintf("all %d reporting agents", len(nodes))
-		if len(nodes) == 1 {
+		who := fmt.Sprintf("all %d reporting agents", len(v.Nodes))
+		if len(v.Nodes) == 1 {
 			who = "the one reporting agent"
 		}
-		fmt.Fprintf(a.stdout, "%s applied by %s%s\n", label, who, note)
+		fmt.Fprintf(a.stdout, "%s applied by %s%s\n", v.Label, who, note)
 		return nil
 	}
 	var lines []string
-	for _, n := range sortedNodes(nodes) {
-		if n.state == waitFailed {
-			lines = append(lines, "  "+n.identity+": "+n.detail)
+	for _, n := range v.Nodes {
+		if n.State == fleet.WaitFailed {
+			lines = append(lines, "  "+termtext.Escape(n.Identity)+": "+termtext.Escape(n.Detail))
 		}
 	}
-	return &exitError{code: 2, err: fmt.Errorf("%s failed on %d of %d agents:\n%s", label, counts[waitFailed], len(nodes), strings.Join(lines, "\n"))}
+	return &exitError{code: 2, err: fmt.Errorf("%s failed on %d of %d agents:\n%s", v.Label, v.Counts[fleet.WaitFailed], len(v.Nodes), strings.Join(lines, "\n"))}
 }
 
 // waitTimedOut reports a wait that ran out of time.
-func waitTimedOut(label string, wait time.Duration, nodes map[string]*nodeWait) error {
+func waitTimedOut(label string, wait time.Duration, v fleet.Verdict) error {
 	var lines []string
-	applied := 0
-	for _, n := range sortedNodes(nodes) {
-		switch n.state {
-		case waitPending:
-			lines = append(lines, "  "+n.identity+": not yet: "+n.detail)
-		case waitFailed:
-			lines = append(lines, "  "+n.identity+": failed: "+n.detail)
-		default:
-			applied++
+	for _, n := range v.Nodes {
+		switch n.State {
+		case fleet.WaitPending:
+			lines = append(lines, "  "+termtext.Escape(n.Identity)+": not yet: "+termtext.Escape(n.Detail))
+		case fleet.WaitFailed:
+			lines = append(lines, "  "+termtext.Escape(n.Identity)+": failed: "+termtext.Escape(n.Detail))
 		}
 	}
-	return &exitError{code: 2, err: fmt.Errorf("timed out after %s waiting for %s: %d of %d agents applied it:\n%s", wait, label, applied, len(nodes), strings.Join(lines, "\n"))}
-}
-
-// sortedNodes returns the nodes by identity.
-func sortedNodes(nodes map[string]*nodeWait) []*nodeWait {
-	out := make([]*nodeWait, 0, len(nodes))
-	for _, n := range nodes {
-		out = append(out, n)
-	}
-	slices.SortFunc(out, func(a, b *nodeWait) int { return cmp.Compare(a.identity, b.identity) })
-	return out
+	return &exitError{code: 2, err: fmt.Errorf("timed out after %s waiting for %s: %d of %d agents applied it:\n%s", wait, label, v.Applied(), len(v.Nodes), strings.Join(lines, "\n"))}
 }
 
 // staleNote mentions the stale agents not waited for.
@@ -256,6 +126,15 @@ func staleNote(skipped []string) string {
 		return ""
 	}
 	return fmt.Sprintf(" (%d stale: %s)", len(skipped), strings.Join(capList(skipped, maxNamed), ", "))
+}
+
+// escapeAll escapes each string of list for the terminal.
+func escapeAll(list []string) []string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = termtext.Escape(s)
+	}
+	return out
 }
 
 // maxTerminalLine caps the progress line on a terminal, in characters.

@@ -3,10 +3,13 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -159,7 +162,8 @@ func TestRolloutAcrossAgents(t *testing.T) {
 	v3 := gate(f.repo.publishCheck(t, "web", "3.0.0", "exit 1"), 3*time.Second)
 	r := put("120s", v3)
 	first3 := rollout.Assign(ids, "web", v3.Checksum, mustParseWaves(t, waves))[0][0]
-	if r.code != 2 || !strings.Contains(r.stderr, first3) || !strings.Contains(r.stderr, "not ready within 3s") {
+	unhealthy := "version 3.0.0 (" + v3.Checksum[:12] + ") unhealthy: not ready within 3s"
+	if r.code != 2 || !strings.Contains(r.stderr, first3) || !strings.Contains(r.stderr, unhealthy) {
 		t.Errorf("put --wait of the bad rollout = exit %d, stderr:\n%s\nwant 2 naming %s and why", r.code, r.stderr, first3)
 	}
 	for _, id := range ids {
@@ -180,7 +184,7 @@ func TestRolloutAcrossAgents(t *testing.T) {
 		t.Errorf("3.0.0 was started on %v, want only %s (wave 1)", got, first3)
 	}
 	status := mmsOK(t, "", append([]string{"rollout", "status"}, conn...)...).stdout
-	for _, want := range []string{"HALTED at wave 1: node " + first3, "not ready within 3s", "rolled_back", "held"} {
+	for _, want := range []string{"web: 2.0.0 → " + v3.Checksum[:12] + "  waves 1, 50%, 100%", "HALTED at wave 1: node " + first3 + ": " + unhealthy, "rolled_back", "held"} {
 		if !strings.Contains(status, want) {
 			t.Errorf("mms rollout status lacks %q:\n%s", want, status)
 		}
@@ -195,4 +199,147 @@ func mustParseWaves(t *testing.T, w []string) []spec.Wave {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestRolloutStatusAgreesWhenWaveOneStopsReporting runs three real agent
+// processes and rolls 2.0.0 out in two waves with a long pause: the node
+// of wave 1 installs it, runs it healthy, and is killed (SIGKILL) so it
+// stops reporting. The agents of wave 2 halt ("held: rollout halted at
+// wave 1 (node X stopped reporting)"), and `mms rollout status` (the built
+// binary) says the same: HALTED at wave 1 naming the node, the versions
+// named on both sides; --json agrees.
+func TestRolloutStatusAgreesWhenWaveOneStopsReporting(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts three agent processes")
+	}
+	bin := mmsBinary(t) // built before the test changes directory
+	f := newOperatorFixture(t)
+	pub := strings.TrimSpace(readFile(t, f.pub))
+	v1 := f.repo.publish(t, "web", "1.0.0")
+	v2 := f.repo.publish(t, "web", "2.0.0")
+	v2.Health = &spec.Health{States: []string{"ready"}, Within: spec.Duration(30 * time.Second)}
+	v2.Rollout = &spec.Rollout{Waves: []string{"1", "100%"}, Pause: spec.Duration(time.Hour)}
+	ids := []string{"a.example.net", "b.example.net", "c.example.net"}
+	first := rollout.Assign(ids, "web", v2.Checksum, mustParseWaves(t, v2.Rollout.Waves))[0][0]
+	// The agent with the embedded server must outlive the one killed.
+	server := slices.IndexFunc(ids, func(id string) bool { return id != first })
+	ids[0], ids[server] = ids[server], ids[0]
+
+	common := []string{"--public-key", pub, "--allow-http", "--status-interval", "500ms"}
+	state := func(i int) string { return filepath.Join(f.dir, fmt.Sprintf("state-%d", i)) }
+	agents := map[string]*proc{}
+	agents[ids[0]] = startMMS(t, nil, append([]string{"agent", "--state-dir", state(0), "--identity", ids[0], "--listen", "127.0.0.1:0"}, common...)...)
+	waitFor(t, agents[ids[0]].stderr, "listening on")
+	conn := loginOf(t, state(0)).flags()
+	for i := 1; i < len(ids); i++ {
+		agents[ids[i]] = startMMS(t, nil, append(append([]string{"agent", "--state-dir", state(i), "--identity", ids[i]}, conn...), common...)...)
+	}
+	for _, id := range ids {
+		pollStatus(t, conn, id, func(d *nodestatus.Document) error {
+			if d.Seen == nil {
+				return fmt.Errorf("%s has not reported yet", id)
+			}
+			return nil
+		})
+	}
+	serial := uint64(time.Now().Unix())
+	put := func(wait bool, e spec.Machine) {
+		t.Helper()
+		writeMachines(t, f.dir, e)
+		serial++
+		env := mmsOK(t, "", "pack", "machines.json", "--key-file", f.keyFile, "--allow-http", "--serial", fmt.Sprint(serial)).stdout
+		args := append([]string{"put"}, conn...)
+		if wait {
+			args = append(args, "--wait", "60s")
+		}
+		mmsOK(t, env, args...)
+	}
+	put(true, v1)
+
+	// 2.0.0: wave 1 installs it and runs it healthy; wave 2 pauses.
+	put(false, v2)
+	entryOf := func(d *nodestatus.Document) nodestatus.Entry {
+		for _, e := range d.Entries {
+			if e.Name == "web" {
+				return e
+			}
+		}
+		return nodestatus.Entry{}
+	}
+	pollStatus(t, conn, first, func(d *nodestatus.Document) error {
+		if e := entryOf(d); e.Installed != v2.Checksum || e.Health != "healthy" {
+			return fmt.Errorf("%s: web %+v, want 2.0.0 healthy", first, e)
+		}
+		return nil
+	})
+	agents[first].signal(t, syscall.SIGKILL)
+
+	// The agents of wave 2 halt by their own rule.
+	halted := "held: rollout halted at wave 1 (node " + first + " stopped reporting)"
+	for _, id := range ids {
+		if id == first {
+			continue
+		}
+		pollStatus(t, conn, id, func(d *nodestatus.Document) error {
+			if e := entryOf(d); e.Outcome != "held" || e.Reason != halted || e.Installed != v1.Checksum {
+				return fmt.Errorf("%s: web %+v, want it held on 1.0.0: %q", id, e, halted)
+			}
+			return nil
+		})
+	}
+
+	// mms rollout status, the binary, says what the agents say.
+	out, err := exec.CommandContext(t.Context(), bin, append([]string{"rollout", "status"}, conn...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("mms rollout status: %v\n%s", err, out)
+	}
+	status := string(out)
+	for _, want := range []string{
+		"web: 1.0.0 → 2.0.0 (" + v2.Checksum[:12] + ")  waves 1, 100%, pause 1h0m0s\n",
+		"HALTED at wave 1: node " + first + " stopped reporting\n",
+	} {
+		if !strings.Contains(status, want) {
+			t.Errorf("mms rollout status lacks %q:\n%s", want, status)
+		}
+	}
+	if strings.Contains(status, "under way") {
+		t.Errorf("mms rollout status says the rollout is under way while the agents halted it:\n%s", status)
+	}
+	rows := regexp.MustCompile(`(?m)^1\s+1\s+` + regexp.QuoteMeta(first) + `\s+stale\s+2\.0\.0\s+no update for \d+s$`)
+	if !rows.MatchString(status) {
+		t.Errorf("mms rollout status does not show %s stale in wave 1:\n%s", first, status)
+	}
+	for _, id := range ids {
+		if id != first && !regexp.MustCompile(`(?m)\s`+regexp.QuoteMeta(id)+`\s+held\s+1\.0\.0\s+rollout halted at wave 1 \(node `+regexp.QuoteMeta(first)+` stopped reporting\)$`).MatchString(status) {
+			t.Errorf("mms rollout status does not show %s held by the halt:\n%s", id, status)
+		}
+	}
+
+	out, err = exec.CommandContext(t.Context(), bin, append([]string{"rollout", "status", "--json"}, conn...)...).Output()
+	if err != nil {
+		t.Fatalf("mms rollout status --json: %v\n%s", err, out)
+	}
+	var views []struct {
+		Halted      bool     `json:"halted"`
+		HaltedAt    int      `json:"halted_at"`
+		NewVersion  string   `json:"new_version"`
+		OldVersions []string `json:"old_versions"`
+		Halt        struct {
+			Node  string `json:"node"`
+			Stale bool   `json:"stale"`
+		} `json:"halt"`
+		Waves []struct {
+			Decision struct {
+				Held string `json:"held"`
+			} `json:"decision"`
+		} `json:"waves"`
+	}
+	if err := json.Unmarshal(out, &views); err != nil || len(views) != 1 {
+		t.Fatalf("mms rollout status --json = %s (%v), want one rollout", out, err)
+	}
+	v := views[0]
+	if !v.Halted || v.HaltedAt != 1 || v.Halt.Node != first || !v.Halt.Stale || v.NewVersion != "2.0.0" || !slices.Equal(v.OldVersions, []string{"1.0.0"}) ||
+		len(v.Waves) != 2 || v.Waves[1].Decision.Held != halted {
+		t.Errorf("mms rollout status --json = %s\nwant halted at wave 1 by %s, 1.0.0 → 2.0.0, wave 2 told %q", out, first, halted)
+	}
 }

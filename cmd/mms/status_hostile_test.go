@@ -61,7 +61,7 @@ func TestHostileOutputIsInert(t *testing.T) {
 		{Name: "d", Outcome: "downloading", Download: &nodestatus.Download{Done: 1, Total: 2}},
 	}
 	doc.LastError, doc.LastErrorAt = hostileText, now
-	url := fleet(t, doc)
+	url := statusFleet(t, doc)
 
 	for _, args := range [][]string{
 		{"status", "--server", url},

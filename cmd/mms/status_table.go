@@ -2,7 +2,6 @@ package main
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,140 +9,19 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mms-io/mms/fleet"
 	"github.com/mms-io/mms/internal/termtext"
 	"github.com/mms-io/mms/nodestatus"
-	"github.com/mms-io/mms/packer"
 )
 
-// The flags `mms status` puts on a node, in the order it lists them.
-const (
-	flagForged   = "forged"
-	flagInvalid  = "invalid"
-	flagRejected = "rejected"
-	flagFailed   = "failed"
-	flagExpired  = "expired"
-	flagBehind   = "behind"
-	flagError    = "error"
-	flagStale    = "stale"
-	flagStopped  = "stopped"
-	flagNATS     = "nats"
-)
-
-// nodeFlag is one flag and what earned it, in one line.
-type nodeFlag struct {
-	name, detail string
-}
-
-// isProblem reports whether flag fails --check.
-func isProblem(flag string) bool { return flag != flagNATS }
-
-// nodeFlags returns the flags of one agent at now: what its document says
-// is wrong, how it compares with the current spec cur (nil: unknown), and
-// whether it is still writing.
-func nodeFlags(r nodeRow, now time.Time, cur *currentSpec, staleAfter time.Duration) []nodeFlag {
-	d := r.doc
-	if d == nil {
-		detail := "the document cannot be read"
-		if r.err != nil {
-			detail = r.err.Error()
-		}
-		return []nodeFlag{{flagInvalid, detail}}
-	}
-	if f, ok := errors.AsType[*nodestatus.ForgedError](r.err); ok {
-		// What it says is nobody's: no other flag comes from it.
-		return []nodeFlag{{flagForged, f.Error()}}
-	}
-	var flags []nodeFlag
-	if s := d.Seen; s != nil && s.Outcome != nodestatus.SeenApplied && s.Outcome != nodestatus.SeenMissing {
-		flags = append(flags, nodeFlag{flagRejected, s.Problem()})
-	}
-	if failed := failedProblems(d); failed != "" {
-		flags = append(flags, nodeFlag{flagFailed, failed})
-	}
-	if d.Applied != nil && d.Applied.Stale {
-		flags = append(flags, nodeFlag{flagExpired, "applied spec " + d.Applied.Label() + " has expired; publish a new one"})
-	}
-	if cur != nil && behind(d.Applied, cur) {
-		runs := "never applied a spec"
-		if d.Applied != nil {
-			runs = "runs " + d.Applied.Label()
-		}
-		flags = append(flags, nodeFlag{flagBehind, runs + ", the current spec is " + cur.label()})
-	}
-	if errs := d.MachineErrors(); len(errs) > 0 {
-		flags = append(flags, nodeFlag{flagError, strings.Join(errs, "; ")})
-	}
-	if !d.StoppedAt.IsZero() {
-		flags = append(flags, nodeFlag{flagStopped, "the agent stopped " + age(now.Sub(d.StoppedAt)) + " ago"})
-	} else if limit := d.StaleAfter(staleAfter); d.Stale(now, staleAfter) {
-		flags = append(flags, nodeFlag{flagStale, fmt.Sprintf("no update for %s (limit %s): the agent stopped or lost NATS", age(now.Sub(d.UpdatedAt)), limit)})
-	}
-	if v := d.NATS.PermissionViolations; len(v) > 0 {
-		flags = append(flags, nodeFlag{flagNATS, "the server denied: " + v[len(v)-1].Message})
-	}
-	return flags
-}
-
-// failedProblems says what became of each failed entry of d (see
-// nodestatus.Document.Failed), "; "-separated, or "" when none failed.
-func failedProblems(d *nodestatus.Document) string {
-	failed := d.Failed()
-	parts := make([]string, len(failed))
-	for i, e := range failed {
-		parts[i] = e.Problem()
-	}
-	return strings.Join(parts, "; ")
-}
-
-// behind reports whether a node running applied (nil: none) runs an older
-// spec than cur: a lower serial for v2, another digest (or none) for v1.
-func behind(applied *nodestatus.Applied, cur *currentSpec) bool {
-	if applied == nil {
-		return true
-	}
-	if cur.format == packer.FormatV1 {
-		return applied.Digest != cur.digest
-	}
-	return applied.Serial < cur.serial
-}
-
-// flagNames returns the names of flags, comma-separated.
-func flagNames(flags []nodeFlag) string {
-	names := make([]string, len(flags))
-	for i, f := range flags {
-		names[i] = f.name
-	}
-	return strings.Join(names, ",")
-}
-
-// problemDetails returns "flag: detail" for each flag that fails --check.
-func problemDetails(flags []nodeFlag) []string {
-	var out []string
-	for _, f := range flags {
-		if isProblem(f.name) {
-			out = append(out, f.name+": "+f.detail)
-		}
-	}
-	return out
-}
+// flagNames returns the names of a node's flags, comma-separated.
+func flagNames(n fleet.Node) string { return strings.Join(n.FlagNames(), ",") }
 
 // maxMessage caps the MESSAGE column, in characters.
 const maxMessage = 80
 
-// message is a node's first problem in one line for the table: what its
-// document says is wrong, else the first flag's reason.
-func message(r nodeRow) string {
-	var msg string
-	if r.doc != nil && r.err == nil {
-		if p := r.doc.Problems(); len(p) > 0 {
-			msg = p[0]
-		}
-	}
-	if msg == "" && len(r.flags) > 0 {
-		msg = r.flags[0].detail
-	}
-	return ellipsize(termtext.Escape(msg), maxMessage)
-}
+// message is a node's first problem in one line for the table.
+func message(n fleet.Node) string { return ellipsize(termtext.Escape(n.Message), maxMessage) }
 
 // ellipsize returns s cut to n characters, its last one "…", when it is
 // longer.
@@ -192,42 +70,46 @@ func compactLabel(format string, serial uint64, digest string) string {
 }
 
 // printStatusTable prints one line per agent.
-func printStatusTable(a *app, rows []nodeRow, now time.Time) {
+func printStatusTable(a *app, nodes []fleet.Node) {
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "IDENTITY\tAPPLIED\tSEEN\tMACHINES\tMESSAGE\tAGE\tFLAGS")
-	for _, r := range rows {
-		if r.doc == nil {
-			fmt.Fprintf(tw, "%s\t-\t\t-\t%s\t-\t%s\n", termtext.Escape(r.key), message(r), flagNames(r.flags))
+	for _, n := range nodes {
+		if n.Doc == nil {
+			fmt.Fprintf(tw, "%s\t-\t\t-\t%s\t-\t%s\n", termtext.Escape(n.Key), message(n), flagNames(n))
 			continue
 		}
-		d := r.doc
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termtext.Escape(rowName(r)), termtext.Escape(appliedCell(d)), termtext.Escape(seenCell(d)),
-			termtext.Escape(machinesSummary(d.Machines)), message(r), age(now.Sub(d.UpdatedAt)), flagNames(r.flags))
+		d := n.Doc
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", termtext.Escape(d.Identity), termtext.Escape(appliedCell(d)), termtext.Escape(seenCell(d)),
+			termtext.Escape(machinesSummary(d.Machines)), message(n), fleet.Age(n.Age), flagNames(n))
 	}
 	tw.Flush()
-	for _, r := range rows {
-		if r.doc == nil {
-			a.log.Warn("unreadable status document", "key", r.key, "error", r.err)
+	for _, n := range nodes {
+		switch {
+		case n.Doc != nil:
+		case slices.ContainsFunc(n.Flags, func(f fleet.Flag) bool { return f.Name == fleet.FlagForged }):
+			a.log.Warn("forged status document: its content is ignored", "key", n.Key, "error", n.Err)
+		default:
+			a.log.Warn("unreadable status document", "key", n.Key, "error", n.Err)
 		}
 	}
 }
 
 // printNode prints one agent in full: who, trust, the applied and seen
 // spec, every entry, every machine and every problem.
-func printNode(a *app, r nodeRow, now time.Time) {
-	if r.doc == nil {
-		fmt.Fprintf(a.stdout, "%s: the status document cannot be read: %s\n", termtext.Escape(r.key), termtext.Escape(fmt.Sprint(r.err)))
+func printNode(a *app, n fleet.Node, now time.Time) {
+	if n.Doc == nil {
+		fmt.Fprintf(a.stdout, "%s: the status document cannot be read: %s\n", termtext.Escape(n.Key), termtext.Escape(fmt.Sprint(n.Err)))
 		return
 	}
-	d := r.doc
+	d := n.Doc
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	line := func(label, format string, args ...any) {
 		fmt.Fprintf(tw, "%s:\t%s\n", label, termtext.Escapef(format, args...))
 	}
-	line("Identity", "%s", rowName(r))
-	line("Agent", "mms %s, started %s, updated %s ago (every %s)", d.AgentVersion, d.StartedAt.Format(time.RFC3339), age(now.Sub(d.UpdatedAt)), cmp.Or(d.Heartbeat, "?"))
+	line("Identity", "%s", d.Identity)
+	line("Agent", "mms %s, started %s, updated %s ago (every %s)", d.AgentVersion, d.StartedAt.Format(time.RFC3339), fleet.Age(now.Sub(d.UpdatedAt)), cmp.Or(d.Heartbeat, "?"))
 	if !d.StoppedAt.IsZero() {
-		line("Stopped", "%s (%s ago)", d.StoppedAt.Format(time.RFC3339), age(now.Sub(d.StoppedAt)))
+		line("Stopped", "%s (%s ago)", d.StoppedAt.Format(time.RFC3339), fleet.Age(now.Sub(d.StoppedAt)))
 	}
 	line("Trusts", "%s", trustLine(d.Trust))
 	switch {
@@ -252,15 +134,15 @@ func printNode(a *app, r nodeRow, now time.Time) {
 			desc = s.Label() + " " + s.Outcome // the entries below say what failed
 		}
 		if !s.At.IsZero() {
-			desc += fmt.Sprintf(" (%s ago)", age(now.Sub(s.At)))
+			desc += fmt.Sprintf(" (%s ago)", fleet.Age(now.Sub(s.At)))
 		}
 		line("Seen", "%s", desc)
 	}
 	line("NATS", "%s", natsLine(d))
 	if d.LastError != "" {
-		line("Last error", "%s (%s ago)", d.LastError, age(now.Sub(d.LastErrorAt)))
+		line("Last error", "%s (%s ago)", d.LastError, fleet.Age(now.Sub(d.LastErrorAt)))
 	}
-	line("Flags", "%s", cmp.Or(flagNames(r.flags), "none"))
+	line("Flags", "%s", cmp.Or(flagNames(n), "none"))
 	tw.Flush()
 
 	states := map[string]string{}
@@ -274,7 +156,7 @@ func printNode(a *app, r nodeRow, now time.Time) {
 		for _, e := range d.Entries {
 			reason := e.Reason
 			if e.Download != nil {
-				reason = downloadLine(e.Download)
+				reason = fleet.DownloadLine(e.Download)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", termtext.Escape(e.Name), termtext.Escape(e.Outcome), termtext.Escape(e.Version),
 				termtext.Escape(states[e.Name]), termtext.Escape(shortHex(e.Checksum)), termtext.Escape(reason))
@@ -295,7 +177,7 @@ func printNode(a *app, r nodeRow, now time.Time) {
 		}
 		tw.Flush()
 	}
-	if details := problemDetails(r.flags); len(details) > 0 {
+	if details := n.Problems(); len(details) > 0 {
 		fmt.Fprintln(a.stdout)
 		fmt.Fprintln(a.stdout, "Problems:")
 		for _, p := range details {
@@ -342,29 +224,6 @@ func natsLine(d *nodestatus.Document) string {
 	return s
 }
 
-// downloadLine describes a download in progress: "12.0 MiB of 50.0 MiB
-// (24%)".
-func downloadLine(p *nodestatus.Download) string {
-	if p.Total <= 0 {
-		return "downloading: " + bytesize(p.Done) + " so far"
-	}
-	return fmt.Sprintf("downloading: %s of %s (%d%%)", bytesize(p.Done), bytesize(p.Total), p.Done*100/p.Total)
-}
-
-// bytesize formats n bytes for people.
-func bytesize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
-}
-
 // machinesSummary counts machines per state: "3 (RUN 2, MANAGE 1)".
 func machinesSummary(ms []nodestatus.Machine) string {
 	if len(ms) == 0 {
@@ -386,21 +245,6 @@ func machinesSummary(ms []nodestatus.Machine) string {
 		parts[i] = fmt.Sprintf("%s %d", s, counts[s])
 	}
 	return fmt.Sprintf("%d (%s)", len(ms), strings.Join(parts, ", "))
-}
-
-// age formats a duration the way people read ages: 4s, 9m, 3h, 2d.
-func age(d time.Duration) string {
-	switch {
-	case d < 0:
-		return "0s"
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
 // shortHex abbreviates a digest or checksum to 12 characters.

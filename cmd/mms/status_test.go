@@ -11,15 +11,15 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mms-io/mms/fleet"
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/nodestatus"
-	"github.com/mms-io/mms/packer"
 )
 
-// fleet starts a server holding a v2 spec with serial 17 and a status
+// statusFleet starts a server holding a v2 spec with serial 17 and a status
 // bucket with docs, and returns its URL.
-func fleet(t *testing.T, docs ...nodestatus.Document) string {
+func statusFleet(t *testing.T, docs ...nodestatus.Document) string {
 	t.Helper()
 	srv := natstest.RunJetStream(t)
 	url := srv.ClientURL()
@@ -86,7 +86,7 @@ func TestStatus(t *testing.T) {
 	never := statusDocument("new1", 0, now)
 	never.Applied = nil
 	never.Seen = &nodestatus.Seen{Serial: 17, Format: "v2", Digest: "d17", Outcome: nodestatus.SeenUntrusted, Reason: "open spec: spec signed by no trusted key"}
-	url := fleet(t, healthy, stale, behind, replayed, failing, never)
+	url := statusFleet(t, healthy, stale, behind, replayed, failing, never)
 
 	t.Run("table", func(t *testing.T) {
 		r := mmsOK(t, "", "status", "--server", url)
@@ -139,9 +139,12 @@ func TestStatus(t *testing.T) {
 			t.Errorf("status nosuch = exit %d, stderr %q; want 1 naming the agents that report", r.code, r.stderr)
 		}
 		r = mmsOK(t, "", "status", "--server", url, "web3", "--json")
-		var doc nodestatus.Document
-		if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || doc.Identity != "web3" {
-			t.Errorf("status web3 --json = %q (%v), want web3's document", r.stdout, err)
+		var doc struct {
+			nodestatus.Document
+			Flags []fleet.Flag `json:"flags"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || doc.Identity != "web3" || len(doc.Flags) != 1 || doc.Flags[0].Name != "rejected" {
+			t.Errorf("status web3 --json = %q (%v), want web3's document flagged rejected", r.stdout, err)
 		}
 	})
 
@@ -154,6 +157,43 @@ func TestStatus(t *testing.T) {
 		want := []nodestatus.Document{behind, never, healthy, stale, replayed, failing}
 		if diff := cmp.Diff(want, docs); diff != "" {
 			t.Errorf("status --json documents (-want +got):\n%s", diff)
+		}
+		// Each document also carries what the table shows: its key, flags
+		// with their details, the message and the age.
+		var views []struct {
+			Identity string       `json:"identity"`
+			Key      string       `json:"key"`
+			Flags    []fleet.Flag `json:"flags"`
+			Message  string       `json:"message"`
+			Age      *float64     `json:"age_seconds"`
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &views); err != nil {
+			t.Fatal(err)
+		}
+		wantFlags := map[string][]fleet.Flag{
+			"db1": {{Name: "behind", Detail: "runs serial 16, the current spec is serial 17"}},
+			"new1": {{Name: "rejected", Detail: "serial 17 untrusted: open spec: spec signed by no trusted key"},
+				{Name: "behind", Detail: "never applied a spec, the current spec is serial 17"}},
+			"web1": {},
+			"web2": {{Name: "stale", Detail: "no update for 10m (limit 1m30s): the agent stopped or lost NATS"}},
+			"web3": {{Name: "rejected", Detail: "serial 4 ignored-older: open spec: ignored older spec (serial 4 < 17)"}},
+			"web4": {{Name: "failed", Detail: "web failed: install: sha256 mismatch"}},
+		}
+		wantMessage := map[string]string{
+			"db1": "runs serial 16, the current spec is serial 17", "new1": "serial 17 untrusted: open spec: spec signed by no trusted key", "web1": "",
+			"web2": "no update for 10m (limit 1m30s): the agent stopped or lost NATS", "web3": "serial 4 ignored-older: open spec: ignored older spec (serial 4 < 17)",
+			"web4": "web failed: install: sha256 mismatch",
+		}
+		for _, v := range views {
+			if v.Key != nodestatus.Key(v.Identity) || v.Message != wantMessage[v.Identity] || v.Age == nil || (v.Identity == "web2" && *v.Age < 600) {
+				t.Errorf("status --json %s: key %q, message %q, age_seconds %v; want key %q, message %q and its age", v.Identity, v.Key, v.Message, v.Age, nodestatus.Key(v.Identity), wantMessage[v.Identity])
+			}
+			if diff := cmp.Diff(wantFlags[v.Identity], v.Flags); diff != "" {
+				t.Errorf("status --json %s flags (-want +got):\n%s", v.Identity, diff)
+			}
+		}
+		if len(views) != len(wantFlags) {
+			t.Errorf("status --json printed %d documents, want %d", len(views), len(wantFlags))
 		}
 	})
 
@@ -184,73 +224,6 @@ func TestStatus(t *testing.T) {
 			t.Errorf("status --stale-after 1h flags a 10-minute-old document stale:\n%s", r.stdout)
 		}
 	})
-}
-
-func TestStatusFlags(t *testing.T) {
-	now := time.Now().UTC()
-	cur := &currentSpec{format: packer.FormatV2, serial: 17}
-	doc := func(edit func(*nodestatus.Document)) *nodestatus.Document {
-		d := statusDocument("n", 17, now)
-		edit(&d)
-		return &d
-	}
-	tests := []struct {
-		name       string
-		row        nodeRow
-		cur        *currentSpec
-		staleAfter time.Duration
-		want       []string
-	}{
-		{"healthy", nodeRow{doc: doc(func(*nodestatus.Document) {})}, cur, 0, nil},
-		{"stale after 3 of its heartbeats", nodeRow{doc: doc(func(d *nodestatus.Document) { d.Heartbeat = "1s"; d.UpdatedAt = now.Add(-4 * time.Second) })}, cur, 0, []string{"stale"}},
-		{"not stale within 3 heartbeats", nodeRow{doc: doc(func(d *nodestatus.Document) { d.UpdatedAt = now.Add(-80 * time.Second) })}, cur, 0, nil},
-		{"stale without a heartbeat after 90s", nodeRow{doc: doc(func(d *nodestatus.Document) { d.Heartbeat = ""; d.UpdatedAt = now.Add(-91 * time.Second) })}, cur, 0, []string{"stale"}},
-		{"--stale-after wins", nodeRow{doc: doc(func(d *nodestatus.Document) { d.UpdatedAt = now.Add(-2 * time.Second) })}, cur, time.Second, []string{"stale"}},
-		{"stopped, not stale", nodeRow{doc: doc(func(d *nodestatus.Document) { d.StoppedAt = now.Add(-time.Hour); d.UpdatedAt = d.StoppedAt })}, cur, 0, []string{"stopped"}},
-		{"behind", nodeRow{doc: doc(func(d *nodestatus.Document) { d.Applied.Serial = 3 })}, cur, 0, []string{"behind"}},
-		{"never applied is behind", nodeRow{doc: doc(func(d *nodestatus.Document) { d.Applied = nil })}, cur, 0, []string{"behind"}},
-		{"no current spec, never behind", nodeRow{doc: doc(func(d *nodestatus.Document) { d.Applied = nil })}, nil, 0, nil},
-		{"v1: other digest is behind", nodeRow{doc: doc(func(d *nodestatus.Document) { d.Applied = &nodestatus.Applied{Format: "v1", Digest: "old"} })}, &currentSpec{format: packer.FormatV1, digest: "new"}, 0, []string{"behind"}},
-		{"v1: same digest", nodeRow{doc: doc(func(d *nodestatus.Document) { d.Applied = &nodestatus.Applied{Format: "v1", Digest: "new"} })}, &currentSpec{format: packer.FormatV1, digest: "new"}, 0, nil},
-		{"older spec ignored", nodeRow{doc: doc(func(d *nodestatus.Document) {
-			d.Seen = &nodestatus.Seen{Serial: 4, Outcome: nodestatus.SeenIgnoredOlder}
-		})}, cur, 0, []string{"rejected"}},
-		{"untrusted spec", nodeRow{doc: doc(func(d *nodestatus.Document) {
-			d.Seen = &nodestatus.Seen{Serial: 18, Outcome: nodestatus.SeenUntrusted}
-		})}, cur, 0, []string{"rejected"}},
-		{"missing spec is not a rejection", nodeRow{doc: doc(func(d *nodestatus.Document) { d.Seen = &nodestatus.Seen{Outcome: nodestatus.SeenMissing} })}, cur, 0, nil},
-		{"expired applied spec", nodeRow{doc: doc(func(d *nodestatus.Document) { d.Applied.Stale = true })}, cur, 0, []string{"expired"}},
-		{"failed entry", nodeRow{doc: doc(func(d *nodestatus.Document) {
-			d.Entries = []nodestatus.Entry{{Name: "db", Outcome: "failed", Reason: "http 404"}}
-			d.Machines = []nodestatus.Machine{{Name: "db", LastOutcome: "failed", LastError: "http 404"}}
-		})}, cur, 0, []string{"failed"}},
-		{"rolled back entry", nodeRow{doc: doc(func(d *nodestatus.Document) {
-			d.Entries = []nodestatus.Entry{{Name: "db", Outcome: "rolled_back", Reason: "did not load"}}
-		})}, cur, 0, []string{"failed"}},
-		{"machine error", nodeRow{doc: doc(func(d *nodestatus.Document) {
-			d.Machines = []nodestatus.Machine{{Name: "db", State: "RUN", LastError: "check: exit status 1"}}
-		})}, cur, 0, []string{"error"}},
-		{"permission violations", nodeRow{doc: doc(func(d *nodestatus.Document) {
-			d.NATS.PermissionViolations = []natsbox.Violation{{Message: `Permissions Violation for Publish to "$KV.MACHINES_STATUS.n"`, Count: 1}}
-		})}, cur, 0, []string{"nats"}},
-		{"unreadable", nodeRow{key: "junk"}, cur, 0, []string{"invalid"}},
-		{"forged", nodeRow{key: "web1", doc: doc(func(*nodestatus.Document) {}), err: &nodestatus.ForgedError{Key: "web1", KeyIdentity: "web1", Claimed: "n"}}, cur, 0, []string{"forged"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			flags := nodeFlags(tt.row, now, tt.cur, tt.staleAfter)
-			var got []string
-			for _, f := range flags {
-				got = append(got, f.name)
-				if f.detail == "" {
-					t.Errorf("flag %s has no detail", f.name)
-				}
-			}
-			if !cmp.Equal(got, tt.want) {
-				t.Errorf("nodeFlags() = %v, want %v", got, tt.want)
-			}
-		})
-	}
 }
 
 func TestStatusBucketStates(t *testing.T) {
@@ -299,8 +272,8 @@ func TestMachinesSummaryAndAge(t *testing.T) {
 		want string
 	}{{-time.Second, "0s"}, {59 * time.Second, "59s"}, {90 * time.Minute, "1h"}, {47 * time.Hour, "47h"}, {72 * time.Hour, "3d"}, {5 * time.Minute, "5m"}}
 	for _, a := range ages {
-		if got := age(a.d); got != a.want {
-			t.Errorf("age(%v) = %q, want %q", a.d, got, a.want)
+		if got := fleet.Age(a.d); got != a.want {
+			t.Errorf("fleet.Age(%v) = %q, want %q", a.d, got, a.want)
 		}
 	}
 }

@@ -146,7 +146,7 @@ func TestInvalidProperties(t *testing.T) {
 		want       string
 	}{
 		{"misspelt property", `{"mesage":"hi"}`, `properties: json: unknown field "mesage"`},
-		{"wrong type", `{"success_every":"10"}`, `properties: json: cannot unmarshal string into Go struct field Watcher.success_every of type int`},
+		{"wrong type", `{"success_every":"often"}`, `properties: json: cannot unmarshal string into Go struct field Watcher.success_every of type int`},
 		{"long message", `{"message":` + long + `}`, `properties: message: 257 bytes is longer than 256`},
 		{"every problem", `{"message":` + long + `,"success_every":-1}`, "properties: message: 257 bytes is longer than 256\nsuccess_every: -1 is negative"},
 	}

@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mms-io/mms/internal/backoff"
 )
 
 // Connection tuning shared by every Client.
@@ -242,14 +243,11 @@ func (c *Client) handlers(log *slog.Logger) []nats.Option {
 }
 
 // reconnectDelay is the wait before the attempt-th pass over the server
-// list: exponential from reconnectMin, capped at reconnectMax, with jitter
-// (half the delay fixed, half random) so a fleet does not reconnect in step.
+// list (nats.go counts from 1): exponential from reconnectMin, capped at
+// reconnectMax, with jitter (half the delay fixed, half random) so a fleet
+// does not reconnect in step.
 func reconnectDelay(attempt int) time.Duration {
-	d := reconnectMax
-	if attempt >= 1 && attempt <= 8 {
-		d = min(reconnectMin<<(attempt-1), reconnectMax)
-	}
-	return d/2 + rand.N(d/2+1)
+	return backoff.Policy{First: reconnectMin, Max: reconnectMax}.Jittered(attempt)
 }
 
 // redactServers shows a server list for an error message without secrets.

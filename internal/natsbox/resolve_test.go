@@ -86,7 +86,7 @@ func TestReconnectDelay(t *testing.T) {
 		attempt  int
 		min, max time.Duration
 	}{
-		{0, 5 * time.Second, 10 * time.Second},
+		{0, 125 * time.Millisecond, 250 * time.Millisecond}, // nats.go counts from 1; below counts as the first
 		{1, 125 * time.Millisecond, 250 * time.Millisecond},
 		{2, 250 * time.Millisecond, 500 * time.Millisecond},
 		{3, 500 * time.Millisecond, time.Second},

@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/mms-io/mms/internal/backoff"
 )
 
 // Options returns the server options RunJetStream uses: loopback, a random
@@ -69,8 +71,8 @@ func Connect(t testing.TB, s *server.Server, opts ...nats.Option) *nats.Conn {
 func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
-	wait := time.Millisecond
-	for {
+	waits := backoff.Policy{First: time.Millisecond, Max: 50 * time.Millisecond}
+	for n := 1; ; n++ {
 		err := f()
 		if err == nil {
 			return
@@ -78,7 +80,6 @@ func Eventually(t testing.TB, timeout time.Duration, f func() error) {
 		if time.Now().After(deadline) {
 			t.Fatalf("condition not met after %v: %v", timeout, err)
 		}
-		time.Sleep(wait)
-		wait = min(wait*2, 50*time.Millisecond)
+		time.Sleep(waits.Delay(n))
 	}
 }

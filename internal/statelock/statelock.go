@@ -111,15 +111,21 @@ func acquire(dir, file, holder string, grace time.Duration) (*Lock, error) {
 		}
 		time.Sleep(ownRetry)
 	}
-	content := strconv.Itoa(os.Getpid()) + "\n" + holder + "\n"
-	if err := f.Truncate(0); err == nil {
-		_, err = f.WriteAt([]byte(content), 0)
-	}
-	if err != nil {
+	if err := record(f, holder); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("write lock file %s: %w", path, err)
+		return nil, fmt.Errorf("record the holder in the lock file: %w", err)
 	}
 	return &Lock{f: f, dir: dir}, nil
+}
+
+// record writes this process's pid and holder into the held lock file f,
+// replacing what a previous holder left.
+func record(f *os.File, holder string) error {
+	if err := f.Truncate(0); err != nil {
+		return err
+	}
+	_, err := f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"+holder+"\n"), 0)
+	return err
 }
 
 // ownRetry is how often acquire tries again a lock this process holds.

@@ -160,7 +160,26 @@ func TestAcquirePIDUnknown(t *testing.T) {
 // holdEnv makes the test binary a lock holder (see TestMain).
 const holdEnv = "STATELOCK_TEST_HOLD"
 
+// fsizeEnv makes the test binary try to Acquire with a file size limit of
+// zero, so writing the lock file fails (see TestAcquireWriteFails).
+const fsizeEnv = "STATELOCK_TEST_FSIZE"
+
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(fsizeEnv); dir != "" {
+		// Go ignores SIGXFSZ: a write past the limit fails with EFBIG.
+		if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: 0, Max: 0}); err != nil {
+			fmt.Println("setrlimit:", err)
+			os.Exit(1)
+		}
+		l, err := Acquire(dir, StateFile, "mms agent")
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(0)
+		}
+		l.Release()
+		fmt.Println("locked")
+		os.Exit(0)
+	}
 	if dir := os.Getenv(holdEnv); dir != "" {
 		if _, err := Acquire(dir, StateFile, "mms agent"); err != nil {
 			fmt.Println("error:", err)
@@ -170,6 +189,23 @@ func TestMain(m *testing.M) {
 		select {} // hold until killed
 	}
 	os.Exit(m.Run())
+}
+
+// TestAcquireWriteFails: a lock whose pid and holder cannot be written is
+// an error, not a lock that names nobody (a process whose file size limit
+// is zero cannot write the file).
+func TestAcquireWriteFails(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fsizeEnv+"="+dir)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("acquiring process: %v (output %q)", err, out)
+	}
+	path := filepath.Join(dir, StateFile)
+	if want := "error: record the holder in the lock file: write " + path + ": file too large\n"; string(out) != want {
+		t.Errorf("Acquire with no room to write the lock file said %q, want %q", out, want)
+	}
 }
 
 // TestKilledHolderReleases kills a holder process with SIGKILL, which runs

@@ -12,8 +12,13 @@
 // fail_transition fires) when it cannot be installed; the directory is then
 // as it was.
 //
-// Differences from Choria, on purpose: properties are never templated;
-// verify and verify_checksum are required (without them Choria never
+// source, checksum, verify_checksum, username, password and governor may be
+// templates, as in Choria (see github.com/mms-io/mms/watchers/render): they
+// are rendered once, when the machine loads (Choria renders them at every
+// check), and a value that renders invalid fails the load naming the
+// property and its template.
+//
+// Differences from Choria, on purpose: verify and verify_checksum are required (without them Choria never
 // noticed a new checksum); insecure (skipping TLS verification) is refused;
 // http:// needs allow_http; and an existing target/creates that this
 // watcher did not install is never replaced.
@@ -39,6 +44,7 @@ import (
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/spec"
 	"github.com/mms-io/mms/watchers"
+	"github.com/mms-io/mms/watchers/render"
 )
 
 // Limits and defaults of the archive watcher.
@@ -70,6 +76,7 @@ func init() {
 		DefaultInterval: watchers.Duration(DefaultInterval),
 		MinInterval:     watchers.Duration(10 * time.Second),
 		Timeout:         watchers.Duration(CheckTimeout),
+		Describe:        describe,
 	})
 }
 
@@ -77,22 +84,25 @@ func init() {
 // properties) and runtime state.
 type Watcher struct {
 	// Source is where the archive comes from: https://, http:// (only with
-	// AllowHTTP) or nats://BUCKET/OBJECT. Required.
+	// AllowHTTP) or nats://BUCKET/OBJECT; it may be a template. Required.
 	Source string `json:"source"`
-	// Checksum is the sha256 (hex) of the archive. Required.
+	// Checksum is the sha256 (hex) of the archive; it may be a template.
+	// Required.
 	Checksum string `json:"checksum"`
 	// Verify names the checksums file in the archive; only "SHA256SUMS"
 	// (or nothing, meaning the same) is supported.
 	Verify string `json:"verify,omitempty"`
-	// VerifyChecksum is the sha256 (hex) of the SHA256SUMS file. Required.
+	// VerifyChecksum is the sha256 (hex) of the SHA256SUMS file; it may
+	// be a template. Required.
 	VerifyChecksum string `json:"verify_checksum"`
 	// Creates is the archive's single top-level directory, installed as
 	// target/creates; it follows the machine name rules. Required.
 	Creates string `json:"creates"`
 	// Target is the absolute directory creates is installed in. Required.
 	Target string `json:"target"`
-	// Username and Password are basic-auth credentials (Choria style).
-	// Prefer Auth, which keeps secrets out of machine.yaml.
+	// Username and Password are basic-auth credentials (Choria style);
+	// each may be a template. Prefer Auth, which keeps secrets out of
+	// machine.yaml.
 	Username string `json:"username,omitempty"`
 	Password string `json:"password,omitempty"`
 	// Auth names a node-local credential in the state directory's
@@ -102,7 +112,8 @@ type Watcher struct {
 	// most an hour.
 	Timeout watchers.Duration `json:"timeout,omitzero"`
 	// Governor names a fleet-wide limit on concurrent downloads (see mms
-	// governor); a slot is taken only when a download is needed.
+	// governor); a slot is taken only when a download is needed. It may
+	// be a template.
 	Governor string `json:"governor,omitempty"`
 	// GovernorTimeout is how long to wait for a governor slot; default 5m,
 	// at most an hour.
@@ -123,11 +134,15 @@ type Watcher struct {
 	lastFull     time.Time
 }
 
-// Provision builds the installer rooted at target.
+// Provision renders the templated properties and builds the installer
+// rooted at target.
 func (w *Watcher) Provision(d watchers.Deps) error {
 	w.log = d.Log
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
+	}
+	if err := w.renderEntry(render.NewRenderer(d)); err != nil {
+		return err
 	}
 	state := w.StateDir
 	if state == "" {
@@ -138,13 +153,9 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		return fmt.Errorf("state_dir: %w", err)
 	}
-	g := noGovernors
-	if d.Conn != nil {
-		gov, err := governor.New(d.Conn, d.Machine+"@"+d.Identity, w.log)
-		if err != nil {
-			return err
-		}
-		g = gov.Acquire
+	g, err := governor.NewGate(d.Conn, d.Machine+"@"+d.Identity, w.log)
+	if err != nil {
+		return err
 	}
 	wait := w.GovernorTimeout.Std()
 	if wait == 0 {
@@ -168,11 +179,6 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	}
 	w.inst = inst
 	return nil
-}
-
-// noGovernors is the gate of a node without NATS.
-func noGovernors(_ context.Context, governor string) (func(), error) {
-	return nil, fmt.Errorf("governor %q: the agent has no NATS connection to reach it", governor)
 }
 
 // State is the type-specific part of the archive watcher's state event.
@@ -223,7 +229,7 @@ type recoverer interface {
 // Check makes target/creates hold the pinned archive.
 func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
 	start := time.Now()
-	st := State{Source: w.Source, Creates: w.Creates, Target: w.Target, Checksum: w.Checksum, PreviousOutcome: outcomeError, InstallOutcome: outcomeError}
+	st := State{Source: w.entry.Source, Creates: w.Creates, Target: w.Target, Checksum: w.entry.Checksum, PreviousOutcome: outcomeError, InstallOutcome: outcomeError}
 	fail := func(err error) (watchers.Result, error) {
 		st.PreviousRunTime = time.Since(start)
 		return watchers.Result{Outcome: watchers.Failure, State: st}, err
@@ -263,7 +269,7 @@ func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
 	if out == manager.EntryUnchanged {
 		return watchers.Result{Outcome: watchers.Unchanged, State: st}, nil
 	}
-	w.log.Info("archive "+string(out), "dir", dir, "checksum", w.Checksum)
+	w.log.Info("archive "+string(out), "dir", dir, "checksum", w.entry.Checksum)
 	return watchers.Result{Outcome: watchers.Success, State: st}, nil
 }
 
@@ -282,6 +288,7 @@ func (w *Watcher) Close() error {
 
 var (
 	_ watchers.Watcher     = (*Watcher)(nil)
+	_ watchers.Normalizer  = (*Watcher)(nil)
 	_ watchers.Validator   = (*Watcher)(nil)
 	_ watchers.Provisioner = (*Watcher)(nil)
 	_ watchers.Closer      = (*Watcher)(nil)

@@ -79,7 +79,7 @@ func TestValidate(t *testing.T) {
 		{name: "credentials in source", props: props(t, "/opt/app", "source", "https://u:p@repo.example.net/f.tgz"), wantErr: "source: credentials in the URL"},
 		{name: "auth with basic auth", props: props(t, "/opt/app", "auth", "repo", "username", "bob", "password", "secret"), wantErr: "auth: cannot be combined with username and password"},
 		{name: "bad governor", props: props(t, "/opt/app", "governor", "a.b"), wantErr: "governor:"},
-		{name: "governor_timeout alone", props: props(t, "/opt/app", "governor_timeout", "1m"), wantErr: "governor_timeout: set without governor"},
+		{name: "governor_timeout alone (ignored, as in Choria)", props: props(t, "/opt/app", "governor_timeout", "1m")},
 		{name: "long governor_timeout", props: props(t, "/opt/app", "governor", "downloads", "governor_timeout", "2h"), wantErr: "governor_timeout: 2h0m0s is longer than the maximum 1h0m0s"},
 		{name: "long timeout", props: props(t, "/opt/app", "timeout", "2h"), wantErr: "timeout: 2h0m0s is longer than the maximum 1h0m0s"},
 		{name: "relative state_dir", props: props(t, "/opt/app", "state_dir", "state"), wantErr: "state_dir:"},

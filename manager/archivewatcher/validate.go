@@ -8,6 +8,7 @@ import (
 
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
+	"github.com/mms-io/mms/watchers/render"
 )
 
 // systemDirs are targets the watcher refuses: the root and the operating
@@ -25,6 +26,16 @@ var systemDirs = map[string]bool{
 
 // virtualFS are trees no archive belongs in at any depth.
 var virtualFS = []string{"/dev", "/proc", "/sys"}
+
+// Normalize drops a governor_timeout given without a governor, which
+// Choria ignores.
+func (w *Watcher) Normalize() []string {
+	if w.GovernorTimeout == 0 || w.Governor != "" {
+		return nil
+	}
+	w.GovernorTimeout = 0
+	return []string{"governor_timeout: ignored without governor (as in Choria): remove it, or name the governor"}
+}
 
 // Validate checks the properties and builds the entry the installer gets.
 // Problems are named by property.
@@ -56,13 +67,97 @@ func (w *Watcher) Validate() error {
 	case w.GovernorTimeout.Std() > MaxGovernorTimeout:
 		add("governor_timeout", fmt.Errorf("%v is longer than the maximum %v", w.GovernorTimeout, MaxGovernorTimeout))
 	}
-	w.entry = spec.Machine{
+	templated := map[string]bool{}
+	for _, p := range w.templated() {
+		templated[p.name] = true
+		if err := render.Check(*p.value); err != nil {
+			add(p.name, err)
+		}
+	}
+	w.entry = w.newEntry()
+	// A templated property is checked once rendered, by Provision.
+	errs = append(errs, w.entryErrors(func(field string) bool { return !templated[field] })...)
+	return errors.Join(errs...)
+}
+
+// templatedProperty is a property Choria renders as a template.
+type templatedProperty struct {
+	name  string
+	value *string
+}
+
+// templated returns the properties that hold a template, of those Choria
+// renders: source, checksum, verify_checksum, username, password and
+// governor.
+func (w *Watcher) templated() []templatedProperty {
+	var out []templatedProperty
+	for _, p := range []templatedProperty{
+		{"source", &w.Source}, {"checksum", &w.Checksum}, {"verify_checksum", &w.VerifyChecksum},
+		{"username", &w.Username}, {"password", &w.Password}, {"governor", &w.Governor},
+	} {
+		if render.Has(*p.value) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// newEntry returns the spec entry the properties describe.
+func (w *Watcher) newEntry() spec.Machine {
+	return spec.Machine{
 		Name: w.Creates, Source: w.Source, Checksum: w.Checksum, VerifyChecksum: w.VerifyChecksum,
 		Verify: w.Verify, Governor: w.Governor, Auth: w.Auth, Username: w.Username, Password: w.Password,
 	}
-	legacy := w.Username != "" || w.Password != ""
-	if err := w.entry.Validate(spec.ValidateOptions{AllowHTTP: w.AllowHTTP, Legacy: legacy}); err != nil {
-		errs = append(errs, propertyErrors(err, legacy)...)
+}
+
+// entryErrors validates w.entry and returns its problems named by
+// property, of the properties keep accepts.
+func (w *Watcher) entryErrors(keep func(field string) bool) []error {
+	legacy := w.entry.Username != "" || w.entry.Password != ""
+	err := w.entry.Validate(spec.ValidateOptions{AllowHTTP: w.AllowHTTP, HTTPFix: "allow_http: true", Legacy: legacy})
+	if err == nil {
+		return nil
+	}
+	var out []error
+	for _, e := range propertyErrors(err, legacy) {
+		field, _, _ := strings.Cut(e.Error(), ":")
+		if keep(field) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// renderEntry renders the templated properties with r and checks the
+// entry they make, naming each property that renders an invalid value with
+// its template (never a rendered username or password).
+func (w *Watcher) renderEntry(r *render.Renderer) error {
+	props := w.templated()
+	if len(props) == 0 {
+		return nil
+	}
+	w.entry = w.newEntry()
+	fields := map[string]*string{
+		"source": &w.entry.Source, "checksum": &w.entry.Checksum, "verify_checksum": &w.entry.VerifyChecksum,
+		"username": &w.entry.Username, "password": &w.entry.Password, "governor": &w.entry.Governor,
+	}
+	templates := map[string]string{}
+	for _, p := range props {
+		out, err := r.String(*p.value)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+		*fields[p.name] = strings.TrimSpace(out)
+		templates[p.name] = *p.value
+	}
+	var errs []error
+	for _, e := range w.entryErrors(func(field string) bool { _, ok := templates[field]; return ok }) {
+		field, why, _ := strings.Cut(e.Error(), ": ")
+		rendered := ""
+		if field != "username" && field != "password" {
+			rendered = fmt.Sprintf(" rendered %q", *fields[field])
+		}
+		errs = append(errs, fmt.Errorf("%s: template %q%s: %s", field, templates[field], rendered, why))
 	}
 	return errors.Join(errs...)
 }

@@ -5,10 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"time"
 
+	"github.com/mms-io/mms/internal/backoff"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/watchers"
 )
@@ -119,8 +119,7 @@ const (
 // doubling up to RetryMax, jittered to [d/2, d] so nodes that failed
 // together do not retry together.
 func retryDelay(n int) time.Duration {
-	d := min(RetryFirst<<min(max(n-1, 0), 16), RetryMax)
-	return d/2 + rand.N(d/2+1)
+	return backoff.Policy{First: RetryFirst, Max: RetryMax}.Jittered(n)
 }
 
 // envelopeBytes turns the data item's value into envelope bytes. The kv

@@ -37,7 +37,6 @@
 package machineswatcher
 
 import (
-	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -78,6 +77,7 @@ func init() {
 		DefaultInterval: watchers.Duration(DefaultInterval),
 		MinInterval:     watchers.Duration(2 * time.Second),
 		Timeout:         watchers.Duration(CheckTimeout),
+		Describe:        describe,
 	})
 }
 
@@ -141,6 +141,12 @@ type Watcher struct {
 	// Fleet, when set (in Go, by the compiled-in manager machine), tells
 	// what the other nodes report, so rollouts can gate each wave.
 	Fleet manager.FleetView `json:"-"`
+
+	// Fixes, when set (in Go, by the compiled-in manager machine), name
+	// the agent's flags that accept a v1 spec or an http:// source, for
+	// the refusals to name; unset, they name this watcher's properties
+	// (allow_legacy_spec, allow_http).
+	Fixes manager.Fixes `json:"-"`
 
 	// ResetSpecHistory, when set (in Go, from manager.Settings), is the
 	// serial of the last accepted spec to forget at Provision: see
@@ -323,6 +329,7 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 		StateDir:     state,
 		Trust:        w.trust,
 		AllowHTTP:    w.AllowHTTP,
+		Fixes:        w.Fixes,
 		PurgeUnknown: w.PurgeUnknown,
 		Identity:     d.Identity,
 		Facts:        d.Facts,
@@ -366,20 +373,7 @@ func compiledIn(name string) bool {
 // gate returns the governors of the node's NATS connection, or without one
 // a gate that explains why a governed download cannot run.
 func gate(d watchers.Deps, log *slog.Logger) (manager.Gate, error) {
-	if d.Conn == nil {
-		return noGovernors, nil
-	}
-	g, err := governor.New(d.Conn, d.Machine+"@"+d.Identity, log)
-	if err != nil {
-		return nil, err
-	}
-	return g.Acquire, nil
-}
-
-// noGovernors is the gate of a node without NATS: a download that names a
-// governor fails rather than ignore the fleet-wide limit.
-func noGovernors(_ context.Context, governor string) (func(), error) {
-	return nil, fmt.Errorf("governor %q: the agent has no NATS connection to reach it", governor)
+	return governor.NewGate(d.Conn, d.Machine+"@"+d.Identity, log)
 }
 
 // idleCloser is implemented by installers that keep download connections

@@ -373,9 +373,10 @@ func TestCheckReportsEveryPassToStatus(t *testing.T) {
 }
 
 // TestChoriaManagersLoad loads machines in the shape of Choria's stock
-// machines manager and of the seed's example (machine/testdata/choria):
-// their kv and machines watchers and properties, machine_manage_interval
-// included, and the seed's repeated state_match (a warning, not an error).
+// machines manager (machine/testdata/choria) and of the seed's example
+// (machine/testdata): their kv and machines watchers and properties,
+// machine_manage_interval included, and the seed's repeated state_match (a
+// warning, not an error).
 func TestChoriaManagersLoad(t *testing.T) {
 	tests := []struct {
 		file     string
@@ -383,13 +384,14 @@ func TestChoriaManagersLoad(t *testing.T) {
 		verify   time.Duration
 		warnings []string
 	}{
-		{file: "machines-manager.yaml", watcher: 2, verify: 5 * time.Minute},
+		{file: "choria/machines-manager.yaml", watcher: 2, verify: 5 * time.Minute},
+		{file: "choria/shipped-manager.yaml", watcher: 2, verify: 5 * time.Minute},
 		{file: "seed-manager.yaml", watcher: 1, verify: time.Minute,
-			warnings: []string{`line 31: "state_match" repeats line 28 with the same value; the copy is ignored`}},
+			warnings: []string{`line 33: "state_match" repeats line 30 with the same value; the copy is ignored`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join("..", "..", "machine", "testdata", "choria", tt.file))
+			data, err := os.ReadFile(filepath.Join("..", "..", "machine", "testdata", tt.file))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -91,10 +91,12 @@ func MachineDefinition(node agent.Node) (*machine.Definition, error) {
 	}
 	machines := func() watchers.Watcher {
 		return &machineswatcher.Watcher{
-			DataItem:       DataItem,
-			PurgeUnknown:   true,
-			Trust:          &trust,
-			AllowHTTP:      settings.AllowHTTP,
+			DataItem:     DataItem,
+			PurgeUnknown: true,
+			Trust:        &trust,
+			AllowHTTP:    settings.AllowHTTP,
+			// The settings are mms agent's flags: refusals name them.
+			Fixes:          manager.Fixes{AllowLegacySpec: "mms agent --allow-legacy-spec", AllowHTTP: "mms agent --allow-http"},
 			StateDir:       state,
 			MachinesDir:    node.MachinesDir,
 			VerifyInterval: watchers.Duration(settings.VerifyInterval),

@@ -107,84 +107,199 @@ func Assign(identities []string, machine, checksum string, waves []spec.Wave) []
 // a node's report can tell a halt from a wait.
 const HaltedPrefix = "held: rollout halted"
 
+// Halt is where and why a rollout halted: a node of an earlier wave failed
+// with the new version or stopped reporting.
+type Halt struct {
+	// Wave is the halting node's wave, from 1; 0 when nothing halts.
+	Wave int `json:"wave"`
+	// Node is the halting node's identity.
+	Node string `json:"node"`
+	// Reason is the node's reason for its bad health (its health when it
+	// gives none), or "stopped reporting" when Stale.
+	Reason string `json:"reason"`
+	// Stale is set when the node halts the rollout by not reporting.
+	Stale bool `json:"stale,omitempty"`
+}
+
+// stoppedReporting is the Reason of a halt by a stale node.
+const stoppedReporting = "stopped reporting"
+
+// String says who halted the rollout and why: "node web3: not RUNNING
+// within 1m0s", "node web3 stopped reporting".
+func (h Halt) String() string {
+	if h.Stale {
+		return fmt.Sprintf("node %s %s", h.Node, stoppedReporting)
+	}
+	return fmt.Sprintf("node %s: %s", h.Node, h.Reason)
+}
+
+// Wait names the node of an earlier wave a node waits for.
+type Wait struct {
+	// Wave is the awaited node's wave, from 1; 0 when there is none.
+	Wave int `json:"wave"`
+	// Node is the awaited node's identity.
+	Node string `json:"node"`
+	// What it has not done yet: "pending", "not on the new version yet",
+	// "not reporting yet".
+	What string `json:"what"`
+}
+
 // Decision is what a node may do about a new version now.
 type Decision struct {
 	// Wave is the node's wave, from 1.
-	Wave int
+	Wave int `json:"wave"`
 	// Proceed is true when the node may install the version now.
-	Proceed bool
+	Proceed bool `json:"proceed"`
 	// Halted is set when a node of an earlier wave failed with the version:
 	// the node keeps what it runs until a spec pins another version.
-	Halted bool
+	Halted bool `json:"halted"`
 	// Held, when the node may not proceed, says why in one line, e.g.
 	// "held: rollout halted at wave 1 (node web-3: not RUNNING within 1m)".
-	Held string
+	Held string `json:"held,omitempty"`
 	// Retry, when positive and the node may not proceed, is how long until
 	// the decision may change by itself (the pause running out).
-	Retry time.Duration
+	Retry time.Duration `json:"-"`
+	// Halt, when Halted, is where and why the rollout halted.
+	Halt Halt `json:"halt,omitzero"`
+	// Waiting, when the node waits for a node of an earlier wave, names
+	// the first one it waits for.
+	Waiting Wait `json:"waiting,omitzero"`
+	// PauseUntil, when the earlier waves are healthy and the node waits
+	// for the pause after them, is when the pause ends (Retry before it).
+	PauseUntil time.Time `json:"pause_until,omitzero"`
 }
 
-// Decide tells the node me whether it may move to checksum of machine now,
-// given what every node the entry selects reports (view; me may be missing
-// from it, and is ranked all the same). Nodes in the first wave proceed at
-// once; a node in a later wave proceeds once every node of the earlier
-// waves runs checksum healthy and the pause after the last of them became
-// healthy has passed. A node of an earlier wave that failed with checksum
-// (or, unless the policy skips them, stopped reporting) halts the rollout.
-func Decide(p Policy, me, machine, checksum string, view []Node, now time.Time) Decision {
+// Progress is a rollout as every node sees it from one view: the waves
+// and the decision the nodes of each wave get.
+type Progress struct {
+	// Waves are the identities of each wave, ranked as [Assign] ranks
+	// them (nodes that stopped reporting are left out when the policy
+	// skips them).
+	Waves [][]string
+	// Decisions[i] is the decision of every node of wave i+1.
+	Decisions []Decision
+	// Current is the first wave with a node that does not run the new
+	// version healthy (or stopped reporting), from 1; 0 when there is none.
+	Current int
+	// Halt is the first halt in wave order, whichever wave it is in: what
+	// a node ranked after the last wave would be told. Its Wave is 0 when
+	// no node failed with the version or stopped reporting.
+	Halt Halt
+	// Done is set when every node runs the new version healthy and none
+	// halts the rollout.
+	Done bool
+
+	wave map[string]int // identity → index into Waves
+}
+
+// Decision returns the decision of node identity, and false when the
+// node is not in the view (or was left out as stale).
+func (p *Progress) Decision(identity string) (Decision, bool) {
+	i, ok := p.wave[identity]
+	if !ok {
+		return Decision{}, false
+	}
+	return p.Decisions[i], true
+}
+
+// Evaluate ranks the nodes of view for checksum of machine and computes
+// once, for every wave, the decision its nodes get (see [Decide]): nodes
+// in the first wave proceed at once; the nodes of a later wave proceed
+// once every node of the earlier waves runs checksum healthy and the
+// pause after the last of them became healthy has passed; a node of an
+// earlier wave that failed with checksum (or, unless the policy skips
+// them, stopped reporting) halts the rollout. When view holds an identity
+// twice, the last one counts. It costs a sort of the view.
+func Evaluate(p Policy, machine, checksum string, view []Node, now time.Time) Progress {
 	byID := make(map[string]Node, len(view))
-	ids := []string{me}
+	ids := make([]string, 0, len(view))
 	for _, n := range view {
-		if n.Stale && p.SkipStale && n.Identity != me {
+		if n.Stale && p.SkipStale {
 			continue
 		}
 		byID[n.Identity] = n
 		ids = append(ids, n.Identity)
 	}
-	waves := Assign(ids, machine, checksum, p.Waves)
-	mine := 0
-	for i, w := range waves {
-		if slices.Contains(w, me) {
-			mine = i
-			break
-		}
-	}
-	d := Decision{Wave: mine + 1}
+	out := Progress{Waves: Assign(ids, machine, checksum, p.Waves), wave: make(map[string]int, len(byID))}
+	out.Decisions = make([]Decision, len(out.Waves))
+	// One pass in wave order: before wave i, the state is what the nodes
+	// of waves 1..i-1 say, which is the decision of every node of wave i.
+	var halt Halt
+	var wait Wait
 	var lastHealthy time.Time
-	for i := range mine {
-		for _, id := range waves[i] {
+	for i, members := range out.Waves {
+		out.Decisions[i] = decide(p, i, halt, wait, lastHealthy, now)
+		for _, id := range members {
+			out.wave[id] = i
 			n := byID[id]
 			switch {
+			case halt.Wave > 0:
 			case n.Checksum == checksum && n.Health.bad():
-				d.Halted = true
-				d.Held = fmt.Sprintf("%s at wave %d (node %s: %s)", HaltedPrefix, i+1, id, cmp.Or(n.Reason, string(n.Health)))
-				return d
+				halt = Halt{Wave: i + 1, Node: id, Reason: cmp.Or(n.Reason, string(n.Health))}
 			case n.Stale:
-				d.Halted = true
-				d.Held = fmt.Sprintf("%s at wave %d (node %s stopped reporting)", HaltedPrefix, i+1, id)
-				return d
+				halt = Halt{Wave: i + 1, Node: id, Reason: stoppedReporting, Stale: true}
 			case n.Checksum != checksum || n.Health != Healthy:
-				if d.Held == "" {
-					d.Held = fmt.Sprintf("held: waiting for wave %d (node %s is %s)", i+1, id, waitingFor(n, checksum))
+				if wait.Wave == 0 {
+					wait = Wait{Wave: i + 1, Node: id, What: waitingFor(n, checksum)}
 				}
 			default:
 				if n.HealthyAt.After(lastHealthy) {
 					lastHealthy = n.HealthyAt
 				}
 			}
+			if out.Current == 0 && (n.Stale || n.Checksum != checksum || n.Health != Healthy) {
+				out.Current = i + 1
+			}
 		}
 	}
-	if d.Held != "" {
-		return d
+	out.Halt = halt
+	out.Done = out.Current == 0 && halt.Wave == 0
+	return out
+}
+
+// decide is the decision of the nodes of wave index mine, given the first
+// halt, the first node waited for and the last time a node became healthy
+// in the waves before it.
+func decide(p Policy, mine int, halt Halt, wait Wait, lastHealthy, now time.Time) Decision {
+	d := Decision{Wave: mine + 1}
+	switch {
+	case halt.Wave > 0:
+		d.Halted, d.Halt = true, halt
+		d.Held = fmt.Sprintf("%s at wave %d (%s)", HaltedPrefix, halt.Wave, halt)
+	case wait.Wave > 0:
+		d.Waiting = wait
+		d.Held = fmt.Sprintf("held: waiting for wave %d (node %s is %s)", wait.Wave, wait.Node, wait.What)
+	case mine > 0 && p.Pause > 0 && lastHealthy.Add(p.Pause).After(now):
+		d.PauseUntil = lastHealthy.Add(p.Pause)
+		d.Retry = d.PauseUntil.Sub(now)
+		d.Held = fmt.Sprintf("held: wave %d is healthy; pausing %v before wave %d", mine, d.Retry.Round(time.Second), mine+1)
+	default:
+		d.Proceed = true
 	}
-	if mine > 0 && p.Pause > 0 {
-		if rest := lastHealthy.Add(p.Pause).Sub(now); rest > 0 {
-			d.Held = fmt.Sprintf("held: wave %d is healthy; pausing %v before wave %d", mine, rest.Round(time.Second), mine+1)
-			d.Retry = rest
-			return d
+	return d
+}
+
+// Decide tells the node me whether it may move to checksum of machine now,
+// given what every node the entry selects reports (view; me may be missing
+// from it, and is ranked all the same, even when it is stale and the
+// policy skips stale nodes). It is [Evaluate]'s decision for me's wave:
+// nodes in the first wave proceed at once; a node in a later wave proceeds
+// once every node of the earlier waves runs checksum healthy and the pause
+// after the last of them became healthy has passed. A node of an earlier
+// wave that failed with checksum (or, unless the policy skips them,
+// stopped reporting) halts the rollout.
+func Decide(p Policy, me, machine, checksum string, view []Node, now time.Time) Decision {
+	// What me reports never changes its own decision (only the earlier
+	// waves do); it only has to be ranked.
+	ranked := make([]Node, 0, len(view)+1)
+	for _, n := range view {
+		if n.Identity != me {
+			ranked = append(ranked, n)
 		}
 	}
-	d.Proceed = true
+	ranked = append(ranked, Node{Identity: me})
+	pr := Evaluate(p, machine, checksum, ranked, now)
+	d, _ := pr.Decision(me)
 	return d
 }
 

@@ -93,7 +93,8 @@ func init() {
 		MinInterval: watchers.Duration(500 * time.Millisecond),
 		// A governor wait, then the command: the watcher's own limits
 		// always fire first.
-		Timeout: watchers.Duration(MaxGovernorTimeout + MaxTimeout + time.Minute),
+		Timeout:  watchers.Duration(MaxGovernorTimeout + MaxTimeout + time.Minute),
+		Describe: describe,
 	})
 }
 
@@ -180,6 +181,16 @@ type State struct {
 	GovernorWait time.Duration `json:"governor_wait,omitempty"`
 	// PID is the process id of a disowned command's parent shell.
 	PID int `json:"pid,omitempty"`
+}
+
+// Normalize drops a governor_timeout given without a governor, which
+// Choria ignores.
+func (w *Watcher) Normalize() []string {
+	if w.GovernorTimeout == 0 || w.Governor != "" {
+		return nil
+	}
+	w.GovernorTimeout = 0
+	return []string{"governor_timeout: ignored without governor (as in Choria): remove it, or name the governor"}
 }
 
 // Validate checks the properties and parses the command line once. A
@@ -317,20 +328,14 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 		return err
 	}
 	w.env = env
-	w.gate = noGovernors
-	if w.Governor != "" && d.Conn != nil {
-		g, err := governor.New(d.Conn, d.Machine+"#"+d.Watcher+"@"+d.Identity, w.log)
+	if w.Governor != "" {
+		g, err := governor.NewGate(d.Conn, d.Machine+"#"+d.Watcher+"@"+d.Identity, w.log)
 		if err != nil {
 			return fmt.Errorf("governor: %w", err)
 		}
-		w.gate = g.Acquire
+		w.gate = g
 	}
 	return nil
-}
-
-// noGovernors is the gate of a node without NATS.
-func noGovernors(_ context.Context, governor string) (func(), error) {
-	return nil, fmt.Errorf("governor %q: the agent has no NATS connection to reach it", governor)
 }
 
 // Check runs the command once.
@@ -438,6 +443,7 @@ func jsonKind(v any) string {
 
 var (
 	_ watchers.Watcher     = (*Watcher)(nil)
+	_ watchers.Normalizer  = (*Watcher)(nil)
 	_ watchers.Validator   = (*Watcher)(nil)
 	_ watchers.Provisioner = (*Watcher)(nil)
 )

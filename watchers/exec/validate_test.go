@@ -34,12 +34,12 @@ var validateTests = []struct {
 	{name: "suppress success announce", props: `{"command":"x","suppress_success_announce":true}`},
 	{name: "disown", props: `{"command":"x","disown":true,"timeout":"5s","environment":["A=1"]}`},
 	{name: "bad governor", props: `{"command":"x","governor":"a.b"}`, err: `properties: governor: "a.b" must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$`},
-	{name: "governor timeout alone", props: `{"command":"x","governor_timeout":"1m"}`, err: "properties: governor_timeout: set without governor"},
+	{name: "governor timeout alone", props: `{"command":"x","governor_timeout":"1m"}`}, // ignored, as in Choria; see TestDecodeWarnings
 	{name: "governor timeout too long", props: `{"command":"x","governor":"g","governor_timeout":"2h"}`, err: "properties: governor_timeout: 2h0m0s is longer than the maximum 1h0m0s"},
 	{name: "disown with parse_as_data", props: `{"command":"x","disown":true,"parse_as_data":true}`, err: "properties: disown: cannot be combined with parse_as_data: a disowned command's output is never read"},
 	{name: "disown with governor", props: `{"command":"x","disown":true,"governor":"g"}`, err: "properties: disown: cannot be combined with governor: the slot would be freed as soon as the command started"},
-	{name: "every problem", props: `{"environment":["x"],"governor_timeout":"1m"}`, err: "properties: command: required\n" +
-		`environment[0] "x": want KEY=VALUE` + "\ngovernor_timeout: set without governor"},
+	{name: "every problem", props: `{"environment":["x"],"timeout":"2h"}`, err: "properties: command: required\n" +
+		`environment[0] "x": want KEY=VALUE` + "\ntimeout: 2h0m0s is longer than the maximum 1h0m0s"},
 }
 
 func TestValidate(t *testing.T) {

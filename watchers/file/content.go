@@ -15,8 +15,9 @@ import (
 	"github.com/mms-io/mms/watchers"
 )
 
-// enforce makes the file hold Contents with Mode (and Owner and Group when
-// set), rewriting it atomically when anything differs.
+// enforce makes the file hold the rendered contents with the mode (and the
+// owner and group when set), rewriting it atomically when anything
+// differs.
 func (w *Watcher) enforce() (watchers.Result, error) {
 	uid, gid, err := w.ids()
 	if err != nil {
@@ -29,7 +30,7 @@ func (w *Watcher) enforce() (watchers.Result, error) {
 	if reason == "" {
 		return w.result(watchers.Unchanged, outcomeUnchanged, ""), nil
 	}
-	if err := atomicfile.WriteFileOwned(w.path, []byte(*w.Contents), w.mode, uid, gid); err != nil {
+	if err := atomicfile.WriteFileOwned(w.path, w.contents, w.mode, uid, gid); err != nil {
 		err = fmt.Errorf("rewrite %s (%s differed): %w", w.path, reason, err)
 		return w.result(watchers.Failure, outcomeError, err.Error()), err
 	}
@@ -72,9 +73,10 @@ func (w *Watcher) drift(uid, gid int) (string, error) {
 	return strings.Join(diffs, ", "), nil
 }
 
-// sameContent reports whether the file (described by fi) holds Contents.
+// sameContent reports whether the file (described by fi) holds the
+// rendered contents.
 func (w *Watcher) sameContent(fi os.FileInfo) (bool, error) {
-	if fi.Size() != int64(len(*w.Contents)) {
+	if fi.Size() != int64(len(w.contents)) {
 		return false, nil
 	}
 	f, err := os.Open(w.path)
@@ -104,11 +106,11 @@ func kind(m os.FileMode) string {
 	return "a special file (" + m.Type().String() + ")"
 }
 
-// ids resolves Owner and Group to numeric ids; -1 for unset.
+// ids resolves the rendered owner and group to numeric ids; -1 for unset.
 func (w *Watcher) ids() (uid, gid int, err error) {
 	uid, gid = -1, -1
-	if w.Owner != "" {
-		if uid, err = lookupID(w.Owner, func(n string) (string, error) {
+	if w.owner != "" {
+		if uid, err = lookupID(w.owner, func(n string) (string, error) {
 			u, err := user.Lookup(n)
 			if err != nil {
 				return "", err
@@ -118,8 +120,8 @@ func (w *Watcher) ids() (uid, gid int, err error) {
 			return -1, -1, fmt.Errorf("owner: %w", err)
 		}
 	}
-	if w.Group != "" {
-		if gid, err = lookupID(w.Group, func(n string) (string, error) {
+	if w.group != "" {
+		if gid, err = lookupID(w.group, func(n string) (string, error) {
 			g, err := user.LookupGroup(n)
 			if err != nil {
 				return "", err

@@ -283,3 +283,71 @@ func snapshot(t *testing.T, dir string) string {
 	}
 	return b.String()
 }
+
+// TestContentTemplates manages a file whose contents, owner, group and mode
+// are templates over the machine data, as Choria's filewatcher test
+// ("Should correctly manage the file", go-choria v0.30.2) does: they are
+// rendered when the machine loads, so the file holds the rendered text,
+// never the template.
+func TestContentTemplates(t *testing.T) {
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	grp, err := user.LookupGroupId(me.Gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := watchertest.Deps(t)
+	for k, v := range map[string]string{"test": "test_data", "owner": me.Username, "group": grp.Name, "mode": "0700"} {
+		if err := d.Data.Put(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := watchertest.BuildWith(t, d, "file", `{"path":"the.file",
+		"contents":"{{ lookup \"data.test\" \"default\" | ToUpper }}",
+		"owner":"{{ lookup \"data.owner\" \"nobody\"}}",
+		"group":"{{ lookup \"data.group\" \"nobody\"}}",
+		"mode":"{{ lookup \"data.mode\" \"0000\"}}"}`)
+	res, err := w.Check(t.Context())
+	if err != nil || res.Outcome != watchers.Success {
+		t.Fatalf("first Check() = %+v, %v; want the file written", res, err)
+	}
+	path := filepath.Join(d.Dir, "the.file")
+	assertFile(t, path, "TEST_DATA", 0o700)
+	if res, err := w.Check(t.Context()); err != nil || res.Outcome != watchers.Unchanged {
+		t.Errorf("second Check() = %+v, %v; want unchanged", res, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := w.Check(t.Context()); err != nil || res.Outcome != watchers.Success {
+		t.Errorf("Check() after chmod = %+v, %v; want the mode repaired", res, err)
+	}
+	assertFile(t, path, "TEST_DATA", 0o700)
+}
+
+// TestContentTemplateErrors fails the load naming the property when a
+// template does not parse or the mode renders as no mode.
+func TestContentTemplateErrors(t *testing.T) {
+	tests := []struct{ name, props, want string }{
+		{name: "contents does not parse", props: `{"path":"f","contents":"{{ lookup ","mode":"0644"}`,
+			want: `properties: contents: template "{{ lookup ": template: property:1: unclosed action`},
+		{name: "owner does not parse", props: `{"path":"f","contents":"x","mode":"0644","owner":"{{ nope }}"}`,
+			want: `properties: owner: template "{{ nope }}": template: property:1: function "nope" not defined`},
+		{name: "mode renders as no mode", props: `{"path":"f","contents":"x","mode":"{{ lookup \"data.mode\" \"rwx\" }}"}`,
+			want: `provision: mode: template "{{ lookup \"data.mode\" \"rwx\" }}": "rwx" is not an octal mode like "0644"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := watchertest.Deps(t)
+			_, err := watchertest.New(d, "file", tt.props)
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("New(file, %s) = %v, want %s", tt.props, err, tt.want)
+			}
+			if entries, _ := os.ReadDir(d.Dir); len(entries) != 0 {
+				t.Errorf("a refused watcher left %d files in %s", len(entries), d.Dir)
+			}
+		})
+	}
+}

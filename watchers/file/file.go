@@ -8,6 +8,12 @@
 // Changes are noticed at once through file-system notifications on the
 // file's directory ([Watcher.Stream]); the interval (default 5s) remains as
 // a fallback, for example for a symlink whose target changes elsewhere.
+//
+// contents, owner, group and mode may be templates, as in Choria (see
+// github.com/mms-io/mms/watchers/render): they are rendered once, when the
+// machine loads (Choria renders them before every write), and a template
+// that does not parse, or a mode that renders as no octal mode, fails the
+// load naming the property.
 package filewatcher
 
 import (
@@ -23,6 +29,7 @@ import (
 	"time"
 
 	"github.com/mms-io/mms/watchers"
+	"github.com/mms-io/mms/watchers/render"
 )
 
 func init() {
@@ -46,22 +53,27 @@ type Watcher struct {
 	// an existing file is a change (Choria's behaviour). It has no effect
 	// with Contents.
 	GatherInitialState bool `json:"gather_initial_state,omitempty"`
-	// Contents, when set (even to ""), is what the file must hold. A
-	// symlink at Path is replaced by a regular file.
+	// Contents, when set (even to ""), is what the file must hold; it may
+	// be a template. A symlink at Path is replaced by a regular file.
 	Contents *string `json:"contents,omitempty"`
 	// Owner is the user (name or numeric id) that must own the managed
-	// file. When unset the file belongs to whoever the agent runs as and
-	// ownership is not enforced. Only with Contents.
+	// file; it may be a template. When unset the file belongs to whoever
+	// the agent runs as and ownership is not enforced. Only with Contents.
 	Owner string `json:"owner,omitempty"`
-	// Group is the group (name or numeric id) of the managed file; unset
-	// works as for Owner. Only with Contents.
+	// Group is the group (name or numeric id) of the managed file; it may
+	// be a template. Unset works as for Owner. Only with Contents.
 	Group string `json:"group,omitempty"`
 	// Mode is the managed file's permission bits as an octal string such
-	// as "0644", at most "0777". Required with Contents.
+	// as "0644", at most "0777"; it may be a template. Required with
+	// Contents.
 	Mode string `json:"mode,omitempty"`
 
-	mode os.FileMode // Mode parsed by Validate
-	sum  [sha256.Size]byte
+	// The managed file as Provision rendered it (as given when nothing
+	// is a template).
+	contents     []byte
+	owner, group string
+	mode         os.FileMode // Mode parsed by Validate, or rendered by Provision
+	sum          [sha256.Size]byte
 
 	path string // absolute Path, set by Provision
 	log  *slog.Logger
@@ -111,7 +123,14 @@ func (w *Watcher) Validate() error {
 	case strings.ContainsRune(w.Path, 0):
 		errs = append(errs, errors.New("path: contains a NUL byte"))
 	}
-	if w.Mode != "" {
+	for _, f := range []struct{ name, v string }{{"owner", w.Owner}, {"group", w.Group}, {"mode", w.Mode}, {"contents", w.contentsText()}} {
+		if render.Has(f.v) {
+			if err := render.Check(f.v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", f.name, err))
+			}
+		}
+	}
+	if w.Mode != "" && !render.Has(w.Mode) {
 		m, err := parseMode(w.Mode)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("mode: %w", err))
@@ -128,9 +147,42 @@ func (w *Watcher) Validate() error {
 		if w.Mode == "" {
 			errs = append(errs, errors.New("mode: required when contents is set"))
 		}
-		w.sum = sha256.Sum256([]byte(*w.Contents))
 	}
 	return errors.Join(errs...)
+}
+
+// contentsText returns Contents, "" when unset.
+func (w *Watcher) contentsText() string {
+	if w.Contents == nil {
+		return ""
+	}
+	return *w.Contents
+}
+
+// renderManaged renders the managed file's templated properties with r.
+func (w *Watcher) renderManaged(r *render.Renderer) error {
+	contents, err := r.String(*w.Contents)
+	if err != nil {
+		return fmt.Errorf("contents: %w", err)
+	}
+	if w.owner, err = r.String(w.Owner); err != nil {
+		return fmt.Errorf("owner: %w", err)
+	}
+	if w.group, err = r.String(w.Group); err != nil {
+		return fmt.Errorf("group: %w", err)
+	}
+	if render.Has(w.Mode) {
+		mode, err := r.String(w.Mode)
+		if err != nil {
+			return fmt.Errorf("mode: %w", err)
+		}
+		if w.mode, err = parseMode(strings.TrimSpace(mode)); err != nil {
+			return fmt.Errorf("mode: template %q: %w", w.Mode, err)
+		}
+	}
+	w.contents = []byte(contents)
+	w.sum = sha256.Sum256(w.contents)
+	return nil
 }
 
 // parseMode parses an octal permission string: "0644", "644" or "0o644".
@@ -146,8 +198,9 @@ func parseMode(s string) (os.FileMode, error) {
 	return os.FileMode(n), nil
 }
 
-// Provision resolves the path against the machine directory and, with
-// gather_initial_state, records the file as it is now.
+// Provision resolves the path against the machine directory, renders the
+// managed file's templates and, with gather_initial_state, records the
+// file as it is now.
 func (w *Watcher) Provision(d watchers.Deps) error {
 	w.log = d.Log
 	if w.log == nil {
@@ -162,6 +215,11 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 		return fmt.Errorf("resolve path %q: %w", w.Path, err)
 	}
 	w.path = abs
+	if w.Contents != nil {
+		if err := w.renderManaged(render.NewRenderer(d)); err != nil {
+			return err
+		}
+	}
 	if w.GatherInitialState && w.Contents == nil {
 		if _, err := w.observe(); err != nil {
 			return fmt.Errorf("gather initial state: %w", err)

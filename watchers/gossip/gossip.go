@@ -8,8 +8,9 @@
 // Either subject and payload, which may be templates (rendered once, when
 // the machine loads; see github.com/mms-io/mms/watchers/render; Choria
 // renders them for every publish), or registration, Choria's service
-// registration: its JSON (cluster, service, protocol, address, port,
-// priority, annotations) is published to
+// registration (cluster, service, protocol, ip, port, priority,
+// annotations; address is read as ip, with a warning): Choria's JSON of it
+// (the ip published as address) is published to
 // $KV.CHORIA_SERVICES.<cluster>.<protocol>.<service>.<instance>, which puts
 // it into the CHORIA_SERVICES key-value bucket when that exists (or under
 // registration.prefix instead of $KV.CHORIA_SERVICES). The instance is the
@@ -72,15 +73,20 @@ func init() {
 	})
 }
 
-// Registration is Choria's service registration; its JSON is the payload.
+// Registration is Choria's service registration, as machine.yaml gives it.
+// What is published is [Published], Choria's registration JSON.
 type Registration struct {
 	// Cluster, Service and Protocol name the service; each must match
 	// ^[a-zA-Z][a-zA-Z0-9_-]*$.
 	Cluster  string `json:"cluster"`
 	Service  string `json:"service"`
 	Protocol string `json:"protocol"`
-	// Address is the service's IP address.
-	Address string `json:"address"`
+	// IP is the address the service listens on, under Choria's key; it
+	// is published as address.
+	IP string `json:"ip,omitempty"`
+	// Address is mms's earlier name for IP, still read, with a warning
+	// (Choria ignores it).
+	Address string `json:"address,omitempty"`
 	// Port is the service's port.
 	Port uint `json:"port"`
 	// Priority orders instances of the service.
@@ -89,6 +95,18 @@ type Registration struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 	// Prefix replaces $KV.CHORIA_SERVICES in the subject; not published.
 	Prefix string `json:"prefix,omitempty"`
+}
+
+// Published is the registration as it is published: Choria's JSON, where
+// the IP address is called address.
+type Published struct {
+	Cluster     string            `json:"cluster"`
+	Service     string            `json:"service"`
+	Protocol    string            `json:"protocol"`
+	Address     string            `json:"address"`
+	Port        uint              `json:"port"`
+	Priority    uint              `json:"priority"`
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // Watcher is the gossip watcher's configuration (its machine.yaml
@@ -125,6 +143,17 @@ type State struct {
 
 var name = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_-]*$`)
 
+// Normalize moves registration.address, mms's earlier name, to
+// registration.ip, Choria's, when it is the only one given or both agree.
+func (w *Watcher) Normalize() []string {
+	r := w.Registration
+	if r == nil || r.Address == "" || (r.IP != "" && r.IP != r.Address) {
+		return nil // two different addresses: Validate says so
+	}
+	r.IP, r.Address = r.Address, ""
+	return []string{fmt.Sprintf("registration.address: mms's earlier name for registration.ip, the key Choria reads (it ignores address): write ip: %s", r.IP)}
+}
+
 // Validate checks the properties.
 func (w *Watcher) Validate() error {
 	var errs []error
@@ -150,10 +179,12 @@ func (w *Watcher) Validate() error {
 			}
 		}
 		switch {
-		case r.Address == "":
-			add("registration.address", errors.New("required"))
-		case net.ParseIP(r.Address) == nil:
-			add("registration.address", fmt.Errorf("%q is not an IP address", r.Address))
+		case r.Address != "" && r.IP != "":
+			add("registration.address", fmt.Errorf("%q disagrees with registration.ip %q: they are one setting; give ip, Choria's key", r.Address, r.IP))
+		case r.IP == "":
+			add("registration.ip", errors.New("required: the service's IP address (Choria's key; mms also reads it as address)"))
+		case net.ParseIP(r.IP) == nil:
+			add("registration.ip", fmt.Errorf("%q is not an IP address", r.IP))
 		}
 		if r.Port == 0 || r.Port > 65535 {
 			add("registration.port", fmt.Errorf("%d is not a port number (1-65535)", r.Port))
@@ -208,9 +239,10 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 			prefix = RegistrationPrefix
 		}
 		w.subject = strings.Join([]string{prefix, r.Cluster, r.Protocol, r.Service, watchers.InstanceID(d.Identity, d.Machine)}, ".")
-		reg := *r
-		reg.Prefix = ""
-		b, err := json.Marshal(reg)
+		b, err := json.Marshal(Published{
+			Cluster: r.Cluster, Service: r.Service, Protocol: r.Protocol, Address: r.IP,
+			Port: r.Port, Priority: r.Priority, Annotations: r.Annotations,
+		})
 		if err != nil {
 			return fmt.Errorf("registration: %w", err)
 		}
@@ -264,6 +296,7 @@ func (w *Watcher) Check(context.Context) (watchers.Result, error) {
 
 var (
 	_ watchers.Watcher       = (*Watcher)(nil)
+	_ watchers.Normalizer    = (*Watcher)(nil)
 	_ watchers.Validator     = (*Watcher)(nil)
 	_ watchers.Provisioner   = (*Watcher)(nil)
 	_ watchers.StateObserver = (*Watcher)(nil)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,16 +22,23 @@ import (
 var validateTests = []proptest.Case{
 	{Name: "subject and payload", Props: `{"subject":"services.web","payload":"up","ttl_seconds":30}`},
 	{Name: "templates", Props: `{"subject":"nodes.{{ .Identity }}","payload":"{{ lookup \"facts.os.family\" \"\" }}"}`},
-	{Name: "registration", Props: `{"registration":{"cluster":"c1","service":"web","protocol":"http","address":"10.0.0.1","port":80,"priority":1,"annotations":{"a":"b"}}}`},
-	{Name: "registration with prefix", Props: `{"registration":{"cluster":"c1","service":"web","protocol":"http","address":"::1","port":80,"prefix":"reg.x"}}`},
+	// The registration of Choria's gossip_test.go (v0.30.2): its IP key is ip.
+	{Name: "registration", Props: `{"registration":{"cluster":"lon","service":"ginkgo","protocol":"http","ip":"192.168.1.1","port":8080,"priority":1,"annotations":{"test":"annotation"}}}`},
+	{Name: "registration with prefix", Props: `{"registration":{"cluster":"c1","service":"web","protocol":"http","ip":"::1","port":80,"prefix":"reg.x"}}`},
+	{Name: "registration with address", Props: `{"registration":{"cluster":"c1","service":"web","protocol":"http","address":"10.0.0.1","port":80}}`},
+	{Name: "address and ip agree", Props: `{"registration":{"cluster":"c1","service":"web","protocol":"http","ip":"10.0.0.1","address":"10.0.0.1","port":80}}`},
+	{Name: "address and ip disagree", Props: `{"registration":{"cluster":"c1","service":"web","protocol":"http","ip":"10.0.0.1","address":"10.0.0.2","port":80}}`,
+		Err: `properties: registration.address: "10.0.0.2" disagrees with registration.ip "10.0.0.1": they are one setting; give ip, Choria's key`},
+	{Name: "no ip", Props: `{"registration":{"cluster":"c1","service":"web","protocol":"http","port":80}}`,
+		Err: `properties: registration.ip: required: the service's IP address (Choria's key; mms also reads it as address)`},
 	{Name: "nothing", Props: `{}`, Err: "properties: subject: required (or registration)\npayload: required (or registration)"},
 	{Name: "wildcard subject", Props: `{"subject":"a.>","payload":"x"}`, Err: `properties: subject: "a.>" is not a subject to publish to: want dot-separated tokens without blanks or wildcards`},
 	{Name: "empty token", Props: `{"subject":"a..b","payload":"x"}`, Err: `properties: subject: "a..b" is not a subject to publish to: want dot-separated tokens without blanks or wildcards`},
 	{Name: "bad template", Props: `{"subject":"{{ .Nope","payload":"x"}`, Err: `properties: subject: template "{{ .Nope": template: property:1: unclosed action`},
 	{Name: "negative ttl", Props: `{"subject":"a","payload":"x","ttl_seconds":-1}`, Err: "properties: ttl_seconds: -1 is negative"},
-	{Name: "registration and subject", Props: `{"subject":"a","registration":{"cluster":"c","service":"s","protocol":"p","address":"10.0.0.1","port":1}}`, Err: "properties: subject: cannot be set with registration"},
-	{Name: "bad registration", Props: `{"registration":{"cluster":"1c","protocol":"http","address":"web1","port":0}}`,
-		Err: "properties: registration.cluster: \"1c\" must match ^[a-zA-Z][a-zA-Z0-9_-]*$\nregistration.service: required\nregistration.address: \"web1\" is not an IP address\nregistration.port: 0 is not a port number (1-65535)"},
+	{Name: "registration and subject", Props: `{"subject":"a","registration":{"cluster":"c","service":"s","protocol":"p","ip":"10.0.0.1","port":1}}`, Err: "properties: subject: cannot be set with registration"},
+	{Name: "bad registration", Props: `{"registration":{"cluster":"1c","protocol":"http","ip":"web1","port":0}}`,
+		Err: "properties: registration.cluster: \"1c\" must match ^[a-zA-Z][a-zA-Z0-9_-]*$\nregistration.service: required\nregistration.ip: \"web1\" is not an IP address\nregistration.port: 0 is not a port number (1-65535)"},
 	{Name: "typo", Props: `{"subjct":"a","payload":"x"}`, Err: `properties: json: unknown field "subjct"`},
 }
 
@@ -95,31 +103,49 @@ func TestPublish(t *testing.T) {
 	}
 }
 
+// TestRegistration publishes Choria's registration JSON (the IP as
+// address) whichever key machine.yaml gave it as: Choria's ip or mms's
+// earlier address (with a warning naming ip).
 func TestRegistration(t *testing.T) {
-	d, sub := connected(t)
-	js, err := jetstream.New(sub)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name, ipKey string
+		warnings    []string
+	}{
+		{name: "ip", ipKey: "ip"},
+		{name: "address", ipKey: "address", warnings: []string{"registration.address: mms's earlier name for registration.ip, the key Choria reads (it ignores address): write ip: 10.0.0.1"}},
 	}
-	kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "CHORIA_SERVICES"})
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, sub := connected(t)
+			js, err := jetstream.New(sub)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kv, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "CHORIA_SERVICES"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			props := `{"registration":{"cluster":"c1","service":"web","protocol":"http","` + tt.ipKey + `":"10.0.0.1","port":80,"priority":5}}`
+			if _, warnings, err := watchers.Decode("gossip", []byte(props)); err != nil || !slices.Equal(warnings, tt.warnings) {
+				t.Errorf("Decode(%s) = %q, %v; want warnings %q", props, warnings, err, tt.warnings)
+			}
+			w := watchertest.BuildWith(t, d, "gossip", props)
+			if _, err := w.Check(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			key := "c1.http.web." + watchers.InstanceID(d.Identity, d.Machine)
+			agenttest.Eventually(t, func() error {
+				e, err := kv.Get(t.Context(), key)
+				if err != nil {
+					return err
+				}
+				if want := `{"cluster":"c1","service":"web","protocol":"http","address":"10.0.0.1","port":80,"priority":5}`; string(e.Value()) != want {
+					return fmt.Errorf("CHORIA_SERVICES %s = %s, want %s", key, e.Value(), want)
+				}
+				return nil
+			})
+		})
 	}
-	w := watchertest.BuildWith(t, d, "gossip", `{"registration":{"cluster":"c1","service":"web","protocol":"http","address":"10.0.0.1","port":80,"priority":5}}`)
-	if _, err := w.Check(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	key := "c1.http.web." + watchers.InstanceID(d.Identity, d.Machine)
-	agenttest.Eventually(t, func() error {
-		e, err := kv.Get(t.Context(), key)
-		if err != nil {
-			return err
-		}
-		if want := `{"cluster":"c1","service":"web","protocol":"http","address":"10.0.0.1","port":80,"priority":5}`; string(e.Value()) != want {
-			return fmt.Errorf("CHORIA_SERVICES %s = %s, want %s", key, e.Value(), want)
-		}
-		return nil
-	})
 }
 
 func TestNoConnection(t *testing.T) {
@@ -158,12 +184,12 @@ func TestGossipMachine(t *testing.T) {
 		Conn: natstest.Connect(t, s), Facts: func() map[string]any { return map[string]any{"hostname": "web1"} },
 	})
 	m1 := <-msgs
-	if m1.Subject != "registry.web.web1" || string(m1.Data) != "web1 is up" {
+	if m1.Subject != "registry.web.up" || string(m1.Data) != "web1 is up" {
 		t.Errorf("gossip = %s %q", m1.Subject, m1.Data)
 	}
 	typ := agenttest.StateEventType("gossip")
 	agenttest.Eventually(t, func() error {
-		ev := rec.Find(typ, map[string]any{"previous_subject": "registry.web.web1", "previous_payload": "web1 is up"})
+		ev := rec.Find(typ, map[string]any{"previous_subject": "registry.web.up", "previous_payload": "web1 is up"})
 		if len(ev) != 1 {
 			return fmt.Errorf("gossip state events = %d, want 1", len(ev))
 		}

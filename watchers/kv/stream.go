@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mms-io/mms/internal/backoff"
 )
 
 // Stream follows the key until ctx is done. In watch mode it keeps a KV
@@ -68,20 +70,22 @@ func (s *stream) run(ctx context.Context) error {
 	resync := time.NewTicker(s.w.resync)
 	defer resync.Stop()
 	defer s.drop()
-	retry := retryFirst
+	retries := backoff.Policy{First: retryFirst, Max: min(retryMax, s.w.resync)}
+	failures := 0
 	for {
 		if err := s.ensureWatch(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
+			failures++
+			retry := retries.Delay(failures)
 			s.log.Debug("kv watch not established; retrying", "error", err, "retry_in", retry)
 			if !s.wait(ctx, retry) {
 				return nil
 			}
-			retry = min(retry*2, retryMax, s.w.resync)
 			continue
 		}
-		retry = retryFirst
+		failures = 0
 		select {
 		case <-ctx.Done():
 			return nil

@@ -43,7 +43,8 @@ func init() {
 // properties) and runtime state.
 type Watcher struct {
 	// Timer is how long after the state is entered the timer expires.
-	// Required; values under 1s become 1s.
+	// Values under 1s become 1s; left out (or 0), it is Choria's default,
+	// 1s, with a warning.
 	Timer watchers.Duration `json:"timer"`
 	// Splay makes each start pick a random duration in [0, timer).
 	Splay bool `json:"splay,omitempty"`
@@ -65,6 +66,16 @@ type State struct {
 	State string `json:"state"`
 	// Timer is the duration of the running or last timer, in nanoseconds.
 	Timer time.Duration `json:"timer"`
+}
+
+// Normalize gives a timer without a duration Choria's: 1s (Choria's
+// tests build a timer watcher with no properties at all).
+func (w *Watcher) Normalize() []string {
+	if w.Timer != 0 {
+		return nil
+	}
+	w.Timer = watchers.Duration(MinTimer)
+	return []string{"timer: not set (or 0); Choria's default of 1s applies: write timer: 1s"}
 }
 
 // Validate checks the properties.
@@ -120,6 +131,7 @@ func (w *Watcher) state() State {
 
 var (
 	_ watchers.Watcher       = (*Watcher)(nil)
+	_ watchers.Normalizer    = (*Watcher)(nil)
 	_ watchers.Validator     = (*Watcher)(nil)
 	_ watchers.StateObserver = (*Watcher)(nil)
 )

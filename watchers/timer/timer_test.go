@@ -15,18 +15,24 @@ var validateTests = []struct {
 	props string
 	err   string
 	timer time.Duration
+	warn  string // the warning watchers.Decode returns, if any
 }{
 	{name: "duration", props: `{"timer":"5m"}`, timer: 5 * time.Minute},
 	{name: "seconds", props: `{"timer":30,"splay":true}`, timer: 30 * time.Second},
 	{name: "raised to one second", props: `{"timer":"200ms"}`, timer: time.Second},
-	{name: "missing", props: `{}`, err: "properties: timer: required"},
-	{name: "zero", props: `{"timer":"0s"}`, err: "properties: timer: required"},
+	// Choria's timer_test.go builds a timer watcher with no properties
+	// (map[string]any{}) and gets a 1s timer.
+	{name: "missing", props: `{}`, timer: time.Second, warn: noTimer},
+	{name: "zero", props: `{"timer":"0s"}`, timer: time.Second, warn: noTimer},
 	{name: "negative", props: `{"timer":"-5s"}`, err: `properties: invalid duration "-5s": negative`},
 	{name: "overflow", props: `{"timer":1e30}`, err: `properties: invalid duration "1e30": too long`},
 	{name: "garbage", props: `{"timer":"soon"}`, err: `properties: invalid duration "soon": want e.g. 30s, 5m, 1h30m, 2d`},
 	{name: "typo", props: `{"timer":"1m","spaly":true}`, err: `properties: json: unknown field "spaly"`},
 	{name: "splay not a bool", props: `{"timer":"1m","splay":"yes"}`, err: "properties: json: cannot unmarshal string into Go struct field Watcher.splay of type bool"},
+	{name: "splay as a string", props: `{"timer":"1m","splay":"true"}`, timer: time.Minute, warn: `splay: "true" is a string, read as true: write splay: true`},
 }
+
+const noTimer = "timer: not set (or 0); Choria's default of 1s applies: write timer: 1s"
 
 func TestValidate(t *testing.T) {
 	for _, tt := range validateTests {
@@ -37,6 +43,17 @@ func TestValidate(t *testing.T) {
 			}
 			if err == nil && w.(*Watcher).timer != tt.timer {
 				t.Errorf("Build(timer, %s) timer = %v, want %v", tt.props, w.(*Watcher).timer, tt.timer)
+			}
+			if err != nil {
+				return
+			}
+			_, warnings, _ := watchers.Decode("timer", json.RawMessage(tt.props))
+			var want []string
+			if tt.warn != "" {
+				want = []string{tt.warn}
+			}
+			if diff := cmp.Diff(want, warnings); diff != "" {
+				t.Errorf("Decode(timer, %s) warnings (-want +got):\n%s", tt.props, diff)
 			}
 		})
 	}
