@@ -58,3 +58,39 @@ func TestRead(t *testing.T) {
 		})
 	}
 }
+
+// FuzzRead: whatever a node writes under whatever key, a document Read
+// accepts speaks for the key's identity and holds no time after the
+// moment it was stored; a forged one names both identities.
+func FuzzRead(f *testing.F) {
+	f.Add("web1", []byte(goodDocument))
+	f.Add("web=201", []byte(`{"identity":"web 1","updated_at":"2099-01-02T03:04:05Z","started_at":"2099-01-01T00:00:00Z"}`))
+	f.Add("web1", []byte(`{"identity":"fake29","updated_at":"2099-01-02T03:04:05Z","entries":[{"name":"web","outcome":"failed","healthy_at":"2099-01-01T00:00:00Z"}]}`))
+	f.Add("=41", []byte(`{"identity":"A","updated_at":"2026-01-02T03:04:05Z"}`))
+	written := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, key string, data []byte) {
+		d, err := Read(key, data, written, written.Add(time.Hour))
+		var forged *ForgedError
+		switch {
+		case errors.As(err, &forged):
+			if forged.Key != key || forged.Doc == nil || forged.Claimed != forged.Doc.Identity {
+				t.Fatalf("Read(%q) forged = %+v", key, forged)
+			}
+			d = forged.Doc
+		case err != nil:
+			return
+		case Key(d.Identity) != key:
+			t.Fatalf("Read(%q) accepted a document of %q, whose key is %q", key, d.Identity, Key(d.Identity))
+		}
+		for _, at := range []time.Time{d.StartedAt, d.UpdatedAt, d.StoppedAt, d.LastErrorAt} {
+			if at.After(written) {
+				t.Fatalf("Read(%q) left a time %v after the write %v", key, at, written)
+			}
+		}
+		for _, e := range d.Entries {
+			if e.HealthyAt.After(written) {
+				t.Fatalf("Read(%q) left healthy_at %v after the write %v", key, e.HealthyAt, written)
+			}
+		}
+	})
+}
