@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -24,13 +23,7 @@ import (
 // version; `mms status` flags the document; and a genuine document from
 // the future goes stale like any other once its node stops writing.
 func TestNodeSpeaksOnlyForItself(t *testing.T) {
-	mmsBinary(t) // built before the test changes directory
-	dir := t.TempDir()
-	t.Chdir(dir)
-	keyFile, pub := newKeyPair(t, dir, "ops")
-	f := startFleetServer(t, dir, "web1", "web2")
-	_, adminJS := f.connect(t, "admin")
-	setUpFleet(t, f, adminJS)
+	dir, keyFile, pub, f := newFleet(t, "web1", "web2")
 	repo := newArchiveRepo(t)
 	operator := f.as("operator")
 
@@ -41,8 +34,7 @@ func TestNodeSpeaksOnlyForItself(t *testing.T) {
 	}
 	writeMachines(t, dir, repo.publish(t, "web", "1.0.0"))
 	packPut(t, sign(), operator)
-	web2 := startMMS(t, nil, append([]string{"agent", "--public-key", strings.TrimSpace(readFile(t, pub)),
-		"--state-dir", filepath.Join(dir, "state-web2"), "--identity", "web2", "--allow-http", "--status-interval", "1s"}, f.as("node-web2")...)...)
+	web2 := f.startNode(t, dir, pub, "web2", "--allow-http")
 	entryOf := func(d *nodestatus.Document) nodestatus.Entry {
 		for _, e := range d.Entries {
 			if e.Name == "web" {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,16 +24,9 @@ import (
 // neither reconciles for them nor logs a line per message: one line, then
 // a summary a minute.
 func TestNodeCannotNudgeTheFleet(t *testing.T) {
-	mmsBinary(t) // built before the test changes directory
-	dir := t.TempDir()
-	t.Chdir(dir)
-	_, pub := newKeyPair(t, dir, "ops")
-	f := startFleetServer(t, dir, "web1", "web2")
-	_, adminJS := f.connect(t, "admin")
-	setUpFleet(t, f, adminJS)
+	dir, _, pub, f := newFleet(t, "web1", "web2")
 	operator := f.as("operator")
-	web2 := startMMS(t, nil, append([]string{"agent", "--public-key", strings.TrimSpace(readFile(t, pub)),
-		"--state-dir", filepath.Join(dir, "state-web2"), "--identity", "web2", "--status-interval", "1s"}, f.as("node-web2")...)...)
+	web2 := f.startNode(t, dir, pub, "web2")
 	pollStatus(t, operator, "web2", func(*nodestatus.Document) error { return nil })
 	if r := mmsOK(t, "", append([]string{"reconcile", "--wait", "2s"}, operator...)...); r.stdout != "nudged 1 node: web2\n" {
 		t.Fatalf("operator's mms reconcile = %q", r.stdout)
