@@ -81,7 +81,9 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 		if err := natsbox.WriteContextFile(local, c); err != nil {
 			return err
 		}
-		connect.Servers, connect.ContextFile = nil, local
+		// The agent itself connects in-process, with the seed: no TLS,
+		// no socket, and no wait behind other clients (ServeLimited).
+		connect.Servers, connect.NKey, connect.InProcess = []string{url}, auth.SeedFile, emb.srv
 		banner.shown, banner.credentials = url, local
 		banner.natsContext = writeNATSContext(cfg.node.StateDir, c, log)
 		if !isLoopback(cfg.listenHost) {
