@@ -28,9 +28,17 @@ func TestNodeCannotNudgeTheFleet(t *testing.T) {
 	operator := f.as("operator")
 	web2 := f.startNode(t, dir, pub, "web2")
 	pollStatus(t, operator, "web2", func(*nodestatus.Document) error { return nil })
-	if r := mmsOK(t, "", append([]string{"reconcile", "--wait", "2s"}, operator...)...); r.stdout != "nudged 1 node: web2\n" {
-		t.Fatalf("operator's mms reconcile = %q", r.stdout)
+	sent, answered := 0, 0 // the operator's nudges, and those web2 answered in time
+	nudge := func() error {
+		sent++
+		r := mms(t, "", append([]string{"reconcile", "--wait", "2s"}, operator...)...)
+		if r.stdout != "nudged 1 node: web2\n" {
+			return fmt.Errorf("operator's mms reconcile = %q %s", r.stdout, r.stderr)
+		}
+		answered++
+		return nil
 	}
+	natstest.Eventually(t, e2eTimeout, nudge) // web2 listens for nudges
 
 	_, js := f.connect(t, "node-web1")
 	ctx := t.Context()
@@ -73,19 +81,11 @@ func TestNodeCannotNudgeTheFleet(t *testing.T) {
 	})
 	// Everything delivered is ahead of this real nudge on web2's
 	// subscription: once web2 answers it, it has seen them all.
-	answered := 1
-	natstest.Eventually(t, e2eTimeout, func() error {
-		r := mms(t, "", append([]string{"reconcile", "--wait", "2s"}, operator...)...)
-		if r.stdout != "nudged 1 node: web2\n" {
-			return fmt.Errorf("operator's mms reconcile = %q %s", r.stdout, r.stderr)
-		}
-		answered++
-		return nil
-	})
+	natstest.Eventually(t, e2eTimeout, nudge)
 
 	log := web2.stderr.String()
-	if n := strings.Count(log, "reconcile nudge received"); n != answered {
-		t.Errorf("web2 reconciled for %d nudges, want %d (the operator's only):\n%.3000s", n, answered, log)
+	if n := strings.Count(log, "reconcile nudge received"); n < answered || n > sent {
+		t.Errorf("web2 reconciled for %d nudges, want the operator's only (%d sent, %d answered in time):\n%.3000s", n, sent, answered, log)
 	}
 	if n := strings.Count(log, "level=WARN"); n > 1 {
 		t.Errorf("web2 logged %d warnings for web1's %d deliveries, want at most one:\n%.3000s", n, writes, log)
