@@ -256,7 +256,13 @@ func NATSLine(d *nodestatus.Document) string {
 // waves and the pause: "web: 1.0.0 → 2.0.0 (3f2a8c1b2d3e)  waves 1, 50%,
 // 100%, pause 30s".
 func (r *Rollout) Headline() string {
-	return fmt.Sprintf("%s: %s  waves %s, pause %v", r.Machine, r.VersionsLine(), strings.Join(r.Policy.Waves, ", "), r.Policy.Pause.Std())
+	return r.Machine + ": " + r.VersionsLine() + "  " + r.PolicyLine()
+}
+
+// PolicyLine describes a rollout's policy: "waves 1, 50%, 100%, pause
+// 30s".
+func (r *Rollout) PolicyLine() string {
+	return fmt.Sprintf("waves %s, pause %v", strings.Join(r.Policy.Waves, ", "), r.Policy.Pause.Std())
 }
 
 // VersionsLine names the versions a rollout moves between: "1.0.0, 1.1.0

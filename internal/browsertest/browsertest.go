@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -87,4 +88,46 @@ func New(tb testing.TB, width, height int) context.Context {
 		tb.Fatalf("browsertest: start %s: %v", path, err)
 	}
 	return ctx
+}
+
+// Console collects what the pages of a tab write to the console: calls of
+// the console API, uncaught exceptions, and the browser's log (where a
+// Content Security Policy violation lands).
+type Console struct {
+	mu   sync.Mutex
+	msgs []chromedp.ConsoleMessage
+}
+
+// CollectConsole starts collecting the console of ctx's tab until the test
+// ends.
+func CollectConsole(tb testing.TB, ctx context.Context) *Console {
+	tb.Helper()
+	c := &Console{}
+	msgs := chromedp.Console(ctx)
+	go func() {
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			c.mu.Lock()
+			c.msgs = append(c.msgs, m)
+			c.mu.Unlock()
+		}
+	}()
+	return c
+}
+
+// Problems returns the errors, warnings and exceptions collected so far,
+// one line each.
+func (c *Console) Problems() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []string
+	for _, m := range c.msgs {
+		switch m.Type {
+		case chromedp.ConsoleError, chromedp.ConsoleException, chromedp.ConsoleWarning:
+			out = append(out, m.String())
+		}
+	}
+	return out
 }
