@@ -133,6 +133,7 @@ func (a *app) commands() []*cobra.Command {
 		a.newArchiveCmd(),
 		a.newAgentCmd(),
 		a.newStatusCmd(),
+		a.newWebCmd(),
 		a.newBenchCmd(),
 		a.newVersionCmd(),
 	}
