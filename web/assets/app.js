@@ -606,7 +606,7 @@
       const order = ['healthy', 'pending', 'held', 'old', 'stale', 'unhealthy', 'rolled_back', 'failed'];
       const parts = Object.keys(tally).sort((a, b) => order.indexOf(a) - order.indexOf(b)).map((s) => tally[s] + ' ' + s);
       const d = w.decision || {};
-      const decision = d.proceed ? 'may proceed' : (d.held || '');
+      const decision = d.proceed ? (r.halted || r.done ? '' : 'may proceed') : (d.held || '');
       // a held node's detail is its wave's decision: say it once, for the wave
       const shared = (d.held || '').replace(/^held: /, '');
       const nodes = full ? w.nodes : w.nodes.slice(0, NODE_CAP);
@@ -716,7 +716,7 @@
         h('td', { class: 'time', text: clock(ev.time), title: ev.line }),
         h('td', { class: 'id' }, h('a', { href: nodeHref(ev.identity), text: ev.identity })),
         h('td', { class: 'nowrap', text: ev.machine }),
-        h('td', {}, h('span', { class: 'badge b-' + (ev.transition ? 'info' : 'mute'), text: ev.type })),
+        h('td', {}, h('span', { class: 'badge b-type' + (ev.transition ? ' transition' : ''), text: ev.type })),
         h('td', { class: 'what', text: ev.what })));
     }
     if (!st.events.length) frag.appendChild(h('tr', {}, h('td', { colSpan: 5, class: 'empty', text: 'No event yet. Events appear here as the agents publish them.' })));
