@@ -110,20 +110,24 @@ func (s *Server) Run(ctx context.Context) error {
 		defer remove()
 	}
 	retry := backoff.Policy{First: 500 * time.Millisecond, Max: 10 * time.Second}
+	logged := "" // the last error logged: a retry that fails alike is not logged again
 	for attempt := 1; ; attempt++ {
 		w, err := s.follow(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			s.cfg.Log.Warn("cannot read the fleet", "error", err)
+			if err.Error() != logged {
+				logged = err.Error()
+				s.cfg.Log.Warn("cannot read the fleet; trying again", "error", err)
+			}
 			s.publish(nil, err)
 			if !backoff.Sleep(ctx, retry.Jittered(attempt)) {
 				return nil
 			}
 			continue
 		}
-		attempt = 0
+		attempt, logged = 0, ""
 		err = s.track(ctx, w, reconnected)
 		w.Stop()
 		if ctx.Err() != nil {

@@ -117,7 +117,7 @@ func (a *app) web(ctx context.Context, o webOptions) error {
 		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
 	if remote {
-		fmt.Fprintf(a.stderr, "mms web: WARNING: %s is beyond loopback: %s.\n", ln.Addr(), exposure)
+		fmt.Fprintf(a.stderr, "mms web: WARNING: %s is beyond loopback: %s.\n", boundAddr(o.listen, ln.Addr()), exposure)
 	}
 	fmt.Fprintf(a.stdout, "mms web: the fleet page is at %s (read-only; reading %s and %s/%s on %s)\n", pageURL(ln.Addr()), nodestatus.Bucket, o.bucket, o.key, nc.ConnectedUrlRedacted())
 	served := make(chan error, 1)
@@ -149,4 +149,15 @@ func pageURL(addr net.Addr) string {
 		host = net.IPv4(127, 0, 0, 1)
 	}
 	return "http://" + net.JoinHostPort(host.String(), fmt.Sprint(tcp.Port)) + "/"
+}
+
+// boundAddr is the --listen address with the port the listener got
+// ("0.0.0.0:0" → "0.0.0.0:41235").
+func boundAddr(listen string, addr net.Addr) string {
+	host, _, err := net.SplitHostPort(listen)
+	tcp, ok := addr.(*net.TCPAddr)
+	if err != nil || !ok {
+		return addr.String()
+	}
+	return net.JoinHostPort(host, fmt.Sprint(tcp.Port))
 }
