@@ -5,7 +5,7 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
-	"fmt"
+	"errors"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -145,7 +145,7 @@ func (s *Server) follow(ctx context.Context) (*fleet.Watcher, error) {
 }
 
 // errReconnected ends track after NATS reconnected.
-var errReconnected = fmt.Errorf("nats reconnected")
+var errReconnected = errors.New("nats reconnected")
 
 // track publishes w's view after each change and each Refresh until ctx
 // ends, w's watch ends or NATS reconnects.

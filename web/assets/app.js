@@ -483,6 +483,7 @@
 
   function followNodeEvents(name, since) {
     open('nodeEvents', '/api/events?' + (since ? 'since=' + since + '&' : '') + 'identity=' + enc(name), {
+      ready: () => { if (since) st.nodeEvents = []; },
       event: (e) => {
         st.nodeEvents.unshift(JSON.parse(e.data));
         if (st.nodeEvents.length > 100) st.nodeEvents.length = 100;
@@ -686,7 +687,11 @@
     status.textContent = 'connecting…';
     const since = st.route.q.get('since');
     const es = open('events', '/api/events?' + q.toString(), {
-      ready: () => { status.textContent = since ? 'replayed the last ' + since + ', following' : 'following live events'; },
+      ready: () => {
+        // (re)connected: a replay starts again from its beginning
+        if (since) { st.events = []; renderEvents(); }
+        status.textContent = since ? 'the last ' + since + ', then live' : 'live events';
+      },
       event: (e) => {
         st.events.unshift(JSON.parse(e.data));
         if (st.events.length > MAX_EVENTS) st.events.length = MAX_EVENTS;
