@@ -230,7 +230,8 @@ func (s *Server) wait(ctx context.Context) *snapshot {
 //	/api/updates           the fleet view (?node= a node) after every change, server-sent events
 //	/api/events            machine events, server-sent events (?identity=&machine=&type=&since=)
 //
-// Only GET and HEAD are served, with the security headers of [secure].
+// Only GET and HEAD are served, every answer with a strict Content
+// Security Policy and the other security headers.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	static, err := fs.Sub(assets, "assets")
