@@ -11,6 +11,7 @@ import (
 
 	"github.com/mms-io/mms/internal/browsertest"
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/web"
 )
 
@@ -34,11 +35,12 @@ func pollJS(t testing.TB, ctx context.Context, expr, want string) {
 // TestPageInBrowser loads the fleet page in headless Chromium: hostile
 // text from a node lands on the page as text, the filters and the sort
 // work and go into the URL, a document written while the page is open
-// shows up, and the page breaks no rule of its Content Security Policy.
+// shows up, a rollout's pause counts down, and the page breaks no rule of
+// its Content Security Policy.
 func TestPageInBrowser(t *testing.T) {
 	f := newTestFleet(t)
 	now := time.Now()
-	ids, _, failing := f.halted(6, now)
+	ids, wave1, failing := f.halted(6, now)
 	hostile := `<img src=x id=pwned onerror="document.title='pwned'">`
 	d := f.doc(hostile, now)
 	d.LastError = `<script>document.title='pwned'</script>`
@@ -82,6 +84,19 @@ func TestPageInBrowser(t *testing.T) {
 	pollJS(t, ctx, rows, "8")
 	f.putDoc(f.doc("later.example.net", time.Now()))
 	pollJS(t, ctx, rows, "9")
+
+	// The node of wave 1 runs 2.0.0 healthy now: the rollout is no longer
+	// halted, and the pause before wave 2 counts down on the page.
+	if err := chromedp.Do(ctx, chromedp.Navigate(url+"/rollouts")); err != nil {
+		t.Fatal(err)
+	}
+	pollJS(t, ctx, `document.querySelector('.rollout[data-machine="web"] .badge').textContent`, "halted")
+	web2 := f.op.Spec.Machines[0]
+	d = f.doc(wave1, time.Now())
+	d.Entries = []nodestatus.Entry{{Name: "web", Outcome: "updated", Version: "2.0.0", Checksum: web2.Checksum, Installed: web2.Checksum, Health: "healthy", HealthyAt: time.Now()}}
+	f.putDoc(d)
+	pollJS(t, ctx, `(() => { const c = document.querySelector('.rollout[data-machine="web"] .countdown'); return c && /^next wave in 4m [0-9]+s$/.test(c.textContent) ? 'counting' : String(c && c.textContent); })()`, "counting")
+	pollJS(t, ctx, `String(/^under way: wave \d of 3, starting in 4m\d+s \(the pause after wave \d\)$/.test(document.querySelector('.rollout[data-machine="web"] .status .line').textContent))`, "true")
 
 	if p := console.Problems(); len(p) > 0 {
 		t.Errorf("the page wrote errors to the console:\n%s", strings.Join(p, "\n"))
