@@ -9,6 +9,9 @@
 //     directories, NATS connection and identity, from one put until every
 //     agent runs the new version, on one server and on a three-server
 //     cluster with R3 buckets;
+//   - cluster restart: the three servers stopped at once under a fleet and
+//     started again: how long until they are back, until a new spec
+//     reaches every agent, and the consumers before and after;
 //   - install throughput: a ~100 MB / 2,000-file archive (internal/benchtree)
 //     over loopback HTTP, HTTPS and nats://, first install and upgrade, by a
 //     real agent process, against the shell pipeline (sha256sum, tar xzf,
@@ -46,6 +49,7 @@ const (
 	GroupPut     = "put"
 	GroupFleet   = "fleet"
 	GroupCluster = "cluster"
+	GroupRestart = "restart"
 	GroupInstall = "install"
 	GroupIdle    = "idle"
 	GroupSpec    = "spec"
@@ -59,7 +63,7 @@ const (
 
 // Groups lists every row group in the order Run measures them.
 func Groups() []string {
-	return []string{GroupPut, GroupFleet, GroupCluster, GroupInstall, GroupIdle, GroupSpec}
+	return []string{GroupPut, GroupFleet, GroupCluster, GroupRestart, GroupInstall, GroupIdle, GroupSpec}
 }
 
 // DefaultAgents are the fleet sizes of a full run.
@@ -131,7 +135,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("fleet size %d: want at least 1", n))
 		}
 	}
-	if c.runs(GroupPut) || c.runs(GroupFleet) || c.runs(GroupCluster) {
+	if c.runs(GroupPut) || c.runs(GroupFleet) || c.runs(GroupCluster) || c.runs(GroupRestart) {
 		if c.RunAgent == nil {
 			errs = append(errs, errors.New("the put and fleet rows need RunAgent"))
 		}
@@ -178,7 +182,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	prog := newProgress(cfg.Progress, cfg.Terminal)
 	defer prog.done()
 	b := &bench{cfg: cfg, root: root, prog: prog, fleetRoot: root}
-	if fd := cfg.FleetDir; fd != "" || cfg.runs(GroupFleet) || cfg.runs(GroupCluster) {
+	if fd := cfg.FleetDir; fd != "" || cfg.runs(GroupFleet) || cfg.runs(GroupCluster) || cfg.runs(GroupRestart) {
 		fd = cmp.Or(fd, memFS(), root)
 		if b.fleetRoot, err = os.MkdirTemp(fd, "mms-bench-fleet-"); err != nil {
 			return nil, fmt.Errorf("bench: make the fleet's directory: %w", err)
@@ -199,6 +203,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{GroupPut, b.putRows},
 		{GroupFleet, func(ctx context.Context) []Row { return b.fleetRows(ctx, false) }},
 		{GroupCluster, func(ctx context.Context) []Row { return b.fleetRows(ctx, true) }},
+		{GroupRestart, b.restartRows},
 		{GroupInstall, b.installRows},
 		{GroupIdle, b.idleRows},
 		{GroupSpec, b.specRows},

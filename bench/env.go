@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,8 +19,8 @@ import (
 	"github.com/mms-io/mms/internal/jscluster"
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/manager/mmsmanager"
-	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/provision"
 	"github.com/mms-io/mms/spec"
 )
 
@@ -51,7 +52,7 @@ func (k keys) seal(serial uint64, ms []spec.Machine) ([]byte, error) {
 
 // archiveBucket is the object store machine archives are uploaded to, as
 // the agent's banner suggests.
-const archiveBucket = "ARCHIVES"
+const archiveBucket = provision.DefaultArchiveBucket
 
 // natsEnv is the NATS side of a measurement: one embedded server or a
 // cluster, and what an operator creates on it for a fleet (README "A
@@ -59,7 +60,8 @@ const archiveBucket = "ARCHIVES"
 // archives, replicated on every server of a cluster.
 type natsEnv struct {
 	servers []*server.Server
-	urls    string // client URLs, comma-separated, for --server
+	configs []natsbox.ServerConfig // each server's, to start it again (restart)
+	urls    string                 // client URLs, comma-separated, for --server
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	specs   jetstream.KeyValue
@@ -109,7 +111,7 @@ func tryStartNATS(ctx context.Context, dir string, n int) (_ *natsEnv, err error
 		return nil, err
 	}
 	for i := range n {
-		srv, err := natsbox.StartServer(sctx, natsbox.ServerConfig{
+		cfg := natsbox.ServerConfig{
 			Port:     -1,
 			StoreDir: filepath.Join(store, fmt.Sprint(i+1)),
 			// MaxConsumers 0: unlimited; every agent's spec watch is one.
@@ -121,11 +123,14 @@ func tryStartNATS(ctx context.Context, dir string, n int) (_ *natsEnv, err error
 				o.Cluster = server.ClusterOpts{Name: clusterName, Host: "127.0.0.1", Port: routes[i]}
 				o.Routes = jscluster.Routes(routes)
 			},
-		})
+		}
+		srv, err := natsbox.StartServer(sctx, cfg)
 		if err != nil {
 			return nil, err
 		}
+		cfg.Port = srv.Addr().(*net.TCPAddr).Port // the same port when it starts again
 		e.servers = append(e.servers, srv)
+		e.configs = append(e.configs, cfg)
 	}
 	urls := make([]string, n)
 	for i, s := range e.servers {
@@ -152,16 +157,16 @@ func tryStartNATS(ctx context.Context, dir string, n int) (_ *natsEnv, err error
 	return e, nil
 }
 
-// provision creates the buckets an operator creates for a fleet (`mms put
-// --create --replicas N`, `mms status --create`) and the archive store.
-// A new cluster may not have placed its first stream yet: creation is
-// retried for a while.
+// provision creates what `mms init --replicas N` creates for a fleet (the
+// spec and status buckets, the events stream and the archive store) and
+// binds the spec bucket and the store. A new cluster may not have placed
+// its first stream yet: creation is retried for a while.
 func (e *natsEnv) provision(ctx context.Context, replicas int) error {
-	statusCfg := nodestatus.BucketConfig()
-	statusCfg.Replicas = replicas
+	f := provision.Defaults()
+	f.Replicas = replicas
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err := e.tryProvision(ctx, replicas, statusCfg)
+		err := e.tryProvision(ctx, f)
 		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
 			return err
 		}
@@ -169,26 +174,18 @@ func (e *natsEnv) provision(ctx context.Context, replicas int) error {
 	}
 }
 
-func (e *natsEnv) tryProvision(ctx context.Context, replicas int, statusCfg jetstream.KeyValueConfig) error {
+func (e *natsEnv) tryProvision(ctx context.Context, f provision.Fleet) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	if _, err := provision.Apply(cctx, e.js, f); err != nil {
+		return err
+	}
 	var err error
-	if e.specs, err = e.js.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{
-		Bucket:       mmsmanager.DefaultBucket,
-		History:      5,
-		MaxValueSize: packer.MaxEnvelopeSize,
-		Replicas:     replicas,
-	}); err != nil {
-		return fmt.Errorf("create the spec bucket: %w", err)
+	if e.specs, err = e.js.KeyValue(cctx, f.SpecBucket); err != nil {
+		return fmt.Errorf("bind the spec bucket: %w", err)
 	}
-	if _, err = e.js.CreateOrUpdateKeyValue(cctx, statusCfg); err != nil {
-		return fmt.Errorf("create the status bucket: %w", err)
-	}
-	if e.objects, err = e.js.CreateOrUpdateObjectStore(cctx, jetstream.ObjectStoreConfig{
-		Bucket:   archiveBucket,
-		Replicas: replicas,
-	}); err != nil {
-		return fmt.Errorf("create the archive store: %w", err)
+	if e.objects, err = e.js.ObjectStore(cctx, archiveBucket); err != nil {
+		return fmt.Errorf("bind the archive store: %w", err)
 	}
 	return nil
 }
@@ -207,6 +204,30 @@ func (e *natsEnv) upload(ctx context.Context, a archive, object string) (spec.Ma
 		return spec.Machine{}, fmt.Errorf("upload %s: %w", object, err)
 	}
 	return a.entry("nats://" + archiveBucket + "/" + object), nil
+}
+
+// restart stops every server at once and starts them again on the same
+// ports and stores, and returns once they form a cluster again. The
+// servers run in this process: they stop cleanly (Shutdown), not as a
+// crash would.
+func (e *natsEnv) restart(ctx context.Context) error {
+	for _, s := range e.servers {
+		s.Shutdown()
+	}
+	for _, s := range e.servers {
+		s.WaitForShutdown()
+	}
+	for i, cfg := range e.configs {
+		srv, err := natsbox.StartServer(context.WithoutCancel(ctx), cfg) // close stops it
+		if err != nil {
+			return fmt.Errorf("bench: start server %d again: %w", i+1, err)
+		}
+		e.servers[i] = srv
+	}
+	if len(e.servers) > 1 {
+		return waitCluster(ctx, e.servers)
+	}
+	return nil
 }
 
 // close disconnects and stops the servers, waiting for their stores.
@@ -242,4 +263,31 @@ func waitCluster(ctx context.Context, servers []*server.Server) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// startWebFleet starts servers embedded servers under dir (see startNATS),
+// publishes versions 0..rounds of web where the agents fetch them and
+// puts version 0 under key of the spec bucket. stop stops it all.
+func (b *bench) startWebFleet(ctx context.Context, dir string, servers, rounds int, key string) (env *natsEnv, versions []spec.Machine, stop func(), err error) {
+	if env, err = startNATS(ctx, dir, servers); err != nil {
+		return nil, nil, nil, err
+	}
+	versions, stopWeb, err := b.webVersions(ctx, env, rounds)
+	if err != nil {
+		env.close()
+		return nil, nil, nil, err
+	}
+	stop = func() {
+		stopWeb()
+		env.close()
+	}
+	first, err := b.keys.seal(1, versions[:1])
+	if err == nil {
+		err = env.put(ctx, key, first)
+	}
+	if err != nil {
+		stop()
+		return nil, nil, nil, err
+	}
+	return env, versions, stop, nil
 }

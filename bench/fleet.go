@@ -173,25 +173,13 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name s
 	if err != nil {
 		return res, err
 	}
-	env, err := startNATS(ctx, dir, servers)
-	if err != nil {
-		return res, err
-	}
-	defer env.close()
-	obs := env.obs
-	versions, stopWeb, err := b.webVersions(ctx, env, rounds)
-	if err != nil {
-		return res, err
-	}
-	defer stopWeb()
 	const key = "fleet"
-	first, err := b.keys.seal(1, versions[:1])
+	env, versions, stopFleet, err := b.startWebFleet(ctx, dir, servers, rounds, key)
 	if err != nil {
 		return res, err
 	}
-	if err := env.put(ctx, key, first); err != nil {
-		return res, err
-	}
+	defer stopFleet()
+	obs := env.obs
 
 	agentDirs := filepath.Join(b.fleetRoot, filepath.Base(dir))
 	defer os.RemoveAll(agentDirs)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/internal/termtext"
 	"github.com/mms-io/mms/watchers"
 )
@@ -119,19 +121,27 @@ func (e Event) Why() string {
 	return f.Reason
 }
 
-// Line is the event as one line for people: time, identity, machine, what
-// happened, its error, and why ([Event.Why]). Everything in it comes from
-// the network, so it is escaped: a hostile event cannot drive a terminal.
-func (e Event) Line() string {
-	line := e.Info.String()
+// What says what happened, its error and why ([Event.Why]): the part of
+// [Event.Line] after the time, identity and machine. The text is not
+// escaped.
+func (e Event) What() string {
+	what := e.Info.Summary()
 	if why := e.Why(); why != "" {
 		sep := ": "
 		if e.Info.Error != "" || e.Info.TransitionError != "" {
 			sep = "; "
 		}
-		line += sep + why
+		what += sep + why
 	}
-	return termtext.Escape(line)
+	return what
+}
+
+// Line is the event as one line for people: time, identity, machine, what
+// happened, its error, and why ([Event.What]). Everything in it comes from
+// the network, so it is escaped: a hostile event cannot drive a terminal.
+func (e Event) Line() string {
+	// Info.String is the time, identity, machine and Info.Summary.
+	return termtext.Escape(strings.TrimSuffix(e.Info.String(), e.Info.Summary()) + e.What())
 }
 
 // SubscribeEvents feeds msgs with the machine events on nc until ctx is
@@ -163,7 +173,11 @@ func replayEvents(ctx context.Context, nc *nats.Conn, since, timeout time.Durati
 	if err != nil {
 		return nil, fmt.Errorf("replay events: %w", err)
 	}
-	stream, err := js.Stream(setup, agent.EventsStream)
+	var stream jetstream.Stream
+	err = natsbox.RetryJS(setup, func(ctx context.Context) error { // a leader may be being elected
+		stream, err = js.Stream(ctx, agent.EventsStream)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, fmt.Errorf("replay events: %w", ErrNoEventHistory)
 	}

@@ -37,7 +37,7 @@ func newBench(t *testing.T) *bench {
 	if b.specKV, err = js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "MACHINES", History: 5}); err != nil {
 		t.Fatal(err)
 	}
-	if b.status, err = js.CreateKeyValue(t.Context(), nodestatus.BucketConfig()); err != nil {
+	if b.status, err = js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: nodestatus.Bucket, History: 1, MaxValueSize: nodestatus.MaxDocumentSize}); err != nil {
 		t.Fatal(err)
 	}
 	return b

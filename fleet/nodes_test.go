@@ -256,7 +256,7 @@ func TestNodesAgainstSpecs(t *testing.T) {
 		if _, err := fleet.Read(t.Context(), js, fleet.Options{}); err == nil || !strings.Contains(err.Error(), "open bucket MACHINES_STATUS") {
 			t.Errorf("Read() without a status bucket = %v, want it to say so", err)
 		}
-		if _, err := js.CreateKeyValue(t.Context(), nodestatus.BucketConfig()); err != nil {
+		if _, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: nodestatus.Bucket, History: 1, MaxValueSize: nodestatus.MaxDocumentSize}); err != nil {
 			t.Fatal(err)
 		}
 		tr, err := fleet.Read(t.Context(), js, fleet.Options{})

@@ -106,6 +106,17 @@ func (r *Rollout) Pause(now time.Time) time.Duration {
 	return max(r.PauseUntil.Sub(now), 0)
 }
 
+// StaleWait names the node that stopped reporting the rollout waits for
+// ("node web3 stopped reporting"), or "" when it waits for none.
+func (r *Rollout) StaleWait() string {
+	for _, w := range r.Waves {
+		if w.Decision.Waiting.Stale {
+			return w.Decision.Waiting.String()
+		}
+	}
+	return ""
+}
+
 // Wave is one wave of a rollout.
 type Wave struct {
 	// Wave is its number, from 1; Size the policy's size of it ("1",

@@ -158,16 +158,17 @@ func states(r fleet.Rollout) [][]string {
 	return out
 }
 
-// TestRolloutHaltsWhenWaveOneStopsReporting: the node of wave 1 installs
-// 2.0.1 and stops reporting; the agents halt and so does the view, at
-// wave 1, naming the node, with the versions named on both sides and each
-// later node's detail the agents' own decision.
-func TestRolloutHaltsWhenWaveOneStopsReporting(t *testing.T) {
+// TestRolloutWaitsWhenWaveOneStopsReporting: the node of wave 1 installs
+// 2.0.1 and stops reporting; the agents hold the rollout until it reports
+// again (it may be failing over to another server), and so does the view:
+// not halted, under way at wave 1, with the versions named on both sides
+// and each later node's detail the agents' own decision.
+func TestRolloutWaitsWhenWaveOneStopsReporting(t *testing.T) {
 	b := newRolloutBench(t, "")
 	first := b.waves[0][0]
 	b.report(first, b.newEntry(rollout.Pending, time.Time{}))
 	b.silence(first)
-	halt := "rollout halted at wave 1 (node " + first + " stopped reporting)"
+	halt := "waiting for wave 1 (node " + first + " stopped reporting)"
 	for _, id := range slices.Concat(b.waves[1:]...) {
 		b.report(id, b.oldEntry("held: "+halt))
 	}
@@ -176,9 +177,11 @@ func TestRolloutHaltsWhenWaveOneStopsReporting(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := webRollout(t, tr, b.now)
-	if !r.Halted || r.HaltedAt != 1 || r.Reason != "node "+first+" stopped reporting" || r.Current != 1 || r.Done ||
-		r.Halt == nil || *r.Halt != (rollout.Halt{Wave: 1, Node: first, Reason: "stopped reporting", Stale: true}) {
-		t.Errorf("rollout = halted %v at %d (%q), halt %+v, current %d, done %v; want halted at wave 1 by %s", r.Halted, r.HaltedAt, r.Reason, r.Halt, r.Current, r.Done, first)
+	if r.Halted || r.HaltedAt != 0 || r.Current != 1 || r.Done || r.Halt != nil {
+		t.Errorf("rollout = halted %v at %d (%q), halt %+v, current %d, done %v; want under way at wave 1, waiting for %s", r.Halted, r.HaltedAt, r.Reason, r.Halt, r.Current, r.Done, first)
+	}
+	if d := r.Waves[1].Decision; d.Waiting != (rollout.Wait{Wave: 1, Node: first, What: "stopped reporting", Stale: true}) {
+		t.Errorf("wave 2's decision = %+v, want it waiting for %s, which stopped reporting", d, first)
 	}
 	if r.New != (fleet.Version{Name: "2.0.1", Checksum: b.new}) || !cmp.Equal(r.Old, []fleet.Version{{Name: "2.0.0", Checksum: b.old}}) ||
 		r.NewVersion != "2.0.1" || !cmp.Equal(r.OldVersions, []string{"2.0.0"}) {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mms-io/mms/internal/backoff"
+	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/nodestatus"
@@ -229,6 +231,8 @@ type Watcher struct {
 	t      *Tracker
 	spec   jetstream.KeyWatcher // nil when the spec bucket cannot be read
 	status jetstream.KeyWatcher
+
+	specKV, statusKV jetstream.KeyValue // to start a watch that ended again
 }
 
 // Follow starts watching the live spec and the status bucket, applies
@@ -237,11 +241,11 @@ type Watcher struct {
 func Follow(ctx context.Context, js jetstream.JetStream, o Options) (*Watcher, error) {
 	t := NewTracker(o)
 	o = t.o
-	statusKV, err := js.KeyValue(ctx, o.StatusBucket)
+	statusKV, err := natsbox.BindKV(ctx, js, o.StatusBucket) // a leader may be being elected
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", o.StatusBucket, err)
 	}
-	w := &Watcher{t: t}
+	w := &Watcher{t: t, statusKV: statusKV}
 	if w.status, err = statusKV.WatchAll(ctx); err != nil {
 		return nil, fmt.Errorf("watch bucket %s: %w", o.StatusBucket, err)
 	}
@@ -250,6 +254,8 @@ func Follow(ctx context.Context, js jetstream.JetStream, o Options) (*Watcher, e
 			if w.spec, err = specKV.Watch(ctx, o.SpecKey); err != nil {
 				t.spec.State, t.spec.Err = SpecUnreadable, err
 				w.spec = nil
+			} else {
+				w.specKV = specKV
 			}
 		}
 	}
@@ -307,14 +313,17 @@ var ErrWatchEnded = errors.New("the watch ended")
 
 // Next waits until a change arrives, applies it and every change already
 // waiting behind it, and reports true; or reports false once timeout
-// passes without one. It returns ctx's error when ctx ends first.
+// passes without one. It returns ctx's error when ctx ends first. A watch
+// that ends (the server holding its consumer died and the client gave up
+// on it) is started again, every second until it starts or ctx ends (the
+// error then wraps [ErrWatchEnded]); it sends every current value again.
 func (w *Watcher) Next(ctx context.Context, timeout time.Duration) (bool, error) {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	changed := false
 	for {
 		var e jetstream.KeyValueEntry
-		var ok bool
+		var ok, fromSpec bool
 		if !changed {
 			select {
 			case <-ctx.Done():
@@ -322,11 +331,13 @@ func (w *Watcher) Next(ctx context.Context, timeout time.Duration) (bool, error)
 			case <-timer.C:
 				return false, nil
 			case e, ok = <-w.specUpdates():
+				fromSpec = true
 			case e, ok = <-w.status.Updates():
 			}
 		} else {
 			select {
 			case e, ok = <-w.specUpdates():
+				fromSpec = true
 			case e, ok = <-w.status.Updates():
 			default:
 				return true, nil
@@ -336,10 +347,42 @@ func (w *Watcher) Next(ctx context.Context, timeout time.Duration) (bool, error)
 			if err := ctx.Err(); err != nil {
 				return changed, err // the watches end with ctx
 			}
-			return changed, ErrWatchEnded
+			if err := w.rewatch(ctx, fromSpec); err != nil {
+				return changed, err
+			}
+			continue
 		}
 		if w.t.Apply(e) {
 			changed = true
+		}
+	}
+}
+
+// rewatchEvery is how often a watch that ended is tried again.
+const rewatchEvery = time.Second
+
+// rewatch starts the spec's or the status bucket's watch again, trying
+// every rewatchEvery (a stream leader may be being elected) until it
+// starts or ctx ends.
+func (w *Watcher) rewatch(ctx context.Context, spec bool) error {
+	for {
+		var kw jetstream.KeyWatcher
+		var err error
+		if spec {
+			kw, err = w.specKV.Watch(ctx, w.t.o.SpecKey)
+		} else {
+			kw, err = w.statusKV.WatchAll(ctx)
+		}
+		if err == nil {
+			if spec {
+				w.spec = kw
+			} else {
+				w.status = kw
+			}
+			return nil
+		}
+		if !backoff.Sleep(ctx, rewatchEvery) {
+			return fmt.Errorf("%w and could not start again: %w", ErrWatchEnded, err)
 		}
 	}
 }

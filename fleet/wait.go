@@ -148,6 +148,8 @@ func (w *Wait) Verdict(now time.Time) Verdict {
 			fmt.Fprintf(&b, "; %s wave %d of %d", r.Machine, r.Current, len(r.Waves))
 			if p := r.Pause(now); p > 0 {
 				fmt.Fprintf(&b, " pausing %v", p.Round(time.Second))
+			} else if s := r.StaleWait(); s != "" {
+				fmt.Fprintf(&b, " (%s)", s)
 			}
 		}
 	}

@@ -150,12 +150,29 @@ func TestWaitProgressNamesWaves(t *testing.T) {
 		t.Errorf("2s later the progress is %q, want the pause counted down", got)
 	}
 
+	// Wave 1 stops reporting: the rollout waits for it (it may be failing
+	// over to another server), and the line says whom it waits for.
 	b.silence(first)
-	halt := "web held: rollout halted at wave 1 (node " + first + " stopped reporting)"
 	for _, id := range later {
-		b.report(id, b.oldEntry("held: rollout halted at wave 1 (node "+first+" stopped reporting)"))
+		b.report(id, b.oldEntry("held: waiting for wave 1 (node "+first+" stopped reporting)"))
 	}
-	want = fmt.Sprintf("serial 2: 2/6 applied, 4 failed: %s: %s; web halted at wave 1", pending[0], halt)
+	want = fmt.Sprintf("serial 2: 2/6 applied; web wave 1 of 3 (node %s stopped reporting); pending: %s", first, strings.Join(pending, ", "))
+	catchUp(t, w, func(*fleet.Tracker) error {
+		if got := wait.Verdict(b.now).Progress; got != want {
+			return fmt.Errorf("progress %q, want %q", got, want)
+		}
+		return nil
+	})
+	if v := wait.Verdict(b.now); v.Done() {
+		t.Errorf("waiting for a node that stopped reporting: done %v; want the wait to go on", v.Done())
+	}
+
+	// It reports again, rolled back: the rollout halts, the wait is over.
+	b.report(first, b.newEntry(rollout.RolledBack, time.Time{}))
+	for _, id := range later {
+		b.report(id, b.oldEntry("held: rollout halted at wave 1 (node "+first+": rolled_back)"))
+	}
+	want = fmt.Sprintf("serial 2: 2/6 applied, 4 failed: %s: web held: rollout halted at wave 1 (node %s: rolled_back); web halted at wave 1", pending[0], first)
 	catchUp(t, w, func(*fleet.Tracker) error {
 		if got := wait.Verdict(b.now).Progress; got != want {
 			return fmt.Errorf("progress %q, want %q", got, want)

@@ -41,10 +41,12 @@ func infoOf(si *jetstream.StreamInfo) Info {
 	}
 }
 
-// Add creates governor name, or changes the limit, expiry and
-// replicas of an existing one. limit must be at least 1 and expire
-// positive: without an expiry a crashed holder would keep its slot forever.
-func Add(ctx context.Context, js jetstream.JetStream, name string, limit int64, expire time.Duration, replicas int) (Info, error) {
+// Config is the stream of governor name with limit slots, each freed
+// after expire at the latest, kept on replicas servers: the one
+// description of a governor's stream, for [Add] and for `mms init`. limit
+// must be at least 1 and expire positive: without an expiry a crashed
+// holder would keep its slot forever.
+func Config(name string, limit int64, expire time.Duration, replicas int) (jetstream.StreamConfig, error) {
 	var errs []error
 	if err := checkGovernorName(name); err != nil {
 		errs = append(errs, err)
@@ -59,9 +61,9 @@ func Add(ctx context.Context, js jetstream.JetStream, name string, limit int64, 
 		errs = append(errs, fmt.Errorf("replicas %d must be at least 1", replicas))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return Info{}, fmt.Errorf("add governor: %w", err)
+		return jetstream.StreamConfig{}, err
 	}
-	s, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	return jetstream.StreamConfig{
 		Name:        Stream(name),
 		Description: fmt.Sprintf("mms governor %s: at most %d concurrent holders", name, limit),
 		Subjects:    []string{Subject(name)},
@@ -72,7 +74,17 @@ func Add(ctx context.Context, js jetstream.JetStream, name string, limit int64, 
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
 		Duplicates:  min(expire, maxGovernorDuplicates),
-	})
+	}, nil
+}
+
+// Add creates governor name (see [Config]), or changes the limit, expiry
+// and replicas of an existing one.
+func Add(ctx context.Context, js jetstream.JetStream, name string, limit int64, expire time.Duration, replicas int) (Info, error) {
+	cfg, err := Config(name, limit, expire, replicas)
+	if err != nil {
+		return Info{}, fmt.Errorf("add governor: %w", err)
+	}
+	s, err := js.CreateOrUpdateStream(ctx, cfg)
 	if err != nil {
 		return Info{}, fmt.Errorf("add governor %q: %w", name, err)
 	}

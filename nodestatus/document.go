@@ -47,8 +47,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/manager"
 )
@@ -59,19 +57,6 @@ const Bucket = "MACHINES_STATUS"
 // MaxDocumentSize caps a status document, written or read (the server's
 // default max_payload).
 const MaxDocumentSize = 1 << 20
-
-// BucketConfig is the configuration of [Bucket] when the agent's embedded
-// server (or `mms status --create`) creates it: one value per key, values up
-// to [MaxDocumentSize]. Keys never expire: an agent that stops writing must
-// show up as stale, not vanish.
-func BucketConfig() jetstream.KeyValueConfig {
-	return jetstream.KeyValueConfig{
-		Bucket:       Bucket,
-		Description:  "mms agent status documents, one per agent",
-		History:      1,
-		MaxValueSize: MaxDocumentSize,
-	}
-}
 
 // DocumentVersion is the version of the document's shape that this
 // package writes. Version 1 (documents without a "version") had one "spec"

@@ -108,7 +108,7 @@ func TestKeyAcceptedByKV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := js.CreateKeyValue(t.Context(), BucketConfig())
+	kv, err := js.CreateKeyValue(t.Context(), testBucketConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

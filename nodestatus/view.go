@@ -79,6 +79,10 @@ func (v *View) Run(ctx context.Context) error {
 			if err == nil {
 				break // idle
 			}
+			if errors.Is(err, errSilent) {
+				v.log.Info("the watch of the fleet's status documents went silent; watching again", "bucket", v.bucket)
+				continue
+			}
 			v.log.Warn("following the fleet's status documents failed; trying again", "bucket", v.bucket, "error", err)
 			select {
 			case <-ctx.Done():
@@ -100,9 +104,12 @@ func (v *View) watch(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch bucket %s: %w", v.bucket, err)
 	}
-	defer func() { _ = w.Stop() }()
+	defer func() { go func() { _ = w.Stop() }() }() // Stop can block for seconds when the consumer's server is gone
 	tick := time.NewTicker(min(v.idle/4, time.Minute))
 	defer tick.Stop()
+	silence := time.NewTicker(silenceCheck)
+	defer silence.Stop()
+	lastUpdate := v.now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -111,10 +118,15 @@ func (v *View) watch(ctx context.Context) error {
 			if v.stopIfIdle() {
 				return nil
 			}
+		case <-silence.C:
+			if v.silent(lastUpdate) {
+				return errSilent
+			}
 		case e, ok := <-w.Updates():
 			if !ok {
 				return errors.New("the watch ended")
 			}
+			lastUpdate = v.now()
 			if e == nil { // every current document is in
 				v.mu.Lock()
 				v.once.Do(func() { close(v.ready) })
@@ -124,6 +136,33 @@ func (v *View) watch(ctx context.Context) error {
 			v.apply(e)
 		}
 	}
+}
+
+// errSilent means the watch delivered nothing for longer than the agents
+// it follows write: the server that held its consumer is gone (the client
+// library would notice only after many seconds), so it is started again.
+var errSilent = errors.New("the watch went silent")
+
+// silenceCheck is how often a watch is checked for silence.
+const silenceCheck = time.Second
+
+// silent reports whether nothing arrived since last for longer than two
+// heartbeats of the most frequent writer among the documents followed (and
+// at least 5 s): every agent rewrites its document every heartbeat, so a
+// live watch is never that quiet.
+func (v *View) silent(last time.Time) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var shortest time.Duration
+	for _, d := range v.docs {
+		if !d.StoppedAt.IsZero() {
+			continue
+		}
+		if hb := d.HeartbeatInterval(); hb > 0 && (shortest == 0 || hb < shortest) {
+			shortest = hb
+		}
+	}
+	return shortest > 0 && v.now().Sub(last) > max(2*shortest, 5*time.Second)
 }
 
 // stopIfIdle forgets the documents and reports true when Nodes has not

@@ -240,7 +240,7 @@ func (w *Writer) put(ctx context.Context, doc Document) error {
 	if w.kv == nil {
 		kv, err := w.cfg.JetStream.KeyValue(ctx, w.cfg.Bucket)
 		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			return fmt.Errorf("write status: bucket %s does not exist; create it with 'mms status --create' (or 'nats kv add %s --history 1')", w.cfg.Bucket, w.cfg.Bucket)
+			return fmt.Errorf("write status: bucket %s does not exist; the NATS admin creates it with 'mms init'", w.cfg.Bucket)
 		}
 		if err != nil {
 			return fmt.Errorf("write status: open bucket %s: %w", w.cfg.Bucket, err)

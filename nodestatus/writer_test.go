@@ -61,7 +61,7 @@ func statusKV(t *testing.T) (jetstream.JetStream, jetstream.KeyValue) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := js.CreateKeyValue(t.Context(), BucketConfig())
+	kv, err := js.CreateKeyValue(t.Context(), testBucketConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,12 +257,12 @@ func TestWriterMissingBucket(t *testing.T) {
 	}
 	runWriter(t, w)
 	natstest.Eventually(t, 10*time.Second, func() error {
-		if !bytes.Contains(logs.bytes(), []byte("mms status --create")) {
+		if !bytes.Contains(logs.bytes(), []byte("creates it with 'mms init'")) {
 			return errors.New("no hint logged yet")
 		}
 		return nil
 	})
-	kv, err := js.CreateKeyValue(t.Context(), BucketConfig())
+	kv, err := js.CreateKeyValue(t.Context(), testBucketConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +328,7 @@ func TestWriterLeastPrivilege(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kv, err := admin.CreateKeyValue(t.Context(), BucketConfig())
+	kv, err := admin.CreateKeyValue(t.Context(), testBucketConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

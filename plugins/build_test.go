@@ -3,7 +3,6 @@ package plugins_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,78 +12,98 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/internal/repotest"
 	"github.com/mms-io/mms/internal/syncbuf"
-	"github.com/mms-io/mms/internal/treetest"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/plugins"
 )
 
-// TestBuildCustomBinary follows docs/build-your-own.md on a copy of this
-// repository: it lists the example heartbeat watcher and beacon machine
-// (examples/heartbeat, a module of their own) in user_plugins.yaml, requires
-// their module in go.mod, runs `go generate ./plugins` (which documents the
-// heartbeat type in docs/watchers.md) and
-// `go build ./cmd/mms`, and checks that `mms plugins --json` shows them and
-// that the binary validates a machine using the heartbeat type and that its
-// `mms agent`, given no key flag, trusts the key compiled in with -ldflags.
+// TestBuildCustomBinary pastes the steps of docs/build-your-own.md, verbatim,
+// into sh in an empty directory: it clones this repository (its working
+// tree as it is on disk; the only change to the text is the URL of the
+// clone), lists the example heartbeat watcher and beacon machine
+// (examples/heartbeat, a module of their own) in user_plugins.yaml,
+// requires their module, runs go generate and go mod tidy and builds mms
+// with a compiled-in key. It then checks what `mms plugins` printed, that
+// `mms plugins --json` shows the plugins, that the binary validates a
+// machine using the heartbeat type, and that its `mms agent`, given no key
+// flag, trusts the key compiled in. README's "Build your own node binary"
+// block must hold the same commands.
 //
-// It runs the go command with the environment's module settings (GOPROXY,
-// GOMODCACHE, GOFLAGS' -modcacherw and so on), so it downloads what the
-// module cache lacks, and it shares the build cache, so after the first
-// build it only recompiles this module's packages and links.
+// The go command runs with the environment's module settings (GOPROXY,
+// GOMODCACHE, GOFLAGS but its -mod flag, so the default -mod=readonly as a
+// newcomer has it), so it downloads what the module cache lacks, and it
+// shares the build cache.
 func TestBuildCustomBinary(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds an mms binary; skipped in -short mode")
+		t.Skip("clones the repository and builds an mms binary; skipped in -short mode")
 	}
-	goCmd, err := exec.LookPath("go")
-	if err != nil {
+	if _, err := exec.LookPath("go"); err != nil {
 		t.Fatalf("the go command is needed to build a binary: %v", err)
 	}
 	root, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	treetest.Copy(t, root, dir)
-
-	list, err := os.OpenFile(filepath.Join(dir, "user_plugins.yaml"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
+	const cloneLine = "git clone https://github.com/mms-io/mms && cd mms\n"
+	docs := repotest.Block(t, readFile(t, filepath.Join(root, "docs", "build-your-own.md")), "### Steps")
+	if !strings.HasPrefix(docs, cloneLine) {
+		t.Fatalf("docs/build-your-own.md's steps do not start with %q; this test clones this checkout in its place:\n%s", cloneLine, docs)
 	}
-	_, err = io.WriteString(list, "\nheartbeat: example.com/mms-heartbeat\nbeacon: example.com/mms-heartbeat/beacon\n")
-	if cerr := list.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		t.Fatal(err)
+	readme := repotest.Commands(t, repotest.Block(t, readFile(t, filepath.Join(root, "README.md")), "## Build your own node binary"))
+	steps := repotest.Commands(t, docs)
+	if diff := cmp.Diff(steps[1:], withoutComments(readme)); diff != "" {
+		t.Errorf("README's \"Build your own node binary\" commands differ from docs/build-your-own.md's steps after the clone (-docs +README):\n%s", diff)
 	}
 
-	env := append(os.Environ(), "GOFLAGS="+goFlags("-mod=mod"), "GOTOOLCHAIN=local", "GOWORK=off")
+	script := strings.Replace(docs, "https://github.com/mms-io/mms", repotest.Snapshot(t, root), 1)
+	work := t.TempDir()
+	cmd := exec.CommandContext(t.Context(), "sh", "-eu", "-c", script)
+	cmd.Dir = work
+	cmd.Env = append(repotest.Env(), "GOFLAGS="+goFlags(""), "GOTOOLCHAIN=local", "GOWORK=off")
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the steps of docs/build-your-own.md failed: %v\n%s", err, out)
+	}
+	t.Logf("the steps took %s", time.Since(start).Round(time.Second))
+	for _, want := range []string{
+		"\n  beacon      example.com/mms-heartbeat/beacon\n",
+		"\n  heartbeat   example.com/mms-heartbeat\n",
+		"\n  heartbeat   v1       io.choria.machine.watcher.heartbeat.v1.state   heartbeat\n",
+		"\nCompiled-in machines:\n  beacon\n  mms_manager\n",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("./mms plugins printed no %q:\n%s", want, out)
+		}
+	}
+	dir := filepath.Join(work, "mms")
+	// The property reference now documents the added watcher type too.
+	if md := readFile(t, filepath.Join(dir, "docs", "watchers.md")); !strings.Contains(md, "\n## heartbeat\n") {
+		t.Errorf("docs/watchers.md after go generate has no heartbeat section")
+	}
+	pubHex := strings.TrimSpace(readFile(t, filepath.Join(dir, "ops.pub")))
+	mms := filepath.Join(dir, "mms")
 	run := func(name string, args ...string) string {
 		t.Helper()
 		cmd := exec.CommandContext(t.Context(), name, args...)
-		cmd.Dir, cmd.Env = dir, env
+		cmd.Dir = dir
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
 		}
 		return string(out)
 	}
-	run(goCmd, "mod", "edit", "-require=example.com/mms-heartbeat@v0.0.0", "-replace=example.com/mms-heartbeat=./examples/heartbeat")
-	run(goCmd, "generate", "./plugins")
-	// The property reference now documents the added watcher type too.
-	if md, err := os.ReadFile(filepath.Join(dir, "docs", "watchers.md")); err != nil || !strings.Contains(string(md), "\n## heartbeat\n") {
-		t.Errorf("docs/watchers.md after go generate has no heartbeat section (err %v)", err)
+	if out := run(mms, "version"); !strings.HasPrefix(out, "mms 1.0.0-acme\n") {
+		t.Errorf("mms version = %q, want the version the steps stamp, 1.0.0-acme", out)
 	}
-	// A fixed test key, compiled in as docs/build-your-own.md describes.
-	const pubHex = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29"
-	run(goCmd, "build", "-ldflags", "-X github.com/mms-io/mms/manager.PublicKey="+pubHex, "-o", "mms", "./cmd/mms")
-	mms := filepath.Join(dir, "mms")
 
 	var got builtView
-	out := run(mms, "plugins", "--json")
-	if err := json.Unmarshal([]byte(out), &got); err != nil {
+	out = []byte(run(mms, "plugins", "--json"))
+	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("mms plugins --json: %v\n%s", err, out)
 	}
 	for _, want := range []plugins.Plugin{
@@ -207,11 +226,38 @@ func TestExampleModule(t *testing.T) {
 	}
 }
 
+// withoutComments drops a trailing "  # comment" from each single-line
+// command.
+func withoutComments(cmds []string) []string {
+	out := make([]string, len(cmds))
+	for i, c := range cmds {
+		if !strings.Contains(c, "\n") {
+			c, _, _ = strings.Cut(c, "  #")
+			c = strings.TrimSpace(c)
+		}
+		out[i] = c
+	}
+	return out
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 // goFlags returns the environment's GOFLAGS with mode, the -mod flag a
-// test needs, in place of any -mod flag it had: the other flags (such as
-// -modcacherw, which lets CI delete a temporary module cache) still apply.
+// test needs (none when empty), in place of any -mod flag it had: the other
+// flags (such as -modcacherw, which lets CI delete a temporary module
+// cache) still apply.
 func goFlags(mode string) string {
-	flags := []string{mode}
+	var flags []string
+	if mode != "" {
+		flags = append(flags, mode)
+	}
 	for _, f := range strings.Fields(os.Getenv("GOFLAGS")) {
 		if !strings.HasPrefix(f, "-mod=") {
 			flags = append(flags, f)

@@ -48,6 +48,10 @@ type Config struct {
 	Admin, Operator string
 	// Nodes are the agents, one user each.
 	Nodes []Node
+	// Topology is the server's name, cluster, JetStream domain and
+	// leafnode links to edge sites (site.go); the zero value is a single
+	// server.
+	Topology Topology
 }
 
 // Node is one agent's user.
@@ -109,6 +113,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("node %q is listed twice", n.Identity))
 		}
 		seen[key] = n.Identity
+	}
+	if err := c.Topology.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -219,7 +226,8 @@ func Render(c Config) (string, error) {
 	b.WriteString("# `mms nats-config` (see docs/nats-permissions.md). Users authenticate with\n")
 	b.WriteString("# nkeys; each may use only the subjects listed for it.\n")
 	fmt.Fprintf(&b, "host: %s\nport: %d\n", quote(host), p)
-	fmt.Fprintf(&b, "jetstream {\n  store_dir: %s\n}\n", quote(c.StoreDir))
+	b.WriteString(jetstreamBlock(c))
+	renderTopology(&b, c)
 	b.WriteString("accounts {\n  MMS {\n    jetstream: enabled\n    users: [\n")
 	user(&b, "admin: creates buckets, streams and governors", c.Admin, AdminPermissions())
 	user(&b, "operator: publishes specs and archives, reads status and events, nudges agents, fires transitions", c.Operator, OperatorPermissions(c))
@@ -228,6 +236,7 @@ func Render(c Config) (string, error) {
 	for _, n := range nodes {
 		user(&b, fmt.Sprintf("node %s: status key %s", strconv.Quote(n.Identity), nodestatus.Key(n.Identity)), n.NKey, NodePermissions(c, n))
 	}
+	siteUsers(&b, c)
 	b.WriteString("    ]\n  }\n}\n")
 	return b.String(), nil
 }

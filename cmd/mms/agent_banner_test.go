@@ -13,8 +13,7 @@ import (
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/manager/mmsmanager"
-	"github.com/mms-io/mms/nodestatus"
-	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/provision"
 )
 
 // bannerCommand finds the commands the agent's banner tells a person to
@@ -63,11 +62,8 @@ func TestAgentBannerCommandsWork(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, kv := range []jetstream.KeyValueConfig{{Bucket: mmsmanager.DefaultBucket, History: 5, MaxValueSize: packer.MaxEnvelopeSize}, nodestatus.BucketConfig()} {
-				if _, err := js.CreateKeyValue(t.Context(), kv); err != nil {
-					t.Fatal(err)
-				}
-			}
+			createResource(t, js, provision.KindSpec, mmsmanager.DefaultBucket)
+			createStatusBucket(t, js)
 			config := t.TempDir()
 			t.Setenv("XDG_CONFIG_HOME", config)
 			if err := os.MkdirAll(filepath.Join(config, "nats", "context"), 0o700); err != nil {

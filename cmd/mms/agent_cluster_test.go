@@ -15,7 +15,7 @@ import (
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/nodestatus"
-	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/provision"
 )
 
 // clusterTimeout bounds the waits that span a JetStream leader election.
@@ -50,16 +50,12 @@ func testAgentClusterLeaderLoss(t *testing.T, leaderOnly bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: mmsmanager.DefaultBucket, History: 5, MaxValueSize: packer.MaxEnvelopeSize, Replicas: 3,
-	}); err != nil {
-		t.Fatalf("create the spec bucket: %v", err)
-	}
-	statusCfg := nodestatus.BucketConfig()
-	statusCfg.Replicas = 3
-	if _, err := js.CreateKeyValue(ctx, statusCfg); err != nil {
-		t.Fatalf("create the status bucket: %v", err)
-	}
+	f := provision.Defaults()
+	f.Replicas = 3
+	natstest.Eventually(t, clusterTimeout, func() error { // a new cluster may still be placing
+		_, err := provision.Apply(ctx, js, f)
+		return err
+	})
 	const stream = "KV_" + mmsmanager.DefaultBucket
 
 	dir := t.TempDir()

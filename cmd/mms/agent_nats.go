@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,23 +15,14 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natsbox"
-	"github.com/mms-io/mms/nodestatus"
-	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/provision"
 )
 
-// Limits of what the embedded server stores: JetStream as a whole, and each
-// stream and bucket the agent creates (archives uploaded with 'mms archive
-// create --upload' and governors share the rest of the store).
-const (
-	embeddedMaxStore  = 1 << 30
-	embeddedMaxMemory = 64 << 20
-	eventsMaxAge      = 24 * time.Hour
-	eventsMaxBytes    = 256 << 20
-	specMaxBytes      = 16 << 20
-	statusMaxBytes    = 64 << 20
-)
+// embeddedMaxMemory caps the embedded server's JetStream memory storage;
+// its file storage is capped at provision.EmbeddedMaxStore, which the
+// resources it creates (provision.Embedded) leave room in for governors.
+const embeddedMaxMemory = 64 << 20
 
 // embeddedMaxConns is how many client connections the embedded server
 // takes at once (authenticated or still logging in) in a process allowed
@@ -79,7 +69,7 @@ func startEmbedded(ctx context.Context, cfg agentConfig, auth *natsbox.LocalAuth
 		Host:      cfg.listenHost,
 		Port:      cfg.listenPort,
 		StoreDir:  cfg.storeDir(),
-		MaxStore:  embeddedMaxStore,
+		MaxStore:  provision.EmbeddedMaxStore,
 		MaxMemory: embeddedMaxMemory,
 		Log:       log,
 		Configure: func(opts *server.Options) {
@@ -124,56 +114,24 @@ func isLoopback(host string) bool {
 }
 
 // provisionEmbedded creates what a single-node setup needs on the agent's
-// own server: the spec bucket, the status bucket and the events stream.
-// Existing ones are left as they are.
+// own server, as mms init would with one replica and smaller sizes
+// (provision.Embedded): the spec and status buckets, the events stream and
+// the archive store. Existing ones get those settings; running it again
+// changes nothing.
 func provisionEmbedded(ctx context.Context, js jetstream.JetStream, bucket string, log *slog.Logger) error {
-	specBucket := jetstream.KeyValueConfig{
-		Bucket:       bucket,
-		Description:  "mms signed desired state",
-		History:      5,
-		MaxValueSize: packer.MaxEnvelopeSize,
-		MaxBytes:     specMaxBytes,
-	}
-	statusBucket := nodestatus.BucketConfig()
-	statusBucket.MaxBytes = statusMaxBytes
-	for _, kv := range []jetstream.KeyValueConfig{specBucket, statusBucket} {
-		if err := ensureBucket(ctx, js, kv, log); err != nil {
-			return err
-		}
-	}
-	events := jetstream.StreamConfig{
-		Name:        agent.EventsStream,
-		Description: "mms machine events (transitions and watcher states)",
-		Subjects:    []string{agent.EventsSubjects},
-		MaxAge:      eventsMaxAge,
-		MaxBytes:    eventsMaxBytes,
-		Discard:     jetstream.DiscardOld,
-		Storage:     jetstream.FileStorage,
-	}
-	_, err := js.Stream(ctx, events.Name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		_, err = js.CreateStream(ctx, events)
-		if err == nil {
-			log.Info("created events stream", "stream", events.Name, "subjects", events.Subjects[0], "max_age", events.MaxAge, "max_bytes", events.MaxBytes)
+	outcomes, err := provision.Apply(ctx, js, provision.Embedded(bucket))
+	for _, o := range outcomes {
+		if o.Action == provision.Created || o.Action == provision.Updated {
+			changes := make([]string, len(o.Changes))
+			for i, c := range o.Changes {
+				changes[i] = c.String()
+			}
+			log.Info(string(o.Action)+" "+o.Resource.Kind, "name", o.Resource.Name, "stream", o.Resource.Stream,
+				"settings", o.Resource.Want.String(), "changes", strings.Join(changes, "; "))
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("set up events stream %s: %w", events.Name, err)
-	}
-	return nil
-}
-
-// ensureBucket creates the bucket unless it exists.
-func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig, log *slog.Logger) error {
-	_, err := js.KeyValue(ctx, cfg.Bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		_, err = js.CreateKeyValue(ctx, cfg)
-		if err == nil {
-			log.Info("created kv bucket", "bucket", cfg.Bucket, "history", cfg.History, "max_value_size", cfg.MaxValueSize, "max_bytes", cfg.MaxBytes)
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("set up kv bucket %s: %w", cfg.Bucket, err)
+		return fmt.Errorf("set up the embedded server: %w", err)
 	}
 	return nil
 }

@@ -287,9 +287,7 @@ func TestInsecureUnsignedNeedsAuthentication(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateKeyValue(t.Context(), nodestatus.BucketConfig()); err != nil {
-		t.Fatal(err)
-	}
+	createStatusBucket(t, js)
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
 	ctxDir := filepath.Join(os.Getenv("XDG_CONFIG_HOME"), "nats", "context")
 	mkdirMode(t, ctxDir, 0o700)

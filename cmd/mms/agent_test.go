@@ -25,6 +25,7 @@ import (
 	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/nodestatus"
+	"github.com/mms-io/mms/provision"
 )
 
 // testMachine is compiled into the test binary the way the manager is into
@@ -263,17 +264,14 @@ func TestAgentEmbedded(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	spec, err := js.KeyValue(ctx, "MACHINES")
-	if err != nil {
-		t.Fatalf("spec bucket: %v", err)
+	// The embedded server holds what mms init would make on one server,
+	// with the embedded sizes, the archive store included.
+	checked, err := provision.Check(ctx, js, provision.Embedded(""))
+	if err != nil || provision.Summary(checked) != "4 resources: 4 ok" {
+		t.Errorf("embedded server's resources: %v, %v; want the 4 of provision.Embedded", provision.Summary(checked), err)
 	}
-	if st, err := spec.Status(ctx); err != nil || st.History() != 5 || st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.MaxBytes != specMaxBytes {
-		t.Errorf("MACHINES status = %v, %v; want history 5, at most %d bytes", st, err, specMaxBytes)
-	}
-	if kv, err := js.KeyValue(ctx, nodestatus.Bucket); err != nil {
-		t.Errorf("status bucket: %v", err)
-	} else if st, err := kv.Status(ctx); err != nil || st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.MaxBytes != statusMaxBytes {
-		t.Errorf("status bucket status = %v, %v; want at most %d bytes", st, err, statusMaxBytes)
+	if _, err := js.ObjectStore(ctx, provision.DefaultArchiveBucket); err != nil {
+		t.Errorf("archive store: %v", err)
 	}
 	events, err := js.Stream(ctx, agent.EventsStream)
 	if err != nil {
@@ -359,9 +357,7 @@ func TestAgentClientOfLateServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateKeyValue(t.Context(), nodestatus.BucketConfig()); err != nil {
-		t.Fatal(err)
-	}
+	createStatusBucket(t, js)
 	doc := statusDoc(t, js, identity, func(d *nodestatus.Document) error { return machineIn(d, testMachine, "done") })
 	if !doc.NATS.Connected {
 		t.Errorf("status document NATS = %+v, want connected", doc.NATS)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/provision"
 	"github.com/mms-io/mms/spec"
 )
 
@@ -254,7 +255,16 @@ func (a *app) uploadArchive(ctx context.Context, nf natsFlags, bucket, object, p
 	}
 	obs, err := js.ObjectStore(cctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		obs, err = js.CreateObjectStore(cctx, jetstream.ObjectStoreConfig{Bucket: bucket, Description: "mms machine archives"})
+		// Made as mms init makes it, with the fleet's replicas.
+		f, ferr := fleetOf(cctx, nc, js, "", 0)
+		if ferr != nil {
+			return "", fmt.Errorf("object store %q does not exist: %w", bucket, ferr)
+		}
+		f.ArchiveBuckets = []string{bucket}
+		if err := a.ensure(cctx, nc, js, f, provision.KindArchives, bucket); err != nil {
+			return "", err
+		}
+		obs, err = js.ObjectStore(cctx, bucket)
 	}
 	if err != nil {
 		return "", nc.explain(fmt.Errorf("object store %q: %w", bucket, err))

@@ -56,6 +56,11 @@ it ends. Rows (select groups with --only):
            from a put until each agent runs the new version (p50, p99) and
            until all do, median of 3 puts.
   cluster  the same against a 3-server cluster with R3 buckets.
+  restart  the largest --agents fleet (at most 1,000; with --quick the
+           smallest) on that cluster, every
+           server stopped at once and started again: the time until every
+           replica is current, until a new spec runs on every agent, and
+           the consumers of the spec and status streams before and after.
   install  a ~100 MB / 2,000-file archive installed by an agent process over
            loopback http, https and nats://, first install and upgrade,
            against the shell pipeline (sha256sum -c, tar xzf, sha256sum -c,

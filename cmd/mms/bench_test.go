@@ -58,7 +58,7 @@ func TestBenchQuick(t *testing.T) {
 		t.Errorf("report header: quick %v, cpus %d; want a quick run on at least 1 CPU", rep.Quick, rep.CPUs)
 	}
 
-	want := []string{"put", "fleet-10", "fleet-50", "cluster-10", "cluster-50", "install-shell"}
+	want := []string{"put", "fleet-10", "fleet-50", "cluster-10", "cluster-50", "cluster-restart-10", "install-shell"}
 	for _, src := range []string{"http", "https", "nats"} {
 		want = append(want, "install-"+src+"-first", "install-"+src+"-upgrade")
 	}

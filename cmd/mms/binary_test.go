@@ -23,6 +23,7 @@ import (
 var binDir, pkgDir string
 
 func TestMain(m *testing.M) {
+	natstest.Serve() // this binary re-executed as a nats-server (natstest.RunClusterProcesses)
 	// This binary, run by a test as another user: a port squatter, or a
 	// connection flood.
 	if addr := os.Getenv(squatEnv); addr != "" {

@@ -40,6 +40,12 @@ so the expiry must be longer than the longest download.`,
 
 // withJetStream connects for one governor command and runs f.
 func (a *app) withJetStream(ctx context.Context, nf *natsFlags, f func(context.Context, jetstream.JetStream) error) error {
+	return a.withConn(ctx, nf, func(ctx context.Context, _ natsConn, js jetstream.JetStream) error { return f(ctx, js) })
+}
+
+// withConn connects for one governor command and runs f with the
+// connection too.
+func (a *app) withConn(ctx context.Context, nf *natsFlags, f func(context.Context, natsConn, jetstream.JetStream) error) error {
 	ctx, cancel := context.WithTimeout(ctx, nf.timeout)
 	defer cancel()
 	nc, err := nf.connect(ctx, a, "mms governor")
@@ -51,7 +57,7 @@ func (a *app) withJetStream(ctx context.Context, nf *natsFlags, f func(context.C
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	if err := f(ctx, js); err != nil {
+	if err := f(ctx, nc, js); err != nil {
 		return nc.explain(err)
 	}
 	return nil
@@ -71,8 +77,14 @@ func (a *app) newGovernorAddCmd(nf *natsFlags) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("limit %q: want a whole number of concurrent holders", args[1])
 			}
-			return a.withJetStream(cmd.Context(), nf, func(ctx context.Context, js jetstream.JetStream) error {
-				info, err := governor.Add(ctx, js, args[0], limit, expire, replicas)
+			return a.withConn(cmd.Context(), nf, func(ctx context.Context, nc natsConn, js jetstream.JetStream) error {
+				// The fleet's replicas unless told otherwise (mms init
+				// gives every governor those too).
+				f, err := fleetOf(ctx, nc, js, "", replicas)
+				if err != nil {
+					return fmt.Errorf("--replicas: %w", err)
+				}
+				info, err := governor.Add(ctx, js, args[0], limit, expire, f.Replicas)
 				if err != nil {
 					return err
 				}
@@ -82,7 +94,7 @@ func (a *app) newGovernorAddCmd(nf *natsFlags) *cobra.Command {
 		},
 	}
 	cmd.Flags().DurationVar(&expire, "expire", 5*time.Minute, "free a slot held longer than this (a crashed holder's)")
-	cmd.Flags().IntVar(&replicas, "replicas", 1, "stream replicas")
+	cmd.Flags().IntVar(&replicas, "replicas", 0, "stream replicas (default: the spec bucket's, else 3 on a cluster and 1 on a single server)")
 	return cmd
 }
 

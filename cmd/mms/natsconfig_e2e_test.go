@@ -98,23 +98,12 @@ func denied(t *testing.T, nc *nats.Conn, what string, op func(ctx context.Contex
 	})
 }
 
-// setUpFleet does what the admin does once: the spec and status buckets,
-// the events stream, the governor and the archive store.
-func setUpFleet(t *testing.T, f *fleetServer, js jetstream.JetStream) {
+// setUpFleet does what the admin does once, as docs/nats-permissions.md
+// says: mms init (the spec and status buckets, the events stream, the
+// archive store and the governor).
+func setUpFleet(t *testing.T, f *fleetServer, _ jetstream.JetStream) {
 	t.Helper()
-	ctx := t.Context()
-	for _, b := range []string{mmsmanager.DefaultBucket, nodestatus.Bucket} {
-		if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b, History: 5}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: agent.EventsStream, Subjects: []string{agent.EventsSubjects}, MaxAge: time.Hour}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: "ARCHIVES"}); err != nil {
-		t.Fatal(err)
-	}
-	mmsOK(t, "", append([]string{"governor", "add", "downloads", "2"}, f.as("admin")...)...)
+	mmsOK(t, "", append([]string{"init", "--governor", "downloads=2", "--archive-bucket", "ARCHIVES"}, f.as("admin")...)...)
 }
 
 // newFleet builds the binary, changes into a fresh directory with the

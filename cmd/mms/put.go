@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/provision"
 	"github.com/mms-io/mms/spec"
 )
 
@@ -75,7 +76,7 @@ the agent writes for its embedded server, or yours); mms put adds the
 checks.`,
 		Example: `  mms pack machines.json --key-file ops.key | mms put --wait 2m
   mms put spec.json --trusted-keys fleet.pub --server nats://nats1:4222,nats://nats2:4222 --creds ops.creds
-  mms put spec.json --create      # create the MACHINES bucket first if missing`,
+  mms put spec.json --create      # create the MACHINES bucket first if missing (as mms init would)`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			path := "-"
@@ -118,8 +119,8 @@ checks.`,
 	nf.registerClient(cmd, f)
 	f.StringVar(&o.bucket, "bucket", "MACHINES", "Key-Value bucket")
 	f.StringVar(&o.key, "key", "machines", "key in the bucket")
-	f.BoolVar(&o.create, "create", false, "create the bucket when it does not exist")
-	f.IntVar(&o.replicas, "replicas", 1, "replicas when creating the bucket")
+	f.BoolVar(&o.create, "create", false, "create the bucket when it does not exist, as 'mms init' would")
+	f.IntVar(&o.replicas, "replicas", 0, "replicas when creating the bucket (default 3 on a cluster, 1 on a single server)")
 	f.BoolVar(&o.force, "force", false, "publish even if the serial is not above the current spec's")
 	f.Uint64Var(&o.revision, "revision", 0, "only publish if the key is at this revision (the one you reviewed with 'mms show')")
 	f.StringArrayVar(&o.publicKeys, "public-key", nil, "verify the signatures with this hex public key before writing (repeatable)")
@@ -198,19 +199,17 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 	}
 	kv, err := js.KeyValue(ctx, o.bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) && o.create {
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:       o.bucket,
-			Description:  "mms signed desired state",
-			History:      5,
-			MaxValueSize: packer.MaxEnvelopeSize,
-			Replicas:     o.replicas,
-		})
-		if err == nil {
-			fmt.Fprintf(a.stderr, "created bucket %s\n", o.bucket)
+		f, ferr := fleetOf(ctx, nc, js, o.bucket, o.replicas)
+		if ferr != nil {
+			return fmt.Errorf("--create: %w", ferr)
 		}
+		if err := a.ensure(ctx, nc, js, f, provision.KindSpec, o.bucket); err != nil {
+			return err
+		}
+		kv, err = js.KeyValue(ctx, o.bucket)
 	}
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return fmt.Errorf("bucket %s does not exist on %s: create it with --create (or start an agent with the embedded server)", o.bucket, nc.ConnectedUrlRedacted())
+		return fmt.Errorf("bucket %s does not exist on %s: create every bucket of the fleet with 'mms init' (or start an agent with the embedded server)", o.bucket, nc.ConnectedUrlRedacted())
 	}
 	if err != nil {
 		return nc.explain(fmt.Errorf("open bucket %s: %w", o.bucket, err))

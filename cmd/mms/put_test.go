@@ -29,11 +29,7 @@ func putServer(t *testing.T) (string, jetstream.KeyValue) {
 	if _, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: "MACHINES"}); err != nil {
 		t.Fatal(err)
 	}
-	kv, err := js.CreateKeyValue(t.Context(), nodestatus.BucketConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return srv.ClientURL(), kv
+	return srv.ClientURL(), createStatusBucket(t, js)
 }
 
 func putDoc(t *testing.T, kv jetstream.KeyValue, d nodestatus.Document) {

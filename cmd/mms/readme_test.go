@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/internal/repotest"
 	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/internal/treetest"
 )
@@ -22,59 +22,11 @@ import (
 const walkthroughHeading = "## From nothing to a running machine"
 
 // readmeCommands returns the commands of the first sh block after heading
-// in the README: comment and blank lines dropped, a here-document kept
-// with its command, a line ending in a backslash joined with the next.
+// in the README (see [repotest.Commands]).
 func readmeCommands(t *testing.T, readme, heading string) []string {
 	t.Helper()
-	_, section, ok := strings.Cut(readme, "\n"+heading+"\n")
-	if !ok {
-		t.Fatalf("README has no %q section", heading)
-	}
-	_, block, ok := strings.Cut(section, "```sh\n")
-	if !ok {
-		t.Fatalf("README section %q has no sh block", heading)
-	}
-	block, _, _ = strings.Cut(block, "```")
-	var cmds []string
-	var cur strings.Builder
-	heredoc := ""
-	sc := bufio.NewScanner(strings.NewReader(block))
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case heredoc != "":
-			cur.WriteString("\n" + line)
-			if line == heredoc {
-				heredoc = ""
-				cmds = append(cmds, cur.String())
-				cur.Reset()
-			}
-			continue
-		case cur.Len() == 0 && (strings.TrimSpace(line) == "" || strings.HasPrefix(strings.TrimSpace(line), "#")):
-			continue
-		}
-		if cur.Len() > 0 {
-			cur.WriteString("\n")
-		}
-		cur.WriteString(line)
-		if m := heredocStart.FindStringSubmatch(line); m != nil {
-			heredoc = m[1]
-			continue
-		}
-		if strings.HasSuffix(line, `\`) {
-			continue
-		}
-		cmds = append(cmds, cur.String())
-		cur.Reset()
-	}
-	if cur.Len() > 0 || heredoc != "" {
-		t.Fatalf("README section %q ends inside a command: %q", heading, cur.String())
-	}
-	return cmds
+	return repotest.Commands(t, repotest.Block(t, readme, heading))
 }
-
-// heredocStart finds the delimiter of a here-document: <<'EOF' or <<EOF.
-var heredocStart = regexp.MustCompile(`<<-?\s*'?(\w+)'?`)
 
 // TestReadmeWalkthrough pastes every command of the README's walkthrough,
 // verbatim, into sh, in a fresh copy of the repository, with the real mms
@@ -113,19 +65,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 		t.Logf("$ %s", cmd)
 		switch {
 		case strings.HasPrefix(cmd, "mms agent "):
-			agent, stderr := startShell(t, shell(cmd))
-			natstest.Eventually(t, e2eTimeout, func() error {
-				if !strings.Contains(stderr.String(), "agent started") {
-					return fmt.Errorf("%s: not started yet:\n%s", cmd, stderr)
-				}
-				return nil
-			})
-			t.Cleanup(func() {
-				_ = agent.Process.Signal(syscall.SIGTERM)
-				if err := agent.Wait(); err != nil {
-					t.Errorf("%s after SIGTERM: %v\n%s", cmd, err, stderr)
-				}
-			})
+			startShellAgent(t, shell(cmd), cmd)
 		case strings.HasPrefix(cmd, "mms events"):
 			var follower *exec.Cmd
 			follower, _ = startShell(t, shell(cmd))
@@ -170,13 +110,4 @@ func startShell(t *testing.T, cmd *exec.Cmd) (*exec.Cmd, *syncbuf.Buffer) {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	return cmd, stderr
-}
-
-func TestReadmeCommands(t *testing.T) {
-	readme := "# x\n" + walkthroughHeading + "\n\ntext\n\n```sh\n# comment\nmms a\n\nmms b \\\n  --c\ncat > f <<'EOF'\n[1,\n 2]\nEOF\nmms d | mms e\n```\n\n```sh\nmms later\n```\n"
-	got := readmeCommands(t, readme, walkthroughHeading)
-	want := []string{"mms a", "mms b \\\n  --c", "cat > f <<'EOF'\n[1,\n 2]\nEOF", "mms d | mms e"}
-	if strings.Join(got, "|||") != strings.Join(want, "|||") {
-		t.Errorf("readmeCommands() = %q, want %q", got, want)
-	}
 }

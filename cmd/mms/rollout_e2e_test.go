@@ -204,10 +204,12 @@ func mustParseWaves(t *testing.T, w []string) []spec.Wave {
 // TestRolloutStatusAgreesWhenWaveOneStopsReporting runs three real agent
 // processes and rolls 2.0.0 out in two waves with a long pause: the node
 // of wave 1 installs it, runs it healthy, and is killed (SIGKILL) so it
-// stops reporting. The agents of wave 2 halt ("held: rollout halted at
-// wave 1 (node X stopped reporting)"), and `mms rollout status` (the built
-// binary) says the same: HALTED at wave 1 naming the node, the versions
-// named on both sides; --json agrees.
+// stops reporting. The agents of wave 2 wait for it ("held: waiting for
+// wave 1 (node X stopped reporting)": it may come back), and `mms rollout
+// status` (the built binary) says the same: under way at wave 1, waiting
+// for that node, the versions named on both sides; --json agrees. (Before
+// the fleet view, the agents halted and the command said "under way"
+// without a reason.)
 func TestRolloutStatusAgreesWhenWaveOneStopsReporting(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three agent processes")
@@ -274,8 +276,8 @@ func TestRolloutStatusAgreesWhenWaveOneStopsReporting(t *testing.T) {
 	})
 	agents[first].signal(t, syscall.SIGKILL)
 
-	// The agents of wave 2 halt by their own rule.
-	halted := "held: rollout halted at wave 1 (node " + first + " stopped reporting)"
+	// The agents of wave 2 wait for it by their own rule.
+	halted := "held: waiting for wave 1 (node " + first + " stopped reporting)"
 	for _, id := range ids {
 		if id == first {
 			continue
@@ -296,22 +298,22 @@ func TestRolloutStatusAgreesWhenWaveOneStopsReporting(t *testing.T) {
 	status := string(out)
 	for _, want := range []string{
 		"web: 1.0.0 → 2.0.0 (" + v2.Checksum[:12] + ")  waves 1, 100%, pause 1h0m0s\n",
-		"HALTED at wave 1: node " + first + " stopped reporting\n",
+		"under way: wave 1 of 2, waiting for node " + first + " stopped reporting\n",
 	} {
 		if !strings.Contains(status, want) {
 			t.Errorf("mms rollout status lacks %q:\n%s", want, status)
 		}
 	}
-	if strings.Contains(status, "under way") {
-		t.Errorf("mms rollout status says the rollout is under way while the agents halted it:\n%s", status)
+	if strings.Contains(status, "HALTED") {
+		t.Errorf("mms rollout status says the rollout halted while the agents wait:\n%s", status)
 	}
 	rows := regexp.MustCompile(`(?m)^1\s+1\s+` + regexp.QuoteMeta(first) + `\s+stale\s+2\.0\.0\s+no update for \d+s$`)
 	if !rows.MatchString(status) {
 		t.Errorf("mms rollout status does not show %s stale in wave 1:\n%s", first, status)
 	}
 	for _, id := range ids {
-		if id != first && !regexp.MustCompile(`(?m)\s`+regexp.QuoteMeta(id)+`\s+held\s+1\.0\.0\s+rollout halted at wave 1 \(node `+regexp.QuoteMeta(first)+` stopped reporting\)$`).MatchString(status) {
-			t.Errorf("mms rollout status does not show %s held by the halt:\n%s", id, status)
+		if id != first && !regexp.MustCompile(`(?m)\s`+regexp.QuoteMeta(id)+`\s+held\s+1\.0\.0\s+waiting for wave 1 \(node `+regexp.QuoteMeta(first)+` stopped reporting\)$`).MatchString(status) {
+			t.Errorf("mms rollout status does not show %s held, waiting:\n%s", id, status)
 		}
 	}
 
@@ -324,13 +326,14 @@ func TestRolloutStatusAgreesWhenWaveOneStopsReporting(t *testing.T) {
 		HaltedAt    int      `json:"halted_at"`
 		NewVersion  string   `json:"new_version"`
 		OldVersions []string `json:"old_versions"`
-		Halt        struct {
-			Node  string `json:"node"`
-			Stale bool   `json:"stale"`
-		} `json:"halt"`
-		Waves []struct {
+		Current     int      `json:"current_wave"`
+		Waves       []struct {
 			Decision struct {
-				Held string `json:"held"`
+				Held    string `json:"held"`
+				Waiting struct {
+					Node  string `json:"node"`
+					Stale bool   `json:"stale"`
+				} `json:"waiting"`
 			} `json:"decision"`
 		} `json:"waves"`
 	}
@@ -338,8 +341,8 @@ func TestRolloutStatusAgreesWhenWaveOneStopsReporting(t *testing.T) {
 		t.Fatalf("mms rollout status --json = %s (%v), want one rollout", out, err)
 	}
 	v := views[0]
-	if !v.Halted || v.HaltedAt != 1 || v.Halt.Node != first || !v.Halt.Stale || v.NewVersion != "2.0.0" || !slices.Equal(v.OldVersions, []string{"1.0.0"}) ||
-		len(v.Waves) != 2 || v.Waves[1].Decision.Held != halted {
-		t.Errorf("mms rollout status --json = %s\nwant halted at wave 1 by %s, 1.0.0 → 2.0.0, wave 2 told %q", out, first, halted)
+	if v.Halted || v.Current != 1 || v.NewVersion != "2.0.0" || !slices.Equal(v.OldVersions, []string{"1.0.0"}) ||
+		len(v.Waves) != 2 || v.Waves[1].Decision.Held != halted || v.Waves[1].Decision.Waiting.Node != first || !v.Waves[1].Decision.Waiting.Stale {
+		t.Errorf("mms rollout status --json = %s\nwant wave 2 waiting for %s, which stopped reporting, 1.0.0 → 2.0.0, wave 2 told %q", out, first, halted)
 	}
 }

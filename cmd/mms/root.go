@@ -123,6 +123,7 @@ func (a *app) commands() []*cobra.Command {
 		a.newReconcileCmd(),
 		a.newRolloutCmd(),
 		a.newNatsConfigCmd(),
+		a.newInitCmd(),
 		a.newVerifyCmd(),
 		a.newShowCmd(),
 		a.newPutCmd(),
@@ -133,7 +134,9 @@ func (a *app) commands() []*cobra.Command {
 		a.newArchiveCmd(),
 		a.newAgentCmd(),
 		a.newStatusCmd(),
+		a.newWebCmd(),
 		a.newBenchCmd(),
 		a.newVersionCmd(),
+		a.newManCmd(),
 	}
 }

@@ -12,8 +12,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mms-io/mms/fleet"
+	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/internal/termtext"
 	"github.com/mms-io/mms/nodestatus"
+	"github.com/mms-io/mms/provision"
 )
 
 type statusOptions struct {
@@ -68,7 +70,9 @@ each with what the table adds: "key" (its key in the bucket), "flags"
 and says which and why, for monitoring.
 
 Agents with the embedded server create the bucket; for agents that connect
-to your NATS with --server, create it once with --create.`,
+to your NATS with --server, the NATS admin creates it with every other
+resource of the fleet: 'mms init' (--create makes just this bucket, the
+same way).`,
 		Example: `  mms status
   mms status web1
   mms status --server nats://nats1:4222 --check
@@ -93,7 +97,7 @@ to your NATS with --server, create it once with --create.`,
 	o.nats.registerClient(cmd, f)
 	f.BoolVar(&o.jsonOut, "json", false, "print the status documents, with key, flags, message and age_seconds, as a JSON array (one document with NODE)")
 	f.BoolVar(&o.check, "check", false, "exit 2 when any agent is flagged (other than nats), naming each and why")
-	f.BoolVar(&o.create, "create", false, "create the "+nodestatus.Bucket+" bucket when it does not exist")
+	f.BoolVar(&o.create, "create", false, "create the "+nodestatus.Bucket+" bucket when it does not exist, as 'mms init' would")
 	f.DurationVar(&o.staleAfter, "stale-after", 0, "call an agent stale after this long without an update (default: 3 of its heartbeats)")
 	f.StringVar(&o.bucket, "bucket", "MACHINES", "KV bucket holding the signed spec")
 	f.StringVar(&o.key, "key", "machines", "key of the signed spec in --bucket")
@@ -183,15 +187,19 @@ func (a *app) printStatusJSON(nodes []fleet.Node, one bool) error {
 
 // openStatusBucket binds the status bucket, creating it if asked to.
 func (a *app) openStatusBucket(ctx context.Context, js jetstream.JetStream, nc natsConn, create bool) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, nodestatus.Bucket)
+	kv, err := natsbox.BindKV(ctx, js, nodestatus.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) && create {
-		kv, err = js.CreateKeyValue(ctx, nodestatus.BucketConfig())
-		if err == nil {
-			a.log.Info("created bucket", "bucket", nodestatus.Bucket)
+		f, ferr := fleetOf(ctx, nc, js, "", 0)
+		if ferr != nil {
+			return nil, fmt.Errorf("--create: %w", ferr)
 		}
+		if err := a.ensure(ctx, nc, js, f, provision.KindStatus, nodestatus.Bucket); err != nil {
+			return nil, err
+		}
+		kv, err = js.KeyValue(ctx, nodestatus.Bucket)
 	}
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("bucket %s does not exist on %s: no agent could write its status there; agents with the embedded server create it, otherwise run 'mms status --create' once",
+		return nil, fmt.Errorf("bucket %s does not exist on %s: no agent could write its status there; agents with the embedded server create it, otherwise the NATS admin runs 'mms init' once",
 			nodestatus.Bucket, nc.ConnectedUrlRedacted())
 	}
 	if err != nil {

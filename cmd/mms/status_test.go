@@ -37,10 +37,7 @@ func statusFleet(t *testing.T, docs ...nodestatus.Document) string {
 		t.Fatal(err)
 	}
 	mmsOK(t, env, "put", "--server", url)
-	kv, err := js.CreateKeyValue(t.Context(), nodestatus.BucketConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := createStatusBucket(t, js)
 	for _, d := range docs {
 		b, err := json.Marshal(d)
 		if err != nil {
@@ -231,12 +228,12 @@ func TestStatusBucketStates(t *testing.T) {
 	url := srv.ClientURL()
 
 	r := mms(t, "", "status", "--server", url)
-	if r.code != 1 || !strings.Contains(r.stderr, "bucket MACHINES_STATUS does not exist") || !strings.Contains(r.stderr, "mms status --create") {
+	if r.code != 1 || !strings.Contains(r.stderr, "bucket MACHINES_STATUS does not exist") || !strings.Contains(r.stderr, "runs 'mms init' once") {
 		t.Errorf("status without the bucket = exit %d, stderr %q; want 1 and a hint", r.code, r.stderr)
 	}
 
 	r = mmsOK(t, "", "status", "--server", url, "--create")
-	if !strings.Contains(r.stderr, `msg="created bucket" bucket=MACHINES_STATUS`) || !strings.Contains(r.stdout, "no agent has written its status") || !strings.Contains(r.stdout, "none published yet") {
+	if r.stderr != "created status bucket MACHINES_STATUS (stream KV_MACHINES_STATUS, 1 replica: history 1, values ≤ 1MiB, ≤ 256MiB in all); 'mms init' makes every resource of the fleet\n" || !strings.Contains(r.stdout, "no agent has written its status") || !strings.Contains(r.stdout, "none published yet") {
 		t.Errorf("status --create on an empty server: stdout %q, stderr %q; want the bucket created and an empty-fleet message", r.stdout, r.stderr)
 	}
 
@@ -264,8 +261,8 @@ func TestStatusBucketStates(t *testing.T) {
 
 func TestMachinesSummaryAndAge(t *testing.T) {
 	ms := []nodestatus.Machine{{State: "RUN"}, {State: "b"}, {State: "a"}, {State: "RUN"}, {}}
-	if got, want := machinesSummary(ms), "5 (RUN 2, a 1, b 1, not running 1)"; got != want {
-		t.Errorf("machinesSummary() = %q, want %q", got, want)
+	if got, want := fleet.MachinesSummary(ms), "5 (RUN 2, a 1, b 1, not running 1)"; got != want {
+		t.Errorf("MachinesSummary() = %q, want %q", got, want)
 	}
 	ages := []struct {
 		d    time.Duration

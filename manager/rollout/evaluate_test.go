@@ -32,7 +32,9 @@ func referenceDecide(p Policy, me, machine, checksum string, view []Node, now ti
 			case n.Checksum == checksum && n.Health.bad():
 				return false, true, fmt.Sprintf("%s at wave %d (node %s: %s)", HaltedPrefix, i+1, id, cmp.Or(n.Reason, string(n.Health))), 0
 			case n.Stale:
-				return false, true, fmt.Sprintf("%s at wave %d (node %s stopped reporting)", HaltedPrefix, i+1, id), 0
+				if held == "" {
+					held = fmt.Sprintf("held: waiting for wave %d (node %s stopped reporting)", i+1, id)
+				}
 			case n.Checksum != checksum || n.Health != Healthy:
 				if held == "" {
 					held = fmt.Sprintf("held: waiting for wave %d (node %s is %s)", i+1, id, waitingFor(n, checksum))
@@ -122,8 +124,8 @@ func TestEvaluateIsDecide(t *testing.T) {
 					t.Fatalf("iteration %d, node %q: Decide() = %+v, Evaluate() gives its wave %+v\nview %+v", iter, id, d, got, view)
 				}
 				switch {
-				case got.Halt.Stale:
-					seen["halted by a stale node"]++
+				case got.Waiting.Stale:
+					seen["waiting for a stale node"]++
 				case got.Halted:
 					seen["halted by a failure"]++
 				case got.Waiting.Wave > 0:
@@ -160,7 +162,7 @@ func TestEvaluateIsDecide(t *testing.T) {
 		}
 		// The rollout as a whole: the current wave is the first one not all
 		// healthy on the new version; the halt is the first node in wave
-		// order that failed with it or stopped reporting (what a node after
+		// order that failed with it (what a node after
 		// the last wave would be told, and what every later wave is told);
 		// done is neither.
 		wantCurrent := 0
@@ -173,8 +175,6 @@ func TestEvaluateIsDecide(t *testing.T) {
 				}
 				if wantHalt.Wave == 0 && n.Checksum == "new" && n.Health.bad() {
 					wantHalt = Halt{Wave: i + 1, Node: id, Reason: cmp.Or(n.Reason, string(n.Health))}
-				} else if wantHalt.Wave == 0 && n.Stale {
-					wantHalt = Halt{Wave: i + 1, Node: id, Reason: "stopped reporting", Stale: true}
 				}
 			}
 			if i+1 < len(pr.Waves) && wantHalt.Wave > 0 && pr.Decisions[i+1].Halt != wantHalt {
@@ -194,7 +194,7 @@ func TestEvaluateIsDecide(t *testing.T) {
 			t.Fatalf("iteration %d: Done = %v with current wave %d and halt %+v", iter, pr.Done, pr.Current, pr.Halt)
 		}
 	}
-	for _, kind := range []string{"halted by a stale node", "halted by a failure", "waiting", "pausing", "proceeding after wave 1"} {
+	for _, kind := range []string{"waiting for a stale node", "halted by a failure", "waiting", "pausing", "proceeding after wave 1"} {
 		if seen[kind] < 10 {
 			t.Errorf("the random views gave %d decisions %s, want more to check the rule on: %v", seen[kind], kind, seen)
 		}

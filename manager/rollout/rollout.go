@@ -108,30 +108,23 @@ func Assign(identities []string, machine, checksum string, waves []spec.Wave) []
 const HaltedPrefix = "held: rollout halted"
 
 // Halt is where and why a rollout halted: a node of an earlier wave failed
-// with the new version or stopped reporting.
+// with the new version.
 type Halt struct {
 	// Wave is the halting node's wave, from 1; 0 when nothing halts.
 	Wave int `json:"wave"`
 	// Node is the halting node's identity.
 	Node string `json:"node"`
 	// Reason is the node's reason for its bad health (its health when it
-	// gives none), or "stopped reporting" when Stale.
+	// gives none).
 	Reason string `json:"reason"`
-	// Stale is set when the node halts the rollout by not reporting.
-	Stale bool `json:"stale,omitempty"`
 }
-
-// stoppedReporting is the Reason of a halt by a stale node.
-const stoppedReporting = "stopped reporting"
 
 // String says who halted the rollout and why: "node web3: not RUNNING
-// within 1m0s", "node web3 stopped reporting".
-func (h Halt) String() string {
-	if h.Stale {
-		return fmt.Sprintf("node %s %s", h.Node, stoppedReporting)
-	}
-	return fmt.Sprintf("node %s: %s", h.Node, h.Reason)
-}
+// within 1m0s".
+func (h Halt) String() string { return fmt.Sprintf("node %s: %s", h.Node, h.Reason) }
+
+// stoppedReporting is what a node that stopped reporting has not done.
+const stoppedReporting = "stopped reporting"
 
 // Wait names the node of an earlier wave a node waits for.
 type Wait struct {
@@ -140,8 +133,20 @@ type Wait struct {
 	// Node is the awaited node's identity.
 	Node string `json:"node"`
 	// What it has not done yet: "pending", "not on the new version yet",
-	// "not reporting yet".
+	// "not reporting yet", or "stopped reporting" when Stale.
 	What string `json:"what"`
+	// Stale is set when the awaited node stopped reporting: the rollout
+	// waits for it to report again (or for an operator).
+	Stale bool `json:"stale,omitempty"`
+}
+
+// String says whom a node waits for: "node web3 is pending", "node web3
+// stopped reporting".
+func (w Wait) String() string {
+	if w.Stale {
+		return fmt.Sprintf("node %s %s", w.Node, stoppedReporting)
+	}
+	return fmt.Sprintf("node %s is %s", w.Node, w.What)
 }
 
 // Decision is what a node may do about a new version now.
@@ -207,8 +212,9 @@ func (p *Progress) Decision(identity string) (Decision, bool) {
 // in the first wave proceed at once; the nodes of a later wave proceed
 // once every node of the earlier waves runs checksum healthy and the
 // pause after the last of them became healthy has passed; a node of an
-// earlier wave that failed with checksum (or, unless the policy skips
-// them, stopped reporting) halts the rollout. When view holds an identity
+// earlier wave that failed with checksum halts the rollout; one that
+// stopped reporting holds it (the nodes after it wait) until it reports
+// again, unless the policy skips such nodes. When view holds an identity
 // twice, the last one counts. It costs a sort of the view.
 func Evaluate(p Policy, machine, checksum string, view []Node, now time.Time) Progress {
 	byID := make(map[string]Node, len(view))
@@ -237,7 +243,12 @@ func Evaluate(p Policy, machine, checksum string, view []Node, now time.Time) Pr
 			case n.Checksum == checksum && n.Health.bad():
 				halt = Halt{Wave: i + 1, Node: id, Reason: cmp.Or(n.Reason, string(n.Health))}
 			case n.Stale:
-				halt = Halt{Wave: i + 1, Node: id, Reason: stoppedReporting, Stale: true}
+				// It may report again (an agent restarting, or failing over
+				// to another NATS server): the rollout waits for it rather
+				// than halt for good.
+				if wait.Wave == 0 {
+					wait = Wait{Wave: i + 1, Node: id, What: stoppedReporting, Stale: true}
+				}
 			case n.Checksum != checksum || n.Health != Healthy:
 				if wait.Wave == 0 {
 					wait = Wait{Wave: i + 1, Node: id, What: waitingFor(n, checksum)}
@@ -268,7 +279,7 @@ func decide(p Policy, mine int, halt Halt, wait Wait, lastHealthy, now time.Time
 		d.Held = fmt.Sprintf("%s at wave %d (%s)", HaltedPrefix, halt.Wave, halt)
 	case wait.Wave > 0:
 		d.Waiting = wait
-		d.Held = fmt.Sprintf("held: waiting for wave %d (node %s is %s)", wait.Wave, wait.Node, wait.What)
+		d.Held = fmt.Sprintf("held: waiting for wave %d (%s)", wait.Wave, wait)
 	case mine > 0 && p.Pause > 0 && lastHealthy.Add(p.Pause).After(now):
 		d.PauseUntil = lastHealthy.Add(p.Pause)
 		d.Retry = d.PauseUntil.Sub(now)
@@ -286,8 +297,9 @@ func decide(p Policy, mine int, halt Halt, wait Wait, lastHealthy, now time.Time
 // nodes in the first wave proceed at once; a node in a later wave proceeds
 // once every node of the earlier waves runs checksum healthy and the pause
 // after the last of them became healthy has passed. A node of an earlier
-// wave that failed with checksum (or, unless the policy skips them,
-// stopped reporting) halts the rollout.
+// wave that failed with checksum halts the rollout; one that stopped
+// reporting holds it until it reports again (unless the policy skips such
+// nodes).
 func Decide(p Policy, me, machine, checksum string, view []Node, now time.Time) Decision {
 	// What me reports never changes its own decision (only the earlier
 	// waves do); it only has to be ranked.

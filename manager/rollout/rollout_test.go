@@ -148,8 +148,12 @@ func TestDecide(t *testing.T) {
 			m[w1] = healthy(w1, t0)
 			m[w3[0]] = Node{Identity: w3[0], Checksum: "old", Health: Failed}
 		}), now: t0.Add(time.Minute), proceed: true},
-		{name: "a stale node halts by default", me: w2[0], view: view(func(m map[string]Node) { m[w1] = Node{Identity: w1, Stale: true} }), now: t0,
-			held: "held: rollout halted at wave 1 (node " + w1 + " stopped reporting)"},
+		{name: "a stale node holds the rollout by default", me: w2[0], view: view(func(m map[string]Node) { m[w1] = Node{Identity: w1, Stale: true} }), now: t0,
+			held: "held: waiting for wave 1 (node " + w1 + " stopped reporting)"},
+		{name: "a failure halts even after a stale node", me: w3[0], view: view(func(m map[string]Node) {
+			m[w1] = Node{Identity: w1, Stale: true}
+			m[w2[0]] = Node{Identity: w2[0], Checksum: "new", Health: Unhealthy, Reason: "not ready"}
+		}), now: t0, held: "held: rollout halted at wave 2 (node " + w2[0] + ": not ready)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -40,14 +40,26 @@ func newRestartable(t *testing.T) *restartable {
 // again on the same port with the same store.
 func (r *restartable) restart(t *testing.T) {
 	t.Helper()
-	r.s.Shutdown()
-	r.s.WaitForShutdown()
+	r.stop(t)
 	natstest.Eventually(t, waitFor, func() error {
 		if r.client.Status.Snapshot().Connected {
 			return errors.New("client still connected")
 		}
 		return nil
 	})
+	r.start(t)
+}
+
+// stop stops the server.
+func (r *restartable) stop(t *testing.T) {
+	t.Helper()
+	r.s.Shutdown()
+	r.s.WaitForShutdown()
+}
+
+// start starts the server again on its port with its store.
+func (r *restartable) start(t *testing.T) {
+	t.Helper()
 	opts := natstest.Options(r.dir)
 	opts.Port = r.port
 	r.s = natstest.Run(t, opts)
@@ -103,4 +115,25 @@ func TestPollTriggersAfterReconnect(t *testing.T) {
 	case <-time.After(waitFor):
 		t.Fatalf("no trigger within %v of the reconnect", waitFor)
 	}
+}
+
+// TestWatchErrorClearsOnRecovery: a read that fails while the server is
+// down is reported by the next check; once the server is back and the
+// stream recovers, it asks for a check at once, and that check reports no
+// error (the agent's status showed the stale error until the check
+// interval, a minute by default, flagging a healthy node).
+func TestWatchErrorClearsOnRecovery(t *testing.T) {
+	r := newRestartable(t)
+	kv := envFor(t, r.client.Conn).bucket(t, "MACHINES")
+	rev1 := put(t, kv, "spec", "v1")
+	d := watchertest.Deps(t)
+	d.Conn, d.OnReconnect = r.client.Conn, r.client.Status.OnReconnect
+	w := watchertest.BuildWith(t, d, "kv", `{"bucket":"MACHINES","key":"spec","resync_interval":"1s"}`).(*Watcher)
+	st := step(t, w)
+	st.until("the value", changedAt(rev1))
+
+	r.stop(t)
+	st.until("the failed read while the server is down", func(r result) bool { return r.err != nil })
+	r.start(t)
+	st.until("a check without the error once the server is back", func(r result) bool { return r.err == nil })
 }

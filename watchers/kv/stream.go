@@ -279,9 +279,15 @@ func (s *stream) failed(ctx context.Context, err error) error {
 	return err
 }
 
-// ok clears the stream's error.
+// ok clears the stream's error, and asks for a check when there was one,
+// so the error the last check reported (a watch that failed while its
+// server was down) clears now, not at the next interval.
 func (s *stream) ok() {
 	s.w.mu.Lock()
+	had := s.w.snap.err != nil
 	s.w.snap.err = nil
 	s.w.mu.Unlock()
+	if had {
+		s.trigger()
+	}
 }

@@ -131,3 +131,25 @@ func TestRunErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestRunUnloadableLeavesOutput lists a package of a module go.mod does not
+// require, as after `go mod tidy` ran before `go generate`: run must name
+// the entry and the fix, and leave zz_plugins.go as it was, so that the
+// module still builds.
+func TestRunUnloadableLeavesOutput(t *testing.T) {
+	// The default -mod mode, as a newcomer has it: no lookups.
+	t.Setenv("GOFLAGS", "")
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "user_plugins.yaml"), filepath.Join(dir, "zz_plugins.go")
+	write(t, in, "timer: github.com/mms-io/mms/watchers/timer\nghost: example.com/ghost\n")
+	write(t, out, "package plugins // previous\n")
+	err := run([]string{"-in", in, "-out", out}, &bytes.Buffer{})
+	want := `line 2: plugin "ghost": cannot load package example.com/ghost: no required module provides package example.com/ghost; to add it: go get example.com/ghost
+zz_plugins.go is unchanged; require each plugin's module in go.mod (go get, or go mod edit -require and -replace for a local checkout), then run go generate ./plugins before go mod tidy, which drops a requirement that no file imports yet`
+	if err == nil || err.Error() != want {
+		t.Errorf("run = %v, want\n%s", err, want)
+	}
+	if got := read(t, out); got != "package plugins // previous\n" {
+		t.Errorf("run changed %s to %q", out, got)
+	}
+}
