@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -43,7 +44,11 @@ func printStatusTable(a *app, nodes []fleet.Node) {
 	}
 	tw.Flush()
 	for _, n := range nodes {
-		if n.Doc == nil {
+		switch {
+		case n.Doc != nil:
+		case slices.ContainsFunc(n.Flags, func(f fleet.Flag) bool { return f.Name == fleet.FlagForged }):
+			a.log.Warn("forged status document: its content is ignored", "key", n.Key, "error", n.Err)
+		default:
 			a.log.Warn("unreadable status document", "key", n.Key, "error", n.Err)
 		}
 	}

@@ -68,11 +68,10 @@ func TestWebPageAgainstAgents(t *testing.T) {
 	state := func(i int) string { return filepath.Join(f.dir, fmt.Sprintf("state-%d", i)) }
 	first := startMMS(t, nil, append([]string{"agent", "--state-dir", state(0), "--identity", ids[0], "--listen", "127.0.0.1:0"}, common...)...)
 	waitFor(t, first.stderr, "listening on")
-	url := loginURL(t, state(0))
+	conn := loginOf(t, state(0)).flags()
 	for i := 1; i < len(ids); i++ {
-		startMMS(t, nil, append([]string{"agent", "--server", url, "--state-dir", state(i), "--identity", ids[i]}, common...)...)
+		startMMS(t, nil, append(append([]string{"agent", "--state-dir", state(i), "--identity", ids[i]}, conn...), common...)...)
 	}
-	conn := []string{"--server", url}
 	for _, id := range ids {
 		pollStatus(t, conn, id, func(d *nodestatus.Document) error {
 			if d.Seen == nil {

@@ -41,7 +41,7 @@
   // ---- words and colours --------------------------------------------------
 
   // The order in which `mms status` lists flags (package fleet).
-  const FLAG_ORDER = ['invalid', 'rejected', 'failed', 'expired', 'behind', 'error', 'stale', 'stopped', 'nats'];
+  const FLAG_ORDER = ['forged', 'invalid', 'rejected', 'failed', 'expired', 'behind', 'error', 'stale', 'stopped', 'nats'];
   const TONE = {
     // node flags
     invalid: 'bad', rejected: 'bad', failed: 'bad', error: 'bad', forged: 'bad',
