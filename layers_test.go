@@ -67,7 +67,8 @@ func layers() []layer {
 
 		{floor: 4, pkgs: []string{"nodestatus", "nodemetrics"}},
 
-		{floor: 5, pkgs: []string{"provision", "bench", "fleet"}},
+		{floor: 5, pkgs: []string{"provision"}},
+		{floor: 5, pkgs: []string{"bench", "fleet"}},
 		{floor: 5, pkgs: []string{"web"}},
 
 		{floor: 6, pkgs: []string{"plugins/internal/*"}},

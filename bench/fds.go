@@ -1,6 +1,10 @@
 package bench
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/mms-io/mms/internal/fdlimit"
+)
 
 // File descriptors of a fleet (see shard.go).
 const (
@@ -26,7 +30,7 @@ func fleetSplit(n int, source string) (local, perShard int, err error) {
 		fdsAgent++
 		fdsServer++
 	}
-	limit, err := fdLimit(n*(fdsAgent+fdsServer) + fdsReserve)
+	limit, err := fdlimit.Raise(n*(fdsAgent+fdsServer) + fdsReserve)
 	if err != nil {
 		return 0, 0, err
 	}

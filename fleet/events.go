@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -152,19 +153,27 @@ func (e Event) Why() string {
 	return f.Reason
 }
 
-// Line is the event as one line for people: time, identity, machine, what
-// happened, its error, and why ([Event.Why]). Everything in it comes from
-// the network, so it is escaped: a hostile event cannot drive a terminal.
-func (e Event) Line() string {
-	line := e.Info.String()
+// What says what happened, its error and why ([Event.Why]): the part of
+// [Event.Line] after the time, identity and machine. The text is not
+// escaped.
+func (e Event) What() string {
+	what := e.Info.Summary()
 	if why := e.Why(); why != "" {
 		sep := ": "
 		if e.Info.Error != "" || e.Info.TransitionError != "" {
 			sep = "; "
 		}
-		line += sep + why
+		what += sep + why
 	}
-	return termtext.Escape(line)
+	return what
+}
+
+// Line is the event as one line for people: time, identity, machine, what
+// happened, its error, and why ([Event.What]). Everything in it comes from
+// the network, so it is escaped: a hostile event cannot drive a terminal.
+func (e Event) Line() string {
+	// Info.String is the time, identity, machine and Info.Summary.
+	return termtext.Escape(strings.TrimSuffix(e.Info.String(), e.Info.Summary()) + e.What())
 }
 
 // SubscribeEvents feeds msgs with the machine events on nc until ctx is

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -12,6 +13,10 @@ import (
 
 // The flags a node can carry, in the order a node lists them.
 const (
+	// FlagForged: the document under the node's key claims another
+	// identity (see nodestatus.Read); it is the only flag such a node
+	// gets, since what the document says is nobody's.
+	FlagForged = "forged"
 	// FlagInvalid: the document cannot be read.
 	FlagInvalid = "invalid"
 	// FlagRejected: the last spec the node saw was not applied.
@@ -210,6 +215,9 @@ func CountNodes(nodes []Node) Counts {
 // is still writing.
 func nodeFlags(r *record, now time.Time, cur *Spec, staleAfter time.Duration) []Flag {
 	d := r.doc
+	if f, ok := errors.AsType[*nodestatus.ForgedError](r.err); ok {
+		return []Flag{{FlagForged, f.Error()}}
+	}
 	if d == nil {
 		detail := "the document cannot be read"
 		if r.err != nil {

@@ -97,6 +97,11 @@ func TestNodes(t *testing.T) {
 		b.putDoc(tt.doc)
 	}
 	b.putRaw("junk", []byte(`{"identity":"`))
+	forged, err := json.Marshal(doc("fake29", 17, now.Add(100*365*24*time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.putRaw("web1", forged)
 
 	tr, err := fleet.Read(t.Context(), b.js, fleet.Options{})
 	if err != nil {
@@ -140,9 +145,16 @@ func TestNodes(t *testing.T) {
 		t.Errorf("unreadable document: %+v, want it flagged invalid with the reason", junk)
 	}
 
+	// A node speaks only for the identity of its key: web1's document
+	// that claims to be fake29 (written "a century from now") is nobody's.
+	if w := byKey["web1"]; w.Doc != nil || w.Identity != "web1" ||
+		!cmp.Equal(w.Flags, []fleet.Flag{{Name: "forged", Detail: "key web1 claims identity fake29"}}) || w.Message != "key web1 claims identity fake29" {
+		t.Errorf("forged document: %+v, want web1 flagged forged and nothing of its content", w)
+	}
+
 	counts := fleet.CountNodes(nodes)
-	want := fleet.Counts{Nodes: 19, Clean: 4, Problems: 14, Flags: map[string]int{
-		"invalid": 1, "rejected": 3, "failed": 4, "expired": 2, "behind": 3, "error": 2, "stale": 3, "stopped": 1, "nats": 2,
+	want := fleet.Counts{Nodes: 20, Clean: 4, Problems: 15, Flags: map[string]int{
+		"forged": 1, "invalid": 1, "rejected": 3, "failed": 4, "expired": 2, "behind": 3, "error": 2, "stale": 3, "stopped": 1, "nats": 2,
 	}}
 	if diff := cmp.Diff(want, counts); diff != "" {
 		t.Errorf("CountNodes() (-want +got):\n%s", diff)

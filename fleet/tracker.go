@@ -75,10 +75,15 @@ type record struct {
 	err      error
 }
 
-// name is the record's identity, or its key when it cannot be read.
+// name is the record's identity: its document's, else (the document
+// cannot be read, or is forged) the identity of its key, or the key when
+// it is nobody's.
 func (r *record) name() string {
 	if r.doc != nil {
 		return r.doc.Identity
+	}
+	if id, err := nodestatus.IdentityOf(r.key); err == nil {
+		return id
 	}
 	return r.key
 }
@@ -117,7 +122,10 @@ func (t *Tracker) Apply(e jetstream.KeyValueEntry) bool {
 		delete(t.docs, e.Key())
 		return true
 	}
-	d, err := nodestatus.ParseDocument(e.Value())
+	// The identity is the key's: a document that claims another is
+	// nobody's (kept, without its content, to be flagged forged); no time
+	// in a document is later than when the server stored it.
+	d, err := nodestatus.Read(e.Key(), e.Value(), e.Created(), time.Now())
 	t.docs[e.Key()] = &record{key: e.Key(), revision: e.Revision(), doc: d, err: err}
 	if d != nil {
 		t.learnVersions(d)

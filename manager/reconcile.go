@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mms-io/mms/internal/atomicfile"
 	"github.com/mms-io/mms/machine"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
@@ -45,17 +47,84 @@ type MachineInstaller interface {
 	Verify(ctx context.Context, name string, full bool) error
 }
 
+// ResetRecordFile is where, in the manager's state dir, a node remembers
+// the spec history reset it did ([ResetSpecHistory]).
+const ResetRecordFile = "spec-history-reset.json"
+
+// ErrResetDone is wrapped by [ResetSpecHistory]'s error when the node
+// already reset that serial and the record of it is still there.
+var ErrResetDone = errors.New("this node already reset that serial")
+
+// ResetRecord is what a node remembers of its spec history reset.
+type ResetRecord struct {
+	// Serial is the serial the operator named; At when the reset was
+	// done; Forgotten the record it forgot.
+	Serial    uint64        `json:"serial"`
+	At        time.Time     `json:"at"`
+	Forgotten packer.Record `json:"forgotten"`
+}
+
 // ResetSpecHistory forgets the spec a node accepted last, when its serial
 // is serial, by resetting the replay ledger in stateDir (the Reconciler's
 // StateDir): the next validly signed spec is then accepted whatever its
 // serial or format, so a v1 spec after a v2 one, or a lower serial after a
 // bad high one. It is the operator's local, explicit way back; the file is
-// kept aside (see packer.FileLedger.Reset). It returns the forgotten
-// record, or an error wrapping packer.ErrResetMismatch when the ledger
-// holds another serial (or none). Call it before the node's Reconciler
-// opens a spec.
+// kept aside (see packer.FileLedger.Reset). Call it before the node's
+// Reconciler opens a spec.
+//
+// A reset happens once: it is recorded in stateDir/[ResetRecordFile], and
+// while that record names serial another call does nothing and returns an
+// error wrapping [ErrResetDone]. Otherwise a flag left in a unit file
+// would reset the history at every start at which the node holds serial
+// again (it re-accepts the same spec, or a v1 spec, serial 0), and whoever
+// can write the spec key, without signing anything, could then replay any
+// older signed spec to it. [ForgetSpecHistoryReset] drops the record (the
+// agent does when it starts without the flag), so the same serial can be
+// reset again on purpose.
+//
+// It returns the forgotten record, or an error wrapping
+// packer.ErrResetMismatch when the ledger holds another serial (or none).
 func ResetSpecHistory(stateDir string, serial uint64, now time.Time) (packer.Record, error) {
-	return packer.NewFileLedger(filepath.Join(stateDir, LedgerFile)).Reset(serial, now)
+	recordPath := filepath.Join(stateDir, ResetRecordFile)
+	if data, err := os.ReadFile(recordPath); err == nil {
+		var done ResetRecord
+		if json.Unmarshal(data, &done) == nil && done.Serial == serial {
+			return done.Forgotten, fmt.Errorf("reset spec history: %w: serial %d at %s (forgotten digest %.12s); the flag does nothing more while it is set: remove it, and start once without it, before resetting serial %d again",
+				ErrResetDone, serial, done.At.UTC().Format(time.RFC3339), done.Forgotten.Digest, serial)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return packer.Record{}, fmt.Errorf("reset spec history: read the record of earlier resets: %w", err)
+	}
+	forgotten, err := packer.NewFileLedger(filepath.Join(stateDir, LedgerFile)).Reset(serial, now)
+	if err != nil {
+		return forgotten, err
+	}
+	data, err := json.Marshal(ResetRecord{Serial: serial, At: now.UTC(), Forgotten: forgotten})
+	if err != nil {
+		return forgotten, fmt.Errorf("reset spec history: record it: %w", err)
+	}
+	if err := atomicfile.WriteFile(recordPath, data, 0o600); err != nil {
+		return forgotten, fmt.Errorf("reset spec history: the history was reset, but recording it failed (the flag would act again at the next start: remove it): %w", err)
+	}
+	return forgotten, nil
+}
+
+// ForgetSpecHistoryReset drops the record of an earlier spec history reset
+// (see [ResetSpecHistory]) and returns it; ok is false when there was none.
+func ForgetSpecHistoryReset(stateDir string) (rec ResetRecord, ok bool, err error) {
+	recordPath := filepath.Join(stateDir, ResetRecordFile)
+	data, err := os.ReadFile(recordPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return ResetRecord{}, false, nil
+	}
+	if err != nil {
+		return ResetRecord{}, false, fmt.Errorf("forget the spec history reset: %w", err)
+	}
+	_ = json.Unmarshal(data, &rec) // only for the log: a damaged record is dropped too
+	if err := os.Remove(recordPath); err != nil {
+		return rec, false, fmt.Errorf("forget the spec history reset: %w", err)
+	}
+	return rec, true, nil
 }
 
 // ReconcilerConfig configures a [Reconciler].

@@ -28,11 +28,17 @@
 // older than a few heartbeats belongs to an agent that stopped or lost
 // NATS. `mms status` and `mms put --wait` read them all.
 //
-// # Keys and permissions
+// # Keys, identities and permissions
 //
-// The key is [Key] of the identity. An agent needs to publish to
-// $KV.MACHINES_STATUS.<key> and $JS.API.STREAM.INFO.KV_MACHINES_STATUS
-// (to bind the bucket); it never creates the bucket.
+// The key is [Key] of the identity, a reversible mapping ([IdentityOf]):
+// a document speaks for the identity of the key it lives under, nothing
+// else. An agent needs to publish to $KV.MACHINES_STATUS.<key> and
+// $JS.API.STREAM.INFO.KV_MACHINES_STATUS (to bind the bucket); it never
+// creates the bucket, and the per-node permissions `mms nats-config` writes
+// let it write no other key. Readers go through [Read]: a document whose
+// identity is not its key's is a [ForgedError] (agents ignore it, `mms
+// status` flags it), and no time in a document may be later than when the
+// server stored it.
 package nodestatus
 
 import (
@@ -66,8 +72,8 @@ type Document struct {
 	// Version is the document's shape, [DocumentVersion] when written by
 	// this package.
 	Version int `json:"version"`
-	// Identity is the agent's node identity (the key is derived from it,
-	// see [Key]).
+	// Identity is the agent's node identity. It must be the identity of
+	// the key the document lives under (see [Key] and [Read]).
 	Identity string `json:"identity"`
 	// AgentVersion is the mms version of the agent.
 	AgentVersion string `json:"agent_version"`
@@ -104,6 +110,9 @@ type Document struct {
 	// machine that failed to load, a failed status write), and when.
 	LastError   string    `json:"last_error"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// Trimmed, when set, says what the agent left out of the document to
+	// keep it within [MaxWrittenSize].
+	Trimmed string `json:"trimmed,omitempty"`
 }
 
 // Trust is a node's spec-signing policy (manager.Trust), as key ids.

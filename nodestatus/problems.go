@@ -18,7 +18,8 @@ import (
 //   - an entry failed or was rolled back: "<entry>: <reason>";
 //   - a machine that runs (or failed to load) has errors: "<machine>:
 //     <errors>";
-//   - the server denied the agent something: "nats: <violation>".
+//   - the server denied the agent something: "nats: <violation>";
+//   - the agent trimmed the document to fit (see [MaxWrittenSize]).
 //
 // What depends on the reader's clock (a document not updated for a while)
 // or on the fleet (a node behind the current spec) is the reader's to add.
@@ -37,6 +38,9 @@ func (d *Document) Problems() []string {
 	out = append(out, d.MachineErrors()...)
 	for _, v := range d.NATS.PermissionViolations {
 		out = append(out, "nats: "+v.Message)
+	}
+	if d.Trimmed != "" {
+		out = append(out, d.Trimmed)
 	}
 	return out
 }

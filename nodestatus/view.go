@@ -35,6 +35,7 @@ type View struct {
 
 	mu        sync.Mutex
 	docs      map[string]*Document // by key, trimmed to what NodeOf reads
+	forged    map[string]bool      // keys whose last document was forged (logged)
 	ready     chan struct{}        // closed once the initial documents are in
 	once      *sync.Once           // closes ready
 	following bool                 // a Nodes call woke Run and it has not gone idle since
@@ -55,7 +56,7 @@ func NewView(js jetstream.JetStream, bucket string, log *slog.Logger) *View {
 	}
 	return &View{
 		js: js, bucket: bucket, log: log, now: time.Now, idle: ViewIdle, wake: make(chan struct{}, 1),
-		docs: map[string]*Document{}, ready: make(chan struct{}), once: new(sync.Once),
+		docs: map[string]*Document{}, forged: map[string]bool{}, ready: make(chan struct{}), once: new(sync.Once),
 	}
 }
 
@@ -173,26 +174,48 @@ func (v *View) stopIfIdle() bool {
 		return false
 	}
 	v.following = false
-	v.docs = map[string]*Document{}
+	v.docs, v.forged = map[string]*Document{}, map[string]bool{}
 	v.ready, v.once = make(chan struct{}), new(sync.Once)
 	return true
 }
 
-// apply records one bucket change.
+// apply records one bucket change. A document that speaks for another
+// identity than its key's is left out (and logged when a key starts doing
+// so); every time in a document is clamped to when the server stored it.
 func (v *View) apply(e jetstream.KeyValueEntry) {
 	var d *Document
+	var forged *ForgedError
 	if e.Operation() == jetstream.KeyValuePut {
-		if full, err := ParseDocument(e.Value()); err == nil {
+		full, err := Read(e.Key(), e.Value(), e.Created(), v.now())
+		if errors.As(err, &forged) {
+			v.noteForged(e.Key(), forged)
+		} else if err == nil {
 			d = trim(full)
 		}
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if forged == nil {
+		delete(v.forged, e.Key())
+	}
 	if d == nil {
 		delete(v.docs, e.Key())
 		return
 	}
 	v.docs[e.Key()] = d
+}
+
+// noteForged logs the first forged document under key (until the key
+// holds a genuine one again): a node that rewrites it every second is
+// logged once.
+func (v *View) noteForged(key string, f *ForgedError) {
+	v.mu.Lock()
+	seen := v.forged[key]
+	v.forged[key] = true
+	v.mu.Unlock()
+	if !seen {
+		v.log.Warn("ignoring a forged status document: a node speaks for another identity than its key's", "bucket", v.bucket, "key", key, "claimed_identity", f.Claimed, "error", f)
+	}
 }
 
 // trim keeps of d what NodeOf reads, so a view of a large fleet keeps

@@ -154,3 +154,55 @@ func TestViewFollowsOnlyWhileUsed(t *testing.T) {
 		}
 	}
 }
+
+// TestViewIgnoresForgedDocuments: a node may write only its own key, so a
+// document under web1's key that claims another identity (a node that
+// does not exist, failing the rollout in wave 1) is not part of the fleet
+// a rollout sees; a document that claims a time in the future ages from
+// when the server stored it.
+func TestViewIgnoresForgedDocuments(t *testing.T) {
+	js, kv := statusKV(t)
+	future := time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC)
+	put := func(key string, d Document) {
+		t.Helper()
+		d.Heartbeat = "30s"
+		b, err := json.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(t.Context(), key, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(Key("web1"), Document{Identity: "fake29", UpdatedAt: future,
+		Entries: []Entry{{Name: "web", Outcome: "failed", Checksum: "new", Installed: "old", Reason: "boom"}}})
+	put(Key("web2"), Document{Identity: "web2", UpdatedAt: future,
+		Entries: []Entry{{Name: "web", Outcome: "updated", Checksum: "new", Installed: "new", Health: "healthy", HealthyAt: future}}})
+
+	var clock struct {
+		sync.Mutex
+		now time.Time
+	}
+	clock.now = time.Now()
+	v := NewView(js, "", nil)
+	v.now = func() time.Time { clock.Lock(); defer clock.Unlock(); return clock.now }
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = v.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+
+	nodes, err := v.Nodes(t.Context(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes) != 1 || nodes[0].Identity != "web2" || nodes[0].Stale || nodes[0].HealthyAt.After(time.Now()) {
+		t.Fatalf("Nodes() = %+v, want web2 alone, fresh, healthy since it was written", nodes)
+	}
+	clock.Lock()
+	clock.now = clock.now.Add(time.Hour)
+	clock.Unlock()
+	nodes, err = v.Nodes(t.Context(), "web")
+	if err != nil || len(nodes) != 1 || !nodes[0].Stale {
+		t.Fatalf("Nodes() an hour later = %+v, %v; want web2 stale (it claimed to be written in 2099)", nodes, err)
+	}
+}

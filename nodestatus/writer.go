@@ -87,8 +87,8 @@ type Writer struct {
 // NewWriter checks cfg and returns a Writer; call Run to start it.
 func NewWriter(cfg WriterConfig) (*Writer, error) {
 	var errs []error
-	if cfg.Identity == "" {
-		errs = append(errs, errors.New("identity is required"))
+	if err := CheckIdentity(cfg.Identity); err != nil {
+		errs = append(errs, err)
 	}
 	if cfg.Recorder == nil {
 		errs = append(errs, errors.New("recorder is required"))
@@ -247,12 +247,9 @@ func (w *Writer) put(ctx context.Context, doc Document) error {
 		}
 		w.kv = kv
 	}
-	b, err := json.Marshal(doc)
+	b, err := fit(doc, MaxWrittenSize)
 	if err != nil {
 		return fmt.Errorf("write status: encode: %w", err)
-	}
-	if len(b) > MaxDocumentSize {
-		return fmt.Errorf("write status: document is %d bytes, more than the %d allowed", len(b), MaxDocumentSize)
 	}
 	if _, err := w.kv.Put(ctx, w.key, b); err != nil {
 		return fmt.Errorf("write status to %s/%s: %w", w.cfg.Bucket, w.key, err)

@@ -277,7 +277,7 @@ func TestNewWriterRejectsBadConfig(t *testing.T) {
 	if err == nil {
 		t.Fatal("NewWriter(empty) = nil error")
 	}
-	for _, want := range []string{"identity is required", "recorder is required", "jetstream is required", "heartbeat -1s is negative"} {
+	for _, want := range []string{"identity is empty", "recorder is required", "jetstream is required", "heartbeat -1s is negative"} {
 		if !bytes.Contains([]byte(err.Error()), []byte(want)) {
 			t.Errorf("NewWriter() error = %q, want it to contain %q", err, want)
 		}

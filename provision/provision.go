@@ -102,9 +102,15 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("node %q: identity and nkey are required", n.Identity))
 			continue
 		}
+		if err := nodestatus.CheckIdentity(n.Identity); err != nil {
+			errs = append(errs, fmt.Errorf("node %q: %w", n.Identity, err))
+			continue
+		}
+		// Status keys are one per identity (nodestatus.Key is reversible):
+		// the same key twice is the same node twice.
 		key := nodestatus.Key(n.Identity)
-		if other, dup := seen[key]; dup {
-			errs = append(errs, fmt.Errorf("nodes %q and %q share the status key %q", other, n.Identity, key))
+		if _, dup := seen[key]; dup {
+			errs = append(errs, fmt.Errorf("node %q is listed twice", n.Identity))
 		}
 		seen[key] = n.Identity
 	}
@@ -135,7 +141,8 @@ func readStream(stream string) []string {
 }
 
 // NodePermissions are what the agent of node needs: read the spec and the
-// archives, write its own status key and nothing else in the status
+// archives, write its own status key (nodestatus.Key of its identity, the
+// key readers take its identity from) and nothing else in the status
 // bucket, publish machine events, take and free governor slots, and hear
 // (and answer) reconcile nudges and transition requests, which it may not
 // send.

@@ -26,7 +26,8 @@ func TestRenderRefusesBadInput(t *testing.T) {
 	}{
 		{name: "bucket with a dot", edit: func(c *Config) { c.Bucket = "A.B" }, wantErr: `bucket "A.B"`},
 		{name: "governor with a wildcard", edit: func(c *Config) { c.Governors = []string{"a>"} }, wantErr: `governor "a>": must match`},
-		{name: "two nodes, one status key", edit: func(c *Config) { c.Nodes = append(c.Nodes, Node{Identity: "web1", NKey: "UX"}) }, wantErr: `share the status key "web1"`},
+		{name: "two nodes, one status key", edit: func(c *Config) { c.Nodes = append(c.Nodes, Node{Identity: "web1", NKey: "UX"}) }, wantErr: `node "web1" is listed twice`},
+		{name: "identity too long", edit: func(c *Config) { c.Nodes = append(c.Nodes, Node{Identity: strings.Repeat("a", 256), NKey: "UX"}) }, wantErr: "identity is 256 bytes, more than the 255 allowed"},
 		{name: "bad listen", edit: func(c *Config) { c.Listen = "nowhere" }, wantErr: `listen "nowhere"`},
 		{name: "no admin", edit: func(c *Config) { c.Admin = "" }, wantErr: "admin and operator nkeys are required"},
 	}
@@ -48,7 +49,7 @@ func TestNodePermissionsAreNarrow(t *testing.T) {
 	p := NodePermissions(c, c.Nodes[1])
 	for _, s := range p.Publish {
 		switch {
-		case strings.HasPrefix(s, "$KV.") && s != "$KV.MACHINES_STATUS.web_2-88f3e977":
+		case strings.HasPrefix(s, "$KV.") && s != "$KV.MACHINES_STATUS.web=202":
 			t.Errorf("node may publish %s", s)
 		case s == ">" || strings.Contains(s, "STREAM.CREATE") || strings.Contains(s, "STREAM.UPDATE") || strings.Contains(s, "STREAM.DELETE") || strings.Contains(s, "STREAM.PURGE"):
 			t.Errorf("node may publish %s", s)
@@ -56,14 +57,14 @@ func TestNodePermissionsAreNarrow(t *testing.T) {
 			t.Errorf("node may delete messages with %s", s)
 		}
 	}
-	if !slices.Contains(p.Publish, "$KV.MACHINES_STATUS.web_2-88f3e977") {
+	if !slices.Contains(p.Publish, "$KV.MACHINES_STATUS.web=202") {
 		t.Errorf("node may not write its own status key: %v", p.Publish)
 	}
 	text, err := Render(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(text, `# node "web 2": status key web_2-88f3e977`) || strings.Contains(text, " $") {
+	if !strings.Contains(text, `# node "web 2": status key web=202`) || strings.Contains(text, " $") {
 		t.Errorf("rendered configuration:\n%s", text)
 	}
 }

@@ -21,7 +21,7 @@ func TestAgentBoundedWork(t *testing.T) {
 	f := newOperatorFixture(t)
 	dir, state, repo, sign := f.dir, f.state, f.repo, f.sign
 	a := startTestAgent(t, f.pub, state)
-	server := []string{"--server", a.url}
+	server := a.login.flags()
 
 	dripping := make(chan struct{}, 1)
 	drip := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

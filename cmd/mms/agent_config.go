@@ -18,6 +18,7 @@ import (
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/manager"
 	machineswatcher "github.com/mms-io/mms/manager/machineswatcher"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
 )
 
@@ -91,6 +92,8 @@ func (o *agentOptions) resolve(a *app) (agentConfig, error) {
 	identity := strings.TrimSpace(o.identity)
 	if identity == "" {
 		errs = append(errs, errors.New("--identity is empty (and the host name is unknown): give the node a name"))
+	} else if err := nodestatus.CheckIdentity(identity); err != nil {
+		errs = append(errs, fmt.Errorf("--identity: %w", err))
 	}
 
 	trust, err := resolveTrust(o.publicKeys, o.trustedKeysFile, o.threshold, o.insecure, o.allowLegacy)

@@ -223,11 +223,8 @@ func startCrashAgent(t *testing.T, bin, state, pub, step string, renames bool) *
 	}()
 	t.Cleanup(func() { a.kill(t) })
 	agentURL(t, a.stderr) // the embedded server is up and its credentials written
-	nc, err := nats.Connect(loginURL(t, state), nats.MaxReconnects(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := loginOf(t, state).connect(t, nats.MaxReconnects(0))
+	var err error
 	if a.js, err = jetstream.New(nc); err != nil {
 		t.Fatal(err)
 	}

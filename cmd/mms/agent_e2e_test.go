@@ -89,14 +89,22 @@ func (r *archiveRepo) publish(t testing.TB, name, version string) spec.Machine {
 // keeps the machine in its initial state.
 func (r *archiveRepo) publishCheck(t testing.TB, name, version, check string) spec.Machine {
 	t.Helper()
+	return r.publishFiles(t, name, version, map[string]string{
+		"machine.yaml": runnableMachineYAML(name, version),
+		"check.sh":     "#!/bin/sh\n" + check + "\n",
+	})
+}
+
+// publishFiles builds the archive of machine name at version holding
+// files (name → content, all executable), serves it and returns the spec
+// entry pinning it.
+func (r *archiveRepo) publishFiles(t testing.TB, name, version string, files map[string]string) spec.Machine {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for file, content := range map[string]string{
-		"machine.yaml": runnableMachineYAML(name, version),
-		"check.sh":     "#!/bin/sh\n" + check + "\n",
-	} {
+	for file, content := range files {
 		if err := os.WriteFile(filepath.Join(dir, file), []byte(content), 0o755); err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -40,7 +41,7 @@ func newOperatorFixture(t *testing.T) *operatorFixture {
 // testAgent is one run of `mms agent` with the embedded server, on a
 // state directory that outlives it.
 type testAgent struct {
-	url    string
+	login  agentLogin
 	errOut *syncbuf.Buffer
 	stop   func() int
 	nc     *nats.Conn
@@ -48,20 +49,40 @@ type testAgent struct {
 	kv     jetstream.KeyValue
 }
 
-// startTestAgent starts an agent on state with extra flags and connects
-// to its embedded server.
+// testAgentArgs are the flags of a test agent on state.
+func testAgentArgs(t *testing.T, pub, state string, extra ...string) []string {
+	t.Helper()
+	return append([]string{"agent", "--public-key", strings.TrimSpace(readFile(t, pub)), "--state-dir", state,
+		"--listen", "127.0.0.1:0", "--allow-http", "--identity", "web1", "--status-interval", "500ms"}, extra...)
+}
+
+// startTestAgent starts an agent on state with extra flags, in this
+// process, and connects to its embedded server.
 func startTestAgent(t *testing.T, pub, state string, extra ...string) *testAgent {
 	t.Helper()
-	args := append([]string{"agent", "--public-key", strings.TrimSpace(readFile(t, pub)), "--state-dir", state,
-		"--listen", "127.0.0.1:0", "--allow-http", "--identity", "web1", "--status-interval", "500ms"}, extra...)
-	_, errOut, stop := runUntil(t, args...)
+	_, errOut, stop := runUntil(t, testAgentArgs(t, pub, state, extra...)...)
 	agentURL(t, errOut) // the agent listens
-	a := &testAgent{url: loginURL(t, state), errOut: errOut, stop: stop}
+	return connectTestAgent(t, state, errOut, stop)
+}
+
+// startTestAgentProcess is startTestAgent with a real agent process (the
+// built mms binary); stop sends it SIGTERM and waits for its exit code.
+func startTestAgentProcess(t *testing.T, pub, state string, extra ...string) *testAgent {
+	t.Helper()
+	p := startMMS(t, nil, testAgentArgs(t, pub, state, extra...)...)
+	agentURL(t, p.stderr)
+	return connectTestAgent(t, state, p.stderr, func() int {
+		p.signal(t, syscall.SIGTERM)
+		return p.wait(t)
+	})
+}
+
+// connectTestAgent connects to the embedded server of the agent on state.
+func connectTestAgent(t *testing.T, state string, errOut *syncbuf.Buffer, stop func() int) *testAgent {
+	t.Helper()
+	a := &testAgent{login: loginOf(t, state), errOut: errOut, stop: stop}
+	a.nc = a.login.connect(t)
 	var err error
-	if a.nc, err = nats.Connect(a.url); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.nc.Close)
 	if a.js, err = jetstream.New(a.nc); err != nil {
 		t.Fatal(err)
 	}

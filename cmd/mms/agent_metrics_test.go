@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/internal/syncbuf"
+	"github.com/mms-io/mms/nodemetrics"
 )
 
 // metricsURL finds the metrics address in an agent's log.
@@ -58,5 +61,22 @@ func TestAgentMetricsShowAppliedSerial(t *testing.T) {
 	out, err := scrape("/healthz")
 	if err != nil || !strings.HasSuffix(out, "\n200") || !strings.Contains(out, `"ok":true`) {
 		t.Errorf("curl /healthz = %q, %v; want 200 ok", out, err)
+	}
+}
+
+// TestServeMetricsWarnsOffLoopback: a metrics address other machines can
+// reach is served with a warning; a loopback one without.
+func TestServeMetricsWarnsOffLoopback(t *testing.T) {
+	for addr, warns := range map[string]bool{"127.0.0.1:0": false, "0.0.0.0:0": true} {
+		var buf syncbuf.Buffer
+		stop, err := serveMetrics(addr, nodemetrics.New(nodemetrics.Config{}), slog.New(slog.NewTextHandler(&buf, nil)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop()
+		want := `msg="the metrics server listens on 0.0.0.0: anyone who can reach it reads this node's machines, versions and states, and can hold its connections (at most 32); bind it to 127.0.0.1 or firewall it"`
+		if got := strings.Contains(buf.String(), want); got != warns {
+			t.Errorf("serveMetrics(%s) logged:\n%s\nwant the warning: %v", addr, buf.String(), warns)
+		}
 	}
 }

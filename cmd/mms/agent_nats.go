@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -17,7 +14,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/provision"
@@ -28,36 +24,70 @@ import (
 // resources it creates (provision.Embedded) leave room in for governors.
 const embeddedMaxMemory = 64 << 20
 
-// startEmbedded starts the agent's own NATS server, which lets in only user
-// with password, and returns it with the URL the agent connects to. The
-// caller shuts it down (it is not tied to ctx, so the agent's last status
-// write can still reach it).
-func startEmbedded(ctx context.Context, cfg agentConfig, user, password string, log *slog.Logger) (*server.Server, string, error) {
-	// The server keeps only a bcrypt hash. The password is 256 random bits,
-	// so the lowest cost is enough, and keeps each login cheap.
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+// embeddedMaxConns is how many client connections the embedded server
+// takes at once (authenticated or still logging in) in a process allowed
+// fdLimit open files: the limit less what the agent keeps for itself (its
+// store, machines, downloads, metrics), half the limit up to 4,096, and at
+// most nats-server's default of 65,536 (also when the limit is unknown, 0).
+// A local user who opens connections as fast as they can cannot take the
+// descriptors the agent's machines need: the rest wait in the kernel.
+func embeddedMaxConns(fdLimit int) int {
+	if fdLimit <= 0 {
+		return server.DEFAULT_MAX_CONNECTIONS
+	}
+	return min(max(fdLimit-min(fdLimit/2, 4096), 16), server.DEFAULT_MAX_CONNECTIONS)
+}
+
+// embedded is the agent's running embedded server.
+type embedded struct {
+	srv  *server.Server
+	url  string
+	stop func() // stops accepting clients
+}
+
+// shutdown stops accepting clients, then shuts the server down and waits
+// for its store to be flushed.
+func (e *embedded) shutdown() {
+	e.stop()
+	e.srv.Shutdown()
+	e.srv.WaitForShutdown()
+}
+
+// startEmbedded starts the agent's own NATS server, which lets in only
+// auth's nkey user and offers TLS with auth's certificate (which clients
+// pin), and accepts at most maxConns clients at once on the --listen
+// address (natsbox.ServeLimited). The URL is the one the agent connects to.
+// The caller shuts it down (it is not tied to ctx, so the agent's last
+// status write can still reach it).
+func startEmbedded(ctx context.Context, cfg agentConfig, auth *natsbox.LocalAuth, maxConns int, log *slog.Logger) (*embedded, error) {
+	port := max(cfg.listenPort, 0) // -1: any free port
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.listenHost, strconv.Itoa(port)))
 	if err != nil {
-		return nil, "", fmt.Errorf("start the embedded nats server: hash its password: %w", err)
+		return nil, fmt.Errorf("start the embedded nats server (give --listen another address, or --server to use an existing NATS): %w", err)
 	}
 	srv, err := natsbox.StartServer(context.WithoutCancel(ctx), natsbox.ServerConfig{
 		Host:      cfg.listenHost,
 		Port:      cfg.listenPort,
 		StoreDir:  cfg.storeDir(),
-		Users:     []*server.User{{Username: user, Password: string(hash)}},
 		MaxStore:  provision.EmbeddedMaxStore,
 		MaxMemory: embeddedMaxMemory,
 		Log:       log,
+		Configure: func(opts *server.Options) {
+			auth.Configure(opts)
+			opts.MaxConn = maxConns
+			opts.DontListen = true // clients come through ln
+		},
 	})
 	if err != nil {
-		return nil, "", fmt.Errorf("start the embedded nats server (give --listen another address, or --server to use an existing NATS): %w", err)
+		_ = ln.Close()
+		return nil, fmt.Errorf("start the embedded nats server: %w", err)
 	}
-	addr, ok := srv.Addr().(*net.TCPAddr)
-	if !ok {
-		srv.Shutdown()
-		srv.WaitForShutdown()
-		return nil, "", fmt.Errorf("start the embedded nats server: unexpected listener address %v", srv.Addr())
-	}
-	return srv, "nats://" + net.JoinHostPort(connectHost(cfg.listenHost), strconv.Itoa(addr.Port)), nil
+	addr := ln.Addr().(*net.TCPAddr)
+	return &embedded{
+		srv:  srv,
+		url:  "nats://" + net.JoinHostPort(connectHost(cfg.listenHost), strconv.Itoa(addr.Port)),
+		stop: natsbox.ServeLimited(srv, ln, maxConns, log),
+	}, nil
 }
 
 // connectHost is the address a client on this machine uses to reach a
@@ -125,35 +155,6 @@ func showServers(servers []string) string {
 	return strings.Join(shown, ",")
 }
 
-// localUser is the user name of the embedded server's one user.
-const localUser = "mms"
-
-// minPasswordLen is the shortest password of an earlier start that is
-// reused: what newPassword makes.
-const minPasswordLen = 43
-
-// localCredentials returns the user and password the embedded server lets
-// in: those in the local context file path from an earlier start (so
-// followers such as 'mms events' reconnect after a restart), else new
-// random ones.
-func localCredentials(path string, log *slog.Logger) (user, password string) {
-	c, err := natsbox.LoadContextFile(path)
-	switch {
-	case err == nil && c.User == localUser && len(c.Password) >= minPasswordLen:
-		return c.User, c.Password
-	case err != nil && !errors.Is(err, natsbox.ErrContextNotFound):
-		log.Warn("the embedded server's credentials file is unreadable: making new credentials", "file", path, "error", err)
-	}
-	return localUser, newPassword()
-}
-
-// newPassword returns 256 random bits as base64url text.
-func newPassword() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
 // natsContextName is the nats CLI context the agent of the default state
 // directory writes for its embedded server.
 const natsContextName = "mms"
@@ -169,12 +170,12 @@ func localContextDescription(stateDir string) string {
 }
 
 // writeNATSContext writes the nats CLI context "mms" (0600, in the nats
-// CLI's context directory) for the embedded server at url, so that
-// 'nats --context mms …' works, and returns its name. It does so only for
-// the agent of the default state directory (another agent's would replace
-// it), never over a context it did not write, and returns "" when it did
-// not write one; failing to write it is logged, not fatal.
-func writeNATSContext(stateDir, url, user, password string, log *slog.Logger) string {
+// CLI's context directory) c, the embedded server's, so that 'nats
+// --context mms …' works, and returns its name. It does so only for the
+// agent of the default state directory (another agent's would replace it),
+// never over a context it did not write, and returns "" when it did not
+// write one; failing to write it is logged, not fatal.
+func writeNATSContext(stateDir string, c natsbox.CLIContext, log *slog.Logger) string {
 	if !isDefaultStateDir(stateDir) {
 		return ""
 	}
@@ -187,7 +188,6 @@ func writeNATSContext(stateDir, url, user, password string, log *slog.Logger) st
 		log.Warn("not replacing nats CLI context "+natsContextName+": it was not written by mms agent", "file", path)
 		return ""
 	}
-	c := natsbox.CLIContext{Description: localContextDescription(stateDir), URL: url, User: user, Password: password}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		log.Warn("no nats CLI context written", "error", err)
 		return ""

@@ -25,7 +25,7 @@ func TestAgentRetriesAndReconcile(t *testing.T) {
 	f := newOperatorFixture(t)
 	dir, keyFile, state, repo, sign := f.dir, f.keyFile, f.state, f.repo, f.sign
 	a := startTestAgent(t, f.pub, state)
-	server := []string{"--server", a.url}
+	server := a.login.flags()
 
 	web := repo.publish(t, "web", "1.0.0")
 	web.Governor = "late"

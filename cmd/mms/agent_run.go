@@ -10,8 +10,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/internal/fdlimit"
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/nodemetrics"
@@ -41,6 +43,13 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 	}
 	defer release()
 
+	// Every descriptor the hard limit allows (Go raises the soft limit on
+	// Linux already; this says so, and does it elsewhere).
+	fds, err := fdlimit.Raise(0)
+	if err != nil {
+		log.Warn("could not raise the open file limit", "error", err)
+	}
+
 	connect := cfg.connect
 	connect.Log = log.With("component", "nats")
 	connect.FailFast = false // a node runs its machines while NATS is away
@@ -51,26 +60,34 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 			serverLog = log
 		}
 		local := filepath.Join(cfg.node.StateDir, natsbox.LocalContextFile)
-		user, password := localCredentials(local, log)
-		srv, url, err := startEmbedded(ctx, cfg, user, password, serverLog)
+		auth, err := natsbox.LoadLocalAuth(cfg.node.StateDir, natsbox.LocalHosts(cfg.listenHost), time.Now())
+		if err != nil {
+			return fmt.Errorf("set up the embedded nats server's credentials: %w", err)
+		}
+		maxConns := embeddedMaxConns(fds)
+		emb, err := startEmbedded(ctx, cfg, auth, maxConns, serverLog)
 		if err != nil {
 			return err
 		}
+		url := emb.url
+		log.Info("embedded nats server connection limit", "max_connections", maxConns, "open_files_limit", fds)
 		defer func() {
-			srv.Shutdown()
-			srv.WaitForShutdown()
+			emb.shutdown()
 			log.Info("embedded nats server stopped")
 		}()
 		// The agent, and the commands on this machine, connect through
-		// this file: it holds the URL and the credentials.
-		if err := natsbox.WriteContextFile(local, natsbox.CLIContext{Description: localContextDescription(cfg.node.StateDir), URL: url, User: user, Password: password}); err != nil {
+		// this file: the URL, the nkey seed and the pinned certificate.
+		c := auth.Context(localContextDescription(cfg.node.StateDir), url)
+		if err := natsbox.WriteContextFile(local, c); err != nil {
 			return err
 		}
-		connect.Servers, connect.ContextFile = nil, local
+		// The agent itself connects in-process, with the seed: no TLS,
+		// no socket, and no wait behind other clients (ServeLimited).
+		connect.Servers, connect.NKey, connect.InProcess = []string{url}, auth.SeedFile, emb.srv
 		banner.shown, banner.credentials = url, local
-		banner.natsContext = writeNATSContext(cfg.node.StateDir, url, user, password, log)
+		banner.natsContext = writeNATSContext(cfg.node.StateDir, c, log)
 		if !isLoopback(cfg.listenHost) {
-			log.Warn("the embedded nats server listens on "+cfg.listenHost+": anyone who can reach it can try to log in, and the credentials travel without TLS; use a NATS deployment with TLS and permissions for a fleet",
+			log.Warn("the embedded nats server listens on "+cfg.listenHost+": anyone who can reach it can connect and try to log in; clients on other machines need "+auth.SeedFile+" (--nkey) and "+auth.CertFile+" (--tls-ca); use a NATS deployment with per-node permissions for a fleet",
 				"listen", cfg.listenHost)
 		}
 	}

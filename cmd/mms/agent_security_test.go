@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/internal/natstest"
@@ -39,23 +41,7 @@ func asNobody(t *testing.T, cmd *exec.Cmd) *exec.Cmd {
 // read, for processes run as another user.
 func publicBinary(t *testing.T) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "mms-public-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	data, err := os.ReadFile(mmsBinary(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "mms")
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return bin
+	return publicCopy(t, mmsBinary(t))
 }
 
 // TestEmbeddedServerShutsOutOtherUsers runs a real agent with the
@@ -77,12 +63,29 @@ func TestEmbeddedServerShutsOutOtherUsers(t *testing.T) {
 	}
 	before := storeView(t, js)
 
+	// The server's certificate is no secret (any client sees it in the
+	// handshake): these attackers accept it and try to log in (the others
+	// below try without TLS).
+	acceptAny := nats.Secure(&tls.Config{InsecureSkipVerify: true})
+	guessed, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	guessedSeed, _ := guessed.Seed()
+	guessedPub, _ := guessed.PublicKey()
 	for name, opts := range map[string][]nats.Option{
 		"no credentials":      nil,
 		"guessed password":    {nats.UserInfo("mms", "password")},
 		"another user's name": {nats.UserInfo("nobody", "")},
+		"a made-up nkey": {nats.Nkey(guessedPub, func(nonce []byte) ([]byte, error) {
+			kp, err := nkeys.FromSeed(guessedSeed)
+			if err != nil {
+				return nil, err
+			}
+			return kp.Sign(nonce)
+		})},
 	} {
-		nc, err := nats.Connect(url, opts...)
+		nc, err := nats.Connect(url, append(opts, acceptAny)...)
 		if err == nil {
 			nc.Close()
 		}

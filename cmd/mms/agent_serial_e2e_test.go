@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/manager/mmsmanager"
+	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -26,7 +28,7 @@ func TestAgentSerialLockoutRecovery(t *testing.T) {
 	dir, keyFile, state, repo, sign := f.dir, f.keyFile, f.state, f.repo, f.sign
 	a := startTestAgent(t, f.pub, state)
 	writeMachines(t, dir, repo.publish(t, "web", "1.0.0"))
-	good := packPut(t, sign, []string{"--server", a.url})
+	good := packPut(t, sign, a.login.flags())
 	a.waitSpecEvent(t, good, func(ev specEvent) error { return resultFor(ev.Results, "web", manager.EntryInstalled) })
 
 	// A validly signed spec with serial 2^64-1, put with the nats CLI.
@@ -75,7 +77,7 @@ func TestAgentSerialLockoutRecovery(t *testing.T) {
 	v2 := repo.publish(t, "web", "2.0.0")
 	writeMachines(t, dir, v2)
 	normal := mmsOK(t, "", append([]string{"pack", "machines.json"}, sign...)...).stdout
-	if r := mms(t, normal, "put", "--server", a.url); r.code == 0 || !strings.Contains(r.stderr, "re-pack with --reset-history") {
+	if r := mms(t, normal, append([]string{"put"}, a.login.flags()...)...); r.code == 0 || !strings.Contains(r.stderr, "re-pack with --reset-history") {
 		t.Fatalf("mms put over serial 2^64-1: exit %d, stderr %q; want the --reset-history hint", r.code, r.stderr)
 	}
 	normalIn, err := packer.Inspect([]byte(strings.TrimSpace(normal)))
@@ -86,7 +88,7 @@ func TestAgentSerialLockoutRecovery(t *testing.T) {
 	a.waitSpecEvent(t, normalIn.Spec.Serial, rejectedAs(manager.RejectReplayed, "< 18446744073709551615"))
 
 	// The recovery: a reset spec, with the commands the hint names.
-	serial := packPut(t, append(sign, "--reset-history", "--serial", strconv.FormatUint(normalIn.Spec.Serial+1, 10)), []string{"--server", a.url})
+	serial := packPut(t, append(sign, "--reset-history", "--serial", strconv.FormatUint(normalIn.Spec.Serial+1, 10)), a.login.flags())
 	a.waitSpecEvent(t, serial, func(ev specEvent) error { return resultFor(ev.Results, "web", manager.EntryUpdated) })
 	if err := installedVersion(t, state, "2.0.0"); err != nil {
 		t.Fatal(err)
@@ -112,7 +114,7 @@ func TestAgentResetSpecHistory(t *testing.T) {
 	dir, keyFile, pub, state, repo := f.dir, f.keyFile, f.pub, f.state, f.repo
 	a := startTestAgent(t, pub, state, "--allow-legacy-spec")
 	writeMachines(t, dir, repo.publish(t, "web", "1.0.0"))
-	serial := packPut(t, []string{"--key-file", keyFile, "--allow-http"}, []string{"--server", a.url})
+	serial := packPut(t, []string{"--key-file", keyFile, "--allow-http"}, a.login.flags())
 	a.waitSpecEvent(t, serial, func(ev specEvent) error { return resultFor(ev.Results, "web", manager.EntryInstalled) })
 
 	// Choria tooling publishes a v1 spec: ignored after the v2 one.
@@ -138,13 +140,90 @@ func TestAgentResetSpecHistory(t *testing.T) {
 	}
 	a.shutdown(t)
 
-	// The flag left in place: the history now holds the v1 spec.
+	// The flag left in place: the node did that reset already.
 	a = startTestAgent(t, pub, state, "--allow-legacy-spec", "--reset-spec-history", strconv.FormatUint(serial, 10))
-	waitFor(t, a.errOut, "--reset-spec-history did nothing", "the last accepted spec has serial 0, not "+strconv.FormatUint(serial, 10))
+	waitFor(t, a.errOut, "--reset-spec-history did nothing: this node already reset that serial", "this node already reset that serial: serial "+strconv.FormatUint(serial, 10)+" at ")
 	if strings.Contains(a.errOut.String(), "SPEC HISTORY RESET") {
 		t.Errorf("a second start with the same flag reset the history again:\n%s", a.errOut.String())
 	}
 	a.shutdown(t)
+}
+
+// TestResetSpecHistoryHappensOnce is issue 23's fifth attack, with real
+// agent processes: the operator restarts a node with --reset-spec-history
+// S and leaves the flag in its unit file; the node re-accepts the spec it
+// was running (serial S again). Someone who can write the spec key, but
+// cannot sign, puts back an older signed spec and waits for a restart. The
+// reset does not happen again, so the older spec is ignored and the node
+// keeps 2.0.0; a start without the flag drops the record of the reset.
+func TestResetSpecHistoryHappensOnce(t *testing.T) {
+	f := newOperatorFixture(t)
+	sign := []string{"--key-file", f.keyFile, "--allow-http"}
+	a := startTestAgentProcess(t, f.pub, f.state)
+	serial := uint64(time.Now().Unix())
+	writeMachines(t, f.dir, f.repo.publish(t, "web", "1.0.0"))
+	old := mmsOK(t, "", append([]string{"pack", "machines.json", "--serial", fmt.Sprint(serial)}, sign...)...).stdout
+	mmsOK(t, old, append([]string{"put"}, a.login.flags()...)...)
+	a.waitSpecEvent(t, serial, func(ev specEvent) error { return resultFor(ev.Results, "web", manager.EntryInstalled) })
+	writeMachines(t, f.dir, f.repo.publish(t, "web", "2.0.0"))
+	current := packPut(t, append(sign, "--serial", fmt.Sprint(serial+1)), a.login.flags())
+	a.waitSpecEvent(t, current, func(ev specEvent) error { return resultFor(ev.Results, "web", manager.EntryUpdated) })
+	a.shutdown(t)
+
+	ledger := packer.NewFileLedger(filepath.Join(f.state, mmsmanager.MachineName, manager.LedgerFile))
+	flag := []string{"--reset-spec-history", fmt.Sprint(current)}
+	a = startTestAgentProcess(t, f.pub, f.state, flag...)
+	waitFor(t, a.errOut, "SPEC HISTORY RESET by the operator (--reset-spec-history)", fmt.Sprintf("forgotten_serial=%d", current))
+	natstest.Eventually(t, e2eTimeout, func() error { // the node takes the spec in the key again
+		if last, ok, err := ledger.Last(); err != nil || !ok || last.Serial != current {
+			return fmt.Errorf("ledger = %+v, %v, %v; want serial %d again", last, ok, err, current)
+		}
+		return nil
+	})
+	// The attacker puts the older signed spec back, and waits.
+	a.rawPut(t, []byte(strings.TrimSpace(old)))
+	a.waitSpecEvent(t, serial, rejectedAs(manager.RejectReplayed, fmt.Sprintf("ignored older spec (serial %d < %d)", serial, current)))
+	a.shutdown(t)
+
+	restart := time.Now()
+	a = startTestAgentProcess(t, f.pub, f.state, flag...)
+	pollStatus(t, a.login.flags(), "web1", func(d *nodestatus.Document) error {
+		if d.StartedAt.Before(restart.Add(-time.Second)) || d.Seen == nil || d.Seen.Serial != serial || d.Seen.Outcome != nodestatus.SeenIgnoredOlder {
+			return fmt.Errorf("web1 started %v, saw %+v; want serial %d ignored-older after the restart", d.StartedAt, d.Seen, serial)
+		}
+		return nil
+	})
+	waitFor(t, a.errOut, "--reset-spec-history did nothing: this node already reset that serial (a reset happens once)",
+		fmt.Sprintf("this node already reset that serial: serial %d at ", current))
+	if n := strings.Count(a.errOut.String(), "SPEC HISTORY RESET"); n != 0 {
+		t.Errorf("the flag left in place reset the history again:\n%s", a.errOut)
+	}
+	if err := installedVersion(t, f.state, "2.0.0"); err != nil {
+		t.Errorf("after the replay: %v", err)
+	}
+	a.shutdown(t)
+
+	a = startTestAgentProcess(t, f.pub, f.state)
+	waitFor(t, a.errOut, "--reset-spec-history is no longer set: its record is dropped, so the same serial may be reset again", fmt.Sprintf("serial=%d", current))
+	a.shutdown(t)
+}
+
+// TestPackResetHistoryBelowNowWarns: a reset spec with a serial below the
+// current time lowers the serial of the nodes it resets, which then accept
+// replays of every spec signed since; pack says so.
+func TestPackResetHistoryBelowNowWarns(t *testing.T) {
+	dir := t.TempDir()
+	keyFile, _ := newKeyPair(t, dir, "ops")
+	machines := writeMachines(t, dir)
+	low := uint64(time.Now().Unix()) - 86400
+	r := mmsOK(t, "", "pack", machines, "--key-file", keyFile, "--reset-history", "--serial", fmt.Sprint(low))
+	want := fmt.Sprintf("--reset-history with --serial %d, below the current time (", low)
+	if !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "so they accept every spec signed with a higher serial, older specs signed since then included") {
+		t.Errorf("mms pack --reset-history --serial %d: stderr %q, want %q", low, r.stderr, want)
+	}
+	if r := mmsOK(t, "", "pack", machines, "--key-file", keyFile, "--reset-history"); strings.Contains(r.stderr, "--reset-history with --serial") {
+		t.Errorf("mms pack --reset-history (serial now) warned: %s", r.stderr)
+	}
 }
 
 // TestAgentRefusalsNameTheFlag: an agent that refuses a v1 spec, or an
@@ -162,7 +241,7 @@ func TestAgentRefusalsNameTheFlag(t *testing.T) {
 	a.waitSpecEvent(t, 0, rejectedAs(manager.RejectLegacy, legacy))
 	waitFor(t, a.errOut, "spec rejected; the running machines stay as they are", legacy)
 
-	serial := packPut(t, f.sign, []string{"--server", a.url})
+	serial := packPut(t, f.sign, a.login.flags())
 	const http = "source: plain http:// is not allowed; use https:// or nats://, or allow http with mms agent --allow-http (the checksums still pin the bytes)"
 	a.waitSpecEvent(t, serial, func(ev specEvent) error {
 		if err := resultFor(ev.Results, "web", manager.EntryFailed); err != nil {

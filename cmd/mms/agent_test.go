@@ -2,11 +2,11 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -61,21 +61,46 @@ func agentURL(t *testing.T, errOut *syncbuf.Buffer) string {
 	return url
 }
 
-// loginURL returns the URL of the embedded server of the agent with state
-// dir, with the login it keeps there as user information, for commands'
-// --server and for client agents.
-func loginURL(tb testing.TB, state string) string {
+// agentLogin is how to log in to the embedded server of an agent: its URL
+// and the files its local context names (the nkey seed, the pinned server
+// certificate), as the local operator's tools and other agents do.
+type agentLogin struct {
+	url, seed, ca string
+}
+
+// loginOf reads the login of the agent with state dir from the context
+// it keeps there.
+func loginOf(tb testing.TB, state string) agentLogin {
 	tb.Helper()
 	c, err := natsbox.LoadContextFile(filepath.Join(state, natsbox.LocalContextFile))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	u, err := url.Parse(c.URL)
+	if c.NKey == "" || c.CA == "" {
+		tb.Fatalf("the agent's context %s names no nkey seed or no CA: %+v", c.Path, c)
+	}
+	return agentLogin{url: c.URL, seed: c.NKey, ca: c.CA}
+}
+
+// flags are the connection flags of mms commands and client agents.
+func (l agentLogin) flags() []string {
+	return []string{"--server", l.url, "--nkey", l.seed, "--tls-ca", l.ca}
+}
+
+// connect connects with the login; the connection closes when the test
+// ends.
+func (l agentLogin) connect(tb testing.TB, extra ...nats.Option) *nats.Conn {
+	tb.Helper()
+	nkey, err := nats.NkeyOptionFromSeed(l.seed)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	u.User = url.UserPassword(c.User, c.Password)
-	return u.String()
+	nc, err := nats.Connect(l.url, append([]nats.Option{nkey, nats.RootCAs(l.ca)}, extra...)...)
+	if err != nil {
+		tb.Fatalf("connect to the agent's server with its credentials: %v", err)
+	}
+	tb.Cleanup(nc.Close)
+	return nc
 }
 
 // agentConn connects to the embedded server of the agent with state dir,
@@ -83,16 +108,7 @@ func loginURL(tb testing.TB, state string) string {
 // connection closes when the test ends.
 func agentConn(tb testing.TB, state string) *nats.Conn {
 	tb.Helper()
-	c, err := natsbox.LoadContextFile(filepath.Join(state, natsbox.LocalContextFile))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	nc, err := nats.Connect(c.URL, nats.UserInfo(c.User, c.Password))
-	if err != nil {
-		tb.Fatalf("connect to the agent's server with its credentials: %v", err)
-	}
-	tb.Cleanup(nc.Close)
-	return nc
+	return loginOf(tb, state).connect(tb)
 }
 
 // statusDoc polls the agent's status document until ok accepts it.
@@ -216,16 +232,31 @@ func TestAgentEmbedded(t *testing.T) {
 		}
 	}
 
-	// Only the credentials in the state directory let a client in.
-	local := filepath.Join(state, natsbox.LocalContextFile)
-	if st, err := os.Stat(local); err != nil || st.Mode().Perm() != 0o600 {
-		t.Errorf("stat %s = %v, %v; want mode 0600", local, st, err)
-	}
-	if nc, err := nats.Connect(url); err == nil || !strings.Contains(err.Error(), "Authorization Violation") {
-		if nc != nil {
-			nc.Close()
+	// Only the credentials in the state directory let a client in: an nkey
+	// seed, and the server's own certificate, which clients pin.
+	for file, mode := range map[string]os.FileMode{natsbox.LocalContextFile: 0o600, natsbox.LocalSeedFile: 0o600, natsbox.LocalKeyFile: 0o600, natsbox.LocalCertFile: 0o644} {
+		if st, err := os.Stat(filepath.Join(state, file)); err != nil || st.Mode().Perm() != mode {
+			t.Errorf("stat %s = %v, %v; want mode %v", file, st, err, mode)
 		}
-		t.Errorf("connect to the embedded server without credentials = %v, want an Authorization Violation", err)
+	}
+	if c, err := natsbox.LoadContextFile(filepath.Join(state, natsbox.LocalContextFile)); err != nil || c.Password != "" || c.User != "" ||
+		c.NKey != filepath.Join(state, natsbox.LocalSeedFile) || c.CA != filepath.Join(state, natsbox.LocalCertFile) {
+		t.Errorf("local context = %+v, %v; want the seed and the certificate, no password", c, err)
+	}
+	for name, c := range map[string]struct {
+		opts []nats.Option
+		want string
+	}{
+		"a client without credentials":                  {nil, "Authorization Violation"},
+		"a client that wants TLS with the usual CAs":    {[]nats.Option{nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12})}, "certificate signed by unknown authority"},
+		"a client that pins the server, no credentials": {[]nats.Option{nats.RootCAs(filepath.Join(state, natsbox.LocalCertFile))}, "Authorization Violation"},
+	} {
+		if nc, err := nats.Connect(url, c.opts...); err == nil || !strings.Contains(err.Error(), c.want) {
+			if nc != nil {
+				nc.Close()
+			}
+			t.Errorf("%s connects to the embedded server: %v, want %q", name, err, c.want)
+		}
 	}
 	nc := agentConn(t, state)
 	js, err := jetstream.New(nc)

@@ -24,6 +24,14 @@ var binDir, pkgDir string
 
 func TestMain(m *testing.M) {
 	natstest.Serve() // this binary re-executed as a nats-server (natstest.RunClusterProcesses)
+	// This binary, run by a test as another user: a port squatter, or a
+	// connection flood.
+	if addr := os.Getenv(squatEnv); addr != "" {
+		os.Exit(squat(addr, os.Getenv(squatModeEnv)))
+	}
+	if targets := os.Getenv(floodEnv); targets != "" {
+		os.Exit(flood(targets))
+	}
 	dir, err := os.MkdirTemp("", "mms-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

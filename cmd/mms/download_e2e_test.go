@@ -18,7 +18,7 @@ import (
 func TestFirstDownloadSaysWhatItApplies(t *testing.T) {
 	f := newOperatorFixture(t)
 	a := startTestAgent(t, f.pub, f.state)
-	server := []string{"--server", a.url}
+	server := a.login.flags()
 	repo := newStallingRepo(t)
 	stalled, started := repo.stalledCopy(repo.publish(t, "1.0.0"), "first")
 	writeMachines(t, f.dir, stalled)
@@ -72,7 +72,7 @@ func TestCtrlCDuringInstallIsNoFailure(t *testing.T) {
 	repo := newStallingRepo(t)
 	stalled, started := repo.stalledCopy(repo.publish(t, "1.0.0"), "first")
 	writeMachines(t, f.dir, stalled)
-	packPut(t, f.sign, []string{"--server", loginURL(t, f.state)})
+	packPut(t, f.sign, loginOf(t, f.state).flags())
 	<-started
 	p.signal(t, syscall.SIGINT)
 	if code := p.wait(t); code != 0 {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -70,13 +69,7 @@ func TestChoriaConsumerReadsEvents(t *testing.T) {
 		login = c
 		return err
 	})
-	u, err := url.Parse(login.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.User = url.UserPassword(login.User, login.Password)
-
-	consumer := exec.CommandContext(t.Context(), node, "consumer.mjs", u.String())
+	consumer := exec.CommandContext(t.Context(), node, "consumer.mjs", login.URL, login.NKey, login.CA)
 	consumer.Dir = consumerDir
 	consumer.Env = append(os.Environ(), "MMS_SECONDS=90")
 	stdout, err := consumer.StdoutPipe()

@@ -31,9 +31,8 @@ func TestMachineTransitionRealAgents(t *testing.T) {
 	}
 	web1 := start("web1", "--listen", "127.0.0.1:0")
 	agentURL(t, web1.stderr)
-	url := loginURL(t, filepath.Join(dir, "state-web1"))
-	web2 := start("web2", "--server", url)
-	conn := []string{"--server", url}
+	conn := loginOf(t, filepath.Join(dir, "state-web1")).flags()
+	web2 := start("web2", conn...)
 	for _, id := range []string{"web1", "web2"} {
 		pollStatus(t, conn, id, func(d *nodestatus.Document) error {
 			if d.Seen == nil {

@@ -200,8 +200,12 @@ func (t *topologyFlags) topology(out string, seed func(name string) string) (pro
 	return topo, nil
 }
 
-// nodeUser is the seed file name (without .nk) of the node with identity.
-func nodeUser(identity string) string { return "node-" + nodestatus.Key(identity) }
+// nodeUser is the seed file name (without .nk) of the node with identity:
+// its status key, with '/' escaped like the key escapes other bytes, so
+// the name is one file name and stays one per identity.
+func nodeUser(identity string) string {
+	return "node-" + strings.ReplaceAll(nodestatus.Key(identity), "/", "=2F")
+}
 
 // userSeed returns the public key of the user nkey seed in path, creating
 // the seed (0600) when the file does not exist.

@@ -106,6 +106,31 @@ func setUpFleet(t *testing.T, f *fleetServer, _ jetstream.JetStream) {
 	mmsOK(t, "", append([]string{"init", "--governor", "downloads=2", "--archive-bucket", "ARCHIVES"}, f.as("admin")...)...)
 }
 
+// newFleet builds the binary, changes into a fresh directory with the
+// operator's key pair, and starts a fleet server for nodes, set up as the
+// admin does. It returns the directory, the key file, the public key file
+// and the server.
+func newFleet(t *testing.T, nodes ...string) (dir, keyFile, pub string, f *fleetServer) {
+	t.Helper()
+	mmsBinary(t) // built before the test changes directory
+	dir = t.TempDir()
+	t.Chdir(dir)
+	keyFile, pub = newKeyPair(t, dir, "ops")
+	f = startFleetServer(t, dir, nodes...)
+	_, adminJS := f.connect(t, "admin")
+	setUpFleet(t, f, adminJS)
+	return dir, keyFile, pub, f
+}
+
+// startNode starts a real agent process for identity, logging in as its
+// node user, trusting pub, with its state in dir.
+func (f *fleetServer) startNode(t *testing.T, dir, pub, identity string, extra ...string) *proc {
+	t.Helper()
+	args := append([]string{"agent", "--public-key", strings.TrimSpace(readFile(t, pub)), "--state-dir", filepath.Join(dir, "state-"+identity),
+		"--identity", identity, "--status-interval", "1s"}, f.as(nodeUser(identity))...)
+	return startMMS(t, nil, append(args, extra...)...)
+}
+
 // TestNatsConfigLeastPrivilege is issue 18's least-privilege deliverable:
 // a real nats-server runs exactly the configuration `mms nats-config`
 // writes; an agent with its node user installs a machine from the object

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -127,6 +128,9 @@ func (n *natsFlags) connect(ctx context.Context, a *app, name string) (natsConn,
 	cfg.ConnectTimeout = n.timeout
 	c, err := natsbox.Connect(ctx, cfg)
 	if err != nil {
+		if found.ContextFile != "" && natsbox.IsImpostor(err) {
+			return natsConn{}, impostorError(found.ContextFile, err)
+		}
 		hint := "is mms agent running? give --server or --context"
 		if errors.Is(err, fs.ErrPermission) {
 			hint = "only the agent's user (and root) may read its credentials: run the command as that user, or give --server or --context"
@@ -134,4 +138,16 @@ func (n *natsFlags) connect(ctx context.Context, a *app, name string) (natsConn,
 		return natsConn{}, fmt.Errorf("%w\nlooked for NATS in this order: %s\n%s", err, strings.Join(found.Tried, "; "), hint)
 	}
 	return natsConn{Client: c}, nil
+}
+
+// impostorError says that the server found through a local agent's
+// context file (its state directory's) could not prove it is that agent's
+// embedded server, and that nothing was sent to it.
+func impostorError(contextFile string, err error) error {
+	where := "its port"
+	if c, cerr := natsbox.LoadContextFile(contextFile); cerr == nil {
+		where = c.URL
+	}
+	return fmt.Errorf("%s is not the embedded NATS server of the agent with state %s: it did not prove the TLS identity pinned in %s, so another program may be listening on the agent's port while the agent is down; no credentials were sent to it. Check that the agent runs, and which program listens there (%w)",
+		where, filepath.Dir(contextFile), contextFile, err)
 }

@@ -183,28 +183,10 @@ func (a *app) printRollouts(views []fleet.Rollout, asJSON bool, now time.Time) e
 // printRollout prints one rollout for a person.
 func printRollout(w io.Writer, v fleet.Rollout, now time.Time) {
 	esc := termtext.Escape
-	versions := v.New.String()
-	switch {
-	case len(v.OldVersions) > 0:
-		versions = strings.Join(v.OldVersions, ", ") + " → " + versions
-	case !v.Done:
-		versions = "nothing → " + versions
-	}
-	fmt.Fprintf(w, "%s: %s  waves %s, pause %v\n", esc(v.Machine), esc(versions), esc(strings.Join(v.Policy.Waves, ", ")), v.Policy.Pause.Std())
-	switch {
-	case v.Problem != "":
-		fmt.Fprintf(w, "the rollout policy does not parse: %s\n", esc(v.Problem))
+	fmt.Fprintln(w, esc(v.Headline()))
+	fmt.Fprintln(w, esc(v.StatusLine(now)))
+	if v.Problem != "" {
 		return
-	case v.Halted:
-		fmt.Fprintf(w, "HALTED at wave %d: %s\n", v.HaltedAt, esc(v.Reason))
-	case v.Done:
-		fmt.Fprintln(w, "done: every node runs the new version healthy")
-	case v.Pause(now) > 0:
-		fmt.Fprintf(w, "under way: wave %d of %d, starting in %v (the pause after wave %d)\n", v.Current, len(v.Waves), v.Pause(now).Round(time.Second), v.Current-1)
-	case v.StaleWait() != "":
-		fmt.Fprintf(w, "under way: wave %d of %d, waiting for %s\n", v.Current, len(v.Waves), esc(v.StaleWait()))
-	default:
-		fmt.Fprintf(w, "under way: wave %d of %d\n", v.Current, len(v.Waves))
 	}
 	if len(v.SkippedStale) > 0 {
 		fmt.Fprintf(w, "left out (stopped reporting; the policy skips such nodes): %s\n", esc(strings.Join(v.SkippedStale, ", ")))

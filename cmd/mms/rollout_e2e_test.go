@@ -50,20 +50,15 @@ func TestRolloutAcrossAgents(t *testing.T) {
 	common := []string{"--public-key", pub, "--allow-http", "--status-interval", "1s"}
 	state0 := filepath.Join(f.dir, "state-0")
 	first := startMMS(t, nil, append([]string{"agent", "--state-dir", state0, "--identity", ids[0], "--listen", "127.0.0.1:0"}, common...)...)
-	var url string
 	waitFor(t, first.stderr, "listening on")
-	url = loginURL(t, state0)
+	login := loginOf(t, state0)
+	conn := login.flags()
 	for i := 1; i < agents; i++ {
-		startMMS(t, nil, append([]string{"agent", "--server", url, "--state-dir", filepath.Join(f.dir, fmt.Sprintf("state-%d", i)), "--identity", ids[i]}, common...)...)
+		startMMS(t, nil, append(append([]string{"agent", "--state-dir", filepath.Join(f.dir, fmt.Sprintf("state-%d", i)), "--identity", ids[i]}, conn...), common...)...)
 	}
-	conn := []string{"--server", url}
 
 	// Every host "loaded" event, to see who started which version when.
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := login.connect(t)
 	var mu sync.Mutex
 	var loads []loadEvent
 	sub, err := nc.Subscribe(agent.WatcherStateSubject(agent.HostWatcherType), func(m *nats.Msg) {
@@ -237,11 +232,10 @@ func TestRolloutStatusAgreesWhenWaveOneStopsReporting(t *testing.T) {
 	agents := map[string]*proc{}
 	agents[ids[0]] = startMMS(t, nil, append([]string{"agent", "--state-dir", state(0), "--identity", ids[0], "--listen", "127.0.0.1:0"}, common...)...)
 	waitFor(t, agents[ids[0]].stderr, "listening on")
-	url := loginURL(t, state(0))
+	conn := loginOf(t, state(0)).flags()
 	for i := 1; i < len(ids); i++ {
-		agents[ids[i]] = startMMS(t, nil, append([]string{"agent", "--server", url, "--state-dir", state(i), "--identity", ids[i]}, common...)...)
+		agents[ids[i]] = startMMS(t, nil, append(append([]string{"agent", "--state-dir", state(i), "--identity", ids[i]}, conn...), common...)...)
 	}
-	conn := []string{"--server", url}
 	for _, id := range ids {
 		pollStatus(t, conn, id, func(d *nodestatus.Document) error {
 			if d.Seen == nil {

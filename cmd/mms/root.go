@@ -134,6 +134,7 @@ func (a *app) commands() []*cobra.Command {
 		a.newArchiveCmd(),
 		a.newAgentCmd(),
 		a.newStatusCmd(),
+		a.newWebCmd(),
 		a.newBenchCmd(),
 		a.newVersionCmd(),
 		a.newManCmd(),

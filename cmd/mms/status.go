@@ -53,7 +53,9 @@ failed or was rolled back), expired (the applied spec has expired), behind
 (runs an older spec than the current one, or none), error (a machine has
 an error), stale (not updated for 3 heartbeats, or --stale-after), stopped
 (the agent shut down cleanly), nats (the server denied the agent
-something), invalid (the document cannot be read). The current spec is
+something), invalid (the document cannot be read), forged (the document
+under the node's key claims another identity: a node speaks only for the
+identity of its key, so its content is ignored). The current spec is
 decoded without verifying its signature: it is only compared, never
 trusted.
 

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/internal/natstest"
@@ -24,7 +23,7 @@ import (
 type e2eFleet struct {
 	t      *testing.T
 	dir    string
-	url    string
+	login  agentLogin
 	pub    string // ops.pub
 	repo   *archiveRepo
 	kv     jetstream.KeyValue // the spec bucket, for writes mms put refuses
@@ -45,7 +44,7 @@ func startFleet(t *testing.T, identities ...string) *e2eFleet {
 		if i == 0 {
 			args = append(args, "--listen", "127.0.0.1:0")
 		} else {
-			args = append(args, "--server", f.url)
+			args = append(args, f.login.flags()...)
 		}
 		_, errOut, _ := runUntil(t, args...)
 		f.errOut[id] = errOut
@@ -54,14 +53,10 @@ func startFleet(t *testing.T, identities ...string) *e2eFleet {
 			// state directory: the other agents and the commands give it
 			// in the URL.
 			agentURL(t, errOut)
-			f.url = loginURL(t, filepath.Join(dir, "state-"+id))
+			f.login = loginOf(t, filepath.Join(dir, "state-"+id))
 		}
 	}
-	nc, err := nats.Connect(f.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := f.login.connect(t)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +77,7 @@ func startFleet(t *testing.T, identities ...string) *e2eFleet {
 }
 
 // conn is the connection flags of mms commands.
-func (f *e2eFleet) conn() []string { return []string{"--server", f.url} }
+func (f *e2eFleet) conn() []string { return f.login.flags() }
 
 // pack signs machines.json holding entries with the key file, with
 // further pack flags, and returns the envelope.
@@ -103,9 +98,9 @@ func (f *e2eFleet) write(env string) {
 
 // wantRefused polls identity's status until it saw serial with outcome
 // and a reason matching reason, and checks it still runs applied.
-func wantRefused(t *testing.T, url, identity string, applied, serial uint64, outcome string, reason *regexp.Regexp) *nodestatus.Document {
+func wantRefused(t *testing.T, conn []string, identity string, applied, serial uint64, outcome string, reason *regexp.Regexp) *nodestatus.Document {
 	t.Helper()
-	return pollStatus(t, []string{"--server", url}, identity, func(d *nodestatus.Document) error {
+	return pollStatus(t, conn, identity, func(d *nodestatus.Document) error {
 		if d.Seen == nil || d.Seen.Serial != serial {
 			return fmt.Errorf("seen = %+v, want serial %d", d.Seen, serial)
 		}
@@ -131,7 +126,7 @@ func TestStatusShowsRefusedSpecs(t *testing.T) {
 	otherKey, otherPub := newKeyPair(t, f.dir, "other")
 	web := f.repo.publish(t, "web", "1.0.0")
 	const good = 4242
-	mmsOK(t, f.pack("ops.key", good, nil, web), "put", "--server", f.url)
+	mmsOK(t, f.pack("ops.key", good, nil, web), append([]string{"put"}, f.conn()...)...)
 	pollStatus(t, f.conn(), identity, func(d *nodestatus.Document) error {
 		return wantMachine(d, good, "web", "1.0.0", "ready", web.Checksum, manager.EntryInstalled)
 	})
@@ -171,17 +166,17 @@ func TestStatusShowsRefusedSpecs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f.write(tt.env()) // as `nats kv put` would: mms put refuses the older and the expired one
-			doc := wantRefused(t, f.url, identity, good, tt.serial, tt.outcome, tt.reason)
+			doc := wantRefused(t, f.conn(), identity, good, tt.serial, tt.outcome, tt.reason)
 			if m := findMachine(doc, "web"); m == nil || m.Version != "1.0.0" || m.State != "ready" {
 				t.Errorf("web after the refused spec = %+v, want 1.0.0 still ready", m)
 			}
 
-			table := mmsOK(t, "", "status", "--server", f.url).stdout
+			table := mmsOK(t, "", append([]string{"status"}, f.conn()...)...).stdout
 			row := regexp.MustCompile(`(?m)^web1\s+4242\s+` + strconv.FormatUint(tt.serial, 10) + ` ` + tt.outcome + `\s+.*\brejected\b`)
 			if !row.MatchString(table) {
 				t.Errorf("status table:\n%s\nwant a row matching %s", table, row)
 			}
-			node := mmsOK(t, "", "status", "--server", f.url, identity).stdout
+			node := mmsOK(t, "", append([]string{"status", identity}, f.conn()...)...).stdout
 			seen := regexp.MustCompile(fmt.Sprintf(`(?m)^Seen:\s+serial %d %s: %s \(\d+s ago\)$`, tt.serial, tt.outcome, regexp.QuoteMeta(doc.Seen.Reason)))
 			if !seen.MatchString(node) || !regexp.MustCompile(`(?m)^Applied:\s+serial 4242 \(v2,`).MatchString(node) {
 				t.Errorf("status %s:\n%s\nwant the applied serial 4242 and a line matching %s", identity, node, seen)
@@ -194,7 +189,7 @@ func TestStatusShowsRefusedSpecs(t *testing.T) {
 		})
 	}
 
-	mmsOK(t, f.pack("ops.key", 4245, nil, web), "put", "--server", f.url)
+	mmsOK(t, f.pack("ops.key", 4245, nil, web), append([]string{"put"}, f.conn()...)...)
 	pollStatus(t, f.conn(), identity, func(d *nodestatus.Document) error {
 		if d.AppliedSerial() != 4245 || d.Seen == nil || d.Seen.Outcome != nodestatus.SeenApplied {
 			return fmt.Errorf("applied %+v seen %+v, want 4245 applied", d.Applied, d.Seen)
@@ -216,7 +211,7 @@ func TestPutWaitAgents(t *testing.T) {
 	db := f.repo.publish(t, "db", "1.0.0")
 	db.Match = "identity('^db')"
 
-	r := mmsOK(t, f.pack("ops.key", 100, nil, web, db), "put", "--server", f.url, "--wait", "30s")
+	r := mmsOK(t, f.pack("ops.key", 100, nil, web, db), append([]string{"put", "--wait", "30s"}, f.conn()...)...)
 	if !strings.Contains(r.stdout, "serial 100 applied by all 3 reporting agents") || !strings.Contains(r.stderr, "serial 100: 3/3 applied") {
 		t.Errorf("put --wait of a good spec: stdout %q, stderr %q; want all 3 applied", r.stdout, r.stderr)
 	}
@@ -232,7 +227,7 @@ func TestPutWaitAgents(t *testing.T) {
 	bad := f.repo.publish(t, "cache", "1.0.0")
 	bad.Checksum = web.Checksum
 	bad.Match = "identity('^web3$')"
-	r = mms(t, f.pack("ops.key", 101, nil, web2, db, bad), "put", "--server", f.url, "--wait", "30s")
+	r = mms(t, f.pack("ops.key", 101, nil, web2, db, bad), append([]string{"put", "--wait", "30s"}, f.conn()...)...)
 	want := regexp.MustCompile(`mms: serial 101 failed on 1 of 3 agents:\n  web3: cache failed: install: .*sha256 mismatch.*\n$`)
 	if r.code != 2 || !want.MatchString(r.stderr) {
 		t.Errorf("put --wait with a failing entry = exit %d, stderr %q; want 2 matching %s", r.code, r.stderr, want)
@@ -242,14 +237,14 @@ func TestPutWaitAgents(t *testing.T) {
 	}
 
 	// What an operator then sees.
-	status := mms(t, "", "status", "--server", f.url, "--check")
+	status := mms(t, "", append([]string{"status", "--check"}, f.conn()...)...)
 	if status.code != 2 || !regexp.MustCompile(`(?m)^web3\s+101\s+.*cache failed: install: .*failed$`).MatchString(status.stdout) {
 		t.Errorf("status --check = exit %d:\n%s%s\nwant 2 and web3's failure", status.code, status.stdout, status.stderr)
 	}
 	// web 2.0.0 loads idle and its check makes it ready a moment later.
 	var node string
 	natstest.Eventually(t, e2eTimeout, func() error {
-		node = mmsOK(t, "", "status", "--server", f.url, "web3").stdout
+		node = mmsOK(t, "", append([]string{"status", "web3"}, f.conn()...)...).stdout
 		for _, w := range []string{`(?m)^web\s+updated\s+2\.0\.0\s+ready\s`, `(?m)^db\s+skipped\s+.*match "identity\('\^db'\)" does not select this node$`, `(?m)^cache\s+failed\s+.*install: .*sha256 mismatch`} {
 			if !regexp.MustCompile(w).MatchString(node) {
 				return fmt.Errorf("status web3:\n%s\nwant a line matching %s", node, w)
@@ -257,7 +252,7 @@ func TestPutWaitAgents(t *testing.T) {
 		}
 		return nil
 	})
-	events, _, stop := runUntil(t, "events", "--server", f.url, "--since", "1h")
+	events, _, stop := runUntil(t, append([]string{"events", "--since", "1h"}, f.conn()...)...)
 	waitFor(t, events, "web3 mms_manager machines machines failure: serial 101: web updated, db skipped (match identity('^db')), cache failed (install: ",
 		"web1 web host web loaded: 1.0.0 → 2.0.0")
 	stop()

@@ -261,8 +261,8 @@ func TestStatusBucketStates(t *testing.T) {
 
 func TestMachinesSummaryAndAge(t *testing.T) {
 	ms := []nodestatus.Machine{{State: "RUN"}, {State: "b"}, {State: "a"}, {State: "RUN"}, {}}
-	if got, want := machinesSummary(ms), "5 (RUN 2, a 1, b 1, not running 1)"; got != want {
-		t.Errorf("machinesSummary() = %q, want %q", got, want)
+	if got, want := fleet.MachinesSummary(ms), "5 (RUN 2, a 1, b 1, not running 1)"; got != want {
+		t.Errorf("MachinesSummary() = %q, want %q", got, want)
 	}
 	ages := []struct {
 		d    time.Duration

@@ -55,6 +55,11 @@ type ConnectConfig struct {
 	// instead of a named Context, such as the one a local agent writes for
 	// its embedded server (see Lookup). Set at most one of the two.
 	ContextFile string
+	// InProcess, when set, is a server in this process to connect to
+	// without a network (nats.InProcessServer): Servers are then only
+	// what the client reports. An embedded server's own agent uses it, so
+	// its connection never waits behind other clients' connections.
+	InProcess nats.InProcessConnProvider
 	// Name is the connection name the server shows in its monitoring.
 	Name string
 	// InboxPrefix replaces _INBOX for request replies, so the server can
@@ -115,6 +120,9 @@ func Connect(ctx context.Context, cfg ConnectConfig) (*Client, error) {
 		JetStreamDomain:    set.jsDomain,
 		JetStreamAPIPrefix: set.jsAPIPrefix,
 		closed:             make(chan struct{}),
+	}
+	if cfg.InProcess != nil {
+		opts = append(opts, nats.InProcessServer(cfg.InProcess))
 	}
 	opts = append(opts, c.handlers(log)...)
 	opts = append(opts,

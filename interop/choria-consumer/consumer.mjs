@@ -5,19 +5,27 @@
 // event ({subject, type, machine, name, transition, from, to, outcome,
 // problems}) and exits after MMS_EVENTS events or MMS_SECONDS seconds.
 //
-// Usage: node consumer.mjs NATS_URL (user and password may be in the URL).
-import { connect, StringCodec } from "nats";
+// Usage: node consumer.mjs NATS_URL [NKEY_SEED_FILE CA_FILE] (user and
+// password may be in the URL; an mms agent's embedded server wants its
+// nkey seed and its pinned certificate, the files its nats-context.json
+// names).
+import { readFileSync } from "node:fs";
+import { connect, nkeyAuthenticator, StringCodec } from "nats";
 import { CloudEvent } from "cloudevents";
 
-const url = new URL(process.argv[2]);
+const [, , server, seedFile, caFile] = process.argv;
+const url = new URL(server);
 const want = Number(process.env.MMS_EVENTS || "1000000");
 const seconds = Number(process.env.MMS_SECONDS || "60");
 
-const nc = await connect({
+const opts = {
   servers: `${url.protocol}//${url.host}`,
   user: decodeURIComponent(url.username) || undefined,
   pass: decodeURIComponent(url.password) || undefined,
-});
+};
+if (seedFile) opts.authenticator = nkeyAuthenticator(new TextEncoder().encode(readFileSync(seedFile, "utf8").trim()));
+if (caFile) opts.tls = { caFile };
+const nc = await connect(opts);
 const sc = StringCodec();
 const sub = nc.subscribe("choria.machine.>");
 await nc.flush(); // the server has the subscription before we say ready

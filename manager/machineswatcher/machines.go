@@ -166,7 +166,8 @@ type Watcher struct {
 	rec      *manager.Reconciler
 	runtime  runState
 	lastFull time.Time
-	checks   checks // the running check, for Stream
+	checks   checks                // the running check, for Stream
+	ignored  manager.IgnoredNudges // the nudges it ignored, for their log lines
 
 	reportState func(state any) // publishes a state event mid-check; nil: none
 	progress    *progress       // nil: no progress reporting
@@ -298,6 +299,10 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	}
 	if w.ResetSpecHistory != nil {
 		w.resetHistory(state, *w.ResetSpecHistory)
+	} else if rec, ok, err := manager.ForgetSpecHistoryReset(state); err != nil {
+		w.log.Warn("could not drop the record of an earlier --reset-spec-history", "error", err)
+	} else if ok {
+		w.log.Info("--reset-spec-history is no longer set: its record is dropped, so the same serial may be reset again", "serial", rec.Serial, "reset_at", rec.At)
 	}
 	g, err := gate(d, w.log)
 	if err != nil {
@@ -341,14 +346,17 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 }
 
 // resetHistory forgets the last accepted spec when it has serial, and says
-// so loudly; when the ledger holds another serial it only warns, so a flag
-// left in a service file after it acted does nothing.
+// so loudly; when the node already did that reset, or the ledger holds
+// another serial, it only warns, so a flag left in a service file after it
+// acted does nothing.
 func (w *Watcher) resetHistory(state string, serial uint64) {
 	rec, err := manager.ResetSpecHistory(state, serial, time.Now())
 	switch {
 	case err == nil:
 		w.log.Warn("SPEC HISTORY RESET by the operator (--reset-spec-history): the last accepted spec is forgotten; the next validly signed spec is accepted whatever its serial or format (v1 included, when allowed). Publish the spec you want before anyone else can.",
 			"forgotten_serial", rec.Serial, "forgotten_digest", rec.Digest, "forgotten_format", rec.Format.String(), "accepted_at", rec.AcceptedAt)
+	case errors.Is(err, manager.ErrResetDone):
+		w.log.Warn("--reset-spec-history did nothing: this node already reset that serial (a reset happens once)", "serial", serial, "error", err)
 	case errors.Is(err, packer.ErrResetMismatch):
 		w.log.Warn("--reset-spec-history did nothing: the spec history does not hold that serial (already reset? remove the flag)", "serial", serial, "error", err)
 	default:

@@ -121,7 +121,10 @@ func (w *Watcher) Stream(ctx context.Context, trigger func()) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case now := <-t.C:
+			if n, why := w.ignored.Summary(now); n > 0 {
+				w.log.Warn("ignored more reconcile nudges", "count", n, "within", manager.NudgeLogInterval, "last_error", why)
+			}
 			v, ok := w.data.Get(w.DataItem)
 			if ok && w.checks.supersede(v) {
 				w.log.Info("a newer spec arrived during a reconcile pass; stopping that pass to apply the new spec")
@@ -130,11 +133,20 @@ func (w *Watcher) Stream(ctx context.Context, trigger func()) error {
 	}
 }
 
-// onNudge handles one reconcile nudge.
+// onNudge handles one reconcile nudge. Ignored ones are logged through
+// w.ignored: the first at once, the rest in a summary a minute.
 func (w *Watcher) onNudge(m *nats.Msg, trigger func()) {
+	if err := manager.CheckNudgeMessage(m.Reply, m.Header); err != nil {
+		if w.ignored.Ignore(time.Now(), err) {
+			w.log.Warn("ignoring a message on "+manager.NudgeSubject+" that is no reconcile nudge", "error", err)
+		}
+		return
+	}
 	re, err := manager.ParseNudge(m.Data)
 	if err != nil {
-		w.log.Warn("ignoring a malformed reconcile nudge", "error", err)
+		if w.ignored.Ignore(time.Now(), err) {
+			w.log.Warn("ignoring a malformed reconcile nudge", "error", err)
+		}
 		return
 	}
 	if re != nil && !re.MatchString(w.identity) {

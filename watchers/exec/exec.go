@@ -116,7 +116,9 @@ type Gate func(ctx context.Context, name string) (release func(), err error)
 type Watcher struct {
 	// Command is the command line to run, split into words like a shell
 	// would split it (quotes and backslashes), without a shell; it may be
-	// a template. Required.
+	// a template, and what a template action prints is always part of
+	// exactly one word, whatever it holds (a value cannot add arguments).
+	// Required.
 	Command string `json:"command"`
 	// Environment holds extra KEY=VALUE variables for the command; each
 	// may be a template.
@@ -278,12 +280,10 @@ func (w *Watcher) renderTemplates(d watchers.Deps) error {
 		return out, render.Has(s), err
 	}
 	var errs []error
-	if line, ok, err := rendered(w.Command); err != nil {
-		errs = append(errs, fmt.Errorf("command: %w", err))
-	} else if ok {
-		argv, err := command.Split(line)
+	if render.Has(w.Command) {
+		argv, line, err := command.RenderLine(r, w.Command)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("command: template %q renders %q: %w", w.Command, line, err))
+			errs = append(errs, fmt.Errorf("command: %w", err))
 		}
 		w.Command, w.argv = line, argv
 	}

@@ -123,8 +123,10 @@ func (p *Port) UnmarshalJSON(b []byte) error {
 // Watcher is the metric watcher's configuration (its machine.yaml
 // properties) and runtime state.
 type Watcher struct {
-	// Command is the command line that prints the metrics; it may be a
-	// template. Required.
+	// Command is the command line that prints the metrics, split like a
+	// shell would split it, without a shell; it may be a template, and what
+	// a template action prints is always part of exactly one word.
+	// Required.
 	Command string `json:"command"`
 	// Interval is how often the command runs; it wins over the watcher's
 	// interval. At least 1s.
@@ -234,12 +236,14 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 		w.metrics = d.Metrics
 	}
 	r := render.NewRenderer(d)
-	line, err := r.String(w.Command)
+	var err error
+	if render.Has(w.Command) {
+		w.argv, _, err = command.RenderLine(r, w.Command)
+	} else {
+		w.argv, err = command.Split(w.Command)
+	}
 	if err != nil {
 		return fmt.Errorf("command: %w", err)
-	}
-	if w.argv, err = command.Split(line); err != nil {
-		return fmt.Errorf("command: %q renders %q: %w", w.Command, line, err)
 	}
 	if w.env, err = command.NewEnv(d); err != nil {
 		return err

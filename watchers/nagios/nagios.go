@@ -150,8 +150,9 @@ var overrides = template.FuncMap{
 // properties) and runtime state.
 type Watcher struct {
 	// Plugin is the plugin's command line, split like a shell would split
-	// it, without a shell; it may be a template. One of plugin and builtin
-	// is required.
+	// it, without a shell; it may be a template, and what a template
+	// action prints is always part of exactly one word. One of plugin and
+	// builtin is required.
 	Plugin string `json:"plugin,omitempty"`
 	// Builtin names a check built into the watcher instead of a plugin:
 	// heartbeat (always OK). Choria's goss and choria_status are refused.
@@ -260,12 +261,15 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	if w.Plugin == "" {
 		return nil
 	}
-	line, err := render.NewRenderer(d, overrides).String(w.Plugin)
+	line := w.Plugin
+	var err error
+	if render.Has(w.Plugin) {
+		w.argv, line, err = command.RenderLine(render.NewRenderer(d, overrides), w.Plugin)
+	} else {
+		w.argv, err = command.Split(w.Plugin)
+	}
 	if err != nil {
 		return fmt.Errorf("plugin: %w", err)
-	}
-	if w.argv, err = command.Split(line); err != nil {
-		return fmt.Errorf("plugin: %q renders %q: %w", w.Plugin, line, err)
 	}
 	w.Plugin = line
 	if w.env, err = command.NewEnv(d); err != nil {

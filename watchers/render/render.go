@@ -133,6 +133,37 @@ func (r *Renderer) String(s string) (string, error) {
 	return String(s, *r.data, r.extra...)
 }
 
+// Parse parses s as [String] would, with the standard functions and
+// extra, for a caller that changes the template before running it with
+// [Renderer.Execute] (a command line quotes what each action prints).
+func Parse(s string, extra ...template.FuncMap) (*template.Template, error) {
+	return parse(s, extra)
+}
+
+// Parse is [Parse] with the Renderer's own functions.
+func (r *Renderer) Parse(s string) (*template.Template, error) {
+	return parse(s, r.extra)
+}
+
+// Execute runs t, from [Parse], with the data and functions of the
+// Renderer's watcher, plus more.
+func (r *Renderer) Execute(t *template.Template, more template.FuncMap) (string, error) {
+	if r.data == nil {
+		d := FromDeps(r.deps)
+		r.data = &d
+	}
+	t.Funcs(funcs(*r.data))
+	for _, fm := range r.extra {
+		t.Funcs(fm)
+	}
+	t.Funcs(more)
+	var b strings.Builder
+	if err := t.Execute(&b, *r.data); err != nil {
+		return "", fmt.Errorf("render template: %w", err)
+	}
+	return b.String(), nil
+}
+
 // parse parses s with placeholder functions (the real ones need the data).
 func parse(s string, extra []template.FuncMap) (*template.Template, error) {
 	t := template.New("property").Option("missingkey=error").Funcs(funcs(Data{}))

@@ -3,7 +3,8 @@
 //
 // A command line is split into words like a shell splits a simple command
 // ([Split]: quotes and backslashes, nothing expanded) and run directly,
-// never through a shell. A relative command (./check.sh, bin/check, or a
+// never through a shell. In a templated line ([RenderLine]) what each
+// template action prints is part of exactly one word, never split again. A relative command (./check.sh, bin/check, or a
 // bare check.sh that exists in the machine directory) runs from the machine
 // directory; any other bare name is looked up in PATH. The working
 // directory is the machine directory.

@@ -11,13 +11,21 @@ import (
 
 // CheckLine checks a watcher's command line for Validate: a template (see
 // [render.Has]) is only parsed, with the watcher's own functions extra, and
-// its words are nil (they are known once it is rendered); any other line
-// is split with [Split].
+// checked as [RenderLine] needs it (quotes closed within branches, no
+// action after a backslash); its words are nil (they are known once it is
+// rendered). Any other line is split with [Split].
 func CheckLine(line string, extra ...template.FuncMap) ([]string, error) {
-	if render.Has(line) {
-		return nil, render.Check(line, extra...)
+	if !render.Has(line) {
+		return Split(line)
 	}
-	return Split(line)
+	t, err := render.Parse(line, extra...)
+	if err != nil {
+		return nil, err
+	}
+	if err := quoteActions(t); err != nil {
+		return nil, fmt.Errorf("template %q: %w", line, err)
+	}
+	return nil, nil
 }
 
 // shellOperators are words that do something in a shell but are passed
