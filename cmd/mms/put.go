@@ -34,6 +34,9 @@ type putOptions struct {
 	// beforeWrite, when set, runs between reading the current revision and
 	// writing; tests use it to race another writer.
 	beforeWrite func()
+	// again is the connection flags the command was given, for the
+	// commands its messages suggest (natsFlags.again).
+	again string
 }
 
 func (a *app) newPutCmd() *cobra.Command {
@@ -106,6 +109,7 @@ checks.`,
 			if err != nil {
 				return err
 			}
+			o.again = nf.again()
 			defer nc.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), nf.timeout)
 			defer cancel()
@@ -242,7 +246,7 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 		if prev, perr := packer.Inspect(cur.Value()); perr == nil {
 			if prev.Digest == next.Digest && prev.Spec.Serial == next.Spec.Serial {
 				if bytes.Equal(cur.Value(), data) {
-					fmt.Fprintf(a.stdout, "%s/%s already holds this spec (revision %d, %s serial %d); nothing to do\n", o.bucket, o.key, rev, next.Format, next.Spec.Serial)
+					fmt.Fprintf(a.stdout, "%s/%s already holds this spec (revision %d, %s serial %d) on %s; nothing to do\n", o.bucket, o.key, rev, next.Format, next.Spec.Serial, nc.describe())
 					return nil
 				}
 				resigned = true
@@ -256,7 +260,7 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 	}
 
 	if o.revision != 0 && o.revision != rev {
-		return fmt.Errorf("%s/%s is at revision %d, not %d as --revision expects: review the current spec with 'mms show --server %s' first", o.bucket, o.key, rev, o.revision, nc.ConnectedUrlRedacted())
+		return fmt.Errorf("%s/%s is at revision %d, not %d as --revision expects: review the current spec with 'mms show%s' first", o.bucket, o.key, rev, o.revision, o.again)
 	}
 	if o.beforeWrite != nil {
 		o.beforeWrite()
@@ -268,7 +272,7 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 		newRev, err = kv.Update(ctx, o.key, data, rev)
 	}
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return fmt.Errorf("%s/%s changed while publishing (it was at revision %d): someone else published; check with 'mms show --server %s' and retry", o.bucket, o.key, rev, nc.ConnectedUrlRedacted())
+		return fmt.Errorf("%s/%s changed while publishing (it was at revision %d): someone else published; check with 'mms show%s' and retry", o.bucket, o.key, rev, o.again)
 	}
 	if err != nil {
 		return nc.explain(fmt.Errorf("write %s/%s: %w", o.bucket, o.key, err))
@@ -277,8 +281,8 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 	if next.Format == packer.FormatV2 {
 		desc += fmt.Sprintf(" serial %d", next.Spec.Serial)
 	}
-	fmt.Fprintf(a.stdout, "put %s/%s revision %d: %s, %d machine%s, at %s\n",
-		o.bucket, o.key, newRev, desc, len(next.Spec.Machines), plural(len(next.Spec.Machines)), time.Now().UTC().Format(time.RFC3339))
+	fmt.Fprintf(a.stdout, "put %s/%s revision %d: %s, %d machine%s, at %s, on %s\n",
+		o.bucket, o.key, newRev, desc, len(next.Spec.Machines), plural(len(next.Spec.Machines)), time.Now().UTC().Format(time.RFC3339), nc.describe())
 	if resigned {
 		fmt.Fprintf(a.stdout, "revision %d held the same spec (serial %d, the same machines and times) with other signatures: agents that applied it keep running it, agents that rejected it check these signatures\n", rev, next.Spec.Serial)
 	}

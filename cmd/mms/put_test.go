@@ -284,7 +284,7 @@ func TestPutSameSerial(t *testing.T) {
 		lines[1] != "revision 1 held the same spec (serial 10, the same machines and times) with other signatures: agents that applied it keep running it, agents that rejected it check these signatures" {
 		t.Errorf("put of the same spec signed with another key: stdout %q, want it written, saying so", r.stdout)
 	}
-	if r := mmsOK(t, pack(key, "web"), "put", "--server", url); r.stdout != "MACHINES/machines already holds this spec (revision 2, v2 serial 10); nothing to do\n" {
+	if r := mmsOK(t, pack(key, "web"), "put", "--server", url); r.stdout != "MACHINES/machines already holds this spec (revision 2, v2 serial 10) on "+url+"; nothing to do\n" {
 		t.Errorf("put of the same bytes again: stdout %q", r.stdout)
 	}
 
