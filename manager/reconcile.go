@@ -353,7 +353,7 @@ func (r *Reconciler) reconcile(ctx context.Context, envelope []byte, opts Reconc
 		errs = append(errs, fmt.Errorf("read install records: %w", err))
 	}
 	r.noteHeld(results, installed)
-	rep.NextCheck = r.holdForRollout(soft, p, results, installed)
+	rep.NextCheck = r.holdForRollout(soft, p, results, installed, &rep.FleetWait)
 	r.installAll(ctx, soft, p, results, opts, opened.Spec.Serial)
 	rep.NextCheck = minPositive(rep.NextCheck, r.judge(ctx, p, results, installed))
 

@@ -154,3 +154,61 @@ func TestViewFollowsOnlyWhileUsed(t *testing.T) {
 		}
 	}
 }
+
+// TestViewChanges: a change of what a node reports about an entry reaches
+// Changes; which changes count is sameForRollouts' table.
+func TestViewChanges(t *testing.T) {
+	at := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	base := Document{Identity: "web1", UpdatedAt: at, Heartbeat: "30s", Entries: []Entry{
+		{Name: "web", Outcome: "held", Checksum: "new", Installed: "old", Reason: "held: waiting for wave 1 (node web2 is pending)"},
+		{Name: "db", Outcome: "updated", Checksum: "new", Installed: "new", Health: "healthy", HealthyAt: at},
+	}}
+	with := func(edit func(d *Document)) *Document {
+		d := base
+		d.Entries = slices.Clone(base.Entries)
+		edit(&d)
+		return trim(&d)
+	}
+	for _, tt := range []struct {
+		name string
+		doc  *Document
+		same bool
+	}{
+		{"a heartbeat", with(func(d *Document) { d.UpdatedAt = at.Add(time.Minute) }), true},
+		{"a held entry waits for another node", with(func(d *Document) { d.Entries[0].Reason = "held: waiting for wave 1 (node web3 is pending)" }), true},
+		{"the same healthy time in another zone", with(func(d *Document) { d.Entries[1].HealthyAt = at.In(time.FixedZone("x", 3600)) }), true},
+		{"a held entry goes", with(func(d *Document) { d.Entries[0].Outcome, d.Entries[0].Installed = "updated", "new" }), false},
+		{"a version gets healthy", with(func(d *Document) { d.Entries[1].HealthyAt = at.Add(time.Second) }), false},
+		{"a failure's reason", with(func(d *Document) { d.Entries[1].Outcome, d.Entries[1].Reason = "rolled_back", "entered BROKEN" }), false},
+		{"the agent stops", with(func(d *Document) { d.StoppedAt = at }), false},
+		{"the document goes", nil, false},
+	} {
+		if got := sameForRollouts(trim(&base), tt.doc); got != tt.same {
+			t.Errorf("%s: sameForRollouts() = %v, want %v", tt.name, got, tt.same)
+		}
+	}
+
+	js, kv := statusKV(t)
+	v := NewView(js, "", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = v.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	if _, err := v.Nodes(t.Context(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	select { // an empty bucket: nothing changed
+	case <-v.Changes():
+		t.Fatal("Changes() fired for an empty bucket")
+	default:
+	}
+	b, _ := json.Marshal(base)
+	if _, err := kv.Put(t.Context(), Key("web1"), b); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-v.Changes():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a new document did not reach Changes()")
+	}
+}
