@@ -63,6 +63,16 @@ func (e Entry) Halted() bool {
 	return manager.EntryOutcome(e.Outcome) == manager.EntryHeld && strings.HasPrefix(e.Reason, rollout.HaltedPrefix)
 }
 
+// Entry returns the document's entry name, and false when it has none.
+func (d *Document) Entry(name string) (Entry, bool) {
+	for _, e := range d.Entries {
+		if e.Name == name {
+			return e, true
+		}
+	}
+	return Entry{}, false
+}
+
 // HeldByHold reports whether the entry's hold holds the node: it keeps
 // what it runs by the operator's choice, and waits for nothing.
 func (e Entry) HeldByHold() bool {

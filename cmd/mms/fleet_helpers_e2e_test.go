@@ -79,23 +79,13 @@ func (tf *agentFleet) entry(t *testing.T, identity, name string, ok func(e nodes
 	t.Helper()
 	var out nodestatus.Entry
 	pollStatus(t, tf.conn, identity, func(d *nodestatus.Document) error {
-		out = entryNamed(d, name)
+		out, _ = d.Entry(name)
 		if err := ok(out); err != nil {
 			return fmt.Errorf("%s: %s: %w (%+v)", identity, name, err, out)
 		}
 		return nil
 	})
 	return out
-}
-
-// entryNamed returns d's entry name (the zero Entry when none).
-func entryNamed(d *nodestatus.Document, name string) nodestatus.Entry {
-	for _, e := range d.Entries {
-		if e.Name == name {
-			return e
-		}
-	}
-	return nodestatus.Entry{}
 }
 
 // waves returns the identities of each wave of m's rollout over ids.

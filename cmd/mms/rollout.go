@@ -188,19 +188,40 @@ func printRollout(w io.Writer, v fleet.Rollout, now time.Time) {
 	case !v.Done:
 		versions = "nothing → " + versions
 	}
-	fmt.Fprintf(w, "%s: %s  waves %s, pause %v\n", esc(v.Machine), esc(versions), esc(strings.Join(v.Policy.Waves, ", ")), v.Policy.Pause.Std())
+	budget := ""
+	if v.Budget != nil {
+		budget = ", max_failed " + v.Budget.MaxFailed
+	}
+	fmt.Fprintf(w, "%s: %s  waves %s, pause %v%s\n", esc(v.Machine), esc(versions), esc(strings.Join(v.Policy.Waves, ", ")), v.Policy.Pause.Std(), esc(budget))
 	switch {
 	case v.Problem != "":
 		fmt.Fprintf(w, "the rollout policy does not parse: %s\n", esc(v.Problem))
 		return
 	case v.Halted:
 		fmt.Fprintf(w, "HALTED at wave %d: %s\n", v.HaltedAt, esc(v.Reason))
+	case v.Done && len(v.Failed) > 0:
+		fmt.Fprintln(w, "done: every other node runs the new version healthy")
 	case v.Done:
 		fmt.Fprintln(w, "done: every node runs the new version healthy")
+	case v.Paused:
+		fmt.Fprintf(w, "PAUSED at wave %d of %d: no node starts the new version (mms rollout resume %s continues)\n", v.Current, len(v.Waves), esc(v.Machine))
 	case v.Pause(now) > 0:
 		fmt.Fprintf(w, "under way: wave %d of %d, starting in %v (the pause after wave %d)\n", v.Current, len(v.Waves), v.Pause(now).Round(time.Second), v.Current-1)
 	default:
 		fmt.Fprintf(w, "under way: wave %d of %d\n", v.Current, len(v.Waves))
+	}
+	if b := v.Budget; b != nil || len(v.Failed) > 0 {
+		line := "failed"
+		if b != nil {
+			line = "failure budget: " + b.String()
+		}
+		if len(v.Failed) > 0 {
+			line += "; rolled back on their own: " + strings.Join(v.Failed, ", ")
+		}
+		fmt.Fprintln(w, esc(line))
+	}
+	if len(v.Held) > 0 {
+		fmt.Fprintf(w, "held by its hold (they keep what they run, in no wave): %s\n", esc(strings.Join(v.Held, ", ")))
 	}
 	if len(v.SkippedStale) > 0 {
 		fmt.Fprintf(w, "left out (stopped reporting; the policy skips such nodes): %s\n", esc(strings.Join(v.SkippedStale, ", ")))

@@ -107,7 +107,7 @@ func TestHeldNodeIsIdle(t *testing.T) {
 	if most := int(elapsed/time.Second) + changed + 1; n > most {
 		t.Errorf("a held node ran %d passes in %v with %d changes of the others' reports, want at most %d (one a second plus one per change)", n, elapsed.Round(time.Millisecond), changed, most)
 	}
-	if e := entryNamed(pollStatus(t, fl.conn, held, func(*nodestatus.Document) error { return nil }), "web"); e.Outcome != "held" {
+	if e, _ := pollStatus(t, fl.conn, held, func(*nodestatus.Document) error { return nil }).Entry("web"); e.Outcome != "held" {
 		t.Errorf("after the window %s's web = %+v, want still held (the measurement is of a held node)", held, e)
 	}
 }

@@ -154,7 +154,7 @@ func printNode(a *app, n fleet.Node, now time.Time) {
 			if e.Download != nil {
 				reason = fleet.DownloadLine(e.Download)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", termtext.Escape(e.Name), termtext.Escape(e.Outcome), termtext.Escape(e.Version),
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", termtext.Escape(e.Name), termtext.Escape(e.State()), termtext.Escape(e.Version),
 				termtext.Escape(states[e.Name]), termtext.Escape(shortHex(e.Checksum)), termtext.Escape(reason))
 		}
 		tw.Flush()
