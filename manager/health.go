@@ -115,6 +115,7 @@ func (r *Reconciler) holdForRollout(ctx context.Context, p *plan, results []Mach
 			continue
 		}
 		d := rollout.Decide(policy, r.cfg.Identity, m.Name, m.Checksum, view, r.now())
+		results[i].Wave = d.Wave
 		if d.Proceed {
 			continue
 		}

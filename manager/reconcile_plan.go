@@ -37,6 +37,24 @@ func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
 	if r.plan != nil && r.plan.digest == opened.Digest && r.plan.format == opened.Format {
 		return r.plan, nil
 	}
+	r.matches.Next()
+	p, err := r.buildPlan(opened, &r.matches)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range p.entries {
+		if e.invalid != nil {
+			// Once per spec: the plan is reused until the spec changes.
+			r.log.Error("spec entry is invalid: it is not installed, an installed copy is kept", "managed", e.machine.Name, "serial", opened.Spec.Serial, "error", e.invalid)
+		}
+	}
+	r.plan = p
+	return p, nil
+}
+
+// buildPlan validates every entry of an opened spec and compiles its
+// matchers through cache (see planFor).
+func (r *Reconciler) buildPlan(opened *packer.Opened, cache *spec.MatcherCache) (*plan, error) {
 	opts := spec.ValidateOptions{AllowHTTP: r.cfg.AllowHTTP, HTTPFix: r.cfg.Fixes.http(), Legacy: opened.Format == packer.FormatV1}
 	s := opened.Spec
 	header := spec.Spec{Serial: s.Serial, IssuedAt: s.IssuedAt, Expires: s.Expires}
@@ -45,15 +63,14 @@ func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
 	}
 	p := &plan{digest: opened.Digest, format: opened.Format, entries: make([]planEntry, len(s.Machines))}
 	first := map[string]int{} // name → index of its first entry
-	r.matches.Next()
 	for i, m := range s.Machines {
 		e := &p.entries[i]
 		e.machine = m
 		e.badName = spec.ValidName(m.Name) != nil
 		var err error
-		if e.matcher, err = m.Check(opts, &r.matches); err != nil {
+		if e.matcher, err = m.Check(opts, cache); err != nil {
 			e.invalid = err
-		} else if e.hold, err = compileHold(m, &r.matches); err != nil {
+		} else if e.hold, err = compileHold(m, cache); err != nil {
 			e.invalid = err
 		} else if r.cfg.Reserved != nil && r.cfg.Reserved(m.Name) {
 			e.invalid = fmt.Errorf("machine %q: name: reserved by a machine compiled into the agent", m.Name)
@@ -68,13 +85,6 @@ func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
 			first[m.Name] = i
 		}
 	}
-	for _, e := range p.entries {
-		if e.invalid != nil {
-			// Once per spec: the plan is reused until the spec changes.
-			r.log.Error("spec entry is invalid: it is not installed, an installed copy is kept", "managed", e.machine.Name, "serial", s.Serial, "error", e.invalid)
-		}
-	}
-	r.plan = p
 	return p, nil
 }
 

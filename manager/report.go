@@ -145,6 +145,10 @@ type MachineResult struct {
 	// expression that did not select this node (skipped) or could not be
 	// evaluated (failed).
 	Match string `json:"match,omitempty"`
+	// Wave is this node's wave in the entry's rollout, from 1, when the
+	// pass moves the node to a new version under a rollout policy (or a
+	// rollout holds it); 0 otherwise. It is not encoded.
+	Wave int `json:"-"`
 	// Hold is the entry's hold when it decided the outcome: the
 	// expression that holds this node (held: it keeps what it runs) or
 	// could not be evaluated (failed).

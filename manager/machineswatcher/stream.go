@@ -135,6 +135,11 @@ func (w *Watcher) Stream(ctx context.Context, trigger func()) error {
 			return fmt.Errorf("subscribe to reconcile nudges on %s: %w", manager.NudgeSubject, err)
 		}
 		defer func() { _ = sub.Unsubscribe() }()
+		plans, err := w.conn.Subscribe(manager.PlanSubject, func(m *nats.Msg) { w.onPlan(ctx, m) })
+		if err != nil {
+			return fmt.Errorf("subscribe to plan requests on %s: %w", manager.PlanSubject, err)
+		}
+		defer func() { _ = plans.Unsubscribe() }()
 	}
 	var fleet <-chan struct{}
 	if n, ok := w.Fleet.(manager.FleetNotifier); ok {
@@ -201,6 +206,39 @@ func (p *pacer) stop() {
 		p.timer.Stop()
 	}
 	p.timer, p.timeC = nil, nil
+}
+
+// PlanTimeout bounds the answer to one plan request (matchers, the
+// fleet's reports).
+const PlanTimeout = 10 * time.Second
+
+// onPlan answers one plan request (see manager.PlanSubject) with what a
+// pass over the spec would do here.
+func (w *Watcher) onPlan(ctx context.Context, m *nats.Msg) {
+	re, err := manager.ParsePlanIdentity(m.Header.Get(manager.PlanIdentityHeader))
+	if err != nil {
+		w.log.Warn("ignoring a malformed plan request", "error", err)
+		return
+	}
+	if (re != nil && !re.MatchString(w.identity)) || m.Reply == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, PlanTimeout)
+	defer cancel()
+	rep := w.rec.Plan(ctx, m.Data)
+	b, err := json.Marshal(rep)
+	if err == nil && len(b) > manager.MaxPlanReply {
+		b, err = json.Marshal(manager.PlanReply{Identity: rep.Identity, Serial: rep.Serial, Digest: rep.Digest, Format: rep.Format,
+			Refused: manager.RejectError, Reason: fmt.Sprintf("the plan is %d bytes, over the %d a reply may hold", len(b), manager.MaxPlanReply), Entries: []manager.PlanEntry{}})
+	}
+	if err == nil {
+		err = m.Respond(b)
+	}
+	if err != nil {
+		w.log.Warn("answer a plan request", "error", err)
+		return
+	}
+	w.log.Info("plan requested over NATS", "serial", rep.Serial, "refused", rep.Refused, "entries", len(rep.Entries))
 }
 
 // onNudge handles one reconcile nudge.
