@@ -130,8 +130,8 @@ func readStream(stream string) []string {
 // NodePermissions are what the agent of node needs: read the spec and the
 // archives, write its own status key and nothing else in the status
 // bucket, publish machine events, take and free governor slots, and hear
-// (and answer) reconcile nudges and transition requests, which it may not
-// send.
+// (and answer) reconcile nudges, transition requests and plan requests,
+// which it may not send.
 func NodePermissions(c Config, n Node) Permissions {
 	pub := []string{jsAPI("INFO")}
 	pub = append(pub, readStream("KV_"+c.Bucket)...)
@@ -149,15 +149,15 @@ func NodePermissions(c Config, n Node) Permissions {
 	pub = append(pub, agent.EventsSubjects)
 	return Permissions{
 		Publish:   pub,
-		Subscribe: []string{"_INBOX.>", manager.NudgeSubject, agent.TransitionRequestSubject},
+		Subscribe: []string{"_INBOX.>", manager.NudgeSubject, agent.TransitionRequestSubject, manager.PlanSubject},
 		Responses: true,
 	}
 }
 
 // OperatorPermissions are what the person who publishes specs needs day
 // to day: write the spec key, upload archives, read status and events,
-// nudge agents, fire transitions on them (mms machine transition), see
-// governors. Creating or deleting buckets, streams and
+// nudge agents, fire transitions on them (mms machine transition), ask
+// them for plans (mms plan), see governors. Creating or deleting buckets, streams and
 // governors is the admin's.
 func OperatorPermissions(c Config) Permissions {
 	pub := []string{
@@ -167,6 +167,7 @@ func OperatorPermissions(c Config) Permissions {
 		"$KV." + c.Bucket + "." + c.Key,
 		manager.NudgeSubject,
 		agent.TransitionRequestSubject,
+		manager.PlanSubject,
 		"$JS.ACK." + c.EventsStream + ".>",
 		jsAPI("CONSUMER", "MSG", "NEXT", c.EventsStream, "*"),
 	}
@@ -215,7 +216,7 @@ func Render(c Config) (string, error) {
 	fmt.Fprintf(&b, "jetstream {\n  store_dir: %s\n}\n", quote(c.StoreDir))
 	b.WriteString("accounts {\n  MMS {\n    jetstream: enabled\n    users: [\n")
 	user(&b, "admin: creates buckets, streams and governors", c.Admin, AdminPermissions())
-	user(&b, "operator: publishes specs and archives, reads status and events, nudges agents, fires transitions", c.Operator, OperatorPermissions(c))
+	user(&b, "operator: publishes specs and archives, reads status and events, nudges agents, fires transitions, asks for plans", c.Operator, OperatorPermissions(c))
 	nodes := slices.Clone(c.Nodes)
 	slices.SortFunc(nodes, func(a, b Node) int { return strings.Compare(a.Identity, b.Identity) })
 	for _, n := range nodes {

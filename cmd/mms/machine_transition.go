@@ -90,7 +90,7 @@ The command exits 1 when a node did not transition.`,
 				return err
 			}
 			defer nc.Close()
-			expect, known, err := a.reportingNodes(ctx, nc, identity)
+			expect, known, _, err := a.reportingNodes(ctx, nc, identity)
 			if err != nil {
 				fmt.Fprintf(a.stderr, "mms: cannot list the nodes that report status (%v): nodes that do not answer are not listed\n", err)
 			}
@@ -133,22 +133,22 @@ The command exits 1 when a node did not transition.`,
 
 // reportingNodes returns the identities that report status and match the
 // pattern identity (the nodes that should answer), with their documents'
-// stop times.
-func (a *app) reportingNodes(ctx context.Context, nc natsConn, identity string) ([]string, map[string]time.Time, error) {
+// stop times, and the tracker that read them.
+func (a *app) reportingNodes(ctx context.Context, nc natsConn, identity string) ([]string, map[string]time.Time, *fleet.Tracker, error) {
 	re, err := regexp.Compile(identity)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	js, err := nc.JetStream()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if _, err := a.openStatusBucket(ctx, js, nc, false); err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	t, err := fleet.Read(ctx, js, fleet.Options{StatusOnly: true})
 	if err != nil {
-		return nil, nil, nc.explain(err)
+		return nil, nil, nil, nc.explain(err)
 	}
 	var ids []string
 	stopped := map[string]time.Time{}
@@ -159,7 +159,7 @@ func (a *app) reportingNodes(ctx context.Context, nc natsConn, identity string) 
 		ids = append(ids, n.Doc.Identity)
 		stopped[n.Doc.Identity] = n.Doc.StoppedAt
 	}
-	return ids, stopped, nil
+	return ids, stopped, t, nil
 }
 
 // transitionRows merges the replies with the nodes expected to answer,

@@ -35,8 +35,10 @@ func (a *app) newRolloutCmd() *cobra.Command {
 each node ranks the nodes that report their status the same way, a wave
 starts once every node of the earlier waves runs the new version healthy
 (its health gate) and the pause has passed, and a failure in an earlier
-wave halts the rollout for the nodes after it. There is no control server:
-every agent decides for itself from the status documents.`,
+wave halts the rollout for the nodes after it (past the failure budget,
+rollout.max_failed). There is no control server: every agent decides for
+itself from the status documents, and pause, resume and undo are signed
+edits of the live spec.`,
 	}
 	status := &cobra.Command{
 		Use:   "status",
@@ -72,6 +74,7 @@ on. A single read knows only what the nodes report now.`,
 	f.BoolVar(&o.watch, "watch", false, "follow the buckets and redraw every second until interrupted")
 	f.BoolVar(&o.jsonOut, "json", false, "print the rollouts as a JSON array")
 	cmd.AddCommand(status)
+	cmd.AddCommand(a.newRolloutEditCmds()...)
 	return cmd
 }
 
