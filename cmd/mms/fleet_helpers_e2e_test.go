@@ -1,12 +1,16 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/manager/rollout"
 	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/spec"
@@ -100,4 +104,66 @@ func gateRollout(e spec.Machine, within time.Duration, waves ...string) spec.Mac
 	e.Health = &spec.Health{States: []string{"ready"}, Within: spec.Duration(within)}
 	e.Rollout = &spec.Rollout{Waves: waves}
 	return e
+}
+
+// docs polls `mms status --json` until ok accepts the documents of every
+// agent of the fleet, by identity, and returns them.
+func (tf *agentFleet) docs(t *testing.T, ok func(docs map[string]*nodestatus.Document) error) map[string]*nodestatus.Document {
+	t.Helper()
+	var out map[string]*nodestatus.Document
+	natstest.Eventually(t, e2eTimeout, func() error {
+		r := mms(t, "", append([]string{"status", "--json"}, tf.conn...)...)
+		if r.code != 0 {
+			return fmt.Errorf("mms status --json: exit %d: %s", r.code, r.stderr)
+		}
+		var list []nodestatus.Document
+		if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
+			return fmt.Errorf("mms status --json printed %q: %w", r.stdout, err)
+		}
+		out = map[string]*nodestatus.Document{}
+		for i := range list {
+			out[list[i].Identity] = &list[i]
+		}
+		for _, id := range tf.ids {
+			if out[id] == nil {
+				return fmt.Errorf("no document of %s", id)
+			}
+		}
+		return ok(out)
+	})
+	return out
+}
+
+// each returns a check that ok accepts entry name of every node of ids
+// (in the documents docs polls), naming the first node it does not.
+func each(ids []string, name string, ok func(id string, e nodestatus.Entry) error) func(map[string]*nodestatus.Document) error {
+	return func(docs map[string]*nodestatus.Document) error {
+		for _, id := range ids {
+			e, _ := docs[id].Entry(name)
+			if err := ok(id, e); err != nil {
+				return fmt.Errorf("%s: %s: %w (%+v)", id, name, err, e)
+			}
+		}
+		return nil
+	}
+}
+
+// editSerial matches the serial `mms rollout pause|resume|undo` wrote.
+var editSerial = regexp.MustCompile(`(?m)^put \S+ revision \d+ \(was \d+\): serial (\d+)$`)
+
+// rollout runs `mms rollout VERB MACHINE --key-file ops.key`, which signs
+// a spec, and returns its output; the fleet's next serial follows it.
+func (tf *agentFleet) rollout(t *testing.T, verb, machine string) string {
+	t.Helper()
+	out := mmsOK(t, "", append([]string{"rollout", verb, machine, "--key-file", tf.f.keyFile}, tf.conn...)...).stdout
+	m := editSerial.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("mms rollout %s %s printed no serial:\n%s", verb, machine, out)
+	}
+	serial, err := strconv.ParseUint(m[1], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tf.serial = max(tf.serial, serial)
+	return out
 }
