@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/mms-io/mms/bench"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/nodestatus"
+	"github.com/mms-io/mms/spec"
 )
 
 // heldWindow is how long TestHeldNodeIsIdle measures a held node.
@@ -215,4 +217,43 @@ func countReportChanges(t *testing.T, url, except string) func() int {
 		}
 	}()
 	return func() int { close(done); return <-stopped }
+}
+
+// TestPutWaitFollowsAPause: `mms put --wait 60s`, with the default
+// --timeout (10s), follows a rollout in two waves with a 20 s pause
+// between them to its end: the progress names the wave, the pause and
+// who is pending, and it exits 0 once both nodes run the new version.
+func TestPutWaitFollowsAPause(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts two agent processes and waits out a 20 s pause")
+	}
+	ids := []string{"a.example.net", "b.example.net"}
+	fl := startAgents(t, ids, nil)
+	v1 := fl.f.repo.publish(t, "web", "1.0.0")
+	if r := fl.put(t, []string{"--wait", "60s"}, v1); r.code != 0 {
+		t.Fatalf("put --wait of 1.0.0 = exit %d:\n%s", r.code, r.stderr)
+	}
+	v2 := gateRollout(fl.f.repo.publish(t, "web", "2.0.0"), 30*time.Second, "1", "100%")
+	v2.Rollout.Pause = spec.Duration(20 * time.Second)
+	waves := wavesOf(t, ids, v2)
+	start := time.Now()
+	r := fl.put(t, []string{"--wait", "60s"}, v2)
+	took := time.Since(start)
+	t.Logf("put --wait 60s took %v; stderr:\n%s", took.Round(time.Millisecond), r.stderr)
+	if r.code != 0 || !strings.Contains(r.stdout, "applied by all 2 reporting agents\n") {
+		t.Fatalf("put --wait 60s of a rollout with a 20 s pause = exit %d\nstdout:\n%s\nstderr:\n%s\nwant 0, both applied", r.code, r.stdout, r.stderr)
+	}
+	pausing := regexp.MustCompile(`(?m)^serial \d+: 1/2 applied; web wave 2 of 2 pausing 1\ds; pending: ` + regexp.QuoteMeta(waves[1][0]) + `$`)
+	if !pausing.MatchString(r.stderr) {
+		t.Errorf("put --wait's progress does not name the wave, the pause and who is pending:\n%s", r.stderr)
+	}
+	if took < 20*time.Second {
+		t.Errorf("put --wait returned after %v, before the 20 s pause ended", took)
+	}
+	fl.docs(t, each(ids, "web", func(_ string, e nodestatus.Entry) error {
+		if e.Installed != v2.Checksum || e.Health != "healthy" {
+			return errors.New("want 2.0.0 healthy")
+		}
+		return nil
+	}))
 }
