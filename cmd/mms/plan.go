@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -17,8 +16,6 @@ import (
 	"github.com/mms-io/mms/fleet"
 	"github.com/mms-io/mms/internal/termtext"
 	"github.com/mms-io/mms/manager"
-	"github.com/mms-io/mms/packer"
-	"github.com/mms-io/mms/spec"
 )
 
 // planOutput is `mms plan --json`.
@@ -90,27 +87,18 @@ the spec bucket alone.`,
 			if err != nil {
 				return err
 			}
-			next, err := packer.Inspect(data)
+			next, err := inspectSpec(data, "mms plan")
 			if err != nil {
-				if _, perr := spec.ParseMachines(data); perr == nil || looksLikeList(data) {
-					return errors.New("this is a machines list, not a signed spec: pack it first, e.g. mms pack machines.json --key-file ops.key > spec.json")
-				}
 				return err
-			}
-			if wait <= 0 {
-				return fmt.Errorf("--wait %v: want a positive duration", wait)
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), nf.timeout+wait)
 			defer cancel()
-			nc, err := nf.connect(ctx, a, "mms plan")
+			nc, asked, err := a.askNodes(ctx, &nf, "mms plan", identity, wait)
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			expect, _, t, err := a.reportingNodes(ctx, nc, identity)
-			if err != nil {
-				fmt.Fprintf(a.stderr, "mms: cannot list the nodes that report status (%v): nodes that do not answer are not listed\n", err)
-			}
+			expect, t := asked.identities, asked.tracker
 			replies, err := manager.RequestPlan(ctx, nc.Conn, data, identity, wait, expect)
 			if err != nil {
 				return nc.explain(err)

@@ -144,11 +144,8 @@ checks.`,
 // an envelope that does not decode, an expired spec, and, when keys are
 // given, one whose signatures do not verify with them.
 func (a *app) checkPut(data []byte, o putOptions, now time.Time) (*packer.Opened, error) {
-	next, err := packer.Inspect(data)
+	next, err := inspectSpec(data, "mms put")
 	if err != nil {
-		if _, perr := spec.ParseMachines(data); perr == nil || looksLikeList(data) {
-			return nil, errors.New("refusing to put: this is a machines list, not a signed spec: pack it first, e.g. mms pack machines.json --key-file ops.key | mms put")
-		}
 		return nil, fmt.Errorf("refusing to put: %w", err)
 	}
 	if exp := next.Spec.Expires; !exp.IsZero() && !now.Before(exp) {
@@ -273,6 +270,19 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 	fmt.Fprintf(a.stdout, "put %s/%s revision %d: %s, %d machine%s, at %s\n",
 		o.bucket, o.key, newRev, desc, len(next.Spec.Machines), plural(len(next.Spec.Machines)), time.Now().UTC().Format(time.RFC3339))
 	return nil
+}
+
+// inspectSpec decodes a signed spec an operator gave cmd (unverified), and
+// says how to make one when data is a machines list.
+func inspectSpec(data []byte, cmd string) (*packer.Opened, error) {
+	next, err := packer.Inspect(data)
+	if err != nil {
+		if _, perr := spec.ParseMachines(data); perr == nil || looksLikeList(data) {
+			return nil, fmt.Errorf("this is a machines list, not a signed spec: pack it first, e.g. mms pack machines.json --key-file ops.key | %s", cmd)
+		}
+		return nil, err
+	}
+	return next, nil
 }
 
 // looksLikeList reports whether data is a JSON or YAML list, the shape of
