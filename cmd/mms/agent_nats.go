@@ -99,7 +99,7 @@ func provisionEmbedded(ctx context.Context, js jetstream.JetStream, bucket strin
 	specBucket := jetstream.KeyValueConfig{
 		Bucket:       bucket,
 		Description:  "mms signed desired state",
-		History:      5,
+		History:      5, // more than 1: mms rollout undo reads the earlier specs
 		MaxValueSize: packer.MaxEnvelopeSize,
 		MaxBytes:     specMaxBytes,
 	}

@@ -209,7 +209,7 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket:       o.bucket,
 			Description:  "mms signed desired state",
-			History:      5,
+			History:      5, // more than 1: mms rollout undo reads the earlier specs
 			MaxValueSize: packer.MaxEnvelopeSize,
 			Replicas:     o.replicas,
 		})
