@@ -13,7 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/mms-io/mms/internal/natsbox"
+	"github.com/mms-io/mms/internal/natsask"
 	"github.com/mms-io/mms/spec"
 )
 
@@ -251,7 +251,7 @@ func RequestTransition(ctx context.Context, nc *nats.Conn, req TransitionRequest
 	if err != nil {
 		return nil, fmt.Errorf("transition request: %w", err)
 	}
-	replies, err := natsbox.Gather(ctx, nc, &nats.Msg{Subject: TransitionRequestSubject, Data: payload}, wait, expect, func(data []byte) (string, bool) {
+	replies, err := natsask.Gather(ctx, nc, &nats.Msg{Subject: TransitionRequestSubject, Data: payload}, wait, expect, func(data []byte) (string, bool) {
 		r, err := ParseTransitionReply(data)
 		return r.Identity, err == nil && re.MatchString(r.Identity)
 	})

@@ -11,7 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/mms-io/mms/internal/natsbox"
+	"github.com/mms-io/mms/internal/natsask"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -255,7 +255,7 @@ func RequestPlan(ctx context.Context, nc *nats.Conn, envelope []byte, identity s
 	if identity != "" {
 		msg.Header.Set(PlanIdentityHeader, identity)
 	}
-	replies, err := natsbox.Gather(ctx, nc, msg, wait, expect, func(data []byte) (string, bool) {
+	replies, err := natsask.Gather(ctx, nc, msg, wait, expect, func(data []byte) (string, bool) {
 		p, err := ParsePlanReply(data)
 		return p.Identity, err == nil && re.MatchString(p.Identity)
 	})

@@ -213,15 +213,13 @@ func printRollout(w io.Writer, v fleet.Rollout, now time.Time) {
 	default:
 		fmt.Fprintf(w, "under way: wave %d of %d\n", v.Current, len(v.Waves))
 	}
-	if b := v.Budget; b != nil || len(v.Failed) > 0 {
-		line := "failed"
-		if b != nil {
-			line = "failure budget: " + b.String()
-		}
-		if len(v.Failed) > 0 {
-			line += "; rolled back on their own: " + strings.Join(v.Failed, ", ")
-		}
-		fmt.Fprintln(w, esc(line))
+	switch b := v.Budget; {
+	case b != nil && len(v.Failed) > 0:
+		fmt.Fprintln(w, esc("failure budget: "+b.String()+"; rolled back on their own: "+strings.Join(v.Failed, ", ")))
+	case b != nil:
+		fmt.Fprintln(w, esc("failure budget: "+b.String()))
+	case len(v.Failed) > 1:
+		fmt.Fprintln(w, esc("failed with the new version: "+strings.Join(v.Failed, ", ")))
 	}
 	if len(v.Held) > 0 {
 		fmt.Fprintf(w, "held by its hold (they keep what they run, in no wave): %s\n", esc(strings.Join(v.Held, ", ")))

@@ -1,8 +1,10 @@
 // Package rollout decides, on each node and with no control server, when
 // that node may move to a new version of a machine: the matching nodes
 // upgrade in waves, a wave starts only when every node of the earlier
-// waves reports the new version healthy and the pause has passed, and a
-// failure in an earlier wave halts the rollout for everyone after it.
+// waves is done with the new version (healthy, or failed and rolled back
+// within the failure budget) and the pause has passed, failures past the
+// budget halt the rollout for everyone after them, and a paused policy
+// starts no node.
 //
 // Every node computes the same waves from the same view (the status
 // documents in the MACHINES_STATUS bucket): the nodes are ranked by a hash
@@ -356,10 +358,11 @@ func decide(p Policy, mine int, halt Halt, wait Wait, lastHealthy, now time.Time
 // from it, and is ranked all the same, even when it is stale and the
 // policy skips stale nodes). It is [Evaluate]'s decision for me's wave:
 // nodes in the first wave proceed at once; a node in a later wave proceeds
-// once every node of the earlier waves runs checksum healthy and the pause
-// after the last of them became healthy has passed. A node of an earlier
-// wave that failed with checksum (or, unless the policy skips them,
-// stopped reporting) halts the rollout.
+// once every node of the earlier waves is done with checksum (healthy, or
+// failed within the budget) and the pause after the last of them became
+// healthy has passed. Failures of the earlier waves past the budget (or,
+// unless the policy skips them, a node that stopped reporting) halt the
+// rollout; a paused policy holds every node.
 func Decide(p Policy, me, machine, checksum string, view []Node, now time.Time) Decision {
 	// What me reports never changes its own decision (only the earlier
 	// waves do); it only has to be ranked.

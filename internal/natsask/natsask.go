@@ -1,4 +1,8 @@
-package natsbox
+// Package natsask is the asking side of a request every node answers
+// (mms machine transition, mms plan): publish once, gather the answers
+// for a while, one per node. It needs nats.go alone, so the agent's
+// packages may use it without the embedded server.
+package natsask
 
 import (
 	"context"
