@@ -212,3 +212,32 @@ func TestViewChanges(t *testing.T) {
 		t.Fatal("a new document did not reach Changes()")
 	}
 }
+
+// TestHeldByHold: an entry its hold holds is in no rollout (NodeOf leaves
+// the node out), waits for nothing, is no failure, and reads "held
+// (hold)"; an entry a rollout holds waits and reads "held".
+func TestHeldByHold(t *testing.T) {
+	now := time.Now()
+	hold := Entry{Name: "web", Outcome: "held", Checksum: "new", Installed: "old", Hold: "identity('^web3')", Reason: "held (hold): hold \"identity('^web3')\" selects this node; it keeps what it runs"}
+	waiting := Entry{Name: "web", Outcome: "held", Checksum: "new", Installed: "old", Reason: "held: waiting for wave 1 (node web1 is pending)"}
+	for _, tt := range []struct {
+		e               Entry
+		inRollout       bool
+		waiting, state  string
+		failed, holding bool
+	}{
+		{e: hold, state: "held (hold)", holding: true},
+		{e: waiting, inRollout: true, waiting: "web held: waiting for wave 1 (node web1 is pending)", state: "held"},
+	} {
+		d := &Document{Identity: "web3", UpdatedAt: now, Heartbeat: "30s", Entries: []Entry{tt.e}}
+		if _, ok := NodeOf(d, "web", now); ok != tt.inRollout {
+			t.Errorf("%q: NodeOf() in the rollout = %v, want %v", tt.e.Reason, ok, tt.inRollout)
+		}
+		if got := tt.e.Waiting(); got != tt.waiting {
+			t.Errorf("%q: Waiting() = %q, want %q", tt.e.Reason, got, tt.waiting)
+		}
+		if got := tt.e.State(); got != tt.state || tt.e.HeldByHold() != tt.holding || len(d.Failed()) > 0 {
+			t.Errorf("%q: State() = %q, HeldByHold() = %v, failed %v; want %q, %v, none", tt.e.Reason, got, tt.e.HeldByHold(), d.Failed(), tt.state, tt.holding)
+		}
+	}
+}
