@@ -14,7 +14,6 @@ import (
 	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
-	"github.com/mms-io/mms/spec"
 )
 
 // putServer starts a server with the spec bucket and returns its URL and
@@ -139,8 +138,6 @@ func TestPutWarnsUntrusted(t *testing.T) {
 		t.Errorf("put every agent accepts: stderr %q, want no warning", r.stderr)
 	}
 }
-
-func specWithSerial(serial uint64) *spec.Spec { return &spec.Spec{Serial: serial} }
 
 // put --wait follows the status documents: it skips agents that were
 // stale when it started, prints progress as agents apply, and ends when
