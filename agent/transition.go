@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/mms-io/mms/internal/natsask"
 	"github.com/mms-io/mms/spec"
 )
 
@@ -250,47 +251,16 @@ func RequestTransition(ctx context.Context, nc *nats.Conn, req TransitionRequest
 	if err != nil {
 		return nil, fmt.Errorf("transition request: %w", err)
 	}
-	inbox := nc.NewRespInbox()
-	replies := make(chan *nats.Msg, 1024)
-	sub, err := nc.ChanSubscribe(inbox, replies)
+	replies, err := natsask.Gather(ctx, nc, &nats.Msg{Subject: TransitionRequestSubject, Data: payload}, wait, expect, func(data []byte) (string, bool) {
+		r, err := ParseTransitionReply(data)
+		return r.Identity, err == nil && re.MatchString(r.Identity)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("subscribe to answers: %w", err)
+		return nil, fmt.Errorf("transition request: %w", err)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.PublishRequest(TransitionRequestSubject, inbox, payload); err != nil {
-		return nil, fmt.Errorf("publish transition request on %s: %w", TransitionRequestSubject, err)
+	out := make([]TransitionReply, len(replies))
+	for i, data := range replies {
+		out[i], _ = ParseTransitionReply(data) // Gather kept only replies that parse
 	}
-	if err := nc.FlushTimeout(max(wait, time.Second)); err != nil {
-		return nil, fmt.Errorf("publish transition request on %s: %w", TransitionRequestSubject, err)
-	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	pending := map[string]bool{}
-	for _, id := range expect {
-		pending[id] = true
-	}
-	var out []TransitionReply
-	seen := map[string]bool{}
-	for {
-		select {
-		case m := <-replies:
-			r, err := ParseTransitionReply(m.Data)
-			if err != nil || !re.MatchString(r.Identity) || seen[r.Identity] {
-				continue
-			}
-			seen[r.Identity] = true
-			delete(pending, r.Identity)
-			out = append(out, r)
-			if len(expect) > 0 && len(pending) == 0 {
-				return out, nil
-			}
-		case <-timer.C:
-			return out, nil
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return out, nil
-			}
-			return nil, ctx.Err()
-		}
-	}
+	return out, nil
 }

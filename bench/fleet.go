@@ -282,9 +282,9 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name s
 
 // fleetCPU is the CPU time this process and the shard processes used.
 func fleetCPU(shards []*child) time.Duration {
-	total, _ := procCPU(os.Getpid())
+	total, _ := ProcCPU(os.Getpid())
 	for _, c := range shards {
-		if t, err := procCPU(c.pid()); err == nil {
+		if t, err := ProcCPU(c.pid()); err == nil {
 			total += t
 		}
 	}
@@ -307,11 +307,11 @@ func quiesce(ctx context.Context, limit time.Duration) bool {
 	const window = 500 * time.Millisecond
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		c0, err := procCPU(os.Getpid())
+		c0, err := ProcCPU(os.Getpid())
 		if !sleep(ctx, window) {
 			return false
 		}
-		c1, err1 := procCPU(os.Getpid())
+		c1, err1 := ProcCPU(os.Getpid())
 		if err != nil || err1 != nil || c1-c0 < window/5 {
 			return true
 		}

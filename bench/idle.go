@@ -107,7 +107,7 @@ func (b *bench) measureIdle(ctx context.Context, window, settle time.Duration, n
 	}
 	b.prog.stepf("%s: measuring for %s", name, ms(window))
 	pid := agent.pid()
-	cpu0, err := procCPU(pid)
+	cpu0, err := ProcCPU(pid)
 	if err != nil {
 		return res, fmt.Errorf("read the agent's CPU time (Linux /proc): %w", err)
 	}
@@ -130,7 +130,7 @@ func (b *bench) measureIdle(ctx context.Context, window, settle time.Duration, n
 		res.maxRSS = max(res.maxRSS, rss)
 		b.prog.countf("%s of %s, RSS %.1f MiB", ms(time.Since(start).Round(time.Second)), ms(window), float64(rss)/(1<<20))
 	}
-	cpu1, err := procCPU(pid)
+	cpu1, err := ProcCPU(pid)
 	if err != nil {
 		return res, fmt.Errorf("read the agent's CPU time: %w", err)
 	}

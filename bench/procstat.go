@@ -14,9 +14,10 @@ import (
 // every Linux architecture Go supports.
 const userHZ = 100
 
-// procCPU returns the CPU time (user + system, not its children's) process
-// pid has used, from /proc/<pid>/stat.
-func procCPU(pid int) (time.Duration, error) {
+// ProcCPU returns the CPU time (user + system, not its children's) process
+// pid has used, from /proc/<pid>/stat (Linux only), in USER_HZ ticks
+// (10 ms).
+func ProcCPU(pid int) (time.Duration, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err

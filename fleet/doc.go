@@ -17,13 +17,17 @@
 //     and its age, and counts by flag;
 //   - [Tracker.Rollouts] gives every rollout of the live spec: its waves
 //     with each node's state, the old and new versions by name, the current
-//     wave, where and why it halted and when the next wave may start. The
+//     wave, where and why it halted and when the next wave may start,
+//     whether the spec pauses it, the nodes that failed and the failure
+//     budget used ([Budget]), the nodes the entry's hold keeps out of the
+//     waves, and a one-line [Rollout.Summary]. The
 //     waves and every decision come from rollout.Evaluate, the rule the
 //     agents themselves apply (rollout.Decide is the same function), never
 //     a copy of it;
 //   - a [Wait] gives `put --wait`'s verdict on a spec just written: each
-//     node applied, failed, pending or superseded and why, a summary and a
-//     progress line, and whether the wait is over.
+//     node applied, failed, tolerated (failed within a rollout's budget),
+//     pending or superseded and why, a summary and a progress line, and
+//     whether the wait is over.
 //
 // Text in these values comes from the nodes (identities, reasons, errors)
 // and is raw: escape it for the medium (termtext for a terminal, HTML for

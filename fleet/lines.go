@@ -199,7 +199,7 @@ func (n Node) Detail(now time.Time) Detail {
 		if e.Download != nil {
 			reason = DownloadLine(e.Download)
 		}
-		out.Entries = append(out.Entries, EntryRow{Name: e.Name, Outcome: e.Outcome, Version: e.Version, State: states[e.Name],
+		out.Entries = append(out.Entries, EntryRow{Name: e.Name, Outcome: e.State(), Version: e.Version, State: states[e.Name],
 			Health: e.Health, Checksum: short(e.Checksum), Reason: reason})
 	}
 	for _, m := range d.Machines {
@@ -262,7 +262,11 @@ func (r *Rollout) Headline() string {
 // PolicyLine describes a rollout's policy: "waves 1, 50%, 100%, pause
 // 30s".
 func (r *Rollout) PolicyLine() string {
-	return fmt.Sprintf("waves %s, pause %v", strings.Join(r.Policy.Waves, ", "), r.Policy.Pause.Std())
+	line := fmt.Sprintf("waves %s, pause %v", strings.Join(r.Policy.Waves, ", "), r.Policy.Pause.Std())
+	if r.Budget != nil {
+		line += ", max_failed " + r.Budget.MaxFailed
+	}
+	return line
 }
 
 // VersionsLine names the versions a rollout moves between: "1.0.0, 1.1.0
@@ -278,6 +282,28 @@ func (r *Rollout) VersionsLine() string {
 	return r.New.String()
 }
 
+// Notes are the lines that follow a rollout's status line: its failure
+// budget and the nodes that used it (or, without a budget, the nodes that
+// failed), and the nodes its hold keeps out of the waves.
+func (r *Rollout) Notes() []string {
+	var out []string
+	switch b := r.Budget; {
+	case b != nil && len(r.Failed) > 0:
+		out = append(out, "failure budget: "+b.String()+"; rolled back on their own: "+strings.Join(r.Failed, ", "))
+	case b != nil:
+		out = append(out, "failure budget: "+b.String())
+	case len(r.Failed) > 1:
+		out = append(out, "failed with the new version: "+strings.Join(r.Failed, ", "))
+	}
+	if len(r.Held) > 0 {
+		out = append(out, "held by its hold (they keep what they run, in no wave): "+strings.Join(r.Held, ", "))
+	}
+	if len(r.SkippedStale) > 0 {
+		out = append(out, "left out (stopped reporting; the policy skips such nodes): "+strings.Join(r.SkippedStale, ", "))
+	}
+	return out
+}
+
 // StatusLine says where a rollout is at now: why its policy does not
 // parse, where and why it HALTED, done, or the wave under way and when it
 // starts after a pause.
@@ -287,8 +313,12 @@ func (r *Rollout) StatusLine(now time.Time) string {
 		return "the rollout policy does not parse: " + r.Problem
 	case r.Halted:
 		return fmt.Sprintf("HALTED at wave %d: %s", r.HaltedAt, r.Reason)
+	case r.Done && len(r.Failed) > 0:
+		return "done: every other node runs the new version healthy"
 	case r.Done:
 		return "done: every node runs the new version healthy"
+	case r.Paused:
+		return fmt.Sprintf("PAUSED at wave %d of %d: no node starts the new version (mms rollout resume %s continues)", r.Current, len(r.Waves), r.Machine)
 	case r.Pause(now) > 0:
 		return fmt.Sprintf("under way: wave %d of %d, starting in %v (the pause after wave %d)", r.Current, len(r.Waves), r.Pause(now).Round(time.Second), r.Current-1)
 	case r.StaleWait() != "":

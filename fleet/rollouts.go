@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -95,6 +96,82 @@ type Rollout struct {
 	// SkippedStale are the nodes left out of the waves because they
 	// stopped reporting and the policy skips such nodes.
 	SkippedStale []string `json:"skipped_stale,omitempty"`
+	// Held are the nodes the entry's hold holds, sorted: each keeps what
+	// it runs and is in no wave.
+	Held []string `json:"held,omitempty"`
+	// Paused is set when the policy pauses the rollout (rollout.paused):
+	// no node starts the new version; nodes under way finish.
+	Paused bool `json:"paused,omitempty"`
+	// Failed are the nodes that failed with the new version (each rolled
+	// back on its own, or stopped a first install), in wave order.
+	Failed []string `json:"failed,omitempty"`
+	// Budget is the failure budget and how much of it is used; nil when
+	// the policy has none (the first failure halts).
+	Budget *Budget `json:"budget,omitempty"`
+}
+
+// Budget is a rollout's failure budget (rollout.max_failed) and how much
+// of it the nodes used.
+type Budget struct {
+	// MaxFailed is the budget as the spec writes it ("1", "10%");
+	// MinDone how many nodes must be done before a share is judged.
+	MaxFailed string `json:"max_failed"`
+	MinDone   int    `json:"min_done,omitempty"`
+	// Failed counts the nodes that failed with the new version, Done
+	// those done with it (healthy or failed).
+	Failed int `json:"failed"`
+	Done   int `json:"done"`
+	// Allowed is how many failures the budget allows with Done nodes
+	// done; Judged is false while a share waits for MinDone nodes (then
+	// failures do not halt).
+	Allowed int  `json:"allowed"`
+	Judged  bool `json:"judged"`
+}
+
+// String says how much of the budget is used: "max_failed 1: 1 of 1
+// used", "max_failed 20%: 1 of 2 used (10 done)", "max_failed 20%: 1
+// failed, judged from 5 done (3 so far)".
+func (b Budget) String() string {
+	switch {
+	case !b.Judged:
+		return fmt.Sprintf("max_failed %s: %d failed, judged from %d done (%d so far)", b.MaxFailed, b.Failed, b.MinDone, b.Done)
+	case strings.HasSuffix(b.MaxFailed, "%"):
+		return fmt.Sprintf("max_failed %s: %d of %d used (%d done)", b.MaxFailed, b.Failed, b.Allowed, b.Done)
+	}
+	return fmt.Sprintf("max_failed %s: %d of %d used", b.MaxFailed, b.Failed, b.Allowed)
+}
+
+// Summary says where the rollout is in one line, as `mms status` and the
+// progress of `mms put --wait` show it: "web wave 2 of 3 pausing 14s",
+// "web paused at wave 2 of 3", "web halted at wave 1", "web done", then
+// the budget used and the nodes held by the entry's hold, if any.
+func (r *Rollout) Summary(now time.Time) string {
+	var b strings.Builder
+	b.WriteString(r.Machine)
+	switch {
+	case r.Problem != "":
+		b.WriteString(" has a rollout policy that does not parse")
+	case r.Halted:
+		fmt.Fprintf(&b, " halted at wave %d", r.HaltedAt)
+	case r.Done:
+		b.WriteString(" done")
+	case r.Paused:
+		fmt.Fprintf(&b, " paused at wave %d of %d", r.Current, len(r.Waves))
+	default:
+		fmt.Fprintf(&b, " wave %d of %d", r.Current, len(r.Waves))
+		if p := r.Pause(now); p > 0 {
+			fmt.Fprintf(&b, " pausing %v", p.Round(time.Second))
+		} else if s := r.StaleWait(); s != "" {
+			fmt.Fprintf(&b, " (%s)", s)
+		}
+	}
+	if r.Budget != nil {
+		b.WriteString(", " + r.Budget.String())
+	}
+	if n := len(r.Held); n > 0 {
+		fmt.Fprintf(&b, ", %d held by its hold", n)
+	}
+	return b.String()
 }
 
 // Pause returns how long until wave Current may start, at now (0 when no
@@ -184,25 +261,23 @@ func (t *Tracker) rolloutOf(m spec.Machine, docs []*nodestatus.Document, now tim
 		r.Problem = err.Error()
 		return r
 	}
+	r.Paused = policy.Paused
 	byID := make(map[string]reported, len(docs))
 	view := make([]rollout.Node, 0, len(docs))
 	for _, d := range docs {
 		n, ok := nodestatus.NodeOf(d, m.Name, now)
 		if !ok {
+			if e, _ := d.Entry(m.Name); e.HeldByHold() {
+				r.Held = append(r.Held, d.Identity)
+			}
 			continue
 		}
 		if n.Stale && policy.SkipStale {
 			r.SkippedStale = append(r.SkippedStale, n.Identity)
 			continue
 		}
-		rep := reported{node: n, doc: d}
-		for _, e := range d.Entries {
-			if e.Name == m.Name {
-				rep.entry = e
-				break
-			}
-		}
-		byID[n.Identity] = rep
+		e, _ := d.Entry(m.Name)
+		byID[n.Identity] = reported{node: n, doc: d, entry: e}
 		view = append(view, n)
 	}
 	p := rollout.Evaluate(policy, m.Name, m.Checksum, view, now)
@@ -215,7 +290,12 @@ func (t *Tracker) rolloutOf(m spec.Machine, docs []*nodestatus.Document, now tim
 		}
 		r.Waves = append(r.Waves, w)
 	}
-	r.Current, r.Done = p.Current, p.Done
+	slices.Sort(r.Held)
+	r.Current, r.Done, r.Failed = p.Current, p.Done, p.Failed
+	if policy.MaxFailed != (spec.Budget{}) {
+		r.Budget = &Budget{MaxFailed: policy.MaxFailed.String(), MinDone: policy.MinDone, Failed: len(p.Failed), Done: p.Finished,
+			Allowed: p.Allowed, Judged: p.Judged}
+	}
 	if h := p.Halt; h.Wave > 0 {
 		r.Halted, r.HaltedAt, r.Reason, r.Halt = true, h.Wave, h.String(), &h
 	}

@@ -21,6 +21,10 @@ const (
 	WaitApplied WaitState = "applied"
 	// WaitFailed: rejected the spec, failed an entry or stopped.
 	WaitFailed WaitState = "failed"
+	// WaitTolerated: failed only the new version of rollout entries,
+	// within their failure budgets (rollout.max_failed): the node rolled
+	// back on its own and the rollout goes on.
+	WaitTolerated WaitState = "tolerated"
 	// WaitSuperseded: runs a newer spec already.
 	WaitSuperseded WaitState = "superseded"
 )
@@ -111,12 +115,14 @@ func (v *Verdict) Applied() int { return v.Counts[WaitApplied] + v.Counts[WaitSu
 // node counted).
 func (v *Verdict) Done() bool { return len(v.Nodes) > 0 && v.Counts[WaitPending] == 0 }
 
-// OK reports whether every node counted applied the spec (or a newer one).
+// OK reports whether every node counted applied the spec (or a newer
+// one), or failed only within a rollout's failure budget.
 func (v *Verdict) OK() bool { return v.Done() && v.Counts[WaitFailed] == 0 }
 
 // Verdict judges every counted node at now.
 func (w *Wait) Verdict(now time.Time) Verdict {
 	v := Verdict{Label: w.label, Nodes: []WaitNode{}, Counts: map[WaitState]int{}}
+	v.Rollouts = w.t.rolloutsOf(w.next.Spec.Machines, now)
 	var pending []string
 	for _, r := range w.t.records() {
 		if r.doc == nil {
@@ -126,6 +132,9 @@ func (w *Wait) Verdict(now time.Time) Verdict {
 			continue
 		}
 		state, detail := judge(r.doc, w.next)
+		if state == WaitFailed && tolerated(r.doc, v.Rollouts) {
+			state = WaitTolerated
+		}
 		v.Nodes = append(v.Nodes, WaitNode{Key: r.key, Identity: r.doc.Identity, State: state, Detail: detail})
 		v.Counts[state]++
 		if state == WaitPending {
@@ -137,20 +146,13 @@ func (w *Wait) Verdict(now time.Time) Verdict {
 	if i := slices.IndexFunc(v.Nodes, func(n WaitNode) bool { return n.State == WaitFailed }); i >= 0 {
 		fmt.Fprintf(&b, ", %d failed: %s: %s", v.Counts[WaitFailed], v.Nodes[i].Identity, v.Nodes[i].Detail)
 	}
+	if n := v.Counts[WaitTolerated]; n > 0 {
+		fmt.Fprintf(&b, ", %d failed within the failure budget", n)
+	}
 	v.Summary = b.String()
-	v.Rollouts = w.t.rolloutsOf(w.next.Spec.Machines, now)
 	for _, r := range v.Rollouts {
-		switch {
-		case r.Problem != "" || r.Done:
-		case r.Halted:
-			fmt.Fprintf(&b, "; %s halted at wave %d", r.Machine, r.HaltedAt)
-		default:
-			fmt.Fprintf(&b, "; %s wave %d of %d", r.Machine, r.Current, len(r.Waves))
-			if p := r.Pause(now); p > 0 {
-				fmt.Fprintf(&b, " pausing %v", p.Round(time.Second))
-			} else if s := r.StaleWait(); s != "" {
-				fmt.Fprintf(&b, " (%s)", s)
-			}
+		if r.Problem == "" && !r.Done || r.Budget != nil || len(r.Held) > 0 {
+			b.WriteString("; " + r.Summary(now))
 		}
 	}
 	if len(pending) > 0 {
@@ -158,6 +160,24 @@ func (w *Wait) Verdict(now time.Time) Verdict {
 	}
 	v.Progress = b.String()
 	return v
+}
+
+// tolerated reports whether every failed entry of d is the new version
+// of a rollout that d's node failed within its failure budget (the
+// rollout has a budget and did not halt).
+func tolerated(d *nodestatus.Document, rollouts []Rollout) bool {
+	failed := d.Failed()
+	for _, e := range failed {
+		i := slices.IndexFunc(rollouts, func(r Rollout) bool { return r.Machine == e.Name })
+		if i < 0 {
+			return false
+		}
+		r := rollouts[i]
+		if r.Budget == nil || r.Halted || !slices.Contains(r.Failed, d.Identity) {
+			return false
+		}
+	}
+	return len(failed) > 0
 }
 
 // judge says where the agent of d is with next.

@@ -13,6 +13,7 @@ import (
 	"github.com/mms-io/mms/manager/rollout"
 	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/spec"
 )
 
 // TestWait follows a spec just written: the agents that report when the
@@ -182,4 +183,69 @@ func TestWaitProgressNamesWaves(t *testing.T) {
 	if v := wait.Verdict(b.now); !v.Done() || v.OK() {
 		t.Errorf("halted: done %v, ok %v; want the wait over, failed", v.Done(), v.OK())
 	}
+}
+
+// TestWaitWithinTheFailureBudget: under max_failed 1, the node of wave 1
+// rolls 2.0.1 back and the rest run it healthy; one node is held by the
+// entry's hold. The wait is over and OK: the failed node is tolerated
+// (named), the held one applied the spec; the rollout is done with its
+// budget used and the held node left out of its waves; the progress says
+// so. A paused rollout's progress says it is paused.
+func TestWaitWithinTheFailureBudget(t *testing.T) {
+	b := newRolloutBench(t, "")
+	b.entry.Rollout.MaxFailed = spec.Budget{N: 1}
+	b.entry.Hold = "identity('^w9$')"
+	b.op = b.putSpec(packer.FormatV2, 3, b.entry, entry("db", "1.0.0"))
+	w := follow(t, b.bench)
+	wait := fleet.NewWait(w.Tracker(), b.op, b.now)
+	first := b.waves[0][0]
+	rolledBack := b.newEntry(rollout.RolledBack, time.Time{})
+	rolledBack.Outcome, rolledBack.Installed, rolledBack.Reason = "rolled_back", b.old, "version 2.0.1 unhealthy: not ready within 3s; rolled back to the previous version"
+	b.report(first, rolledBack)
+	for _, id := range slices.Concat(b.waves[1:]...) {
+		b.report(id, b.newEntry(rollout.Healthy, b.now.Add(-time.Second)))
+	}
+	held := b.oldEntry("held (hold): hold \"identity('^w9$')\" selects this node; it keeps what it runs")
+	held.Hold = b.entry.Hold
+	b.report("w9", held)
+	b.report("db1", nodestatus.Entry{Name: "web", Outcome: "skipped", Checksum: b.new})
+	var v fleet.Verdict
+	catchUp(t, w, func(*fleet.Tracker) error {
+		if v = wait.Verdict(b.now); !v.Done() || len(v.Nodes) != 7 {
+			return fmt.Errorf("not done: %s", v.Progress)
+		}
+		return nil
+	})
+	if !v.OK() || v.Counts[fleet.WaitTolerated] != 1 || v.Applied() != 6 {
+		t.Errorf("verdict: ok %v, counts %v; want ok, 1 tolerated, 6 applied", v.OK(), v.Counts)
+	}
+	if want := "serial 3: 6/7 applied, 1 failed within the failure budget; web done, max_failed 1: 1 of 1 used, 1 held by its hold"; v.Progress != want {
+		t.Errorf("Progress = %q, want %q", v.Progress, want)
+	}
+	r := v.Rollouts[0]
+	if !r.Done || !cmp.Equal(r.Failed, []string{first}) || !cmp.Equal(r.Held, []string{"w9"}) ||
+		*r.Budget != (fleet.Budget{MaxFailed: "1", Failed: 1, Done: 5, Allowed: 1, Judged: true}) {
+		t.Errorf("rollout: done %v, failed %v, held %v, budget %+v", r.Done, r.Failed, r.Held, r.Budget)
+	}
+	for _, wv := range r.Waves {
+		for _, n := range wv.Nodes {
+			if n.Identity == "w9" {
+				t.Errorf("the held node is in wave %d", wv.Wave)
+			}
+		}
+	}
+
+	// Paused: the progress says so and the nodes not started wait.
+	b.entry.Rollout.Paused, b.entry.Hold = true, ""
+	b.op = b.putSpec(packer.FormatV2, 4, b.entry, entry("db", "1.0.0"))
+	wait = fleet.NewWait(w.Tracker(), b.op, b.now)
+	for _, id := range slices.Concat(b.waves...) {
+		b.report(id, b.oldEntry(rollout.PausedHeld))
+	}
+	catchUp(t, w, func(*fleet.Tracker) error {
+		if got := wait.Verdict(b.now).Progress; !strings.Contains(got, "; web paused at wave 1 of 3, max_failed 1: 0 of 1 used") {
+			return fmt.Errorf("progress %q, want the rollout paused", got)
+		}
+		return nil
+	})
 }

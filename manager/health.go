@@ -25,17 +25,44 @@ import (
 // An entry with a rollout policy (spec.Rollout) moves a node to a new
 // version only when package rollout says its wave may go, from what the
 // fleet reports (FleetView); until then the entry is held and the node
-// keeps what it runs.
+// keeps what it runs. A held node does not poll: the pass asks to run
+// again when the pause it waits for ends (PassReport.NextCheck), says that
+// what the fleet reports may let it go (PassReport.FleetWait: the machines
+// watcher runs a pass when the FleetView says a node's report changed,
+// see FleetNotifier), and otherwise looks again only after HeldRecheck.
 
-// HealthPoll is how often a pass runs while a health gate or a rollout
-// wave is pending.
+// HealthPoll is how often a pass runs while a health gate is pending.
 const HealthPoll = 500 * time.Millisecond
+
+// HeldRecheck is how long a node that a rollout holds (waiting for an
+// earlier wave, halted or paused) waits before it looks at the fleet
+// again by itself, when no report changes: a node of an earlier wave
+// that stops reporting goes stale with time, not with a change.
+const HeldRecheck = 15 * time.Second
+
+// FleetRetry is when a pass that could not read the fleet's reports runs
+// again.
+const FleetRetry = 2 * time.Second
+
+// FleetRecheckMin is the least time between two passes that changes of
+// the fleet's reports start (see FleetNotifier): a held node never polls
+// faster than this.
+const FleetRecheckMin = time.Second
 
 // FleetView is what the fleet's nodes report about an entry, for rollouts:
 // one rollout.Node per node the entry selects (the agents' status
 // documents, see internal/nodestatus.View).
 type FleetView interface {
 	Nodes(ctx context.Context, machine string) ([]rollout.Node, error)
+}
+
+// FleetNotifier is implemented by a FleetView that tells when what it
+// reports may have changed: Changes receives (coalesced) after a node's
+// report of an entry changed in a way a rollout decision reads (its
+// version, outcome, health), or a node started, stopped or went away.
+// Heartbeats that change nothing else are not changes.
+type FleetNotifier interface {
+	Changes() <-chan struct{}
 }
 
 // entryHealth is what the reconciler knows of the health of the version
@@ -61,8 +88,9 @@ func (r *Reconciler) now() time.Time {
 // holdForRollout decides, for every entry about to move this node to a new
 // version under a rollout policy, whether its wave may go; the others are
 // held (their result says why) and keep what they run. It returns when to
-// look again (zero: no entry is waiting).
-func (r *Reconciler) holdForRollout(ctx context.Context, p *plan, results []MachineResult, installed map[string]Record) time.Duration {
+// look again (zero: no entry is waiting) and sets *fleetWait when an entry
+// is held by what the fleet reports (a change there may let it go).
+func (r *Reconciler) holdForRollout(ctx context.Context, p *plan, results []MachineResult, installed map[string]Record, fleetWait *bool) time.Duration {
 	if r.cfg.Fleet == nil {
 		return 0
 	}
@@ -83,10 +111,11 @@ func (r *Reconciler) holdForRollout(ctx context.Context, p *plan, results []Mach
 		view, err := r.cfg.Fleet.Nodes(ctx, m.Name)
 		if err != nil {
 			results[i].Outcome, results[i].Reason, results[i].Retryable = EntryHeld, "held: the fleet's status cannot be read: "+err.Error(), true
-			next = minPositive(next, HealthPoll)
+			next = minPositive(next, FleetRetry)
 			continue
 		}
 		d := rollout.Decide(policy, r.cfg.Identity, m.Name, m.Checksum, view, r.now())
+		results[i].Wave = d.Wave
 		if d.Proceed {
 			continue
 		}
@@ -94,8 +123,10 @@ func (r *Reconciler) holdForRollout(ctx context.Context, p *plan, results []Mach
 		if rec, ok := installed[m.Name]; ok {
 			results[i].Installed = rec.Checksum
 		}
-		if !d.Halted {
-			next = minPositive(next, max(min(d.Retry, HealthPoll), time.Millisecond))
+		*fleetWait = true
+		next = minPositive(next, HeldRecheck)
+		if d.Retry > 0 {
+			next = min(next, d.Retry) // the pause ends
 		}
 	}
 	return next

@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -151,21 +152,29 @@ func TestRolloutHoldsLaterWaves(t *testing.T) {
 	v2e.Rollout = &spec.Rollout{Waves: []string{"1", "100%"}}
 	v2 := f.seal(2, v2e)
 
-	// Two nodes: this one and another; find who goes first.
-	me, other := "web1.example.net", "web2.example.net"
-	first := rollout.Assign([]string{me, other}, "web", v2e.Checksum, mustWaves(t, v2e.Rollout.Waves))[0][0]
+	v3e := gated(f.entry("web", "3", ""))
+	v3e.Rollout = &spec.Rollout{Waves: []string{"1", "100%"}, Pause: spec.Duration(40 * time.Second)}
+
+	// Two nodes: this one and another that goes first with 2 and 3 (the
+	// first wave does not wait).
+	me, other := "web1.example.net", ""
+	for i := 2; other == ""; i++ {
+		o := fmt.Sprintf("web%d.example.net", i)
+		if rollout.Assign([]string{me, o}, "web", v2e.Checksum, mustWaves(t, v2e.Rollout.Waves))[0][0] == o &&
+			rollout.Assign([]string{me, o}, "web", v3e.Checksum, mustWaves(t, v3e.Rollout.Waves))[0][0] == o {
+			other = o
+		}
+	}
 	oldNode := func(id string) rollout.Node {
 		return rollout.Node{Identity: id, Checksum: f.entry("web", "1", "").Checksum, Health: rollout.Healthy}
 	}
 	view.nodes = []rollout.Node{oldNode(me), oldNode(other)}
-	if first == me {
-		f.pass(v2, []string{"web updated"}, "web@2")
-		return // the first wave does not wait; the held case needs this node second
-	}
 	rep := f.pass(v2, []string{"web held"}, "web@1")
 	r := result(t, rep, "web")
-	if !strings.HasPrefix(r.Reason, "held: waiting for wave 1 (node "+other) || r.Installed != f.entry("web", "1", "").Checksum || rep.NextCheck <= 0 {
-		t.Fatalf("web = %+v, next %v; want held for wave 1, version 1 installed, a check soon", r, rep.NextCheck)
+	if !strings.HasPrefix(r.Reason, "held: waiting for wave 1 (node "+other) || r.Installed != f.entry("web", "1", "").Checksum ||
+		rep.NextCheck != HeldRecheck || !rep.FleetWait {
+		t.Fatalf("web = %+v, next %v, fleet wait %v; want held for wave 1, version 1 installed, no poll but the fleet's changes and a check after %v",
+			r, rep.NextCheck, rep.FleetWait, HeldRecheck)
 	}
 	view.nodes[1] = rollout.Node{Identity: other, Checksum: v2e.Checksum, Health: rollout.RolledBack, Reason: "entered BROKEN"}
 	rep = f.pass(v2, []string{"web held"}, "web@1")
@@ -174,6 +183,13 @@ func TestRolloutHoldsLaterWaves(t *testing.T) {
 	}
 	view.nodes[1] = rollout.Node{Identity: other, Checksum: v2e.Checksum, Health: rollout.Healthy, HealthyAt: f.clock()}
 	f.pass(v2, []string{"web updated"}, "web@2")
+
+	// With a pause, the held node looks again when the pause ends.
+	view.nodes[1] = rollout.Node{Identity: other, Checksum: v3e.Checksum, Health: rollout.Healthy, HealthyAt: f.clock().Add(-30 * time.Second)}
+	rep = f.pass(f.seal(3, v3e), []string{"web held"}, "web@2")
+	if rep.NextCheck != 10*time.Second || !rep.FleetWait {
+		t.Errorf("pausing: next check %v, fleet wait %v; want 10s (the pause's end), true", rep.NextCheck, rep.FleetWait)
+	}
 }
 
 func mustWaves(t *testing.T, w []string) []spec.Wave {
@@ -183,4 +199,42 @@ func mustWaves(t *testing.T, w []string) []spec.Wave {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestHoldKeepsWhatRuns: an entry whose hold selects this node keeps
+// exactly what runs there: no upgrade of web, no install of db, no purge
+// when the entry's version changes; a hold that does not select the node
+// changes nothing; a hold that cannot be evaluated keeps the installed
+// copy and fails the entry.
+func TestHoldKeepsWhatRuns(t *testing.T) {
+	view := &fleet{}
+	f := newFixture(t, func(c *ReconcilerConfig) { c.Fleet = view })
+	v1 := f.entry("web", "1", "")
+	f.pass(f.seal(1, v1), []string{"web installed"}, "web@1")
+
+	v2 := gated(f.entry("web", "2", ""))
+	v2.Rollout = &spec.Rollout{Waves: []string{"100%"}}
+	v2.Hold = "identity('^web1[.]')"
+	db := f.entry("db", "1", "")
+	db.Hold = "facts.role == 'web'"
+	rep := f.pass(f.seal(2, v2, db), []string{"web held", "db held"}, "web@1")
+	r := result(t, rep, "web")
+	if r.Hold != v2.Hold || r.Installed != v1.Checksum || r.Reason != `held (hold): hold "identity('^web1[.]')" selects this node; it keeps what it runs` {
+		t.Errorf("web held by its hold = %+v, want the hold, version 1 installed and why", r)
+	}
+	if r := result(t, rep, "db"); r.Hold != db.Hold || r.Installed != "" {
+		t.Errorf("db held by its hold = %+v, want the hold and nothing installed", r)
+	}
+	if rep.NextCheck != 0 || f.inst.downloads != 1 {
+		t.Errorf("next check %v, %d downloads; want none pending and only the first install", rep.NextCheck, f.inst.downloads)
+	}
+
+	v2.Hold = "identity('^db')"
+	f.pass(f.seal(3, v2), []string{"web updated"}, "web@2")
+
+	v2.Hold = "get_fact('role') > 3"
+	rep = f.pass(f.seal(4, v2), []string{"web failed"}, "web@2")
+	if r := result(t, rep, "web"); !strings.HasPrefix(r.Reason, `hold "get_fact('role') > 3": `) || r.Hold != v2.Hold || !r.Retryable {
+		t.Errorf("a hold that cannot be evaluated: web = %+v, want a retryable failure naming the hold", r)
+	}
 }

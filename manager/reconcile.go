@@ -389,23 +389,8 @@ func (r *Reconciler) reconcile(ctx context.Context, envelope []byte, opts Reconc
 	if soft == nil {
 		soft = ctx
 	}
-	env := r.env()
-	results := make([]MachineResult, len(p.entries))
-	keep := map[string]bool{}   // names the spec keeps on this node
-	inSpec := map[string]bool{} // names the spec has an entry for
-	holdPurge := false          // an entry's name is invalid: it may mean any installed machine
-	copies := &copyNotes{installer: r.cfg.Installer}
-	for i, e := range p.entries {
-		res, kept := r.evaluate(soft, e, &env, copies)
-		results[i] = res
-		inSpec[e.machine.Name] = true
-		if kept {
-			keep[e.machine.Name] = true
-		}
-		if e.badName {
-			holdPurge = true
-		}
-	}
+	ev := r.evaluateAll(soft, p)
+	results, keep, inSpec, holdPurge := ev.results, ev.keep, ev.inSpec, ev.holdPurge
 
 	var errs []error
 	var purged []MachineResult
@@ -423,7 +408,7 @@ func (r *Reconciler) reconcile(ctx context.Context, envelope []byte, opts Reconc
 		errs = append(errs, fmt.Errorf("read install records: %w", err))
 	}
 	r.noteHeld(results, installed)
-	rep.NextCheck = r.holdForRollout(soft, p, results, installed)
+	rep.NextCheck = r.holdForRollout(soft, p, results, installed, &rep.FleetWait)
 	r.installAll(ctx, soft, p, results, opts, opened.Spec.Serial)
 	rep.NextCheck = minPositive(rep.NextCheck, r.judge(ctx, p, results, installed))
 
@@ -435,6 +420,35 @@ func (r *Reconciler) reconcile(ctx context.Context, envelope []byte, opts Reconc
 	}
 	rep.Err = errors.Join(errs...)
 	return rep
+}
+
+// evaluation is what evaluateAll found: one result per entry (pending,
+// with an empty outcome, for an entry to install) and what may be purged.
+type evaluation struct {
+	results   []MachineResult
+	keep      map[string]bool // names the spec keeps on this node
+	inSpec    map[string]bool // names the spec has an entry for
+	holdPurge bool            // an entry's name is invalid: it may mean any installed machine
+}
+
+// evaluateAll decides what to do with each entry of p on this node (see
+// evaluate), with what the node is now.
+func (r *Reconciler) evaluateAll(ctx context.Context, p *plan) evaluation {
+	env := r.env()
+	ev := evaluation{results: make([]MachineResult, len(p.entries)), keep: map[string]bool{}, inSpec: map[string]bool{}}
+	copies := &copyNotes{installer: r.cfg.Installer}
+	for i, e := range p.entries {
+		res, kept := r.evaluate(ctx, e, &env, copies)
+		ev.results[i] = res
+		ev.inSpec[e.machine.Name] = true
+		if kept {
+			ev.keep[e.machine.Name] = true
+		}
+		if e.badName {
+			ev.holdPurge = true
+		}
+	}
+	return ev
 }
 
 // openOptions are the packer.Open options for this node.

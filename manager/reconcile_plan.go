@@ -25,6 +25,7 @@ type plan struct {
 type planEntry struct {
 	machine spec.Machine
 	matcher *spec.Matcher // nil matches every node
+	hold    *spec.Matcher // nil holds no node
 	invalid error         // why the entry cannot be acted on, if it cannot
 	badName bool          // the name itself is invalid: purges are held
 }
@@ -36,6 +37,24 @@ func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
 	if r.plan != nil && r.plan.digest == opened.Digest && r.plan.format == opened.Format {
 		return r.plan, nil
 	}
+	r.matches.Next()
+	p, err := r.buildPlan(opened, &r.matches)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range p.entries {
+		if e.invalid != nil {
+			// Once per spec: the plan is reused until the spec changes.
+			r.log.Error("spec entry is invalid: it is not installed (a copy installed before keeps running)", "managed", e.machine.Name, "serial", opened.Spec.Serial, "error", e.invalid)
+		}
+	}
+	r.plan = p
+	return p, nil
+}
+
+// buildPlan validates every entry of an opened spec and compiles its
+// matchers through cache (see planFor).
+func (r *Reconciler) buildPlan(opened *packer.Opened, cache *spec.MatcherCache) (*plan, error) {
 	opts := spec.ValidateOptions{AllowHTTP: r.cfg.AllowHTTP, HTTPFix: r.cfg.Fixes.http(), Legacy: opened.Format == packer.FormatV1}
 	s := opened.Spec
 	header := spec.Spec{Serial: s.Serial, IssuedAt: s.IssuedAt, Expires: s.Expires}
@@ -44,13 +63,14 @@ func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
 	}
 	p := &plan{digest: opened.Digest, format: opened.Format, entries: make([]planEntry, len(s.Machines))}
 	first := map[string]int{} // name → index of its first entry
-	r.matches.Next()
 	for i, m := range s.Machines {
 		e := &p.entries[i]
 		e.machine = m
 		e.badName = spec.ValidName(m.Name) != nil
 		var err error
-		if e.matcher, err = m.Check(opts, &r.matches); err != nil {
+		if e.matcher, err = m.Check(opts, cache); err != nil {
+			e.invalid = err
+		} else if e.hold, err = compileHold(m, cache); err != nil {
 			e.invalid = err
 		} else if r.cfg.Reserved != nil && r.cfg.Reserved(m.Name) {
 			e.invalid = fmt.Errorf("machine %q: name: reserved by a machine compiled into the agent", m.Name)
@@ -65,13 +85,6 @@ func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
 			first[m.Name] = i
 		}
 	}
-	for _, e := range p.entries {
-		if e.invalid != nil {
-			// Once per spec: the plan is reused until the spec changes.
-			r.log.Error("spec entry is invalid: it is not installed (a copy installed before keeps running)", "managed", e.machine.Name, "serial", s.Serial, "error", e.invalid)
-		}
-	}
-	r.plan = p
 	return p, nil
 }
 
@@ -101,6 +114,19 @@ func (r *Reconciler) evaluate(ctx context.Context, e planEntry, env *spec.Env, c
 		res.Outcome, res.Reason = EntrySkipped, fmt.Sprintf("match %q does not select this node", e.matcher)
 		res.Match = e.machine.Match
 		return res, false
+	}
+	if e.hold != nil {
+		held, err := e.hold.MatchContext(ctx, env, 0)
+		switch {
+		case err != nil:
+			res.Outcome, res.Reason = EntryFailed, fmt.Sprintf("hold %q: %v (%s)", e.hold, err, copies.note(e.machine.Name))
+			res.Hold, res.Retryable = e.machine.Hold, true
+			return res, true
+		case held:
+			res.Outcome, res.Hold = EntryHeld, e.machine.Hold
+			res.Reason = fmt.Sprintf("%s: hold %q selects this node; it keeps what it runs", HoldHeld, e.hold)
+			return res, true
+		}
 	}
 	if b, ok := r.bad[e.machine.Name]; ok && b.checksum == e.machine.Checksum && b.verifyChecksum == e.machine.VerifyChecksum {
 		res.Outcome = cmp.Or(b.outcome, EntryFailed)
@@ -137,6 +163,23 @@ func (c *copyNotes) note(name string) string {
 	return "nothing was installed under this name"
 }
 
+// HoldHeld starts the reason of an entry that its hold keeps as it is on
+// the node (MachineResult.Hold is set too).
+const HoldHeld = "held (hold)"
+
+// compileHold returns the compiled hold matcher of m (nil without one),
+// from cache; validation has compiled it already.
+func compileHold(m spec.Machine, cache *spec.MatcherCache) (*spec.Matcher, error) {
+	if m.Hold == "" {
+		return nil, nil
+	}
+	h, err := cache.Compile(m.Hold)
+	if err != nil {
+		return nil, fmt.Errorf("machine %q: hold: %w", m.Name, err)
+	}
+	return h, nil
+}
+
 // forgetBadVersions drops remembered load and health failures of machines
 // the plan no longer pins at that version, and the health of machines it
 // no longer has.
@@ -166,6 +209,11 @@ func (r *Reconciler) noteHeld(results []MachineResult, installed map[string]Reco
 		res := &results[i]
 		switch res.Outcome {
 		case EntryFailed, EntryRolledBack, EntryUnhealthy:
+		case EntryHeld: // by its hold: it keeps what it runs
+			if rec, ok := installed[res.Name]; ok {
+				res.Installed = rec.Checksum
+			}
+			continue
 		default:
 			continue
 		}

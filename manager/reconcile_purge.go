@@ -19,14 +19,8 @@ func (r *Reconciler) purge(ctx context.Context, keep, inSpec map[string]bool) ([
 		return nil, fmt.Errorf("purge: read install records: %w", err)
 	}
 	var out []MachineResult
-	for _, name := range slices.Sorted(maps.Keys(records)) {
-		if keep[name] {
-			continue
-		}
-		res := MachineResult{Name: name, Reason: "not in the spec"}
-		if inSpec[name] {
-			res.Reason = "the spec's matcher no longer selects this node"
-		}
+	for _, res := range toPurge(records, keep, inSpec) {
+		name := res.Name
 		log := r.log.With("managed", name, "reason", res.Reason)
 		if err := r.cfg.Host.UnloadMachine(ctx, name); err != nil {
 			res.Outcome, res.Reason, res.Retryable = EntryFailed, fmt.Sprintf("purge (%s): stop machine: %v", res.Reason, err), true
@@ -45,4 +39,22 @@ func (r *Reconciler) purge(ctx context.Context, keep, inSpec map[string]bool) ([
 		out = append(out, res)
 	}
 	return out, nil
+}
+
+// toPurge returns the machines of records (by name) that keep does not
+// keep, by name, each with why it goes (inSpec names the spec's entries)
+// and no outcome yet.
+func toPurge(records map[string]Record, keep, inSpec map[string]bool) []MachineResult {
+	var out []MachineResult
+	for _, name := range slices.Sorted(maps.Keys(records)) {
+		if keep[name] {
+			continue
+		}
+		res := MachineResult{Name: name, Reason: "not in the spec"}
+		if inSpec[name] {
+			res.Reason = "the spec's matcher no longer selects this node"
+		}
+		out = append(out, res)
+	}
+	return out
 }

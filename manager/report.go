@@ -47,8 +47,13 @@ type PassReport struct {
 	// purged (or failed purge of a) machine, by name.
 	Machines []MachineResult `json:"results"`
 	// NextCheck, when positive, is how soon another pass should run by
-	// itself: a health gate is pending, or a rollout wave is waiting.
+	// itself: a health gate is pending, a rollout's pause ends, or a held
+	// entry looks at the fleet again (HeldRecheck).
 	NextCheck time.Duration `json:"-"`
+	// FleetWait reports that a rollout holds an entry on what the fleet
+	// reports: a change of a node's report (FleetNotifier) may let it go,
+	// so the caller runs a pass when one comes.
+	FleetWait bool `json:"-"`
 	// Err is the rejection, or every entry's failure (and a failure to read
 	// the install records for purging) joined; nil when all went well. A
 	// rejection matches its packer sentinel with errors.Is.
@@ -184,6 +189,14 @@ type MachineResult struct {
 	// expression that did not select this node (skipped) or could not be
 	// evaluated (failed).
 	Match string `json:"match,omitempty"`
+	// Wave is this node's wave in the entry's rollout, from 1, when the
+	// pass moves the node to a new version under a rollout policy (or a
+	// rollout holds it); 0 otherwise. It is not encoded.
+	Wave int `json:"-"`
+	// Hold is the entry's hold when it decided the outcome: the
+	// expression that holds this node (held: it keeps what it runs) or
+	// could not be evaluated (failed).
+	Hold string `json:"hold,omitempty"`
 	// Retryable marks a failure that may go away without a new spec (a
 	// download, a governor, a matcher probe, a load): the machines watcher
 	// retries it with backoff. An invalid entry or a version that failed

@@ -34,7 +34,9 @@ const (
 	// stopped (there was nothing to roll back to).
 	EntryUnhealthy EntryOutcome = "unhealthy"
 	// EntryHeld: a rollout holds the node on the version it runs (its wave
-	// has not started, or the rollout halted); the reason says which.
+	// has not started, the rollout is paused or halted), or the entry's
+	// hold selects the node (MachineResult.Hold is set, the reason starts
+	// with HoldHeld); the reason says which.
 	EntryHeld EntryOutcome = "held"
 )
 

@@ -83,7 +83,7 @@ func entryList(states []agent.MachineStatus, rec recorded) []Entry {
 	for _, res := range rec.results {
 		e := Entry{
 			Name: res.Name, Outcome: string(res.Outcome), Reason: res.Reason,
-			Version: versions[res.Name], Checksum: res.Checksum, Match: res.Match,
+			Version: versions[res.Name], Checksum: res.Checksum, Match: res.Match, Hold: res.Hold,
 			Installed: res.Installed, Health: string(res.Health), HealthyAt: res.HealthyAt,
 		}
 		if p, ok := rec.progress[res.Name]; ok && !listed[res.Name] {

@@ -200,6 +200,10 @@ type Entry struct {
 	Checksum string `json:"checksum,omitempty"`
 	// Match is the matcher that skipped the entry, or failed to evaluate.
 	Match string `json:"match,omitempty"`
+	// Hold is the entry's hold when it holds the node (Outcome held: the
+	// node keeps what it runs and is left out of the entry's rollout), or
+	// failed to evaluate.
+	Hold string `json:"hold,omitempty"`
 	// Installed is the checksum of the version installed under the name
 	// (after a rollback or while a rollout holds the node, the older one).
 	Installed string `json:"installed,omitempty"`

@@ -68,11 +68,36 @@ func (e Entry) Halted() bool {
 	return manager.EntryOutcome(e.Outcome) == manager.EntryHeld && strings.HasPrefix(e.Reason, rollout.HaltedPrefix)
 }
 
+// Entry returns the document's entry name, and false when it has none.
+func (d *Document) Entry(name string) (Entry, bool) {
+	for _, e := range d.Entries {
+		if e.Name == name {
+			return e, true
+		}
+	}
+	return Entry{}, false
+}
+
+// HeldByHold reports whether the entry's hold holds the node: it keeps
+// what it runs by the operator's choice, and waits for nothing.
+func (e Entry) HeldByHold() bool {
+	return manager.EntryOutcome(e.Outcome) == manager.EntryHeld && e.Hold != ""
+}
+
+// State is the entry's outcome for people: the outcome, or "held (hold)"
+// for an entry its hold holds.
+func (e Entry) State() string {
+	if e.HeldByHold() {
+		return manager.HoldHeld
+	}
+	return e.Outcome
+}
+
 // Waiting says what the entry still waits for, in one line, or "": a
 // rollout wave, or its health gate.
 func (e Entry) Waiting() string {
 	switch {
-	case manager.EntryOutcome(e.Outcome) == manager.EntryHeld && !e.Halted():
+	case manager.EntryOutcome(e.Outcome) == manager.EntryHeld && !e.Halted() && !e.HeldByHold():
 		return e.Name + " " + e.Reason
 	case e.Health == "pending":
 		return e.Name + " health pending"

@@ -32,6 +32,7 @@ type View struct {
 	now    func() time.Time
 	idle   time.Duration // stop following after this long without a Nodes call
 	wake   chan struct{} // a Nodes call wants the bucket followed (buffered, 1)
+	change chan struct{} // a node's report changed (buffered, 1): Changes
 
 	mu        sync.Mutex
 	docs      map[string]*Document // by key, trimmed to what NodeOf reads
@@ -55,7 +56,7 @@ func NewView(js jetstream.JetStream, bucket string, log *slog.Logger) *View {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &View{
-		js: js, bucket: bucket, log: log, now: time.Now, idle: ViewIdle, wake: make(chan struct{}, 1),
+		js: js, bucket: bucket, log: log, now: time.Now, idle: ViewIdle, wake: make(chan struct{}, 1), change: make(chan struct{}, 1),
 		docs: map[string]*Document{}, forged: map[string]bool{}, ready: make(chan struct{}), once: new(sync.Once),
 	}
 }
@@ -179,9 +180,17 @@ func (v *View) stopIfIdle() bool {
 	return true
 }
 
-// apply records one bucket change. A document that speaks for another
-// identity than its key's is left out (and logged when a key starts doing
-// so); every time in a document is clamped to when the server stored it.
+// Changes receives, coalesced, when a node's report changes in a way a
+// rollout decision reads (see manager.FleetNotifier): its version,
+// outcome or health of an entry, a failure's reason, or the agent
+// starting, stopping or going away. A heartbeat is not a change. One
+// consumer (the node's manager) reads it.
+func (v *View) Changes() <-chan struct{} { return v.change }
+
+// apply records one bucket change, and tells Changes when it is one. A
+// document that speaks for another identity than its key's is left out
+// (and logged when a key starts doing so); every time in a document is
+// clamped to when the server stored it.
 func (v *View) apply(e jetstream.KeyValueEntry) {
 	var d *Document
 	var forged *ForgedError
@@ -194,15 +203,49 @@ func (v *View) apply(e jetstream.KeyValueEntry) {
 		}
 	}
 	v.mu.Lock()
-	defer v.mu.Unlock()
 	if forged == nil {
 		delete(v.forged, e.Key())
 	}
+	old := v.docs[e.Key()]
 	if d == nil {
 		delete(v.docs, e.Key())
-		return
+	} else {
+		v.docs[e.Key()] = d
 	}
-	v.docs[e.Key()] = d
+	v.mu.Unlock()
+	if !sameForRollouts(old, d) {
+		select {
+		case v.change <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// sameForRollouts reports whether a and b (trimmed, nil when absent) say
+// the same to a rollout decision: NodeOf's inputs except the update time
+// (a heartbeat), and a held entry's reason (which says what the node
+// itself waits for, and would make every held node wake the others).
+func sameForRollouts(a, b *Document) bool {
+	switch {
+	case a == nil || b == nil:
+		return a == b
+	case a.Identity != b.Identity || a.StoppedAt.IsZero() != b.StoppedAt.IsZero() || a.Heartbeat != b.Heartbeat || len(a.Entries) != len(b.Entries):
+		return false
+	}
+	for i, x := range a.Entries {
+		y := b.Entries[i]
+		if x.Outcome == string(manager.EntryHeld) && y.Outcome == x.Outcome {
+			x.Reason, y.Reason = "", ""
+		}
+		if !x.HealthyAt.Equal(y.HealthyAt) {
+			return false
+		}
+		x.HealthyAt, y.HealthyAt = time.Time{}, time.Time{}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // noteForged logs the first forged document under key (until the key
@@ -225,7 +268,7 @@ func trim(d *Document) *Document {
 		Entries: make([]Entry, len(d.Entries))}
 	for i, e := range d.Entries {
 		t.Entries[i] = Entry{Name: e.Name, Outcome: e.Outcome, Reason: e.Reason, Checksum: e.Checksum,
-			Installed: e.Installed, Health: e.Health, HealthyAt: e.HealthyAt}
+			Installed: e.Installed, Health: e.Health, HealthyAt: e.HealthyAt, Hold: e.Hold}
 	}
 	return t
 }
@@ -265,15 +308,16 @@ func (v *View) Nodes(ctx context.Context, machine string) ([]rollout.Node, error
 }
 
 // NodeOf is what document d says about entry machine for a rollout, and
-// false when the entry does not select d's agent. An agent that stopped
-// or went stale counts as stale. A held node reports the version it keeps;
-// a failed, unhealthy or rolled back one the version it tried.
+// false when the entry does not select d's agent or its hold holds the
+// agent (such a node is in no wave). An agent that stopped or went stale
+// counts as stale. A node held by the rollout reports the version it
+// keeps; a failed, unhealthy or rolled back one the version it tried.
 func NodeOf(d *Document, machine string, now time.Time) (rollout.Node, bool) {
 	for _, e := range d.Entries {
 		if e.Name != machine {
 			continue
 		}
-		if e.Outcome == string(manager.EntrySkipped) {
+		if e.Outcome == string(manager.EntrySkipped) || e.HeldByHold() {
 			return rollout.Node{}, false
 		}
 		n := rollout.Node{Identity: d.Identity, Checksum: e.Checksum, Health: rollout.Health(e.Health), HealthyAt: e.HealthyAt, Reason: e.Reason,

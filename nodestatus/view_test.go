@@ -206,3 +206,90 @@ func TestViewIgnoresForgedDocuments(t *testing.T) {
 		t.Fatalf("Nodes() an hour later = %+v, %v; want web2 stale (it claimed to be written in 2099)", nodes, err)
 	}
 }
+
+// TestViewChanges: a change of what a node reports about an entry reaches
+// Changes; which changes count is sameForRollouts' table.
+func TestViewChanges(t *testing.T) {
+	at := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	base := Document{Identity: "web1", UpdatedAt: at, Heartbeat: "30s", Entries: []Entry{
+		{Name: "web", Outcome: "held", Checksum: "new", Installed: "old", Reason: "held: waiting for wave 1 (node web2 is pending)"},
+		{Name: "db", Outcome: "updated", Checksum: "new", Installed: "new", Health: "healthy", HealthyAt: at},
+	}}
+	with := func(edit func(d *Document)) *Document {
+		d := base
+		d.Entries = slices.Clone(base.Entries)
+		edit(&d)
+		return trim(&d)
+	}
+	for _, tt := range []struct {
+		name string
+		doc  *Document
+		same bool
+	}{
+		{"a heartbeat", with(func(d *Document) { d.UpdatedAt = at.Add(time.Minute) }), true},
+		{"a held entry waits for another node", with(func(d *Document) { d.Entries[0].Reason = "held: waiting for wave 1 (node web3 is pending)" }), true},
+		{"the same healthy time in another zone", with(func(d *Document) { d.Entries[1].HealthyAt = at.In(time.FixedZone("x", 3600)) }), true},
+		{"a held entry goes", with(func(d *Document) { d.Entries[0].Outcome, d.Entries[0].Installed = "updated", "new" }), false},
+		{"a version gets healthy", with(func(d *Document) { d.Entries[1].HealthyAt = at.Add(time.Second) }), false},
+		{"a failure's reason", with(func(d *Document) { d.Entries[1].Outcome, d.Entries[1].Reason = "rolled_back", "entered BROKEN" }), false},
+		{"the agent stops", with(func(d *Document) { d.StoppedAt = at }), false},
+		{"the document goes", nil, false},
+	} {
+		if got := sameForRollouts(trim(&base), tt.doc); got != tt.same {
+			t.Errorf("%s: sameForRollouts() = %v, want %v", tt.name, got, tt.same)
+		}
+	}
+
+	js, kv := statusKV(t)
+	v := NewView(js, "", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = v.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	if _, err := v.Nodes(t.Context(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	select { // an empty bucket: nothing changed
+	case <-v.Changes():
+		t.Fatal("Changes() fired for an empty bucket")
+	default:
+	}
+	b, _ := json.Marshal(base)
+	if _, err := kv.Put(t.Context(), Key("web1"), b); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-v.Changes():
+	case <-time.After(10 * time.Second):
+		t.Fatal("a new document did not reach Changes()")
+	}
+}
+
+// TestHeldByHold: an entry its hold holds is in no rollout (NodeOf leaves
+// the node out), waits for nothing, is no failure, and reads "held
+// (hold)"; an entry a rollout holds waits and reads "held".
+func TestHeldByHold(t *testing.T) {
+	now := time.Now()
+	hold := Entry{Name: "web", Outcome: "held", Checksum: "new", Installed: "old", Hold: "identity('^web3')", Reason: "held (hold): hold \"identity('^web3')\" selects this node; it keeps what it runs"}
+	waiting := Entry{Name: "web", Outcome: "held", Checksum: "new", Installed: "old", Reason: "held: waiting for wave 1 (node web1 is pending)"}
+	for _, tt := range []struct {
+		e               Entry
+		inRollout       bool
+		waiting, state  string
+		failed, holding bool
+	}{
+		{e: hold, state: "held (hold)", holding: true},
+		{e: waiting, inRollout: true, waiting: "web held: waiting for wave 1 (node web1 is pending)", state: "held"},
+	} {
+		d := &Document{Identity: "web3", UpdatedAt: now, Heartbeat: "30s", Entries: []Entry{tt.e}}
+		if _, ok := NodeOf(d, "web", now); ok != tt.inRollout {
+			t.Errorf("%q: NodeOf() in the rollout = %v, want %v", tt.e.Reason, ok, tt.inRollout)
+		}
+		if got := tt.e.Waiting(); got != tt.waiting {
+			t.Errorf("%q: Waiting() = %q, want %q", tt.e.Reason, got, tt.waiting)
+		}
+		if got := tt.e.State(); got != tt.state || tt.e.HeldByHold() != tt.holding || len(d.Failed()) > 0 {
+			t.Errorf("%q: State() = %q, HeldByHold() = %v, failed %v; want %q, %v, none", tt.e.Reason, got, tt.e.HeldByHold(), d.Failed(), tt.state, tt.holding)
+		}
+	}
+}

@@ -144,8 +144,8 @@ func readStream(stream string) []string {
 // archives, write its own status key (nodestatus.Key of its identity, the
 // key readers take its identity from) and nothing else in the status
 // bucket, publish machine events, take and free governor slots, and hear
-// (and answer) reconcile nudges and transition requests, which it may not
-// send.
+// (and answer) reconcile nudges, transition requests and plan requests,
+// which it may not send.
 func NodePermissions(c Config, n Node) Permissions {
 	pub := []string{jsAPI("INFO")}
 	pub = append(pub, readStream("KV_"+c.Bucket)...)
@@ -163,15 +163,15 @@ func NodePermissions(c Config, n Node) Permissions {
 	pub = append(pub, agent.EventsSubjects)
 	return Permissions{
 		Publish:   pub,
-		Subscribe: []string{"_INBOX.>", manager.NudgeSubject, agent.TransitionRequestSubject},
+		Subscribe: []string{"_INBOX.>", manager.NudgeSubject, agent.TransitionRequestSubject, manager.PlanSubject},
 		Responses: true,
 	}
 }
 
 // OperatorPermissions are what the person who publishes specs needs day
 // to day: write the spec key, upload archives, read status and events,
-// nudge agents, fire transitions on them (mms machine transition), see
-// governors. Creating or deleting buckets, streams and
+// nudge agents, fire transitions on them (mms machine transition), ask
+// them for plans (mms plan), see governors. Creating or deleting buckets, streams and
 // governors is the admin's.
 func OperatorPermissions(c Config) Permissions {
 	pub := []string{
@@ -181,6 +181,7 @@ func OperatorPermissions(c Config) Permissions {
 		"$KV." + c.Bucket + "." + c.Key,
 		manager.NudgeSubject,
 		agent.TransitionRequestSubject,
+		manager.PlanSubject,
 		"$JS.ACK." + c.EventsStream + ".>",
 		jsAPI("CONSUMER", "MSG", "NEXT", c.EventsStream, "*"),
 	}
@@ -230,7 +231,7 @@ func Render(c Config) (string, error) {
 	renderTopology(&b, c)
 	b.WriteString("accounts {\n  MMS {\n    jetstream: enabled\n    users: [\n")
 	user(&b, "admin: creates buckets, streams and governors", c.Admin, AdminPermissions())
-	user(&b, "operator: publishes specs and archives, reads status and events, nudges agents, fires transitions", c.Operator, OperatorPermissions(c))
+	user(&b, "operator: publishes specs and archives, reads status and events, nudges agents, fires transitions, asks for plans", c.Operator, OperatorPermissions(c))
 	nodes := slices.Clone(c.Nodes)
 	slices.SortFunc(nodes, func(a, b Node) int { return strings.Compare(a.Identity, b.Identity) })
 	for _, n := range nodes {

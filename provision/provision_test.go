@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/mms-io/mms/agent"
+	"github.com/mms-io/mms/manager"
 )
 
 func testConfig() Config {
@@ -69,22 +70,24 @@ func TestNodePermissionsAreNarrow(t *testing.T) {
 	}
 }
 
-// TestTransitionRequestsOperatorOnly: the operator may send transition
-// requests (mms machine transition); a node may hear them and answer each
-// once, never send one.
-func TestTransitionRequestsOperatorOnly(t *testing.T) {
+// TestRequestsOperatorOnly: the operator may send transition requests
+// (mms machine transition) and plan requests (mms plan); a node may hear
+// them and answer each once, never send one.
+func TestRequestsOperatorOnly(t *testing.T) {
 	c := testConfig()
 	op := OperatorPermissions(c)
-	if !slices.Contains(op.Publish, agent.TransitionRequestSubject) {
-		t.Errorf("operator may not publish %s: %v", agent.TransitionRequestSubject, op.Publish)
-	}
-	for _, n := range c.Nodes {
-		p := NodePermissions(c, n)
-		if slices.Contains(p.Publish, agent.TransitionRequestSubject) || slices.Contains(p.Publish, "mms.>") || slices.Contains(p.Publish, "mms.machine.>") {
-			t.Errorf("node %q may publish transition requests: %v", n.Identity, p.Publish)
+	for _, subject := range []string{agent.TransitionRequestSubject, manager.PlanSubject} {
+		if !slices.Contains(op.Publish, subject) {
+			t.Errorf("operator may not publish %s: %v", subject, op.Publish)
 		}
-		if !slices.Contains(p.Subscribe, agent.TransitionRequestSubject) || !p.Responses {
-			t.Errorf("node %q may not hear and answer transition requests: subscribe %v, responses %v", n.Identity, p.Subscribe, p.Responses)
+		for _, n := range c.Nodes {
+			p := NodePermissions(c, n)
+			if slices.Contains(p.Publish, subject) || slices.ContainsFunc(p.Publish, func(s string) bool { return s == "mms.>" || s == "mms.machine.>" || s == "mms.spec.>" }) {
+				t.Errorf("node %q may publish %s: %v", n.Identity, subject, p.Publish)
+			}
+			if !slices.Contains(p.Subscribe, subject) || !p.Responses {
+				t.Errorf("node %q may not hear and answer %s: subscribe %v, responses %v", n.Identity, subject, p.Subscribe, p.Responses)
+			}
 		}
 	}
 }

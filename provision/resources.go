@@ -168,8 +168,8 @@ func (f Fleet) Validate() error {
 	if f.SpecBucket == nodestatus.Bucket {
 		errs = append(errs, fmt.Errorf("spec bucket %q: that is the status bucket", f.SpecBucket))
 	}
-	if f.SpecHistory < 1 || f.SpecHistory > jetstream.KeyValueMaxHistory {
-		errs = append(errs, fmt.Errorf("spec history %d: want 1 to %d", f.SpecHistory, jetstream.KeyValueMaxHistory))
+	if f.SpecHistory < 2 || f.SpecHistory > jetstream.KeyValueMaxHistory {
+		errs = append(errs, fmt.Errorf("spec history %d: want 2 to %d (mms rollout undo reads the specs before the live one)", f.SpecHistory, jetstream.KeyValueMaxHistory))
 	}
 	for _, s := range []struct {
 		name string

@@ -39,7 +39,7 @@ func checkChoriaMatcher(src string) error {
 		return fmt.Errorf("uses %s, which Choria's machines watcher cannot compile: it knows only identity(), has_file(), has_directory() and has_command(), and skips the entry without a word; drop %s from the v1 spec, or sign a v2 spec (mms agents evaluate %s)",
 			strings.Join(used, " and "), them, them)
 	}
-	return fmt.Errorf("Choria's machines watcher cannot compile it (%s): it knows only identity(), has_file(), has_directory() and has_command(); sign a v2 spec for mms agents", firstLine(err.Error()))
+	return fmt.Errorf("the machines watcher of Choria cannot compile it (%s): it knows only identity(), has_file(), has_directory() and has_command(); sign a v2 spec for mms agents", firstLine(err.Error()))
 }
 
 // mmsOnlyNames returns the names in src that mms matchers know and

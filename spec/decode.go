@@ -16,7 +16,8 @@ import (
 // {"serial":N,"issued_at":"RFC3339","expires":"RFC3339","reset_history":true,"machines":[…]},
 // strictly: unknown or repeated fields anywhere, values of the wrong type
 // and a missing machines list are errors. Entries may carry name, source,
-// checksum, verify_checksum, verify, match, governor, size and auth;
+// checksum, verify_checksum, verify, match, governor, size, auth, health,
+// rollout and hold;
 // username and password are v1-only, so here they are unknown fields. It
 // reports every problem at once and does not validate meaning: call
 // [Spec.Validate] next. [EncodeV2] writes what it decodes (see wire.go).

@@ -53,6 +53,19 @@ func decodeV2Cases() []decodeCase {
 			want: &Spec{Serial: 7, IssuedAt: issued, Expires: issued.Add(24 * time.Hour), Machines: []Machine{web}}},
 		{name: "valid with every v2 field", in: `{"serial":1,"issued_at":"2025-01-31T12:00:00Z","machines":[` + v2Entry + `,"size":10,"auth":"reader","governor":"G","match":"true","verify":"SHA256SUMS"}]}`,
 			want: &Spec{Serial: 1, IssuedAt: issued, Machines: []Machine{sized}}},
+		{name: "steering fields", in: `{"serial":1,"issued_at":"2025-01-31T12:00:00Z","machines":[` + v2Entry + `,"hold":"identity('^web3$')",` +
+			`"health":{"states":["ready"],"within":"1m0s"},"rollout":{"waves":["100%"],"max_failed":"10%","min_done":5,"paused":true}},` +
+			v2Entry + `,"health":{"states":["ready"],"within":"1m0s"},"rollout":{"waves":["100%"],"max_failed":2}}]}`,
+			want: &Spec{Serial: 1, IssuedAt: issued, Machines: []Machine{steered(web, Budget{N: 10, Share: true}, 5, true, "identity('^web3$')"), steered(web, Budget{N: 2}, 0, false, "")}}},
+		{name: "max_failed of a wrong kind", in: `{"serial":1,"machines":[` + v2Entry + `,"rollout":{"waves":["100%"],"max_failed":"2"}},` +
+			v2Entry + `,"rollout":{"waves":["100%"],"max_failed":-1}},` + v2Entry + `,"rollout":{"waves":["100%"],"max_failed":"101%"}},` +
+			v2Entry + `,"rollout":{"waves":["100%"],"max_failed":1.5}},` + v2Entry + `,"hold":true}]}`, errors: []string{
+			`machine[0] "web": rollout: want a node count such as 1 or a share such as "10%", got "2"`,
+			`machine[1] "web": rollout: want a node count such as 1 or a share such as "10%", got -1`,
+			`machine[2] "web": rollout: want a node count such as 1 or a share such as "10%", got "101%"`,
+			`machine[3] "web": rollout: want a node count such as 1 or a share such as "10%", got 1.5`,
+			`machine[4] "web": hold: want a string, got true`,
+		}},
 		{name: "valid empty with white space", in: " \n{ \"machines\" : [ ] , \"serial\" : 2 }\n",
 			want: &Spec{Serial: 2, Machines: []Machine{}}},
 		{name: "valid nulls", in: `{"serial":3,"expires":null,"machines":[{"name":null}]}`,
@@ -101,6 +114,15 @@ func decodeV2Cases() []decodeCase {
 			`machine[0] "web": size: want an integer, got 1` + longDigits[:63] + `...`,
 		}},
 	}
+}
+
+// steered is m with a health gate, a rollout with the steering fields
+// and a hold.
+func steered(m Machine, maxFailed Budget, minDone int, paused bool, hold string) Machine {
+	m.Health = &Health{States: []string{"ready"}, Within: Duration(time.Minute)}
+	m.Rollout = &Rollout{Waves: []string{"100%"}, MaxFailed: maxFailed, MinDone: minDone, Paused: paused}
+	m.Hold = hold
+	return m
 }
 
 var (

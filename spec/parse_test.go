@@ -2,6 +2,7 @@ package spec
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -42,6 +43,11 @@ func parseMachinesCases() []parseCase {
 		{name: "empty yaml flow list after a comment", in: "# none yet\n[]\n", want: []Machine{}},
 		{name: "yaml scalars keep their text", in: "- name: 0123\n  governor: true\n  size: 0x10\n", want: []Machine{{Name: "0123", Governor: "true", Size: 16}}},
 		{name: "yaml alias", in: "- &w {name: web}\n- *w\n", want: []Machine{{Name: "web"}, {Name: "web"}}},
+		{name: "yaml steering fields", in: "- name: web\n  hold: identity('^web3$')\n  health: {states: [ready], within: 1m}\n" +
+			"  rollout: {waves: [100%], max_failed: 10%, min_done: 5, paused: true}\n- name: db\n  rollout: {waves: [100%], max_failed: 1}\n",
+			want: []Machine{{Name: "web", Hold: "identity('^web3$')", Health: &Health{States: []string{"ready"}, Within: Duration(time.Minute)},
+				Rollout: &Rollout{Waves: []string{"100%"}, MaxFailed: Budget{N: 10, Share: true}, MinDone: 5, Paused: true}},
+				{Name: "db", Rollout: &Rollout{Waves: []string{"100%"}, MaxFailed: Budget{N: 1}}}}},
 		{name: "empty file", in: " \n\t\n", errors: []string{`empty machines file: write [] for an empty list`}},
 		{name: "comment only", in: "# nothing\n", errors: []string{`empty machines file: write [] for an empty list`}},
 		{name: "json typo", in: "[\n {\n  \"name\": \"web\",\n  \"chekcsum\": \"x\"\n }\n]", errors: []string{

@@ -45,6 +45,81 @@ type Rollout struct {
 	// waits for it or an operator) or "skip" (it is left out of the ranking
 	// and the waves).
 	Stale string `json:"stale,omitempty"`
+	// MaxFailed is the failure budget: how many nodes may fail with the
+	// new version (each rolls back on its own) before the rollout halts,
+	// a count (1) or a share of the nodes done with it ("10%"). Zero, the
+	// default, halts at the first failure.
+	MaxFailed Budget `json:"max_failed,omitzero"`
+	// MinDone is how many nodes must be done with the new version
+	// (healthy or failed) before a share in MaxFailed is judged; until
+	// then failures do not halt the rollout. Only with a share.
+	MinDone int `json:"min_done,omitempty"`
+	// Paused stops the rollout from starting any node that does not run
+	// the new version yet; nodes under way finish (`mms rollout pause`).
+	Paused bool `json:"paused,omitempty"`
+}
+
+// Budget is a number of nodes, written 2, or a share of nodes, written
+// "10%". The zero value is the count 0.
+type Budget struct {
+	// N is the count, or the percent when Share is set.
+	N int
+	// Share is set for a share ("10%").
+	Share bool
+}
+
+// String writes b as the spec does: "2" or "10%".
+func (b Budget) String() string {
+	if b.Share {
+		return strconv.Itoa(b.N) + "%"
+	}
+	return strconv.Itoa(b.N)
+}
+
+// Allowed returns how many failures b allows once done nodes are done
+// with a version (healthy or failed), and false while a share is not
+// judged yet (fewer than minDone nodes are done).
+func (b Budget) Allowed(done, minDone int) (int, bool) {
+	if !b.Share {
+		return b.N, true
+	}
+	if done < minDone {
+		return 0, false
+	}
+	return b.N * done / 100, true
+}
+
+// MarshalJSON writes a count as a number and a share as a string.
+func (b Budget) MarshalJSON() ([]byte, error) {
+	if b.Share {
+		return json.Marshal(b.String())
+	}
+	return json.Marshal(b.N)
+}
+
+// UnmarshalJSON reads a count (a whole number, 0 or more) or a share (a
+// string from "0%" to "100%").
+func (b *Budget) UnmarshalJSON(data []byte) error {
+	const want = "want a node count such as 1 or a share such as \"10%%\", got %s"
+	var n int
+	if err := json.Unmarshal(data, &n); err == nil && string(data) != "null" {
+		if n < 0 {
+			return fmt.Errorf(want, describeJSON(data))
+		}
+		*b = Budget{N: n}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil || string(data) == "null" {
+		return fmt.Errorf(want, describeJSON(data))
+	}
+	p, ok := strings.CutSuffix(s, "%")
+	n, err := strconv.Atoi(p)
+	if !ok || err != nil || n < 0 || n > 100 || p != strconv.Itoa(n) {
+		return fmt.Errorf(want, describeJSON(data))
+	}
+	*b = Budget{N: n, Share: true}
+	return nil
 }
 
 // The values of Rollout.Stale.
@@ -184,6 +259,16 @@ func (r *Rollout) check() error {
 	case "", StaleHalt, StaleSkip:
 	default:
 		errs = append(errs, fmt.Errorf("stale: %s: want %q or %q", quote(r.Stale), StaleHalt, StaleSkip))
+	}
+	switch b := r.MaxFailed; {
+	case b.N < 0, b.Share && b.N > 100:
+		errs = append(errs, fmt.Errorf("max_failed: %s: want a node count (0 or more) or a share from 0%% to 100%%", quote(b.String())))
+	}
+	switch {
+	case r.MinDone < 0:
+		errs = append(errs, fmt.Errorf("min_done: %d must not be negative", r.MinDone))
+	case r.MinDone > 0 && !r.MaxFailed.Share:
+		errs = append(errs, errors.New("min_done: only with a share in max_failed (such as \"10%\"): a count is judged from the first failure"))
 	}
 	return errors.Join(errs...)
 }

@@ -105,6 +105,24 @@ func TestHealthAndRolloutValidation(t *testing.T) {
 		{name: "rollout without 100%", edit: func(m *Machine) { m.Health, m.Rollout = health(), &Rollout{Waves: []string{"1", "50%"}} }, err: `rollout: waves: the last wave is "50%"`},
 		{name: "bad stale policy", edit: func(m *Machine) { m.Health, m.Rollout = health(), &Rollout{Waves: []string{"100%"}, Stale: "wait"} }, err: `rollout: stale: "wait": want "halt" or "skip"`},
 		{name: "not in v1", opts: ValidateOptions{Legacy: true}, edit: func(m *Machine) { m.Health = health() }, err: "health: not supported in v1"},
+		{name: "failure budget", edit: func(m *Machine) {
+			m.Health, m.Rollout = health(), &Rollout{Waves: []string{"100%"}, MaxFailed: Budget{N: 10, Share: true}, MinDone: 20, Paused: true}
+		}},
+		{name: "budget out of range", edit: func(m *Machine) {
+			m.Health, m.Rollout = health(), &Rollout{Waves: []string{"100%"}, MaxFailed: Budget{N: 120, Share: true}}
+		},
+			err: `rollout: max_failed: "120%": want a node count (0 or more) or a share from 0% to 100%`},
+		{name: "min_done with a count", edit: func(m *Machine) {
+			m.Health, m.Rollout = health(), &Rollout{Waves: []string{"100%"}, MaxFailed: Budget{N: 1}, MinDone: 3}
+		},
+			err: `rollout: min_done: only with a share in max_failed`},
+		{name: "negative min_done", edit: func(m *Machine) {
+			m.Health, m.Rollout = health(), &Rollout{Waves: []string{"100%"}, MaxFailed: Budget{N: 1, Share: true}, MinDone: -1}
+		}, err: `rollout: min_done: -1 must not be negative`},
+		{name: "hold", edit: func(m *Machine) { m.Hold = "identity('^web3$') || has_file('/etc/hold')" }},
+		{name: "hold that does not compile", edit: func(m *Machine) { m.Hold = "identity(" }, err: `hold: `},
+		{name: "blank hold", edit: func(m *Machine) { m.Hold = "  " }, err: `hold: an empty expression would hold every node`},
+		{name: "hold not in v1", opts: ValidateOptions{Legacy: true}, edit: func(m *Machine) { m.Hold = "true" }, err: "hold: not supported in v1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -119,5 +137,27 @@ func TestHealthAndRolloutValidation(t *testing.T) {
 	var m Machine
 	if err := m.UnmarshalJSON([]byte(`{"name":"web","health":{"states":["A"],"withn":"1s"}}`)); err == nil || !strings.Contains(err.Error(), `health: unknown field "withn"`) {
 		t.Errorf("health typo: %v, want unknown field", err)
+	}
+}
+
+func TestBudgetAllowed(t *testing.T) {
+	for _, tt := range []struct {
+		b             Budget
+		done, minDone int
+		want          int
+		judged        bool
+	}{
+		{Budget{}, 5, 0, 0, true},
+		{Budget{N: 2}, 0, 0, 2, true},
+		{Budget{N: 10, Share: true}, 9, 0, 0, true},
+		{Budget{N: 10, Share: true}, 10, 0, 1, true},
+		{Budget{N: 25, Share: true}, 7, 0, 1, true},
+		{Budget{N: 10, Share: true}, 4, 5, 0, false},
+		{Budget{N: 50, Share: true}, 5, 5, 2, true},
+	} {
+		got, judged := tt.b.Allowed(tt.done, tt.minDone)
+		if got != tt.want || judged != tt.judged {
+			t.Errorf("%v.Allowed(%d, %d) = %d, %t; want %d, %t", tt.b, tt.done, tt.minDone, got, judged, tt.want, tt.judged)
+		}
 	}
 }

@@ -113,6 +113,11 @@ type Machine struct {
 	// Rollout, when set, rolls a new version out in waves (v2 only); it
 	// needs Health.
 	Rollout *Rollout
+	// Hold, when set, is a matcher (the language of Match) for nodes that
+	// keep exactly what they run of this entry (v2 only): nothing is
+	// installed, upgraded or purged there, and they are left out of the
+	// entry's rollout waves.
+	Hold string
 }
 
 // Spec is the signed desired state: the list of machines plus the metadata

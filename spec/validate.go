@@ -19,7 +19,7 @@ type ValidateOptions struct {
 	// --allow-http.
 	HTTPFix string
 	// Legacy validates a v1 (Choria) spec: username and password are
-	// accepted, auth, size, health and rollout are not, nor are matchers
+	// accepted, auth, size, health, rollout and hold are not, nor are matchers
 	// using get_fact() or facts (Choria does not know them), and the spec
 	// needs no serial or issued_at.
 	Legacy bool
@@ -172,6 +172,16 @@ func (m *Machine) check(opts ValidateOptions, cache *MatcherCache) (*Matcher, []
 		add("rollout", errors.New("needs a health gate (health): a wave is done when its nodes report the version healthy"))
 	case m.Rollout != nil:
 		add("rollout", m.Rollout.check())
+	}
+	switch {
+	case m.Hold != "" && opts.Legacy:
+		add("hold", errV2Only)
+	case m.Hold != "" && strings.TrimSpace(m.Hold) == "":
+		add("hold", errors.New("an empty expression would hold every node; remove hold, or write the nodes to hold (such as \"identity('^web3$')\")"))
+	case m.Hold != "":
+		if _, err := cache.compile(m.Hold); err != nil {
+			add("hold", err)
+		}
 	}
 	// Never repeat username or password values in messages.
 	if !opts.Legacy {

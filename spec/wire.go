@@ -57,6 +57,7 @@ var machineFields = [...]machineField{
 	{"password", formatV1, false, func(m *Machine) any { return &m.Password }},
 	{"health", formatV2, false, func(m *Machine) any { return &m.Health }},
 	{"rollout", formatV2, false, func(m *Machine) any { return &m.Rollout }},
+	{"hold", formatV2, false, func(m *Machine) any { return &m.Hold }},
 }
 
 // field returns a pointer to the field of m whose JSON name is key (a

@@ -45,6 +45,9 @@ type pageRollout struct {
 	Versions string `json:"versions"`
 	Policy   string `json:"policy"`
 	Status   string `json:"status"`
+	// Notes are the lines under the status: failure budget, held and
+	// left-out nodes.
+	Notes []string `json:"notes"`
 	// PauseSeconds is how long until the next wave may start, at the
 	// view's time (0 when no pause runs): the page counts it down.
 	PauseSeconds float64 `json:"pause_seconds"`
@@ -59,7 +62,7 @@ func newFleetPage(view fleet.View) *fleetPage {
 	for i := range view.Rollouts {
 		r := &view.Rollouts[i]
 		p.Rollouts[i] = pageRollout{Rollout: *r, Headline: r.Headline(), Versions: r.VersionsLine(), Policy: r.PolicyLine(),
-			Status: r.StatusLine(view.At), PauseSeconds: r.Pause(view.At).Seconds()}
+			Status: r.StatusLine(view.At), Notes: r.Notes(), PauseSeconds: r.Pause(view.At).Seconds()}
 	}
 	p.Detail = newSpecDetail(view.Spec, view.Nodes, view.At)
 	return p

@@ -83,20 +83,14 @@ The command exits 1 when a node did not transition.`,
 			if err := req.Check(); err != nil {
 				return err
 			}
-			if wait <= 0 {
-				return fmt.Errorf("--wait %v: want a positive duration", wait)
-			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), nf.timeout+wait)
 			defer cancel()
-			nc, err := nf.connect(ctx, a, "mms machine transition")
+			nc, asked, err := a.askNodes(ctx, &nf, "mms machine transition", identity, wait)
 			if err != nil {
 				return err
 			}
 			defer nc.Close()
-			expect, known, err := a.reportingNodes(ctx, nc, identity)
-			if err != nil {
-				fmt.Fprintf(a.stderr, "mms: cannot list the nodes that report status (%v): nodes that do not answer are not listed\n", err)
-			}
+			expect, known := asked.identities, asked.stopped
 			replies, err := agent.RequestTransition(ctx, nc.Conn, req, wait, expect)
 			if err != nil {
 				return nc.explain(err)
@@ -134,35 +128,60 @@ The command exits 1 when a node did not transition.`,
 	return cmd
 }
 
-// reportingNodes returns the identities that report status and match the
-// pattern identity (the nodes that should answer), with their documents'
-// stop times.
-func (a *app) reportingNodes(ctx context.Context, nc natsConn, identity string) ([]string, map[string]time.Time, error) {
+// askedNodes are the nodes a request every node answers (mms machine
+// transition, mms plan) expects answers from: those that report status
+// and match the request's identity pattern.
+type askedNodes struct {
+	identities []string
+	stopped    map[string]time.Time // when each last said its agent stopped
+	tracker    *fleet.Tracker       // nil when the status documents cannot be read
+}
+
+// askNodes checks wait, connects (the caller closes the connection) and
+// lists the nodes that should answer a request for identity; when they
+// cannot be listed, it says so and the request goes on without.
+func (a *app) askNodes(ctx context.Context, nf *natsFlags, name, identity string, wait time.Duration) (natsConn, askedNodes, error) {
+	if wait <= 0 {
+		return natsConn{}, askedNodes{}, fmt.Errorf("--wait %v: want a positive duration", wait)
+	}
+	nc, err := nf.connect(ctx, a, name)
+	if err != nil {
+		return natsConn{}, askedNodes{}, err
+	}
+	asked, err := a.reportingNodes(ctx, nc, identity)
+	if err != nil {
+		fmt.Fprintf(a.stderr, "mms: cannot list the nodes that report status (%v): nodes that do not answer are not listed\n", err)
+	}
+	return nc, asked, nil
+}
+
+// reportingNodes returns the nodes that report status and match the
+// pattern identity (the nodes that should answer).
+func (a *app) reportingNodes(ctx context.Context, nc natsConn, identity string) (askedNodes, error) {
 	re, err := regexp.Compile(identity)
 	if err != nil {
-		return nil, nil, err
+		return askedNodes{}, err
 	}
 	js, err := nc.JetStream()
 	if err != nil {
-		return nil, nil, err
+		return askedNodes{}, err
 	}
 	if _, err := a.openStatusBucket(ctx, js, nc, false); err != nil {
-		return nil, nil, err
+		return askedNodes{}, err
 	}
 	t, err := fleet.Read(ctx, js, fleet.Options{StatusOnly: true})
 	if err != nil {
-		return nil, nil, nc.explain(err)
+		return askedNodes{}, nc.explain(err)
 	}
-	var ids []string
-	stopped := map[string]time.Time{}
+	out := askedNodes{stopped: map[string]time.Time{}, tracker: t}
 	for _, n := range t.Nodes(time.Now()) {
 		if n.Doc == nil || !re.MatchString(n.Doc.Identity) {
 			continue
 		}
-		ids = append(ids, n.Doc.Identity)
-		stopped[n.Doc.Identity] = n.Doc.StoppedAt
+		out.identities = append(out.identities, n.Doc.Identity)
+		out.stopped[n.Doc.Identity] = n.Doc.StoppedAt
 	}
-	return ids, stopped, nil
+	return out, nil
 }
 
 // transitionRows merges the replies with the nodes expected to answer,

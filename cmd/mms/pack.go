@@ -40,6 +40,7 @@ MACHINES is a JSON array (Choria's machines.json) or a YAML list of entries:
     checksum: <sha256 of the archive>
     verify_checksum: <sha256 of its SHA256SUMS>
     match: identity('^web') && has_command('facter')      # optional
+    hold: identity('^web3[.]')       # optional: these nodes keep what they run
     health:                          # optional: the new version's gate
       states: [RUNNING]              #   healthy once it enters one of these
       within: 60s                    #   ... this long after it starts
@@ -47,6 +48,9 @@ MACHINES is a JSON array (Choria's machines.json) or a YAML list of entries:
     rollout:                         # optional (needs health): waves
       waves: ["1", "10%", "100%"]    #   cumulative counts or shares
       pause: 30s                     #   after a wave is healthy
+      max_failed: 1                  #   failure budget: a count or "10%"
+      min_done: 20                   #   with a share: judged from 20 done
+      paused: false                  #   mms rollout pause|resume set it
 
 Every entry is validated before anything is signed; a bad entry fails with
 its index, name and field. With --archives DIR (where 'mms archive create
@@ -66,7 +70,7 @@ day ahead of the current Unix time (so does pack: a serial in milliseconds
 or 2^64-1 would make agents ignore every later spec). --format v1 writes
 Choria's format, which has no serial: mms agents accept it only with
 --allow-legacy-spec. It refuses what Choria's agents cannot use: size,
-auth, health, rollout, and matchers using get_fact() or facts.
+auth, health, rollout, hold, and matchers using get_fact() or facts.
 
 --reset-history writes a recovery spec for nodes that accepted a serial
 above that ceiling before it was checked (or while their clock was wrong):

@@ -71,14 +71,25 @@ to pack with. The same spec signed again (the same serial and machines,
 other signatures) replaces the one in the key; the same bytes are not
 written again.
 
---wait DURATION then follows the status documents, printing progress
-("2/3 applied, 1 failed: web3: web failed: install: sha256 mismatch"; during
-a rollout also the wave, the pause and who is pending: "serial 12: 3/10
-applied; web wave 2 of 3 pausing 14s; pending: web4, web5"), until every
-agent that reports its status applied the spec or failed; it exits 0 when
-all applied, 2 naming each agent that rejected the spec or failed an entry,
-or that had not finished when DURATION ran out. --timeout bounds the
-connect and the write, not the wait.
+--wait DURATION then follows the status documents for up to DURATION,
+whatever --timeout is (--timeout bounds the connect and the write, not
+the wait), printing progress on stderr ("serial 12: 2/3 applied, 1 failed:
+web3: web failed: install: sha256 mismatch"; during a rollout also the
+wave, the pause, a paused rollout, the failure budget used and who is
+pending: "serial 12: 3/10 applied; web wave 2 of 3 pausing 14s, max_failed
+1: 0 of 1 used; pending: web4, web5"), until every agent that reports its
+status applied the spec or failed. A rollout is followed to its end: every
+wave healthy, or its halt.
+
+Exit codes:
+  0  every agent applied the spec (some may have failed a rollout's new
+     version within its failure budget, rollout.max_failed: each rolled
+     back on its own, and is named)
+  1  the put itself failed (a refused spec, NATS unreachable, ...)
+  2  an agent rejected the spec or failed an entry, or a rollout halted;
+     each is named with why (also: no agent reports its status)
+  3  DURATION ran out first; each agent not done is named, with where
+     each rollout is
 
 'nats --context mms kv put MACHINES machines' works as well (the context
 the agent writes for its embedded server, or yours); mms put adds the
@@ -146,11 +157,8 @@ checks.`,
 // an envelope that does not decode, an expired spec, and, when keys are
 // given, one whose signatures do not verify with them.
 func (a *app) checkPut(data []byte, o putOptions, now time.Time) (*packer.Opened, error) {
-	next, err := packer.Inspect(data)
+	next, err := inspectSpec(data, "mms put")
 	if err != nil {
-		if _, perr := spec.ParseMachines(data); perr == nil || looksLikeList(data) {
-			return nil, errors.New("refusing to put: this is a machines list, not a signed spec: pack it first, e.g. mms pack machines.json --key-file ops.key | mms put")
-		}
 		return nil, fmt.Errorf("refusing to put: %w", err)
 	}
 	if exp := next.Spec.Expires; !exp.IsZero() && !now.Before(exp) {
@@ -287,6 +295,19 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 		fmt.Fprintf(a.stdout, "revision %d held the same spec (serial %d, the same machines and times) with other signatures: agents that applied it keep running it, agents that rejected it check these signatures\n", rev, next.Spec.Serial)
 	}
 	return nil
+}
+
+// inspectSpec decodes a signed spec an operator gave cmd (unverified), and
+// says how to make one when data is a machines list.
+func inspectSpec(data []byte, cmd string) (*packer.Opened, error) {
+	next, err := packer.Inspect(data)
+	if err != nil {
+		if _, perr := spec.ParseMachines(data); perr == nil || looksLikeList(data) {
+			return nil, fmt.Errorf("this is a machines list, not a signed spec: pack it first, e.g. mms pack machines.json --key-file ops.key | %s", cmd)
+		}
+		return nil, err
+	}
+	return next, nil
 }
 
 // looksLikeList reports whether data is a JSON or YAML list, the shape of

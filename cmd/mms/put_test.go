@@ -149,8 +149,6 @@ func TestPutWarnsUntrusted(t *testing.T) {
 	}
 }
 
-func specWithSerial(serial uint64) *spec.Spec { return &spec.Spec{Serial: serial} }
-
 // put --wait follows the status documents: it skips agents that were
 // stale when it started, prints progress as agents apply, and ends when
 // every agent applied or failed, naming the failures; it times out naming
@@ -183,8 +181,8 @@ func TestPutWaitDocuments(t *testing.T) {
 	env, _ = pack("2")
 	r := mms(t, env, "put", "--server", url, "--wait", "1s")
 	want := "mms: timed out after 1s waiting for serial 2: 0 of 2 agents applied it:\n  web1: not yet: runs serial 1\n  web2: not yet: runs serial 1\n"
-	if r.code != 2 || !strings.HasSuffix(r.stderr, want) {
-		t.Errorf("put --wait with nobody applying = exit %d, stderr %q; want 2 and %q", r.code, r.stderr, want)
+	if r.code != 3 || !strings.HasSuffix(r.stderr, want) {
+		t.Errorf("put --wait with nobody applying = exit %d, stderr %q; want 3 (timed out) and %q", r.code, r.stderr, want)
 	}
 
 	env, next := pack("3")

@@ -17,12 +17,23 @@ import (
 	"github.com/mms-io/mms/packer"
 )
 
+// The exit codes of `mms put --wait` (besides 0, every agent applied the
+// spec, some perhaps failing within a rollout's failure budget, and 1, the
+// put itself failed).
+const (
+	// exitWaitFailed: an agent rejected the spec or failed an entry, a
+	// rollout halted, or no agent reports its status.
+	exitWaitFailed = 2
+	// exitWaitTimedOut: --wait ran out before every agent finished.
+	exitWaitTimedOut = 3
+)
+
 // waitApplied follows the status documents until every agent that reports
 // its status (and is neither stopped nor stale when the wait starts)
 // applied next or failed, for at most wait, printing a progress line on
 // stderr whenever it changes (fleet.Wait judges). It returns nil when all
-// applied, else an exit error (code 2) naming each agent that failed or
-// had not finished.
+// applied, else an exit error naming each agent that failed (code
+// exitWaitFailed) or had not finished (exitWaitTimedOut).
 func (a *app) waitApplied(parent context.Context, nc natsConn, next *packer.Opened, wait time.Duration) error {
 	ctx, cancel := context.WithTimeout(parent, wait)
 	defer cancel()
@@ -38,9 +49,9 @@ func (a *app) waitApplied(parent context.Context, nc natsConn, next *packer.Open
 		case parent.Err() != nil:
 			return parent.Err()
 		case errors.Is(err, jetstream.ErrBucketNotFound):
-			return &exitError{code: 2, err: fmt.Errorf("cannot wait for %s: bucket %s does not exist, so no agent reports its status", label, nodestatus.Bucket)}
+			return &exitError{code: exitWaitFailed, err: fmt.Errorf("cannot wait for %s: bucket %s does not exist, so no agent reports its status", label, nodestatus.Bucket)}
 		case ctx.Err() != nil:
-			return &exitError{code: 2, err: fmt.Errorf("timed out after %s waiting for %s: the agents' status documents were not read in time", wait, label)}
+			return &exitError{code: exitWaitTimedOut, err: fmt.Errorf("timed out after %s waiting for %s: the agents' status documents were not read in time", wait, label)}
 		}
 		return nc.explain(fmt.Errorf("cannot wait for %s: %w", label, err))
 	}
@@ -52,7 +63,7 @@ func (a *app) waitApplied(parent context.Context, nc natsConn, next *packer.Open
 	v := judge.Verdict(time.Now())
 	skipped := escapeAll(judge.Skipped())
 	if len(v.Nodes) == 0 {
-		return &exitError{code: 2, err: fmt.Errorf("nothing to wait for: no running agent reports its status in %s%s", nodestatus.Bucket, staleNote(skipped))}
+		return &exitError{code: exitWaitFailed, err: fmt.Errorf("nothing to wait for: no running agent reports its status in %s%s", nodestatus.Bucket, staleNote(skipped))}
 	}
 	if len(skipped) > 0 {
 		progress.note(fmt.Sprintf("not waiting for %d stale agent%s: %s", len(skipped), plural(len(skipped)), strings.Join(capList(skipped, maxNamed), ", ")))
@@ -94,7 +105,15 @@ func waitFinished(a *app, v fleet.Verdict) error {
 		if len(v.Nodes) == 1 {
 			who = "the one reporting agent"
 		}
+		if n := v.Counts[fleet.WaitTolerated]; n > 0 {
+			who = fmt.Sprintf("%d of %d reporting agents", len(v.Nodes)-n, len(v.Nodes))
+		}
 		fmt.Fprintf(a.stdout, "%s applied by %s%s\n", v.Label, who, note)
+		for _, n := range v.Nodes {
+			if n.State == fleet.WaitTolerated {
+				fmt.Fprintf(a.stdout, "  %s failed within the rollout's failure budget (rolled back there): %s\n", termtext.Escape(n.Identity), termtext.Escape(n.Detail))
+			}
+		}
 		return nil
 	}
 	var lines []string
@@ -103,7 +122,7 @@ func waitFinished(a *app, v fleet.Verdict) error {
 			lines = append(lines, "  "+termtext.Escape(n.Identity)+": "+termtext.Escape(n.Detail))
 		}
 	}
-	return &exitError{code: 2, err: fmt.Errorf("%s failed on %d of %d agents:\n%s", v.Label, v.Counts[fleet.WaitFailed], len(v.Nodes), strings.Join(lines, "\n"))}
+	return &exitError{code: exitWaitFailed, err: fmt.Errorf("%s failed on %d of %d agents:\n%s", v.Label, v.Counts[fleet.WaitFailed], len(v.Nodes), strings.Join(lines, "\n"))}
 }
 
 // waitTimedOut reports a wait that ran out of time.
@@ -117,7 +136,12 @@ func waitTimedOut(label string, wait time.Duration, v fleet.Verdict) error {
 			lines = append(lines, "  "+termtext.Escape(n.Identity)+": failed: "+termtext.Escape(n.Detail))
 		}
 	}
-	return &exitError{code: 2, err: fmt.Errorf("timed out after %s waiting for %s: %d of %d agents applied it:\n%s", wait, label, v.Applied(), len(v.Nodes), strings.Join(lines, "\n"))}
+	for _, r := range v.Rollouts {
+		if !r.Done {
+			lines = append(lines, "  rollout: "+termtext.Escape(r.Summary(time.Now())))
+		}
+	}
+	return &exitError{code: exitWaitTimedOut, err: fmt.Errorf("timed out after %s waiting for %s: %d of %d agents applied it:\n%s", wait, label, v.Applied(), len(v.Nodes), strings.Join(lines, "\n"))}
 }
 
 // staleNote mentions the stale agents not waited for.

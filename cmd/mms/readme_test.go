@@ -180,3 +180,52 @@ func startShell(t *testing.T, cmd *exec.Cmd) (*exec.Cmd, *syncbuf.Buffer) {
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	return cmd, stderr
 }
+
+// TestReadmeRolloutCommands: every command the README's "Rollouts"
+// section shows an operator typing ("$ mms …") is one mms accepts, with
+// flags it has, and the exit codes it gives for put --wait are those
+// `mms put --help` documents.
+func TestReadmeRolloutCommands(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(data), "\n## Rollouts\n")
+	if !ok {
+		t.Fatal("README has no Rollouts section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	var n int
+	for _, line := range strings.Split(section, "\n") {
+		cmd, ok := strings.CutPrefix(line, "$ ")
+		if !ok {
+			continue
+		}
+		cmd, _, _ = strings.Cut(cmd, ">")
+		for _, part := range strings.Split(cmd, "|") {
+			args := strings.Fields(part)
+			if len(args) == 0 || args[0] != "mms" {
+				continue
+			}
+			n++
+			if r := mms(t, "", append(args[1:], "--help")...); r.code != 0 {
+				t.Errorf("README shows %q, which mms does not accept: exit %d: %s", part, r.code, r.stderr)
+			}
+		}
+	}
+	for _, verb := range []string{"mms plan", "mms rollout pause", "mms rollout resume", "mms rollout undo", "mms rollout status", "mms put"} {
+		if !strings.Contains(section, "$ "+verb) {
+			t.Errorf("the README's Rollouts section does not show %q", verb)
+		}
+	}
+	help := mmsOK(t, "", "put", "--help").stdout
+	for _, code := range []string{"  0  every agent applied the spec", "  2  an agent rejected the spec or failed an entry, or a rollout halted", "  3  DURATION ran out first"} {
+		if !strings.Contains(help, code) {
+			t.Errorf("mms put --help lacks the exit code %q", code)
+		}
+	}
+	if !strings.Contains(section, "exits 0 when every agent applied the spec") || !strings.Contains(section, "3 when D ran out first") {
+		t.Errorf("the README's Rollouts section does not give put --wait's exit codes")
+	}
+	t.Logf("%d commands checked", n)
+}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -35,8 +34,10 @@ func (a *app) newRolloutCmd() *cobra.Command {
 each node ranks the nodes that report their status the same way, a wave
 starts once every node of the earlier waves runs the new version healthy
 (its health gate) and the pause has passed, and a failure in an earlier
-wave halts the rollout for the nodes after it. There is no control server:
-every agent decides for itself from the status documents.`,
+wave halts the rollout for the nodes after it (past the failure budget,
+rollout.max_failed). There is no control server: every agent decides for
+itself from the status documents, and pause, resume and undo are signed
+edits of the live spec.`,
 	}
 	status := &cobra.Command{
 		Use:   "status",
@@ -74,6 +75,7 @@ on. A single read knows only what the nodes report now.`,
 	f.BoolVar(&o.watch, "watch", false, "follow the buckets and redraw every second until interrupted")
 	f.BoolVar(&o.jsonOut, "json", false, "print the rollouts as a JSON array")
 	cmd.AddCommand(status)
+	cmd.AddCommand(a.newRolloutEditCmds()...)
 	return cmd
 }
 
@@ -188,8 +190,8 @@ func printRollout(w io.Writer, v fleet.Rollout, now time.Time) {
 	if v.Problem != "" {
 		return
 	}
-	if len(v.SkippedStale) > 0 {
-		fmt.Fprintf(w, "left out (stopped reporting; the policy skips such nodes): %s\n", esc(strings.Join(v.SkippedStale, ", ")))
+	for _, note := range v.Notes() {
+		fmt.Fprintln(w, esc(note))
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "WAVE\tSIZE\tNODE\tSTATE\tVERSION\tDETAIL")

@@ -122,6 +122,7 @@ func (a *app) commands() []*cobra.Command {
 		a.newPackCmd(),
 		a.newReconcileCmd(),
 		a.newRolloutCmd(),
+		a.newPlanCmd(),
 		a.newNatsConfigCmd(),
 		a.newInitCmd(),
 		a.newVerifyCmd(),

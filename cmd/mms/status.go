@@ -148,6 +148,11 @@ func (a *app) status(ctx context.Context, nc natsConn, o statusOptions, now time
 			return nil
 		}
 		printStatusTable(a, nodes)
+		for _, r := range t.Rollouts(now) {
+			if !r.Done || r.Budget != nil || len(r.Held) > 0 {
+				fmt.Fprintln(a.stdout, "rollout "+termtext.Escape(r.Summary(now)))
+			}
+		}
 	}
 
 	if !o.check {

@@ -195,6 +195,7 @@ func (w *Watcher) result(rep manager.PassReport, start time.Time) (watchers.Resu
 		w.runtime.accepted = rep.Digest
 	}
 	res := watchers.Result{Outcome: outcome, State: st}
+	w.checks.setFleetWait(rep.FleetWait)
 	res.After = w.scheduleRetry(rep)
 	if rep.NextCheck > 0 && (res.After == 0 || rep.NextCheck < res.After) {
 		res.After = rep.NextCheck // a health gate or a rollout wave is pending

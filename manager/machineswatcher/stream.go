@@ -39,6 +39,24 @@ type checks struct {
 	cur       *inflight
 	lastSeen  any       // the last newer value looked at, not to inspect it again
 	lastNudge time.Time // when a nudge last triggered a check
+	fleetWait bool      // the last pass held an entry on what the fleet reports
+}
+
+// setFleetWait records whether the last pass held an entry on what the
+// fleet reports (manager.PassReport.FleetWait).
+func (c *checks) setFleetWait(wait bool) {
+	c.mu.Lock()
+	c.fleetWait = wait
+	c.mu.Unlock()
+}
+
+// wantsFleet reports whether a change of the fleet's reports should run a
+// pass: the last pass waited on them, or a pass runs now (it may have
+// read the fleet before the change).
+func (c *checks) wantsFleet() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fleetWait || c.cur != nil
 }
 
 // start records the check of value and returns its context.
@@ -105,8 +123,11 @@ func (c *checks) nudged(now time.Time) bool {
 
 // Stream runs beside the checks: it cancels a running check when the data
 // item gets a newer spec (so a download, a governor wait or a matcher of
-// a replaced spec never holds up the new one), and it triggers a check
-// when a reconcile nudge for this node arrives on manager.NudgeSubject.
+// a replaced spec never holds up the new one), it triggers a check when a
+// reconcile nudge for this node arrives on manager.NudgeSubject, and,
+// while a rollout holds an entry on what the fleet reports, when a node's
+// report changes (the Fleet's manager.FleetNotifier), at most once per
+// manager.FleetRecheckMin.
 func (w *Watcher) Stream(ctx context.Context, trigger func()) error {
 	if w.conn != nil {
 		sub, err := w.conn.Subscribe(manager.NudgeSubject, func(m *nats.Msg) { w.onNudge(m, trigger) })
@@ -114,7 +135,18 @@ func (w *Watcher) Stream(ctx context.Context, trigger func()) error {
 			return fmt.Errorf("subscribe to reconcile nudges on %s: %w", manager.NudgeSubject, err)
 		}
 		defer func() { _ = sub.Unsubscribe() }()
+		plans, err := w.conn.Subscribe(manager.PlanSubject, func(m *nats.Msg) { w.onPlan(ctx, m) })
+		if err != nil {
+			return fmt.Errorf("subscribe to plan requests on %s: %w", manager.PlanSubject, err)
+		}
+		defer func() { _ = plans.Unsubscribe() }()
 	}
+	var fleet <-chan struct{}
+	if n, ok := w.Fleet.(manager.FleetNotifier); ok {
+		fleet = n.Changes()
+	}
+	paced := newPacer(manager.FleetRecheckMin)
+	defer paced.stop()
 	t := time.NewTicker(supersedePoll)
 	defer t.Stop()
 	for {
@@ -129,8 +161,87 @@ func (w *Watcher) Stream(ctx context.Context, trigger func()) error {
 			if ok && w.checks.supersede(v) {
 				w.log.Info("a newer spec arrived during a reconcile pass; stopping that pass to apply the new spec")
 			}
+		case <-fleet:
+			if w.checks.wantsFleet() && paced.ready(time.Now()) {
+				trigger()
+			}
+		case <-paced.due():
+			paced.stop()
+			if w.checks.wantsFleet() && paced.ready(time.Now()) {
+				trigger()
+			}
 		}
 	}
+}
+
+// pacer lets an event through at most once per interval; an event within
+// the interval is deferred to its end (due), not dropped.
+type pacer struct {
+	every time.Duration
+	last  time.Time
+	timer *time.Timer
+	timeC <-chan time.Time // nil while nothing is deferred
+}
+
+func newPacer(every time.Duration) *pacer { return &pacer{every: every} }
+
+// ready reports whether an event at now may go through; if not, it is
+// deferred: due fires when it may.
+func (p *pacer) ready(now time.Time) bool {
+	if wait := p.last.Add(p.every).Sub(now); wait > 0 {
+		if p.timeC == nil {
+			p.timer = time.NewTimer(wait)
+			p.timeC = p.timer.C
+		}
+		return false
+	}
+	p.last = now
+	p.stop()
+	return true
+}
+
+// due fires when a deferred event may go through.
+func (p *pacer) due() <-chan time.Time { return p.timeC }
+
+// stop forgets the deferred event.
+func (p *pacer) stop() {
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	p.timer, p.timeC = nil, nil
+}
+
+// PlanTimeout bounds the answer to one plan request (matchers, the
+// fleet's reports).
+const PlanTimeout = 10 * time.Second
+
+// onPlan answers one plan request (see manager.PlanSubject) with what a
+// pass over the spec would do here.
+func (w *Watcher) onPlan(ctx context.Context, m *nats.Msg) {
+	re, err := manager.ParsePlanIdentity(m.Header.Get(manager.PlanIdentityHeader))
+	if err != nil {
+		w.log.Warn("ignoring a malformed plan request", "error", err)
+		return
+	}
+	if (re != nil && !re.MatchString(w.identity)) || m.Reply == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, PlanTimeout)
+	defer cancel()
+	rep := w.rec.Plan(ctx, m.Data)
+	b, err := json.Marshal(rep)
+	if err == nil && len(b) > manager.MaxPlanReply {
+		b, err = json.Marshal(manager.PlanReply{Identity: rep.Identity, Serial: rep.Serial, Digest: rep.Digest, Format: rep.Format,
+			Refused: manager.RejectError, Reason: fmt.Sprintf("the plan is %d bytes, over the %d a reply may hold", len(b), manager.MaxPlanReply), Entries: []manager.PlanEntry{}})
+	}
+	if err == nil {
+		err = m.Respond(b)
+	}
+	if err != nil {
+		w.log.Warn("answer a plan request", "error", err)
+		return
+	}
+	w.log.Info("plan requested over NATS", "serial", rep.Serial, "refused", rep.Refused, "entries", len(rep.Entries))
 }
 
 // onNudge handles one reconcile nudge. Ignored ones are logged through

@@ -1,8 +1,10 @@
 // Package rollout decides, on each node and with no control server, when
 // that node may move to a new version of a machine: the matching nodes
 // upgrade in waves, a wave starts only when every node of the earlier
-// waves reports the new version healthy and the pause has passed, and a
-// failure in an earlier wave halts the rollout for everyone after it.
+// waves is done with the new version (healthy, or failed and rolled back
+// within the failure budget) and the pause has passed, failures past the
+// budget halt the rollout for everyone after them, and a paused policy
+// starts no node.
 //
 // Every node computes the same waves from the same view (the status
 // documents in the MACHINES_STATUS bucket): the nodes are ranked by a hash
@@ -67,6 +69,12 @@ type Policy struct {
 	// SkipStale leaves nodes that stopped reporting out of the ranking;
 	// otherwise they count as not healthy.
 	SkipStale bool
+	// MaxFailed is the failure budget and MinDone how many nodes must be
+	// done before a share in it is judged (see spec.Rollout).
+	MaxFailed spec.Budget
+	MinDone   int
+	// Paused starts no node that does not run the version yet.
+	Paused bool
 }
 
 // NewPolicy parses an entry's rollout policy.
@@ -75,7 +83,8 @@ func NewPolicy(r *spec.Rollout) (Policy, error) {
 	if err != nil {
 		return Policy{}, fmt.Errorf("rollout: waves: %w", err)
 	}
-	return Policy{Waves: waves, Pause: r.Pause.Std(), SkipStale: r.Stale == spec.StaleSkip}, nil
+	return Policy{Waves: waves, Pause: r.Pause.Std(), SkipStale: r.Stale == spec.StaleSkip,
+		MaxFailed: r.MaxFailed, MinDone: r.MinDone, Paused: r.Paused}, nil
 }
 
 // Assign ranks identities for a machine's version and splits them into the
@@ -107,21 +116,33 @@ func Assign(identities []string, machine, checksum string, waves []spec.Wave) []
 // a node's report can tell a halt from a wait.
 const HaltedPrefix = "held: rollout halted"
 
-// Halt is where and why a rollout halted: a node of an earlier wave failed
-// with the new version.
+// Halt is where and why a rollout halted: nodes of the earlier waves
+// failed with the new version past the failure budget.
 type Halt struct {
 	// Wave is the halting node's wave, from 1; 0 when nothing halts.
 	Wave int `json:"wave"`
-	// Node is the halting node's identity.
+	// Node is the halting node's identity: the one that stopped reporting,
+	// or the first failure of the wave that went past the budget.
 	Node string `json:"node"`
 	// Reason is the node's reason for its bad health (its health when it
 	// gives none).
 	Reason string `json:"reason"`
+	// Failed is how many nodes had failed with the version up to the halt,
+	// and MaxFailed the budget they went past, as the spec writes it; it
+	// is empty when the budget is zero (the first failure halts).
+	Failed    int    `json:"failed,omitempty"`
+	MaxFailed string `json:"max_failed,omitempty"`
 }
 
 // String says who halted the rollout and why: "node web3: not RUNNING
-// within 1m0s".
-func (h Halt) String() string { return fmt.Sprintf("node %s: %s", h.Node, h.Reason) }
+// within 1m0s", "2 nodes failed, more than max_failed 1 allows; node
+// web3: not RUNNING within 1m0s".
+func (h Halt) String() string {
+	if h.MaxFailed != "" {
+		return fmt.Sprintf("%d nodes failed, more than max_failed %s allows; node %s: %s", h.Failed, h.MaxFailed, h.Node, h.Reason)
+	}
+	return fmt.Sprintf("node %s: %s", h.Node, h.Reason)
+}
 
 // stoppedReporting is what a node that stopped reporting has not done.
 const stoppedReporting = "stopped reporting"
@@ -172,7 +193,13 @@ type Decision struct {
 	// PauseUntil, when the earlier waves are healthy and the node waits
 	// for the pause after them, is when the pause ends (Retry before it).
 	PauseUntil time.Time `json:"pause_until,omitzero"`
+	// Paused is set when the node may not start because the spec pauses
+	// the rollout (rollout.paused).
+	Paused bool `json:"paused,omitempty"`
 }
+
+// PausedHeld is Decision.Held of a node that a paused rollout holds.
+const PausedHeld = "held: the rollout is paused (rollout.paused in the spec)"
 
 // Progress is a rollout as every node sees it from one view: the waves
 // and the decision the nodes of each wave get.
@@ -183,16 +210,28 @@ type Progress struct {
 	Waves [][]string
 	// Decisions[i] is the decision of every node of wave i+1.
 	Decisions []Decision
-	// Current is the first wave with a node that does not run the new
-	// version healthy (or stopped reporting), from 1; 0 when there is none.
+	// Current is the first wave with a node that is not done with the
+	// new version (it neither runs it healthy nor failed with it) or that
+	// stopped reporting, from 1; 0 when there is none.
 	Current int
 	// Halt is the first halt in wave order, whichever wave it is in: what
 	// a node ranked after the last wave would be told. Its Wave is 0 when
-	// no node failed with the version or stopped reporting.
+	// the failures are within the budget and no node stopped reporting.
 	Halt Halt
-	// Done is set when every node runs the new version healthy and none
-	// halts the rollout.
+	// Done is set when every node is done with the new version (healthy,
+	// or failed within the budget) and none halts the rollout.
 	Done bool
+	// Failed are the nodes that failed with the new version, in wave
+	// order: each rolled back on its own; past the budget they halt.
+	Failed []string
+	// Finished counts the nodes done with the new version: healthy or
+	// failed.
+	Finished int
+	// Allowed is how many failures the budget allows with Finished nodes
+	// done; Judged is false while a share is not judged yet (fewer than
+	// the policy's MinDone nodes are done), and then failures do not halt.
+	Allowed int
+	Judged  bool
 
 	wave map[string]int // identity → index into Waves
 }
@@ -210,12 +249,15 @@ func (p *Progress) Decision(identity string) (Decision, bool) {
 // Evaluate ranks the nodes of view for checksum of machine and computes
 // once, for every wave, the decision its nodes get (see [Decide]): nodes
 // in the first wave proceed at once; the nodes of a later wave proceed
-// once every node of the earlier waves runs checksum healthy and the
-// pause after the last of them became healthy has passed; a node of an
-// earlier wave that failed with checksum halts the rollout; one that
-// stopped reporting holds it (the nodes after it wait) until it reports
-// again, unless the policy skips such nodes. When view holds an identity
-// twice, the last one counts. It costs a sort of the view.
+// once every node of the earlier waves is done with checksum (runs it
+// healthy, or failed with it within the failure budget) and the pause
+// after the last of them became healthy has passed. The rollout halts at
+// the first wave after which the nodes failed with checksum are more than
+// the budget allows; a node of an earlier wave that stopped reporting
+// holds the later waves (they wait) until it reports again, unless the
+// policy skips such nodes; a paused policy lets no node start. When view
+// holds an identity twice, the last one counts. It costs a sort of the
+// view.
 func Evaluate(p Policy, machine, checksum string, view []Node, now time.Time) Progress {
 	byID := make(map[string]Node, len(view))
 	ids := make([]string, 0, len(view))
@@ -235,13 +277,20 @@ func Evaluate(p Policy, machine, checksum string, view []Node, now time.Time) Pr
 	var lastHealthy time.Time
 	for i, members := range out.Waves {
 		out.Decisions[i] = decide(p, i, halt, wait, lastHealthy, now)
-		for _, id := range members {
+		// The first failure of this wave, by rank: it halts the rollout
+		// when the failures so far are past the budget.
+		failure := -1
+		for j, id := range members {
 			out.wave[id] = i
 			n := byID[id]
+			bad := n.Checksum == checksum && n.Health.bad()
 			switch {
-			case halt.Wave > 0:
-			case n.Checksum == checksum && n.Health.bad():
-				halt = Halt{Wave: i + 1, Node: id, Reason: cmp.Or(n.Reason, string(n.Health))}
+			case bad:
+				out.Failed = append(out.Failed, id)
+				out.Finished++
+				if failure < 0 {
+					failure = j
+				}
 			case n.Stale:
 				// It may report again (an agent restarting, or failing over
 				// to another NATS server): the rollout waits for it rather
@@ -254,17 +303,35 @@ func Evaluate(p Policy, machine, checksum string, view []Node, now time.Time) Pr
 					wait = Wait{Wave: i + 1, Node: id, What: waitingFor(n, checksum)}
 				}
 			default:
+				out.Finished++
 				if n.HealthyAt.After(lastHealthy) {
 					lastHealthy = n.HealthyAt
 				}
 			}
-			if out.Current == 0 && (n.Stale || n.Checksum != checksum || n.Health != Healthy) {
+			if out.Current == 0 && (n.Stale || !bad && (n.Checksum != checksum || n.Health != Healthy)) {
 				out.Current = i + 1
+			}
+		}
+		if halt.Wave > 0 {
+			continue
+		}
+		allowed, judged := p.MaxFailed.Allowed(out.Finished, p.MinDone)
+		over := judged && len(out.Failed) > allowed
+		if over {
+			id := out.Failed[len(out.Failed)-1] // a share judged late: the last failure
+			if failure >= 0 {
+				id = members[failure]
+			}
+			n := byID[id]
+			halt = Halt{Wave: i + 1, Node: id, Reason: cmp.Or(n.Reason, string(n.Health))}
+			if p.MaxFailed != (spec.Budget{}) {
+				halt.Failed, halt.MaxFailed = len(out.Failed), p.MaxFailed.String()
 			}
 		}
 	}
 	out.Halt = halt
 	out.Done = out.Current == 0 && halt.Wave == 0
+	out.Allowed, out.Judged = p.MaxFailed.Allowed(out.Finished, p.MinDone)
 	return out
 }
 
@@ -277,6 +344,8 @@ func decide(p Policy, mine int, halt Halt, wait Wait, lastHealthy, now time.Time
 	case halt.Wave > 0:
 		d.Halted, d.Halt = true, halt
 		d.Held = fmt.Sprintf("%s at wave %d (%s)", HaltedPrefix, halt.Wave, halt)
+	case p.Paused:
+		d.Paused, d.Held = true, PausedHeld
 	case wait.Wave > 0:
 		d.Waiting = wait
 		d.Held = fmt.Sprintf("held: waiting for wave %d (%s)", wait.Wave, wait)
@@ -295,11 +364,12 @@ func decide(p Policy, mine int, halt Halt, wait Wait, lastHealthy, now time.Time
 // from it, and is ranked all the same, even when it is stale and the
 // policy skips stale nodes). It is [Evaluate]'s decision for me's wave:
 // nodes in the first wave proceed at once; a node in a later wave proceeds
-// once every node of the earlier waves runs checksum healthy and the pause
-// after the last of them became healthy has passed. A node of an earlier
-// wave that failed with checksum halts the rollout; one that stopped
-// reporting holds it until it reports again (unless the policy skips such
-// nodes).
+// once every node of the earlier waves is done with checksum (healthy, or
+// failed within the budget) and the pause after the last of them became
+// healthy has passed. Failures of the earlier waves past the budget halt
+// the rollout; a node of an earlier wave that stopped reporting holds it
+// until it reports again (unless the policy skips such nodes); a paused
+// policy holds every node.
 func Decide(p Policy, me, machine, checksum string, view []Node, now time.Time) Decision {
 	// What me reports never changes its own decision (only the earlier
 	// waves do); it only has to be ranked.

@@ -197,3 +197,82 @@ func TestDecideSameViewSameDecision(t *testing.T) {
 		}
 	}
 }
+
+// TestFailureBudgetAndPause follows one rollout of ten nodes in waves 1,
+// 50%, 100% through its failure budget: with max_failed 1 a failure in
+// wave 1 rolls back there and wave 2 goes on; a second failure halts the
+// waves after it, naming the budget; a paused policy starts no node.
+func TestFailureBudgetAndPause(t *testing.T) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	ids := names(10)
+	p := Policy{Waves: waves(t, "1", "50%", "100%"), MaxFailed: spec.Budget{N: 1}}
+	plan := Assign(ids, "web", "new", p.Waves)
+	view := func(failed ...string) []Node {
+		var out []Node
+		for _, w := range plan[:2] {
+			for _, id := range w {
+				n := Node{Identity: id, Checksum: "new", Health: Healthy, HealthyAt: now.Add(-time.Minute)}
+				if slices.Contains(failed, id) {
+					n.Health, n.Reason = RolledBack, "not ready within 3s"
+				}
+				out = append(out, n)
+			}
+		}
+		for _, id := range plan[2] {
+			out = append(out, Node{Identity: id, Checksum: "old", Health: Healthy})
+		}
+		return out
+	}
+	third := plan[2][0]
+
+	pr := Evaluate(p, "web", "new", view(plan[0][0]), now)
+	if d := pr.Decisions[2]; !d.Proceed {
+		t.Errorf("one failure with max_failed 1: wave 3 is told %+v, want to proceed", d)
+	}
+	if !slices.Equal(pr.Failed, []string{plan[0][0]}) || pr.Allowed != 1 || !pr.Judged || pr.Halt.Wave != 0 || pr.Current != 3 || pr.Finished != 5 {
+		t.Errorf("one failure: failed %v, allowed %d, halt %+v, current %d, finished %d; want the wave-1 node, 1, none, 3, 5", pr.Failed, pr.Allowed, pr.Halt, pr.Current, pr.Finished)
+	}
+
+	second := plan[1][1]
+	pr = Evaluate(p, "web", "new", view(plan[0][0], second), now)
+	want := fmt.Sprintf("held: rollout halted at wave 2 (2 nodes failed, more than max_failed 1 allows; node %s: not ready within 3s)", second)
+	if d := Decide(p, third, "web", "new", view(plan[0][0], second), now); !d.Halted || d.Held != want {
+		t.Errorf("two failures with max_failed 1: wave 3 is told %+v, want %q", d, want)
+	}
+	if pr.Halt.Wave != 2 || pr.Halt.Node != second || pr.Halt.Failed != 2 || pr.Done {
+		t.Errorf("two failures: halt %+v, done %v; want wave 2 naming %s", pr.Halt, pr.Done, second)
+	}
+
+	// A share of 20% judged from 5 nodes done: one failure of five is
+	// within it; two are not.
+	share := Policy{Waves: p.Waves, MaxFailed: spec.Budget{N: 20, Share: true}, MinDone: 5}
+	if d := Decide(share, third, "web", "new", view(plan[0][0]), now); !d.Proceed {
+		t.Errorf("one failure of five with max_failed 20%%: %+v, want to proceed", d)
+	}
+	if d := Decide(share, third, "web", "new", view(plan[0][0], second), now); !d.Halted || !strings.Contains(d.Held, "more than max_failed 20% allows") {
+		t.Errorf("two failures of five with max_failed 20%%: %+v, want halted", d)
+	}
+	// Before min_done nodes are done, a share is not judged: wave 2 goes
+	// on after a failure in wave 1.
+	early := Evaluate(Policy{Waves: p.Waves, MaxFailed: spec.Budget{N: 20, Share: true}, MinDone: 5}, "web", "new", view(plan[0][0])[:1], now)
+	if d := early.Decisions[1]; !d.Proceed || early.Judged {
+		t.Errorf("a failure in wave 1 before min_done: wave 2 is told %+v (judged %v), want to proceed", d, early.Judged)
+	}
+	// Without a budget the first failure halts, named as before.
+	if d := Decide(Policy{Waves: p.Waves}, third, "web", "new", view(plan[0][0]), now); d.Held != fmt.Sprintf("held: rollout halted at wave 1 (node %s: not ready within 3s)", plan[0][0]) {
+		t.Errorf("no budget: %+v", d)
+	}
+
+	// Paused: no node starts, wave 1 included; the nodes' state is kept.
+	paused := p
+	paused.Paused = true
+	pr = Evaluate(paused, "web", "new", view(), now)
+	for i, d := range pr.Decisions {
+		if d.Proceed || !d.Paused || d.Held != PausedHeld {
+			t.Errorf("paused: wave %d is told %+v, want held by the pause", i+1, d)
+		}
+	}
+	if pr.Current != 3 {
+		t.Errorf("paused: current wave %d, want 3", pr.Current)
+	}
+}

@@ -596,6 +596,7 @@
     if (r.problem) { state = 'policy error'; cls = 'bad'; }
     else if (r.halted) { state = 'halted'; cls = 'bad'; }
     else if (r.done) { state = 'done'; cls = 'ok'; }
+    else if (r.paused) { state = 'paused'; cls = 'warn'; }
     const status = h('div', { class: 'status' }, h('span', { class: 'badge b-' + cls, text: state }), h('span', { class: 'line', text: pr.status }));
     if (pr.pause_seconds > 0) {
       const until = st.viewAt + pr.pause_seconds * 1000;
@@ -631,7 +632,7 @@
         h('span', { class: 'versions', text: pr.versions }),
         h('span', { class: 'policy', text: pr.policy })),
       status,
-      r.skipped_stale && r.skipped_stale.length ? h('div', { class: 'skipped', text: 'left out (stopped reporting; the policy skips such nodes): ' + r.skipped_stale.join(', ') }) : null,
+      (pr.notes || []).map((note) => h('div', { class: 'skipped', text: note })),
       r.problem ? null : waves);
   }
 
