@@ -141,6 +141,9 @@ type askedNodes struct {
 // lists the nodes that should answer a request for identity; when they
 // cannot be listed, it says so and the request goes on without.
 func (a *app) askNodes(ctx context.Context, nf *natsFlags, name, identity string, wait time.Duration) (natsConn, askedNodes, error) {
+	if err := checkIdentity(identity); err != nil {
+		return natsConn{}, askedNodes{}, err
+	}
 	if wait <= 0 {
 		return natsConn{}, askedNodes{}, fmt.Errorf("--wait %v: want a positive duration", wait)
 	}
