@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -32,11 +33,33 @@ const TransitionType = "transition"
 type EventFilter struct {
 	// Machine keeps only the events of this machine.
 	Machine string
-	// Identity keeps only the events of this node.
+	// Identity keeps only the events of the nodes whose identity matches
+	// this regular expression (Go syntax, unanchored: "web1" keeps web10's
+	// too, "^web1$" only web1's), as `mms reconcile` and `mms machine
+	// transition` choose nodes.
 	Identity string
 	// Type keeps only the state events of watchers of this type ("exec",
 	// "host", …), or only transitions with [TransitionType].
 	Type string
+
+	// identity is Identity compiled by [EventFilter.Compile].
+	identity *regexp.Regexp
+}
+
+// Compile checks the filter and returns it with Identity compiled once,
+// for matching many events. Match works without it, compiling Identity
+// on every call (and keeping nothing when it is not a regular expression).
+func (f EventFilter) Compile() (EventFilter, error) {
+	if f.Identity == "" {
+		f.identity = nil
+		return f, nil
+	}
+	re, err := regexp.Compile(f.Identity)
+	if err != nil {
+		return f, fmt.Errorf("identity %q: %w", f.Identity, err)
+	}
+	f.identity = re
+	return f, nil
 }
 
 // Match reports whether the filter keeps the event.
@@ -44,8 +67,17 @@ func (f EventFilter) Match(info agent.EventInfo) bool {
 	if f.Machine != "" && info.Machine != f.Machine {
 		return false
 	}
-	if f.Identity != "" && info.Identity != f.Identity {
-		return false
+	if f.Identity != "" {
+		re := f.identity
+		if re == nil {
+			var err error
+			if re, err = regexp.Compile(f.Identity); err != nil {
+				return false
+			}
+		}
+		if !re.MatchString(info.Identity) {
+			return false
+		}
 	}
 	if f.Type != "" {
 		if info.Transition {

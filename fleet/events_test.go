@@ -144,14 +144,41 @@ func TestEventFilterMatch(t *testing.T) {
 		{EventFilter{Type: TransitionType}, false, true},
 		{EventFilter{Type: "kv"}, false, false},
 		{EventFilter{Machine: "alpha", Identity: "db1"}, false, false},
+		// Identity is an unanchored regular expression, as for reconcile
+		// and machine transition.
+		{EventFilter{Identity: "^web"}, true, false},
+		{EventFilter{Identity: "1$"}, true, true},
+		{EventFilter{Identity: "b"}, true, true},
+		{EventFilter{Identity: "^web1$"}, true, false},
+		{EventFilter{Identity: "^web$"}, false, false},
+		{EventFilter{Identity: "web1|db1"}, true, true},
 	}
 	for _, tt := range tests {
-		if got := tt.filter.Match(exec); got != tt.exec {
-			t.Errorf("%+v.Match(exec event) = %v, want %v", tt.filter, got, tt.exec)
+		compiled, err := tt.filter.Compile()
+		if err != nil {
+			t.Fatalf("%+v.Compile() = %v", tt.filter, err)
 		}
-		if got := tt.filter.Match(trans); got != tt.trans {
-			t.Errorf("%+v.Match(transition) = %v, want %v", tt.filter, got, tt.trans)
+		for _, f := range []EventFilter{tt.filter, compiled} {
+			if got := f.Match(exec); got != tt.exec {
+				t.Errorf("%+v.Match(exec event) = %v, want %v", f, got, tt.exec)
+			}
+			if got := f.Match(trans); got != tt.trans {
+				t.Errorf("%+v.Match(transition) = %v, want %v", f, got, tt.trans)
+			}
 		}
+	}
+}
+
+// An identity that is not a regular expression is refused by Compile,
+// naming it, and matches nothing uncompiled.
+func TestEventFilterBadIdentity(t *testing.T) {
+	f := EventFilter{Identity: "web[1"}
+	_, err := f.Compile()
+	if want := "identity \"web[1\": error parsing regexp: missing closing ]: `[1`"; err == nil || err.Error() != want {
+		t.Errorf("Compile() = %v, want %s", err, want)
+	}
+	if f.Match(agent.EventInfo{Identity: "web[1"}) {
+		t.Errorf("Match with a bad pattern kept an event")
 	}
 }
 

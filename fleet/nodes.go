@@ -226,7 +226,7 @@ func nodeFlags(r *record, now time.Time, cur *Spec, staleAfter time.Duration) []
 		return []Flag{{FlagInvalid, detail}}
 	}
 	var flags []Flag
-	if s := d.Seen; s != nil && s.Outcome != nodestatus.SeenApplied && s.Outcome != nodestatus.SeenMissing {
+	if s := d.Seen; s.Refused() {
 		flags = append(flags, Flag{FlagRejected, s.Problem()})
 	}
 	if failed := failedProblems(d); failed != "" {
@@ -236,11 +236,7 @@ func nodeFlags(r *record, now time.Time, cur *Spec, staleAfter time.Duration) []
 		flags = append(flags, Flag{FlagExpired, "applied spec " + d.Applied.Label() + " has expired; publish a new one"})
 	}
 	if cur.State == SpecLive && behind(d.Applied, cur.Opened) {
-		runs := "never applied a spec"
-		if d.Applied != nil {
-			runs = "runs " + d.Applied.Label()
-		}
-		flags = append(flags, Flag{FlagBehind, runs + ", the current spec is " + cur.Label()})
+		flags = append(flags, Flag{FlagBehind, behindDetail(d, cur)})
 	}
 	if errs := d.MachineErrors(); len(errs) > 0 {
 		flags = append(flags, Flag{FlagError, strings.Join(errs, "; ")})
@@ -254,6 +250,32 @@ func nodeFlags(r *record, now time.Time, cur *Spec, staleAfter time.Duration) []
 		flags = append(flags, Flag{FlagNATS, "the server denied: " + v[len(v)-1].Message})
 	}
 	return flags
+}
+
+// behindDetail says what a node behind the current spec cur runs, and
+// what it is applying when a pass for cur is under way: "runs serial 11,
+// the current spec is serial 12", "never applied a spec, applying serial
+// 12: web downloading: 2.0 MiB of 8.0 MiB (25%)".
+func behindDetail(d *nodestatus.Document, cur *Spec) string {
+	runs := "never applied a spec"
+	if d.Applied != nil {
+		runs = "runs " + d.Applied.Label()
+	}
+	s := d.Seen
+	if s == nil || s.Outcome != nodestatus.SeenApplying || s.Digest != cur.Opened.Digest {
+		return runs + ", the current spec is " + cur.Label()
+	}
+	var downloads []string
+	for _, e := range d.Entries {
+		if e.Download != nil {
+			downloads = append(downloads, e.Name+" "+DownloadLine(e.Download))
+		}
+	}
+	detail := runs + ", applying " + s.Label()
+	if len(downloads) > 0 {
+		detail += ": " + strings.Join(downloads, ", ")
+	}
+	return detail
 }
 
 // failedProblems says what became of each failed entry of d (see

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/nodestatus"
 )
 
@@ -25,26 +26,7 @@ func Age(d time.Duration) string {
 
 // DownloadLine describes a download in progress: "downloading: 12.0 MiB
 // of 50.0 MiB (24%)".
-func DownloadLine(p *nodestatus.Download) string {
-	if p.Total <= 0 {
-		return "downloading: " + bytesize(p.Done) + " so far"
-	}
-	return fmt.Sprintf("downloading: %s of %s (%d%%)", bytesize(p.Done), bytesize(p.Total), p.Done*100/p.Total)
-}
-
-// bytesize formats n bytes for people.
-func bytesize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
-}
+func DownloadLine(p *nodestatus.Download) string { return manager.DownloadText(p.Done, p.Total) }
 
 // short abbreviates a digest or checksum to 12 characters.
 func short(h string) string {

@@ -197,7 +197,7 @@ func judge(d *nodestatus.Document, next *packer.Opened) (WaitState, string) {
 		}
 		return WaitApplied, ""
 	}
-	if s := d.Seen; s != nil && s.Digest == next.Digest && s.Outcome != nodestatus.SeenApplied && s.Outcome != nodestatus.SeenMissing {
+	if s := d.Seen; s.Refused() && s.Digest == next.Digest {
 		return WaitFailed, s.Problem()
 	}
 	if !d.StoppedAt.IsZero() {

@@ -109,7 +109,12 @@ func TestDownloadProgressEvents(t *testing.T) {
 	if got.Download.Machine != "web" || got.Download.Done != int64(half) || got.Download.Total != int64(len(a.data)) || got.Download.Rate <= 0 {
 		t.Errorf("progress event = %+v, want web at %d of %d bytes with a rate", got, half, len(a.data))
 	}
-	ev := n.events.waitMachines(t, mark, func(e machinesEvent) bool { return e.State.Serial == serial })
+	if got.Serial != serial || got.Format != "v2" || len(got.Digest) != 64 {
+		t.Errorf("progress event = %+v, want it to name the spec being applied, serial %d", got, serial)
+	}
+	ev := n.events.waitMachines(t, mark, func(e machinesEvent) bool {
+		return e.State.Serial == serial && e.State.PreviousOutcome != "downloading"
+	})
 	if r, ok := ev.result("web"); !ok || r.Outcome != manager.EntryInstalled {
 		t.Fatalf("web = %+v, want installed", r)
 	}

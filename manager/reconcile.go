@@ -436,8 +436,9 @@ type evaluation struct {
 func (r *Reconciler) evaluateAll(ctx context.Context, p *plan) evaluation {
 	env := r.env()
 	ev := evaluation{results: make([]MachineResult, len(p.entries)), keep: map[string]bool{}, inSpec: map[string]bool{}}
+	copies := &copyNotes{installer: r.cfg.Installer}
 	for i, e := range p.entries {
-		res, kept := r.evaluate(ctx, e, &env)
+		res, kept := r.evaluate(ctx, e, &env, copies)
 		ev.results[i] = res
 		ev.inSpec[e.machine.Name] = true
 		if kept {

@@ -83,6 +83,13 @@ func (r *Reconciler) installOne(ctx, soft context.Context, m spec.Machine, seria
 	out, def, err := inst.Install(soft, m, serial)
 	if err != nil {
 		res.Outcome, res.Reason, res.Retryable = EntryFailed, "install: "+installReason(err), true
+		if soft.Err() != nil {
+			// Stopped, not failed: the agent is stopping, or a newer spec
+			// arrived; the pass that follows (now, or when the agent starts
+			// again) installs it.
+			log.Info("install stopped before it finished; the installed version (if any) is unchanged", "cause", context.Cause(soft))
+			return res, nil
+		}
 		log.Error("install failed; the installed version (if any) is unchanged", "error", err)
 		return res, nil
 	}

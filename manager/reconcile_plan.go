@@ -45,7 +45,7 @@ func (r *Reconciler) planFor(opened *packer.Opened) (*plan, error) {
 	for _, e := range p.entries {
 		if e.invalid != nil {
 			// Once per spec: the plan is reused until the spec changes.
-			r.log.Error("spec entry is invalid: it is not installed, an installed copy is kept", "managed", e.machine.Name, "serial", opened.Spec.Serial, "error", e.invalid)
+			r.log.Error("spec entry is invalid: it is not installed (a copy installed before keeps running)", "managed", e.machine.Name, "serial", opened.Spec.Serial, "error", e.invalid)
 		}
 	}
 	r.plan = p
@@ -93,10 +93,10 @@ func (r *Reconciler) buildPlan(opened *packer.Opened, cache *spec.MatcherCache) 
 // (empty Outcome) for one to install. keep reports whether the entry's
 // name stays on the node: every entry except one whose matcher cleanly
 // says no.
-func (r *Reconciler) evaluate(ctx context.Context, e planEntry, env *spec.Env) (res MachineResult, keep bool) {
+func (r *Reconciler) evaluate(ctx context.Context, e planEntry, env *spec.Env, copies *copyNotes) (res MachineResult, keep bool) {
 	res = MachineResult{Name: e.machine.Name, Checksum: e.machine.Checksum}
 	if e.invalid != nil {
-		kept := "an installed copy is kept"
+		kept := copies.note(e.machine.Name)
 		if e.badName {
 			kept += "; nothing is purged while an entry's name is invalid"
 		}
@@ -106,7 +106,7 @@ func (r *Reconciler) evaluate(ctx context.Context, e planEntry, env *spec.Env) (
 	ok, err := e.matcher.MatchContext(ctx, env, 0) // bounded: spec.DefaultMatchTimeout
 	switch {
 	case err != nil:
-		res.Outcome, res.Reason = EntryFailed, fmt.Sprintf("match %q: %v (an installed copy is kept)", e.matcher, err)
+		res.Outcome, res.Reason = EntryFailed, fmt.Sprintf("match %q: %v (%s)", e.matcher, err, copies.note(e.machine.Name))
 		res.Match = e.machine.Match
 		res.Retryable = true // facts and files change
 		return res, true
@@ -119,7 +119,7 @@ func (r *Reconciler) evaluate(ctx context.Context, e planEntry, env *spec.Env) (
 		held, err := e.hold.MatchContext(ctx, env, 0)
 		switch {
 		case err != nil:
-			res.Outcome, res.Reason = EntryFailed, fmt.Sprintf("hold %q: %v (an installed copy is kept)", e.hold, err)
+			res.Outcome, res.Reason = EntryFailed, fmt.Sprintf("hold %q: %v (%s)", e.hold, err, copies.note(e.machine.Name))
 			res.Hold, res.Retryable = e.machine.Hold, true
 			return res, true
 		case held:
@@ -133,6 +133,34 @@ func (r *Reconciler) evaluate(ctx context.Context, e planEntry, env *spec.Env) (
 		res.Reason = b.reason + " (this version is not tried again until the spec pins another one or the agent restarts)"
 	}
 	return res, true
+}
+
+// copyNotes says, for an entry that fails before its install, what
+// becomes of the machine installed under its name. It reads the install
+// records once, when first asked: a pass whose entries all evaluate reads
+// nothing more.
+type copyNotes struct {
+	installer MachineInstaller
+	read      bool
+	records   map[string]Record
+	err       error
+}
+
+// note is "the installed copy is kept", "nothing was installed under this
+// name", or, when the install records cannot be read, "an installed copy,
+// if any, is kept".
+func (c *copyNotes) note(name string) string {
+	if !c.read {
+		c.records, c.err = c.installer.Installed()
+		c.read = true
+	}
+	if c.err != nil {
+		return "an installed copy, if any, is kept"
+	}
+	if _, ok := c.records[name]; ok {
+		return "the installed copy is kept"
+	}
+	return "nothing was installed under this name"
 }
 
 // HoldHeld starts the reason of an entry that its hold keeps as it is on

@@ -83,6 +83,16 @@ func TestReconcile(t *testing.T) {
 			installed: []string{"web"},
 			downloads: 1,
 		}}},
+		{name: "a matcher run error on a node that never installed the machine says so", steps: []step{{
+			envelope: func(f *fixture) []byte {
+				return f.seal(1, f.entry("web", "1", "facts.cpus > 2"), f.entry("db", "1", ""))
+			},
+			want:      []string{"web failed", "db installed"},
+			reasons:   map[string]string{"web failed": "(nothing was installed under this name)"},
+			running:   []string{"db@1"},
+			installed: []string{"db"},
+			downloads: 1,
+		}}},
 		{name: "matcher run error is a failure and keeps the machine", steps: []step{
 			installWebDB(),
 			{
@@ -102,7 +112,7 @@ func TestReconcile(t *testing.T) {
 				return f.seal(1, f.entry("web", "1", ""), f.entry("db", "1", "has_comand('x')"))
 			},
 			want:      []string{"web installed", "db failed"},
-			reasons:   map[string]string{"db failed": `unknown name has_comand; did you mean "has_command"?`},
+			reasons:   map[string]string{"db failed": `invalid entry (nothing was installed under this name): machine "db": match: column 1: unknown name has_comand; did you mean "has_command"?`},
 			running:   []string{"web@1"},
 			installed: []string{"web"},
 			downloads: 1,
@@ -114,7 +124,7 @@ func TestReconcile(t *testing.T) {
 					return f.seal(2, f.entry("web", "1", `none(1..999999, identity("^x" + string(#)))`), f.entry("db", "1", ""))
 				},
 				want:      []string{"web failed", "db unchanged"},
-				reasons:   map[string]string{"web failed": "matcher ran out of time: stopped after 1s"},
+				reasons:   map[string]string{"web failed": "matcher ran out of time: stopped after 1s (the installed copy is kept)"},
 				running:   []string{"db@1", "web@1"},
 				installed: []string{"db", "web"},
 			},
@@ -128,7 +138,7 @@ func TestReconcile(t *testing.T) {
 					return f.seal(2, f.entry("web", "2", ""), bad)
 				},
 				want:      []string{"web updated", "db failed"},
-				reasons:   map[string]string{"db failed": "checksum: want 64 lowercase hex characters"},
+				reasons:   map[string]string{"db failed": "invalid entry (the installed copy is kept): machine \"db\": checksum: want 64 lowercase hex characters"},
 				running:   []string{"db@1", "web@2"},
 				installed: []string{"db", "web"},
 				downloads: 1,
@@ -143,7 +153,7 @@ func TestReconcile(t *testing.T) {
 					return f.seal(2, f.entry("w\u0435b", "2", ""), f.entry("db", "1", ""))
 				},
 				want:      []string{"w\u0435b failed", "db unchanged"},
-				reasons:   map[string]string{"w\u0435b failed": "invalid entry (an installed copy is kept; nothing is purged while an entry's name is invalid)"},
+				reasons:   map[string]string{"w\u0435b failed": "invalid entry (nothing was installed under this name; nothing is purged while an entry's name is invalid)"},
 				running:   []string{"db@1", "web@1"},
 				installed: []string{"db", "web"},
 			},

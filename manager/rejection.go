@@ -93,7 +93,18 @@ const (
 	// SeenError: the spec could not be checked at all (an unreadable
 	// replay ledger, broken trust settings).
 	SeenError = "error"
+	// SeenApplying: the node accepted the spec and is applying it (a
+	// download is under way); the pass's end says how it went. Not a
+	// rejection.
+	SeenApplying = "applying"
 )
+
+// SeenRefused reports whether the outcome word is a spec the node did not
+// apply and will not: every word but applied, applying and missing (no
+// spec at all is nothing to refuse).
+func SeenRefused(outcome string) bool {
+	return outcome != SeenApplied && outcome != SeenApplying && outcome != SeenMissing
+}
 
 // rejections is the one table of the ways a node refuses a spec: the kind
 // its events carry, the sentinel error the kind is read from (most

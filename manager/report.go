@@ -86,6 +86,38 @@ type ProgressReporter interface {
 	ReportProgress(name string, done, total int64)
 }
 
+// ApplyingReporter is told which spec a reconcile pass is applying while
+// the pass is still under way: the machines watcher reports it with the
+// first progress of a slow download, so a status can say "applying serial
+// 12" instead of what it saw before. ReportApplying must not block.
+type ApplyingReporter interface {
+	ReportApplying(AppliedSpec)
+}
+
+// DownloadText describes a download in progress for people: "downloading:
+// 12.0 MiB of 50.0 MiB (24%)", or "downloading: 12.0 MiB so far" when the
+// total is not known (zero or negative).
+func DownloadText(done, total int64) string {
+	if total <= 0 {
+		return "downloading: " + bytesize(done) + " so far"
+	}
+	return fmt.Sprintf("downloading: %s of %s (%d%%)", bytesize(done), bytesize(total), done*100/total)
+}
+
+// bytesize formats n bytes for people.
+func bytesize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
+
 // Reporters hands every report to each of its members: the status
 // document and the metrics both follow the manager. It forwards progress to
 // the members that are ProgressReporters.
@@ -107,7 +139,19 @@ func (rs Reporters) ReportProgress(name string, done, total int64) {
 	}
 }
 
-var _ ProgressReporter = Reporters(nil)
+// ReportApplying forwards to every member that takes it.
+func (rs Reporters) ReportApplying(a AppliedSpec) {
+	for _, r := range rs {
+		if p, ok := r.(ApplyingReporter); ok {
+			p.ReportApplying(a)
+		}
+	}
+}
+
+var (
+	_ ProgressReporter = Reporters(nil)
+	_ ApplyingReporter = Reporters(nil)
+)
 
 // Pacing of download progress reports.
 const (

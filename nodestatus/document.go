@@ -158,6 +158,7 @@ const (
 	SeenLegacyRefused = manager.SeenLegacyRefused
 	SeenMissing       = manager.SeenMissing
 	SeenError         = manager.SeenError
+	SeenApplying      = manager.SeenApplying
 )
 
 // Seen is the last spec a node's manager looked at. When it was not

@@ -11,8 +11,9 @@ import (
 // Problems lists what needs an operator's attention on the node, as its
 // document says it, most important first, one line each:
 //
-//   - the last spec seen was not applied (a missing spec is not a problem
-//     of the node): "serial 4000 ignored-older: <reason>";
+//   - the last spec seen was refused (a missing spec, or one being
+//     applied, is not a problem of the node): "serial 4000
+//     ignored-older: <reason>";
 //   - the applied spec has expired;
 //   - an entry failed or was rolled back: "<entry>: <reason>";
 //   - a machine that runs (or failed to load) has errors: "<machine>:
@@ -25,7 +26,7 @@ import (
 // The text comes from the node: escape it before printing it.
 func (d *Document) Problems() []string {
 	var out []string
-	if s := d.Seen; s != nil && s.Outcome != SeenApplied && s.Outcome != SeenMissing {
+	if s := d.Seen; s.Refused() {
 		out = append(out, s.Problem())
 	}
 	if a := d.Applied; a != nil && a.Stale {
@@ -119,6 +120,10 @@ func (d *Document) MachineErrors() []string {
 	}
 	return out
 }
+
+// Refused reports whether the node refused the spec (see
+// manager.SeenRefused); false for a nil Seen.
+func (s *Seen) Refused() bool { return s != nil && manager.SeenRefused(s.Outcome) }
 
 // Problem says what became of the spec, in one line: "serial 4000
 // ignored-older: <reason>".

@@ -118,6 +118,17 @@ func (r *Recorder) ReportPass(rep manager.PassReport) {
 	}
 }
 
+// ReportApplying takes the spec a pass under way applies (its downloads
+// are slow enough to report): the document's seen spec becomes it, with
+// outcome [SeenApplying], until the pass reports.
+func (r *Recorder) ReportApplying(a manager.AppliedSpec) {
+	now := r.now()
+	r.mu.Lock()
+	r.seen = &Seen{Serial: a.Serial, Digest: a.Digest, Format: a.Format, Outcome: SeenApplying, At: now}
+	r.mu.Unlock()
+	r.Touch()
+}
+
 // ReportProgress takes the progress of the download of entry name's
 // archive: done of total bytes (total 0 when unknown). The entry shows as
 // downloading until the pass reports. It signals a change for the first

@@ -118,6 +118,30 @@ func TestRecorderSpecFromReports(t *testing.T) {
 	}
 }
 
+// A pass under way that reports the spec it applies makes it the seen
+// spec, "applying", which is no problem of the node, until the pass
+// reports.
+func TestRecorderApplying(t *testing.T) {
+	r := NewRecorder()
+	r.ReportPass(manager.PassReport{Rejected: manager.RejectMissing, Err: errors.New("no spec received yet")})
+	r.ReportApplying(manager.AppliedSpec{Serial: 12, Digest: "d12", Format: "v2"})
+	got := r.snapshot()
+	if diff := cmp.Diff(&Seen{Serial: 12, Digest: "d12", Format: "v2", Outcome: SeenApplying}, got.seen, cmpopts.IgnoreFields(Seen{}, "At")); diff != "" || got.seen.At.IsZero() {
+		t.Errorf("seen while applying (-want +got):\n%s", diff)
+	}
+	if got.seen.Refused() {
+		t.Errorf("a spec being applied counts as refused")
+	}
+	d := Document{Seen: got.seen}
+	if p := d.Problems(); len(p) != 0 {
+		t.Errorf("problems while applying = %q, want none", p)
+	}
+	r.ReportPass(manager.PassReport{Serial: 12, Digest: "d12", Format: "v2", Applied: manager.AppliedSpec{Serial: 12, Digest: "d12", Format: "v2"}})
+	if s := r.snapshot().seen; s.Outcome != SeenApplied {
+		t.Errorf("seen after the pass = %+v, want applied", s)
+	}
+}
+
 // A download shows as downloading with its bytes until the pass reports;
 // progress reported on every read signals one change a second at most.
 func TestRecorderProgress(t *testing.T) {

@@ -24,13 +24,23 @@ func GenerateKey(rand io.Reader) (ed25519.PublicKey, ed25519.PrivateKey, error) 
 // ParsePublicKey parses a hex-encoded 32-byte ed25519 public key, the format
 // Choria's `mms keys` prints. Surrounding whitespace (a trailing newline in a
 // key file) is ignored.
+//
+// A private key given instead (the 64 bytes of a .key file) is refused
+// with [ErrPrivateKeyGiven], which says so.
 func ParsePublicKey(text string) (ed25519.PublicKey, error) {
 	b, err := decodeKeyHex("public", text, ed25519.PublicKeySize)
 	if err != nil {
+		if _, perr := ParsePrivateKey(text); perr == nil {
+			return nil, ErrPrivateKeyGiven
+		}
 		return nil, err
 	}
 	return ed25519.PublicKey(b), nil
 }
+
+// ErrPrivateKeyGiven is ParsePublicKey's error for a private key (seed and
+// public key, as `mms keys` writes to NAME.key) where a public key belongs.
+var ErrPrivateKeyGiven = errors.New("parsing public key: that is a private key, not a public key: give the public key ('mms keys --out NAME' writes it to NAME.pub, beside NAME.key)")
 
 // ParsePrivateKey parses a hex-encoded 64-byte ed25519 private key: the
 // 32-byte seed followed by the 32-byte public key, the format Choria's

@@ -35,25 +35,29 @@ func TestGenerateKey(t *testing.T) {
 	}
 }
 
+// publicKeyTests are ParsePublicKey's cases, and FuzzParsePublicKey's
+// seeds.
+var publicKeyTests = []struct {
+	name    string
+	text    string
+	want    string
+	wantErr string
+}{
+	{name: "choria key", text: choriaPublicKey, want: choriaPublicKey},
+	{name: "trailing newline", text: choriaPublicKey + "\n", want: choriaPublicKey},
+	{name: "surrounding spaces", text: "  \t" + choriaPublicKey + " \r\n", want: choriaPublicKey},
+	{name: "uppercase hex", text: strings.ToUpper(choriaPublicKey), want: choriaPublicKey},
+	{name: "empty", text: " \n", wantErr: "parsing public key: key is empty"},
+	{name: "not hex", text: "zz" + choriaPublicKey[2:], wantErr: "parsing public key: key is not valid hex"},
+	{name: "odd length", text: choriaPublicKey[1:], wantErr: "parsing public key: key is not valid hex"},
+	{name: "too short", text: choriaPublicKey[:62], wantErr: "parsing public key: key is 31 bytes, want 32"},
+	{name: "private key given", text: choriaPrivateKey + "\n", wantErr: ErrPrivateKeyGiven.Error()},
+	{name: "64 bytes, not a private key", text: choriaPublicKey + choriaPublicKey, wantErr: "parsing public key: key is 64 bytes, want 32"},
+	{name: "inner space", text: choriaPublicKey[:32] + " " + choriaPublicKey[32:], wantErr: "parsing public key: key is not valid hex"},
+}
+
 func TestParsePublicKey(t *testing.T) {
-	tests := []struct {
-		name    string
-		text    string
-		want    string
-		wantErr string
-	}{
-		{name: "choria key", text: choriaPublicKey, want: choriaPublicKey},
-		{name: "trailing newline", text: choriaPublicKey + "\n", want: choriaPublicKey},
-		{name: "surrounding spaces", text: "  \t" + choriaPublicKey + " \r\n", want: choriaPublicKey},
-		{name: "uppercase hex", text: strings.ToUpper(choriaPublicKey), want: choriaPublicKey},
-		{name: "empty", text: " \n", wantErr: "parsing public key: key is empty"},
-		{name: "not hex", text: "zz" + choriaPublicKey[2:], wantErr: "parsing public key: key is not valid hex"},
-		{name: "odd length", text: choriaPublicKey[1:], wantErr: "parsing public key: key is not valid hex"},
-		{name: "too short", text: choriaPublicKey[:62], wantErr: "parsing public key: key is 31 bytes, want 32"},
-		{name: "private key given", text: choriaPrivateKey, wantErr: "parsing public key: key is 64 bytes, want 32"},
-		{name: "inner space", text: choriaPublicKey[:32] + " " + choriaPublicKey[32:], wantErr: "parsing public key: key is not valid hex"},
-	}
-	for _, tt := range tests {
+	for _, tt := range publicKeyTests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := ParsePublicKey(tt.text)
 			if tt.wantErr != "" {
@@ -70,6 +74,29 @@ func TestParsePublicKey(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzParsePublicKey: any text parses to a key that formats back to the
+// text (trimmed, lowercase) or is refused without echoing key material.
+func FuzzParsePublicKey(f *testing.F) {
+	for _, tt := range publicKeyTests {
+		f.Add(tt.text)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		got, err := ParsePublicKey(text)
+		if err != nil {
+			if got != nil {
+				t.Fatalf("ParsePublicKey(%q) = %x and error %v", text, got, err)
+			}
+			if trimmed := strings.TrimSpace(text); len(trimmed) >= 16 && strings.Contains(err.Error(), trimmed[:16]) {
+				t.Fatalf("ParsePublicKey(%q) error %q echoes the key", text, err)
+			}
+			return
+		}
+		if FormatPublicKey(got) != strings.ToLower(strings.TrimSpace(text)) {
+			t.Fatalf("ParsePublicKey(%q) = %s", text, FormatPublicKey(got))
+		}
+	})
 }
 
 func TestParsePrivateKey(t *testing.T) {

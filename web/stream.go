@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -133,7 +134,12 @@ func parseEventQuery(raw string) (eventQuery, error) {
 	if err != nil {
 		return eventQuery{}, err
 	}
-	q := eventQuery{filter: fleet.EventFilter{Identity: v.Get("identity"), Machine: v.Get("machine"), Type: v.Get("type")}}
+	q := eventQuery{filter: fleet.EventFilter{Machine: v.Get("machine"), Type: v.Get("type")}}
+	if id := v.Get("identity"); id != "" {
+		// The page asks for one node's events: that identity exactly
+		// (EventFilter takes a regular expression, as --identity does).
+		q.filter.Identity = "^" + regexp.QuoteMeta(id) + "$"
+	}
 	if since := v.Get("since"); since != "" {
 		d, err := time.ParseDuration(since)
 		switch {
@@ -169,6 +175,9 @@ type pageEvent struct {
 // ones. A replay that cannot be set up is one "failure" event.
 func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	q, err := parseEventQuery(r.URL.RawQuery)
+	if err == nil {
+		q.filter, err = q.filter.Compile()
+	}
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return

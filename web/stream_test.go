@@ -13,9 +13,10 @@ var eventQueryTests = []struct {
 	err       string
 }{
 	{name: "empty", raw: ""},
-	{name: "filters", raw: "identity=web1&machine=app&type=exec", want: eventQuery{filter: fleet.EventFilter{Identity: "web1", Machine: "app", Type: "exec"}}},
+	{name: "filters", raw: "identity=web1&machine=app&type=exec", want: eventQuery{filter: fleet.EventFilter{Identity: "^web1$", Machine: "app", Type: "exec"}}},
+	{name: "an identity is one node's", raw: "identity=web1.example.com", want: eventQuery{filter: fleet.EventFilter{Identity: `^web1\.example\.com$`}}},
 	{name: "since", raw: "since=15m&type=transition", want: eventQuery{filter: fleet.EventFilter{Type: "transition"}, since: 15 * time.Minute}},
-	{name: "escaped identity", raw: "identity=a%2Fb%20c", want: eventQuery{filter: fleet.EventFilter{Identity: "a/b c"}}},
+	{name: "escaped identity", raw: "identity=a%2Fb%20c", want: eventQuery{filter: fleet.EventFilter{Identity: "^a/b c$"}}},
 	{name: "the most", raw: "since=168h", want: eventQuery{since: maxSince}},
 	{name: "not a duration", raw: "since=yesterday", err: `since "yesterday": not a duration such as 90s, 15m or 2h`},
 	{name: "negative", raw: "since=-1s", err: `since "-1s": must not be negative`},

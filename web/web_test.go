@@ -439,7 +439,8 @@ func TestEventsStream(t *testing.T) {
 		t.Fatalf("first event %+v, want ready", ev)
 	}
 	at := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
-	f.publishEvent("web2", "app", "idle", "busy", at) // another node: filtered out
+	f.publishEvent("web2", "app", "idle", "busy", at)  // another node: filtered out
+	f.publishEvent("web10", "app", "idle", "busy", at) // so is one whose name starts the same
 	f.publishEvent("web1", "app", "idle", "<b>busy</b>", at)
 	ev := live.next(t)
 	var got struct {

@@ -196,6 +196,8 @@ func resolveTrust(hexKeys []string, file string, threshold int, insecure, allowV
 				hint = " (it names a file: use --trusted-keys FILE)"
 			} else if strings.TrimSpace(h) == "" {
 				hint = ` (did a substitution such as --public-key "$(cat ops.pub)" fail? check that the file exists)`
+			} else if errors.Is(err, packer.ErrPrivateKeyGiven) {
+				hint = privateKeyOnCommandLine
 			}
 			errs = append(errs, fmt.Errorf("--public-key #%d: %w%s", i+1, err, hint))
 			continue

@@ -163,6 +163,30 @@ const natsContextName = "mms"
 // writes, so that it never overwrites a context somebody else made.
 const natsContextMarker = "written by mms agent: "
 
+// externalContextMarker starts the description of the context file a
+// client agent (one that uses an external NATS) writes in its state
+// directory, where an agent with the embedded server writes its own: the
+// commands that look for the agent there learn that it has no server of
+// its own, and which servers it uses.
+const externalContextMarker = natsContextMarker + "this agent uses an external NATS"
+
+// writeExternalContext records in stateDir's context file that the agent
+// uses the external NATS of connect: its servers (or its nats context),
+// without credentials, which are a node's and not for commands. Failing
+// to write it is logged, not fatal.
+func writeExternalContext(stateDir string, connect natsbox.ConnectConfig, log *slog.Logger) {
+	c := natsbox.CLIContext{
+		Description: externalContextMarker + " (not an embedded server); its servers, without its credentials",
+		URL:         showServers(connect.Servers),
+	}
+	if c.URL == "" && connect.Context != "" {
+		c.Description = externalContextMarker + " (not an embedded server): the servers of the nats context " + connect.Context
+	}
+	if err := natsbox.WriteContextFile(filepath.Join(stateDir, natsbox.LocalContextFile), c); err != nil {
+		log.Warn("could not record in the state directory that this agent uses an external NATS", "error", err)
+	}
+}
+
 // localContextDescription is the description of the context files written
 // for the embedded server of the agent with stateDir.
 func localContextDescription(stateDir string) string {

@@ -81,7 +81,7 @@ func TestAgentRetriesAndReconcile(t *testing.T) {
 	a.rawPut(t, env)
 	a.waitSpecEvent(t, serial, func(ev specEvent) error {
 		for _, r := range ev.Results {
-			if r.Name == bad.Name && r.Outcome == manager.EntryFailed && strings.Contains(r.Reason, "nothing is purged while an entry's name is invalid") {
+			if r.Name == bad.Name && r.Outcome == manager.EntryFailed && strings.HasPrefix(r.Reason, "invalid entry (nothing was installed under this name; nothing is purged while an entry's name is invalid): ") {
 				return nil
 			}
 		}

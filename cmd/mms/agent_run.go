@@ -90,6 +90,8 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 			log.Warn("the embedded nats server listens on "+cfg.listenHost+": anyone who can reach it can connect and try to log in; clients on other machines need "+auth.SeedFile+" (--nkey) and "+auth.CertFile+" (--tls-ca); use a NATS deployment with per-node permissions for a fleet",
 				"listen", cfg.listenHost)
 		}
+	} else {
+		writeExternalContext(cfg.node.StateDir, connect, log)
 	}
 
 	client, err := natsbox.Connect(context.WithoutCancel(ctx), connect)
@@ -230,6 +232,10 @@ func (a *app) printAgentBanner(cfg agentConfig, connect natsbox.ConnectConfig, b
 		shown = "the servers of context " + connect.Context
 		use = " --context " + shellQuote(connect.Context)
 	}
+	operator := ""
+	if !cfg.embedded {
+		use, operator = withOperatorCredentials(use, connect)
+	}
 	sign := "--key-file ops.key"
 	if cfg.manager.Trust.Unsigned() {
 		sign = "--unsigned"
@@ -241,7 +247,7 @@ func (a *app) printAgentBanner(cfg agentConfig, connect natsbox.ConnectConfig, b
 		natsCLI = "nats --context " + b.natsContext + " kv ls"
 	}
 	if cfg.logJSON {
-		log.Info("agent nats ready", "embedded", cfg.embedded, "servers", shown, "archive", archive, "next", next, "nats_cli", natsCLI)
+		log.Info("agent nats ready", "embedded", cfg.embedded, "servers", shown, "archive", archive, "next", next, "nats_cli", natsCLI, "operator_credentials", operator)
 		return
 	}
 	if cfg.embedded {
@@ -262,6 +268,50 @@ mms agent: into NATS, list the entries it prints in machines.json ([entry, ...])
 	if natsCLI != "" {
 		fmt.Fprintf(a.stderr, "  the nats CLI:    %s\n", natsCLI)
 	}
+	if operator != "" {
+		fmt.Fprintf(a.stderr, "  %s\n", operator)
+	}
+}
+
+// Placeholders the banner of a client agent puts where an operator's
+// credentials go in the commands it prints.
+const (
+	operatorCredsFile = "OPERATOR.creds"
+	operatorNKeyFile  = "OPERATOR.nk"
+	operatorCertFile  = "OPERATOR.crt"
+	operatorKeyFile   = "OPERATOR.key"
+)
+
+// withOperatorCredentials adds to use, the connection flags of the
+// commands a client agent's banner prints, the credential flags of the
+// kind the agent itself uses, with placeholders: an operator publishes
+// with credentials of their own (a node's may not write the spec). The CA
+// that verifies the server is the same for everyone. It returns the
+// flags and a line that says what the placeholders stand for, "" when
+// the agent uses no credentials.
+func withOperatorCredentials(use string, connect natsbox.ConnectConfig) (string, string) {
+	var placeholders []string
+	add := func(flag, file string) {
+		use += " " + flag + " " + file
+		placeholders = append(placeholders, file)
+	}
+	if connect.Creds != "" {
+		add("--creds", operatorCredsFile)
+	}
+	if connect.NKey != "" {
+		add("--nkey", operatorNKeyFile)
+	}
+	if connect.TLSCert != "" {
+		add("--tls-cert", operatorCertFile)
+		add("--tls-key", operatorKeyFile)
+	}
+	if connect.TLSCA != "" {
+		use += " --tls-ca " + shellQuote(connect.TLSCA)
+	}
+	if len(placeholders) == 0 {
+		return use, ""
+	}
+	return use, "credentials:     " + strings.Join(placeholders, ", ") + " stand for the operator's own (this node's may not publish specs; 'mms nats-config' writes operator.nk)"
 }
 
 // bannerArchiveBucket is the object store the banner suggests uploading

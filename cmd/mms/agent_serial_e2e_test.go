@@ -252,6 +252,6 @@ func TestAgentRefusalsNameTheFlag(t *testing.T) {
 		}
 		return nil
 	})
-	waitFor(t, a.errOut, "spec entry is invalid: it is not installed, an installed copy is kept", http)
+	waitFor(t, a.errOut, "spec entry is invalid: it is not installed (a copy installed before keeps running)", http)
 	a.shutdown(t)
 }

@@ -138,11 +138,11 @@ func (a *app) archiveCreate(ctx context.Context, dir string, o archiveCreateOpti
 
 	source := o.source
 	if bucket != "" {
-		src, err := a.uploadArchive(ctx, o.nats, bucket, file, out)
+		src, where, err := a.uploadArchive(ctx, o.nats, bucket, file, out)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(a.stderr, "uploaded %s\n", src)
+		fmt.Fprintf(a.stderr, "uploaded %s to %s\n", src, where)
 		if source == "" {
 			source = src
 		}
@@ -240,42 +240,43 @@ func writeArchive(ctx context.Context, dir, name, out string) (info packer.Archi
 }
 
 // uploadArchive stores the file at path as object in bucket, creating the
-// bucket if needed, and returns the object's nats:// source.
-func (a *app) uploadArchive(ctx context.Context, nf natsFlags, bucket, object, path string) (string, error) {
+// bucket if needed, and returns the object's nats:// source and the
+// server it is on (natsConn.describe).
+func (a *app) uploadArchive(ctx context.Context, nf natsFlags, bucket, object, path string) (source, where string, err error) {
 	cctx, cancel := context.WithTimeout(ctx, nf.timeout)
 	defer cancel()
 	nc, err := nf.connect(cctx, a, "mms archive create")
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc.Conn)
 	if err != nil {
-		return "", fmt.Errorf("jetstream: %w", err)
+		return "", "", fmt.Errorf("jetstream: %w", err)
 	}
 	obs, err := js.ObjectStore(cctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		// Made as mms init makes it, with the fleet's replicas.
 		f, ferr := fleetOf(cctx, nc, js, "", 0)
 		if ferr != nil {
-			return "", fmt.Errorf("object store %q does not exist: %w", bucket, ferr)
+			return "", "", fmt.Errorf("object store %q does not exist: %w", bucket, ferr)
 		}
 		f.ArchiveBuckets = []string{bucket}
 		if err := a.ensure(cctx, nc, js, f, provision.KindArchives, bucket); err != nil {
-			return "", err
+			return "", "", err
 		}
 		obs, err = js.ObjectStore(cctx, bucket)
 	}
 	if err != nil {
-		return "", nc.explain(fmt.Errorf("object store %q: %w", bucket, err))
+		return "", "", nc.explain(fmt.Errorf("object store %q: %w", bucket, err))
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer f.Close()
 	if _, err := obs.Put(ctx, jetstream.ObjectMeta{Name: object, Description: "mms machine archive"}, f); err != nil {
-		return "", nc.explain(fmt.Errorf("upload %s to object store %q: %w", object, bucket, err))
+		return "", "", nc.explain(fmt.Errorf("upload %s to object store %q: %w", object, bucket, err))
 	}
-	return "nats://" + bucket + "/" + object, nil
+	return "nats://" + bucket + "/" + object, nc.describe(), nil
 }

@@ -27,9 +27,18 @@ func (a *app) newEventsCmd() *cobra.Command {
 		Long: `Events subscribes to ` + agent.EventsSubjects + ` and prints one line per event: time,
 identity, machine and what happened. --json prints the CloudEvent JSON
 instead. --since replays recent events from the ` + agent.EventsStream + ` stream first
-(then follows new ones); it needs that stream to exist.`,
+(then follows new ones); it needs that stream to exist. --identity takes a
+regular expression, unanchored, as 'mms reconcile' and 'mms machine
+transition' do.`,
+		Example: `  mms events --since 5m
+  mms events --identity '^web' --machine facts
+  mms events --identity '^web1$' --type exec --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if filter, err = filter.Compile(); err != nil {
+				return fmt.Errorf("--%w", err)
+			}
 			return a.followEvents(cmd.Context(), nf, since, filter, jsonOut)
 		},
 	}
@@ -39,7 +48,7 @@ instead. --since replays recent events from the ` + agent.EventsStream + ` strea
 	cmd.Flags().DurationVar(&since, "since", 0, "replay events newer than `DURATION` from the "+agent.EventsStream+" stream")
 	cmd.Flags().StringVar(&filter.Machine, "machine", "", "only events of machine `NAME`")
 	cmd.Flags().StringVar(&filter.Type, "type", "", "only watcher states of `TYPE` (exec, kv, host, …) or \""+fleet.TransitionType+"\"")
-	cmd.Flags().StringVar(&filter.Identity, "identity", "", "only events from node `IDENTITY`")
+	cmd.Flags().StringVar(&filter.Identity, "identity", "", identityUsage)
 	return cmd
 }
 

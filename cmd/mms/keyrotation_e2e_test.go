@@ -149,11 +149,16 @@ func TestKeyRotationWithoutGap(t *testing.T) {
 	publish("signed with both, both trust the new one", oldKey, newKey)
 	publish("signed with the new key only", newKey)
 
-	// The old key is retired: a spec it alone signs is refused everywhere.
+	// The old key is retired: a spec it alone signs is refused everywhere,
+	// by mms put first (the agents report whom they trust), then, put
+	// with --force, by each agent.
 	retired := serial + 100
 	writeMachines(t, dir, repo.publish(t, "web", "99.0.0"))
 	env := mmsOK(t, "", "pack", "machines.json", "--allow-http", "--key-file", oldKey, "--serial", fmt.Sprint(retired)).stdout
-	mmsOK(t, env, "put", "--server", url)
+	if r := mms(t, env, "put", "--server", url); r.code != 1 || !strings.Contains(r.stderr, "no reporting agent trusts a key this spec claims to be signed by") {
+		t.Errorf("put of the retired key's spec: exit %d, stderr %q; want refused", r.code, r.stderr)
+	}
+	mmsOK(t, env, "put", "--server", url, "--force")
 	want := []string{fmt.Sprintf("web1 %d unknown_key", retired), fmt.Sprintf("web2 %d unknown_key", retired)}
 	natstest.Eventually(t, e2eTimeout, func() error {
 		mu.Lock()

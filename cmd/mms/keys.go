@@ -95,9 +95,13 @@ func (a *app) writeKeyPair(prefix string, pub ed25519.PublicKey, priv ed25519.Pr
 func readPublicKeys(args []string) ([]ed25519.PublicKey, error) {
 	var keys []ed25519.PublicKey
 	for _, arg := range args {
-		if k, err := packer.ParsePublicKey(arg); err == nil {
+		k, err := packer.ParsePublicKey(arg)
+		switch {
+		case err == nil:
 			keys = append(keys, k)
 			continue
+		case errors.Is(err, packer.ErrPrivateKeyGiven):
+			return nil, fmt.Errorf("%w%s", err, privateKeyOnCommandLine) // never echo it
 		}
 		fromFile, err := readPublicKeyFile(arg)
 		if err != nil {
@@ -107,6 +111,10 @@ func readPublicKeys(args []string) ([]ed25519.PublicKey, error) {
 	}
 	return keys, nil
 }
+
+// privateKeyOnCommandLine is added to the error for a private key given on
+// the command line where a public key belongs.
+const privateKeyOnCommandLine = "; a command line is visible to every user of this machine (and kept in shell history): make a new pair with 'mms keys --out NAME' if others use it"
 
 // readPublicKeyFile reads hex public keys, one per line; blank lines and
 // lines starting with '#' are ignored.

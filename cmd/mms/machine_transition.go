@@ -47,8 +47,8 @@ func (a *app) newMachineTransitionCmd() *cobra.Command {
 		Use:   "transition MACHINE TRANSITION",
 		Short: "Fire a transition of a machine on running nodes (Choria's machine_transition)",
 		Long: `Transition fires TRANSITION of the machine MACHINE on every running node
-whose identity matches --identity (a regular expression; default every
-node), over NATS, and prints what each node did:
+whose identity matches --identity (a regular expression, unanchored, as
+for 'mms reconcile' and 'mms events'; default every node), over NATS, and prints what each node did:
 
   transitioned   the machine left the state shown for the next one
   refused        the transition cannot fire in the machine's current state
@@ -76,6 +76,9 @@ The command exits 1 when a node did not transition.`,
   mms machine transition backup run_now --json --server nats://nats1:4222 --nkey operator.nk`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkIdentity(identity); err != nil {
+				return err
+			}
 			req := agent.TransitionRequest{Identity: identity, Machine: args[0], Transition: args[1]}
 			if err := req.Check(); err != nil {
 				return err
@@ -119,7 +122,7 @@ The command exits 1 when a node did not transition.`,
 	}
 	f := cmd.Flags()
 	nf.registerClient(cmd, f)
-	f.StringVar(&identity, "identity", "", "only nodes whose identity matches this regular expression `RE`")
+	f.StringVar(&identity, "identity", "", identityUsage)
 	f.DurationVar(&wait, "wait", 2*time.Second, "wait this long for the nodes to answer")
 	f.BoolVar(&asJSON, "json", false, "print the results as JSON")
 	return cmd
@@ -138,6 +141,9 @@ type askedNodes struct {
 // lists the nodes that should answer a request for identity; when they
 // cannot be listed, it says so and the request goes on without.
 func (a *app) askNodes(ctx context.Context, nf *natsFlags, name, identity string, wait time.Duration) (natsConn, askedNodes, error) {
+	if err := checkIdentity(identity); err != nil {
+		return natsConn{}, askedNodes{}, err
+	}
 	if wait <= 0 {
 		return natsConn{}, askedNodes{}, fmt.Errorf("--wait %v: want a positive duration", wait)
 	}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
@@ -54,9 +56,11 @@ func (n *natsFlags) registerClient(cmd *cobra.Command, f *pflag.FlagSet) {
 
 // natsLookupHelp is the help text of how operator commands find NATS.
 const natsLookupHelp = `Finding NATS: like the nats CLI, the first of --server, --context,
-$NATS_CONTEXT, --state-dir, $NATS_URL, the selected nats context ('nats
-context select'), then the embedded server of the local agent (found
-through <state>/` + natsbox.LocalContextFile + ` in the default state directory).
+$NATS_CONTEXT, --state-dir (or $` + stateDirEnv + `, when its agent runs the
+embedded server), $NATS_URL, the selected nats context ('nats context
+select'), then the embedded server of the local agent (found through
+<state>/` + natsbox.LocalContextFile + ` in the default state directory). With none of
+them the command fails, saying where it looked.
 --creds, --nkey and the TLS flags apply to whichever is used. --timeout
 bounds the connection too.`
 
@@ -83,6 +87,29 @@ func (n *natsFlags) config(a *app, name string) natsbox.ConnectConfig {
 // only as timeouts.
 type natsConn struct {
 	*natsbox.Client
+	// from is where the command found NATS (natsbox.Found.From).
+	from string
+}
+
+// where names the server the command is on, for its output: the URL, and
+// the server's name when it has one besides its id ("nats://nats1:4222
+// (server nats1)").
+func (c natsConn) where() string {
+	url := c.Conn.ConnectedUrlRedacted()
+	if name := c.Conn.ConnectedServerName(); name != "" && name != c.Conn.ConnectedServerId() {
+		return fmt.Sprintf("%s (server %s)", url, name)
+	}
+	return url
+}
+
+// describe is where, and how the command found it unless it was named
+// with --server: "nats://127.0.0.1:4222, found through the local mms agent
+// (/var/lib/mms/nats-context.json)".
+func (c natsConn) describe() string {
+	if c.from == "" || strings.HasPrefix(c.from, "--server ") {
+		return c.where()
+	}
+	return c.where() + ", found through " + c.from
 }
 
 // explain appends the permission violations and last asynchronous error the
@@ -105,13 +132,42 @@ func (c natsConn) explain(err error) error {
 // ConnectedUrlRedacted returns the URL of the server the client is on.
 func (c natsConn) ConnectedUrlRedacted() string { return c.Conn.ConnectedUrlRedacted() }
 
-// lookup is where an operator command looks for NATS.
+// lookup is where an operator command looks for NATS. An explicit
+// $MMS_STATE_DIR names the local agent as --state-dir does, when that
+// agent runs the embedded server (else it is only the default state
+// directory, looked at last, where a client agent says which NATS it
+// uses).
 func (n *natsFlags) lookup() natsbox.Lookup {
 	l := natsbox.Lookup{Server: strings.TrimSpace(n.server), Context: n.context, StateDir: n.stateDir}
 	if dir, err := agentStateDir(""); err == nil {
 		l.DefaultStateDir = dir
+		if os.Getenv(stateDirEnv) != "" && l.StateDir == "" && embeddedAgentIn(dir) {
+			l.StateDir, l.StateDirSource = dir, "$"+stateDirEnv
+		}
 	}
 	return l
+}
+
+// embeddedAgentIn reports whether the state directory dir holds the
+// context of an agent's embedded server.
+func embeddedAgentIn(dir string) bool {
+	c, err := natsbox.LoadContextFile(filepath.Join(dir, natsbox.LocalContextFile))
+	return err == nil && !strings.HasPrefix(c.Description, externalContextMarker)
+}
+
+// again returns the connection flags given to the command, as they would
+// be typed again (shell-quoted), for the commands a hint suggests.
+func (n *natsFlags) again() string {
+	var b strings.Builder
+	for _, f := range []struct{ name, value string }{
+		{"--server", showServers([]string{n.server})}, {"--context", n.context}, {"--state-dir", n.stateDir},
+		{"--creds", n.creds}, {"--nkey", n.nkey}, {"--tls-cert", n.tlsCert}, {"--tls-key", n.tlsKey}, {"--tls-ca", n.tlsCA},
+	} {
+		if strings.TrimSpace(f.value) != "" {
+			b.WriteString(" " + f.name + " " + shellQuote(f.value))
+		}
+	}
+	return b.String()
 }
 
 // connect dials NATS for an operator command, found as lookup says, within
@@ -119,8 +175,16 @@ func (n *natsFlags) lookup() natsbox.Lookup {
 // looked and what to do.
 func (n *natsFlags) connect(ctx context.Context, a *app, name string) (natsConn, error) {
 	found, err := n.lookup().Find()
+	if errors.Is(err, natsbox.ErrNoNATS) {
+		return natsConn{}, fmt.Errorf("%w\nstart an agent on this machine (mms agent --public-key \"$(cat ops.pub)\"; its commands then find it), or say where NATS is: --server URL (or $NATS_URL), --context NAME, --state-dir DIR", err)
+	}
 	if err != nil {
 		return natsConn{}, fmt.Errorf("find nats: %w", err)
+	}
+	if found.ContextFile != "" {
+		if err := checkLocalAgent(found.ContextFile); err != nil {
+			return natsConn{}, err
+		}
 	}
 	cfg := n.config(a, name)
 	cfg.Servers, cfg.Context, cfg.ContextFile = found.Servers, found.Context, found.ContextFile
@@ -132,12 +196,39 @@ func (n *natsFlags) connect(ctx context.Context, a *app, name string) (natsConn,
 			return natsConn{}, impostorError(found.ContextFile, err)
 		}
 		hint := "is mms agent running? give --server or --context"
-		if errors.Is(err, fs.ErrPermission) {
+		switch {
+		case errors.Is(err, fs.ErrPermission):
 			hint = "only the agent's user (and root) may read its credentials: run the command as that user, or give --server or --context"
+		case errors.Is(err, nats.ErrAuthorization) && found.ContextFile != "":
+			hint = "the server refused the credentials in " + found.ContextFile + ": is it still the agent that wrote them? (an agent rewrites them when it starts: run the command again, or restart the agent)"
+		case errors.Is(err, nats.ErrAuthorization):
+			hint = "the server refused the credentials: give the ones it expects (--creds FILE, --nkey FILE, or a --context that has them)"
 		}
 		return natsConn{}, fmt.Errorf("%w\nlooked for NATS in this order: %s\n%s", err, strings.Join(found.Tried, "; "), hint)
 	}
-	return natsConn{Client: c}, nil
+	return natsConn{Client: c, from: found.From}, nil
+}
+
+// checkLocalAgent fails, saying why, when the context file of a local
+// agent cannot lead to its embedded server: there is none (no agent, or
+// one that never started), or the agent uses an external NATS (it writes
+// a context that says so, with its servers and without credentials).
+func checkLocalAgent(contextFile string) error {
+	dir := filepath.Dir(contextFile)
+	c, err := natsbox.LoadContextFile(contextFile)
+	switch {
+	case errors.Is(err, natsbox.ErrContextNotFound):
+		return fmt.Errorf("no mms agent with an embedded NATS server keeps its state in %s (there is no %s): is the directory right, and has its agent started? (an agent that uses an external NATS with --server writes none of its own)", dir, contextFile)
+	case err != nil:
+		return nil // natsbox.Connect says what is wrong with it
+	case strings.HasPrefix(c.Description, externalContextMarker):
+		servers := c.URL
+		if servers == "" {
+			servers = strings.TrimPrefix(strings.TrimPrefix(c.Description, externalContextMarker), " (not an embedded server): ")
+		}
+		return fmt.Errorf("the mms agent with state %s uses an external NATS (%s), not an embedded server: give that server with --server (or a --context) and your own credentials (--creds, --nkey): the agent's are a node's, not an operator's", dir, servers)
+	}
+	return nil
 }
 
 // impostorError says that the server found through a local agent's

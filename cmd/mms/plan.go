@@ -41,7 +41,8 @@ func (a *app) newPlanCmd() *cobra.Command {
 		Use:   "plan [SPEC|-]",
 		Short: "Ask every agent what it would do with a signed spec, without putting it",
 		Long: `Plan sends the signed spec (SPEC, or stdin) to every running agent whose
-identity matches --identity (default all) over NATS; each dry-runs it with
+identity matches --identity (a regular expression, unanchored, as for
+'mms reconcile'; default all) over NATS; each dry-runs it with
 its own replay ledger, facts, files and commands, and what the fleet
 reports: the steps of a real pass up to, not including, download and
 install (signatures, serial, expiry, every entry's validation, matcher and
@@ -146,7 +147,7 @@ the spec bucket alone.`,
 	}
 	f := cmd.Flags()
 	nf.registerClient(cmd, f)
-	f.StringVar(&identity, "identity", "", "only nodes whose identity matches this regular expression `RE`")
+	f.StringVar(&identity, "identity", "", identityUsage)
 	f.DurationVar(&wait, "wait", 3*time.Second, "wait this long for the nodes to answer")
 	f.BoolVar(&asJSON, "json", false, "print the answers as JSON")
 	return cmd

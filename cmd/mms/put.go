@@ -34,6 +34,9 @@ type putOptions struct {
 	// beforeWrite, when set, runs between reading the current revision and
 	// writing; tests use it to race another writer.
 	beforeWrite func()
+	// again is the connection flags the command was given, for the
+	// commands its messages suggest (natsFlags.again).
+	again string
 }
 
 func (a *app) newPutCmd() *cobra.Command {
@@ -48,9 +51,11 @@ The envelope is read from SPEC or stdin, trailing whitespace trimmed, and
 refused unless it parses as a spec envelope and has not expired. With
 --public-key or --trusted-keys its signatures are verified first, as an
 agent with those keys would (--threshold of them must have signed);
-without them, mms put reads the agents' status documents and warns when
-an agent trusts none of the keys the spec claims to be signed by, or
-refuses v1 specs, because that agent will reject it.
+without them, mms put reads the agents' status documents to find the
+agents that will reject it (they trust none of the keys the spec claims
+to be signed by, or too few, or refuse v1 specs): it warns when some
+will, and refuses the spec when every agent that reports will (--force
+publishes it anyway).
 
 A serial more than a day ahead of the current Unix time is always refused
 (agents refuse it). When the current spec's serial is itself that far
@@ -60,7 +65,11 @@ The write is a compare-and-set on the key's current revision, so when two
 operators publish at once one of them gets an error instead of silently
 overwriting the other. A v2 spec whose serial is not above the current
 one's is refused too (agents would ignore it); --force skips that check,
-not the compare-and-set.
+not the compare-and-set. Two packs in one second take the same serial
+(the default is the current Unix time): put says so and names the serial
+to pack with. The same spec signed again (the same serial and machines,
+other signatures) replaces the one in the key; the same bytes are not
+written again.
 
 --wait DURATION then follows the status documents for up to DURATION,
 whatever --timeout is (--timeout bounds the connect and the write, not
@@ -111,11 +120,14 @@ checks.`,
 			if err != nil {
 				return err
 			}
+			o.again = nf.again()
 			defer nc.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), nf.timeout)
 			defer cancel()
 			if len(o.publicKeys) == 0 && o.trustedKeys == "" {
-				a.warnUntrusted(ctx, nc, next)
+				if err := a.checkAgentsAccept(ctx, nc, next, o.force); err != nil {
+					return err
+				}
 			}
 			if err := a.put(ctx, nc, data, next, o); err != nil {
 				return err
@@ -132,7 +144,7 @@ checks.`,
 	f.StringVar(&o.key, "key", "machines", "key in the bucket")
 	f.BoolVar(&o.create, "create", false, "create the bucket when it does not exist, as 'mms init' would")
 	f.IntVar(&o.replicas, "replicas", 0, "replicas when creating the bucket (default 3 on a cluster, 1 on a single server)")
-	f.BoolVar(&o.force, "force", false, "publish even if the serial is not above the current spec's")
+	f.BoolVar(&o.force, "force", false, "publish even if agents will ignore or reject it: a serial not above the current spec's, or a spec every reporting agent will reject")
 	f.Uint64Var(&o.revision, "revision", 0, "only publish if the key is at this revision (the one you reviewed with 'mms show')")
 	f.StringArrayVar(&o.publicKeys, "public-key", nil, "verify the signatures with this hex public key before writing (repeatable)")
 	f.StringVar(&o.trustedKeys, "trusted-keys", "", "verify the signatures with the hex public keys in `FILE` before writing")
@@ -196,6 +208,10 @@ func checkOlderSerial(next, prev *packer.Opened, o putOptions, now time.Time) er
 		return fmt.Errorf("refusing to put serial %d: %s holds serial %d, above the current Unix time plus %s, which agents no longer accept; agents that accepted it ignore every lower serial: re-pack with --reset-history (those agents accept it, the others take it as a normal spec)",
 			next.Spec.Serial, where, prev.Spec.Serial, spec.MaxSerialAhead)
 	}
+	if next.Spec.Serial == prev.Spec.Serial {
+		return fmt.Errorf("refusing to put serial %d: %s holds another spec with the same serial (both packed in the same second?), and agents refuse a second spec with a serial they have seen; pack again with --serial %d",
+			next.Spec.Serial, where, prev.Spec.Serial+1)
+	}
 	return fmt.Errorf("refusing to put serial %d: %s holds serial %d and agents ignore older or equal serials; re-pack (the default serial is the current time) or pass --serial %d",
 		next.Spec.Serial, where, prev.Spec.Serial, prev.Spec.Serial+1)
 }
@@ -224,6 +240,10 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 	}
 
 	var rev uint64
+	// resigned: the key holds the same spec (payload) with other
+	// signatures, as when it is signed again, with other keys, within the
+	// second its serial was taken from.
+	resigned := false
 	cur, err := kv.Get(ctx, o.key)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
@@ -233,10 +253,13 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 		rev = cur.Revision()
 		if prev, perr := packer.Inspect(cur.Value()); perr == nil {
 			if prev.Digest == next.Digest && prev.Spec.Serial == next.Spec.Serial {
-				fmt.Fprintf(a.stdout, "%s/%s already holds this spec (revision %d, %s serial %d); nothing to do\n", o.bucket, o.key, rev, next.Format, next.Spec.Serial)
-				return nil
+				if bytes.Equal(cur.Value(), data) {
+					fmt.Fprintf(a.stdout, "%s/%s already holds this spec (revision %d, %s serial %d) on %s; nothing to do\n", o.bucket, o.key, rev, next.Format, next.Spec.Serial, nc.describe())
+					return nil
+				}
+				resigned = true
 			}
-			if !o.force && next.Format == packer.FormatV2 && prev.Format == packer.FormatV2 && next.Spec.Serial <= prev.Spec.Serial {
+			if !resigned && !o.force && next.Format == packer.FormatV2 && prev.Format == packer.FormatV2 && next.Spec.Serial <= prev.Spec.Serial {
 				if err := checkOlderSerial(next, prev, o, time.Now()); err != nil {
 					return err
 				}
@@ -245,7 +268,7 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 	}
 
 	if o.revision != 0 && o.revision != rev {
-		return fmt.Errorf("%s/%s is at revision %d, not %d as --revision expects: review the current spec with 'mms show --server %s' first", o.bucket, o.key, rev, o.revision, nc.ConnectedUrlRedacted())
+		return fmt.Errorf("%s/%s is at revision %d, not %d as --revision expects: review the current spec with 'mms show%s' first", o.bucket, o.key, rev, o.revision, o.again)
 	}
 	if o.beforeWrite != nil {
 		o.beforeWrite()
@@ -257,7 +280,7 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 		newRev, err = kv.Update(ctx, o.key, data, rev)
 	}
 	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return fmt.Errorf("%s/%s changed while publishing (it was at revision %d): someone else published; check with 'mms show --server %s' and retry", o.bucket, o.key, rev, nc.ConnectedUrlRedacted())
+		return fmt.Errorf("%s/%s changed while publishing (it was at revision %d): someone else published; check with 'mms show%s' and retry", o.bucket, o.key, rev, o.again)
 	}
 	if err != nil {
 		return nc.explain(fmt.Errorf("write %s/%s: %w", o.bucket, o.key, err))
@@ -266,8 +289,11 @@ func (a *app) put(ctx context.Context, nc natsConn, data []byte, next *packer.Op
 	if next.Format == packer.FormatV2 {
 		desc += fmt.Sprintf(" serial %d", next.Spec.Serial)
 	}
-	fmt.Fprintf(a.stdout, "put %s/%s revision %d: %s, %d machine%s, at %s\n",
-		o.bucket, o.key, newRev, desc, len(next.Spec.Machines), plural(len(next.Spec.Machines)), time.Now().UTC().Format(time.RFC3339))
+	fmt.Fprintf(a.stdout, "put %s/%s revision %d: %s, %d machine%s, at %s, on %s\n",
+		o.bucket, o.key, newRev, desc, len(next.Spec.Machines), plural(len(next.Spec.Machines)), time.Now().UTC().Format(time.RFC3339), nc.describe())
+	if resigned {
+		fmt.Fprintf(a.stdout, "revision %d held the same spec (serial %d, the same machines and times) with other signatures: agents that applied it keep running it, agents that rejected it check these signatures\n", rev, next.Spec.Serial)
+	}
 	return nil
 }
 

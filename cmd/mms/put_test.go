@@ -14,6 +14,7 @@ import (
 	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/packer"
+	"github.com/mms-io/mms/spec"
 )
 
 // putServer starts a server with the spec bucket and returns its URL and
@@ -88,8 +89,9 @@ func TestPutVerifies(t *testing.T) {
 	}
 }
 
-// Without keys, put warns from the agents' published trust: when no agent
-// trusts the signing key, and when some agents will reject the spec.
+// Without keys, put reads the agents' published trust: it refuses a spec
+// every reporting agent will reject (no agent trusts the signing key),
+// writing nothing, unless --force; it warns when some agents will.
 func TestPutWarnsUntrusted(t *testing.T) {
 	url, kv := putServer(t)
 	dir := t.TempDir()
@@ -106,10 +108,18 @@ func TestPutWarnsUntrusted(t *testing.T) {
 	putDoc(t, kv, agent("web1", nodestatus.Trust{KeyIDs: []string{other}, Threshold: 1}))
 	putDoc(t, kv, agent("web2", nodestatus.Trust{KeyIDs: []string{other}, Threshold: 1}))
 
-	r := mmsOK(t, mmsOK(t, "", "pack", machines, "--key-file", key, "--serial", "10").stdout, "put", "--server", url)
-	want := fmt.Sprintf("warning: no reporting agent trusts a key this spec claims to be signed by (%s); the 2 agents trust %s: all will reject it", ops, other)
-	if !strings.Contains(r.stderr, want) {
-		t.Errorf("put signed by a key no agent trusts: stderr %q, want %q", r.stderr, want)
+	env10 := mmsOK(t, "", "pack", machines, "--key-file", key, "--serial", "10").stdout
+	r := mms(t, env10, "put", "--server", url)
+	why := fmt.Sprintf("no reporting agent trusts a key this spec claims to be signed by (%s); the 2 agents trust %s: all will reject it", ops, other)
+	if want := "mms: refusing to put: " + why + "; sign it so that they accept it, or pass --force to publish it anyway\n"; r.code != 1 || r.stdout != "" || r.stderr != want {
+		t.Errorf("put signed by a key no agent trusts: exit %d, stdout %q, stderr %q; want 1 and %q", r.code, r.stdout, r.stderr, want)
+	}
+	if r := mms(t, "", "show", "--server", url); r.code == 0 {
+		t.Errorf("the refused put wrote a spec:\n%s", r.stdout)
+	}
+	r = mmsOK(t, env10, "put", "--server", url, "--force")
+	if want := "warning: " + why + "; publishing it anyway (--force)\n"; r.stderr != want || !strings.Contains(r.stdout, "serial 10") {
+		t.Errorf("put --force signed by a key no agent trusts: stdout %q, stderr %q; want the write and %q", r.stdout, r.stderr, want)
 	}
 
 	putDoc(t, kv, agent("web2", nodestatus.Trust{KeyIDs: []string{other, ops}, Threshold: 1}))
@@ -119,7 +129,7 @@ func TestPutWarnsUntrusted(t *testing.T) {
 	stopped.StoppedAt = now
 	putDoc(t, kv, stopped)
 	r = mmsOK(t, mmsOK(t, "", "pack", machines, "--key-file", key, "--serial", "11").stdout, "put", "--server", url)
-	want = fmt.Sprintf("warning: 2 of 4 reporting agents will reject this spec (signed by %s): web1 (trusts none of its signing keys), web3 (needs 2 signatures from its keys, the spec has 1)", ops)
+	want := fmt.Sprintf("warning: 2 of 4 reporting agents will reject this spec (signed by %s): web1 (trusts none of its signing keys), web3 (needs 2 signatures from its keys, the spec has 1)", ops)
 	if !strings.Contains(r.stderr, want) {
 		t.Errorf("put some agents reject: stderr %q, want %q", r.stderr, want)
 	}
@@ -146,7 +156,8 @@ func TestPutWarnsUntrusted(t *testing.T) {
 func TestPutWaitDocuments(t *testing.T) {
 	url, kv := putServer(t)
 	dir := t.TempDir()
-	key, _ := newKeyPair(t, dir, "ops")
+	key, pub := newKeyPair(t, dir, "ops")
+	ops := keyID(t, pub)
 	machines := writeFile(t, dir, "machines.json", machinesJSON("web"))
 	pack := func(serial string) (string, *packer.Opened) {
 		env := mmsOK(t, "", "pack", machines, "--key-file", key, "--serial", serial).stdout
@@ -163,9 +174,9 @@ func TestPutWaitDocuments(t *testing.T) {
 	}
 
 	now := time.Now().UTC()
-	putDoc(t, kv, statusDocument("web1", 1, now))
-	putDoc(t, kv, statusDocument("web2", 1, now))
-	putDoc(t, kv, statusDocument("web3", 1, now.Add(-time.Hour)))
+	putDoc(t, kv, trusting(statusDocument("web1", 1, now), ops))
+	putDoc(t, kv, trusting(statusDocument("web2", 1, now), ops))
+	putDoc(t, kv, trusting(statusDocument("web3", 1, now.Add(-time.Hour)), ops))
 
 	env, _ = pack("2")
 	r := mms(t, env, "put", "--server", url, "--wait", "1s")
@@ -181,11 +192,11 @@ func TestPutWaitDocuments(t *testing.T) {
 		done <- run(t.Context(), []string{"put", "--server", url, "--wait", "30s"}, strings.NewReader(env), &out, &errOut)
 	}()
 	waitFor(t, &errOut, "serial 3: 0/2 applied")
-	applied := statusDocument("web1", 3, time.Now().UTC())
+	applied := trusting(statusDocument("web1", 3, time.Now().UTC()), ops)
 	applied.Applied.Digest, applied.Seen.Digest = next.Digest, next.Digest
 	putDoc(t, kv, applied)
 	waitFor(t, &errOut, "serial 3: 1/2 applied; pending: web2\n")
-	failing := statusDocument("web2", 3, time.Now().UTC())
+	failing := trusting(statusDocument("web2", 3, time.Now().UTC()), ops)
 	failing.Applied.Digest, failing.Seen.Digest = next.Digest, next.Digest
 	failing.Entries = []nodestatus.Entry{{Name: "web", Outcome: "failed", Reason: "install: sha256 mismatch"}}
 	putDoc(t, kv, failing)
@@ -209,9 +220,10 @@ func TestPutWaitDocuments(t *testing.T) {
 func TestPutWaitOutlivesTimeout(t *testing.T) {
 	url, kv := putServer(t)
 	dir := t.TempDir()
-	key, _ := newKeyPair(t, dir, "ops")
+	key, pub := newKeyPair(t, dir, "ops")
+	ops := keyID(t, pub)
 	machines := writeFile(t, dir, "machines.json", machinesJSON("web"))
-	putDoc(t, kv, statusDocument("web1", 1, time.Now().UTC()))
+	putDoc(t, kv, trusting(statusDocument("web1", 1, time.Now().UTC()), ops))
 	env := mmsOK(t, "", "pack", machines, "--key-file", key, "--serial", "2").stdout
 	next, err := packer.Inspect([]byte(strings.TrimSpace(env)))
 	if err != nil {
@@ -230,13 +242,61 @@ func TestPutWaitOutlivesTimeout(t *testing.T) {
 		}
 		return nil
 	})
-	applied := statusDocument("web1", 2, time.Now().UTC())
+	applied := trusting(statusDocument("web1", 2, time.Now().UTC()), ops)
 	applied.Applied.Digest, applied.Seen.Digest = next.Digest, next.Digest
 	putDoc(t, kv, applied)
 	code := exitCode(t, done, "the agent applied the spec")
 	if code != 0 || !strings.Contains(out.String(), "serial 2 applied by the one reporting agent\n") {
 		t.Errorf("put --wait past --timeout = exit %d, stdout %q, stderr %q; want 0 and the agent applied", code, out.String(), errOut.String())
 	}
+}
+
+// TestPutSameSerial: two packs in one second take the same serial. The
+// same machines signed again with another key replace the spec, saying
+// so (put used to answer "already holds this spec" and write nothing);
+// other machines under that serial are refused naming the next serial;
+// the same bytes are not written again.
+func TestPutSameSerial(t *testing.T) {
+	url, _ := putServer(t)
+	dir := t.TempDir()
+	key, _ := newKeyPair(t, dir, "ops")
+	other, _ := newKeyPair(t, dir, "other")
+	// Packed in one second: the same serial and issue time.
+	issued := time.Now().UTC().Truncate(time.Second)
+	pack := func(key string, names ...string) string {
+		ms, err := spec.ParseMachines([]byte(machinesJSON(names...)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := packer.Seal(packer.FormatV2, &spec.Spec{Serial: 10, IssuedAt: issued, Machines: ms}, readPrivateKey(t, key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(env)
+	}
+	mmsOK(t, pack(other, "web"), "put", "--server", url)
+
+	r := mmsOK(t, pack(key, "web"), "put", "--server", url)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], "put MACHINES/machines revision 2: v2 spec serial 10, 1 machine, at ") ||
+		lines[1] != "revision 1 held the same spec (serial 10, the same machines and times) with other signatures: agents that applied it keep running it, agents that rejected it check these signatures" {
+		t.Errorf("put of the same spec signed with another key: stdout %q, want it written, saying so", r.stdout)
+	}
+	if r := mmsOK(t, pack(key, "web"), "put", "--server", url); r.stdout != "MACHINES/machines already holds this spec (revision 2, v2 serial 10) on "+url+"; nothing to do\n" {
+		t.Errorf("put of the same bytes again: stdout %q", r.stdout)
+	}
+
+	r = mms(t, pack(key, "web", "db"), "put", "--server", url)
+	if want := "mms: refusing to put serial 10: MACHINES/machines holds another spec with the same serial (both packed in the same second?), and agents refuse a second spec with a serial they have seen; pack again with --serial 11\n"; r.code != 1 || r.stderr != want {
+		t.Errorf("put of other machines with the same serial: exit %d, stderr %q; want 1 and %q", r.code, r.stderr, want)
+	}
+}
+
+// trusting returns d with the trust of an agent that accepts what the
+// key with id signs.
+func trusting(d nodestatus.Document, id string) nodestatus.Document {
+	d.Trust = &nodestatus.Trust{KeyIDs: []string{id}, Threshold: 1}
+	return d
 }
 
 // exitCode waits for the exit code of a command run in the background,

@@ -19,22 +19,23 @@ import (
 // maxNamed caps how many agents a warning or an error names.
 const maxNamed = 10
 
-// warnUntrusted warns, before the write, about the agents that report
-// their trust in their status documents and will reject next: all of them
-// (no reporting agent trusts a key the spec claims to be signed by), or
-// some. The key ids are claims (the spec is not verified here); nothing is
-// refused, and when the status documents cannot be read it says nothing.
-func (a *app) warnUntrusted(ctx context.Context, nc natsConn, next *packer.Opened) {
+// checkAgentsAccept reads, before the write, the trust the agents report
+// in their status documents and finds those that will reject next. When
+// every reporting agent will, it refuses the put unless force (then it
+// warns); when some will, it warns. The key ids are claims (the spec is not
+// verified here); when the status documents cannot be read it says
+// nothing.
+func (a *app) checkAgentsAccept(ctx context.Context, nc natsConn, next *packer.Opened, force bool) error {
 	js, err := nc.JetStream()
 	if err != nil {
-		return
+		return nil
 	}
 	t, err := fleet.Read(ctx, js, fleet.Options{StatusOnly: true})
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrBucketNotFound) {
 			a.log.Debug("cannot read the agents' trust; not checking it", "error", err)
 		}
-		return
+		return nil
 	}
 	var reporting int
 	var refusing []string
@@ -53,24 +54,38 @@ func (a *app) warnUntrusted(ctx context.Context, nc natsConn, next *packer.Opene
 		}
 	}
 	if len(refusing) == 0 {
-		return
+		return nil
 	}
 	signed := "no key id (v1)"
 	if len(next.KeyIDs) > 0 {
 		signed = termtext.Escape(strings.Join(next.KeyIDs, ", "))
 	}
-	if len(refusing) == reporting && next.Format == packer.FormatV2 && !slices.ContainsFunc(next.KeyIDs, func(id string) bool { return trusted[id] }) {
+	if len(refusing) < reporting {
+		fmt.Fprintf(a.stderr, "warning: %d of %d reporting agents will reject this spec (signed by %s): %s\n",
+			len(refusing), reporting, signed, strings.Join(capList(refusing, maxNamed), ", "))
+		return nil
+	}
+	var why string
+	if next.Format == packer.FormatV2 && !slices.ContainsFunc(next.KeyIDs, func(id string) bool { return trusted[id] }) {
 		ids := make([]string, 0, len(trusted))
 		for id := range trusted {
 			ids = append(ids, termtext.Escape(id))
 		}
 		slices.Sort(ids)
-		fmt.Fprintf(a.stderr, "warning: no reporting agent trusts a key this spec claims to be signed by (%s); the %d agent%s trust %s: all will reject it\n",
-			signed, reporting, plural(reporting), strings.Join(ids, ", "))
-		return
+		agents := fmt.Sprintf("the %d agents trust", reporting)
+		if reporting == 1 {
+			agents = "the one agent trusts"
+		}
+		why = fmt.Sprintf("no reporting agent trusts a key this spec claims to be signed by (%s); %s %s: all will reject it",
+			signed, agents, strings.Join(ids, ", "))
+	} else {
+		why = fmt.Sprintf("every reporting agent will reject this spec (signed by %s): %s", signed, strings.Join(capList(refusing, maxNamed), ", "))
 	}
-	fmt.Fprintf(a.stderr, "warning: %d of %d reporting agents will reject this spec (signed by %s): %s\n",
-		len(refusing), reporting, signed, strings.Join(capList(refusing, maxNamed), ", "))
+	if force {
+		fmt.Fprintf(a.stderr, "warning: %s; publishing it anyway (--force)\n", why)
+		return nil
+	}
+	return fmt.Errorf("refusing to put: %s; sign it so that they accept it, or pass --force to publish it anyway", why)
 }
 
 // wouldRefuse says why the agent of d will reject next, as far as its

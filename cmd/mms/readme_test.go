@@ -10,12 +10,12 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/repotest"
 	"github.com/mms-io/mms/internal/syncbuf"
-	"github.com/mms-io/mms/internal/treetest"
 )
 
 // walkthroughHeading is the README section TestReadmeWalkthrough pastes.
@@ -28,16 +28,29 @@ func readmeCommands(t *testing.T, readme, heading string) []string {
 	return repotest.Commands(t, repotest.Block(t, readme, heading))
 }
 
-// TestReadmeWalkthrough pastes every command of the README's walkthrough,
-// verbatim, into sh, in a fresh copy of the repository, with the real mms
-// binary on PATH and nothing else set up: a home, nats configuration and
-// default state directory of its own. The agent and the events follower
-// keep running in the background (as in their own terminals); every other
-// command must exit 0. The facts machine must then run on the node, as
-// the events follower and mms status show.
+// TestReadmeWalkthrough pastes the README's top block's agent command and
+// then every command of its walkthrough, verbatim, into sh, in a fresh
+// clone of the repository, as a newcomer would: the agent with `go run`
+// from the clone, the walkthrough with the real mms binary on PATH, and
+// nothing else set up (a home, nats configuration and default state
+// directory of its own). The agent and the events follower keep running in
+// the background (as in their own terminals); every other command must
+// exit 0. The facts machine must then run on the node, as the events
+// follower and mms status show; the clone's `git status` must be as clean
+// as before (what the commands write, git ignores); and Ctrl-C must stop
+// the agent cleanly.
 func TestReadmeWalkthrough(t *testing.T) {
 	readme := readFile(t, filepath.Join("..", "..", "README.md"))
+	top := repotest.Commands(t, repotest.FirstBlock(t, readme))
+	if len(top) != 2 || !strings.Contains(top[0], " agent ") || !strings.HasPrefix(top[1], "go test ") {
+		t.Fatalf("the README's top block is not the two commands (the agent, the tests):\n%q", top)
+	}
 	cmds := readmeCommands(t, readme, walkthroughHeading)
+	for _, cmd := range cmds {
+		if strings.HasPrefix(cmd, "mms agent") || strings.Contains(cmd, "mms keys") {
+			t.Errorf("the walkthrough repeats the top block's %q", cmd)
+		}
+	}
 	// The agent listens on the default address, as the README says.
 	if l, err := net.Listen("tcp", "127.0.0.1:4222"); err != nil {
 		t.Skipf("the walkthrough's agent needs 127.0.0.1:4222, which is in use here: %v", err)
@@ -45,27 +58,60 @@ func TestReadmeWalkthrough(t *testing.T) {
 		l.Close()
 	}
 
-	repo := t.TempDir()
-	treetest.Copy(t, filepath.Join("..", ".."), repo)
-	home := t.TempDir()
-	env := []string{
-		"PATH=" + filepath.Dir(mmsBinary(t)) + string(os.PathListSeparator) + os.Getenv("PATH"),
-		"HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config"), "XDG_STATE_HOME=" + filepath.Join(home, ".local", "state"),
-		stateDirEnv + "=" + filepath.Join(home, "state"), natsbox.EnvURL + "=", natsbox.EnvContext + "=",
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
 	}
+	bin := mmsBinary(t)
+	repo := filepath.Join(t.TempDir(), "mms")
+	repotest.Clone(t, repotest.Snapshot(t, root), repo)
+	clean := repotest.Git(t, repo, "status", "--porcelain", "--untracked-files=all")
+	home := t.TempDir()
+	env := append(goEnv(t, "GOCACHE", "GOMODCACHE", "GOPATH", "GOPROXY", "GOFLAGS"),
+		"PATH="+filepath.Dir(bin)+string(os.PathListSeparator)+os.Getenv("PATH"), "GOTOOLCHAIN=local", "GOWORK=off",
+		"HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"), "XDG_STATE_HOME="+filepath.Join(home, ".local", "state"),
+		stateDirEnv+"="+filepath.Join(home, "state"), natsbox.EnvURL+"=", natsbox.EnvContext+"=",
+	)
 	shell := func(cmd string) *exec.Cmd {
 		// exec: a long-running command is the shell's process, so it gets
 		// the signals.
 		c := exec.Command("sh", "-c", "exec "+cmd)
-		c.Dir, c.Env = repo, append(os.Environ(), env...)
+		c.Dir, c.Env = repo, append(repotest.Env(), env...)
 		return c
 	}
+
+	// The top block's agent, in its own process group, as in a terminal:
+	// Ctrl-C reaches go run and the agent.
+	agent := exec.Command("sh", "-c", top[0])
+	agent.Dir, agent.Env = repo, append(repotest.Env(), env...)
+	agent.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	_, agentErr := startShell(t, agent)
+	natstest.Eventually(t, 5*time.Minute, func() error { // go run builds mms first
+		if !strings.Contains(agentErr.String(), "agent started") {
+			return fmt.Errorf("%s: not started yet:\n%s", top[0], agentErr)
+		}
+		return nil
+	})
+	stopped := false
+	stopAgent := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		_ = syscall.Kill(-agent.Process.Pid, syscall.SIGINT)
+		// The shell ends by the signal, as in a terminal; the agent must
+		// have stopped cleanly.
+		_ = agent.Wait()
+		if log := agentErr.String(); !strings.HasSuffix(log, "msg=\"embedded nats server stopped\"\n") || strings.Contains(log, "level=ERROR") {
+			t.Errorf("%s did not stop cleanly after Ctrl-C:\n%s", top[0], log)
+		}
+	}
+	t.Cleanup(stopAgent)
+
 	var events *syncbuf.Buffer
 	for _, cmd := range cmds {
 		t.Logf("$ %s", cmd)
 		switch {
-		case strings.HasPrefix(cmd, "mms agent "):
-			startShellAgent(t, shell(cmd), cmd)
 		case strings.HasPrefix(cmd, "mms events"):
 			var follower *exec.Cmd
 			follower, _ = startShell(t, shell(cmd))
@@ -97,6 +143,29 @@ func TestReadmeWalkthrough(t *testing.T) {
 		}
 		return nil
 	})
+	if got := repotest.Git(t, repo, "status", "--porcelain", "--untracked-files=all"); got != clean {
+		t.Errorf("the walkthrough left files git does not ignore in the repository's directory; git status --porcelain was\n%s\nand is\n%s", clean, got)
+	}
+	stopAgent()
+}
+
+// goEnv returns NAME=value for each name, as `go env` reports it here, for
+// a go command run with another home.
+func goEnv(t *testing.T, names ...string) []string {
+	t.Helper()
+	out, err := exec.Command("go", append([]string{"env"}, names...)...).Output()
+	if err != nil {
+		t.Fatalf("go env: %v", err)
+	}
+	values := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	if len(values) != len(names) {
+		t.Fatalf("go env %v printed %q", names, out)
+	}
+	env := make([]string, len(names))
+	for i, n := range names {
+		env[i] = n + "=" + values[i]
+	}
+	return env
 }
 
 // startShell starts cmd with its stdout and stderr in buffers; it is

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"slices"
 	"strconv"
@@ -24,26 +25,27 @@ func (a *app) newReconcileCmd() *cobra.Command {
 		nf       natsFlags
 		identity string
 		wait     time.Duration
+		asJSON   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "reconcile",
 		Short: "Ask nodes to reconcile now (retry failed entries, repair drift)",
 		Long: `Ask nodes to reconcile now: each agent whose identity matches --identity (a
-regular expression; default every agent) checks its spec at once, as its
-periodic check would a little later: failed entries are retried, drift is
-repaired. Nodes answer, and the command prints who did.
+regular expression, unanchored, as for 'mms events' and 'mms machine
+transition'; default every agent) checks its spec at once, as its periodic
+check would a little later: failed entries are retried, drift is repaired.
+Nodes answer, and the command prints who did (--json: a JSON array).
 
 The nudge is a plain message on ` + manager.NudgeSubject + `, signed by nothing: it can
 only make a node check the spec it already has, never change what runs.
 An agent handles at most one nudge a second.`,
 		Example: `  mms reconcile
+  mms reconcile --identity '^web[0-9]+$' --json
   mms reconcile --identity '^web' --server nats://nats1:4222 --creds ops.creds`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if identity != "" {
-				if _, err := regexp.Compile(identity); err != nil {
-					return fmt.Errorf("--identity %q: %w", identity, err)
-				}
+			if err := checkIdentity(identity); err != nil {
+				return err
 			}
 			if wait <= 0 {
 				return fmt.Errorf("--wait %v: want a positive duration", wait)
@@ -62,15 +64,47 @@ An agent handles at most one nudge a second.`,
 			if len(nodes) == 0 {
 				return fmt.Errorf("no node answered within %v (identity %q): are agents connected to %s?", wait, identity, nc.ConnectedUrlRedacted())
 			}
+			if asJSON {
+				return printNudged(a.stdout, nodes)
+			}
 			fmt.Fprintf(a.stdout, "nudged %d node%s: %s\n", len(nodes), plural(len(nodes)), strings.Join(nodes, ", "))
 			return nil
 		},
 	}
 	f := cmd.Flags()
-	nf.register(f)
-	f.StringVar(&identity, "identity", "", "only nodes whose identity matches this regular expression `RE`")
+	nf.registerClient(cmd, f)
+	f.StringVar(&identity, "identity", "", identityUsage)
 	f.DurationVar(&wait, "wait", 2*time.Second, "collect answers for this long")
+	f.BoolVar(&asJSON, "json", false, "print the nodes that answered as a JSON array")
 	return cmd
+}
+
+// identityUsage is the help of --identity, the same for every command
+// that takes it (reconcile, events, machine transition).
+const identityUsage = "only nodes whose identity matches the regular expression `RE` (unanchored: web1 matches web10; '^web1$' only web1)"
+
+// checkIdentity refuses an --identity that is not a regular expression.
+func checkIdentity(re string) error {
+	if _, err := regexp.Compile(re); err != nil {
+		return fmt.Errorf("--identity %q: %w", re, err)
+	}
+	return nil
+}
+
+// nudgedNode is one element of `mms reconcile --json`.
+type nudgedNode struct {
+	Identity string `json:"identity"`
+}
+
+// printNudged prints the nodes that answered a nudge as a JSON array.
+func printNudged(w io.Writer, nodes []string) error {
+	rows := make([]nudgedNode, 0, len(nodes))
+	for _, n := range nodes {
+		rows = append(rows, nudgedNode{Identity: n})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rows)
 }
 
 // nudge publishes a reconcile nudge for identity and returns the sorted

@@ -35,8 +35,11 @@ func (a *app) newStatusCmd() *cobra.Command {
 		Use:   "status [NODE]",
 		Short: "Show every agent's status: the spec it runs and saw, machines, problems, freshness",
 		Long: `Status reads every agent's status document from the ` + nodestatus.Bucket + ` KV bucket
-and the current spec from --bucket/--key, and prints one line per agent:
+and the current spec from --bucket/--key, and prints the server it read
+them from (and how it found it), the current spec, and one line per agent:
 
+  NATS: nats://127.0.0.1:4222, found through the local mms agent (/var/lib/mms/nats-context.json)
+  spec MACHINES/machines (revision 7): v2 serial 4242, 3 machines (signature not verified here)
   IDENTITY  APPLIED  SEEN               MACHINES            MESSAGE                                   AGE  FLAGS
   web1      4242                        3 (RUN 2, MANAGE 1)                                           4s
   web2      4242     4000 ignored-older  2 (RUN 2)           serial 4000 ignored-older: ignored o…    2s   rejected
@@ -45,7 +48,8 @@ and the current spec from --bucket/--key, and prints one line per agent:
 APPLIED is the spec the node runs ("never" when it never applied one), SEEN
 the last spec it saw when that is another one or was not applied, and why
 (ignored-older, untrusted, expired, equivocation, legacy-refused,
-malformed, invalid, not-yet-valid, missing, error). MESSAGE is the node's
+malformed, invalid, not-yet-valid, missing, error), or "applying" while a
+pass for it still downloads. MESSAGE is the node's
 first problem; AGE how long ago it wrote its document.
 
 FLAGS: rejected (the last spec seen was not applied), failed (an entry
@@ -132,9 +136,11 @@ func (a *app) status(ctx context.Context, nc natsConn, o statusOptions, now time
 			return err
 		}
 	case o.node != "":
+		fmt.Fprintln(a.stdout, "NATS: "+termtext.Escape(nc.describe()))
 		fmt.Fprintln(a.stdout, termtext.Escape(spec.Line()))
 		printNode(a, nodes[0], now)
 	default:
+		fmt.Fprintln(a.stdout, "NATS: "+termtext.Escape(nc.describe()))
 		fmt.Fprintln(a.stdout, termtext.Escape(spec.Line()))
 		if len(nodes) == 0 {
 			fmt.Fprintf(a.stdout, "no agent has written its status to %s on %s yet: agents write it when they connect and every --status-interval (30s by default)\n",

@@ -89,6 +89,7 @@ func TestStatus(t *testing.T) {
 		r := mmsOK(t, "", "status", "--server", url)
 		lines := strings.Split(strings.TrimRight(r.stdout, "\n"), "\n")
 		want := []string{
+			`^NATS: ` + regexp.QuoteMeta(url) + `$`,
 			`^spec MACHINES/machines \(revision 1\): v2 serial 17, 1 machine \(signature not verified here\)$`,
 			`^IDENTITY\s+APPLIED\s+SEEN\s+MACHINES\s+MESSAGE\s+AGE\s+FLAGS$`,
 			`^db1\s+16\s+0\s+runs serial 16, the current spec is serial 17\s+\d+s\s+behind$`,

@@ -6,8 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-
-	"github.com/nats-io/nats.go"
+	"strings"
 )
 
 // LocalContextFile is the file in an agent's state directory through which
@@ -28,17 +27,23 @@ const (
 //
 //  1. Server (--server)
 //  2. Context (--context), then $NATS_CONTEXT
-//  3. StateDir (--state-dir): the LocalContextFile of that agent
+//  3. StateDir (--state-dir, or $MMS_STATE_DIR): the LocalContextFile of
+//     that agent
 //  4. $NATS_URL
 //  5. the context the `nats` CLI has selected (SelectedContext)
 //  6. the LocalContextFile in DefaultStateDir, if it exists
-//  7. nats://127.0.0.1:4222
+//
+// With none of them, Find fails with [ErrNoNATS]: there is no default
+// server to guess (a bare nats://127.0.0.1:4222 would be some other
+// program's as often as an agent's).
 type Lookup struct {
 	Server  string
 	Context string
 	// StateDir is a state directory named explicitly; its agent wins over
-	// the environment.
-	StateDir string
+	// the environment. StateDirSource names where it came from in
+	// messages ("--state-dir" when empty).
+	StateDir       string
+	StateDirSource string
 	// DefaultStateDir is where a local agent keeps its state by default;
 	// empty skips it.
 	DefaultStateDir string
@@ -90,11 +95,15 @@ func (l Lookup) Find() (Found, error) {
 		return use("$" + EnvContext + " (" + name + ")")
 	}
 	skip("$"+EnvContext, "not set")
+	stateDirSource := l.StateDirSource
+	if stateDirSource == "" {
+		stateDirSource = "--state-dir"
+	}
 	if l.StateDir != "" {
 		f.ContextFile = filepath.Join(l.StateDir, LocalContextFile)
-		return use("the mms agent of --state-dir (" + f.ContextFile + ")")
+		return use("the mms agent of " + stateDirSource + " (" + f.ContextFile + ")")
 	}
-	skip("--state-dir", "not given")
+	skip(stateDirSource, "not given")
 	if url := getenv(EnvURL); url != "" {
 		servers, err := ParseServers(url)
 		if err != nil {
@@ -126,6 +135,24 @@ func (l Lookup) Find() (Found, error) {
 			skip("the local mms agent", err.Error())
 		}
 	}
-	f.Servers = []string{nats.DefaultURL}
-	return use("the default " + nats.DefaultURL)
+	return Found{}, &NoNATSError{Tried: f.Tried}
 }
+
+// ErrNoNATS is what [Lookup.Find] fails with (as a *NoNATSError) when no
+// source is set.
+var ErrNoNATS = errors.New("no NATS server to use")
+
+// NoNATSError is [ErrNoNATS] with where Find looked.
+type NoNATSError struct {
+	// Tried lists the sources Find looked at, in order, each with why it
+	// was not used.
+	Tried []string
+}
+
+// Error says where Find looked.
+func (e *NoNATSError) Error() string {
+	return ErrNoNATS.Error() + ": looked for NATS in this order: " + strings.Join(e.Tried, "; ")
+}
+
+// Is makes errors.Is(err, ErrNoNATS) true.
+func (e *NoNATSError) Is(target error) bool { return target == ErrNoNATS }

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/nats-io/nats.go"
 )
 
 // TestLookupOrder sets every source at once, then removes the winner one
@@ -46,8 +45,7 @@ func TestLookupOrder(t *testing.T) {
 		{Found{ContextFile: filepath.Join(explicitState, LocalContextFile), From: "the mms agent of --state-dir (" + filepath.Join(explicitState, LocalContextFile) + ")"}, func() { l.StateDir = "" }},
 		{Found{Servers: []string{"nats://u:secret@envhost:4222"}, From: "$NATS_URL (nats://redacted@envhost:4222)"}, func() { delete(env, EnvURL) }},
 		{Found{Context: "picked", From: "the selected nats context picked (" + selection + ")"}, func() { os.Remove(selection) }},
-		{Found{ContextFile: agentFile, From: "the local mms agent (" + agentFile + ")"}, func() { os.Remove(agentFile) }},
-		{Found{Servers: []string{nats.DefaultURL}, From: "the default " + nats.DefaultURL}, nil},
+		{Found{ContextFile: agentFile, From: "the local mms agent (" + agentFile + ")"}, nil},
 	}
 	skipped := []string{"--server: not given", "--context: not given", "$NATS_CONTEXT: not set", "--state-dir: not given",
 		"$NATS_URL: not set", "the selected nats context: none in " + selection, "the local mms agent: no " + agentFile}
@@ -67,6 +65,21 @@ func TestLookupOrder(t *testing.T) {
 		if step.strip != nil {
 			step.strip()
 		}
+	}
+
+	// Nothing left: no default server is guessed.
+	os.Remove(agentFile)
+	_, err := l.Find()
+	want := "no NATS server to use: looked for NATS in this order: " + strings.Join(skipped, "; ")
+	if !errors.Is(err, ErrNoNATS) || err.Error() != want {
+		t.Errorf("Find() with nothing set = %v, want %s", err, want)
+	}
+
+	// A state directory from elsewhere than --state-dir is named so.
+	l.StateDir, l.StateDirSource = explicitState, "$MMS_STATE_DIR"
+	got, err := l.Find()
+	if from := "the mms agent of $MMS_STATE_DIR (" + filepath.Join(explicitState, LocalContextFile) + ")"; err != nil || got.From != from || got.Tried[2] != "$NATS_CONTEXT: not set" {
+		t.Errorf("Find() with StateDirSource = %+v, %v; want it from %s", got, err, from)
 	}
 }
 

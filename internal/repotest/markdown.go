@@ -25,6 +25,19 @@ func Block(tb testing.TB, doc, heading string) string {
 	return block
 }
 
+// FirstBlock returns the text of the first sh code block in the markdown
+// text doc, wherever it is (the README's top block, before any section).
+// The test fails if there is none.
+func FirstBlock(tb testing.TB, doc string) string {
+	tb.Helper()
+	_, block, ok := strings.Cut(doc, "```sh\n")
+	if !ok {
+		tb.Fatalf("the document has no sh block")
+	}
+	block, _, _ = strings.Cut(block, "```")
+	return block
+}
+
 // Commands returns the commands of block, a shell block such as [Block]
 // returns: comment and blank lines dropped, a here-document kept with its
 // command, a line ending in a backslash joined with the next. The test

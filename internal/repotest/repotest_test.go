@@ -18,6 +18,10 @@ func TestCommands(t *testing.T) {
 	if got, want := Block(t, doc, heading), "# comment\nmms a\n\nmms b \\\n  --c\ncat > f <<'EOF'\n[1,\n 2]\nEOF\nmms d | mms e\n"; got != want {
 		t.Errorf("Block() = %q, want %q", got, want)
 	}
+	top := "# x\n\n```sh\nmms top   # a comment\n```\n" + doc
+	if got := Commands(t, FirstBlock(t, top)); len(got) != 1 || got[0] != "mms top   # a comment" {
+		t.Errorf("Commands(FirstBlock()) = %q, want the top block's one command", got)
+	}
 }
 
 // TestSnapshot clones a snapshot of a checkout with an uncommitted edit, a

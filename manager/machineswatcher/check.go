@@ -86,9 +86,17 @@ func (w *Watcher) Check(ctx context.Context) (watchers.Result, error) {
 	}
 	cctx, done := w.checks.start(ctx, v)
 	opts.Interrupt = cctx // a newer spec stops the downloads, not the loads
+	w.progress.passStart(envelope)
 	rep := w.rec.Reconcile(ctx, envelope, opts)
 	superseded := errors.Is(context.Cause(cctx), errSuperseded)
 	done()
+	if ctx.Err() != nil {
+		// The agent is stopping: what the pass did not finish is not a
+		// failure, and no retry is due; the pass runs again when the agent
+		// starts.
+		w.log.Info("reconcile pass stopped: the agent is stopping; it runs again when the agent starts", "serial", rep.Serial, "cause", context.Cause(ctx))
+		return watchers.Result{Outcome: watchers.Unchanged}, nil
+	}
 	if superseded {
 		// The pass was stopped for a newer spec: report nothing about it
 		// and check again at once (the kv watcher's transition pokes

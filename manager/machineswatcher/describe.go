@@ -10,8 +10,10 @@ import (
 
 // describe says why a machines watcher's state event happened: the spec
 // and, when it was not applied, its outcome word and why ("serial 9
-// untrusted: …"); else what happened to each entry that did not stay
-// unchanged (skips with their matcher, failures with their error). An
+// untrusted: …"); for a download in progress, how far it is ("serial 9:
+// web downloading: 2.0 MiB of 8.0 MiB (25%)"); else what happened to each
+// entry that did not stay unchanged (skips with their matcher, failures
+// with their error). An
 // event that names no spec (a check that failed before reading one) adds
 // nothing: its error says it all. It reads only the fields it needs, so
 // an event of Choria's machines watcher reads as well.
@@ -23,9 +25,13 @@ func describe(data []byte) string {
 		Rejected string                  `json:"rejected"`
 		Reason   string                  `json:"reason"`
 		Results  []manager.MachineResult `json:"results"`
+		Download *DownloadProgress       `json:"download"`
 	}
 	if json.Unmarshal(data, &s) != nil {
 		return ""
+	}
+	if d := s.Download; d != nil && d.Machine != "" {
+		return manager.SpecLabel(s.Format, s.Serial, s.Digest) + ": " + d.Machine + " " + manager.DownloadText(d.Done, d.Total)
 	}
 	if s.Serial == 0 && s.Digest == "" && s.Format == "" && s.Rejected == "" && len(s.Results) == 0 {
 		return ""

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mms-io/mms/manager"
+	"github.com/mms-io/mms/packer"
 )
 
 // ProgressState is the type-specific part of a machines watcher's state
@@ -16,6 +17,11 @@ type ProgressState struct {
 	Machines []string `json:"machines"`
 	// PreviousOutcome is "downloading".
 	PreviousOutcome string `json:"previous_outcome"`
+	// Serial, Digest and Format identify the spec being applied, as in
+	// State.
+	Serial uint64 `json:"serial"`
+	Digest string `json:"digest,omitempty"`
+	Format string `json:"format,omitempty"`
 	// Download is the download in progress.
 	Download DownloadProgress `json:"download"`
 }
@@ -43,6 +49,10 @@ type progress struct {
 	mu      sync.Mutex
 	running []string
 	last    map[string]progressMark // name → the previous report
+	// envelope is the spec of the pass under way; spec, once a download
+	// reported, what it claims (the pass verified it before downloading).
+	envelope []byte
+	spec     *manager.AppliedSpec
 }
 
 // progressMark is a download's previous report, for its rate.
@@ -62,8 +72,15 @@ func (w *Watcher) progressReporter() manager.ProgressReporter {
 	return w.progress
 }
 
-// ReportProgress implements manager.ProgressReporter.
+// ReportProgress implements manager.ProgressReporter. The first report of
+// a pass also tells the status which spec the pass applies.
 func (p *progress) ReportProgress(name string, done, total int64) {
+	applying, first := p.applying()
+	if first {
+		if a, ok := p.status.(manager.ApplyingReporter); ok {
+			a.ReportApplying(applying)
+		}
+	}
 	if p.status != nil {
 		p.status.ReportProgress(name, done, total)
 	}
@@ -91,7 +108,33 @@ func (p *progress) ReportProgress(name string, done, total int64) {
 		running = []string{}
 	}
 	p.report(ProgressState{Machines: running, PreviousOutcome: "downloading",
+		Serial: applying.Serial, Digest: applying.Digest, Format: applying.Format,
 		Download: DownloadProgress{Machine: name, Done: done, Total: total, Rate: rate}})
+}
+
+// applying returns the spec of the pass under way (zero when it cannot be
+// told), and whether this is the first time in the pass it is asked.
+func (p *progress) applying() (spec manager.AppliedSpec, first bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.spec != nil {
+		return *p.spec, false
+	}
+	p.spec = &manager.AppliedSpec{}
+	if o, err := packer.Inspect(p.envelope); err == nil {
+		*p.spec = manager.AppliedSpec{Serial: o.Spec.Serial, Digest: o.Digest, Format: o.Format.String()}
+	}
+	return *p.spec, true
+}
+
+// passStart records the spec envelope a pass is about to reconcile.
+func (p *progress) passStart(envelope []byte) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.envelope, p.spec = envelope, nil
 }
 
 // passDone records what runs after a pass and forgets the downloads of it.
