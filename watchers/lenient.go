@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -84,7 +86,8 @@ func weaken(raw []byte, t reflect.Type, path string, warnings *[]string) []byte 
 		return raw
 	}
 	changed := false
-	for key, val := range obj {
+	for _, key := range slices.Sorted(maps.Keys(obj)) { // warnings in a stable order
+		val := obj[key]
 		f, ok := fieldFor(t, key)
 		if !ok {
 			continue
