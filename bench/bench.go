@@ -104,6 +104,12 @@ type Config struct {
 	FleetDir string
 	// Keep keeps the temporary directory.
 	Keep bool
+	// PutProfile, when set, makes each fleet row write a CPU profile of
+	// this process covering its puts (from the first put until the last
+	// one converged, the settling between them included) to
+	// PutProfile+"<row id>.pprof", e.g. "prof-" gives prof-fleet-1000.pprof.
+	// The process must not be profiled otherwise.
+	PutProfile string
 	// Progress receives a progress line while the bench runs; nil
 	// discards it. Terminal says it is a terminal (the line is redrawn
 	// in place); otherwise each step gets its own line.

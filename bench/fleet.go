@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -253,6 +254,11 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name s
 	}
 	res.start = time.Since(began)
 
+	stopProfile, err := b.startPutProfile(name, servers, n)
+	if err != nil {
+		return res, err
+	}
+	defer stopProfile()
 	for k := 1; k <= rounds; k++ {
 		// Let the last round's tail (status writes, old trees) finish.
 		b.prog.stepf("%s: waiting for the agents to settle", name)
@@ -290,6 +296,52 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name s
 		res.wall += wall
 	}
 	return res, nil
+}
+
+// startPutProfile starts the profiles of a fleet row's puts when
+// Config.PutProfile asks for them, and returns the function that stops
+// them: the CPU profile, and the heap profiles (allocations since the
+// process started) at the start and at the end, for
+// `go tool pprof -sample_index=alloc_space -base START END`.
+func (b *bench) startPutProfile(name string, servers, n int) (func(), error) {
+	if b.cfg.PutProfile == "" {
+		return func() {}, nil
+	}
+	id := fmt.Sprintf("fleet-%d", n)
+	if servers > 1 {
+		id = fmt.Sprintf("cluster-%d", n)
+	}
+	prefix := b.cfg.PutProfile + id
+	if err := writeHeapProfile(prefix + ".allocs-start.pprof"); err != nil {
+		return nil, err
+	}
+	f, err := os.Create(prefix + ".pprof")
+	if err != nil {
+		return nil, fmt.Errorf("bench: profile of the puts: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench: profile of the puts: %w", err)
+	}
+	b.prog.stepf("%s: profiling the puts into %s.pprof", name, prefix)
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		_ = writeHeapProfile(prefix + ".allocs.pprof")
+	}, nil
+}
+
+// writeHeapProfile writes the heap profile to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("bench: heap profile: %w", err)
+	}
+	werr := pprof.Lookup("allocs").WriteTo(f, 0)
+	if err := errors.Join(werr, f.Close()); err != nil {
+		return fmt.Errorf("bench: heap profile: %w", err)
+	}
+	return nil
 }
 
 // fleetCPU is the CPU time this process and the shard processes used.

@@ -32,6 +32,7 @@ type benchOptions struct {
 	source     string
 	keep       bool
 	cpuProfile string
+	putProfile string
 	shard      string // a bench.Shard (JSON): run it instead of the bench
 }
 
@@ -92,7 +93,8 @@ The bench asserts nothing: it reports each row against its target.`,
 		Example: `  mms bench --quick
   mms bench --out bench.json                 # the full run, table and JSON
   mms bench --only fleet,cluster --agents 1000
-  mms bench --only put --cpuprofile put.pprof   # go tool pprof put.pprof`,
+  mms bench --only put --cpuprofile put.pprof   # go tool pprof put.pprof
+  mms bench --only fleet --agents 1000,5000 --put-profile prof-   # prof-fleet-1000.pprof, prof-fleet-5000.pprof: the puts only`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.shard != "" {
@@ -112,6 +114,7 @@ The bench asserts nothing: it reports each row against its target.`,
 	f.StringVar(&o.fleetDir, "fleet-dir", "", "keep the fleet agents' directories under `DIR` (default /dev/shm when it exists, else --dir: see above)")
 	f.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the put, fleet and spec rows) to `FILE`")
+	f.StringVar(&o.putProfile, "put-profile", "", "write a CPU profile of this process covering each fleet row's puts to `PREFIX`<row id>.pprof (not with --cpuprofile)")
 	f.StringVar(&o.shard, "fleet-shard", "", "run part of a fleet for another `mms bench` (internal)")
 	_ = f.MarkHidden("fleet-shard")
 	return cmd
@@ -128,6 +131,7 @@ func (a *app) bench(ctx context.Context, o benchOptions, agentsSet bool) error {
 		FleetDir:     o.fleetDir,
 		Source:       o.source,
 		Keep:         o.keep,
+		PutProfile:   o.putProfile,
 		Progress:     a.stderr,
 		Terminal:     isTerminal(a.stderr),
 		Version:      currentBuild().Version,
@@ -144,6 +148,9 @@ func (a *app) bench(ctx context.Context, o benchOptions, agentsSet bool) error {
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if o.cpuProfile != "" && o.putProfile != "" {
+		return errors.New("--cpuprofile and --put-profile cannot be combined: a process has one CPU profile at a time")
 	}
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
