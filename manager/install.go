@@ -284,7 +284,7 @@ func (i *Installer) fetchInto(ctx context.Context, m spec.Machine, stage string)
 			return errCrashed
 		}
 		var err error
-		x, err = packer.ExtractArchive(ctx, r, stage, want, packer.ExtractOptions{Limits: i.limits})
+		x, err = packer.ExtractArchive(ctx, r, stage, want, packer.ExtractOptions{Limits: i.limits, SizeHint: m.Size})
 		return err
 	})
 	if err != nil {
