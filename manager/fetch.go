@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
@@ -105,7 +104,8 @@ type FetchConfig struct {
 	// timeout when that is longer (a large declared size).
 	Deadline time.Duration
 	// Progress, when set, is told how a download goes (see
-	// [ProgressReporter]): first after ProgressDelay, then at most every
+	// [ProgressReporter]): first ProgressDelay after the response arrived
+	// (not while the request waits for it), then at most every
 	// ProgressInterval, and once more at its end.
 	Progress ProgressReporter
 	// ProgressDelay and ProgressInterval pace Progress; 0 means
@@ -123,8 +123,8 @@ type Fetcher struct {
 	client *http.Client
 	log    *slog.Logger
 
-	mu     sync.Mutex
-	stores map[string]jetstream.ObjectStore // object store buckets opened on cfg.Conn, by name; guarded by mu
+	mu      sync.Mutex
+	buckets map[string]objectBucket // object store buckets opened on cfg.Conn, by name; guarded by mu
 }
 
 // NewFetcher returns a Fetcher for cfg.

@@ -25,9 +25,16 @@ type attempt struct {
 	rate     *time.Timer // nil until the response arrived, or without a minimum rate
 	minRate  int64       // bytes per second after grace, from the response; 0: none
 	grace    time.Duration
-	progress *time.Timer // nil without a progress reporter
-	prog     ProgressReporter
-	name     string
+	// progress paces the reports: it starts when the response arrives
+	// (a download queued on a busy server reports nothing while it
+	// waits, so a fleet waiting for one server does not rewrite its
+	// status documents and events while it waits); nil until then and
+	// without a reporter.
+	progress      *time.Timer
+	progressDelay time.Duration
+	progressEvery time.Duration
+	prog          ProgressReporter
+	name          string
 
 	start    time.Time    // when the response arrived (the rate's clock); guarded by pmu
 	received atomic.Int64 // bytes delivered so far
@@ -51,7 +58,8 @@ const rateCheckEvery = time.Second
 func (f *Fetcher) startAttempt(ctx context.Context, m spec.Machine) (context.Context, *attempt) {
 	actx, cancel := context.WithCancelCause(ctx)
 	timeout, idle := f.attemptTimeout(m), f.cfg.IdleTimeout
-	a := &attempt{cancel: cancel, idleFor: idle, prog: f.cfg.Progress, name: m.Name, minRate: max(f.cfg.MinRate, 0), grace: f.cfg.RateGrace}
+	a := &attempt{cancel: cancel, idleFor: idle, prog: f.cfg.Progress, name: m.Name, minRate: max(f.cfg.MinRate, 0), grace: f.cfg.RateGrace,
+		progressDelay: f.cfg.ProgressDelay, progressEvery: f.cfg.ProgressInterval}
 	a.total.Store(-1)
 	if m.Size > 0 {
 		a.total.Store(m.Size)
@@ -62,14 +70,6 @@ func (f *Fetcher) startAttempt(ctx context.Context, m spec.Machine) (context.Con
 	a.idle = time.AfterFunc(idle, func() {
 		cancel(&transientError{err: fmt.Errorf("%w: no data for %s", ErrDownloadStalled, idle)})
 	})
-	// The timers' callbacks read their own fields: set them under pmu,
-	// which the callbacks take first.
-	a.pmu.Lock()
-	defer a.pmu.Unlock()
-	if a.prog != nil {
-		every := f.cfg.ProgressInterval
-		a.progress = time.AfterFunc(f.cfg.ProgressDelay, func() { a.reportProgress(every) })
-	}
 	return actx, a
 }
 
@@ -114,7 +114,16 @@ func (a *attempt) responded() {
 	a.disarm()
 	a.pmu.Lock()
 	defer a.pmu.Unlock()
-	if a.minRate <= 0 || a.over.Load() {
+	if a.over.Load() {
+		return
+	}
+	// The timers' callbacks read their own fields: they are set under
+	// pmu, which the callbacks take first.
+	if a.prog != nil && a.progress == nil {
+		every := a.progressEvery
+		a.progress = time.AfterFunc(a.progressDelay, func() { a.reportProgress(every) })
+	}
+	if a.minRate <= 0 {
 		return
 	}
 	a.start = time.Now()
