@@ -3,6 +3,8 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -154,5 +156,43 @@ func TestReportOutput(t *testing.T) {
 	}
 	if len(back.Rows) != 3 || back.Rows[0].Met == nil || !*back.Rows[0].Met || back.Rows[2].Met != nil || back.Rows[0].Values["p50_ms"] != 12 {
 		t.Errorf("rows after a JSON round trip = %+v", back.Rows)
+	}
+}
+
+func TestSlopeRow(t *testing.T) {
+	fleet := func(n int, ms float64) Row {
+		return Row{ID: fmt.Sprintf("fleet-%d", n), Values: map[string]float64{"agents": float64(n), "cpu_ms_per_agent": ms}}
+	}
+	tests := []struct {
+		name       string
+		rows       []Row
+		wantResult string
+		wantMet    bool
+		wantRatio  float64
+	}{
+		{"flat from 1,000", []Row{fleet(100, 9), fleet(1000, 3), fleet(5000, 3.3)},
+			"100: 9.00 ms, 1,000: 3.00 ms, 5,000: 3.30 ms; 1,000 → 5,000: ×1.10", true, 1.1},
+		{"grows", []Row{fleet(1000, 3), fleet(2000, 3.2), fleet(5000, 4.5)},
+			"1,000: 3.00 ms, 2,000: 3.20 ms, 5,000: 4.50 ms; 1,000 → 5,000: ×1.50", false, 1.5},
+		{"flat but too dear", []Row{fleet(1000, 5), fleet(5000, 5)},
+			"1,000: 5.00 ms, 5,000: 5.00 ms; 1,000 → 5,000: ×1.00", false, 1},
+		{"small fleets only", []Row{fleet(10, 4), fleet(50, 2)},
+			"10: 4.00 ms, 50: 2.00 ms; 10 → 50: ×0.50", false, 0.5},
+		{"a failed row is left out", []Row{fleet(1000, 3), {ID: "fleet-2000", Error: "x", Values: map[string]float64{"agents": 2000, "cpu_ms_per_agent": 9}}, fleet(5000, 3)},
+			"1,000: 3.00 ms, 5,000: 3.00 ms; 1,000 → 5,000: ×1.00", true, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, ok := slopeRow(tt.rows, false)
+			if !ok {
+				t.Fatal("no slope row")
+			}
+			if r.Result != tt.wantResult || r.Met == nil || *r.Met != tt.wantMet || math.Abs(r.Values["ratio"]-tt.wantRatio) > 1e-9 {
+				t.Errorf("slope row = %q met %v ratio %v, want %q met %v ratio %v", r.Result, r.Met, r.Values["ratio"], tt.wantResult, tt.wantMet, tt.wantRatio)
+			}
+		})
+	}
+	if _, ok := slopeRow([]Row{fleet(1000, 3)}, false); ok {
+		t.Error("a slope row from one fleet size")
 	}
 }

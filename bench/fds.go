@@ -6,8 +6,11 @@ import "fmt"
 const (
 	// fdsAgent is what an in-process agent holds itself: its NATS
 	// connection, the locks of its state, machines and data directories
-	// and a file watcher (measured: 5 to 6).
-	fdsAgent = 6
+	// and a file watcher, and while it installs the stage and the files
+	// it writes (measured: 5.7 on average at the peak of a put of 1,000
+	// agents; one more, so that a busy machine, where more agents
+	// install at once, does not run out).
+	fdsAgent = 7
 	// fdsServer is what a server holds per client: the other end.
 	fdsServer = 1
 	// fdsReserve is kept for everything else: the servers' listeners,

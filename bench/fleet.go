@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -25,7 +26,82 @@ func (b *bench) fleetRows(ctx context.Context, cluster bool) []Row {
 			break
 		}
 	}
+	if slope, ok := slopeRow(rows, cluster); ok {
+		rows = append(rows, slope)
+	}
 	return rows
+}
+
+// Targets of the slope row: the CPU an agent costs per put may vary by
+// at most slopeTolerance from the smallest fleet of at least
+// slopeFrom agents to the largest, and be at most slopeMaxMs.
+const (
+	slopeFrom      = 1000
+	slopeTolerance = 0.20
+	slopeMaxMs     = 4.0
+)
+
+// slopeRow says how the CPU an agent costs per put changes with the size
+// of the fleet: the value of each fleet row measured, and the ratio of
+// the largest fleet's to the smallest's. It needs two fleet sizes.
+func slopeRow(rows []Row, cluster bool) (Row, bool) {
+	type point struct {
+		n  int
+		ms float64
+	}
+	var pts []point
+	for _, r := range rows {
+		v, ok := r.Values["cpu_ms_per_agent"]
+		if !ok || r.Error != "" {
+			continue
+		}
+		pts = append(pts, point{int(r.Values["agents"]), v})
+	}
+	if len(pts) < 2 {
+		return Row{}, false
+	}
+	slices.SortFunc(pts, func(a, b point) int { return a.n - b.n })
+	group, id, where := GroupFleet, "fleet-slope", "1 server"
+	if cluster {
+		group, id, where = GroupCluster, "cluster-slope", "3-server cluster"
+	}
+	var parts []string
+	values := map[string]float64{}
+	for _, p := range pts {
+		parts = append(parts, fmt.Sprintf("%s: %.2f ms", thousands(p.n), p.ms))
+		values[fmt.Sprintf("cpu_ms_per_agent_%d", p.n)] = p.ms
+	}
+	first, last := pts[0], pts[len(pts)-1]
+	// The target's range starts at slopeFrom agents when the run has such
+	// a fleet: smaller ones pay the fixed costs of a put (the servers,
+	// the bench) with fewer agents.
+	for _, p := range pts {
+		if p.n >= slopeFrom && p.n < last.n {
+			first = p
+			break
+		}
+	}
+	ratio := last.ms / first.ms
+	values["ratio"] = ratio
+	values["from_agents"], values["to_agents"] = float64(first.n), float64(last.n)
+	r := Row{
+		ID: id, Group: group, Name: fmt.Sprintf("CPU per agent per put by fleet size, %s", where),
+		Result: fmt.Sprintf("%s; %s → %s: ×%.2f", strings.Join(parts, ", "), thousands(first.n), thousands(last.n), ratio),
+		Values: values,
+		Note: fmt.Sprintf("the CPU the bench's process and shards used from each put until every agent ran the new version, per agent and put (the fleet rows' cpu_ms_per_agent); "+
+			"flat means the cost of a node does not grow with the fleet: the ratio of the largest fleet's to that of %s agents (or the smallest) within ±%.0f %%", thousands(slopeFrom), slopeTolerance*100),
+	}
+	if !cluster {
+		r.Target = fmt.Sprintf("×%.1f–%.1f, each ≤ %.0f ms", 1-slopeTolerance, 1+slopeTolerance, slopeMaxMs)
+		worst := 0.0
+		for _, p := range pts {
+			if p.n >= first.n {
+				worst = max(worst, p.ms)
+			}
+		}
+		r.judge(ratio >= 1-slopeTolerance && ratio <= 1+slopeTolerance && worst <= slopeMaxMs)
+	}
+	return r, true
 }
 
 // fleetTarget is the goal for n agents on one server.
