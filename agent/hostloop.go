@@ -92,6 +92,7 @@ func (l *hostLoop) newMachine(def *machine.Definition, dir string) (*Machine, er
 		Dir: dir, Identity: l.h.cfg.Identity, Log: l.h.log, Publisher: l.h.cfg.Publisher,
 		Data: data, Facts: l.h.cfg.Facts, Conn: l.h.cfg.Conn,
 		OnReconnect: l.h.cfg.OnReconnect, Host: l.h, Metrics: l.h.cfg.Metrics,
+		OnChange: l.h.cfg.OnChange,
 	})
 }
 

@@ -252,11 +252,15 @@ func (r *runner) checkOnce(ctx context.Context, failures *int, paced bool) (*sta
 	r.mu.Lock()
 	r.status.LastCheck = time.Now()
 	r.status.LastOutcome = outcome
+	errChanged := r.status.LastError != errString(err)
 	r.status.LastError = errString(err)
 	if transition != "" {
 		r.status.TransitionError = errString(terr)
 	}
 	r.mu.Unlock()
+	if errChanged {
+		r.m.changed()
+	}
 
 	if err != nil {
 		*failures++
