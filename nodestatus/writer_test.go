@@ -360,7 +360,9 @@ func TestWriterBuildsOnlyOnChange(t *testing.T) {
 			builds.Add(1)
 			return []agent.MachineStatus{{Name: "web", Version: "1.0.0", State: "RUN"}}
 		},
-		NATS: func() natsbox.ConnState { return natsbox.ConnState{Connected: true, Reconnects: int(reconnects.Load())} },
+		NATS: func() natsbox.ConnState {
+			return natsbox.ConnState{Connected: true, Reconnects: int(reconnects.Load())}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
