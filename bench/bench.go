@@ -89,8 +89,11 @@ type Config struct {
 	// when Quick.
 	Agents []int
 	// Source is where the put and fleet rows' agents download the small
-	// machine from: SourceNATS (the default, a JetStream object store on
-	// the bench's server) or SourceHTTP (a web server on loopback).
+	// machine from: SourceNATS (a JetStream object store on the bench's
+	// server) or SourceHTTP (a web server on loopback), or both
+	// comma-separated ("nats,http", the default): each fleet row is then
+	// measured once per source, followed by a row comparing them; the put
+	// and cluster rows use the first.
 	Source string
 	// Only lists the row groups to run (see Groups); nil runs all.
 	Only []string
@@ -129,8 +132,15 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("row group %q: want one of %s", g, strings.Join(Groups(), ", ")))
 		}
 	}
-	if c.Source != "" && c.Source != SourceNATS && c.Source != SourceHTTP {
-		errs = append(errs, fmt.Errorf("source %q: want %s or %s", c.Source, SourceNATS, SourceHTTP))
+	seen := map[string]bool{}
+	for _, src := range c.sources() {
+		switch {
+		case src != SourceNATS && src != SourceHTTP:
+			errs = append(errs, fmt.Errorf("source %q: want %s, %s or both, comma-separated", src, SourceNATS, SourceHTTP))
+		case seen[src]:
+			errs = append(errs, fmt.Errorf("source %q given twice", src))
+		}
+		seen[src] = true
 	}
 	for _, n := range c.Agents {
 		if n < 1 {
@@ -153,8 +163,14 @@ func (c Config) runs(group string) bool {
 	return len(c.Only) == 0 || slices.Contains(c.Only, group)
 }
 
-// source returns the put and fleet rows' archive source.
-func (c Config) source() string { return cmp.Or(c.Source, SourceNATS) }
+// sources returns the fleet rows' archive sources, the first also the
+// put and cluster rows'.
+func (c Config) sources() []string {
+	return strings.Split(cmp.Or(c.Source, SourceNATS+","+SourceHTTP), ",")
+}
+
+// source returns the put and cluster rows' archive source.
+func (c Config) source() string { return c.sources()[0] }
 
 // agents returns the fleet sizes to measure.
 func (c Config) agents() []int {

@@ -183,7 +183,7 @@ func TestSlopeRow(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, ok := slopeRow(tt.rows, false)
+			r, ok := slopeRow(tt.rows, false, SourceNATS)
 			if !ok {
 				t.Fatal("no slope row")
 			}
@@ -192,7 +192,24 @@ func TestSlopeRow(t *testing.T) {
 			}
 		})
 	}
-	if _, ok := slopeRow([]Row{fleet(1000, 3)}, false); ok {
+	if _, ok := slopeRow([]Row{fleet(1000, 3)}, false, SourceNATS); ok {
 		t.Error("a slope row from one fleet size")
+	}
+}
+
+func TestSourcesRow(t *testing.T) {
+	fleet := func(n int, allMs, cpu float64) Row {
+		return Row{Values: map[string]float64{"agents": float64(n), "all_ms": allMs, "cpu_ms_per_agent": cpu}}
+	}
+	r, ok := sourcesRow([]Row{fleet(1000, 900, 2), fleet(5000, 5000, 2.5)}, []Row{fleet(1000, 1000, 2.2), fleet(5000, 4000, 2.4)})
+	if !ok {
+		t.Fatal("no row")
+	}
+	want := "1,000: all 900 ms vs 1.00 s (×0.90), 2.00 vs 2.20 ms CPU per agent; 5,000: all 5.00 s vs 4.00 s (×1.25), 2.50 vs 2.40 ms CPU per agent"
+	if r.Result != want || r.Met == nil || *r.Met || r.Values["all_ratio_5000"] != 1.25 {
+		t.Errorf("sourcesRow = %q met %v, want %q, not met (nats slower at 5,000)", r.Result, r.Met, want)
+	}
+	if _, ok := sourcesRow([]Row{fleet(1000, 900, 2)}, nil); ok {
+		t.Error("a comparison without http rows")
 	}
 }

@@ -19,17 +19,68 @@ import (
 // fleetRows measures fleet convergence for every fleet size, on one server
 // or on a three-server cluster.
 func (b *bench) fleetRows(ctx context.Context, cluster bool) []Row {
+	sources := b.cfg.sources()
+	if cluster {
+		sources = sources[:1]
+	}
 	var rows []Row
-	for _, n := range b.cfg.agents() {
-		rows = append(rows, b.fleetRow(ctx, n, cluster))
-		if ctx.Err() != nil {
-			break
+	bySource := map[string][]Row{}
+	for _, src := range sources {
+		for _, n := range b.cfg.agents() {
+			r := b.fleetRow(ctx, n, cluster, src)
+			rows = append(rows, r)
+			bySource[src] = append(bySource[src], r)
+			if ctx.Err() != nil {
+				return rows
+			}
+		}
+		if slope, ok := slopeRow(bySource[src], cluster, src); ok {
+			rows = append(rows, slope)
 		}
 	}
-	if slope, ok := slopeRow(rows, cluster); ok {
-		rows = append(rows, slope)
+	if vs, ok := sourcesRow(bySource[SourceNATS], bySource[SourceHTTP]); ok && !cluster {
+		rows = append(rows, vs)
 	}
 	return rows
+}
+
+// sourcesRow compares the fleet rows of the two sources, size by size:
+// the time until every agent ran a put's version and the CPU per agent
+// per put, nats:// against http://. nats:// is to be at least as fast.
+func sourcesRow(nats, http []Row) (Row, bool) {
+	httpBy := map[float64]Row{}
+	for _, r := range http {
+		if r.Error == "" {
+			httpBy[r.Values["agents"]] = r
+		}
+	}
+	var parts []string
+	values := map[string]float64{}
+	met := true
+	for _, r := range nats {
+		h, ok := httpBy[r.Values["agents"]]
+		if !ok || r.Error != "" {
+			continue
+		}
+		n := int(r.Values["agents"])
+		ratio := r.Values["all_ms"] / h.Values["all_ms"]
+		parts = append(parts, fmt.Sprintf("%s: all %s vs %s (×%.2f), %.2f vs %.2f ms CPU per agent",
+			thousands(n), ms(time.Duration(r.Values["all_ms"]*float64(time.Millisecond))), ms(time.Duration(h.Values["all_ms"]*float64(time.Millisecond))),
+			ratio, r.Values["cpu_ms_per_agent"], h.Values["cpu_ms_per_agent"]))
+		values[fmt.Sprintf("all_ratio_%d", n)] = ratio
+		values[fmt.Sprintf("cpu_ratio_%d", n)] = r.Values["cpu_ms_per_agent"] / h.Values["cpu_ms_per_agent"]
+		met = met && ratio <= 1
+	}
+	if len(parts) == 0 {
+		return Row{}, false
+	}
+	r := Row{
+		ID: "fleet-nats-vs-http", Group: GroupFleet, Name: "fleet, nats:// against http:// (the same fleets, the same run)",
+		Result: strings.Join(parts, "; "), Values: values, Target: "nats:// all ≤ http:// all",
+		Note: "\"all\" is the median time from a put until every agent ran its version (the fleet rows'); ×ratio = nats:// / http://",
+	}
+	r.judge(met)
+	return r, true
 }
 
 // Targets of the slope row: the CPU an agent costs per put may vary by
@@ -44,7 +95,7 @@ const (
 // slopeRow says how the CPU an agent costs per put changes with the size
 // of the fleet: the value of each fleet row measured, and the ratio of
 // the largest fleet's to the smallest's. It needs two fleet sizes.
-func slopeRow(rows []Row, cluster bool) (Row, bool) {
+func slopeRow(rows []Row, cluster bool, source string) (Row, bool) {
 	type point struct {
 		n  int
 		ms float64
@@ -64,6 +115,10 @@ func slopeRow(rows []Row, cluster bool) (Row, bool) {
 	group, id, where := GroupFleet, "fleet-slope", "1 server"
 	if cluster {
 		group, id, where = GroupCluster, "cluster-slope", "3-server cluster"
+	}
+	if source != SourceNATS {
+		id += "-" + source
+		where += ", " + source
 	}
 	var parts []string
 	values := map[string]float64{}
@@ -117,14 +172,15 @@ func fleetTarget(n int, cluster bool) (time.Duration, bool) {
 	return 0, false
 }
 
-func (b *bench) fleetRow(ctx context.Context, n int, cluster bool) Row {
+func (b *bench) fleetRow(ctx context.Context, n int, cluster bool, source string) Row {
 	group, id, where, servers := GroupFleet, fmt.Sprintf("fleet-%d", n), "1 server", 1
 	if cluster {
 		group, id, where, servers = GroupCluster, fmt.Sprintf("cluster-%d", n), "3-server cluster, R3", 3
 	}
 	name := fmt.Sprintf("fleet of %s agents, %s", thousands(n), where)
-	if b.cfg.source() != SourceNATS {
-		name += ", " + b.cfg.source()
+	if source != SourceNATS {
+		name += ", " + source
+		id += "-" + source
 	}
 	target := ""
 	limit, hasTarget := fleetTarget(n, cluster)
@@ -135,7 +191,7 @@ func (b *bench) fleetRow(ctx context.Context, n int, cluster bool) Row {
 	if b.cfg.Quick {
 		rounds = 1
 	}
-	res, err := b.measureFleet(ctx, n, servers, rounds, name)
+	res, err := b.measureFleet(ctx, n, servers, rounds, name, id, source)
 	if err != nil && len(res.times) == 0 {
 		return failed(id, group, name, target, err)
 	}
@@ -234,8 +290,8 @@ const fleetStarting = 64
 // measureFleet starts n agents against servers embedded servers, all
 // running version 0 of web, then puts versions 1..rounds, each once every
 // agent runs the one before.
-func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name string) (res fleetResult, err error) {
-	local, perShard, err := fleetSplit(n, b.cfg.source())
+func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, id, source string) (res fleetResult, err error) {
+	local, perShard, err := fleetSplit(n, source)
 	if err != nil {
 		return res, err
 	}
@@ -256,7 +312,7 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name s
 	}
 	defer env.close()
 	obs := env.obs
-	versions, stopWeb, err := b.webVersions(ctx, env, rounds)
+	versions, stopWeb, err := b.webVersions(ctx, env, rounds, source)
 	if err != nil {
 		return res, err
 	}
@@ -330,7 +386,7 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name s
 	}
 	res.start = time.Since(began)
 
-	stopProfile, err := b.startPutProfile(name, servers, n)
+	stopProfile, err := b.startPutProfile(name, id)
 	if err != nil {
 		return res, err
 	}
@@ -379,13 +435,9 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name s
 // them: the CPU profile, and the heap profiles (allocations since the
 // process started) at the start and at the end, for
 // `go tool pprof -sample_index=alloc_space -base START END`.
-func (b *bench) startPutProfile(name string, servers, n int) (func(), error) {
+func (b *bench) startPutProfile(name, id string) (func(), error) {
 	if b.cfg.PutProfile == "" {
 		return func() {}, nil
-	}
-	id := fmt.Sprintf("fleet-%d", n)
-	if servers > 1 {
-		id = fmt.Sprintf("cluster-%d", n)
 	}
 	prefix := b.cfg.PutProfile + id
 	if err := writeHeapProfile(prefix + ".allocs-start.pprof"); err != nil {
