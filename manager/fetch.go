@@ -125,6 +125,7 @@ type Fetcher struct {
 
 	mu      sync.Mutex
 	buckets map[string]objectBucket // object store buckets opened on cfg.Conn, by name; guarded by mu
+	replies *replyMux               // answers to direct gets, subscribed on first use; guarded by mu
 }
 
 // NewFetcher returns a Fetcher for cfg.
@@ -177,10 +178,19 @@ func NewFetcher(cfg FetchConfig) (*Fetcher, error) {
 }
 
 // CloseIdleConnections closes the connections the Fetcher keeps open for
-// reuse. Its owner calls it when it stops, so a stopped machine leaves no
+// reuse, and its subscription to direct get replies when no download
+// waits on it. Its owner calls it when it stops, so a stopped machine leaves no
 // connection (and no goroutines) behind. It is harmless at any time:
 // running downloads finish, and later ones dial again.
-func (f *Fetcher) CloseIdleConnections() { f.client.CloseIdleConnections() }
+func (f *Fetcher) CloseIdleConnections() {
+	f.client.CloseIdleConnections()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.replies != nil && f.replies.idle() {
+		_ = f.replies.sub.Unsubscribe()
+		f.replies = nil
+	}
+}
 
 // defaultTransport is http.DefaultTransport's setup with a header timeout.
 func defaultTransport(idle time.Duration) *http.Transport {

@@ -2,8 +2,6 @@ package manager
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -53,13 +51,13 @@ func (f *Fetcher) openObject(ctx context.Context, m spec.Machine) (io.ReadCloser
 //
 // A fleet fetches a new version all at once from one server, and every
 // request of every node queues on it. Where the bucket's stream allows
-// direct gets (an object store made by nats.go or `mms` does), a download
-// is two direct gets: the object's info, then its chunks in batches
-// (directObject); no consumer is created, and no request goes through the
+// direct gets (an object store made by nats.go or mms does), a download
+// is two direct gets (getDirect): the object's info, then its chunks in
+// batches; no consumer is created, and no request goes through the
 // JetStream API, whose cost on the server grows with the number of
-// clients asking at once. Otherwise (or for a link to another object) it
-// is the object store's own get: the info and an ordered consumer. The
-// bucket is opened once per Fetcher, not once per download.
+// clients asking at once. Otherwise it is the object store's own get: the
+// info and an ordered consumer. The bucket is opened once per Fetcher,
+// not once per download.
 func (f *Fetcher) getObject(actx context.Context, att *attempt, js jetstream.JetStream, bucket, object string, limit sizeCap) (io.ReadCloser, uint64, error) {
 	b, err := f.objectBucket(actx, js, bucket)
 	switch {
@@ -68,26 +66,8 @@ func (f *Fetcher) getObject(actx context.Context, att *attempt, js jetstream.Jet
 	case err != nil:
 		return nil, 0, att.failure(actx, err, fmt.Sprintf("open object store bucket %q", bucket))
 	}
-	info, err := b.info(actx, object)
-	switch {
-	case errors.Is(err, jetstream.ErrObjectNotFound):
-		return nil, 0, fmt.Errorf("object %q not found in object store bucket %q", object, bucket)
-	case errors.Is(err, jetstream.ErrStreamNotFound):
-		f.forgetBucket(bucket) // deleted: open it again next time
-		return nil, 0, fmt.Errorf("object store bucket %q not found", bucket)
-	case err != nil:
-		f.forgetBucket(bucket) // deleted or recreated: open it again next time
-		return nil, 0, att.failure(actx, err, fmt.Sprintf("look up object %q in bucket %q", object, bucket))
-	}
-	if info.Size > uint64(limit.limit) {
-		return nil, 0, &tooLargeError{msg: fmt.Sprintf("archive exceeds %s (the object's size is %d)", limit.what, info.Size)}
-	}
-	if b.direct && !info.isLink() {
-		r, err := openDirectObject(f.cfg.Conn, actx.Done(), bucket, info)
-		if err != nil {
-			return nil, 0, att.failure(actx, err, fmt.Sprintf("get object %q from bucket %q", object, bucket))
-		}
-		return r, info.Size, nil
+	if b.direct {
+		return f.getDirect(actx, att, js, bucket, object, limit)
 	}
 	return f.getObjectStore(actx, att, js, bucket, object, limit)
 }
@@ -123,10 +103,8 @@ func (f *Fetcher) getObjectStore(actx context.Context, att *attempt, js jetstrea
 }
 
 // objectBucket is an object store bucket opened on the Fetcher's
-// connection: the stream behind it, and whether it answers direct gets.
+// connection: whether the stream behind it answers direct gets.
 type objectBucket struct {
-	name   string
-	stream jetstream.Stream
 	direct bool
 }
 
@@ -143,7 +121,7 @@ func (f *Fetcher) objectBucket(ctx context.Context, js jetstream.JetStream, buck
 	if err != nil {
 		return objectBucket{}, err
 	}
-	b = objectBucket{name: bucket, stream: s, direct: s.CachedInfo().Config.AllowDirect}
+	b = objectBucket{direct: s.CachedInfo().Config.AllowDirect}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.buckets == nil {
@@ -168,27 +146,3 @@ func objectStream(bucket string) string { return "OBJ_" + bucket }
 type objectInfo struct{ jetstream.ObjectInfo }
 
 func (i objectInfo) isLink() bool { return i.Opts != nil && i.Opts.Link != nil }
-
-// info reads the object's meta message: the last message of its meta
-// subject (a direct get where the stream allows it).
-func (b objectBucket) info(ctx context.Context, object string) (objectInfo, error) {
-	subject := "$O." + b.name + ".M." + base64.URLEncoding.EncodeToString([]byte(object))
-	msg, err := b.stream.GetLastMsgForSubject(ctx, subject)
-	switch {
-	case errors.Is(err, jetstream.ErrMsgNotFound):
-		return objectInfo{}, jetstream.ErrObjectNotFound
-	case err != nil:
-		return objectInfo{}, err
-	}
-	var info objectInfo
-	if err := json.Unmarshal(msg.Data, &info.ObjectInfo); err != nil {
-		return objectInfo{}, fmt.Errorf("object %q: invalid meta message: %w", object, err)
-	}
-	if info.Deleted {
-		return objectInfo{}, jetstream.ErrObjectNotFound
-	}
-	if info.NUID == "" && !info.isLink() {
-		return objectInfo{}, fmt.Errorf("object %q: invalid meta message: no chunk id", object)
-	}
-	return info, nil
-}

@@ -2,6 +2,7 @@ package manager
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -11,47 +12,20 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // Batches of a direct object read: one request asks for at most
 // directBatchMsgs chunks and directBatchBytes bytes, which bounds what a
-// download holds in memory and in its subscription.
+// download holds in memory and in its reply channel.
 const (
 	directBatchMsgs  = 32
 	directBatchBytes = 4 << 20
 )
-
-// directObject reads an object's chunks from the object store's stream
-// with batched direct gets (nats-server 2.11 and later answer a direct get
-// with "batch" by sending up to that many messages, then an end-of-batch
-// status): one request per batch, answered on an inbox of this download,
-// instead of an ordered consumer that the server creates, feeds and
-// deletes for every download. A server that ignores "batch" answers with
-// one message, and the next request asks for the next chunk.
-//
-// It checks the chunks against the object's size and digest: a chunk
-// missing or one too many is an error, never a short archive.
-type directObject struct {
-	nc      *nats.Conn
-	sub     *nats.Subscription
-	msgs    chan *nats.Msg
-	api     string // the stream's direct get subject
-	subject string // the object's chunk subject
-	size    uint64
-	digest  string // the object's "SHA-256=…", "" when it has none
-	h       hash.Hash
-
-	got    uint64 // bytes received
-	next   uint64 // the stream sequence to ask from
-	asked  bool   // a request is outstanding
-	cur    []byte // what is left of the current chunk
-	err    error  // sticky: the read failed or ended
-	closed bool
-	done   <-chan struct{} // closed when the attempt ends (a stall, the deadline, the caller)
-}
 
 // numPendingHeader says, on each message and the end of a batch of a
 // batched direct get, how many messages of the subject follow.
@@ -65,14 +39,119 @@ type directBatchRequest struct {
 	MaxBytes int    `json:"max_bytes"`
 }
 
-// openDirectObject starts reading the chunks of info, an object of
-// bucket, with direct gets on nc. done is closed when the attempt ends: a
-// Read waiting for a chunk then returns.
-func openDirectObject(nc *nats.Conn, done <-chan struct{}, bucket string, info objectInfo) (*directObject, error) {
+// replyMux receives the answers to a Fetcher's direct gets on one
+// wildcard subscription, made on first use and kept: a download registers
+// a token and reads its answers from a channel, so it costs the server no
+// subscription of its own (each would be an insert into and a removal from
+// the server's subject index, two more protocol messages per download).
+type replyMux struct {
+	prefix string // "<inbox>." the tokens follow
+	sub    *nats.Subscription
+
+	mu      sync.Mutex
+	waiting map[string]chan *nats.Msg
+}
+
+// directReplies returns the Fetcher's replyMux, subscribed on first use.
+func (f *Fetcher) directReplies() (*replyMux, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.replies != nil {
+		return f.replies, nil
+	}
+	m := &replyMux{prefix: f.cfg.Conn.NewInbox() + ".", waiting: map[string]chan *nats.Msg{}}
+	sub, err := f.cfg.Conn.Subscribe(m.prefix+"*", m.deliver)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to direct get replies: %w", err)
+	}
+	m.sub = sub
+	f.replies = m
+	return m, nil
+}
+
+// deliver hands msg to the download its token names; answers for a
+// download that ended are dropped.
+func (m *replyMux) deliver(msg *nats.Msg) {
+	token := strings.TrimPrefix(msg.Subject, m.prefix)
+	m.mu.Lock()
+	ch := m.waiting[token]
+	m.mu.Unlock()
+	select {
+	case ch <- msg: // a nil ch (no such download) blocks: the default drops it
+	default:
+	}
+}
+
+// idle reports whether no download waits for answers.
+func (m *replyMux) idle() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.waiting) == 0
+}
+
+// register returns a new reply subject and the channel its answers come
+// on (room for a whole batch and its end), and the function that forgets
+// it.
+func (m *replyMux) register() (reply string, ch chan *nats.Msg, forget func()) {
+	token := nuid.Next()
+	ch = make(chan *nats.Msg, directBatchMsgs+8)
+	m.mu.Lock()
+	m.waiting[token] = ch
+	m.mu.Unlock()
+	return m.prefix + token, ch, func() {
+		m.mu.Lock()
+		delete(m.waiting, token)
+		m.mu.Unlock()
+	}
+}
+
+// getDirect is getObject over direct gets: the object's info (the last
+// message of its meta subject), then its chunks (directObject), both
+// answered on one reply subject of the Fetcher's replyMux. A link to
+// another object is followed by the object store's own get.
+func (f *Fetcher) getDirect(actx context.Context, att *attempt, js jetstream.JetStream, bucket, object string, limit sizeCap) (io.ReadCloser, uint64, error) {
+	mux, err := f.directReplies()
+	if err != nil {
+		return nil, 0, err
+	}
+	reply, ch, forget := mux.register()
+	nc := f.cfg.Conn
+	api := "$JS.API.DIRECT.GET." + objectStream(bucket)
+	meta := "$O." + bucket + ".M." + base64.URLEncoding.EncodeToString([]byte(object))
+	if err := nc.PublishRequest(api+"."+meta, reply, nil); err != nil {
+		forget()
+		return nil, 0, att.failure(actx, err, fmt.Sprintf("look up object %q in bucket %q", object, bucket))
+	}
+	var msg *nats.Msg
+	select {
+	case msg = <-ch:
+	case <-actx.Done():
+		forget()
+		return nil, 0, contextFailure(actx)
+	}
+	info, err := directInfo(msg, object)
+	switch {
+	case errors.Is(err, jetstream.ErrObjectNotFound):
+		forget()
+		return nil, 0, fmt.Errorf("object %q not found in object store bucket %q", object, bucket)
+	case err != nil:
+		forget()
+		f.forgetBucket(bucket) // deleted or recreated: open it again next time
+		return nil, 0, att.failure(actx, err, fmt.Sprintf("look up object %q in bucket %q", object, bucket))
+	case info.isLink():
+		forget()
+		return f.getObjectStore(actx, att, js, bucket, object, limit)
+	case info.Size > uint64(limit.limit):
+		forget()
+		return nil, 0, &tooLargeError{msg: fmt.Sprintf("archive exceeds %s (the object's size is %d)", limit.what, info.Size)}
+	}
 	d := &directObject{
 		nc:      nc,
-		done:    done,
-		api:     "$JS.API.DIRECT.GET." + objectStream(bucket),
+		api:     api,
+		reply:   reply,
+		msgs:    ch,
+		forget:  forget,
+		done:    actx.Done(),
 		subject: "$O." + bucket + ".C." + info.NUID,
 		size:    info.Size,
 		digest:  info.Digest,
@@ -81,21 +160,69 @@ func openDirectObject(nc *nats.Conn, done <-chan struct{}, bucket string, info o
 	}
 	if d.size == 0 {
 		d.err = io.EOF
-		return d, d.verify()
+		if err := d.verify(); err != nil {
+			d.Close()
+			return nil, 0, err
+		}
+		return d, 0, nil
 	}
-	// Capacity for a whole batch and its end: a full channel would make
-	// the connection drop messages.
-	d.msgs = make(chan *nats.Msg, directBatchMsgs+8)
-	sub, err := nc.ChanSubscribe(nc.NewInbox(), d.msgs)
-	if err != nil {
-		return nil, fmt.Errorf("subscribe to the object's chunks: %w", err)
-	}
-	d.sub = sub
 	if err := d.request(); err != nil {
-		_ = sub.Unsubscribe()
-		return nil, err
+		d.Close()
+		return nil, 0, att.failure(actx, err, fmt.Sprintf("get object %q from bucket %q", object, bucket))
 	}
-	return d, nil
+	return d, info.Size, nil
+}
+
+// directInfo reads the answer to a direct get of an object's meta
+// message: its info, jetstream.ErrObjectNotFound, or why it failed.
+func directInfo(msg *nats.Msg, object string) (objectInfo, error) {
+	if status := msg.Header.Get("Status"); status != "" && len(msg.Data) == 0 {
+		if status == "404" {
+			return objectInfo{}, jetstream.ErrObjectNotFound
+		}
+		return objectInfo{}, fmt.Errorf("direct get: status %s %s", status, msg.Header.Get("Description"))
+	}
+	var info objectInfo
+	if err := json.Unmarshal(msg.Data, &info.ObjectInfo); err != nil {
+		return objectInfo{}, fmt.Errorf("object %q: invalid meta message: %w", object, err)
+	}
+	if info.Deleted {
+		return objectInfo{}, jetstream.ErrObjectNotFound
+	}
+	if info.NUID == "" && !info.isLink() {
+		return objectInfo{}, fmt.Errorf("object %q: invalid meta message: no chunk id", object)
+	}
+	return info, nil
+}
+
+// directObject reads an object's chunks from the object store's stream
+// with batched direct gets (nats-server 2.11 and later answer a direct get
+// with "batch" by sending up to that many messages, then an end-of-batch
+// status): one request per batch instead of an ordered consumer that the
+// server creates, feeds and deletes for every download. A server that
+// ignores "batch" answers with one message, and the next request asks
+// for the next chunk.
+//
+// It checks the chunks against the object's size and digest: a chunk
+// missing or one too many is an error, never a short archive.
+type directObject struct {
+	nc      *nats.Conn
+	api     string // the stream's direct get subject
+	reply   string
+	msgs    chan *nats.Msg
+	forget  func()
+	done    <-chan struct{} // closed when the attempt ends (a stall, the deadline, the caller)
+	subject string          // the object's chunk subject
+	size    uint64
+	digest  string // the object's "SHA-256=…", "" when it has none
+	h       hash.Hash
+
+	got    uint64 // bytes received
+	next   uint64 // the stream sequence to ask from
+	asked  bool   // a request is outstanding
+	cur    []byte // what is left of the current chunk
+	err    error  // sticky: the read failed or ended
+	closed bool
 }
 
 // request asks for the next batch of chunks.
@@ -104,7 +231,7 @@ func (d *directObject) request() error {
 	if err != nil {
 		return err
 	}
-	if err := d.nc.PublishRequest(d.api, d.sub.Subject, req); err != nil {
+	if err := d.nc.PublishRequest(d.api, d.reply, req); err != nil {
 		return fmt.Errorf("request the object's chunks: %w", err)
 	}
 	d.asked = true
@@ -207,12 +334,12 @@ func (d *directObject) verify() error {
 	return nil
 }
 
-// Close stops the download; chunks still on their way are dropped.
+// Close ends the download: its reply subject is forgotten, and chunks
+// still on their way are dropped.
 func (d *directObject) Close() error {
-	if d.closed || d.sub == nil {
+	if !d.closed {
 		d.closed = true
-		return nil
+		d.forget()
 	}
-	d.closed = true
-	return d.sub.Unsubscribe()
+	return nil
 }
