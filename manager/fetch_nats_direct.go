@@ -35,8 +35,8 @@ const numPendingHeader = "Nats-Num-Pending"
 type directBatchRequest struct {
 	Seq      uint64 `json:"seq"`
 	NextFor  string `json:"next_by_subj"`
-	Batch    int    `json:"batch"`
-	MaxBytes int    `json:"max_bytes"`
+	Batch    int    `json:"batch,omitempty"`
+	MaxBytes int    `json:"max_bytes,omitempty"`
 }
 
 // replyMux receives the answers to a Fetcher's direct gets on one
@@ -154,6 +154,7 @@ func (f *Fetcher) getDirect(actx context.Context, att *attempt, js jetstream.Jet
 		done:    actx.Done(),
 		subject: "$O." + bucket + ".C." + info.NUID,
 		size:    info.Size,
+		chunks:  info.Chunks,
 		digest:  info.Digest,
 		h:       sha256.New(),
 		next:    1, // the server steps to the subject's first message
@@ -214,6 +215,7 @@ type directObject struct {
 	done    <-chan struct{} // closed when the attempt ends (a stall, the deadline, the caller)
 	subject string          // the object's chunk subject
 	size    uint64
+	chunks  uint32 // how many chunks the object's info says it has
 	digest  string // the object's "SHA-256=…", "" when it has none
 	h       hash.Hash
 
@@ -225,9 +227,15 @@ type directObject struct {
 	closed bool
 }
 
-// request asks for the next batch of chunks.
+// request asks for the next batch of chunks; for an object of one chunk
+// (most archives are a few kB, a chunk is 128 kB), the chunk alone, which
+// the server answers without an end-of-batch message.
 func (d *directObject) request() error {
-	req, err := json.Marshal(directBatchRequest{Seq: d.next, NextFor: d.subject, Batch: directBatchMsgs, MaxBytes: directBatchBytes})
+	r := directBatchRequest{Seq: d.next, NextFor: d.subject, Batch: directBatchMsgs, MaxBytes: directBatchBytes}
+	if d.chunks == 1 {
+		r.Batch, r.MaxBytes = 0, 0
+	}
+	req, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
