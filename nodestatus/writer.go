@@ -172,9 +172,12 @@ func (w *Writer) Document() Document {
 // write failures are logged and recorded in the document's last error.
 func (w *Writer) Run(ctx context.Context) error {
 	// The timer is set only when the wake-up time moves: a change
-	// signalled while a write is already planned leaves it alone.
+	// signalled while a write is already planned leaves it alone. It is a
+	// new timer each time, not a reset one (see the agent's runner: a
+	// reset costs the runtime a walk of every timer of the process when
+	// it comes due).
 	timer := time.NewTimer(0)
-	defer timer.Stop()
+	defer func() { timer.Stop() }()
 	var wake time.Time
 	for {
 		select {
@@ -189,7 +192,8 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 		if next := w.plan.next(w.cfg.Heartbeat, w.cfg.MinInterval, w.cfg.RetryInterval); !next.Equal(wake) {
 			wake = next
-			timer.Reset(max(0, time.Until(next)))
+			timer.Stop()
+			timer = time.NewTimer(max(0, time.Until(next)))
 		}
 	}
 }
