@@ -46,6 +46,7 @@ const (
 	GroupPut     = "put"
 	GroupFleet   = "fleet"
 	GroupCluster = "cluster"
+	GroupProcs   = "procs"
 	GroupInstall = "install"
 	GroupIdle    = "idle"
 	GroupSpec    = "spec"
@@ -59,7 +60,7 @@ const (
 
 // Groups lists every row group in the order Run measures them.
 func Groups() []string {
-	return []string{GroupPut, GroupFleet, GroupCluster, GroupInstall, GroupIdle, GroupSpec}
+	return []string{GroupPut, GroupFleet, GroupCluster, GroupProcs, GroupInstall, GroupIdle, GroupSpec}
 }
 
 // DefaultAgents are the fleet sizes of a full run.
@@ -88,6 +89,13 @@ type Config struct {
 	// Agents are the fleet sizes; nil means DefaultAgents, or QuickAgents
 	// when Quick.
 	Agents []int
+	// ProcAgents is how many agent processes the procs rows run; 0 means
+	// 200 (10 when Quick).
+	ProcAgents int
+	// CompareAgent, when set, is another mms binary (an older release)
+	// whose agent the procs rows run too, alternately with this one's, and
+	// compare.
+	CompareAgent string
 	// Source is where the put and fleet rows' agents download the small
 	// machine from: SourceNATS (a JetStream object store on the bench's
 	// server) or SourceHTTP (a web server on loopback), or both
@@ -152,8 +160,13 @@ func (c Config) Validate() error {
 			errs = append(errs, errors.New("the put and fleet rows need RunAgent"))
 		}
 	}
-	if (c.runs(GroupInstall) || c.runs(GroupIdle)) && c.AgentCommand == nil {
-		errs = append(errs, errors.New("the install and idle rows need AgentCommand"))
+	if (c.runs(GroupInstall) || c.runs(GroupIdle) || c.runs(GroupProcs)) && c.AgentCommand == nil {
+		errs = append(errs, errors.New("the procs, install and idle rows need AgentCommand"))
+	}
+	if c.CompareAgent != "" {
+		if _, err := exec.LookPath(c.CompareAgent); err != nil {
+			errs = append(errs, fmt.Errorf("compare agent: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -221,6 +234,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{GroupPut, b.putRows},
 		{GroupFleet, func(ctx context.Context) []Row { return b.fleetRows(ctx, false) }},
 		{GroupCluster, func(ctx context.Context) []Row { return b.fleetRows(ctx, true) }},
+		{GroupProcs, b.procsRows},
 		{GroupInstall, b.installRows},
 		{GroupIdle, b.idleRows},
 		{GroupSpec, b.specRows},

@@ -117,9 +117,10 @@ func TestFormat(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	cfg := Config{Only: []string{"put", "fleets"}, Agents: []int{10, 0}, Source: "ftp"}
+	cfg := Config{Only: []string{"put", "fleets", "procs"}, Agents: []int{10, 0}, Source: "nats,ftp,nats", CompareAgent: "/nonexistent/mms"}
 	err := cfg.Validate()
-	for _, want := range []string{`row group "fleets"`, "fleet size 0", `source "ftp"`, "need RunAgent"} {
+	for _, want := range []string{`row group "fleets"`, "fleet size 0", `source "ftp"`, `source "nats" given twice`, "need RunAgent",
+		"the procs, install and idle rows need AgentCommand", "compare agent:"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v; want it to say %q", err, want)
 		}

@@ -33,6 +33,8 @@ type benchOptions struct {
 	keep       bool
 	cpuProfile string
 	putProfile string
+	procs      int
+	compare    string
 	shard      string // a bench.Shard (JSON): run it instead of the bench
 }
 
@@ -60,6 +62,12 @@ it ends. Rows (select groups with --only):
            by fleet size, the largest's against the smallest's from 1,000)
            and nats:// against http:// size by size.
   cluster  the same against a 3-server cluster with R3 buckets.
+  procs    --procs N real 'mms agent' processes (default 200), clients of
+           one server: from a put until all run the new version, CPU per
+           agent per put (agents and server), RSS per agent; 3 fresh
+           fleets of 3 puts. --compare-agent BINARY runs another mms's
+           agents (an older release) the same way, alternately, and
+           compares.
   install  a ~100 MB / 2,000-file archive installed by an agent process over
            loopback http, https and nats://, first install and upgrade,
            against the shell pipeline (sha256sum -c, tar xzf, sha256sum -c,
@@ -97,7 +105,8 @@ The bench asserts nothing: it reports each row against its target.`,
   mms bench --out bench.json                 # the full run, table and JSON
   mms bench --only fleet,cluster --agents 1000
   mms bench --only put --cpuprofile put.pprof   # go tool pprof put.pprof
-  mms bench --only fleet --agents 1000,5000 --put-profile prof-   # prof-fleet-1000.pprof, prof-fleet-5000.pprof: the puts only`,
+  mms bench --only fleet --agents 1000,5000 --put-profile prof-   # prof-fleet-1000.pprof, prof-fleet-5000.pprof: the puts only
+  mms bench --only procs --procs 200 --compare-agent ./mms-v0.1   # real agent processes, this release against an older one`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.shard != "" {
@@ -118,6 +127,8 @@ The bench asserts nothing: it reports each row against its target.`,
 	f.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the put, fleet and spec rows) to `FILE`")
 	f.StringVar(&o.putProfile, "put-profile", "", "write a CPU profile of this process covering each fleet row's puts to `PREFIX`<row id>.pprof (not with --cpuprofile)")
+	f.IntVar(&o.procs, "procs", 0, "agent processes of the procs rows (default 200, with --quick 10)")
+	f.StringVar(&o.compare, "compare-agent", "", "also run the procs rows with the agents of another mms `BINARY` (e.g. an older release), alternately, and compare")
 	f.StringVar(&o.shard, "fleet-shard", "", "run part of a fleet for another `mms bench` (internal)")
 	_ = f.MarkHidden("fleet-shard")
 	return cmd
@@ -135,6 +146,8 @@ func (a *app) bench(ctx context.Context, o benchOptions, agentsSet bool) error {
 		Source:       o.source,
 		Keep:         o.keep,
 		PutProfile:   o.putProfile,
+		ProcAgents:   o.procs,
+		CompareAgent: o.compare,
 		Progress:     a.stderr,
 		Terminal:     isTerminal(a.stderr),
 		Version:      currentBuild().Version,
