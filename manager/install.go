@@ -144,6 +144,7 @@ func (i *Installer) Install(ctx context.Context, m spec.Machine, serial uint64) 
 		return EntryFailed, nil, &InstallError{Name: m.Name, Err: err}
 	}
 	defer unlock()
+	defer i.discards.hold()() // old trees are deleted after, not during, an install
 	out, def, err := i.install(ctx, m, serial)
 	if err != nil {
 		return EntryFailed, nil, &InstallError{Name: m.Name, Err: err}
