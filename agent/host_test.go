@@ -434,15 +434,33 @@ func TestNewHostRejectsBadConfig(t *testing.T) {
 // definition parsed from the bytes on disk is run as handed (the file is not
 // parsed again), and one parsed from other bytes is ignored. It drives the
 // host's load step directly, so no scan races it.
-func TestHostLoadUsesHandedDefinition(t *testing.T) {
-	_, key := newProbe(t)
-	root := t.TempDir()
+// newTestLoop returns a Host on directories under root and its host loop,
+// driven by the test itself (no Run).
+func newTestLoop(t *testing.T, root string) (*Host, *hostLoop) {
+	t.Helper()
 	h, err := NewHost(HostConfig{MachinesDir: filepath.Join(root, "machines"), DataDir: filepath.Join(root, "data"), Identity: "n1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := newHostLoop(h)
 	t.Cleanup(l.stopAll)
+	return h, l
+}
+
+// runningVersion returns the version of name h runs, "" when none.
+func runningVersion(h *Host, name string) string {
+	for _, s := range h.States() {
+		if s.Name == name {
+			return s.Version
+		}
+	}
+	return ""
+}
+
+func TestHostLoadUsesHandedDefinition(t *testing.T) {
+	_, key := newProbe(t)
+	root := t.TempDir()
+	h, l := newTestLoop(t, root)
 	dir := filepath.Join(root, "machines", "echo")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -451,14 +469,7 @@ func TestHostLoadUsesHandedDefinition(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, machine.File), onDisk, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	version := func() string {
-		for _, s := range h.States() {
-			if s.Name == "echo" {
-				return s.Version
-			}
-		}
-		return ""
-	}
+	version := func() string { return runningVersion(h, "echo") }
 
 	stale, err := machine.Parse([]byte(probeMachine("echo", "0", key, "")))
 	if err != nil {
@@ -544,12 +555,7 @@ func TestHostMachineState(t *testing.T) {
 func TestHostRescanReadsOnlyChanged(t *testing.T) {
 	_, key := newProbe(t)
 	root := t.TempDir()
-	h, err := NewHost(HostConfig{MachinesDir: filepath.Join(root, "machines"), DataDir: filepath.Join(root, "data"), Identity: "n1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := newHostLoop(h)
-	t.Cleanup(l.stopAll)
+	h, l := newTestLoop(t, root)
 	reads := 0
 	l.read = func(dir string) ([]byte, fingerprint, error) { reads++; return readMachineDir(dir) }
 	dir := filepath.Join(root, "machines", "echo")
@@ -562,14 +568,7 @@ func TestHostRescanReadsOnlyChanged(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	version := func() string {
-		for _, s := range h.States() {
-			if s.Name == "echo" {
-				return s.Version
-			}
-		}
-		return ""
-	}
+	version := func() string { return runningVersion(h, "echo") }
 	write("1")
 	for range 3 {
 		if err := l.load(t.Context(), "echo", false, nil); err != nil {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -19,7 +20,10 @@ import (
 	"github.com/mms-io/mms/spec"
 )
 
-func TestFetchObjectStore(t *testing.T) {
+// archiveStore starts a server with an ARCHIVES object store and connects
+// to it.
+func archiveStore(t *testing.T) (*server.Server, *nats.Conn, jetstream.JetStream, jetstream.ObjectStore) {
+	t.Helper()
 	srv := natstest.RunJetStream(t)
 	nc := natstest.Connect(t, srv)
 	js, err := jetstream.New(nc)
@@ -30,6 +34,11 @@ func TestFetchObjectStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return srv, nc, js, obs
+}
+
+func TestFetchObjectStore(t *testing.T) {
+	_, nc, _, obs := archiveStore(t)
 	a := buildArchive(t, "web", "1", map[string]string{"big": strings.Repeat("data ", 100_000)})
 	if _, err := obs.PutBytes(t.Context(), "web/web-1.tgz", a.data); err != nil {
 		t.Fatal(err)
@@ -138,16 +147,7 @@ func TestFetchObjectStoreRecreated(t *testing.T) {
 // batches, by count and by bytes); the bytes are those uploaded. A stream
 // without direct gets is read through the object store's consumer.
 func TestFetchObjectDirect(t *testing.T) {
-	srv := natstest.RunJetStream(t)
-	nc := natstest.Connect(t, srv)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	obs, err := js.CreateObjectStore(t.Context(), jetstream.ObjectStoreConfig{Bucket: "ARCHIVES"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, nc, js, obs := archiveStore(t)
 	small := buildArchive(t, "web", "1", nil)
 	// Incompressible content, so the archive keeps its size: 5 MiB is two
 	// batches by bytes; 1 KiB chunks of 100 KiB are four by count.
@@ -242,16 +242,7 @@ func TestFetchObjectDirect(t *testing.T) {
 // do not match its digest, fails the download with what is wrong; it
 // never passes as a shorter archive.
 func TestFetchObjectDirectDamaged(t *testing.T) {
-	srv := natstest.RunJetStream(t)
-	nc := natstest.Connect(t, srv)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	obs, err := js.CreateObjectStore(t.Context(), jetstream.ObjectStoreConfig{Bucket: "ARCHIVES"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, nc, js, obs := archiveStore(t)
 	a := buildArchive(t, "web", "1", map[string]string{"run.sh": strings.Repeat("echo hi\n", 500)})
 	put := func(name string) *jetstream.ObjectInfo {
 		t.Helper()

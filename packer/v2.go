@@ -35,13 +35,19 @@ func decodeV2Envelope(data []byte) (*sealedSpec, error) {
 	if len(env.Signatures) > maxSignatures {
 		return nil, malformed("v2 envelope: %d signatures, at most %d allowed", len(env.Signatures), maxSignatures)
 	}
+	return sealedV2(env.PayloadType, payload, env.Signatures)
+}
+
+// sealedV2 is the sealed spec of a v2 envelope whose type and payload were
+// checked: the message its signatures cover and the signatures, decoded.
+func sealedV2(payloadType string, payload []byte, sigs []dsse.Signature) (*sealedSpec, error) {
 	sealed := &sealedSpec{
 		format:     FormatV2,
 		payload:    payload,
-		message:    dsse.PAE(env.PayloadType, payload),
-		compressed: env.PayloadType == PayloadTypeZstd,
+		message:    dsse.PAE(payloadType, payload),
+		compressed: payloadType == PayloadTypeZstd,
 	}
-	for i, s := range env.Signatures {
+	for i, s := range sigs {
 		if !isKeyID(s.KeyID) {
 			return nil, malformed("v2 envelope: signatures[%d]: keyid is not %d lowercase hex characters", i, keyIDLen)
 		}

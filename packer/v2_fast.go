@@ -60,20 +60,7 @@ func decodeV2EnvelopeFast(data []byte) (*sealedSpec, error) {
 	if err != nil || len(payload) == 0 || len(env.Signatures) > maxSignatures {
 		return nil, errNotFast
 	}
-	sealed := &sealedSpec{
-		format:     FormatV2,
-		payload:    payload,
-		message:    dsse.PAE(env.PayloadType, payload),
-		compressed: env.PayloadType == PayloadTypeZstd,
-	}
-	for _, s := range env.Signatures {
-		sig, err := base64.StdEncoding.DecodeString(s.Sig)
-		if !isKeyID(s.KeyID) || err != nil {
-			return nil, errNotFast
-		}
-		sealed.sigs = append(sealed.sigs, envelopeSig{keyID: s.KeyID, sig: sig})
-	}
-	return sealed, nil
+	return sealedV2(env.PayloadType, payload, env.Signatures)
 }
 
 // readString reads a JSON string (not null) from dec.
