@@ -89,6 +89,11 @@ type Config struct {
 	// Agents are the fleet sizes; nil means DefaultAgents, or QuickAgents
 	// when Quick.
 	Agents []int
+	// AgentsPerProcess caps the fleet agents one process runs (0: as many
+	// as its open file limit allows); the rest run in shard processes. A
+	// cap makes every fleet size run the same number of agents per
+	// process, so that what grows with the fleet is not the process.
+	AgentsPerProcess int
 	// ProcAgents is how many agent processes the procs rows run; 0 means
 	// 200 (10 when Quick).
 	ProcAgents int
@@ -149,6 +154,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("source %q given twice", src))
 		}
 		seen[src] = true
+	}
+	if c.AgentsPerProcess < 0 {
+		errs = append(errs, fmt.Errorf("agents per process %d: want 0 (no cap) or more", c.AgentsPerProcess))
 	}
 	for _, n := range c.Agents {
 		if n < 1 {

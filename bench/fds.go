@@ -20,10 +20,10 @@ const (
 
 // fleetSplit says how a fleet of n agents is run: local agents in this
 // process (which also holds the servers' end of every connection) and the
-// rest in shards of at most perShard agents. With an http source each
-// agent also holds a connection to the bench's web server, whose end is
-// in this process too.
-func fleetSplit(n int, source string) (local, perShard int, err error) {
+// rest in shards of at most perShard agents, and at most perProcess (when
+// above 0) in any process. With an http source each agent also holds a
+// connection to the bench's web server, whose end is in this process too.
+func fleetSplit(n int, source string, perProcess int) (local, perShard int, err error) {
 	fdsAgent, fdsServer := fdsAgent, fdsServer
 	if source == SourceHTTP {
 		fdsAgent++
@@ -40,5 +40,8 @@ func fleetSplit(n int, source string) (local, perShard int, err error) {
 	}
 	// A shard process may raise its limit as far as this one could.
 	perShard = (limit - fdsReserve) / fdsAgent
+	if perProcess > 0 {
+		local, perShard = min(local, perProcess), min(perShard, perProcess)
+	}
 	return min(local, n), perShard, nil
 }

@@ -35,6 +35,7 @@ type benchOptions struct {
 	putProfile string
 	procs      int
 	compare    string
+	perProcess int
 	shard      string // a bench.Shard (JSON): run it instead of the bench
 }
 
@@ -90,10 +91,11 @@ measures the agent it ships with; its logic is in package bench.
 A fleet in one process shares CPUs, a heap and disks that a real fleet does
 not. The bench keeps the fleet agents' directories on a memory file system
 (/dev/shm, or --fleet-dir), since every install ends with syncfs(2), which
-waits for everyone's writes on that file system; and it turns the
-collector's pacing off while fleet rows run (the heap is bounded by 1 GiB
-and 1 MiB per agent instead), since one collector scanning the whole
-fleet's heap stalls every agent at once. Each fleet row reports the CPU the
+waits for everyone's writes on that file system; and it paces the
+collector at GOGC 400 while fleet rows run (fewer collections: one
+collector scanning the whole fleet's heap stalls every agent at once, but
+its work per agent stays independent of the fleet's size, as in a real
+fleet). Each fleet row reports the CPU the
 bench and the machine's other processes used while converging: with 2 CPUs
 for 5,000 agents, CPU per agent is what the row measures.
 
@@ -127,6 +129,7 @@ The bench asserts nothing: it reports each row against its target.`,
 	f.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the put, fleet and spec rows) to `FILE`")
 	f.StringVar(&o.putProfile, "put-profile", "", "write a CPU profile of this process covering each fleet row's puts to `PREFIX`<row id>.pprof (not with --cpuprofile)")
+	f.IntVar(&o.perProcess, "agents-per-process", 0, "run at most `N` fleet agents in one process, the rest in shard processes (default: as many as ulimit -n allows)")
 	f.IntVar(&o.procs, "procs", 0, "agent processes of the procs rows (default 200, with --quick 10)")
 	f.StringVar(&o.compare, "compare-agent", "", "also run the procs rows with the agents of another mms `BINARY` (e.g. an older release), alternately, and compare")
 	f.StringVar(&o.shard, "fleet-shard", "", "run part of a fleet for another `mms bench` (internal)")
@@ -137,21 +140,22 @@ The bench asserts nothing: it reports each row against its target.`,
 // bench runs the bench and prints the report.
 func (a *app) bench(ctx context.Context, o benchOptions, agentsSet bool) error {
 	cfg := bench.Config{
-		RunAgent:     a.runAgentInProcess,
-		AgentCommand: agentProcess,
-		ShardCommand: shardProcess,
-		Quick:        o.quick,
-		Dir:          o.dir,
-		FleetDir:     o.fleetDir,
-		Source:       o.source,
-		Keep:         o.keep,
-		PutProfile:   o.putProfile,
-		ProcAgents:   o.procs,
-		CompareAgent: o.compare,
-		Progress:     a.stderr,
-		Terminal:     isTerminal(a.stderr),
-		Version:      currentBuild().Version,
-		Command:      "mms " + strings.Join(os.Args[1:], " "),
+		RunAgent:         a.runAgentInProcess,
+		AgentCommand:     agentProcess,
+		ShardCommand:     shardProcess,
+		Quick:            o.quick,
+		Dir:              o.dir,
+		FleetDir:         o.fleetDir,
+		Source:           o.source,
+		Keep:             o.keep,
+		PutProfile:       o.putProfile,
+		ProcAgents:       o.procs,
+		AgentsPerProcess: o.perProcess,
+		CompareAgent:     o.compare,
+		Progress:         a.stderr,
+		Terminal:         isTerminal(a.stderr),
+		Version:          currentBuild().Version,
+		Command:          "mms " + strings.Join(os.Args[1:], " "),
 	}
 	var err error
 	if agentsSet || !o.quick {
