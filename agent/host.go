@@ -69,6 +69,12 @@ type HostConfig struct {
 	// Node is handed to the factories of registered compiled-in machines.
 	// Empty Identity, MachinesDir and DataDir are filled from this config.
 	Node Node
+	// OnChange, when set, is called after something [Host.States]
+	// reports that a status document shows changed: a machine loaded,
+	// unloaded or failed to load, a machine's state, a watcher's last
+	// error (see MachineConfig.OnChange). A status writer rebuilds its
+	// document on it instead of on every tick or event. It must not block.
+	OnChange func()
 }
 
 // Host runs every machine under a directory plus the compiled-in ones. It
@@ -331,4 +337,7 @@ func (h *Host) hostEventReplacing(ctx context.Context, name, version, previous, 
 		return
 	}
 	h.notifier.send(ctx, WatcherStateSubject(HostWatcherType), ev)
+	if h.cfg.OnChange != nil {
+		h.cfg.OnChange()
+	}
 }

@@ -434,15 +434,33 @@ func TestNewHostRejectsBadConfig(t *testing.T) {
 // definition parsed from the bytes on disk is run as handed (the file is not
 // parsed again), and one parsed from other bytes is ignored. It drives the
 // host's load step directly, so no scan races it.
-func TestHostLoadUsesHandedDefinition(t *testing.T) {
-	_, key := newProbe(t)
-	root := t.TempDir()
+// newTestLoop returns a Host on directories under root and its host loop,
+// driven by the test itself (no Run).
+func newTestLoop(t *testing.T, root string) (*Host, *hostLoop) {
+	t.Helper()
 	h, err := NewHost(HostConfig{MachinesDir: filepath.Join(root, "machines"), DataDir: filepath.Join(root, "data"), Identity: "n1"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	l := newHostLoop(h)
 	t.Cleanup(l.stopAll)
+	return h, l
+}
+
+// runningVersion returns the version of name h runs, "" when none.
+func runningVersion(h *Host, name string) string {
+	for _, s := range h.States() {
+		if s.Name == name {
+			return s.Version
+		}
+	}
+	return ""
+}
+
+func TestHostLoadUsesHandedDefinition(t *testing.T) {
+	_, key := newProbe(t)
+	root := t.TempDir()
+	h, l := newTestLoop(t, root)
 	dir := filepath.Join(root, "machines", "echo")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -451,14 +469,7 @@ func TestHostLoadUsesHandedDefinition(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, machine.File), onDisk, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	version := func() string {
-		for _, s := range h.States() {
-			if s.Name == "echo" {
-				return s.Version
-			}
-		}
-		return ""
-	}
+	version := func() string { return runningVersion(h, "echo") }
 
 	stale, err := machine.Parse([]byte(probeMachine("echo", "0", key, "")))
 	if err != nil {
@@ -534,5 +545,50 @@ func TestHostMachineState(t *testing.T) {
 	idle, busy := st.Entered["idle"], st.Entered["busy"]
 	if !idle.Equal(st.Started) || busy.IsZero() || busy.Before(idle) {
 		t.Errorf("Entered = %v, want idle at the start (%v), then busy (first entry kept)", st.Entered, st.Started)
+	}
+}
+
+// TestHostRescanReadsOnlyChanged: a rescan reads a machine.yaml again only
+// when the directory or the file changed (inode, size, modification
+// time), so an idle node with a hundred machines does not read and hash a
+// hundred files every ten seconds; a changed one is read and reloaded.
+func TestHostRescanReadsOnlyChanged(t *testing.T) {
+	_, key := newProbe(t)
+	root := t.TempDir()
+	h, l := newTestLoop(t, root)
+	reads := 0
+	l.read = func(dir string) ([]byte, fingerprint, error) { reads++; return readMachineDir(dir) }
+	dir := filepath.Join(root, "machines", "echo")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(version string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, machine.File), []byte(probeMachine("echo", version, key, "")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version := func() string { return runningVersion(h, "echo") }
+	write("1")
+	for range 3 {
+		if err := l.load(t.Context(), "echo", false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if reads != 1 || version() != "1" {
+		t.Errorf("three scans of an unchanged machine: %d reads, version %q; want 1 read, version 1", reads, version())
+	}
+	write("22") // another size: read and reloaded
+	if err := l.load(t.Context(), "echo", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if reads != 2 || version() != "22" {
+		t.Errorf("a scan after a change: %d reads, version %q; want 2 reads, version 22", reads, version())
+	}
+	if err := l.load(t.Context(), "echo", true, nil); err != nil {
+		t.Fatal(err)
+	}
+	if reads != 3 {
+		t.Errorf("an explicit load read %d times in all, want 3: it always reads", reads)
 	}
 }

@@ -26,6 +26,44 @@ type hostLoop struct {
 	skip    map[string]fingerprint // failed or unloaded; retried when changed
 	fw      *fsnotify.Watcher
 	watched map[string]uint64 // dir → inode watched
+	// stamps are the directories and machine.yaml files as they were
+	// when last read, by machine name: a rescan reads a machine.yaml again
+	// only when its stamp changed (a hundred machines rescanned every ten
+	// seconds were a hundred reads and hashes).
+	stamps map[string]stamped
+	// read reads a machine directory (readMachineDir; tests count calls).
+	read func(dir string) ([]byte, fingerprint, error)
+}
+
+// stamped is a machine directory's stamp and the fingerprint read with it.
+type stamped struct {
+	stamp yamlStamp
+	fp    fingerprint
+}
+
+// yamlStamp identifies a machine directory and its machine.yaml without
+// reading the file: the directory's inode (installs swap whole
+// directories) and the file's inode, size and modification time.
+type yamlStamp struct {
+	dirDev, dirIno, dev, ino uint64
+	size, mtime              int64
+}
+
+// stampMachineDir stats dir and its machine.yaml.
+func stampMachineDir(dir string) (yamlStamp, error) {
+	dst, err := os.Stat(dir)
+	if err != nil {
+		return yamlStamp{}, err
+	}
+	fst, err := os.Stat(filepath.Join(dir, machine.File))
+	if err != nil {
+		return yamlStamp{}, err
+	}
+	var s yamlStamp
+	s.dirDev, s.dirIno = fileID(dst)
+	s.dev, s.ino = fileID(fst)
+	s.size, s.mtime = fst.Size(), fst.ModTime().UnixNano()
+	return s, nil
 }
 
 func newHostLoop(h *Host) *hostLoop {
@@ -34,6 +72,8 @@ func newHostLoop(h *Host) *hostLoop {
 		stores:  map[string]*FileDataStore{},
 		skip:    map[string]fingerprint{},
 		watched: map[string]uint64{},
+		stamps:  map[string]stamped{},
+		read:    readMachineDir,
 	}
 }
 
@@ -92,6 +132,7 @@ func (l *hostLoop) newMachine(def *machine.Definition, dir string) (*Machine, er
 		Dir: dir, Identity: l.h.cfg.Identity, Log: l.h.log, Publisher: l.h.cfg.Publisher,
 		Data: data, Facts: l.h.cfg.Facts, Conn: l.h.cfg.Conn,
 		OnReconnect: l.h.cfg.OnReconnect, Host: l.h, Metrics: l.h.cfg.Metrics,
+		OnChange: l.h.cfg.OnChange,
 	})
 }
 
@@ -158,11 +199,22 @@ func (l *hostLoop) startCompiled(ctx context.Context, def *machine.Definition) {
 // it was parsed from the machine.yaml on disk.
 func (l *hostLoop) load(ctx context.Context, name string, explicit bool, given *machine.Definition) error {
 	dir := filepath.Join(l.h.cfg.MachinesDir, name)
-	data, fp, err := readMachineDir(dir)
-	if err != nil {
-		err = fmt.Errorf("load machine %q: %w", name, err)
-		l.h.hostEvent(ctx, name, "", dir, HostLoadFailed, err)
-		return err
+	var data []byte
+	var fp fingerprint
+	stamp, serr := stampMachineDir(dir)
+	if c, ok := l.stamps[name]; ok && serr == nil && c.stamp == stamp && !explicit {
+		fp = c.fp // unchanged since it was read: data is read below only if needed
+	} else {
+		var err error
+		if data, fp, err = l.read(dir); err != nil {
+			delete(l.stamps, name)
+			err = fmt.Errorf("load machine %q: %w", name, err)
+			l.h.hostEvent(ctx, name, "", dir, HostLoadFailed, err)
+			return err
+		}
+		if serr == nil {
+			l.stamps[name] = stamped{stamp: stamp, fp: fp}
+		}
 	}
 	if prev, ok := l.skip[name]; ok && prev == fp && !explicit {
 		return nil
@@ -179,7 +231,12 @@ func (l *hostLoop) load(ctx context.Context, name string, explicit bool, given *
 	if old != nil && old.fp == fp {
 		return nil
 	}
+	if data == nil { // the stamp matched, but nothing runs or is skipped with this fingerprint
+		delete(l.stamps, name)
+		return l.load(ctx, name, explicit, given)
+	}
 	def := given
+	var err error
 	if def == nil || def.Digest() != fp.sum {
 		def, err = machine.Parse(data)
 	}

@@ -46,6 +46,11 @@ type MachineConfig struct {
 	Metrics func(machine, watcher string) watchers.MetricsSink
 	// Host lets watchers load and unload machines, if hosted.
 	Host watchers.Host
+	// OnChange, when set, is called after something [Machine.Status]
+	// reports that a status document shows changed: the machine's state
+	// (a transition) or a watcher's last error. It is called from the
+	// machine's goroutines and must not block.
+	OnChange func()
 }
 
 // MachineStatus is the state of a running machine.
@@ -80,6 +85,7 @@ type Machine struct {
 	notifier *notifier
 	log      *slog.Logger
 	runners  []*runner
+	onChange func() // MachineConfig.OnChange, nil when not set
 
 	// fireMu serialises transitions with their events, so events leave in
 	// the order the state changed.
@@ -122,6 +128,7 @@ func NewMachine(def *machine.Definition, cfg MachineConfig) (*Machine, error) {
 		fsm:      newFSM(def),
 		notifier: &notifier{pub: cfg.Publisher, log: log},
 		log:      log,
+		onChange: cfg.OnChange,
 	}
 	for i, wd := range def.Watchers {
 		info, _ := watchers.Lookup(wd.Type)
@@ -235,7 +242,15 @@ func (m *Machine) transition(ctx context.Context, name string, announce func(err
 	for _, r := range m.runners {
 		r.notify()
 	}
+	m.changed()
 	return from, to, nil
+}
+
+// changed calls the OnChange hook, if any.
+func (m *Machine) changed() {
+	if m.onChange != nil {
+		m.onChange()
+	}
 }
 
 // publishState publishes a watcher state event.

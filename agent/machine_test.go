@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -339,4 +340,56 @@ func TestMachineStreamTriggers(t *testing.T) {
 		t.Errorf("State() = %q after a Report, want idle (no transition)", m.State())
 	}
 	stop()
+}
+
+// TestMachineOnChange: the change hook fires when what a status report
+// shows changes (a watcher's last error appears or clears, a transition)
+// and not for a routine check, so a status writer builds its document
+// only then. The error clears on a check that publishes no event.
+func TestMachineOnChange(t *testing.T) {
+	ctl, key := newProbe(t)
+	def, err := machine.Parse([]byte(machineYAML("m9", "1", fmt.Sprintf(`
+  - name: w
+    type: probe_stream
+    properties: {key: %s}`, key))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := OpenDataStore(t.TempDir(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var changes atomic.Int64
+	m, err := NewMachine(def, MachineConfig{Dir: t.TempDir(), Identity: "node1", Publisher: &recorder{}, Data: store,
+		OnChange: func() { changes.Add(1) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runMachine(t, m)
+	eventually(t, "the stream started", func() bool { return ctl.triggerFunc() != nil })
+	check := func(s ...step) {
+		t.Helper()
+		ctl.push(s...)
+		n := ctl.checks.Load()
+		ctl.triggerFunc()()
+		eventually(t, "a check", func() bool { return ctl.checks.Load() > n && len(ctl.steps) == 0 })
+	}
+	wantChanges := func(want int64) {
+		t.Helper()
+		eventually(t, fmt.Sprintf("%d changes", want), func() bool { return changes.Load() == want })
+	}
+	base := changes.Load() // the first check at the start is routine
+	check(step{err: errors.New("boom")})
+	wantChanges(base + 1)
+	check() // unchanged, no event: the error clears
+	wantChanges(base + 2)
+	check() // routine
+	check()
+	if err := m.Transition(t.Context(), "go"); err != nil {
+		t.Fatal(err)
+	}
+	wantChanges(base + 3)
+	if st := m.Status(); st.State != "busy" || st.Watchers[0].LastError != "" {
+		t.Errorf("status = %+v, want busy and no error", st)
+	}
 }

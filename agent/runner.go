@@ -122,17 +122,28 @@ func (r *runner) run(ctx context.Context) {
 		defer t.Stop()
 		announce = t.C
 	}
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
+	// Each schedule takes a new timer rather than resetting the last: a
+	// reset of a timer the runtime holds marks it modified, and when a
+	// modified timer comes due the runtime walks every timer of its
+	// processor, so in a process with thousands of machines (a fleet in
+	// one process, a node with many machines) each reset costs in
+	// proportion to them all; adding a new timer costs their logarithm.
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	var timerC <-chan time.Time
 	schedule := func(d time.Duration) {
-		if d <= 0 {
+		if timer != nil {
 			timer.Stop()
-			timerC = nil
+		}
+		if d <= 0 {
+			timer, timerC = nil, nil
 			return
 		}
-		timer.Reset(d)
+		timer = time.NewTimer(d)
 		timerC = timer.C
 	}
 
@@ -252,11 +263,15 @@ func (r *runner) checkOnce(ctx context.Context, failures *int, paced bool) (*sta
 	r.mu.Lock()
 	r.status.LastCheck = time.Now()
 	r.status.LastOutcome = outcome
+	errChanged := r.status.LastError != errString(err)
 	r.status.LastError = errString(err)
 	if transition != "" {
 		r.status.TransitionError = errString(terr)
 	}
 	r.mu.Unlock()
+	if errChanged {
+		r.m.changed()
+	}
 
 	if err != nil {
 		*failures++

@@ -140,9 +140,9 @@ const webName = "web"
 func webVersion(k int) string { return fmt.Sprintf("1.0.%d", k) }
 
 // webVersions archives versions 0..n of web and publishes them where the
-// agents fetch them from (Config.Source): env's object store, or a web
-// server on loopback, stopped by the returned func.
-func (b *bench) webVersions(ctx context.Context, env *natsEnv, n int) ([]spec.Machine, func(), error) {
+// agents fetch them from (source): env's object store, or a web server on
+// loopback, stopped by the returned func.
+func (b *bench) webVersions(ctx context.Context, env *natsEnv, n int, source string) ([]spec.Machine, func(), error) {
 	dir, err := b.dir("web")
 	if err != nil {
 		return nil, nil, err
@@ -155,7 +155,7 @@ func (b *bench) webVersions(ctx context.Context, env *natsEnv, n int) ([]spec.Ma
 			return nil, nil, err
 		}
 		object := fmt.Sprintf("%s-%s.tar.gz", webName, webVersion(k))
-		if b.cfg.source() == SourceHTTP {
+		if source == SourceHTTP {
 			mux.Handle("/"+object, serveBytes(object, a.data))
 			out = append(out, a.entry("/"+object))
 			continue
@@ -166,7 +166,7 @@ func (b *bench) webVersions(ctx context.Context, env *natsEnv, n int) ([]spec.Ma
 		}
 		out = append(out, e)
 	}
-	if b.cfg.source() != SourceHTTP {
+	if source != SourceHTTP {
 		return out, func() {}, nil
 	}
 	srv := httptest.NewServer(mux)

@@ -50,6 +50,7 @@ const (
 	GroupFleet   = "fleet"
 	GroupCluster = "cluster"
 	GroupRestart = "restart"
+	GroupProcs   = "procs"
 	GroupInstall = "install"
 	GroupIdle    = "idle"
 	GroupSpec    = "spec"
@@ -63,7 +64,7 @@ const (
 
 // Groups lists every row group in the order Run measures them.
 func Groups() []string {
-	return []string{GroupPut, GroupFleet, GroupCluster, GroupRestart, GroupInstall, GroupIdle, GroupSpec}
+	return []string{GroupPut, GroupFleet, GroupCluster, GroupRestart, GroupProcs, GroupInstall, GroupIdle, GroupSpec}
 }
 
 // DefaultAgents are the fleet sizes of a full run.
@@ -92,9 +93,24 @@ type Config struct {
 	// Agents are the fleet sizes; nil means DefaultAgents, or QuickAgents
 	// when Quick.
 	Agents []int
+	// AgentsPerProcess caps the fleet agents one process runs (0: as many
+	// as its open file limit allows); the rest run in shard processes. A
+	// cap makes every fleet size run the same number of agents per
+	// process, so that what grows with the fleet is not the process.
+	AgentsPerProcess int
+	// ProcAgents is how many agent processes the procs rows run; 0 means
+	// 200 (10 when Quick).
+	ProcAgents int
+	// CompareAgent, when set, is another mms binary (an older release)
+	// whose agent the procs rows run too, alternately with this one's, and
+	// compare.
+	CompareAgent string
 	// Source is where the put and fleet rows' agents download the small
-	// machine from: SourceNATS (the default, a JetStream object store on
-	// the bench's server) or SourceHTTP (a web server on loopback).
+	// machine from: SourceNATS (a JetStream object store on the bench's
+	// server) or SourceHTTP (a web server on loopback), or both
+	// comma-separated ("nats,http", the default): each fleet row is then
+	// measured once per source, followed by a row comparing them; the put
+	// and cluster rows use the first.
 	Source string
 	// Only lists the row groups to run (see Groups); nil runs all.
 	Only []string
@@ -108,6 +124,12 @@ type Config struct {
 	FleetDir string
 	// Keep keeps the temporary directory.
 	Keep bool
+	// PutProfile, when set, makes each fleet row write a CPU profile of
+	// this process covering its puts (from the first put until the last
+	// one converged, the settling between them included) to
+	// PutProfile+"<row id>.pprof", e.g. "prof-" gives prof-fleet-1000.pprof.
+	// The process must not be profiled otherwise.
+	PutProfile string
 	// Progress receives a progress line while the bench runs; nil
 	// discards it. Terminal says it is a terminal (the line is redrawn
 	// in place); otherwise each step gets its own line.
@@ -127,8 +149,18 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("row group %q: want one of %s", g, strings.Join(Groups(), ", ")))
 		}
 	}
-	if c.Source != "" && c.Source != SourceNATS && c.Source != SourceHTTP {
-		errs = append(errs, fmt.Errorf("source %q: want %s or %s", c.Source, SourceNATS, SourceHTTP))
+	seen := map[string]bool{}
+	for _, src := range c.sources() {
+		switch {
+		case src != SourceNATS && src != SourceHTTP:
+			errs = append(errs, fmt.Errorf("source %q: want %s, %s or both, comma-separated", src, SourceNATS, SourceHTTP))
+		case seen[src]:
+			errs = append(errs, fmt.Errorf("source %q given twice", src))
+		}
+		seen[src] = true
+	}
+	if c.AgentsPerProcess < 0 {
+		errs = append(errs, fmt.Errorf("agents per process %d: want 0 (no cap) or more", c.AgentsPerProcess))
 	}
 	for _, n := range c.Agents {
 		if n < 1 {
@@ -140,8 +172,13 @@ func (c Config) Validate() error {
 			errs = append(errs, errors.New("the put and fleet rows need RunAgent"))
 		}
 	}
-	if (c.runs(GroupInstall) || c.runs(GroupIdle)) && c.AgentCommand == nil {
-		errs = append(errs, errors.New("the install and idle rows need AgentCommand"))
+	if (c.runs(GroupInstall) || c.runs(GroupIdle) || c.runs(GroupProcs)) && c.AgentCommand == nil {
+		errs = append(errs, errors.New("the procs, install and idle rows need AgentCommand"))
+	}
+	if c.CompareAgent != "" {
+		if _, err := exec.LookPath(c.CompareAgent); err != nil {
+			errs = append(errs, fmt.Errorf("compare agent: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -151,8 +188,14 @@ func (c Config) runs(group string) bool {
 	return len(c.Only) == 0 || slices.Contains(c.Only, group)
 }
 
-// source returns the put and fleet rows' archive source.
-func (c Config) source() string { return cmp.Or(c.Source, SourceNATS) }
+// sources returns the fleet rows' archive sources, the first also the
+// put and cluster rows'.
+func (c Config) sources() []string {
+	return strings.Split(cmp.Or(c.Source, SourceNATS+","+SourceHTTP), ",")
+}
+
+// source returns the put and cluster rows' archive source.
+func (c Config) source() string { return c.sources()[0] }
 
 // agents returns the fleet sizes to measure.
 func (c Config) agents() []int {
@@ -204,6 +247,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		{GroupFleet, func(ctx context.Context) []Row { return b.fleetRows(ctx, false) }},
 		{GroupCluster, func(ctx context.Context) []Row { return b.fleetRows(ctx, true) }},
 		{GroupRestart, b.restartRows},
+		{GroupProcs, b.procsRows},
 		{GroupInstall, b.installRows},
 		{GroupIdle, b.idleRows},
 		{GroupSpec, b.specRows},

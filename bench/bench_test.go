@@ -3,6 +3,8 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -115,9 +117,10 @@ func TestFormat(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	cfg := Config{Only: []string{"put", "fleets"}, Agents: []int{10, 0}, Source: "ftp"}
+	cfg := Config{Only: []string{"put", "fleets", "procs"}, Agents: []int{10, 0}, Source: "nats,ftp,nats", CompareAgent: "/nonexistent/mms"}
 	err := cfg.Validate()
-	for _, want := range []string{`row group "fleets"`, "fleet size 0", `source "ftp"`, "need RunAgent"} {
+	for _, want := range []string{`row group "fleets"`, "fleet size 0", `source "ftp"`, `source "nats" given twice`, "need RunAgent",
+		"the procs, install and idle rows need AgentCommand", "compare agent:"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v; want it to say %q", err, want)
 		}
@@ -154,5 +157,60 @@ func TestReportOutput(t *testing.T) {
 	}
 	if len(back.Rows) != 3 || back.Rows[0].Met == nil || !*back.Rows[0].Met || back.Rows[2].Met != nil || back.Rows[0].Values["p50_ms"] != 12 {
 		t.Errorf("rows after a JSON round trip = %+v", back.Rows)
+	}
+}
+
+func TestSlopeRow(t *testing.T) {
+	fleet := func(n int, ms float64) Row {
+		return Row{ID: fmt.Sprintf("fleet-%d", n), Values: map[string]float64{"agents": float64(n), "cpu_ms_per_agent": ms}}
+	}
+	tests := []struct {
+		name       string
+		rows       []Row
+		wantResult string
+		wantMet    bool
+		wantRatio  float64
+	}{
+		{"flat from 1,000", []Row{fleet(100, 9), fleet(1000, 3), fleet(5000, 3.3)},
+			"100: 9.00 ms, 1,000: 3.00 ms, 5,000: 3.30 ms; 1,000 → 5,000: ×1.10", true, 1.1},
+		{"grows", []Row{fleet(1000, 3), fleet(2000, 3.2), fleet(5000, 4.5)},
+			"1,000: 3.00 ms, 2,000: 3.20 ms, 5,000: 4.50 ms; 1,000 → 5,000: ×1.50", false, 1.5},
+		{"flat but too dear", []Row{fleet(1000, 5), fleet(5000, 5)},
+			"1,000: 5.00 ms, 5,000: 5.00 ms; 1,000 → 5,000: ×1.00", false, 1},
+		{"small fleets only", []Row{fleet(10, 4), fleet(50, 2)},
+			"10: 4.00 ms, 50: 2.00 ms; 10 → 50: ×0.50", false, 0.5},
+		{"a failed row is left out", []Row{fleet(1000, 3), {ID: "fleet-2000", Error: "x", Values: map[string]float64{"agents": 2000, "cpu_ms_per_agent": 9}}, fleet(5000, 3)},
+			"1,000: 3.00 ms, 5,000: 3.00 ms; 1,000 → 5,000: ×1.00", true, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, ok := slopeRow(tt.rows, false, SourceNATS)
+			if !ok {
+				t.Fatal("no slope row")
+			}
+			if r.Result != tt.wantResult || r.Met == nil || *r.Met != tt.wantMet || math.Abs(r.Values["ratio"]-tt.wantRatio) > 1e-9 {
+				t.Errorf("slope row = %q met %v ratio %v, want %q met %v ratio %v", r.Result, r.Met, r.Values["ratio"], tt.wantResult, tt.wantMet, tt.wantRatio)
+			}
+		})
+	}
+	if _, ok := slopeRow([]Row{fleet(1000, 3)}, false, SourceNATS); ok {
+		t.Error("a slope row from one fleet size")
+	}
+}
+
+func TestSourcesRow(t *testing.T) {
+	fleet := func(n int, allMs, cpu float64) Row {
+		return Row{Values: map[string]float64{"agents": float64(n), "all_ms": allMs, "cpu_ms_per_agent": cpu}}
+	}
+	r, ok := sourcesRow([]Row{fleet(1000, 900, 2), fleet(5000, 5000, 2.5)}, []Row{fleet(1000, 1000, 2.2), fleet(5000, 4000, 2.4)})
+	if !ok {
+		t.Fatal("no row")
+	}
+	want := "1,000: all 900 ms vs 1.00 s (×0.90), 2.00 vs 2.20 ms CPU per agent; 5,000: all 5.00 s vs 4.00 s (×1.25), 2.50 vs 2.40 ms CPU per agent"
+	if r.Result != want || r.Met == nil || *r.Met || r.Values["all_ratio_5000"] != 1.25 {
+		t.Errorf("sourcesRow = %q met %v, want %q, not met (nats slower at 5,000)", r.Result, r.Met, want)
+	}
+	if _, ok := sourcesRow([]Row{fleet(1000, 900, 2)}, nil); ok {
+		t.Error("a comparison without http rows")
 	}
 }

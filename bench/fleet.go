@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"runtime/pprof"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -17,14 +19,144 @@ import (
 // fleetRows measures fleet convergence for every fleet size, on one server
 // or on a three-server cluster.
 func (b *bench) fleetRows(ctx context.Context, cluster bool) []Row {
+	sources := b.cfg.sources()
+	if cluster {
+		sources = sources[:1]
+	}
 	var rows []Row
-	for _, n := range b.cfg.agents() {
-		rows = append(rows, b.fleetRow(ctx, n, cluster))
-		if ctx.Err() != nil {
+	bySource := map[string][]Row{}
+	for _, src := range sources {
+		for _, n := range b.cfg.agents() {
+			r := b.fleetRow(ctx, n, cluster, src)
+			rows = append(rows, r)
+			bySource[src] = append(bySource[src], r)
+			if ctx.Err() != nil {
+				return rows
+			}
+		}
+		if slope, ok := slopeRow(bySource[src], cluster, src); ok {
+			rows = append(rows, slope)
+		}
+	}
+	if vs, ok := sourcesRow(bySource[SourceNATS], bySource[SourceHTTP]); ok && !cluster {
+		rows = append(rows, vs)
+	}
+	return rows
+}
+
+// sourcesRow compares the fleet rows of the two sources, size by size:
+// the time until every agent ran a put's version and the CPU per agent
+// per put, nats:// against http://. nats:// is to be at least as fast.
+func sourcesRow(nats, http []Row) (Row, bool) {
+	httpBy := map[float64]Row{}
+	for _, r := range http {
+		if r.Error == "" {
+			httpBy[r.Values["agents"]] = r
+		}
+	}
+	var parts []string
+	values := map[string]float64{}
+	met := true
+	for _, r := range nats {
+		h, ok := httpBy[r.Values["agents"]]
+		if !ok || r.Error != "" {
+			continue
+		}
+		n := int(r.Values["agents"])
+		ratio := r.Values["all_ms"] / h.Values["all_ms"]
+		parts = append(parts, fmt.Sprintf("%s: all %s vs %s (×%.2f), %.2f vs %.2f ms CPU per agent",
+			thousands(n), ms(time.Duration(r.Values["all_ms"]*float64(time.Millisecond))), ms(time.Duration(h.Values["all_ms"]*float64(time.Millisecond))),
+			ratio, r.Values["cpu_ms_per_agent"], h.Values["cpu_ms_per_agent"]))
+		values[fmt.Sprintf("all_ratio_%d", n)] = ratio
+		values[fmt.Sprintf("cpu_ratio_%d", n)] = r.Values["cpu_ms_per_agent"] / h.Values["cpu_ms_per_agent"]
+		met = met && ratio <= 1
+	}
+	if len(parts) == 0 {
+		return Row{}, false
+	}
+	r := Row{
+		ID: "fleet-nats-vs-http", Group: GroupFleet, Name: "fleet, nats:// against http:// (the same fleets, the same run)",
+		Result: strings.Join(parts, "; "), Values: values, Target: "nats:// all ≤ http:// all",
+		Note: "\"all\" is the median time from a put until every agent ran its version (the fleet rows'); ×ratio = nats:// / http://",
+	}
+	r.judge(met)
+	return r, true
+}
+
+// Targets of the slope row: the CPU an agent costs per put may vary by
+// at most slopeTolerance from the smallest fleet of at least
+// slopeFrom agents to the largest, and be at most slopeMaxMs.
+const (
+	slopeFrom      = 1000
+	slopeTolerance = 0.20
+	slopeMaxMs     = 4.0
+)
+
+// slopeRow says how the CPU an agent costs per put changes with the size
+// of the fleet: the value of each fleet row measured, and the ratio of
+// the largest fleet's to the smallest's. It needs two fleet sizes.
+func slopeRow(rows []Row, cluster bool, source string) (Row, bool) {
+	type point struct {
+		n  int
+		ms float64
+	}
+	var pts []point
+	for _, r := range rows {
+		v, ok := r.Values["cpu_ms_per_agent"]
+		if !ok || r.Error != "" {
+			continue
+		}
+		pts = append(pts, point{int(r.Values["agents"]), v})
+	}
+	if len(pts) < 2 {
+		return Row{}, false
+	}
+	slices.SortFunc(pts, func(a, b point) int { return a.n - b.n })
+	group, id, where := GroupFleet, "fleet-slope", "1 server"
+	if cluster {
+		group, id, where = GroupCluster, "cluster-slope", "3-server cluster"
+	}
+	if source != SourceNATS {
+		id += "-" + source
+		where += ", " + source
+	}
+	var parts []string
+	values := map[string]float64{}
+	for _, p := range pts {
+		parts = append(parts, fmt.Sprintf("%s: %.2f ms", thousands(p.n), p.ms))
+		values[fmt.Sprintf("cpu_ms_per_agent_%d", p.n)] = p.ms
+	}
+	first, last := pts[0], pts[len(pts)-1]
+	// The target's range starts at slopeFrom agents when the run has such
+	// a fleet: smaller ones pay the fixed costs of a put (the servers,
+	// the bench) with fewer agents.
+	for _, p := range pts {
+		if p.n >= slopeFrom && p.n < last.n {
+			first = p
 			break
 		}
 	}
-	return rows
+	ratio := last.ms / first.ms
+	values["ratio"] = ratio
+	values["from_agents"], values["to_agents"] = float64(first.n), float64(last.n)
+	r := Row{
+		ID: id, Group: group, Name: fmt.Sprintf("CPU per agent per put by fleet size, %s", where),
+		Result: fmt.Sprintf("%s; %s → %s: ×%.2f", strings.Join(parts, ", "), thousands(first.n), thousands(last.n), ratio),
+		Values: values,
+		Note: fmt.Sprintf("the CPU the bench's process and shards used from each put until every agent ran the new version, per agent and put (the fleet rows' cpu_ms_per_agent); "+
+			"flat means the cost of a node does not grow with the fleet: the ratio of the largest fleet's to that of %s agents (or the smallest) within ±%.0f %%", thousands(slopeFrom), slopeTolerance*100),
+	}
+	if !cluster {
+		r.Target = fmt.Sprintf("×%.1f–%.1f, each ≤ %.0f ms", 1-slopeTolerance, 1+slopeTolerance, slopeMaxMs)
+		worst := 0.0
+		for _, p := range pts {
+			if p.n >= first.n {
+				worst = max(worst, p.ms)
+			}
+		}
+		r.judge(ratio >= 1-slopeTolerance && ratio <= 1+slopeTolerance && worst <= slopeMaxMs)
+	}
+	return r, true
 }
 
 // fleetTarget is the issue's goal for n agents on one server.
@@ -40,14 +172,15 @@ func fleetTarget(n int, cluster bool) (time.Duration, bool) {
 	return 0, false
 }
 
-func (b *bench) fleetRow(ctx context.Context, n int, cluster bool) Row {
+func (b *bench) fleetRow(ctx context.Context, n int, cluster bool, source string) Row {
 	group, id, where, servers := GroupFleet, fmt.Sprintf("fleet-%d", n), "1 server", 1
 	if cluster {
 		group, id, where, servers = GroupCluster, fmt.Sprintf("cluster-%d", n), "3-server cluster, R3", 3
 	}
 	name := fmt.Sprintf("fleet of %s agents, %s", thousands(n), where)
-	if b.cfg.source() != SourceNATS {
-		name += ", " + b.cfg.source()
+	if source != SourceNATS {
+		name += ", " + source
+		id += "-" + source
 	}
 	target := ""
 	limit, hasTarget := fleetTarget(n, cluster)
@@ -58,7 +191,7 @@ func (b *bench) fleetRow(ctx context.Context, n int, cluster bool) Row {
 	if b.cfg.Quick {
 		rounds = 1
 	}
-	res, err := b.measureFleet(ctx, n, servers, rounds, name)
+	res, err := b.measureFleet(ctx, n, servers, rounds, name, id, source)
 	if err != nil && len(res.times) == 0 {
 		return failed(id, group, name, target, err)
 	}
@@ -157,8 +290,8 @@ const fleetStarting = 64
 // measureFleet starts n agents against servers embedded servers, all
 // running version 0 of web, then puts versions 1..rounds, each once every
 // agent runs the one before.
-func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name string) (res fleetResult, err error) {
-	local, perShard, err := fleetSplit(n, b.cfg.source())
+func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, id, source string) (res fleetResult, err error) {
+	local, perShard, err := fleetSplit(n, source, b.cfg.AgentsPerProcess)
 	if err != nil {
 		return res, err
 	}
@@ -174,7 +307,7 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name s
 		return res, err
 	}
 	const key = "fleet"
-	env, versions, stopFleet, err := b.startWebFleet(ctx, dir, servers, rounds, key)
+	env, versions, stopFleet, err := b.startWebFleet(ctx, dir, servers, rounds, key, source)
 	if err != nil {
 		return res, err
 	}
@@ -241,6 +374,11 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name s
 	}
 	res.start = time.Since(began)
 
+	stopProfile, err := b.startPutProfile(name, id)
+	if err != nil {
+		return res, err
+	}
+	defer stopProfile()
 	for k := 1; k <= rounds; k++ {
 		// Let the last round's tail (status writes, old trees) finish.
 		b.prog.stepf("%s: waiting for the agents to settle", name)
@@ -278,6 +416,48 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name s
 		res.wall += wall
 	}
 	return res, nil
+}
+
+// startPutProfile starts the profiles of a fleet row's puts when
+// Config.PutProfile asks for them, and returns the function that stops
+// them: the CPU profile, and the heap profiles (allocations since the
+// process started) at the start and at the end, for
+// `go tool pprof -sample_index=alloc_space -base START END`.
+func (b *bench) startPutProfile(name, id string) (func(), error) {
+	if b.cfg.PutProfile == "" {
+		return func() {}, nil
+	}
+	prefix := b.cfg.PutProfile + id
+	if err := writeHeapProfile(prefix + ".allocs-start.pprof"); err != nil {
+		return nil, err
+	}
+	f, err := os.Create(prefix + ".pprof")
+	if err != nil {
+		return nil, fmt.Errorf("bench: profile of the puts: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench: profile of the puts: %w", err)
+	}
+	b.prog.stepf("%s: profiling the puts into %s.pprof", name, prefix)
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		_ = writeHeapProfile(prefix + ".allocs.pprof")
+	}, nil
+}
+
+// writeHeapProfile writes the heap profile to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("bench: heap profile: %w", err)
+	}
+	werr := pprof.Lookup("allocs").WriteTo(f, 0)
+	if err := errors.Join(werr, f.Close()); err != nil {
+		return fmt.Errorf("bench: heap profile: %w", err)
+	}
+	return nil
 }
 
 // fleetCPU is the CPU time this process and the shard processes used.
@@ -326,25 +506,30 @@ type gcSettings struct {
 	relaxed bool
 }
 
-// relaxGC turns the collector's proportional pacing off for the fleet rows
-// and bounds the heap instead: 1 GiB and 1 MiB per agent, at most half the
-// machine's memory. N agents in
-// one process share one heap: with the default pacing the collector scans
-// the whole fleet's heap (a gigabyte for 1,000 agents) many times while
-// they converge and slows every agent at once, which N agent processes,
-// each collecting its own few megabytes, do not. Measured with 300 agents:
-// 1.5 s to converge with the default, 0.5 s without.
-func relaxGC(agents int) gcSettings {
+// fleetGCPercent is the collector's pacing while fleet rows run: the heap
+// grows to five times what is live before a collection.
+const fleetGCPercent = 400
+
+// relaxGC paces the collector for the fleet rows: GOGC 400 instead of 100,
+// the heap bounded by half the machine's memory. N agents in one process
+// share one heap: with the default pacing the collector scans the whole
+// fleet's heap (a gigabyte for 1,000 agents) many times while they
+// converge and slows every agent at once, which N agent processes, each
+// collecting its own few megabytes, do not (measured with 300 agents: 1.5 s
+// to converge with the default, 0.5 s with far fewer collections).
+// Proportional pacing keeps the collector's work per agent independent of
+// the fleet's size, as in a real fleet: a collection scans N times more
+// and comes N times less often. (A fixed bound instead, tried before,
+// made it grow with N: the fleet's garbage grows with N, the room above
+// the live heap did not as fast.)
+func relaxGC(int) gcSettings {
 	mem := memTotal()
 	if mem <= 0 {
 		return gcSettings{}
 	}
-	// About four times what the agents and servers keep live (0.3 MB an
-	// agent), at most half the memory.
-	limit := min(1<<30+int64(agents)<<20, mem/2)
 	s := gcSettings{relaxed: true}
-	s.limit = debug.SetMemoryLimit(limit)
-	s.percent = debug.SetGCPercent(-1)
+	s.limit = debug.SetMemoryLimit(mem / 2)
+	s.percent = debug.SetGCPercent(fleetGCPercent)
 	return s
 }
 

@@ -66,7 +66,7 @@ func (b *bench) restartRow(ctx context.Context, n int) Row {
 // measureRestart runs n agents on a three-server cluster, restarts the
 // whole cluster and measures how it comes back.
 func (b *bench) measureRestart(ctx context.Context, n int, name string) (res restartResult, err error) {
-	local, _, err := fleetSplit(n, b.cfg.source())
+	local, _, err := fleetSplit(n, SourceNATS, b.cfg.AgentsPerProcess)
 	if err != nil {
 		return res, err
 	}
@@ -81,7 +81,7 @@ func (b *bench) measureRestart(ctx context.Context, n int, name string) (res res
 		return res, err
 	}
 	const key = "restart"
-	env, versions, stopFleet, err := b.startWebFleet(ctx, dir, 3, 1, key)
+	env, versions, stopFleet, err := b.startWebFleet(ctx, dir, 3, 1, key, SourceNATS)
 	if err != nil {
 		return res, err
 	}

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 )
@@ -22,7 +23,11 @@ const maxDiscardQueue = 8
 // about as much as extracting one.
 //
 // One goroutine at a time deletes, in order; it runs only while there is
-// work and exits when the queue is empty. A deletion a crash interrupts
+// work and exits when the queue is empty. It gives way to installs: while
+// one runs (see hold), it stops between two batches of files, so a
+// deletion never competes with an extraction for the disk (an upgrade
+// right after another would otherwise write its 2,000 files while the
+// tree two versions back is being deleted). A deletion a crash interrupts
 // leaves a stage or trash directory, which Recover removes at the next
 // start: the names it can leave are exactly the ones it is given.
 // Deletions are logged.
@@ -41,12 +46,51 @@ type discarder struct {
 	queue   []string
 	running bool
 	idle    chan struct{} // closed while nothing is queued or being deleted
+	holds   int           // installs under way
+	free    chan struct{} // closed while holds is 0
+	waiters int           // calls of wait under way
+	hurry   chan struct{} // closed while waiters is above 0: deletion goes on despite holds
 }
 
 func newDiscarder(log *slog.Logger, crashAt func(step string) bool) *discarder {
-	idle := make(chan struct{})
+	idle, free := make(chan struct{}), make(chan struct{})
 	close(idle)
-	return &discarder{log: log, crashAt: crashAt, idle: idle}
+	close(free)
+	return &discarder{log: log, crashAt: crashAt, idle: idle, free: free, hurry: make(chan struct{})}
+}
+
+// hold pauses background deletion until the returned release is called
+// (by every holder): an install holds it while it extracts and swaps.
+func (d *discarder) hold() (release func()) {
+	d.mu.Lock()
+	if d.holds == 0 {
+		d.free = make(chan struct{})
+	}
+	d.holds++
+	d.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			if d.holds--; d.holds == 0 {
+				close(d.free)
+			}
+		})
+	}
+}
+
+// yield waits while an install holds the discarder, unless someone waits
+// for the deletion to end (recovery does, within an install: yielding then
+// would wait for itself).
+func (d *discarder) yield() {
+	d.mu.Lock()
+	free, hurry := d.free, d.hurry
+	d.mu.Unlock()
+	select {
+	case <-free:
+	case <-hurry:
+	}
 }
 
 // discard deletes dir in the background, or at once when the queue is
@@ -56,7 +100,7 @@ func (d *discarder) discard(dir string) {
 	if len(d.queue) >= maxDiscardQueue {
 		d.mu.Unlock()
 		d.log.Warn("background deletion is behind; deleting now", "dir", dir, "queued", maxDiscardQueue)
-		d.remove(dir)
+		d.remove(dir, nil)
 		return
 	}
 	d.queue = append(d.queue, dir)
@@ -81,17 +125,24 @@ func (d *discarder) run() {
 		dir := d.queue[0]
 		d.queue = d.queue[1:]
 		d.mu.Unlock()
-		d.remove(dir)
+		d.remove(dir, d.yield)
 	}
 }
 
+// discardBatch is how many entries the background deletion removes
+// between two looks at whether an install waits.
+const discardBatch = 64
+
 // remove deletes dir and logs the outcome; a failure leaves it for
-// Recover.
-func (d *discarder) remove(dir string) {
+// Recover. yield, when set, is called between batches of entries.
+func (d *discarder) remove(dir string, yield func()) {
 	if d.crashAt != nil && d.crashAt("discard") {
 		return
 	}
 	start := time.Now()
+	if yield != nil {
+		removeYielding(dir, yield)
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		d.log.Error("cannot remove old tree; the next start retries", "dir", dir, "error", err)
 		return
@@ -99,9 +150,51 @@ func (d *discarder) remove(dir string) {
 	d.log.Debug("removed old tree", "dir", dir, "took", time.Since(start))
 }
 
+// removeYielding deletes what it can of the tree under dir (not dir
+// itself), depth first, calling yield before every discardBatch entries.
+// It stops at the first error: os.RemoveAll then deletes the rest, and
+// reports.
+func removeYielding(dir string, yield func()) {
+	n := 0
+	var walk func(dir string) bool
+	walk = func(dir string) bool {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return false
+		}
+		for _, e := range entries {
+			if n%discardBatch == 0 {
+				yield()
+			}
+			n++
+			p := filepath.Join(dir, e.Name())
+			if e.IsDir() && !walk(p) {
+				return false
+			}
+			if os.Remove(p) != nil {
+				return false
+			}
+		}
+		return true
+	}
+	walk(dir)
+}
+
 // wait returns once nothing is queued or being deleted, or when ctx is
 // done.
 func (d *discarder) wait(ctx context.Context) error {
+	d.mu.Lock()
+	if d.waiters++; d.waiters == 1 {
+		close(d.hurry)
+	}
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		if d.waiters--; d.waiters == 0 {
+			d.hurry = make(chan struct{})
+		}
+		d.mu.Unlock()
+	}()
 	for {
 		d.mu.Lock()
 		idle, running := d.idle, d.running

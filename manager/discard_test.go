@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,4 +127,80 @@ func TestDiscardQueueIsBounded(t *testing.T) {
 	}
 	release()
 	assertNoLeftovers(t, env)
+}
+
+// TestDiscardGivesWayToInstalls: background deletion stops between
+// batches of files while an install holds the discarder, and goes on once
+// it lets go; a caller waiting for the deletion (recovery, inside an
+// install) makes it go on despite the hold instead of waiting for itself.
+func TestDiscardGivesWayToInstalls(t *testing.T) {
+	tree := func(n int) string {
+		dir := filepath.Join(t.TempDir(), "trash")
+		for i := range n {
+			sub := filepath.Join(dir, fmt.Sprint(i%3))
+			if err := os.MkdirAll(sub, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(sub, fmt.Sprint(i)), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	gone := func(dir string) error {
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s still there (%v)", dir, err)
+		}
+		return nil
+	}
+
+	// Batches: a yield before every discardBatch entries.
+	dir := tree(2*discardBatch + 10)
+	yields := 0
+	removeYielding(dir, func() { yields++ })
+	if err := os.Remove(dir); err != nil {
+		t.Fatalf("the tree is not empty after removeYielding: %v", err)
+	}
+	if want := (2*discardBatch + 10 + 3 + discardBatch - 1) / discardBatch; yields != want {
+		t.Errorf("%d yields for %d entries, want %d", yields, 2*discardBatch+13, want)
+	}
+
+	d := newDiscarder(slog.New(slog.DiscardHandler), nil)
+	release := d.hold()
+	held := tree(10)
+	yielding := make(chan struct{})
+	var once sync.Once
+	d.crashAt = func(string) bool { once.Do(func() { close(yielding) }); return false }
+	d.discard(held)
+	<-yielding
+	// Held: the deletion waits in yield, before its first batch. (Ten
+	// files take far less than the wait below to delete; on a slow
+	// machine this check can only pass wrongly, never fail wrongly.)
+	d.mu.Lock()
+	idle := d.idle
+	d.mu.Unlock()
+	select {
+	case <-idle:
+		t.Fatal("the deletion ended while an install held the discarder")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := os.Stat(filepath.Join(held, "0", "0")); err != nil {
+		t.Errorf("a file was deleted while an install held the discarder: %v", err)
+	}
+	// A waiter hurries it along, hold or not.
+	if err := d.wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := gone(held); err != nil {
+		t.Error(err)
+	}
+	release()
+	free := tree(10)
+	d.discard(free)
+	if err := d.wait(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := gone(free); err != nil {
+		t.Error(err)
+	}
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
@@ -105,7 +104,8 @@ type FetchConfig struct {
 	// timeout when that is longer (a large declared size).
 	Deadline time.Duration
 	// Progress, when set, is told how a download goes (see
-	// [ProgressReporter]): first after ProgressDelay, then at most every
+	// [ProgressReporter]): first ProgressDelay after the response arrived
+	// (not while the request waits for it), then at most every
 	// ProgressInterval, and once more at its end.
 	Progress ProgressReporter
 	// ProgressDelay and ProgressInterval pace Progress; 0 means
@@ -123,8 +123,9 @@ type Fetcher struct {
 	client *http.Client
 	log    *slog.Logger
 
-	mu     sync.Mutex
-	stores map[string]jetstream.ObjectStore // object store buckets opened on cfg.Conn, by name; guarded by mu
+	mu      sync.Mutex
+	buckets map[string]objectBucket // object store buckets opened on cfg.Conn, by name; guarded by mu
+	replies *replyMux               // answers to direct gets, subscribed on first use; guarded by mu
 }
 
 // NewFetcher returns a Fetcher for cfg.
@@ -177,10 +178,19 @@ func NewFetcher(cfg FetchConfig) (*Fetcher, error) {
 }
 
 // CloseIdleConnections closes the connections the Fetcher keeps open for
-// reuse. Its owner calls it when it stops, so a stopped machine leaves no
+// reuse, and its subscription to direct get replies when no download
+// waits on it. Its owner calls it when it stops, so a stopped machine leaves no
 // connection (and no goroutines) behind. It is harmless at any time:
 // running downloads finish, and later ones dial again.
-func (f *Fetcher) CloseIdleConnections() { f.client.CloseIdleConnections() }
+func (f *Fetcher) CloseIdleConnections() {
+	f.client.CloseIdleConnections()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.replies != nil && f.replies.idle() {
+		_ = f.replies.sub.Unsubscribe()
+		f.replies = nil
+	}
+}
 
 // defaultTransport is http.DefaultTransport's setup with a header timeout.
 func defaultTransport(idle time.Duration) *http.Transport {

@@ -25,14 +25,24 @@ type attempt struct {
 	rate     *time.Timer // nil until the response arrived, or without a minimum rate
 	minRate  int64       // bytes per second after grace, from the response; 0: none
 	grace    time.Duration
-	progress *time.Timer // nil without a progress reporter
-	prog     ProgressReporter
-	name     string
+	// progress paces the reports: it starts when the response arrives
+	// (a download queued on a busy server reports nothing while it
+	// waits, so a fleet waiting for one server does not rewrite its
+	// status documents and events while it waits); nil until then and
+	// without a reporter.
+	progress      *time.Timer
+	progressDelay time.Duration
+	progressEvery time.Duration
+	prog          ProgressReporter
+	name          string
 
-	start    time.Time    // when the response arrived (the rate's clock); guarded by pmu
-	received atomic.Int64 // bytes delivered so far
-	total    atomic.Int64 // the announced length, -1 while unknown
-	over     atomic.Bool  // end ran: timers must not re-arm
+	start time.Time // when the response arrived (the rate's clock); guarded by pmu
+	// waitingSince is when the current wait for data began (unix ns),
+	// 0 while none.
+	waitingSince atomic.Int64
+	received     atomic.Int64 // bytes delivered so far
+	total        atomic.Int64 // the announced length, -1 while unknown
+	over         atomic.Bool  // end ran: timers must not re-arm
 
 	pmu      sync.Mutex // guards the rate and progress timers; orders progress reports (the last is end's)
 	reported bool       // progress was reported at least once; guarded by pmu
@@ -51,7 +61,8 @@ const rateCheckEvery = time.Second
 func (f *Fetcher) startAttempt(ctx context.Context, m spec.Machine) (context.Context, *attempt) {
 	actx, cancel := context.WithCancelCause(ctx)
 	timeout, idle := f.attemptTimeout(m), f.cfg.IdleTimeout
-	a := &attempt{cancel: cancel, idleFor: idle, prog: f.cfg.Progress, name: m.Name, minRate: max(f.cfg.MinRate, 0), grace: f.cfg.RateGrace}
+	a := &attempt{cancel: cancel, idleFor: idle, prog: f.cfg.Progress, name: m.Name, minRate: max(f.cfg.MinRate, 0), grace: f.cfg.RateGrace,
+		progressDelay: f.cfg.ProgressDelay, progressEvery: f.cfg.ProgressInterval}
 	a.total.Store(-1)
 	if m.Size > 0 {
 		a.total.Store(m.Size)
@@ -59,17 +70,12 @@ func (f *Fetcher) startAttempt(ctx context.Context, m spec.Machine) (context.Con
 	a.deadline = time.AfterFunc(timeout, func() {
 		cancel(&transientError{err: fmt.Errorf("download did not finish within %s", timeout)})
 	})
-	a.idle = time.AfterFunc(idle, func() {
-		cancel(&transientError{err: fmt.Errorf("%w: no data for %s", ErrDownloadStalled, idle)})
-	})
-	// The timers' callbacks read their own fields: set them under pmu,
-	// which the callbacks take first.
+	a.waitingSince.Store(time.Now().UnixNano()) // for the response
+	// The callback reads a.idle: set it under pmu, which the callback
+	// takes first.
 	a.pmu.Lock()
-	defer a.pmu.Unlock()
-	if a.prog != nil {
-		every := f.cfg.ProgressInterval
-		a.progress = time.AfterFunc(f.cfg.ProgressDelay, func() { a.reportProgress(every) })
-	}
+	a.idle = time.AfterFunc(idle, a.checkIdle)
+	a.pmu.Unlock()
 	return actx, a
 }
 
@@ -104,8 +110,35 @@ func (a *attempt) reportProgress(every time.Duration) {
 	a.progress.Reset(every)
 }
 
-func (a *attempt) arm()    { a.idle.Reset(a.idleFor) }
-func (a *attempt) disarm() { a.idle.Stop() }
+// arm and disarm bracket a wait for data (the response, then each Read):
+// the idle timer fails the attempt once one lasts idleFor. They only note
+// the time: the timer runs from the start to the end of the attempt and
+// looks at the note when it fires, so a Read costs no timer operation
+// (a reset timer costs the runtime a walk of every timer of the process
+// when it comes due, and a large archive is thousands of Reads).
+func (a *attempt) arm()    { a.waitingSince.Store(time.Now().UnixNano()) }
+func (a *attempt) disarm() { a.waitingSince.Store(0) }
+
+// checkIdle is the idle timer: it cancels the attempt when a wait for data
+// has lasted idleFor, else fires again when the current wait (or a new
+// one) would.
+func (a *attempt) checkIdle() {
+	a.pmu.Lock()
+	defer a.pmu.Unlock()
+	if a.over.Load() {
+		return
+	}
+	next := a.idleFor
+	if since := a.waitingSince.Load(); since != 0 {
+		waited := time.Since(time.Unix(0, since))
+		if waited >= a.idleFor {
+			a.cancel(&transientError{err: fmt.Errorf("%w: no data for %s", ErrDownloadStalled, a.idleFor)})
+			return
+		}
+		next = a.idleFor - waited
+	}
+	a.idle.Reset(next)
+}
 
 // responded says the response arrived (headers, or the object's
 // consumer): the idle timer stops until the body is read and the
@@ -114,7 +147,16 @@ func (a *attempt) responded() {
 	a.disarm()
 	a.pmu.Lock()
 	defer a.pmu.Unlock()
-	if a.minRate <= 0 || a.over.Load() {
+	if a.over.Load() {
+		return
+	}
+	// The timers' callbacks read their own fields: they are set under
+	// pmu, which the callbacks take first.
+	if a.prog != nil && a.progress == nil {
+		every := a.progressEvery
+		a.progress = time.AfterFunc(a.progressDelay, func() { a.reportProgress(every) })
+	}
+	if a.minRate <= 0 {
 		return
 	}
 	a.start = time.Now()

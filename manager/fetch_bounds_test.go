@@ -276,3 +276,26 @@ func TestMachineInstallerLogsRetries(t *testing.T) {
 		t.Errorf("logs do not report the retry and its reason:\n%s", logs)
 	}
 }
+
+// TestFetcherProgressFromResponse: the progress clock starts when the
+// response arrives, so a small download that waits for a busy server
+// longer than the progress delay (a fleet queued on one server) reports
+// nothing: neither a progress event nor a status write per waiting node.
+func TestFetcherProgressFromResponse(t *testing.T) {
+	payload := bytes.Repeat([]byte("0123456789"), 100)
+	prog := &progressLog{}
+	const delay = 10 * time.Millisecond
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * delay) // a busy server: the answer comes several progress delays late
+		w.Write(payload)
+	}))
+	t.Cleanup(srv.Close)
+	f, _ := newTestFetcher(t, FetchConfig{Client: srv.Client(), Progress: prog, ProgressDelay: delay, ProgressInterval: delay})
+	got, err := fetchBounded(t, f, spec.Machine{Name: "queued", Source: srv.URL + "/"})
+	if err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("fetch = %d bytes, %v", len(got), err)
+	}
+	if calls := prog.snapshot(); len(calls) != 0 {
+		t.Errorf("progress calls = %+v, want none: the download was quick once the server answered", calls)
+	}
+}

@@ -35,77 +35,114 @@ func (f *Fetcher) openObject(ctx context.Context, m spec.Machine) (io.ReadCloser
 		return nil, fmt.Errorf("open JetStream: %w", err)
 	}
 	actx, att := f.startAttempt(ctx, m)
-	res, err := f.getObject(actx, att, js, bucket, object, limit)
+	r, size, err := f.getObject(actx, att, js, bucket, object, limit)
 	if err != nil {
 		att.end()
 		return nil, err
 	}
-	if info, err := res.Info(); err == nil {
-		att.total.Store(int64(min(info.Size, uint64(limit.limit))))
-	}
+	att.total.Store(int64(min(size, uint64(limit.limit))))
 	att.responded()
-	return &body{r: res, c: res, att: att, limit: limit, from: "object store " + bucket,
+	return &body{r: r, c: r, att: att, limit: limit, from: "object store " + bucket,
 		cause: func() error { return contextFailure(actx) }}, nil
 }
 
-// getObject looks the object up, checks its size and starts reading it.
+// getObject looks the object up, checks its size and starts reading it;
+// it returns the reader and the object's size.
+//
 // A fleet fetches a new version all at once from one server, and every
-// JetStream API request of every node queues on it: a download costs the
-// two requests of the get (the object's info, its ordered consumer), and
-// the bucket is opened once per Fetcher, not once per download.
-func (f *Fetcher) getObject(actx context.Context, att *attempt, js jetstream.JetStream, bucket, object string, limit sizeCap) (jetstream.ObjectResult, error) {
-	obs, err := f.objectStore(actx, js, bucket)
+// request of every node queues on it. Where the bucket's stream allows
+// direct gets (an object store made by nats.go or mms does), a download
+// is two direct gets (getDirect): the object's info, then its chunks in
+// batches; no consumer is created, and no request goes through the
+// JetStream API, whose cost on the server grows with the number of
+// clients asking at once. Otherwise it is the object store's own get: the
+// info and an ordered consumer. The bucket is opened once per Fetcher,
+// not once per download.
+func (f *Fetcher) getObject(actx context.Context, att *attempt, js jetstream.JetStream, bucket, object string, limit sizeCap) (io.ReadCloser, uint64, error) {
+	b, err := f.objectBucket(actx, js, bucket)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrBucketNotFound):
+		return nil, 0, fmt.Errorf("object store bucket %q not found", bucket)
+	case err != nil:
+		return nil, 0, att.failure(actx, err, fmt.Sprintf("open object store bucket %q", bucket))
+	}
+	if b.direct {
+		return f.getDirect(actx, att, js, bucket, object, limit)
+	}
+	return f.getObjectStore(actx, att, js, bucket, object, limit)
+}
+
+// getObjectStore gets the object with the object store's own get: its
+// info, then an ordered consumer of its chunks; links are followed.
+func (f *Fetcher) getObjectStore(actx context.Context, att *attempt, js jetstream.JetStream, bucket, object string, limit sizeCap) (io.ReadCloser, uint64, error) {
+	obs, err := js.ObjectStore(actx, bucket)
 	switch {
 	case errors.Is(err, jetstream.ErrBucketNotFound):
-		return nil, fmt.Errorf("object store bucket %q not found", bucket)
+		return nil, 0, fmt.Errorf("object store bucket %q not found", bucket)
 	case err != nil:
-		return nil, att.failure(actx, err, fmt.Sprintf("open object store bucket %q", bucket))
+		return nil, 0, att.failure(actx, err, fmt.Sprintf("open object store bucket %q", bucket))
 	}
 	res, err := obs.Get(actx, object)
 	switch {
 	case errors.Is(err, jetstream.ErrObjectNotFound):
-		return nil, fmt.Errorf("object %q not found in object store bucket %q", object, bucket)
+		return nil, 0, fmt.Errorf("object %q not found in object store bucket %q", object, bucket)
 	case err != nil:
-		f.forgetStore(bucket) // deleted or recreated: open it again next time
-		return nil, att.failure(actx, err, fmt.Sprintf("get object %q from bucket %q", object, bucket))
+		f.forgetBucket(bucket)
+		return nil, 0, att.failure(actx, err, fmt.Sprintf("get object %q from bucket %q", object, bucket))
 	}
 	info, err := res.Info()
 	if err != nil {
 		_ = res.Close()
-		return nil, att.failure(actx, err, fmt.Sprintf("look up object %q in bucket %q", object, bucket))
+		return nil, 0, att.failure(actx, err, fmt.Sprintf("look up object %q in bucket %q", object, bucket))
 	}
 	if info.Size > uint64(limit.limit) {
 		_ = res.Close()
-		return nil, &tooLargeError{msg: fmt.Sprintf("archive exceeds %s (the object's size is %d)", limit.what, info.Size)}
+		return nil, 0, &tooLargeError{msg: fmt.Sprintf("archive exceeds %s (the object's size is %d)", limit.what, info.Size)}
 	}
-	return res, nil
+	return res, info.Size, nil
 }
 
-// objectStore returns the bucket's object store, opened on first use.
-func (f *Fetcher) objectStore(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.ObjectStore, error) {
+// objectBucket is an object store bucket opened on the Fetcher's
+// connection: whether the stream behind it answers direct gets.
+type objectBucket struct {
+	direct bool
+}
+
+// objectBucket returns the bucket, opened on first use (one stream info
+// request per bucket and Fetcher).
+func (f *Fetcher) objectBucket(ctx context.Context, js jetstream.JetStream, bucket string) (objectBucket, error) {
 	f.mu.Lock()
-	obs, ok := f.stores[bucket]
+	b, ok := f.buckets[bucket]
 	f.mu.Unlock()
 	if ok {
-		return obs, nil
+		return b, nil
 	}
-	obs, err := js.ObjectStore(ctx, bucket)
+	s, err := js.Stream(ctx, objectStream(bucket))
 	if err != nil {
-		return nil, err
+		return objectBucket{}, err
 	}
+	b = objectBucket{direct: s.CachedInfo().Config.AllowDirect}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.stores == nil {
-		f.stores = map[string]jetstream.ObjectStore{}
+	if f.buckets == nil {
+		f.buckets = map[string]objectBucket{}
 	}
-	f.stores[bucket] = obs
-	return obs, nil
+	f.buckets[bucket] = b
+	return b, nil
 }
 
-// forgetStore drops the opened bucket, after a failure that may mean it
+// forgetBucket drops the opened bucket, after a failure that may mean it
 // is gone.
-func (f *Fetcher) forgetStore(bucket string) {
+func (f *Fetcher) forgetBucket(bucket string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.stores, bucket)
+	delete(f.buckets, bucket)
 }
+
+// objectStream is the name of the stream behind an object store bucket.
+func objectStream(bucket string) string { return "OBJ_" + bucket }
+
+// objectInfo is an object's meta message, as the object store writes it.
+type objectInfo struct{ jetstream.ObjectInfo }
+
+func (i objectInfo) isLink() bool { return i.Opts != nil && i.Opts.Link != nil }

@@ -2,10 +2,17 @@ package manager
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"math/rand/v2"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/internal/natstest"
@@ -13,7 +20,10 @@ import (
 	"github.com/mms-io/mms/spec"
 )
 
-func TestFetchObjectStore(t *testing.T) {
+// archiveStore starts a server with an ARCHIVES object store and connects
+// to it.
+func archiveStore(t *testing.T) (*server.Server, *nats.Conn, jetstream.JetStream, jetstream.ObjectStore) {
+	t.Helper()
 	srv := natstest.RunJetStream(t)
 	nc := natstest.Connect(t, srv)
 	js, err := jetstream.New(nc)
@@ -24,6 +34,11 @@ func TestFetchObjectStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return srv, nc, js, obs
+}
+
+func TestFetchObjectStore(t *testing.T) {
+	_, nc, _, obs := archiveStore(t)
 	a := buildArchive(t, "web", "1", map[string]string{"big": strings.Repeat("data ", 100_000)})
 	if _, err := obs.PutBytes(t.Context(), "web/web-1.tgz", a.data); err != nil {
 		t.Fatal(err)
@@ -122,5 +137,154 @@ func TestFetchObjectStoreRecreated(t *testing.T) {
 	upload()
 	if got, err := fetchAll(t, f, m); err != nil || !bytes.Equal(got, a.data) {
 		t.Errorf("fetch after the bucket was made again = %d bytes, %v", len(got), err)
+	}
+}
+
+// TestFetchObjectDirect: where the bucket's stream allows direct gets (an
+// object store nats.go makes does), a download is direct gets only, in
+// batches: no consumer is created and no request goes through the
+// JetStream API, whatever the object's size and chunking (several
+// batches, by count and by bytes); the bytes are those uploaded. A stream
+// without direct gets is read through the object store's consumer.
+func TestFetchObjectDirect(t *testing.T) {
+	srv, nc, js, obs := archiveStore(t)
+	small := buildArchive(t, "web", "1", nil)
+	// Incompressible content, so the archive keeps its size: 5 MiB is two
+	// batches by bytes; 1 KiB chunks of 100 KiB are four by count.
+	noise := make([]byte, 5<<20)
+	rand.NewChaCha8([32]byte{}).Read(noise)
+	big := buildArchive(t, "web", "2", map[string]string{"noise": string(noise)})
+	objects := []struct {
+		name  string
+		a     testArchive
+		chunk uint32
+	}{
+		{"small.tgz", small, 0},
+		{"big.tgz", big, 0},
+		{"fine.tgz", buildArchive(t, "web", "3", map[string]string{"noise": string(noise[:100<<10])}), 1024},
+	}
+	for _, o := range objects {
+		meta := jetstream.ObjectMeta{Name: o.name}
+		if o.chunk > 0 {
+			meta.Opts = &jetstream.ObjectMetaOptions{ChunkSize: o.chunk}
+		}
+		if _, err := obs.Put(t.Context(), meta, bytes.NewReader(o.a.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Every JetStream API request the downloads make is seen here.
+	var api []string
+	var mu sync.Mutex
+	sub, err := nc.Subscribe("$JS.API.>", func(m *nats.Msg) {
+		if !strings.HasPrefix(m.Subject, "$JS.API.DIRECT.GET.") {
+			mu.Lock()
+			api = append(api, m.Subject)
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sub.Unsubscribe() })
+	fetchConn := natstest.Connect(t, srv)
+	f, _ := newTestFetcher(t, FetchConfig{Conn: fetchConn})
+	apiRequests := func() []string {
+		t.Helper()
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := fetchConn.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		got := api
+		api = nil
+		return got
+	}
+	// The first download opens the bucket: one stream info.
+	for i, o := range objects {
+		got, err := fetchAll(t, f, o.a.entry("nats://ARCHIVES/"+o.name))
+		if err != nil || !bytes.Equal(got, o.a.data) {
+			t.Fatalf("fetch %s = %d bytes, %v, want its %d bytes", o.name, len(got), err, len(o.a.data))
+		}
+		want := 0
+		if i == 0 {
+			want = 1
+		}
+		if reqs := apiRequests(); len(reqs) != want {
+			t.Errorf("fetch %s made the JetStream API requests %q, want %d (direct gets only)", o.name, reqs, want)
+		}
+	}
+
+	// Without direct gets: the object store's own get.
+	info, err := js.Stream(t.Context(), "OBJ_ARCHIVES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := info.CachedInfo().Config
+	cfg.AllowDirect = false
+	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	f, _ = newTestFetcher(t, FetchConfig{Conn: fetchConn})
+	got, err := fetchAll(t, f, big.entry("nats://ARCHIVES/big.tgz"))
+	if err != nil || !bytes.Equal(got, big.data) {
+		t.Fatalf("fetch without direct gets = %d bytes, %v", len(got), err)
+	}
+	if reqs := apiRequests(); !slices.ContainsFunc(reqs, func(s string) bool { return strings.HasPrefix(s, "$JS.API.CONSUMER.CREATE.") }) {
+		t.Errorf("fetch without direct gets made the requests %q, want the object store's consumer", reqs)
+	}
+}
+
+// TestFetchObjectDirectDamaged: an object whose chunks are missing, or
+// do not match its digest, fails the download with what is wrong; it
+// never passes as a shorter archive.
+func TestFetchObjectDirectDamaged(t *testing.T) {
+	_, nc, js, obs := archiveStore(t)
+	a := buildArchive(t, "web", "1", map[string]string{"run.sh": strings.Repeat("echo hi\n", 500)})
+	put := func(name string) *jetstream.ObjectInfo {
+		t.Helper()
+		info, err := obs.Put(t.Context(), jetstream.ObjectMeta{Name: name, Opts: &jetstream.ObjectMetaOptions{ChunkSize: 64}}, bytes.NewReader(a.data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info
+	}
+	stream, err := js.Stream(t.Context(), "OBJ_ARCHIVES")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A chunk in the middle deleted.
+	holed := put("holed.tgz")
+	msg, err := stream.GetLastMsgForSubject(t.Context(), "$O.ARCHIVES.C."+holed.NUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.DeleteMsg(t.Context(), msg.Sequence-1); err != nil {
+		t.Fatal(err)
+	}
+	// The meta message of another object rewritten with a wrong digest.
+	forged := put("forged.tgz")
+	forged.Digest = "SHA-256=" + base64.URLEncoding.EncodeToString(make([]byte, 32))
+	b, err := json.Marshal(forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), "$O.ARCHIVES.M."+base64.URLEncoding.EncodeToString([]byte("forged.tgz")), b); err != nil {
+		t.Fatal(err)
+	}
+
+	f, _ := newTestFetcher(t, FetchConfig{Conn: nc, Retries: -1})
+	for name, want := range map[string]string{
+		"holed.tgz":  "object store returned", // the chunks after the hole come, the bytes are short
+		"forged.tgz": "object's chunks do not match its digest",
+	} {
+		got, err := fetchAll(t, f, a.entry("nats://ARCHIVES/"+name))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("fetch %s = %d bytes, %v, want an error saying %q", name, len(got), err, want)
+		}
 	}
 }

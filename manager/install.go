@@ -144,6 +144,7 @@ func (i *Installer) Install(ctx context.Context, m spec.Machine, serial uint64) 
 		return EntryFailed, nil, &InstallError{Name: m.Name, Err: err}
 	}
 	defer unlock()
+	defer i.discards.hold()() // old trees are deleted after, not during, an install
 	out, def, err := i.install(ctx, m, serial)
 	if err != nil {
 		return EntryFailed, nil, &InstallError{Name: m.Name, Err: err}
@@ -284,7 +285,7 @@ func (i *Installer) fetchInto(ctx context.Context, m spec.Machine, stage string)
 			return errCrashed
 		}
 		var err error
-		x, err = packer.ExtractArchive(ctx, r, stage, want, packer.ExtractOptions{Limits: i.limits})
+		x, err = packer.ExtractArchive(ctx, r, stage, want, packer.ExtractOptions{Limits: i.limits, SizeHint: m.Size})
 		return err
 	})
 	if err != nil {

@@ -155,8 +155,9 @@ var (
 
 // Pacing of download progress reports.
 const (
-	// DefaultProgressDelay is how long a download runs before its progress
-	// is first reported: quick downloads report nothing.
+	// DefaultProgressDelay is how long a download runs, from the response,
+	// before its progress is first reported: quick downloads report
+	// nothing, also when they waited long for a busy server.
 	DefaultProgressDelay = 2 * time.Second
 	// DefaultProgressInterval is the least time between two progress
 	// reports of one download.

@@ -155,15 +155,27 @@ func (r *Recorder) ReportProgress(name string, done, total int64) {
 	}
 }
 
-// Observe takes what the document needs from one machine event: every
-// event signals a change; watcher errors become the last error; host events
-// track machines that failed to load. Events it cannot read are ignored.
+// Observe takes what the document needs from one machine event: watcher
+// errors become the last error; host events track machines that failed to
+// load. Those, and transitions, signal a change; other events (a check's
+// routine outcome, many a minute on a node with many machines) do not,
+// since they change nothing the document shows: machine states and
+// watcher errors come from the host, whose change hook
+// (agent.HostConfig.OnChange) calls [Recorder.Touch]. Events it cannot
+// read are ignored.
 func (r *Recorder) Observe(ev event.Event) {
-	defer r.Touch()
 	info, err := agent.ParseEvent(ev)
-	if err != nil || info.Transition {
+	if err != nil {
 		return
 	}
+	if info.Transition {
+		r.Touch()
+		return
+	}
+	if info.Error == "" && info.WatcherType != agent.HostWatcherType {
+		return
+	}
+	defer r.Touch()
 	at := ev.Time()
 	if at.IsZero() {
 		at = time.Now()

@@ -321,3 +321,37 @@ func TestMachineList(t *testing.T) {
 		t.Errorf("entryList (-want +got):\n%s", diff)
 	}
 }
+
+// TestRecorderSignalsOnlyChanges: a watcher's routine state event (an exec
+// check every 30 s of each of a hundred machines) changes nothing the
+// document shows and signals nothing; a transition, a host event and an
+// event with an error do.
+func TestRecorderSignalsOnlyChanges(t *testing.T) {
+	tests := []struct {
+		name string
+		ev   event.Event
+		want bool
+	}{
+		{"routine check", stateEvent(t, "exec", "web", "check", "success", nil), false},
+		{"unchanged check", stateEvent(t, "file", "web", "conf", "unchanged", nil), false},
+		{"check error", stateEvent(t, "exec", "web", "check", "error", map[string]any{"error": "exit status 2"}), true},
+		{"host loaded", stateEvent(t, agent.HostWatcherType, "web", "host", agent.HostLoaded, nil), true},
+		{"transition", machineEvent(t, "io.choria.machine.v1.transition", map[string]any{"machine": "web", "transition": "go", "from_state": "A", "to_state": "B"}), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := NewRecorder()
+			r.Observe(tt.ev)
+			select {
+			case <-r.Changed():
+				if !tt.want {
+					t.Error("signalled a change")
+				}
+			default:
+				if tt.want {
+					t.Error("signalled no change")
+				}
+			}
+		})
+	}
+}

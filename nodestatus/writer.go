@@ -70,8 +70,11 @@ type WriterConfig struct {
 // Writer keeps one agent's status document current: it writes when the
 // Recorder signals a change (at most once per MinInterval, and only if the
 // document changed) and on every heartbeat, from one goroutine (Run), so
-// writing never blocks the machines. When Run's ctx ends it writes a last
-// document with stopped_at set.
+// writing never blocks the machines. The document is built only after a
+// change was signalled; a heartbeat writes the last one built again, with
+// the time and the connection's health brought up to date, so an idle
+// node costs one small write per heartbeat and nothing in between. When
+// Run's ctx ends it writes a last document with stopped_at set.
 type Writer struct {
 	cfg WriterConfig
 	key string
@@ -80,8 +83,9 @@ type Writer struct {
 	// Only Run's goroutine uses these.
 	kv          jetstream.KeyValue
 	plan        plan
-	written     []byte // the last document written, without updated_at
-	lastFailure string // the last logged write failure, to log each once
+	built       *Document // the last document built, nil before the first
+	written     []byte    // the last document written, without updated_at
+	lastFailure string    // the last logged write failure, to log each once
 }
 
 // NewWriter checks cfg and returns a Writer; call Run to start it.
@@ -167,8 +171,14 @@ func (w *Writer) Document() Document {
 // with stopped_at set (bounded by FinalTimeout) and returns. It returns nil;
 // write failures are logged and recorded in the document's last error.
 func (w *Writer) Run(ctx context.Context) error {
+	// The timer is set only when the wake-up time moves: a change
+	// signalled while a write is already planned leaves it alone. It is a
+	// new timer each time, not a reset one (see the agent's runner: a
+	// reset costs the runtime a walk of every timer of the process when
+	// it comes due).
 	timer := time.NewTimer(0)
-	defer timer.Stop()
+	defer func() { timer.Stop() }()
+	var wake time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -177,9 +187,14 @@ func (w *Writer) Run(ctx context.Context) error {
 		case <-w.cfg.Recorder.Changed():
 			w.plan.dirty = true
 		case <-timer.C:
+			wake = time.Time{}
 			w.tick(ctx, time.Now())
 		}
-		timer.Reset(max(0, time.Until(w.plan.next(w.cfg.Heartbeat, w.cfg.MinInterval, w.cfg.RetryInterval))))
+		if next := w.plan.next(w.cfg.Heartbeat, w.cfg.MinInterval, w.cfg.RetryInterval); !next.Equal(wake) {
+			wake = next
+			timer.Stop()
+			timer = time.NewTimer(max(0, time.Until(next)))
+		}
 	}
 }
 
@@ -192,11 +207,25 @@ func (w *Writer) tick(ctx context.Context, now time.Time) {
 	if now.Before(w.plan.earliest(w.cfg.MinInterval, w.cfg.RetryInterval)) {
 		return
 	}
-	doc := w.Document()
-	content := contentOf(doc)
-	if !heartbeat && bytes.Equal(content, w.written) {
-		w.plan.dirty = false
-		return
+	var doc Document
+	var content []byte
+	if w.plan.dirty || w.built == nil {
+		doc = w.Document()
+		content = contentOf(doc)
+		w.built = &doc
+		if !heartbeat && bytes.Equal(content, w.written) {
+			w.plan.dirty = false
+			return
+		}
+	} else {
+		// A heartbeat and nothing changed: the last document again, its
+		// time and the connection's health current.
+		doc = *w.built
+		doc.UpdatedAt = time.Now().UTC()
+		if w.cfg.NATS != nil {
+			doc.NATS = w.cfg.NATS()
+		}
+		content = contentOf(doc)
 	}
 	w.plan.lastAttempt = now
 	w.plan.dirty = false

@@ -343,3 +343,48 @@ func TestWriterLeastPrivilege(t *testing.T) {
 	runWriter(t, w)
 	waitDoc(t, kv, key, func(d *Document, _ uint64) error { return nil })
 }
+
+// TestWriterBuildsOnlyOnChange: the document is built when a change is
+// signalled, never for a heartbeat: a heartbeat writes the last document
+// built again, with its time and the connection's health current. An idle
+// node with a hundred machines used to build it (every machine's status)
+// for every heartbeat and every routine event.
+func TestWriterBuildsOnlyOnChange(t *testing.T) {
+	js, kv := statusKV(t)
+	rec := NewRecorder()
+	var builds atomic.Int64
+	var reconnects atomic.Int64
+	w, err := NewWriter(WriterConfig{
+		Identity: "node1", Recorder: rec, JetStream: js, Heartbeat: 20 * time.Millisecond, MinInterval: time.Millisecond,
+		States: func() []agent.MachineStatus {
+			builds.Add(1)
+			return []agent.MachineStatus{{Name: "web", Version: "1.0.0", State: "RUN"}}
+		},
+		NATS: func() natsbox.ConnState {
+			return natsbox.ConnState{Connected: true, Reconnects: int(reconnects.Load())}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runWriter(t, w)
+	first := waitDoc(t, kv, w.Key(), func(*Document, uint64) error { return nil })
+	reconnects.Store(3)
+	// Several heartbeats: newer times, the connection's count, one build.
+	waitDoc(t, kv, w.Key(), func(d *Document, rev uint64) error {
+		if rev < 4 || !d.UpdatedAt.After(first.UpdatedAt) || d.NATS.Reconnects != 3 || len(d.Machines) != 1 {
+			return fmt.Errorf("revision %d updated_at %v reconnects %d machines %d", rev, d.UpdatedAt, d.NATS.Reconnects, len(d.Machines))
+		}
+		return nil
+	})
+	if n := builds.Load(); n != 1 {
+		t.Errorf("the document was built %d times for one change and heartbeats, want once", n)
+	}
+	rec.Touch()
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if n := builds.Load(); n != 2 {
+			return fmt.Errorf("%d builds after a change, want 2", n)
+		}
+		return nil
+	})
+}

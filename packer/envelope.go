@@ -65,6 +65,23 @@ func (f *Format) UnmarshalText(text []byte) error {
 // purpose never verifies as a spec.
 const PayloadType = "application/vnd.mms.spec+json; version=2"
 
+// PayloadTypeZstd is the DSSE payload type of a v2 envelope whose payload
+// is the v2 JSON compressed with zstd (one or more frames): what lets a
+// spec of ten thousand entries fit in MaxEnvelopeSize. The signatures
+// cover the compressed bytes, under this type, like any DSSE payload;
+// agents verify them, then decompress at most MaxPayloadSize bytes.
+// Agents older than this type refuse such an envelope, naming its
+// payloadType, so Seal compresses only a spec that would not fit
+// otherwise (see Compression). v1 envelopes are never compressed.
+const PayloadTypeZstd = "application/vnd.mms.spec+json; version=2; compression=zstd"
+
+// MaxPayloadSize bounds the decompressed payload of a v2 envelope of
+// PayloadTypeZstd: a compressed spec that would decompress to more is
+// refused (a decompression bomb stops there). It is sixteen times
+// MaxEnvelopeSize; a 10,000-entry spec (each entry with its own archive
+// and matcher) is about 2.6 MB.
+const MaxPayloadSize = 16 << 20
+
 // MaxEnvelopeSize is the largest envelope Open and Inspect read, after
 // surrounding whitespace is trimmed (NATS's default max_payload).
 const MaxEnvelopeSize = 1 << 20
@@ -91,6 +108,8 @@ type Opened struct {
 	// Unchanged reports that the spec has the serial and digest of the last
 	// accepted spec; nothing needs to be recorded or redone.
 	Unchanged bool
+	// Compressed says the payload was zstd-compressed (PayloadTypeZstd).
+	Compressed bool
 	// Reset, when set, says that this spec was accepted out of serial
 	// order: it is a reset spec (spec.Spec.ResetHistory) and the node's
 	// last accepted serial was above spec.SerialCeiling. It names the
@@ -114,11 +133,21 @@ type sealedSpec struct {
 	payload  []byte
 	message  []byte
 	sigs     []envelopeSig
+	// compressed says payload is zstd-compressed JSON; plain is the JSON
+	// once decodePayload decompressed it.
+	compressed bool
+	plain      []byte
 }
 
-// digest returns the hex SHA-256 of the payload bytes.
+// digest returns the hex SHA-256 of the payload's JSON: the signed bytes,
+// or for a compressed payload the bytes they decompress to, so a spec has
+// one digest whether or not it travelled compressed.
 func (s *sealedSpec) digest() string {
-	sum := sha256.Sum256(s.payload)
+	b := s.payload
+	if s.compressed {
+		b = s.plain
+	}
+	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
 
@@ -128,6 +157,10 @@ func decodeEnvelope(data []byte) (*sealedSpec, error) {
 	data = bytes.TrimSpace(data)
 	if len(data) > MaxEnvelopeSize {
 		return nil, malformed("envelope is %d bytes, at most %d allowed", len(data), MaxEnvelopeSize)
+	}
+	if sealed, err := decodeV2EnvelopeFast(data); err == nil {
+		sealed.envelope = data
+		return sealed, nil
 	}
 	f, err := detectFormat(data)
 	if err != nil {
@@ -225,10 +258,11 @@ func Inspect(data []byte) (*Opened, error) {
 	}
 	slices.Sort(ids)
 	return &Opened{
-		Format: sealed.format,
-		Spec:   s,
-		KeyIDs: slices.Compact(ids),
-		Digest: sealed.digest(),
+		Format:     sealed.format,
+		Spec:       s,
+		KeyIDs:     slices.Compact(ids),
+		Digest:     sealed.digest(),
+		Compressed: sealed.compressed,
 	}, nil
 }
 
@@ -241,7 +275,15 @@ func decodePayload(sealed *sealedSpec) (*spec.Spec, error) {
 		}
 		return &spec.Spec{Machines: machines}, nil
 	}
-	s, err := decodeV2Payload(sealed.payload)
+	payload := sealed.payload
+	if sealed.compressed {
+		plain, err := decompressPayload(payload)
+		if err != nil {
+			return nil, fmt.Errorf("%w: decompressing v2 payload: %w", ErrMalformed, err)
+		}
+		sealed.plain, payload = plain, plain
+	}
+	s, err := decodeV2Payload(payload)
 	if err != nil {
 		return nil, fmt.Errorf("%w: decoding v2 payload: %w", ErrMalformed, err)
 	}

@@ -1,6 +1,7 @@
 package packer
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"os"
 	"path/filepath"
@@ -24,6 +25,9 @@ func envFuzzSeeds(f *testing.F) [][]byte {
 		envTestSeal(f, FormatV2, envTestSpec(), privA, privB),
 		envTestSeal(f, FormatV2, envTestSpec(), privB),
 		envTestSeal(f, FormatV2, envTestSpec()),
+		envTestSealCompressed(f, envTestSpec(), privA),
+		envTestSealCompressed(f, envTestSpec(), privA, privB),
+		envTestSignV2Type(f, PayloadTypeZstd, zstdBomb(f, 1<<10), privA),
 		envTestSeal(f, FormatV1, envTestSpecV1(), privA),
 		envTestSeal(f, FormatV1, envTestSpecV1()),
 		[]byte(choriaReadmeSpec),
@@ -53,6 +57,9 @@ func envFuzzSignedBy(f *testing.F, seeds [][]byte, pub ed25519.PublicKey) map[en
 		sealed, err := decodeEnvelope(seed)
 		if err != nil {
 			continue
+		}
+		if sealed.compressed {
+			_, _ = decodePayload(sealed) // the digest is the decompressed payload's
 		}
 		for _, sg := range sealed.sigs {
 			if (sg.keyID == "" || sg.keyID == KeyID(pub)) && ed25519.Verify(pub, sealed.message, sg.sig) {
@@ -148,4 +155,48 @@ func FuzzOpen(f *testing.F) {
 			t.Fatalf("Inspect() = %+v, %v, disagrees with Open() = %+v", inspected, inspectErr, got)
 		}
 	})
+}
+
+// FuzzDecodeV2EnvelopeFast checks that the one-pass envelope decoder
+// agrees with the full one: whatever it accepts, detectFormat and
+// decodeV2Envelope accept too, with the same payload, signed message and
+// signatures.
+func FuzzDecodeV2EnvelopeFast(f *testing.F) {
+	for _, s := range envFuzzSeeds(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, err := decodeV2EnvelopeFast(data)
+		if err != nil {
+			return
+		}
+		if format, err := detectFormat(data); err != nil || format != FormatV2 {
+			t.Fatalf("the fast decoder accepted %q; detectFormat says %v, %v", data, format, err)
+		}
+		full, err := decodeV2Envelope(data)
+		if err != nil {
+			t.Fatalf("the fast decoder accepted %q; the full one refused it: %v", data, err)
+		}
+		if !bytes.Equal(fast.payload, full.payload) || !bytes.Equal(fast.message, full.message) || fast.compressed != full.compressed ||
+			!slices.EqualFunc(fast.sigs, full.sigs, func(a, b envelopeSig) bool { return a.keyID == b.keyID && bytes.Equal(a.sig, b.sig) }) {
+			t.Fatalf("decoding %q: fast %+v, full %+v", data, fast, full)
+		}
+	})
+}
+
+// TestDecodeV2EnvelopeFastTakesSealed: what Seal writes (plain, compressed,
+// several signatures, none) is decoded by the fast decoder.
+func TestDecodeV2EnvelopeFastTakesSealed(t *testing.T) {
+	_, privA := envTestKey("a")
+	_, privB := envTestKey("b")
+	for i, env := range [][]byte{
+		envTestSeal(t, FormatV2, envTestSpec(), privA),
+		envTestSeal(t, FormatV2, envTestSpec(), privA, privB),
+		envTestSeal(t, FormatV2, envTestSpec()),
+		envTestSealCompressed(t, envTestSpec(), privA),
+	} {
+		if _, err := decodeV2EnvelopeFast(env); err != nil {
+			t.Errorf("envelope %d: the fast decoder left it: %v", i, err)
+		}
+	}
 }

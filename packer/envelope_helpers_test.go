@@ -1,6 +1,7 @@
 package packer
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 
 	"github.com/mms-io/mms/spec"
@@ -92,15 +94,21 @@ func envTestNowFunc(now time.Time) func() time.Time {
 // by keys the way Seal signs, so tests can make signed but odd payloads.
 func envTestSignV2(t testing.TB, payload []byte, keys ...ed25519.PrivateKey) []byte {
 	t.Helper()
+	return envTestSignV2Type(t, PayloadType, payload, keys...)
+}
+
+// envTestSignV2Type is envTestSignV2 with another payload type.
+func envTestSignV2Type(t testing.TB, payloadType string, payload []byte, keys ...ed25519.PrivateKey) []byte {
+	t.Helper()
 	env := dsse.Envelope{
-		PayloadType: PayloadType,
+		PayloadType: payloadType,
 		Payload:     base64.StdEncoding.EncodeToString(payload),
 		Signatures:  []dsse.Signature{},
 	}
 	for _, k := range keys {
 		env.Signatures = append(env.Signatures, dsse.Signature{
 			KeyID: KeyID(k.Public().(ed25519.PublicKey)),
-			Sig:   base64.StdEncoding.EncodeToString(ed25519.Sign(k, dsse.PAE(PayloadType, payload))),
+			Sig:   base64.StdEncoding.EncodeToString(ed25519.Sign(k, dsse.PAE(payloadType, payload))),
 		})
 	}
 	data, err := json.Marshal(env)
@@ -108,6 +116,30 @@ func envTestSignV2(t testing.TB, payload []byte, keys ...ed25519.PrivateKey) []b
 		t.Fatal(err)
 	}
 	return data
+}
+
+// envTestSealCompressed seals s as a compressed v2 envelope signed by keys.
+func envTestSealCompressed(t testing.TB, s *spec.Spec, keys ...ed25519.PrivateKey) []byte {
+	t.Helper()
+	data, err := SealWith(FormatV2, s, SealOptions{Compression: CompressAlways}, keys...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// zstdBomb returns a small zstd payload that decompresses to n bytes of a
+// valid-looking JSON prefix followed by spaces.
+func zstdBomb(t testing.TB, n int) []byte {
+	t.Helper()
+	plain := bytes.Repeat([]byte(" "), n)
+	copy(plain, `{"serial":1,"machines":[]}`)
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithWindowSize(zstd.MaxWindowSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer enc.Close()
+	return enc.EncodeAll(plain, nil)
 }
 
 // envTestSignV1 builds a v1 envelope around arbitrary machines bytes the way

@@ -149,7 +149,7 @@ func BenchmarkExtractSmall(b *testing.B) {
 		if err := os.Mkdir(stage, 0o755); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := ExtractArchive(b.Context(), bytes.NewReader(archive.Bytes()), stage, want, ExtractOptions{NoSync: true}); err != nil {
+		if _, err := ExtractArchive(b.Context(), bytes.NewReader(archive.Bytes()), stage, want, ExtractOptions{NoSync: true, SizeHint: info.Size}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -122,10 +122,7 @@ func (x *archiveExtraction) fill(ctx context.Context, f *os.File, tr *tar.Reader
 		if err := ctx.Err(); err != nil {
 			return "", err
 		}
-		chunk := x.buf
-		if rest := hdr.Size - written; rest < int64(len(chunk)) {
-			chunk = chunk[:rest]
-		}
+		chunk := x.buf.get(hdr.Size - written)
 		n, rerr := tr.Read(chunk)
 		if n > 0 {
 			x.fileHash.Write(chunk[:n])

@@ -25,6 +25,7 @@ const archiveStreamDepth = 4
 // Read is for the one extracting goroutine; stop must be called before hr
 // is looked at.
 type archiveStream struct {
+	readBuf int // the size of the buffer the source is read through
 	hr      *archiveHashReader
 	chunks  chan archiveChunk
 	free    chan []byte
@@ -43,14 +44,25 @@ type archiveChunk struct {
 	err error
 }
 
-// startArchiveStream starts the gunzip goroutine on r. It exits when the
-// stream ends, when stop is called, or when ctx is done.
-func startArchiveStream(ctx context.Context, r io.Reader, maxArchive int64) *archiveStream {
+// archiveReadBufSize is the size of the buffer the archive is read through
+// when its size is not known.
+const archiveReadBufSize = 64 << 10
+
+// startArchiveStream starts the gunzip goroutine on r, whose size is
+// sizeHint bytes when that is above 0. It exits when the stream ends, when
+// stop is called, or when ctx is done.
+func startArchiveStream(ctx context.Context, r io.Reader, maxArchive, sizeHint int64) *archiveStream {
+	readBuf := archiveReadBufSize
+	if sizeHint > 0 {
+		// One byte more: the check that nothing follows the gzip member.
+		readBuf = bufSizeFor(int(min(sizeHint+1, archiveCopyBufSize)))
+	}
 	s := &archiveStream{
-		hr:     &archiveHashReader{r: r, h: sha256.New(), max: maxArchive},
-		chunks: make(chan archiveChunk, archiveStreamDepth),
-		free:   make(chan []byte, archiveStreamDepth+1),
-		done:   make(chan struct{}),
+		readBuf: readBuf,
+		hr:      &archiveHashReader{r: r, h: sha256.New(), max: maxArchive},
+		chunks:  make(chan archiveChunk, archiveStreamDepth),
+		free:    make(chan []byte, archiveStreamDepth+1),
+		done:    make(chan struct{}),
 	}
 	stopCancel := context.AfterFunc(ctx, func() { s.hr.canceled.Store(true) })
 	s.wg.Go(func() {
@@ -64,7 +76,7 @@ func startArchiveStream(ctx context.Context, r io.Reader, maxArchive int64) *arc
 // pump is the goroutine's body: inflate chunk after chunk until the end of
 // the gzip member or an error, and hand each chunk over.
 func (s *archiveStream) pump(ctx context.Context) {
-	br := bufio.NewReaderSize(s.hr, archiveCopyBufSize)
+	br := bufio.NewReaderSize(s.hr, s.readBuf)
 	gz, err := gzip.NewReader(br)
 	if err != nil {
 		s.send(ctx, archiveChunk{err: s.classify(err)})
@@ -92,8 +104,10 @@ func (s *archiveStream) pump(ctx context.Context) {
 
 // buffer returns a free chunk buffer: one handed back, else a new one
 // while fewer than archiveStreamDepth+1 were made (*made counts them; a
-// small archive needs one), else the next one handed back. It returns
-// false when the stream was stopped or ctx is done.
+// small archive needs one), else the next one handed back. New buffers
+// double in size from archiveMinBufSize up to archiveCopyBufSize, so a
+// small machine's install allocates one small buffer. It returns false
+// when the stream was stopped or ctx is done.
 func (s *archiveStream) buffer(ctx context.Context, made *int) ([]byte, bool) {
 	select {
 	case buf := <-s.free:
@@ -101,8 +115,9 @@ func (s *archiveStream) buffer(ctx context.Context, made *int) ([]byte, bool) {
 	default:
 	}
 	if *made < archiveStreamDepth+1 {
+		size := min(archiveMinBufSize<<*made, archiveCopyBufSize)
 		*made++
-		return make([]byte, archiveCopyBufSize), true
+		return make([]byte, size), true
 	}
 	select {
 	case buf := <-s.free:

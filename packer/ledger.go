@@ -208,7 +208,9 @@ func (l *FileLedger) Accept(r Record) error {
 
 // write replaces the ledger file with one holding r. l.mu is held.
 func (l *FileLedger) write(r Record) error {
-	data, err := json.MarshalIndent(ledgerFile{Version: ledgerFileVersion, Last: r}, "", "  ")
+	// Compact: most of the file is the envelope (up to 1 MiB, base64),
+	// which indenting would only walk through again.
+	data, err := json.Marshal(ledgerFile{Version: ledgerFileVersion, Last: r})
 	if err != nil {
 		return fmt.Errorf("recording spec in replay ledger: %w", err)
 	}

@@ -98,10 +98,11 @@ func Open(data []byte, opts OpenOptions) (*Opened, error) {
 		return nil, err
 	}
 	opened := &Opened{
-		Format: sealed.format,
-		Spec:   s,
-		KeyIDs: keyIDs,
-		Digest: sealed.digest(),
+		Format:     sealed.format,
+		Spec:       s,
+		KeyIDs:     keyIDs,
+		Digest:     sealed.digest(),
+		Compressed: sealed.compressed,
 	}
 	if err := opts.applyReplayRules(opened, sealed); err != nil {
 		return nil, err

@@ -80,7 +80,7 @@ func openRejectCases(t testing.TB) []openRejectCase {
 		{name: "unknown v1 field", data: edit(goodV1, func(m map[string]any) { m["serial"] = 9 }), wantKind: ErrMalformed,
 			wantMsg: `malformed spec envelope: unknown v1 envelope field "serial"`},
 		{name: "wrong payload type", data: edit(good, func(m map[string]any) { m["payloadType"] = "application/vnd.in-toto+json" }), wantKind: ErrMalformed,
-			wantMsg: `malformed spec envelope: v2 envelope: payloadType is "application/vnd.in-toto+json", want "application/vnd.mms.spec+json; version=2"`},
+			wantMsg: `malformed spec envelope: v2 envelope: payloadType is "application/vnd.in-toto+json", want "application/vnd.mms.spec+json; version=2" or "application/vnd.mms.spec+json; version=2; compression=zstd"`},
 		{name: "payload type of wrong json type", data: edit(good, func(m map[string]any) { m["payloadType"] = 2 }), wantKind: ErrMalformed,
 			wantMsg: "malformed spec envelope: decoding v2 envelope: json: cannot unmarshal number into Go struct field Envelope.payloadType of type string"},
 		{name: "payload not base64", data: edit(good, func(m map[string]any) { m["payload"] = "not base64!" }), wantKind: ErrMalformed,

@@ -20,12 +20,42 @@ import (
 //   - FormatV2 writes a DSSE envelope of [PayloadType] whose payload is
 //     {"serial","issued_at","expires" (when set),"machines"}; s.Serial must be
 //     at least 1 and s.IssuedAt set. Entries may not carry username or
-//     password (v1 only).
+//     password (v1 only). A spec whose envelope would be larger than
+//     [MaxEnvelopeSize] is sealed compressed instead ([PayloadTypeZstd];
+//     see [SealWith] for the other choices).
 //
 // With no keys the envelope is unsigned; only an Open with AllowUnsigned
 // accepts it. The same key given twice is an error. Seal does not validate
 // the entries: run spec.Validate first.
 func Seal(f Format, s *spec.Spec, keys ...ed25519.PrivateKey) ([]byte, error) {
+	return SealWith(f, s, SealOptions{}, keys...)
+}
+
+// Compression says when a v2 envelope's payload is compressed
+// (PayloadTypeZstd).
+type Compression int
+
+const (
+	// CompressAuto compresses only a payload whose plain envelope would be
+	// larger than MaxEnvelopeSize: every agent reads a plain envelope,
+	// only agents that know PayloadTypeZstd read a compressed one.
+	CompressAuto Compression = iota
+	// CompressAlways always compresses.
+	CompressAlways
+	// CompressNever never compresses; a spec too large for one envelope
+	// is then refused by Open.
+	CompressNever
+)
+
+// SealOptions tune [SealWith]. The zero value is Seal's behaviour.
+type SealOptions struct {
+	// Compression applies to v2 envelopes; v1 envelopes are never
+	// compressed (Choria's agents read only plain JSON).
+	Compression Compression
+}
+
+// SealWith is [Seal] with options.
+func SealWith(f Format, s *spec.Spec, opts SealOptions, keys ...ed25519.PrivateKey) ([]byte, error) {
 	if s == nil {
 		return nil, errors.New("sealing spec: spec is nil")
 	}
@@ -36,7 +66,7 @@ func Seal(f Format, s *spec.Spec, keys ...ed25519.PrivateKey) ([]byte, error) {
 	case FormatV1:
 		return sealV1(s, keys)
 	case FormatV2:
-		return sealV2(s, keys)
+		return sealV2(s, opts.Compression, keys)
 	default:
 		return nil, fmt.Errorf("sealing spec: unknown format %d", int(f))
 	}

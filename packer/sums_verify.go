@@ -109,7 +109,7 @@ func verifyTree(ctx context.Context, dir, want string, known map[string]treeFile
 		return verified, err
 	}
 	problems = append(problems, sumsSetProblems(sums, files, "")...)
-	buf := make([]byte, archiveCopyBufSize)
+	var buf copyBuf
 	h := sha256.New()
 	for _, rel := range files {
 		wantDigest, listed := sums[rel]
@@ -119,7 +119,7 @@ func verifyTree(ctx context.Context, dir, want string, known map[string]treeFile
 		if err := ctx.Err(); err != nil {
 			return verified, err
 		}
-		stamp, err := verifyTreeFile(root, rel, wantDigest, known, h, buf)
+		stamp, err := verifyTreeFile(root, rel, wantDigest, known, h, &buf)
 		if err != nil {
 			problems = append(problems, err)
 			continue
@@ -194,7 +194,7 @@ func verifyTreeFile(root *os.Root, rel, want string, known map[string]treeFileSt
 	io.Writer
 	Reset()
 	Sum([]byte) []byte
-}, buf []byte) (treeFileStamp, error) {
+}, buf *copyBuf) (treeFileStamp, error) {
 	f, err := root.Open(rel)
 	if err != nil {
 		return treeFileStamp{}, entryErrorf(ErrSumsMismatch, rel, "open %s: %v", rel, err)
@@ -208,7 +208,7 @@ func verifyTreeFile(root *os.Root, rel, want string, known map[string]treeFileSt
 		return k, nil
 	}
 	h.Reset()
-	if _, err := io.CopyBuffer(h, struct{ io.Reader }{f}, buf); err != nil {
+	if _, err := io.CopyBuffer(h, struct{ io.Reader }{f}, buf.get(before.size)); err != nil {
 		return treeFileStamp{}, entryErrorf(ErrSumsMismatch, rel, "read %s: %v", rel, err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != want {

@@ -22,8 +22,8 @@ func decodeV2Envelope(data []byte) (*sealedSpec, error) {
 	if err := unmarshalEnvelopeStrict(data, &env); err != nil {
 		return nil, malformed("decoding v2 envelope: %v", err)
 	}
-	if env.PayloadType != PayloadType {
-		return nil, malformed("v2 envelope: payloadType is %q, want %q", truncateForMessage(env.PayloadType), PayloadType)
+	if env.PayloadType != PayloadType && env.PayloadType != PayloadTypeZstd {
+		return nil, malformed("v2 envelope: payloadType is %q, want %q or %q", truncateForMessage(env.PayloadType), PayloadType, PayloadTypeZstd)
 	}
 	payload, err := base64.StdEncoding.DecodeString(env.Payload)
 	if err != nil {
@@ -35,12 +35,19 @@ func decodeV2Envelope(data []byte) (*sealedSpec, error) {
 	if len(env.Signatures) > maxSignatures {
 		return nil, malformed("v2 envelope: %d signatures, at most %d allowed", len(env.Signatures), maxSignatures)
 	}
+	return sealedV2(env.PayloadType, payload, env.Signatures)
+}
+
+// sealedV2 is the sealed spec of a v2 envelope whose type and payload were
+// checked: the message its signatures cover and the signatures, decoded.
+func sealedV2(payloadType string, payload []byte, sigs []dsse.Signature) (*sealedSpec, error) {
 	sealed := &sealedSpec{
-		format:  FormatV2,
-		payload: payload,
-		message: dsse.PAE(PayloadType, payload),
+		format:     FormatV2,
+		payload:    payload,
+		message:    dsse.PAE(payloadType, payload),
+		compressed: payloadType == PayloadTypeZstd,
 	}
-	for i, s := range env.Signatures {
+	for i, s := range sigs {
 		if !isKeyID(s.KeyID) {
 			return nil, malformed("v2 envelope: signatures[%d]: keyid is not %d lowercase hex characters", i, keyIDLen)
 		}
@@ -94,8 +101,8 @@ func decodeV2Payload(payload []byte) (*spec.Spec, error) {
 }
 
 // sealV2 writes a DSSE envelope whose payload is the compact JSON of s,
-// signed by every key over PAE(PayloadType, payload).
-func sealV2(s *spec.Spec, keys []ed25519.PrivateKey) ([]byte, error) {
+// compressed as c says, signed by every key over PAE(payloadType, payload).
+func sealV2(s *spec.Spec, c Compression, keys []ed25519.PrivateKey) ([]byte, error) {
 	if s.Serial == 0 {
 		return nil, errors.New("sealing v2 spec: serial is 0, want at least 1")
 	}
@@ -106,12 +113,37 @@ func sealV2(s *spec.Spec, keys []ed25519.PrivateKey) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sealing v2 spec: %w", err)
 	}
+	switch c {
+	case CompressAuto:
+		env, err := sealV2Payload(PayloadType, payload, keys)
+		if err != nil || len(env) <= MaxEnvelopeSize {
+			return env, err
+		}
+		return sealV2Compressed(payload, keys)
+	case CompressAlways:
+		return sealV2Compressed(payload, keys)
+	case CompressNever:
+		return sealV2Payload(PayloadType, payload, keys)
+	}
+	return nil, fmt.Errorf("sealing v2 spec: unknown compression %d", int(c))
+}
+
+// sealV2Compressed seals payload compressed, as PayloadTypeZstd.
+func sealV2Compressed(payload []byte, keys []ed25519.PrivateKey) ([]byte, error) {
+	if len(payload) > MaxPayloadSize {
+		return nil, fmt.Errorf("sealing v2 spec: the payload is %d bytes; agents decompress at most %d", len(payload), MaxPayloadSize)
+	}
+	return sealV2Payload(PayloadTypeZstd, compressPayload(payload), keys)
+}
+
+// sealV2Payload writes the DSSE envelope of payload, of payloadType.
+func sealV2Payload(payloadType string, payload []byte, keys []ed25519.PrivateKey) ([]byte, error) {
 	env := dsse.Envelope{
-		PayloadType: PayloadType,
+		PayloadType: payloadType,
 		Payload:     base64.StdEncoding.EncodeToString(payload),
 		Signatures:  make([]dsse.Signature, 0, len(keys)),
 	}
-	message := dsse.PAE(PayloadType, payload)
+	message := dsse.PAE(payloadType, payload)
 	for _, k := range keys {
 		env.Signatures = append(env.Signatures, dsse.Signature{
 			KeyID: KeyID(k.Public().(ed25519.PublicKey)),

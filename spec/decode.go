@@ -24,6 +24,15 @@ import (
 //
 // Call it only on bytes whose signature has been verified.
 func DecodeV2(payload []byte) (*Spec, error) {
+	if s, err := decodeV2Fast(payload); err == nil {
+		return s, nil
+	}
+	return decodeV2Full(payload)
+}
+
+// decodeV2Full is DecodeV2's full decoder: slower than decodeV2Fast, it
+// names every problem of a payload.
+func decodeV2Full(payload []byte) (*Spec, error) {
 	d := &jsonDoc{data: payload}
 	raw, base, err := d.top()
 	if err != nil {
@@ -51,9 +60,9 @@ func DecodeV2(payload []byte) (*Spec, error) {
 		seen[key] = true
 		switch key {
 		case keySerial:
-			if err := json.Unmarshal(val, &s.Serial); err != nil || string(val) == "null" {
-				add(fmt.Errorf("want a whole number from 1 to 18446744073709551615, got %s", describeJSON(val)))
-			}
+			n, err := decodeSerial(val)
+			s.Serial = n
+			add(err)
 		case keyIssuedAt:
 			t, err := decodeTime(val)
 			s.IssuedAt = t
@@ -63,9 +72,9 @@ func DecodeV2(payload []byte) (*Spec, error) {
 			s.Expires = t
 			add(err)
 		case keyReset:
-			if err := json.Unmarshal(val, &s.ResetHistory); err != nil || string(val) == "null" {
-				add(fmt.Errorf("want true or false, got %s", describeJSON(val)))
-			}
+			b, err := decodeBool(val)
+			s.ResetHistory = b
+			add(err)
 		case keyMachines:
 			machines = true
 			if val[0] != '[' {
@@ -113,6 +122,15 @@ func DecodeV1(machines []byte) ([]Machine, error) {
 		return nil, errors.Join(errs...)
 	}
 	return ms, nil
+}
+
+// errWantSerial and errWantBool say what a serial and a boolean must be.
+func errWantSerial(val []byte) error {
+	return fmt.Errorf("want a whole number from 1 to 18446744073709551615, got %s", describeJSON(val))
+}
+
+func errWantBool(val []byte) error {
+	return fmt.Errorf("want true or false, got %s", describeJSON(val))
 }
 
 // decodeTime decodes an RFC 3339 time; null is the zero time.

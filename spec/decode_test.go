@@ -202,3 +202,27 @@ func TestDecodeThenValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeV2FastTakesValidPayloads: every valid payload of the table is
+// decoded by the fast decoder (so a large spec never pays for the full
+// one), to what the table wants; every invalid one is left to the full
+// decoder, whose errors the table checks.
+func TestDecodeV2FastTakesValidPayloads(t *testing.T) {
+	for _, tt := range decodeV2Cases() {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := decodeV2Fast([]byte(tt.in))
+			if tt.want == nil {
+				if err == nil {
+					t.Fatalf("decodeV2Fast(%q) = %+v, want it left to the full decoder", tt.in, got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("decodeV2Fast(%q) = %v, want the spec", tt.in, err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("decodeV2Fast(%q) (-want +got):\n%s", tt.in, diff)
+			}
+		})
+	}
+}

@@ -177,3 +177,58 @@ func FuzzParseFacts(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeV2Fast checks that the fast decoder agrees with the full one:
+// whatever it accepts, the full decoder accepts too and decodes to the same
+// spec. (What it refuses goes to the full decoder, so DecodeV2 as a whole
+// is the full decoder's, only faster.)
+func FuzzDecodeV2Fast(f *testing.F) {
+	for _, tt := range decodeV2Cases() {
+		f.Add([]byte(tt.in))
+	}
+	f.Add([]byte(`{"serial":1,"issued_at":"2026-12-01T00:00:00Z","machines":[` + v2Entry +
+		`,"health":{"states":["RUNNING"],"within":"1m","fail_states":["FAILED"]},"rollout":{"waves":["1","10%","100%"],"pause":"30s","stale":"skip"}}]}`))
+	f.Add([]byte(`{"serial":1,"issued_at":null,"expires":"2026-12-01T00:00:00.5+01:00","reset_history":false,"machines":[{"name":"a\u0062","size":-0,"auth":null,"health":null}]}`))
+	f.Add([]byte(` {"machines":[],"serial":18446744073709551615} `))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, err := decodeV2Fast(data)
+		if err != nil {
+			return
+		}
+		full, err := decodeV2Full(data)
+		if err != nil {
+			t.Fatalf("the fast decoder accepted %q, the full one refused it: %v", data, err)
+		}
+		if diff := cmp.Diff(full, fast); diff != "" {
+			t.Fatalf("decoding %q: the fast decoder differs from the full one (-full +fast):\n%s", data, diff)
+		}
+	})
+}
+
+// FuzzIdentityMatcher checks that a matcher compiled without expr (only
+// identity('…') with a literal pattern) answers as expr would, and that
+// expr compiles every matcher the short way takes.
+func FuzzIdentityMatcher(f *testing.F) {
+	for _, s := range []struct{ src, id string }{
+		{`identity('^web')`, "web1"}, {` identity ( "^edge-00001[.]" ) `, "edge-00001.x"}, {`identity('')`, ""},
+		{`identity('a|b')`, "b"}, {`identity('[')`, "x"}, {`identity('(?i)WEB')`, "web"}, {`identity('x') || true`, "y"},
+	} {
+		f.Add(s.src, s.id)
+	}
+	f.Fuzz(func(t *testing.T, src, id string) {
+		m, err := compileMatcher(src)
+		if err != nil || m.ident == nil {
+			return
+		}
+		slow, err := compileExpr(&Matcher{src: src}, src)
+		if err != nil {
+			t.Fatalf("%q compiled without expr; expr refuses it: %v", src, err)
+		}
+		env := &Env{Identity: id}
+		got, gerr := m.Match(env)
+		want, werr := slow.Match(env)
+		if got != want || (gerr == nil) != (werr == nil) {
+			t.Fatalf("%q on %q: without expr %v, %v; expr %v, %v", src, id, got, gerr, want, werr)
+		}
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 	"sync"
 	"time"
@@ -69,7 +70,11 @@ type Env struct {
 // (never globally), up to a small bound.
 type Matcher struct {
 	src     string
-	program *vm.Program // nil: matches everything
+	program *vm.Program // nil: matches everything, unless identityRe is set
+	// ident is set for a matcher that is only identity('…') with a
+	// literal pattern, the most common kind, which is matched without
+	// expr (see identityLiteral); program is nil then.
+	ident *identityMatcher
 	// literals holds the identity() patterns known at compile time; it is
 	// never written after CompileMatcher returns.
 	literals map[string]*regexp.Regexp
@@ -191,6 +196,21 @@ func compileMatcher(src string) (*Matcher, error) {
 	if len(src) > MaxMatcherLength {
 		return nil, fmt.Errorf("expression is %d bytes long; the limit is %d", len(src), MaxMatcherLength)
 	}
+	if pattern, ok := identityLiteral(src); ok {
+		// What expr would compile to a call of identity with this
+		// literal, without expr: compiling it costs more than the rest
+		// of planning an entry. A pattern that does not parse goes the
+		// long way, which reports it.
+		if im, ok := newIdentityMatcher(pattern); ok {
+			m.ident = im
+			return m, nil
+		}
+	}
+	return compileExpr(m, src)
+}
+
+// compileExpr compiles src with expr into m.
+func compileExpr(m *Matcher, src string) (*Matcher, error) {
 	p := &matchPatcher{src: src}
 	probe := func(name string, fn func(m *Matcher, env *Env, arg string) (any, error)) expr.Option {
 		sig := any(new(func(any, string) (bool, error)))
@@ -252,6 +272,95 @@ func compileMatcher(src string) (*Matcher, error) {
 	return m, nil
 }
 
+// identityLiteral recognizes a matcher that is nothing but identity('…')
+// (or identity("…")) with a plain pattern, white space around the tokens
+// allowed, and returns the pattern. It is strict: a pattern with a
+// backslash, a quote, a control or non-ASCII character, or anything else
+// around the call, is left to expr.
+func identityLiteral(src string) (string, bool) {
+	const fn = "identity"
+	rest := trimSpace(src)
+	var ok bool
+	if rest, ok = strings.CutPrefix(rest, fn); !ok {
+		return "", false
+	}
+	if rest, ok = strings.CutPrefix(trimSpace(rest), "("); !ok {
+		return "", false
+	}
+	rest = trimSpace(rest)
+	if rest == "" || (rest[0] != '\'' && rest[0] != '"') {
+		return "", false
+	}
+	quote := rest[0]
+	end := strings.IndexByte(rest[1:], quote)
+	if end < 0 {
+		return "", false
+	}
+	pattern := rest[1 : 1+end]
+	for i := 0; i < len(pattern); i++ {
+		if c := pattern[i]; c < 0x20 || c > 0x7e || c == '\\' || c == '\'' || c == '"' {
+			return "", false
+		}
+	}
+	if trimSpace(rest[2+end:]) != ")" {
+		return "", false
+	}
+	return pattern, true
+}
+
+// identityMatcher is identity(pattern) without expr. A spec of thousands
+// of entries usually has a matcher per node or group of nodes, such as
+// identity('^edge-00042[.]'), and a node is matched by few of them: the
+// pattern is parsed (checked) when the matcher is compiled, and compiled
+// only when an identity could match it, that is when the pattern is not
+// anchored to a literal prefix (^edge-00042) that the identity lacks.
+type identityMatcher struct {
+	pattern string
+	prefix  string // every match starts with it; "" when the pattern has no such prefix
+	once    sync.Once
+	re      *regexp.Regexp
+	err     error
+}
+
+// newIdentityMatcher returns the matcher of pattern, or false when the
+// pattern does not parse.
+func newIdentityMatcher(pattern string) (*identityMatcher, bool) {
+	re, err := syntax.Parse(pattern, syntax.Perl)
+	if err != nil {
+		return nil, false
+	}
+	return &identityMatcher{pattern: pattern, prefix: anchoredPrefix(re)}, true
+}
+
+// anchoredPrefix returns the literal every match of re starts with when re
+// is "^literal…" (the beginning of the text, then a case-sensitive
+// literal), else "".
+func anchoredPrefix(re *syntax.Regexp) string {
+	if re.Op != syntax.OpConcat || len(re.Sub) < 2 {
+		return ""
+	}
+	begin, lit := re.Sub[0], re.Sub[1]
+	if begin.Op != syntax.OpBeginText || lit.Op != syntax.OpLiteral || lit.Flags&syntax.FoldCase != 0 {
+		return ""
+	}
+	return string(lit.Rune)
+}
+
+// match reports whether identity matches the pattern.
+func (im *identityMatcher) match(identity string) (bool, error) {
+	if im.prefix != "" && !strings.HasPrefix(identity, im.prefix) {
+		return false, nil
+	}
+	im.once.Do(func() { im.re, im.err = compileRegexp("identity", im.pattern) })
+	if im.err != nil {
+		return false, im.err
+	}
+	return im.re.MatchString(identity), nil
+}
+
+// trimSpace trims the white space expr's lexer skips between tokens.
+func trimSpace(s string) string { return strings.Trim(s, " \t\r\n") }
+
 // String returns the expression the matcher was compiled from.
 func (m *Matcher) String() string {
 	if m == nil {
@@ -276,11 +385,21 @@ func (m *Matcher) Match(env *Env) (bool, error) {
 // once ctx is done: expr has no timeout of its own, so the matcher checks
 // both at every loop iteration and every probe (see budget).
 func (m *Matcher) MatchContext(ctx context.Context, env *Env, timeout time.Duration) (bool, error) {
-	if m == nil || m.program == nil {
-		return true, nil
-	}
 	if env == nil {
 		env = &Env{}
+	}
+	if m != nil && m.ident != nil {
+		if err := ctx.Err(); err != nil {
+			return false, fmt.Errorf("evaluate matcher %s: evaluation cancelled: %w", quote(m.src), context.Cause(ctx))
+		}
+		ok, err := m.ident.match(env.Identity)
+		if err != nil {
+			return false, fmt.Errorf("evaluate matcher %s: %w", quote(m.src), err)
+		}
+		return ok, nil
+	}
+	if m == nil || m.program == nil {
+		return true, nil
 	}
 	if timeout <= 0 {
 		timeout = DefaultMatchTimeout

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -286,5 +287,80 @@ func BenchmarkMatch(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+func TestIdentityLiteral(t *testing.T) {
+	for _, tt := range []struct {
+		src, want string
+		ok        bool
+	}{
+		{`identity('^edge-00001[.]')`, `^edge-00001[.]`, true},
+		{` identity ( "^web" ) `, `^web`, true},
+		{"\tidentity(\n'web'\r)\n", `web`, true},
+		{`identity('')`, ``, true},
+		{`identity('^web\\d')`, ``, false}, // an escape: expr's job
+		{`identity("it's")`, ``, false},
+		{`identity('a') && true`, ``, false},
+		{`!identity('a')`, ``, false},
+		{`identity('a'))`, ``, false},
+		{`identity('a'`, ``, false},
+		{`identity('a")`, ``, false},
+		{`identity(x)`, ``, false},
+		{`identities('a')`, ``, false},
+		{`identity('é')`, ``, false},
+		{`has_command('a')`, ``, false},
+	} {
+		got, ok := identityLiteral(tt.src)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("identityLiteral(%q) = %q, %v, want %q, %v", tt.src, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// TestIdentityMatcherLikeExpr: a matcher that is only identity('…') is
+// matched without expr, with expr's answers: the same matches, the same
+// compile errors (an invalid pattern goes through expr, which reports it).
+func TestIdentityMatcherLikeExpr(t *testing.T) {
+	identities := []string{"", "web1", "web1.example.net", "edge-00001.dc", "edge-000010.dc", "db"}
+	for _, src := range []string{`identity('^web')`, `identity("^edge-00001[.]")`, `identity('')`, `identity('b$')`, ` identity ( '.' ) `} {
+		fast, err := CompileMatcher(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fast.ident == nil || fast.program != nil {
+			t.Fatalf("CompileMatcher(%q) went through expr", src)
+		}
+		slow, err := compileExpr(&Matcher{src: src}, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range identities {
+			env := &Env{Identity: id}
+			f, ferr := fast.Match(env)
+			s, serr := slow.Match(env)
+			if f != s || ferr != nil || serr != nil {
+				t.Errorf("%s on %q: without expr %v, %v; with expr %v, %v", src, id, f, ferr, s, serr)
+			}
+		}
+	}
+	_, ferr := CompileMatcher(`identity('[')`)
+	_, serr := compileExpr(&Matcher{src: `identity('[')`}, `identity('[')`)
+	if ferr == nil || serr == nil || !strings.Contains(ferr.Error(), serr.Error()) {
+		t.Errorf("an invalid pattern: %v, want expr's %v", ferr, serr)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m, _ := CompileMatcher(`identity('^web')`)
+	if ok, err := m.MatchContext(ctx, &Env{Identity: "web1"}, 0); ok || err == nil {
+		t.Errorf("a cancelled evaluation = %v, %v, want an error", ok, err)
+	}
+}
+
+func BenchmarkCompileMatcherIdentity(b *testing.B) {
+	for b.Loop() {
+		if _, err := CompileMatcher("identity('^edge-00001[.]')"); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

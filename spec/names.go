@@ -156,12 +156,21 @@ func checkSHA256(s string) error {
 	if s == "" {
 		return errRequired
 	}
-	if len(s) != 64 || strings.IndexFunc(s, func(r rune) bool {
-		return !('0' <= r && r <= '9' || 'a' <= r && r <= 'f')
-	}) >= 0 {
+	if len(s) != 64 || !lowerHex(s) {
 		return fmt.Errorf("want 64 lowercase hex characters, got %s", quote(s))
 	}
 	return nil
+}
+
+// lowerHex reports whether s is only lowercase hex digits (a byte loop: a
+// large spec has two checksums per entry).
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // checkBucket reports whether s is a valid JetStream object store bucket

@@ -116,6 +116,7 @@ type specEvent struct {
 	Rejected string                  `json:"rejected"`
 	Reason   string                  `json:"reason"`
 	Results  []manager.MachineResult `json:"results"`
+	Omitted  int                     `json:"omitted_results"`
 }
 
 // waitSpecEvent polls for the manager's last state event to be about

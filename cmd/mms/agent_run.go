@@ -135,6 +135,8 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 		Log:         log,
 		Conn:        client.Conn,
 		OnReconnect: client.Status.OnReconnect,
+		// The status document is rebuilt when what it shows changed.
+		OnChange: rec.Touch,
 	}
 	var running atomic.Pointer[agent.Host] // for the metrics, which may be scraped before the host exists
 	if cfg.metricsListen != "" {

@@ -32,6 +32,10 @@ type benchOptions struct {
 	source     string
 	keep       bool
 	cpuProfile string
+	putProfile string
+	procs      int
+	compare    string
+	perProcess int
 	shard      string // a bench.Shard (JSON): run it instead of the bench
 }
 
@@ -54,13 +58,22 @@ it ends. Rows (select groups with --only):
   fleet    fleet convergence: --agents N agents in this process, each with
            its own directories, NATS connection and identity, one server:
            from a put until each agent runs the new version (p50, p99) and
-           until all do, median of 3 puts.
+           until all do, median of 3 puts; for each --source (nats://
+           and http:// by default), then the slope (CPU per agent per put
+           by fleet size, the largest's against the smallest's from 1,000)
+           and nats:// against http:// size by size.
   cluster  the same against a 3-server cluster with R3 buckets.
   restart  the largest --agents fleet (at most 1,000; with --quick the
            smallest) on that cluster, every
            server stopped at once and started again: the time until every
            replica is current, until a new spec runs on every agent, and
            the consumers of the spec and status streams before and after.
+  procs    --procs N real 'mms agent' processes (default 200), clients of
+           one server: from a put until all run the new version, CPU per
+           agent per put (agents and server), RSS per agent; 3 fresh
+           fleets of 3 puts. --compare-agent BINARY runs another mms's
+           agents (an older release) the same way, alternately, and
+           compares.
   install  a ~100 MB / 2,000-file archive installed by an agent process over
            loopback http, https and nats://, first install and upgrade,
            against the shell pipeline (sha256sum -c, tar xzf, sha256sum -c,
@@ -83,10 +96,11 @@ measures the agent it ships with; its logic is in package bench.
 A fleet in one process shares CPUs, a heap and disks that a real fleet does
 not. The bench keeps the fleet agents' directories on a memory file system
 (/dev/shm, or --fleet-dir), since every install ends with syncfs(2), which
-waits for everyone's writes on that file system; and it turns the
-collector's pacing off while fleet rows run (the heap is bounded by 1 GiB
-and 1 MiB per agent instead), since one collector scanning the whole
-fleet's heap stalls every agent at once. Each fleet row reports the CPU the
+waits for everyone's writes on that file system; and it paces the
+collector at GOGC 400 while fleet rows run (fewer collections: one
+collector scanning the whole fleet's heap stalls every agent at once, but
+its work per agent stays independent of the fleet's size, as in a real
+fleet). Each fleet row reports the CPU the
 bench and the machine's other processes used while converging: with 2 CPUs
 for 5,000 agents, CPU per agent is what the row measures.
 
@@ -97,7 +111,9 @@ The bench asserts nothing: it reports each row against its target.`,
 		Example: `  mms bench --quick
   mms bench --out bench.json                 # the full run, table and JSON
   mms bench --only fleet,cluster --agents 1000
-  mms bench --only put --cpuprofile put.pprof   # go tool pprof put.pprof`,
+  mms bench --only put --cpuprofile put.pprof   # go tool pprof put.pprof
+  mms bench --only fleet --agents 1000,5000 --put-profile prof-   # prof-fleet-1000.pprof, prof-fleet-5000.pprof: the puts only
+  mms bench --only procs --procs 200 --compare-agent ./mms-v0.1   # real agent processes, this release against an older one`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.shard != "" {
@@ -111,12 +127,16 @@ The bench asserts nothing: it reports each row against its target.`,
 	f.BoolVar(&o.json, "json", false, "print the report as JSON instead of the table")
 	f.StringVar(&o.agents, "agents", "100,1000,5000", "fleet sizes, comma-separated (with --quick default 10,50)")
 	f.StringVar(&o.only, "only", "", "row groups to run, comma-separated: "+strings.Join(bench.Groups(), ","))
-	f.StringVar(&o.source, "source", bench.SourceNATS, "where the put and fleet rows' agents download the machine: nats (an object store) or http (a loopback web server)")
+	f.StringVar(&o.source, "source", bench.SourceNATS+","+bench.SourceHTTP, "where the put and fleet rows' agents download the machine: nats (an object store), http (a loopback web server), or both, comma-separated: each fleet row once per source, then a row comparing them (the put and cluster rows use the first)")
 	f.StringVar(&o.out, "out", "", "also write the JSON report to `FILE`")
 	f.StringVar(&o.dir, "dir", "", "make the temporary directory under `DIR` (default the system's)")
 	f.StringVar(&o.fleetDir, "fleet-dir", "", "keep the fleet agents' directories under `DIR` (default /dev/shm when it exists, else --dir: see above)")
 	f.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the put, fleet and spec rows) to `FILE`")
+	f.StringVar(&o.putProfile, "put-profile", "", "write a CPU profile of this process covering each fleet row's puts to `PREFIX`<row id>.pprof (not with --cpuprofile)")
+	f.IntVar(&o.perProcess, "agents-per-process", 0, "run at most `N` fleet agents in one process, the rest in shard processes (default: as many as ulimit -n allows)")
+	f.IntVar(&o.procs, "procs", 0, "agent processes of the procs rows (default 200, with --quick 10)")
+	f.StringVar(&o.compare, "compare-agent", "", "also run the procs rows with the agents of another mms `BINARY` (e.g. an older release), alternately, and compare")
 	f.StringVar(&o.shard, "fleet-shard", "", "run part of a fleet for another `mms bench` (internal)")
 	_ = f.MarkHidden("fleet-shard")
 	return cmd
@@ -125,18 +145,22 @@ The bench asserts nothing: it reports each row against its target.`,
 // bench runs the bench and prints the report.
 func (a *app) bench(ctx context.Context, o benchOptions, agentsSet bool) error {
 	cfg := bench.Config{
-		RunAgent:     a.runAgentInProcess,
-		AgentCommand: agentProcess,
-		ShardCommand: shardProcess,
-		Quick:        o.quick,
-		Dir:          o.dir,
-		FleetDir:     o.fleetDir,
-		Source:       o.source,
-		Keep:         o.keep,
-		Progress:     a.stderr,
-		Terminal:     isTerminal(a.stderr),
-		Version:      currentBuild().Version,
-		Command:      "mms " + strings.Join(os.Args[1:], " "),
+		RunAgent:         a.runAgentInProcess,
+		AgentCommand:     agentProcess,
+		ShardCommand:     shardProcess,
+		Quick:            o.quick,
+		Dir:              o.dir,
+		FleetDir:         o.fleetDir,
+		Source:           o.source,
+		Keep:             o.keep,
+		PutProfile:       o.putProfile,
+		ProcAgents:       o.procs,
+		AgentsPerProcess: o.perProcess,
+		CompareAgent:     o.compare,
+		Progress:         a.stderr,
+		Terminal:         isTerminal(a.stderr),
+		Version:          currentBuild().Version,
+		Command:          "mms " + strings.Join(os.Args[1:], " "),
 	}
 	var err error
 	if agentsSet || !o.quick {
@@ -149,6 +173,9 @@ func (a *app) bench(ctx context.Context, o benchOptions, agentsSet bool) error {
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
+	}
+	if o.cpuProfile != "" && o.putProfile != "" {
+		return errors.New("--cpuprofile and --put-profile cannot be combined: a process has one CPU profile at a time")
 	}
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)

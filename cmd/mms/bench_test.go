@@ -58,7 +58,8 @@ func TestBenchQuick(t *testing.T) {
 		t.Errorf("report header: quick %v, cpus %d; want a quick run on at least 1 CPU", rep.Quick, rep.CPUs)
 	}
 
-	want := []string{"put", "fleet-10", "fleet-50", "cluster-10", "cluster-50", "cluster-restart-10", "install-shell"}
+	want := []string{"put", "fleet-10", "fleet-50", "fleet-slope", "fleet-10-http", "fleet-50-http", "fleet-slope-http", "fleet-nats-vs-http",
+		"cluster-10", "cluster-50", "cluster-slope", "cluster-restart-10", "procs", "install-shell"}
 	for _, src := range []string{"http", "https", "nats"} {
 		want = append(want, "install-"+src+"-first", "install-"+src+"-upgrade")
 	}
@@ -97,10 +98,10 @@ func testBenchShards(t *testing.T, bin, dir string) {
 	if err != nil {
 		t.Skipf("no sh to lower the open file limit: %v", err)
 	}
-	// 60 agents need 60*7+1024 descriptors; 1400 leaves room for 52 here.
+	// 60 agents need 60*8+1024 descriptors; 1400 leaves room for 45 here.
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, sh, "-c", `ulimit -n 1400 && exec "$0" bench --quick --only fleet --agents 60 --json --dir "$1"`, bin, dir)
+	cmd := exec.CommandContext(ctx, sh, "-c", `ulimit -n 1400 && exec "$0" bench --quick --only fleet --source nats --agents 60 --json --dir "$1"`, bin, dir)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -24,6 +24,7 @@ type packOptions struct {
 	allowHTTP bool
 	reset     bool
 	archives  string
+	compress  string
 }
 
 func (a *app) newPackCmd() *cobra.Command {
@@ -72,6 +73,14 @@ Choria's format, which has no serial: mms agents accept it only with
 --allow-legacy-spec. It refuses what Choria's agents cannot use: size,
 auth, health, rollout, hold, and matchers using get_fact() or facts.
 
+A v2 spec whose envelope would be larger than the 1 MiB agents read (and
+NATS carries by default) is compressed (--compress auto, the default): its
+payload is zstd-compressed inside the signed envelope, so ten thousand
+entries fit. Agents of this version and later read it; older agents refuse
+it, naming its payloadType. --compress always compresses any spec, never
+keeps it plain (a spec too large is then refused here). v1 specs are never
+compressed.
+
 --reset-history writes a recovery spec for nodes that accepted a serial
 above that ceiling before it was checked (or while their clock was wrong):
 such a node accepts it although its serial is lower, if it was issued after
@@ -95,6 +104,7 @@ with 'mms agent --reset-spec-history SERIAL'.)`,
 	f.BoolVar(&o.unsigned, "unsigned", false, "write an unsigned envelope (only agents started with --insecure-unsigned accept it)")
 	f.BoolVar(&o.allowHTTP, "allow-http", false, "allow http:// sources (agents must allow them too)")
 	f.StringVar(&o.archives, "archives", "", "check each health gate's states against the machine.yaml of the entry's archive in `DIR`")
+	f.StringVar(&o.compress, "compress", "auto", "compress the v2 payload: auto (only a spec that would not fit in 1 MiB), always or never")
 	f.BoolVar(&o.reset, "reset-history", false, "write a recovery spec that nodes holding a serial beyond the current time plus a day accept although its serial is lower (v2 only)")
 	return cmd
 }
@@ -109,6 +119,13 @@ func (a *app) pack(cmd *cobra.Command, args []string, o packOptions) error {
 	}
 	if format == packer.FormatV1 && o.reset {
 		return errors.New("--reset-history needs --format v2: v1 envelopes have no serial to reset")
+	}
+	compression, err := parseCompression(o.compress)
+	if err != nil {
+		return err
+	}
+	if format == packer.FormatV1 && compression == packer.CompressAlways {
+		return errors.New("--compress always needs --format v2: Choria's agents read v1 specs plain")
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	if err := spec.CheckSerial(o.serial, now); err != nil {
@@ -157,9 +174,20 @@ func (a *app) pack(cmd *cobra.Command, args []string, o packOptions) error {
 			return fmt.Errorf("%s: nothing signed:\n%w", args[0], err)
 		}
 	}
-	env, err := packer.Seal(format, s, keys...)
+	env, err := packer.SealWith(format, s, packer.SealOptions{Compression: compression}, keys...)
 	if err != nil {
 		return fmt.Errorf("seal spec: %w", err)
+	}
+	if len(env) > packer.MaxEnvelopeSize {
+		how := "compressed"
+		if format == packer.FormatV1 || compression == packer.CompressNever {
+			how = "plain (v1 specs, and v2 with --compress never, are not compressed)"
+		}
+		return fmt.Errorf("%s: nothing written: the signed spec of %d entries is %d bytes %s, and agents read at most %d: "+
+			"split the machines over fewer entries or let entries share archives", args[0], len(s.Machines), len(env), how, packer.MaxEnvelopeSize)
+	}
+	if o, err := packer.Inspect(env); err == nil && o.Compressed && compression == packer.CompressAuto {
+		a.log.Info("the spec is compressed to fit in one envelope; agents older than compressed specs refuse it", "entries", len(s.Machines), "bytes", len(env))
 	}
 	if _, err := fmt.Fprintf(a.stdout, "%s\n", env); err != nil {
 		return err
@@ -181,6 +209,19 @@ func (a *app) pack(cmd *cobra.Command, args []string, o packOptions) error {
 // statusWarnSize is the estimated status document size above which pack
 // warns: three quarters of what an agent writes.
 const statusWarnSize = nodestatus.MaxWrittenSize * 3 / 4
+
+// parseCompression reads --compress.
+func parseCompression(s string) (packer.Compression, error) {
+	switch s {
+	case "auto":
+		return packer.CompressAuto, nil
+	case "always":
+		return packer.CompressAlways, nil
+	case "never":
+		return packer.CompressNever, nil
+	}
+	return 0, fmt.Errorf("--compress %q: want auto, always or never", s)
+}
 
 // packKeys gathers the signing keys: --key-file, else $KEY, else the
 // positional argument (with a warning: argv is visible to every user).

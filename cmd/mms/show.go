@@ -20,10 +20,12 @@ import (
 
 // showView is the stable --json shape of `mms show`.
 type showView struct {
-	Format   string     `json:"format"`
-	Serial   uint64     `json:"serial"`
-	IssuedAt *time.Time `json:"issued_at,omitempty"`
-	Expires  *time.Time `json:"expires,omitempty"`
+	Format string `json:"format"`
+	// Compressed says the payload travelled zstd-compressed.
+	Compressed bool       `json:"compressed,omitempty"`
+	Serial     uint64     `json:"serial"`
+	IssuedAt   *time.Time `json:"issued_at,omitempty"`
+	Expires    *time.Time `json:"expires,omitempty"`
 	// KeyIDs are the key ids the signatures claim; Signatures counts the
 	// signatures (a v1 signature names no key).
 	KeyIDs     []string `json:"key_ids"`
@@ -155,11 +157,12 @@ func decodeShowView(data []byte) (showView, error) {
 
 func newShowView(o *packer.Opened) showView {
 	v := showView{
-		Format:   o.Format.String(),
-		Serial:   o.Spec.Serial,
-		KeyIDs:   o.KeyIDs,
-		Digest:   o.Digest,
-		Machines: make([]spec.Machine, len(o.Spec.Machines)),
+		Format:     o.Format.String(),
+		Compressed: o.Compressed,
+		Serial:     o.Spec.Serial,
+		KeyIDs:     o.KeyIDs,
+		Digest:     o.Digest,
+		Machines:   make([]spec.Machine, len(o.Spec.Machines)),
 	}
 	if v.KeyIDs == nil {
 		v.KeyIDs = []string{}
@@ -187,7 +190,11 @@ func printShow(a *app, v showView, now time.Time) error {
 		fmt.Fprintf(tw, "Live:\t%s/%s revision %d ('mms put --revision %d' publishes only over this one)\n",
 			termtext.Escape(v.Bucket), termtext.Escape(v.Key), v.Revision, v.Revision)
 	}
-	fmt.Fprintf(tw, "Format:\t%s\n", v.Format)
+	if v.Compressed {
+		fmt.Fprintf(tw, "Format:\t%s, compressed (agents older than compressed specs refuse it)\n", v.Format)
+	} else {
+		fmt.Fprintf(tw, "Format:\t%s\n", v.Format)
+	}
 	if v.Format == packer.FormatV2.String() {
 		fmt.Fprintf(tw, "Serial:\t%d\n", v.Serial)
 	}

@@ -26,6 +26,7 @@ func describe(data []byte) string {
 		Reason   string                  `json:"reason"`
 		Results  []manager.MachineResult `json:"results"`
 		Download *DownloadProgress       `json:"download"`
+		Omitted  int                     `json:"omitted_results"`
 	}
 	if json.Unmarshal(data, &s) != nil {
 		return ""
@@ -60,6 +61,9 @@ func describe(data []byte) string {
 			part += " (" + r.Reason + ")"
 		}
 		parts = append(parts, part)
+	}
+	if s.Omitted > 0 {
+		parts = append(parts, fmt.Sprintf("%d more skipped or unchanged", s.Omitted))
 	}
 	if len(parts) == 0 {
 		return label

@@ -13,6 +13,7 @@ import (
 	"github.com/mms-io/mms/agent"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/machine"
+	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 	"github.com/mms-io/mms/watchers/watchertest"
@@ -116,5 +117,37 @@ watchers:
 	keyID := packer.KeyID(strangerPub)
 	if got["rejected"] != "unknown_key" || got["outcome"] != "failure" || !strings.Contains(reason, keyID) {
 		t.Errorf("state event = %v, want rejected unknown_key with a reason naming key %s", got, keyID)
+	}
+}
+
+// TestEventResultsBounded: the state event of a large spec lists the
+// entries that changed or failed and counts the skipped and unchanged
+// ones, so it stays far below NATS's 1 MiB (10,000 results are about
+// 2 MB); a small spec's event lists every result. The event's text says
+// how many were left out.
+func TestEventResultsBounded(t *testing.T) {
+	results := func(n int, outcome manager.EntryOutcome) []manager.MachineResult {
+		out := make([]manager.MachineResult, n)
+		for i := range out {
+			out[i] = manager.MachineResult{Name: fmt.Sprintf("m%05d", i), Outcome: outcome, Match: "identity('^x')"}
+		}
+		return out
+	}
+	small := results(3, manager.EntrySkipped)
+	if got, omitted := eventResults(small); len(got) != 3 || omitted != 0 {
+		t.Errorf("eventResults(3 skipped) = %d results, %d omitted; want all", len(got), omitted)
+	}
+	large := append(results(9_998, manager.EntrySkipped), manager.MachineResult{Name: "web", Outcome: manager.EntryInstalled},
+		manager.MachineResult{Name: "db", Outcome: manager.EntryFailed, Reason: "checksum mismatch"})
+	got, omitted := eventResults(large)
+	if len(got) != 2 || got[0].Name != "web" || got[1].Name != "db" || omitted != 9_998 {
+		t.Fatalf("eventResults(10,000) = %+v, %d omitted; want web and db, 9,998 omitted", got, omitted)
+	}
+	if got, omitted := eventResults(results(3_000, manager.EntryInstalled)); len(got) != maxEventResults || omitted != 2_000 {
+		t.Errorf("eventResults(3,000 installed) = %d results, %d omitted; want %d and 2,000", len(got), omitted, maxEventResults)
+	}
+	text := describe([]byte(`{"serial":5,"format":"v2","results":[{"name":"web","outcome":"installed"}],"omitted_results":9998}`))
+	if !strings.HasSuffix(text, ": web installed, 9998 more skipped or unchanged") {
+		t.Errorf("describe() = %q", text)
 	}
 }
