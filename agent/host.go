@@ -63,6 +63,13 @@ type HostConfig struct {
 	// ScanInterval is the fallback rescan period; zero means
 	// [DefaultScanInterval].
 	ScanInterval time.Duration
+	// NoNotify turns file-system notifications off: a machine put into
+	// MachinesDir by hand is found at the next periodic scan (the manager
+	// hands the machines it installs to the host directly). Each host
+	// otherwise holds one inotify instance, of which Linux allows 128 per
+	// user by default: a process running many hosts, or a node short of
+	// instances, sets it.
+	NoNotify bool
 	// Machines are compiled-in machines to run besides those registered
 	// with [RegisterMachine] or [RegisterMachineFactory].
 	Machines []*machine.Definition
@@ -287,10 +294,12 @@ func (h *Host) Run(ctx context.Context) error {
 		l.startCompiled(ctx, h.compiled[name])
 	}
 	scanReq := make(chan struct{}, 1)
-	if fw, err := l.watchFS(ctx, scanReq); err != nil {
-		h.log.Warn("file-system notifications unavailable; relying on periodic scans", "dir", h.cfg.MachinesDir, "error", err)
-	} else {
-		defer fw.Close()
+	if !h.cfg.NoNotify {
+		if fw, err := l.watchFS(ctx, scanReq); err != nil {
+			h.log.Warn("file-system notifications unavailable; relying on periodic scans", "dir", h.cfg.MachinesDir, "error", err)
+		} else {
+			defer fw.Close()
+		}
 	}
 	l.scan(ctx)
 

@@ -278,6 +278,37 @@ func TestHostPeriodicScanFallback(t *testing.T) {
 	f.verifyLeaks()
 }
 
+// TestHostWithoutNotifications: with NoNotify the host holds no inotify
+// instance (a process running hundreds of hosts would exhaust the 128 a
+// user has) and still finds a machine put there by hand, at its scan.
+func TestHostWithoutNotifications(t *testing.T) {
+	_, key := newProbe(t)
+	before := inotifyInstances(t)
+	f := startHost(t, HostConfig{ScanInterval: 20 * time.Millisecond, NoNotify: true})
+	f.writeMachine(t, "delta", probeMachine("delta", "1", key, ""))
+	eventually(t, "delta running", func() bool { _, ok := f.state("delta"); return ok })
+	if after := inotifyInstances(t); after != before {
+		t.Errorf("inotify instances of this process: %d with the host running, %d before; want none taken", after, before)
+	}
+	f.verifyLeaks()
+}
+
+// inotifyInstances counts this process's inotify file descriptors.
+func inotifyInstances(t *testing.T) int {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot list this process's descriptors: %v", err)
+	}
+	n := 0
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && target == "anon_inode:inotify" {
+			n++
+		}
+	}
+	return n
+}
+
 func TestHostSkipsNonMachines(t *testing.T) {
 	_, key := newProbe(t)
 	f := startHost(t, HostConfig{})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -34,8 +35,12 @@ type inProcess struct {
 	stderr *tail
 }
 
-// startInProcess starts `mms agent args` in this process.
+// startInProcess starts `mms agent args` in this process, without
+// file-system notifications: each would hold one of the 128 inotify
+// instances Linux allows a user by default, and the manager hands its
+// installs to the host directly.
 func (b *bench) startInProcess(args []string) *inProcess {
+	args = append(slices.Clip(args), "--fs-notify=false")
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &inProcess{cancel: cancel, done: make(chan error, 1), stderr: &tail{}}
 	go func() { a.done <- b.cfg.RunAgent(ctx, args, a.stderr) }()

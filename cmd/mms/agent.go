@@ -108,6 +108,7 @@ names the path and the fix. Keep the state directory out of shared places.`,
 	f.BoolVar(&o.insecure, "insecure-unsigned", false, "run specs without checking any signature (unsafe: anyone who can write the bucket controls this node; refused on a NATS server without authentication)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:4222", "embedded NATS server address `HOST:PORT` (port 0: any free port)")
 	f.DurationVar(&o.statusInterval, "status-interval", nodestatus.DefaultHeartbeat, "rewrite the status document at least this often")
+	f.BoolVar(&o.fsNotify, "fs-notify", true, "watch the machines directory with inotify for machines put there by hand; with =false they are found by the rescan every 10s (for a node short of inotify instances: Linux allows 128 per user by default)")
 	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve Prometheus metrics (/metrics) and a health check (/healthz) on `HOST:PORT`, e.g. 127.0.0.1:9180 (off by default)")
 	f.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")

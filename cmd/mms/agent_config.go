@@ -45,6 +45,7 @@ type agentOptions struct {
 	logJSON         bool
 	logLevel        string
 	metricsListen   string
+	fsNotify        bool
 }
 
 // agentConfig is what the agent runs with, resolved and checked.
@@ -67,6 +68,8 @@ type agentConfig struct {
 	// metricsListen is where Prometheus metrics and /healthz are served;
 	// empty serves none.
 	metricsListen string
+	// noNotify turns the host's file-system notifications off.
+	noNotify bool
 }
 
 // storeDir is the embedded server's JetStream store.
@@ -80,7 +83,7 @@ const minHeartbeat = 100 * time.Millisecond
 // key flag is given. It reads the key and facts files but writes nothing.
 func (o *agentOptions) resolve(a *app) (agentConfig, error) {
 	var errs []error
-	cfg := agentConfig{factsFile: o.factsFile, timeout: o.nats.timeout, heartbeat: o.statusInterval, logJSON: o.logJSON, metricsListen: o.metricsListen}
+	cfg := agentConfig{factsFile: o.factsFile, timeout: o.nats.timeout, heartbeat: o.statusInterval, logJSON: o.logJSON, metricsListen: o.metricsListen, noNotify: !o.fsNotify}
 	if o.metricsListen != "" {
 		if _, _, err := net.SplitHostPort(o.metricsListen); err != nil {
 			errs = append(errs, fmt.Errorf("--metrics-listen %q: want HOST:PORT, e.g. 127.0.0.1:9180: %w", o.metricsListen, err))

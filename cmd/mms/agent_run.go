@@ -137,6 +137,7 @@ func (a *app) runAgent(ctx context.Context, cfg agentConfig) error {
 		OnReconnect: client.Status.OnReconnect,
 		// The status document is rebuilt when what it shows changed.
 		OnChange: rec.Touch,
+		NoNotify: cfg.noNotify,
 	}
 	var running atomic.Pointer[agent.Host] // for the metrics, which may be scraped before the host exists
 	if cfg.metricsListen != "" {
