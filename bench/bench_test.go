@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -135,6 +136,7 @@ func TestReportOutput(t *testing.T) {
 		{ID: "put", Name: "put → running", Result: "p50 12 ms", Target: "p50 ≤ 50 ms", Values: map[string]float64{"p50_ms": 12}},
 		{ID: "fleet-10", Name: "fleet of 10", Result: "all 3 s", Target: "all ≤ 2 s"},
 		{ID: "spec-1000", Name: "open + plan", Result: "error", Error: "boom"},
+		{ID: "fleet-sources", Name: "nats vs http", Result: "×+Inf", Values: map[string]float64{"all_ratio_10": math.Inf(1), "cpu_ratio_10": math.NaN(), "agents": 10}},
 	}}
 	rep.Rows[0].judge(true)
 	rep.Rows[1].judge(false)
@@ -155,7 +157,13 @@ func TestReportOutput(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &back); err != nil {
 		t.Fatalf("the JSON does not parse back: %v\n%s", err, out.String())
 	}
-	if len(back.Rows) != 3 || back.Rows[0].Met == nil || !*back.Rows[0].Met || back.Rows[2].Met != nil || back.Rows[0].Values["p50_ms"] != 12 {
+	if got := back.Rows[3]; !slices.Equal(got.Undefined, []string{"all_ratio_10", "cpu_ratio_10"}) || len(got.Values) != 1 || got.Values["agents"] != 10 {
+		t.Errorf("a row with an infinite and a NaN value came back as %+v, want them listed in undefined", got)
+	}
+	if !math.IsInf(rep.Rows[3].Values["all_ratio_10"], 1) {
+		t.Error("WriteJSON changed the report it wrote")
+	}
+	if len(back.Rows) != 4 || back.Rows[0].Met == nil || !*back.Rows[0].Met || back.Rows[2].Met != nil || back.Rows[0].Values["p50_ms"] != 12 {
 		t.Errorf("rows after a JSON round trip = %+v", back.Rows)
 	}
 }

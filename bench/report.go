@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -57,6 +59,10 @@ type Row struct {
 	Note string `json:"note,omitempty"`
 	// Error says why the row could not be measured.
 	Error string `json:"error,omitempty"`
+	// Undefined names the values the run could not compute (a ratio to a
+	// zero, say): JSON has no Inf or NaN, so WriteJSON leaves them out of
+	// Values and lists them here.
+	Undefined []string `json:"undefined,omitempty"`
 }
 
 // Seconds is a duration in seconds, written with millisecond precision.
@@ -101,11 +107,42 @@ const maxError = 1000
 // judge sets r.Met from ok.
 func (r *Row) judge(ok bool) { r.Met = &ok }
 
-// WriteJSON writes the report as indented JSON.
+// WriteJSON writes the report as indented JSON. A value that is not a
+// finite number (JSON has none) moves from the row's Values to its
+// Undefined list, so one ratio to a zero never costs the whole report.
 func (r *Report) WriteJSON(w io.Writer) error {
+	out := *r
+	out.Rows = make([]Row, len(r.Rows))
+	for i, row := range r.Rows {
+		out.Rows[i] = row.finite()
+	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	return enc.Encode(&out)
+}
+
+// finite returns a copy of r whose Values holds only finite numbers; the
+// names of the others are added to Undefined, sorted.
+func (r Row) finite() Row {
+	var undefined []string
+	for k, v := range r.Values {
+		if math.IsInf(v, 0) || math.IsNaN(v) {
+			undefined = append(undefined, k)
+		}
+	}
+	if len(undefined) == 0 {
+		return r
+	}
+	values := make(map[string]float64, len(r.Values)-len(undefined))
+	for k, v := range r.Values {
+		if !math.IsInf(v, 0) && !math.IsNaN(v) {
+			values[k] = v
+		}
+	}
+	slices.Sort(undefined)
+	r.Values = values
+	r.Undefined = append(slices.Clip(r.Undefined), undefined...)
+	return r
 }
 
 // WriteTable writes the report for a person: the machine, one line per row,
