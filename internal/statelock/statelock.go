@@ -38,12 +38,18 @@ type HeldError struct {
 	PID int
 	// Holder is what the holder said it is, such as "mms agent".
 	Holder string
+	// Exited says the process PID names has exited: a process it started
+	// still holds the lock's open file.
+	Exited bool
 }
 
 func (e *HeldError) Error() string {
 	pid := "pid unknown"
 	if e.PID > 0 {
 		pid = "pid " + strconv.Itoa(e.PID)
+	}
+	if e.Exited {
+		return fmt.Sprintf("a process started by %s (%s, which has exited) still holds %s", e.Holder, pid, e.Dir)
 	}
 	return fmt.Sprintf("another %s (%s) is using %s", e.Holder, pid, e.Dir)
 }
@@ -64,12 +70,15 @@ type Lock struct {
 	dir string
 }
 
-// ownGrace is how long Acquire keeps trying a lock whose holder is this
-// very process. An agent stopped and started again in one process (a
+// ownGrace is how long Acquire keeps trying a lock whose recorded holder
+// is this very process or a process that has exited. A child forked by
+// the holder shares the lock's open file until it execs, which under load
+// can take a while: an agent stopped and started again in one process (a
 // test, or a node binary that embeds the agent and restarts it) has
-// released its lock, but a child that another goroutine is forking at that
-// moment shares the lock's open file until it execs, which under load can
-// take a while. Another process's lock is refused at once.
+// released its lock, and an agent killed (SIGKILL, the OOM killer) has
+// lost it, but a command one of its watchers was starting at that moment
+// still holds it for those milliseconds. A live process's lock is refused
+// at once.
 const ownGrace = 2 * time.Second
 
 // Acquire takes the exclusive lock on dir through its lock file dir/file,
@@ -77,7 +86,8 @@ const ownGrace = 2 * time.Second
 // records holder (e.g. "mms agent") and this process's pid in it. dir must
 // exist. It does not wait for another process: when one holds the lock it
 // returns a *HeldError naming that process. When the recorded holder is
-// this process, it retries for a short while first (see ownGrace).
+// this process or has exited, it retries for a short while first (see
+// ownGrace).
 func Acquire(dir, file, holder string) (*Lock, error) {
 	return acquire(dir, file, holder, ownGrace)
 }
@@ -105,7 +115,8 @@ func acquire(dir, file, holder string, grace time.Duration) (*Lock, error) {
 			return nil, fmt.Errorf("lock %s: %w", path, err)
 		}
 		held := heldBy(dir, path)
-		if held.PID != os.Getpid() || time.Now().After(deadline) {
+		held.Exited = held.PID > 0 && held.PID != os.Getpid() && !alive(held.PID)
+		if (held.PID != os.Getpid() && !held.Exited) || time.Now().After(deadline) {
 			f.Close()
 			return nil, held
 		}
@@ -126,6 +137,13 @@ func record(f *os.File, holder string) error {
 	}
 	_, err := f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"+holder+"\n"), 0)
 	return err
+}
+
+// alive says whether process pid exists (a zombie, killed but not yet
+// reaped, still does; so does one this process may not signal).
+func alive(pid int) bool {
+	err := unix.Kill(pid, 0)
+	return err == nil || errors.Is(err, unix.EPERM)
 }
 
 // ownRetry is how often acquire tries again a lock this process holds.

@@ -104,6 +104,53 @@ func TestAcquireAfterInheritedRelease(t *testing.T) {
 	}
 }
 
+// TestAcquireAfterKilledHolder is an agent killed while one of its
+// watchers was starting a command: the forked child shares the lock's open
+// file until it execs, so the kernel keeps the lock a moment after the
+// holder died. The next agent waits for the child instead of refusing a
+// process that no longer exists; a lock a dead holder's descendant keeps
+// past the grace is refused saying so.
+func TestAcquireAfterKilledHolder(t *testing.T) {
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Skip("no true(1) to make a dead pid:", err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, StateFile)
+	if err := os.WriteFile(path, []byte(strconv.Itoa(dead.Process.Pid)+"\nmms agent\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The child: another open file description of the lock file, locked.
+	child, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Flock(child, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	_, err = acquire(dir, StateFile, "mms agent", 50*time.Millisecond)
+	want := fmt.Sprintf("a process started by mms agent (pid %d, which has exited) still holds %s", dead.Process.Pid, dir)
+	var held *HeldError
+	if err == nil || err.Error() != want || !errors.As(err, &held) || !held.Exited {
+		t.Fatalf("Acquire while a dead holder's child keeps the lock = %v, want %q", err, want)
+	}
+	if waited := time.Since(start); waited < 50*time.Millisecond {
+		t.Errorf("refused after %v, before the grace of 50ms", waited)
+	}
+
+	go func() {
+		time.Sleep(100 * time.Millisecond) // the child execs
+		unix.Close(child)
+	}()
+	l, err := Acquire(dir, StateFile, "mms agent")
+	if err != nil {
+		t.Fatalf("Acquire once the dead holder's child let go = %v, want the lock", err)
+	}
+	l.Release()
+}
+
 func TestAcquireOverwritesStaleContent(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, DirFile)
