@@ -157,7 +157,9 @@ func goEnv(t *testing.T, names ...string) []string {
 	if err != nil {
 		t.Fatalf("go env: %v", err)
 	}
-	values := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	// One line per name; an unset variable is an empty line, so only the
+	// last newline goes.
+	values := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
 	if len(values) != len(names) {
 		t.Fatalf("go env %v printed %q", names, out)
 	}

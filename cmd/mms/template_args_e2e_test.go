@@ -35,7 +35,9 @@ watchers:
     properties:
       command: ./show.sh --opt={{ lookup "facts.opt" "" }} {{ lookup "facts.opt" "" }}
 `
-	script := "#!/bin/sh\n{ echo \"$#\"; for a in \"$@\"; do echo \"[$a]\"; done; } > " + out + "\n"
+	// The script writes a whole file or none: the test reads it as soon as
+	// it exists.
+	script := "#!/bin/sh\n{ echo \"$#\"; for a in \"$@\"; do echo \"[$a]\"; done; } > " + out + ".tmp && mv " + out + ".tmp " + out + "\n"
 	entry := f.repo.publishFiles(t, "show", "1.0.0", map[string]string{"machine.yaml": yaml, "show.sh": script})
 	a := startTestAgentProcess(t, f.pub, f.state, "--facts", facts)
 	writeMachines(t, f.dir, entry)
