@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"text/tabwriter"
@@ -124,9 +123,7 @@ func (a *app) newGovernorListCmd(nf *natsFlags) *cobra.Command {
 					for _, g := range list {
 						out = append(out, governorJSON{Name: g.Name, Limit: g.Limit, InUse: g.InUse, Expire: g.Expire.String(), Replicas: g.Replicas})
 					}
-					enc := json.NewEncoder(a.stdout)
-					enc.SetIndent("", "  ")
-					return enc.Encode(out)
+					return printJSON(a.stdout, out)
 				}
 				if len(list) == 0 {
 					fmt.Fprintln(a.stderr, "no governors; create one with mms governor add NAME LIMIT")

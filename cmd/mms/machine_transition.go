@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"slices"
@@ -97,12 +96,10 @@ The command exits 1 when a node did not transition.`,
 			}
 			rows := transitionRows(replies, expect, known)
 			if len(rows) == 0 {
-				return nc.explain(fmt.Errorf("no node answered within %v (identity %q): are agents connected to %s?", wait, identity, nc.ConnectedUrlRedacted()))
+				return nc.noAnswer(wait, identity)
 			}
 			if asJSON {
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(rows); err != nil {
+				if err := printJSON(a.stdout, rows); err != nil {
 					return err
 				}
 			} else {

@@ -129,6 +129,13 @@ func (c natsConn) explain(err error) error {
 	return err
 }
 
+// noAnswer is the error of a request every node answers (mms reconcile,
+// mms plan, mms machine transition) that no node matching identity
+// answered within wait.
+func (c natsConn) noAnswer(wait time.Duration, identity string) error {
+	return c.explain(fmt.Errorf("no node answered within %v (identity %q): are agents connected to %s?", wait, identity, c.ConnectedUrlRedacted()))
+}
+
 // ConnectedUrlRedacted returns the URL of the server the client is on.
 func (c natsConn) ConnectedUrlRedacted() string { return c.Conn.ConnectedUrlRedacted() }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"slices"
@@ -105,7 +104,7 @@ the spec bucket alone.`,
 				return nc.explain(err)
 			}
 			if len(replies) == 0 {
-				return nc.explain(fmt.Errorf("no agent answered within %v (identity %q): are agents connected to %s?", wait, identity, nc.ConnectedUrlRedacted()))
+				return nc.noAnswer(wait, identity)
 			}
 			out := planOutput{Spec: fleet.WaitLabel(next), Answered: replies, NoAnswer: []string{}}
 			slices.SortFunc(out.Answered, func(a, b manager.PlanReply) int { return cmp.Compare(a.Identity, b.Identity) })
@@ -121,9 +120,7 @@ the spec bucket alone.`,
 			}
 			slices.Sort(out.NoAnswer)
 			if asJSON {
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(out); err != nil {
+				if err := printJSON(a.stdout, out); err != nil {
 					return err
 				}
 			} else {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"reflect"
@@ -83,9 +82,7 @@ and rebuild (docs/build-your-own.md).`,
 				v.PublicKeys = append(v.PublicKeys, keyView{Key: packer.FormatPublicKey(k), KeyID: packer.KeyID(k)})
 			}
 			if asJSON {
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(v)
+				return printJSON(a.stdout, v)
 			}
 			return printPlugins(a.stdout, v)
 		},

@@ -62,7 +62,7 @@ An agent handles at most one nudge a second.`,
 				return nc.explain(err)
 			}
 			if len(nodes) == 0 {
-				return fmt.Errorf("no node answered within %v (identity %q): are agents connected to %s?", wait, identity, nc.ConnectedUrlRedacted())
+				return nc.noAnswer(wait, identity)
 			}
 			if asJSON {
 				return printNudged(a.stdout, nodes)
@@ -102,9 +102,7 @@ func printNudged(w io.Writer, nodes []string) error {
 	for _, n := range nodes {
 		rows = append(rows, nudgedNode{Identity: n})
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(rows)
+	return printJSON(w, rows)
 }
 
 // nudge publishes a reconcile nudge for identity and returns the sorted

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -162,12 +161,10 @@ func rolloutsToShow(t *fleet.Tracker, machine string, now time.Time) ([]fleet.Ro
 
 func (a *app) printRollouts(views []fleet.Rollout, asJSON bool, now time.Time) error {
 	if asJSON {
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
 		if views == nil {
 			views = []fleet.Rollout{}
 		}
-		return enc.Encode(views)
+		return printJSON(a.stdout, views)
 	}
 	if len(views) == 0 {
 		fmt.Fprintln(a.stdout, "the live spec has no entry with a rollout policy")

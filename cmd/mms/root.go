@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,14 @@ func (a *app) connLog() *slog.Logger {
 }
 
 // exitError carries a specific exit code out of a command.
+// printJSON writes v to w as indented JSON, the form of every command's
+// --json.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
 type exitError struct {
 	code int
 	err  error

@@ -83,9 +83,7 @@ signatures. Passwords of v1 entries are never printed.`,
 				}
 			}
 			if o.jsonOut {
-				enc := json.NewEncoder(a.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(v)
+				return printJSON(a.stdout, v)
 			}
 			return printShow(a, v, time.Now())
 		},
