@@ -462,7 +462,7 @@ func writeHeapProfile(path string) error {
 
 // fleetCPU is the CPU time this process and the shard processes used.
 func fleetCPU(shards []*child) time.Duration {
-	total, _ := ProcCPU(os.Getpid())
+	total := selfCPU()
 	for _, c := range shards {
 		if t, err := ProcCPU(c.pid()); err == nil {
 			total += t
@@ -487,12 +487,11 @@ func quiesce(ctx context.Context, limit time.Duration) bool {
 	const window = 500 * time.Millisecond
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		c0, err := ProcCPU(os.Getpid())
+		c0 := selfCPU()
 		if !sleep(ctx, window) {
 			return false
 		}
-		c1, err1 := ProcCPU(os.Getpid())
-		if err != nil || err1 != nil || c1-c0 < window/5 {
+		if c1 := selfCPU(); c1-c0 < window/5 {
 			return true
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -193,7 +192,7 @@ func (b *bench) measureProcs(ctx context.Context, f procsFleet, n, puts int, nam
 	}
 	res.startAll = append(res.startAll, time.Since(began))
 	cpu := func() time.Duration {
-		total, _ := ProcCPU(os.Getpid())
+		total := selfCPU()
 		for _, a := range agents {
 			if t, err := ProcCPU(a.pid()); err == nil {
 				total += t
