@@ -13,12 +13,20 @@ import (
 
 	"github.com/mms-io/mms/internal/atomicfile"
 	"github.com/mms-io/mms/watchers"
+	"github.com/mms-io/mms/watchers/render"
 )
 
 // enforce makes the file hold the rendered contents with the mode (and the
 // owner and group when set), rewriting it atomically when anything
-// differs.
+// differs. Templated properties are rendered again first, with the facts
+// and machine data of now.
 func (w *Watcher) enforce() (watchers.Result, error) {
+	if w.templated {
+		if err := w.renderManaged(render.NewRenderer(w.deps)); err != nil {
+			err = fmt.Errorf("render %s: %w", w.path, err)
+			return w.result(watchers.Failure, outcomeError, err.Error()), err
+		}
+	}
 	uid, gid, err := w.ids()
 	if err != nil {
 		return w.result(watchers.Failure, outcomeError, err.Error()), err

@@ -286,9 +286,11 @@ func snapshot(t *testing.T, dir string) string {
 
 // TestContentTemplates manages a file whose contents, owner, group and mode
 // are templates over the machine data, as Choria's filewatcher test
-// ("Should correctly manage the file", go-choria v0.30.2) does: they are
-// rendered when the machine loads, so the file holds the rendered text,
-// never the template.
+// ("Should correctly manage the file", go-choria v0.30.2) does: the file
+// holds the rendered text, never the template, and follows the machine
+// data as Choria's does, since the templates are rendered again before
+// every check. A value that renders as no mode at a check is a failure
+// that leaves the file as it was.
 func TestContentTemplates(t *testing.T) {
 	me, err := user.Current()
 	if err != nil {
@@ -325,6 +327,25 @@ func TestContentTemplates(t *testing.T) {
 		t.Errorf("Check() after chmod = %+v, %v; want the mode repaired", res, err)
 	}
 	assertFile(t, path, "TEST_DATA", 0o700)
+
+	for k, v := range map[string]string{"test": "new_data", "mode": "0640"} {
+		if err := d.Data.Put(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if res, err := w.Check(t.Context()); err != nil || res.Outcome != watchers.Success {
+		t.Errorf("Check() after the data changed = %+v, %v; want the file rewritten", res, err)
+	}
+	assertFile(t, path, "NEW_DATA", 0o640)
+
+	if err := d.Data.Put("mode", "rwx"); err != nil {
+		t.Fatal(err)
+	}
+	res, err = w.Check(t.Context())
+	if err == nil || res.Outcome != watchers.Failure || !strings.Contains(err.Error(), `mode: template "{{ lookup \"data.mode\" \"0000\"}}": "rwx" is not an octal mode`) {
+		t.Errorf("Check() with a mode that renders as none = %+v, %v; want a failure naming mode", res, err)
+	}
+	assertFile(t, path, "NEW_DATA", 0o640)
 }
 
 // TestContentTemplateErrors fails the load naming the property when a

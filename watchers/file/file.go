@@ -10,10 +10,13 @@
 // a fallback, for example for a symlink whose target changes elsewhere.
 //
 // contents, owner, group and mode may be templates, as in Choria (see
-// github.com/mms-io/mms/watchers/render): they are rendered once, when the
-// machine loads (Choria renders them before every write), and a template
-// that does not parse, or a mode that renders as no octal mode, fails the
-// load naming the property.
+// github.com/mms-io/mms/watchers/render). They are rendered when the
+// machine loads, where a template that does not parse, or a mode that
+// renders as no octal mode, fails the load naming the property; and again
+// before every check, as Choria renders them before every write, so the
+// file follows the machine data and facts they read. A render that fails
+// at a check is a Failure naming the property and leaves the file as it
+// is.
 package filewatcher
 
 import (
@@ -68,12 +71,17 @@ type Watcher struct {
 	// Contents.
 	Mode string `json:"mode,omitempty"`
 
-	// The managed file as Provision rendered it (as given when nothing
-	// is a template).
+	// The managed file as last rendered (as given when nothing is a
+	// template).
 	contents     []byte
 	owner, group string
 	mode         os.FileMode // Mode parsed by Validate, or rendered by Provision
 	sum          [sha256.Size]byte
+
+	// deps are the watcher's dependencies, for rendering its templates
+	// again at each check; templated says one of them holds a template.
+	deps      watchers.Deps
+	templated bool
 
 	path string // absolute Path, set by Provision
 	log  *slog.Logger
@@ -159,28 +167,32 @@ func (w *Watcher) contentsText() string {
 	return *w.Contents
 }
 
-// renderManaged renders the managed file's templated properties with r.
+// renderManaged renders the managed file's templated properties with r;
+// on an error it changes nothing.
 func (w *Watcher) renderManaged(r *render.Renderer) error {
 	contents, err := r.String(*w.Contents)
 	if err != nil {
 		return fmt.Errorf("contents: %w", err)
 	}
-	if w.owner, err = r.String(w.Owner); err != nil {
+	owner, err := r.String(w.Owner)
+	if err != nil {
 		return fmt.Errorf("owner: %w", err)
 	}
-	if w.group, err = r.String(w.Group); err != nil {
+	group, err := r.String(w.Group)
+	if err != nil {
 		return fmt.Errorf("group: %w", err)
 	}
+	mode := w.mode
 	if render.Has(w.Mode) {
-		mode, err := r.String(w.Mode)
+		text, err := r.String(w.Mode)
 		if err != nil {
 			return fmt.Errorf("mode: %w", err)
 		}
-		if w.mode, err = parseMode(strings.TrimSpace(mode)); err != nil {
+		if mode, err = parseMode(strings.TrimSpace(text)); err != nil {
 			return fmt.Errorf("mode: template %q: %w", w.Mode, err)
 		}
 	}
-	w.contents = []byte(contents)
+	w.contents, w.owner, w.group, w.mode = []byte(contents), owner, group, mode
 	w.sum = sha256.Sum256(w.contents)
 	return nil
 }
@@ -216,6 +228,8 @@ func (w *Watcher) Provision(d watchers.Deps) error {
 	}
 	w.path = abs
 	if w.Contents != nil {
+		w.deps = d
+		w.templated = render.Has(*w.Contents) || render.Has(w.Owner) || render.Has(w.Group) || render.Has(w.Mode)
 		if err := w.renderManaged(render.NewRenderer(d)); err != nil {
 			return err
 		}

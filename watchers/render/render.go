@@ -8,7 +8,9 @@
 // A property is rendered once, when its watcher is provisioned (the machine
 // loads), never again while it runs: Choria renders on every use, so a
 // template that reads machine data changes there as the data changes, and
-// here only when the machine is reloaded.
+// here only when the machine is reloaded. The file watcher's managed file
+// is the exception: it renders again before every check, as Choria does
+// before every write (a [Renderer] per check).
 //
 // The template's dot is a [Data]: .Identity, .Machine, .Watcher, .Facts and
 // .Data (the facts and the machine data as maps; a missing key is an
