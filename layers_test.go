@@ -66,6 +66,7 @@ func layers() []layer {
 		{floor: 3, pkgs: []string{"manager/mmsmanager"}},
 
 		{floor: 4, pkgs: []string{"nodestatus", "nodemetrics"}},
+		{floor: 4, pkgs: []string{"nodestatus/nodestatustest"}},
 
 		{floor: 5, pkgs: []string{"provision"}},
 		{floor: 5, pkgs: []string{"bench", "fleet"}},

@@ -5,15 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/nodestatus"
+	"github.com/mms-io/mms/nodestatus/nodestatustest"
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
 )
@@ -109,17 +108,4 @@ func entry(name, version string) spec.Machine {
 
 // doc is the document of an agent that runs the v2 spec with serial
 // (digest "d<serial>"), updated at updated, every 30s.
-func doc(identity string, serial uint64, updated time.Time, machines ...nodestatus.Machine) nodestatus.Document {
-	if machines == nil {
-		machines = []nodestatus.Machine{}
-	}
-	digest := fmt.Sprintf("d%d", serial)
-	return nodestatus.Document{
-		Version: nodestatus.DocumentVersion, Identity: identity, AgentVersion: "dev", StartedAt: updated.Add(-time.Hour), UpdatedAt: updated, Heartbeat: "30s",
-		Trust:    &nodestatus.Trust{KeyIDs: []string{"k"}, Threshold: 1},
-		Applied:  &nodestatus.Applied{Serial: serial, Format: "v2", Digest: digest},
-		Seen:     &nodestatus.Seen{Serial: serial, Format: "v2", Digest: digest, Outcome: nodestatus.SeenApplied},
-		Entries:  []nodestatus.Entry{},
-		Machines: machines, NATS: natsbox.ConnState{Connected: true},
-	}
-}
+var doc = nodestatustest.Applied

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -96,14 +95,7 @@ func TestReadmeFleet(t *testing.T) {
 		}
 		return nil
 	})
-	running := regexp.MustCompile(`(?m)\(.*\bready 1\b.*\)`)
-	natstest.Eventually(t, e2eTimeout, func() error {
-		out, err := shell("mms status").CombinedOutput()
-		if err != nil || !running.Match(out) {
-			return fmt.Errorf("mms status: %v\n%s\nwant facts in ready", err, out)
-		}
-		return nil
-	})
+	waitFactsReady(t, shell)
 }
 
 // startShellAgent starts c, the README's agent command cmd, and waits

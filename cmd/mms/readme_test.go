@@ -135,14 +135,7 @@ func TestReadmeWalkthrough(t *testing.T) {
 		}
 		return nil
 	})
-	running := regexp.MustCompile(`(?m)\(.*\bready 1\b.*\)`)
-	natstest.Eventually(t, e2eTimeout, func() error {
-		out, err := shell("mms status").CombinedOutput()
-		if err != nil || !running.Match(out) {
-			return fmt.Errorf("mms status: %v\n%s\nwant facts in ready", err, out)
-		}
-		return nil
-	})
+	waitFactsReady(t, shell)
 	if got := repotest.Git(t, repo, "status", "--porcelain", "--untracked-files=all"); got != clean {
 		t.Errorf("the walkthrough left files git does not ignore in the repository's directory; git status --porcelain was\n%s\nand is\n%s", clean, got)
 	}
@@ -168,6 +161,20 @@ func goEnv(t *testing.T, names ...string) []string {
 		env[i] = n + "=" + values[i]
 	}
 	return env
+}
+
+// waitFactsReady waits until `mms status`, run by shell as the README's
+// commands are, shows the walkthrough's facts machine in state ready.
+func waitFactsReady(t *testing.T, shell func(string) *exec.Cmd) {
+	t.Helper()
+	running := regexp.MustCompile(`(?m)\(.*\bready 1\b.*\)`)
+	natstest.Eventually(t, e2eTimeout, func() error {
+		out, err := shell("mms status").CombinedOutput()
+		if err != nil || !running.Match(out) {
+			return fmt.Errorf("mms status: %v\n%s\nwant facts in ready", err, out)
+		}
+		return nil
+	})
 }
 
 // startShell starts cmd with its stdout and stderr in buffers; it is

@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -12,9 +11,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/fleet"
-	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/nodestatus"
+	"github.com/mms-io/mms/nodestatus/nodestatustest"
 )
 
 // statusFleet starts a server holding a v2 spec with serial 17 and a status
@@ -50,20 +49,9 @@ func statusFleet(t *testing.T, docs ...nodestatus.Document) string {
 	return url
 }
 
-func statusDocument(identity string, serial uint64, updated time.Time, machines ...nodestatus.Machine) nodestatus.Document {
-	if machines == nil {
-		machines = []nodestatus.Machine{}
-	}
-	digest := fmt.Sprintf("d%d", serial)
-	return nodestatus.Document{
-		Version: nodestatus.DocumentVersion, Identity: identity, AgentVersion: "dev", StartedAt: updated.Add(-time.Hour), UpdatedAt: updated, Heartbeat: "30s",
-		Trust:    &nodestatus.Trust{KeyIDs: []string{"k"}, Threshold: 1},
-		Applied:  &nodestatus.Applied{Serial: serial, Format: "v2", Digest: digest},
-		Seen:     &nodestatus.Seen{Serial: serial, Format: "v2", Digest: digest, Outcome: nodestatus.SeenApplied},
-		Entries:  []nodestatus.Entry{},
-		Machines: machines, NATS: natsbox.ConnState{Connected: true},
-	}
-}
+// statusDocument is the document of an agent that applied the v2 spec
+// with serial (digest "d<serial>").
+var statusDocument = nodestatustest.Applied
 
 func TestStatus(t *testing.T) {
 	now := time.Now().UTC()
