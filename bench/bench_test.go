@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -221,4 +222,24 @@ func TestSourcesRow(t *testing.T) {
 	if _, ok := sourcesRow([]Row{fleet(1000, 900, 2)}, nil); ok {
 		t.Error("a comparison without http rows")
 	}
+}
+
+// TestSelfCPUIsFinerThanTicks: the bench's own CPU time moves in steps
+// far below /proc's 10 ms ticks, so a quick row's few milliseconds of
+// work are not measured as zero.
+func TestSelfCPUIsFinerThanTicks(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("getrusage's precision is Linux's")
+	}
+	start := selfCPU()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if d := selfCPU() - start; d > 0 {
+			if d >= 5*time.Millisecond {
+				t.Errorf("the first change of selfCPU was %v, want well under a 10ms tick", d)
+			}
+			return
+		}
+	}
+	t.Fatal("selfCPU did not change in 5 s of busy polling")
 }

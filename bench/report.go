@@ -124,20 +124,17 @@ func (r *Report) WriteJSON(w io.Writer) error {
 // finite returns a copy of r whose Values holds only finite numbers; the
 // names of the others are added to Undefined, sorted.
 func (r Row) finite() Row {
+	values := make(map[string]float64, len(r.Values))
 	var undefined []string
 	for k, v := range r.Values {
 		if math.IsInf(v, 0) || math.IsNaN(v) {
 			undefined = append(undefined, k)
+			continue
 		}
+		values[k] = v
 	}
 	if len(undefined) == 0 {
 		return r
-	}
-	values := make(map[string]float64, len(r.Values)-len(undefined))
-	for k, v := range r.Values {
-		if !math.IsInf(v, 0) && !math.IsNaN(v) {
-			values[k] = v
-		}
 	}
 	slices.Sort(undefined)
 	r.Values = values
