@@ -16,7 +16,6 @@ import (
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/manager/mmsmanager"
 	"github.com/mms-io/mms/nodestatus"
-	"github.com/mms-io/mms/packer"
 )
 
 // Options say where the fleet's buckets are and how its nodes are judged.
@@ -100,9 +99,6 @@ func NewTracker(o Options) *Tracker {
 	}
 }
 
-// Options returns the tracker's options, defaults filled in.
-func (t *Tracker) Options() Options { return t.o }
-
 // Spec returns the live spec as last applied.
 func (t *Tracker) Spec() Spec { return t.spec }
 
@@ -131,11 +127,6 @@ func (t *Tracker) Apply(e jetstream.KeyValueEntry) bool {
 		t.learnVersions(d)
 	}
 	return true
-}
-
-// SetSpec makes op the live spec (a spec just written, say), at revision.
-func (t *Tracker) SetSpec(op *packer.Opened, revision uint64) {
-	t.spec.State, t.spec.Opened, t.spec.Err, t.spec.Revision = SpecLive, op, nil, revision
 }
 
 // learnVersions remembers the version names d reports for checksums: the

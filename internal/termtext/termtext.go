@@ -52,13 +52,6 @@ func Escape(s string) string {
 	return b.String()
 }
 
-// Escapef formats like fmt.Sprintf and escapes the result (see Escape).
-// Use it for a whole line whose arguments come from the network; a
-// trailing newline belongs outside it.
-func Escapef(format string, args ...any) string {
-	return Escape(fmt.Sprintf(format, args...))
-}
-
 // firstUnsafe returns the index of the first byte of s that Escape would
 // change, or -1.
 func firstUnsafe(s string) int {

@@ -37,12 +37,6 @@ func TestEscape(t *testing.T) {
 	}
 }
 
-func TestEscapef(t *testing.T) {
-	if got, want := Escapef("%s %d", "a\x1bb", 7), `a\x1bb 7`; got != want {
-		t.Errorf("Escapef() = %q, want %q", got, want)
-	}
-}
-
 func FuzzEscape(f *testing.F) {
 	for _, tt := range escapeTests {
 		f.Add(tt.in)
