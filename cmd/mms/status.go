@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
@@ -14,6 +15,7 @@ import (
 	"github.com/mms-io/mms/fleet"
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/internal/termtext"
+	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/provision"
 )
@@ -27,6 +29,31 @@ type statusOptions struct {
 	staleAfter time.Duration
 	bucket     string
 	key        string
+}
+
+// helpWidth is the width the help texts are written to.
+const helpWidth = 75
+
+// wrap breaks s into lines of at most width columns between words (a word
+// longer than width gets a line of its own).
+func wrap(s string, width int) string {
+	var b strings.Builder
+	line := 0
+	for _, w := range strings.Fields(s) {
+		n := utf8.RuneCountInString(w)
+		switch {
+		case line == 0:
+		case line+1+n > width:
+			b.WriteByte('\n')
+			line = 0
+		default:
+			b.WriteByte(' ')
+			line++
+		}
+		b.WriteString(w)
+		line += n
+	}
+	return b.String()
 }
 
 func (a *app) newStatusCmd() *cobra.Command {
@@ -46,11 +73,11 @@ them from (and how it found it), the current spec, and one line per agent:
   db1       4241                        2 (RUN 2)           web failed: install: sha256 mismatch      9m   behind,failed,stale
 
 APPLIED is the spec the node runs ("never" when it never applied one), SEEN
-the last spec it saw when that is another one or was not applied, and why
-(ignored-older, untrusted, expired, equivocation, legacy-refused,
-malformed, invalid, not-yet-valid, missing, error), or "applying" while a
-pass for it still downloads. MESSAGE is the node's
+the last spec it saw when that is another one or was not applied, and why,
+or "applying" while a pass for it still downloads. MESSAGE is the node's
 first problem; AGE how long ago it wrote its document.
+
+` + wrap("Why a node did not apply a spec: "+strings.Join(manager.RejectionOutcomes(), ", ")+".", helpWidth) + `
 
 FLAGS: rejected (the last spec seen was not applied), failed (an entry
 failed or was rolled back), expired (the applied spec has expired), behind

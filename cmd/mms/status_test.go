@@ -1,17 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/fleet"
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/nodestatus"
 	"github.com/mms-io/mms/nodestatus/nodestatustest"
 )
@@ -277,6 +280,47 @@ func TestEllipsize(t *testing.T) {
 	} {
 		if got := ellipsize(tt.s, tt.n); got != tt.want {
 			t.Errorf("ellipsize(%q, %d) = %q, want %q", tt.s, tt.n, got, tt.want)
+		}
+	}
+}
+
+// TestStatusHelpNamesEveryRejection: the words SEEN may show come from
+// manager's one rejection table, so a new rejection is in the help too
+// (serial-ahead was missing from a hand-written list).
+func TestStatusHelpNamesEveryRejection(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"status", "--help"}, strings.NewReader(""), &out, &errOut); code != 0 {
+		t.Fatalf("status --help = %d: %s", code, errOut.String())
+	}
+	help := out.String()
+	_, para, _ := strings.Cut(help, "Why a node did not apply a spec: ")
+	para, _, _ = strings.Cut(para, "\n\n")
+	if want := strings.Join(manager.RejectionOutcomes(), ", ") + "."; strings.ReplaceAll(para, "\n", " ") != want {
+		t.Errorf("status --help's rejection paragraph is %q, want %q", para, want)
+	}
+	for _, line := range strings.Split(para, "\n") {
+		if utf8.RuneCountInString(line) > helpWidth {
+			t.Errorf("help line of %d columns, want at most %d: %q", utf8.RuneCountInString(line), helpWidth, line)
+		}
+	}
+}
+
+func TestWrap(t *testing.T) {
+	tests := []struct {
+		in    string
+		width int
+		want  string
+	}{
+		{"", 10, ""},
+		{"one two three", 20, "one two three"},
+		{"one two three", 7, "one two\nthree"},
+		{"one  two\nthree", 8, "one two\nthree"},
+		{"a verylongword b", 5, "a\nverylongword\nb"},
+		{"é é é", 3, "é é\né"},
+	}
+	for _, tt := range tests {
+		if got := wrap(tt.in, tt.width); got != tt.want {
+			t.Errorf("wrap(%q, %d) = %q, want %q", tt.in, tt.width, got, tt.want)
 		}
 	}
 }
