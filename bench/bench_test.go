@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"os"
 	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
 	"slices"
 	"strings"
 	"testing"
@@ -47,6 +50,19 @@ func TestParseStatCPU(t *testing.T) {
 				t.Fatalf("parseStatCPU() = %v, %v; want %v", got, err, tt.want)
 			}
 		})
+	}
+}
+
+func TestStatFaults(t *testing.T) {
+	line := []byte("4242 (a (b) c) S 1 4242 4242 0 -1 4194560 5120 0 0 0 150 37 3 4 20 0 12 0 99 1000 2000")
+	if got, err := statFieldsSum(line, 10, 10); err != nil || got != 5120 {
+		t.Fatalf("minor faults = %d, %v; want 5120", got, err)
+	}
+	if _, err := statFieldsSum([]byte("7 (a) R 1 7 7"), 10, 10); err == nil || !strings.Contains(err.Error(), "want at least 8") {
+		t.Fatalf("short line: err = %v, want one saying it wants at least 8 fields", err)
+	}
+	if n, err := ProcFaults(os.Getpid()); runtime.GOOS == "linux" && (err != nil || n <= 0) {
+		t.Fatalf("ProcFaults(self) = %d, %v; want a positive count", n, err)
 	}
 }
 
@@ -242,4 +258,69 @@ func TestSelfCPUIsFinerThanTicks(t *testing.T) {
 		}
 	}
 	t.Fatal("selfCPU did not change in 5 s of busy polling")
+}
+
+// TestWarmHeap checks that warmHeap leaves the pages it touched with the
+// heap, so that what a fleet row's puts allocate next lands on pages the
+// process has already touched instead of faulting new ones in.
+func TestWarmHeap(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(fleetGCPercent))
+	live := make([][]byte, 32) // 32 MiB live: the goal is five times the live heap
+	for i := range live {
+		live[i] = make([]byte, 1<<20)
+	}
+	runtime.GC()
+	warmed := warmHeap()
+	if warmed < 64<<20 {
+		t.Fatalf("warmHeap warmed %d MiB with 32 MiB live at GOGC %d; want at least 64 MiB", warmed>>20, fleetGCPercent)
+	}
+	if free := heapFree(); free < warmed/2 {
+		t.Fatalf("after warming %d MiB the heap keeps %d MiB free: the pages went back to the system", warmed>>20, free>>20)
+	}
+	// Allocating half of it again touches pages the heap holds already.
+	const size = 64 << 10
+	page := os.Getpagesize()
+	pages := int64(warmed / 2 / uint64(page))
+	faults0 := selfFaults()
+	var again [][]byte
+	for n := uint64(0); n < warmed/2; n += size {
+		b := make([]byte, size)
+		for i := 0; i < len(b); i += page {
+			b[i] = 1
+		}
+		again = append(again, b)
+	}
+	if faults := selfFaults() - faults0; faults > pages/4 && !raceEnabled {
+		t.Errorf("allocating %d MiB after warming took %d page faults for its %d pages; want at most a quarter", warmed>>21, faults, pages)
+	}
+	runtime.KeepAlive(live)
+	runtime.KeepAlive(again)
+}
+
+// heapFree is the heap's memory that is free but still backed by physical
+// memory.
+func heapFree() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// TestQuiesceWaitsForEveryProcess checks that quiesce waits for each other
+// process of a row (a shard warming its heap) and not only for this one.
+func TestQuiesceWaitsForEveryProcess(t *testing.T) {
+	var calls int
+	busyShard := func() time.Duration {
+		calls++
+		if calls <= 4 { // busy for the first two windows (two reads each)
+			return time.Duration(calls) * time.Second
+		}
+		return 4 * time.Second
+	}
+	start := time.Now()
+	if !quiesce(t.Context(), time.Minute, busyShard) {
+		t.Fatal("quiesce returned false with a live context")
+	}
+	if calls < 6 {
+		t.Fatalf("quiesce returned after reading the shard's CPU %d times (%v); want it to wait until the shard was idle for a window (6 reads)", calls, time.Since(start))
+	}
 }

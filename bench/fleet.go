@@ -199,6 +199,7 @@ func (b *bench) fleetRow(ctx context.Context, n int, cluster bool, source string
 	busy := res.cpu.Seconds() / max(res.wall.Seconds(), 1e-9)
 	others := res.others.Seconds() / max(res.wall.Seconds(), 1e-9)
 	perAgent := msValue(res.cpu) / float64(n*max(len(res.all), 1))
+	faultsPerAgent := float64(res.faults) / float64(n*max(len(res.all), 1))
 	p50, p99 := median(res.times), percentile(res.times, 99)
 	r := Row{
 		ID: id, Group: group, Name: name, Target: target,
@@ -212,11 +213,13 @@ func (b *bench) fleetRow(ctx context.Context, n int, cluster bool, source string
 			"cpu_cores_busy":      busy,
 			"cpu_cores_others":    others,
 			"cpu_ms_per_agent":    perAgent,
+			"faults_per_agent":    faultsPerAgent,
+			"heap_warmed_mb":      float64(res.warmed) / 1e6,
 		},
 		Note: fmt.Sprintf("time from the put until each agent's host loaded the new version; \"all\" is the time until the last agent did (the median over %d puts). "+
 			"The agents and server(s) share %s and the machine's %d CPUs: while converging they kept %.2f CPUs busy (other processes %.2f), %.1f ms of CPU per agent per put "+
-			"(a real fleet has a CPU per node); %s to start them all; live heap %.0f MB (%.2f MB per agent, with the server%s), peak RSS %.0f MB; agent directories in %s",
-			len(res.all), fleetProcesses(res.shards), cpus(), busy, others, perAgent, ms(res.start), res.liveHeap/1e6, res.liveHeap/1e6/float64(n-res.shardAgents), shardHeap(res.shards), res.peakRSS/1e6, b.fleetRoot),
+			"(a real fleet has a CPU per node) and took %.0f minor page faults per agent per put (after the heap was warmed by %.0f MB, see warmHeap); %s to start them all; live heap %.0f MB (%.2f MB per agent, with the server%s), peak RSS %.0f MB; agent directories in %s",
+			len(res.all), fleetProcesses(res.shards), cpus(), busy, others, perAgent, faultsPerAgent, float64(res.warmed)/1e6, ms(res.start), res.liveHeap/1e6, res.liveHeap/1e6/float64(n-res.shardAgents), shardHeap(res.shards), res.peakRSS/1e6, b.fleetRoot),
 	}
 	r.Values["shard_processes"] = float64(res.shards)
 	if hasTarget {
@@ -280,6 +283,10 @@ type fleetResult struct {
 	cpu, wall time.Duration
 	// others is the CPU time the machine's other processes used then.
 	others time.Duration
+	// faults is the minor page faults this process and the shards took
+	// then; warmed is what warmHeap grew this process's heap by.
+	faults int64
+	warmed uint64
 }
 
 // fleetStarting caps the agents starting at once (started, not yet running
@@ -373,6 +380,7 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 		return res, b.fleetFailure(obs, agents, shards, identities, v0, err)
 	}
 	res.start = time.Since(began)
+	res.warmed = warmHeap()
 
 	stopProfile, err := b.startPutProfile(name, id)
 	if err != nil {
@@ -382,7 +390,7 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 	for k := 1; k <= rounds; k++ {
 		// Let the last round's tail (status writes, old trees) finish.
 		b.prog.stepf("%s: waiting for the agents to settle", name)
-		if !quiesce(ctx, time.Minute) {
+		if !quiesce(ctx, time.Minute, shardCPUs(shards)...) {
 			return res, context.Cause(ctx)
 		}
 		b.prog.stepf("%s: put %d of %d", name, k, rounds)
@@ -392,7 +400,7 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 			return res, err
 		}
 		syncDisks()
-		cpu0 := fleetCPU(shards)
+		cpu0, faults0 := fleetCPU(shards), fleetFaults(shards)
 		busy0, _ := machineBusy()
 		start := time.Now()
 		if err := env.put(ctx, key, next); err != nil {
@@ -406,12 +414,13 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 			return res, b.fleetFailure(obs, agents, shards, identities, webVersion(k), err)
 		}
 		wall := time.Since(start)
-		cpu1 := fleetCPU(shards)
+		cpu1, faults1 := fleetCPU(shards), fleetFaults(shards)
 		busy1, _ := machineBusy()
 		times := obs.loadTimes(webName, webVersion(k), identities, start)
 		res.times = append(res.times, times...)
 		res.all = append(res.all, maximum(times))
 		res.cpu += cpu1 - cpu0
+		res.faults += faults1 - faults0
 		res.others += max(busy1-busy0-(cpu1-cpu0), 0)
 		res.wall += wall
 	}
@@ -447,8 +456,11 @@ func (b *bench) startPutProfile(name, id string) (func(), error) {
 	}, nil
 }
 
-// writeHeapProfile writes the heap profile to path.
+// writeHeapProfile writes the heap profile to path. It collects first:
+// the profile is as of the last collection, which with the fleet's pacing
+// can be from before the agents started.
 func writeHeapProfile(path string) error {
+	runtime.GC()
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("bench: heap profile: %w", err)
@@ -471,6 +483,31 @@ func fleetCPU(shards []*child) time.Duration {
 	return total
 }
 
+// shardCPUs returns, for each shard process, a function that returns the
+// CPU time it used (0 once it cannot be read).
+func shardCPUs(shards []*child) []func() time.Duration {
+	cpus := make([]func() time.Duration, len(shards))
+	for i, c := range shards {
+		cpus[i] = func() time.Duration {
+			t, _ := ProcCPU(c.pid())
+			return t
+		}
+	}
+	return cpus
+}
+
+// fleetFaults is the minor page faults this process and the shard
+// processes took.
+func fleetFaults(shards []*child) int64 {
+	total := selfFaults()
+	for _, c := range shards {
+		if n, err := ProcFaults(c.pid()); err == nil {
+			total += n
+		}
+	}
+	return total
+}
+
 // liveHeap is the heap the last garbage collection kept, in bytes.
 func liveHeap() uint64 {
 	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
@@ -481,17 +518,28 @@ func liveHeap() uint64 {
 	return sample[0].Value.Uint64()
 }
 
-// quiesce waits until this process uses less than a fifth of a CPU over
-// half a second, or at most limit; it returns false when ctx ends.
-func quiesce(ctx context.Context, limit time.Duration) bool {
+// quiesce waits until this process and each of others (the CPU time of
+// other processes of the row, such as shards) uses less than a fifth of a
+// CPU over half a second, or at most limit; it returns false when ctx
+// ends. Each is checked on its own: a shard still warming its heap keeps
+// one CPU busy while the fleet's idle agents, together, may use a fifth.
+func quiesce(ctx context.Context, limit time.Duration, others ...func() time.Duration) bool {
 	const window = 500 * time.Millisecond
+	cpus := append([]func() time.Duration{selfCPU}, others...)
+	c0 := make([]time.Duration, len(cpus))
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		c0 := selfCPU()
+		for i, cpu := range cpus {
+			c0[i] = cpu()
+		}
 		if !sleep(ctx, window) {
 			return false
 		}
-		if c1 := selfCPU(); c1-c0 < window/5 {
+		idle := true
+		for i, cpu := range cpus {
+			idle = idle && cpu()-c0[i] < window/5
+		}
+		if idle {
 			return true
 		}
 	}
@@ -530,6 +578,58 @@ func relaxGC(int) gcSettings {
 	s.limit = debug.SetMemoryLimit(mem / 2)
 	s.percent = debug.SetGCPercent(fleetGCPercent)
 	return s
+}
+
+// warmHeap grows this process's heap to the collector's goal once, before
+// a fleet row's puts, and returns by how much. A long-running agent's heap
+// has reached its size; a fleet process started for the row has not, and
+// each put grew it into memory it had never touched: a minor page fault
+// per 4 KiB page, which the kernel (of a VM especially) makes expensive.
+// Measured on the 2-CPU VM of README "Performance", 2,000 agents: puts
+// that took 150,000 faults used 1.2 to 6 s of system CPU more than those
+// that took a few thousand, so the CPU per agent per put was bimodal (1.5
+// or 2.5 to 4.7 ms) and grew with the fleet, whose heap grows with it.
+// Warmed, a put takes a few faults per agent, and a collection, when one
+// falls in a put, costs what it would in a long-running process.
+//
+// It touches one byte per page of (goal - in use) bytes with the
+// collector off, drops them and collects: the pages stay with the heap
+// (the runtime keeps what is below its goal), and later allocations
+// reuse them. It never goes beyond 90 % of the memory limit or half of
+// the memory the machine has available.
+func warmHeap() uint64 {
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/gomemlimit:bytes"}}
+	metrics.Read(s)
+	for _, v := range s {
+		if v.Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+	}
+	goal, inUse, limit := s[0].Value.Uint64(), s[1].Value.Uint64(), s[2].Value.Uint64()
+	goal = min(goal, limit/10*9)
+	if avail := memAvailable(); avail > 0 {
+		goal = min(goal, inUse+uint64(avail)/2)
+	}
+	if goal <= inUse {
+		return 0
+	}
+	const chunk = 1 << 20
+	page := os.Getpagesize()
+	old := debug.SetGCPercent(-1)
+	chunks := make([][]byte, 0, (goal-inUse)/chunk+1)
+	for n := inUse; n < goal; n += chunk {
+		b := make([]byte, chunk)
+		for i := 0; i < len(b); i += page {
+			b[i] = 1
+		}
+		chunks = append(chunks, b)
+	}
+	warmed := uint64(len(chunks)) * chunk
+	clear(chunks)
+	debug.SetGCPercent(old)
+	runtime.GC()
+	return warmed
 }
 
 // restore puts the collector's settings back and collects.

@@ -26,28 +26,49 @@ func ProcCPU(pid int) (time.Duration, error) {
 }
 
 // parseStatCPU reads utime and stime (fields 14 and 15) of a
-// /proc/<pid>/stat line. The command name (field 2) is in parentheses and
-// may hold spaces and parentheses itself, so fields are counted after its
-// last ')'.
+// /proc/<pid>/stat line.
 func parseStatCPU(data []byte) (time.Duration, error) {
+	ticks, err := statFieldsSum(data, 14, 15)
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
+}
+
+// ProcFaults returns the minor page faults process pid has taken (field
+// 10 of /proc/<pid>/stat, Linux only): each is a page the process touched
+// for the first time, or again after giving it back.
+func ProcFaults(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return statFieldsSum(data, 10, 10)
+}
+
+// statFieldsSum adds the counters from field first to field last (from 1,
+// as proc(5) numbers them) of a /proc/<pid>/stat line. The command name
+// (field 2) is in parentheses and may hold spaces and parentheses itself,
+// so fields are counted after its last ')'.
+func statFieldsSum(data []byte, first, last int) (int64, error) {
 	i := bytes.LastIndexByte(data, ')')
 	if i < 0 {
 		return 0, fmt.Errorf("/proc stat line without a command name: %.40q", data)
 	}
 	f := strings.Fields(string(data[i+1:]))
-	// f[0] is field 3 (state): utime is field 14, f[11].
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc stat line has %d fields after the command name, want at least 13", len(f))
+	// f[0] is field 3 (state).
+	if len(f) < last-2 {
+		return 0, fmt.Errorf("/proc stat line has %d fields after the command name, want at least %d", len(f), last-2)
 	}
-	var ticks int64
-	for _, s := range f[11:13] {
+	var sum int64
+	for _, s := range f[first-3 : last-2] {
 		v, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || v < 0 {
-			return 0, fmt.Errorf("/proc stat line: cpu time %q is not a count of ticks", s)
+			return 0, fmt.Errorf("/proc stat line: %q is not a count", s)
 		}
-		ticks += v
+		sum += v
 	}
-	return time.Duration(ticks) * time.Second / userHZ, nil
+	return sum, nil
 }
 
 // procStatusBytes returns the value in bytes of a "Name:   N kB" line of
@@ -95,6 +116,17 @@ func memTotal() int64 {
 		return 0
 	}
 	n, _ := parseKB(data, "MemTotal")
+	return n
+}
+
+// memAvailable is the machine's MemAvailable in bytes, or 0 when it is
+// not known.
+func memAvailable() int64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	n, _ := parseKB(data, "MemAvailable")
 	return n
 }
 

@@ -13,3 +13,10 @@ func selfCPU() time.Duration {
 	total, _ := ProcCPU(os.Getpid())
 	return total
 }
+
+// selfFaults returns the minor page faults this process has taken (0
+// where /proc is missing).
+func selfFaults() int64 {
+	n, _ := ProcFaults(os.Getpid())
+	return n
+}

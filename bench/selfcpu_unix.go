@@ -19,3 +19,14 @@ func selfCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// selfFaults returns the minor page faults this process has taken, from
+// getrusage(2).
+func selfFaults() int64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		n, _ := ProcFaults(unix.Getpid())
+		return n
+	}
+	return ru.Minflt
+}

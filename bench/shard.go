@@ -63,6 +63,9 @@ func RunShard(ctx context.Context, s Shard, runAgent func(context.Context, []str
 		return err
 	}
 	stopObserving()
+	// As the main process does before the puts; it waits until this
+	// process is idle (quiesce), so the puts do not meet the warming.
+	warmHeap()
 	<-ctx.Done()
 	return stopAll(agents, time.Minute)
 }
