@@ -324,3 +324,38 @@ func TestQuiesceWaitsForEveryProcess(t *testing.T) {
 		t.Fatalf("quiesce returned after reading the shard's CPU %d times (%v); want it to wait until the shard was idle for a window (6 reads)", calls, time.Since(start))
 	}
 }
+
+// TestFleetSplitSpreadsOverTheLayout checks that a fleet row spreads its
+// agents over the processes the run's largest fleet needs, as evenly as
+// this process allows, and that --agents-per-process overrides it.
+func TestFleetSplitSpreadsOverTheLayout(t *testing.T) {
+	if n, err := fleetLayout(100, SourceNATS, 0); err != nil || n != 1 {
+		t.Fatalf("fleetLayout(100) = %d, %v; want 1 process", n, err)
+	}
+	tests := []struct {
+		name                  string
+		n, perProcess, procs  int
+		wantLocal, wantShards int
+	}{
+		{name: "one process", n: 100, procs: 1, wantLocal: 100, wantShards: 0},
+		{name: "three processes", n: 100, procs: 3, wantLocal: 34, wantShards: 2},
+		{name: "three processes, even", n: 99, procs: 3, wantLocal: 33, wantShards: 2},
+		{name: "per process wins", n: 100, perProcess: 40, procs: 3, wantLocal: 40, wantShards: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			local, perShard, err := fleetSplit(tt.n, SourceNATS, tt.perProcess, tt.procs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			shards := 0
+			if tt.n > local {
+				shards = ceilDiv(tt.n-local, perShard)
+			}
+			if local != tt.wantLocal || shards != tt.wantShards {
+				t.Fatalf("fleetSplit(%d, per process %d, %d processes) = %d here and %d shards of %d; want %d here and %d shards",
+					tt.n, tt.perProcess, tt.procs, local, shards, perShard, tt.wantLocal, tt.wantShards)
+			}
+		})
+	}
+}

@@ -27,7 +27,14 @@ const (
 // rest in shards of at most perShard agents, and at most perProcess (when
 // above 0) in any process. With an http source each agent also holds a
 // connection to the bench's web server, whose end is in this process too.
-func fleetSplit(n int, source string, perProcess int) (local, perShard int, err error) {
+//
+// processes, when above 1 and perProcess is 0, spreads the fleet over at
+// least that many processes, as evenly as this one's open files allow:
+// the fleet rows of one run all use the layout their largest fleet needs
+// (fleetLayout), so that the slope compares like with like (a fleet split
+// over three processes costs more CPU per agent than one in a single
+// process: three runtimes, schedulers and collectors on the same CPUs).
+func fleetSplit(n int, source string, perProcess, processes int) (local, perShard int, err error) {
 	fdsAgent, fdsServer := fdsAgent, fdsServer
 	if source == SourceHTTP {
 		fdsAgent++
@@ -44,8 +51,31 @@ func fleetSplit(n int, source string, perProcess int) (local, perShard int, err 
 	}
 	// A shard process may raise its limit as far as this one could.
 	perShard = (limit - fdsReserve) / fdsAgent
-	if perProcess > 0 {
+	switch {
+	case perProcess > 0:
 		local, perShard = min(local, perProcess), min(perShard, perProcess)
+	case processes > 1:
+		local = min(local, ceilDiv(n, processes))
+		if n > local {
+			perShard = min(perShard, ceilDiv(n-local, processes-1))
+		}
 	}
 	return min(local, n), perShard, nil
 }
+
+// fleetLayout is how many processes (this one and shards) a fleet of n
+// agents needs at the least; 0 with perProcess above 0, which sets the
+// layout itself.
+func fleetLayout(n int, source string, perProcess int) (int, error) {
+	if perProcess > 0 {
+		return 0, nil
+	}
+	local, perShard, err := fleetSplit(n, source, 0, 0)
+	if err != nil {
+		return 0, err
+	}
+	return 1 + ceilDiv(n-local, perShard), nil
+}
+
+// ceilDiv is a/b rounded up, for a ≥ 0 and b > 0.
+func ceilDiv(a, b int) int { return (a + b - 1) / b }

@@ -26,8 +26,12 @@ func (b *bench) fleetRows(ctx context.Context, cluster bool) []Row {
 	var rows []Row
 	bySource := map[string][]Row{}
 	for _, src := range sources {
+		processes, err := fleetLayout(slices.Max(b.cfg.agents()), src, b.cfg.AgentsPerProcess)
+		if err != nil {
+			processes = 0 // each row reports the error
+		}
 		for _, n := range b.cfg.agents() {
-			r := b.fleetRow(ctx, n, cluster, src)
+			r := b.fleetRow(ctx, n, cluster, src, processes)
 			rows = append(rows, r)
 			bySource[src] = append(bySource[src], r)
 			if ctx.Err() != nil {
@@ -144,7 +148,8 @@ func slopeRow(rows []Row, cluster bool, source string) (Row, bool) {
 		Result: fmt.Sprintf("%s; %s → %s: ×%.2f", strings.Join(parts, ", "), thousands(first.n), thousands(last.n), ratio),
 		Values: values,
 		Note: fmt.Sprintf("the CPU the bench's process and shards used from each put until every agent ran the new version, per agent and put (the fleet rows' cpu_ms_per_agent); "+
-			"flat means the cost of a node does not grow with the fleet: the ratio of the largest fleet's to that of %s agents (or the smallest) within ±%.0f %%", thousands(slopeFrom), slopeTolerance*100),
+			"flat means the cost of a node does not grow with the fleet: the ratio of the largest fleet's to that of %s agents (or the smallest) within ±%.0f %%; "+
+			"every size runs over as many processes as the largest needs (see the fleet rows), since a fleet split over processes costs more per agent by itself", thousands(slopeFrom), slopeTolerance*100),
 	}
 	if !cluster {
 		r.Target = fmt.Sprintf("×%.1f–%.1f, each ≤ %.0f ms", 1-slopeTolerance, 1+slopeTolerance, slopeMaxMs)
@@ -172,7 +177,7 @@ func fleetTarget(n int, cluster bool) (time.Duration, bool) {
 	return 0, false
 }
 
-func (b *bench) fleetRow(ctx context.Context, n int, cluster bool, source string) Row {
+func (b *bench) fleetRow(ctx context.Context, n int, cluster bool, source string, processes int) Row {
 	group, id, where, servers := GroupFleet, fmt.Sprintf("fleet-%d", n), "1 server", 1
 	if cluster {
 		group, id, where, servers = GroupCluster, fmt.Sprintf("cluster-%d", n), "3-server cluster, R3", 3
@@ -191,7 +196,7 @@ func (b *bench) fleetRow(ctx context.Context, n int, cluster bool, source string
 	if b.cfg.Quick {
 		rounds = 1
 	}
-	res, err := b.measureFleet(ctx, n, servers, rounds, name, id, source)
+	res, err := b.measureFleet(ctx, n, servers, rounds, name, id, source, processes)
 	if err != nil && len(res.times) == 0 {
 		return failed(id, group, name, target, err)
 	}
@@ -241,7 +246,7 @@ func fleetProcesses(shards int) string {
 	if shards == 0 {
 		return "this process"
 	}
-	return fmt.Sprintf("this process and %d shard process(es) (one process may not open files for them all, see ulimit -n)", shards)
+	return fmt.Sprintf("this process and %d shard process(es) (one process may not open files for the run's largest fleet, see ulimit -n, and every size of a run is spread the same way)", shards)
 }
 
 // shardHeap qualifies the live heap of a sharded fleet.
@@ -297,8 +302,8 @@ const fleetStarting = 64
 // measureFleet starts n agents against servers embedded servers, all
 // running version 0 of web, then puts versions 1..rounds, each once every
 // agent runs the one before.
-func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, id, source string) (res fleetResult, err error) {
-	local, perShard, err := fleetSplit(n, source, b.cfg.AgentsPerProcess)
+func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, id, source string, processes int) (res fleetResult, err error) {
+	local, perShard, err := fleetSplit(n, source, b.cfg.AgentsPerProcess, processes)
 	if err != nil {
 		return res, err
 	}

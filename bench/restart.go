@@ -66,7 +66,7 @@ func (b *bench) restartRow(ctx context.Context, n int) Row {
 // measureRestart runs n agents on a three-server cluster, restarts the
 // whole cluster and measures how it comes back.
 func (b *bench) measureRestart(ctx context.Context, n int, name string) (res restartResult, err error) {
-	local, _, err := fleetSplit(n, SourceNATS, b.cfg.AgentsPerProcess)
+	local, _, err := fleetSplit(n, SourceNATS, b.cfg.AgentsPerProcess, 0)
 	if err != nil {
 		return res, err
 	}

@@ -89,9 +89,12 @@ and fleet rows (thousands of processes do not fit in memory) and as child
 processes for the install and idle rows, whose memory and CPU are the
 agent's alone. A fleet agent holds about 6 open files and the server one
 more; a fleet larger than this process's open file limit (ulimit -n) allows
-runs its remaining agents in shard processes (this binary again), each
-with as many as fit, and the row says how many. The bench is a subcommand of the one binary, so it always
-measures the agent it ships with; its logic is in package bench.
+runs its remaining agents in shard processes (this binary again). Every
+fleet size of a run is spread over as many processes as its largest needs
+(a fleet split over processes costs more CPU per agent than one in a
+single process), so the slope compares like with like; each row says how
+many. The bench is a subcommand of the one binary, so it always measures
+the agent it ships with; its logic is in package bench.
 
 A fleet in one process shares CPUs, a heap and disks that a real fleet does
 not. The bench keeps the fleet agents' directories on a memory file system
@@ -138,7 +141,7 @@ The bench asserts nothing: it reports each row against its target.`,
 	f.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the put, fleet and spec rows) to `FILE`")
 	f.StringVar(&o.putProfile, "put-profile", "", "write a CPU profile of this process covering each fleet row's puts to `PREFIX`<row id>.pprof (not with --cpuprofile)")
-	f.IntVar(&o.perProcess, "agents-per-process", 0, "run at most `N` fleet agents in one process, the rest in shard processes (default: as many as ulimit -n allows)")
+	f.IntVar(&o.perProcess, "agents-per-process", 0, "run at most `N` fleet agents in one process, the rest in shard processes (default: every size over as many processes as the largest needs under ulimit -n)")
 	f.IntVar(&o.procs, "procs", 0, "agent processes of the procs rows (default 200, with --quick 10)")
 	f.StringVar(&o.compare, "compare-agent", "", "also run the procs rows with the agents of another mms `BINARY` (e.g. an older release), alternately, and compare")
 	f.StringVar(&o.shard, "fleet-shard", "", "run part of a fleet for another `mms bench` (internal)")
