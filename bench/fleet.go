@@ -25,11 +25,16 @@ func (b *bench) fleetRows(ctx context.Context, cluster bool) []Row {
 	}
 	var rows []Row
 	bySource := map[string][]Row{}
+	// One layout for every row, the one the largest fleet needs with the
+	// source that needs the most processes: sizes and sources compare
+	// like with like. (An error leaves it to each row to report.)
+	processes := 0
 	for _, src := range sources {
-		processes, err := fleetLayout(slices.Max(b.cfg.agents()), src, b.cfg.AgentsPerProcess)
-		if err != nil {
-			processes = 0 // each row reports the error
+		if p, err := fleetLayout(slices.Max(b.cfg.agents()), src, b.cfg.AgentsPerProcess); err == nil {
+			processes = max(processes, p)
 		}
+	}
+	for _, src := range sources {
 		for _, n := range b.cfg.agents() {
 			r := b.fleetRow(ctx, n, cluster, src, processes)
 			rows = append(rows, r)
