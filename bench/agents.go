@@ -132,6 +132,12 @@ func startCmd(cmd *exec.Cmd, what string) (*child, error) {
 // pid is the agent's process id.
 func (c *child) pid() int { return c.cmd.Process.Pid }
 
+// cpu is the CPU time the process used (0 once it cannot be read).
+func (c *child) cpu() time.Duration {
+	t, _ := ProcCPU(c.pid())
+	return t
+}
+
 // exited returns the agent's error if it has stopped already.
 func (c *child) exited() (error, bool) {
 	select {

@@ -482,13 +482,12 @@ func writeHeapProfile(path string) error {
 	return nil
 }
 
-// fleetCPU is the CPU time this process and the shard processes used.
-func fleetCPU(shards []*child) time.Duration {
+// fleetCPU is the CPU time this process and the child processes (shards,
+// agents) used.
+func fleetCPU(children []*child) time.Duration {
 	total := selfCPU()
-	for _, c := range shards {
-		if t, err := ProcCPU(c.pid()); err == nil {
-			total += t
-		}
+	for _, c := range children {
+		total += c.cpu()
 	}
 	return total
 }
@@ -498,10 +497,7 @@ func fleetCPU(shards []*child) time.Duration {
 func shardCPUs(shards []*child) []func() time.Duration {
 	cpus := make([]func() time.Duration, len(shards))
 	for i, c := range shards {
-		cpus[i] = func() time.Duration {
-			t, _ := ProcCPU(c.pid())
-			return t
-		}
+		cpus[i] = c.cpu
 	}
 	return cpus
 }

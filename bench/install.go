@@ -236,7 +236,7 @@ func (b *bench) installRound(ctx context.Context, env *natsEnv, obs *observer, s
 		// its status written: puts seconds apart, not back to back, as an
 		// operator makes them) and from clean disks: the flush at the end
 		// of an install must not pay for the bench's own writes.
-		if !quiesce(ctx, time.Minute, agentCPU(agent)) {
+		if !quiesce(ctx, time.Minute, agent.cpu) {
 			return context.Cause(ctx)
 		}
 		syncDisks()
@@ -262,15 +262,6 @@ func (b *bench) installRound(ctx context.Context, env *natsEnv, obs *observer, s
 		}
 	}
 	return agent.stop()
-}
-
-// agentCPU returns a function that returns the CPU time the agent process
-// c used (0 once it cannot be read).
-func agentCPU(c *child) func() time.Duration {
-	return func() time.Duration {
-		t, _ := ProcCPU(c.pid())
-		return t
-	}
 }
 
 // shellScriptSummary says what the shell pipeline does.
