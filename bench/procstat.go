@@ -110,23 +110,20 @@ func peakRSS() int64 {
 }
 
 // memTotal is the machine's physical memory in bytes; 0 when unknown.
-func memTotal() int64 {
-	data, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	n, _ := parseKB(data, "MemTotal")
-	return n
-}
+func memTotal() int64 { return meminfo("MemTotal") }
 
-// memAvailable is the machine's MemAvailable in bytes, or 0 when it is
-// not known.
-func memAvailable() int64 {
+// memAvailable is the memory the machine can give without swapping
+// (MemAvailable) in bytes; 0 when unknown.
+func memAvailable() int64 { return meminfo("MemAvailable") }
+
+// meminfo returns the "name: N kB" line of /proc/meminfo in bytes; 0 when
+// it cannot be read.
+func meminfo(name string) int64 {
 	data, err := os.ReadFile("/proc/meminfo")
 	if err != nil {
 		return 0
 	}
-	n, _ := parseKB(data, "MemAvailable")
+	n, _ := parseKB(data, name)
 	return n
 }
 
