@@ -61,8 +61,8 @@ func TestStatFaults(t *testing.T) {
 	if _, err := statFieldsSum([]byte("7 (a) R 1 7 7"), 10, 10); err == nil || !strings.Contains(err.Error(), "want at least 8") {
 		t.Fatalf("short line: err = %v, want one saying it wants at least 8 fields", err)
 	}
-	if n, err := ProcFaults(os.Getpid()); runtime.GOOS == "linux" && (err != nil || n <= 0) {
-		t.Fatalf("ProcFaults(self) = %d, %v; want a positive count", n, err)
+	if u, err := procUsage(os.Getpid()); runtime.GOOS == "linux" && (err != nil || u.faults <= 0) {
+		t.Fatalf("procUsage(self) = %+v, %v; want a positive count of faults", u, err)
 	}
 }
 
@@ -281,7 +281,7 @@ func TestWarmHeap(t *testing.T) {
 	const size = 64 << 10
 	page := os.Getpagesize()
 	pages := int64(warmed / 2 / uint64(page))
-	faults0 := selfFaults()
+	faults0 := selfUsage().faults
 	var again [][]byte
 	for n := uint64(0); n < warmed/2; n += size {
 		b := make([]byte, size)
@@ -290,7 +290,7 @@ func TestWarmHeap(t *testing.T) {
 		}
 		again = append(again, b)
 	}
-	if faults := selfFaults() - faults0; faults > pages/4 && !raceEnabled {
+	if faults := selfUsage().faults - faults0; faults > pages/4 && !raceEnabled {
 		t.Errorf("allocating %d MiB after warming took %d page faults for its %d pages; want at most a quarter", warmed>>21, faults, pages)
 	}
 	runtime.KeepAlive(live)

@@ -410,7 +410,7 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 			return res, err
 		}
 		syncDisks()
-		cpu0, faults0 := fleetCPU(shards), fleetFaults(shards)
+		used0 := fleetUsage(shards)
 		busy0, _ := machineBusy()
 		start := time.Now()
 		if err := env.put(ctx, key, next); err != nil {
@@ -424,14 +424,15 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 			return res, b.fleetFailure(obs, agents, shards, identities, webVersion(k), err)
 		}
 		wall := time.Since(start)
-		cpu1, faults1 := fleetCPU(shards), fleetFaults(shards)
+		used1 := fleetUsage(shards)
 		busy1, _ := machineBusy()
 		times := obs.loadTimes(webName, webVersion(k), identities, start)
 		res.times = append(res.times, times...)
 		res.all = append(res.all, maximum(times))
-		res.cpu += cpu1 - cpu0
-		res.faults += faults1 - faults0
-		res.others += max(busy1-busy0-(cpu1-cpu0), 0)
+		cpu := used1.cpu - used0.cpu
+		res.cpu += cpu
+		res.faults += used1.faults - used0.faults
+		res.others += max(busy1-busy0-cpu, 0)
 		res.wall += wall
 	}
 	return res, nil
@@ -482,12 +483,14 @@ func writeHeapProfile(path string) error {
 	return nil
 }
 
-// fleetCPU is the CPU time this process and the child processes (shards,
-// agents) used.
-func fleetCPU(children []*child) time.Duration {
-	total := selfCPU()
+// fleetUsage is what this process and the child processes (shards,
+// agents) used, each read once.
+func fleetUsage(children []*child) usage {
+	total := selfUsage()
 	for _, c := range children {
-		total += c.cpu()
+		if u, err := procUsage(c.pid()); err == nil {
+			total = total.plus(u)
+		}
 	}
 	return total
 }
@@ -500,18 +503,6 @@ func shardCPUs(shards []*child) []func() time.Duration {
 		cpus[i] = c.cpu
 	}
 	return cpus
-}
-
-// fleetFaults is the minor page faults this process and the shard
-// processes took.
-func fleetFaults(shards []*child) int64 {
-	total := selfFaults()
-	for _, c := range shards {
-		if n, err := ProcFaults(c.pid()); err == nil {
-			total += n
-		}
-	}
-	return total
 }
 
 // liveHeap is the heap the last garbage collection kept, in bytes.

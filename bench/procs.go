@@ -191,7 +191,7 @@ func (b *bench) measureProcs(ctx context.Context, f procsFleet, n, puts int, nam
 		return err
 	}
 	res.startAll = append(res.startAll, time.Since(began))
-	cpu := func() time.Duration { return fleetCPU(agents) }
+	cpu := func() time.Duration { return fleetUsage(agents).cpu }
 	for k := 1; k <= puts; k++ {
 		b.prog.stepf("%s: waiting for the agents to settle", name)
 		if !quiesce(ctx, time.Minute) {

@@ -35,15 +35,34 @@ func parseStatCPU(data []byte) (time.Duration, error) {
 	return time.Duration(ticks) * time.Second / userHZ, nil
 }
 
-// ProcFaults returns the minor page faults process pid has taken (field
-// 10 of /proc/<pid>/stat, Linux only): each is a page the process touched
-// for the first time, or again after giving it back.
-func ProcFaults(pid int) (int64, error) {
+// usage is what a process has used: CPU time (user + system) and minor
+// page faults, each a page it touched for the first time or again after
+// giving it back.
+type usage struct {
+	cpu    time.Duration
+	faults int64
+}
+
+// plus adds v to u.
+func (u usage) plus(v usage) usage { return usage{cpu: u.cpu + v.cpu, faults: u.faults + v.faults} }
+
+// procUsage reads what process pid has used from one read of
+// /proc/<pid>/stat (Linux only): utime and stime (fields 14 and 15, in
+// USER_HZ ticks) and minflt (field 10).
+func procUsage(pid int) (usage, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return usage{}, err
 	}
-	return statFieldsSum(data, 10, 10)
+	cpu, err := parseStatCPU(data)
+	if err != nil {
+		return usage{}, err
+	}
+	faults, err := statFieldsSum(data, 10, 10)
+	if err != nil {
+		return usage{}, err
+	}
+	return usage{cpu: cpu, faults: faults}, nil
 }
 
 // statFieldsSum adds the counters from field first to field last (from 1,

@@ -7,16 +7,12 @@ import (
 	"time"
 )
 
-// selfCPU returns the CPU time this process has used (0 where /proc is
-// missing).
-func selfCPU() time.Duration {
-	total, _ := ProcCPU(os.Getpid())
-	return total
-}
+// selfCPU returns the CPU time this process has used.
+func selfCPU() time.Duration { return selfUsage().cpu }
 
-// selfFaults returns the minor page faults this process has taken (0
-// where /proc is missing).
-func selfFaults() int64 {
-	n, _ := ProcFaults(os.Getpid())
-	return n
+// selfUsage returns what this process has used (nothing where /proc is
+// missing).
+func selfUsage() usage {
+	u, _ := procUsage(os.Getpid())
+	return u
 }

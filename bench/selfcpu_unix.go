@@ -8,25 +8,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// selfCPU returns the CPU time (user + system) this process has used, from
-// getrusage(2): finer than /proc's 10 ms ticks, which a quick row of a few
-// agents can use less of than one of.
-func selfCPU() time.Duration {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		total, _ := ProcCPU(unix.Getpid())
-		return total
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+// selfCPU returns the CPU time (user + system) this process has used.
+func selfCPU() time.Duration { return selfUsage().cpu }
 
-// selfFaults returns the minor page faults this process has taken, from
-// getrusage(2).
-func selfFaults() int64 {
+// selfUsage returns what this process has used, from getrusage(2): its CPU
+// time is finer than /proc's 10 ms ticks, which a quick row of a few agents
+// can use less of than one of.
+func selfUsage() usage {
 	var ru unix.Rusage
 	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
-		n, _ := ProcFaults(unix.Getpid())
-		return n
+		u, _ := procUsage(unix.Getpid())
+		return u
 	}
-	return ru.Minflt
+	return usage{cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), faults: ru.Minflt}
 }
