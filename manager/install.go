@@ -207,7 +207,7 @@ func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) 
 			i.dropStage(stage, err == nil)
 		}
 	}()
-	def, err := i.fetchInto(ctx, m, stage)
+	def, x, err := i.fetchInto(ctx, m, stage)
 	if err != nil {
 		crashed = errors.Is(err, errCrashed)
 		return EntryFailed, nil, err
@@ -238,7 +238,7 @@ func (i *Installer) install(ctx context.Context, m spec.Machine, serial uint64) 
 			next.withPrevious(cur.PreviousRecord)
 		}
 	}
-	if err := i.swapIn(swap{stage: stage, next: next, cur: cur, keepOld: keepOld}); err != nil {
+	if err := i.swapIn(swap{stage: stage, next: next, cur: cur, keepOld: keepOld, extracted: x}); err != nil {
 		crashed = errors.Is(err, errCrashed)
 		return EntryFailed, nil, err
 	}
@@ -270,11 +270,11 @@ func (i *Installer) settledRecord(ctx context.Context, name string) (*recordFile
 
 // fetchInto downloads m's archive and extracts it into stage in one pass,
 // then checks its machine.yaml.
-func (i *Installer) fetchInto(ctx context.Context, m spec.Machine, stage string) (*machine.Definition, error) {
+func (i *Installer) fetchInto(ctx context.Context, m spec.Machine, stage string) (*machine.Definition, *packer.Extracted, error) {
 	if m.Governor != "" && i.gate != nil {
 		release, err := i.gate(ctx, m.Governor)
 		if err != nil {
-			return nil, fmt.Errorf("enter governor %q: %w", m.Governor, err)
+			return nil, nil, fmt.Errorf("enter governor %q: %w", m.Governor, err)
 		}
 		defer release()
 	}
@@ -289,16 +289,16 @@ func (i *Installer) fetchInto(ctx context.Context, m spec.Machine, stage string)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	def, err := machine.Load(x.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("archive's %s: %w", packer.MachineFile, err)
+		return nil, nil, fmt.Errorf("archive's %s: %w", packer.MachineFile, err)
 	}
 	if def.Name != m.Name {
-		return nil, fmt.Errorf("archive machine name %q != %q", def.Name, m.Name)
+		return nil, nil, fmt.Errorf("archive machine name %q != %q", def.Name, m.Name)
 	}
-	return def, nil
+	return def, x, nil
 }
 
 // crashed reports whether the test hook stops the operation at step.

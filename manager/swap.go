@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mms-io/mms/internal/atomicfile"
+	"github.com/mms-io/mms/packer"
 )
 
 // oldSlot is where the two-rename fallback parks the old live tree inside
@@ -30,6 +31,11 @@ type swap struct {
 	// fill, when set, runs once the intent is recorded; it moves the new
 	// tree into the stage (rollback takes it from .prev-<name>).
 	fill func(ops *swapOps) error
+	// extracted, when set, is the extraction that wrote the new tree: the
+	// verifier adopts its files once the tree is live, so the next cheap
+	// verification does not hash them again. Otherwise the verifier
+	// forgets the live path.
+	extracted *packer.Extracted
 }
 
 // swapIn performs s. Every step is undone, in reverse, if a later one
@@ -143,7 +149,11 @@ func (i *Installer) swapIn(s swap) (err error) {
 	if err := i.records.write(final); err != nil {
 		return err
 	}
-	i.verifier.Forget(live)
+	if s.extracted != nil {
+		i.verifier.Adopt(live, s.extracted)
+	} else {
+		i.verifier.Forget(live)
+	}
 	if trash != "" {
 		i.discards.discard(trash)
 	}

@@ -2,10 +2,13 @@ package manager
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mms-io/mms/spec"
 )
 
 func TestVerifyDetectsTampering(t *testing.T) {
@@ -72,5 +75,66 @@ func TestVerifyDetectsTampering(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestInstallAdoptsExtractedTree: the installer hashes every file once, as
+// it extracts it. The cheap checks that follow an install or an upgrade
+// (the reconciler verifies before each install) hash nothing, in both swap
+// modes; an edit made after the install is still hashed and found, and a
+// rollback (a tree the installer did not just extract) is hashed again.
+func TestInstallAdoptsExtractedTree(t *testing.T) {
+	for _, noExchange := range []bool{false, true} {
+		t.Run(fmt.Sprintf("noExchange=%v", noExchange), func(t *testing.T) {
+			srv := newFileServer(t, true)
+			env := newTestEnv(t, srv.Server, FetchConfig{})
+			env.inst.noExchange = noExchange
+			ctx := t.Context()
+			big := strings.Repeat("z", 1<<20)
+			v1 := buildArchive(t, "web", "1", map[string]string{"a": "1", "lib/big": big})
+			v2 := buildArchive(t, "web", "2", map[string]string{"a": "2", "lib/big": big + "2"})
+			e1, e2 := v1.entry(srv.put("/1", v1.data)), v2.entry(srv.put("/2", v2.data))
+			hashed := env.inst.verifier.HashedBytes
+
+			for _, e := range []struct {
+				m   spec.Machine
+				out EntryOutcome
+			}{{e1, EntryInstalled}, {e2, EntryUpdated}} {
+				if out, _, err := env.inst.Install(ctx, e.m, 1); err != nil || out != e.out {
+					t.Fatalf("Install = %q, %v, want %q", out, err, e.out)
+				}
+				if err := env.inst.Verify(ctx, "web", false); err != nil {
+					t.Fatalf("Verify(cheap) after %s = %v", e.out, err)
+				}
+				if got := hashed(); got != 0 {
+					t.Fatalf("Verify(cheap) after %s hashed %d bytes, want 0 (the installer hashed them as it extracted them)", e.out, got)
+				}
+			}
+			if out, _, err := env.inst.Install(ctx, e2, 2); err != nil || out != EntryUnchanged || hashed() != 0 {
+				t.Fatalf("Install(v2 again) = %q, %v with %d bytes hashed, want %q and 0", out, err, hashed(), EntryUnchanged)
+			}
+
+			writeTestFile(t, filepath.Join(env.machines, "web", "a"), "evil")
+			if err := env.inst.Verify(ctx, "web", false); !errors.Is(err, ErrTampered) {
+				t.Fatalf("Verify(cheap) after an edit = %v, want ErrTampered", err)
+			}
+			if got := hashed(); got != int64(len("evil")) {
+				t.Errorf("Verify(cheap) after an edit hashed %d bytes, want %d (the edited file alone)", got, len("evil"))
+			}
+
+			if out, _, err := env.inst.Install(ctx, e2, 3); err != nil || out != EntryUpdated {
+				t.Fatalf("Install(v2) over the edit = %q, %v, want %q", out, err, EntryUpdated)
+			}
+			if err := env.inst.Rollback(ctx, "web"); err != nil {
+				t.Fatalf("Rollback() = %v", err)
+			}
+			before := hashed()
+			if err := env.inst.Verify(ctx, "web", false); err != nil {
+				t.Fatalf("Verify(cheap) after a rollback = %v", err)
+			}
+			if got, want := hashed()-before, int64(len("1")+len(big)); got < want {
+				t.Errorf("Verify(cheap) after a rollback hashed %d bytes, want at least %d (v1's files)", got, want)
+			}
+		})
 	}
 }

@@ -54,6 +54,12 @@ type Extracted struct {
 	Size int64
 	// ArchiveSize is the number of compressed bytes read.
 	ArchiveSize int64
+
+	// verifyChecksum is the sha256 of SHA256SUMS; stamps holds the digest
+	// and the identity of each file once it was written, every one of them
+	// checked against Sums, for [TreeVerifier.Adopt].
+	verifyChecksum string
+	stamps         map[string]treeFileStamp
 }
 
 // archiveMaxTarPadding bounds the zero padding accepted after the end of
@@ -142,7 +148,7 @@ func extractArchive(ctx context.Context, r io.Reader, stage string, want Expect,
 		noSync:   opts.NoSync,
 		sizeHint: opts.SizeHint,
 		entries:  newArchiveEntrySet(),
-		digests:  make(map[string]string),
+		written:  make(map[string]treeFileStamp),
 		made:     make(map[string]bool),
 		fileHash: sha256.New(),
 		creator:  newCreator(root),
@@ -194,8 +200,10 @@ type archiveExtraction struct {
 	creator  archiveCreator
 	pool     *archivePool
 
-	digestsMu sync.Mutex
-	digests   map[string]string // path under <Name>/ → hex sha256, regular files only
+	writtenMu sync.Mutex
+	// written maps the path under <Name>/ of each regular file to its
+	// hex sha256 and its identity once written.
+	written map[string]treeFileStamp
 }
 
 func (x *archiveExtraction) run(ctx context.Context, r io.Reader) (*Extracted, error) {
@@ -227,7 +235,8 @@ func (x *archiveExtraction) run(ctx context.Context, r io.Reader) (*Extracted, e
 	if err := archiveFinishTree(x.root, x.dirs, x.noSync); err != nil {
 		return nil, err
 	}
-	return &Extracted{Sums: sums, Files: len(sums), Size: x.total, ArchiveSize: stream.hr.n}, nil
+	return &Extracted{Sums: sums, Files: len(sums), Size: x.total, ArchiveSize: stream.hr.n,
+		verifyChecksum: x.want.VerifyChecksum, stamps: x.written}, nil
 }
 
 // blame returns the error to report for an extraction that failed with

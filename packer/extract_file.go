@@ -47,13 +47,19 @@ func (x *archiveExtraction) file(ctx context.Context, tr *tar.Reader, hdr *tar.H
 		return err
 	}
 	digest, err := x.fill(ctx, f, tr, hdr, perm, isSums)
+	var id fileID
+	if err == nil {
+		if id, err = statFileID(f); err != nil {
+			err = fmt.Errorf("stat %q: %w", n, err)
+		}
+	}
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("write %q: %w", n, cerr)
 	}
 	if err != nil {
 		return err
 	}
-	x.setDigest(rel, digest)
+	x.setDigest(rel, digest, id)
 	return nil
 }
 
@@ -102,11 +108,12 @@ func archiveReadEntry(tr *tar.Reader, hdr *tar.Header, buf []byte) error {
 	return nil
 }
 
-// setDigest records the sha256 of the file rel (under <Name>/).
-func (x *archiveExtraction) setDigest(rel, digest string) {
-	x.digestsMu.Lock()
-	defer x.digestsMu.Unlock()
-	x.digests[rel] = digest
+// setDigest records the sha256 of the file rel (under <Name>/) and the
+// file's identity once it was written.
+func (x *archiveExtraction) setDigest(rel, digest string, id fileID) {
+	x.writtenMu.Lock()
+	defer x.writtenMu.Unlock()
+	x.written[rel] = treeFileStamp{fileID: id, digest: digest}
 }
 
 // fill copies the entry's data into f (created with mode perm), sets perm
@@ -154,19 +161,19 @@ func (x *archiveExtraction) fill(ctx context.Context, f *os.File, tr *tar.Reader
 // checksum, and requires machine.yaml.
 func (x *archiveExtraction) verify() (Sums, error) {
 	name := x.want.Name
-	got, ok := x.digests[SumsFile]
+	got, ok := x.written[SumsFile]
 	if !ok {
 		return nil, archiveErrorf(ErrInvalidArchive, "archive has no %s/%s", name, SumsFile)
 	}
-	if got != x.want.VerifyChecksum {
-		return nil, archiveErrorf(ErrChecksumMismatch, "%s sha256 mismatch: got %s, want %s", SumsFile, got, x.want.VerifyChecksum)
+	if got.digest != x.want.VerifyChecksum {
+		return nil, archiveErrorf(ErrChecksumMismatch, "%s sha256 mismatch: got %s, want %s", SumsFile, got.digest, x.want.VerifyChecksum)
 	}
 	sums, err := ParseSums(bytes.NewReader(x.sums))
 	if err != nil {
 		return nil, err
 	}
-	files := make([]string, 0, len(x.digests))
-	for rel := range x.digests {
+	files := make([]string, 0, len(x.written))
+	for rel := range x.written {
 		if rel != SumsFile {
 			files = append(files, rel)
 		}
@@ -175,14 +182,14 @@ func (x *archiveExtraction) verify() (Sums, error) {
 	problems := sumsSetProblems(sums, files, name)
 	for _, rel := range files {
 		want, listed := sums[rel]
-		if listed && x.digests[rel] != want {
-			problems = append(problems, sumsDigestMismatch(name, rel, x.digests[rel], want))
+		if got := x.written[rel].digest; listed && got != want {
+			problems = append(problems, sumsDigestMismatch(name, rel, got, want))
 		}
 	}
 	if err := archiveJoin(ErrSumsMismatch, problems); err != nil {
 		return nil, err
 	}
-	if _, ok := x.digests[MachineFile]; !ok {
+	if _, ok := x.written[MachineFile]; !ok {
 		return nil, archiveErrorf(ErrInvalidArchive, "archive has no %s/%s", name, MachineFile)
 	}
 	return sums, nil

@@ -37,7 +37,7 @@ func archivePoolWriters() int {
 type archiveJob struct {
 	entry string      // the tar entry's name, for errors
 	path  string      // the file, under the stage
-	rel   string      // the file, under <Name>/: its key in the digests
+	rel   string      // the file, under <Name>/: its key in written
 	perm  os.FileMode // its mode
 	data  []byte      // its content; a buffer of the pool's
 	f     *os.File    // already created (creators that are not concurrent), or nil
@@ -137,8 +137,9 @@ func (p *archivePool) writer(ctx context.Context) {
 		if err == nil {
 			h.Reset()
 			h.Write(j.data)
-			if err = p.write(j); err == nil {
-				p.x.setDigest(j.rel, hex.EncodeToString(h.Sum(sum[:0])))
+			var id fileID
+			if id, err = p.write(j); err == nil {
+				p.x.setDigest(j.rel, hex.EncodeToString(h.Sum(sum[:0])), id)
 			}
 		} else if j.f != nil {
 			j.f.Close()
@@ -151,23 +152,30 @@ func (p *archivePool) writer(ctx context.Context) {
 }
 
 // write creates j's file (unless it is open already), writes its content
-// with the right mode and closes it.
-func (p *archivePool) write(j archiveJob) error {
+// with the right mode and closes it, returning the file's identity once
+// written.
+func (p *archivePool) write(j archiveJob) (fileID, error) {
 	f := j.f
 	if f == nil {
 		var err error
 		if f, err = p.x.creator.create(j.path, j.perm); err != nil {
-			return err
+			return fileID{}, err
 		}
 	}
 	err := archiveWriteFile(f, j.data, j.perm, p.x.noSync)
+	var id fileID
+	if err == nil {
+		if id, err = statFileID(f); err != nil {
+			err = fmt.Errorf("stat: %w", err)
+		}
+	}
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("write %q: %w", j.entry, err)
+		return fileID{}, fmt.Errorf("write %q: %w", j.entry, err)
 	}
-	return nil
+	return id, nil
 }
 
 // archiveWriteFile gives f mode perm exactly, whatever the umask, writes

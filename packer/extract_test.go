@@ -13,6 +13,7 @@ import (
 	"testing/iotest"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 func TestExtractArchive(t *testing.T) {
@@ -35,7 +36,7 @@ func TestExtractArchive(t *testing.T) {
 		Size:        int64(len(sumsText(testMachineFiles)) + len("name: m\nversion: 1.0.0\n#!/bin/sh\necho hi\nhello")),
 		ArchiveSize: int64(len(data)),
 	}
-	if diff := cmp.Diff(want, got); diff != "" {
+	if diff := cmp.Diff(want, got, cmpopts.IgnoreUnexported(Extracted{})); diff != "" {
 		t.Errorf("ExtractArchive() mismatch (-want +got):\n%s", diff)
 	}
 	for p, body := range testMachineFiles {

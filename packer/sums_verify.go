@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // VerifyTree re-checks an installed machine directory dir against its
@@ -35,8 +36,9 @@ func VerifyTree(ctx context.Context, dir, verifyChecksum string) error {
 // files whose metadata did not change. The zero value is ready to use, and
 // a TreeVerifier is safe for concurrent use.
 type TreeVerifier struct {
-	mu    sync.Mutex
-	trees map[string]*treeVerifierCache // by cleaned directory path
+	mu     sync.Mutex
+	trees  map[string]*treeVerifierCache // by cleaned directory path
+	hashed atomic.Int64                  // bytes of file content hashed
 }
 
 // treeVerifierCache is what a TreeVerifier remembers about one directory.
@@ -70,7 +72,7 @@ func (v *TreeVerifier) Verify(ctx context.Context, dir, verifyChecksum string, f
 		}
 		v.mu.Unlock()
 	}
-	verified, err := verifyTree(ctx, dir, want, known)
+	verified, err := verifyTree(ctx, dir, want, known, &v.hashed)
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.trees == nil {
@@ -83,6 +85,32 @@ func (v *TreeVerifier) Verify(ctx context.Context, dir, verifyChecksum string, f
 	return nil
 }
 
+// Adopt makes v remember the files of x, extracted by [ExtractArchive], as
+// the verified content of dir, as if a Verify of dir against x's
+// SHA256SUMS had just hashed them: call it once the tree x.Dir has been
+// renamed to dir whole (a rename keeps each file's identity). ExtractArchive
+// hashed every file as it wrote it and took its identity right after, so
+// the next cheap Verify of dir hashes only files changed since then, and
+// an upgrade does not hash the tree it just installed again. A file
+// rewritten, replaced or re-moded after extraction has another identity
+// and is hashed. Adopt does not touch the disk.
+func (v *TreeVerifier) Adopt(dir string, x *Extracted) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	key := filepath.Clean(dir)
+	if x == nil || x.stamps == nil {
+		delete(v.trees, key)
+		return
+	}
+	if v.trees == nil {
+		v.trees = make(map[string]*treeVerifierCache)
+	}
+	v.trees[key] = &treeVerifierCache{verifyChecksum: x.verifyChecksum, files: x.stamps}
+}
+
+// HashedBytes returns how many bytes of file content v has hashed so far.
+func (v *TreeVerifier) HashedBytes() int64 { return v.hashed.Load() }
+
 // Forget drops what v remembers about dir, for example after it is removed.
 func (v *TreeVerifier) Forget(dir string) {
 	v.mu.Lock()
@@ -92,8 +120,9 @@ func (v *TreeVerifier) Forget(dir string) {
 
 // verifyTree checks dir against its SHA256SUMS, skipping files whose stamp
 // is in known with the listed digest. It returns the stamps of every file
-// that verified, also when it reports problems with others.
-func verifyTree(ctx context.Context, dir, want string, known map[string]treeFileStamp) (map[string]treeFileStamp, error) {
+// that verified, also when it reports problems with others, and adds the
+// bytes it hashes to hashed. It only reads known.
+func verifyTree(ctx context.Context, dir, want string, known map[string]treeFileStamp, hashed *atomic.Int64) (map[string]treeFileStamp, error) {
 	verified := make(map[string]treeFileStamp)
 	root, err := os.OpenRoot(dir)
 	if err != nil {
@@ -119,7 +148,7 @@ func verifyTree(ctx context.Context, dir, want string, known map[string]treeFile
 		if err := ctx.Err(); err != nil {
 			return verified, err
 		}
-		stamp, err := verifyTreeFile(root, rel, wantDigest, known, h, &buf)
+		stamp, err := verifyTreeFile(root, rel, wantDigest, known, h, &buf, hashed)
 		if err != nil {
 			problems = append(problems, err)
 			continue
@@ -194,7 +223,7 @@ func verifyTreeFile(root *os.Root, rel, want string, known map[string]treeFileSt
 	io.Writer
 	Reset()
 	Sum([]byte) []byte
-}, buf *copyBuf) (treeFileStamp, error) {
+}, buf *copyBuf, hashed *atomic.Int64) (treeFileStamp, error) {
 	f, err := root.Open(rel)
 	if err != nil {
 		return treeFileStamp{}, entryErrorf(ErrSumsMismatch, rel, "open %s: %v", rel, err)
@@ -208,7 +237,9 @@ func verifyTreeFile(root *os.Root, rel, want string, known map[string]treeFileSt
 		return k, nil
 	}
 	h.Reset()
-	if _, err := io.CopyBuffer(h, struct{ io.Reader }{f}, buf.get(before.size)); err != nil {
+	n, err := io.CopyBuffer(h, struct{ io.Reader }{f}, buf.get(before.size))
+	hashed.Add(n)
+	if err != nil {
 		return treeFileStamp{}, entryErrorf(ErrSumsMismatch, rel, "read %s: %v", rel, err)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != want {

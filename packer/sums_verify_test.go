@@ -1,6 +1,7 @@
 package packer
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -188,5 +189,68 @@ func TestTreeVerifierDetectsHiddenEdit(t *testing.T) {
 	err = v.Verify(t.Context(), dir, sums, false)
 	if want := "verify " + dir + ": sha256 mismatch for lib/a: got " + digestB + ", want " + digestA; err == nil || err.Error() != want {
 		t.Fatalf("Verify(cheap) after a hidden edit error = %v, want %q", err, want)
+	}
+}
+
+// TestTreeVerifierAdopt extracts an archive with files written by the
+// pool (small) and by the extracting goroutine (over archivePoolFileMax),
+// moves the tree elsewhere as the installer does and adopts it: the next
+// cheap check hashes nothing, a full one hashes every file, and a file
+// edited after extraction is hashed and reported.
+func TestTreeVerifierAdopt(t *testing.T) {
+	files := map[string]string{
+		"machine.yaml": "name: m\nversion: 1.0.0\n",
+		"bin/run":      "#!/bin/sh\necho hi\n",
+		"lib/big":      strings.Repeat("0123456789abcdef", (archivePoolFileMax+4096)/16),
+	}
+	entries := machineTar(files)
+	data := tgz(t, entries...)
+	sb := newSandbox(t)
+	x, err := ExtractArchive(t.Context(), bytes.NewReader(data), sb.stage, expectFor(data, entries), ExtractOptions{})
+	if err != nil {
+		t.Fatalf("ExtractArchive() error = %v", err)
+	}
+	live := filepath.Join(t.TempDir(), "m")
+	mustDo(t, os.Rename(x.Dir, live))
+	var listed int64
+	for _, body := range files {
+		listed += int64(len(body))
+	}
+	verifyChecksum := hexSum(sumsText(files))
+
+	var v TreeVerifier
+	v.Adopt(live, x)
+	if err := v.Verify(t.Context(), live, verifyChecksum, false); err != nil {
+		t.Fatalf("Verify(cheap) of the adopted tree error = %v", err)
+	}
+	if got := v.HashedBytes(); got != 0 {
+		t.Errorf("Verify(cheap) of the adopted tree hashed %d bytes, want 0", got)
+	}
+	if err := v.Verify(t.Context(), live, verifyChecksum, true); err != nil {
+		t.Fatalf("Verify(full) of the adopted tree error = %v", err)
+	}
+	if got := v.HashedBytes(); got != listed {
+		t.Errorf("Verify(full) hashed %d bytes, want %d (every listed file)", got, listed)
+	}
+
+	// Adopted stamps are no excuse for an edit made after extraction.
+	var w TreeVerifier
+	w.Adopt(live, x)
+	writeFile("lib/big", strings.Repeat("x", len(files["lib/big"])), 0o644)(t, live)
+	err = w.Verify(t.Context(), live, verifyChecksum, false)
+	if err == nil || !errors.Is(err, ErrSumsMismatch) || !strings.Contains(err.Error(), "sha256 mismatch for lib/big") {
+		t.Fatalf("Verify(cheap) after an edit error = %v, want a digest mismatch for lib/big", err)
+	}
+	if got, want := w.HashedBytes(), int64(len(files["lib/big"])); got != want {
+		t.Errorf("Verify(cheap) after an edit hashed %d bytes, want %d (the edited file alone)", got, want)
+	}
+
+	// Adopting nothing forgets: the next cheap check hashes everything.
+	var u TreeVerifier
+	u.Adopt(live, x)
+	u.Adopt(live, nil)
+	u.Verify(t.Context(), live, verifyChecksum, false)
+	if got := u.HashedBytes(); got != listed {
+		t.Errorf("Verify(cheap) after Adopt(nil) hashed %d bytes, want %d", got, listed)
 	}
 }
