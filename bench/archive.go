@@ -140,14 +140,16 @@ const webName = "web"
 func webVersion(k int) string { return fmt.Sprintf("1.0.%d", k) }
 
 // webVersions archives versions 0..n of web and publishes them where the
-// agents fetch them from (source): env's object store, or a web server on
-// loopback, stopped by the returned func.
-func (b *bench) webVersions(ctx context.Context, env *natsEnv, n int, source string) ([]spec.Machine, func(), error) {
+// agents fetch them from: version k from putSource(sources, k), env's object
+// store (nats) or a web server on loopback (http), stopped by the returned
+// func.
+func (b *bench) webVersions(ctx context.Context, env *natsEnv, n int, sources []string) ([]spec.Machine, func(), error) {
 	dir, err := b.dir("web")
 	if err != nil {
 		return nil, nil, err
 	}
 	mux := http.NewServeMux()
+	var onWeb []int // the versions the web server serves
 	out := make([]spec.Machine, 0, n+1)
 	for k := range n + 1 {
 		a, err := smallArchive(ctx, filepath.Join(dir, fmt.Sprint(k)), webName, webVersion(k), timerMachine)
@@ -155,9 +157,10 @@ func (b *bench) webVersions(ctx context.Context, env *natsEnv, n int, source str
 			return nil, nil, err
 		}
 		object := fmt.Sprintf("%s-%s.tar.gz", webName, webVersion(k))
-		if source == SourceHTTP {
+		if putSource(sources, k) == SourceHTTP {
 			mux.Handle("/"+object, serveBytes(object, a.data))
 			out = append(out, a.entry("/"+object))
+			onWeb = append(onWeb, k)
 			continue
 		}
 		e, err := env.upload(ctx, a, object)
@@ -166,14 +169,31 @@ func (b *bench) webVersions(ctx context.Context, env *natsEnv, n int, source str
 		}
 		out = append(out, e)
 	}
-	if source != SourceHTTP {
+	if len(onWeb) == 0 {
 		return out, func() {}, nil
 	}
 	srv := httptest.NewServer(mux)
-	for i := range out {
-		out[i].Source = srv.URL + out[i].Source
+	for _, k := range onWeb {
+		out[k].Source = srv.URL + out[k].Source
 	}
 	return out, srv.Close, nil
+}
+
+// putSource is where version k of web comes from in a run that alternates
+// sources: versions 0 (the first install) and 1 from the first; then the
+// puts take the sources in turn, in reverse order every other cycle
+// (nats, http, http, nats, nats, http…), so that a drift over the run (the
+// heap, the disk, the machine's other load) weighs on each source alike.
+func putSource(sources []string, k int) string {
+	if k == 0 {
+		return sources[0]
+	}
+	r := k - 1
+	i := r % len(sources)
+	if (r/len(sources))%2 == 1 {
+		i = len(sources) - 1 - i
+	}
+	return sources[i]
 }
 
 // serveBytes serves data as the file name.

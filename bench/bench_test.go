@@ -2,9 +2,13 @@ package bench
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -357,5 +361,68 @@ func TestFleetSplitSpreadsOverTheLayout(t *testing.T) {
 					tt.n, tt.perProcess, tt.procs, local, shards, perShard, tt.wantLocal, tt.wantShards)
 			}
 		})
+	}
+}
+
+// TestPutSourceAlternates: a fleet that compares sources starts from the
+// first and then takes them in turn, reversed every other cycle, so that
+// each source has as many early puts as late ones.
+func TestPutSourceAlternates(t *testing.T) {
+	two := []string{SourceNATS, SourceHTTP}
+	var got []string
+	for k := range 7 {
+		got = append(got, putSource(two, k))
+	}
+	want := []string{"nats", "nats", "http", "http", "nats", "nats", "http"}
+	if !slices.Equal(got, want) {
+		t.Errorf("putSource(nats, http; 0..6) = %v, want %v", got, want)
+	}
+	for k := range 4 {
+		if got := putSource([]string{SourceHTTP}, k); got != SourceHTTP {
+			t.Errorf("putSource(http; %d) = %s, want http", k, got)
+		}
+	}
+}
+
+// TestWebVersionsAlternateSources: each version of an alternating fleet is
+// published where its source says, and the web server serves it.
+func TestWebVersionsAlternateSources(t *testing.T) {
+	b := &bench{root: t.TempDir()}
+	env, err := startNATS(t.Context(), t.TempDir(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.close()
+	sources := []string{SourceNATS, SourceHTTP}
+	versions, stop, err := b.webVersions(t.Context(), env, 4, sources)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	if len(versions) != 5 {
+		t.Fatalf("webVersions(4) made %d versions, want 5", len(versions))
+	}
+	for k, v := range versions {
+		object := fmt.Sprintf("web-%s.tar.gz", webVersion(k))
+		switch putSource(sources, k) {
+		case SourceNATS:
+			if want := "nats://" + archiveBucket + "/" + object; v.Source != want {
+				t.Errorf("version %d source = %s, want %s", k, v.Source, want)
+			}
+		case SourceHTTP:
+			if !strings.HasPrefix(v.Source, "http://127.0.0.1:") || !strings.HasSuffix(v.Source, "/"+object) {
+				t.Errorf("version %d source = %s, want the loopback web server's /%s", k, v.Source, object)
+				continue
+			}
+			resp, err := http.Get(v.Source)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if sum := sha256.Sum256(data); err != nil || resp.StatusCode != http.StatusOK || hex.EncodeToString(sum[:]) != v.Checksum {
+				t.Errorf("GET version %d: %s, %d bytes, %v; want the archive its entry pins", k, resp.Status, len(data), err)
+			}
+		}
 	}
 }

@@ -267,13 +267,13 @@ func waitCluster(ctx context.Context, servers []*server.Server) error {
 
 // startWebFleet starts servers embedded servers under dir (see startNATS),
 // publishes versions 0..rounds of web where the agents fetch them and
-// puts version 0 under key of the spec bucket; source says where the
-// agents fetch them (SourceNATS, SourceHTTP). stop stops it all.
-func (b *bench) startWebFleet(ctx context.Context, dir string, servers, rounds int, key, source string) (env *natsEnv, versions []spec.Machine, stop func(), err error) {
+// puts version 0 under key of the spec bucket; version k is fetched from
+// putSource(sources, k) (SourceNATS, SourceHTTP). stop stops it all.
+func (b *bench) startWebFleet(ctx context.Context, dir string, servers, rounds int, key string, sources []string) (env *natsEnv, versions []spec.Machine, stop func(), err error) {
 	if env, err = startNATS(ctx, dir, servers); err != nil {
 		return nil, nil, nil, err
 	}
-	versions, stopWeb, err := b.webVersions(ctx, env, rounds, source)
+	versions, stopWeb, err := b.webVersions(ctx, env, rounds, sources)
 	if err != nil {
 		env.close()
 		return nil, nil, nil, err

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/mms-io/mms/internal/fdlimit"
 )
@@ -75,6 +76,16 @@ func fleetLayout(n int, source string, perProcess int) (int, error) {
 		return 0, err
 	}
 	return 1 + ceilDiv(n-local, perShard), nil
+}
+
+// fdSource is the source of sources whose agents hold the most files (an
+// http:// download holds a connection of its own), which sizes a fleet
+// whose puts alternate them.
+func fdSource(sources []string) string {
+	if slices.Contains(sources, SourceHTTP) {
+		return SourceHTTP
+	}
+	return sources[0]
 }
 
 // ceilDiv is a/b rounded up, for a ≥ 0 and b > 0.

@@ -17,32 +17,29 @@ import (
 )
 
 // fleetRows measures fleet convergence for every fleet size, on one server
-// or on a three-server cluster.
+// or on a three-server cluster. With several sources (nats and http), each
+// fleet serves them all: its puts alternate the source (see putSource), so
+// the rows of the sources compare the same agents, heap and disk.
 func (b *bench) fleetRows(ctx context.Context, cluster bool) []Row {
 	sources := b.cfg.sources()
 	if cluster {
 		sources = sources[:1]
 	}
+	// One layout for every row, the one the largest fleet needs: sizes
+	// compare like with like. (An error leaves it to each row to report.)
+	processes, _ := fleetLayout(slices.Max(b.cfg.agents()), fdSource(sources), b.cfg.AgentsPerProcess)
 	var rows []Row
 	bySource := map[string][]Row{}
-	// One layout for every row, the one the largest fleet needs with the
-	// source that needs the most processes: sizes and sources compare
-	// like with like. (An error leaves it to each row to report.)
-	processes := 0
-	for _, src := range sources {
-		if p, err := fleetLayout(slices.Max(b.cfg.agents()), src, b.cfg.AgentsPerProcess); err == nil {
-			processes = max(processes, p)
+	for _, n := range b.cfg.agents() {
+		for i, r := range b.fleetRows1(ctx, n, cluster, sources, processes) {
+			rows = append(rows, r)
+			bySource[sources[i]] = append(bySource[sources[i]], r)
+		}
+		if ctx.Err() != nil {
+			return rows
 		}
 	}
 	for _, src := range sources {
-		for _, n := range b.cfg.agents() {
-			r := b.fleetRow(ctx, n, cluster, src, processes)
-			rows = append(rows, r)
-			bySource[src] = append(bySource[src], r)
-			if ctx.Err() != nil {
-				return rows
-			}
-		}
 		if slope, ok := slopeRow(bySource[src], cluster, src); ok {
 			rows = append(rows, slope)
 		}
@@ -84,9 +81,10 @@ func sourcesRow(nats, http []Row) (Row, bool) {
 		return Row{}, false
 	}
 	r := Row{
-		ID: "fleet-nats-vs-http", Group: GroupFleet, Name: "fleet, nats:// against http:// (the same fleets, the same run)",
+		ID: "fleet-nats-vs-http", Group: GroupFleet, Name: "fleet, nats:// against http:// (the same fleets, puts alternating the source)",
 		Result: strings.Join(parts, "; "), Values: values, Target: "nats:// all ≤ http:// all",
-		Note: "\"all\" is the median time from a put until every agent ran its version (the fleet rows'); ×ratio = nats:// / http://",
+		Note: "\"all\" is the median time from a put until every agent ran its version (the fleet rows'); ×ratio = nats:// / http://; " +
+			"each fleet's puts alternate the two sources (nats, http, http, nats, nats, http), so both are measured on the same agents",
 	}
 	r.judge(met)
 	return r, true
@@ -182,40 +180,73 @@ func fleetTarget(n int, cluster bool) (time.Duration, bool) {
 	return 0, false
 }
 
-func (b *bench) fleetRow(ctx context.Context, n int, cluster bool, source string, processes int) Row {
+// fleetRows1 measures one fleet of n agents, its puts alternating sources,
+// and returns one row per source, in the order of sources.
+func (b *bench) fleetRows1(ctx context.Context, n int, cluster bool, sources []string, processes int) []Row {
+	named := sources[0] // the progress lines and profiles of an alternating fleet are named for nats
+	if len(sources) > 1 {
+		named = SourceNATS
+	}
+	id, _, name, servers := fleetNames(n, cluster, named)
+	rounds := 3
+	if b.cfg.Quick {
+		rounds = 1
+	}
+	res, err := b.measureFleet(ctx, n, servers, rounds, name, id, sources, processes)
+	rows := make([]Row, len(sources))
+	for i, src := range sources {
+		rows[i] = b.fleetRow(n, cluster, src, len(sources) > 1, res, err)
+	}
+	return rows
+}
+
+// fleetNames are the ID, group and name of the row of a fleet of n agents
+// fetching from source, and its number of servers.
+func fleetNames(n int, cluster bool, source string) (id, group, name string, servers int) {
 	group, id, where, servers := GroupFleet, fmt.Sprintf("fleet-%d", n), "1 server", 1
 	if cluster {
 		group, id, where, servers = GroupCluster, fmt.Sprintf("cluster-%d", n), "3-server cluster, R3", 3
 	}
-	name := fmt.Sprintf("fleet of %s agents, %s", thousands(n), where)
+	name = fmt.Sprintf("fleet of %s agents, %s", thousands(n), where)
 	if source != SourceNATS {
 		name += ", " + source
 		id += "-" + source
 	}
+	return id, group, name, servers
+}
+
+// fleetRow is the row of the puts from source of a fleet of n agents that
+// measureFleet measured (alternating it with other sources when
+// alternated), with the error it returned.
+func (b *bench) fleetRow(n int, cluster bool, source string, alternated bool, res fleetResult, err error) Row {
+	id, group, name, _ := fleetNames(n, cluster, source)
 	target := ""
 	limit, hasTarget := fleetTarget(n, cluster)
 	if hasTarget {
 		target = "all ≤ " + ms(limit)
 	}
-	rounds := 3
-	if b.cfg.Quick {
-		rounds = 1
+	st := res.by[source]
+	if st == nil {
+		st = &putStats{}
 	}
-	res, err := b.measureFleet(ctx, n, servers, rounds, name, id, source, processes)
-	if err != nil && len(res.times) == 0 {
+	if err != nil && len(st.times) == 0 {
 		return failed(id, group, name, target, err)
 	}
-	allMedian, allWorst := median(res.all), maximum(res.all)
-	busy := res.cpu.Seconds() / max(res.wall.Seconds(), 1e-9)
-	others := res.others.Seconds() / max(res.wall.Seconds(), 1e-9)
-	perAgent := msValue(res.cpu) / float64(n*max(len(res.all), 1))
-	faultsPerAgent := float64(res.faults) / float64(n*max(len(res.all), 1))
-	p50, p99 := median(res.times), percentile(res.times, 99)
+	allMedian, allWorst := median(st.all), maximum(st.all)
+	busy := st.cpu.Seconds() / max(st.wall.Seconds(), 1e-9)
+	others := st.others.Seconds() / max(st.wall.Seconds(), 1e-9)
+	perAgent := msValue(st.cpu) / float64(n*max(len(st.all), 1))
+	faultsPerAgent := float64(st.faults) / float64(n*max(len(st.all), 1))
+	p50, p99 := median(st.times), percentile(st.times, 99)
+	alternating := ""
+	if alternated {
+		alternating = fmt.Sprintf("; the fleet's puts alternated their source, these are the %s ones", source)
+	}
 	r := Row{
 		ID: id, Group: group, Name: name, Target: target,
-		Result: fmt.Sprintf("p50 %s  p99 %s  all %s  (%s)", ms(p50), ms(p99), ms(allMedian), putsSummary(res.all)),
+		Result: fmt.Sprintf("p50 %s  p99 %s  all %s  (%s)", ms(p50), ms(p99), ms(allMedian), putsSummary(st.all)),
 		Values: map[string]float64{
-			"agents": float64(n), "puts": float64(res.puts),
+			"agents": float64(n), "puts": float64(len(st.all)),
 			"p50_ms": msValue(p50), "p99_ms": msValue(p99), "all_ms": msValue(allMedian), "all_worst_ms": msValue(allWorst),
 			"start_s":             res.start.Seconds(),
 			"process_peak_rss_mb": res.peakRSS / 1e6,
@@ -226,22 +257,25 @@ func (b *bench) fleetRow(ctx context.Context, n int, cluster bool, source string
 			"faults_per_agent":    faultsPerAgent,
 			"heap_warmed_mb":      float64(res.warmed) / 1e6,
 		},
-		Note: fmt.Sprintf("time from the put until each agent's host loaded the new version; \"all\" is the time until the last agent did (the median over %d puts). "+
+		Note: fmt.Sprintf("time from the put until each agent's host loaded the new version; \"all\" is the time until the last agent did (the median over %d puts%s). "+
 			"The agents and server(s) share %s and the machine's %d CPUs: while converging they kept %.2f CPUs busy (other processes %.2f), %.1f ms of CPU per agent per put "+
 			"(a real fleet has a CPU per node) and took %.0f minor page faults per agent per put (after the heap was warmed by %.0f MB, see warmHeap); %s to start them all; live heap %.0f MB (%.2f MB per agent, with the server%s), peak RSS %.0f MB; agent directories in %s",
-			len(res.all), fleetProcesses(res.shards), cpus(), busy, others, perAgent, faultsPerAgent, float64(res.warmed)/1e6, ms(res.start), res.liveHeap/1e6, res.liveHeap/1e6/float64(n-res.shardAgents), shardHeap(res.shards), res.peakRSS/1e6, b.fleetRoot),
+			len(st.all), alternating, fleetProcesses(res.shards), cpus(), busy, others, perAgent, faultsPerAgent, float64(res.warmed)/1e6, ms(res.start), res.liveHeap/1e6, res.liveHeap/1e6/float64(n-res.shardAgents), shardHeap(res.shards), res.peakRSS/1e6, b.fleetRoot),
 	}
 	r.Values["shard_processes"] = float64(res.shards)
 	if hasTarget {
 		r.judge(allMedian <= limit && err == nil)
 	}
 	if err != nil {
-		// Some agents never ran a put's version: the numbers are those
-		// of the agents that did, and the row says how many did not.
-		r.Result = fmt.Sprintf("p50 %s  p99 %s of those that ran it; put %d: %s of %s agents did not in %s",
-			ms(p50), ms(p99), res.puts, thousands(res.missed), thousands(n), ms(res.wait))
-		r.Values["missed"] = float64(res.missed)
+		// The run stopped: the numbers are those of the puts (and agents)
+		// that made it, and the row of the put that did not reach every
+		// agent says how many it missed.
 		r.Error = truncate(err.Error())
+		if res.missedSource == source {
+			r.Result = fmt.Sprintf("p50 %s  p99 %s of those that ran it; put %d: %s of %s agents did not in %s",
+				ms(p50), ms(p99), res.puts, thousands(res.missed), thousands(n), ms(res.wait))
+			r.Values["missed"] = float64(res.missed)
+		}
 	}
 	return r
 }
@@ -272,15 +306,16 @@ func putsSummary(all []time.Duration) string {
 
 // fleetResult is what measureFleet measured.
 type fleetResult struct {
-	times   []time.Duration // from put to running, every agent of every put
-	all     []time.Duration // from put until every agent ran, per put
-	start   time.Duration   // starting the fleet and its first install
-	peakRSS float64         // the peak resident sets of this process and the shards, bytes
+	by      map[string]*putStats // the puts, by the source they came from
+	start   time.Duration        // starting the fleet and its first install
+	peakRSS float64              // the peak resident sets of this process and the shards, bytes
 	// puts is how many puts were made; when the last one did not reach
-	// every agent within wait, missed says how many it did not reach.
-	puts   int
-	missed int
-	wait   time.Duration
+	// every agent within wait, missed says how many it did not reach and
+	// missedSource where that put's version came from.
+	puts         int
+	missed       int
+	missedSource string
+	wait         time.Duration
 	// liveHeap is the heap the last collection kept, in bytes: the
 	// agents' and servers' memory, without garbage (this process's, not
 	// the shards').
@@ -288,15 +323,33 @@ type fleetResult struct {
 	// shards is how many shard processes ran agents too (see shard.go),
 	// shardAgents how many agents they ran.
 	shards, shardAgents int
-	// cpu is the CPU time this process and the shards used from
-	// each put until every agent ran the new version, wall that time.
+	// warmed is what warmHeap grew this process's heap by.
+	warmed uint64
+}
+
+// putStats is what the puts of one source measured.
+type putStats struct {
+	times []time.Duration // from put to running, every agent of every put
+	all   []time.Duration // from put until every agent ran, per put
+	// cpu is the CPU time this process and the shards used from each put
+	// until every agent ran the new version, wall that time.
 	cpu, wall time.Duration
 	// others is the CPU time the machine's other processes used then.
 	others time.Duration
 	// faults is the minor page faults this process and the shards took
-	// then; warmed is what warmHeap grew this process's heap by.
+	// then.
 	faults int64
-	warmed uint64
+}
+
+// stats returns the putStats of source, made on first use.
+func (r *fleetResult) stats(source string) *putStats {
+	if r.by == nil {
+		r.by = map[string]*putStats{}
+	}
+	if r.by[source] == nil {
+		r.by[source] = &putStats{}
+	}
+	return r.by[source]
 }
 
 // fleetStarting caps the agents starting at once (started, not yet running
@@ -305,10 +358,11 @@ type fleetResult struct {
 const fleetStarting = 64
 
 // measureFleet starts n agents against servers embedded servers, all
-// running version 0 of web, then puts versions 1..rounds, each once every
-// agent runs the one before.
-func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, id, source string, processes int) (res fleetResult, err error) {
-	local, perShard, err := fleetSplit(n, source, b.cfg.AgentsPerProcess, processes)
+// running version 0 of web, then makes rounds puts from each of sources,
+// alternating them (see putSource), each once every agent runs the
+// version before.
+func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, id string, sources []string, processes int) (res fleetResult, err error) {
+	local, perShard, err := fleetSplit(n, fdSource(sources), b.cfg.AgentsPerProcess, processes)
 	if err != nil {
 		return res, err
 	}
@@ -324,7 +378,8 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 		return res, err
 	}
 	const key = "fleet"
-	env, versions, stopFleet, err := b.startWebFleet(ctx, dir, servers, rounds, key, source)
+	puts := rounds * len(sources)
+	env, versions, stopFleet, err := b.startWebFleet(ctx, dir, servers, puts, key, sources)
 	if err != nil {
 		return res, err
 	}
@@ -397,13 +452,15 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 		return res, err
 	}
 	defer stopProfile()
-	for k := 1; k <= rounds; k++ {
+	for k := 1; k <= puts; k++ {
+		src := putSource(sources, k)
+		st := res.stats(src)
 		// Let the last round's tail (status writes, old trees) finish.
 		b.prog.stepf("%s: waiting for the agents to settle", name)
 		if !quiesce(ctx, time.Minute, shardCPUs(shards)...) {
 			return res, context.Cause(ctx)
 		}
-		b.prog.stepf("%s: put %d of %d", name, k, rounds)
+		b.prog.stepf("%s: put %d of %d (%s)", name, k, puts, src)
 		obs.forgetFailures()
 		next, err := b.keys.seal(uint64(k+1), versions[k:k+1])
 		if err != nil {
@@ -419,21 +476,21 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 		res.puts = k
 		if err := obs.await(ctx, webName, webVersion(k), n, wait, func(got int) { b.prog.countf("%d of %d run version %d", got, n, k) }); err != nil {
 			times := obs.loadTimes(webName, webVersion(k), identities, start)
-			res.times = append(res.times, times...)
-			res.missed, res.wait = n-len(times), wait
+			st.times = append(st.times, times...)
+			res.missed, res.missedSource, res.wait = n-len(times), src, wait
 			return res, b.fleetFailure(obs, agents, shards, identities, webVersion(k), err)
 		}
 		wall := time.Since(start)
 		used1 := fleetUsage(shards)
 		busy1, _ := machineBusy()
 		times := obs.loadTimes(webName, webVersion(k), identities, start)
-		res.times = append(res.times, times...)
-		res.all = append(res.all, maximum(times))
+		st.times = append(st.times, times...)
+		st.all = append(st.all, maximum(times))
 		cpu := used1.cpu - used0.cpu
-		res.cpu += cpu
-		res.faults += used1.faults - used0.faults
-		res.others += max(busy1-busy0-cpu, 0)
-		res.wall += wall
+		st.cpu += cpu
+		st.faults += used1.faults - used0.faults
+		st.others += max(busy1-busy0-cpu, 0)
+		st.wall += wall
 	}
 	return res, nil
 }

@@ -141,7 +141,7 @@ func (b *bench) measureProcs(ctx context.Context, f procsFleet, n, puts int, nam
 	}
 	defer env.close()
 	obs := env.obs
-	versions, stopWeb, err := b.webVersions(ctx, env, puts, SourceNATS)
+	versions, stopWeb, err := b.webVersions(ctx, env, puts, []string{SourceNATS})
 	if err != nil {
 		return err
 	}

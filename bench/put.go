@@ -49,7 +49,7 @@ func (b *bench) measurePut(ctx context.Context, changes int) ([]time.Duration, e
 	}
 	defer env.close()
 	obs := env.obs
-	versions, stopWeb, err := b.webVersions(ctx, env, changes, b.cfg.source())
+	versions, stopWeb, err := b.webVersions(ctx, env, changes, []string{b.cfg.source()})
 	if err != nil {
 		return nil, err
 	}

@@ -58,10 +58,12 @@ it ends. Rows (select groups with --only):
   fleet    fleet convergence: --agents N agents in this process, each with
            its own directories, NATS connection and identity, one server:
            from a put until each agent runs the new version (p50, p99) and
-           until all do, median of 3 puts; for each --source (nats://
-           and http:// by default), then the slope (CPU per agent per put
-           by fleet size, the largest's against the smallest's from 1,000)
-           and nats:// against http:// size by size.
+           until all do, median of 3 puts per --source (nats:// and
+           http:// by default): one fleet per size, its puts alternating
+           the sources (nats, http, http, nats, nats, http), a row for
+           each; then the slope (CPU per agent per put by fleet size, the
+           largest's against the smallest's from 1,000) and nats://
+           against http:// size by size.
   cluster  the same against a 3-server cluster with R3 buckets.
   restart  the largest --agents fleet (at most 1,000; with --quick the
            smallest) on that cluster, every
@@ -134,7 +136,7 @@ The bench asserts nothing: it reports each row against its target.`,
 	f.BoolVar(&o.json, "json", false, "print the report as JSON instead of the table")
 	f.StringVar(&o.agents, "agents", "100,1000,5000", "fleet sizes, comma-separated (with --quick default 10,50)")
 	f.StringVar(&o.only, "only", "", "row groups to run, comma-separated: "+strings.Join(bench.Groups(), ","))
-	f.StringVar(&o.source, "source", bench.SourceNATS+","+bench.SourceHTTP, "where the put and fleet rows' agents download the machine: nats (an object store), http (a loopback web server), or both, comma-separated: each fleet row once per source, then a row comparing them (the put and cluster rows use the first)")
+	f.StringVar(&o.source, "source", bench.SourceNATS+","+bench.SourceHTTP, "where the put and fleet rows' agents download the machine: nats (an object store), http (a loopback web server), or both, comma-separated: each fleet's puts alternate them, a row per source, then a row comparing them (the put and cluster rows use the first)")
 	f.StringVar(&o.out, "out", "", "also write the JSON report to `FILE`")
 	f.StringVar(&o.dir, "dir", "", "make the temporary directory under `DIR` (default the system's)")
 	f.StringVar(&o.fleetDir, "fleet-dir", "", "keep the fleet agents' directories under `DIR` (default /dev/shm when it exists, else --dir: see above)")

@@ -85,6 +85,19 @@ func TestBenchQuick(t *testing.T) {
 			t.Errorf("no row %s; rows: %v", id, got)
 		}
 	}
+	// The two sources are measured on the same fleets, their puts
+	// alternating: one start, one put each in a quick run.
+	byID := map[string]bench.Row{}
+	for _, row := range rep.Rows {
+		byID[row.ID] = row
+	}
+	for _, n := range []string{"10", "50"} {
+		nats, http := byID["fleet-"+n], byID["fleet-"+n+"-http"]
+		if nats.Values["start_s"] == 0 || nats.Values["start_s"] != http.Values["start_s"] || nats.Values["puts"] != 1 || http.Values["puts"] != 1 {
+			t.Errorf("fleet-%s and fleet-%s-http: start %v and %v s, %v and %v puts; want one fleet (the same start) with one put from each source",
+				n, n, nats.Values["start_s"], http.Values["start_s"], nats.Values["puts"], http.Values["puts"])
+		}
+	}
 	if !strings.Contains(stderr.String(), "mms bench: put → running") {
 		t.Errorf("no progress line on stderr:\n%s", stderr.String())
 	}
