@@ -179,16 +179,21 @@ func (b *bench) webVersions(ctx context.Context, env *natsEnv, n int, sources []
 	return out, srv.Close, nil
 }
 
-// putSource is where version k of web comes from in a run that alternates
-// sources: versions 0 (the first install) and 1 from the first; then the
-// puts take the sources in turn, in reverse order every other cycle
-// (nats, http, http, nats, nats, http…), so that a drift over the run (the
-// heap, the disk, the machine's other load) weighs on each source alike.
+// putSource is where version k of web comes from in a fleet that
+// alternates sources: version 0 (the first install) from the first; then a
+// warm-up round of one put per source, in order (fleetWarmUp: not
+// measured); then the measured puts take the sources in turn, in reverse
+// order every other cycle (nats, http, http, nats, nats, http…), so that a
+// drift over the run (the heap, the disk, the machine's other load) weighs
+// on each source alike.
 func putSource(sources []string, k int) string {
 	if k == 0 {
 		return sources[0]
 	}
-	r := k - 1
+	if k <= len(sources) {
+		return sources[k-1]
+	}
+	r := k - 1 - len(sources)
 	i := r % len(sources)
 	if (r/len(sources))%2 == 1 {
 		i = len(sources) - 1 - i

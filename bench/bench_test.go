@@ -364,18 +364,18 @@ func TestFleetSplitSpreadsOverTheLayout(t *testing.T) {
 	}
 }
 
-// TestPutSourceAlternates: a fleet that compares sources starts from the
-// first and then takes them in turn, reversed every other cycle, so that
-// each source has as many early puts as late ones.
+// TestPutSourceAlternates: a fleet that compares sources installs from the
+// first, warms each up once, then takes them in turn, reversed every other
+// cycle, so that each source has as many early puts as late ones.
 func TestPutSourceAlternates(t *testing.T) {
 	two := []string{SourceNATS, SourceHTTP}
 	var got []string
-	for k := range 7 {
+	for k := range 9 {
 		got = append(got, putSource(two, k))
 	}
-	want := []string{"nats", "nats", "http", "http", "nats", "nats", "http"}
+	want := []string{"nats", "nats", "http", "nats", "http", "http", "nats", "nats", "http"}
 	if !slices.Equal(got, want) {
-		t.Errorf("putSource(nats, http; 0..6) = %v, want %v", got, want)
+		t.Errorf("putSource(nats, http; 0..8) = %v, want %v", got, want)
 	}
 	for k := range 4 {
 		if got := putSource([]string{SourceHTTP}, k); got != SourceHTTP {

@@ -58,10 +58,10 @@ it ends. Rows (select groups with --only):
   fleet    fleet convergence: --agents N agents in this process, each with
            its own directories, NATS connection and identity, one server:
            from a put until each agent runs the new version (p50, p99) and
-           until all do, median of 3 puts per --source (nats:// and
-           http:// by default): one fleet per size, its puts alternating
-           the sources (nats, http, http, nats, nats, http), a row for
-           each; then the slope (CPU per agent per put by fleet size, the
+           until all do, median of 6 puts per --source (nats:// and
+           http:// by default) after a warm-up put from each: one fleet
+           per size, its puts alternating the sources (nats, http, http,
+           nats, nats, http…), a row for each; then the slope (CPU per agent per put by fleet size, the
            largest's against the smallest's from 1,000) and nats://
            against http:// size by size.
   cluster  the same against a 3-server cluster with R3 buckets.
