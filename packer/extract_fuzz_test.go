@@ -158,6 +158,13 @@ func fuzzExtractRunner(f *testing.F) func(*testing.T, []byte) {
 		if err := VerifyTree(t.Context(), got.Dir, want.VerifyChecksum); err != nil {
 			t.Errorf("VerifyTree(extracted) error = %v", err)
 		}
+		// The identities extraction took are those on disk: a verifier
+		// that adopts them hashes nothing on a cheap check.
+		var v TreeVerifier
+		v.Adopt(got.Dir, got)
+		if err := v.Verify(t.Context(), got.Dir, want.VerifyChecksum, false); err != nil || v.HashedBytes() != 0 {
+			t.Errorf("cheap Verify of the adopted tree = %v after hashing %d bytes, want nil and 0", err, v.HashedBytes())
+		}
 		if _, err := os.Stat(filepath.Join(got.Dir, MachineFile)); err != nil {
 			t.Errorf("accepted archive without machine.yaml: %v", err)
 		}
