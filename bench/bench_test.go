@@ -5,11 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -424,5 +426,38 @@ func TestWebVersionsAlternateSources(t *testing.T) {
 				t.Errorf("GET version %d: %s, %d bytes, %v; want the archive its entry pins", k, resp.Status, len(data), err)
 			}
 		}
+	}
+}
+
+// TestShellPipelineLeavesItsTreeForLater: with a graveyard, the shell
+// pipeline's tree stays until the graveyard is cleared, so deleting it does
+// not load the file system under the next measurement.
+func TestShellPipelineLeavesItsTreeForLater(t *testing.T) {
+	dir := t.TempDir()
+	tree := filepath.Join(dir, "tree", bigName)
+	total, err := bigTree(tree, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := bigArchive(t.Context(), tree, total, "1.0.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := newShellPipeline(dir, a)
+	if err != nil {
+		t.Skip(err)
+	}
+	var later graveyard
+	p.later = &later
+	if _, err := p.run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	installed := filepath.Join(dir, "shell-1", bigName, "machine.yaml")
+	if _, err := os.Stat(installed); err != nil {
+		t.Fatalf("the shell's tree is gone before the graveyard is cleared: %v", err)
+	}
+	later.clear()
+	if _, err := os.Stat(filepath.Join(dir, "shell-1")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stat after clear = %v, want the tree deleted", err)
 	}
 }

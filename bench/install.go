@@ -91,6 +91,15 @@ func (b *bench) measureInstall(ctx context.Context, files, rounds int, target st
 		return nil, err
 	}
 
+	// Nothing a round writes is deleted before every round ran: deleting
+	// a tree makes work for the file system that falls on whatever creates
+	// files next (on an ext4 without a journal, every file created in the
+	// next minute scans past the inodes just freed; here creates cost up to
+	// a millisecond each after a 2,000-file tree was deleted). An agent's
+	// upgrades still pay for the trees it retires itself.
+	var later graveyard
+	defer later.clear()
+	shell.later = &later
 	runs := map[string]*installRun{}
 	var shellTimes []time.Duration
 	for r := range rounds {
@@ -101,7 +110,7 @@ func (b *bench) measureInstall(ctx context.Context, files, rounds int, target st
 				run = &installRun{}
 				runs[src.name] = run
 			}
-			if err := b.installRound(ctx, env, obs, src, probe, versions, fmt.Sprintf("install-%s-%d", src.name, r+1), run); err != nil {
+			if err := b.installRound(ctx, env, obs, src, probe, versions, fmt.Sprintf("install-%s-%d", src.name, r+1), run, &later); err != nil {
 				return nil, fmt.Errorf("install over %s: %w", src.name, err)
 			}
 			b.prog.stepf("install: the shell pipeline, %d of %d", len(shellTimes)+1, rounds*len(sources))
@@ -151,7 +160,8 @@ func (b *bench) measureInstall(ctx context.Context, files, rounds int, target st
 		}
 	}
 	rows[1].Note = fmt.Sprintf("from the KV put to the host's \"loaded\" event of the new version, by an agent process (download, checks, extraction, flush, swap, load); "+
-		"median of %d rounds; an upgrade also retires the older previous tree (the first upgrade of a round, with none to retire, is first_upgrade_ms in --json)", rounds)
+		"median of %d rounds; an upgrade also retires the older previous tree (the first upgrade of a round, with none to retire, is first_upgrade_ms in --json); "+
+		"no round's trees (the agent's directories, the shell's) are deleted before the last round ran: an agent's upgrades pay only for the trees it retires itself", rounds)
 	return rows, nil
 }
 
@@ -201,12 +211,12 @@ func (b *bench) installSources(ctx context.Context, env *natsEnv, dir string, ve
 // installRound starts a fresh agent process watching key, waits until it
 // runs the probe, then puts each version in turn, timing each from the put
 // until the agent runs it.
-func (b *bench) installRound(ctx context.Context, env *natsEnv, obs *observer, src installSource, probe spec.Machine, versions []archive, key string, run *installRun) error {
+func (b *bench) installRound(ctx context.Context, env *natsEnv, obs *observer, src installSource, probe spec.Machine, versions []archive, key string, run *installRun, later *graveyard) error {
 	state, err := b.dir("agent-" + key)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(state)
+	later.add(state)
 	serial := uint64(1)
 	first, err := b.keys.seal(serial, []spec.Machine{probe})
 	if err != nil {
@@ -276,6 +286,7 @@ cd "$DEST/` + bigName + `" && sha256sum -c --quiet SHA256SUMS && sync`
 type shellPipeline struct {
 	archive, sum, dir string
 	n                 int
+	later             *graveyard // takes each run's directory; nil: removed at once
 }
 
 // newShellPipeline writes a to a file under dir for the pipeline.
@@ -299,7 +310,11 @@ func (p *shellPipeline) run(ctx context.Context) (time.Duration, error) {
 	if err := os.Mkdir(dest, 0o755); err != nil {
 		return 0, fmt.Errorf("bench: %w", err)
 	}
-	defer os.RemoveAll(dest)
+	if p.later != nil {
+		p.later.add(dest)
+	} else {
+		defer os.RemoveAll(dest)
+	}
 	cmd := exec.CommandContext(ctx, "sh", "-c", shellScript)
 	cmd.Env = append(os.Environ(), "SUM="+p.sum, "ARCHIVE="+p.archive, "DEST="+dest)
 	syncDisks()
@@ -310,4 +325,18 @@ func (p *shellPipeline) run(ctx context.Context) (time.Duration, error) {
 		return 0, fmt.Errorf("bench: shell pipeline: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return d, nil
+}
+
+// graveyard holds directories to delete later, all at once.
+type graveyard struct{ dirs []string }
+
+// add schedules dir for deletion.
+func (g *graveyard) add(dir string) { g.dirs = append(g.dirs, dir) }
+
+// clear deletes every directory added.
+func (g *graveyard) clear() {
+	for _, d := range g.dirs {
+		_ = os.RemoveAll(d)
+	}
+	g.dirs = nil
 }

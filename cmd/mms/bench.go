@@ -79,7 +79,9 @@ it ends. Rows (select groups with --only):
   install  a ~100 MB / 2,000-file archive installed by an agent process over
            loopback http, https and nats://, first install and upgrade,
            against the shell pipeline (sha256sum -c, tar xzf, sha256sum -c,
-           one sync) on the same archive in the same run.
+           one sync) on the same archive in the same run. Their trees
+           are deleted only at the end: a deletion loads the file system
+           under whatever creates files next.
   idle     RSS and CPU share of an agent process running 100 installed
            machines (a timer and a 30 s script each), over 60 s (/proc).
   spec     opening and planning a signed spec of 1,000 and 10,000 entries;
