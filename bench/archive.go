@@ -181,8 +181,8 @@ func (b *bench) webVersions(ctx context.Context, env *natsEnv, n int, sources []
 
 // putSource is where version k of web comes from in a fleet that
 // alternates sources: version 0 (the first install) from the first; then a
-// warm-up round of one put per source, in order (fleetWarmUp: not
-// measured); then the measured puts take the sources in turn, in reverse
+// warm-up round of one put per source, in order (not measured, see
+// measureFleet); then the measured puts take the sources in turn, in reverse
 // order every other cycle (nats, http, http, nats, nats, http…), so that a
 // drift over the run (the heap, the disk, the machine's other load) weighs
 // on each source alike.
