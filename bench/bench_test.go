@@ -443,12 +443,11 @@ func TestShellPipelineLeavesItsTreeForLater(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := newShellPipeline(dir, a)
+	var later graveyard
+	p, err := newShellPipeline(dir, a, &later)
 	if err != nil {
 		t.Skip(err)
 	}
-	var later graveyard
-	p.later = &later
 	if _, err := p.run(t.Context()); err != nil {
 		t.Fatal(err)
 	}

@@ -86,11 +86,6 @@ func (b *bench) measureInstall(ctx context.Context, files, rounds int, target st
 		return nil, err
 	}
 	defer stop()
-	shell, err := newShellPipeline(dir, versions[0])
-	if err != nil {
-		return nil, err
-	}
-
 	// Nothing a round writes is deleted before every round ran: deleting
 	// a tree makes work for the file system that falls on whatever creates
 	// files next (on an ext4 without a journal, every file created in the
@@ -99,7 +94,10 @@ func (b *bench) measureInstall(ctx context.Context, files, rounds int, target st
 	// upgrades still pay for the trees it retires itself.
 	var later graveyard
 	defer later.clear()
-	shell.later = &later
+	shell, err := newShellPipeline(dir, versions[0], &later)
+	if err != nil {
+		return nil, err
+	}
 	runs := map[string]*installRun{}
 	var shellTimes []time.Duration
 	for r := range rounds {
@@ -286,35 +284,32 @@ cd "$DEST/` + bigName + `" && sha256sum -c --quiet SHA256SUMS && sync`
 type shellPipeline struct {
 	archive, sum, dir string
 	n                 int
-	later             *graveyard // takes each run's directory; nil: removed at once
+	later             *graveyard // takes each run's directory
 }
 
-// newShellPipeline writes a to a file under dir for the pipeline.
-func newShellPipeline(dir string, a archive) (*shellPipeline, error) {
+// newShellPipeline writes a to a file under dir for the pipeline; later
+// takes the directory of each run.
+func newShellPipeline(dir string, a archive, later *graveyard) (*shellPipeline, error) {
 	for _, tool := range []string{"sh", "sha256sum", "tar", "sync"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return nil, fmt.Errorf("bench: the shell pipeline needs %s: %w", tool, err)
 		}
 	}
-	p := &shellPipeline{archive: filepath.Join(dir, "shell.tar.gz"), sum: a.info.Checksum, dir: dir}
+	p := &shellPipeline{archive: filepath.Join(dir, "shell.tar.gz"), sum: a.info.Checksum, dir: dir, later: later}
 	if err := os.WriteFile(p.archive, a.data, 0o644); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	return p, nil
 }
 
-// run times one pipeline into a new directory, then removes it.
+// run times one pipeline into a new directory, which it leaves to later.
 func (p *shellPipeline) run(ctx context.Context) (time.Duration, error) {
 	p.n++
 	dest := filepath.Join(p.dir, fmt.Sprintf("shell-%d", p.n))
 	if err := os.Mkdir(dest, 0o755); err != nil {
 		return 0, fmt.Errorf("bench: %w", err)
 	}
-	if p.later != nil {
-		p.later.add(dest)
-	} else {
-		defer os.RemoveAll(dest)
-	}
+	p.later.add(dest)
 	cmd := exec.CommandContext(ctx, "sh", "-c", shellScript)
 	cmd.Env = append(os.Environ(), "SUM="+p.sum, "ARCHIVE="+p.archive, "DEST="+dest)
 	syncDisks()
