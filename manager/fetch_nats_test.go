@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -173,16 +172,13 @@ func TestFetchObjectDirect(t *testing.T) {
 		}
 	}
 
-	// Every JetStream API request the downloads make is seen here.
-	var api []string
-	var mu sync.Mutex
-	sub, err := nc.Subscribe("$JS.API.>", func(m *nats.Msg) {
-		if !strings.HasPrefix(m.Subject, "$JS.API.DIRECT.GET.") {
-			mu.Lock()
-			api = append(api, m.Subject)
-			mu.Unlock()
-		}
-	})
+	// Every JetStream API request the downloads make is seen here. A
+	// channel subscription, not a handler: nats.go hands a message to the
+	// channel in its read loop, before it reads the PONG that ends a
+	// Flush, whereas a handler runs later on a goroutine of its own (and
+	// a request could be counted against the next download).
+	seen := make(chan *nats.Msg, 1024)
+	sub, err := nc.ChanSubscribe("$JS.API.>", seen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,17 +187,23 @@ func TestFetchObjectDirect(t *testing.T) {
 	f, _ := newTestFetcher(t, FetchConfig{Conn: fetchConn})
 	apiRequests := func() []string {
 		t.Helper()
-		if err := nc.Flush(); err != nil {
-			t.Fatal(err)
-		}
 		if err := fetchConn.Flush(); err != nil {
 			t.Fatal(err)
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		got := api
-		api = nil
-		return got
+		if err := nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for {
+			select {
+			case m := <-seen:
+				if !strings.HasPrefix(m.Subject, "$JS.API.DIRECT.GET.") {
+					got = append(got, m.Subject)
+				}
+			default:
+				return got
+			}
+		}
 	}
 	// The first download opens the bucket: one stream info.
 	for i, o := range objects {
