@@ -3,11 +3,16 @@ package machineswatcher
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/mms-io/mms/internal/syncbuf"
+	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/manager/rollout"
 	"github.com/mms-io/mms/watchers/watchertest"
 )
@@ -91,6 +96,75 @@ func TestStreamRunsAPassOnFleetChanges(t *testing.T) {
 		synctest.Wait()
 		if n := passes.Load(); n != 2 {
 			t.Errorf("at the end of the second, %d passes in all, want 2 (the deferred one)", n)
+		}
+		cancel()
+		<-done
+	})
+}
+
+// countingStore is a DataStore that counts the reads of its items.
+type countingStore struct {
+	*watchertest.Store
+	gets atomic.Int32
+}
+
+func (s *countingStore) Get(key string) (any, bool) {
+	s.gets.Add(1)
+	return s.Store.Get(key)
+}
+
+// TestStreamLooksForNewerSpecsOnlyDuringChecks: Stream reads the data item
+// every supersedePoll while a check runs and not at all between checks,
+// so that an idle node (or a fleet of thousands in one process) has no
+// timer of it to wake for; ignored nudges are summed up in one line once
+// manager.NudgeLogInterval has passed, with no timer before the first.
+func TestStreamLooksForNewerSpecsOnlyDuringChecks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		data := &countingStore{Store: watchertest.NewStore()}
+		logs := &syncbuf.Buffer{}
+		w := &Watcher{DataItem: "spec", data: data, log: slog.New(slog.NewTextHandler(logs, nil))}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = w.Stream(ctx, func() {})
+		}()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if n := data.gets.Load(); n != 0 {
+			t.Errorf("with no check running, Stream read the data item %d times in a minute, want 0", n)
+		}
+
+		_, finish := w.checks.start(ctx, "a spec")
+		time.Sleep(supersedePoll*4 + supersedePoll/2)
+		synctest.Wait()
+		if n := data.gets.Load(); n != 4 {
+			t.Errorf("during a check of %v, Stream read the data item %d times, want 4 (every %v)", supersedePoll*4+supersedePoll/2, n, supersedePoll)
+		}
+		finish()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if n := data.gets.Load(); n != 5 {
+			t.Errorf("a minute after the check ended, Stream had read the data item %d times, want 5 (one more tick, which found no check)", n)
+		}
+
+		bad := &nats.Msg{Subject: manager.NudgeSubject, Data: []byte("{not json")}
+		for range 4 {
+			w.onNudge(bad, func() { t.Error("a malformed nudge triggered a check") })
+		}
+		synctest.Wait()
+		if got := strings.Count(logs.String(), "ignoring a malformed reconcile nudge"); got != 1 {
+			t.Errorf("%d lines for the first ignored nudge, want 1:\n%s", got, logs)
+		}
+		time.Sleep(manager.NudgeLogInterval - time.Second)
+		synctest.Wait()
+		if strings.Contains(logs.String(), "ignored more reconcile nudges") {
+			t.Errorf("the summary was logged before %v had passed:\n%s", manager.NudgeLogInterval, logs)
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if got := strings.Count(logs.String(), `msg="ignored more reconcile nudges" count=3`); got != 1 {
+			t.Errorf("%d summaries of the 3 nudges ignored after the first, want 1:\n%s", got, logs)
 		}
 		cancel()
 		<-done

@@ -16,8 +16,9 @@ import (
 	"github.com/mms-io/mms/watchers"
 )
 
-// supersedePoll is how often a running check looks for a newer spec in the
-// data item.
+// supersedePoll is how often Stream looks for a newer spec in the data
+// item while a check runs; between checks it does not look (nothing would
+// be cancelled), so an idle node has no timer of it to wake for.
 const supersedePoll = 250 * time.Millisecond
 
 // errSuperseded cancels a check whose spec was replaced by a newer one.
@@ -40,6 +41,50 @@ type checks struct {
 	lastSeen  any       // the last newer value looked at, not to inspect it again
 	lastNudge time.Time // when a nudge last triggered a check
 	fleetWait bool      // the last pass held an entry on what the fleet reports
+
+	// Stream's wake-ups, buffered (1) and made on first use (wake):
+	started chan struct{} // a check started: poll the data item while it runs
+	ignored chan struct{} // a nudge was ignored and counted, not logged: log the summary when due
+}
+
+// wake returns the channels that wake Stream (see checks.started and
+// checks.ignored), making them on first use; c.mu must be held.
+func (c *checks) wake() (started, ignored chan struct{}) {
+	if c.started == nil {
+		c.started, c.ignored = make(chan struct{}, 1), make(chan struct{}, 1)
+	}
+	return c.started, c.ignored
+}
+
+// wakes returns the channels that wake Stream.
+func (c *checks) wakes() (started, ignored <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.wake()
+}
+
+// signal sends on a wake-up channel without waiting (one pending is enough).
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// running reports whether a check is in progress.
+func (c *checks) running() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur != nil
+}
+
+// countedIgnored tells Stream that a nudge was ignored without a log line,
+// so that it logs the summary once manager.NudgeLogInterval has passed.
+func (c *checks) countedIgnored() {
+	c.mu.Lock()
+	_, ignored := c.wake()
+	c.mu.Unlock()
+	signal(ignored)
 }
 
 // setFleetWait records whether the last pass held an entry on what the
@@ -70,7 +115,9 @@ func (c *checks) start(ctx context.Context, value any) (context.Context, func())
 	}
 	c.mu.Lock()
 	c.cur, c.lastSeen = in, nil
+	started, _ := c.wake()
 	c.mu.Unlock()
+	signal(started)
 	return cctx, func() {
 		c.mu.Lock()
 		c.cur = nil
@@ -123,11 +170,13 @@ func (c *checks) nudged(now time.Time) bool {
 
 // Stream runs beside the checks: it cancels a running check when the data
 // item gets a newer spec (so a download, a governor wait or a matcher of
-// a replaced spec never holds up the new one), it triggers a check when a
-// reconcile nudge for this node arrives on manager.NudgeSubject, and,
-// while a rollout holds an entry on what the fleet reports, when a node's
-// report changes (the Fleet's manager.FleetNotifier), at most once per
-// manager.FleetRecheckMin.
+// a replaced spec never holds up the new one; it looks every
+// supersedePoll while a check runs, and not at all between checks), it
+// triggers a check when a reconcile nudge for this node arrives on
+// manager.NudgeSubject, and, while a rollout holds an entry on what the
+// fleet reports, when a node's report changes (the Fleet's
+// manager.FleetNotifier), at most once per manager.FleetRecheckMin. An
+// idle node's Stream holds no timer: it sleeps until one of these.
 func (w *Watcher) Stream(ctx context.Context, trigger func()) error {
 	if w.conn != nil {
 		sub, err := w.conn.Subscribe(manager.NudgeSubject, func(m *nats.Msg) { w.onNudge(m, trigger) })
@@ -147,19 +196,51 @@ func (w *Watcher) Stream(ctx context.Context, trigger func()) error {
 	}
 	paced := newPacer(manager.FleetRecheckMin)
 	defer paced.stop()
-	t := time.NewTicker(supersedePoll)
-	defer t.Stop()
+	started, ignored := w.checks.wakes()
+	// poll ticks while a check runs; summary fires once ignored nudges
+	// were counted and the interval of their log lines has passed. Both
+	// are nil (never ready) when there is nothing to do.
+	var poll, summary <-chan time.Time
+	var pollTicker *time.Ticker
+	var summaryTimer *time.Timer
+	stopPoll := func() {
+		if pollTicker != nil {
+			pollTicker.Stop()
+			pollTicker, poll = nil, nil
+		}
+	}
+	defer stopPoll()
+	defer func() {
+		if summaryTimer != nil {
+			summaryTimer.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case now := <-t.C:
-			if n, why := w.ignored.Summary(now); n > 0 {
-				w.log.Warn("ignored more reconcile nudges", "count", n, "within", manager.NudgeLogInterval, "last_error", why)
+		case <-started:
+			if pollTicker == nil {
+				pollTicker = time.NewTicker(supersedePoll)
+				poll = pollTicker.C
 			}
+		case <-poll:
 			v, ok := w.data.Get(w.DataItem)
 			if ok && w.checks.supersede(v) {
 				w.log.Info("a newer spec arrived during a reconcile pass; stopping that pass to apply the new spec")
+			}
+			if !w.checks.running() {
+				stopPoll()
+			}
+		case <-ignored:
+			if summaryTimer == nil {
+				summaryTimer = time.NewTimer(manager.NudgeLogInterval)
+				summary = summaryTimer.C
+			}
+		case now := <-summary:
+			summaryTimer, summary = nil, nil
+			if n, why := w.ignored.Summary(now); n > 0 {
+				w.log.Warn("ignored more reconcile nudges", "count", n, "within", manager.NudgeLogInterval, "last_error", why)
 			}
 		case <-fleet:
 			if w.checks.wantsFleet() && paced.ready(time.Now()) {
@@ -250,6 +331,8 @@ func (w *Watcher) onNudge(m *nats.Msg, trigger func()) {
 	if err := manager.CheckNudgeMessage(m.Reply, m.Header); err != nil {
 		if w.ignored.Ignore(time.Now(), err) {
 			w.log.Warn("ignoring a message on "+manager.NudgeSubject+" that is no reconcile nudge", "error", err)
+		} else {
+			w.checks.countedIgnored()
 		}
 		return
 	}
@@ -257,6 +340,8 @@ func (w *Watcher) onNudge(m *nats.Msg, trigger func()) {
 	if err != nil {
 		if w.ignored.Ignore(time.Now(), err) {
 			w.log.Warn("ignoring a malformed reconcile nudge", "error", err)
+		} else {
+			w.checks.countedIgnored()
 		}
 		return
 	}
