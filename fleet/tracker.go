@@ -224,6 +224,9 @@ type Watcher struct {
 	status jetstream.KeyWatcher
 
 	specKV, statusKV jetstream.KeyValue // to start a watch that ended again
+
+	now        func() time.Time // the clock
+	lastStatus time.Time        // when the status watch last delivered, or started
 }
 
 // Follow starts watching the live spec and the status bucket, applies
@@ -236,7 +239,7 @@ func Follow(ctx context.Context, js jetstream.JetStream, o Options) (*Watcher, e
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", o.StatusBucket, err)
 	}
-	w := &Watcher{t: t, statusKV: statusKV}
+	w := &Watcher{t: t, statusKV: statusKV, now: time.Now}
 	if w.status, err = statusKV.WatchAll(ctx); err != nil {
 		return nil, fmt.Errorf("watch bucket %s: %w", o.StatusBucket, err)
 	}
@@ -285,6 +288,7 @@ func Follow(ctx context.Context, js jetstream.JetStream, o Options) (*Watcher, e
 			t.Apply(e)
 		}
 	}
+	w.lastStatus = w.now()
 	return w, nil
 }
 
@@ -308,9 +312,20 @@ var ErrWatchEnded = errors.New("the watch ended")
 // that ends (the server holding its consumer died and the client gave up
 // on it) is started again, every second until it starts or ctx ends (the
 // error then wraps [ErrWatchEnded]); it sends every current value again.
+// So is a status watch that went silent without ending: nothing for
+// longer than nodestatus.SilenceAfter allows (two heartbeats of the
+// agents it follows), which a watch whose consumer died in a cluster can
+// do for minutes.
 func (w *Watcher) Next(ctx context.Context, timeout time.Duration) (bool, error) {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
+	// Silence is checked now (a caller may call with timeouts shorter
+	// than the ticker's period) and every SilenceCheck while Next waits.
+	if err := w.restartIfSilent(ctx); err != nil {
+		return false, err
+	}
+	silence := time.NewTicker(nodestatus.SilenceCheck)
+	defer silence.Stop()
 	changed := false
 	for {
 		var e jetstream.KeyValueEntry
@@ -321,6 +336,11 @@ func (w *Watcher) Next(ctx context.Context, timeout time.Duration) (bool, error)
 				return false, ctx.Err()
 			case <-timer.C:
 				return false, nil
+			case <-silence.C:
+				if err := w.restartIfSilent(ctx); err != nil {
+					return false, err
+				}
+				continue
 			case e, ok = <-w.specUpdates():
 				fromSpec = true
 			case e, ok = <-w.status.Updates():
@@ -343,10 +363,36 @@ func (w *Watcher) Next(ctx context.Context, timeout time.Duration) (bool, error)
 			}
 			continue
 		}
+		if !fromSpec {
+			w.lastStatus = w.now()
+		}
 		if w.t.Apply(e) {
 			changed = true
 		}
 	}
+}
+
+// restartIfSilent starts the status watch again when it went silent.
+func (w *Watcher) restartIfSilent(ctx context.Context) error {
+	if !w.statusSilent() {
+		return nil
+	}
+	old := w.status
+	go func() { _ = old.Stop() }() // Stop can block for seconds when the consumer's server is gone
+	return w.rewatch(ctx, false)
+}
+
+// statusSilent reports whether the status watch delivered nothing for
+// longer than nodestatus.SilenceAfter allows for the documents tracked.
+func (w *Watcher) statusSilent() bool {
+	limit := nodestatus.SilenceAfter(func(yield func(*nodestatus.Document) bool) {
+		for _, r := range w.t.docs {
+			if r.doc != nil && !yield(r.doc) {
+				return
+			}
+		}
+	})
+	return limit > 0 && w.now().Sub(w.lastStatus) > limit
 }
 
 // rewatchEvery is how often a watch that ended is tried again.
@@ -368,7 +414,7 @@ func (w *Watcher) rewatch(ctx context.Context, spec bool) error {
 			if spec {
 				w.spec = kw
 			} else {
-				w.status = kw
+				w.status, w.lastStatus = kw, w.now()
 			}
 			return nil
 		}

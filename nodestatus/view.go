@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -108,7 +110,7 @@ func (v *View) watch(ctx context.Context) error {
 	defer func() { go func() { _ = w.Stop() }() }() // Stop can block for seconds when the consumer's server is gone
 	tick := time.NewTicker(min(v.idle/4, time.Minute))
 	defer tick.Stop()
-	silence := time.NewTicker(silenceCheck)
+	silence := time.NewTicker(SilenceCheck)
 	defer silence.Stop()
 	lastUpdate := v.now()
 	for {
@@ -144,18 +146,23 @@ func (v *View) watch(ctx context.Context) error {
 // library would notice only after many seconds), so it is started again.
 var errSilent = errors.New("the watch went silent")
 
-// silenceCheck is how often a watch is checked for silence.
-const silenceCheck = time.Second
+// SilenceCheck is how often a watch of the status bucket is checked for
+// silence (see [SilenceAfter]).
+const SilenceCheck = time.Second
 
-// silent reports whether nothing arrived since last for longer than two
-// heartbeats of the most frequent writer among the documents followed (and
-// at least 5 s): every agent rewrites its document every heartbeat, so a
-// live watch is never that quiet.
-func (v *View) silent(last time.Time) bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
+// minSilence is the shortest silence [SilenceAfter] takes for a dead watch.
+const minSilence = 5 * time.Second
+
+// SilenceAfter is how long a watch of the status bucket may deliver
+// nothing before it is taken for dead and started again: two heartbeats of
+// the most frequent writer among docs that still run (and at least 5 s),
+// since every agent rewrites its document every heartbeat and a live
+// watch is never that quiet. It is 0 (never) when none says its heartbeat.
+// A watch whose consumer's server died can stay quiet without ending: the
+// client library may never notice, or take minutes to.
+func SilenceAfter(docs iter.Seq[*Document]) time.Duration {
 	var shortest time.Duration
-	for _, d := range v.docs {
+	for d := range docs {
 		if !d.StoppedAt.IsZero() {
 			continue
 		}
@@ -163,7 +170,19 @@ func (v *View) silent(last time.Time) bool {
 			shortest = hb
 		}
 	}
-	return shortest > 0 && v.now().Sub(last) > max(2*shortest, 5*time.Second)
+	if shortest == 0 {
+		return 0
+	}
+	return max(2*shortest, minSilence)
+}
+
+// silent reports whether nothing arrived since last for longer than
+// SilenceAfter allows.
+func (v *View) silent(last time.Time) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	limit := SilenceAfter(maps.Values(v.docs))
+	return limit > 0 && v.now().Sub(last) > limit
 }
 
 // stopIfIdle forgets the documents and reports true when Nodes has not
