@@ -227,6 +227,14 @@ type Watcher struct {
 
 	now        func() time.Time // the clock
 	lastStatus time.Time        // when the status watch last delivered, or started
+
+	// life is what the watches are started with: it ends with Follow's
+	// ctx or Stop, but has no deadline, so that starting a watch (a
+	// consumer's creation) waits the client library's own request timeout
+	// and not, say, all of `put --wait`'s, when the request is lost while
+	// a cluster elects a leader.
+	life context.Context
+	end  func()
 }
 
 // Follow starts watching the live spec and the status bucket, applies
@@ -239,13 +247,16 @@ func Follow(ctx context.Context, js jetstream.JetStream, o Options) (*Watcher, e
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", o.StatusBucket, err)
 	}
-	w := &Watcher{t: t, statusKV: statusKV, now: time.Now}
-	if w.status, err = statusKV.WatchAll(ctx); err != nil {
+	life, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, cancel)
+	w := &Watcher{t: t, statusKV: statusKV, now: time.Now, life: life, end: func() { stop(); cancel() }}
+	if w.status, err = statusKV.WatchAll(life); err != nil {
+		w.end()
 		return nil, fmt.Errorf("watch bucket %s: %w", o.StatusBucket, err)
 	}
 	if !o.StatusOnly {
 		if specKV, ok := openSpec(ctx, js, &t.spec); ok {
-			if w.spec, err = specKV.Watch(ctx, o.SpecKey); err != nil {
+			if w.spec, err = specKV.Watch(life, o.SpecKey); err != nil {
 				t.spec.State, t.spec.Err = SpecUnreadable, err
 				w.spec = nil
 			} else {
@@ -406,9 +417,9 @@ func (w *Watcher) rewatch(ctx context.Context, spec bool) error {
 		var kw jetstream.KeyWatcher
 		var err error
 		if spec {
-			kw, err = w.specKV.Watch(ctx, w.t.o.SpecKey)
+			kw, err = w.specKV.Watch(w.life, w.t.o.SpecKey)
 		} else {
-			kw, err = w.statusKV.WatchAll(ctx)
+			kw, err = w.statusKV.WatchAll(w.life)
 		}
 		if err == nil {
 			if spec {
@@ -431,5 +442,8 @@ func (w *Watcher) Stop() {
 	}
 	if w.status != nil {
 		_ = w.status.Stop()
+	}
+	if w.end != nil {
+		w.end()
 	}
 }
