@@ -250,13 +250,17 @@ func Follow(ctx context.Context, js jetstream.JetStream, o Options) (*Watcher, e
 	life, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, cancel)
 	w := &Watcher{t: t, statusKV: statusKV, now: time.Now, life: life, end: func() { stop(); cancel() }}
-	if w.status, err = statusKV.WatchAll(life); err != nil {
+	// The first watches are made with ctx, and wait as long as it allows
+	// (the caller asked to see the fleet within it); watches started
+	// again (rewatch) use life, and wait the client's request timeout a
+	// try.
+	if w.status, err = statusKV.WatchAll(ctx); err != nil {
 		w.end()
 		return nil, fmt.Errorf("watch bucket %s: %w", o.StatusBucket, err)
 	}
 	if !o.StatusOnly {
 		if specKV, ok := openSpec(ctx, js, &t.spec); ok {
-			if w.spec, err = specKV.Watch(life, o.SpecKey); err != nil {
+			if w.spec, err = specKV.Watch(ctx, o.SpecKey); err != nil {
 				t.spec.State, t.spec.Err = SpecUnreadable, err
 				w.spec = nil
 			} else {
