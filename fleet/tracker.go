@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/internal/backoff"
@@ -250,17 +251,16 @@ func Follow(ctx context.Context, js jetstream.JetStream, o Options) (*Watcher, e
 	life, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, cancel)
 	w := &Watcher{t: t, statusKV: statusKV, now: time.Now, life: life, end: func() { stop(); cancel() }}
-	// The first watches are made with ctx, and wait as long as it allows
-	// (the caller asked to see the fleet within it); watches started
-	// again (rewatch) use life, and wait the client's request timeout a
-	// try.
-	if w.status, err = statusKV.WatchAll(ctx); err != nil {
+	// Each try waits the client's request timeout (life has no deadline);
+	// one that timed out is tried again while ctx allows (the caller asked
+	// to see the fleet within it).
+	if w.status, err = startWatch(ctx, func() (jetstream.KeyWatcher, error) { return statusKV.WatchAll(life) }); err != nil {
 		w.end()
 		return nil, fmt.Errorf("watch bucket %s: %w", o.StatusBucket, err)
 	}
 	if !o.StatusOnly {
 		if specKV, ok := openSpec(ctx, js, &t.spec); ok {
-			if w.spec, err = specKV.Watch(ctx, o.SpecKey); err != nil {
+			if w.spec, err = startWatch(ctx, func() (jetstream.KeyWatcher, error) { return specKV.Watch(life, o.SpecKey) }); err != nil {
 				t.spec.State, t.spec.Err = SpecUnreadable, err
 				w.spec = nil
 			} else {
@@ -408,6 +408,24 @@ func (w *Watcher) statusSilent() bool {
 		}
 	})
 	return limit > 0 && w.now().Sub(w.lastStatus) > limit
+}
+
+// startWatch starts a watch with start, trying again every rewatchEvery
+// after a try that timed out or found no responder (a server was killed,
+// a leader is being elected) until ctx ends; another error ends it.
+func startWatch(ctx context.Context, start func() (jetstream.KeyWatcher, error)) (jetstream.KeyWatcher, error) {
+	for {
+		kw, err := start()
+		if err == nil {
+			return kw, nil
+		}
+		if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, nats.ErrNoResponders) {
+			return nil, err
+		}
+		if !backoff.Sleep(ctx, rewatchEvery) {
+			return nil, err
+		}
+	}
 }
 
 // rewatchEvery is how often a watch that ended is tried again.
