@@ -1,11 +1,15 @@
 package fleet
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/internal/natstest"
@@ -89,3 +93,35 @@ func TestNextRestartsASilentStatusWatch(t *testing.T) {
 }
 
 var errNotYet = errors.New("b's document has not arrived")
+
+// TestStartWatchRetriesTimeouts: a watch whose start timed out or found no
+// responder (a server killed, a leader being elected) is tried again
+// until it starts or ctx ends; any other error ends it at once.
+func TestStartWatchRetriesTimeouts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		started := stalledWatch{updates: make(chan jetstream.KeyValueEntry)}
+		for _, transient := range []error{context.DeadlineExceeded, nats.ErrTimeout, nats.ErrNoResponders} {
+			tries := 0
+			kw, err := startWatch(t.Context(), func() (jetstream.KeyWatcher, error) {
+				if tries++; tries < 3 {
+					return nil, fmt.Errorf("watch: %w", transient)
+				}
+				return started, nil
+			})
+			if err != nil || kw != started || tries != 3 {
+				t.Errorf("after %v twice: startWatch = %v, %v after %d tries; want the watch after 3", transient, kw, err, tries)
+			}
+		}
+		denied := errors.New("nats: permissions violation for subscription")
+		tries := 0
+		if _, err := startWatch(t.Context(), func() (jetstream.KeyWatcher, error) { tries++; return nil, denied }); !errors.Is(err, denied) || tries != 1 {
+			t.Errorf("startWatch on a permission error = %v after %d tries; want it at once", err, tries)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+		defer cancel()
+		tries = 0
+		if _, err := startWatch(ctx, func() (jetstream.KeyWatcher, error) { tries++; return nil, nats.ErrTimeout }); !errors.Is(err, nats.ErrTimeout) || tries != 2 {
+			t.Errorf("startWatch timing out until ctx ends = %v after %d tries; want the last error after 2 (one a second)", err, tries)
+		}
+	})
+}
