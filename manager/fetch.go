@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/packer"
 	"github.com/mms-io/mms/spec"
@@ -122,6 +123,7 @@ type Fetcher struct {
 	cfg    FetchConfig
 	client *http.Client
 	log    *slog.Logger
+	js     jetstream.JetStream // on cfg.Conn; nil without one
 
 	mu      sync.Mutex
 	buckets map[string]objectBucket // object store buckets opened on cfg.Conn, by name; guarded by mu
@@ -174,7 +176,15 @@ func NewFetcher(cfg FetchConfig) (*Fetcher, error) {
 	// Redirects are followed by hand, hop by hop, so that credentials only
 	// ever go to the origin the entry names (see openHTTP).
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &Fetcher{cfg: cfg, client: &client, log: log}, nil
+	f := &Fetcher{cfg: cfg, client: &client, log: log}
+	if cfg.Conn != nil {
+		js, err := jetstream.New(cfg.Conn)
+		if err != nil {
+			return nil, fmt.Errorf("new fetcher: open JetStream: %w", err)
+		}
+		f.js = js
+	}
+	return f, nil
 }
 
 // CloseIdleConnections closes the connections the Fetcher keeps open for

@@ -184,7 +184,7 @@ func directInfo(msg *nats.Msg, object string) (objectInfo, error) {
 		return objectInfo{}, fmt.Errorf("direct get: status %s %s", status, msg.Header.Get("Description"))
 	}
 	var info objectInfo
-	if err := json.Unmarshal(msg.Data, &info.ObjectInfo); err != nil {
+	if err := json.Unmarshal(msg.Data, &info); err != nil {
 		return objectInfo{}, fmt.Errorf("object %q: invalid meta message: %w", object, err)
 	}
 	if info.Deleted {

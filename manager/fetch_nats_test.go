@@ -220,6 +220,26 @@ func TestFetchObjectDirect(t *testing.T) {
 		}
 	}
 
+	// The meta message says what the object is: a link is followed, a
+	// deleted object is not found.
+	smallInfo, err := obs.GetInfo(t.Context(), "small.tgz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := obs.AddLink(t.Context(), "link.tgz", smallInfo); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := fetchAll(t, f, small.entry("nats://ARCHIVES/link.tgz")); err != nil || !bytes.Equal(got, small.data) {
+		t.Fatalf("fetch link.tgz = %d bytes, %v, want small.tgz's %d bytes", len(got), err, len(small.data))
+	}
+	if err := obs.Delete(t.Context(), "fine.tgz"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fetchAll(t, f, small.entry("nats://ARCHIVES/fine.tgz")); err == nil || !strings.Contains(err.Error(), `object "fine.tgz" not found`) {
+		t.Fatalf("fetch of a deleted object = %v, want not found", err)
+	}
+	apiRequests()
+
 	// Without direct gets: the object store's own get.
 	info, err := js.Stream(t.Context(), "OBJ_ARCHIVES")
 	if err != nil {
