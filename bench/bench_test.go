@@ -241,6 +241,23 @@ func TestSourcesRow(t *testing.T) {
 	if r.Result != want || r.Met == nil || *r.Met || r.Values["all_ratio_5000"] != 1.25 {
 		t.Errorf("sourcesRow = %q met %v, want %q, not met (nats slower at 5,000)", r.Result, r.Met, want)
 	}
+	if strings.Contains(r.Result, "round by round") {
+		t.Errorf("sourcesRow = %q: rounds of rows without them", r.Result)
+	}
+
+	// The rounds of a fleet whose puts alternated: the k-th puts of
+	// each source are a round.
+	res := fleetResult{by: map[string]*putStats{
+		SourceNATS: {all: []time.Duration{900, 1100, 1000, 1300}},
+		SourceHTTP: {all: []time.Duration{1000, 1000, 1000, 1000}},
+	}}
+	nats := fleet(2000, 1050, 2)
+	pairRounds(nats, res)
+	r, _ = sourcesRow([]Row{nats}, []Row{fleet(2000, 1000, 2)})
+	want = "2,000: all 1.05 s vs 1.00 s (×1.05), 2.00 vs 2.00 ms CPU per agent, round by round ×1.05 (nats:// no slower in 2 of 4)"
+	if r.Result != want || math.Abs(r.Values["paired_ratio_2000"]-1.05) > 1e-9 {
+		t.Errorf("sourcesRow = %q, paired_ratio_2000 %v, want %q, 1.05", r.Result, r.Values["paired_ratio_2000"], want)
+	}
 	if _, ok := sourcesRow([]Row{fleet(1000, 900, 2)}, nil); ok {
 		t.Error("a comparison without http rows")
 	}

@@ -70,9 +70,14 @@ func sourcesRow(nats, http []Row) (Row, bool) {
 		}
 		n := int(r.Values["agents"])
 		ratio := r.Values["all_ms"] / h.Values["all_ms"]
-		parts = append(parts, fmt.Sprintf("%s: all %s vs %s (×%.2f), %.2f vs %.2f ms CPU per agent",
+		part := fmt.Sprintf("%s: all %s vs %s (×%.2f), %.2f vs %.2f ms CPU per agent",
 			thousands(n), ms(time.Duration(r.Values["all_ms"]*float64(time.Millisecond))), ms(time.Duration(h.Values["all_ms"]*float64(time.Millisecond))),
-			ratio, r.Values["cpu_ms_per_agent"], h.Values["cpu_ms_per_agent"]))
+			ratio, r.Values["cpu_ms_per_agent"], h.Values["cpu_ms_per_agent"])
+		if rounds := r.Values["paired_rounds"]; rounds > 0 {
+			part += fmt.Sprintf(", round by round ×%.2f (nats:// no slower in %.0f of %.0f)", r.Values["paired_ratio_median"], r.Values["paired_nats_faster"], rounds)
+			values[fmt.Sprintf("paired_ratio_%d", n)] = r.Values["paired_ratio_median"]
+		}
+		parts = append(parts, part)
 		values[fmt.Sprintf("all_ratio_%d", n)] = ratio
 		values[fmt.Sprintf("cpu_ratio_%d", n)] = r.Values["cpu_ms_per_agent"] / h.Values["cpu_ms_per_agent"]
 		met = met && ratio <= 1
@@ -84,7 +89,9 @@ func sourcesRow(nats, http []Row) (Row, bool) {
 		ID: "fleet-nats-vs-http", Group: GroupFleet, Name: "fleet, nats:// against http:// (the same fleets, puts alternating the source)",
 		Result: strings.Join(parts, "; "), Values: values, Target: "nats:// all ≤ http:// all",
 		Note: "\"all\" is the median time from a put until every agent ran its version (the fleet rows'); ×ratio = nats:// / http://; " +
-			"each fleet's puts alternate the two sources (nats, http, http, nats, nats, http), so both are measured on the same agents",
+			"each fleet's puts alternate the two sources (nats, http, http, nats, nats, http), so both are measured on the same agents; " +
+			"\"round by round\" is the median of the ratios of each round's two puts, made one after the other, and in how many rounds nats:// reached every agent no later than http:// " +
+			"(it shows how much of a ratio is the run's noise; the target is judged on the medians)",
 	}
 	r.judge(met)
 	return r, true
@@ -200,8 +207,45 @@ func (b *bench) fleetRows1(ctx context.Context, n int, cluster bool, sources []s
 	rows := make([]Row, len(sources))
 	for i, src := range sources {
 		rows[i] = b.fleetRow(n, cluster, src, len(sources) > 1, res, err)
+		if src == SourceNATS {
+			pairRounds(rows[i], res)
+		}
 	}
 	return rows
+}
+
+// pairRounds adds to the nats:// row of a fleet whose puts alternated
+// nats:// and http:// the comparison round by round: the k-th puts of the
+// two sources came one after the other (see putSource), on the same
+// agents and heap, so their ratio is free of what drifts across a run.
+// Its values: paired_rounds, paired_nats_faster (the rounds whose nats://
+// put reached every agent no later than its http:// put) and
+// paired_ratio_median.
+func pairRounds(r Row, res fleetResult) {
+	nats, http := res.by[SourceNATS], res.by[SourceHTTP]
+	if nats == nil || http == nil || r.Values == nil {
+		return
+	}
+	k := min(len(nats.all), len(http.all))
+	if k == 0 {
+		return
+	}
+	ratios := make([]float64, k)
+	faster := 0
+	for i := range k {
+		ratios[i] = nats.all[i].Seconds() / max(http.all[i].Seconds(), 1e-9)
+		if nats.all[i] <= http.all[i] {
+			faster++
+		}
+	}
+	slices.Sort(ratios)
+	med := ratios[k/2]
+	if k%2 == 0 {
+		med = (ratios[k/2-1] + ratios[k/2]) / 2
+	}
+	r.Values["paired_rounds"] = float64(k)
+	r.Values["paired_nats_faster"] = float64(faster)
+	r.Values["paired_ratio_median"] = med
 }
 
 // fleetNames are the ID, group and name of the row of a fleet of n agents
