@@ -139,11 +139,35 @@ const webName = "web"
 // webVersion is the version string of the k-th version of web.
 func webVersion(k int) string { return fmt.Sprintf("1.0.%d", k) }
 
+// webServer is the loopback web server of the versions fetched over
+// http://; a nil *webServer (every version in the object store) does
+// nothing.
+type webServer struct{ srv *httptest.Server }
+
+// Close stops the server.
+func (w *webServer) Close() {
+	if w != nil {
+		w.srv.Close()
+	}
+}
+
+// DropConnections closes the agents' connections to the server, as a
+// real interval between two puts does: an agent's transport closes a
+// download connection idle for 90 s (Go's default), and web servers sooner
+// (nginx after 75 s), whereas its NATS connection stays. Without it, a
+// bench's puts, seconds apart, found every http:// agent still connected,
+// which a fleet's puts, minutes or days apart, never do.
+func (w *webServer) DropConnections() {
+	if w != nil {
+		w.srv.CloseClientConnections()
+	}
+}
+
 // webVersions archives versions 0..n of web and publishes them where the
 // agents fetch them from: version k from putSource(sources, k), env's object
-// store (nats) or a web server on loopback (http), stopped by the returned
-// func.
-func (b *bench) webVersions(ctx context.Context, env *natsEnv, n int, sources []string) ([]spec.Machine, func(), error) {
+// store (nats) or a web server on loopback (http), returned (nil when
+// none is from http).
+func (b *bench) webVersions(ctx context.Context, env *natsEnv, n int, sources []string) ([]spec.Machine, *webServer, error) {
 	dir, err := b.dir("web")
 	if err != nil {
 		return nil, nil, err
@@ -170,13 +194,13 @@ func (b *bench) webVersions(ctx context.Context, env *natsEnv, n int, sources []
 		out = append(out, e)
 	}
 	if len(onWeb) == 0 {
-		return out, func() {}, nil
+		return out, nil, nil
 	}
 	srv := httptest.NewServer(mux)
 	for _, k := range onWeb {
 		out[k].Source = srv.URL + out[k].Source
 	}
-	return out, srv.Close, nil
+	return out, &webServer{srv: srv}, nil
 }
 
 // putSource is where version k of web comes from in a fleet that

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,6 +20,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mms-io/mms/internal/natstest"
 )
 
 func TestParseStatCPU(t *testing.T) {
@@ -413,11 +416,11 @@ func TestWebVersionsAlternateSources(t *testing.T) {
 	}
 	defer env.close()
 	sources := []string{SourceNATS, SourceHTTP}
-	versions, stop, err := b.webVersions(t.Context(), env, 4, sources)
+	versions, web, err := b.webVersions(t.Context(), env, 4, sources)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer stop()
+	defer web.Close()
 	if len(versions) != 5 {
 		t.Fatalf("webVersions(4) made %d versions, want 5", len(versions))
 	}
@@ -444,6 +447,58 @@ func TestWebVersionsAlternateSources(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestWebServerDropConnections: after DropConnections, an agent's next
+// download opens a new connection, as after a real interval between
+// puts; without it, the connection of the last download is reused.
+func TestWebServerDropConnections(t *testing.T) {
+	b := &bench{root: t.TempDir()}
+	env, err := startNATS(t.Context(), t.TempDir(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.close()
+	versions, web, err := b.webVersions(t.Context(), env, 1, []string{SourceHTTP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer web.Close()
+	client := &http.Client{Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
+	reused := func() bool {
+		t.Helper()
+		var got bool
+		trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { got = i.Reused }}
+		req, err := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), http.MethodGet, versions[1].Source, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return got
+	}
+	reused()
+	if !reused() {
+		t.Fatal("a second download right after the first opened a new connection; want the idle one reused")
+	}
+	web.DropConnections()
+	// The client learns that the server closed its idle connection when
+	// its read loop sees EOF, soon after: until then a request may still
+	// pick it and fail, which net/http retries on a new connection.
+	natstest.Eventually(t, 10*time.Second, func() error {
+		if reused() {
+			return errors.New("the download after DropConnections reused a connection")
+		}
+		return nil
+	})
+	var none *webServer // every version in the object store
+	none.DropConnections()
+	none.Close()
 }
 
 // TestShellPipelineLeavesItsTreeForLater: with a graveyard, the shell

@@ -268,18 +268,19 @@ func waitCluster(ctx context.Context, servers []*server.Server) error {
 // startWebFleet starts servers embedded servers under dir (see startNATS),
 // publishes versions 0..rounds of web where the agents fetch them and
 // puts version 0 under key of the spec bucket; version k is fetched from
-// putSource(sources, k) (SourceNATS, SourceHTTP). stop stops it all.
-func (b *bench) startWebFleet(ctx context.Context, dir string, servers, rounds int, key string, sources []string) (env *natsEnv, versions []spec.Machine, stop func(), err error) {
+// putSource(sources, k) (SourceNATS, SourceHTTP), over http:// from web.
+// stop stops it all.
+func (b *bench) startWebFleet(ctx context.Context, dir string, servers, rounds int, key string, sources []string) (env *natsEnv, versions []spec.Machine, web *webServer, stop func(), err error) {
 	if env, err = startNATS(ctx, dir, servers); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	versions, stopWeb, err := b.webVersions(ctx, env, rounds, sources)
+	versions, web, err = b.webVersions(ctx, env, rounds, sources)
 	if err != nil {
 		env.close()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	stop = func() {
-		stopWeb()
+		web.Close()
 		env.close()
 	}
 	first, err := b.keys.seal(1, versions[:1])
@@ -288,7 +289,7 @@ func (b *bench) startWebFleet(ctx context.Context, dir string, servers, rounds i
 	}
 	if err != nil {
 		stop()
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
-	return env, versions, stop, nil
+	return env, versions, web, stop, nil
 }

@@ -434,7 +434,7 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 	const key = "fleet"
 	warmUp := len(sources)
 	puts := warmUp + rounds*len(sources)
-	env, versions, stopFleet, err := b.startWebFleet(ctx, dir, servers, puts, key, sources)
+	env, versions, web, stopFleet, err := b.startWebFleet(ctx, dir, servers, puts, key, sources)
 	if err != nil {
 		return res, err
 	}
@@ -505,6 +505,10 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 	for k := 1; k <= puts; k++ {
 		src, measured := putSource(sources, k), k > warmUp
 		st := res.stats(src)
+		// Each put finds the fleet as a real one does (see
+		// DropConnections), and the agents' end of the connections is
+		// done with before it.
+		web.DropConnections()
 		// Let the last round's tail (status writes, old trees) finish.
 		b.prog.stepf("%s: waiting for the agents to settle", name)
 		if !quiesce(ctx, time.Minute, shardCPUs(shards)...) {

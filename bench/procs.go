@@ -141,11 +141,11 @@ func (b *bench) measureProcs(ctx context.Context, f procsFleet, n, puts int, nam
 	}
 	defer env.close()
 	obs := env.obs
-	versions, stopWeb, err := b.webVersions(ctx, env, puts, []string{SourceNATS})
+	versions, web, err := b.webVersions(ctx, env, puts, []string{SourceNATS})
 	if err != nil {
 		return err
 	}
-	defer stopWeb()
+	defer web.Close()
 	const key = "procs"
 	first, err := b.keys.seal(1, versions[:1])
 	if err != nil {

@@ -49,11 +49,11 @@ func (b *bench) measurePut(ctx context.Context, changes int) ([]time.Duration, e
 	}
 	defer env.close()
 	obs := env.obs
-	versions, stopWeb, err := b.webVersions(ctx, env, changes, []string{b.cfg.source()})
+	versions, web, err := b.webVersions(ctx, env, changes, []string{b.cfg.source()})
 	if err != nil {
 		return nil, err
 	}
-	defer stopWeb()
+	defer web.Close()
 	const key, identity = "put", "put-node"
 	first, err := b.keys.seal(1, versions[:1])
 	if err != nil {
@@ -77,6 +77,7 @@ func (b *bench) measurePut(ctx context.Context, changes int) ([]time.Duration, e
 			return nil, err
 		}
 		b.prog.countf("%d/%d", k, changes)
+		web.DropConnections()
 		syncDisks() // the install's flush must not pay for the bench's writes
 		start := time.Now()
 		if err := env.put(ctx, key, next); err != nil {

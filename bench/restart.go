@@ -81,7 +81,7 @@ func (b *bench) measureRestart(ctx context.Context, n int, name string) (res res
 		return res, err
 	}
 	const key = "restart"
-	env, versions, stopFleet, err := b.startWebFleet(ctx, dir, 3, 1, key, []string{SourceNATS})
+	env, versions, _, stopFleet, err := b.startWebFleet(ctx, dir, 3, 1, key, []string{SourceNATS})
 	if err != nil {
 		return res, err
 	}
