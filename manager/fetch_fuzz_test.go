@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nats.go"
 )
 
 // FuzzNextHop checks the redirect policy on arbitrary Location headers: an
@@ -42,6 +44,49 @@ func FuzzNextHop(f *testing.F) {
 			t.Fatalf("nextHop(%q) from %s downgrades to %s (allowHTTP %v)", location, cur, next, allowHTTP)
 		case next.Host == "":
 			t.Fatalf("nextHop(%q) = %s without a host", location, next)
+		}
+	})
+}
+
+// FuzzDirectInfo checks the reading of an object's meta message, which
+// comes from the object store's stream (whoever may write to the bucket
+// wrote it): it never panics, and what it accepts is a live object with
+// a chunk id, or a link.
+func FuzzDirectInfo(f *testing.F) {
+	for _, data := range []string{
+		`{"name":"web.tgz","bucket":"ARCHIVES","nuid":"Xb5Yk0GcW2o8h6mRr3TqJd","size":420,"chunks":1,"digest":"SHA-256=abc","mtime":"2026-12-05T08:00:00Z"}`,
+		`{"name":"web.tgz","nuid":"Xb5","size":0,"chunks":0,"deleted":true}`,
+		`{"name":"link.tgz","options":{"link":{"bucket":"ARCHIVES","name":"web.tgz"}}}`,
+		`{"name":"x","size":1}`,
+		`{"nuid":"a","size":-1}`,
+		`{"nuid":"a","size":1e30}`,
+		`{"nuid":"a","chunks":"1"}`,
+		`{"options":null,"nuid":""}`,
+		`[]`, `null`, ``, `{`,
+	} {
+		f.Add([]byte(data), "")
+	}
+	f.Add([]byte(nil), "404")
+	f.Add([]byte(nil), "408")
+	f.Add([]byte(`{"nuid":"a"}`), "200")
+	f.Fuzz(func(t *testing.T, data []byte, status string) {
+		msg := nats.NewMsg("_INBOX.x.y")
+		msg.Data = data
+		if status != "" {
+			msg.Header.Set("Status", status)
+		}
+		info, err := directInfo(msg, "web.tgz")
+		if err != nil {
+			if info != (objectInfo{}) {
+				t.Fatalf("directInfo failed (%v) and returned %+v", err, info)
+			}
+			return
+		}
+		if info.Deleted {
+			t.Fatalf("directInfo accepted a deleted object: %+v", info)
+		}
+		if info.NUID == "" && !info.isLink() {
+			t.Fatalf("directInfo accepted an object without a chunk id: %+v", info)
 		}
 	})
 }
