@@ -196,9 +196,11 @@ func (b *bench) fleetRows1(ctx context.Context, n int, cluster bool, sources []s
 	}
 	id, _, name, servers := fleetNames(n, cluster, named)
 	// Six measured puts per source: a garbage collection of the fleet's
-	// heap (about 0.35 ms of CPU per agent at 1,000) lands on one put in
+	// heap (about 0.35 ms of CPU per agent at 1,000) landed on one put in
 	// three or four, and with three puts per source which source it fell
-	// to decided the comparison (the same ±15 % either way round).
+	// to decided the comparison (the same ±15 % either way round). Each
+	// put now starts collected and is charged a share of a collection
+	// (see collect.go); the six puts still average the machine's noise.
 	rounds := 6
 	if b.cfg.Quick {
 		rounds = 1
@@ -304,11 +306,16 @@ func (b *bench) fleetRow(n int, cluster bool, source string, alternated bool, re
 			"cpu_ms_per_agent":    perAgent,
 			"faults_per_agent":    faultsPerAgent,
 			"heap_warmed_mb":      float64(res.warmed) / 1e6,
+			// The collections' shares in cpu_ms_per_agent (see
+			// collect.go), and in how many processes' puts one fell
+			// inside instead.
+			"collection_ms_per_agent": msValue(st.collections) / float64(n*max(len(st.all), 1)),
+			"collected_inside":        float64(st.collectedInside),
 		},
 		Note: fmt.Sprintf("time from the put until each agent's host loaded the new version; \"all\" is the time until the last agent did (the median over %d puts%s). "+
 			"The agents and server(s) share %s and the machine's %d CPUs: while converging they kept %.2f CPUs busy (other processes %.2f), %.1f ms of CPU per agent per put "+
-			"(a real fleet has a CPU per node) and took %.0f minor page faults per agent per put (after the heap was warmed by %.0f MB, see warmHeap); %s to start them all; live heap %.0f MB (%.2f MB per agent, with the server%s), peak RSS %.0f MB; agent directories in %s",
-			len(st.all), alternating, fleetProcesses(res.shards), cpus(), busy, others, perAgent, faultsPerAgent, float64(res.warmed)/1e6, ms(res.start), res.liveHeap/1e6, res.liveHeap/1e6/float64(n-res.shardAgents), shardHeap(res.shards), res.peakRSS/1e6, b.fleetRoot),
+			"(a real fleet has a CPU per node; of which %.2f ms its share of a collection: every process collects before each put, and a put is charged the collection's CPU × what it allocated / the room the collector left, see collect.go) and took %.0f minor page faults per agent per put (after the heap was warmed by %.0f MB, see warmHeap); %s to start them all; live heap %.0f MB (%.2f MB per agent, with the server%s), peak RSS %.0f MB; agent directories in %s",
+			len(st.all), alternating, fleetProcesses(res.shards), cpus(), busy, others, perAgent, msValue(st.collections)/float64(n*max(len(st.all), 1)), faultsPerAgent, float64(res.warmed)/1e6, ms(res.start), res.liveHeap/1e6, res.liveHeap/1e6/float64(n-res.shardAgents), shardHeap(res.shards), res.peakRSS/1e6, b.fleetRoot),
 	}
 	r.Values["shard_processes"] = float64(res.shards)
 	if hasTarget {
@@ -380,8 +387,13 @@ type putStats struct {
 	times []time.Duration // from put to running, every agent of every put
 	all   []time.Duration // from put until every agent ran, per put
 	// cpu is the CPU time this process and the shards used from each put
-	// until every agent ran the new version, wall that time.
-	cpu, wall time.Duration
+	// until every agent ran the new version, wall that time. cpu includes
+	// the collections' shares charged to the puts (see collect.go), also
+	// in collections; collectedInside counts the processes and puts in
+	// which a collection fell inside the put instead.
+	cpu, wall       time.Duration
+	collections     time.Duration
+	collectedInside int
 	// others is the CPU time the machine's other processes used then.
 	others time.Duration
 	// faults is the minor page faults this process and the shards took
@@ -451,6 +463,7 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 	}
 	var agents []*inProcess
 	var shards []*child
+	var shardFrom []int // the first agent of each shard
 	defer func() {
 		b.prog.stepf("%s: stopping the agents", name)
 		for _, c := range shards {
@@ -494,6 +507,7 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 			return res, err
 		}
 		shards = append(shards, c)
+		shardFrom = append(shardFrom, part.From)
 	}
 	res.shards, res.shardAgents = len(shards), n-local
 	if err := obs.await(ctx, webName, v0, n, wait, func(got int) { b.prog.countf("%d of %d running", got, n) }); err != nil {
@@ -524,6 +538,13 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 		what := "put"
 		if !measured {
 			what = "warm-up put"
+		}
+		// Every process collects now, and the put is charged its share
+		// of a collection (see collect.go).
+		b.prog.stepf("%s: collecting every process's heap", name)
+		collected, err := collectFleet(env.nc, shardFrom)
+		if err != nil {
+			return res, err
 		}
 		b.prog.stepf("%s: %s %d of %d (%s)", name, what, k, puts, src)
 		obs.forgetFailures()
@@ -557,7 +578,13 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 		st.times = append(st.times, times...)
 		st.all = append(st.all, maximum(times))
 		cpu := used1.cpu - used0.cpu
-		st.cpu += cpu
+		share, inside, err := collected.shares(env.nc)
+		if err != nil {
+			return res, err
+		}
+		st.cpu += cpu + share
+		st.collections += share
+		st.collectedInside += inside
 		st.faults += used1.faults - used0.faults
 		st.others += max(busy1-busy0-cpu, 0)
 		st.wall += wall

@@ -44,6 +44,13 @@ func RunShard(ctx context.Context, s Shard, runAgent func(context.Context, []str
 		return fmt.Errorf("bench shard: connect: %w", err)
 	}
 	defer nc.Close()
+	// The fleet row asks this process to collect its heap before each
+	// put, and what it allocated after (see collect.go).
+	sub, err := answerCollections(nc, s.From)
+	if err != nil {
+		return fmt.Errorf("bench shard: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
 	obs, err := observe(nc)
 	if err != nil {
 		return err

@@ -131,4 +131,10 @@ func testBenchShards(t *testing.T, bin, dir string) {
 	if row.Error != "" || row.Values["shard_processes"] < 1 || row.Values["agents"] != 60 || row.Values["all_ms"] <= 0 {
 		t.Errorf("fleet-60 under a low file limit = %+v, want every agent measured with a shard process", row)
 	}
+	// Before each put, the shard collected its heap when asked (a shard
+	// that did not answer fails the row), and the row says what share of
+	// a collection its puts were charged.
+	if _, ok := row.Values["collection_ms_per_agent"]; !ok || row.Values["collection_ms_per_agent"] < 0 || row.Values["collection_ms_per_agent"] > row.Values["cpu_ms_per_agent"] {
+		t.Errorf("fleet-60 collection share %v of %v ms per agent, want a share of the CPU", row.Values["collection_ms_per_agent"], row.Values["cpu_ms_per_agent"])
+	}
 }
