@@ -63,10 +63,12 @@ it ends. Rows (select groups with --only):
            per size, its puts alternating the sources (nats, http, http,
            nats, nats, http…), a row for each; before each put the
            web server closes the agents' http:// connections, as the
-           minutes between a real fleet's puts do. Then the slope (CPU
-           per agent per put by fleet size, the largest's against the
-           smallest's from 1,000) and nats:// against http:// size by
-           size, also round by round.
+           minutes between a real fleet's puts do, and every fleet
+           process collects its heap (a put is charged its share of a
+           collection, not whichever collection fell on it). Then the
+           slope (CPU per agent per put by fleet size, the largest's
+           against the smallest's from 1,000) and nats:// against
+           http:// size by size, also round by round.
   cluster  the same against a 3-server cluster with R3 buckets.
   restart  the largest --agents fleet (at most 1,000; with --quick the
            smallest) on that cluster, every
