@@ -594,8 +594,10 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 
 // startPutProfile starts the profiles of a fleet row's puts when
 // Config.PutProfile asks for them, and returns the function that stops
-// them: the CPU profile, and the heap profiles (allocations since the
-// process started) at the start and at the end, for
+// them: the CPU profile (which also covers the collection this process
+// makes before each put, see collect.go: runtime.gcBgMarkWorker and
+// runtime.GC in it are mostly those), and the heap profiles (allocations
+// since the process started) at the start and at the end, for
 // `go tool pprof -sample_index=alloc_space -base START END`.
 func (b *bench) startPutProfile(name, id string) (func(), error) {
 	if b.cfg.PutProfile == "" {

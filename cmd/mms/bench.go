@@ -128,7 +128,7 @@ The bench asserts nothing: it reports each row against its target.`,
   mms bench --out bench.json                 # the full run, table and JSON
   mms bench --only fleet,cluster --agents 1000
   mms bench --only put --cpuprofile put.pprof   # go tool pprof put.pprof
-  mms bench --only fleet --agents 1000,5000 --put-profile prof-   # prof-fleet-1000.pprof, prof-fleet-5000.pprof: the puts only
+  mms bench --only fleet --agents 1000,5000 --put-profile prof-   # prof-fleet-1000.pprof, prof-fleet-5000.pprof: the puts and the collections before them
   mms bench --only procs --procs 200 --compare-agent ./mms-v0.1   # real agent processes, this release against an older one`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -149,7 +149,7 @@ The bench asserts nothing: it reports each row against its target.`,
 	f.StringVar(&o.fleetDir, "fleet-dir", "", "keep the fleet agents' directories under `DIR` (default /dev/shm when it exists, else --dir: see above)")
 	f.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (the put, fleet and spec rows) to `FILE`")
-	f.StringVar(&o.putProfile, "put-profile", "", "write a CPU profile of this process covering each fleet row's puts to `PREFIX`<row id>.pprof (not with --cpuprofile)")
+	f.StringVar(&o.putProfile, "put-profile", "", "write a CPU profile of this process covering each fleet row's puts, and the collection it makes before each, to `PREFIX`<row id>.pprof (not with --cpuprofile)")
 	f.IntVar(&o.perProcess, "agents-per-process", 0, "run at most `N` fleet agents in one process, the rest in shard processes (default: every size over as many processes as the largest needs under ulimit -n)")
 	f.IntVar(&o.procs, "procs", 0, "agent processes of the procs rows (default 200, with --quick 10)")
 	f.StringVar(&o.compare, "compare-agent", "", "also run the procs rows with the agents of another mms `BINARY` (e.g. an older release), alternately, and compare")
