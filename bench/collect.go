@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/mms-io/mms/internal/backoff"
 )
 
 // A fleet's heap is collected once every few puts (GOGC 400, see
@@ -107,13 +110,13 @@ func answerCollections(nc *nats.Conn, from int) (*nats.Subscription, error) {
 
 // askShard sends shard process from the request what and decodes its
 // answer into v; a shard that has not subscribed yet (it is still
-// warming its heap) is asked again until wait passes.
-func askShard(nc *nats.Conn, from int, what string, v any, wait time.Duration) error {
-	deadline := time.Now().Add(wait)
+// warming its heap) is asked again until wait passes or ctx ends.
+func askShard(ctx context.Context, nc *nats.Conn, from int, what string, v any, wait time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
 	for {
-		m, err := nc.Request(collectSubject(from), []byte(what), wait)
-		if errors.Is(err, nats.ErrNoResponders) && time.Now().Before(deadline) {
-			time.Sleep(100 * time.Millisecond)
+		m, err := nc.RequestWithContext(ctx, collectSubject(from), []byte(what))
+		if errors.Is(err, nats.ErrNoResponders) && backoff.Sleep(ctx, 100*time.Millisecond) {
 			continue
 		}
 		if err != nil {
@@ -132,11 +135,11 @@ type fleetCollections struct {
 
 // collectFleet collects the heap of this process and of every shard
 // process (shardFrom: the first agent of each), one after the other.
-func collectFleet(nc *nats.Conn, shardFrom []int) (fleetCollections, error) {
+func collectFleet(ctx context.Context, nc *nats.Conn, shardFrom []int) (fleetCollections, error) {
 	fc := fleetCollections{self: collectNow(), shards: map[int]collection{}}
 	for _, from := range shardFrom {
 		var c collection
-		if err := askShard(nc, from, "collect", &c, time.Minute); err != nil {
+		if err := askShard(ctx, nc, from, "collect", &c, time.Minute); err != nil {
 			return fc, err
 		}
 		fc.shards[from] = c
@@ -147,7 +150,7 @@ func collectFleet(nc *nats.Conn, shardFrom []int) (fleetCollections, error) {
 // shares returns the collections' shares charged to the put that just
 // ended (see collection.share), summed over the processes, and how many
 // processes had a collection inside the put instead.
-func (fc fleetCollections) shares(nc *nats.Conn) (total time.Duration, inside int, err error) {
+func (fc fleetCollections) shares(ctx context.Context, nc *nats.Conn) (total time.Duration, inside int, err error) {
 	add := func(c collection, now heapCounters) {
 		if d, ok := c.share(now); ok {
 			total += d
@@ -158,7 +161,7 @@ func (fc fleetCollections) shares(nc *nats.Conn) (total time.Duration, inside in
 	add(fc.self, heapNow())
 	for from, c := range fc.shards {
 		var now heapCounters
-		if err := askShard(nc, from, "counters", &now, time.Minute); err != nil {
+		if err := askShard(ctx, nc, from, "counters", &now, time.Minute); err != nil {
 			return total, inside, err
 		}
 		add(c, now)

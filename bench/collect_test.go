@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +53,7 @@ func TestCollectFleet(t *testing.T) {
 	}
 	defer sub.Unsubscribe()
 	before := heapNow()
-	fc, err := collectFleet(env.nc, []int{7})
+	fc, err := collectFleet(t.Context(), env.nc, []int{7})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,12 +65,19 @@ func TestCollectFleet(t *testing.T) {
 		t.Errorf("shard 7 collected %+v, this process %+v, after %+v: want a collection each, with room", c, fc.self, before)
 	}
 	sink = make([]byte, 1<<20)
-	total, inside, err := fc.shares(env.nc)
+	total, inside, err := fc.shares(t.Context(), env.nc)
 	if err != nil || total < 0 || inside < 0 || inside > 2 {
 		t.Errorf("shares after the put = %v, %d inside, %v", total, inside, err)
 	}
 	var none collection
-	if err := askShard(env.nc, 8, "collect", &none, 300*time.Millisecond); err == nil || !strings.Contains(err.Error(), "shard 8") {
+	if err := askShard(t.Context(), env.nc, 8, "collect", &none, 300*time.Millisecond); err == nil || !strings.Contains(err.Error(), "shard 8") {
 		t.Errorf("asking a shard that is not there = %v, want an error naming it", err)
+	}
+	// A bench that stops does not wait out a missing shard.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	began := time.Now()
+	if err := askShard(ctx, env.nc, 8, "collect", &none, time.Minute); err == nil || time.Since(began) > 10*time.Second {
+		t.Errorf("asking a missing shard with a cancelled ctx = %v after %v, want an error at once", err, time.Since(began))
 	}
 }

@@ -542,7 +542,7 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 		// Every process collects now, and the put is charged its share
 		// of a collection (see collect.go).
 		b.prog.stepf("%s: collecting every process's heap", name)
-		collected, err := collectFleet(env.nc, shardFrom)
+		collected, err := collectFleet(ctx, env.nc, shardFrom)
 		if err != nil {
 			return res, err
 		}
@@ -578,7 +578,7 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 		st.times = append(st.times, times...)
 		st.all = append(st.all, maximum(times))
 		cpu := used1.cpu - used0.cpu
-		share, inside, err := collected.shares(env.nc)
+		share, inside, err := collected.shares(ctx, env.nc)
 		if err != nil {
 			return res, err
 		}
