@@ -286,6 +286,7 @@ func (b *bench) fleetRow(n int, cluster bool, source string, alternated bool, re
 	busy := st.cpu.Seconds() / max(st.wall.Seconds(), 1e-9)
 	others := st.others.Seconds() / max(st.wall.Seconds(), 1e-9)
 	perAgent := msValue(st.cpu) / float64(n*max(len(st.all), 1))
+	collectionPerAgent := msValue(st.collections) / float64(n*max(len(st.all), 1))
 	faultsPerAgent := float64(st.faults) / float64(n*max(len(st.all), 1))
 	p50, p99 := median(st.times), percentile(st.times, 99)
 	alternating := ""
@@ -309,13 +310,13 @@ func (b *bench) fleetRow(n int, cluster bool, source string, alternated bool, re
 			// The collections' shares in cpu_ms_per_agent (see
 			// collect.go), and in how many processes' puts one fell
 			// inside instead.
-			"collection_ms_per_agent": msValue(st.collections) / float64(n*max(len(st.all), 1)),
+			"collection_ms_per_agent": collectionPerAgent,
 			"collected_inside":        float64(st.collectedInside),
 		},
 		Note: fmt.Sprintf("time from the put until each agent's host loaded the new version; \"all\" is the time until the last agent did (the median over %d puts%s). "+
 			"The agents and server(s) share %s and the machine's %d CPUs: while converging they kept %.2f CPUs busy (other processes %.2f), %.1f ms of CPU per agent per put "+
 			"(a real fleet has a CPU per node; of which %.2f ms its share of a collection: every process collects before each put, and a put is charged the collection's CPU × what it allocated / the room the collector left, see collect.go) and took %.0f minor page faults per agent per put (after the heap was warmed by %.0f MB, see warmHeap); %s to start them all; live heap %.0f MB (%.2f MB per agent, with the server%s), peak RSS %.0f MB; agent directories in %s",
-			len(st.all), alternating, fleetProcesses(res.shards), cpus(), busy, others, perAgent, msValue(st.collections)/float64(n*max(len(st.all), 1)), faultsPerAgent, float64(res.warmed)/1e6, ms(res.start), res.liveHeap/1e6, res.liveHeap/1e6/float64(n-res.shardAgents), shardHeap(res.shards), res.peakRSS/1e6, b.fleetRoot),
+			len(st.all), alternating, fleetProcesses(res.shards), cpus(), busy, others, perAgent, collectionPerAgent, faultsPerAgent, float64(res.warmed)/1e6, ms(res.start), res.liveHeap/1e6, res.liveHeap/1e6/float64(n-res.shardAgents), shardHeap(res.shards), res.peakRSS/1e6, b.fleetRoot),
 	}
 	r.Values["shard_processes"] = float64(res.shards)
 	if hasTarget {
