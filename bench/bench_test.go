@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/spec"
 )
 
 func TestParseStatCPU(t *testing.T) {
@@ -406,21 +407,29 @@ func TestPutSourceAlternates(t *testing.T) {
 	}
 }
 
-// TestWebVersionsAlternateSources: each version of an alternating fleet is
-// published where its source says, and the web server serves it.
-func TestWebVersionsAlternateSources(t *testing.T) {
+// testWebVersions publishes versions 0..n of web from sources (see
+// webVersions) on a server of its own, both stopped when t ends.
+func testWebVersions(t *testing.T, n int, sources []string) ([]spec.Machine, *webServer) {
+	t.Helper()
 	b := &bench{root: t.TempDir()}
 	env, err := startNATS(t.Context(), t.TempDir(), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer env.close()
-	sources := []string{SourceNATS, SourceHTTP}
-	versions, web, err := b.webVersions(t.Context(), env, 4, sources)
+	t.Cleanup(env.close)
+	versions, web, err := b.webVersions(t.Context(), env, n, sources)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer web.Close()
+	t.Cleanup(web.Close)
+	return versions, web
+}
+
+// TestWebVersionsAlternateSources: each version of an alternating fleet is
+// published where its source says, and the web server serves it.
+func TestWebVersionsAlternateSources(t *testing.T) {
+	sources := []string{SourceNATS, SourceHTTP}
+	versions, _ := testWebVersions(t, 4, sources)
 	if len(versions) != 5 {
 		t.Fatalf("webVersions(4) made %d versions, want 5", len(versions))
 	}
@@ -453,17 +462,7 @@ func TestWebVersionsAlternateSources(t *testing.T) {
 // download opens a new connection, as after a real interval between
 // puts; without it, the connection of the last download is reused.
 func TestWebServerDropConnections(t *testing.T) {
-	b := &bench{root: t.TempDir()}
-	env, err := startNATS(t.Context(), t.TempDir(), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer env.close()
-	versions, web, err := b.webVersions(t.Context(), env, 1, []string{SourceHTTP})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer web.Close()
+	versions, web := testWebVersions(t, 1, []string{SourceHTTP})
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
 	reused := func() bool {
