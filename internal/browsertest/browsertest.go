@@ -58,6 +58,7 @@ var Flags = []chromedp.ExecAllocatorOption{
 }
 
 // New starts a headless Chromium with a fresh profile under tb.TempDir()
+// and a temporary directory of its own, both removed when the test ends,
 // and a window of width × height, and returns the context of its first
 // tab for chromedp.Run. The browser stops when the test ends. Without a
 // browser the test skips, saying so on stderr too, or fails when
@@ -73,9 +74,19 @@ func New(tb testing.TB, width, height int) context.Context {
 		fmt.Fprintln(os.Stderr, "browsertest: "+msg)
 		tb.Skip(msg)
 	}
+	// Chromium makes a directory for its singleton socket under $TMPDIR
+	// and leaves it there: give it one that goes when the browser has
+	// stopped (cleanups run last first), short because a socket's path
+	// fits in 107 bytes, which tb.TempDir() can exceed.
+	tmp, err := os.MkdirTemp("", "mms-chromium-")
+	if err != nil {
+		tb.Fatalf("browsertest: %v", err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(tmp) })
 	opts := append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.UserDataDir(tb.TempDir()),
+		chromedp.Env("TMPDIR=" + tmp),
 		chromedp.WindowSize(width, height),
 	}, Flags...)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -36,5 +37,31 @@ func TestNewRendersAPage(t *testing.T) {
 	}
 	if got != "from script" {
 		t.Errorf("text of #p = %q, want %q", got, "from script")
+	}
+}
+
+// TestNewLeavesNoTempFiles runs a browser in a test of its own with
+// $TMPDIR pointing at an empty directory: when that test ends the
+// directory is empty again (Chromium's singleton socket directory went
+// with the test's own temporary directory).
+func TestNewLeavesNoTempFiles(t *testing.T) {
+	tmp, err := os.MkdirTemp("", "bt") // short: Chromium's socket path must fit
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(tmp)
+	t.Setenv("TMPDIR", tmp)
+	t.Run("browser", func(t *testing.T) {
+		ctx := browsertest.New(t, 400, 300)
+		if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	entries, err := os.ReadDir(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		t.Errorf("left in $TMPDIR after the browser's test ended: %s", e.Name())
 	}
 }
