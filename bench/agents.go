@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,7 +32,8 @@ func (b *bench) agentArgs(servers, stateDir, identity, key string) []string {
 // inProcess is an agent running in this process (Config.RunAgent).
 type inProcess struct {
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{} // closed when RunAgent returned, err set
+	err    error
 	stderr *tail
 }
 
@@ -42,17 +44,25 @@ type inProcess struct {
 func (b *bench) startInProcess(args []string) *inProcess {
 	args = append(slices.Clip(args), "--fs-notify=false")
 	ctx, cancel := context.WithCancel(context.Background())
-	a := &inProcess{cancel: cancel, done: make(chan error, 1), stderr: &tail{}}
-	go func() { a.done <- b.cfg.RunAgent(ctx, args, a.stderr) }()
+	a := &inProcess{cancel: cancel, done: make(chan struct{}), stderr: &tail{}}
+	go func() {
+		a.err = b.cfg.RunAgent(ctx, args, a.stderr)
+		close(a.done)
+	}()
 	return a
 }
 
-// exited returns the agent's error if it has stopped already.
+// stopped is closed once the agent has stopped.
+func (a *inProcess) stopped() <-chan struct{} { return a.done }
+
+// exited returns why the agent stopped, if it has stopped already.
 func (a *inProcess) exited() (error, bool) {
 	select {
-	case err := <-a.done:
-		a.done <- err
-		return a.explain(err), true
+	case <-a.done:
+		if a.err == nil {
+			return fmt.Errorf("agent: stopped by itself: %s", a.stderr.String()), true
+		}
+		return a.explain(a.err), true
 	default:
 		return nil, false
 	}
@@ -62,9 +72,8 @@ func (a *inProcess) exited() (error, bool) {
 func (a *inProcess) stop(timeout time.Duration) error {
 	a.cancel()
 	select {
-	case err := <-a.done:
-		a.done <- err
-		return a.explain(err)
+	case <-a.done:
+		return a.explain(a.err)
 	case <-time.After(timeout):
 		return fmt.Errorf("agent did not stop within %v", timeout)
 	}
@@ -75,6 +84,25 @@ func (a *inProcess) explain(err error) error {
 		return nil
 	}
 	return fmt.Errorf("agent: %w: %s", err, a.stderr.String())
+}
+
+// untilExit returns a context that ends with ctx, or as soon as the agent
+// a stops, with why as its cause: a wait for the agent's events then ends
+// at once instead of at its timeout. cancel releases it.
+func untilExit(ctx context.Context, a interface {
+	stopped() <-chan struct{}
+	exited() (error, bool)
+}) (_ context.Context, cancel func()) {
+	ctx, cancelCause := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-a.stopped():
+			err, _ := a.exited()
+			cancelCause(err)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancelCause(nil) }
 }
 
 // stopAll stops agents, many at once, and returns the first error.
@@ -106,7 +134,8 @@ func stopAll(agents []*inProcess, timeout time.Duration) error {
 // child is an agent process (Config.AgentCommand).
 type child struct {
 	cmd    *exec.Cmd
-	done   chan error
+	done   chan struct{} // closed when the process was waited for, err set
+	err    error
 	stderr *tail
 }
 
@@ -120,12 +149,15 @@ func (b *bench) startChild(ctx context.Context, args, env []string) (*child, err
 
 // startCmd starts cmd, its output kept for errors; what names it in them.
 func startCmd(cmd *exec.Cmd, what string) (*child, error) {
-	c := &child{cmd: cmd, done: make(chan error, 1), stderr: &tail{}}
+	c := &child{cmd: cmd, done: make(chan struct{}), stderr: &tail{}}
 	cmd.Stdout, cmd.Stderr = c.stderr, c.stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start %s: %w", what, err)
 	}
-	go func() { c.done <- cmd.Wait() }()
+	go func() {
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
 	return c, nil
 }
 
@@ -138,12 +170,14 @@ func (c *child) cpu() time.Duration {
 	return t
 }
 
-// exited returns the agent's error if it has stopped already.
+// stopped is closed once the process has exited.
+func (c *child) stopped() <-chan struct{} { return c.done }
+
+// exited returns why the agent process exited, if it has already.
 func (c *child) exited() (error, bool) {
 	select {
-	case err := <-c.done:
-		c.done <- err
-		return fmt.Errorf("agent process exited: %v: %s", err, c.stderr.String()), true
+	case <-c.done:
+		return fmt.Errorf("agent process exited: %v: %s", cmp.Or[error](c.err, errors.New("status 0")), c.stderr.String()), true
 	default:
 		return nil, false
 	}
@@ -154,10 +188,9 @@ func (c *child) exited() (error, bool) {
 func (c *child) stop() error {
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-c.done:
-		c.done <- err
-		if err != nil {
-			return fmt.Errorf("agent process: %w: %s", err, c.stderr.String())
+	case <-c.done:
+		if c.err != nil {
+			return fmt.Errorf("agent process: %w: %s", c.err, c.stderr.String())
 		}
 		return nil
 	case <-time.After(30 * time.Second):

@@ -90,10 +90,12 @@ func (b *bench) measureIdle(ctx context.Context, window, settle time.Duration, n
 			err = serr
 		}
 	}()
+	wait, cancel := untilExit(ctx, agent) // an agent that stops fails the row at once
+	defer cancel()
 	deadline := time.Now().Add(2 * time.Minute)
 	for i, n := range names {
 		b.prog.countf("%d of %d running", i, len(names))
-		if _, err := obs.awaitOne(ctx, identity, n, "1.0.0", time.Until(deadline)); err != nil {
+		if _, err := obs.awaitOne(wait, identity, n, "1.0.0", time.Until(deadline)); err != nil {
 			if aerr, ok := agent.exited(); ok {
 				return res, aerr
 			}

@@ -228,7 +228,9 @@ func (b *bench) installRound(ctx context.Context, env *natsEnv, obs *observer, s
 		return err
 	}
 	defer agent.stop()
-	if _, err := obs.awaitOne(ctx, key, probeName, "1.0.0", time.Minute); err != nil {
+	wait, cancel := untilExit(ctx, agent) // an agent that stops fails the row at once
+	defer cancel()
+	if _, err := obs.awaitOne(wait, key, probeName, "1.0.0", time.Minute); err != nil {
 		if aerr, ok := agent.exited(); ok {
 			return aerr
 		}
@@ -252,7 +254,7 @@ func (b *bench) installRound(ctx context.Context, env *natsEnv, obs *observer, s
 		if err := env.put(ctx, key, next); err != nil {
 			return err
 		}
-		at, err := obs.awaitOne(ctx, key, bigName, a.version, 5*time.Minute)
+		at, err := obs.awaitOne(wait, key, bigName, a.version, 5*time.Minute)
 		if err != nil {
 			if aerr, ok := agent.exited(); ok {
 				return aerr

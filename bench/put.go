@@ -64,7 +64,9 @@ func (b *bench) measurePut(ctx context.Context, changes int) ([]time.Duration, e
 	}
 	a := b.startInProcess(b.agentArgs(env.urls, filepath.Join(dir, "agent"), identity, key))
 	defer a.stop(time.Minute)
-	if err := obs.await(ctx, webName, webVersion(0), 1, time.Minute, nil); err != nil {
+	wait, cancel := untilExit(ctx, a) // an agent that stops fails the row at once
+	defer cancel()
+	if err := obs.await(wait, webName, webVersion(0), 1, time.Minute, nil); err != nil {
 		if aerr, ok := a.exited(); ok {
 			return nil, aerr
 		}
@@ -83,7 +85,7 @@ func (b *bench) measurePut(ctx context.Context, changes int) ([]time.Duration, e
 		if err := env.put(ctx, key, next); err != nil {
 			return nil, err
 		}
-		if err := obs.await(ctx, webName, webVersion(k), 1, time.Minute, nil); err != nil {
+		if err := obs.await(wait, webName, webVersion(k), 1, time.Minute, nil); err != nil {
 			if aerr, ok := a.exited(); ok {
 				return nil, aerr
 			}
