@@ -32,18 +32,30 @@ func TestMain(m *testing.M) {
 	if targets := os.Getenv(floodEnv); targets != "" {
 		os.Exit(flood(targets))
 	}
-	dir, err := os.MkdirTemp("", "mms-bin-")
+	// Everything the tests and the processes they start put in the
+	// temporary directory goes with this run's own: an agent a test kills
+	// while its exec watcher runs a command leaves that command's
+	// WATCHER_DATA and WATCHER_FACTS files behind. (Mode 1777 like /tmp:
+	// some tests run programs as nobody from copies under it.)
+	tmp, err := os.MkdirTemp("", "mms-cmd-test-")
+	if err == nil {
+		err = errors.Join(os.Chmod(tmp, os.ModeSticky|0o777), os.Setenv("TMPDIR", tmp))
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binDir = dir
+	binDir = filepath.Join(tmp, "bin")
+	if err := os.Mkdir(binDir, 0o700); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	if pkgDir, err = os.Getwd(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	os.RemoveAll(tmp)
 	os.Exit(code)
 }
 
