@@ -86,23 +86,33 @@ func (a *inProcess) explain(err error) error {
 	return fmt.Errorf("agent: %w: %s", err, a.stderr.String())
 }
 
+// exiter is an agent the bench started, in this process or as a child.
+type exiter interface {
+	stopped() <-chan struct{}
+	exited() (error, bool)
+}
+
 // untilExit returns a context that ends with ctx, or as soon as the agent
 // a stops, with why as its cause: a wait for the agent's events then ends
 // at once instead of at its timeout. cancel releases it.
-func untilExit(ctx context.Context, a interface {
-	stopped() <-chan struct{}
-	exited() (error, bool)
-}) (_ context.Context, cancel func()) {
+func untilExit(ctx context.Context, a exiter) (_ context.Context, cancel func()) {
 	ctx, cancelCause := context.WithCancelCause(ctx)
+	cancelOnExit(ctx, cancelCause, a)
+	return ctx, func() { cancelCause(nil) }
+}
+
+// cancelOnExit ends ctx through cancel, with why a stopped as the cause,
+// as soon as a stops; it lets go once ctx ends. Several agents can end
+// one ctx: the first to stop names the cause.
+func cancelOnExit(ctx context.Context, cancel context.CancelCauseFunc, a exiter) {
 	go func() {
 		select {
 		case <-a.stopped():
 			err, _ := a.exited()
-			cancelCause(err)
+			cancel(err)
 		case <-ctx.Done():
 		}
 	}()
-	return ctx, func() { cancelCause(nil) }
 }
 
 // stopAll stops agents, many at once, and returns the first error.

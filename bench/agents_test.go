@@ -91,3 +91,24 @@ func TestPutRowEndsWhenTheAgentStops(t *testing.T) {
 		t.Errorf("rows = %+v, want the put row failed with the agent's error", rep.Rows)
 	}
 }
+
+// TestProcsRowEndsWhenAnAgentStops runs the procs row with agent processes
+// that exit at once: the row fails with their own words at once, not after
+// the minute and more it would wait for them to run the first version.
+func TestProcsRowEndsWhenAnAgentStops(t *testing.T) {
+	cfg := Config{Only: []string{GroupProcs}, Quick: true, ProcAgents: 2, Dir: t.TempDir(),
+		AgentCommand: func(ctx context.Context, _ []string) *exec.Cmd {
+			return exec.CommandContext(ctx, "sh", "-c", "echo mms: no public key to trust >&2; exit 2")
+		}}
+	start := time.Now()
+	rep, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("the procs row took %v to see that its agents had stopped", took)
+	}
+	if len(rep.Rows) != 1 || !strings.Contains(rep.Rows[0].Error, "no public key to trust") {
+		t.Errorf("rows = %+v, want the procs row failed with the agents' error", rep.Rows)
+	}
+}

@@ -165,6 +165,9 @@ func (b *bench) measureProcs(ctx context.Context, f procsFleet, n, puts int, nam
 			}
 		}
 	}()
+	// The waits for the agents' events end as soon as one of them stops.
+	waitCtx, cancelWait := context.WithCancelCause(ctx)
+	defer cancelWait(nil)
 	identities := make([]string, n)
 	wait := fleetWait(n)
 	for i := range identities {
@@ -175,7 +178,7 @@ func (b *bench) measureProcs(ctx context.Context, f procsFleet, n, puts int, nam
 			if i-got < fleetStarting {
 				break
 			}
-			if err := obs.await(ctx, webName, webVersion(0), got+1, wait, nil); err != nil {
+			if err := obs.await(waitCtx, webName, webVersion(0), got+1, wait, nil); err != nil {
 				return fmt.Errorf("agents did not start: %w", err)
 			}
 		}
@@ -185,9 +188,10 @@ func (b *bench) measureProcs(ctx context.Context, f procsFleet, n, puts int, nam
 			return err
 		}
 		agents = append(agents, a)
+		cancelOnExit(waitCtx, cancelWait, a)
 		b.prog.countf("%d of %d started", i+1, n)
 	}
-	if err := obs.await(ctx, webName, webVersion(0), n, wait, func(got int) { b.prog.countf("%d of %d running", got, n) }); err != nil {
+	if err := obs.await(waitCtx, webName, webVersion(0), n, wait, func(got int) { b.prog.countf("%d of %d running", got, n) }); err != nil {
 		return err
 	}
 	res.startAll = append(res.startAll, time.Since(began))
@@ -207,7 +211,7 @@ func (b *bench) measureProcs(ctx context.Context, f procsFleet, n, puts int, nam
 		if err := env.put(ctx, key, next); err != nil {
 			return err
 		}
-		if err := obs.await(ctx, webName, webVersion(k), n, wait, func(got int) { b.prog.countf("%d of %d run version %d", got, n, k) }); err != nil {
+		if err := obs.await(waitCtx, webName, webVersion(k), n, wait, func(got int) { b.prog.countf("%d of %d run version %d", got, n, k) }); err != nil {
 			return err
 		}
 		res.cpu += cpu() - cpu0
