@@ -492,6 +492,10 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 	}()
 	v0 := webVersion(0)
 	wait := fleetWait(n)
+	// The waits for the agents' events end as soon as a shard process
+	// stops; fleetFailure then says which and why.
+	waitCtx, cancelWait := context.WithCancelCause(ctx)
+	defer cancelWait(nil)
 	part := Shard{URLs: env.urls, PublicKey: b.keys.pub, Key: key, Dir: agentDirs, From: 0, Count: local}
 	if err := b.startAgents(ctx, obs, part, 0, &agents, wait); err != nil {
 		return res, b.fleetFailure(obs, agents, shards, identities, v0, err)
@@ -499,7 +503,7 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 	for part.From = local; part.From < n; part.From += part.Count {
 		// Each shard starts once the agents before it run, and paces
 		// its own.
-		if err := obs.await(ctx, webName, v0, part.From, wait, func(got int) { b.prog.countf("%d of %d running", got, n) }); err != nil {
+		if err := obs.await(waitCtx, webName, v0, part.From, wait, func(got int) { b.prog.countf("%d of %d running", got, n) }); err != nil {
 			return res, b.fleetFailure(obs, agents, shards, identities, v0, err)
 		}
 		part.Count = min(perShard, n-part.From)
@@ -509,9 +513,10 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 		}
 		shards = append(shards, c)
 		shardFrom = append(shardFrom, part.From)
+		cancelOnExit(waitCtx, func(error) { cancelWait(errShardStopped) }, c)
 	}
 	res.shards, res.shardAgents = len(shards), n-local
-	if err := obs.await(ctx, webName, v0, n, wait, func(got int) { b.prog.countf("%d of %d running", got, n) }); err != nil {
+	if err := obs.await(waitCtx, webName, v0, n, wait, func(got int) { b.prog.countf("%d of %d running", got, n) }); err != nil {
 		return res, b.fleetFailure(obs, agents, shards, identities, v0, err)
 	}
 	res.start = time.Since(began)
@@ -561,7 +566,7 @@ func (b *bench) measureFleet(ctx context.Context, n, servers, rounds int, name, 
 			return res, err
 		}
 		res.puts = k
-		if err := obs.await(ctx, webName, webVersion(k), n, wait, func(got int) { b.prog.countf("%d of %d run version %d", got, n, k) }); err != nil {
+		if err := obs.await(waitCtx, webName, webVersion(k), n, wait, func(got int) { b.prog.countf("%d of %d run version %d", got, n, k) }); err != nil {
 			times := obs.loadTimes(webName, webVersion(k), identities, start)
 			if measured {
 				st.times = append(st.times, times...)
@@ -795,6 +800,10 @@ func (s gcSettings) restore() {
 	debug.SetMemoryLimit(s.limit)
 	runtime.GC()
 }
+
+// errShardStopped ends a fleet row's wait when a shard process stops;
+// fleetFailure adds which and why.
+var errShardStopped = errors.New("a shard process stopped")
 
 // fleetFailure adds to err which agents do not run version of web yet,
 // what they logged, and why agents stopped, if any did.

@@ -4,16 +4,22 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/mms-io/mms/bench"
+	"github.com/mms-io/mms/internal/natstest"
+	"github.com/mms-io/mms/internal/syncbuf"
 )
 
 // TestBenchQuick builds the binary and runs `mms bench --quick` as a user
@@ -37,6 +43,7 @@ func TestBenchQuick(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	t.Run("sharded fleet", func(t *testing.T) { testBenchShards(t, bin, dir) })
+	t.Run("a shard that stops", func(t *testing.T) { testBenchShardStops(t, bin, dir) })
 	report := filepath.Join(dir, "bench.json")
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
@@ -137,4 +144,74 @@ func testBenchShards(t *testing.T, bin, dir string) {
 	if _, ok := row.Values["collection_ms_per_agent"]; !ok || row.Values["collection_ms_per_agent"] < 0 || row.Values["collection_ms_per_agent"] > row.Values["cpu_ms_per_agent"] {
 		t.Errorf("fleet-60 collection share %v of %v ms per agent, want a share of the CPU", row.Values["collection_ms_per_agent"], row.Values["cpu_ms_per_agent"])
 	}
+}
+
+// testBenchShardStops runs the sharded fleet row of testBenchShards and
+// kills its shard process with SIGKILL (as the kernel's OOM killer would):
+// the row fails at once, saying a shard process exited, instead of
+// waiting out the minute it gives the agents to converge.
+func testBenchShardStops(t *testing.T, bin, dir string) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skipf("no sh to lower the open file limit: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sh, "-c", `ulimit -n 1400 && exec "$0" bench --quick --only fleet --source nats --agents 60 --json --dir "$1"`, bin, dir)
+	var stdout, stderr syncbuf.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var shard int
+	natstest.Eventually(t, time.Minute, func() error {
+		if shard = childWith(cmd.Process.Pid, "--fleet-shard"); shard == 0 {
+			return errors.New("no shard process yet")
+		}
+		return nil
+	})
+	if err := syscall.Kill(shard, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	if err := <-done; err != nil {
+		t.Fatalf("mms bench: %v\nstderr:\n%s", err, stderr.String())
+	}
+	if took := time.Since(killed); took > 30*time.Second {
+		t.Errorf("the bench took %v to end after its shard was killed", took)
+	}
+	var rep bench.Report
+	if err := json.Unmarshal([]byte(stdout.String()), &rep); err != nil {
+		t.Fatalf("the report does not parse: %v\n%s", err, stdout.String())
+	}
+	if len(rep.Rows) != 1 || !strings.Contains(rep.Rows[0].Error, "a shard process exited") || !strings.Contains(rep.Rows[0].Error, "signal: killed") {
+		t.Errorf("rows = %+v, want fleet-60 failed, naming the shard process killed", rep.Rows)
+	}
+}
+
+// childWith returns the pid of a child of ppid whose command line holds
+// arg, or 0 (Linux /proc).
+func childWith(ppid int, arg string) int {
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Field 4 is the parent's pid, after the command's name in parentheses.
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if len(fields) < 2 || fields[1] != strconv.Itoa(ppid) {
+			continue
+		}
+		if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && bytes.Contains(cmdline, []byte(arg)) {
+			return pid
+		}
+	}
+	return 0
 }
