@@ -79,16 +79,24 @@ func TestPutRowEndsWhenTheAgentStops(t *testing.T) {
 			fmt.Fprintln(stderr, "mms: refusing the state directory")
 			return errors.New("mms agent exited with status 1")
 		}}
+	wantFailsAtOnce(t, cfg, "refusing the state directory")
+}
+
+// wantFailsAtOnce runs cfg's one row group, whose agents stop at once: its
+// one row must fail with their words (want) well before the minute the
+// row gives its agents to run a version.
+func wantFailsAtOnce(t *testing.T, cfg Config, want string) {
+	t.Helper()
 	start := time.Now()
 	rep, err := Run(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if took := time.Since(start); took > 30*time.Second {
-		t.Errorf("the put row took %v to see that its agent had stopped", took)
+		t.Errorf("the %s row took %v to see that its agents had stopped", cfg.Only[0], took)
 	}
-	if len(rep.Rows) != 1 || !strings.Contains(rep.Rows[0].Error, "refusing the state directory") {
-		t.Errorf("rows = %+v, want the put row failed with the agent's error", rep.Rows)
+	if len(rep.Rows) != 1 || !strings.Contains(rep.Rows[0].Error, want) {
+		t.Errorf("rows = %+v, want the %s row failed with the agents' error %q", rep.Rows, cfg.Only[0], want)
 	}
 }
 
@@ -100,15 +108,5 @@ func TestProcsRowEndsWhenAnAgentStops(t *testing.T) {
 		AgentCommand: func(ctx context.Context, _ []string) *exec.Cmd {
 			return exec.CommandContext(ctx, "sh", "-c", "echo mms: no public key to trust >&2; exit 2")
 		}}
-	start := time.Now()
-	rep, err := Run(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if took := time.Since(start); took > 30*time.Second {
-		t.Errorf("the procs row took %v to see that its agents had stopped", took)
-	}
-	if len(rep.Rows) != 1 || !strings.Contains(rep.Rows[0].Error, "no public key to trust") {
-		t.Errorf("rows = %+v, want the procs row failed with the agents' error", rep.Rows)
-	}
+	wantFailsAtOnce(t, cfg, "no public key to trust")
 }

@@ -114,14 +114,9 @@ func TestBenchQuick(t *testing.T) {
 // one process to hold the fleet: the bench must run part of it in a shard
 // process and still measure every agent.
 func testBenchShards(t *testing.T, bin, dir string) {
-	sh, err := exec.LookPath("sh")
-	if err != nil {
-		t.Skipf("no sh to lower the open file limit: %v", err)
-	}
-	// 60 agents need 60*8+1024 descriptors; 1400 leaves room for 45 here.
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, sh, "-c", `ulimit -n 1400 && exec "$0" bench --quick --only fleet --source nats --agents 60 --json --dir "$1"`, bin, dir)
+	cmd := shardedBench(ctx, t, bin, dir)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -151,13 +146,9 @@ func testBenchShards(t *testing.T, bin, dir string) {
 // the row fails at once, saying a shard process exited, instead of
 // waiting out the minute it gives the agents to converge.
 func testBenchShardStops(t *testing.T, bin, dir string) {
-	sh, err := exec.LookPath("sh")
-	if err != nil {
-		t.Skipf("no sh to lower the open file limit: %v", err)
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, sh, "-c", `ulimit -n 1400 && exec "$0" bench --quick --only fleet --source nats --agents 60 --json --dir "$1"`, bin, dir)
+	cmd := shardedBench(ctx, t, bin, dir)
 	var stdout, stderr syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -189,6 +180,19 @@ func testBenchShardStops(t *testing.T, bin, dir string) {
 	if len(rep.Rows) != 1 || !strings.Contains(rep.Rows[0].Error, "a shard process exited") || !strings.Contains(rep.Rows[0].Error, "signal: killed") {
 		t.Errorf("rows = %+v, want fleet-60 failed, naming the shard process killed", rep.Rows)
 	}
+}
+
+// shardedBench returns `mms bench` measuring a fleet row of 60 agents
+// under an open file limit too low for one process to hold them (60 agents
+// need 60*8+1024 descriptors; 1400 leaves room for 45 here), its JSON
+// report on stdout.
+func shardedBench(ctx context.Context, t *testing.T, bin, dir string) *exec.Cmd {
+	t.Helper()
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skipf("no sh to lower the open file limit: %v", err)
+	}
+	return exec.CommandContext(ctx, sh, "-c", `ulimit -n 1400 && exec "$0" bench --quick --only fleet --source nats --agents 60 --json --dir "$1"`, bin, dir)
 }
 
 // childWith returns the pid of a child of ppid whose command line holds
