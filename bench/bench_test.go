@@ -233,6 +233,78 @@ func TestSlopeRow(t *testing.T) {
 	}
 }
 
+// TestSlopeRowLessTheBackground checks the slope of fleets measured idle
+// too: judged on the put's own CPU, and on the idle CPU per agent and
+// second, not on the CPU with the background a longer put counts more of.
+func TestSlopeRowLessTheBackground(t *testing.T) {
+	fleet := func(n int, all, own, idle float64) Row {
+		return Row{ID: fmt.Sprintf("fleet-%d", n), Values: map[string]float64{
+			"agents": float64(n), "cpu_ms_per_agent": all, "put_cpu_ms_per_agent": own, "idle_ms_per_agent_s": idle}}
+	}
+	tests := []struct {
+		name       string
+		rows       []Row
+		wantResult string
+		wantMet    bool
+		wantRatio  float64
+	}{
+		{"the put's own is flat, with the background it grows",
+			[]Row{fleet(1000, 1.3, 1.27, 0.05), fleet(5000, 1.6, 1.4, 0.045)},
+			"the put's own 1,000: 1.27 ms, 5,000: 1.40 ms; 1,000 → 5,000: ×1.10; with the fleet's background over the put's time 1.30 / 1.60 ms (×1.23); idle 0.050 / 0.045 ms per agent per second (×0.90)",
+			true, 1.4 / 1.27},
+		{"the idle fleet's CPU per agent grows",
+			[]Row{fleet(1000, 1.3, 1.27, 0.05), fleet(5000, 1.6, 1.3, 0.07)},
+			"the put's own 1,000: 1.27 ms, 5,000: 1.30 ms; 1,000 → 5,000: ×1.02; with the fleet's background over the put's time 1.30 / 1.60 ms (×1.23); idle 0.050 / 0.070 ms per agent per second (×1.40)",
+			false, 1.3 / 1.27},
+		{"the put's own grows",
+			[]Row{fleet(1000, 1.3, 1.27, 0.05), fleet(5000, 1.8, 1.6, 0.05)},
+			"the put's own 1,000: 1.27 ms, 5,000: 1.60 ms; 1,000 → 5,000: ×1.26; with the fleet's background over the put's time 1.30 / 1.80 ms (×1.38); idle 0.050 / 0.050 ms per agent per second (×1.00)",
+			false, 1.6 / 1.27},
+		{"a row not measured idle: the CPU with the background, as measured",
+			[]Row{fleet(1000, 1.3, 1.27, 0.05), {ID: "fleet-5000", Values: map[string]float64{"agents": 5000, "cpu_ms_per_agent": 1.5}}},
+			"1,000: 1.30 ms, 5,000: 1.50 ms; 1,000 → 5,000: ×1.15",
+			true, 1.5 / 1.3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, ok := slopeRow(tt.rows, false, SourceNATS)
+			if !ok {
+				t.Fatal("no slope row")
+			}
+			if r.Result != tt.wantResult || r.Met == nil || *r.Met != tt.wantMet || math.Abs(r.Values["ratio"]-tt.wantRatio) > 1e-9 {
+				t.Errorf("slope row = %q met %v ratio %v,\nwant %q met %v ratio %v", r.Result, r.Met, r.Values["ratio"], tt.wantResult, tt.wantMet, tt.wantRatio)
+			}
+		})
+	}
+}
+
+// TestFleetRowLessTheBackground checks the fleet row's share of the idle
+// fleet's CPU: the idle CPU per agent and second times a put's mean wall
+// time, taken from the CPU per agent per put.
+func TestFleetRowLessTheBackground(t *testing.T) {
+	b := &bench{}
+	st := &putStats{all: []time.Duration{time.Second, 3 * time.Second}, times: []time.Duration{time.Second, 3 * time.Second},
+		cpu: 400 * time.Millisecond, wall: 4 * time.Second}
+	res := fleetResult{by: map[string]*putStats{SourceNATS: st}, idleCPU: 50 * time.Millisecond, idleWall: 10 * time.Second}
+	r := b.fleetRow(100, false, SourceNATS, false, res, nil)
+	// 400 ms over 100 agents and 2 puts: 2 ms per agent per put; idle,
+	// 50 ms over 10 s and 100 agents: 0.05 ms per agent per second, over
+	// a put's mean 2 s: 0.1 ms.
+	for key, want := range map[string]float64{"cpu_ms_per_agent": 2, "idle_ms_per_agent_s": 0.05, "background_ms_per_agent": 0.1, "put_cpu_ms_per_agent": 1.9} {
+		if got, ok := r.Values[key]; !ok || math.Abs(got-want) > 1e-9 {
+			t.Errorf("%s = %v (present %v), want %v", key, got, ok, want)
+		}
+	}
+	if !strings.Contains(r.Note, "the put's own CPU is 1.90 ms per agent") {
+		t.Errorf("the note does not give the put's own CPU: %s", r.Note)
+	}
+	res.idleCPU, res.idleWall = 0, 0
+	r = b.fleetRow(100, false, SourceNATS, false, res, nil)
+	if _, ok := r.Values["put_cpu_ms_per_agent"]; ok {
+		t.Errorf("a fleet not measured idle has the put's own CPU: %v", r.Values)
+	}
+}
+
 func TestSourcesRow(t *testing.T) {
 	fleet := func(n int, allMs, cpu float64) Row {
 		return Row{Values: map[string]float64{"agents": float64(n), "all_ms": allMs, "cpu_ms_per_agent": cpu}}

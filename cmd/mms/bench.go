@@ -65,9 +65,12 @@ it ends. Rows (select groups with --only):
            web server closes the agents' http:// connections, as the
            minutes between a real fleet's puts do, and every fleet
            process collects its heap (a put is charged its share of a
-           collection, not whichever collection fell on it). Then the
-           slope (CPU per agent per put by fleet size, the largest's
-           against the smallest's from 1,000) and nats:// against
+           collection, not whichever collection fell on it); after
+           the puts, the fleet idle for 30 s (its agents' timers and
+           heartbeats). Then the slope (CPU per agent per put by fleet
+           size, the largest's against the smallest's from 1,000: the
+           put's own CPU, less the idle fleet's over the put's time,
+           and the idle CPU per agent per second) and nats:// against
            http:// size by size, also round by round.
   cluster  the same against a 3-server cluster with R3 buckets.
   restart  the largest --agents fleet (at most 1,000; with --quick the
@@ -118,7 +121,11 @@ the puts pay the first touch of every new page (a page fault each, which
 a VM makes expensive), a cost that grows with the fleet's heap. Each fleet
 row reports the CPU the bench and the machine's other processes used while
 converging, and the page faults per agent per put: with 2 CPUs for 5,000
-agents, CPU per agent is what the row measures.
+agents, CPU per agent is what the row measures. On shared CPUs a put of
+N agents lasts about N times as long, and the fleet's background (each
+agent's timers and heartbeats, flat per agent and second) would count N
+times over per agent in it: the slope judges the put's own CPU, and the
+idle CPU per agent per second apart.
 
 A full run takes about 15 minutes and, for 5,000 agents, about 13 GB of
 memory; --quick runs every row small and short (under a minute,

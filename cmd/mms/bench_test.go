@@ -105,6 +105,25 @@ func TestBenchQuick(t *testing.T) {
 				n, n, nats.Values["start_s"], http.Values["start_s"], nats.Values["puts"], http.Values["puts"])
 		}
 	}
+	// Each single-server fleet was measured idle after its puts, and its
+	// rows and slope leave that background out of the put's own CPU; the
+	// cluster's were not.
+	for _, id := range []string{"fleet-10", "fleet-50", "fleet-10-http", "fleet-50-http"} {
+		v := byID[id].Values
+		if v["idle_ms_per_agent_s"] <= 0 || v["background_ms_per_agent"] <= 0 || v["put_cpu_ms_per_agent"] != v["cpu_ms_per_agent"]-v["background_ms_per_agent"] {
+			t.Errorf("%s: idle %v ms per agent per second, background %v, the put's own %v of %v ms per agent; want the idle fleet measured and its share left out",
+				id, v["idle_ms_per_agent_s"], v["background_ms_per_agent"], v["put_cpu_ms_per_agent"], v["cpu_ms_per_agent"])
+		}
+	}
+	if _, ok := byID["cluster-10"].Values["idle_ms_per_agent_s"]; ok {
+		t.Errorf("cluster-10 was measured idle: %v", byID["cluster-10"].Values)
+	}
+	if slope := byID["fleet-slope"]; slope.Values["idle_ratio"] <= 0 || !strings.HasPrefix(slope.Result, "the put's own ") {
+		t.Errorf("fleet-slope = %q %v, want the put's own CPU and the idle ratio", slope.Result, slope.Values)
+	}
+	if !strings.Contains(stderr.String(), "fleet of 50 agents, 1 server: measuring the idle fleet for 2.00 s") {
+		t.Errorf("no progress line for the idle fleet on stderr:\n%s", stderr.String())
+	}
 	if !strings.Contains(stderr.String(), "mms bench: put → running") {
 		t.Errorf("no progress line on stderr:\n%s", stderr.String())
 	}
