@@ -110,6 +110,9 @@ const (
 	slopeMaxMs     = 4.0
 )
 
+// slopeLayout ends the slope row's note: why its sizes compare.
+const slopeLayout = "every size runs over as many processes as the largest needs (see the fleet rows), since a fleet split over processes costs more per agent by itself"
+
 // slopeRow says how the CPU an agent costs per put changes with the size
 // of the fleet: the value of each fleet row measured, and the ratio of
 // the largest fleet's to the smallest's. It needs two fleet sizes.
@@ -126,10 +129,9 @@ func slopeRow(rows []Row, cluster bool, source string) (Row, bool) {
 	type point struct {
 		n   int
 		all float64 // CPU per agent per put, as measured
-		put float64 // the put's own (all less the background), or all
-		// idle is the idle fleet's CPU per agent and second, 0 when not
-		// measured
-		idle float64
+		// own is the put's own (all less the background) and idle the
+		// idle fleet's CPU per agent and second, when measured
+		own, idle float64
 	}
 	var pts []point
 	net := true // every point has the put's own CPU
@@ -138,21 +140,20 @@ func slopeRow(rows []Row, cluster bool, source string) (Row, bool) {
 		if !ok || r.Error != "" {
 			continue
 		}
-		p := point{n: int(r.Values["agents"]), all: v, put: v}
-		if own, ok := r.Values["put_cpu_ms_per_agent"]; ok {
-			p.put, p.idle = own, r.Values["idle_ms_per_agent_s"]
-		} else {
-			net = false
-		}
-		pts = append(pts, p)
+		own, ok := r.Values["put_cpu_ms_per_agent"]
+		net = net && ok
+		pts = append(pts, point{n: int(r.Values["agents"]), all: v, own: own, idle: r.Values["idle_ms_per_agent_s"]})
 	}
 	if len(pts) < 2 {
 		return Row{}, false
 	}
-	if !net {
-		for i := range pts {
-			pts[i].put, pts[i].idle = pts[i].all, 0
+	// judged is what the ratio compares: the put's own CPU where every
+	// fleet has it, else the CPU as measured.
+	judged := func(p point) float64 {
+		if net {
+			return p.own
 		}
+		return p.all
 	}
 	slices.SortFunc(pts, func(a, b point) int { return a.n - b.n })
 	group, id, where := GroupFleet, "fleet-slope", "1 server"
@@ -177,25 +178,25 @@ func slopeRow(rows []Row, cluster bool, source string) (Row, bool) {
 	values := map[string]float64{}
 	worst := 0.0
 	for _, p := range pts {
-		parts = append(parts, fmt.Sprintf("%s: %.2f ms", thousands(p.n), p.put))
+		parts = append(parts, fmt.Sprintf("%s: %.2f ms", thousands(p.n), judged(p)))
 		alls = append(alls, fmt.Sprintf("%.2f", p.all))
 		idles = append(idles, fmt.Sprintf("%.3f", p.idle))
 		values[fmt.Sprintf("cpu_ms_per_agent_%d", p.n)] = p.all
 		if net {
-			values[fmt.Sprintf("put_cpu_ms_per_agent_%d", p.n)] = p.put
+			values[fmt.Sprintf("put_cpu_ms_per_agent_%d", p.n)] = p.own
 			values[fmt.Sprintf("idle_ms_per_agent_s_%d", p.n)] = p.idle
 		}
 		if p.n >= first.n {
 			worst = max(worst, p.all)
 		}
 	}
-	ratio := last.put / first.put
+	ratio := judged(last) / judged(first)
 	values["ratio"] = ratio
 	values["from_agents"], values["to_agents"] = float64(first.n), float64(last.n)
 	result := fmt.Sprintf("%s; %s → %s: ×%.2f", strings.Join(parts, ", "), thousands(first.n), thousands(last.n), ratio)
 	note := fmt.Sprintf("the CPU the bench's process and shards used from each put until every agent ran the new version, per agent and put (the fleet rows' cpu_ms_per_agent); "+
 		"flat means the cost of a node does not grow with the fleet: the ratio of the largest fleet's to that of %s agents (or the smallest) within ±%.0f %%; "+
-		"every size runs over as many processes as the largest needs (see the fleet rows), since a fleet split over processes costs more per agent by itself", thousands(slopeFrom), slopeTolerance*100)
+		"%s", thousands(slopeFrom), slopeTolerance*100, slopeLayout)
 	idleRatio := 1.0
 	if net {
 		idleRatio = last.idle / first.idle
@@ -206,9 +207,8 @@ func slopeRow(rows []Row, cluster bool, source string) (Row, bool) {
 		note = fmt.Sprintf("the put's own CPU per agent (the fleet rows' put_cpu_ms_per_agent) is the CPU the bench's process and shards used from each put until every agent ran the new version (cpu_ms_per_agent, \"with the fleet's background\"), "+
 			"less what the fleet used idle after the puts (idle_ms_per_agent_s) over the put's wall time: on one machine's %d CPUs a put of N agents lasts about N times as long, "+
 			"so the background every agent pays each second, put or not, would count N times over per agent, where a real node pays it on its own CPU. "+
-			"Flat means neither grows with the fleet: the put's own CPU of the largest fleet within ±%.0f %% of that of %s agents (or the smallest), the idle CPU per agent and second no more than %.0f %% above it, and each CPU per agent per put with the background ≤ %.0f ms; "+
-			"every size runs over as many processes as the largest needs (see the fleet rows), since a fleet split over processes costs more per agent by itself",
-			cpus(), slopeTolerance*100, thousands(slopeFrom), slopeTolerance*100, slopeMaxMs)
+			"Flat means neither grows with the fleet: the put's own CPU of the largest fleet within ±%.0f %% of that of %s agents (or the smallest), the idle CPU per agent and second no more than %.0f %% above it, and each CPU per agent per put with the background ≤ %.0f ms; %s",
+			cpus(), slopeTolerance*100, thousands(slopeFrom), slopeTolerance*100, slopeMaxMs, slopeLayout)
 	}
 	r := Row{
 		ID: id, Group: group, Name: fmt.Sprintf("CPU per agent per put by fleet size, %s", where),
