@@ -151,12 +151,12 @@ func (r *Reconciler) Plan(ctx context.Context, envelope []byte) PlanReply {
 			return rep
 		}
 	}
-	ev := r.evaluateAll(ctx, p)
 	installed, err := r.cfg.Installer.Installed()
 	if err != nil {
 		rep.Refused, rep.Reason = RejectError, fmt.Sprintf("read install records: %v", err)
 		return rep
 	}
+	ev := r.evaluateAll(ctx, p, copyNotes{records: installed})
 	var purges []MachineResult
 	if r.cfg.PurgeUnknown && !opened.Stale && !ev.holdPurge {
 		purges = toPurge(installed, ev.keep, ev.inSpec)

@@ -389,7 +389,11 @@ func (r *Reconciler) reconcile(ctx context.Context, envelope []byte, opts Reconc
 	if soft == nil {
 		soft = ctx
 	}
-	ev := r.evaluateAll(soft, p)
+	// The install records are read once per pass (a node with many
+	// machines reads a file for each), and again only after a purge
+	// removed some.
+	installed, ierr := r.cfg.Installer.Installed()
+	ev := r.evaluateAll(soft, p, copyNotes{records: installed, err: ierr})
 	results, keep, inSpec, holdPurge := ev.results, ev.keep, ev.inSpec, ev.holdPurge
 
 	var errs []error
@@ -399,13 +403,15 @@ func (r *Reconciler) reconcile(ctx context.Context, envelope []byte, opts Reconc
 	}
 	if r.cfg.PurgeUnknown && !opened.Stale && !holdPurge {
 		var err error
-		if purged, err = r.purge(ctx, keep, inSpec); err != nil {
+		if purged, err = r.purge(ctx, installed, ierr, keep, inSpec); err != nil {
 			errs = append(errs, err)
 		}
+		if len(purged) > 0 {
+			installed, ierr = r.cfg.Installer.Installed()
+		}
 	}
-	installed, err := r.cfg.Installer.Installed()
-	if err != nil {
-		errs = append(errs, fmt.Errorf("read install records: %w", err))
+	if ierr != nil {
+		errs = append(errs, fmt.Errorf("read install records: %w", ierr))
 	}
 	r.noteHeld(results, installed)
 	rep.NextCheck = r.holdForRollout(soft, p, results, installed, &rep.FleetWait)
@@ -432,11 +438,10 @@ type evaluation struct {
 }
 
 // evaluateAll decides what to do with each entry of p on this node (see
-// evaluate), with what the node is now.
-func (r *Reconciler) evaluateAll(ctx context.Context, p *plan) evaluation {
+// evaluate), with what the node is now: copies are its install records.
+func (r *Reconciler) evaluateAll(ctx context.Context, p *plan, copies copyNotes) evaluation {
 	env := r.env()
 	ev := evaluation{results: make([]MachineResult, len(p.entries)), keep: map[string]bool{}, inSpec: map[string]bool{}}
-	copies := &copyNotes{installer: r.cfg.Installer}
 	for i, e := range p.entries {
 		res, kept := r.evaluate(ctx, e, &env, copies)
 		ev.results[i] = res

@@ -36,6 +36,7 @@ type fakeInstaller struct {
 	installErr map[string]error // by name
 	block      map[string]chan struct{}
 	trustTree  bool // Install skips checking the tree (a broken installer)
+	listings   int  // calls of Installed
 }
 
 var _ MachineInstaller = (*fakeInstaller)(nil)
@@ -142,6 +143,7 @@ func (f *fakeInstaller) Purge(_ context.Context, name string) error {
 func (f *fakeInstaller) Installed() (map[string]Record, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.listings++
 	out := maps.Clone(f.records)
 	for name, p := range f.prev {
 		if rec, ok := out[name]; ok {

@@ -93,7 +93,7 @@ func (r *Reconciler) buildPlan(opened *packer.Opened, cache *spec.MatcherCache) 
 // (empty Outcome) for one to install. keep reports whether the entry's
 // name stays on the node: every entry except one whose matcher cleanly
 // says no.
-func (r *Reconciler) evaluate(ctx context.Context, e planEntry, env *spec.Env, copies *copyNotes) (res MachineResult, keep bool) {
+func (r *Reconciler) evaluate(ctx context.Context, e planEntry, env *spec.Env, copies copyNotes) (res MachineResult, keep bool) {
 	res = MachineResult{Name: e.machine.Name, Checksum: e.machine.Checksum}
 	if e.invalid != nil {
 		kept := copies.note(e.machine.Name)
@@ -136,24 +136,17 @@ func (r *Reconciler) evaluate(ctx context.Context, e planEntry, env *spec.Env, c
 }
 
 // copyNotes says, for an entry that fails before its install, what
-// becomes of the machine installed under its name. It reads the install
-// records once, when first asked: a pass whose entries all evaluate reads
-// nothing more.
+// becomes of the machine installed under its name, from the install
+// records the pass read (records, or err when they could not be read).
 type copyNotes struct {
-	installer MachineInstaller
-	read      bool
-	records   map[string]Record
-	err       error
+	records map[string]Record
+	err     error
 }
 
 // note is "the installed copy is kept", "nothing was installed under this
 // name", or, when the install records cannot be read, "an installed copy,
 // if any, is kept".
-func (c *copyNotes) note(name string) string {
-	if !c.read {
-		c.records, c.err = c.installer.Installed()
-		c.read = true
-	}
+func (c copyNotes) note(name string) string {
 	if c.err != nil {
 		return "an installed copy, if any, is kept"
 	}

@@ -8,12 +8,12 @@ import (
 )
 
 // purge unloads and removes every machine this agent installed (it has an
-// install record) whose name is not in keep. inSpec names the spec's
-// entries, to say why a machine goes. Machines without a record are never
-// touched. It returns one result per machine it tried to remove, by name,
-// and an error when the records cannot be read (then nothing is removed).
-func (r *Reconciler) purge(ctx context.Context, keep, inSpec map[string]bool) ([]MachineResult, error) {
-	records, err := r.cfg.Installer.Installed()
+// install record in records, as the pass read them) whose name is not in
+// keep. inSpec names the spec's entries, to say why a machine goes.
+// Machines without a record are never touched. It returns one result per
+// machine it tried to remove, by name, and an error when the records could
+// not be read (err: then nothing is removed).
+func (r *Reconciler) purge(ctx context.Context, records map[string]Record, err error, keep, inSpec map[string]bool) ([]MachineResult, error) {
 	if err != nil {
 		r.log.Error("reading install records failed; purging nothing", "error", err)
 		return nil, fmt.Errorf("purge: read install records: %w", err)
