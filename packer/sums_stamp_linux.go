@@ -2,6 +2,7 @@ package packer
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"syscall"
 )
@@ -23,6 +24,12 @@ func statFileID(f *os.File) (fileID, error) {
 	if err != nil {
 		return fileID{}, err
 	}
+	return fileIDOf(fi)
+}
+
+// fileIDOf returns the fileID a stat of a file returned (an fstat of it
+// open, or an lstat of its name: a regular file's are the same).
+func fileIDOf(fi fs.FileInfo) (fileID, error) {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return fileID{}, errors.New("no stat_t")

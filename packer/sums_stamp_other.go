@@ -2,7 +2,10 @@
 
 package packer
 
-import "os"
+import (
+	"io/fs"
+	"os"
+)
 
 // fileID is what identifies one version of a file for [TreeVerifier]. This
 // portable form has only the size, modification time and mode; Linux adds
@@ -19,5 +22,11 @@ func statFileID(f *os.File) (fileID, error) {
 	if err != nil {
 		return fileID{}, err
 	}
+	return fileIDOf(fi)
+}
+
+// fileIDOf returns the fileID a stat of a file returned (an fstat of it
+// open, or an lstat of its name: a regular file's are the same).
+func fileIDOf(fi fs.FileInfo) (fileID, error) {
 	return fileID{size: fi.Size(), mtime: fi.ModTime().UnixNano(), mode: fi.Mode()}, nil
 }

@@ -133,7 +133,7 @@ func verifyTree(ctx context.Context, dir, want string, known map[string]treeFile
 	if err != nil {
 		return verified, err
 	}
-	files, problems, err := verifyTreeWalk(ctx, root)
+	files, ids, problems, err := verifyTreeWalk(ctx, root)
 	if err != nil {
 		return verified, err
 	}
@@ -147,6 +147,12 @@ func verifyTree(ctx context.Context, dir, want string, known map[string]treeFile
 		}
 		if err := ctx.Err(); err != nil {
 			return verified, err
+		}
+		if k, ok := known[rel]; ok && k.digest == wantDigest && k.fileID == ids[rel] {
+			// Unchanged since it verified, as the walk's lstat shows: no
+			// need to open it.
+			verified[rel] = k
+			continue
 		}
 		stamp, err := verifyTreeFile(root, rel, wantDigest, known, h, &buf, hashed)
 		if err != nil {
@@ -180,9 +186,11 @@ func verifyTreeSums(root *os.Root, want string) (Sums, error) {
 }
 
 // verifyTreeWalk lists the regular files of the tree (SHA256SUMS excluded)
-// in sorted order and reports entries that may not be there.
-func verifyTreeWalk(ctx context.Context, root *os.Root) ([]string, []error, error) {
+// in sorted order, with the fileID of each as the walk found it, and
+// reports entries that may not be there.
+func verifyTreeWalk(ctx context.Context, root *os.Root) ([]string, map[string]fileID, []error, error) {
 	var files []string
+	ids := make(map[string]fileID)
 	var problems []error
 	err := fs.WalkDir(root.FS(), ".", func(rel string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -202,6 +210,9 @@ func verifyTreeWalk(ctx context.Context, root *os.Root) ([]string, []error, erro
 			}
 			if d.Type().IsRegular() && rel != SumsFile {
 				files = append(files, rel)
+				if id, err := fileIDOf(info); err == nil {
+					ids[rel] = id
+				}
 			}
 		case d.Type()&fs.ModeSymlink != 0:
 			problems = append(problems, unsafeEntry(rel, "symlink not allowed"))
@@ -211,10 +222,10 @@ func verifyTreeWalk(ctx context.Context, root *os.Root) ([]string, []error, erro
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("walk tree: %w", err)
+		return nil, nil, nil, fmt.Errorf("walk tree: %w", err)
 	}
 	slices.Sort(files)
-	return files, problems, nil
+	return files, ids, problems, nil
 }
 
 // verifyTreeFile checks one listed file, hashing it unless known holds its
