@@ -40,7 +40,7 @@ type InstallerConfig struct {
 // time.
 type Installer struct {
 	machines string
-	records  recordStore
+	records  *recordStore
 	fetcher  *Fetcher
 	gate     Gate
 	limits   packer.Limits
@@ -99,7 +99,7 @@ func NewInstaller(cfg InstallerConfig) (*Installer, error) {
 		crashAt:    crashAt,
 		noExchange: noExchange,
 		machines:   machines,
-		records:    recordStore{dir: records},
+		records:    newRecordStore(records),
 		fetcher:    fetcher,
 		gate:       cfg.Gate,
 		limits:     cfg.Limits,

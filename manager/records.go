@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/mms-io/mms/internal/atomicfile"
 	"github.com/mms-io/mms/spec"
@@ -56,7 +57,30 @@ func (rf *recordFile) withPrevious(prev *Record) {
 // recordStore keeps one record file per installed machine in dir
 // (S/installed). Every write is atomic: temp file, fsync, rename, fsync of
 // the directory.
-type recordStore struct{ dir string }
+//
+// It remembers the bytes of each record it read or wrote with the stat of
+// its file then, and reads a record again only when a stat of the file
+// says it is another file or changed (as the replay ledger does): every
+// reconcile pass reads the record of each installed machine, and on a node
+// with many machines opening each file every time was most of an
+// unchanged pass. The bytes are decoded on every read, so a caller may
+// change what it gets.
+type recordStore struct {
+	dir string
+
+	mu   sync.Mutex
+	seen map[string]seenRecord // by machine name
+}
+
+// seenRecord is a record file's content and its stat when it was read or
+// written.
+type seenRecord struct {
+	data []byte
+	stat fs.FileInfo
+}
+
+// newRecordStore returns the store of the records in dir.
+func newRecordStore(dir string) *recordStore { return &recordStore{dir: dir} }
 
 // recordTempPrefix starts the names of temp files in the store: the
 // atomicfile package writes a temp file named "." + the record's name + a
@@ -64,21 +88,13 @@ type recordStore struct{ dir string }
 // cannot).
 const recordTempPrefix = "."
 
-func (s recordStore) path(name string) string { return filepath.Join(s.dir, name+".json") }
+func (s *recordStore) path(name string) string { return filepath.Join(s.dir, name+".json") }
 
 // read returns name's record, or nil if there is none.
-func (s recordStore) read(name string) (*recordFile, error) {
-	f, err := os.Open(s.path(name))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read install record: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("read install record %s: %w", s.path(name), err)
+func (s *recordStore) read(name string) (*recordFile, error) {
+	data, err := s.readFile(name)
+	if err != nil || data == nil {
+		return nil, err
 	}
 	rf, err := decodeRecord(data)
 	if err != nil {
@@ -88,6 +104,69 @@ func (s recordStore) read(name string) (*recordFile, error) {
 		return nil, fmt.Errorf("install record %s names machine %q", s.path(name), rf.Name)
 	}
 	return rf, nil
+}
+
+// readFile returns the content of name's record file (nil when there is
+// none): what the store remembers when a stat says the file is unchanged,
+// else the file's.
+func (s *recordStore) readFile(name string) ([]byte, error) {
+	path := s.path(name)
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		s.forget(name)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read install record: %w", err)
+	}
+	s.mu.Lock()
+	seen, ok := s.seen[name]
+	s.mu.Unlock()
+	if ok && sameFile(seen.stat, fi) {
+		return seen.data, nil
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		s.forget(name)
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read install record: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxRecordSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read install record %s: %w", path, err)
+	}
+	// The stat of the file read, not of the name before: a record
+	// replaced in between is remembered with its own.
+	if fi, err := f.Stat(); err == nil && len(data) <= maxRecordSize {
+		s.remember(name, data, fi)
+	}
+	return data, nil
+}
+
+// remember keeps data as the content of name's record file, whose stat is
+// fi.
+func (s *recordStore) remember(name string, data []byte, fi fs.FileInfo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.seen == nil {
+		s.seen = make(map[string]seenRecord)
+	}
+	s.seen[name] = seenRecord{data: data, stat: fi}
+}
+
+// forget drops what the store remembers of name's record.
+func (s *recordStore) forget(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.seen, name)
+}
+
+// sameFile reports whether two stats are of one unchanged file.
+func sameFile(a, b fs.FileInfo) bool {
+	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 }
 
 // decodeRecord parses a record file strictly.
@@ -146,21 +225,28 @@ func (rf *recordFile) check(top bool) error {
 }
 
 // write replaces rf.Name's record with rf atomically.
-func (s recordStore) write(rf *recordFile) error {
+func (s *recordStore) write(rf *recordFile) error {
 	data, err := json.MarshalIndent(rf, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode install record: %w", err)
 	}
 	data = append(data, '\n')
+	s.forget(rf.Name)
 	if err := atomicfile.WriteFile(s.path(rf.Name), data, 0o600); err != nil {
 		return fmt.Errorf("write install record: %w", err)
+	}
+	// The file is the one just written: only the agent holding the state
+	// directory's lock writes records. Without a stat the next read reads
+	// it.
+	if fi, err := os.Lstat(s.path(rf.Name)); err == nil {
+		s.remember(rf.Name, data, fi)
 	}
 	return nil
 }
 
 // restore puts rf back as name's record, or removes the record if rf is
 // nil.
-func (s recordStore) restore(name string, rf *recordFile) error {
+func (s *recordStore) restore(name string, rf *recordFile) error {
 	if rf == nil {
 		return s.remove(name)
 	}
@@ -168,7 +254,8 @@ func (s recordStore) restore(name string, rf *recordFile) error {
 }
 
 // remove deletes name's record durably.
-func (s recordStore) remove(name string) error {
+func (s *recordStore) remove(name string) error {
+	s.forget(name)
 	err := os.Remove(s.path(name))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove install record: %w", err)
@@ -181,7 +268,7 @@ func (s recordStore) remove(name string) error {
 
 // list reads every record in the store. A record that does not decode is
 // reported (with the others still returned).
-func (s recordStore) list() (map[string]*recordFile, error) {
+func (s *recordStore) list() (map[string]*recordFile, error) {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return nil, fmt.Errorf("list install records: %w", err)
@@ -206,7 +293,7 @@ func (s recordStore) list() (map[string]*recordFile, error) {
 }
 
 // clean removes temp files a crash left in the store.
-func (s recordStore) clean() error {
+func (s *recordStore) clean() error {
 	entries, err := os.ReadDir(s.dir)
 	if err != nil {
 		return fmt.Errorf("clean install records: %w", err)

@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,7 +60,7 @@ func TestDecodeRecord(t *testing.T) {
 }
 
 func TestRecordStoreRoundTrip(t *testing.T) {
-	s := recordStore{dir: t.TempDir()}
+	s := newRecordStore(t.TempDir())
 	rf := &recordFile{Record: Record{Name: "web", Source: "https://x/w", Checksum: sumA, VerifyChecksum: sumB, Serial: 7,
 		InstalledAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Phase: PhaseInstalled}}
 	rf.withPrevious(&Record{Name: "web", Checksum: sumB, VerifyChecksum: sumA, Serial: 6, Phase: PhaseInstalled})
@@ -90,6 +91,90 @@ func TestRecordStoreRoundTrip(t *testing.T) {
 	}
 }
 
+// TestRecordStoreSeesChangesOnDisk: the store remembers the records it
+// read or wrote, and still returns what the disk holds whenever a file was
+// replaced, rewritten in place (the same size), removed or corrupted
+// behind its back.
+func TestRecordStoreSeesChangesOnDisk(t *testing.T) {
+	s := newRecordStore(t.TempDir())
+	record := func(serial uint64) *recordFile {
+		return &recordFile{Record: Record{Name: "web", Source: "https://x/w", Checksum: sumA, VerifyChecksum: sumB, Serial: serial,
+			InstalledAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Phase: PhaseInstalled}}
+	}
+	encode := func(rf *recordFile) []byte {
+		data, err := json.MarshalIndent(rf, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append(data, '\n')
+	}
+	serial := func(what string, want uint64) {
+		t.Helper()
+		for range 2 { // from the disk, then as remembered
+			got, err := s.read("web")
+			if err != nil || got == nil || got.Serial != want {
+				t.Fatalf("%s: read(web) = %+v, %v, want serial %d", what, got, err, want)
+			}
+		}
+	}
+	if err := s.write(record(1)); err != nil {
+		t.Fatal(err)
+	}
+	serial("written", 1)
+
+	// Replaced by a rename, as another writer would.
+	tmp := filepath.Join(s.dir, ".other")
+	mustWrite(t, tmp, encode(record(2)))
+	if err := os.Rename(tmp, s.path("web")); err != nil {
+		t.Fatal(err)
+	}
+	serial("replaced", 2)
+
+	// Rewritten in place, the same size, its time set apart.
+	mustWrite(t, s.path("web"), encode(record(3)))
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(s.path("web"), later, later); err != nil {
+		t.Fatal(err)
+	}
+	serial("rewritten in place", 3)
+
+	// Corrupted: an error naming the file, not the remembered record.
+	mustWrite(t, s.path("web"), []byte("{"))
+	if got, err := s.read("web"); err == nil || !strings.Contains(err.Error(), s.path("web")) {
+		t.Fatalf("corrupted: read(web) = %+v, %v, want an error naming the file", got, err)
+	}
+
+	// Removed: none.
+	if err := s.write(record(4)); err != nil {
+		t.Fatal(err)
+	}
+	serial("written again", 4)
+	if err := os.Remove(s.path("web")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.read("web"); got != nil || err != nil {
+		t.Fatalf("removed: read(web) = %+v, %v, want nil, nil", got, err)
+	}
+	// A caller changing what it read does not change what the next gets.
+	if err := s.write(record(5)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.read("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Serial = 99
+	serial("after a caller changed its copy", 5)
+}
+
+// mustWrite writes data to path in place (truncating it).
+func mustWrite(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func FuzzDecodeRecord(f *testing.F) {
 	for _, s := range recordSeeds {
 		f.Add([]byte(s.data))
@@ -109,7 +194,7 @@ func FuzzDecodeRecord(f *testing.F) {
 			t.Fatalf("decodeRecord accepted undo %+v", rf.Undo)
 		}
 		// What decodes, re-encodes to something that decodes the same.
-		s := recordStore{dir: t.TempDir()}
+		s := newRecordStore(t.TempDir())
 		if err := s.write(rf); err != nil {
 			t.Fatal(err)
 		}
