@@ -108,6 +108,13 @@ func (l *FileLedger) Last() (Record, bool, error) {
 // last is Last with l.mu held: the cached record while the file is the one
 // it came from, else the file's.
 func (l *FileLedger) last() (Record, bool, error) {
+	if l.stat != nil {
+		// Every spec opened asks, most often of an unchanged file: a
+		// stat of it says so without opening it.
+		if fi, err := os.Stat(l.path); err == nil && sameFile(l.stat, fi) {
+			return l.cached, true, nil
+		}
+	}
 	f, err := os.Open(l.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		l.stat = nil
