@@ -9,10 +9,11 @@ import (
 )
 
 // BenchmarkUnchangedPass measures a reconcile pass over a node with 50
-// installed machines (the real Installer, a file-system host) whose spec
-// did not change: what every periodic pass and spec resync costs such a
-// node. The install records are read once per pass (see reconcile), the
-// installed trees checked against their stamps.
+// installed machines (the real Installer; the test's fake host, which
+// parses each machine.yaml on every load where the real one re-reads only
+// changed files) whose spec did not change: what every periodic pass and
+// spec resync costs such a node. The install records are read once per
+// pass (see reconcile), the installed trees checked against their stamps.
 func BenchmarkUnchangedPass(b *testing.B) {
 	const machines = 50
 	srv := newFileServer(b, false)

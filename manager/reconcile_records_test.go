@@ -7,8 +7,8 @@ import (
 
 // TestPassReadsInstallRecordsOnce: a pass reads the install records (a
 // file per installed machine) once, for its evaluation, its purge and its
-// rollout and health decisions, and again only after a purge changed
-// them, whose result the rest of the pass then sees.
+// rollout and health decisions, and again only after a purge tried to
+// remove some.
 func TestPassReadsInstallRecordsOnce(t *testing.T) {
 	f := newFixture(t, nil)
 	listings := func() int {

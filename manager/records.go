@@ -122,7 +122,7 @@ func (s *recordStore) readFile(name string) ([]byte, error) {
 	s.mu.Lock()
 	seen, ok := s.seen[name]
 	s.mu.Unlock()
-	if ok && sameFile(seen.stat, fi) {
+	if ok && atomicfile.Unchanged(seen.stat, fi) {
 		return seen.data, nil
 	}
 	f, err := os.Open(path)
@@ -162,11 +162,6 @@ func (s *recordStore) forget(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.seen, name)
-}
-
-// sameFile reports whether two stats are of one unchanged file.
-func sameFile(a, b fs.FileInfo) bool {
-	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 }
 
 // decodeRecord parses a record file strictly.

@@ -111,7 +111,7 @@ func (l *FileLedger) last() (Record, bool, error) {
 	if l.stat != nil {
 		// Every spec opened asks, most often of an unchanged file: a
 		// stat of it says so without opening it.
-		if fi, err := os.Stat(l.path); err == nil && sameFile(l.stat, fi) {
+		if fi, err := os.Stat(l.path); err == nil && atomicfile.Unchanged(l.stat, fi) {
 			return l.cached, true, nil
 		}
 	}
@@ -127,9 +127,6 @@ func (l *FileLedger) last() (Record, bool, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return Record{}, false, fmt.Errorf("reading replay ledger: %w", err)
-	}
-	if l.stat != nil && sameFile(l.stat, fi) {
-		return l.cached, true, nil
 	}
 	l.stat = nil
 	data, err := io.ReadAll(f)
@@ -157,11 +154,6 @@ func asRead(r Record) Record {
 		r.Reset = &reset
 	}
 	return r
-}
-
-// sameFile reports whether two stats are of one unchanged file.
-func sameFile(a, b fs.FileInfo) bool {
-	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 }
 
 // parse decodes and checks the contents of a ledger file.

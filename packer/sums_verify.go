@@ -119,7 +119,8 @@ func (v *TreeVerifier) Forget(dir string) {
 }
 
 // verifyTree checks dir against its SHA256SUMS, skipping files whose stamp
-// is in known with the listed digest. It returns the stamps of every file
+// is in known with the listed digest and which the walk found unchanged
+// since (without opening them). It returns the stamps of every file
 // that verified, also when it reports problems with others, and adds the
 // bytes it hashes to hashed. It only reads known.
 func verifyTree(ctx context.Context, dir, want string, known map[string]treeFileStamp, hashed *atomic.Int64) (map[string]treeFileStamp, error) {
@@ -148,13 +149,14 @@ func verifyTree(ctx context.Context, dir, want string, known map[string]treeFile
 		if err := ctx.Err(); err != nil {
 			return verified, err
 		}
-		if k, ok := known[rel]; ok && k.digest == wantDigest && k.fileID == ids[rel] {
+		walked, ok := ids[rel]
+		if k, seen := known[rel]; ok && seen && k.fileID == walked && k.digest == wantDigest {
 			// Unchanged since it verified, as the walk's lstat shows: no
 			// need to open it.
 			verified[rel] = k
 			continue
 		}
-		stamp, err := verifyTreeFile(root, rel, wantDigest, known, h, &buf, hashed)
+		stamp, err := verifyTreeFile(root, rel, wantDigest, h, &buf, hashed)
 		if err != nil {
 			problems = append(problems, err)
 			continue
@@ -228,9 +230,9 @@ func verifyTreeWalk(ctx context.Context, root *os.Root) ([]string, map[string]fi
 	return files, ids, problems, nil
 }
 
-// verifyTreeFile checks one listed file, hashing it unless known holds its
-// current stamp with the wanted digest.
-func verifyTreeFile(root *os.Root, rel, want string, known map[string]treeFileStamp, h interface {
+// verifyTreeFile checks one listed file by hashing it (verifyTree skips a
+// file whose stamp it knows and the walk found unchanged).
+func verifyTreeFile(root *os.Root, rel, want string, h interface {
 	io.Writer
 	Reset()
 	Sum([]byte) []byte
@@ -243,9 +245,6 @@ func verifyTreeFile(root *os.Root, rel, want string, known map[string]treeFileSt
 	before, err := statFileID(f)
 	if err != nil {
 		return treeFileStamp{}, entryErrorf(ErrSumsMismatch, rel, "stat %s: %v", rel, err)
-	}
-	if k, ok := known[rel]; ok && k.fileID == before && k.digest == want {
-		return k, nil
 	}
 	h.Reset()
 	n, err := io.CopyBuffer(h, struct{ io.Reader }{f}, buf.get(before.size))

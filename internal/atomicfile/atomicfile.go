@@ -7,6 +7,7 @@ package atomicfile
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -54,4 +55,13 @@ func SyncDir(dir string) error {
 		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+// Unchanged reports whether a and b, stats of one path taken at two times,
+// are of the same file left as it was between them: the same file (a
+// WriteFile replaces it with another), size and modification time. A
+// reader may keep what it read of a file while a new stat of it is
+// Unchanged from the one it read it with.
+func Unchanged(a, b fs.FileInfo) bool {
+	return os.SameFile(a, b) && a.Size() == b.Size() && a.ModTime().Equal(b.ModTime())
 }

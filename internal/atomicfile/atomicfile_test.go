@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestWriteFileReplacesWithExactMode(t *testing.T) {
@@ -85,5 +86,44 @@ func TestWriteFileReplacesNotRewrites(t *testing.T) {
 	}
 	if os.SameFile(before, after) {
 		t.Error("WriteFile rewrote the old file in place; want a new file renamed over it")
+	}
+}
+
+// TestUnchanged: a file stat'ed twice is unchanged; replaced by WriteFile
+// (even with the same bytes) or rewritten in place at the same size with
+// another time, it is not.
+func TestUnchanged(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data.json")
+	stat := func() os.FileInfo {
+		t.Helper()
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi
+	}
+	if err := WriteFile(path, []byte("one"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	first := stat()
+	if !Unchanged(first, stat()) {
+		t.Error("Unchanged(a file, the same file stat'ed again) = false")
+	}
+	if err := WriteFile(path, []byte("one"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	replaced := stat()
+	if Unchanged(first, replaced) {
+		t.Error("Unchanged(a file, the file WriteFile replaced it with) = true")
+	}
+	if err := os.WriteFile(path, []byte("two"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	later := replaced.ModTime().Add(time.Hour)
+	if err := os.Chtimes(path, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if Unchanged(replaced, stat()) {
+		t.Error("Unchanged(a file, the file rewritten in place) = true")
 	}
 }
