@@ -83,7 +83,10 @@ names the path and the fix. Keep the state directory out of shared places.`,
 			if err != nil {
 				return err
 			}
-			return a.runAgent(cmd.Context(), cfg)
+			// Run after the command tree is gone (see app.execute).
+			ctx := cmd.Context()
+			a.serve = func() error { return a.runAgent(ctx, cfg) }
+			return nil
 		},
 	}
 	host, _ := os.Hostname()
