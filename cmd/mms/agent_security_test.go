@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -269,12 +268,7 @@ func TestInsecureUnsignedNeedsAuthentication(t *testing.T) {
 		t.Errorf("agent --insecure-unsigned on an open server = exit %d, stderr %q; want 1, %q", r.code, r.stderr, want)
 	}
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "nats://" + l.Addr().String()
-	l.Close()
+	dead, _ := natstest.DeadURL(t)
 	r = mmsBounded(t, "agent", "--insecure-unsigned", "--server", dead, "--state-dir", filepath.Join(t.TempDir(), "state"), "--timeout", "500ms")
 	if r.code != 1 || !strings.Contains(r.stderr, "mms: --insecure-unsigned: NATS did not answer within --timeout 500ms") {
 		t.Errorf("agent --insecure-unsigned on an unreachable server = exit %d, stderr %q; want a refusal", r.code, r.stderr)

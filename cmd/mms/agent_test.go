@@ -334,13 +334,7 @@ func TestAgentEmbedded(t *testing.T) {
 // its machines, it connects when NATS comes up, writes its status and
 // creates nothing.
 func TestAgentClientOfLateServer(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	url, port := natstest.DeadURL(t)
 
 	const identity = "edge1"
 	_, pub := newKeyPair(t, t.TempDir(), "ops")

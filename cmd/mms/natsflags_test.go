@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -135,12 +134,7 @@ func TestCommandsFindLocalAgent(t *testing.T) {
 // to do.
 func TestConnectFailureSaysWhatItTried(t *testing.T) {
 	isolateNATSLookup(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "nats://" + l.Addr().String()
-	l.Close()
+	dead, _ := natstest.DeadURL(t)
 	t.Setenv(natsbox.EnvURL, dead)
 	r := mms(t, "", "status", "--timeout", "2s")
 	want := []string{

@@ -132,9 +132,13 @@ func TestClientAgentHints(t *testing.T) {
 			t.Errorf("banner command %q has no placeholder for the operator's credentials", line)
 		}
 		if i == 0 {
-			if r := runLine(t, operator(line), ""); r.code != 0 || !strings.Contains(r.stdout, "\nweb1 ") {
-				t.Errorf("%s = exit %d, stdout %q, stderr %q", line, r.code, r.stdout, r.stderr)
-			}
+			// The banner can come before the agent's first status write.
+			natstest.Eventually(t, 10*time.Second, func() error {
+				if r := runLine(t, operator(line), ""); r.code != 0 || !strings.Contains(r.stdout, "\nweb1 ") {
+					return fmt.Errorf("%s = exit %d, stdout %q, stderr %q", line, r.code, r.stdout, r.stderr)
+				}
+				return nil
+			})
 		}
 	}
 	if code := stop(); code != 0 {

@@ -63,27 +63,38 @@ func (e *exitError) Unwrap() error { return e.err }
 // after run returns: natsbox.Client.Close waits for the connection's last
 // callback.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := newApp(stdin, stdout, stderr)
+	err := a.execute(ctx, a.command(args))
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(a.stderr, "mms: %v\n", err)
+	if ee, ok := errors.AsType[*exitError](err); ok {
+		return ee.code
+	}
+	return 1
+}
+
+// newApp returns mms reading stdin and writing stdout and stderr (its
+// writes serialised).
+func newApp(stdin io.Reader, stdout, stderr io.Writer) *app {
 	stderr = &lockedWriter{w: stderr}
-	a := &app{
+	return &app{
 		stdin:  stdin,
 		stdout: stdout,
 		stderr: stderr,
 		log:    slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
+}
+
+// command returns the command tree, set to run args with a's streams.
+func (a *app) command(args []string) *cobra.Command {
 	root := a.rootCmd()
 	root.SetArgs(args)
-	root.SetIn(stdin)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	err := a.execute(ctx, root)
-	if err == nil {
-		return 0
-	}
-	fmt.Fprintf(stderr, "mms: %v\n", err)
-	if ee, ok := errors.AsType[*exitError](err); ok {
-		return ee.code
-	}
-	return 1
+	root.SetIn(a.stdin)
+	root.SetOut(a.stdout)
+	root.SetErr(a.stderr)
+	return root
 }
 
 // execute runs the command root's arguments name, then a.serve if the

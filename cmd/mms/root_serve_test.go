@@ -3,10 +3,7 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -24,27 +21,19 @@ import (
 // of agents in a few processes, and each tree held about 150 KB of flags
 // and help texts, a third to almost half of the fleet's heap.
 func TestAgentRunsWithoutCommandTree(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := fmt.Sprintf("nats://%s", l.Addr())
-	l.Close() // no server: the agent runs its machines and keeps trying
+	url, _ := natstest.DeadURL(t) // no server: the agent runs its machines and keeps trying
 	_, pub := newKeyPair(t, t.TempDir(), "ops")
 	args := []string{"agent", "--server", url, "--public-key", strings.TrimSpace(readFile(t, pub)),
 		"--state-dir", t.TempDir(), "--identity", "tree", "--log-level", "debug"}
 
 	errOut := &syncbuf.Buffer{}
-	a := &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: errOut, log: slog.New(slog.NewTextHandler(errOut, nil))}
+	a := newApp(strings.NewReader(""), io.Discard, errOut)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	tree := make(chan weak.Pointer[cobra.Command], 1)
 	done := make(chan error, 1)
 	go func() {
-		root := a.rootCmd()
-		root.SetArgs(args)
-		root.SetOut(io.Discard)
-		root.SetErr(errOut)
+		root := a.command(args)
 		tree <- weak.Make(root)
 		done <- a.execute(ctx, root)
 	}()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -59,7 +58,7 @@ func TestConnectContextUserPassword(t *testing.T) {
 		}
 	})
 	t.Run("flags override context", func(t *testing.T) {
-		dead, _ := deadURL(t)
+		dead, _ := natstest.DeadURL(t)
 		writeContext(t, "fleet", map[string]any{"url": dead, "user": "node1", "password": "s3cret"})
 		c := connect(t, ConnectConfig{Context: "fleet", Servers: []string{s.ClientURL()}, FailFast: true})
 		roundTrip(t, c)
@@ -150,7 +149,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 }
 
 func TestRetryOnFailedConnect(t *testing.T) {
-	url, p := deadURL(t)
+	url, p := natstest.DeadURL(t)
 	c := connect(t, ConnectConfig{Servers: []string{url}})
 	if st := c.Status.Snapshot(); st.Connected {
 		t.Fatalf("Snapshot().Connected = true before any server runs")
@@ -176,22 +175,11 @@ func TestRetryOnFailedConnect(t *testing.T) {
 }
 
 func TestFailFastNoServer(t *testing.T) {
-	url, _ := deadURL(t)
+	url, _ := natstest.DeadURL(t)
 	_, err := Connect(t.Context(), ConnectConfig{Servers: []string{url}, FailFast: true})
 	if !errors.Is(err, nats.ErrNoServers) || !strings.Contains(err.Error(), url) {
 		t.Errorf("Connect(FailFast, no server) = %v, want nats.ErrNoServers naming %s", err, url)
 	}
-}
-
-// deadURL returns a loopback URL, and its port, on which nothing listens (yet).
-func deadURL(t *testing.T) (string, int) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return "nats://" + l.Addr().String(), l.Addr().(*net.TCPAddr).Port
 }
 
 // TestCloseWaitsForClosedCallback checks that nothing is logged after

@@ -5,6 +5,7 @@
 package natstest
 
 import (
+	"net"
 	"testing"
 	"time"
 
@@ -64,6 +65,18 @@ func Connect(t testing.TB, s *server.Server, opts ...nats.Option) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// DeadURL returns a loopback nats:// URL, and its port, on which nothing
+// listens (yet): a server a test starts later, or one never there.
+func DeadURL(tb testing.TB) (string, int) {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return "nats://" + l.Addr().String(), l.Addr().(*net.TCPAddr).Port
 }
 
 // Eventually polls f every few milliseconds until it returns nil or timeout
