@@ -5,7 +5,7 @@
 package natstest
 
 import (
-	"net"
+	"fmt"
 	"testing"
 	"time"
 
@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/mms-io/mms/internal/backoff"
+	"github.com/mms-io/mms/internal/jscluster"
 )
 
 // Options returns the server options RunJetStream uses: loopback, a random
@@ -71,12 +72,11 @@ func Connect(t testing.TB, s *server.Server, opts ...nats.Option) *nats.Conn {
 // listens (yet): a server a test starts later, or one never there.
 func DeadURL(tb testing.TB) (string, int) {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := jscluster.FreePorts(1)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer l.Close()
-	return "nats://" + l.Addr().String(), l.Addr().(*net.TCPAddr).Port
+	return fmt.Sprintf("nats://127.0.0.1:%d", ports[0]), ports[0]
 }
 
 // Eventually polls f every few milliseconds until it returns nil or timeout
