@@ -73,9 +73,11 @@
 // the watch (resuming after the last revision seen) and reads the key after
 // every reconnect (Deps.OnReconnect), and reads the key every
 // resync_interval, re-creating the watch when that read finds something the
-// watch did not deliver. A bucket that does not exist yet is retried with
-// backoff. A watch is stopped by cancelling its context, so the consumer is
-// removed in the background and nothing waits for the server.
+// watch did not deliver. A bucket that does not exist yet, or a watch the
+// server did not make, is retried with a backoff drawn at random, so a
+// fleet that lost its watches together does not retry together. A watch
+// is stopped by cancelling its context, so the consumer is removed in the
+// background and nothing waits for the server.
 //
 // # Poll mode
 //

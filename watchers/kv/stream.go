@@ -70,7 +70,6 @@ func (s *stream) run(ctx context.Context) error {
 	resync := time.NewTicker(s.w.resync)
 	defer resync.Stop()
 	defer s.drop()
-	retries := backoff.Policy{First: retryFirst, Max: min(retryMax, s.w.resync)}
 	failures := 0
 	for {
 		if err := s.ensureWatch(ctx); err != nil {
@@ -78,7 +77,7 @@ func (s *stream) run(ctx context.Context) error {
 				return nil
 			}
 			failures++
-			retry := retries.Delay(failures)
+			retry := s.retryDelay(failures)
 			s.log.Debug("kv watch not established; retrying", "error", err, "retry_in", retry)
 			if !s.wait(ctx, retry) {
 				return nil
@@ -107,6 +106,17 @@ func (s *stream) run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// retryDelay is how long the stream waits before its next try after
+// failures failures in a row: doubling from retryFirst up to retryMax (or
+// the resync interval when shorter), each delay drawn at random from its
+// upper half. The randomness matters for a fleet: the agents that lost
+// their watches together (a server restart, or one that dropped a backlog
+// of JetStream API requests, which it does all at once when its queue
+// reaches its limit) must not all try again in the same instant.
+func (s *stream) retryDelay(failures int) time.Duration {
+	return backoff.Policy{First: retryFirst, Max: min(retryMax, s.w.resync)}.Jittered(failures)
 }
 
 // wait sleeps d, returning early (true) on a reconnect and with false when

@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/mms-io/mms/internal/backoff"
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/internal/syncbuf"
 	"github.com/mms-io/mms/watchers"
@@ -302,5 +304,29 @@ func TestMissingKeyLogLevels(t *testing.T) {
 	st.until("the delete", inState(watchers.Report, StateDeleted))
 	if got := logs.String(); !strings.Contains(got, `level=WARN msg="kv key unavailable; keeping the stored data" state=deleted`) {
 		t.Errorf("log after the key was deleted:\n%s\nwant a warning", got)
+	}
+}
+
+// TestRetryDelaySpreadsAFleet checks that the stream's backoff is drawn at
+// random: agents that lost their watches in the same instant (a server
+// restart, a server that dropped its whole JetStream API backlog) would
+// otherwise all try again in the same instant, every time.
+func TestRetryDelaySpreadsAFleet(t *testing.T) {
+	for _, resync := range []time.Duration{DefaultResyncInterval, 2 * time.Second} {
+		s := &stream{w: &Watcher{resync: resync}}
+		for n := 1; n <= 10; n++ {
+			top := backoff.Policy{First: retryFirst, Max: min(retryMax, resync)}.Delay(n)
+			seen := map[time.Duration]bool{}
+			for range 200 {
+				d := s.retryDelay(n)
+				if d < top/2 || d > top {
+					t.Fatalf("resync %v: retryDelay(%d) = %v, want within [%v, %v]", resync, n, d, top/2, top)
+				}
+				seen[d] = true
+			}
+			if len(seen) < 50 {
+				t.Errorf("resync %v: retryDelay(%d) gave %d distinct delays in 200 draws, want them spread", resync, n, len(seen))
+			}
+		}
 	}
 }
