@@ -16,7 +16,9 @@ import (
 )
 
 // pollJS polls a JavaScript expression in the page until it returns
-// want, failing the test after 30s with the last value.
+// want, failing the test after 30s with the last value and what the page
+// showed then (its address and its live connection's state), so a failure
+// says whether the page had its data at all.
 func pollJS(t testing.TB, ctx context.Context, expr, want string) {
 	t.Helper()
 	var got string
@@ -26,9 +28,27 @@ func pollJS(t testing.TB, ctx context.Context, expr, want string) {
 			return err
 		}
 		if got != want {
-			return fmt.Errorf("%s = %q, want %q", expr, got, want)
+			page, _ := chromedp.Run(ctx, chromedp.Evaluate[string](pageState))
+			return fmt.Errorf("%s = %q, want %q (page: %s)", expr, got, want, page)
 		}
 		return nil
+	})
+}
+
+// pageState describes the page for a failed pollJS.
+const pageState = `location.href + ', connection ' + JSON.stringify((document.querySelector('#conn') || {}).textContent) + ', ' + document.querySelectorAll('#nodes tbody tr[data-identity]').length + ' node rows'`
+
+// logConsoleOnFailure logs what the page wrote to its console when the
+// test fails before it checks the console itself.
+func logConsoleOnFailure(t *testing.T, console *browsertest.Console) {
+	t.Cleanup(func() {
+		switch p := console.Problems(); {
+		case !t.Failed():
+		case len(p) == 0:
+			t.Log("the page wrote no error or warning to its console")
+		default:
+			t.Logf("the page's console:\n%s", strings.Join(p, "\n"))
+		}
 	})
 }
 
@@ -48,6 +68,7 @@ func TestPageInBrowser(t *testing.T) {
 	url := f.serve(web.Config{})
 	ctx := browsertest.New(t, 1400, 900)
 	console := browsertest.CollectConsole(t, ctx)
+	logConsoleOnFailure(t, console)
 
 	if err := chromedp.Do(ctx, chromedp.Navigate(url+"/")); err != nil {
 		t.Fatal(err)
