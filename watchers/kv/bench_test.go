@@ -55,12 +55,12 @@ func benchConn(b *testing.B, s *server.Server) *nats.Conn {
 	return nc
 }
 
-// benchWatcher builds a watch-mode kv watcher on nc storing into data.
-func benchWatcher(b *testing.B, nc *nats.Conn, data watchers.DataStore) *Watcher {
+// benchWatcher builds a watch-mode kv watcher of the key "spec" with d's
+// connection, data store and reconnect hook (the rest of d is filled in).
+func benchWatcher(b *testing.B, d watchers.Deps) *Watcher {
 	b.Helper()
-	w, err := watchertest.New(watchers.Deps{
-		Machine: "bench", Watcher: "spec", Log: slog.New(slog.DiscardHandler), Data: data, Conn: nc,
-	}, "kv", `{"bucket":"MACHINES","key":"spec"}`)
+	d.Machine, d.Watcher, d.Log = "bench", "spec", slog.New(slog.DiscardHandler)
+	w, err := watchertest.New(d, "kv", `{"bucket":"MACHINES","key":"spec"}`)
 	if err != nil {
 		b.Fatalf("build kv watcher: %v", err)
 	}
@@ -133,7 +133,7 @@ func BenchmarkPutToWatcher(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			s, kv := benchServer(b)
-			w := benchWatcher(b, benchConn(b, s), bc.store(b))
+			w := benchWatcher(b, watchers.Deps{Conn: benchConn(b, s), Data: bc.store(b)})
 			ctx, cancel := context.WithCancel(b.Context())
 			var wg sync.WaitGroup
 			defer wg.Wait()

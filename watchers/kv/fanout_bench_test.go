@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mms-io/mms/watchers"
 	"github.com/mms-io/mms/watchers/watchertest"
 	"github.com/nats-io/nats.go"
 )
@@ -78,7 +79,7 @@ func benchFanout(b *testing.B, n int) {
 		b.Fatal(err)
 	}
 	for i, nc := range conns {
-		w := benchWatcher(b, nc, watchertest.NewStore())
+		w := benchWatcher(b, watchers.Deps{Conn: nc, Data: watchertest.NewStore()})
 		runner(ctx, &wg, w, func(rev uint64) { f.saw(i, rev) })
 	}
 	waitFan(b, done, n, "the initial value")

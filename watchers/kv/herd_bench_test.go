@@ -105,14 +105,8 @@ func benchRestartHerd(b *testing.B, n, queue int) {
 	}
 	for i := range n {
 		c := herdClient(b, s.ClientURL())
-		w, err := watchertest.New(watchers.Deps{
-			Machine: "bench", Watcher: "spec", Log: slog.New(slog.DiscardHandler), Data: watchertest.NewStore(),
-			Conn: c.Conn, OnReconnect: c.Status.OnReconnect,
-		}, "kv", `{"bucket":"MACHINES","key":"spec"}`)
-		if err != nil {
-			b.Fatalf("build kv watcher: %v", err)
-		}
-		runner(ctx, &wg, w.(*Watcher), func(rev uint64) { f.saw(i, rev) })
+		w := benchWatcher(b, watchers.Deps{Conn: c.Conn, Data: watchertest.NewStore(), OnReconnect: c.Status.OnReconnect})
+		runner(ctx, &wg, w, func(rev uint64) { f.saw(i, rev) })
 	}
 	waitFan(b, done, n, "the initial value")
 
