@@ -199,12 +199,15 @@ func (c *Client) JetStream(opts ...jetstream.JetStreamOpt) (jetstream.JetStream,
 	return js, nil
 }
 
-// handlers returns the connection callbacks: each logs and updates Status.
-// They run on the nats.go callback goroutine and must not block.
+// handlers returns the connection callbacks: each logs and then updates
+// Status, so whoever sees a change in Status (a test, the status document)
+// finds its log line already written. They run on the nats.go callback
+// goroutine and must not block.
 func (c *Client) handlers(log *slog.Logger) []nats.Option {
 	st := c.Status
 	return []nats.Option{
 		nats.ConnectHandler(func(nc *nats.Conn) {
+			log.Info("nats connected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
 			st.connected(nc, false)
 			// A first connection made in the background (RetryOnFailedConnect)
 			// went through the reconnect loop; hooks run for it. One made
@@ -212,39 +215,38 @@ func (c *Client) handlers(log *slog.Logger) []nats.Option {
 			if nc.Stats().Reconnects > 0 {
 				st.signalHooks()
 			}
-			log.Info("nats connected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
 			st.connected(nc, true)
 			st.signalHooks()
-			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted(), "server", nc.ConnectedServerName())
 		}),
 		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
 			if nc.IsClosed() {
 				return // ClosedHandler reports it
 			}
-			st.disconnected(err)
 			log.Warn("nats disconnected", "error", err)
+			st.disconnected(err)
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
-			st.recordError(err)
 			log.Warn("nats connect attempt failed", "error", err)
+			st.recordError(err)
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
-			st.recordError(err)
 			attrs := []any{"error", err}
 			if sub != nil {
 				attrs = append(attrs, "subject", sub.Subject)
 			}
 			if errors.Is(err, nats.ErrPermissionViolation) {
 				log.Error("nats permission denied", attrs...)
-				return
+			} else {
+				log.Warn("nats async error", attrs...)
 			}
-			log.Warn("nats async error", attrs...)
+			st.recordError(err)
 		}),
 		nats.ClosedHandler(func(nc *nats.Conn) {
-			st.closed(nc.LastError())
 			log.Info("nats connection closed")
+			st.closed(nc.LastError())
 			close(c.closed)
 		}),
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -199,5 +200,65 @@ func TestCloseWaitsForClosedCallback(t *testing.T) {
 		if got := logs.String(); !strings.Contains(got, `msg="nats connection closed"`) {
 			t.Fatalf("run %d: Close returned before the closed callback logged; log so far:\n%s", i, got)
 		}
+	}
+}
+
+// statusAtLog is a slog handler that, for each record, notes what the
+// client's Status said at the moment the line was written.
+type statusAtLog struct {
+	slog.Handler
+	client *atomic.Pointer[Client]
+	mu     *sync.Mutex
+	seen   map[string]ConnState
+}
+
+func (h statusAtLog) Handle(ctx context.Context, r slog.Record) error {
+	if c := h.client.Load(); c != nil {
+		h.mu.Lock()
+		h.seen[r.Message] = c.Status.Snapshot()
+		h.mu.Unlock()
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+// TestLogLineBeforeStatus checks that a connection event is logged before
+// Status shows it, so whoever sees the change in Status (the status
+// document, a test polling it) finds the log line already written.
+func TestLogLineBeforeStatus(t *testing.T) {
+	dir := t.TempDir()
+	ctx1, stop1 := context.WithCancel(t.Context())
+	s1, err := StartServer(ctx1, ServerConfig{Port: -1, StoreDir: dir})
+	if err != nil {
+		t.Fatalf("StartServer() = %v", err)
+	}
+	t.Cleanup(s1.WaitForShutdown)
+	url, p := s1.ClientURL(), port(s1)
+
+	var (
+		client atomic.Pointer[Client]
+		mu     sync.Mutex
+		logs   syncbuf.Buffer
+	)
+	h := statusAtLog{Handler: slog.NewTextHandler(&logs, nil), client: &client, mu: &mu, seen: map[string]ConnState{}}
+	c := connect(t, ConnectConfig{Servers: []string{url}, FailFast: true, Log: slog.New(h)})
+	client.Store(c)
+
+	stop1()
+	s1.WaitForShutdown()
+	startServer(t, ServerConfig{Port: p, StoreDir: dir})
+	natstest.Eventually(t, 20*time.Second, func() error {
+		if st := c.Status.Snapshot(); st.Reconnects != 1 {
+			return fmt.Errorf("Snapshot().Reconnects = %d, want 1", st.Reconnects)
+		}
+		return nil
+	})
+
+	mu.Lock()
+	defer mu.Unlock()
+	if st, ok := h.seen["nats disconnected"]; !ok || st.Disconnects != 0 || !st.Connected {
+		t.Errorf("Status when \"nats disconnected\" was logged = %+v (logged %v), want still connected, 0 disconnects", st, ok)
+	}
+	if st, ok := h.seen["nats reconnected"]; !ok || st.Reconnects != 0 || st.Connected {
+		t.Errorf("Status when \"nats reconnected\" was logged = %+v (logged %v), want still disconnected, 0 reconnects", st, ok)
 	}
 }
