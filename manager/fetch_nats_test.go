@@ -182,6 +182,11 @@ func TestFetchObjectDirect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The subscription must be on the server before the first download's
+	// request is: nats.go sends the SUB from its flusher, later.
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { sub.Unsubscribe() })
 	fetchConn := natstest.Connect(t, srv)
 	f, _ := newTestFetcher(t, FetchConfig{Conn: fetchConn})

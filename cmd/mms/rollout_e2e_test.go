@@ -81,6 +81,9 @@ func TestRolloutAcrossAgents(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := nc.Flush(); err != nil { // the subscription is on the server before any put
+		t.Fatal(err)
+	}
 
 	// Every agent reports before the rollouts (the waves rank who reports).
 	for _, id := range ids {
