@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/internal/backoff"
+	"github.com/mms-io/mms/internal/kvwatch"
 	"github.com/mms-io/mms/internal/natsbox"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/manager/mmsmanager"
@@ -393,7 +394,7 @@ func (w *Watcher) restartIfSilent(ctx context.Context) error {
 		return nil
 	}
 	old := w.status
-	go func() { _ = old.Stop() }() // Stop can block for seconds when the consumer's server is gone
+	go func() { _ = kvwatch.Stop(old) }() // Stop can block for seconds when the consumer's server is gone
 	return w.rewatch(ctx, false)
 }
 
@@ -459,11 +460,14 @@ func (w *Watcher) rewatch(ctx context.Context, spec bool) error {
 
 // Stop stops the watches.
 func (w *Watcher) Stop() {
+	// kvwatch.Stop also reads what the watches still deliver: a status
+	// watch stopped while behind would otherwise keep nats.go's callback
+	// blocked for good.
 	if w.spec != nil {
-		_ = w.spec.Stop()
+		_ = kvwatch.Stop(w.spec)
 	}
 	if w.status != nil {
-		_ = w.status.Stop()
+		_ = kvwatch.Stop(w.status)
 	}
 	if w.end != nil {
 		w.end()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/mms-io/mms/internal/kvwatch"
 	"github.com/mms-io/mms/manager"
 	"github.com/mms-io/mms/manager/rollout"
 )
@@ -107,7 +108,7 @@ func (v *View) watch(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch bucket %s: %w", v.bucket, err)
 	}
-	defer func() { go func() { _ = w.Stop() }() }() // Stop can block for seconds when the consumer's server is gone
+	defer func() { go func() { _ = kvwatch.Stop(w) }() }() // Stop can block for seconds when the consumer's server is gone; kvwatch.Stop also frees a callback left blocked
 	tick := time.NewTicker(min(v.idle/4, time.Minute))
 	defer tick.Stop()
 	silence := time.NewTicker(SilenceCheck)

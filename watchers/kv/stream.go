@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mms-io/mms/internal/backoff"
+	"github.com/mms-io/mms/internal/kvwatch"
 )
 
 // Stream follows the key until ctx is done. In watch mode it keeps a KV
@@ -176,6 +177,7 @@ func (s *stream) drop() {
 		return
 	}
 	s.stopWatch()
+	kvwatch.Discard(s.kw) // nats.go's callback may be waiting on a full channel
 	s.kw, s.stopWatch = nil, nil
 }
 
