@@ -1,4 +1,4 @@
-package main
+package bench_test
 
 import (
 	"bytes"
@@ -22,10 +22,12 @@ import (
 	"github.com/mms-io/mms/internal/syncbuf"
 )
 
-// TestBenchQuick builds the binary and runs `mms bench --quick` as a user
-// would, the table on stdout and the JSON report in a file. It checks
+// TestBenchQuick builds the mms binary and runs `mms bench --quick` as a
+// user would, the table on stdout and the JSON report in a file. It checks
 // that every row was measured (none failed, each has numbers) and printed,
-// and that the JSON parses; it asserts nothing about time.
+// and that the JSON parses; it asserts nothing about time. It lives here
+// rather than in cmd/mms, whose end-to-end tests fill most of one test
+// binary's ten minutes without it.
 func TestBenchQuick(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the idle row reads /proc")
@@ -39,7 +41,7 @@ func TestBenchQuick(t *testing.T) {
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "mms")
-	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command(goTool, "build", "-o", bin, "github.com/mms-io/mms/cmd/mms").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	t.Run("sharded fleet", func(t *testing.T) { testBenchShards(t, bin, dir) })
