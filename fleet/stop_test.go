@@ -3,8 +3,6 @@ package fleet_test
 import (
 	"errors"
 	"fmt"
-	"runtime/pprof"
-	"strings"
 	"testing"
 	"time"
 
@@ -12,14 +10,6 @@ import (
 	"github.com/mms-io/mms/internal/natstest"
 	"github.com/mms-io/mms/nodestatus/nodestatustest"
 )
-
-// blockedCallbacks counts the goroutines inside a KV watch's delivery
-// callback, which only stay there while the watch's channel is full.
-func blockedCallbacks() int {
-	var b strings.Builder
-	_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
-	return strings.Count(b.String(), "jetstream.(*kvs).WatchFiltered.func")
-}
 
 // TestStopFreesAWatchBehind: a Watcher stopped while more documents wait
 // than its status watch's channel holds (a large fleet that nobody read
@@ -35,14 +25,14 @@ func TestStopFreesAWatchBehind(t *testing.T) {
 		b.putDoc(nodestatustest.Applied(fmt.Sprintf("node%03d.example", i), 1, time.Now()))
 	}
 	natstest.Eventually(t, 10*time.Second, func() error {
-		if blockedCallbacks() == 0 {
+		if natstest.BlockedWatchCallbacks() == 0 {
 			return errors.New("the status watch's callback is not waiting yet")
 		}
 		return nil
 	})
 	w.Stop()
 	natstest.Eventually(t, 10*time.Second, func() error {
-		if n := blockedCallbacks(); n > 0 {
+		if n := natstest.BlockedWatchCallbacks(); n > 0 {
 			return fmt.Errorf("%d watch callbacks still blocked after Stop", n)
 		}
 		return nil

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/pprof"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,13 +12,6 @@ import (
 	"github.com/mms-io/mms/internal/kvwatch"
 	"github.com/mms-io/mms/internal/natstest"
 )
-
-// callbacks counts the goroutines inside a KV watch's delivery callback.
-func callbacks() int {
-	var b strings.Builder
-	_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
-	return strings.Count(b.String(), "jetstream.(*kvs).WatchFiltered.func")
-}
 
 // behindWatch returns a watch of a bucket of 300 keys whose callback is
 // blocked: nobody read its first 256 entries.
@@ -48,7 +39,7 @@ func behindWatch(t *testing.T, ctx context.Context) jetstream.KeyWatcher {
 		if n := len(w.Updates()); n < cap(w.Updates()) {
 			return fmt.Errorf("%d entries waiting, want the channel full (%d)", n, cap(w.Updates()))
 		}
-		if callbacks() == 0 {
+		if natstest.BlockedWatchCallbacks() == 0 {
 			return errors.New("no callback waiting")
 		}
 		return nil
@@ -59,7 +50,7 @@ func behindWatch(t *testing.T, ctx context.Context) jetstream.KeyWatcher {
 func wantNoCallback(t *testing.T) {
 	t.Helper()
 	natstest.Eventually(t, 10*time.Second, func() error {
-		if n := callbacks(); n > 0 {
+		if n := natstest.BlockedWatchCallbacks(); n > 0 {
 			return fmt.Errorf("%d watch callbacks still blocked", n)
 		}
 		return nil

@@ -79,14 +79,7 @@ func TestConnectMissingContext(t *testing.T) {
 }
 
 func TestReconnectAfterServerRestart(t *testing.T) {
-	dir := t.TempDir()
-	ctx1, stop1 := context.WithCancel(t.Context())
-	s1, err := StartServer(ctx1, ServerConfig{Port: -1, StoreDir: dir})
-	if err != nil {
-		t.Fatalf("StartServer() = %v", err)
-	}
-	t.Cleanup(s1.WaitForShutdown)
-	url, p := s1.ClientURL(), port(s1) // loopback TCP: in-process connections do not reconnect
+	url, stop, start := restartable(t)
 
 	var logs syncbuf.Buffer
 	c := connect(t, ConnectConfig{Servers: []string{url}, FailFast: true, Log: logs.Logger(slog.LevelInfo)})
@@ -109,15 +102,14 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	remove := c.Status.OnReconnect(func() { removed.Store(true) })
 	remove()
 
-	stop1()
-	s1.WaitForShutdown()
+	stop()
 	natstest.Eventually(t, 10*time.Second, func() error {
 		if c.Status.Snapshot().Connected {
 			return errors.New("still connected")
 		}
 		return nil
 	})
-	startServer(t, ServerConfig{Port: p, StoreDir: dir})
+	start()
 
 	natstest.Eventually(t, 20*time.Second, func() error {
 		if got := hookSaw.Load(); got != 1 {
@@ -225,14 +217,7 @@ func (h statusAtLog) Handle(ctx context.Context, r slog.Record) error {
 // Status shows it, so whoever sees the change in Status (the status
 // document, a test polling it) finds the log line already written.
 func TestLogLineBeforeStatus(t *testing.T) {
-	dir := t.TempDir()
-	ctx1, stop1 := context.WithCancel(t.Context())
-	s1, err := StartServer(ctx1, ServerConfig{Port: -1, StoreDir: dir})
-	if err != nil {
-		t.Fatalf("StartServer() = %v", err)
-	}
-	t.Cleanup(s1.WaitForShutdown)
-	url, p := s1.ClientURL(), port(s1)
+	url, stop, start := restartable(t)
 
 	var (
 		client atomic.Pointer[Client]
@@ -243,9 +228,8 @@ func TestLogLineBeforeStatus(t *testing.T) {
 	c := connect(t, ConnectConfig{Servers: []string{url}, FailFast: true, Log: slog.New(h)})
 	client.Store(c)
 
-	stop1()
-	s1.WaitForShutdown()
-	startServer(t, ServerConfig{Port: p, StoreDir: dir})
+	stop()
+	start()
 	natstest.Eventually(t, 20*time.Second, func() error {
 		if st := c.Status.Snapshot(); st.Reconnects != 1 {
 			return fmt.Errorf("Snapshot().Reconnects = %d, want 1", st.Reconnects)

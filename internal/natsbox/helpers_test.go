@@ -1,6 +1,7 @@
 package natsbox
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -36,6 +37,28 @@ func startServer(t *testing.T, cfg ServerConfig) *server.Server {
 	}
 	t.Cleanup(s.WaitForShutdown)
 	return s
+}
+
+// restartable starts a server on a loopback port with a store of its own
+// (in-process connections do not reconnect) and returns its client URL, a
+// stop that shuts it down and waits, and a start that starts it again on
+// the same port and store.
+func restartable(t *testing.T) (url string, stop, start func()) {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(t.Context())
+	s, err := StartServer(ctx, ServerConfig{Port: -1, StoreDir: dir})
+	if err != nil {
+		t.Fatalf("StartServer() = %v", err)
+	}
+	t.Cleanup(s.WaitForShutdown)
+	p := port(s)
+	stop = func() {
+		cancel()
+		s.WaitForShutdown()
+	}
+	start = func() { startServer(t, ServerConfig{Port: p, StoreDir: dir}) }
+	return s.ClientURL(), stop, start
 }
 
 // connect connects with cfg and closes the client when the test ends.
