@@ -108,7 +108,9 @@ func (v *View) watch(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch bucket %s: %w", v.bucket, err)
 	}
-	defer func() { go func() { _ = kvwatch.Stop(w) }() }() // Stop can block for seconds when the consumer's server is gone; kvwatch.Stop also frees a callback left blocked
+	// Stop can block for seconds when the consumer's server is gone;
+	// kvwatch.Stop also frees nats.go's callback if it was left blocked.
+	defer func() { go func() { _ = kvwatch.Stop(w) }() }()
 	tick := time.NewTicker(min(v.idle/4, time.Minute))
 	defer tick.Stop()
 	silence := time.NewTicker(SilenceCheck)

@@ -77,7 +77,9 @@
 // server did not make, is retried with a backoff drawn at random, so a
 // fleet that lost its watches together does not retry together. A watch
 // is stopped by cancelling its context, so the consumer is removed in the
-// background and nothing waits for the server.
+// background and nothing waits for the server; what it still delivers is
+// read and dropped (package kvwatch), so nats.go's callback never stays
+// blocked on it.
 //
 // # Poll mode
 //
