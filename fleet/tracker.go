@@ -462,13 +462,9 @@ func (w *Watcher) rewatch(ctx context.Context, spec bool) error {
 func (w *Watcher) Stop() {
 	// kvwatch.Stop also reads what the watches still deliver: a status
 	// watch stopped while behind would otherwise keep nats.go's callback
-	// blocked for good.
-	if w.spec != nil {
-		_ = kvwatch.Stop(w.spec)
-	}
-	if w.status != nil {
-		_ = kvwatch.Stop(w.status)
-	}
+	// blocked for good. It ignores a watch never started (nil).
+	_ = kvwatch.Stop(w.spec)
+	_ = kvwatch.Stop(w.status)
 	if w.end != nil {
 		w.end()
 	}
